@@ -1,0 +1,441 @@
+//! The lab's commands: `up`, `down`, `reboot`, `partition`, `heal`, `status`
+//! and `exec`, built from the pieces in the other modules.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::boot::{self, HostInit};
+use crate::cgroup;
+use crate::host_exec::host_command;
+use crate::image;
+use crate::network;
+use crate::paths::LabPaths;
+use crate::rootfs::{self, HostFiles};
+use crate::state::{HostState, LabState};
+use crate::units::UNITS;
+
+/// berth's binaries that `up` installs into every host when they were built.
+pub const BERTH_BINARIES: &[&str] = &["berth", "berth-agent", "berth-master", "berth-shim"];
+
+/// How long a host may take to boot (systemd and dockerd) before `up` fails.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a graceful shutdown may take before the host is killed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What `up` should build.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Number of hosts, named `h1..hN`.
+    pub hosts: usize,
+    /// Directory holding freshly built berth binaries; `None` boots bare hosts
+    /// (for tests that install berth from its packages).
+    pub berth_bin_dir: Option<PathBuf>,
+}
+
+/// Lab names end up in directory and cgroup names: keep them simple.
+pub fn validate_lab_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if !ok {
+        bail!(
+            "lab name {name:?} must be 1-32 characters of a-z, 0-9 and '-', not starting with '-'"
+        );
+    }
+    Ok(())
+}
+
+/// Boots a new lab. On failure everything already made is torn down again.
+pub fn up(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabState> {
+    validate_lab_name(&paths.name)?;
+    if options.hosts == 0 || options.hosts > 50 {
+        bail!("--hosts must be between 1 and 50, got {}", options.hosts);
+    }
+    if paths.root().exists() {
+        bail!(
+            "lab {:?} is already up (or was not torn down): run `berth-lab down --name {}` first",
+            paths.name,
+            paths.name
+        );
+    }
+    let result = boot_new_lab(paths, options);
+    if result.is_err() {
+        if let Err(e) = down(paths) {
+            eprintln!("berth-lab: cleaning up after the failed boot also failed: {e:#}");
+        }
+    }
+    result
+}
+
+fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabState> {
+    let root = paths.root();
+    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    // The hosts' disks live on this tmpfs: `down` drops them in one unmount
+    // and nothing lands on the machine's own /var.
+    mount(
+        Some("tmpfs"),
+        &root,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0700,size=50%"),
+    )
+    .with_context(|| format!("mounting a tmpfs on {}", root.display()))?;
+    mount(
+        None::<&str>,
+        &root,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("making the state dir private")?;
+
+    let mut state = LabState {
+        name: paths.name.clone(),
+        subnet: network::SUBNET.into(),
+        hosts: Vec::new(),
+    };
+    for index in 1..=options.hosts {
+        state.hosts.push(HostState {
+            name: format!("h{index}"),
+            address: network::host_address(index),
+            pid: None,
+            start_time: None,
+            partitioned: false,
+        });
+    }
+    state.save(&paths.state_file())?;
+
+    image::build_tarball(&root, &paths.busybox_tar())?;
+    network::create_switch(&paths.switch_netns())?;
+
+    let hierarchies = cgroup::hierarchies()?;
+    let hosts_file = hosts_file(&state);
+    let binaries = berth_binaries(options.berth_bin_dir.as_deref())?;
+    let units: Vec<(&str, &str)> = UNITS
+        .iter()
+        .copied()
+        .filter(|(name, _)| is_unit_file(name))
+        .collect();
+    for i in 0..state.hosts.len() {
+        let name = state.hosts[i].name.clone();
+        let files = HostFiles {
+            hostname: &name,
+            hosts_file: hosts_file.clone(),
+            binaries: binaries.clone(),
+            units: &units,
+        };
+        rootfs::prepare_upper(&paths.host(&name), &files)?;
+        let init = boot::boot_host(&paths.name, &name, &paths.host(&name), &hierarchies)?;
+        record_boot(&mut state.hosts[i], init);
+        state.save(&paths.state_file())?;
+        network::attach_host(
+            &paths.switch_netns(),
+            &name,
+            init.pid,
+            state.hosts[i].address,
+            false,
+        )?;
+    }
+
+    // Every fork is done: the hosts finish booting side by side.
+    std::thread::scope(|scope| {
+        let waits: Vec<_> = state
+            .hosts
+            .iter()
+            .map(|host| scope.spawn(move || finish_boot(paths, host)))
+            .collect();
+        waits
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("boot thread panicked")))
+            })
+            .collect::<anyhow::Result<Vec<()>>>()
+    })?;
+    Ok(state)
+}
+
+fn is_unit_file(name: &str) -> bool {
+    [
+        ".service", ".slice", ".socket", ".target", ".timer", ".path",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
+}
+
+fn record_boot(host: &mut HostState, init: HostInit) {
+    host.pid = Some(init.pid);
+    host.start_time = Some(init.start_time);
+}
+
+fn hosts_file(state: &LabState) -> String {
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for host in &state.hosts {
+        text.push_str(&format!("{}\t{}\n", host.address, host.name));
+    }
+    text
+}
+
+/// The berth binaries found in `dir`. A missing directory is an error; a
+/// binary that is not built yet is skipped.
+fn berth_binaries(dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(dir) = dir else {
+        return Ok(Vec::new());
+    };
+    if !dir.is_dir() {
+        bail!("--bin-dir {} is not a directory", dir.display());
+    }
+    Ok(BERTH_BINARIES
+        .iter()
+        .map(|b| dir.join(b))
+        .filter(|p| p.is_file())
+        .collect())
+}
+
+/// Waits until the host's systemd reports `running`, then loads the image.
+fn finish_boot(paths: &LabPaths, host: &HostState) -> anyhow::Result<()> {
+    let pid = host.pid.context("host has no PID")?;
+    wait_until_running(pid, &host.name, &paths.host(&host.name).console_log())?;
+    image::ensure_loaded(pid, &paths.busybox_tar()).with_context(|| format!("host {}", host.name))
+}
+
+fn wait_until_running(pid: i32, name: &str, console_log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let state = system_state(pid);
+        match state.as_str() {
+            "running" => return Ok(()),
+            "degraded" => {
+                let failed = host_output(pid, &["systemctl", "--failed", "--no-legend", "--plain"]);
+                bail!("host {name} booted degraded; failed units:\n{failed}");
+            }
+            _ if Instant::now() > deadline => {
+                let console = fs::read_to_string(console_log).unwrap_or_default();
+                let tail: Vec<&str> = console.lines().rev().take(20).collect();
+                bail!(
+                    "host {name} did not finish booting within {BOOT_TIMEOUT:?} (state {state:?}); console:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            _ => sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// `systemctl is-system-running` in the host, or `"offline"` when it cannot
+/// be asked.
+fn system_state(pid: i32) -> String {
+    host_output(pid, &["systemctl", "is-system-running"])
+        .trim()
+        .to_owned()
+}
+
+fn host_output(pid: i32, argv: &[&str]) -> String {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    match host_command(pid, &argv).stderr(Stdio::null()).output() {
+        Ok(out) if !out.stdout.is_empty() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => "offline".into(),
+    }
+}
+
+/// Tears a lab down: kills its hosts, removes their cgroups, the switch and
+/// every mount under the state directory. Works on a half-booted lab too.
+pub fn down(paths: &LabPaths) -> anyhow::Result<()> {
+    validate_lab_name(&paths.name)?;
+    let hierarchies = cgroup::hierarchies()?;
+    if let Ok(state) = LabState::load(&paths.state_file()) {
+        for host in &state.hosts {
+            if let (Some(pid), Some(start)) = (host.pid, host.start_time) {
+                boot::kill_host(pid, start);
+            }
+        }
+    }
+    // Anything else still in the lab's cgroups (a host whose PID was never
+    // recorded) goes too.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pids = cgroup::live_pids(&hierarchies, &paths.name, None);
+        if pids.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("processes {pids:?} in lab {:?} did not exit", paths.name);
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        sleep(Duration::from_millis(50));
+    }
+    cgroup::remove_lab(&hierarchies, &paths.name)?;
+    network::remove_switch(&paths.switch_netns())?;
+    unmount_below(&paths.root())?;
+    if paths.root().exists() {
+        fs::remove_dir(paths.root())
+            .with_context(|| format!("removing {}", paths.root().display()))?;
+    }
+    // The state root goes too once the last lab is down.
+    let _ = fs::remove_dir(&paths.state_root);
+    Ok(())
+}
+
+/// Unmounts everything at or below `dir`, deepest first.
+fn unmount_below(dir: &Path) -> anyhow::Result<()> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut targets: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    targets.dedup();
+    for target in targets {
+        umount2(&target, MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting {}", target.display()))?;
+    }
+    Ok(())
+}
+
+fn load_running(paths: &LabPaths) -> anyhow::Result<LabState> {
+    validate_lab_name(&paths.name)?;
+    if !paths.state_file().exists() {
+        bail!(
+            "lab {:?} is not up: run `berth-lab up --name {}`",
+            paths.name,
+            paths.name
+        );
+    }
+    LabState::load(&paths.state_file())
+}
+
+/// The PID of a running host, or a clear error.
+pub fn host_pid(paths: &LabPaths, host: &str) -> anyhow::Result<i32> {
+    let state = load_running(paths)?;
+    let host = state.host(host)?;
+    match (host.pid, host.start_time) {
+        (Some(pid), Some(start)) if boot::is_running(pid, start) => Ok(pid),
+        _ => bail!("host {} of lab {:?} is not running", host.name, paths.name),
+    }
+}
+
+/// Stops a host (gracefully, then by force) and boots it again on the same
+/// disk; `/run` and `/tmp` start empty.
+pub fn reboot(paths: &LabPaths, host_name: &str) -> anyhow::Result<()> {
+    let mut state = load_running(paths)?;
+    let host = state.host(host_name)?.clone();
+    let hierarchies = cgroup::hierarchies()?;
+    if let (Some(pid), Some(start)) = (host.pid, host.start_time) {
+        stop_host(pid, start);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cgroup::live_pids(&hierarchies, &paths.name, Some(host_name)).is_empty() {
+        if Instant::now() > deadline {
+            bail!("host {host_name} did not stop");
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let init = boot::boot_host(&paths.name, host_name, &paths.host(host_name), &hierarchies)?;
+    record_boot(state.host_mut(host_name)?, init);
+    state.save(&paths.state_file())?;
+    network::attach_host(
+        &paths.switch_netns(),
+        host_name,
+        init.pid,
+        host.address,
+        host.partitioned,
+    )?;
+    finish_boot(paths, state.host(host_name)?)
+}
+
+/// Asks the host's systemd to power off, and kills it if it takes too long.
+fn stop_host(pid: i32, start_time: u64) {
+    let poweroff = ["systemctl", "poweroff", "--no-block"].map(String::from);
+    let _ = host_command(pid, &poweroff)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+    while boot::is_running(pid, start_time) && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    boot::kill_host(pid, start_time);
+}
+
+/// Cuts a host off the lab network, or (`cut == false`) plugs it back in.
+pub fn set_partitioned(paths: &LabPaths, host_name: &str, cut: bool) -> anyhow::Result<()> {
+    let mut state = load_running(paths)?;
+    state.host(host_name)?;
+    if cut {
+        network::partition(&paths.switch_netns(), host_name)?;
+    } else {
+        network::heal(&paths.switch_netns(), host_name)?;
+    }
+    state.host_mut(host_name)?.partitioned = cut;
+    state.save(&paths.state_file())
+}
+
+/// One host as `status` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostStatus {
+    /// The host's name.
+    pub name: String,
+    /// Its lab address.
+    pub address: std::net::Ipv4Addr,
+    /// PID of its systemd, if it runs.
+    pub pid: Option<i32>,
+    /// `systemctl is-system-running`, or `stopped`.
+    pub state: String,
+    /// Whether it is cut off the lab network.
+    pub partitioned: bool,
+}
+
+/// The hosts of a lab and how they are doing.
+pub fn status(paths: &LabPaths) -> anyhow::Result<Vec<HostStatus>> {
+    let state = load_running(paths)?;
+    Ok(state
+        .hosts
+        .iter()
+        .map(|h| {
+            let running =
+                matches!((h.pid, h.start_time), (Some(p), Some(s)) if boot::is_running(p, s));
+            HostStatus {
+                name: h.name.clone(),
+                address: h.address,
+                pid: h.pid.filter(|_| running),
+                state: match h.pid {
+                    Some(pid) if running => system_state(pid),
+                    _ => "stopped".into(),
+                },
+                partitioned: h.partitioned,
+            }
+        })
+        .collect())
+}
+
+/// Names of the labs that are up under `state_root`.
+pub fn list_labs(state_root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(state_root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("lab.json").exists())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

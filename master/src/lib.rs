@@ -1,0 +1,3 @@
+//! berth-master: cluster state, the HTTP API, the scheduler and node
+//! lifecycle.
+#![forbid(unsafe_code)]

@@ -1,0 +1,255 @@
+//! The end-to-end test harness: boots a lab through the real `berth-lab`
+//! binary, runs commands in its hosts and asserts on what they print.
+//!
+//! Lab tests need root and real hosts. They are `#[ignore]`d so that plain
+//! `cargo test` runs only the fast suite; `scripts/test` runs them with
+//! `--ignored`.
+//!
+//! ```no_run
+//! let lab = berth_harness::Lab::up("example", 2);
+//! lab.exec("h1", &["systemctl", "is-system-running"]).assert_success();
+//! ```
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// Where cargo put the workspace's binaries (`berth-lab`, `berth-agent`, ...).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("BERTH_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    target.join(profile)
+}
+
+/// The `berth-lab` binary the tests drive.
+pub fn lab_binary() -> PathBuf {
+    let path = bin_dir().join("berth-lab");
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// A lab host as `berth-lab status --json` reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Host {
+    /// `h1`, `h2`, ...
+    pub name: String,
+    /// Lab address.
+    pub address: Ipv4Addr,
+    /// PID of the host's systemd on the machine.
+    pub pid: Option<i32>,
+    /// `systemctl is-system-running`, or `stopped`.
+    pub state: String,
+    /// Whether the host is cut off.
+    pub partitioned: bool,
+}
+
+/// A running lab; dropping it tears it down.
+#[derive(Debug)]
+pub struct Lab {
+    name: String,
+    /// How long `berth-lab up` took.
+    pub boot_time: Duration,
+    down: bool,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    /// The command, for messages.
+    pub command: String,
+    /// The raw output.
+    pub output: Output,
+}
+
+impl Run {
+    /// Standard output as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Standard error as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Whether the command exited 0.
+    pub fn success(&self) -> bool {
+        self.output.status.success()
+    }
+
+    /// The exit code (`None` if killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// Panics with the command's output unless it exited 0; returns stdout.
+    #[track_caller]
+    pub fn assert_success(&self) -> String {
+        assert!(
+            self.success(),
+            "`{}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.command,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self.stdout()
+    }
+
+    /// Panics unless the command failed; returns stderr.
+    #[track_caller]
+    pub fn assert_failure(&self) -> String {
+        assert!(
+            !self.success(),
+            "`{}` succeeded but should have failed:\n{}",
+            self.command,
+            self.stdout()
+        );
+        self.stderr()
+    }
+}
+
+/// Runs `berth-lab` with `args` and captures what it prints.
+pub fn berth_lab(args: &[&str]) -> Run {
+    let output = Command::new(lab_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running berth-lab");
+    Run {
+        command: format!("berth-lab {}", args.join(" ")),
+        output,
+    }
+}
+
+impl Lab {
+    /// Boots a lab named `berth-test-<name>` with `hosts` hosts and berth's
+    /// freshly built binaries installed. A lab of that name left over from an
+    /// earlier, interrupted run is torn down first.
+    #[track_caller]
+    pub fn up(name: &str, hosts: usize) -> Lab {
+        Self::up_with(name, hosts, &[])
+    }
+
+    /// Like [`Lab::up`], with extra `berth-lab up` arguments (e.g. `--bare`).
+    #[track_caller]
+    pub fn up_with(name: &str, hosts: usize, extra: &[&str]) -> Lab {
+        let name = format!("t-{name}");
+        berth_lab(&["down", "--name", &name]);
+        let hosts = hosts.to_string();
+        let bin_dir = bin_dir();
+        let bin_dir = bin_dir.to_string_lossy();
+        let mut args = vec!["up", "--name", &name, "--hosts", &hosts];
+        if extra.is_empty() {
+            args.extend(["--bin-dir", &bin_dir]);
+        }
+        args.extend(extra);
+        let started = Instant::now();
+        berth_lab(&args).assert_success();
+        Lab {
+            name,
+            boot_time: started.elapsed(),
+            down: false,
+        }
+    }
+
+    /// The lab's name as `berth-lab --name` takes it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `berth-lab --name <lab> <args>`.
+    pub fn lab(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--name", &self.name];
+        all.extend(args);
+        berth_lab(&all)
+    }
+
+    /// Runs `argv` inside `host`.
+    pub fn exec(&self, host: &str, argv: &[&str]) -> Run {
+        let mut all = vec!["exec", "--name", &self.name, host, "--"];
+        all.extend(argv);
+        let mut run = berth_lab(&all);
+        run.command = format!("[{host}] {}", argv.join(" "));
+        run
+    }
+
+    /// Runs a shell script inside `host` (with `sh -c`).
+    pub fn sh(&self, host: &str, script: &str) -> Run {
+        self.exec(host, &["sh", "-c", script])
+    }
+
+    /// The hosts and their state.
+    #[track_caller]
+    pub fn status(&self) -> Vec<Host> {
+        let out = self.lab(&["status", "--json"]).assert_success();
+        serde_json::from_str(&out).expect("parsing berth-lab status --json")
+    }
+
+    /// One host's entry in [`Lab::status`].
+    #[track_caller]
+    pub fn host(&self, name: &str) -> Host {
+        self.status()
+            .into_iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    /// Retries `check` until it returns `Some`, or panics after `timeout`
+    /// with `what`.
+    #[track_caller]
+    pub fn eventually<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Tears the lab down now and returns how long it took.
+    #[track_caller]
+    pub fn down(mut self) -> Duration {
+        let started = Instant::now();
+        self.lab(&["down"]).assert_success();
+        self.down = true;
+        started.elapsed()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.down {
+            let run = self.lab(&["down"]);
+            if !run.success() {
+                eprintln!("tearing down lab {} failed: {}", self.name, run.stderr());
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end lab tests live in `tests/`; this crate has no library code.
