@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use berth_harness::{berth_lab, Lab};
 
-
 /// Pings `to` once from `from`; true if it answered.
 fn pings(lab: &Lab, from: &str, to: &str) -> bool {
-    lab.exec(from, &["busybox", "ping", "-c", "1", "-W", "1", to]).success()
+    lab.exec(from, &["busybox", "ping", "-c", "1", "-W", "1", to])
+        .success()
 }
 
 /// The machine's own global IPv4 addresses.
@@ -35,26 +35,48 @@ fn machine_addresses() -> Vec<String> {
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn hosts_run_systemd_and_docker_on_a_private_network() {
     let lab = Lab::up("boot", 3);
-    eprintln!("measured: berth-lab up --hosts 3 took {:.2?}", lab.boot_time);
+    eprintln!(
+        "measured: berth-lab up --hosts 3 took {:.2?}",
+        lab.boot_time
+    );
 
-    let state = lab.exec("h2", &["systemctl", "is-system-running"]).assert_success();
+    let state = lab
+        .exec("h2", &["systemctl", "is-system-running"])
+        .assert_success();
     assert_eq!(state.trim(), "running");
-    let echoed = lab.exec("h3", &["docker", "run", "--rm", "local/busybox", "echo", "ok"]).assert_success();
+    let echoed = lab
+        .exec(
+            "h3",
+            &["docker", "run", "--rm", "local/busybox", "echo", "ok"],
+        )
+        .assert_success();
     assert_eq!(echoed.trim(), "ok");
 
     let h3 = lab.host("h3");
-    assert!(pings(&lab, "h1", &h3.address.to_string()), "h1 cannot reach h3 at {}", h3.address);
+    assert!(
+        pings(&lab, "h1", &h3.address.to_string()),
+        "h1 cannot reach h3 at {}",
+        h3.address
+    );
     assert!(pings(&lab, "h1", "h3"), "h1 cannot reach h3 by name");
 
     // Nothing outside the lab is reachable: no default route, so the kernel
     // refuses at once and no packet ever leaves the lab.
     let routes = lab.exec("h1", &["ip", "route"]).assert_success();
-    assert!(!routes.contains("default"), "h1 has a default route:\n{routes}");
+    assert!(
+        !routes.contains("default"),
+        "h1 has a default route:\n{routes}"
+    );
     let mut outside = vec!["192.0.2.1".to_string()];
     outside.extend(machine_addresses());
     for address in outside {
-        let err = lab.exec("h1", &["busybox", "nc", "-w", "1", &address, "22"]).assert_failure();
-        assert!(err.contains("unreachable"), "reaching {address} from h1: {err}");
+        let err = lab
+            .exec("h1", &["busybox", "nc", "-w", "1", &address, "22"])
+            .assert_failure();
+        assert!(
+            err.contains("unreachable"),
+            "reaching {address} from h1: {err}"
+        );
     }
 
     // `exec` passes stdin through and returns the command's exit code.
@@ -75,13 +97,32 @@ fn reboot_keeps_the_disk_and_forgets_run() {
 
     lab.lab(&["reboot", "h2"]).assert_success();
 
-    assert_ne!(lab.host("h2").pid, before, "h2 has the same PID 1 after reboot");
-    assert_eq!(lab.exec("h2", &["cat", "/var/lib/berth-test/file"]).assert_success().trim(), "kept");
-    lab.exec("h2", &["test", "-e", "/run/berth-test-file"]).assert_failure();
-    assert_eq!(lab.exec("h2", &["systemctl", "is-system-running"]).assert_success().trim(), "running");
+    assert_ne!(
+        lab.host("h2").pid,
+        before,
+        "h2 has the same PID 1 after reboot"
+    );
+    assert_eq!(
+        lab.exec("h2", &["cat", "/var/lib/berth-test/file"])
+            .assert_success()
+            .trim(),
+        "kept"
+    );
+    lab.exec("h2", &["test", "-e", "/run/berth-test-file"])
+        .assert_failure();
+    assert_eq!(
+        lab.exec("h2", &["systemctl", "is-system-running"])
+            .assert_success()
+            .trim(),
+        "running"
+    );
     // Docker's storage is part of the disk: the image survives.
-    lab.exec("h2", &["docker", "image", "inspect", "local/busybox"]).assert_success();
-    assert!(pings(&lab, "h1", "h2"), "h2 is off the network after reboot");
+    lab.exec("h2", &["docker", "image", "inspect", "local/busybox"])
+        .assert_success();
+    assert!(
+        pings(&lab, "h1", "h2"),
+        "h2 is off the network after reboot"
+    );
     // The other host was not touched.
     assert_eq!(lab.host("h1").state, "running");
 }
@@ -96,11 +137,16 @@ fn partition_cuts_a_host_off_and_heal_restores_it() {
     assert!(lab.host("h3").partitioned);
     assert!(!pings(&lab, "h1", "h3"), "h1 still reaches h3");
     assert!(!pings(&lab, "h3", "h2"), "h3 still reaches h2");
-    assert!(pings(&lab, "h1", "h2"), "the rest of the lab lost its network");
+    assert!(
+        pings(&lab, "h1", "h2"),
+        "the rest of the lab lost its network"
+    );
 
     lab.lab(&["heal", "h3"]).assert_success();
     assert!(!lab.host("h3").partitioned);
-    lab.eventually(Duration::from_secs(5), "h1 to reach h3 again", || pings(&lab, "h1", "h3").then_some(()));
+    lab.eventually(Duration::from_secs(5), "h1 to reach h3 again", || {
+        pings(&lab, "h1", "h3").then_some(())
+    });
 }
 
 /// Live processes of a lab, as (PID, start time): those in its cgroups.
@@ -139,14 +185,19 @@ fn lab_mounts(name: &str) -> Vec<String> {
     fs::read_to_string("/proc/self/mountinfo")
         .expect("mountinfo")
         .lines()
-        .filter(|l| l.contains(&format!("/berth-lab/{name}")) || l.contains(&format!("berth-lab.{name}")))
+        .filter(|l| {
+            l.contains(&format!("/berth-lab/{name}")) || l.contains(&format!("berth-lab.{name}"))
+        })
         .map(String::from)
         .collect()
 }
 
 fn lab_cgroups(name: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for hierarchy in fs::read_dir("/sys/fs/cgroup").expect("cgroup root").flatten() {
+    for hierarchy in fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup root")
+        .flatten()
+    {
         let dir = hierarchy.path().join(format!("berth-lab.{name}"));
         if dir.exists() {
             found.push(dir.display().to_string());
@@ -156,7 +207,10 @@ fn lab_cgroups(name: &str) -> Vec<String> {
 }
 
 fn links() -> String {
-    let out = std::process::Command::new("ip").args(["-br", "link"]).output().expect("ip link");
+    let out = std::process::Command::new("ip")
+        .args(["-br", "link"])
+        .output()
+        .expect("ip link");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -170,19 +224,35 @@ fn down_leaves_nothing_behind() {
     let lab = Lab::up("down", 2);
     let name = lab.name().to_owned();
     let hosts = lab_processes(&name);
-    assert!(hosts.len() > 6, "expected the hosts' systemd, journald, dockerd...: {hosts:?}");
+    assert!(
+        hosts.len() > 6,
+        "expected the hosts' systemd, journald, dockerd...: {hosts:?}"
+    );
     assert!(!lab_mounts(&name).is_empty());
     assert!(!lab_cgroups(&name).is_empty());
 
     lab.down();
 
     let left = still_running(&hosts);
-    assert!(left.is_empty(), "processes of the lab are still alive: {left:?}");
+    assert!(
+        left.is_empty(),
+        "processes of the lab are still alive: {left:?}"
+    );
     assert_eq!(lab_mounts(&name), Vec::<String>::new(), "mounts left");
     assert_eq!(lab_cgroups(&name), Vec::<String>::new(), "cgroups left");
-    assert!(!Path::new("/var/lib/berth-lab").join(&name).exists(), "state dir left");
-    assert_eq!(links(), links_before, "network links changed on the machine");
-    assert_eq!(fs::read_to_string(canary).expect("the canary in /tmp is gone"), "still here");
+    assert!(
+        !Path::new("/var/lib/berth-lab").join(&name).exists(),
+        "state dir left"
+    );
+    assert_eq!(
+        links(),
+        links_before,
+        "network links changed on the machine"
+    );
+    assert_eq!(
+        fs::read_to_string(canary).expect("the canary in /tmp is gone"),
+        "still here"
+    );
     fs::remove_file(canary).ok();
 
     // `down` of a lab that is not up is harmless, and `status` says so.

@@ -1,0 +1,289 @@
+//! The few Docker Engine API calls the shim makes, as plain HTTP/1.1 over
+//! Docker's unix socket: one connection per request (`Connection: close`),
+//! except attach, whose connection becomes the container's output stream.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use crate::DOCKER_TIMEOUT;
+
+/// A Docker daemon reachable on a unix socket.
+#[derive(Clone)]
+pub struct Docker {
+    socket: PathBuf,
+}
+
+/// What the shim needs from `GET /containers/{id}/json`.
+#[derive(Debug, Default)]
+pub struct ContainerState {
+    pub running: bool,
+    pub pid: u64,
+    pub oom_killed: bool,
+    pub tty: bool,
+}
+
+struct Response {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Docker {
+    /// Docker at `$DOCKER_HOST` (unix sockets only) or `/run/docker.sock`.
+    pub fn from_env() -> Result<Self, String> {
+        let socket = match std::env::var("DOCKER_HOST") {
+            Ok(host) => match host.strip_prefix("unix://") {
+                Some(path) => PathBuf::from(path),
+                None => {
+                    return Err(format!(
+                        "DOCKER_HOST={host:?}: only unix:// sockets are supported"
+                    ))
+                }
+            },
+            Err(_) => PathBuf::from("/run/docker.sock"),
+        };
+        Ok(Self { socket })
+    }
+
+    fn connect(&self) -> Result<UnixStream, String> {
+        let stream = UnixStream::connect(&self.socket)
+            .map_err(|e| format!("connecting to docker at {}: {e}", self.socket.display()))?;
+        Ok(stream)
+    }
+
+    fn send(
+        &self,
+        stream: &mut UnixStream,
+        method: &str,
+        path: &str,
+        upgrade: bool,
+    ) -> Result<(), String> {
+        let extra = if upgrade {
+            "Connection: Upgrade\r\nUpgrade: tcp\r\n"
+        } else {
+            "Connection: close\r\n"
+        };
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: docker\r\n{extra}Content-Length: 0\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("{method} {path}: {e}"))
+    }
+
+    fn request(&self, method: &str, path: &str) -> Result<Response, String> {
+        let mut stream = self.connect()?;
+        stream.set_read_timeout(Some(DOCKER_TIMEOUT)).ok();
+        self.send(&mut stream, method, path, false)?;
+        let mut reader = BufReader::new(stream);
+        let (status, headers) =
+            read_head(&mut reader).map_err(|e| format!("{method} {path}: {e}"))?;
+        let mut raw = Vec::new();
+        reader
+            .read_to_end(&mut raw)
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked { dechunk(&raw) } else { raw };
+        if status >= 400 {
+            return Err(format!(
+                "{method} {path}: {status} {}",
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        Ok(Response { status, body })
+    }
+
+    /// Opens the container's output stream (stdout and stderr, from now on).
+    pub fn attach(&self, container: &str) -> Result<impl Read, String> {
+        let mut stream = self.connect()?;
+        let path = format!(
+            "/containers/{}/attach?stream=1&stdout=1&stderr=1",
+            escape_path(container)
+        );
+        self.send(&mut stream, "POST", &path, true)?;
+        let mut reader = BufReader::new(stream);
+        let (status, _) = read_head(&mut reader).map_err(|e| format!("attaching: {e}"))?;
+        if status != 101 && status != 200 {
+            let mut body = String::new();
+            let _ = reader.read_to_string(&mut body);
+            return Err(format!("attaching: {status} {}", body.trim()));
+        }
+        Ok(reader)
+    }
+
+    /// Starts the container; one that already runs is adopted as it is.
+    pub fn start(&self, container: &str) -> Result<(), String> {
+        let response = self.request(
+            "POST",
+            &format!("/containers/{}/start", escape_path(container)),
+        )?;
+        debug_assert!(matches!(response.status, 204 | 304));
+        Ok(())
+    }
+
+    /// Asks Docker to stop the container: its stop signal, then SIGKILL after
+    /// `timeout` seconds.
+    pub fn stop(&self, container: &str, timeout: u32) -> Result<(), String> {
+        self.request(
+            "POST",
+            &format!("/containers/{}/stop?t={timeout}", escape_path(container)),
+        )
+        .map(drop)
+    }
+
+    /// Blocks until the container is not running and returns its exit code.
+    pub fn wait(&self, container: &str) -> Result<i64, String> {
+        let mut stream = self.connect()?;
+        let path = format!(
+            "/containers/{}/wait?condition=not-running",
+            escape_path(container)
+        );
+        self.send(&mut stream, "POST", &path, false)?;
+        let mut reader = BufReader::new(stream);
+        let (status, headers) = read_head(&mut reader).map_err(|e| format!("waiting: {e}"))?;
+        let mut raw = Vec::new();
+        reader
+            .read_to_end(&mut raw)
+            .map_err(|e| format!("waiting: {e}"))?;
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = String::from_utf8_lossy(&if chunked { dechunk(&raw) } else { raw }).into_owned();
+        if status >= 400 {
+            return Err(format!("waiting: {status} {}", body.trim()));
+        }
+        json_number(&body, "StatusCode")
+            .ok_or_else(|| format!("waiting: no StatusCode in {body:?}"))
+    }
+
+    /// The container's state as far as the shim cares.
+    pub fn inspect_state(&self, container: &str) -> Result<ContainerState, String> {
+        let response = self.request(
+            "GET",
+            &format!("/containers/{}/json", escape_path(container)),
+        )?;
+        let body = String::from_utf8_lossy(&response.body);
+        Ok(ContainerState {
+            running: json_bool(&body, "Running").unwrap_or(false),
+            pid: json_number(&body, "Pid")
+                .and_then(|p| u64::try_from(p).ok())
+                .unwrap_or(0),
+            oom_killed: json_bool(&body, "OOMKilled").unwrap_or(false),
+            tty: json_bool(&body, "Tty").unwrap_or(false),
+        })
+    }
+}
+
+/// Reads the status line and headers (names lowercased).
+fn read_head(reader: &mut impl BufRead) -> Result<(u16, Vec<(String, String)>), String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = trimmed.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    Ok((status, headers))
+}
+
+/// Decodes a chunked body (read to the end of the connection).
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut rest = raw;
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&rest[..end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
+        rest = &rest[end + 2..];
+        if size == 0 || size > rest.len() {
+            break;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or_default();
+    }
+    body
+}
+
+/// Container names and IDs are `[a-zA-Z0-9_.-]`; anything else is
+/// percent-encoded so it cannot change the request.
+fn escape_path(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The first `"key": <number>` in a JSON text. Docker's fields are unique
+/// enough in the objects the shim reads; a full JSON parser would cost RSS.
+fn json_number(json: &str, key: &str) -> Option<i64> {
+    let value = json_value(json, key)?;
+    let end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(value.len());
+    value[..end].parse().ok()
+}
+
+fn json_bool(json: &str, key: &str) -> Option<bool> {
+    let value = json_value(json, key)?;
+    if value.starts_with("true") {
+        Some(true)
+    } else if value.starts_with("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn json_value<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\":");
+    let start = json.find(&needle)? + needle.len();
+    Some(json[start..].trim_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fields_from_docker_json() {
+        let json = r#"{"Id":"abc","State":{"Status":"running","Running":true,"OOMKilled":false,"Pid":4242,"ExitCode":0},"Config":{"Tty":false}}"#;
+        assert_eq!(json_bool(json, "Running"), Some(true));
+        assert_eq!(json_bool(json, "OOMKilled"), Some(false));
+        assert_eq!(json_number(json, "Pid"), Some(4242));
+        assert_eq!(
+            json_number(r#"{"StatusCode": 137,"Error":null}"#, "StatusCode"),
+            Some(137)
+        );
+        assert_eq!(json_number("{}", "StatusCode"), None);
+    }
+
+    #[test]
+    fn decodes_chunked_bodies() {
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            b"hello world"
+        );
+    }
+
+    #[test]
+    fn escapes_path_segments() {
+        assert_eq!(escape_path("berth-web-app"), "berth-web-app");
+        assert_eq!(escape_path("a/../b?x"), "a%2F..%2Fb%3Fx");
+    }
+}
