@@ -2,3 +2,5 @@
 //! systemd units, runs their containers through Docker's API and reports to
 //! the master.
 #![forbid(unsafe_code)]
+
+pub mod unit;

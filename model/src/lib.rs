@@ -3,6 +3,16 @@
 //! line share it so that a request is judged the same way everywhere.
 #![forbid(unsafe_code)]
 
+pub mod limits;
 pub mod name;
+pub mod pod;
+pub mod status;
+pub mod validation;
 
+pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use name::{validate_dns_label, NameError};
+pub use pod::{
+    Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Volume, VolumeMount,
+};
+pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus};
+pub use validation::{FieldError, ValidationErrors};

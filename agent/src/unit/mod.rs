@@ -1,0 +1,15 @@
+//! systemd unit files for pods, rendered by pure functions from typed
+//! values: no user string reaches a unit file without being escaped for the
+//! setting it lands in. Writing the files and talking to systemd is done
+//! elsewhere.
+
+pub mod escape;
+pub mod render;
+
+pub use escape::{
+    escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
+};
+pub use render::{
+    container_cgroup_path, container_unit_name, pod_slice_name, render_container_unit,
+    render_pod_slice, restart_setting, ContainerUnit, RenderError,
+};

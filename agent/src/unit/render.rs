@@ -1,0 +1,594 @@
+//! Rendering of berth's unit files from typed values.
+//!
+//! One service per container, `berth-<pod>-<container>.service`, inside one
+//! slice per pod, `berth-<pod>.slice`, which systemd nests under
+//! `berth.slice` because of the `-` in its name. Components are escaped with
+//! [`escape_unit_name_component`], so the only unescaped `-` are berth's own
+//! separators and `berth-a\x2db-c.service` (pod `a-b`, container `c`) can
+//! never be confused with `berth-a-b\x2dc.service` (pod `a`, container `b-c`).
+//!
+//! Secrets never appear in a unit file: unit settings, `Environment=`
+//! included, are readable by any local user over D-Bus. The agent keeps
+//! secret environment in a 0600 file of its own and hands it to Docker
+//! itself; nothing here takes a secret as input.
+
+use std::fmt::Write as _;
+
+use berth_model::{validate_dns_label, EnvVar, NameError, RestartPolicy};
+
+use super::escape::{
+    escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
+};
+
+/// Longest unit name systemd accepts, suffix included.
+pub const MAX_UNIT_NAME_LEN: usize = 255;
+
+/// Longest line systemd reads from a unit file (`LONG_LINE_MAX`, 1 MiB).
+pub const MAX_UNIT_LINE_LEN: usize = 1024 * 1024;
+
+/// The slice that holds every pod slice; systemd derives it from the pod
+/// slices' names, so it needs no unit file of its own.
+pub const BERTH_SLICE: &str = "berth.slice";
+
+/// Extra seconds systemd waits beyond the container's stop timeout before it
+/// kills what is left, so that the shim's own `docker stop` (which waits the
+/// stop timeout) always finishes first.
+pub const STOP_TIMEOUT_MARGIN_SECS: u64 = 5;
+
+/// Pause before a restart. systemd's default of 100 ms would spin a crashing
+/// container; start rate limiting is switched off instead of relied on, since
+/// it would leave the unit failed for good, unlike the restart policy asks.
+pub const RESTART_DELAY_SECS: u32 = 2;
+
+/// Largest `MemoryMax=` systemd accepts (`u64::MAX` itself is refused).
+const MAX_MEMORY_MAX: u64 = u64::MAX - 1;
+
+/// Largest CPU limit `CPUQuota=` can express: systemd keeps the quota in
+/// hundredths of a percent in an `i32`.
+pub const MAX_CPU_MILLIS: u32 = (i32::MAX as u32) / 10;
+
+/// Everything needed to render one container's unit file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerUnit<'a> {
+    /// Pod name, a DNS-1123 label.
+    pub pod: &'a str,
+    /// Container name, a DNS-1123 label.
+    pub container: &'a str,
+    /// Free text for `Description=`; see [`escape_free_text`] for how it is
+    /// made safe (it is shown, never parsed back).
+    pub description: &'a str,
+    /// Absolute path of the berth shim that runs the container, made of
+    /// `[A-Za-z0-9/._+-]` only: it comes from the agent's configuration.
+    pub shim_path: &'a str,
+    /// Name of the Docker container the shim starts; any text without NUL.
+    pub container_name: &'a str,
+    /// Seconds the container gets between the stop signal and the kill;
+    /// passed to the shim, and `TimeoutStopSec=` is this plus
+    /// [`STOP_TIMEOUT_MARGIN_SECS`].
+    pub stop_timeout_secs: u32,
+    /// When systemd restarts the unit after the shim exits.
+    pub restart: RestartPolicy,
+    /// `MemoryMax=` in bytes.
+    pub memory_max: Option<u64>,
+    /// CPU limit in thousandths of a CPU, written as `CPUQuota=` (1000 = 100%).
+    /// Taken in the model's unit so that no precision is lost on the way.
+    pub cpu_millis: Option<u32>,
+    /// Plain variables set on the shim process with `Environment=`. Anyone can
+    /// read these over D-Bus: never secrets.
+    pub environment: &'a [EnvVar],
+}
+
+/// Why a unit file cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The pod or container name is not a DNS-1123 label.
+    #[error("invalid {field} name {name:?}: {problem}")]
+    InvalidName {
+        /// `pod` or `container`.
+        field: &'static str,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: NameError,
+    },
+    /// The escaped unit name is longer than systemd allows (a name with many
+    /// `-` grows fourfold when escaped).
+    #[error("unit name {name:?} is {len} bytes, systemd allows at most {MAX_UNIT_NAME_LEN}")]
+    UnitNameTooLong {
+        /// The escaped unit name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The shim path is not absolute and normalized, or holds characters that
+    /// systemd would treat specially in an executable path.
+    #[error("shim path {0:?} must be an absolute, normalized path of [A-Za-z0-9/._+-]")]
+    ShimPath(String),
+    /// A value cannot be written into a unit file.
+    #[error("{field}: {problem}")]
+    Escape {
+        /// Which input, e.g. `container_name` or `environment[2]`.
+        field: String,
+        /// What is wrong with it.
+        problem: EscapeError,
+    },
+    /// A resource limit is outside what systemd accepts.
+    #[error("limit {setting}={value} is out of range, systemd accepts 1 to {max}")]
+    LimitOutOfRange {
+        /// The unit setting, e.g. `MemoryMax`.
+        setting: &'static str,
+        /// The value asked for.
+        value: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// A rendered line is longer than systemd reads.
+    #[error("rendered {setting}= line is {len} bytes, systemd reads at most {MAX_UNIT_LINE_LEN}")]
+    LineTooLong {
+        /// The unit setting, e.g. `Environment`.
+        setting: &'static str,
+        /// Length of the rendered line in bytes.
+        len: usize,
+    },
+}
+
+/// Name of the service unit of `container` in `pod`:
+/// `berth-<pod>-<container>.service`, components escaped.
+pub fn container_unit_name(pod: &str, container: &str) -> String {
+    format!(
+        "berth-{}-{}.service",
+        escape_unit_name_component(pod),
+        escape_unit_name_component(container)
+    )
+}
+
+/// Name of the slice of `pod`: `berth-<pod>.slice`, the pod name escaped.
+pub fn pod_slice_name(pod: &str) -> String {
+    format!("berth-{}.slice", escape_unit_name_component(pod))
+}
+
+/// The cgroup systemd gives the unit of `container` in `pod`, relative to the
+/// cgroup root, e.g. `/berth.slice/berth-web.slice/berth-web-app.service`.
+/// The agent passes it to Docker as `--cgroup-parent` (cgroupfs driver), so
+/// the container's processes are counted against the unit's limits.
+pub fn container_cgroup_path(pod: &str, container: &str) -> String {
+    format!(
+        "/{BERTH_SLICE}/{}/{}",
+        pod_slice_name(pod),
+        container_unit_name(pod, container)
+    )
+}
+
+/// Renders the service unit of one container.
+///
+/// The unit runs `<shim_path> run <container_name> --stop-timeout <secs>`
+/// (the `berth-shim` command line). The shim starts the
+/// Docker container, relays its output to the journal, reports readiness
+/// with sd_notify and exits with the container's exit status; `Type=notify`
+/// and `NotifyAccess=main` take readiness from the shim alone. The
+/// container's cgroup is nested under the unit's (see
+/// [`container_cgroup_path`]); `Delegate=yes` tells systemd that subtree is
+/// managed by someone else.
+pub fn render_container_unit(unit: &ContainerUnit<'_>) -> Result<String, RenderError> {
+    check_label("pod", unit.pod)?;
+    check_label("container", unit.container)?;
+    let name = container_unit_name(unit.pod, unit.container);
+    check_unit_name(&name)?;
+    check_unit_name(&pod_slice_name(unit.pod))?;
+    if !is_plain_absolute_path(unit.shim_path) {
+        return Err(RenderError::ShimPath(unit.shim_path.to_owned()));
+    }
+    let container_name =
+        quote_exec_arg(unit.container_name).map_err(|problem| RenderError::Escape {
+            field: "container_name".to_owned(),
+            problem,
+        })?;
+
+    let mut out = String::new();
+    // Labels were checked above, so the names cannot break the comment line.
+    let _ = writeln!(
+        out,
+        "# Written by berth-agent for pod {}, container {}; changes are overwritten.",
+        unit.pod, unit.container
+    );
+    out.push_str("[Unit]\n");
+    push_description(&mut out, unit.description);
+    out.push_str("After=docker.service\n");
+    out.push_str("Requires=docker.service\n");
+    out.push_str("StartLimitIntervalSec=0\n");
+
+    out.push_str("\n[Service]\n");
+    out.push_str("Type=notify\n");
+    out.push_str("NotifyAccess=main\n");
+    let _ = writeln!(out, "Slice={}", pod_slice_name(unit.pod));
+    out.push_str("Delegate=yes\n");
+    // Stop signal to the shim only: it stops the container through Docker
+    // with the container's own timeout. Whatever is left at TimeoutStopSec=
+    // is killed by systemd, the container's processes included.
+    out.push_str("KillMode=mixed\n");
+    for (i, var) in unit.environment.iter().enumerate() {
+        let assignment =
+            quote_env_assignment(&var.name, &var.value).map_err(|problem| RenderError::Escape {
+                field: format!("environment[{i}]"),
+                problem,
+            })?;
+        let line = format!("Environment={assignment}\n");
+        check_line_len("Environment", &line)?;
+        out.push_str(&line);
+    }
+    // The shim gets the stop timeout too: its `docker stop` must finish within
+    // TimeoutStopSec=, which is derived from the same number.
+    let exec = format!(
+        "ExecStart={} run {container_name} --stop-timeout {}\n",
+        unit.shim_path, unit.stop_timeout_secs
+    );
+    check_line_len("ExecStart", &exec)?;
+    out.push_str(&exec);
+    let _ = writeln!(out, "Restart={}", restart_setting(unit.restart));
+    if unit.restart != RestartPolicy::Never {
+        let _ = writeln!(out, "RestartSec={RESTART_DELAY_SECS}");
+    }
+    let _ = writeln!(
+        out,
+        "TimeoutStopSec={}",
+        u64::from(unit.stop_timeout_secs) + STOP_TIMEOUT_MARGIN_SECS
+    );
+    if let Some(bytes) = unit.memory_max {
+        check_limit("MemoryMax", bytes, MAX_MEMORY_MAX)?;
+        let _ = writeln!(out, "MemoryMax={bytes}");
+    }
+    if let Some(millis) = unit.cpu_millis {
+        check_limit("CPUQuota", millis.into(), MAX_CPU_MILLIS.into())?;
+        let _ = writeln!(out, "CPUQuota={}", cpu_quota(millis));
+    }
+
+    out.push_str("\n[Install]\n");
+    out.push_str("WantedBy=multi-user.target\n");
+    Ok(out)
+}
+
+/// Renders the slice unit of `pod`. It only names the slice: limits live on
+/// the container units, and the slice is pulled in by their `Slice=`.
+pub fn render_pod_slice(pod: &str) -> Result<String, RenderError> {
+    check_label("pod", pod)?;
+    check_unit_name(&pod_slice_name(pod))?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Written by berth-agent for pod {pod}; changes are overwritten."
+    );
+    out.push_str("[Unit]\n");
+    push_description(&mut out, &format!("berth pod {pod}"));
+    Ok(out)
+}
+
+/// The `Restart=` value for a policy.
+pub fn restart_setting(policy: RestartPolicy) -> &'static str {
+    match policy {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "no",
+    }
+}
+
+/// `CPUQuota=` for a limit in thousandths of a CPU: 500 is `50%`, 15 is
+/// `1.5%` (systemd takes up to two decimals).
+fn cpu_quota(millis: u32) -> String {
+    match millis % 10 {
+        0 => format!("{}%", millis / 10),
+        tenths => format!("{}.{tenths}%", millis / 10),
+    }
+}
+
+fn push_description(out: &mut String, description: &str) {
+    let text = escape_free_text(description);
+    // An empty Description= would only reset it; systemd then shows the unit name.
+    if !text.is_empty() {
+        let _ = writeln!(out, "Description={text}");
+    }
+}
+
+fn check_label(field: &'static str, name: &str) -> Result<(), RenderError> {
+    validate_dns_label(name).map_err(|problem| RenderError::InvalidName {
+        field,
+        name: name.to_owned(),
+        problem,
+    })
+}
+
+fn check_unit_name(name: &str) -> Result<(), RenderError> {
+    if name.len() > MAX_UNIT_NAME_LEN {
+        return Err(RenderError::UnitNameTooLong {
+            name: name.to_owned(),
+            len: name.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_line_len(setting: &'static str, line: &str) -> Result<(), RenderError> {
+    if line.len() > MAX_UNIT_LINE_LEN {
+        return Err(RenderError::LineTooLong {
+            setting,
+            len: line.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_limit(setting: &'static str, value: u64, max: u64) -> Result<(), RenderError> {
+    if value == 0 || value > max {
+        return Err(RenderError::LimitOutOfRange {
+            setting,
+            value,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `path` can be written bare as the executable of `ExecStart=`:
+/// absolute and normalized, as systemd requires, and free of anything it
+/// would read as quoting, a specifier, a prefix or a variable.
+fn is_plain_absolute_path(path: &str) -> bool {
+    let Some(relative) = path.strip_prefix('/') else {
+        return false;
+    };
+    !relative.is_empty()
+        && relative
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._+-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit() -> ContainerUnit<'static> {
+        ContainerUnit {
+            pod: "web",
+            container: "app",
+            description: "berth pod web, container app",
+            shim_path: "/usr/lib/berth/berth-shim",
+            container_name: "berth-web-app",
+            stop_timeout_secs: 10,
+            restart: RestartPolicy::Always,
+            memory_max: None,
+            cpu_millis: None,
+            environment: &[],
+        }
+    }
+
+    #[test]
+    fn names_escape_each_component() {
+        assert_eq!(container_unit_name("web", "app"), "berth-web-app.service");
+        assert_eq!(container_unit_name("a-b", "c"), "berth-a\\x2db-c.service");
+        assert_eq!(container_unit_name("a", "b-c"), "berth-a-b\\x2dc.service");
+        assert_eq!(pod_slice_name("my-pod"), "berth-my\\x2dpod.slice");
+        assert_eq!(
+            container_cgroup_path("my-pod", "db"),
+            "/berth.slice/berth-my\\x2dpod.slice/berth-my\\x2dpod-db.service"
+        );
+    }
+
+    #[test]
+    fn restart_policies_map_to_systemd() {
+        assert_eq!(restart_setting(RestartPolicy::Always), "always");
+        assert_eq!(restart_setting(RestartPolicy::OnFailure), "on-failure");
+        assert_eq!(restart_setting(RestartPolicy::Never), "no");
+    }
+
+    #[test]
+    fn cpu_quota_keeps_tenths_of_a_percent() {
+        assert_eq!(cpu_quota(10), "1%");
+        assert_eq!(cpu_quota(15), "1.5%");
+        assert_eq!(cpu_quota(500), "50%");
+        assert_eq!(cpu_quota(1505), "150.5%");
+        assert_eq!(cpu_quota(MAX_CPU_MILLIS), "21474836.4%");
+    }
+
+    #[test]
+    fn stop_timeout_gets_a_margin() {
+        let mut u = unit();
+        u.stop_timeout_secs = u32::MAX;
+        let text = render_container_unit(&u).unwrap();
+        assert!(text.contains("\nTimeoutStopSec=4294967300\n"), "{text}");
+    }
+
+    #[test]
+    fn never_restarting_units_have_no_restart_delay() {
+        let mut u = unit();
+        u.restart = RestartPolicy::Never;
+        let text = render_container_unit(&u).unwrap();
+        assert!(
+            text.contains("\nRestart=no\n") && !text.contains("RestartSec"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rejects_names_that_are_not_labels() {
+        let mut u = unit();
+        u.pod = "";
+        assert_eq!(
+            render_container_unit(&u),
+            Err(RenderError::InvalidName {
+                field: "pod",
+                name: String::new(),
+                problem: NameError::Empty
+            })
+        );
+        let mut u = unit();
+        u.container = "App";
+        assert!(matches!(
+            render_container_unit(&u),
+            Err(RenderError::InvalidName {
+                field: "container",
+                ..
+            })
+        ));
+        assert!(matches!(
+            render_pod_slice("a_b"),
+            Err(RenderError::InvalidName { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_unit_names_systemd_would_refuse() {
+        // 61 dashes escape to 244 bytes, 246 with the two letters.
+        let dashy = format!("a{}b", "-".repeat(61));
+        let mut u = unit();
+        u.pod = &dashy;
+        u.container = &dashy;
+        match render_container_unit(&u) {
+            Err(RenderError::UnitNameTooLong { len, .. }) => assert_eq!(len, 6 + 246 + 1 + 246 + 8),
+            other => panic!("{other:?}"),
+        }
+        // The longest plain labels fit easily.
+        let long = "x".repeat(63);
+        u.pod = &long;
+        u.container = &long;
+        assert!(render_container_unit(&u).is_ok());
+        assert!(render_pod_slice(&long).is_ok());
+        assert!(matches!(
+            render_pod_slice(&dashy),
+            Err(RenderError::UnitNameTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_shim_paths_that_are_not_plain() {
+        for bad in [
+            "",
+            "berth-shim",
+            "/",
+            "/usr//bin/shim",
+            "/usr/bin/../shim",
+            "/usr/./shim",
+            "/usr/bin/",
+            "/opt/my shim",
+            "/opt/%n",
+            "/opt/$X",
+            "/opt/\"q\"",
+            "/opt/a\\b",
+        ] {
+            let mut u = unit();
+            u.shim_path = bad;
+            assert_eq!(
+                render_container_unit(&u),
+                Err(RenderError::ShimPath(bad.to_owned())),
+                "{bad:?}"
+            );
+        }
+        let mut u = unit();
+        u.shim_path = "/opt/berth-1.0/bin/berth_shim+x";
+        assert!(render_container_unit(&u).is_ok());
+    }
+
+    #[test]
+    fn rejects_values_without_a_spelling() {
+        let mut u = unit();
+        u.container_name = "a\0b";
+        assert_eq!(
+            render_container_unit(&u),
+            Err(RenderError::Escape {
+                field: "container_name".to_owned(),
+                problem: EscapeError::Nul
+            })
+        );
+        let env = [EnvVar::new("OK", "1"), EnvVar::new("not-valid", "x")];
+        let mut u = unit();
+        u.environment = &env;
+        assert_eq!(
+            render_container_unit(&u).unwrap_err().to_string(),
+            "environment[1]: invalid environment variable name \"not-valid\""
+        );
+    }
+
+    #[test]
+    fn rejects_limits_systemd_would_ignore() {
+        for (memory, cpu, setting) in [
+            (Some(0), None, "MemoryMax"),
+            (Some(u64::MAX), None, "MemoryMax"),
+            (None, Some(0), "CPUQuota"),
+            (None, Some(MAX_CPU_MILLIS + 1), "CPUQuota"),
+        ] {
+            let mut u = unit();
+            u.memory_max = memory;
+            u.cpu_millis = cpu;
+            match render_container_unit(&u) {
+                Err(RenderError::LimitOutOfRange { setting: s, .. }) => assert_eq!(s, setting),
+                other => panic!("{memory:?} {cpu:?}: {other:?}"),
+            }
+        }
+        let mut u = unit();
+        u.memory_max = Some(u64::MAX - 1);
+        u.cpu_millis = Some(MAX_CPU_MILLIS);
+        assert!(render_container_unit(&u).is_ok());
+    }
+
+    #[test]
+    fn rejects_lines_systemd_would_not_read() {
+        let env = [EnvVar::new("BIG", "\u{1}".repeat(MAX_UNIT_LINE_LEN / 4))];
+        let mut u = unit();
+        u.environment = &env;
+        assert!(matches!(
+            render_container_unit(&u),
+            Err(RenderError::LineTooLong {
+                setting: "Environment",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn every_line_is_a_comment_section_or_setting() {
+        let env = [EnvVar::new("MULTI", "one\ntwo\r\nthree\\")];
+        let mut u = unit();
+        u.description = "line one\nline two \\";
+        u.container_name = "name\nwith\\newline\\";
+        u.environment = &env;
+        let text = render_container_unit(&u).unwrap();
+        for line in text.lines() {
+            assert!(
+                line.is_empty()
+                    || line.starts_with('#')
+                    || (line.starts_with('[') && line.ends_with(']'))
+                    || line
+                        .split_once('=')
+                        .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_alphanumeric())),
+                "{line:?}"
+            );
+            assert!(!line.ends_with('\\') && !line.contains('\r'), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages_are_lowercase_without_period() {
+        let errors = [
+            render_pod_slice("").unwrap_err(),
+            RenderError::UnitNameTooLong {
+                name: "x".to_owned(),
+                len: 300,
+            },
+            RenderError::ShimPath("x".to_owned()),
+            RenderError::LimitOutOfRange {
+                setting: "MemoryMax",
+                value: 0,
+                max: 1,
+            },
+            RenderError::LineTooLong {
+                setting: "Environment",
+                len: 1,
+            },
+        ];
+        for error in errors {
+            let text = error.to_string();
+            let first = text.chars().next().unwrap_or('x');
+            assert!(!first.is_uppercase() && !text.ends_with('.'), "{text}");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Golden tests of the unit renderer: each rendered unit file must equal the
+//! file under `tests/golden/`. After an intended change, run with
+//! `BERTH_BLESS=1` to rewrite the files, and review the diff.
+
+use std::path::PathBuf;
+
+use berth_agent::unit::{render_container_unit, render_pod_slice, ContainerUnit};
+use berth_model::{EnvVar, RestartPolicy};
+
+const SHIM: &str = "/usr/lib/berth/berth-shim";
+
+fn check_golden(file: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
+    if std::env::var_os("BERTH_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, actual)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (BERTH_BLESS=1 creates it)",
+            path.display()
+        )
+    });
+    if actual != expected {
+        let line = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, e)| a != e)
+            .map_or_else(|| "the end".to_owned(), |i| format!("line {}", i + 1));
+        panic!(
+            "{} differs from the rendered unit at {line} (BERTH_BLESS=1 rewrites it)\n\
+             --- expected\n{expected}\n--- rendered\n{actual}",
+            path.display()
+        );
+    }
+}
+
+fn render(unit: &ContainerUnit<'_>) -> String {
+    render_container_unit(unit).unwrap_or_else(|e| panic!("render failed: {e}"))
+}
+
+#[test]
+fn minimal_container() {
+    let unit = ContainerUnit {
+        pod: "web",
+        container: "app",
+        description: "berth pod web, container app",
+        shim_path: SHIM,
+        container_name: "berth-web-app",
+        stop_timeout_secs: 10,
+        restart: RestartPolicy::Always,
+        memory_max: None,
+        cpu_millis: None,
+        environment: &[],
+    };
+    check_golden("minimal.service", &render(&unit));
+}
+
+#[test]
+fn container_with_limits_and_environment() {
+    let environment = [
+        EnvVar::new("MODE", "production"),
+        EnvVar::new("PORT", "8080"),
+    ];
+    let unit = ContainerUnit {
+        pod: "shop",
+        container: "api",
+        description: "berth pod shop, container api",
+        shim_path: SHIM,
+        container_name: "berth-shop-api",
+        stop_timeout_secs: 30,
+        restart: RestartPolicy::OnFailure,
+        memory_max: Some(256 * 1024 * 1024),
+        cpu_millis: Some(1500),
+        environment: &environment,
+    };
+    check_golden("limits.service", &render(&unit));
+}
+
+#[test]
+fn nasty_values_are_escaped() {
+    let environment = [
+        EnvVar::new("GREETING", "line one\nline two\ttabbed"),
+        EnvVar::new("TEMPLATE", "100% of $HOME and ${USER} and %n"),
+        EnvVar::new("QUOTES", r#"say "hi" it's \back\slash\"#),
+        EnvVar::new("CONTROL", "bell\u{7} cr\r esc\u{1b} nel\u{85}"),
+        EnvVar::new("EMPTY", ""),
+    ];
+    let unit = ContainerUnit {
+        pod: "my-pod",
+        container: "side-car",
+        description: "pod \"my-pod\": 100% $HOME \\ 'q'\nsecond line \\",
+        shim_path: SHIM,
+        container_name: "we%ird $name \"q\" 'q' \\ \n end\\",
+        stop_timeout_secs: 0,
+        restart: RestartPolicy::Never,
+        memory_max: Some(4 * 1024 * 1024),
+        cpu_millis: Some(15),
+        environment: &environment,
+    };
+    check_golden("nasty.service", &render(&unit));
+}
+
+#[test]
+fn pod_slices() {
+    let slice = |pod| render_pod_slice(pod).unwrap_or_else(|e| panic!("render failed: {e}"));
+    check_golden("web.slice", &slice("web"));
+    check_golden("dashed-pod.slice", &slice("my-pod"));
+}

@@ -1,0 +1,104 @@
+//! What the agent reports about a pod: its phase, and per container the
+//! systemd unit, the Docker container, its state and its host ports. The
+//! local API and (later) the master share these types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pod::{Pod, Protocol};
+
+/// Where a pod stands, summed up from its containers' units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum PodPhase {
+    /// Accepted; containers being created or started.
+    Pending,
+    /// Every container's unit is active.
+    Running,
+    /// Stopped on request (`berth local stop`).
+    Stopped,
+    /// Every container exited with status 0 and will not restart.
+    Succeeded,
+    /// A container failed and will not be restarted by systemd.
+    Failed,
+    /// A container failed and systemd is restarting it.
+    Restarting,
+}
+
+/// One container as systemd and Docker see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// The container's name in the pod.
+    pub name: String,
+    /// Its systemd unit (`berth-web-app.service`).
+    pub unit: String,
+    /// Docker's container ID, when the container exists.
+    pub container_id: Option<String>,
+    /// The unit's `ActiveState` (`active`, `failed`, `inactive`, ...).
+    pub state: String,
+    /// The unit's `SubState` (`running`, `auto-restart`, `dead`, ...).
+    pub sub_state: String,
+    /// PID of the container's main process on the host, while it runs.
+    pub pid: Option<u32>,
+    /// Exit code of the last run, once it ended.
+    pub exit_code: Option<i64>,
+    /// Why the container last ended, in words (`OOMKilled`, `Error`, ...).
+    pub reason: Option<String>,
+    /// How often systemd restarted the unit (`NRestarts`).
+    pub restarts: u32,
+    /// Ports published on the host.
+    pub host_ports: Vec<HostPort>,
+}
+
+/// A container port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPort {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// The port on the host.
+    pub host_port: u16,
+}
+
+/// A pod as the agent's API reports it. Secret values are never included:
+/// the spec's `secretEnv` entries carry their names with empty values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    /// The pod's name.
+    pub name: String,
+    /// Where it stands.
+    pub phase: PodPhase,
+    /// The pod's slice (`berth-web.slice`).
+    pub slice: String,
+    /// Per container, in spec order.
+    pub containers: Vec<ContainerStatus>,
+    /// The spec the pod was created from, secrets redacted.
+    pub spec: Pod,
+}
+
+/// The body of every error the agent and master APIs return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    /// What went wrong, in one lowercase line.
+    pub error: String,
+    /// The fields at fault, when the request was invalid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<crate::validation::FieldError>,
+}
+
+impl Pod {
+    /// A copy with every secret value blanked, safe to return and to log.
+    pub fn redacted(&self) -> Pod {
+        let mut pod = self.clone();
+        for container in &mut pod.containers {
+            for var in &mut container.secret_env {
+                var.value.clear();
+            }
+        }
+        pod
+    }
+}
