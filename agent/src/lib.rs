@@ -1,6 +1,102 @@
 //! berth-agent: one host's container runtime. It turns pod definitions into
 //! systemd units, runs their containers through Docker's API and reports to
 //! the master.
+//!
+//! The tree names the parts: [`config`] is read once at start, [`api`]
+//! turns HTTP into calls on the [`runtime`], which plans with
+//! [`reconcile`] and acts through [`systemd`] (D-Bus) and [`docker`]
+//! (bollard). [`unit`] renders unit files, [`ports`] hands out host ports and
+//! [`store`] keeps the pod records.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod config;
+pub mod docker;
+pub mod ports;
+pub mod reconcile;
+pub mod runtime;
+pub mod store;
+pub mod systemd;
 pub mod unit;
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::config::AgentConfig;
+use crate::runtime::Runtime;
+
+/// Runs the agent until `shutdown` resolves: connects to Docker and systemd
+/// (waiting for them at boot), adopts what runs, serves the local API and
+/// resyncs. Returns when asked to stop; pods keep running.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = store::PodStore::open(&config.pods_dir())?;
+    let docker = wait_for("docker", || docker::Docker::connect(&config.docker_socket)).await;
+    let systemd = wait_for("systemd", systemd::Systemd::connect).await;
+    let runtime = Arc::new(Runtime::new(config.clone(), store, docker, systemd));
+
+    // Adopt and converge before answering anyone.
+    if let Err(e) = runtime.resync().await {
+        warn!(error = %format!("{e:#}"), "first resync failed; retrying in the background");
+    }
+    let listener = bind_socket(&config.socket)?;
+    info!(socket = %config.socket.display(), "local API listening");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let resync = {
+        let runtime = Arc::clone(&runtime);
+        let interval = Duration::from_secs(config.resync_interval_secs);
+        tokio::spawn(async move { runtime.resync_forever(interval).await })
+    };
+    let served = axum::serve(listener, api::router(runtime))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    resync.abort();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = std::fs::remove_file(&config.socket);
+    served.context("serving the local API")
+}
+
+async fn wait_for<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut connect: impl FnMut() -> F,
+) -> T {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connect().await {
+            Ok(client) => return client,
+            Err(e) => {
+                warn!(error = %e, "waiting for {what}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Binds the API socket, root only: the directory is 0700 and the socket
+/// 0600. A stale socket from a crashed agent is replaced.
+fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing stale socket {}", path.display()))
+        }
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}

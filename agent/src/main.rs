@@ -1,10 +1,74 @@
+//! `berth-agent`: parses its configuration, starts logging and runs the
+//! agent until SIGTERM. Pods keep running when it stops.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
 use clap::Parser;
 
-/// berth-agent: runs pods on this host as systemd units.
+/// berth-agent: runs pods on this host as systemd units, through Docker.
+///
+/// Serves a local API on a root-only unix socket (used by `berth local`).
+/// Stopping or killing the agent never stops a pod.
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {}
+#[command(version, about, long_about)]
+struct Args {
+    /// Configuration file (TOML); a missing default file means all defaults.
+    #[arg(long, short, env = "BERTH_AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+}
 
-fn main() {
-    let Args {} = Args::parse();
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match AgentConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berth-agent: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("berth-agent: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(berth_agent::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "berth-agent failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log level from `BERTH_LOG` (or `RUST_LOG`), default `info`; under systemd
+/// the lines go to the journal through stderr.
+fn init_tracing() {
+    let filter = std::env::var("BERTH_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

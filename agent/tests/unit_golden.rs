@@ -54,6 +54,7 @@ fn minimal_container() {
         restart: RestartPolicy::Always,
         memory_max: None,
         cpu_millis: None,
+        joins_pod_network: true,
         environment: &[],
     };
     check_golden("minimal.service", &render(&unit));
@@ -75,6 +76,7 @@ fn container_with_limits_and_environment() {
         restart: RestartPolicy::OnFailure,
         memory_max: Some(256 * 1024 * 1024),
         cpu_millis: Some(1500),
+        joins_pod_network: false,
         environment: &environment,
     };
     check_golden("limits.service", &render(&unit));
@@ -99,6 +101,7 @@ fn nasty_values_are_escaped() {
         restart: RestartPolicy::Never,
         memory_max: Some(4 * 1024 * 1024),
         cpu_millis: Some(15),
+        joins_pod_network: false,
         environment: &environment,
     };
     check_golden("nasty.service", &render(&unit));

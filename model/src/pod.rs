@@ -135,13 +135,17 @@ pub struct Port {
     /// Transport protocol.
     #[serde(default)]
     pub protocol: Protocol,
-    /// Port published on the host, unique per protocol within the pod.
+    /// Port published on the host, unique per protocol within the pod:
+    /// absent means not published, `0` means any free port from the agent's
+    /// range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
 }
 
 /// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP, the default.

@@ -10,6 +10,7 @@ pub use escape::{
     escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
 };
 pub use render::{
-    container_cgroup_path, container_unit_name, pod_slice_name, render_container_unit,
-    render_pod_slice, restart_setting, ContainerUnit, RenderError,
+    container_cgroup_path, container_unit_name, pod_network_cgroup_path, pod_network_unit_name,
+    pod_slice_name, render_container_unit, render_pod_network_unit, render_pod_slice,
+    restart_setting, ContainerUnit, RenderError,
 };

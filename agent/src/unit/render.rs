@@ -73,6 +73,9 @@ pub struct ContainerUnit<'a> {
     /// CPU limit in thousandths of a CPU, written as `CPUQuota=` (1000 = 100%).
     /// Taken in the model's unit so that no precision is lost on the way.
     pub cpu_millis: Option<u32>,
+    /// Whether the container joins a pod network holder (pods of several
+    /// containers): its unit then requires the pod's network unit.
+    pub joins_pod_network: bool,
     /// Plain variables set on the shim process with `Environment=`. Anyone can
     /// read these over D-Bus: never secrets.
     pub environment: &'a [EnvVar],
@@ -142,6 +145,22 @@ pub fn container_unit_name(pod: &str, container: &str) -> String {
     )
 }
 
+/// Name of the service that holds the pod's network namespace:
+/// `berth-<pod>.service`. It has no `-` after `berth-`, so it can never be
+/// a container's unit.
+pub fn pod_network_unit_name(pod: &str) -> String {
+    format!("berth-{}.service", escape_unit_name_component(pod))
+}
+
+/// The cgroup of the pod network unit, for Docker's `--cgroup-parent`.
+pub fn pod_network_cgroup_path(pod: &str) -> String {
+    format!(
+        "/{BERTH_SLICE}/{}/{}",
+        pod_slice_name(pod),
+        pod_network_unit_name(pod)
+    )
+}
+
 /// Name of the slice of `pod`: `berth-<pod>.slice`, the pod name escaped.
 pub fn pod_slice_name(pod: &str) -> String {
     format!("berth-{}.slice", escape_unit_name_component(pod))
@@ -169,11 +188,37 @@ pub fn container_cgroup_path(pod: &str, container: &str) -> String {
 /// container's cgroup is nested under the unit's (see
 /// [`container_cgroup_path`]); `Delegate=yes` tells systemd that subtree is
 /// managed by someone else.
+///
+/// A container that joins the pod's network holder requires the pod's
+/// network unit and starts after it (see [`render_pod_network_unit`]), so
+/// stopping the pod's network stops its containers.
 pub fn render_container_unit(unit: &ContainerUnit<'_>) -> Result<String, RenderError> {
     check_label("pod", unit.pod)?;
     check_label("container", unit.container)?;
     let name = container_unit_name(unit.pod, unit.container);
-    check_unit_name(&name)?;
+    let network_unit = unit
+        .joins_pod_network
+        .then(|| pod_network_unit_name(unit.pod));
+    render_service(&name, unit, network_unit.as_deref())
+}
+
+/// Renders the unit of the pod's network holder: a `berth/pause` container
+/// that owns the pod's network namespace and published ports, so they
+/// outlive restarts of the pod's real containers. `unit.container` is not
+/// used for naming (the unit is [`pod_network_unit_name`]) and is only
+/// checked as a label.
+pub fn render_pod_network_unit(unit: &ContainerUnit<'_>) -> Result<String, RenderError> {
+    check_label("pod", unit.pod)?;
+    check_label("container", unit.container)?;
+    render_service(&pod_network_unit_name(unit.pod), unit, None)
+}
+
+fn render_service(
+    name: &str,
+    unit: &ContainerUnit<'_>,
+    network_unit: Option<&str>,
+) -> Result<String, RenderError> {
+    check_unit_name(name)?;
     check_unit_name(&pod_slice_name(unit.pod))?;
     if !is_plain_absolute_path(unit.shim_path) {
         return Err(RenderError::ShimPath(unit.shim_path.to_owned()));
@@ -195,6 +240,10 @@ pub fn render_container_unit(unit: &ContainerUnit<'_>) -> Result<String, RenderE
     push_description(&mut out, unit.description);
     out.push_str("After=docker.service\n");
     out.push_str("Requires=docker.service\n");
+    if let Some(network_unit) = network_unit {
+        let _ = writeln!(out, "After={network_unit}");
+        let _ = writeln!(out, "Requires={network_unit}");
+    }
     out.push_str("StartLimitIntervalSec=0\n");
 
     out.push_str("\n[Service]\n");
@@ -358,6 +407,7 @@ mod tests {
             restart: RestartPolicy::Always,
             memory_max: None,
             cpu_millis: None,
+            joins_pod_network: false,
             environment: &[],
         }
     }

@@ -135,7 +135,8 @@ fn check_container<'a>(
             );
         }
         match port.host_port {
-            Some(0) => errors.push(format!("{port_at}.hostPort"), "must be between 1 and 65535"),
+            // 0 asks the agent to pick a free port from its range.
+            Some(0) => {}
             Some(host_port) => {
                 let key = (host_port, port.protocol);
                 if let Some(first) = host_ports.get(&key) {
@@ -684,12 +685,9 @@ mod tests {
         assert_eq!(
             problems(&pod(vec![c])),
             [
+                // hostPort 0 asks for any free port: not an error.
                 pair(
                     "containers[0].ports[0].containerPort",
-                    "must be between 1 and 65535"
-                ),
-                pair(
-                    "containers[0].ports[1].hostPort",
                     "must be between 1 and 65535"
                 ),
             ]

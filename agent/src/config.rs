@@ -1,0 +1,259 @@
+//! The agent's configuration: `/etc/berth/agent.toml`, parsed and checked
+//! once before anything binds. Every setting has a default, so an empty file
+//! (or none) gives a working agent.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the agent looks for its configuration.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/agent.toml";
+
+/// The agent's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Pod records, unit files and the agent's own state.
+    pub state_dir: PathBuf,
+    /// The local API's unix socket (root only).
+    pub socket: PathBuf,
+    /// Docker's API socket.
+    pub docker_socket: PathBuf,
+    /// The per-container helper the units run.
+    pub shim_path: PathBuf,
+    /// Host ports handed out to pods that ask for one without naming it.
+    pub host_ports: PortRange,
+    /// Host directories pods may mount (each with everything below it).
+    pub host_path_allow: Vec<PathBuf>,
+    /// Seconds between two full reconciliations.
+    pub resync_interval_secs: u64,
+    /// Registry credentials by registry host (`registry.example:5000`).
+    pub registries: BTreeMap<String, RegistryCredentials>,
+}
+
+/// A range of host ports, both ends included.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    /// First port of the range.
+    pub first: u16,
+    /// Last port of the range.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// The ports of the range.
+    pub fn ports(&self) -> RangeInclusive<u16> {
+        self.first..=self.last
+    }
+}
+
+/// A user name and password for one registry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentials {
+    /// The user.
+    pub username: String,
+    /// The password; never logged.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/berth"),
+            socket: PathBuf::from("/run/berth/agent.sock"),
+            docker_socket: PathBuf::from("/run/docker.sock"),
+            shim_path: PathBuf::from("/usr/bin/berth-shim"),
+            host_ports: PortRange {
+                first: 30000,
+                last: 32767,
+            },
+            host_path_allow: Vec::new(),
+            resync_interval_secs: 10,
+            registries: BTreeMap::new(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("parsing {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A setting has a value the agent cannot work with.
+    #[error("{path}: {setting}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The setting's name.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads and checks the configuration at `path`; a missing file at the
+    /// default path means all defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && path == Path::new(DEFAULT_CONFIG_PATH) =>
+            {
+                String::new()
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks a configuration text; `path` is only for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |setting, message: String| ConfigError::Invalid {
+            path: path.into(),
+            setting,
+            message,
+        };
+        for (setting, value) in [
+            ("state-dir", &self.state_dir),
+            ("socket", &self.socket),
+            ("docker-socket", &self.docker_socket),
+            ("shim-path", &self.shim_path),
+        ] {
+            if !value.is_absolute() {
+                return Err(invalid(
+                    setting,
+                    format!("must be an absolute path, got {}", value.display()),
+                ));
+            }
+        }
+        if self.host_ports.first == 0 || self.host_ports.first > self.host_ports.last {
+            return Err(invalid(
+                "host-ports",
+                format!(
+                    "first ({}) must be at least 1 and at most last ({})",
+                    self.host_ports.first, self.host_ports.last
+                ),
+            ));
+        }
+        for allowed in &self.host_path_allow {
+            if !allowed.is_absolute()
+                || allowed
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(invalid(
+                    "host-path-allow",
+                    format!("{} must be absolute, without ..", allowed.display()),
+                ));
+            }
+        }
+        if self.resync_interval_secs == 0 {
+            return Err(invalid("resync-interval-secs", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Pod records (0600 files: they hold the pods' secrets).
+    pub fn pods_dir(&self) -> PathBuf {
+        self.state_dir.join("pods")
+    }
+
+    /// The unit files the agent writes; systemd links to them.
+    pub fn units_dir(&self) -> PathBuf {
+        self.state_dir.join("units")
+    }
+
+    /// Whether `host_path` lies inside one of the allowed directories.
+    pub fn host_path_allowed(&self, host_path: &Path) -> bool {
+        self.host_path_allow
+            .iter()
+            .any(|allowed| host_path.starts_with(allowed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = AgentConfig::parse("", Path::new("agent.toml")).unwrap();
+        assert_eq!(
+            config.host_ports,
+            PortRange {
+                first: 30000,
+                last: 32767
+            }
+        );
+        assert_eq!(config.units_dir(), PathBuf::from("/var/lib/berth/units"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = AgentConfig::parse("host-ports = { first = 9, last = 8 }", Path::new("a.toml"))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("a.toml: host-ports: first (9)"),
+            "{err}"
+        );
+        let err = AgentConfig::parse("state-dir = \"relative\"", Path::new("a.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("state-dir: must be an absolute path"),
+            "{err}"
+        );
+        let err = AgentConfig::parse("no-such = 1", Path::new("a.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn host_paths_are_checked_against_the_allow_list() {
+        let config =
+            AgentConfig::parse("host-path-allow = [\"/srv/data\"]", Path::new("a.toml")).unwrap();
+        assert!(config.host_path_allowed(Path::new("/srv/data/x")));
+        assert!(!config.host_path_allowed(Path::new("/srv/database")));
+        assert!(!config.host_path_allowed(Path::new("/etc")));
+    }
+}

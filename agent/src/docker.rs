@@ -1,0 +1,423 @@
+//! Docker over its API (bollard): images, containers, labels. The agent
+//! creates and removes containers here; starting and stopping them is the
+//! units' business (through the shim).
+
+use std::collections::HashMap;
+
+use bollard::container::{
+    Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions,
+};
+use bollard::image::CreateImageOptions;
+use bollard::models::{HostConfig, PortBinding as DockerPortBinding};
+use futures_util::StreamExt;
+
+use crate::config::RegistryCredentials;
+
+/// Label with the pod a container belongs to.
+pub const LABEL_POD: &str = "berth.pod";
+/// Label with the container's name in the pod (absent on the pod's network holder).
+pub const LABEL_CONTAINER: &str = "berth.container";
+/// Label with the hash of the container's create spec: a changed hash means
+/// the container must be recreated.
+pub const LABEL_SPEC_HASH: &str = "berth.spec-hash";
+/// Label on the network holder with the pod's spec, secrets redacted, so
+/// that an agent that lost its state directory can adopt the pod again.
+pub const LABEL_POD_SPEC: &str = "berth.pod-spec";
+/// Label on the network holder with the pod's host port bindings.
+pub const LABEL_HOST_PORTS: &str = "berth.host-ports";
+
+/// The image of every pod's network holder.
+pub const PAUSE_IMAGE: &str = concat!("berth/pause:", env!("CARGO_PKG_VERSION"));
+const PAUSE_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-pause"));
+
+/// Everything the agent decides about one Docker container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Docker's container name (`berth.<pod>.<container>`).
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Entrypoint override.
+    pub entrypoint: Vec<String>,
+    /// Command (arguments) override.
+    pub cmd: Vec<String>,
+    /// `NAME=value`, plain and secret.
+    pub env: Vec<String>,
+    /// Labels, the spec hash included.
+    pub labels: Vec<(String, String)>,
+    /// The unit's cgroup, for `--cgroup-parent`.
+    pub cgroup_parent: String,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// `container:<holder>` to join the pod's network namespace.
+    pub network_mode: Option<String>,
+    /// `port/proto` -> host port, published on the network holder.
+    pub published: Vec<(String, u16)>,
+    /// Ports the container exposes (`port/proto`).
+    pub exposed: Vec<String>,
+    /// Bind and volume mounts (`src:dst[:ro]`).
+    pub binds: Vec<String>,
+    /// Seconds between the stop signal and SIGKILL.
+    pub stop_timeout: u32,
+    /// Stop signal override.
+    pub stop_signal: Option<String>,
+}
+
+/// A berth container Docker knows about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedContainer {
+    /// Docker's name, without the leading `/`.
+    pub name: String,
+    /// Docker's ID.
+    pub id: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// `running`, `exited`, `created`, ...
+    pub state: String,
+}
+
+/// What went wrong talking to Docker.
+#[derive(Debug, thiserror::Error)]
+#[error("docker: {action}: {source}")]
+pub struct DockerError {
+    /// What was asked.
+    pub action: String,
+    /// bollard's error.
+    #[source]
+    pub source: bollard::errors::Error,
+}
+
+impl DockerError {
+    /// Whether Docker answered 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.source,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        )
+    }
+}
+
+fn err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+    let action = action.into();
+    move |source| DockerError { action, source }
+}
+
+/// The host's dockerd.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+}
+
+/// State of a container from inspect: what `ps` needs beyond systemd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InspectedState {
+    /// Docker's ID.
+    pub id: String,
+    /// Whether it runs.
+    pub running: bool,
+    /// PID on the host.
+    pub pid: Option<u32>,
+    /// Exit code of the last run.
+    pub exit_code: Option<i64>,
+    /// Whether the kernel's OOM killer ended it.
+    pub oom_killed: bool,
+    /// Docker's error message, if any.
+    pub error: Option<String>,
+}
+
+impl Docker {
+    /// Connects to dockerd at `socket` and agrees on an API version.
+    pub async fn connect(socket: &std::path::Path) -> Result<Self, DockerError> {
+        let path = socket.to_string_lossy();
+        let client = bollard::Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(err(format!("connecting to {path}")))?;
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(err("negotiating the API version"))?;
+        Ok(Self { client })
+    }
+
+    /// Pulls `image` unless it is present, with the registry's credentials.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        registries: &std::collections::BTreeMap<String, RegistryCredentials>,
+    ) -> Result<(), DockerError> {
+        if self.client.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let registry = image
+            .split('/')
+            .next()
+            .filter(|first| first.contains('.') || first.contains(':'));
+        let credentials =
+            registry
+                .and_then(|r| registries.get(r))
+                .map(|c| bollard::auth::DockerCredentials {
+                    username: Some(c.username.clone()),
+                    password: Some(c.password.clone()),
+                    serveraddress: registry.map(String::from),
+                    ..Default::default()
+                });
+        let (from_image, tag) = split_tag(image);
+        let options = CreateImageOptions {
+            from_image,
+            tag,
+            ..Default::default()
+        };
+        let mut progress = self.client.create_image(Some(options), None, credentials);
+        while let Some(step) = progress.next().await {
+            step.map_err(err(format!("pulling {image}")))?;
+        }
+        Ok(())
+    }
+
+    /// Imports the pod network holder's image from the agent's own bytes.
+    pub async fn ensure_pause_image(&self) -> Result<(), DockerError> {
+        if self.client.inspect_image(PAUSE_IMAGE).await.is_ok() {
+            return Ok(());
+        }
+        let (repo, tag) = split_tag(PAUSE_IMAGE);
+        let options = CreateImageOptions {
+            from_src: "-",
+            repo,
+            tag,
+            ..Default::default()
+        };
+        let rootfs = bytes::Bytes::from(single_file_tar("pause", PAUSE_BINARY));
+        let mut progress = self.client.create_image(Some(options), Some(rootfs), None);
+        while let Some(step) = progress.next().await {
+            step.map_err(err("importing the pause image"))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a container; returns its ID.
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
+        let port_bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = spec
+            .published
+            .iter()
+            .map(|(port, host)| {
+                (
+                    port.clone(),
+                    Some(vec![DockerPortBinding {
+                        host_ip: None,
+                        host_port: Some(host.to_string()),
+                    }]),
+                )
+            })
+            .collect();
+        let exposed: HashMap<String, HashMap<(), ()>> = spec
+            .exposed
+            .iter()
+            .chain(spec.published.iter().map(|(p, _)| p))
+            .map(|p| (p.clone(), HashMap::new()))
+            .collect();
+        let config = Config {
+            image: Some(spec.image.clone()),
+            entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
+            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.iter().cloned().collect()),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            stop_timeout: Some(i64::from(spec.stop_timeout)),
+            stop_signal: spec.stop_signal.clone(),
+            host_config: Some(HostConfig {
+                cgroup_parent: Some(spec.cgroup_parent.clone()),
+                memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
+                network_mode: spec.network_mode.clone(),
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+                // systemd restarts the unit; Docker must not restart behind it.
+                restart_policy: None,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: spec.name.clone(),
+            platform: None,
+        };
+        let created = self
+            .client
+            .create_container(Some(options), config)
+            .await
+            .map_err(err(format!("creating container {}", spec.name)))?;
+        Ok(created.id)
+    }
+
+    /// Removes a container (stopping it first); one that is gone already is fine.
+    pub async fn remove(&self, name: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            link: false,
+        };
+        match self.client.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = DockerError {
+                    action: format!("removing container {name}"),
+                    source: e,
+                };
+                if e.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Every container with a `berth.pod` label.
+    pub async fn list_berth_containers(&self) -> Result<Vec<ObservedContainer>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        let options = ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        };
+        let list = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(err("listing containers"))?;
+        Ok(list
+            .into_iter()
+            .map(|c| ObservedContainer {
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+                state: c.state.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Inspects a container; `None` if it does not exist.
+    pub async fn inspect(&self, name: &str) -> Result<Option<InspectedState>, DockerError> {
+        match self
+            .client
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                Ok(Some(InspectedState {
+                    id: info.id.unwrap_or_default(),
+                    running: state.running.unwrap_or(false),
+                    pid: state
+                        .pid
+                        .and_then(|p| u32::try_from(p).ok())
+                        .filter(|p| *p != 0),
+                    exit_code: state.exit_code,
+                    oom_killed: state.oom_killed.unwrap_or(false),
+                    error: state.error.filter(|e| !e.is_empty()),
+                }))
+            }
+            Err(e) => {
+                let e = DockerError {
+                    action: format!("inspecting {name}"),
+                    source: e,
+                };
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The environment a container was created with (to recover secrets when
+    /// adopting a pod whose record was lost).
+    pub async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {
+        let info = self
+            .client
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(err(format!("inspecting {name}")))?;
+        Ok(info.config.and_then(|c| c.env).unwrap_or_default())
+    }
+}
+
+/// `repo[:tag]` -> (`repo`, `tag`), defaulting the tag to `latest`. A `:`
+/// before the last `/` belongs to a registry's port.
+pub fn split_tag(image: &str) -> (&str, &str) {
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
+        _ => (image, "latest"),
+    }
+}
+
+/// A ustar archive holding one executable file at the root: the rootfs of
+/// the pause image.
+fn single_file_tar(name: &str, contents: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |field: &mut [u8], value: u64| {
+        let text = format!("{:0width$o}\0", value, width = field.len() - 1);
+        field.copy_from_slice(text.as_bytes());
+    };
+    octal(&mut header[100..108], 0o755);
+    octal(&mut header[108..116], 0);
+    octal(&mut header[116..124], 0);
+    octal(&mut header[124..136], contents.len() as u64);
+    octal(&mut header[136..148], 0);
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    // The checksum is computed with its own field read as spaces.
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u64 = header.iter().map(|b| u64::from(*b)).sum();
+    let text = format!("{sum:06o}\0 ");
+    header[148..156].copy_from_slice(text.as_bytes());
+
+    let mut archive = header.to_vec();
+    archive.extend_from_slice(contents);
+    archive.resize(archive.len().div_ceil(512) * 512, 0);
+    archive.extend_from_slice(&[0u8; 1024]);
+    archive
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_tags_but_not_registry_ports() {
+        assert_eq!(split_tag("local/busybox"), ("local/busybox", "latest"));
+        assert_eq!(split_tag("web:1.2"), ("web", "1.2"));
+        assert_eq!(
+            split_tag("registry:5000/web"),
+            ("registry:5000/web", "latest")
+        );
+        assert_eq!(split_tag("registry:5000/web:2"), ("registry:5000/web", "2"));
+    }
+
+    #[test]
+    fn tar_has_a_valid_header_and_padding() {
+        let tar = single_file_tar("pause", b"abc");
+        assert_eq!(tar.len(), 512 + 512 + 1024);
+        assert_eq!(&tar[..5], b"pause");
+        assert_eq!(&tar[512..515], b"abc");
+        let stored: u64 =
+            u64::from_str_radix(std::str::from_utf8(&tar[148..154]).unwrap(), 8).unwrap();
+        let mut header = tar[..512].to_vec();
+        header[148..156].copy_from_slice(b"        ");
+        assert_eq!(stored, header.iter().map(|b| u64::from(*b)).sum::<u64>());
+    }
+}

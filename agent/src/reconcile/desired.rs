@@ -1,0 +1,441 @@
+//! A pod record turned into the exact unit files and Docker containers it
+//! needs on this host. Pure: the same record always gives the same result,
+//! and each container carries a hash of its own spec so a change shows.
+
+use berth_model::{EnvVar, Pod, Protocol};
+use serde::Serialize;
+
+use crate::docker::{
+    ContainerSpec, LABEL_CONTAINER, LABEL_HOST_PORTS, LABEL_POD, LABEL_POD_SPEC, LABEL_SPEC_HASH,
+    PAUSE_IMAGE,
+};
+use crate::store::{Desired, PodRecord};
+use crate::unit::{
+    container_cgroup_path, container_unit_name, pod_network_cgroup_path, pod_network_unit_name,
+    pod_slice_name, render_container_unit, render_pod_network_unit, render_pod_slice,
+    ContainerUnit, RenderError,
+};
+
+/// One unit file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    /// `berth-web-app.service`.
+    pub name: String,
+    /// Its contents.
+    pub contents: String,
+}
+
+/// One container and the unit that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredContainer {
+    /// The container's name in the pod; `None` for the network holder.
+    pub pod_container: Option<String>,
+    /// The unit that runs it.
+    pub unit: String,
+    /// How to create it.
+    pub spec: ContainerSpec,
+    /// Hash of `spec`, also stored as a label.
+    pub spec_hash: String,
+}
+
+/// A pod as it should exist on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredPod {
+    /// The pod's name.
+    pub name: String,
+    /// Whether it should run.
+    pub running: bool,
+    /// The network holder first (pods of several containers), then the
+    /// containers in spec order.
+    pub containers: Vec<DesiredContainer>,
+    /// The slice, the network unit (if any), then one unit per container.
+    pub unit_files: Vec<UnitFile>,
+    /// Images to pull (the pause image is the agent's own).
+    pub images: Vec<String>,
+}
+
+/// Settings of the agent that shape every pod.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSettings<'a> {
+    /// The shim the units run.
+    pub shim_path: &'a str,
+    /// Environment for the shim (`DOCKER_HOST` when Docker's socket is not the default).
+    pub shim_environment: &'a [EnvVar],
+}
+
+/// Docker's name of the pod's network holder: `berth.<pod>`. Dots cannot
+/// occur in DNS labels, so names never collide.
+pub fn holder_container_name(pod: &str) -> String {
+    format!("berth.{pod}")
+}
+
+/// Docker's name of a container of a pod: `berth.<pod>.<container>`.
+pub fn app_container_name(pod: &str, container: &str) -> String {
+    format!("berth.{pod}.{container}")
+}
+
+/// Docker volume of a pod's named volume.
+fn named_volume(pod: &str, volume: &str) -> String {
+    format!("berth.{pod}.{volume}")
+}
+
+/// A stable 64-bit FNV-1a hash, hex: stable across builds and Rust versions,
+/// unlike `DefaultHasher`, so an agent upgrade does not recreate containers.
+pub fn stable_hash(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
+    #[derive(Serialize)]
+    struct Hashed<'a> {
+        image: &'a str,
+        entrypoint: &'a [String],
+        cmd: &'a [String],
+        env: &'a [String],
+        labels: &'a [(String, String)],
+        cgroup_parent: &'a str,
+        memory: Option<u64>,
+        network_mode: &'a Option<String>,
+        published: &'a [(String, u16)],
+        exposed: &'a [String],
+        binds: &'a [String],
+        stop_timeout: u32,
+        stop_signal: &'a Option<String>,
+    }
+    let hashed = Hashed {
+        image: &spec.image,
+        entrypoint: &spec.entrypoint,
+        cmd: &spec.cmd,
+        env: &spec.env,
+        labels: &spec.labels,
+        cgroup_parent: &spec.cgroup_parent,
+        memory: spec.memory,
+        network_mode: &spec.network_mode,
+        published: &spec.published,
+        exposed: &spec.exposed,
+        binds: &spec.binds,
+        stop_timeout: spec.stop_timeout,
+        stop_signal: &spec.stop_signal,
+    };
+    let hash = stable_hash(&serde_json::to_vec(&hashed).unwrap_or_default());
+    spec.labels.push((LABEL_SPEC_HASH.into(), hash.clone()));
+    (spec, hash)
+}
+
+fn port_key(port: u16, protocol: Protocol) -> String {
+    format!("{port}/{}", protocol.as_str())
+}
+
+/// Everything a record needs on this host.
+pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<DesiredPod, RenderError> {
+    let pod: &Pod = &record.pod;
+    let mut containers = Vec::new();
+    let mut unit_files = vec![UnitFile {
+        name: pod_slice_name(&pod.name),
+        contents: render_pod_slice(&pod.name)?,
+    }];
+
+    // A pod of several containers gets a network holder that owns the
+    // network namespace and the published ports, so they outlive restarts of
+    // any one container. A pod of one container owns them itself: one Docker
+    // start fewer on the way to running.
+    let has_holder = pod.containers.len() > 1;
+    let holder_name = holder_container_name(&pod.name);
+    let published: Vec<(String, u16)> = record
+        .host_ports
+        .iter()
+        .map(|b| (port_key(b.container_port, b.protocol), b.host_port))
+        .collect();
+    let exposed: Vec<String> = pod
+        .containers
+        .iter()
+        .flat_map(|c| {
+            c.ports
+                .iter()
+                .map(|p| port_key(p.container_port, p.protocol))
+        })
+        .collect();
+    // Labels that let an agent which lost its state adopt the pod again.
+    let adoption_labels = [
+        (
+            LABEL_POD_SPEC.to_string(),
+            serde_json::to_string(&pod.redacted()).unwrap_or_default(),
+        ),
+        (
+            LABEL_HOST_PORTS.to_string(),
+            serde_json::to_string(&record.host_ports).unwrap_or_default(),
+        ),
+    ];
+    if has_holder {
+        let holder_unit = ContainerUnit {
+            pod: &pod.name,
+            container: "pod",
+            description: &format!("berth pod {} (network)", pod.name),
+            shim_path: host.shim_path,
+            container_name: &holder_name,
+            stop_timeout_secs: 1,
+            restart: berth_model::RestartPolicy::Always,
+            memory_max: None,
+            cpu_millis: None,
+            joins_pod_network: false,
+            environment: host.shim_environment,
+        };
+        unit_files.push(UnitFile {
+            name: pod_network_unit_name(&pod.name),
+            contents: render_pod_network_unit(&holder_unit)?,
+        });
+        let mut labels = vec![(LABEL_POD.to_string(), pod.name.clone())];
+        labels.extend(adoption_labels.iter().cloned());
+        let (spec, spec_hash) = with_hash(ContainerSpec {
+            name: holder_name.clone(),
+            image: PAUSE_IMAGE.into(),
+            entrypoint: vec!["/pause".into()],
+            cmd: Vec::new(),
+            env: Vec::new(),
+            labels,
+            cgroup_parent: pod_network_cgroup_path(&pod.name),
+            memory: None,
+            network_mode: None,
+            published: published.clone(),
+            exposed: exposed.clone(),
+            binds: Vec::new(),
+            stop_timeout: 1,
+            // pause is PID 1 without a SIGTERM handler: it would ignore it.
+            stop_signal: Some("SIGKILL".into()),
+        });
+        containers.push(DesiredContainer {
+            pod_container: None,
+            unit: pod_network_unit_name(&pod.name),
+            spec,
+            spec_hash,
+        });
+    }
+
+    let mut images = Vec::new();
+    for container in &pod.containers {
+        let docker_name = app_container_name(&pod.name, &container.name);
+        let unit = ContainerUnit {
+            pod: &pod.name,
+            container: &container.name,
+            description: &format!(
+                "berth pod {}, container {} ({})",
+                pod.name, container.name, container.image
+            ),
+            shim_path: host.shim_path,
+            container_name: &docker_name,
+            stop_timeout_secs: container.stop_timeout_secs,
+            restart: container.restart,
+            memory_max: container.resources.memory_bytes,
+            cpu_millis: container.resources.cpu_millis,
+            joins_pod_network: has_holder,
+            environment: host.shim_environment,
+        };
+        unit_files.push(UnitFile {
+            name: container_unit_name(&pod.name, &container.name),
+            contents: render_container_unit(&unit)?,
+        });
+        let binds = container
+            .volume_mounts
+            .iter()
+            .filter_map(|mount| {
+                let volume = pod.volumes.iter().find(|v| v.name == mount.volume)?;
+                let source = match &volume.host_path {
+                    Some(path) => path.clone(),
+                    None => named_volume(&pod.name, &volume.name),
+                };
+                let mode = if mount.read_only { ":ro" } else { "" };
+                Some(format!("{source}:{}{mode}", mount.path))
+            })
+            .collect();
+        let env = container
+            .env
+            .iter()
+            .chain(container.secret_env.iter())
+            .map(|v| format!("{}={}", v.name, v.value))
+            .collect();
+        let mut labels = vec![
+            (LABEL_POD.to_string(), pod.name.clone()),
+            (LABEL_CONTAINER.to_string(), container.name.clone()),
+        ];
+        if !has_holder {
+            labels.extend(adoption_labels.iter().cloned());
+        }
+        let (spec, spec_hash) = with_hash(ContainerSpec {
+            name: docker_name,
+            image: container.image.clone(),
+            entrypoint: container.command.clone(),
+            cmd: container.args.clone(),
+            env,
+            labels,
+            cgroup_parent: container_cgroup_path(&pod.name, &container.name),
+            memory: container.resources.memory_bytes,
+            network_mode: has_holder.then(|| format!("container:{holder_name}")),
+            published: if has_holder {
+                Vec::new()
+            } else {
+                published.clone()
+            },
+            exposed: if has_holder {
+                Vec::new()
+            } else {
+                exposed.clone()
+            },
+            binds,
+            stop_timeout: container.stop_timeout_secs,
+            stop_signal: None,
+        });
+        containers.push(DesiredContainer {
+            pod_container: Some(container.name.clone()),
+            unit: container_unit_name(&pod.name, &container.name),
+            spec,
+            spec_hash,
+        });
+        if !images.contains(&container.image) {
+            images.push(container.image.clone());
+        }
+    }
+    Ok(DesiredPod {
+        name: pod.name.clone(),
+        running: record.desired == Desired::Running,
+        containers,
+        unit_files,
+        images,
+    })
+}
+
+/// Whether a unit file name belongs to `pod`: its slice, its network unit or
+/// one of its container units.
+pub fn unit_belongs_to(unit: &str, pod: &str) -> bool {
+    let network = pod_network_unit_name(pod);
+    let slice = pod_slice_name(pod);
+    let container_prefix = format!("{}-", network.trim_end_matches(".service"));
+    unit == network
+        || unit == slice
+        || (unit.starts_with(&container_prefix) && unit.ends_with(".service"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PortBinding;
+
+    fn record(json: &str) -> PodRecord {
+        PodRecord {
+            pod: serde_json::from_str(json).unwrap(),
+            host_ports: vec![],
+            desired: Desired::Running,
+        }
+    }
+
+    const HOST: HostSettings<'static> = HostSettings {
+        shim_path: "/usr/bin/berth-shim",
+        shim_environment: &[],
+    };
+
+    #[test]
+    fn a_pod_gets_a_slice_a_network_unit_and_a_unit_per_container() {
+        let mut r = record(
+            r#"{"name":"web","containers":[{"name":"app","image":"local/busybox","command":["httpd","-f"],"secretEnv":[{"name":"PW","value":"s3cret"}],"ports":[{"containerPort":8080,"hostPort":0}]}]}"#,
+        );
+        r.host_ports = vec![PortBinding {
+            container: "app".into(),
+            container_port: 8080,
+            protocol: Protocol::Tcp,
+            host_port: 31000,
+        }];
+        let d = desired_pod(&r, HOST).unwrap();
+        let names: Vec<&str> = d.unit_files.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["berth-web.slice", "berth-web-app.service"]);
+        // One container: it owns the network namespace and the ports.
+        assert_eq!(d.containers.len(), 1);
+        assert_eq!(d.containers[0].spec.name, "berth.web.app");
+        assert_eq!(d.containers[0].spec.network_mode, None);
+        assert_eq!(
+            d.containers[0].spec.published,
+            [("8080/tcp".to_string(), 31000)]
+        );
+        assert_eq!(
+            d.containers[0].spec.cgroup_parent,
+            "/berth.slice/berth-web.slice/berth-web-app.service"
+        );
+        // The secret reaches Docker, never a unit file or a label.
+        assert!(d.containers[0].spec.env.contains(&"PW=s3cret".to_string()));
+        assert!(d.unit_files.iter().all(|u| !u.contents.contains("s3cret")));
+        assert!(d
+            .containers
+            .iter()
+            .flat_map(|c| &c.spec.labels)
+            .all(|(_, v)| !v.contains("s3cret")));
+        assert!(!d.unit_files[1]
+            .contents
+            .contains("Requires=berth-web.service"));
+    }
+
+    #[test]
+    fn containers_of_a_bigger_pod_share_a_network_holder() {
+        let r = record(
+            r#"{"name":"web","containers":[{"name":"app","image":"i","ports":[{"containerPort":80,"hostPort":0}]},{"name":"side","image":"i"}]}"#,
+        );
+        let d = desired_pod(&r, HOST).unwrap();
+        let names: Vec<&str> = d.unit_files.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "berth-web.slice",
+                "berth-web.service",
+                "berth-web-app.service",
+                "berth-web-side.service"
+            ]
+        );
+        assert_eq!(d.containers[0].spec.name, "berth.web");
+        assert_eq!(d.containers[0].spec.image, PAUSE_IMAGE);
+        assert_eq!(d.containers[0].spec.exposed, ["80/tcp"]);
+        for app in &d.containers[1..] {
+            assert_eq!(
+                app.spec.network_mode.as_deref(),
+                Some("container:berth.web")
+            );
+            assert!(app.spec.published.is_empty());
+        }
+        assert!(d.unit_files[2]
+            .contents
+            .contains("Requires=berth-web.service"));
+    }
+
+    #[test]
+    fn the_hash_follows_the_spec() {
+        let a = desired_pod(
+            &record(r#"{"name":"p","containers":[{"name":"c","image":"i"}]}"#),
+            HOST,
+        )
+        .unwrap();
+        let b = desired_pod(
+            &record(r#"{"name":"p","containers":[{"name":"c","image":"i"}]}"#),
+            HOST,
+        )
+        .unwrap();
+        let c = desired_pod(
+            &record(r#"{"name":"p","containers":[{"name":"c","image":"j"}]}"#),
+            HOST,
+        )
+        .unwrap();
+        assert_eq!(a.containers[0].spec_hash, b.containers[0].spec_hash);
+        assert_ne!(a.containers[0].spec_hash, c.containers[0].spec_hash);
+        assert_eq!(stable_hash(b"berth"), stable_hash(b"berth"));
+    }
+
+    #[test]
+    fn units_are_matched_to_their_pod_exactly() {
+        assert!(unit_belongs_to("berth-web.service", "web"));
+        assert!(unit_belongs_to("berth-web-app.service", "web"));
+        assert!(unit_belongs_to("berth-web.slice", "web"));
+        assert!(!unit_belongs_to("berth-web\\x2dapp.service", "web"));
+        assert!(unit_belongs_to("berth-web\\x2dapp-x.service", "web-app"));
+        assert!(!unit_belongs_to("berth-web-app.service", "web-app"));
+    }
+}

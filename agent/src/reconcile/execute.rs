@@ -1,0 +1,122 @@
+//! Applies a plan, step by step, in order. The first failure stops the
+//! plan and names the step; the caller retries (the next plan starts from
+//! what was done) or rolls back.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use tracing::info;
+
+use crate::config::AgentConfig;
+use crate::docker::Docker;
+use crate::reconcile::plan::{Action, Step};
+use crate::systemd::Systemd;
+
+/// The outside systems a plan acts on.
+#[derive(Debug, Clone, Copy)]
+pub struct Effects<'a> {
+    /// Docker.
+    pub docker: &'a Docker,
+    /// systemd.
+    pub systemd: &'a Systemd,
+    /// The agent's configuration.
+    pub config: &'a AgentConfig,
+}
+
+/// A step that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {error:#}")]
+pub struct StepFailed {
+    /// The step, in words.
+    pub what: String,
+    /// Why.
+    pub error: anyhow::Error,
+}
+
+/// Runs `steps` for `pod`.
+pub async fn execute(pod: &str, steps: &[Step], effects: Effects<'_>) -> Result<(), StepFailed> {
+    for step in steps {
+        info!(pod, action = ?short(&step.action), reason = %step.reason, "reconcile");
+        apply(&step.action, effects)
+            .await
+            .map_err(|error| StepFailed {
+                what: short(&step.action),
+                error,
+            })?;
+    }
+    Ok(())
+}
+
+/// An action in a few words, without the container spec (it holds secrets).
+fn short(action: &Action) -> String {
+    match action {
+        Action::CreateContainer(spec) => format!("create container {}", spec.name),
+        Action::WriteUnitFile { name, .. } => format!("write unit {name}"),
+        Action::ImportPauseImage => "import the pause image".into(),
+        Action::PullImage(image) => format!("pull {image}"),
+        Action::StopUnit(unit) => format!("stop {unit}"),
+        Action::RemoveContainer(name) => format!("remove container {name}"),
+        Action::RemoveUnitFile(name) => format!("remove unit {name}"),
+        Action::Reload => "reload systemd".into(),
+        Action::Enable(units) => format!("enable {}", units.join(" ")),
+        Action::Disable(units) => format!("disable {}", units.join(" ")),
+        Action::StartUnit(unit) => format!("start {unit}"),
+    }
+}
+
+async fn apply(action: &Action, effects: Effects<'_>) -> anyhow::Result<()> {
+    let Effects {
+        docker,
+        systemd,
+        config,
+    } = effects;
+    let units_dir = config.units_dir();
+    match action {
+        Action::ImportPauseImage => docker.ensure_pause_image().await?,
+        Action::PullImage(image) => docker.ensure_image(image, &config.registries).await?,
+        Action::StopUnit(unit) => {
+            systemd.stop(unit).await?;
+            systemd.reset_failed(unit).await;
+        }
+        Action::RemoveContainer(name) => docker.remove(name).await?,
+        Action::CreateContainer(spec) => {
+            docker.create(spec).await?;
+        }
+        Action::WriteUnitFile { name, contents } => write_unit_file(&units_dir, name, contents)?,
+        Action::RemoveUnitFile(name) => match std::fs::remove_file(units_dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        },
+        Action::Reload => systemd.reload().await?,
+        Action::Enable(units) => {
+            let paths: Vec<String> = units
+                .iter()
+                .map(|u| units_dir.join(u).display().to_string())
+                .collect();
+            systemd.enable(&paths).await?;
+        }
+        Action::Disable(units) => systemd.disable(units).await?,
+        Action::StartUnit(unit) => {
+            systemd.reset_failed(unit).await;
+            systemd.start(unit).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a unit file atomically. Unit files hold no secrets (systemd shows
+/// them to everyone anyway), so they are 0644 like any unit.
+fn write_unit_file(dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))
+}

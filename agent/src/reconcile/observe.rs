@@ -1,0 +1,158 @@
+//! Gathering what systemd, Docker and the unit directory show, pod by pod.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::docker::{Docker, DockerError, LABEL_POD};
+use crate::reconcile::plan::ObservedPod;
+use crate::systemd::{Systemd, SystemdError};
+
+/// Where systemd keeps the links of units enabled for boot.
+const WANTS_DIR: &str = "/etc/systemd/system/multi-user.target.wants";
+
+/// What could not be observed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// Docker did not answer.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// systemd did not answer.
+    #[error(transparent)]
+    Systemd(#[from] SystemdError),
+    /// The unit directory could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The unit files in the agent's unit directory, by name.
+pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> {
+    let io = |source| ObserveError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut files = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
+            continue;
+        };
+        if name.ends_with(".service") || name.ends_with(".slice") {
+            files.insert(name, std::fs::read_to_string(&path).map_err(io)?);
+        }
+    }
+    Ok(files)
+}
+
+/// Observes every pod that has a container or a unit file on this host,
+/// plus the pods named in `also` (so a pod with nothing yet is observed as
+/// empty).
+pub async fn observe_all(
+    docker: &Docker,
+    systemd: &Systemd,
+    units_dir: &Path,
+    also: &[String],
+) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
+    let mut pods: BTreeMap<String, ObservedPod> = also
+        .iter()
+        .map(|n| (n.clone(), ObservedPod::default()))
+        .collect();
+    for container in docker.list_berth_containers().await? {
+        let Some(pod) = container.labels.get(LABEL_POD).cloned() else {
+            continue;
+        };
+        pods.entry(pod)
+            .or_default()
+            .containers
+            .insert(container.name.clone(), container);
+    }
+    for (unit, contents) in unit_files(units_dir)? {
+        if let Some(pod) = pod_of_unit(&unit) {
+            pods.entry(pod)
+                .or_default()
+                .unit_files
+                .insert(unit, contents);
+        }
+    }
+    for observed in pods.values_mut() {
+        let units: Vec<String> = observed
+            .unit_files
+            .keys()
+            .filter(|u| u.ends_with(".service"))
+            .cloned()
+            .collect();
+        observed.units = systemd.states(&units).await?;
+        observed.enabled = enabled(&units);
+    }
+    Ok(pods)
+}
+
+/// Units of `units` that are enabled for boot.
+pub fn enabled(units: &[String]) -> BTreeSet<String> {
+    units
+        .iter()
+        .filter(|u| Path::new(WANTS_DIR).join(u).symlink_metadata().is_ok())
+        .cloned()
+        .collect()
+}
+
+/// The pod a berth unit file name belongs to (`berth-a\x2db-c.service` ->
+/// `a-b`), undoing the escaping of the pod component.
+pub fn pod_of_unit(unit: &str) -> Option<String> {
+    let rest = unit.strip_prefix("berth-")?;
+    let stem = rest
+        .strip_suffix(".service")
+        .or_else(|| rest.strip_suffix(".slice"))?;
+    let escaped = stem.split('-').next()?;
+    Some(unescape(escaped))
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
+            if let Some(v) = s
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_pod_of_a_unit() {
+        assert_eq!(pod_of_unit("berth-web.service").as_deref(), Some("web"));
+        assert_eq!(pod_of_unit("berth-web-app.service").as_deref(), Some("web"));
+        assert_eq!(
+            pod_of_unit("berth-web\\x2dapp-x.service").as_deref(),
+            Some("web-app")
+        );
+        assert_eq!(
+            pod_of_unit("berth-web\\x2dapp.slice").as_deref(),
+            Some("web-app")
+        );
+        assert_eq!(pod_of_unit("docker.service"), None);
+    }
+}

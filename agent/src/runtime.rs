@@ -1,0 +1,582 @@
+//! The agent's pods: every request and every resync goes through here,
+//! one at a time (a single lock), so port allocation and plans never race.
+//! Requests are commands: create, delete, start, stop, restart; the API
+//! turns HTTP into these calls and never touches systemd or Docker itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use berth_model::{
+    ContainerStatus, EnvVar, HostPort, Pod, PodPhase, PodStatus, RestartPolicy, ValidationErrors,
+};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::config::AgentConfig;
+use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC};
+use crate::ports::{self, Held};
+use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
+use crate::reconcile::execute::{execute, Effects};
+use crate::reconcile::observe::observe_all;
+use crate::reconcile::plan::{plan, Intent, ObservedPod};
+use crate::store::{Desired, PodRecord, PodStore, PortBinding};
+use crate::systemd::{Systemd, UnitState};
+use crate::unit::pod_slice_name;
+
+/// Why a request was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The request is invalid; nothing was touched.
+    #[error("invalid pod: {0}")]
+    Invalid(ValidationErrors),
+    /// A different pod of that name exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// No such pod.
+    #[error("pod {0} not found")]
+    NotFound(String),
+    /// Applying failed; what was done was rolled back.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The agent's pods and the systems they live in.
+#[derive(Debug)]
+pub struct Runtime {
+    config: AgentConfig,
+    store: PodStore,
+    docker: Docker,
+    systemd: Systemd,
+    shim_environment: Vec<EnvVar>,
+    lock: Mutex<()>,
+}
+
+impl Runtime {
+    /// A runtime over the given systems.
+    pub fn new(config: AgentConfig, store: PodStore, docker: Docker, systemd: Systemd) -> Self {
+        let default_socket = Path::new("/run/docker.sock");
+        let shim_environment = if config.docker_socket == default_socket {
+            Vec::new()
+        } else {
+            vec![EnvVar::new(
+                "DOCKER_HOST",
+                format!("unix://{}", config.docker_socket.display()),
+            )]
+        };
+        Self {
+            config,
+            store,
+            docker,
+            systemd,
+            shim_environment,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn host(&self) -> HostSettings<'_> {
+        HostSettings {
+            shim_path: self.config.shim_path.to_str().unwrap_or_default(),
+            shim_environment: &self.shim_environment,
+        }
+    }
+
+    fn effects(&self) -> Effects<'_> {
+        Effects {
+            docker: &self.docker,
+            systemd: &self.systemd,
+            config: &self.config,
+        }
+    }
+
+    fn desired(&self, record: &PodRecord) -> Result<DesiredPod, RequestError> {
+        desired_pod(record, self.host()).map_err(|e| {
+            let mut errors = ValidationErrors::new();
+            errors.push("name", e.to_string());
+            RequestError::Invalid(errors)
+        })
+    }
+
+    fn records(&self) -> Result<Vec<PodRecord>, RequestError> {
+        self.store
+            .load_all()
+            .map_err(|e| RequestError::Failed(format!("reading pod records: {e:#}")))
+    }
+
+    fn record(&self, name: &str) -> Result<PodRecord, RequestError> {
+        self.records()?
+            .into_iter()
+            .find(|r| r.pod.name == name)
+            .ok_or_else(|| RequestError::NotFound(name.into()))
+    }
+
+    async fn observe(&self, name: &str) -> Result<ObservedPod, RequestError> {
+        let mut all = observe_all(
+            &self.docker,
+            &self.systemd,
+            &self.config.units_dir(),
+            &[name.to_owned()],
+        )
+        .await
+        .map_err(|e| RequestError::Failed(e.to_string()))?;
+        Ok(all.remove(name).unwrap_or_default())
+    }
+
+    /// Checks what only this host can judge: host paths against the
+    /// allow-list.
+    fn check_host(&self, pod: &Pod) -> Result<(), RequestError> {
+        let mut errors = ValidationErrors::new();
+        for (i, volume) in pod.volumes.iter().enumerate() {
+            if let Some(path) = &volume.host_path {
+                if !self.config.host_path_allowed(Path::new(path)) {
+                    let allowed: Vec<String> = self
+                        .config
+                        .host_path_allow
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    errors.push(
+                        format!("volumes[{i}].hostPath"),
+                        format!(
+                            "{path} is not in the agent's host-path-allow list ({})",
+                            if allowed.is_empty() {
+                                "empty".to_string()
+                            } else {
+                                allowed.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        errors.into_result().map_err(RequestError::Invalid)
+    }
+
+    /// Creates and starts a pod. Repeating the same request changes nothing
+    /// (`Ok((status, false))`). On failure nothing is left behind: no unit
+    /// file, container, record or port.
+    pub async fn create(&self, pod: Pod) -> Result<(PodStatus, bool), RequestError> {
+        pod.validate().map_err(RequestError::Invalid)?;
+        self.check_host(&pod)?;
+        let _guard = self.lock.lock().await;
+        let records = self.records()?;
+        if let Some(existing) = records.iter().find(|r| r.pod.name == pod.name) {
+            if existing.pod == pod {
+                return Ok((self.status_of(existing).await?, false));
+            }
+            return Err(RequestError::Conflict(format!(
+                "pod {} already exists with a different spec: remove it first (berth local rm {})",
+                pod.name, pod.name
+            )));
+        }
+        let held: Vec<Held> = records
+            .iter()
+            .flat_map(|r| {
+                r.host_ports.iter().map(|b| Held {
+                    port: b.host_port,
+                    protocol: b.protocol,
+                    pod: r.pod.name.clone(),
+                })
+            })
+            .collect();
+        let host_ports = ports::allocate(&pod, &held, self.config.host_ports, ports::bound_on_host)
+            .map_err(|e| {
+                let mut errors = ValidationErrors::new();
+                errors.push(e.field(), e.to_string());
+                RequestError::Invalid(errors)
+            })?;
+        let record = PodRecord {
+            pod,
+            host_ports,
+            desired: Desired::Running,
+        };
+        let desired = self.desired(&record)?;
+        self.store
+            .save(&record)
+            .map_err(|e| RequestError::Failed(format!("saving pod record: {e:#}")))?;
+
+        let observed = self.observe(&record.pod.name).await?;
+        let steps = plan(Some(&desired), &observed, Intent::Start);
+        if let Err(failure) = execute(&record.pod.name, &steps, self.effects()).await {
+            warn!(pod = %record.pod.name, error = %failure, "creating the pod failed; rolling back");
+            let rollback = self.remove_everything(&record.pod.name).await;
+            let note = match rollback {
+                Ok(()) => "nothing was left behind".to_string(),
+                Err(e) => format!("rolling back also failed ({e}); the agent retries"),
+            };
+            return Err(RequestError::Failed(format!(
+                "creating pod {}: {failure}; {note}",
+                record.pod.name
+            )));
+        }
+        info!(pod = %record.pod.name, "pod created");
+        Ok((self.status_of(&record).await?, true))
+    }
+
+    /// Removes units, containers and the record of a pod.
+    async fn remove_everything(&self, name: &str) -> Result<(), RequestError> {
+        let observed = self.observe(name).await?;
+        let steps = plan(None, &observed, Intent::Converge);
+        execute(name, &steps, self.effects())
+            .await
+            .map_err(|e| RequestError::Failed(e.to_string()))?;
+        self.store
+            .remove(name)
+            .map_err(|e| RequestError::Failed(format!("{e:#}")))
+    }
+
+    /// Deletes a pod: stops it, removes its units and containers, frees its
+    /// ports. Returns its last status.
+    pub async fn delete(&self, name: &str) -> Result<PodStatus, RequestError> {
+        let _guard = self.lock.lock().await;
+        let mut record = self.record(name)?;
+        let mut status = self.status_of(&record).await?;
+        record.desired = Desired::Deleting;
+        self.store
+            .save(&record)
+            .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
+        self.remove_everything(name).await?;
+        status.phase = PodPhase::Stopped;
+        info!(pod = name, "pod deleted");
+        Ok(status)
+    }
+
+    /// Starts a stopped pod (and enables it for boot again).
+    pub async fn start(&self, name: &str) -> Result<PodStatus, RequestError> {
+        self.set_desired(name, Desired::Running, Intent::Start)
+            .await
+    }
+
+    /// Stops a pod and keeps it stopped across reboots.
+    pub async fn stop(&self, name: &str) -> Result<PodStatus, RequestError> {
+        self.set_desired(name, Desired::Stopped, Intent::Converge)
+            .await
+    }
+
+    async fn set_desired(
+        &self,
+        name: &str,
+        desired: Desired,
+        intent: Intent,
+    ) -> Result<PodStatus, RequestError> {
+        let _guard = self.lock.lock().await;
+        let mut record = self.record(name)?;
+        record.desired = desired;
+        self.store
+            .save(&record)
+            .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
+        self.apply(&record, intent).await?;
+        self.status_of(&record).await
+    }
+
+    /// Restarts the pod's containers (not its network holder).
+    pub async fn restart(&self, name: &str) -> Result<PodStatus, RequestError> {
+        let _guard = self.lock.lock().await;
+        let mut record = self.record(name)?;
+        if record.desired != Desired::Running {
+            record.desired = Desired::Running;
+            self.store
+                .save(&record)
+                .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
+        }
+        self.apply(&record, Intent::Start).await?;
+        let desired = self.desired(&record)?;
+        for container in desired
+            .containers
+            .iter()
+            .filter(|c| c.pod_container.is_some())
+        {
+            self.systemd.reset_failed(&container.unit).await;
+            self.systemd
+                .restart(&container.unit)
+                .await
+                .map_err(|e| RequestError::Failed(e.to_string()))?;
+        }
+        self.status_of(&record).await
+    }
+
+    async fn apply(&self, record: &PodRecord, intent: Intent) -> Result<(), RequestError> {
+        let desired = self.desired(record)?;
+        let observed = self.observe(&record.pod.name).await?;
+        let steps = plan(Some(&desired), &observed, intent);
+        execute(&record.pod.name, &steps, self.effects())
+            .await
+            .map_err(|e| RequestError::Failed(e.to_string()))
+    }
+
+    /// The status of one pod.
+    pub async fn get(&self, name: &str) -> Result<PodStatus, RequestError> {
+        let record = self.record(name)?;
+        self.status_of(&record).await
+    }
+
+    /// Every pod; without `all`, only those that are (or are becoming) up.
+    pub async fn list(&self, all: bool) -> Result<Vec<PodStatus>, RequestError> {
+        let mut out = Vec::new();
+        for record in self.records()? {
+            let status = self.status_of(&record).await?;
+            if all
+                || matches!(
+                    status.phase,
+                    PodPhase::Pending | PodPhase::Running | PodPhase::Restarting
+                )
+            {
+                out.push(status);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The units of a pod's containers (for logs), optionally one container.
+    pub fn container_units(
+        &self,
+        name: &str,
+        container: Option<&str>,
+    ) -> Result<Vec<String>, RequestError> {
+        let record = self.record(name)?;
+        let desired = self.desired(&record)?;
+        let units: Vec<String> = desired
+            .containers
+            .iter()
+            .filter(|c| c.pod_container.is_some())
+            .filter(|c| container.is_none_or(|want| c.pod_container.as_deref() == Some(want)))
+            .map(|c| c.unit.clone())
+            .collect();
+        if units.is_empty() {
+            return Err(RequestError::NotFound(format!(
+                "{name}/{}",
+                container.unwrap_or_default()
+            )));
+        }
+        Ok(units)
+    }
+
+    async fn status_of(&self, record: &PodRecord) -> Result<PodStatus, RequestError> {
+        let desired = self.desired(record)?;
+        let units: Vec<String> = desired.containers.iter().map(|c| c.unit.clone()).collect();
+        let states = self
+            .systemd
+            .states(&units)
+            .await
+            .map_err(|e| RequestError::Failed(e.to_string()))?;
+        let mut inspected = HashMap::new();
+        for c in &desired.containers {
+            if let Some(state) = self
+                .docker
+                .inspect(&c.spec.name)
+                .await
+                .map_err(|e| RequestError::Failed(e.to_string()))?
+            {
+                inspected.insert(c.spec.name.clone(), state);
+            }
+        }
+        Ok(pod_status(record, &states, &inspected))
+    }
+
+    /// One full reconciliation: every record is converged, pods being
+    /// deleted are finished off, and pods found on the host without a
+    /// record (the state directory was lost) are adopted, never removed.
+    pub async fn resync(&self) -> anyhow::Result<()> {
+        let _guard = self.lock.lock().await;
+        let records = self.store.load_all()?;
+        let names: Vec<String> = records.iter().map(|r| r.pod.name.clone()).collect();
+        let observed = observe_all(
+            &self.docker,
+            &self.systemd,
+            &self.config.units_dir(),
+            &names,
+        )
+        .await?;
+        for (name, seen) in &observed {
+            if records.iter().any(|r| &r.pod.name == name) {
+                continue;
+            }
+            match self.adopt(name, seen).await {
+                Ok(record) => {
+                    info!(pod = %name, "adopted a pod found on this host without a record");
+                    self.store.save(&record)?;
+                }
+                Err(e) => warn!(pod = %name, error = %e, "cannot adopt pod; leaving it alone"),
+            }
+        }
+        for record in self.store.load_all()? {
+            if record.desired == Desired::Deleting {
+                if let Err(e) = self.remove_everything(&record.pod.name).await {
+                    warn!(pod = %record.pod.name, error = %e, "finishing a deletion failed; retrying at the next resync");
+                }
+                continue;
+            }
+            let desired = match self.desired(&record) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(pod = %record.pod.name, error = %e, "pod record cannot be rendered");
+                    continue;
+                }
+            };
+            let seen = observed.get(&record.pod.name).cloned().unwrap_or_default();
+            let steps = plan(Some(&desired), &seen, Intent::Converge);
+            if let Err(e) = execute(&record.pod.name, &steps, self.effects()).await {
+                warn!(pod = %record.pod.name, error = %e, "reconciling failed; retrying at the next resync");
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a pod record from the labels Docker keeps (spec and ports)
+    /// and the containers' environment (secret values).
+    async fn adopt(&self, name: &str, seen: &ObservedPod) -> anyhow::Result<PodRecord> {
+        let owner = seen
+            .containers
+            .values()
+            .find(|c| c.labels.contains_key(LABEL_POD_SPEC))
+            .ok_or_else(|| anyhow::anyhow!("no container of pod {name} carries its spec"))?;
+        let mut pod: Pod = serde_json::from_str(&owner.labels[LABEL_POD_SPEC])?;
+        let host_ports: Vec<PortBinding> = owner
+            .labels
+            .get(LABEL_HOST_PORTS)
+            .map(|l| serde_json::from_str(l))
+            .transpose()?
+            .unwrap_or_default();
+        for container in &mut pod.containers {
+            if container.secret_env.is_empty() {
+                continue;
+            }
+            let env = self
+                .docker
+                .container_env(&app_container_name(name, &container.name))
+                .await?;
+            let values: BTreeMap<&str, &str> =
+                env.iter().filter_map(|kv| kv.split_once('=')).collect();
+            for var in &mut container.secret_env {
+                var.value = values
+                    .get(var.name.as_str())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+            }
+        }
+        let running = seen.units.values().any(|s| s.active_state == "active");
+        Ok(PodRecord {
+            pod,
+            host_ports,
+            desired: if running {
+                Desired::Running
+            } else {
+                Desired::Stopped
+            },
+        })
+    }
+
+    /// Runs [`Runtime::resync`] every `interval`, forever.
+    pub async fn resync_forever(&self, interval: Duration) {
+        let mut backoff = interval;
+        loop {
+            tokio::time::sleep(backoff).await;
+            backoff = match self.resync().await {
+                Ok(()) => interval,
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "resync failed");
+                    (backoff * 2).min(interval * 6)
+                }
+            };
+        }
+    }
+}
+
+/// A pod's status from its record, its units' states and its containers.
+pub fn pod_status(
+    record: &PodRecord,
+    states: &HashMap<String, UnitState>,
+    inspected: &HashMap<String, InspectedState>,
+) -> PodStatus {
+    let pod = &record.pod;
+    let mut containers = Vec::new();
+    for container in &pod.containers {
+        let unit = crate::unit::container_unit_name(&pod.name, &container.name);
+        let docker_name = app_container_name(&pod.name, &container.name);
+        let state = states.get(&unit).cloned().unwrap_or_default();
+        let docker = inspected.get(&docker_name);
+        let ended = !matches!(
+            state.active_state.as_str(),
+            "active" | "activating" | "reloading"
+        );
+        let exit_code = docker
+            .filter(|d| !d.running && ended)
+            .and_then(|d| d.exit_code);
+        let reason = match docker {
+            Some(d) if d.oom_killed => Some("OOMKilled".to_string()),
+            _ if state.result == "oom-kill" => Some("OOMKilled".to_string()),
+            Some(d) if ended && d.error.is_some() => d.error.clone(),
+            _ if ended && exit_code.is_some_and(|c| c != 0) => Some("Error".to_string()),
+            _ if ended && exit_code == Some(0) => Some("Completed".to_string()),
+            _ => None,
+        };
+        containers.push(ContainerStatus {
+            name: container.name.clone(),
+            unit,
+            container_id: docker.map(|d| d.id.clone()),
+            state: if state.active_state.is_empty() {
+                "inactive".into()
+            } else {
+                state.active_state.clone()
+            },
+            sub_state: if state.sub_state.is_empty() {
+                "dead".into()
+            } else {
+                state.sub_state.clone()
+            },
+            pid: docker.and_then(|d| d.pid),
+            exit_code,
+            reason,
+            restarts: state.restarts,
+            host_ports: record
+                .host_ports
+                .iter()
+                .filter(|b| b.container == container.name)
+                .map(|b| HostPort {
+                    container_port: b.container_port,
+                    protocol: b.protocol,
+                    host_port: b.host_port,
+                })
+                .collect(),
+        });
+    }
+    let phase = phase(record, &containers);
+    PodStatus {
+        name: pod.name.clone(),
+        phase,
+        slice: pod_slice_name(&pod.name),
+        containers,
+        spec: pod.redacted(),
+    }
+}
+
+fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {
+    if record.desired != Desired::Running {
+        return PodPhase::Stopped;
+    }
+    let policy = |name: &str| {
+        record
+            .pod
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.restart)
+            .unwrap_or_default()
+    };
+    if containers.iter().any(|c| c.sub_state == "auto-restart") {
+        return PodPhase::Restarting;
+    }
+    if containers.iter().any(|c| c.state == "failed") {
+        return PodPhase::Failed;
+    }
+    if containers.iter().all(|c| c.state == "active") {
+        return PodPhase::Running;
+    }
+    let finished = |c: &ContainerStatus| {
+        c.state == "inactive" && c.exit_code == Some(0) && policy(&c.name) != RestartPolicy::Always
+    };
+    if containers.iter().all(finished) {
+        return PodPhase::Succeeded;
+    }
+    PodPhase::Pending
+}

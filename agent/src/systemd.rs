@@ -1,0 +1,308 @@
+//! systemd over D-Bus (zbus): link and enable unit files, start, stop and
+//! restart units and wait for their jobs, read their state. Never by
+//! scraping `systemctl`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use zbus::zvariant::OwnedObjectPath;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+trait Manager {
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn enable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+        force: bool,
+    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    fn disable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<(String, String, String)>>;
+    fn reload(&self) -> zbus::Result<()>;
+    fn subscribe(&self) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    fn job_removed(
+        &self,
+        id: u32,
+        job: zbus::zvariant::ObjectPath<'_>,
+        unit: &str,
+        result: &str,
+    ) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn need_daemon_reload(&self) -> zbus::Result<bool>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Service {
+    #[zbus(property)]
+    fn result(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn exec_main_status(&self) -> zbus::Result<i32>;
+    #[zbus(property, name = "MainPID")]
+    fn main_pid(&self) -> zbus::Result<u32>;
+    #[zbus(property, name = "NRestarts")]
+    fn n_restarts(&self) -> zbus::Result<u32>;
+}
+
+/// A unit's state as systemd reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitState {
+    /// `active`, `activating`, `failed`, `inactive`, ...
+    pub active_state: String,
+    /// `running`, `auto-restart`, `dead`, `exited`, ...
+    pub sub_state: String,
+    /// `success`, `exit-code`, `signal`, `oom-kill`, ...
+    pub result: String,
+    /// Exit status of the last main process.
+    pub exec_main_status: i32,
+    /// PID of the main process (the shim), 0 when none.
+    pub main_pid: u32,
+    /// Restarts systemd made.
+    pub restarts: u32,
+    /// Whether the loaded unit is older than its file.
+    pub needs_reload: bool,
+}
+
+/// What can go wrong talking to systemd.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    /// A D-Bus call failed.
+    #[error("systemd: {action}: {source}")]
+    Call {
+        /// What was asked.
+        action: String,
+        /// D-Bus's answer.
+        source: zbus::Error,
+    },
+    /// A job ended without success.
+    #[error("systemd: {action} {unit} ended with result {result:?}")]
+    Job {
+        /// start, stop, restart.
+        action: &'static str,
+        /// The unit.
+        unit: String,
+        /// systemd's job result (`failed`, `timeout`, `dependency`, ...).
+        result: String,
+    },
+    /// A job did not finish in time.
+    #[error("systemd: {action} {unit} did not finish within {timeout:?}")]
+    Timeout {
+        /// start, stop, restart.
+        action: &'static str,
+        /// The unit.
+        unit: String,
+        /// How long the agent waited.
+        timeout: Duration,
+    },
+}
+
+fn call(action: impl Into<String>) -> impl FnOnce(zbus::Error) -> SystemdError {
+    let action = action.into();
+    move |source| SystemdError::Call { action, source }
+}
+
+/// The system manager, over the system bus.
+#[derive(Debug, Clone)]
+pub struct Systemd {
+    connection: zbus::Connection,
+    manager: ManagerProxy<'static>,
+}
+
+/// How long a start or stop job may take before the agent reports it.
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Systemd {
+    /// Connects to the system bus and subscribes to job signals.
+    pub async fn connect() -> Result<Self, SystemdError> {
+        let connection = zbus::Connection::system()
+            .await
+            .map_err(call("connecting to the system bus"))?;
+        let manager = ManagerProxy::new(&connection)
+            .await
+            .map_err(call("creating the manager proxy"))?;
+        manager.subscribe().await.map_err(call("Subscribe"))?;
+        Ok(Self {
+            connection,
+            manager,
+        })
+    }
+
+    /// Links the unit files at `paths` into systemd's search path and enables
+    /// them (`systemctl enable /path/unit`), so they start at boot. A unit
+    /// file systemd has never loaded needs no reload to be started.
+    pub async fn enable(&self, paths: &[String]) -> Result<(), SystemdError> {
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        self.manager
+            .enable_unit_files(&paths, false, true)
+            .await
+            .map_err(call("EnableUnitFiles"))?;
+        Ok(())
+    }
+
+    /// Disables units and removes their links.
+    pub async fn disable(&self, names: &[String]) -> Result<(), SystemdError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.manager
+            .disable_unit_files(&names, false)
+            .await
+            .map_err(call("DisableUnitFiles"))?;
+        Ok(())
+    }
+
+    /// `daemon-reload`: only for units whose loaded definition is stale.
+    pub async fn reload(&self) -> Result<(), SystemdError> {
+        self.manager.reload().await.map_err(call("Reload"))
+    }
+
+    /// Starts a unit and waits until its job is done (for `Type=notify`, until
+    /// it sent READY=1).
+    pub async fn start(&self, unit: &str) -> Result<(), SystemdError> {
+        self.run_job("start", unit).await
+    }
+
+    /// Stops a unit and waits until it is stopped.
+    pub async fn stop(&self, unit: &str) -> Result<(), SystemdError> {
+        self.run_job("stop", unit).await
+    }
+
+    /// Restarts a unit and waits until it runs again.
+    pub async fn restart(&self, unit: &str) -> Result<(), SystemdError> {
+        self.run_job("restart", unit).await
+    }
+
+    /// Forgets a failed unit's failure, so a new start is not rate limited.
+    pub async fn reset_failed(&self, unit: &str) {
+        let _ = self.manager.reset_failed_unit(unit).await;
+    }
+
+    async fn run_job(&self, action: &'static str, unit: &str) -> Result<(), SystemdError> {
+        // Listen before asking, or a fast job's signal would be missed.
+        let mut removed = self
+            .manager
+            .receive_job_removed()
+            .await
+            .map_err(call("watching JobRemoved"))?;
+        let job = match action {
+            "start" => self.manager.start_unit(unit, "replace").await,
+            "stop" => self.manager.stop_unit(unit, "replace").await,
+            _ => self.manager.restart_unit(unit, "replace").await,
+        }
+        .map_err(call(format!("{action} {unit}")))?;
+        let wait = async {
+            while let Some(signal) = removed.next().await {
+                let Ok(args) = signal.args() else { continue };
+                if args.job.as_str() == job.as_str() {
+                    return Some(args.result.to_owned());
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(JOB_TIMEOUT, wait).await {
+            Ok(Some(result)) if result == "done" => Ok(()),
+            Ok(Some(result)) => Err(SystemdError::Job {
+                action,
+                unit: unit.to_owned(),
+                result,
+            }),
+            Ok(None) => Err(SystemdError::Job {
+                action,
+                unit: unit.to_owned(),
+                result: "bus closed".into(),
+            }),
+            Err(_) => Err(SystemdError::Timeout {
+                action,
+                unit: unit.to_owned(),
+                timeout: JOB_TIMEOUT,
+            }),
+        }
+    }
+
+    /// The state of `unit` if systemd has it loaded; `None` otherwise. Uses
+    /// GetUnit, which never loads a unit (LoadUnit would cache it).
+    pub async fn state(&self, unit: &str) -> Result<Option<UnitState>, SystemdError> {
+        let path = match self.manager.get_unit(unit).await {
+            Ok(path) => path,
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                return Ok(None)
+            }
+            Err(e) => {
+                return Err(SystemdError::Call {
+                    action: format!("GetUnit {unit}"),
+                    source: e,
+                })
+            }
+        };
+        let unit_proxy = UnitProxy::builder(&self.connection)
+            .path(path.clone())
+            .map_err(call("unit path"))?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(call("unit proxy"))?;
+        let service = ServiceProxy::builder(&self.connection)
+            .path(path)
+            .map_err(call("service path"))?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(call("service proxy"))?;
+        let read = |e| SystemdError::Call {
+            action: format!("reading {unit}"),
+            source: e,
+        };
+        Ok(Some(UnitState {
+            active_state: unit_proxy.active_state().await.map_err(read)?,
+            sub_state: unit_proxy.sub_state().await.map_err(read)?,
+            needs_reload: unit_proxy.need_daemon_reload().await.map_err(read)?,
+            result: service.result().await.map_err(read)?,
+            exec_main_status: service.exec_main_status().await.map_err(read)?,
+            main_pid: service.main_pid().await.map_err(read)?,
+            restarts: service.n_restarts().await.map_err(read)?,
+        }))
+    }
+
+    /// States of several units at once.
+    pub async fn states(
+        &self,
+        units: &[String],
+    ) -> Result<HashMap<String, UnitState>, SystemdError> {
+        let mut states = HashMap::new();
+        for unit in units {
+            if let Some(state) = self.state(unit).await? {
+                states.insert(unit.clone(), state);
+            }
+        }
+        Ok(states)
+    }
+}
