@@ -1,10 +1,135 @@
-use clap::Parser;
+//! `berth`: the command line. `berth local ...` drives the berth-agent of this
+//! host over its unix socket; cluster commands (through the master) come later.
+
+use std::io;
+use std::process::ExitCode;
+
+use berth_model::FieldError;
+use clap::{Parser, Subcommand};
+
+mod agent_client;
+mod local;
+mod output;
+mod parse;
 
 /// berth: drive a berth cluster from the command line.
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {}
+#[command(version)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let Args {} = Args::parse();
+/// The command families: `local` now, cluster commands later.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pods on this host, through the local berth-agent (no master needed).
+    Local(local::LocalArgs),
+}
+
+fn main() -> ExitCode {
+    // Usage errors exit here with clap's code 2.
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("berth: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Local(args) => local::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `berth local logs -f | head` closes the pipe: nothing to report.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `berth: <error>` and, indented below it, each field at fault.
+fn report(error: &anyhow::Error) {
+    eprintln!("berth: {error:#}");
+    for field in field_errors(error) {
+        eprintln!("  {}: {}", field.field, field.message);
+    }
+}
+
+/// The fields at fault, whether the agent or local validation found them.
+fn field_errors(error: &anyhow::Error) -> &[FieldError] {
+    for cause in error.chain() {
+        if let Some(agent_client::Error::Api { error, .. }) = cause.downcast_ref() {
+            return &error.fields;
+        }
+        if let Some(local::InvalidPod(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+    }
+    &[]
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|error| error.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::{ApiError, ValidationErrors};
+    use clap::CommandFactory;
+    use hyper::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn field_errors_come_from_the_agent_or_local_validation() {
+        let fields = vec![FieldError {
+            field: "containers[0].image".to_owned(),
+            message: "must not be empty".to_owned(),
+        }];
+        let from_agent = anyhow::Error::new(agent_client::Error::Api {
+            status: StatusCode::BAD_REQUEST,
+            error: ApiError {
+                error: "invalid pod".to_owned(),
+                fields: fields.clone(),
+            },
+        });
+        assert_eq!(field_errors(&from_agent), fields);
+
+        let mut errors = ValidationErrors::new();
+        errors.push("containers[0].image", "must not be empty");
+        let local = anyhow::Error::new(local::InvalidPod(errors));
+        assert_eq!(field_errors(&local), fields);
+
+        assert!(field_errors(&anyhow::anyhow!("other")).is_empty());
+    }
+
+    #[test]
+    fn the_socket_flag_works_before_or_after_the_subcommand() {
+        for argv in [
+            ["berth", "local", "--socket", "/tmp/a.sock", "ps"],
+            ["berth", "local", "ps", "--socket", "/tmp/a.sock"],
+        ] {
+            let Command::Local(local) = Cli::try_parse_from(argv).unwrap().command;
+            assert_eq!(local.socket, std::path::PathBuf::from("/tmp/a.sock"));
+        }
+    }
 }

@@ -79,6 +79,13 @@ fn named_volume(pod: &str, volume: &str) -> String {
     format!("berth.{pod}.{volume}")
 }
 
+/// Memory the shim may use inside the unit on top of the container's
+/// limit. The container's own cgroup (nested in the unit's) carries the
+/// pod's limit exactly, so the container hits it first: Docker then records
+/// the OOM kill, which `ps` reports. The unit's `MemoryMax=` still bounds
+/// container and shim together.
+pub const SHIM_MEMORY_HEADROOM: u64 = 8 * 1024 * 1024;
+
 /// A stable 64-bit FNV-1a hash, hex: stable across builds and Rust versions,
 /// unlike `DefaultHasher`, so an agent upgrade does not recreate containers.
 pub fn stable_hash(bytes: &[u8]) -> String {
@@ -230,7 +237,10 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             container_name: &docker_name,
             stop_timeout_secs: container.stop_timeout_secs,
             restart: container.restart,
-            memory_max: container.resources.memory_bytes,
+            memory_max: container
+                .resources
+                .memory_bytes
+                .map(|m| m.saturating_add(SHIM_MEMORY_HEADROOM)),
             cpu_millis: container.resources.cpu_millis,
             joins_pod_network: has_holder,
             environment: host.shim_environment,

@@ -1,0 +1,582 @@
+//! `berth local ...`: pods on this host, through the local agent's API.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use berth_model::limits::DEFAULT_STOP_TIMEOUT_SECS;
+use berth_model::{
+    Container, EnvVar, Pod, PodStatus, Port, Resources, RestartPolicy, ValidationErrors, Volume,
+    VolumeMount,
+};
+use clap::{Args, Subcommand, ValueEnum};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::agent_client::{AgentClient, LogOptions, PodAction, DEFAULT_SOCKET};
+use crate::output;
+use crate::parse::{self, SecretEnvVar, VolumeFlag, VolumeSource};
+
+/// Pods on this host, through the local berth-agent (no master needed).
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The agent's unix socket (root-only).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_AGENT_SOCKET",
+        default_value = DEFAULT_SOCKET,
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LocalCommand,
+}
+
+/// The `berth local` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Create and start a pod of one container, named like the pod.
+    ///
+    /// Running the same command again is harmless: the agent answers that the
+    /// identical pod already exists. A different pod of the same name is
+    /// refused; remove it first with `berth local rm`.
+    Run(RunArgs),
+    /// List pods and their containers.
+    Ps(PsArgs),
+    /// Start a stopped pod's containers.
+    Start(NameArg),
+    /// Stop a pod's containers; they stay stopped until started again.
+    Stop(NameArg),
+    /// Stop a pod's containers and start them again.
+    Restart(NameArg),
+    /// Stop a pod and remove it with its units, containers and host ports.
+    Rm(NameArg),
+    /// Print a pod's logs: its containers' output.
+    Logs(LogsArgs),
+    /// Print everything the agent knows about a pod, as JSON.
+    Inspect(NameArg),
+}
+
+/// The name of an existing pod.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The pod's name.
+    pub name: String,
+}
+
+/// `berth local run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pod's name, also its container's name (a DNS label: a-z, 0-9, '-').
+    pub name: String,
+
+    /// Image to run, e.g. `local/busybox` or `registry.example/web:1.2`.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+
+    /// Publish a container port on the host; without HOSTPORT (or with 0)
+    /// the agent picks a free one from its range. Repeatable.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOSTPORT:]PORT[/tcp|/udp]",
+        value_parser = parse::port
+    )]
+    pub ports: Vec<Port>,
+
+    /// Set an environment variable (the value may be empty: `NAME=`).
+    /// Visible in the unit and `systemctl show`: use --secret-env for secrets.
+    /// Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env_var)]
+    pub env: Vec<EnvVar>,
+
+    /// Set a secret environment variable, kept out of units and never
+    /// printed. `NAME` alone takes the value from berth's own environment,
+    /// which keeps it out of the command line. Repeatable.
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]", value_parser = parse::secret_env_var)]
+    pub secret_env: Vec<SecretEnvVar>,
+
+    /// Memory limit: bytes, or with K, M or G (powers of 1024; Ki, Mi, Gi
+    /// too), e.g. 64M. At least 4M.
+    #[arg(long, value_name = "SIZE", value_parser = parse::memory_bytes)]
+    pub memory: Option<u64>,
+
+    /// CPU limit in CPUs, e.g. 0.5 for half of one CPU, or 250m.
+    #[arg(long, value_name = "CPUS", value_parser = parse::cpu_millis)]
+    pub cpus: Option<u32>,
+
+    /// Mount a volume: an absolute SRC is a host directory (the agent must
+    /// allow it), any other SRC names a Docker volume. `:ro` mounts it
+    /// read-only. Repeatable.
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "SRC:DST[:ro]",
+        value_parser = parse::volume
+    )]
+    pub volumes: Vec<VolumeFlag>,
+
+    /// When systemd restarts the container after it exits.
+    #[arg(long, value_enum, default_value_t = RestartArg::Always)]
+    pub restart: RestartArg,
+
+    /// Seconds between the stop signal and the kill [default: 10].
+    #[arg(long = "stop-timeout", value_name = "SECS")]
+    pub stop_timeout: Option<u32>,
+
+    /// Command and arguments replacing the image's entrypoint, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// The `--restart` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartArg {
+    /// Whatever the exit status.
+    Always,
+    /// Only after a failure: non-zero exit status, signal or timeout.
+    OnFailure,
+    /// Never.
+    #[value(alias = "never")]
+    No,
+}
+
+impl From<RestartArg> for RestartPolicy {
+    fn from(arg: RestartArg) -> Self {
+        match arg {
+            RestartArg::Always => RestartPolicy::Always,
+            RestartArg::OnFailure => RestartPolicy::OnFailure,
+            RestartArg::No => RestartPolicy::Never,
+        }
+    }
+}
+
+/// `berth local ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show every pod, also stopped, succeeded and failed ones.
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// The `-o` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns, one row per container.
+    Table,
+    /// The agent's pod statuses, as a JSON array.
+    Json,
+}
+
+/// `berth local logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The pod's name.
+    pub name: String,
+
+    /// Keep printing new lines as they come, until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Start with only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+
+    /// Only this container's logs.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
+/// The pod failed validation before it was sent to the agent.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid pod")]
+pub struct InvalidPod(pub ValidationErrors);
+
+/// Runs one `berth local` command.
+pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+    let client = AgentClient::new(args.socket);
+    match args.command {
+        LocalCommand::Run(run) => run_pod(&client, &run).await,
+        LocalCommand::Ps(ps) => list(&client, &ps).await,
+        LocalCommand::Start(pod) => act(&client, &pod.name, PodAction::Start).await,
+        LocalCommand::Stop(pod) => act(&client, &pod.name, PodAction::Stop).await,
+        LocalCommand::Restart(pod) => act(&client, &pod.name, PodAction::Restart).await,
+        LocalCommand::Rm(pod) => {
+            let status = client.delete_pod(&pod.name).await?;
+            print(&format!(
+                "pod {}: removed (last phase {})\n",
+                status.name,
+                output::phase_name(status.phase)
+            ))
+        }
+        LocalCommand::Logs(logs) => stream_logs(&client, &logs).await,
+        LocalCommand::Inspect(pod) => {
+            let status = client.get_pod(&pod.name).await?;
+            print(&output::json(&redacted(status))?)
+        }
+    }
+}
+
+async fn run_pod(client: &AgentClient, args: &RunArgs) -> anyhow::Result<()> {
+    let pod = args.pod();
+    // The agent judges the pod by the same rules; checking here first saves
+    // a round trip and works even when the agent is down.
+    pod.validate().map_err(InvalidPod)?;
+    let created = client.create_pod(&pod).await?;
+    print(&output::pod_summary(&created.status, created.created))
+}
+
+async fn list(client: &AgentClient, args: &PsArgs) -> anyhow::Result<()> {
+    let pods: Vec<PodStatus> = client
+        .list_pods(args.all)
+        .await?
+        .into_iter()
+        .map(redacted)
+        .collect();
+    match args.output {
+        OutputFormat::Table => print(&output::pods_table(&pods)),
+        OutputFormat::Json => print(&output::json(&pods)?),
+    }
+}
+
+async fn act(client: &AgentClient, name: &str, action: PodAction) -> anyhow::Result<()> {
+    let status = client.pod_action(name, action).await?;
+    print(&format!(
+        "pod {}: {}\n",
+        status.name,
+        output::phase_name(status.phase)
+    ))
+}
+
+async fn stream_logs(client: &AgentClient, args: &LogsArgs) -> anyhow::Result<()> {
+    let options = LogOptions {
+        follow: args.follow,
+        tail: args.tail,
+        container: args.container.clone(),
+    };
+    let mut logs = client.logs(&args.name, &options).await?;
+    let mut stdout = tokio::io::stdout();
+    // Flushed chunk by chunk so that `-f` shows each line as it arrives.
+    while let Some(chunk) = logs.next_chunk().await? {
+        stdout
+            .write_all(&chunk)
+            .await
+            .context("writing to stdout")?;
+        stdout.flush().await.context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// The status with every secret value blanked. The agent already does this;
+/// doing it again here means a faulty agent still cannot make berth print one.
+fn redacted(mut status: PodStatus) -> PodStatus {
+    status.spec = status.spec.redacted();
+    status
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+impl RunArgs {
+    /// The one-container pod these flags describe. The same flags always give
+    /// the same pod, so that running a command twice is idempotent.
+    pub fn pod(&self) -> Pod {
+        let (volumes, volume_mounts) = volumes_and_mounts(&self.volumes);
+        let container = Container {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            command: self.command.clone(),
+            args: Vec::new(),
+            env: self.env.clone(),
+            secret_env: self.secret_env.iter().map(|var| var.0.clone()).collect(),
+            ports: self.ports.clone(),
+            volume_mounts,
+            resources: Resources {
+                memory_bytes: self.memory,
+                cpu_millis: self.cpus,
+            },
+            restart: self.restart.into(),
+            stop_timeout_secs: self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
+        };
+        Pod {
+            name: self.name.clone(),
+            containers: vec![container],
+            volumes,
+        }
+    }
+}
+
+/// Declares one volume per named volume and per host directory, in flag
+/// order, and mounts them. Host directories get the first free name of
+/// `vol0`, `vol1`, ...
+fn volumes_and_mounts(flags: &[VolumeFlag]) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let named: HashSet<&str> = flags
+        .iter()
+        .filter_map(|flag| match &flag.source {
+            VolumeSource::Named(name) => Some(name.as_str()),
+            VolumeSource::HostPath(_) => None,
+        })
+        .collect();
+    let mut next_index = 0;
+    let mut volumes: Vec<Volume> = Vec::new();
+    let mut mounts = Vec::new();
+    for flag in flags {
+        let existing = volumes.iter().find(|volume| match &flag.source {
+            VolumeSource::Named(name) => volume.host_path.is_none() && volume.name == *name,
+            VolumeSource::HostPath(path) => volume.host_path.as_deref() == Some(path.as_str()),
+        });
+        let volume = match (existing, &flag.source) {
+            (Some(volume), _) => volume.name.clone(),
+            (None, VolumeSource::Named(name)) => {
+                volumes.push(Volume::named(name.clone()));
+                name.clone()
+            }
+            (None, VolumeSource::HostPath(path)) => {
+                let name = loop {
+                    let candidate = format!("vol{next_index}");
+                    next_index += 1;
+                    if !named.contains(candidate.as_str()) {
+                        break candidate;
+                    }
+                };
+                volumes.push(Volume::host_path(name.clone(), path.clone()));
+                name
+            }
+        };
+        mounts.push(VolumeMount {
+            volume,
+            path: flag.path.clone(),
+            read_only: flag.read_only,
+        });
+    }
+    (volumes, mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::Protocol;
+    use clap::Parser;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    fn local_command(args: &[&str]) -> LocalCommand {
+        let argv = ["berth", "local"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Local(local) => local.command,
+        }
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv: Vec<&str> = ["run"].iter().chain(args).copied().collect();
+        match local_command(&argv) {
+            LocalCommand::Run(run) => run,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn parse_error(args: &[&str]) -> String {
+        let argv = ["berth", "local"].iter().chain(args);
+        Cli::try_parse_from(argv).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_flags_give_a_minimal_pod() {
+        let pod = run_args(&["web", "--image", "local/busybox"]).pod();
+        let expected: Pod = serde_json::from_str(
+            r#"{"name":"web","containers":[{"name":"web","image":"local/busybox"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(pod, expected);
+        assert_eq!(pod.validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_flag_lands_in_the_pod() {
+        let pod = run_args(&[
+            "web",
+            "--image",
+            "local/busybox",
+            "-p",
+            "31001:8080",
+            "-p",
+            "53/udp",
+            "-e",
+            "MODE=prod",
+            "-e",
+            "EMPTY=",
+            "--secret-env",
+            "PW=hunter2",
+            "--memory",
+            "64M",
+            "--cpus",
+            "0.5",
+            "-v",
+            "/srv/data:/data",
+            "-v",
+            "cache:/cache:ro",
+            "-v",
+            "/srv/logs:/logs:ro",
+            "--restart",
+            "no",
+            "--stop-timeout",
+            "30",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ])
+        .pod();
+        assert_eq!(pod.validate(), Ok(()));
+        let expected = serde_json::json!({
+            "name": "web",
+            "containers": [{
+                "name": "web",
+                "image": "local/busybox",
+                "command": ["httpd", "-f", "-p", "8080"],
+                "env": [{"name": "MODE", "value": "prod"}, {"name": "EMPTY", "value": ""}],
+                "secretEnv": [{"name": "PW", "value": "hunter2"}],
+                "ports": [
+                    {"containerPort": 8080, "protocol": "tcp", "hostPort": 31001},
+                    {"containerPort": 53, "protocol": "udp", "hostPort": 0}
+                ],
+                "volumeMounts": [
+                    {"volume": "vol0", "path": "/data"},
+                    {"volume": "cache", "path": "/cache", "readOnly": true},
+                    {"volume": "vol1", "path": "/logs", "readOnly": true}
+                ],
+                "resources": {"memoryBytes": 67108864, "cpuMillis": 500},
+                "restart": "never",
+                "stopTimeoutSecs": 30
+            }],
+            "volumes": [
+                {"name": "vol0", "hostPath": "/srv/data"},
+                {"name": "cache"},
+                {"name": "vol1", "hostPath": "/srv/logs"}
+            ]
+        });
+        assert_eq!(serde_json::to_value(&pod).unwrap(), expected);
+    }
+
+    #[test]
+    fn volumes_are_declared_once_and_host_paths_avoid_taken_names() {
+        let flags: Vec<VolumeFlag> = ["vol0:/a", "/srv:/b", "/srv:/c:ro", "vol0:/d"]
+            .iter()
+            .map(|text| parse::volume(text).unwrap())
+            .collect();
+        let (volumes, mounts) = volumes_and_mounts(&flags);
+        assert_eq!(
+            volumes,
+            [Volume::named("vol0"), Volume::host_path("vol1", "/srv")]
+        );
+        let used: Vec<&str> = mounts.iter().map(|m| m.volume.as_str()).collect();
+        assert_eq!(used, ["vol0", "vol1", "vol1", "vol0"]);
+    }
+
+    #[test]
+    fn restart_accepts_never_as_no() {
+        for (flag, policy) in [
+            ("always", RestartPolicy::Always),
+            ("on-failure", RestartPolicy::OnFailure),
+            ("no", RestartPolicy::Never),
+            ("never", RestartPolicy::Never),
+        ] {
+            let pod = run_args(&["web", "--image", "i", "--restart", flag]).pod();
+            assert_eq!(pod.containers[0].restart, policy, "{flag}");
+        }
+    }
+
+    #[test]
+    fn env_without_equals_is_an_error_naming_the_flag() {
+        let error = parse_error(&["run", "web", "--image", "i", "-e", "MODE"]);
+        assert!(error.contains("--env"), "{error}");
+        assert!(error.contains("NAME=VALUE"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (flag, value) in [
+            ("--memory", "lots"),
+            ("--cpus", "half"),
+            ("-p", "http"),
+            ("-v", "data"),
+        ] {
+            let error = parse_error(&["run", "web", "--image", "i", flag, value]);
+            assert!(error.contains("invalid value"), "{flag}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_command_needs_the_double_dash() {
+        let error = parse_error(&["run", "web", "--image", "i", "httpd"]);
+        assert!(error.contains("unexpected argument"), "{error}");
+    }
+
+    #[test]
+    fn debug_of_the_flags_hides_secrets() {
+        let args = run_args(&["web", "--image", "i", "--secret-env", "PW=hunter2"]);
+        let debug = format!("{args:?} {:?}", args.pod());
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn invalid_flags_give_field_errors() {
+        let pod = run_args(&["Web", "--image", "i", "-e", "1X=y", "--memory", "1K"]).pod();
+        let errors = pod.validate().unwrap_err();
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "containers[0].name",
+                "containers[0].env[0].name",
+                "containers[0].resources.memoryBytes"
+            ]
+        );
+    }
+
+    #[test]
+    fn ps_and_logs_flags() {
+        match local_command(&["ps", "-a", "-o", "json"]) {
+            LocalCommand::Ps(ps) => {
+                assert!(ps.all);
+                assert_eq!(ps.output, OutputFormat::Json);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match local_command(&["logs", "web", "-f", "--tail", "5", "--container", "app"]) {
+            LocalCommand::Logs(logs) => {
+                assert!(logs.follow);
+                assert_eq!(logs.tail, Some(5));
+                assert_eq!(logs.container.as_deref(), Some("app"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn published_ports_default_to_any_host_port() {
+        let pod = run_args(&["web", "--image", "i", "-p", "8080"]).pod();
+        assert_eq!(
+            pod.containers[0].ports,
+            [Port {
+                container_port: 8080,
+                protocol: Protocol::Tcp,
+                host_port: Some(0)
+            }]
+        );
+    }
+}

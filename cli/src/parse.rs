@@ -1,0 +1,358 @@
+//! Parsers for flag values (`--memory 64M`, `-p 8080:80/udp`, `-v /srv:/data:ro`).
+//!
+//! They only turn text into typed values; whether the resulting pod is
+//! acceptable is for [`berth_model::Pod::validate`] to judge, so the command
+//! line and the agent reject the same things with the same words. Error
+//! messages never repeat the value, because clap already quotes it and
+//! because some values (`--secret-env`) must not be echoed at all.
+
+use std::fmt;
+
+use berth_model::{EnvVar, Port, Protocol};
+
+/// A memory size in bytes: a plain number, or one with a `K`, `M` or `G`
+/// suffix (powers of 1024; `Ki`, `Mi`, `Gi` and lowercase are accepted too).
+pub fn memory_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(digits_end);
+    if digits.is_empty() {
+        return Err("expected a number of bytes, optionally followed by K, M or G".to_owned());
+    }
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "ki" | "kb" | "kib" => 10,
+        "m" | "mi" | "mb" | "mib" => 20,
+        "g" | "gi" | "gb" | "gib" => 30,
+        _ => return Err("unknown unit: use K, M or G (powers of 1024)".to_owned()),
+    };
+    let number: u64 = digits.parse().map_err(|_| "number too large".to_owned())?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| "size too large".to_owned())
+}
+
+/// A CPU limit as a decimal number of CPUs (`0.5`, `2`, at most three
+/// decimals) or as thousandths with an `m` suffix (`250m`), in thousandths.
+pub fn cpu_millis(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    if let Some(millis) = text.strip_suffix('m') {
+        if millis.is_empty() || !millis.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("expected thousandths of a CPU before 'm', e.g. 250m".to_owned());
+        }
+        return millis.parse().map_err(|_| "too many CPUs".to_owned());
+    }
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return Err("expected a number of CPUs, e.g. 0.5 or 2".to_owned());
+    }
+    // Exact decimal arithmetic: 0.1 + 0.2 must not become 299 millis.
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > 3 {
+        return Err("at most three decimals: the limit is in thousandths of a CPU".to_owned());
+    }
+    let whole: u32 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| "too many CPUs".to_owned())?
+    };
+    let fraction_millis: u32 = format!("{fraction:0<3}")
+        .parse()
+        .map_err(|_| "expected a number of CPUs, e.g. 0.5 or 2".to_owned())?;
+    whole
+        .checked_mul(1000)
+        .and_then(|millis| millis.checked_add(fraction_millis))
+        .ok_or_else(|| "too many CPUs".to_owned())
+}
+
+/// A published port: `[HOSTPORT:]PORT[/tcp|/udp]`. Without `HOSTPORT` (or
+/// with `0`) the agent picks a free host port from its range.
+pub fn port(text: &str) -> Result<Port, String> {
+    let (ports, protocol) = match text.rsplit_once('/') {
+        Some((ports, "tcp")) => (ports, Protocol::Tcp),
+        Some((ports, "udp")) => (ports, Protocol::Udp),
+        Some(_) => return Err("unknown protocol: use tcp or udp".to_owned()),
+        None => (text, Protocol::Tcp),
+    };
+    let (host, container) = match ports.split_once(':') {
+        Some((host, container)) => (Some(host), container),
+        None => (None, ports),
+    };
+    let container_port = match port_number(container, "container port")? {
+        0 => return Err("container port must be between 1 and 65535".to_owned()),
+        number => number,
+    };
+    let host_port = match host {
+        Some(host) => port_number(host, "host port")?,
+        None => 0,
+    };
+    Ok(Port {
+        container_port,
+        protocol,
+        host_port: Some(host_port),
+    })
+}
+
+fn port_number(text: &str, what: &str) -> Result<u16, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "expected [HOSTPORT:]PORT[/tcp|/udp], {what} is not a number"
+        ));
+    }
+    text.parse()
+        .map_err(|_| format!("{what} must be between 0 and 65535"))
+}
+
+/// An environment variable `NAME=VALUE`; the value may be empty. The name is
+/// checked later, by pod validation.
+pub fn env_var(text: &str) -> Result<EnvVar, String> {
+    match text.split_once('=') {
+        Some((name, value)) => Ok(EnvVar::new(name, value)),
+        None => Err("expected NAME=VALUE (the value may be empty: NAME=)".to_owned()),
+    }
+}
+
+/// A secret environment variable: `NAME=VALUE`, or `NAME` alone to take the
+/// value from this process's own environment variable `NAME` (which keeps
+/// the secret out of the command line and the shell history).
+pub fn secret_env_var(text: &str) -> Result<SecretEnvVar, String> {
+    secret_env_var_from(text, |name| std::env::var(name).ok())
+}
+
+/// [`secret_env_var`] with the environment lookup passed in, for tests.
+fn secret_env_var_from(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<SecretEnvVar, String> {
+    // Never put `text` in an error past the '=': it holds the secret.
+    if let Some((name, value)) = text.split_once('=') {
+        return Ok(SecretEnvVar(EnvVar::new(name, value)));
+    }
+    match lookup(text) {
+        Some(value) => Ok(SecretEnvVar(EnvVar::new(text, value))),
+        None => Err(
+            "expected NAME=VALUE, or NAME alone with NAME set in berth's environment".to_owned(),
+        ),
+    }
+}
+
+/// A secret environment variable from the command line. Its `Debug` hides
+/// the value, so that the parsed arguments can be printed safely.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretEnvVar(pub EnvVar);
+
+impl fmt::Debug for SecretEnvVar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}=<redacted>", self.0.name)
+    }
+}
+
+/// A `-v SRC:DST[:ro|:rw]` flag before it becomes a pod volume and a mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeFlag {
+    /// Where the data comes from.
+    pub source: VolumeSource,
+    /// Absolute path inside the container.
+    pub path: String,
+    /// Mount read-only (`:ro`).
+    pub read_only: bool,
+}
+
+/// The `SRC` of a `-v` flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// An absolute `SRC`: a directory of the host, bound into the container.
+    HostPath(String),
+    /// Any other `SRC`: the name of a Docker volume.
+    Named(String),
+}
+
+/// A volume flag: `SRC:DST`, `SRC:DST:ro` or `SRC:DST:rw`. An absolute `SRC`
+/// is a host directory, anything else a named volume.
+pub fn volume(text: &str) -> Result<VolumeFlag, String> {
+    const USAGE: &str = "expected SRC:DST or SRC:DST:ro";
+    let parts: Vec<&str> = text.split(':').collect();
+    let (source, path, read_only) = match parts.as_slice() {
+        [source, path] => (*source, *path, false),
+        [source, path, "ro"] => (*source, *path, true),
+        [source, path, "rw"] => (*source, *path, false),
+        [_, _, _] => return Err("unknown mount option: use ro or rw".to_owned()),
+        _ => return Err(USAGE.to_owned()),
+    };
+    if source.is_empty() || path.is_empty() {
+        return Err(USAGE.to_owned());
+    }
+    let source = if source.starts_with('/') {
+        VolumeSource::HostPath(source.to_owned())
+    } else {
+        VolumeSource::Named(source.to_owned())
+    };
+    Ok(VolumeFlag {
+        source,
+        path: path.to_owned(),
+        read_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_accepts_bytes_and_binary_units() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("1048576", 1 << 20),
+            ("512K", 512 << 10),
+            ("512k", 512 << 10),
+            ("64M", 64 << 20),
+            ("64Mi", 64 << 20),
+            ("64mi", 64 << 20),
+            ("64MiB", 64 << 20),
+            ("2G", 2 << 30),
+            ("2Gi", 2 << 30),
+            ("100b", 100),
+        ] {
+            assert_eq!(memory_bytes(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn memory_rejects_nonsense() {
+        for text in [
+            "",
+            "M",
+            "-1",
+            "1.5G",
+            "64X",
+            "64 M",
+            "1T",
+            "18446744073709551616",
+        ] {
+            assert!(memory_bytes(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            memory_bytes("17179869184G"),
+            Err("size too large".to_owned())
+        );
+    }
+
+    #[test]
+    fn cpus_become_thousandths() {
+        for (text, millis) in [
+            ("0.5", 500),
+            (".5", 500),
+            ("1", 1000),
+            ("2.", 2000),
+            ("1.25", 1250),
+            ("0.010", 10),
+            ("0.1000", 100),
+            ("250m", 250),
+            ("0", 0),
+        ] {
+            assert_eq!(cpu_millis(text), Ok(millis), "{text}");
+        }
+    }
+
+    #[test]
+    fn cpus_reject_nonsense() {
+        for text in [
+            "", ".", "-1", "0.0005", "1e3", "half", "m", "1.5m", "4294968",
+        ] {
+            assert!(cpu_millis(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn ports_parse_with_defaults() {
+        let port_of = |container_port, protocol, host_port| Port {
+            container_port,
+            protocol,
+            host_port: Some(host_port),
+        };
+        assert_eq!(port("8080"), Ok(port_of(8080, Protocol::Tcp, 0)));
+        assert_eq!(port("80:8080"), Ok(port_of(8080, Protocol::Tcp, 80)));
+        assert_eq!(port("53/udp"), Ok(port_of(53, Protocol::Udp, 0)));
+        assert_eq!(port("5353:53/udp"), Ok(port_of(53, Protocol::Udp, 5353)));
+        assert_eq!(port("0:22/tcp"), Ok(port_of(22, Protocol::Tcp, 0)));
+    }
+
+    #[test]
+    fn ports_reject_nonsense() {
+        for text in [
+            "",
+            "0",
+            "65536",
+            "http",
+            "80:",
+            ":80",
+            "80/sctp",
+            "1.2.3.4:80:8080",
+            "-1",
+        ] {
+            assert!(port(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn env_vars_split_at_the_first_equals_sign() {
+        assert_eq!(env_var("A=b"), Ok(EnvVar::new("A", "b")));
+        assert_eq!(env_var("A="), Ok(EnvVar::new("A", "")));
+        assert_eq!(env_var("A=b=c"), Ok(EnvVar::new("A", "b=c")));
+        assert!(env_var("A").is_err());
+    }
+
+    #[test]
+    fn secret_env_vars_come_from_the_flag_or_the_environment() {
+        let lookup = |name: &str| (name == "TOKEN").then(|| "from-env".to_owned());
+        assert_eq!(
+            secret_env_var_from("PW=hunter2", lookup),
+            Ok(SecretEnvVar(EnvVar::new("PW", "hunter2")))
+        );
+        assert_eq!(
+            secret_env_var_from("TOKEN", lookup),
+            Ok(SecretEnvVar(EnvVar::new("TOKEN", "from-env")))
+        );
+        assert!(secret_env_var_from("MISSING", lookup).is_err());
+    }
+
+    #[test]
+    fn secret_env_debug_hides_the_value() {
+        let var = SecretEnvVar(EnvVar::new("PW", "hunter2"));
+        assert_eq!(format!("{var:?}"), "\"PW\"=<redacted>");
+    }
+
+    #[test]
+    fn volumes_are_host_paths_when_absolute() {
+        assert_eq!(
+            volume("/srv/data:/data"),
+            Ok(VolumeFlag {
+                source: VolumeSource::HostPath("/srv/data".to_owned()),
+                path: "/data".to_owned(),
+                read_only: false,
+            })
+        );
+        assert_eq!(
+            volume("cache:/var/cache:ro"),
+            Ok(VolumeFlag {
+                source: VolumeSource::Named("cache".to_owned()),
+                path: "/var/cache".to_owned(),
+                read_only: true,
+            })
+        );
+        assert_eq!(
+            volume("cache:/var/cache:rw").map(|v| v.read_only),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn volumes_reject_nonsense() {
+        for text in ["", "/srv", ":/data", "/srv:", "a:/b:rx", "a:/b:ro:x"] {
+            assert!(volume(text).is_err(), "{text}");
+        }
+    }
+}

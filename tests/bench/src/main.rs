@@ -1,0 +1,168 @@
+//! `berth-bench`: benchmarks on real lab hosts. Each compares berth with a
+//! baseline run side by side in the same lab, interleaved, and reports the
+//! ratio. Run as root after `cargo build --release --workspace`:
+//!
+//! ```text
+//! BERTH_BIN_DIR=target/release target/release/berth-bench pod-start --runs 30
+//! BERTH_BIN_DIR=target/release target/release/berth-bench agent-memory --pods 100
+//! ```
+
+use berth_harness::Lab;
+use clap::{Parser, Subcommand};
+
+/// Benchmarks berth on lab hosts against baselines measured in the same run.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Pod start, API call to running (`berth local run`), against a bare
+    /// `docker run -d` of the same image, interleaved.
+    PodStart {
+        /// Pairs of starts to measure.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+    },
+    /// berth-agent's RSS idle and with N pods, and the shims' RSS.
+    AgentMemory {
+        /// Pods to start.
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+    },
+}
+
+fn main() {
+    match Args::parse().bench {
+        Bench::PodStart { runs } => pod_start(runs),
+        Bench::AgentMemory { pods } => agent_memory(pods),
+    }
+}
+
+fn lab_with_agent(name: &str) -> Lab {
+    let lab = Lab::up(name, 1);
+    lab.exec("h1", &["systemctl", "start", "berth-agent"])
+        .assert_success();
+    lab
+}
+
+/// The `q`-quantile (0..=1) of sorted samples, nearest rank.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn pod_start(runs: usize) {
+    let lab = lab_with_agent("bench-start");
+    // Timed inside the host, so `berth-lab exec` costs nothing to either side.
+    // Both sides are a CLI calling an API that returns once the container runs.
+    let script = format!(
+        r#"set -e
+docker run --rm local/busybox true >/dev/null
+for i in $(seq 1 {runs}); do
+  t0=$(date +%s%N); docker run -d --name base-$i local/busybox sleep 1000 >/dev/null; t1=$(date +%s%N)
+  echo docker $((t1 - t0))
+  t0=$(date +%s%N); berth local run bench-$i --image local/busybox -- sleep 1000 >/dev/null; t1=$(date +%s%N)
+  echo berth $((t1 - t0))
+  docker rm -f base-$i >/dev/null; berth local rm bench-$i >/dev/null
+done"#
+    );
+    let out = lab.sh("h1", &script).assert_success();
+    let mut docker = Vec::new();
+    let mut berth = Vec::new();
+    for line in out.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(who), Some(ns)) = (
+            words.next(),
+            words.next().and_then(|n| n.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        let ms = ns / 1e6;
+        if who == "docker" {
+            docker.push(ms);
+        } else {
+            berth.push(ms);
+        }
+    }
+    docker.sort_by(f64::total_cmp);
+    berth.sort_by(f64::total_cmp);
+    let (d50, d99, b50, b99) = (
+        quantile(&docker, 0.5),
+        quantile(&docker, 0.99),
+        quantile(&berth, 0.5),
+        quantile(&berth, 0.99),
+    );
+    println!("pod start, {runs} interleaved pairs (ms):");
+    println!("  docker run -d       p50 {d50:7.1}  p99 {d99:7.1}");
+    println!("  berth local run     p50 {b50:7.1}  p99 {b99:7.1}");
+    println!(
+        "  ratio berth/docker  p50 {:7.2}x p99 {:7.2}x  (targets 1.10x, 1.25x)",
+        b50 / d50,
+        b99 / d99
+    );
+}
+
+fn rss_kib(lab: &Lab, pid: &str) -> u64 {
+    let status = lab
+        .exec("h1", &["cat", &format!("/proc/{pid}/status")])
+        .assert_success();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn agent_pid(lab: &Lab) -> String {
+    lab.exec(
+        "h1",
+        &[
+            "systemctl",
+            "show",
+            "-p",
+            "MainPID",
+            "--value",
+            "berth-agent",
+        ],
+    )
+    .assert_success()
+    .trim()
+    .to_owned()
+}
+
+fn agent_memory(pods: usize) {
+    let lab = lab_with_agent("bench-memory");
+    // Let it settle after its first resync.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let idle = rss_kib(&lab, &agent_pid(&lab));
+    let script = format!("for i in $(seq 1 {pods}); do berth local run mem-$i --image local/busybox -- sleep 100000 >/dev/null || exit 1; done; berth local ps -o json >/dev/null");
+    lab.sh("h1", &script).assert_success();
+    // A full resync over every pod, then measure.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    let loaded = rss_kib(&lab, &agent_pid(&lab));
+    let shims = lab.exec("h1", &["pidof", "berth-shim"]).assert_success();
+    let shim_rss: Vec<u64> = shims
+        .split_whitespace()
+        .map(|pid| rss_kib(&lab, pid))
+        .collect();
+    let shim_avg = shim_rss.iter().sum::<u64>() as f64 / shim_rss.len().max(1) as f64;
+    println!("berth-agent RSS:");
+    println!(
+        "  idle            {:6.1} MiB  (target <= 15 MiB)",
+        idle as f64 / 1024.0
+    );
+    println!(
+        "  with {pods:3} pods   {:6.1} MiB  (target <= 25 MiB)",
+        loaded as f64 / 1024.0
+    );
+    println!(
+        "  berth-shim      {:6.2} MiB each on average over {} shims (target <= 2 MiB)",
+        shim_avg / 1024.0,
+        shim_rss.len()
+    );
+}

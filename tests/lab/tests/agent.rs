@@ -1,0 +1,560 @@
+//! berth-agent on real hosts: pods become systemd units whose containers run
+//! through Docker, survive the agent's death and the host's reboot, and bad
+//! input leaves nothing behind.
+//!
+//! Root only: run with `cargo test -p berth-lab-tests -- --ignored`.
+
+use std::time::Duration;
+
+use berth_harness::{Lab, Run};
+
+/// Boots a lab and starts berth-agent on every host.
+fn lab_with_agents(name: &str, hosts: usize) -> Lab {
+    let lab = Lab::up(name, hosts);
+    for i in 1..=hosts {
+        let host = format!("h{i}");
+        lab.exec(&host, &["systemctl", "start", "berth-agent"])
+            .assert_success();
+        assert_eq!(
+            lab.exec(&host, &["systemctl", "is-active", "berth-agent"])
+                .assert_success()
+                .trim(),
+            "active"
+        );
+    }
+    lab
+}
+
+fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
+    let mut argv = vec!["berth"];
+    argv.extend(args);
+    lab.exec(host, &argv)
+}
+
+/// `berth local inspect` as JSON.
+fn inspect(lab: &Lab, host: &str, pod: &str) -> serde_json::Value {
+    let out = berth(lab, host, &["local", "inspect", pod]).assert_success();
+    serde_json::from_str(&out).expect("inspect prints JSON")
+}
+
+fn container(status: &serde_json::Value, i: usize) -> &serde_json::Value {
+    &status["containers"][i]
+}
+
+fn main_pid(lab: &Lab, host: &str, unit: &str) -> String {
+    lab.exec(
+        host,
+        &["systemctl", "show", "-p", "MainPID", "--value", unit],
+    )
+    .assert_success()
+    .trim()
+    .to_owned()
+}
+
+const WEB: &[&str] = &[
+    "local", "run", "web", "--image", "local/busybox", "-p", "8080", "--", "sh", "-c",
+    "echo hello from web; mkdir -p /www; echo served by berth > /www/index.html; exec httpd -f -v -p 8080 -h /www",
+];
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_pod_runs_as_a_unit_serves_its_port_and_logs_to_the_journal() {
+    let lab = lab_with_agents("agent-run", 2);
+    berth(&lab, "h1", WEB).assert_success();
+    let status = inspect(&lab, "h1", "web");
+    assert_eq!(status["phase"], "Running", "{status:#}");
+    let unit = container(&status, 0)["unit"]
+        .as_str()
+        .expect("unit")
+        .to_owned();
+    let host_port = container(&status, 0)["hostPorts"][0]["hostPort"]
+        .as_u64()
+        .expect("host port");
+
+    // From another host, the allocated port on h1 serves the file.
+    let url = format!("http://{}:{host_port}/", lab.host("h1").address);
+    assert_eq!(
+        lab.exec("h2", &["curl", "-sS", "--max-time", "5", &url])
+            .assert_success()
+            .trim(),
+        "served by berth"
+    );
+
+    assert_eq!(
+        lab.exec("h1", &["systemctl", "is-active", &unit])
+            .assert_success()
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        lab.exec("h1", &["systemctl", "is-enabled", &unit])
+            .assert_success()
+            .trim(),
+        "enabled"
+    );
+    let journal = lab
+        .exec("h1", &["journalctl", "-u", &unit, "--no-pager"])
+        .assert_success();
+    assert!(
+        journal.contains("hello from web"),
+        "journal of {unit}:\n{journal}"
+    );
+    let logs = berth(&lab, "h1", &["local", "logs", "web"]).assert_success();
+    assert!(logs.contains("hello from web"), "berth local logs:\n{logs}");
+
+    // The container's processes live in the unit's cgroup.
+    let pid = container(&status, 0)["pid"].as_u64().expect("pid");
+    let cgroup = lab
+        .exec("h1", &["cat", &format!("/proc/{pid}/cgroup")])
+        .assert_success();
+    assert!(
+        cgroup.contains(&format!("/berth.slice/berth-web.slice/{unit}/")),
+        "{cgroup}"
+    );
+
+    // The unit file is sound for systemd itself.
+    lab.exec(
+        "h1",
+        &[
+            "systemd-analyze",
+            "verify",
+            &format!("/var/lib/berth/units/{unit}"),
+        ],
+    )
+    .assert_success();
+
+    // Repeating the request changes nothing.
+    berth(&lab, "h1", WEB).assert_success();
+    assert_eq!(
+        inspect(&lab, "h1", "web")["containers"][0]["containerId"],
+        container(&status, 0)["containerId"]
+    );
+
+    // `systemctl stop` stops the container within its stop timeout.
+    lab.exec("h1", &["systemctl", "stop", &unit])
+        .assert_success();
+    let id = container(&status, 0)["containerId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let running = lab
+        .exec(
+            "h1",
+            &["docker", "inspect", "-f", "{{.State.Running}}", &id],
+        )
+        .assert_success();
+    assert_eq!(running.trim(), "false");
+    let result = lab
+        .exec(
+            "h1",
+            &["systemctl", "show", "-p", "Result", "--value", &unit],
+        )
+        .assert_success();
+    assert_eq!(result.trim(), "success");
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_container_over_its_memory_limit_is_killed_and_ps_says_why() {
+    let lab = lab_with_agents("agent-oom", 1);
+    berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "hog",
+            "--image",
+            "local/busybox",
+            "--memory",
+            "32M",
+            "--restart",
+            "no",
+            "--",
+            "sh",
+            "-c",
+            "echo allocating; awk 'BEGIN { s = \"x\"; while (1) s = s s s }'",
+        ],
+    )
+    .assert_success();
+    let status = lab.eventually(Duration::from_secs(30), "the hog to be OOM-killed", || {
+        let status = inspect(&lab, "h1", "hog");
+        (container(&status, 0)["reason"] == "OOMKilled" && status["phase"] == "Failed")
+            .then_some(status)
+    });
+    assert_eq!(container(&status, 0)["exitCode"], 137);
+    let unit = container(&status, 0)["unit"].as_str().expect("unit");
+    let limit = lab
+        .exec(
+            "h1",
+            &["systemctl", "show", "-p", "MemoryMax", "--value", unit],
+        )
+        .assert_success();
+    let limit: u64 = limit.trim().parse().expect("MemoryMax is a number");
+    assert!(limit <= 48 * 1024 * 1024, "MemoryMax={limit}");
+    let ps = berth(&lab, "h1", &["local", "ps", "-a"]).assert_success();
+    assert!(ps.contains("OOMKilled"), "berth local ps -a:\n{ps}");
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn killing_the_agent_leaves_pods_running_and_a_restart_adopts_them() {
+    let lab = lab_with_agents("agent-kill", 1);
+    berth(&lab, "h1", WEB).assert_success();
+    let before = inspect(&lab, "h1", "web");
+    let id = container(&before, 0)["containerId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let pid = container(&before, 0)["pid"].as_u64().expect("pid");
+    let unit = container(&before, 0)["unit"]
+        .as_str()
+        .expect("unit")
+        .to_owned();
+    let shim = main_pid(&lab, "h1", &unit);
+
+    lab.exec("h1", &["systemctl", "kill", "--signal=KILL", "berth-agent"])
+        .assert_success();
+    lab.eventually(Duration::from_secs(5), "the agent to be dead", || {
+        let state = lab.exec(
+            "h1",
+            &[
+                "systemctl",
+                "show",
+                "-p",
+                "SubState",
+                "--value",
+                "berth-agent",
+            ],
+        );
+        (state.stdout().trim() != "running").then_some(())
+    });
+    let running = lab
+        .exec(
+            "h1",
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.Running}} {{.State.Pid}}",
+                &id,
+            ],
+        )
+        .assert_success();
+    assert_eq!(running.trim(), format!("true {pid}"));
+
+    lab.exec("h1", &["systemctl", "restart", "berth-agent"])
+        .assert_success();
+    let after = inspect(&lab, "h1", "web");
+    assert_eq!(container(&after, 0)["containerId"], id.as_str());
+    assert_eq!(container(&after, 0)["pid"], pid);
+    assert_eq!(container(&after, 0)["restarts"], 0);
+    assert_eq!(
+        main_pid(&lab, "h1", &unit),
+        shim,
+        "the unit's main process changed"
+    );
+
+    // Even with its state directory gone, the agent adopts the pod.
+    lab.exec("h1", &["systemctl", "stop", "berth-agent"])
+        .assert_success();
+    lab.exec("h1", &["rm", "-rf", "/var/lib/berth"])
+        .assert_success();
+    lab.exec("h1", &["systemctl", "start", "berth-agent"])
+        .assert_success();
+    let adopted = inspect(&lab, "h1", "web");
+    assert_eq!(container(&adopted, 0)["containerId"], id.as_str());
+    assert_eq!(container(&adopted, 0)["pid"], pid);
+    assert_eq!(main_pid(&lab, "h1", &unit), shim);
+    assert!(
+        lab.exec(
+            "h1",
+            &["test", "-f", &format!("/var/lib/berth/units/{unit}")]
+        )
+        .success(),
+        "unit file not restored"
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_pod_comes_back_after_the_host_reboots() {
+    let lab = lab_with_agents("agent-reboot", 2);
+    lab.exec("h1", &["systemctl", "enable", "berth-agent"])
+        .assert_success();
+    berth(&lab, "h1", WEB).assert_success();
+    let port = container(&inspect(&lab, "h1", "web"), 0)["hostPorts"][0]["hostPort"]
+        .as_u64()
+        .expect("port");
+
+    lab.lab(&["reboot", "h1"]).assert_success();
+
+    let url = format!("http://{}:{port}/", lab.host("h1").address);
+    let body = lab.eventually(
+        Duration::from_secs(30),
+        "web to serve again after the reboot",
+        || {
+            let run = lab.exec("h2", &["curl", "-sS", "--max-time", "2", &url]);
+            run.success().then(|| run.stdout())
+        },
+    );
+    assert_eq!(body.trim(), "served by berth");
+    let status = inspect(&lab, "h1", "web");
+    assert_eq!(status["phase"], "Running", "{status:#}");
+}
+
+/// Unit files, berth containers and the allocation of `port`.
+fn leftovers(lab: &Lab) -> (String, String) {
+    let units = lab
+        .sh(
+            "h1",
+            "ls /var/lib/berth/units 2>/dev/null; ls /etc/systemd/system | grep '^berth-' || true",
+        )
+        .assert_success();
+    let containers = lab
+        .exec(
+            "h1",
+            &[
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                "label=berth.pod",
+                "--format",
+                "{{.Names}}",
+            ],
+        )
+        .assert_success();
+    (units, containers)
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
+    let lab = lab_with_agents("agent-bad", 1);
+    let clean = leftovers(&lab);
+    let long = "a".repeat(300);
+    for name in ["bad\nname", "../x", "%H", "$HOME", long.as_str(), ""] {
+        let err = berth(
+            &lab,
+            "h1",
+            &["local", "run", name, "--image", "local/busybox"],
+        )
+        .assert_failure();
+        assert!(err.contains("name"), "name {name:?}: {err}");
+    }
+    let err = berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "envy",
+            "--image",
+            "local/busybox",
+            "-e",
+            "A=one\ntwo",
+        ],
+    )
+    .assert_failure();
+    assert!(err.contains("env[0].value"), "{err}");
+    let err = berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "paths",
+            "--image",
+            "local/busybox",
+            "-v",
+            "/etc:/host-etc",
+        ],
+    )
+    .assert_failure();
+    assert!(err.contains("hostPath") && err.contains("allow"), "{err}");
+    assert_eq!(
+        leftovers(&lab),
+        clean,
+        "a refused request left something behind"
+    );
+
+    // A port held by another pod, then by a process outside berth.
+    berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "first",
+            "--image",
+            "local/busybox",
+            "-p",
+            "8081:80",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+        ],
+    )
+    .assert_success();
+    let with_first = leftovers(&lab);
+    let err = berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "second",
+            "--image",
+            "local/busybox",
+            "-p",
+            "8081:80",
+            "--",
+            "httpd",
+            "-f",
+        ],
+    )
+    .assert_failure();
+    assert!(err.contains("hostPort") && err.contains("8081"), "{err}");
+    lab.exec(
+        "h1",
+        &[
+            "systemd-run",
+            "--unit=squatter",
+            "busybox",
+            "nc",
+            "-l",
+            "-p",
+            "8082",
+        ],
+    )
+    .assert_success();
+    let err = berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "third",
+            "--image",
+            "local/busybox",
+            "-p",
+            "8082:80",
+            "--",
+            "httpd",
+            "-f",
+        ],
+    )
+    .assert_failure();
+    assert!(err.contains("8082"), "{err}");
+    assert_eq!(
+        leftovers(&lab),
+        with_first,
+        "a refused request left something behind"
+    );
+
+    // Removing the pod frees its port for the next one.
+    berth(&lab, "h1", &["local", "rm", "first"]).assert_success();
+    assert_eq!(leftovers(&lab), clean);
+    berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "second",
+            "--image",
+            "local/busybox",
+            "-p",
+            "8081:80",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+        ],
+    )
+    .assert_success();
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_secret_is_in_no_world_readable_file_and_no_unit_property() {
+    let lab = lab_with_agents("agent-secret", 1);
+    let secret = "berth-secret-7f3a9c";
+    berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "vault",
+            "--image",
+            "local/busybox",
+            "--secret-env",
+            &format!("TOKEN={secret}"),
+            "--",
+            "sh",
+            "-c",
+            "test -n \"$TOKEN\" && echo token-present; exec sleep 3600",
+        ],
+    )
+    .assert_success();
+    let status = inspect(&lab, "h1", "vault");
+    let unit = container(&status, 0)["unit"]
+        .as_str()
+        .expect("unit")
+        .to_owned();
+    let journal = lab
+        .exec("h1", &["journalctl", "-u", &unit, "--no-pager"])
+        .assert_success();
+    assert!(
+        journal.contains("token-present"),
+        "the container did not get its secret:\n{journal}"
+    );
+    assert!(
+        !status.to_string().contains(secret),
+        "inspect shows the secret"
+    );
+
+    // Every property systemd shows over D-Bus, to anyone.
+    let properties = lab
+        .exec("h1", &["systemctl", "show", &unit])
+        .assert_success();
+    assert!(
+        !properties.contains(secret),
+        "the secret is in a unit property"
+    );
+    // Nothing an unprivileged user can read holds it.
+    // The secret is put together inside the pipeline, so that no command
+    // line (this script's included) holds it whole.
+    let (head, tail) = secret.split_at(10);
+    let found = lab.sh(
+        "h1",
+        &format!(
+            "printf '%s%s' '{head}' '{tail}' | setpriv --reuid=65534 --regid=65534 --clear-groups \
+             grep -rlsF -f /dev/stdin /etc /run /var /tmp /usr/lib/systemd /proc/[0-9]*/cmdline; true"
+        ),
+    );
+    assert_eq!(
+        found.assert_success().trim(),
+        "",
+        "world-readable files hold the secret"
+    );
+    // Root can (the record is 0600 in a 0700 directory).
+    let mode = lab
+        .exec(
+            "h1",
+            &[
+                "stat",
+                "-c",
+                "%a",
+                "/var/lib/berth/pods/vault.json",
+                "/var/lib/berth/pods",
+            ],
+        )
+        .assert_success();
+    assert_eq!(mode.split_whitespace().collect::<Vec<_>>(), ["600", "700"]);
+}
