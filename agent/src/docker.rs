@@ -62,6 +62,10 @@ pub struct ContainerSpec {
     pub stop_timeout: u32,
     /// Stop signal override.
     pub stop_signal: Option<String>,
+    /// Run Docker's init (tini) as PID 1: it forwards the stop signal and
+    /// reaps zombies, so programs that never expected to be PID 1 stop
+    /// promptly on `systemctl stop`.
+    pub init: bool,
 }
 
 /// A berth container Docker knows about.
@@ -234,6 +238,7 @@ impl Docker {
                 cgroup_parent: Some(spec.cgroup_parent.clone()),
                 memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
                 network_mode: spec.network_mode.clone(),
+                init: Some(spec.init),
                 port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
                 binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
                 // systemd restarts the unit; Docker must not restart behind it.
@@ -266,6 +271,60 @@ impl Docker {
             Err(e) => {
                 let e = DockerError {
                     action: format!("removing container {name}"),
+                    source: e,
+                };
+                if e.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Creates a pod's named volume, labelled with its pod; an existing one
+    /// (with its data) is kept.
+    pub async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
+        let options = bollard::volume::CreateVolumeOptions {
+            name: name.to_owned(),
+            driver: "local".to_owned(),
+            labels: [(LABEL_POD.to_owned(), pod.to_owned())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        self.client
+            .create_volume(options)
+            .await
+            .map_err(err(format!("creating volume {name}")))?;
+        Ok(())
+    }
+
+    /// Named volumes of berth's pods, as (volume, pod).
+    pub async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        let options = bollard::volume::ListVolumesOptions { filters };
+        let list = self
+            .client
+            .list_volumes(Some(options))
+            .await
+            .map_err(err("listing volumes"))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| Some((v.name.clone(), v.labels.get(LABEL_POD)?.clone())))
+            .collect())
+    }
+
+    /// Removes a volume and its data; one that is gone already is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        match self.client.remove_volume(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = DockerError {
+                    action: format!("removing volume {name}"),
                     source: e,
                 };
                 if e.is_not_found() {

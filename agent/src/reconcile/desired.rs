@@ -52,6 +52,8 @@ pub struct DesiredPod {
     pub unit_files: Vec<UnitFile>,
     /// Images to pull (the pause image is the agent's own).
     pub images: Vec<String>,
+    /// Docker volumes for the pod's named volumes.
+    pub volumes: Vec<String>,
 }
 
 /// Settings of the agent that shape every pod.
@@ -75,7 +77,7 @@ pub fn app_container_name(pod: &str, container: &str) -> String {
 }
 
 /// Docker volume of a pod's named volume.
-fn named_volume(pod: &str, volume: &str) -> String {
+pub fn named_volume(pod: &str, volume: &str) -> String {
     format!("berth.{pod}.{volume}")
 }
 
@@ -113,6 +115,7 @@ fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
         binds: &'a [String],
         stop_timeout: u32,
         stop_signal: &'a Option<String>,
+        init: bool,
     }
     let hashed = Hashed {
         image: &spec.image,
@@ -128,6 +131,7 @@ fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
         binds: &spec.binds,
         stop_timeout: spec.stop_timeout,
         stop_signal: &spec.stop_signal,
+        init: spec.init,
     };
     let hash = stable_hash(&serde_json::to_vec(&hashed).unwrap_or_default());
     spec.labels.push((LABEL_SPEC_HASH.into(), hash.clone()));
@@ -214,6 +218,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             stop_timeout: 1,
             // pause is PID 1 without a SIGTERM handler: it would ignore it.
             stop_signal: Some("SIGKILL".into()),
+            init: false,
         });
         containers.push(DesiredContainer {
             pod_container: None,
@@ -298,6 +303,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             binds,
             stop_timeout: container.stop_timeout_secs,
             stop_signal: None,
+            init: true,
         });
         containers.push(DesiredContainer {
             pod_container: Some(container.name.clone()),
@@ -315,6 +321,12 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
         containers,
         unit_files,
         images,
+        volumes: pod
+            .volumes
+            .iter()
+            .filter(|v| v.host_path.is_none())
+            .map(|v| named_volume(&pod.name, &v.name))
+            .collect(),
     })
 }
 

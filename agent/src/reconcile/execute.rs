@@ -57,6 +57,8 @@ fn short(action: &Action) -> String {
         Action::PullImage(image) => format!("pull {image}"),
         Action::StopUnit(unit) => format!("stop {unit}"),
         Action::RemoveContainer(name) => format!("remove container {name}"),
+        Action::CreateVolume { name, .. } => format!("create volume {name}"),
+        Action::RemoveVolume(name) => format!("remove volume {name}"),
         Action::RemoveUnitFile(name) => format!("remove unit {name}"),
         Action::Reload => "reload systemd".into(),
         Action::Enable(units) => format!("enable {}", units.join(" ")),
@@ -80,6 +82,8 @@ async fn apply(action: &Action, effects: Effects<'_>) -> anyhow::Result<()> {
             systemd.reset_failed(unit).await;
         }
         Action::RemoveContainer(name) => docker.remove(name).await?,
+        Action::CreateVolume { name, pod } => docker.create_volume(name, pod).await?,
+        Action::RemoveVolume(name) => docker.remove_volume(name).await?,
         Action::CreateContainer(spec) => {
             docker.create(spec).await?;
         }

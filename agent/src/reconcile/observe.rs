@@ -75,6 +75,9 @@ pub async fn observe_all(
             .containers
             .insert(container.name.clone(), container);
     }
+    for (volume, pod) in docker.list_berth_volumes().await? {
+        pods.entry(pod).or_default().volumes.insert(volume);
+    }
     for (unit, contents) in unit_files(units_dir)? {
         if let Some(pod) = pod_of_unit(&unit) {
             pods.entry(pod)

@@ -21,6 +21,8 @@ pub struct ObservedPod {
     pub units: HashMap<String, UnitState>,
     /// Its units that are enabled (wanted by `multi-user.target`).
     pub enabled: BTreeSet<String>,
+    /// Its named volumes in Docker.
+    pub volumes: BTreeSet<String>,
 }
 
 /// What was asked of the pod.
@@ -47,6 +49,15 @@ pub enum Action {
     RemoveContainer(String),
     /// Create a Docker container.
     CreateContainer(Box<ContainerSpec>),
+    /// Create a pod's named volume.
+    CreateVolume {
+        /// Docker's volume name.
+        name: String,
+        /// The pod it belongs to (its label).
+        pod: String,
+    },
+    /// Remove a named volume and its data.
+    RemoveVolume(String),
     /// Write a unit file into the agent's unit directory.
     WriteUnitFile {
         /// Unit name.
@@ -137,6 +148,10 @@ fn plan_removal(observed: &ObservedPod) -> Vec<Step> {
     for name in apps.into_iter().chain(holder) {
         steps.push(step(Action::RemoveContainer(name.clone()), "pod deleted"));
     }
+    // Named volumes live and die with their pod.
+    for volume in &observed.volumes {
+        steps.push(step(Action::RemoveVolume(volume.clone()), "pod deleted"));
+    }
     steps
 }
 
@@ -200,6 +215,19 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
                 "its spec changed",
             ));
         }
+    }
+    for volume in desired
+        .volumes
+        .iter()
+        .filter(|v| !observed.volumes.contains(*v))
+    {
+        steps.push(step(
+            Action::CreateVolume {
+                name: volume.clone(),
+                pod: desired.name.clone(),
+            },
+            "volume missing",
+        ));
     }
     for &i in &recreate {
         let c = &desired.containers[i];

@@ -558,3 +558,101 @@ fn a_secret_is_in_no_world_readable_file_and_no_unit_property() {
         .assert_success();
     assert_eq!(mode.split_whitespace().collect::<Vec<_>>(), ["600", "700"]);
 }
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn containers_of_a_pod_share_its_network_and_volumes() {
+    let lab = lab_with_agents("agent-pod", 2);
+    let pod = r#"{"name":"duo","volumes":[{"name":"shared"}],"containers":[
+      {"name":"server","image":"local/busybox",
+       "command":["sh","-c","echo shared-data > /data/file; mkdir -p /www; echo from-server > /www/index.html; exec httpd -f -p 8080 -h /www"],
+       "volumeMounts":[{"volume":"shared","path":"/data"}],
+       "ports":[{"containerPort":8080,"hostPort":0}]},
+      {"name":"client","image":"local/busybox",
+       "command":["sh","-c","for i in $(seq 1 50); do wget -qO- http://127.0.0.1:8080/ && break; sleep 0.2; done; cat /data/file; exec sleep 3600"],
+       "volumeMounts":[{"volume":"shared","path":"/data"}]}]}"#;
+    let created = lab.exec(
+        "h1",
+        &[
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "--unix-socket",
+            "/run/berth/agent.sock",
+            "-XPOST",
+            "http://localhost/v1/pods",
+            "-d",
+            pod,
+        ],
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&created.assert_success()).expect("status JSON");
+    assert_eq!(status["phase"], "Running", "{status:#}");
+    // The pod's network namespace is held by berth-duo.service, so both
+    // containers see one loopback and one set of published ports.
+    assert_eq!(
+        lab.exec("h1", &["systemctl", "is-active", "berth-duo.service"])
+            .assert_success()
+            .trim(),
+        "active"
+    );
+    let journal = lab.eventually(
+        Duration::from_secs(15),
+        "the client to reach the server over loopback",
+        || {
+            let out = lab
+                .exec(
+                    "h1",
+                    &["journalctl", "-u", "berth-duo-client.service", "--no-pager"],
+                )
+                .assert_success();
+            (out.contains("from-server") && out.contains("shared-data")).then_some(out)
+        },
+    );
+    assert!(journal.contains("from-server"), "{journal}");
+
+    let port = container(&status, 0)["hostPorts"][0]["hostPort"]
+        .as_u64()
+        .expect("port");
+    let url = format!("http://{}:{port}/", lab.host("h1").address);
+    // Restarting the server container keeps the pod's network and port.
+    lab.exec("h1", &["systemctl", "restart", "berth-duo-server.service"])
+        .assert_success();
+    let body = lab.eventually(Duration::from_secs(10), "the server to serve again", || {
+        let run = lab.exec("h2", &["curl", "-sS", "--max-time", "2", &url]);
+        run.success().then(|| run.stdout())
+    });
+    assert_eq!(body.trim(), "from-server");
+
+    berth(&lab, "h1", &["local", "rm", "duo"]).assert_success();
+    let left = lab
+        .exec(
+            "h1",
+            &[
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                "label=berth.pod=duo",
+                "-q",
+            ],
+        )
+        .assert_success();
+    assert_eq!(left.trim(), "");
+    let volumes = lab
+        .exec(
+            "h1",
+            &[
+                "docker",
+                "volume",
+                "ls",
+                "--filter",
+                "label=berth.pod=duo",
+                "-q",
+            ],
+        )
+        .assert_success();
+    assert_eq!(volumes.trim(), "", "the pod's named volume outlived it");
+    lab.exec("h1", &["systemctl", "is-active", "berth-duo.service"])
+        .assert_failure();
+}
