@@ -121,7 +121,12 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
         let stopping = Arc::clone(&stopping);
         let container = args.container.clone();
         let timeout = args.stop_timeout;
-        std::thread::spawn(move || {
+        // The thread only waits and makes one small request: a small stack
+        // keeps the shim's memory down (one shim runs per container).
+        let waiter = std::thread::Builder::new()
+            .name("signals".into())
+            .stack_size(64 * 1024);
+        let spawned = waiter.spawn(move || {
             if stop_signals.wait().is_ok() {
                 stopping.store(true, Ordering::SeqCst);
                 notify::send("STOPPING=1");
@@ -130,6 +135,7 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
                 }
             }
         });
+        spawned.map_err(|e| format!("starting the signal thread: {e}"))?;
     }
 
     // Attach before starting so not one line of output is missed.

@@ -20,7 +20,7 @@ pub fn relay_to(mut stream: impl Read, tty: bool, out: &mut impl Write, err: &mu
         return;
     }
     let mut header = [0u8; 8];
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut buffer = vec![0u8; 16 * 1024];
     while stream.read_exact(&mut header).is_ok() {
         let mut remaining =
             u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;

@@ -3,8 +3,9 @@
 //! ratio. Run as root after `cargo build --release --workspace`:
 //!
 //! ```text
-//! BERTH_BIN_DIR=target/release target/release/berth-bench pod-start --runs 30
-//! BERTH_BIN_DIR=target/release target/release/berth-bench agent-memory --pods 100
+//! scripts/build-release
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench pod-start --runs 30
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench agent-memory --pods 100
 //! ```
 
 use berth_harness::Lab;
