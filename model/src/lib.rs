@@ -3,12 +3,14 @@
 //! line share it so that a request is judged the same way everywhere.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod limits;
 pub mod name;
 pub mod pod;
 pub mod status;
 pub mod validation;
 
+pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
 pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use name::{validate_dns_label, NameError};
 pub use pod::{

@@ -1,0 +1,134 @@
+//! Cluster state behind one trait. The embedded store is the default and
+//! needs nothing installed; the etcd backend implements the same trait for
+//! users who outgrow one master. Both give every key a revision, update with
+//! compare-and-swap on it, and offer watches that resume from a revision
+//! without gaps, so several masters could later share one etcd.
+//!
+//! Values are opaque bytes (JSON of the API objects); keys are paths such
+//! as `/pods/web-1`. Revisions are store-wide and strictly increasing: every
+//! committed change gets the next one, like etcd's `mod_revision`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::Stream;
+
+/// One key with its value and the revision of its last change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Revision of the change that wrote this value.
+    pub revision: u64,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// Created or updated; the entry holds the new value.
+    Put,
+    /// Deleted; the entry holds the last value.
+    Delete,
+}
+
+/// One change, as watches deliver it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The key, the value (new, or last before deletion) and the revision of
+    /// this change.
+    pub entry: Entry,
+}
+
+/// A condition and a write, applied atomically with others in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Create `key`; fails the batch if it exists.
+    Create {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: Vec<u8>,
+    },
+    /// Replace `key` if its revision is `expected` (optimistic concurrency).
+    Update {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: Vec<u8>,
+        /// The revision the writer read.
+        expected: u64,
+    },
+    /// Delete `key`, if its revision is `expected` when given.
+    Delete {
+        /// The key.
+        key: String,
+        /// The revision the writer read, or `None` for unconditional.
+        expected: Option<u64>,
+    },
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `Create` of a key that exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The key does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The key changed since the writer read it.
+    #[error("{key} was modified: expected revision {expected}, found {found}")]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The revision the writer expected.
+        expected: u64,
+        /// The revision the store has.
+        found: u64,
+    },
+    /// A watch asked for history that was compacted away.
+    #[error("revision {requested} is compacted; the oldest available is {oldest}")]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision still kept.
+        oldest: u64,
+    },
+    /// The backend failed (disk, network, etcd).
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// A stream of changes, in revision order, without gaps.
+pub type Watch = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
+
+/// A boxed future, so the trait stays object safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The cluster's state.
+///
+/// Every write is durable before its future resolves: a write that was
+/// acknowledged survives a crash of the master (and of the machine).
+pub trait Store: Send + Sync + 'static {
+    /// The entry at `key`.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>>;
+
+    /// Every entry whose key starts with `prefix`, in key order, and the
+    /// store's revision at the time of reading (to start a watch from).
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, (Vec<Entry>, u64)>;
+
+    /// Applies `ops` atomically: all or none. Returns the revision of the
+    /// commit (every write in it gets that revision).
+    fn apply<'a>(&'a self, ops: Vec<Op>) -> StoreFuture<'a, u64>;
+
+    /// Changes to keys under `prefix` with a revision greater than `after`,
+    /// first from history, then live, with no gap and no duplicate.
+    fn watch<'a>(&'a self, prefix: &'a str, after: u64) -> StoreFuture<'a, Watch>;
+
+    /// The latest committed revision.
+    fn revision(&self) -> StoreFuture<'_, u64>;
+}

@@ -1,0 +1,86 @@
+//! The cluster's objects as the master keeps them: nodes, services and the
+//! pods it assigns to nodes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pod::Pod;
+use crate::status::PodStatus;
+
+/// What a node offers to pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capacity {
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// CPU in thousandths of a CPU.
+    pub cpu_millis: u64,
+}
+
+/// A host running berth-agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// The node's name (its hostname), a DNS-1123 label.
+    pub name: String,
+    /// Address other hosts reach it on.
+    pub address: String,
+    /// Labels pods can select on.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// What it offers.
+    pub capacity: Capacity,
+    /// Cordoned: no new pods are placed on it.
+    #[serde(default)]
+    pub unschedulable: bool,
+}
+
+/// A node's liveness as the master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum NodeCondition {
+    /// Heartbeats arrive.
+    Ready,
+    /// No heartbeat within the grace period.
+    NotReady,
+}
+
+/// A replicated pod template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Service {
+    /// The service's name, a DNS-1123 label; its pods are `<name>-<n>`.
+    pub name: String,
+    /// How many pods should run.
+    pub replicas: u32,
+    /// Never moved automatically: `berth move` moves its pods explicitly.
+    #[serde(default)]
+    pub stateful: bool,
+    /// Nodes must carry these labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// The pod every replica runs; its `name` is replaced per replica.
+    pub template: Pod,
+}
+
+/// A pod the master manages: its spec, where it is placed and what the
+/// node last reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPod {
+    /// The pod's spec (its name is the pod's name).
+    pub spec: Pod,
+    /// The service that owns it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The node it is assigned to; `None` while unschedulable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why it could not be placed, while it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unschedulable_reason: Option<String>,
+    /// The node's last report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PodStatus>,
+}
