@@ -401,6 +401,33 @@ impl Docker {
         }
     }
 
+    /// Waits for the next time one of berth's containers dies or is
+    /// removed (by anyone, `docker rm -f` included), then returns. An error
+    /// means the event stream broke; the caller resubscribes.
+    pub async fn next_container_change(&self) -> Result<String, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        filters.insert(
+            "event".to_string(),
+            vec!["die".to_string(), "destroy".to_string()],
+        );
+        let options = bollard::system::EventsOptions::<String> {
+            since: None,
+            until: None,
+            filters,
+        };
+        let mut events = self.client.events(Some(options));
+        match events.next().await {
+            Some(Ok(event)) => Ok(event.action.unwrap_or_default()),
+            Some(Err(e)) => Err(DockerError {
+                action: "watching events".into(),
+                source: e,
+            }),
+            None => Ok(String::new()),
+        }
+    }
+
     /// The environment a container was created with (to recover secrets when
     /// adopting a pod whose record was lost).
     pub async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {

@@ -466,11 +466,24 @@ impl Runtime {
         })
     }
 
-    /// Runs [`Runtime::resync`] every `interval`, forever.
+    /// Runs [`Runtime::resync`] every `interval`, and soon after Docker
+    /// reports one of berth's containers died or was removed, forever.
     pub async fn resync_forever(&self, interval: Duration) {
         let mut backoff = interval;
         loop {
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                changed = self.docker.next_container_change() => {
+                    match changed {
+                        // Let a burst of events (a pod's containers) settle.
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        Err(e) => {
+                            warn!(error = %e, "docker events");
+                            tokio::time::sleep(backoff).await;
+                        }
+                    }
+                }
+            }
             backoff = match self.resync().await {
                 Ok(()) => interval,
                 Err(e) => {

@@ -656,3 +656,36 @@ fn containers_of_a_pod_share_its_network_and_volumes() {
     lab.exec("h1", &["systemctl", "is-active", "berth-duo.service"])
         .assert_failure();
 }
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_container_removed_behind_berths_back_is_recreated() {
+    let lab = lab_with_agents("agent-heal", 1);
+    berth(&lab, "h1", WEB).assert_success();
+    let before = inspect(&lab, "h1", "web");
+    let id = container(&before, 0)["containerId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    lab.exec("h1", &["docker", "rm", "-f", &id])
+        .assert_success();
+    // Docker's destroy event wakes the agent; the periodic resync would too.
+    let after = lab.eventually(
+        Duration::from_secs(15),
+        "the container to be recreated",
+        || {
+            let status = inspect(&lab, "h1", "web");
+            let new_id = container(&status, 0)["containerId"]
+                .as_str()
+                .map(String::from);
+            (status["phase"] == "Running" && new_id.is_some_and(|n| n != id)).then_some(status)
+        },
+    );
+    let unit = container(&after, 0)["unit"].as_str().expect("unit");
+    assert_eq!(
+        lab.exec("h1", &["systemctl", "is-active", unit])
+            .assert_success()
+            .trim(),
+        "active"
+    );
+}
