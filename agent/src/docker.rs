@@ -105,6 +105,24 @@ impl DockerError {
     }
 }
 
+/// Turns Docker's 404 into success: removing what is gone already is done.
+fn gone_is_fine(
+    result: Result<(), bollard::errors::Error>,
+    action: String,
+) -> Result<(), DockerError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(source) => {
+            let e = DockerError { action, source };
+            if e.is_not_found() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 fn err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
     let action = action.into();
     move |source| DockerError { action, source }
@@ -266,20 +284,8 @@ impl Docker {
             v: true,
             link: false,
         };
-        match self.client.remove_container(name, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = DockerError {
-                    action: format!("removing container {name}"),
-                    source: e,
-                };
-                if e.is_not_found() {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        let removed = self.client.remove_container(name, Some(options)).await;
+        gone_is_fine(removed, format!("removing container {name}"))
     }
 
     /// Creates a pod's named volume, labelled with its pod; an existing one
@@ -320,20 +326,8 @@ impl Docker {
 
     /// Removes a volume and its data; one that is gone already is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
-        match self.client.remove_volume(name, None).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = DockerError {
-                    action: format!("removing volume {name}"),
-                    source: e,
-                };
-                if e.is_not_found() {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        let removed = self.client.remove_volume(name, None).await;
+        gone_is_fine(removed, format!("removing volume {name}"))
     }
 
     /// Every container with a `berth.pod` label.

@@ -71,8 +71,18 @@ impl Docker {
     }
 
     fn request(&self, method: &str, path: &str) -> Result<Response, String> {
+        self.request_with_timeout(method, path, Some(DOCKER_TIMEOUT))
+    }
+
+    /// One request on a fresh connection; `None` waits as long as Docker takes.
+    fn request_with_timeout(
+        &self,
+        method: &str,
+        path: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Response, String> {
         let mut stream = self.connect()?;
-        stream.set_read_timeout(Some(DOCKER_TIMEOUT)).ok();
+        stream.set_read_timeout(timeout).ok();
         self.send(&mut stream, method, path, false)?;
         let mut reader = BufReader::new(stream);
         let (status, headers) =
@@ -134,25 +144,13 @@ impl Docker {
 
     /// Blocks until the container is not running and returns its exit code.
     pub fn wait(&self, container: &str) -> Result<i64, String> {
-        let mut stream = self.connect()?;
         let path = format!(
             "/containers/{}/wait?condition=not-running",
             escape_path(container)
         );
-        self.send(&mut stream, "POST", &path, false)?;
-        let mut reader = BufReader::new(stream);
-        let (status, headers) = read_head(&mut reader).map_err(|e| format!("waiting: {e}"))?;
-        let mut raw = Vec::new();
-        reader
-            .read_to_end(&mut raw)
-            .map_err(|e| format!("waiting: {e}"))?;
-        let chunked = headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-        let body = String::from_utf8_lossy(&if chunked { dechunk(&raw) } else { raw }).into_owned();
-        if status >= 400 {
-            return Err(format!("waiting: {status} {}", body.trim()));
-        }
+        // The container may run for months: no timeout on this one.
+        let response = self.request_with_timeout("POST", &path, None)?;
+        let body = String::from_utf8_lossy(&response.body);
         json_number(&body, "StatusCode")
             .ok_or_else(|| format!("waiting: no StatusCode in {body:?}"))
     }
