@@ -90,7 +90,7 @@ async fn create_pod(State(runtime): State<Arc<Runtime>>, body: Bytes) -> Respons
         Ok(pod) => pod,
         Err(response) => return response,
     };
-    match runtime.create(pod).await {
+    match runtime.create(pod, crate::store::Source::Local).await {
         Ok((status, true)) => (StatusCode::CREATED, Json(status)).into_response(),
         Ok((status, false)) => (StatusCode::OK, Json(status)).into_response(),
         Err(e) => e.into_response(),

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod docker;
+pub mod master_link;
 pub mod ports;
 pub mod reconcile;
 pub mod runtime;
@@ -49,14 +50,33 @@ pub async fn run(
     info!(socket = %config.socket.display(), "local API listening");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
+    if let Some(joined) = master_link::load_joined(&config.state_dir)? {
+        master_link::announce(&joined);
+        tokio::spawn(master_link::run(joined, Arc::clone(&runtime)));
+    }
     let resync = {
         let runtime = Arc::clone(&runtime);
         let interval = Duration::from_secs(config.resync_interval_secs);
         tokio::spawn(async move { runtime.resync_forever(interval).await })
     };
-    let served = axum::serve(listener, api::router(runtime))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // On stop, requests in flight get a second to finish: long polls and
+    // log streams must not hold a stop up (or a host's shutdown).
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let (mut graceful, mut deadline) = (stop.clone(), stop);
+    let server = axum::serve(listener, api::router(runtime)).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stop| *stop).await;
+    });
+    let served = tokio::select! {
+        served = server => served,
+        () = async move {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } => Ok(()),
+    };
     resync.abort();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = std::fs::remove_file(&config.socket);

@@ -15,8 +15,26 @@ use clap::Parser;
 #[command(version, about, long_about)]
 struct Args {
     /// Configuration file (TOML); a missing default file means all defaults.
-    #[arg(long, short, env = "BERTH_AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(long, short, env = "BERTH_AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH, global = true)]
     config: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Serve,
+    /// Join a master with a one-time token (from `berth node token`), save
+    /// this node's credential, then enable and (re)start berth-agent.
+    Join {
+        /// The master's URL, e.g. http://h1:7443.
+        url: String,
+        /// The one-time join token.
+        #[arg(long)]
+        token: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -28,7 +46,6 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    init_tracing();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,6 +56,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Join { url, token }) = args.command {
+        return match runtime.block_on(join(&url, &token, &config)) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth-agent: joining {url}: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    init_tracing();
     match runtime.block_on(berth_agent::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -46,6 +76,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins, then makes the agent run joined: enabled for boot and restarted
+/// so it picks up the credential.
+async fn join(url: &str, token: &str, config: &AgentConfig) -> anyhow::Result<String> {
+    let joined = berth_agent::master_link::join(url, token, &config.state_dir).await?;
+    let systemd = berth_agent::systemd::Systemd::connect().await?;
+    systemd.enable(&["berth-agent.service".to_string()]).await?;
+    systemd.restart("berth-agent.service").await?;
+    Ok(format!(
+        "joined {} as node {}; berth-agent is enabled and running",
+        joined.url, joined.node
+    ))
 }
 
 /// Log level from `BERTH_LOG` (or `RUST_LOG`), default `info`; under systemd

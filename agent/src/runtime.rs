@@ -20,7 +20,7 @@ use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, Hos
 use crate::reconcile::execute::{execute, Effects};
 use crate::reconcile::observe::observe_all;
 use crate::reconcile::plan::{plan, Intent, ObservedPod};
-use crate::store::{Desired, PodRecord, PodStore, PortBinding};
+use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
 use crate::systemd::{Systemd, UnitState};
 use crate::unit::pod_slice_name;
 
@@ -155,7 +155,11 @@ impl Runtime {
     /// Creates and starts a pod. Repeating the same request changes nothing
     /// (`Ok((status, false))`). On failure nothing is left behind: no unit
     /// file, container, record or port.
-    pub async fn create(&self, pod: Pod) -> Result<(PodStatus, bool), RequestError> {
+    pub async fn create(
+        &self,
+        pod: Pod,
+        source: Source,
+    ) -> Result<(PodStatus, bool), RequestError> {
         pod.validate().map_err(RequestError::Invalid)?;
         self.check_host(&pod)?;
         let _guard = self.lock.lock().await;
@@ -189,6 +193,7 @@ impl Runtime {
             pod,
             host_ports,
             desired: Desired::Running,
+            source,
         };
         let desired = self.desired(&record)?;
         self.store
@@ -463,6 +468,9 @@ impl Runtime {
             } else {
                 Desired::Stopped
             },
+            // Whoever asked for it, the master claims it again on its next
+            // assignment; until then it is local.
+            source: Source::Local,
         })
     }
 
@@ -592,4 +600,76 @@ fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {
         return PodPhase::Succeeded;
     }
     PodPhase::Pending
+}
+
+impl Runtime {
+    /// Makes the master's pods on this host exactly `assigned`: creates
+    /// what is missing, replaces what changed, removes master pods that are
+    /// no longer assigned here (a node back from a partition stops the pods
+    /// that were moved away meanwhile). Local pods are never touched. Returns
+    /// the pods that failed, with why; the next round retries them.
+    pub async fn sync_assigned(&self, assigned: &[Pod]) -> Vec<(String, String)> {
+        let mut failures = Vec::new();
+        let records = match self.records() {
+            Ok(records) => records,
+            Err(e) => return vec![("*".into(), e.to_string())],
+        };
+        for pod in assigned {
+            let existing = records.iter().find(|r| r.pod.name == pod.name);
+            let result = match existing {
+                None => self.create(pod.clone(), Source::Master).await.map(drop),
+                Some(record) if record.pod == *pod => {
+                    if record.source == Source::Local {
+                        // Adopted after a lost state directory: the master's again.
+                        let mut claimed = record.clone();
+                        claimed.source = Source::Master;
+                        self.store
+                            .save(&claimed)
+                            .map_err(|e| RequestError::Failed(format!("{e:#}")))
+                    } else {
+                        Ok(())
+                    }
+                }
+                Some(record) if record.source == Source::Master => {
+                    info!(pod = %pod.name, "the master changed the pod: replacing it");
+                    match self.delete(&pod.name).await {
+                        Ok(_) => self.create(pod.clone(), Source::Master).await.map(drop),
+                        Err(e) => Err(e),
+                    }
+                }
+                Some(_) => Err(RequestError::Conflict(format!(
+                    "a local pod named {} exists here",
+                    pod.name
+                ))),
+            };
+            if let Err(e) = result {
+                failures.push((pod.name.clone(), e.to_string()));
+            }
+        }
+        for record in records.iter().filter(|r| r.source == Source::Master) {
+            if !assigned.iter().any(|p| p.name == record.pod.name) {
+                info!(pod = %record.pod.name, "no longer assigned here: removing it");
+                if let Err(e) = self.delete(&record.pod.name).await {
+                    failures.push((record.pod.name.clone(), e.to_string()));
+                }
+            }
+        }
+        failures
+    }
+
+    /// The status of every pod the master assigned here.
+    pub async fn master_pod_statuses(&self) -> Vec<PodStatus> {
+        let mut statuses = Vec::new();
+        for record in self
+            .records()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.source == Source::Master)
+        {
+            if let Ok(status) = self.status_of(record).await {
+                statuses.push(status);
+            }
+        }
+        statuses
+    }
 }

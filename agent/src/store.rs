@@ -38,6 +38,17 @@ pub struct PortBinding {
     pub host_port: u16,
 }
 
+/// Who asked for the pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The local API (`berth local`), like the kubelet's static pods.
+    #[default]
+    Local,
+    /// The master assigned it; it goes when the master unassigns it.
+    Master,
+}
+
 /// Everything the agent keeps about a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,6 +59,9 @@ pub struct PodRecord {
     pub host_ports: Vec<PortBinding>,
     /// Running or stopped.
     pub desired: Desired,
+    /// Who asked for it.
+    #[serde(default)]
+    pub source: Source,
 }
 
 /// The records on disk.

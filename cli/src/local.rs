@@ -1,21 +1,15 @@
 //! `berth local ...`: pods on this host, through the local agent's API.
 
-use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use berth_model::limits::DEFAULT_STOP_TIMEOUT_SECS;
-use berth_model::{
-    Container, EnvVar, Pod, PodStatus, Port, Resources, RestartPolicy, ValidationErrors, Volume,
-    VolumeMount,
-};
+use berth_model::{Pod, PodStatus, ValidationErrors};
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::agent_client::{AgentClient, LogOptions, PodAction, DEFAULT_SOCKET};
-use crate::output;
-use crate::parse::{self, SecretEnvVar, VolumeFlag, VolumeSource};
+use crate::output::{self, print};
+use crate::pod_flags::PodFlags;
 
 /// Pods on this host, through the local berth-agent (no master needed).
 #[derive(Debug, Args)]
@@ -73,85 +67,9 @@ pub struct RunArgs {
     /// The pod's name, also its container's name (a DNS label: a-z, 0-9, '-').
     pub name: String,
 
-    /// Image to run, e.g. `local/busybox` or `registry.example/web:1.2`.
-    #[arg(long, value_name = "IMAGE")]
-    pub image: String,
-
-    /// Publish a container port on the host; without HOSTPORT (or with 0)
-    /// the agent picks a free one from its range. Repeatable.
-    #[arg(
-        short = 'p',
-        long = "publish",
-        value_name = "[HOSTPORT:]PORT[/tcp|/udp]",
-        value_parser = parse::port
-    )]
-    pub ports: Vec<Port>,
-
-    /// Set an environment variable (the value may be empty: `NAME=`).
-    /// Visible in the unit and `systemctl show`: use --secret-env for secrets.
-    /// Repeatable.
-    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env_var)]
-    pub env: Vec<EnvVar>,
-
-    /// Set a secret environment variable, kept out of units and never
-    /// printed. `NAME` alone takes the value from berth's own environment,
-    /// which keeps it out of the command line. Repeatable.
-    #[arg(long = "secret-env", value_name = "NAME[=VALUE]", value_parser = parse::secret_env_var)]
-    pub secret_env: Vec<SecretEnvVar>,
-
-    /// Memory limit: bytes, or with K, M or G (powers of 1024; Ki, Mi, Gi
-    /// too), e.g. 64M. At least 4M.
-    #[arg(long, value_name = "SIZE", value_parser = parse::memory_bytes)]
-    pub memory: Option<u64>,
-
-    /// CPU limit in CPUs, e.g. 0.5 for half of one CPU, or 250m.
-    #[arg(long, value_name = "CPUS", value_parser = parse::cpu_millis)]
-    pub cpus: Option<u32>,
-
-    /// Mount a volume: an absolute SRC is a host directory (the agent must
-    /// allow it), any other SRC names a Docker volume. `:ro` mounts it
-    /// read-only. Repeatable.
-    #[arg(
-        short = 'v',
-        long = "volume",
-        value_name = "SRC:DST[:ro]",
-        value_parser = parse::volume
-    )]
-    pub volumes: Vec<VolumeFlag>,
-
-    /// When systemd restarts the container after it exits.
-    #[arg(long, value_enum, default_value_t = RestartArg::Always)]
-    pub restart: RestartArg,
-
-    /// Seconds between the stop signal and the kill [default: 10].
-    #[arg(long = "stop-timeout", value_name = "SECS")]
-    pub stop_timeout: Option<u32>,
-
-    /// Command and arguments replacing the image's entrypoint, after `--`.
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
-
-/// The `--restart` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RestartArg {
-    /// Whatever the exit status.
-    Always,
-    /// Only after a failure: non-zero exit status, signal or timeout.
-    OnFailure,
-    /// Never.
-    #[value(alias = "never")]
-    No,
-}
-
-impl From<RestartArg> for RestartPolicy {
-    fn from(arg: RestartArg) -> Self {
-        match arg {
-            RestartArg::Always => RestartPolicy::Always,
-            RestartArg::OnFailure => RestartPolicy::OnFailure,
-            RestartArg::No => RestartPolicy::Never,
-        }
-    }
+    /// The pod's container.
+    #[command(flatten)]
+    pub pod: PodFlags,
 }
 
 /// `berth local ps`.
@@ -281,92 +199,16 @@ fn redacted(mut status: PodStatus) -> PodStatus {
     status
 }
 
-fn print(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("writing to stdout")
-}
-
 impl RunArgs {
-    /// The one-container pod these flags describe. The same flags always give
-    /// the same pod, so that running a command twice is idempotent.
+    /// The one-container pod these flags describe.
     pub fn pod(&self) -> Pod {
-        let (volumes, volume_mounts) = volumes_and_mounts(&self.volumes);
-        let container = Container {
-            name: self.name.clone(),
-            image: self.image.clone(),
-            command: self.command.clone(),
-            args: Vec::new(),
-            env: self.env.clone(),
-            secret_env: self.secret_env.iter().map(|var| var.0.clone()).collect(),
-            ports: self.ports.clone(),
-            volume_mounts,
-            resources: Resources {
-                memory_bytes: self.memory,
-                cpu_millis: self.cpus,
-            },
-            restart: self.restart.into(),
-            stop_timeout_secs: self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
-        };
-        Pod {
-            name: self.name.clone(),
-            containers: vec![container],
-            volumes,
-        }
+        self.pod.pod(&self.name)
     }
-}
-
-/// Declares one volume per named volume and per host directory, in flag
-/// order, and mounts them. Host directories get the first free name of
-/// `vol0`, `vol1`, ...
-fn volumes_and_mounts(flags: &[VolumeFlag]) -> (Vec<Volume>, Vec<VolumeMount>) {
-    let named: HashSet<&str> = flags
-        .iter()
-        .filter_map(|flag| match &flag.source {
-            VolumeSource::Named(name) => Some(name.as_str()),
-            VolumeSource::HostPath(_) => None,
-        })
-        .collect();
-    let mut next_index = 0;
-    let mut volumes: Vec<Volume> = Vec::new();
-    let mut mounts = Vec::new();
-    for flag in flags {
-        let existing = volumes.iter().find(|volume| match &flag.source {
-            VolumeSource::Named(name) => volume.host_path.is_none() && volume.name == *name,
-            VolumeSource::HostPath(path) => volume.host_path.as_deref() == Some(path.as_str()),
-        });
-        let volume = match (existing, &flag.source) {
-            (Some(volume), _) => volume.name.clone(),
-            (None, VolumeSource::Named(name)) => {
-                volumes.push(Volume::named(name.clone()));
-                name.clone()
-            }
-            (None, VolumeSource::HostPath(path)) => {
-                let name = loop {
-                    let candidate = format!("vol{next_index}");
-                    next_index += 1;
-                    if !named.contains(candidate.as_str()) {
-                        break candidate;
-                    }
-                };
-                volumes.push(Volume::host_path(name.clone(), path.clone()));
-                name
-            }
-        };
-        mounts.push(VolumeMount {
-            volume,
-            path: flag.path.clone(),
-            read_only: flag.read_only,
-        });
-    }
-    (volumes, mounts)
 }
 
 #[cfg(test)]
 mod tests {
-    use berth_model::Protocol;
+    use berth_model::{Port, Protocol, RestartPolicy};
     use clap::Parser;
 
     use super::*;
@@ -376,6 +218,7 @@ mod tests {
         let argv = ["berth", "local"].iter().chain(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Local(local) => local.command,
+            other => panic!("parsed as {other:?}"),
         }
     }
 
@@ -469,21 +312,6 @@ mod tests {
             ]
         });
         assert_eq!(serde_json::to_value(&pod).unwrap(), expected);
-    }
-
-    #[test]
-    fn volumes_are_declared_once_and_host_paths_avoid_taken_names() {
-        let flags: Vec<VolumeFlag> = ["vol0:/a", "/srv:/b", "/srv:/c:ro", "vol0:/d"]
-            .iter()
-            .map(|text| parse::volume(text).unwrap())
-            .collect();
-        let (volumes, mounts) = volumes_and_mounts(&flags);
-        assert_eq!(
-            volumes,
-            [Volume::named("vol0"), Volume::host_path("vol1", "/srv")]
-        );
-        let used: Vec<&str> = mounts.iter().map(|m| m.volume.as_str()).collect();
-        assert_eq!(used, ["vol0", "vol1", "vol1", "vol0"]);
     }
 
     #[test]

@@ -1,31 +1,54 @@
-//! `berth`: the command line. `berth local ...` drives the berth-agent of this
-//! host over its unix socket; cluster commands (through the master) come later.
+//! `berth`: the command line. The cluster commands (`login`, `node`, `run`,
+//! `ps`, ...) talk to berth-master's HTTP API; `berth local ...` drives the
+//! berth-agent of this host over its unix socket.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use berth_model::FieldError;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod agent_client;
+mod cluster;
+mod completions;
+mod config;
 mod local;
+mod master_client;
+mod node;
 mod output;
 mod parse;
+mod pod_flags;
 
 /// berth: drive a berth cluster from the command line.
 #[derive(Debug, Parser)]
-#[command(version)]
+// Named explicitly: the package is `berth-cli`, and completion scripts and
+// `--version` must say `berth`.
+#[command(name = "berth", version)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]
     command: Command,
 }
 
-/// The command families: `local` now, cluster commands later.
+/// The command families: the cluster through the master, or this host
+/// through its agent.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Log in to a berth master: check the token, then save the master's URL
+    /// and the token for the other commands.
+    ///
+    /// The login is saved to $XDG_CONFIG_HOME/berth/config.json (by default
+    /// ~/.config/berth/config.json), readable by you only. BERTH_URL and
+    /// BERTH_TOKEN, when set, override it for every command.
+    Login(cluster::LoginArgs),
+    /// The cluster, through the master.
+    #[command(flatten)]
+    Cluster(cluster::ClusterCommand),
     /// Pods on this host, through the local berth-agent (no master needed).
     Local(local::LocalArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,7 +66,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Login(args) => cluster::log_in(&args).await,
+            Command::Cluster(command) => cluster::run(command).await,
             Command::Local(args) => local::run(args).await,
+            Command::Completions(args) => {
+                let script = completions::script(args.shell, &mut Cli::command());
+                let mut stdout = io::stdout().lock();
+                stdout
+                    .write_all(&script)
+                    .and_then(|()| stdout.flush())
+                    .context("writing to stdout")
+            }
         }
     });
     match result {
@@ -65,13 +98,20 @@ fn report(error: &anyhow::Error) {
     }
 }
 
-/// The fields at fault, whether the agent or local validation found them.
+/// The fields at fault, whether the agent, the master or local validation
+/// found them.
 fn field_errors(error: &anyhow::Error) -> &[FieldError] {
     for cause in error.chain() {
         if let Some(agent_client::Error::Api { error, .. }) = cause.downcast_ref() {
             return &error.fields;
         }
+        if let Some(master_client::Error::Api { error, .. }) = cause.downcast_ref() {
+            return &error.fields;
+        }
         if let Some(local::InvalidPod(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(cluster::InvalidService(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
     }
@@ -119,6 +159,21 @@ mod tests {
         let local = anyhow::Error::new(local::InvalidPod(errors));
         assert_eq!(field_errors(&local), fields);
 
+        let from_master = anyhow::Error::new(master_client::Error::Api {
+            status: StatusCode::BAD_REQUEST,
+            error: ApiError {
+                error: "invalid service".to_owned(),
+                fields: fields.clone(),
+            },
+        })
+        .context("cannot create service web");
+        assert_eq!(field_errors(&from_master), fields);
+
+        let mut errors = ValidationErrors::new();
+        errors.push("containers[0].image", "must not be empty");
+        let cluster = anyhow::Error::new(cluster::InvalidService(errors));
+        assert_eq!(field_errors(&cluster), fields);
+
         assert!(field_errors(&anyhow::anyhow!("other")).is_empty());
     }
 
@@ -128,7 +183,9 @@ mod tests {
             ["berth", "local", "--socket", "/tmp/a.sock", "ps"],
             ["berth", "local", "ps", "--socket", "/tmp/a.sock"],
         ] {
-            let Command::Local(local) = Cli::try_parse_from(argv).unwrap().command;
+            let Command::Local(local) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("not a local command");
+            };
             assert_eq!(local.socket, std::path::PathBuf::from("/tmp/a.sock"));
         }
     }

@@ -1,8 +1,15 @@
-//! What the commands print: aligned tables for people, JSON for scripts.
+//! What the commands print: aligned tables and summaries for people, JSON
+//! and YAML for scripts.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
-use berth_model::{ContainerStatus, HostPort, PodPhase, PodStatus};
+use anyhow::Context as _;
+use berth_model::api::{NodeView, Versioned};
+use berth_model::{
+    ClusterPod, Container, ContainerStatus, HostPort, NodeCondition, PodPhase, PodStatus, Service,
+};
+use clap::ValueEnum;
 use serde::Serialize;
 
 /// How many characters of a Docker container ID are shown, as `docker ps` does.
@@ -159,9 +166,325 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The `-o` values of the cluster commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns or a summary, for people.
+    Table,
+    /// The master's objects as JSON, secret values blanked.
+    Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+/// `value` as JSON or YAML; `None` for [`Format::Table`], which every
+/// command renders its own way.
+pub fn structured<T: Serialize + ?Sized>(
+    format: Format,
+    value: &T,
+) -> anyhow::Result<Option<String>> {
+    match format {
+        Format::Table => Ok(None),
+        Format::Json => Ok(Some(
+            json(value).context("cannot encode the answer as JSON")?,
+        )),
+        Format::Yaml => Ok(Some(
+            yaml(value).context("cannot encode the answer as YAML")?,
+        )),
+    }
+}
+
+/// YAML, ending in a newline.
+pub fn yaml<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_norway::Error> {
+    serde_norway::to_string(value)
+}
+
+/// Writes `text` to stdout and flushes it.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+/// Columns of `berth node ls`.
+const NODE_HEADERS: [&str; 7] = [
+    "NAME",
+    "STATUS",
+    "ADDRESS",
+    "CPUS",
+    "MEMORY",
+    "PODS",
+    "HEARTBEAT",
+];
+
+/// The `berth node ls` table: one row per node.
+pub fn nodes_table(nodes: &[NodeView]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|view| {
+            vec![
+                view.node.name.clone(),
+                node_status(view),
+                or_none(view.node.address.clone()),
+                cpus(view.node.capacity.cpu_millis),
+                bytes(view.node.capacity.memory_bytes),
+                view.pods.to_string(),
+                heartbeat(view.last_heartbeat_ms_ago),
+            ]
+        })
+        .collect();
+    table(&NODE_HEADERS, &rows)
+}
+
+/// `berth node show`: one node, a line per property.
+pub fn node_details(view: &NodeView) -> String {
+    let node = &view.node;
+    let labels: Vec<String> = node
+        .labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "node: {}", node.name);
+    let _ = writeln!(out, "status: {}", node_status(view));
+    let _ = writeln!(out, "address: {}", or_none(node.address.clone()));
+    let _ = writeln!(out, "cpus: {}", cpus(node.capacity.cpu_millis));
+    let _ = writeln!(out, "memory: {}", bytes(node.capacity.memory_bytes));
+    let _ = writeln!(out, "pods: {}", view.pods);
+    let _ = writeln!(
+        out,
+        "last heartbeat: {}",
+        heartbeat(view.last_heartbeat_ms_ago)
+    );
+    let _ = writeln!(out, "labels: {}", or_none(labels.join(", ")));
+    out
+}
+
+/// `Ready`, `NotReady`, with `,Cordoned` when no new pods go there.
+fn node_status(view: &NodeView) -> String {
+    let condition = match view.condition {
+        NodeCondition::Ready => "Ready",
+        NodeCondition::NotReady => "NotReady",
+    };
+    if view.node.unschedulable {
+        format!("{condition},Cordoned")
+    } else {
+        condition.to_owned()
+    }
+}
+
+/// `3s ago`, `5m ago`, ... or `never`.
+fn heartbeat(ms_ago: Option<u64>) -> String {
+    let Some(ms) = ms_ago else {
+        return "never".to_owned();
+    };
+    let secs = ms / 1000;
+    match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86_399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// Thousandths of a CPU as CPUs: `0.5`, `2`, `0.25`.
+fn cpus(millis: u64) -> String {
+    let (whole, fraction) = (millis / 1000, millis % 1000);
+    if fraction == 0 {
+        whole.to_string()
+    } else {
+        let fraction = format!("{fraction:03}");
+        format!("{whole}.{}", fraction.trim_end_matches('0'))
+    }
+}
+
+/// Bytes in the units `--memory` takes: `64M` when exact, `1.5G` otherwise.
+fn bytes(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 3] = [(30, "G"), (20, "M"), (10, "K")];
+    for (shift, unit) in UNITS {
+        let size = 1u64 << shift;
+        if bytes >= size {
+            // `size` is a power of two: the low bits are the remainder.
+            if bytes & (size - 1) == 0 {
+                return format!("{}{unit}", bytes >> shift);
+            }
+            return format!("{:.1}{unit}", bytes as f64 / size as f64);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Columns of `berth ps`.
+const CLUSTER_PS_HEADERS: [&str; 5] = ["NAME", "SERVICE", "NODE", "PHASE", "HOST PORTS"];
+
+/// The `berth ps` table: one row per pod.
+pub fn cluster_pods_table(pods: &[Versioned<ClusterPod>]) -> String {
+    let rows: Vec<Vec<String>> = pods
+        .iter()
+        .map(|pod| {
+            let pod = &pod.object;
+            let ports: Vec<HostPort> = pod
+                .status
+                .iter()
+                .flat_map(|status| &status.containers)
+                .flat_map(|container| container.host_ports.iter().cloned())
+                .collect();
+            vec![
+                pod.spec.name.clone(),
+                or_none(pod.service.clone().unwrap_or_default()),
+                or_none(pod.node.clone().unwrap_or_default()),
+                cluster_phase(pod),
+                or_none(host_ports(&ports)),
+            ]
+        })
+        .collect();
+    table(&CLUSTER_PS_HEADERS, &rows)
+}
+
+/// Where a pod of the cluster stands: `Unschedulable` (with the reason)
+/// while no node fits it, the phase its node last reported, or `Pending`
+/// until the node reports.
+pub fn cluster_phase(pod: &ClusterPod) -> String {
+    match (&pod.node, &pod.status) {
+        (None, _) => match &pod.unschedulable_reason {
+            Some(reason) if !reason.is_empty() => format!("Unschedulable: {reason}"),
+            _ => "Unschedulable".to_owned(),
+        },
+        (Some(_), Some(status)) => phase_name(status.phase).to_owned(),
+        (Some(_), None) => phase_name(PodPhase::Pending).to_owned(),
+    }
+}
+
+/// `berth describe`: the service, its pod template, then its pods.
+pub fn service_details(service: &Versioned<Service>, pods: &[Versioned<ClusterPod>]) -> String {
+    let spec = &service.object;
+    let selector: Vec<String> = spec
+        .node_selector
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "service: {}", spec.name);
+    let _ = writeln!(out, "replicas: {}", spec.replicas);
+    let _ = writeln!(
+        out,
+        "stateful: {}",
+        if spec.stateful { "yes" } else { "no" }
+    );
+    let _ = writeln!(out, "node selector: {}", or_none(selector.join(", ")));
+    let _ = writeln!(out, "resource version: {}", service.resource_version);
+    for container in &spec.template.containers {
+        let _ = writeln!(out, "container {}:", container.name);
+        container_details(&mut out, container, &spec.template.volumes);
+    }
+    let _ = writeln!(out, "pods: {}", pods.len());
+    if !pods.is_empty() {
+        out.push('\n');
+        out.push_str(&cluster_pods_table(pods));
+    }
+    out
+}
+
+/// A container's spec, indented under its name. Secret values are never
+/// shown, only their names.
+fn container_details(out: &mut String, container: &Container, volumes: &[berth_model::Volume]) {
+    let words = |list: &[String]| or_none(list.join(" "));
+    let ports: Vec<String> = container
+        .ports
+        .iter()
+        .map(|port| match port.host_port {
+            None => format!("{}/{}", port.container_port, port.protocol),
+            Some(0) => format!("any->{}/{}", port.container_port, port.protocol),
+            Some(host) => format!("{host}->{}/{}", port.container_port, port.protocol),
+        })
+        .collect();
+    let env: Vec<String> = container
+        .env
+        .iter()
+        .map(|var| format!("{}={}", var.name, var.value))
+        .collect();
+    let secret_env: Vec<String> = container
+        .secret_env
+        .iter()
+        .map(|var| var.name.clone())
+        .collect();
+    let mounts: Vec<String> = container
+        .volume_mounts
+        .iter()
+        .map(|mount| {
+            let source = volumes
+                .iter()
+                .find(|volume| volume.name == mount.volume)
+                .and_then(|volume| volume.host_path.clone())
+                .unwrap_or_else(|| mount.volume.clone());
+            let mode = if mount.read_only { ":ro" } else { "" };
+            format!("{source}:{}{mode}", mount.path)
+        })
+        .collect();
+    let resources = &container.resources;
+    let _ = writeln!(out, "  image: {}", container.image);
+    let _ = writeln!(out, "  command: {}", words(&container.command));
+    if !container.args.is_empty() {
+        let _ = writeln!(out, "  args: {}", words(&container.args));
+    }
+    let _ = writeln!(out, "  ports: {}", or_none(ports.join(", ")));
+    let _ = writeln!(out, "  env: {}", or_none(env.join(" ")));
+    let _ = writeln!(out, "  secret env: {}", or_none(secret_env.join(" ")));
+    let _ = writeln!(out, "  volumes: {}", or_none(mounts.join(", ")));
+    let _ = writeln!(
+        out,
+        "  memory: {}",
+        resources.memory_bytes.map_or(NONE.to_owned(), bytes)
+    );
+    let _ = writeln!(
+        out,
+        "  cpus: {}",
+        resources
+            .cpu_millis
+            .map_or(NONE.to_owned(), |millis| cpus(u64::from(millis)))
+    );
+    let _ = writeln!(out, "  restart: {}", container.restart);
+}
+
+/// Unix seconds as a UTC date and time, `2026-05-01 12:00 UTC`.
+pub fn utc_time(unix_secs: u64) -> String {
+    let days = unix_secs / 86_400;
+    let secs_of_day = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
-    use berth_model::{Container, Pod, Protocol};
+    use std::collections::BTreeMap;
+
+    use berth_model::{Capacity, Container, Node, Pod, Protocol};
 
     use super::*;
 
@@ -300,5 +623,230 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
     fn json_is_pretty_with_a_final_newline() {
         let text = json(&[1, 2]).unwrap();
         assert_eq!(text, "[\n  1,\n  2\n]\n");
+    }
+
+    fn node_view(name: &str, condition: NodeCondition, cordoned: bool) -> NodeView {
+        NodeView {
+            node: Node {
+                name: name.to_owned(),
+                address: "10.0.0.1".to_owned(),
+                labels: BTreeMap::from([
+                    ("disk".to_owned(), "ssd".to_owned()),
+                    ("zone".to_owned(), "a".to_owned()),
+                ]),
+                capacity: Capacity {
+                    memory_bytes: 4 << 30,
+                    cpu_millis: 2000,
+                },
+                unschedulable: cordoned,
+            },
+            condition,
+            last_heartbeat_ms_ago: Some(2_500),
+            pods: 3,
+        }
+    }
+
+    fn cluster_pod(
+        name: &str,
+        node: Option<&str>,
+        status: Option<PodStatus>,
+        reason: Option<&str>,
+    ) -> Versioned<ClusterPod> {
+        Versioned {
+            resource_version: 7,
+            object: ClusterPod {
+                spec: pod_status(name, PodPhase::Pending, Vec::new()).spec,
+                service: Some("web".to_owned()),
+                node: node.map(str::to_owned),
+                unschedulable_reason: reason.map(str::to_owned),
+                status,
+            },
+        }
+    }
+
+    fn running_web_0() -> Versioned<ClusterPod> {
+        let status = pod_status(
+            "web-0",
+            PodPhase::Running,
+            vec![container_status(
+                "web",
+                Some("0123456789abcdef"),
+                vec![HostPort {
+                    container_port: 8080,
+                    protocol: Protocol::Tcp,
+                    host_port: 31001,
+                }],
+            )],
+        );
+        cluster_pod("web-0", Some("node-a"), Some(status), None)
+    }
+
+    #[test]
+    fn nodes_table_shows_condition_cordon_capacity_and_heartbeat() {
+        let mut quiet = node_view("node-b", NodeCondition::NotReady, true);
+        quiet.last_heartbeat_ms_ago = None;
+        quiet.node.address = String::new();
+        quiet.node.capacity = Capacity {
+            memory_bytes: 1536 << 20,
+            cpu_millis: 500,
+        };
+        let table = nodes_table(&[node_view("node-a", NodeCondition::Ready, false), quiet]);
+        let expected = "\
+NAME     STATUS              ADDRESS    CPUS   MEMORY   PODS   HEARTBEAT
+node-a   Ready               10.0.0.1   2      4G       3      2s ago
+node-b   NotReady,Cordoned   -          0.5    1.5G     3      never
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn node_details_list_every_property() {
+        let details = node_details(&node_view("node-a", NodeCondition::Ready, true));
+        assert_eq!(
+            details,
+            "node: node-a\nstatus: Ready,Cordoned\naddress: 10.0.0.1\ncpus: 2\nmemory: 4G\n\
+             pods: 3\nlast heartbeat: 2s ago\nlabels: disk=ssd, zone=a\n"
+        );
+    }
+
+    #[test]
+    fn cluster_ps_shows_phase_unschedulable_reason_or_pending() {
+        let pods = [
+            running_web_0(),
+            cluster_pod(
+                "web-1",
+                None,
+                None,
+                Some("0/2 nodes fit: 2 insufficient memory"),
+            ),
+            cluster_pod("web-2", Some("node-b"), None, None),
+            Versioned {
+                resource_version: 1,
+                object: ClusterPod {
+                    service: None,
+                    ..cluster_pod("solo", None, None, None).object
+                },
+            },
+        ];
+        let expected = "\
+NAME    SERVICE   NODE     PHASE                                                 HOST PORTS
+web-0   web       node-a   Running                                               31001->8080/tcp
+web-1   web       -        Unschedulable: 0/2 nodes fit: 2 insufficient memory   -
+web-2   web       node-b   Pending                                               -
+solo    -         -        Unschedulable                                         -
+";
+        assert_eq!(cluster_pods_table(&pods), expected);
+    }
+
+    #[test]
+    fn service_details_show_the_template_and_the_pods() {
+        let template: Pod = serde_json::from_value(serde_json::json!({
+            "name": "web",
+            "containers": [{
+                "name": "web",
+                "image": "local/busybox",
+                "command": ["httpd", "-f"],
+                "env": [{"name": "MODE", "value": "prod"}],
+                "secretEnv": [{"name": "PW", "value": ""}],
+                "ports": [
+                    {"containerPort": 8080, "hostPort": 0},
+                    {"containerPort": 53, "protocol": "udp", "hostPort": 5353},
+                    {"containerPort": 9090}
+                ],
+                "volumeMounts": [
+                    {"volume": "vol0", "path": "/data", "readOnly": true},
+                    {"volume": "cache", "path": "/cache"}
+                ],
+                "resources": {"memoryBytes": 67108864, "cpuMillis": 250}
+            }],
+            "volumes": [{"name": "vol0", "hostPath": "/srv/data"}, {"name": "cache"}]
+        }))
+        .unwrap();
+        let service = Versioned {
+            resource_version: 12,
+            object: Service {
+                name: "web".to_owned(),
+                replicas: 1,
+                stateful: true,
+                node_selector: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
+                template,
+            },
+        };
+        let expected = "\
+service: web
+replicas: 1
+stateful: yes
+node selector: zone=a
+resource version: 12
+container web:
+  image: local/busybox
+  command: httpd -f
+  ports: any->8080/tcp, 5353->53/udp, 9090/tcp
+  env: MODE=prod
+  secret env: PW
+  volumes: /srv/data:/data:ro, cache:/cache
+  memory: 64M
+  cpus: 0.25
+  restart: always
+pods: 1
+
+NAME    SERVICE   NODE     PHASE     HOST PORTS
+web-0   web       node-a   Running   31001->8080/tcp
+";
+        assert_eq!(service_details(&service, &[running_web_0()]), expected);
+        let alone = service_details(&service, &[]);
+        assert!(alone.ends_with("restart: always\npods: 0\n"), "{alone}");
+    }
+
+    #[test]
+    fn yaml_and_json_are_structured_and_tables_are_not() {
+        let value = serde_json::json!({"name": "web", "ports": [8080, 53], "stateful": false});
+        assert_eq!(
+            structured(Format::Yaml, &value).unwrap().unwrap(),
+            "name: web\nports:\n- 8080\n- 53\nstateful: false\n"
+        );
+        assert_eq!(
+            structured(Format::Json, &value).unwrap().unwrap(),
+            json(&value).unwrap()
+        );
+        assert_eq!(structured(Format::Table, &value).unwrap(), None);
+    }
+
+    #[test]
+    fn yaml_quotes_strings_that_would_read_as_something_else() {
+        let value = serde_json::json!({"a": "yes", "b": "123", "c": "", "d": "x: y"});
+        let text = yaml(&value).unwrap();
+        let back: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(back, value, "{text}");
+    }
+
+    #[test]
+    fn sizes_and_cpus_read_like_the_flags() {
+        assert_eq!(bytes(0), "0");
+        assert_eq!(bytes(1000), "1000");
+        assert_eq!(bytes(64 << 20), "64M");
+        assert_eq!(bytes(512 << 10), "512K");
+        assert_eq!(bytes((1 << 30) + (1 << 29)), "1.5G");
+        assert_eq!(cpus(0), "0");
+        assert_eq!(cpus(250), "0.25");
+        assert_eq!(cpus(2000), "2");
+        assert_eq!(cpus(1005), "1.005");
+    }
+
+    #[test]
+    fn heartbeats_are_rounded_down() {
+        assert_eq!(heartbeat(None), "never");
+        assert_eq!(heartbeat(Some(999)), "0s ago");
+        assert_eq!(heartbeat(Some(61_000)), "1m ago");
+        assert_eq!(heartbeat(Some(7_200_000)), "2h ago");
+        assert_eq!(heartbeat(Some(3 * 86_400_000)), "3d ago");
+    }
+
+    #[test]
+    fn utc_times_are_calendar_dates() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_time(1_777_637_100), "2026-05-01 12:05 UTC");
+        assert_eq!(utc_time(4_102_444_799), "2099-12-31 23:59 UTC");
     }
 }

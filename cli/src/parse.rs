@@ -115,6 +115,15 @@ pub fn env_var(text: &str) -> Result<EnvVar, String> {
     }
 }
 
+/// A node label `KEY=VALUE`, as `--node-selector` takes it; the value may be
+/// empty, the key may not.
+pub fn label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
 /// A secret environment variable: `NAME=VALUE`, or `NAME` alone to take the
 /// value from this process's own environment variable `NAME` (which keeps
 /// the secret out of the command line and the shell history).
@@ -303,6 +312,14 @@ mod tests {
         assert_eq!(env_var("A="), Ok(EnvVar::new("A", "")));
         assert_eq!(env_var("A=b=c"), Ok(EnvVar::new("A", "b=c")));
         assert!(env_var("A").is_err());
+    }
+
+    #[test]
+    fn labels_need_a_key() {
+        assert_eq!(label("zone=a"), Ok(("zone".to_owned(), "a".to_owned())));
+        assert_eq!(label("ssd="), Ok(("ssd".to_owned(), String::new())));
+        assert!(label("zone").is_err());
+        assert!(label("=a").is_err());
     }
 
     #[test]

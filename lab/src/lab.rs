@@ -161,7 +161,74 @@ fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabStat
             })
             .collect::<anyhow::Result<Vec<()>>>()
     })?;
+    if binaries.iter().any(|b| b.ends_with("berth-master")) {
+        start_cluster(&state)?;
+    }
     Ok(state)
+}
+
+/// The master's port in the lab.
+const MASTER_PORT: u16 = 7443;
+
+/// Starts berth-master on h1 and joins every host's agent to it the way an
+/// operator would: a one-time token per host from the master's API, then
+/// `berth-agent join` on the host. `berth` on h1 is logged in as admin.
+fn start_cluster(state: &LabState) -> anyhow::Result<()> {
+    let master = state.hosts.first().context("a lab without hosts")?;
+    let master_pid = master.pid.context("h1 is not running")?;
+    let url = format!("http://{}:{MASTER_PORT}", master.name);
+    host_run(
+        master_pid,
+        &["systemctl", "enable", "--now", "berth-master"],
+    )?;
+    let admin = wait_for_output(master_pid, &["cat", "/var/lib/berth/master/admin.token"])?;
+    let admin = admin.trim();
+    host_run(master_pid, &["berth", "login", &url, "--token", admin])?;
+    for host in &state.hosts {
+        let pid = host.pid.context("host is not running")?;
+        let header = format!("Authorization: Bearer {admin}");
+        let token = host_output_checked(
+            master_pid,
+            &[
+                "curl",
+                "-sSf",
+                "-XPOST",
+                "-H",
+                &header,
+                &format!("{url}/v1/join-tokens"),
+            ],
+        )?;
+        let token: serde_json::Value =
+            serde_json::from_str(&token).context("parsing the join token")?;
+        let token = token["token"]
+            .as_str()
+            .context("join token without a token")?;
+        host_run(pid, &["berth-agent", "join", &url, "--token", token])
+            .with_context(|| format!("joining {} to the master", host.name))?;
+    }
+    Ok(())
+}
+
+fn host_run(pid: i32, argv: &[&str]) -> anyhow::Result<()> {
+    host_output_checked(pid, argv).map(drop)
+}
+
+fn host_output_checked(pid: i32, argv: &[&str]) -> anyhow::Result<String> {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let output = crate::cmd::run(&mut host_command(pid, &argv))?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `argv` until it succeeds (for up to 15 s) and returns its output.
+fn wait_for_output(pid: i32, argv: &[&str]) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match host_output_checked(pid, argv) {
+            Ok(out) => return Ok(out),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 fn is_unit_file(name: &str) -> bool {

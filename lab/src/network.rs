@@ -49,6 +49,13 @@ pub fn create_switch(netns: &Path) -> anyhow::Result<()> {
     in_switch(netns, &["link", "set", BRIDGE, "up"])
 }
 
+/// The MAC of a host's `eth0`, derived from its address: a real host keeps
+/// its NIC's MAC across reboots, so its neighbours' ARP caches stay right.
+pub fn host_mac(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 /// Plugs a host into the switch: a veth pair whose host end is `eth0` in
 /// the host's namespace, with the host's address and no default route.
 pub fn attach_host(
@@ -59,12 +66,11 @@ pub fn attach_host(
     partitioned: bool,
 ) -> anyhow::Result<()> {
     let pid_arg = pid.to_string();
-    in_switch(
-        netns,
-        &[
-            "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &pid_arg,
-        ],
-    )?;
+    let mac = host_mac(address);
+    let peer = ["peer", "name", "eth0", "address", &mac, "netns", &pid_arg];
+    let mut add = vec!["link", "add", host, "type", "veth"];
+    add.extend(peer);
+    in_switch(netns, &add)?;
     in_switch(netns, &["link", "set", host, "master", BRIDGE])?;
     if !partitioned {
         in_switch(netns, &["link", "set", host, "up"])?;
@@ -106,6 +112,11 @@ pub fn remove_switch(netns: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_follow_addresses() {
+        assert_eq!(host_mac(Ipv4Addr::new(10, 231, 0, 11)), "02:00:0a:e7:00:0b");
+    }
 
     #[test]
     fn addresses_start_at_eleven() {

@@ -91,6 +91,14 @@ pub fn prepare_upper(paths: &HostPaths, files: &HostFiles<'_>) -> anyhow::Result
     for (name, text) in files.units {
         write(&unit_dir.join(name), text)?;
     }
+    if !files.units.is_empty() {
+        // The lab's master serves plain HTTP: the lab network is private
+        // and TLS serving is not built yet.
+        write(
+            &systemd_etc.join("berth-master.service.d/lab.conf"),
+            "# Written by berth-lab.\n[Service]\nExecStart=\nExecStart=/usr/bin/berth-master --insecure-http\n",
+        )?;
+    }
     Ok(())
 }
 

@@ -1,10 +1,74 @@
+//! `berth-master`: parses its configuration, starts logging, binds the API
+//! and runs until SIGTERM. Workloads never depend on it being up.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_master::config::{MasterConfig, DEFAULT_CONFIG_PATH};
 use clap::Parser;
 
 /// berth-master: assigns pods to hosts and keeps the cluster in step.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    /// Configuration file (TOML); a missing default file means all defaults.
+    #[arg(long, short, env = "BERTH_MASTER_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Serve plain HTTP instead of TLS. For development and the lab only:
+    /// tokens then cross the network in clear text.
+    #[arg(long)]
+    insecure_http: bool,
+}
 
-fn main() {
-    let Args {} = Args::parse();
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match MasterConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berth-master: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    if !args.insecure_http {
+        eprintln!("berth-master: TLS serving is not built yet; start with --insecure-http (development only)");
+        return ExitCode::from(64);
+    }
+    let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("berth-master: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        berth_master::run(config, listener, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "berth-master failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

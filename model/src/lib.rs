@@ -3,6 +3,7 @@
 //! line share it so that a request is judged the same way everywhere.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cluster;
 pub mod limits;
 pub mod name;

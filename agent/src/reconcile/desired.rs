@@ -351,6 +351,7 @@ mod tests {
             pod: serde_json::from_str(json).unwrap(),
             host_ports: vec![],
             desired: Desired::Running,
+            source: crate::store::Source::Local,
         }
     }
 

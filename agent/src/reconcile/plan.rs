@@ -373,6 +373,7 @@ mod tests {
             } else {
                 Desired::Stopped
             },
+            source: crate::store::Source::Local,
         };
         desired_pod(&record, HOST).unwrap()
     }
@@ -386,6 +387,7 @@ mod tests {
             pod,
             host_ports: vec![],
             desired: Desired::Running,
+            source: crate::store::Source::Local,
         };
         let mut d = desired_pod(&record, HOST).unwrap();
         // Keep the example small: the network holder and one container.

@@ -13,6 +13,9 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 
+pub mod conformance;
+pub mod embedded;
+
 /// One key with its value and the revision of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -1,15 +1,28 @@
-//! `berth-bench`: benchmarks on real lab hosts. Each compares berth with a
-//! baseline run side by side in the same lab, interleaved, and reports the
-//! ratio. Run as root after `cargo build --release --workspace`:
+//! `berth-bench`: benchmarks, each comparing berth with a baseline measured
+//! in the same run and reporting the ratio. Most run on real lab hosts, side
+//! by side and interleaved; run them as root after
+//! `cargo build --release --workspace`:
 //!
 //! ```text
 //! scripts/build-release
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench pod-start --runs 30
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench agent-memory --pods 100
 //! ```
+//!
+//! `scheduling` needs no lab and no root: it runs the master's scheduler
+//! and embedded store in-process.
+//!
+//! ```text
+//! cargo run --release -p berth-bench -- scheduling --nodes 1000 --pods 20000
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use berth_harness::Lab;
 use clap::{Parser, Subcommand};
+
+mod scheduling;
 
 /// Benchmarks berth on lab hosts against baselines measured in the same run.
 #[derive(Debug, Parser)]
@@ -34,13 +47,53 @@ enum Bench {
         #[arg(long, default_value_t = 100)]
         pods: usize,
     },
+    /// Pods placed per second with durable bindings on simulated nodes,
+    /// against a round-robin placer through the same store writes.
+    Scheduling {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Pods to place.
+        #[arg(long, default_value_t = 20_000)]
+        pods: usize,
+        /// Bindings committed per store transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Times each placer is measured, alternating which goes first;
+        /// the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Directory for the stores; must not exist, removed at the end.
+        #[arg(long, default_value = "target/bench-scheduling")]
+        dir: PathBuf,
+    },
 }
 
-fn main() {
+fn main() -> ExitCode {
     match Args::parse().bench {
         Bench::PodStart { runs } => pod_start(runs),
         Bench::AgentMemory { pods } => agent_memory(pods),
+        Bench::Scheduling {
+            nodes,
+            pods,
+            batch,
+            rounds,
+            dir,
+        } => {
+            let config = scheduling::Config {
+                nodes,
+                pods,
+                batch,
+                rounds,
+                dir,
+            };
+            if let Err(error) = scheduling::run(&config) {
+                eprintln!("berth-bench scheduling: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
+    ExitCode::SUCCESS
 }
 
 fn lab_with_agent(name: &str) -> Lab {

@@ -1,0 +1,259 @@
+//! The agent's link to berth-master: joining with a one-time token, a
+//! heartbeat every second with the state of the master's pods, and a long
+//! poll on this node's assignments, applied through the same runtime as the
+//! local API. With the master unreachable the agent keeps running what it
+//! has and retries.
+
+use std::net::ToSocketAddrs;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use berth_model::api::{Assignments, Heartbeat, JoinRequest, JoinResponse};
+use berth_model::{ApiError, Capacity, Node};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::runtime::Runtime;
+
+/// What joining leaves behind: where the master is and this node's
+/// credential. Kept 0600 in the state directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Joined {
+    /// The master's URL.
+    pub url: String,
+    /// This node's name in the cluster.
+    pub node: String,
+    /// This node's credential.
+    pub credential: String,
+}
+
+/// Where the join state lives.
+pub fn joined_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("master.json")
+}
+
+/// The join state, if this agent has joined a master.
+pub fn load_joined(state_dir: &Path) -> anyhow::Result<Option<Joined>> {
+    let path = joined_path(state_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn save_joined(state_dir: &Path, joined: &Joined) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    let path = joined_path(state_dir);
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(joined)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// This host's capacity: memory from `/proc/meminfo`, CPUs from the kernel.
+pub fn capacity() -> Capacity {
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
+            })
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
+    Capacity {
+        memory_bytes: memory_kib * 1024,
+        cpu_millis: cpus * 1000,
+    }
+}
+
+/// This host's name and the address others reach it at.
+fn identity() -> (String, String) {
+    let name = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let address = (name.as_str(), 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.find(|a| a.is_ipv4() && !a.ip().is_loopback()))
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| name.clone());
+    (name, address)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_default()
+}
+
+async fn error_of(response: reqwest::Response) -> anyhow::Error {
+    let status = response.status();
+    match response.json::<ApiError>().await {
+        Ok(e) => anyhow::anyhow!("master answered {status}: {}", e.error),
+        Err(_) => anyhow::anyhow!("master answered {status}"),
+    }
+}
+
+/// Joins the master at `url` with a one-time `token` and saves the node's
+/// credential in `state_dir`.
+pub async fn join(url: &str, token: &str, state_dir: &Path) -> anyhow::Result<Joined> {
+    let url = url.trim_end_matches('/').to_owned();
+    let (name, address) = identity();
+    let node = Node {
+        name,
+        address,
+        labels: Default::default(),
+        capacity: capacity(),
+        unschedulable: false,
+    };
+    let response = client()
+        .post(format!("{url}/v1/join"))
+        .json(&JoinRequest {
+            token: token.to_owned(),
+            node,
+        })
+        .send()
+        .await
+        .with_context(|| format!("reaching the master at {url}"))?;
+    if !response.status().is_success() {
+        return Err(error_of(response).await);
+    }
+    let answer: JoinResponse = response
+        .json()
+        .await
+        .context("reading the master's answer")?;
+    let joined = Joined {
+        url,
+        node: answer.node,
+        credential: answer.credential,
+    };
+    save_joined(state_dir, &joined)?;
+    Ok(joined)
+}
+
+/// Runs the heartbeat and the assignment loop forever.
+pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
+    let http = client();
+    // Applying assignments wakes the heartbeat, so the master learns of a
+    // started pod at once rather than up to a second later.
+    let changed = Arc::new(Notify::new());
+    let beat = {
+        let (http, joined, runtime, changed) = (
+            http.clone(),
+            joined.clone(),
+            Arc::clone(&runtime),
+            Arc::clone(&changed),
+        );
+        tokio::spawn(async move { heartbeats(&http, &joined, &runtime, &changed).await })
+    };
+    assignments(&http, &joined, &runtime, &changed).await;
+    beat.abort();
+}
+
+async fn heartbeats(http: &reqwest::Client, joined: &Joined, runtime: &Runtime, changed: &Notify) {
+    let url = format!("{}/v1/nodes/{}/heartbeat", joined.url, joined.node);
+    loop {
+        let beat = Heartbeat {
+            capacity: capacity(),
+            pods: runtime.master_pod_statuses().await,
+        };
+        let sent = http
+            .put(&url)
+            .bearer_auth(&joined.credential)
+            .timeout(Duration::from_secs(2))
+            .json(&beat)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                let error = error_of(r).await;
+                warn!(error = %error, "heartbeat refused");
+            }
+            Err(e) => warn!(error = %e, "heartbeat failed; the master is unreachable"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = changed.notified() => {}
+        }
+    }
+}
+
+async fn fetch(
+    http: &reqwest::Client,
+    joined: &Joined,
+    after: Option<u64>,
+) -> anyhow::Result<Assignments> {
+    let mut url = format!("{}/v1/nodes/{}/assignments", joined.url, joined.node);
+    if let Some(after) = after {
+        url.push_str(&format!("?after={after}&timeout=20"));
+    }
+    let response = http
+        .get(&url)
+        .bearer_auth(&joined.credential)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(error_of(response).await);
+    }
+    Ok(response.json().await?)
+}
+
+async fn assignments(http: &reqwest::Client, joined: &Joined, runtime: &Runtime, changed: &Notify) {
+    let mut after = None;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match fetch(http, joined, after).await {
+            Ok(assigned) => {
+                delay = Duration::from_millis(200);
+                let pods: Vec<_> = assigned.pods.into_iter().map(|p| p.spec).collect();
+                let failures = runtime.sync_assigned(&pods).await;
+                changed.notify_one();
+                for (pod, error) in &failures {
+                    warn!(pod = %pod, error = %error, "applying an assignment failed; retrying");
+                }
+                // Retry failures soon; otherwise wait for the next change.
+                after = if failures.is_empty() {
+                    Some(assigned.revision)
+                } else {
+                    None
+                };
+                if !failures.is_empty() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Err(e) => {
+                // Unreachable master: keep everything running, try again.
+                warn!(error = %format!("{e:#}"), "cannot read assignments; keeping what runs");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                after = None;
+            }
+        }
+    }
+}
+
+/// Logs where the agent is joined.
+pub fn announce(joined: &Joined) {
+    info!(master = %joined.url, node = %joined.node, "joined to a master");
+}

@@ -1,0 +1,509 @@
+//! The cluster commands: `berth login`, `node`, `run`, `ps`, `scale`, `rm`,
+//! `describe` and `move`, through berth-master's API.
+
+use anyhow::Context as _;
+use berth_model::api::Versioned;
+use berth_model::{validate_dns_label, ClusterPod, Service, ValidationErrors};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::config::{self, Config, TOKEN_ENV, URL_ENV};
+use crate::master_client::MasterClient;
+use crate::node::{self, NodeCommand};
+use crate::output::{self, Format};
+use crate::parse;
+use crate::pod_flags::PodFlags;
+
+/// The commands that talk to the master once logged in.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The cluster's nodes: list and show them, cordon them, and add new
+    /// ones with a join token.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Create a service: replicas of a pod of one container, which the
+    /// master places on nodes and keeps running.
+    ///
+    /// Running the same command again is harmless: the master answers that
+    /// the identical service already exists. A different service of the same
+    /// name is refused; change its size with `berth scale`, or remove it
+    /// first with `berth rm`.
+    Run(RunArgs),
+    /// List the cluster's pods: their service, node, phase and host ports.
+    Ps(FormatArg),
+    /// Change how many pods a service runs.
+    Scale(ScaleArgs),
+    /// Remove a service; the master stops and removes its pods.
+    Rm(ServiceName),
+    /// Show a service, its pod template and its pods.
+    Describe(DescribeArgs),
+    /// Move a pod to another node (the only way a stateful pod moves).
+    ///
+    /// The old node stops the pod and the new one starts it.
+    Move(MoveArgs),
+}
+
+/// `berth login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The master's URL, e.g. http://master.example:7070.
+    pub url: String,
+
+    /// The master's admin token. Taken from BERTH_TOKEN when not given, which
+    /// keeps it out of the shell history.
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub token: String,
+}
+
+/// `berth run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The service's name, also its container's name (a DNS label of at most
+    /// 50 characters); its pods are NAME-0, NAME-1, ...
+    pub name: String,
+
+    /// How many pods to run.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: u32,
+
+    /// The master never moves its pods by itself, not even off a failed
+    /// node: for pods that keep their data on their node. Only `berth move`
+    /// moves them.
+    #[arg(long)]
+    pub stateful: bool,
+
+    /// Place the pods only on nodes with this label. Repeatable; a node
+    /// must have all of them.
+    #[arg(long = "node-selector", value_name = "KEY=VALUE", value_parser = parse::label)]
+    pub node_selector: Vec<(String, String)>,
+
+    /// The pod every replica runs.
+    #[command(flatten)]
+    pub pod: PodFlags,
+}
+
+/// The output format of a listing or a description.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// The name of an existing service.
+#[derive(Debug, Args)]
+pub struct ServiceName {
+    /// The service's name.
+    pub name: String,
+}
+
+/// `berth scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The service's name.
+    pub name: String,
+    /// How many pods it should run; 0 stops them all but keeps the service.
+    pub replicas: u32,
+}
+
+/// `berth describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The service's name.
+    pub name: String,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// `berth move`.
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// The pod's name, e.g. web-0 (see `berth ps`).
+    pub pod: String,
+
+    /// The node to move it to (see `berth node ls`).
+    #[arg(long, value_name = "NODE")]
+    pub to: String,
+}
+
+/// The service failed validation before it was sent to the master.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid service")]
+pub struct InvalidService(pub ValidationErrors);
+
+/// What `berth describe -o json|yaml` prints.
+#[derive(Debug, Serialize)]
+struct Description {
+    service: Versioned<Service>,
+    pods: Vec<Versioned<ClusterPod>>,
+}
+
+/// Runs one cluster command.
+pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    let client = client()?;
+    match command {
+        ClusterCommand::Node(node) => node::run(&client, node).await,
+        ClusterCommand::Run(run) => create_service(&client, &run).await,
+        ClusterCommand::Ps(ps) => list_pods(&client, ps.output).await,
+        ClusterCommand::Scale(scale) => {
+            let service = client.scale_service(&scale.name, scale.replicas).await?;
+            output::print(&format!(
+                "service {}: scaled to {} {}\n",
+                service.object.name,
+                service.object.replicas,
+                plural(service.object.replicas, "replica", "replicas")
+            ))
+        }
+        ClusterCommand::Rm(service) => {
+            let removed = client.delete_service(&service.name).await?;
+            output::print(&format!(
+                "service {}: removed; the master stops and removes its pods\n",
+                removed.object.name
+            ))
+        }
+        ClusterCommand::Describe(describe) => {
+            describe_service(&client, &describe.name, describe.output).await
+        }
+        ClusterCommand::Move(request) => {
+            let moved = client.move_pod(&request.pod, &request.to).await?;
+            output::print(&format!(
+                "pod {}: moving to {}\n",
+                moved.object.spec.name,
+                moved.object.node.as_deref().unwrap_or(&request.to)
+            ))
+        }
+    }
+}
+
+/// A client for the master of the saved login, or of `BERTH_URL`.
+fn client() -> anyhow::Result<MasterClient> {
+    let config = config::resolve(&config::process_env)?;
+    Ok(MasterClient::new(&config)?)
+}
+
+/// `berth login`: checks the token against the master, then saves the login.
+pub async fn log_in(args: &LoginArgs) -> anyhow::Result<()> {
+    let config = Config {
+        url: config::normalize_url(&args.url)?,
+        token: args.token.clone(),
+    };
+    let client = MasterClient::new(&config)?;
+    // Any admin request proves the token; this one also says something
+    // useful about the cluster.
+    let nodes = client
+        .list_nodes()
+        .await
+        .with_context(|| format!("cannot log in to {}", config.url))?;
+    let path = config::config_path(&config::process_env)?;
+    config::save(&path, &config)?;
+    output::print(&format!(
+        "logged in to {} ({} {}); saved to {}\n",
+        config.url,
+        nodes.len(),
+        plural(nodes.len(), "node", "nodes"),
+        path.display()
+    ))?;
+    // Otherwise the next command would quietly use another master or token.
+    for (name, saved) in [(URL_ENV, &config.url), (TOKEN_ENV, &config.token)] {
+        if std::env::var_os(name).is_some_and(|value| !value.is_empty() && value != saved.as_str())
+        {
+            eprintln!("berth: note: {name} is set and overrides the saved login");
+        }
+    }
+    Ok(())
+}
+
+async fn create_service(client: &MasterClient, args: &RunArgs) -> anyhow::Result<()> {
+    let service = args.service();
+    // The master judges the service by the same rules; checking here first
+    // saves a round trip and names the same fields.
+    validate(&service).map_err(InvalidService)?;
+    let answer = client.create_service(&service).await?;
+    let replicas = answer.service.object.replicas;
+    let text = if answer.created {
+        format!(
+            "service {}: created with {replicas} {}; see `berth ps`\n",
+            answer.service.object.name,
+            plural(replicas, "replica", "replicas")
+        )
+    } else {
+        format!(
+            "service {}: unchanged (an identical service exists)\n",
+            answer.service.object.name
+        )
+    };
+    output::print(&text)
+}
+
+async fn list_pods(client: &MasterClient, format: Format) -> anyhow::Result<()> {
+    let pods: Vec<_> = client
+        .list_pods()
+        .await?
+        .into_iter()
+        .map(redacted_pod)
+        .collect();
+    match output::structured(format, &pods)? {
+        Some(text) => output::print(&text),
+        None => output::print(&output::cluster_pods_table(&pods)),
+    }
+}
+
+async fn describe_service(client: &MasterClient, name: &str, format: Format) -> anyhow::Result<()> {
+    let service = redacted_service(client.get_service(name).await?);
+    let pods: Vec<_> = client
+        .list_pods()
+        .await?
+        .into_iter()
+        .filter(|pod| pod.object.service.as_deref() == Some(name))
+        .map(redacted_pod)
+        .collect();
+    let description = Description { service, pods };
+    match output::structured(format, &description)? {
+        Some(text) => output::print(&text),
+        None => output::print(&output::service_details(
+            &description.service,
+            &description.pods,
+        )),
+    }
+}
+
+impl RunArgs {
+    /// The service these flags describe; its template is the pod
+    /// `berth local run` would make of the same flags.
+    pub fn service(&self) -> Service {
+        Service {
+            name: self.name.clone(),
+            replicas: self.replicas,
+            stateful: self.stateful,
+            node_selector: self.node_selector.iter().cloned().collect(),
+            template: self.pod.pod(&self.name),
+        }
+    }
+}
+
+/// The checks the master makes that need no cluster state, with the field
+/// names it uses: the name is a DNS label and the template, named like the
+/// service's first pod, is a valid pod.
+fn validate(service: &Service) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    if let Err(error) = validate_dns_label(&service.name) {
+        errors.push("name", error.to_string());
+    }
+    let mut template = service.template.clone();
+    template.name = format!("{}-0", service.name);
+    if let Err(template_errors) = template.validate() {
+        for error in template_errors.errors() {
+            // The pod's name derives from the service's, checked above.
+            if error.field != "name" {
+                errors.push(format!("template.{}", error.field), error.message.clone());
+            }
+        }
+    }
+    errors.into_result()
+}
+
+/// The service with every secret value blanked; the master keeps them, and
+/// the command line never prints them.
+fn redacted_service(mut service: Versioned<Service>) -> Versioned<Service> {
+    service.object.template = service.object.template.redacted();
+    service
+}
+
+/// The pod with every secret value blanked.
+fn redacted_pod(mut pod: Versioned<ClusterPod>) -> Versioned<ClusterPod> {
+    pod.object.spec = pod.object.spec.redacted();
+    if let Some(status) = &mut pod.object.status {
+        status.spec = status.spec.redacted();
+    }
+    pod
+}
+
+fn plural<N: PartialEq + From<u8>>(
+    count: N,
+    one: &'static str,
+    many: &'static str,
+) -> &'static str {
+    if count == N::from(1) {
+        one
+    } else {
+        many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    fn cluster_command(args: &[&str]) -> ClusterCommand {
+        let argv = ["berth"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Cluster(command) => command,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv: Vec<&str> = ["run"].iter().chain(args).copied().collect();
+        match cluster_command(&argv) {
+            ClusterCommand::Run(run) => run,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_builds_a_service_around_the_local_pod() {
+        let args = run_args(&[
+            "web",
+            "--image",
+            "local/busybox",
+            "--replicas",
+            "3",
+            "--stateful",
+            "--node-selector",
+            "zone=a",
+            "-p",
+            "8080",
+            "--secret-env",
+            "PW=hunter2",
+            "--memory",
+            "64M",
+            "--",
+            "httpd",
+            "-f",
+        ]);
+        let service = args.service();
+        assert_eq!(validate(&service), Ok(()));
+        let expected = serde_json::json!({
+            "name": "web",
+            "replicas": 3,
+            "stateful": true,
+            "nodeSelector": {"zone": "a"},
+            "template": {
+                "name": "web",
+                "containers": [{
+                    "name": "web",
+                    "image": "local/busybox",
+                    "command": ["httpd", "-f"],
+                    "secretEnv": [{"name": "PW", "value": "hunter2"}],
+                    "ports": [{"containerPort": 8080, "protocol": "tcp", "hostPort": 0}],
+                    "resources": {"memoryBytes": 67108864},
+                    "restart": "always",
+                    "stopTimeoutSecs": 10
+                }]
+            }
+        });
+        assert_eq!(serde_json::to_value(&service).unwrap(), expected);
+    }
+
+    #[test]
+    fn run_defaults_to_one_replica_that_may_move() {
+        let service = run_args(&["web", "--image", "i"]).service();
+        assert_eq!(service.replicas, 1);
+        assert!(!service.stateful);
+        assert!(service.node_selector.is_empty());
+    }
+
+    #[test]
+    fn the_template_is_the_local_pod() {
+        let flags = ["web", "--image", "i", "-e", "A=b", "-v", "/srv:/data:ro"];
+        let local_argv: Vec<&str> = ["berth", "local", "run"]
+            .iter()
+            .chain(&flags)
+            .copied()
+            .collect();
+        let local_pod = match Cli::try_parse_from(local_argv).unwrap().command {
+            Command::Local(crate::local::LocalArgs {
+                command: crate::local::LocalCommand::Run(run),
+                ..
+            }) => run.pod(),
+            other => panic!("parsed as {other:?}"),
+        };
+        assert_eq!(run_args(&flags).service().template, local_pod);
+    }
+
+    #[test]
+    fn validation_names_the_fields_the_master_names() {
+        let service = run_args(&["Web", "--image", "", "-e", "1X=y"]).service();
+        let errors = validate(&service).unwrap_err();
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "template.containers[0].name",
+                "template.containers[0].image",
+                "template.containers[0].env[0].name"
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_are_blanked_before_printing() {
+        let service = run_args(&["web", "--image", "i", "--secret-env", "PW=hunter2"]).service();
+        let shown = redacted_service(Versioned {
+            resource_version: 1,
+            object: service.clone(),
+        });
+        assert_eq!(shown.object.template.containers[0].secret_env[0].value, "");
+        let pod = redacted_pod(Versioned {
+            resource_version: 1,
+            object: ClusterPod {
+                spec: service.template.clone(),
+                service: Some("web".to_owned()),
+                node: None,
+                unschedulable_reason: None,
+                status: None,
+            },
+        });
+        assert!(!serde_json::to_string(&pod).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn every_command_parses() {
+        let argv = ["berth", "login", "http://m:7070", "--token", "t"];
+        assert!(matches!(
+            Cli::try_parse_from(argv).unwrap().command,
+            Command::Login(LoginArgs { token, .. }) if token == "t"
+        ));
+        assert!(matches!(
+            cluster_command(&["ps", "-o", "yaml"]),
+            ClusterCommand::Ps(FormatArg {
+                output: Format::Yaml
+            })
+        ));
+        assert!(matches!(
+            cluster_command(&["scale", "web", "0"]),
+            ClusterCommand::Scale(ScaleArgs { replicas: 0, .. })
+        ));
+        assert!(matches!(
+            cluster_command(&["rm", "web"]),
+            ClusterCommand::Rm(_)
+        ));
+        assert!(matches!(
+            cluster_command(&["describe", "web", "-o", "json"]),
+            ClusterCommand::Describe(DescribeArgs {
+                output: Format::Json,
+                ..
+            })
+        ));
+        assert!(matches!(
+            cluster_command(&["move", "web-0", "--to", "node-b"]),
+            ClusterCommand::Move(MoveArgs { pod, to }) if pod == "web-0" && to == "node-b"
+        ));
+        assert!(matches!(
+            cluster_command(&["node", "show", "node-a", "-o", "json"]),
+            ClusterCommand::Node(NodeCommand::Show { .. })
+        ));
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(1u32, "node", "nodes"), "node");
+        assert_eq!(plural(0usize, "node", "nodes"), "nodes");
+    }
+}

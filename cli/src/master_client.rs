@@ -1,0 +1,399 @@
+//! A client for berth-master's API v1: JSON over HTTP(S), every request
+//! carrying the admin token as `Authorization: Bearer`. Error responses carry
+//! an [`ApiError`] body, which [`Error::Api`] hands back whole so that the
+//! caller can show the fields at fault.
+
+use std::fmt;
+use std::time::Duration;
+
+use berth_model::api::{JoinToken, Move, NodeView, Scale, Versioned};
+use berth_model::{ApiError, ClusterPod, Node, Service};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// How long one request may take, from connecting to the end of the body.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest response body read into memory: a list of ten thousand pods,
+/// with room to spare.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Longest piece of an unexpected, non-JSON response body shown to the user.
+const MAX_SHOWN_BODY_CHARS: usize = 200;
+
+/// What went wrong talking to the master.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The master's URL cannot be a base for API paths.
+    #[error("invalid master URL {0}")]
+    Url(String),
+    /// The HTTP client could not be set up (no TLS backend, for one).
+    #[error("cannot set up the HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// No answer: the master is unreachable, refused the connection, timed
+    /// out, or the connection broke.
+    #[error("cannot reach the berth master at {url}{}", send_problem(error))]
+    Send {
+        /// The master's base URL.
+        url: String,
+        /// What reqwest reported.
+        #[source]
+        error: reqwest::Error,
+    },
+    /// The master did not accept the token.
+    #[error(
+        "the berth master refused the token ({}); run `berth login URL --token TOKEN` \
+         with the master's admin token",
+        error.error
+    )]
+    Unauthorized {
+        /// The master's explanation.
+        error: ApiError,
+    },
+    /// The master refused the request and said why.
+    #[error("{}", error.error)]
+    Api {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+        /// The master's explanation, with the fields at fault.
+        error: ApiError,
+    },
+    /// The master answered with an error status but no readable explanation.
+    #[error("the berth master answered {status}{}", body_suffix(body))]
+    Status {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+        /// The start of the body, as text.
+        body: String,
+    },
+    /// The answer's body was not the JSON expected.
+    #[error("cannot read the berth master's answer ({status})")]
+    Decode {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+        /// What serde_json reported.
+        #[source]
+        error: serde_json::Error,
+    },
+    /// The answer's body was larger than [`MAX_RESPONSE_BODY_BYTES`].
+    #[error("the berth master's answer is larger than {MAX_RESPONSE_BODY_BYTES} bytes")]
+    TooLarge,
+}
+
+/// A hint for the failures a user can do something about; reqwest's own
+/// chain of causes follows in the report either way.
+fn send_problem(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        " (timed out)"
+    } else if error.is_connect() {
+        " (is berth-master running there?)"
+    } else {
+        ""
+    }
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+/// A service just created, or found to exist already.
+#[derive(Debug, Clone)]
+pub struct CreatedService {
+    /// The service as the master stored it.
+    pub service: Versioned<Service>,
+    /// `false` when an identical service already existed and nothing changed.
+    pub created: bool,
+}
+
+/// The master's API, on behalf of one token.
+#[derive(Clone)]
+pub struct MasterClient {
+    base: Url,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for MasterClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MasterClient {
+    /// A client for the master at `config.url`, authenticating with
+    /// `config.token`.
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        let base = Url::parse(&config.url).map_err(|_| Error::Url(config.url.clone()))?;
+        if base.cannot_be_a_base() {
+            return Err(Error::Url(config.url.clone()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(Error::Client)?;
+        Ok(Self {
+            base,
+            token: config.token.clone(),
+            http,
+        })
+    }
+
+    /// `GET /v1/nodes`.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeView>, Error> {
+        self.call(Method::GET, &["nodes"], None::<&()>).await
+    }
+
+    /// `GET /v1/nodes/{name}`.
+    pub async fn get_node(&self, name: &str) -> Result<NodeView, Error> {
+        self.call(Method::GET, &["nodes", name], None::<&()>).await
+    }
+
+    /// `POST /v1/nodes/{name}/cordon`, or `uncordon` when `cordoned` is false.
+    pub async fn set_cordoned(&self, name: &str, cordoned: bool) -> Result<Node, Error> {
+        let action = if cordoned { "cordon" } else { "uncordon" };
+        self.call(Method::POST, &["nodes", name, action], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/join-tokens`: a one-time token for a new node.
+    pub async fn create_join_token(&self) -> Result<JoinToken, Error> {
+        self.call(Method::POST, &["join-tokens"], None::<&()>).await
+    }
+
+    /// `POST /v1/services`: creates `service`, or confirms that an identical
+    /// one exists.
+    pub async fn create_service(&self, service: &Service) -> Result<CreatedService, Error> {
+        let response = self
+            .send(Method::POST, &["services"], Some(service))
+            .await?;
+        let created = response.status() == StatusCode::CREATED;
+        let service = read_json(response).await?;
+        Ok(CreatedService { service, created })
+    }
+
+    /// `GET /v1/services/{name}`.
+    pub async fn get_service(&self, name: &str) -> Result<Versioned<Service>, Error> {
+        self.call(Method::GET, &["services", name], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/services/{name}`: the service as it was; its pods go too.
+    pub async fn delete_service(&self, name: &str) -> Result<Versioned<Service>, Error> {
+        self.call(Method::DELETE, &["services", name], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/services/{name}/scale`.
+    pub async fn scale_service(
+        &self,
+        name: &str,
+        replicas: u32,
+    ) -> Result<Versioned<Service>, Error> {
+        let body = Scale { replicas };
+        self.call(Method::POST, &["services", name, "scale"], Some(&body))
+            .await
+    }
+
+    /// `GET /v1/pods`.
+    pub async fn list_pods(&self) -> Result<Vec<Versioned<ClusterPod>>, Error> {
+        self.call(Method::GET, &["pods"], None::<&()>).await
+    }
+
+    /// `POST /v1/pods/{name}/move`: reassigns the pod to node `to`.
+    pub async fn move_pod(&self, name: &str, to: &str) -> Result<Versioned<ClusterPod>, Error> {
+        let body = Move { to: to.to_owned() };
+        self.call(Method::POST, &["pods", name, "move"], Some(&body))
+            .await
+    }
+
+    /// Sends a request and decodes the answer.
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<T, Error> {
+        let response = self.send(method, segments, body).await?;
+        read_json(response).await
+    }
+
+    /// Sends `method /v1/<segments...>` with the token and, if given, a JSON
+    /// body; the answer's body may still be arriving.
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<Response, Error> {
+        let mut request: RequestBuilder = self
+            .http
+            .request(method, self.url(segments))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(|error| Error::Send {
+            url: self.base.as_str().trim_end_matches('/').to_owned(),
+            error: error.without_url(),
+        })
+    }
+
+    /// The base URL with `v1` and `segments` appended, each segment
+    /// percent-encoded so that a name typed by the user stays one segment.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push("v1").extend(segments);
+        }
+        url
+    }
+}
+
+/// Reads a whole (capped) body and decodes it, or the error it explains.
+async fn read_json<T: DeserializeOwned>(response: Response) -> Result<T, Error> {
+    let status = response.status();
+    let body = read_capped(response).await?;
+    if !status.is_success() {
+        return Err(error_from(status, &body));
+    }
+    serde_json::from_slice(&body).map_err(|error| Error::Decode { status, error })
+}
+
+/// Reads a body of at most [`MAX_RESPONSE_BODY_BYTES`].
+async fn read_capped(mut response: Response) -> Result<Vec<u8>, Error> {
+    let url = response.url().origin().ascii_serialization();
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BODY_BYTES {
+                    return Err(Error::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(error) => {
+                return Err(Error::Send {
+                    url,
+                    error: error.without_url(),
+                })
+            }
+        }
+    }
+}
+
+/// The error an unsuccessful answer stands for: the master's [`ApiError`]
+/// when the body is one, otherwise the status and the start of the body.
+fn error_from(status: StatusCode, body: &[u8]) -> Error {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(error) if status == StatusCode::UNAUTHORIZED => Error::Unauthorized { error },
+        Ok(error) => Error::Api { status, error },
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let shown = match text.char_indices().nth(MAX_SHOWN_BODY_CHARS) {
+                Some((end, _)) => format!("{}...", &text[..end]),
+                None => text.to_owned(),
+            };
+            Error::Status {
+                status,
+                body: shown,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::FieldError;
+
+    use super::*;
+
+    fn client(url: &str) -> MasterClient {
+        MasterClient::new(&Config {
+            url: url.to_owned(),
+            token: "secret".to_owned(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_go_under_v1_with_names_encoded() {
+        let master = client("http://127.0.0.1:7070");
+        assert_eq!(
+            master.url(&["services", "web", "scale"]).as_str(),
+            "http://127.0.0.1:7070/v1/services/web/scale"
+        );
+        assert_eq!(
+            master.url(&["pods", "../x y"]).as_str(),
+            "http://127.0.0.1:7070/v1/pods/..%2Fx%20y"
+        );
+        let behind_a_proxy = client("https://proxy.example/berth");
+        assert_eq!(
+            behind_a_proxy.url(&["nodes"]).as_str(),
+            "https://proxy.example/berth/v1/nodes"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let debug = format!("{:?}", client("http://m:1"));
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn error_bodies_become_api_errors() {
+        let body = br#"{"error":"invalid service","fields":[{"field":"replicas","message":"must be at most 10000"}]}"#;
+        match error_from(StatusCode::BAD_REQUEST, body) {
+            Error::Api { status, error } => {
+                assert_eq!(status, StatusCode::BAD_REQUEST);
+                assert_eq!(error.error, "invalid service");
+                assert_eq!(
+                    error.fields,
+                    [FieldError {
+                        field: "replicas".to_owned(),
+                        message: "must be at most 10000".to_owned()
+                    }]
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_token_says_to_log_in_again() {
+        let error = error_from(StatusCode::UNAUTHORIZED, br#"{"error":"invalid token"}"#);
+        let message = error.to_string();
+        assert!(
+            message.starts_with("the berth master refused the token (invalid token)"),
+            "{message}"
+        );
+        assert!(message.contains("berth login"), "{message}");
+    }
+
+    #[test]
+    fn other_error_bodies_are_shown_shortened() {
+        let error = error_from(StatusCode::BAD_GATEWAY, "x".repeat(500).as_bytes());
+        let message = error.to_string();
+        assert!(
+            message.starts_with("the berth master answered 502 Bad Gateway: xxx"),
+            "{message}"
+        );
+        assert!(message.len() < 260, "{message}");
+        assert_eq!(
+            error_from(StatusCode::NOT_FOUND, b"").to_string(),
+            "the berth master answered 404 Not Found"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! The flags that describe a one-container pod (`--image`, `-p`, `-e`, ...),
+//! shared by `berth local run` (a pod on this host) and `berth run` (the
+//! template of a cluster service), so both build the same pod from the same
+//! command line.
+
+use std::collections::HashSet;
+
+use berth_model::limits::DEFAULT_STOP_TIMEOUT_SECS;
+use berth_model::{Container, EnvVar, Pod, Port, Resources, RestartPolicy, Volume, VolumeMount};
+use clap::{Args, ValueEnum};
+
+use crate::parse::{self, SecretEnvVar, VolumeFlag, VolumeSource};
+
+/// Everything about the pod but its name.
+#[derive(Debug, Args)]
+pub struct PodFlags {
+    /// Image to run, e.g. `local/busybox` or `registry.example/web:1.2`.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+
+    /// Publish a container port on the host; without HOSTPORT (or with 0)
+    /// the agent picks a free one from its range. Repeatable.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOSTPORT:]PORT[/tcp|/udp]",
+        value_parser = parse::port
+    )]
+    pub ports: Vec<Port>,
+
+    /// Set an environment variable (the value may be empty: `NAME=`).
+    /// Visible in the unit and `systemctl show`: use --secret-env for secrets.
+    /// Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env_var)]
+    pub env: Vec<EnvVar>,
+
+    /// Set a secret environment variable, kept out of units and never
+    /// printed. `NAME` alone takes the value from berth's own environment,
+    /// which keeps it out of the command line. Repeatable.
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]", value_parser = parse::secret_env_var)]
+    pub secret_env: Vec<SecretEnvVar>,
+
+    /// Memory limit: bytes, or with K, M or G (powers of 1024; Ki, Mi, Gi
+    /// too), e.g. 64M. At least 4M.
+    #[arg(long, value_name = "SIZE", value_parser = parse::memory_bytes)]
+    pub memory: Option<u64>,
+
+    /// CPU limit in CPUs, e.g. 0.5 for half of one CPU, or 250m.
+    #[arg(long, value_name = "CPUS", value_parser = parse::cpu_millis)]
+    pub cpus: Option<u32>,
+
+    /// Mount a volume: an absolute SRC is a host directory (the agent must
+    /// allow it), any other SRC names a Docker volume. `:ro` mounts it
+    /// read-only. Repeatable.
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "SRC:DST[:ro]",
+        value_parser = parse::volume
+    )]
+    pub volumes: Vec<VolumeFlag>,
+
+    /// When systemd restarts the container after it exits.
+    #[arg(long, value_enum, default_value_t = RestartArg::Always)]
+    pub restart: RestartArg,
+
+    /// Seconds between the stop signal and the kill [default: 10].
+    #[arg(long = "stop-timeout", value_name = "SECS")]
+    pub stop_timeout: Option<u32>,
+
+    /// Command and arguments replacing the image's entrypoint, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// The `--restart` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartArg {
+    /// Whatever the exit status.
+    Always,
+    /// Only after a failure: non-zero exit status, signal or timeout.
+    OnFailure,
+    /// Never.
+    #[value(alias = "never")]
+    No,
+}
+
+impl From<RestartArg> for RestartPolicy {
+    fn from(arg: RestartArg) -> Self {
+        match arg {
+            RestartArg::Always => RestartPolicy::Always,
+            RestartArg::OnFailure => RestartPolicy::OnFailure,
+            RestartArg::No => RestartPolicy::Never,
+        }
+    }
+}
+
+impl PodFlags {
+    /// The pod `name` of one container, also called `name`, that these flags
+    /// describe. The same flags always give the same pod, so that running a
+    /// command twice is idempotent.
+    pub fn pod(&self, name: &str) -> Pod {
+        let (volumes, volume_mounts) = volumes_and_mounts(&self.volumes);
+        let container = Container {
+            name: name.to_owned(),
+            image: self.image.clone(),
+            command: self.command.clone(),
+            args: Vec::new(),
+            env: self.env.clone(),
+            secret_env: self.secret_env.iter().map(|var| var.0.clone()).collect(),
+            ports: self.ports.clone(),
+            volume_mounts,
+            resources: Resources {
+                memory_bytes: self.memory,
+                cpu_millis: self.cpus,
+            },
+            restart: self.restart.into(),
+            stop_timeout_secs: self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
+        };
+        Pod {
+            name: name.to_owned(),
+            containers: vec![container],
+            volumes,
+        }
+    }
+}
+
+/// Declares one volume per named volume and per host directory, in flag
+/// order, and mounts them. Host directories get the first free name of
+/// `vol0`, `vol1`, ...
+fn volumes_and_mounts(flags: &[VolumeFlag]) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let named: HashSet<&str> = flags
+        .iter()
+        .filter_map(|flag| match &flag.source {
+            VolumeSource::Named(name) => Some(name.as_str()),
+            VolumeSource::HostPath(_) => None,
+        })
+        .collect();
+    let mut next_index = 0;
+    let mut volumes: Vec<Volume> = Vec::new();
+    let mut mounts = Vec::new();
+    for flag in flags {
+        let existing = volumes.iter().find(|volume| match &flag.source {
+            VolumeSource::Named(name) => volume.host_path.is_none() && volume.name == *name,
+            VolumeSource::HostPath(path) => volume.host_path.as_deref() == Some(path.as_str()),
+        });
+        let volume = match (existing, &flag.source) {
+            (Some(volume), _) => volume.name.clone(),
+            (None, VolumeSource::Named(name)) => {
+                volumes.push(Volume::named(name.clone()));
+                name.clone()
+            }
+            (None, VolumeSource::HostPath(path)) => {
+                let name = loop {
+                    let candidate = format!("vol{next_index}");
+                    next_index += 1;
+                    if !named.contains(candidate.as_str()) {
+                        break candidate;
+                    }
+                };
+                volumes.push(Volume::host_path(name.clone(), path.clone()));
+                name
+            }
+        };
+        mounts.push(VolumeMount {
+            volume,
+            path: flag.path.clone(),
+            read_only: flag.read_only,
+        });
+    }
+    (volumes, mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes_are_declared_once_and_host_paths_avoid_taken_names() {
+        let flags: Vec<VolumeFlag> = ["vol0:/a", "/srv:/b", "/srv:/c:ro", "vol0:/d"]
+            .iter()
+            .map(|text| parse::volume(text).unwrap())
+            .collect();
+        let (volumes, mounts) = volumes_and_mounts(&flags);
+        assert_eq!(
+            volumes,
+            [Volume::named("vol0"), Volume::host_path("vol1", "/srv")]
+        );
+        let used: Vec<&str> = mounts.iter().map(|m| m.volume.as_str()).collect();
+        assert_eq!(used, ["vol0", "vol1", "vol1", "vol0"]);
+    }
+}

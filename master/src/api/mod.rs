@@ -1,0 +1,195 @@
+//! The master's HTTP API, v1: JSON in and out, errors as `ApiError` with the
+//! field at fault, bodies capped. Handlers read and write the store; the
+//! controller does the rest.
+
+mod join;
+mod nodes;
+mod pods;
+mod services;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use berth_model::{ApiError, FieldError, ValidationErrors, MAX_REQUEST_BODY_BYTES};
+
+use crate::auth::{self, Caller};
+use crate::controller::liveness::Liveness;
+use crate::objects::{self, NODE_CREDENTIALS};
+use crate::store::{Store, StoreError};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The cluster state.
+    pub store: Arc<dyn Store>,
+    /// Heartbeats.
+    pub liveness: Arc<Liveness>,
+    /// Hash of the admin token.
+    pub admin_token_hash: String,
+    /// The URL agents join (printed in join commands).
+    pub public_url: String,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/join", post(join::join))
+        .route("/v1/join-tokens", post(join::new_join_token))
+        .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{name}", get(nodes::get_node))
+        .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
+        .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
+        .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
+        .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
+        .route("/v1/services", get(services::list).post(services::create))
+        .route(
+            "/v1/services/{name}",
+            get(services::get_service)
+                .put(services::update)
+                .delete(services::delete),
+        )
+        .route("/v1/services/{name}/scale", post(services::scale))
+        .route("/v1/pods", get(pods::list))
+        .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
+        .route("/v1/pods/{name}/move", post(pods::move_pod))
+        .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .with_state(state)
+}
+
+/// An error answer: status, message and the fields at fault.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    body: ApiError,
+}
+
+impl ApiFailure {
+    /// An error without fields.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ApiError {
+                error: message.into(),
+                fields: Vec::new(),
+            },
+        }
+    }
+
+    /// A 400 naming the fields.
+    pub fn invalid(what: &str, errors: ValidationErrors) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: ApiError {
+                error: format!("invalid {what}"),
+                fields: errors.errors().to_vec(),
+            },
+        }
+    }
+
+    /// A 400 about one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: ApiError {
+                error: format!("{field}: {message}"),
+                fields: vec![FieldError {
+                    field: field.into(),
+                    message,
+                }],
+            },
+        }
+    }
+
+    fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "this credential may not do that")
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiFailure {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => StatusCode::CONFLICT,
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Compacted { .. } => StatusCode::GONE,
+            StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// Parses a JSON body, naming the position of a parse error.
+pub fn parse<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiFailure> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiFailure::field("body", format!("not a valid {what}: {e}")))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::bearer)
+            .ok_or_else(|| ApiFailure::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+        let hash = auth::hash(token);
+        if auth::same_secret(&hash, &state.admin_token_hash) {
+            return Ok(Caller::Admin);
+        }
+        // Node credentials are `<node>.<secret>`, so the lookup needs no scan.
+        if let Some((node, _)) = token.split_once('.') {
+            if let Some(entry) = state
+                .store
+                .get(&objects::key(NODE_CREDENTIALS, node))
+                .await?
+            {
+                if auth::same_secret(&hash, &String::from_utf8_lossy(&entry.value)) {
+                    return Ok(Caller::Node(node.to_owned()));
+                }
+            }
+        }
+        Err(ApiFailure::new(StatusCode::UNAUTHORIZED, "invalid token"))
+    }
+}
+
+/// Admin only.
+pub fn require_admin(caller: &Caller) -> Result<(), ApiFailure> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Node(_) => Err(ApiFailure::forbidden()),
+    }
+}
+
+/// The admin, or the node `node` itself.
+pub fn require_admin_or_node(caller: &Caller, node: &str) -> Result<(), ApiFailure> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Node(own) if own == node => Ok(()),
+        Caller::Node(_) => Err(ApiFailure::forbidden()),
+    }
+}

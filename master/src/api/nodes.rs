@@ -1,0 +1,193 @@
+//! Nodes: listing, heartbeats (with the node's pod states), the node's own
+//! assignments, and cordoning.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use berth_model::api::{Assignments, Heartbeat, NodeView};
+use berth_model::{ClusterPod, Node};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
+use crate::auth::Caller;
+use crate::objects::{self, NODES, PODS};
+use crate::store::Op;
+
+async fn view(
+    state: &AppState,
+    node: Node,
+    pods: &[berth_model::api::Versioned<ClusterPod>],
+) -> NodeView {
+    let count = pods
+        .iter()
+        .filter(|p| p.object.node.as_deref() == Some(node.name.as_str()))
+        .count();
+    NodeView {
+        condition: state.liveness.condition(&node.name),
+        last_heartbeat_ms_ago: state.liveness.since_last_ms(&node.name),
+        pods: u32::try_from(count).unwrap_or(u32::MAX),
+        node,
+    }
+}
+
+/// `GET /v1/nodes` (admin).
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<NodeView>>, ApiFailure> {
+    require_admin(&caller)?;
+    let (nodes, _) = objects::list::<Node>(state.store.as_ref(), NODES).await?;
+    let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
+    let mut views = Vec::new();
+    for node in nodes {
+        views.push(view(&state, node.object, &pods).await);
+    }
+    Ok(Json(views))
+}
+
+/// `GET /v1/nodes/{name}` (admin or the node).
+pub async fn get_node(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<NodeView>, ApiFailure> {
+    require_admin_or_node(&caller, &name)?;
+    let node = objects::get::<Node>(state.store.as_ref(), NODES, &name)
+        .await?
+        .ok_or_else(|| {
+            ApiFailure::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("node {name} not found"),
+            )
+        })?;
+    let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
+    Ok(Json(view(&state, node.object, &pods).await))
+}
+
+/// `PUT /v1/nodes/{name}/heartbeat` (the node): alive, capacity, pod states.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<()>, ApiFailure> {
+    require_admin_or_node(&caller, &name)?;
+    let beat: Heartbeat = parse("heartbeat", &body)?;
+    state.liveness.heartbeat(&name);
+    let store = state.store.as_ref();
+    let mut ops = Vec::new();
+    if let Some(node) = objects::get::<Node>(store, NODES, &name).await? {
+        if node.object.capacity != beat.capacity {
+            let mut updated = node.object.clone();
+            updated.capacity = beat.capacity;
+            ops.push(objects::update(
+                NODES,
+                &name,
+                &updated,
+                node.resource_version,
+            ));
+        }
+    }
+    // Only changed pod states are written: a heartbeat a second per node
+    // must not cost a disk sync each.
+    for status in beat.pods {
+        let Some(pod) = objects::get::<ClusterPod>(store, PODS, &status.name).await? else {
+            continue;
+        };
+        if pod.object.node.as_deref() != Some(name.as_str())
+            || pod.object.status.as_ref() == Some(&status)
+        {
+            continue;
+        }
+        let mut updated = pod.object.clone();
+        updated.status = Some(status);
+        ops.push(objects::update(
+            PODS,
+            &updated.spec.name,
+            &updated,
+            pod.resource_version,
+        ));
+    }
+    if !ops.is_empty() {
+        // A conflict only means the pod changed meanwhile; the next
+        // heartbeat reports again.
+        let _ = store.apply(ops).await;
+    }
+    Ok(Json(()))
+}
+
+/// Query of `GET /v1/nodes/{name}/assignments`.
+#[derive(Debug, Deserialize)]
+pub struct AssignmentsQuery {
+    /// Wait until the store is past this revision (long poll).
+    after: Option<u64>,
+    /// How long to wait at most, in seconds (default 30).
+    timeout: Option<u64>,
+}
+
+/// `GET /v1/nodes/{name}/assignments[?after=REV]` (the node): the pods it
+/// should run. With `after`, waits until a pod changes after that revision
+/// (or the timeout passes), so an agent learns of changes at once.
+pub async fn assignments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<AssignmentsQuery>,
+) -> Result<Json<Assignments>, ApiFailure> {
+    require_admin_or_node(&caller, &name)?;
+    if let Some(after) = query.after {
+        let wait = Duration::from_secs(query.timeout.unwrap_or(30).min(300));
+        let mut watch = state.store.watch(PODS, after).await?;
+        let _ = tokio::time::timeout(wait, watch.next()).await;
+    }
+    let (pods, revision) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
+    let pods = pods
+        .into_iter()
+        .map(|p| p.object)
+        .filter(|p| p.node.as_deref() == Some(name.as_str()))
+        .collect();
+    Ok(Json(Assignments { revision, pods }))
+}
+
+async fn set_cordon(
+    state: &AppState,
+    name: &str,
+    cordoned: bool,
+) -> Result<Json<Node>, ApiFailure> {
+    let node = objects::get::<Node>(state.store.as_ref(), NODES, name)
+        .await?
+        .ok_or_else(|| {
+            ApiFailure::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("node {name} not found"),
+            )
+        })?;
+    let mut updated = node.object.clone();
+    updated.unschedulable = cordoned;
+    let op: Op = objects::update(NODES, name, &updated, node.resource_version);
+    state.store.apply(vec![op]).await?;
+    Ok(Json(updated))
+}
+
+/// `POST /v1/nodes/{name}/cordon` (admin): no new pods go there.
+pub async fn cordon(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Node>, ApiFailure> {
+    require_admin(&caller)?;
+    set_cordon(&state, &name, true).await
+}
+
+/// `POST /v1/nodes/{name}/uncordon` (admin).
+pub async fn uncordon(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Node>, ApiFailure> {
+    require_admin(&caller)?;
+    set_cordon(&state, &name, false).await
+}

@@ -1,0 +1,196 @@
+//! Services: replicated pod templates. Writing one is all the API does; the
+//! controller creates, places and removes its pods.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_model::api::{Scale, Versioned};
+use berth_model::{validate_dns_label, Service, ValidationErrors};
+
+use super::{parse, require_admin, ApiFailure, AppState};
+use crate::auth::Caller;
+use crate::objects::{self, SERVICES};
+
+/// Most replicas one service may ask for.
+const MAX_REPLICAS: u32 = 10_000;
+
+fn validate(service: &Service) -> Result<(), ApiFailure> {
+    let mut errors = ValidationErrors::new();
+    if let Err(e) = validate_dns_label(&service.name) {
+        errors.push("name", e.to_string());
+    } else if service.name.len() > 50 {
+        // Pods are named `<service>-<n>` and must stay DNS labels.
+        errors.push("name", "must be at most 50 characters (pods add a suffix)");
+    }
+    if service.replicas > MAX_REPLICAS {
+        errors.push("replicas", format!("must be at most {MAX_REPLICAS}"));
+    }
+    let mut template = service.template.clone();
+    template.name = format!("{}-0", service.name);
+    if let Err(template_errors) = template.validate() {
+        for e in template_errors.errors() {
+            if e.field != "name" {
+                errors.push(format!("template.{}", e.field), e.message.clone());
+            }
+        }
+    }
+    errors
+        .into_result()
+        .map_err(|e| ApiFailure::invalid("service", e))
+}
+
+/// A service as users see it: secret values blanked. Only a node's own
+/// assignments carry them.
+fn redacted(mut service: Versioned<Service>) -> Versioned<Service> {
+    service.object.template = service.object.template.redacted();
+    service
+}
+
+fn not_found(name: &str) -> ApiFailure {
+    ApiFailure::new(StatusCode::NOT_FOUND, format!("service {name} not found"))
+}
+
+/// `GET /v1/services`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Versioned<Service>>>, ApiFailure> {
+    require_admin(&caller)?;
+    let (services, _) = objects::list::<Service>(state.store.as_ref(), SERVICES).await?;
+    Ok(Json(services.into_iter().map(redacted).collect()))
+}
+
+/// `POST /v1/services`: creates a service; the same service again is a no-op.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
+    require_admin(&caller)?;
+    let service: Service = parse("service", &body)?;
+    validate(&service)?;
+    if let Some(existing) =
+        objects::get::<Service>(state.store.as_ref(), SERVICES, &service.name).await?
+    {
+        if existing.object == service {
+            return Ok((StatusCode::OK, Json(redacted(existing))));
+        }
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            format!("service {} exists with a different spec", service.name),
+        ));
+    }
+    let revision = state
+        .store
+        .apply(vec![objects::create(SERVICES, &service.name, &service)])
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(redacted(Versioned {
+            resource_version: revision,
+            object: service,
+        })),
+    ))
+}
+
+/// `GET /v1/services/{name}`.
+pub async fn get_service(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Versioned<Service>>, ApiFailure> {
+    require_admin(&caller)?;
+    objects::get::<Service>(state.store.as_ref(), SERVICES, &name)
+        .await?
+        .map(|s| Json(redacted(s)))
+        .ok_or_else(|| not_found(&name))
+}
+
+/// `PUT /v1/services/{name}` with `resourceVersion`: replaces the service if
+/// nobody changed it since it was read.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Versioned<Service>>, ApiFailure> {
+    require_admin(&caller)?;
+    let versioned: Versioned<Service> = parse("service with resourceVersion", &body)?;
+    if versioned.object.name != name {
+        return Err(ApiFailure::field(
+            "name",
+            format!("does not match the path ({name})"),
+        ));
+    }
+    validate(&versioned.object)?;
+    let revision = state
+        .store
+        .apply(vec![objects::update(
+            SERVICES,
+            &name,
+            &versioned.object,
+            versioned.resource_version,
+        )])
+        .await?;
+    Ok(Json(redacted(Versioned {
+        resource_version: revision,
+        object: versioned.object,
+    })))
+}
+
+/// `POST /v1/services/{name}/scale`.
+pub async fn scale(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Versioned<Service>>, ApiFailure> {
+    require_admin(&caller)?;
+    let scale: Scale = parse("scale", &body)?;
+    if scale.replicas > MAX_REPLICAS {
+        return Err(ApiFailure::field(
+            "replicas",
+            format!("must be at most {MAX_REPLICAS}"),
+        ));
+    }
+    let current = objects::get::<Service>(state.store.as_ref(), SERVICES, &name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    let mut service = current.object;
+    service.replicas = scale.replicas;
+    let revision = state
+        .store
+        .apply(vec![objects::update(
+            SERVICES,
+            &name,
+            &service,
+            current.resource_version,
+        )])
+        .await?;
+    Ok(Json(redacted(Versioned {
+        resource_version: revision,
+        object: service,
+    })))
+}
+
+/// `DELETE /v1/services/{name}`: its pods go with it.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Versioned<Service>>, ApiFailure> {
+    require_admin(&caller)?;
+    let current = objects::get::<Service>(state.store.as_ref(), SERVICES, &name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    state
+        .store
+        .apply(vec![objects::delete(
+            SERVICES,
+            &name,
+            Some(current.resource_version),
+        )])
+        .await?;
+    Ok(Json(redacted(current)))
+}

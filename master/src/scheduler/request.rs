@@ -1,0 +1,106 @@
+//! What a pod asks of a node, boiled down from its spec once so that
+//! [`decide`](super::decide) compares numbers rather than walking containers
+//! for every node.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use berth_model::{ClusterPod, Pod, Protocol, Service};
+
+/// A host port a pod publishes at a fixed number; two pods with the same one
+/// cannot share a node. Ports published as "any free port" (`hostPort: 0`)
+/// are chosen by the agent and never conflict, so they are not listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FixedPort {
+    /// tcp or udp: the same number may be used once per protocol.
+    pub protocol: Protocol,
+    /// The port on the host, never 0.
+    pub port: u16,
+}
+
+impl fmt::Display for FixedPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The same form as the model's validation messages (`80/tcp`).
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
+/// The scheduler's view of one pod: what it needs from a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodRequest {
+    /// Sum of the containers' memory limits; a container without a limit
+    /// counts as 0.
+    pub memory_bytes: u64,
+    /// Sum of the containers' CPU limits in thousandths of a CPU; a container
+    /// without a limit counts as 0.
+    pub cpu_millis: u64,
+    /// Fixed host ports, sorted and without duplicates.
+    pub host_ports: Vec<FixedPort>,
+    /// The service owning the pod, whose replicas are spread across nodes.
+    pub service: Option<String>,
+    /// Labels a node must carry, each with exactly this value.
+    pub node_selector: BTreeMap<String, String>,
+}
+
+impl PodRequest {
+    /// The request of a bare pod: no service, no node selector.
+    pub fn from_pod(pod: &Pod) -> Self {
+        let mut memory_bytes = 0u64;
+        let mut cpu_millis = 0u64;
+        let mut host_ports = Vec::new();
+        for container in &pod.containers {
+            memory_bytes =
+                memory_bytes.saturating_add(container.resources.memory_bytes.unwrap_or(0));
+            cpu_millis =
+                cpu_millis.saturating_add(u64::from(container.resources.cpu_millis.unwrap_or(0)));
+            host_ports.extend(
+                container
+                    .ports
+                    .iter()
+                    .filter_map(|port| match port.host_port {
+                        Some(0) | None => None,
+                        Some(number) => Some(FixedPort {
+                            protocol: port.protocol,
+                            port: number,
+                        }),
+                    }),
+            );
+        }
+        // Validation already rejects duplicates; deduplicating anyway keeps
+        // assign and unassign symmetric for a pod that slipped past it.
+        host_ports.sort_unstable();
+        host_ports.dedup();
+        Self {
+            memory_bytes,
+            cpu_millis,
+            host_ports,
+            service: None,
+            node_selector: BTreeMap::new(),
+        }
+    }
+
+    /// The request of a pod the master manages. The node selector lives on
+    /// the service, not the pod, so the owning service is passed in when
+    /// there is one; `pod.service` names the service the replicas are
+    /// spread for.
+    pub fn from_cluster_pod(pod: &ClusterPod, service: Option<&Service>) -> Self {
+        let mut request = Self::from_pod(&pod.spec);
+        request.service.clone_from(&pod.service);
+        if let Some(service) = service {
+            request.node_selector.clone_from(&service.node_selector);
+        }
+        request
+    }
+
+    /// The same request, owned by `service`.
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// The same request, restricted to nodes labelled `key=value`.
+    pub fn with_node_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.node_selector.insert(key.into(), value.into());
+        self
+    }
+}

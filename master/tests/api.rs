@@ -1,0 +1,341 @@
+//! The master's API in-process on 127.0.0.1:0 with the embedded store:
+//! auth, joining, services placed by the controller, dead nodes replaced.
+
+use std::time::{Duration, Instant};
+
+use berth_master::config::MasterConfig;
+use serde_json::{json, Value};
+
+struct Master {
+    url: String,
+    admin: String,
+    http: reqwest::Client,
+}
+
+async fn start(name: &str) -> Master {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("master-api-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = MasterConfig {
+        state_dir: dir.clone(),
+        node_grace_secs: 1,
+        controller_interval_ms: 50,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test");
+    let url = format!("http://{}", listener.local_addr().expect("test"));
+    tokio::spawn(berth_master::run(config, listener, std::future::pending()));
+    let token_path = dir.join("admin.token");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !token_path.exists() {
+        assert!(Instant::now() < deadline, "master did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let admin = std::fs::read_to_string(token_path)
+        .expect("test")
+        .trim()
+        .to_owned();
+    Master {
+        url,
+        admin,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Master {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("test");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("test");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call(method, path, Some(&self.admin.clone()), body)
+            .await
+    }
+
+    async fn join(&self, node: &str) -> String {
+        let (status, token) = self
+            .admin(reqwest::Method::POST, "/v1/join-tokens", None)
+            .await;
+        assert_eq!(status, 201, "{token}");
+        let token = token["token"].as_str().expect("test").to_owned();
+        let body = json!({"token": token, "node": {"name": node, "address": format!("{node}.lab"), "capacity": {"memoryBytes": 8u64 << 30, "cpuMillis": 8000}}});
+        let (status, joined) = self
+            .call(reqwest::Method::POST, "/v1/join", None, Some(body.clone()))
+            .await;
+        assert_eq!(status, 201, "{joined}");
+        // The token works once.
+        let (again, _) = self
+            .call(reqwest::Method::POST, "/v1/join", None, Some(body))
+            .await;
+        assert_eq!(again, 401);
+        joined["credential"].as_str().expect("test").to_owned()
+    }
+
+    async fn heartbeat(&self, node: &str, credential: &str) {
+        let body = json!({"capacity": {"memoryBytes": 8u64 << 30, "cpuMillis": 8000}, "pods": []});
+        let (status, answer) = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/nodes/{node}/heartbeat"),
+                Some(credential),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    async fn placements(&self) -> Vec<(String, Option<String>)> {
+        let (status, pods) = self.admin(reqwest::Method::GET, "/v1/pods", None).await;
+        assert_eq!(status, 200);
+        pods.as_array()
+            .expect("test")
+            .iter()
+            .map(|p| {
+                (
+                    p["spec"]["name"].as_str().expect("test").to_owned(),
+                    p["node"].as_str().map(String::from),
+                )
+            })
+            .collect()
+    }
+}
+
+fn web(replicas: u32) -> Value {
+    json!({"name": "web", "replicas": replicas, "template": {"name": "web", "containers": [{"name": "web", "image": "local/busybox", "command": ["httpd", "-f"], "ports": [{"containerPort": 8080, "hostPort": 0}]}]}})
+}
+
+#[tokio::test]
+async fn tokens_and_node_credentials_are_enforced() {
+    let master = start("auth").await;
+    let (status, _) = master
+        .call(reqwest::Method::GET, "/v1/nodes", None, None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = master
+        .call(reqwest::Method::GET, "/v1/nodes", Some("wrong"), None)
+        .await;
+    assert_eq!(status, 401);
+    let body = json!({"token": "no-such-token", "node": {"name": "h9", "address": "h9", "capacity": {"memoryBytes": 1, "cpuMillis": 1}}});
+    let (status, _) = master
+        .call(reqwest::Method::POST, "/v1/join", None, Some(body))
+        .await;
+    assert_eq!(status, 401, "an unknown join token is refused");
+
+    let h1 = master.join("h1").await;
+    master.join("h2").await;
+    let (status, _) = master
+        .call(
+            reqwest::Method::GET,
+            "/v1/nodes/h1/assignments",
+            Some(&h1),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = master
+        .call(
+            reqwest::Method::GET,
+            "/v1/nodes/h2/assignments",
+            Some(&h1),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "a node read another node's assignments");
+    let (status, _) = master
+        .call(
+            reqwest::Method::PUT,
+            "/v1/nodes/h2/heartbeat",
+            Some(&h1),
+            Some(json!({"capacity": {"memoryBytes": 1, "cpuMillis": 1}})),
+        )
+        .await;
+    assert_eq!(status, 403, "a node wrote another node's status");
+    let (status, _) = master
+        .call(reqwest::Method::GET, "/v1/services", Some(&h1), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, nodes) = master.admin(reqwest::Method::GET, "/v1/nodes", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(nodes.as_array().expect("test").len(), 2);
+}
+
+#[tokio::test]
+async fn bad_services_are_refused_naming_the_field() {
+    let master = start("invalid").await;
+    let mut bad = web(3);
+    bad["name"] = json!("Bad_Name");
+    bad["template"]["containers"][0]["env"] = json!([{"name": "1X", "value": "v"}]);
+    let (status, error) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(bad))
+        .await;
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = error["fields"]
+        .as_array()
+        .expect("test")
+        .iter()
+        .map(|f| f["field"].as_str().expect("test"))
+        .collect();
+    assert_eq!(
+        fields,
+        ["name", "template.containers[0].env[0].name"],
+        "{error}"
+    );
+    let (status, _) = master
+        .admin(
+            reqwest::Method::POST,
+            "/v1/services",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn replicas_spread_and_move_off_a_dead_node() {
+    let master = start("replicas").await;
+    let credentials = [
+        master.join("h1").await,
+        master.join("h2").await,
+        master.join("h3").await,
+    ];
+    let (status, created) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(web(3)))
+        .await;
+    assert_eq!(status, 201, "{created}");
+
+    // h1 and h2 keep beating; h3 falls silent after the pods are placed.
+    let mut spread = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        for (i, credential) in credentials.iter().enumerate() {
+            master.heartbeat(&format!("h{}", i + 1), credential).await;
+        }
+        spread = master.placements().await;
+        if spread.len() == 3 && spread.iter().all(|(_, n)| n.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let nodes: std::collections::BTreeSet<_> =
+        spread.iter().filter_map(|(_, n)| n.clone()).collect();
+    assert_eq!(nodes.len(), 3, "one pod per node: {spread:?}");
+
+    let silent_at = Instant::now();
+    loop {
+        master.heartbeat("h1", &credentials[0]).await;
+        master.heartbeat("h2", &credentials[1]).await;
+        let now = master.placements().await;
+        if now.len() == 3
+            && now
+                .iter()
+                .all(|(_, n)| n.as_deref().is_some_and(|n| n != "h3"))
+        {
+            break;
+        }
+        assert!(
+            silent_at.elapsed() < Duration::from_secs(5),
+            "pods still on h3 after 5 s: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "measured: pods left the silent node in {:?} (grace 1 s)",
+        silent_at.elapsed()
+    );
+
+    let (status, _) = master
+        .admin(
+            reqwest::Method::POST,
+            "/v1/services/web/scale",
+            Some(json!({"replicas": 1})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while master.placements().await.len() != 1 {
+        assert!(Instant::now() < deadline, "scale down did not happen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = master
+        .admin(reqwest::Method::DELETE, "/v1/services/web", None)
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !master.placements().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "deleting the service did not delete its pods"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn secrets_reach_the_assigned_node_only() {
+    let master = start("secrets").await;
+    let h1 = master.join("h1").await;
+    master.heartbeat("h1", &h1).await;
+    let mut service = web(1);
+    service["template"]["containers"][0]["secretEnv"] =
+        json!([{"name": "TOKEN", "value": "hunter2-secret"}]);
+    let (status, created) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(service))
+        .await;
+    assert_eq!(status, 201);
+    assert!(!created.to_string().contains("hunter2-secret"), "{created}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let assigned = loop {
+        master.heartbeat("h1", &h1).await;
+        let (status, assigned) = master
+            .call(
+                reqwest::Method::GET,
+                "/v1/nodes/h1/assignments",
+                Some(&h1),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        if assigned["pods"].as_array().is_some_and(|p| !p.is_empty()) {
+            break assigned;
+        }
+        assert!(Instant::now() < deadline, "nothing assigned to h1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        assigned.to_string().contains("hunter2-secret"),
+        "the node did not get its secret"
+    );
+    for path in ["/v1/services", "/v1/services/web", "/v1/pods"] {
+        let (_, body) = master.admin(reqwest::Method::GET, path, None).await;
+        assert!(
+            !body.to_string().contains("hunter2-secret"),
+            "{path} shows the secret"
+        );
+    }
+}

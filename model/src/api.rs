@@ -1,0 +1,106 @@
+//! Request and response bodies of the master's API that are not objects of
+//! their own: joining, heartbeats, node views, scaling, moving.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Capacity, ClusterPod, Node, NodeCondition};
+use crate::status::PodStatus;
+
+/// `POST /v1/join`: an agent trades a one-time join token for its own
+/// node credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The one-time token the operator got from `berth node token`.
+    pub token: String,
+    /// The node as it describes itself.
+    pub node: Node,
+}
+
+/// The answer to a join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinResponse {
+    /// The node's name in the cluster.
+    pub node: String,
+    /// The node's own credential: it may read its assignments and write its
+    /// status, nothing else.
+    pub credential: String,
+}
+
+/// `POST /v1/join-tokens`: a new one-time join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinToken {
+    /// The token (shown once; the master keeps only its hash).
+    pub token: String,
+    /// Unix time in seconds after which it is refused.
+    pub expires_at: u64,
+    /// The exact command to run on a new host.
+    pub command: String,
+}
+
+/// `PUT /v1/nodes/{name}/heartbeat`: a node is alive, with what it offers
+/// and how its pods are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    /// Current capacity.
+    pub capacity: Capacity,
+    /// The pods the master assigned to it, as they are.
+    #[serde(default)]
+    pub pods: Vec<PodStatus>,
+}
+
+/// A node as `GET /v1/nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeView {
+    /// The node.
+    pub node: Node,
+    /// Ready or NotReady.
+    pub condition: NodeCondition,
+    /// Milliseconds since its last heartbeat, if it ever sent one.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    /// Pods assigned to it.
+    pub pods: u32,
+}
+
+/// The pods assigned to one node, with the store revision they were read at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignments {
+    /// Store revision of this view; pass it back as `after` to wait for a
+    /// change.
+    pub revision: u64,
+    /// The pods.
+    pub pods: Vec<ClusterPod>,
+}
+
+/// `POST /v1/services/{name}/scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scale {
+    /// The new replica count.
+    pub replicas: u32,
+}
+
+/// `POST /v1/pods/{name}/move`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Move {
+    /// The node to move the pod to.
+    pub to: String,
+}
+
+/// An object with the store revision it was read at, for optimistic
+/// concurrency: an update must send the revision it read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Versioned<T> {
+    /// The revision of the object's last change.
+    pub resource_version: u64,
+    /// The object.
+    #[serde(flatten)]
+    pub object: T,
+}

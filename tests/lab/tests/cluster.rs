@@ -1,0 +1,369 @@
+//! berth-master with agents joined on every lab host: joining is guarded by
+//! one-time tokens and per-node credentials, services are spread over the
+//! hosts and serve, and a partitioned host's pods move and never run twice.
+//!
+//! Root only: run with `cargo test -p berth-lab-tests -- --ignored`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use berth_harness::{Lab, Run};
+use serde_json::Value;
+
+const MASTER: &str = "http://h1:7443";
+
+fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
+    let mut argv = vec!["berth"];
+    argv.extend(args);
+    lab.exec(host, &argv)
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.assert_success()).expect("JSON output")
+}
+
+/// Pod name -> node, from `berth ps -o json` on h1.
+fn placements(lab: &Lab) -> BTreeMap<String, Option<String>> {
+    let pods = json(&berth(lab, "h1", &["ps", "-o", "json"]));
+    pods.as_array()
+        .expect("ps -o json is a list")
+        .iter()
+        .map(|p| {
+            (
+                p["spec"]["name"].as_str().unwrap_or_default().to_owned(),
+                p["node"].as_str().map(String::from),
+            )
+        })
+        .collect()
+}
+
+/// The host port of a pod, once its node reported it.
+fn host_port(lab: &Lab, pod: &str) -> Option<u64> {
+    let pods = json(&berth(lab, "h1", &["ps", "-o", "json"]));
+    let pod = pods.as_array()?.iter().find(|p| p["spec"]["name"] == pod)?;
+    pod["status"]["containers"][0]["hostPorts"][0]["hostPort"].as_u64()
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn agents_join_with_one_time_tokens_and_node_credentials_are_confined() {
+    let lab = Lab::up("cluster-join", 3);
+    // `berth-lab up` started the master on h1 and joined all three hosts.
+    let nodes = json(&berth(&lab, "h1", &["node", "ls", "-o", "json"]));
+    let ready: Vec<&str> = nodes
+        .as_array()
+        .expect("node ls -o json is a list")
+        .iter()
+        .filter(|n| n["condition"] == "Ready")
+        .filter_map(|n| n["node"]["name"].as_str())
+        .collect();
+    assert_eq!(ready, ["h1", "h2", "h3"], "{nodes:#}");
+
+    let err = lab
+        .exec(
+            "h2",
+            &["berth-agent", "join", MASTER, "--token", "not-a-token"],
+        )
+        .assert_failure();
+    assert!(err.contains("join token is unknown"), "{err}");
+    let token = json(&berth(&lab, "h1", &["node", "token", "-o", "json"]));
+    let token = token["token"].as_str().expect("token").to_owned();
+    lab.exec("h2", &["berth-agent", "join", MASTER, "--token", &token])
+        .assert_success();
+    let err = lab
+        .exec("h3", &["berth-agent", "join", MASTER, "--token", &token])
+        .assert_failure();
+    assert!(
+        err.contains("join token is unknown, used or expired"),
+        "a reused token was accepted: {err}"
+    );
+
+    // h2's credential reads h2's assignments, never h3's.
+    let joined = json(&lab.exec("h2", &["cat", "/var/lib/berth/master.json"]));
+    let credential = joined["credential"].as_str().expect("credential");
+    let header = format!("Authorization: Bearer {credential}");
+    let code = |node: &str| {
+        lab.exec(
+            "h2",
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &header,
+                &format!("{MASTER}/v1/nodes/{node}/assignments"),
+            ],
+        )
+        .assert_success()
+    };
+    assert_eq!(code("h2"), "200");
+    assert_eq!(code("h3"), "403");
+    let mode = lab
+        .exec("h2", &["stat", "-c", "%a", "/var/lib/berth/master.json"])
+        .assert_success();
+    assert_eq!(mode.trim(), "600");
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_service_spreads_serves_and_leaves_a_partitioned_host() {
+    let lab = Lab::up("cluster-run", 3);
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "web",
+            "--image",
+            "local/busybox",
+            "--replicas",
+            "3",
+            "-p",
+            "8080",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www",
+        ],
+    )
+    .assert_success();
+
+    // One pod per host, each serving on its host port.
+    let pods = lab.eventually(
+        Duration::from_secs(30),
+        "3 pods placed and reported",
+        || {
+            let placed = placements(&lab);
+            let ports: Option<Vec<(String, String, u64)>> = placed
+                .iter()
+                .map(|(pod, node)| Some((pod.clone(), node.clone()?, host_port(&lab, pod)?)))
+                .collect();
+            ports.filter(|p| p.len() == 3)
+        },
+    );
+    let nodes: std::collections::BTreeSet<&String> = pods.iter().map(|(_, n, _)| n).collect();
+    assert_eq!(nodes.len(), 3, "not one pod per host: {pods:?}");
+    for (pod, node, port) in &pods {
+        let body = lab.exec(
+            "h1",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://{node}:{port}/"),
+            ],
+        );
+        assert!(
+            body.success(),
+            "{pod} on {node}:{port} does not serve: {}",
+            body.stderr()
+        );
+    }
+
+    // Cut h3 off: its pod runs elsewhere within 5 s.
+    let (lost, _, _) = pods
+        .iter()
+        .find(|(_, n, _)| n == "h3")
+        .expect("a pod on h3")
+        .clone();
+    lab.lab(&["partition", "h3"]).assert_success();
+    let cut = Instant::now();
+    let moved = lab.eventually(Duration::from_secs(10), "h3's pod to run elsewhere", || {
+        let placed = placements(&lab);
+        let off_h3 = placed.len() == 3
+            && placed
+                .values()
+                .all(|n| n.as_deref().is_some_and(|n| n != "h3"));
+        let running = placed.keys().all(|p| host_port(&lab, p).is_some());
+        (off_h3 && running).then_some(placed)
+    });
+    let took = cut.elapsed();
+    eprintln!("measured: partitioned host's pod running elsewhere after {took:.2?}");
+    assert!(took <= Duration::from_secs(5), "took {took:?}: {moved:?}");
+    assert!(
+        !moved.contains_key(&lost),
+        "the lost pod {lost} is still listed: {moved:?}"
+    );
+
+    // Heal: h3 stops its orphan, and exactly 3 pods remain.
+    lab.lab(&["heal", "h3"]).assert_success();
+    lab.eventually(Duration::from_secs(15), "h3 to stop its orphan", || {
+        let left = lab
+            .exec("h3", &["docker", "ps", "-q", "--filter", "label=berth.pod"])
+            .assert_success();
+        left.trim().is_empty().then_some(())
+    });
+    assert_eq!(placements(&lab).len(), 3);
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_stateful_service_stays_on_a_dead_host_until_moved() {
+    let lab = Lab::up("cluster-stateful", 3);
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "db",
+            "--image",
+            "local/busybox",
+            "--stateful",
+            "--",
+            "sleep",
+            "100000",
+        ],
+    )
+    .assert_success();
+    let node = lab.eventually(Duration::from_secs(20), "db placed", || {
+        placements(&lab).get("db-0").cloned().flatten()
+    });
+    let other = ["h2", "h3"]
+        .into_iter()
+        .find(|h| *h != node)
+        .expect("another host");
+    // Partition db's host (never h1: the master lives there).
+    let victim = if node == "h1" {
+        berth(&lab, "h1", &["move", "db-0", "--to", other]).assert_success();
+        lab.eventually(Duration::from_secs(20), "db moved off h1", || {
+            (placements(&lab).get("db-0").cloned().flatten().as_deref() == Some(other))
+                .then_some(())
+        });
+        other.to_owned()
+    } else {
+        node
+    };
+    lab.lab(&["partition", &victim]).assert_success();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        placements(&lab).get("db-0").cloned().flatten().as_deref(),
+        Some(victim.as_str()),
+        "a stateful pod moved by itself"
+    );
+
+    // An explicit move does move it; the old host stops it once it is back.
+    let target = ["h2", "h3"]
+        .into_iter()
+        .find(|h| *h != victim)
+        .expect("a target");
+    berth(&lab, "h1", &["move", "db-0", "--to", target]).assert_success();
+    lab.eventually(Duration::from_secs(20), "db running on the target", || {
+        let out = lab
+            .exec(
+                target,
+                &["docker", "ps", "-q", "--filter", "label=berth.pod=db-0"],
+            )
+            .assert_success();
+        (!out.trim().is_empty()).then_some(())
+    });
+    lab.lab(&["heal", &victim]).assert_success();
+    lab.eventually(Duration::from_secs(15), "the old host to stop db", || {
+        let out = lab
+            .exec(
+                &victim,
+                &["docker", "ps", "-q", "--filter", "label=berth.pod=db-0"],
+            )
+            .assert_success();
+        out.trim().is_empty().then_some(())
+    });
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn killing_the_master_during_creates_loses_no_acknowledged_write() {
+    let lab = Lab::up("cluster-crash", 2);
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "web",
+            "--image",
+            "local/busybox",
+            "--replicas",
+            "2",
+            "--",
+            "sleep",
+            "100000",
+        ],
+    )
+    .assert_success();
+    let containers = |host: &str| {
+        lab.exec(
+            host,
+            &[
+                "docker",
+                "ps",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "label=berth.pod",
+            ],
+        )
+        .assert_success()
+    };
+    lab.eventually(Duration::from_secs(20), "2 pods running", || {
+        let n = containers("h1").lines().count() + containers("h2").lines().count();
+        (n == 2).then_some(())
+    });
+    let before = (containers("h1"), containers("h2"));
+
+    // 1,000 creates, acknowledged ones printed; the master is SIGKILLed
+    // part-way through and started again.
+    let script = r#"
+admin=$(cat /var/lib/berth/master/admin.token)
+( for i in $(seq 1 1000); do
+    body="{\"name\":\"svc-$i\",\"replicas\":0,\"template\":{\"name\":\"t\",\"containers\":[{\"name\":\"c\",\"image\":\"local/busybox\"}]}}"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Authorization: Bearer $admin" -d "$body" http://h1:7443/v1/services)
+    [ "$code" = 201 ] && echo "svc-$i"
+  done > /run/acked ) &
+sleep 1.5
+systemctl kill --signal=KILL berth-master
+wait
+systemctl start berth-master
+"#;
+    lab.sh("h1", script).assert_success();
+    let acked = lab.exec("h1", &["cat", "/run/acked"]).assert_success();
+    let acked: Vec<&str> = acked.lines().collect();
+    assert!(
+        acked.len() > 10,
+        "too few creates were acknowledged: {}",
+        acked.len()
+    );
+    let list = "curl -sf -H \"Authorization: Bearer $(cat /var/lib/berth/master/admin.token)\" http://h1:7443/v1/services";
+    let services = lab.eventually(
+        Duration::from_secs(10),
+        "the master to answer again",
+        || {
+            let run = lab.sh("h1", list);
+            run.success()
+                .then(|| serde_json::from_str::<Value>(&run.stdout()).ok())
+                .flatten()
+        },
+    );
+    let names: std::collections::BTreeSet<&str> = services
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    let lost: Vec<&&str> = acked.iter().filter(|a| !names.contains(**a)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged creates are gone: {lost:?}",
+        lost.len()
+    );
+    eprintln!(
+        "measured: {} creates acknowledged before the kill, all present after restart",
+        acked.len()
+    );
+    assert_eq!(
+        (containers("h1"), containers("h2")),
+        before,
+        "running pods were touched"
+    );
+}
