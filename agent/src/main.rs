@@ -34,6 +34,10 @@ enum Command {
         /// The one-time join token.
         #[arg(long)]
         token: String,
+        /// The master's CA, `sha256:<hex>`, as the join command gives it.
+        /// Required for an https master.
+        #[arg(long)]
+        ca_hash: Option<String>,
     },
 }
 
@@ -56,8 +60,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Join { url, token }) = args.command {
-        return match runtime.block_on(join(&url, &token, &config)) {
+    if let Some(Command::Join {
+        url,
+        token,
+        ca_hash,
+    }) = args.command
+    {
+        return match runtime.block_on(join(&url, &token, ca_hash.as_deref(), &config)) {
             Ok(message) => {
                 println!("{message}");
                 ExitCode::SUCCESS
@@ -80,8 +89,13 @@ fn main() -> ExitCode {
 
 /// Joins, then makes the agent run joined: enabled for boot and restarted
 /// so it picks up the credential.
-async fn join(url: &str, token: &str, config: &AgentConfig) -> anyhow::Result<String> {
-    let joined = berth_agent::master_link::join(url, token, &config.state_dir).await?;
+async fn join(
+    url: &str,
+    token: &str,
+    ca_hash: Option<&str>,
+    config: &AgentConfig,
+) -> anyhow::Result<String> {
+    let joined = berth_agent::master_link::join(url, token, ca_hash, &config.state_dir).await?;
     let systemd = berth_agent::systemd::Systemd::connect().await?;
     systemd.enable(&["berth-agent.service".to_string()]).await?;
     systemd.restart("berth-agent.service").await?;

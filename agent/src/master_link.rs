@@ -30,6 +30,10 @@ pub struct Joined {
     pub node: String,
     /// This node's credential.
     pub credential: String,
+    /// The master's CA certificate (PEM), pinned at join; `None` for a
+    /// plain-HTTP master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 /// Where the join state lives.
@@ -99,11 +103,58 @@ fn identity() -> (String, String) {
     (name, address)
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// An HTTP client that trusts exactly the master's CA (when it has one).
+fn client(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap_or_default()
+        .use_rustls_tls();
+    if let Some(pem) = ca_pem {
+        let ca =
+            reqwest::Certificate::from_pem(pem.as_bytes()).context("reading the master's CA")?;
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca);
+    }
+    Ok(builder.build()?)
+}
+
+/// `sha256:<hex>` of a PEM certificate's DER, as `--ca-hash` spells it.
+pub fn certificate_hash(pem: &str) -> anyhow::Result<String> {
+    use rustls_pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .context("parsing the CA certificate")?;
+    let hex: String = sha2::Sha256::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("sha256:{hex}"))
+}
+
+/// Fetches the master's CA and checks it against the pinned hash before
+/// anything secret is sent. The fetch itself cannot verify the server (the
+/// CA is what it fetches); the hash is what makes it safe.
+async fn fetch_pinned_ca(url: &str, ca_hash: &str) -> anyhow::Result<String> {
+    let insecure = reqwest::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let pem = insecure
+        .get(format!("{url}/v1/ca.crt"))
+        .send()
+        .await
+        .with_context(|| format!("reaching the master at {url}"))?
+        .error_for_status()?
+        .text()
+        .await?;
+    let found = certificate_hash(&pem)?;
+    if found != ca_hash {
+        bail!(
+            "the master's CA is {found}, not the pinned {ca_hash}: refusing to send the join token"
+        );
+    }
+    Ok(pem)
 }
 
 async fn error_of(response: reqwest::Response) -> anyhow::Error {
@@ -115,9 +166,20 @@ async fn error_of(response: reqwest::Response) -> anyhow::Error {
 }
 
 /// Joins the master at `url` with a one-time `token` and saves the node's
-/// credential in `state_dir`.
-pub async fn join(url: &str, token: &str, state_dir: &Path) -> anyhow::Result<Joined> {
+/// credential in `state_dir`. An `https` master needs `ca_hash` (printed in
+/// its join command); its CA is then the only one this node trusts.
+pub async fn join(
+    url: &str,
+    token: &str,
+    ca_hash: Option<&str>,
+    state_dir: &Path,
+) -> anyhow::Result<Joined> {
     let url = url.trim_end_matches('/').to_owned();
+    let ca_pem = match (url.starts_with("https://"), ca_hash) {
+        (true, Some(hash)) => Some(fetch_pinned_ca(&url, hash).await?),
+        (true, None) => bail!("an https master needs --ca-hash (it is part of the join command `berth node token` prints)"),
+        (false, _) => None,
+    };
     let (name, address) = identity();
     let node = Node {
         name,
@@ -126,7 +188,7 @@ pub async fn join(url: &str, token: &str, state_dir: &Path) -> anyhow::Result<Jo
         capacity: capacity(),
         unschedulable: false,
     };
-    let response = client()
+    let response = client(ca_pem.as_deref())?
         .post(format!("{url}/v1/join"))
         .json(&JoinRequest {
             token: token.to_owned(),
@@ -146,6 +208,7 @@ pub async fn join(url: &str, token: &str, state_dir: &Path) -> anyhow::Result<Jo
         url,
         node: answer.node,
         credential: answer.credential,
+        ca_pem,
     };
     save_joined(state_dir, &joined)?;
     Ok(joined)
@@ -153,7 +216,13 @@ pub async fn join(url: &str, token: &str, state_dir: &Path) -> anyhow::Result<Jo
 
 /// Runs the heartbeat and the assignment loop forever.
 pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
-    let http = client();
+    let http = match client(joined.ca_pem.as_deref()) {
+        Ok(http) => http,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "cannot build the master client; not following the master");
+            return;
+        }
+    };
     // Applying assignments wakes the heartbeat, so the master learns of a
     // started pod at once rather than up to a second later.
     let changed = Arc::new(Notify::new());

@@ -53,6 +53,12 @@ pub struct LoginArgs {
     /// keeps it out of the shell history.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
     pub token: String,
+
+    /// The master's CA certificate (PEM file; on the master host it is
+    /// /var/lib/berth/master/ca.crt). It becomes the only CA trusted for
+    /// this master.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// `berth run`.
@@ -178,16 +184,24 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
 }
 
 /// A client for the master of the saved login, or of `BERTH_URL`.
-fn client() -> anyhow::Result<MasterClient> {
+pub fn client() -> anyhow::Result<MasterClient> {
     let config = config::resolve(&config::process_env)?;
     Ok(MasterClient::new(&config)?)
 }
 
 /// `berth login`: checks the token against the master, then saves the login.
 pub async fn log_in(args: &LoginArgs) -> anyhow::Result<()> {
+    let ca_pem = match &args.ca_cert {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading --ca-cert {}", path.display()))?,
+        ),
+        None => None,
+    };
     let config = Config {
         url: config::normalize_url(&args.url)?,
         token: args.token.clone(),
+        ca_pem,
     };
     let client = MasterClient::new(&config)?;
     // Any admin request proves the token; this one also says something

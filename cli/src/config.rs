@@ -33,6 +33,10 @@ pub struct Config {
     pub url: String,
     /// A bearer token the master accepts (the admin token).
     pub token: String,
+    /// The master's CA certificate (PEM), the only one trusted for it, when
+    /// it serves HTTPS with its own CA (`berth login --ca-cert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -139,19 +143,19 @@ pub fn resolve(env: EnvLookup<'_>) -> Result<Config, ConfigError> {
             .map(|value| value.to_string_lossy().into_owned())
     };
     let (url, token) = (var(URL_ENV), var(TOKEN_ENV));
-    let saved = match (&url, &token) {
-        (Some(_), Some(_)) => None,
-        _ => match config_path(env) {
-            Ok(path) => load(&path)?,
-            // Without HOME there is no file, which is what the caller is told.
-            Err(ConfigError::NoConfigDir) => None,
-            Err(error) => return Err(error),
-        },
+    // The saved file is read even when the environment names the master:
+    // it may hold the CA that master is trusted with.
+    let saved = match config_path(env) {
+        Ok(path) => load(&path)?,
+        // Without HOME there is no file, which is what the caller is told.
+        Err(ConfigError::NoConfigDir) => None,
+        Err(error) => return Err(error),
     };
     let config = merge(url, token, saved)?;
     Ok(Config {
         url: normalize_url(&config.url)?,
         token: config.token,
+        ca_pem: config.ca_pem,
     })
 }
 
@@ -162,10 +166,15 @@ fn merge(
     saved: Option<Config>,
 ) -> Result<Config, ConfigError> {
     match (url, token, saved) {
-        (Some(url), Some(token), _) => Ok(Config { url, token }),
+        (Some(url), Some(token), saved) => Ok(Config {
+            url,
+            token,
+            ca_pem: saved.and_then(|s| s.ca_pem),
+        }),
         (url, token, Some(saved)) => Ok(Config {
             url: url.unwrap_or(saved.url),
             token: token.unwrap_or(saved.token),
+            ca_pem: saved.ca_pem,
         }),
         (None, None, None) => Err(ConfigError::NotLoggedIn),
         (Some(_), None, None) => Err(ConfigError::Incomplete { missing: TOKEN_ENV }),
@@ -275,6 +284,7 @@ mod tests {
         Config {
             url: url.to_owned(),
             token: token.to_owned(),
+            ca_pem: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod agent_client;
 mod cluster;
 mod completions;
 mod config;
+mod events;
 mod local;
 mod master_client;
 mod node;
@@ -45,6 +46,9 @@ enum Command {
     /// The cluster, through the master.
     #[command(flatten)]
     Cluster(cluster::ClusterCommand),
+    /// What happened in the cluster: pods placed, evicted or deleted,
+    /// services scaled, nodes lost and back. `-w` follows new events.
+    Events(events::EventsArgs),
     /// Pods on this host, through the local berth-agent (no master needed).
     Local(local::LocalArgs),
     /// Print the shell completion script for bash, zsh or fish.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Login(args) => cluster::log_in(&args).await,
             Command::Cluster(command) => cluster::run(command).await,
+            Command::Events(args) => events::run(args).await,
             Command::Local(args) => local::run(args).await,
             Command::Completions(args) => {
                 let script = completions::script(args.shell, &mut Cli::command());

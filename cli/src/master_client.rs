@@ -4,10 +4,13 @@
 //! caller can show the fields at fault.
 
 use std::fmt;
+use std::pin::Pin;
 use std::time::Duration;
 
 use berth_model::api::{JoinToken, Move, NodeView, Scale, Versioned};
-use berth_model::{ApiError, ClusterPod, Node, Service};
+use berth_model::{ApiError, ClusterPod, Event, EventKind, Node, Service};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,6 +23,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body read into memory: a list of ten thousand pods,
 /// with room to spare.
 pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a watch may stream: in effect forever. reqwest can only replace
+/// the client's [`REQUEST_TIMEOUT`] for one request, not lift it.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Longest piece of an unexpected, non-JSON response body shown to the user.
 const MAX_SHOWN_BODY_CHARS: usize = 200;
@@ -81,6 +88,12 @@ pub enum Error {
     /// The answer's body was larger than [`MAX_RESPONSE_BODY_BYTES`].
     #[error("the berth master's answer is larger than {MAX_RESPONSE_BODY_BYTES} bytes")]
     TooLarge,
+    /// The master accepted the connection but did not answer in time.
+    #[error("cannot reach the berth master at {url} (timed out)")]
+    TimedOut {
+        /// The master's base URL.
+        url: String,
+    },
 }
 
 /// A hint for the failures a user can do something about; reqwest's own
@@ -136,11 +149,17 @@ impl MasterClient {
         if base.cannot_be_a_base() {
             return Err(Error::Url(config.url.clone()));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(Error::Client)?;
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.ca_pem {
+            // A master with its own CA: trust that CA, and only it.
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(Error::Client)?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
+        }
+        let http = builder.build().map_err(Error::Client)?;
         Ok(Self {
             base,
             token: config.token.clone(),
@@ -216,6 +235,63 @@ impl MasterClient {
             .await
     }
 
+    /// `GET /v1/events`: the events the master keeps, oldest first, of one
+    /// kind and about one node when given.
+    pub async fn list_events(
+        &self,
+        kind: Option<EventKind>,
+        node: Option<&str>,
+    ) -> Result<Vec<Event>, Error> {
+        let mut url = self.url(&["events"]);
+        add_event_filter(&mut url, kind, node);
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|error| self.send_error(error))?;
+        read_json(response).await
+    }
+
+    /// `GET /v1/events?watch=true`: the events committed from now on, as
+    /// they come, until the master ends the stream.
+    pub async fn watch_events(
+        &self,
+        kind: Option<EventKind>,
+        node: Option<&str>,
+    ) -> Result<EventWatch, Error> {
+        let mut url = self.url(&["events"]);
+        url.query_pairs_mut().append_pair("watch", "true");
+        add_event_filter(&mut url, kind, node);
+        let request = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/x-ndjson")
+            .timeout(WATCH_TIMEOUT)
+            .send();
+        // The answer's head comes at once; only the body is open-ended.
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, request)
+            .await
+            .map_err(|_| Error::TimedOut {
+                url: self.base_url(),
+            })?
+            .map_err(|error| self.send_error(error))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_capped(response).await?;
+            return Err(error_from(status, &body));
+        }
+        Ok(EventWatch {
+            url: self.base_url(),
+            status,
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+        })
+    }
+
     /// Sends a request and decodes the answer.
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
@@ -243,10 +319,20 @@ impl MasterClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request.send().await.map_err(|error| Error::Send {
-            url: self.base.as_str().trim_end_matches('/').to_owned(),
+        request.send().await.map_err(|error| self.send_error(error))
+    }
+
+    /// The master's URL as users wrote it, for messages.
+    fn base_url(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// A request that got no answer.
+    fn send_error(&self, error: reqwest::Error) -> Error {
+        Error::Send {
+            url: self.base_url(),
             error: error.without_url(),
-        })
+        }
     }
 
     /// The base URL with `v1` and `segments` appended, each segment
@@ -258,6 +344,75 @@ impl MasterClient {
         }
         url
     }
+}
+
+/// Adds `type` and `node` to an events URL, when given.
+fn add_event_filter(url: &mut Url, kind: Option<EventKind>, node: Option<&str>) {
+    if let Some(kind) = kind {
+        url.query_pairs_mut().append_pair("type", kind.as_str());
+    }
+    if let Some(node) = node {
+        url.query_pairs_mut().append_pair("node", node);
+    }
+}
+
+/// A stream of events from the master: one JSON object per line.
+pub struct EventWatch {
+    url: String,
+    status: StatusCode,
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    /// Bytes received after the last whole line.
+    buffer: Vec<u8>,
+}
+
+impl fmt::Debug for EventWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventWatch")
+            .field("url", &self.url)
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventWatch {
+    /// The next event, or `None` once the master ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            if let Some(event) = next_line(&mut self.buffer, self.status)? {
+                return Ok(Some(event));
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => {
+                    if self.buffer.len() + chunk.len() > MAX_RESPONSE_BODY_BYTES {
+                        return Err(Error::TooLarge);
+                    }
+                    self.buffer.extend_from_slice(&chunk);
+                }
+                Some(Err(error)) => {
+                    return Err(Error::Send {
+                        url: self.url.clone(),
+                        error: error.without_url(),
+                    })
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Takes the first whole line off `buffer` and decodes it; blank lines are
+/// skipped.
+fn next_line(buffer: &mut Vec<u8>, status: StatusCode) -> Result<Option<Event>, Error> {
+    while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buffer.drain(..=end).collect();
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        return serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|error| Error::Decode { status, error });
+    }
+    Ok(None)
 }
 
 /// Reads a whole (capped) body and decodes it, or the error it explains.
@@ -324,6 +479,7 @@ mod tests {
         MasterClient::new(&Config {
             url: url.to_owned(),
             token: "secret".to_owned(),
+            ca_pem: None,
         })
         .unwrap()
     }
@@ -369,6 +525,43 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn event_filters_go_in_the_query() {
+        let master = client("http://127.0.0.1:7070");
+        let mut url = master.url(&["events"]);
+        add_event_filter(&mut url, Some(EventKind::PodEvicted), Some("h 1"));
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:7070/v1/events?type=PodEvicted&node=h+1"
+        );
+        let mut url = master.url(&["events"]);
+        add_event_filter(&mut url, None, None);
+        assert_eq!(url.as_str(), "http://127.0.0.1:7070/v1/events");
+    }
+
+    #[test]
+    fn watched_events_are_whole_lines() {
+        let line =
+            br#"{"timeMs":5,"kind":"NodeReady","object":"node/h1","node":"h1","reason":"r"}"#;
+        let mut buffer = line[..10].to_vec();
+        assert!(next_line(&mut buffer, StatusCode::OK).unwrap().is_none());
+        buffer.extend_from_slice(&line[10..]);
+        buffer.extend_from_slice(b"\n\n");
+        buffer.extend_from_slice(&line[..3]);
+        let event = next_line(&mut buffer, StatusCode::OK).unwrap().unwrap();
+        assert_eq!((event.kind, event.time_ms), (EventKind::NodeReady, 5));
+        assert!(
+            next_line(&mut buffer, StatusCode::OK).unwrap().is_none(),
+            "the blank line is skipped"
+        );
+        assert_eq!(buffer, &line[..3]);
+        buffer.extend_from_slice(b"nonsense\n");
+        assert!(matches!(
+            next_line(&mut buffer, StatusCode::OK),
+            Err(Error::Decode { .. })
+        ));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use berth_model::api::{NodeView, Versioned};
 use berth_model::{
-    ClusterPod, Container, ContainerStatus, HostPort, NodeCondition, PodPhase, PodStatus, Service,
+    ClusterPod, Container, ContainerStatus, Event, HostPort, NodeCondition, PodPhase, PodStatus,
+    Service,
 };
 use clap::ValueEnum;
 use serde::Serialize;
@@ -448,6 +449,71 @@ fn container_details(out: &mut String, container: &Container, volumes: &[berth_m
     let _ = writeln!(out, "  restart: {}", container.restart);
 }
 
+/// Columns of `berth events`.
+const EVENT_HEADERS: [&str; 5] = ["TIME (UTC)", "TYPE", "OBJECT", "NODE", "REASON"];
+
+/// Widths of the columns of `berth events -w` but the last: rows are
+/// printed as events arrive, so the widths cannot come from the rows. They
+/// fit the time, the longest kind, and most object and node names.
+const EVENT_WATCH_WIDTHS: [usize; 4] = [19, 16, 24, 12];
+
+fn event_cells(event: &Event) -> Vec<String> {
+    vec![
+        utc_time_of_ms(event.time_ms),
+        event.kind.to_string(),
+        event.object.clone(),
+        or_none(event.node.clone().unwrap_or_default()),
+        or_none(event.reason.clone()),
+    ]
+}
+
+/// The `berth events` table: one row per event, in the order given.
+pub fn events_table(events: &[Event]) -> String {
+    let rows: Vec<Vec<String>> = events.iter().map(event_cells).collect();
+    table(&EVENT_HEADERS, &rows)
+}
+
+/// The header of `berth events -w`, aligned with [`event_line`].
+pub fn events_header() -> String {
+    let cells: Vec<String> = EVENT_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    fixed_row(&cells)
+}
+
+/// One event as a row of `berth events -w`.
+pub fn event_line(event: &Event) -> String {
+    fixed_row(&event_cells(event))
+}
+
+/// A row with the widths of [`EVENT_WATCH_WIDTHS`]; a longer cell pushes
+/// the rest of its row right rather than being cut.
+fn fixed_row(cells: &[String]) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            line.push_str("   ");
+        }
+        let width = EVENT_WATCH_WIDTHS.get(i).copied().unwrap_or(0);
+        let _ = write!(line, "{cell:<width$}");
+    }
+    let mut line = line.trim_end().to_owned();
+    line.push('\n');
+    line
+}
+
+/// Unix milliseconds as a UTC date and time to the second,
+/// `2026-05-01 12:05:07`.
+pub fn utc_time_of_ms(unix_ms: u64) -> String {
+    let unix_secs = unix_ms / 1000;
+    let (year, month, day) = civil_from_days(unix_secs / 86_400);
+    let secs_of_day = unix_secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60,
+        secs_of_day % 60
+    )
+}
+
 /// Unix seconds as a UTC date and time, `2026-05-01 12:00 UTC`.
 pub fn utc_time(unix_secs: u64) -> String {
     let days = unix_secs / 86_400;
@@ -484,7 +550,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod tests {
     use std::collections::BTreeMap;
 
-    use berth_model::{Capacity, Container, Node, Pod, Protocol};
+    use berth_model::{Capacity, Container, EventKind, Node, Pod, Protocol};
 
     use super::*;
 
@@ -840,6 +906,55 @@ web-0   web       node-a   Running   31001->8080/tcp
         assert_eq!(heartbeat(Some(61_000)), "1m ago");
         assert_eq!(heartbeat(Some(7_200_000)), "2h ago");
         assert_eq!(heartbeat(Some(3 * 86_400_000)), "3d ago");
+    }
+
+    fn event(time_ms: u64, kind: EventKind, object: &str, node: Option<&str>) -> Event {
+        Event {
+            time_ms,
+            kind,
+            object: object.to_owned(),
+            node: node.map(str::to_owned),
+            reason: "because".to_owned(),
+        }
+    }
+
+    #[test]
+    fn events_table_has_time_type_object_node_and_reason() {
+        let events = [
+            event(
+                1_777_637_107_999,
+                EventKind::NodeNotReady,
+                "node/h3",
+                Some("h3"),
+            ),
+            event(
+                1_777_637_108_000,
+                EventKind::ServiceScaled,
+                "service/web",
+                None,
+            ),
+        ];
+        let expected = "\
+TIME (UTC)            TYPE            OBJECT        NODE   REASON
+2026-05-01 12:05:07   NodeNotReady    node/h3       h3     because
+2026-05-01 12:05:08   ServiceScaled   service/web   -      because
+";
+        assert_eq!(events_table(&events), expected);
+    }
+
+    #[test]
+    fn watched_events_line_up_under_their_header() {
+        let header = events_header();
+        let line = event_line(&event(0, EventKind::PodUnschedulable, "pod/web-1", None));
+        assert_eq!(
+            header,
+            "TIME (UTC)            TYPE               OBJECT                     NODE           REASON\n"
+        );
+        assert_eq!(
+            line,
+            "1970-01-01 00:00:00   PodUnschedulable   pod/web-1                  -              because\n"
+        );
+        assert_eq!(header.find("REASON"), line.find("because"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::host_exec::host_command;
-use crate::lab::{self, UpOptions};
+use crate::lab::{self, MasterStore, UpOptions};
 use crate::paths::{LabPaths, DEFAULT_STATE_ROOT};
 
 /// Real multi-host test bed on one machine: every host has its own
@@ -44,6 +44,9 @@ enum Command {
         /// Boot hosts without berth's binaries and units (to test packages).
         #[arg(long, conflicts_with = "bin_dir")]
         bare: bool,
+        /// The store of the master on h1.
+        #[arg(long, value_enum, default_value_t = MasterStore::Embedded)]
+        store: MasterStore,
     },
     /// Stop every host and remove everything the lab made.
     Down,
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hosts,
             bin_dir,
             bare,
+            store,
         } => {
             let berth_bin_dir = if bare {
                 None
@@ -115,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &UpOptions {
                     hosts,
                     berth_bin_dir,
+                    store,
                 },
             )?;
             println!(

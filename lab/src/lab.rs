@@ -36,6 +36,18 @@ pub struct UpOptions {
     /// Directory holding freshly built berth binaries; `None` boots bare hosts
     /// (for tests that install berth from its packages).
     pub berth_bin_dir: Option<PathBuf>,
+    /// The master's store.
+    pub store: MasterStore,
+}
+
+/// Which store the lab's master uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MasterStore {
+    /// The embedded store (the default of berth-master).
+    #[default]
+    Embedded,
+    /// etcd (Debian's etcd-server), run on h1 beside the master.
+    Etcd,
 }
 
 /// Lab names end up in directory and cgroup names: keep them simple.
@@ -134,6 +146,9 @@ fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabStat
             units: &units,
         };
         rootfs::prepare_upper(&paths.host(&name), &files)?;
+        if i == 0 && options.store == MasterStore::Etcd && !binaries.is_empty() {
+            rootfs::write_master_config(&paths.host(&name), ETCD_MASTER_CONFIG)?;
+        }
         let init = boot::boot_host(&paths.name, &name, &paths.host(&name), &hierarchies)?;
         record_boot(&mut state.hosts[i], init);
         state.save(&paths.state_file())?;
@@ -162,49 +177,79 @@ fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabStat
             .collect::<anyhow::Result<Vec<()>>>()
     })?;
     if binaries.iter().any(|b| b.ends_with("berth-master")) {
-        start_cluster(&state)?;
+        start_cluster(&state, options.store)?;
     }
     Ok(state)
 }
 
+/// berth-master's configuration for a lab whose master keeps its state in
+/// the etcd on h1.
+const ETCD_MASTER_CONFIG: &str = "# Written by berth-lab up --store etcd.\n[store]\nbackend = \"etcd\"\netcd-endpoints = [\"http://127.0.0.1:2379\"]\netcd-prefix = \"/berth\"\n";
+
 /// The master's port in the lab.
 const MASTER_PORT: u16 = 7443;
 
-/// Starts berth-master on h1 and joins every host's agent to it the way an
-/// operator would: a one-time token per host from the master's API, then
-/// `berth-agent join` on the host. `berth` on h1 is logged in as admin.
-fn start_cluster(state: &LabState) -> anyhow::Result<()> {
+/// The master's CA certificate on h1.
+const MASTER_CA: &str = "/var/lib/berth/master/ca.crt";
+
+/// Starts berth-master on h1 (HTTPS with its own CA) and joins every host's
+/// agent to it the way an operator would: a one-time join command per host
+/// from the master's API (token and CA hash), run on the host. `berth` on
+/// h1 is logged in as admin.
+fn start_cluster(state: &LabState, store: MasterStore) -> anyhow::Result<()> {
     let master = state.hosts.first().context("a lab without hosts")?;
     let master_pid = master.pid.context("h1 is not running")?;
-    let url = format!("http://{}:{MASTER_PORT}", master.name);
+    let url = format!("https://{}:{MASTER_PORT}", master.name);
+    if store == MasterStore::Etcd {
+        // The master's config names etcd as its store (written before boot).
+        host_run(master_pid, &["systemctl", "start", "etcd"])?;
+        wait_for_output(master_pid, &["curl", "-sf", "http://127.0.0.1:2379/health"])?;
+    }
     host_run(
         master_pid,
         &["systemctl", "enable", "--now", "berth-master"],
     )?;
     let admin = wait_for_output(master_pid, &["cat", "/var/lib/berth/master/admin.token"])?;
     let admin = admin.trim();
-    host_run(master_pid, &["berth", "login", &url, "--token", admin])?;
+    let ca_url = format!("{url}/v1/ca.crt");
+    wait_for_output(
+        master_pid,
+        &["curl", "-sSf", "--cacert", MASTER_CA, &ca_url],
+    )?;
+    host_run(
+        master_pid,
+        &[
+            "berth",
+            "login",
+            &url,
+            "--token",
+            admin,
+            "--ca-cert",
+            MASTER_CA,
+        ],
+    )?;
+    let header = format!("Authorization: Bearer {admin}");
+    let tokens_url = format!("{url}/v1/join-tokens");
     for host in &state.hosts {
         let pid = host.pid.context("host is not running")?;
-        let header = format!("Authorization: Bearer {admin}");
-        let token = host_output_checked(
-            master_pid,
-            &[
-                "curl",
-                "-sSf",
-                "-XPOST",
-                "-H",
-                &header,
-                &format!("{url}/v1/join-tokens"),
-            ],
-        )?;
-        let token: serde_json::Value =
-            serde_json::from_str(&token).context("parsing the join token")?;
-        let token = token["token"]
+        let issue = [
+            "curl",
+            "-sSf",
+            "--cacert",
+            MASTER_CA,
+            "-XPOST",
+            "-H",
+            &header,
+            &tokens_url,
+        ];
+        let issued = host_output_checked(master_pid, &issue)?;
+        let issued: serde_json::Value =
+            serde_json::from_str(&issued).context("parsing the join token")?;
+        let command = issued["command"]
             .as_str()
-            .context("join token without a token")?;
-        host_run(pid, &["berth-agent", "join", &url, "--token", token])
-            .with_context(|| format!("joining {} to the master", host.name))?;
+            .context("join token without a command")?;
+        let argv: Vec<&str> = command.split_whitespace().collect();
+        host_run(pid, &argv).with_context(|| format!("joining {} to the master", host.name))?;
     }
     Ok(())
 }

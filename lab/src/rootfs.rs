@@ -91,15 +91,12 @@ pub fn prepare_upper(paths: &HostPaths, files: &HostFiles<'_>) -> anyhow::Result
     for (name, text) in files.units {
         write(&unit_dir.join(name), text)?;
     }
-    if !files.units.is_empty() {
-        // The lab's master serves plain HTTP: the lab network is private
-        // and TLS serving is not built yet.
-        write(
-            &systemd_etc.join("berth-master.service.d/lab.conf"),
-            "# Written by berth-lab.\n[Service]\nExecStart=\nExecStart=/usr/bin/berth-master --insecure-http\n",
-        )?;
-    }
     Ok(())
+}
+
+/// Writes `/etc/berth/master.toml` into a host's upper layer (before boot).
+pub fn write_master_config(paths: &HostPaths, text: &str) -> anyhow::Result<()> {
+    write(&paths.upper().join("etc/berth/master.toml"), text)
 }
 
 /// Disables, in the upper layer, every unit the machine enabled except the

@@ -24,6 +24,8 @@ pub struct MasterConfig {
     pub node_grace_secs: u64,
     /// Milliseconds between two controller rounds.
     pub controller_interval_ms: u64,
+    /// Where the cluster state lives: `[store]`.
+    pub store: StoreConfig,
 }
 
 impl Default for MasterConfig {
@@ -34,7 +36,73 @@ impl Default for MasterConfig {
             public_url: None,
             node_grace_secs: 3,
             controller_interval_ms: 250,
+            store: StoreConfig::default(),
         }
+    }
+}
+
+/// The `[store]` table: which backend keeps the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (SQLite in `<state-dir>/store.db`) or `etcd`.
+    pub backend: StoreBackend,
+    /// etcd client URLs, such as `http://127.0.0.1:2379`; used by the etcd
+    /// backend.
+    pub etcd_endpoints: Vec<String>,
+    /// The etcd key prefix every key of this cluster is stored under, so
+    /// several clusters can share one etcd.
+    pub etcd_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Embedded,
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            etcd_prefix: "/berth".into(),
+        }
+    }
+}
+
+/// The store backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreBackend {
+    /// One SQLite file in the state directory: nothing else to run.
+    #[default]
+    Embedded,
+    /// An etcd v3 cluster.
+    Etcd,
+}
+
+impl StoreConfig {
+    /// What is wrong with the settings, naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        // Checked whatever the backend, so a typo shows up before the day
+        // someone switches to etcd.
+        if !self.etcd_prefix.starts_with('/') {
+            return Err(format!(
+                "store.etcd-prefix: must be an absolute path, got {:?}",
+                self.etcd_prefix
+            ));
+        }
+        for endpoint in &self.etcd_endpoints {
+            // TLS to etcd is not built in yet; an https URL would fail at
+            // connect time with a less clear message.
+            let host = endpoint.strip_prefix("http://").unwrap_or_default();
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                return Err(format!(
+                    "store.etcd-endpoints: {endpoint:?} is not an http:// URL with a host"
+                ));
+            }
+        }
+        if self.backend == StoreBackend::Etcd && self.etcd_endpoints.is_empty() {
+            return Err(
+                "store.etcd-endpoints: the etcd backend needs at least one endpoint".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -87,6 +155,7 @@ impl MasterConfig {
         if config.controller_interval_ms == 0 {
             return Err(invalid("controller-interval-ms: must be at least 1".into()));
         }
+        config.store.check().map_err(invalid)?;
         Ok(config)
     }
 
@@ -98,5 +167,57 @@ impl MasterConfig {
                 .unwrap_or_else(|_| "localhost".into());
             format!("{scheme}://{host}:{}", self.listen.port())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MasterConfig, StoreBackend, StoreConfig};
+
+    fn parse(text: &str) -> Result<MasterConfig, String> {
+        let config: MasterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.store.check()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn store_defaults_to_embedded() {
+        let config = parse("").expect("empty config");
+        assert_eq!(config.store, StoreConfig::default());
+        assert_eq!(config.store.backend, StoreBackend::Embedded);
+    }
+
+    #[test]
+    fn store_table_selects_etcd() {
+        let config = parse(
+            "[store]\nbackend = \"etcd\"\n\
+             etcd-endpoints = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\n\
+             etcd-prefix = \"/prod\"\n",
+        )
+        .expect("etcd config");
+        assert_eq!(config.store.backend, StoreBackend::Etcd);
+        assert_eq!(config.store.etcd_endpoints.len(), 2);
+        assert_eq!(config.store.etcd_prefix, "/prod");
+    }
+
+    #[test]
+    fn store_errors_name_the_setting() {
+        let cases = [
+            (
+                "[store]\nbackend = \"etcd\"\netcd-endpoints = []\n",
+                "store.etcd-endpoints",
+            ),
+            ("[store]\netcd-prefix = \"berth\"\n", "store.etcd-prefix"),
+            (
+                "[store]\netcd-endpoints = [\"https://e:2379\"]\n",
+                "store.etcd-endpoints",
+            ),
+            ("[store]\nbackend = \"consul\"\n", "backend"),
+            ("[store]\netcd-prefx = \"/b\"\n", "etcd-prefx"),
+        ];
+        for (text, setting) in cases {
+            let err = parse(text).expect_err(text);
+            assert!(err.contains(setting), "{text}: {err}");
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod objects;
 pub mod scheduler;
 pub mod store;
+pub mod tls;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
@@ -35,21 +36,49 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, Serving::InsecureHttp, shutdown).await
+}
+
+/// How the API is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// HTTPS with the master's own CA (the default of `berth-master`).
+    Tls,
+    /// Plain HTTP: tests on loopback and `--insecure-http` only.
+    InsecureHttp,
+}
+
+/// Runs the master, serving the API as `serving` says.
+pub async fn run_with(
+    config: MasterConfig,
+    listener: tokio::net::TcpListener,
+    serving: Serving,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store::embedded::EmbeddedStore::open(
-        &config.state_dir.join("store.db"),
-    )?);
+    let store: Arc<dyn Store> = store::open_store(&config).await?;
     let admin_token = ensure_admin_token(&config.state_dir.join("admin.token"))?;
     let liveness = Arc::new(Liveness::new(Duration::from_secs(config.node_grace_secs)));
+    let pki = match serving {
+        Serving::Tls => Some(tls::ensure(&config.state_dir, &server_names(&config))?),
+        Serving::InsecureHttp => None,
+    };
+    let ca_hash = pki.as_ref().map(|p| tls::ca_hash(&p.ca_pem)).transpose()?;
     let state = api::AppState {
+        ca_pem: pki.as_ref().map(|p| p.ca_pem.clone()),
+        ca_hash,
         store: Arc::clone(&store),
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
-        public_url: config.public_url("http"),
+        public_url: config.public_url(if serving == Serving::Tls {
+            "https"
+        } else {
+            "http"
+        }),
     };
     let controller = tokio::spawn(controller::run(
         store,
@@ -66,9 +95,26 @@ pub async fn run(
         let _ = stopping.send(true);
     });
     let (mut graceful, mut deadline) = (stop.clone(), stop);
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+    let graceful = async move {
         let _ = graceful.wait_for(|stop| *stop).await;
-    });
+    };
+    let router = api::router(state);
+    let server = async move {
+        match pki {
+            Some(pki) => {
+                let listener = tls::TlsListener::new(listener, tls::server_config(&pki)?)?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+        }
+        .map_err(anyhow::Error::from)
+    };
     let served = tokio::select! {
         served = server => served,
         () = async move {
@@ -78,6 +124,31 @@ pub async fn run(
     };
     controller.abort();
     served.context("serving the API")
+}
+
+/// The names the server certificate covers: the host's name, the public
+/// URL's host, the listen address and loopback.
+fn server_names(config: &MasterConfig) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        names.push(host.trim().to_owned());
+    }
+    if !config.listen.ip().is_unspecified() {
+        names.push(config.listen.ip().to_string());
+    }
+    if let Some(url) = &config.public_url {
+        if let Some(host) = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split([':', '/']).next())
+        {
+            names.push(host.to_owned());
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The admin token, made at first start: 0600, read by `berth login`.

@@ -29,10 +29,6 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    if !args.insecure_http {
-        eprintln!("berth-master: TLS serving is not built yet; start with --insecure-http (development only)");
-        return ExitCode::from(64);
-    }
     let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -51,7 +47,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        berth_master::run(config, listener, shutdown_signal()).await
+        let serving = if args.insecure_http {
+            berth_master::Serving::InsecureHttp
+        } else {
+            berth_master::Serving::Tls
+        };
+        berth_master::run_with(config, listener, serving, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

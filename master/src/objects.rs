@@ -13,6 +13,9 @@ pub const NODES: &str = "/nodes/";
 pub const SERVICES: &str = "/services/";
 /// Where pods live.
 pub const PODS: &str = "/pods/";
+/// Where events live, as `<time ms>-<sequence>`, both zero-padded so that
+/// key order is time order.
+pub const EVENTS: &str = "/events/";
 /// Hashes of nodes' credentials.
 pub const NODE_CREDENTIALS: &str = "/node-credentials/";
 /// Hashes of unused join tokens, with their expiry.

@@ -54,7 +54,13 @@ pub async fn new_join_token(
             &StoredJoinToken { expires_at },
         )])
         .await?;
-    let command = format!("berth-agent join {} --token {token}", state.public_url);
+    let command = match &state.ca_hash {
+        Some(hash) => format!(
+            "berth-agent join {} --token {token} --ca-hash {hash}",
+            state.public_url
+        ),
+        None => format!("berth-agent join {} --token {token}", state.public_url),
+    };
     Ok((
         StatusCode::CREATED,
         Json(JoinToken {
@@ -63,6 +69,17 @@ pub async fn new_join_token(
             command,
         }),
     ))
+}
+
+/// `GET /v1/ca.crt` (no credential): the CA certificate. A joining agent
+/// checks it against the hash in its join command before trusting it.
+pub async fn ca_certificate(State(state): State<AppState>) -> Result<String, ApiFailure> {
+    state.ca_pem.clone().ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            "this master serves plain HTTP: there is no CA",
+        )
+    })
 }
 
 /// `POST /v1/join` (no credential; the join token is the credential).

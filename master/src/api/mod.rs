@@ -2,6 +2,7 @@
 //! field at fault, bodies capped. Handlers read and write the store; the
 //! controller does the rest.
 
+mod events;
 mod join;
 mod nodes;
 mod pods;
@@ -33,6 +34,10 @@ pub struct AppState {
     pub admin_token_hash: String,
     /// The URL agents join (printed in join commands).
     pub public_url: String,
+    /// The CA certificate (PEM) when serving TLS.
+    pub ca_pem: Option<String>,
+    /// Its `sha256:` hash, which join commands pin.
+    pub ca_hash: Option<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/join", post(join::join))
         .route("/v1/join-tokens", post(join::new_join_token))
+        .route("/v1/ca.crt", get(join::ca_certificate))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{name}", get(nodes::get_node))
         .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
@@ -65,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pods", get(pods::list))
         .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
         .route("/v1/pods/{name}/move", post(pods::move_pod))
+        .route("/v1/events", get(events::list))
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)

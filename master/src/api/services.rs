@@ -6,10 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::{Scale, Versioned};
-use berth_model::{validate_dns_label, Service, ValidationErrors};
+use berth_model::{validate_dns_label, Event, EventKind, Service, ValidationErrors};
 
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
+use crate::controller::events;
 use crate::objects::{self, SERVICES};
 
 /// Most replicas one service may ask for.
@@ -158,16 +159,26 @@ pub async fn scale(
         .await?
         .ok_or_else(|| not_found(&name))?;
     let mut service = current.object;
+    let before = service.replicas;
     service.replicas = scale.replicas;
-    let revision = state
-        .store
-        .apply(vec![objects::update(
-            SERVICES,
-            &name,
-            &service,
-            current.resource_version,
-        )])
-        .await?;
+    let mut ops = vec![objects::update(
+        SERVICES,
+        &name,
+        &service,
+        current.resource_version,
+    )];
+    // Recorded with the change itself, so the history cannot disagree
+    // with the service.
+    if before != service.replicas {
+        ops.push(events::record(&Event {
+            time_ms: events::now_ms(),
+            kind: EventKind::ServiceScaled,
+            object: format!("service/{name}"),
+            node: None,
+            reason: format!("scaled from {before} to {} replicas", service.replicas),
+        }));
+    }
+    let revision = state.store.apply(ops).await?;
     Ok(Json(redacted(Versioned {
         resource_version: revision,
         object: service,

@@ -1,8 +1,10 @@
 //! The cluster controller: keeps every service at its replica count, places
 //! pods that have no node, and moves the pods of stateless services off
 //! nodes that stopped answering. [`plan`] is pure; [`run`] reads the store,
-//! plans and commits, again and again.
+//! plans and commits, again and again, recording each change as an event
+//! in the same commit.
 
+pub mod events;
 pub mod liveness;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,14 +12,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::api::Versioned;
-use berth_model::{ClusterPod, Node, NodeCondition, Service};
+use berth_model::{ClusterPod, Event, EventKind, Node, NodeCondition, Service};
 use tracing::{info, warn};
 
-use crate::objects::{self, NODES, PODS, SERVICES};
+use crate::objects::{self, EVENTS, NODES, PODS, SERVICES};
 use crate::scheduler::{decide, ClusterView, Placement, PodRequest};
 use crate::store::{Op, Store};
 
+use self::events::{NodeConditions, Retention};
 use self::liveness::Liveness;
+
+/// How often old events are pruned: listing every event each round would
+/// cost more than the rounds themselves.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Most operations in one commit: etcd refuses transactions of more than
+/// 128 by default (`--max-txn-ops`), and one huge transaction would hold up
+/// other writers anyway.
+const MAX_COMMIT_OPS: usize = 100;
+
+/// Most deletes in one pruning commit.
+const PRUNE_BATCH: usize = MAX_COMMIT_OPS;
 
 /// What the controller sees.
 #[derive(Debug, Clone, Default)]
@@ -28,15 +43,37 @@ pub struct Cluster {
     pub pods: Vec<Versioned<ClusterPod>>,
     /// Nodes with their liveness.
     pub nodes: Vec<(Node, NodeCondition)>,
+    /// The wall clock when the cluster was read, in Unix milliseconds: the
+    /// time of the events planned (an input, so that [`plan`] stays pure).
+    pub now_ms: u64,
 }
 
-/// One change and why.
+/// One change, why, and the event that records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The store operation.
     pub op: Op,
     /// Why, for the log.
     pub reason: String,
+    /// What users see of it in `berth events`, committed with the change.
+    pub event: Option<Event>,
+}
+
+/// An event about pod `pod` at `now_ms`.
+fn pod_event(
+    now_ms: u64,
+    kind: EventKind,
+    pod: &str,
+    node: Option<&str>,
+    reason: impl Into<String>,
+) -> Event {
+    Event {
+        time_ms: now_ms,
+        kind,
+        object: format!("pod/{pod}"),
+        node: node.map(str::to_owned),
+        reason: reason.into(),
+    }
 }
 
 /// The pod object of replica `index` of a service.
@@ -56,7 +93,8 @@ fn replica_index(service: &str, pod: &str) -> Option<u32> {
     pod.strip_prefix(service)?.strip_prefix('-')?.parse().ok()
 }
 
-/// Plans the changes that bring the cluster to what its services ask for.
+/// Plans the changes that bring the cluster to what its services ask for,
+/// each with the event that tells users about it.
 pub fn plan(cluster: &Cluster) -> Vec<Change> {
     let mut changes = Vec::new();
     let condition: BTreeMap<&str, NodeCondition> = cluster
@@ -88,12 +126,17 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         let service = pod.object.service.as_deref().and_then(|s| services.get(s));
         let stateful = service.is_some_and(|s| s.object.stateful);
         if any_ready && !ready(node) && service.is_some() && !stateful {
+            let name = &pod.object.spec.name;
             changes.push(Change {
-                op: objects::delete(PODS, &pod.object.spec.name, Some(pod.resource_version)),
-                reason: format!(
-                    "node {node} is not ready: replacing pod {}",
-                    pod.object.spec.name
-                ),
+                op: objects::delete(PODS, name, Some(pod.resource_version)),
+                reason: format!("node {node} is not ready: replacing pod {name}"),
+                event: Some(pod_event(
+                    cluster.now_ms,
+                    EventKind::PodEvicted,
+                    name,
+                    Some(node),
+                    format!("node {node} is not ready; the pod is replaced elsewhere"),
+                )),
             });
             removed.insert(&pod.object.spec.name);
         } else {
@@ -113,14 +156,19 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     for (name, pods) in &by_service {
         if !services.contains_key(name) {
             for pod in pods {
-                if removed.insert(&pod.object.spec.name) {
+                let pod_name = &pod.object.spec.name;
+                if removed.insert(pod_name) {
+                    let reason = format!("service {name} deleted");
                     changes.push(Change {
-                        op: objects::delete(
-                            PODS,
-                            &pod.object.spec.name,
-                            Some(pod.resource_version),
-                        ),
-                        reason: format!("service {name} deleted"),
+                        op: objects::delete(PODS, pod_name, Some(pod.resource_version)),
+                        event: Some(pod_event(
+                            cluster.now_ms,
+                            EventKind::PodDeleted,
+                            pod_name,
+                            pod.object.node.as_deref(),
+                            &reason,
+                        )),
+                        reason,
                     });
                 }
             }
@@ -138,10 +186,19 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         let wanted = service.object.replicas as usize;
         if live.len() > wanted {
             for pod in live.drain(wanted..).rev() {
-                removed.insert(&pod.object.spec.name);
+                let pod_name = &pod.object.spec.name;
+                removed.insert(pod_name);
+                let reason = format!("service {name} scaled down to {wanted}");
                 changes.push(Change {
-                    op: objects::delete(PODS, &pod.object.spec.name, Some(pod.resource_version)),
-                    reason: format!("service {name} scaled down to {wanted}"),
+                    op: objects::delete(PODS, pod_name, Some(pod.resource_version)),
+                    event: Some(pod_event(
+                        cluster.now_ms,
+                        EventKind::PodDeleted,
+                        pod_name,
+                        pod.object.node.as_deref(),
+                        &reason,
+                    )),
+                    reason,
                 });
             }
         }
@@ -178,28 +235,47 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             .and_then(|s| services.get(s))
             .map(|s| &s.object);
         let request = PodRequest::from_cluster_pod(&pod, service);
-        let reason = match decide(&view, &request) {
+        let name = &pod.spec.name;
+        let (reason, event) = match decide(&view, &request) {
             Placement::Placed { node, reason } => {
                 let _ = view.assign(&node, &request);
-                pod.node = Some(node.clone());
+                let log = format!("pod {name} placed on {node}: {reason}");
+                let event = Some(pod_event(
+                    cluster.now_ms,
+                    EventKind::PodScheduled,
+                    name,
+                    Some(&node),
+                    reason,
+                ));
+                pod.node = Some(node);
                 pod.unschedulable_reason = None;
-                format!("pod {} placed on {node}: {reason}", pod.spec.name)
+                (log, event)
             }
             Placement::Unschedulable { reason } => {
+                // Unchanged, it was written (and reported) before: each
+                // round would otherwise rewrite the pod and repeat the event.
                 if revision.is_some()
                     && pod.unschedulable_reason.as_deref() == Some(reason.as_str())
                 {
                     continue;
                 }
-                pod.unschedulable_reason = Some(reason.clone());
-                format!("pod {} is unschedulable: {reason}", pod.spec.name)
+                let log = format!("pod {name} is unschedulable: {reason}");
+                let event = Some(pod_event(
+                    cluster.now_ms,
+                    EventKind::PodUnschedulable,
+                    name,
+                    None,
+                    &reason,
+                ));
+                pod.unschedulable_reason = Some(reason);
+                (log, event)
             }
         };
         let op = match revision {
             Some(expected) => objects::update(PODS, &pod.spec.name, &pod, expected),
             None => objects::create(PODS, &pod.spec.name, &pod),
         };
-        changes.push(Change { op, reason });
+        changes.push(Change { op, reason, event });
     }
     changes
 }
@@ -217,36 +293,128 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> anyhow::Result<Clus
         services,
         pods,
         nodes: nodes.collect(),
+        now_ms: events::now_ms(),
     })
+}
+
+/// Plans and commits every `interval`, forever, keeping the default
+/// [`Retention`] of events.
+pub async fn run(store: Arc<dyn Store>, liveness: Arc<Liveness>, interval: Duration) {
+    run_with(store, liveness, interval, Retention::default()).await;
 }
 
 /// Plans and commits every `interval`, forever. A conflict (someone wrote
 /// in between) just means the next round plans again from fresh state.
-pub async fn run(store: Arc<dyn Store>, liveness: Arc<Liveness>, interval: Duration) {
+/// Node Ready/NotReady transitions are recorded as events, and events
+/// beyond `retention` are pruned every [`PRUNE_INTERVAL`].
+pub async fn run_with(
+    store: Arc<dyn Store>,
+    liveness: Arc<Liveness>,
+    interval: Duration,
+    retention: Retention,
+) {
+    let mut conditions = NodeConditions::default();
+    let mut next_prune = tokio::time::Instant::now();
     loop {
         match read(store.as_ref(), &liveness).await {
             Ok(cluster) => {
-                let changes = plan(&cluster);
-                if !changes.is_empty() {
-                    for change in &changes {
-                        info!(reason = %change.reason, "controller");
-                    }
-                    let ops = changes.into_iter().map(|c| c.op).collect();
-                    if let Err(e) = store.apply(ops).await {
-                        warn!(error = %e, "controller commit failed; planning again");
-                    }
-                }
+                record_node_transitions(store.as_ref(), &mut conditions, &cluster).await;
+                commit(store.as_ref(), plan(&cluster)).await;
             }
             Err(e) => warn!(error = %format!("{e:#}"), "controller cannot read the cluster"),
         }
+        if tokio::time::Instant::now() >= next_prune {
+            prune_events(store.as_ref(), &retention).await;
+            next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
+        }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// Commits the node transitions since the last round as events. They are
+/// remembered only once committed, so a failed commit is retried next
+/// round rather than lost. They go in their own commit, before the plan's:
+/// a plan that keeps conflicting must not hold up the news that a node
+/// went silent.
+async fn record_node_transitions(
+    store: &dyn Store,
+    conditions: &mut NodeConditions,
+    cluster: &Cluster,
+) {
+    let transitions = conditions.transitions(&cluster.nodes, cluster.now_ms);
+    if !transitions.is_empty() {
+        for event in &transitions {
+            info!(node = event.node.as_deref().unwrap_or_default(), kind = %event.kind, reason = %event.reason, "controller");
+        }
+        let ops = transitions.iter().map(events::record).collect();
+        if let Err(e) = store.apply(ops).await {
+            warn!(error = %e, "cannot record node events; trying again");
+            return;
+        }
+    }
+    conditions.remember(&cluster.nodes);
+}
+
+/// Commits planned changes with their events, each change in the same
+/// commit as its event, in commits of at most [`MAX_COMMIT_OPS`]. Every
+/// change is a compare-and-swap of its own, so splitting a plan loses
+/// nothing: a change that conflicts is planned again next round.
+async fn commit(store: &dyn Store, changes: Vec<Change>) {
+    let mut ops = Vec::new();
+    for change in changes {
+        info!(reason = %change.reason, "controller");
+        if ops.len() + 2 > MAX_COMMIT_OPS {
+            apply_or_warn(store, std::mem::take(&mut ops)).await;
+        }
+        ops.push(change.op);
+        if let Some(event) = &change.event {
+            ops.push(events::record(event));
+        }
+    }
+    if !ops.is_empty() {
+        apply_or_warn(store, ops).await;
+    }
+}
+
+async fn apply_or_warn(store: &dyn Store, ops: Vec<Op>) {
+    if let Err(e) = store.apply(ops).await {
+        warn!(error = %e, "controller commit failed; planning again");
+    }
+}
+
+/// Deletes the events beyond `retention`, oldest first, in batches.
+async fn prune_events(store: &dyn Store, retention: &Retention) {
+    let entries = match store.list(EVENTS).await {
+        Ok((entries, _)) => entries,
+        Err(e) => {
+            warn!(error = %e, "cannot list events to prune them");
+            return;
+        }
+    };
+    let keys: Vec<(String, u64)> = entries.into_iter().map(|e| (e.key, e.revision)).collect();
+    let deletes = events::prune(&keys, events::now_ms(), retention);
+    if deletes.is_empty() {
+        return;
+    }
+    let count = deletes.len();
+    let mut batches = deletes.into_iter().peekable();
+    while batches.peek().is_some() {
+        let batch: Vec<Op> = batches.by_ref().take(PRUNE_BATCH).collect();
+        if let Err(e) = store.apply(batch).await {
+            warn!(error = %e, "cannot prune events; trying again later");
+            return;
+        }
+    }
+    info!(count, "pruned old events");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use berth_model::Capacity;
+
+    /// The clock of every planned event.
+    const NOW: u64 = 1_700_000_000_000;
 
     fn node(name: &str) -> Node {
         Node {
@@ -324,6 +492,7 @@ mod tests {
             services: vec![service("web", 3, false)],
             pods: vec![],
             nodes: ready(&["h1", "h2", "h3"]),
+            now_ms: NOW,
         };
         let changes = plan(&cluster);
         commit(&mut cluster, &changes);
@@ -344,6 +513,7 @@ mod tests {
             services: vec![service("web", 3, false), service("db", 1, true)],
             pods: vec![],
             nodes: ready(&["h1", "h2", "h3"]),
+            now_ms: NOW,
         };
         step(&mut cluster);
         let on_h3: Vec<String> = cluster
@@ -386,6 +556,7 @@ mod tests {
             services: vec![service("web", 2, false)],
             pods: vec![],
             nodes: ready(&["h1", "h2"]),
+            now_ms: NOW,
         };
         step(&mut cluster);
         for n in &mut cluster.nodes {
@@ -400,6 +571,7 @@ mod tests {
             services: vec![service("web", 3, false)],
             pods: vec![],
             nodes: ready(&["h1", "h2"]),
+            now_ms: NOW,
         };
         step(&mut cluster);
         cluster.services[0].object.replicas = 1;
@@ -418,6 +590,7 @@ mod tests {
             services: vec![big],
             pods: vec![],
             nodes: ready(&["h1"]),
+            now_ms: NOW,
         };
         step(&mut cluster);
         let pod = &cluster.pods[0].object;
@@ -448,6 +621,170 @@ mod tests {
             cluster.pods[0].object.node.as_deref(),
             Some("h2"),
             "retried when the cluster changed"
+        );
+    }
+
+    /// The events of planned changes: kind, object and node.
+    fn events(changes: &[Change]) -> Vec<(EventKind, String, Option<String>)> {
+        changes
+            .iter()
+            .filter_map(|c| c.event.as_ref())
+            .map(|e| (e.kind, e.object.clone(), e.node.clone()))
+            .collect()
+    }
+
+    fn event(
+        kind: EventKind,
+        object: &str,
+        node: Option<&str>,
+    ) -> (EventKind, String, Option<String>) {
+        (kind, object.to_owned(), node.map(str::to_owned))
+    }
+
+    #[test]
+    fn every_placement_is_an_event_at_the_planned_time() {
+        let cluster = Cluster {
+            services: vec![service("web", 2, false)],
+            pods: vec![],
+            nodes: ready(&["h1", "h2"]),
+            now_ms: NOW,
+        };
+        let changes = plan(&cluster);
+        let placed: BTreeMap<String, Option<String>> = changes
+            .iter()
+            .filter_map(|c| c.event.as_ref())
+            .map(|e| (e.object.clone(), e.node.clone()))
+            .collect();
+        assert_eq!(
+            events(&changes)
+                .iter()
+                .map(|(kind, object, _)| (*kind, object.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (EventKind::PodScheduled, "pod/web-0"),
+                (EventKind::PodScheduled, "pod/web-1")
+            ]
+        );
+        assert_eq!(
+            placed.values().flatten().collect::<BTreeSet<_>>().len(),
+            2,
+            "each event names its node: {placed:?}"
+        );
+        for change in &changes {
+            let event = change.event.as_ref().unwrap();
+            assert_eq!(event.time_ms, NOW);
+            assert!(event.reason.contains("nodes fit"), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn evictions_and_deletions_are_events_naming_the_node() {
+        let mut cluster = Cluster {
+            services: vec![service("web", 2, false), service("db", 1, false)],
+            pods: vec![],
+            nodes: ready(&["h1", "h2"]),
+            now_ms: NOW,
+        };
+        step(&mut cluster);
+        let node_of = |cluster: &Cluster, pod: &str| {
+            cluster
+                .pods
+                .iter()
+                .find(|p| p.object.spec.name == pod)
+                .and_then(|p| p.object.node.clone())
+        };
+
+        // h2 goes silent: its pods are evicted and placed again on h1.
+        let h2_pods: Vec<String> = cluster
+            .pods
+            .iter()
+            .filter(|p| p.object.node.as_deref() == Some("h2"))
+            .map(|p| p.object.spec.name.clone())
+            .collect();
+        assert!(!h2_pods.is_empty());
+        cluster.nodes[1].1 = NodeCondition::NotReady;
+        let changes = plan(&cluster);
+        let all = events(&changes);
+        let (evicted, replaced) = all.split_at(h2_pods.len());
+        let evicted_pods: Vec<_> = h2_pods
+            .iter()
+            .map(|p| event(EventKind::PodEvicted, &format!("pod/{p}"), Some("h2")))
+            .collect();
+        assert_eq!(evicted, evicted_pods);
+        assert_eq!(replaced.len(), h2_pods.len(), "{changes:?}");
+        for (kind, object, node) in replaced {
+            assert_eq!(
+                (*kind, node.as_deref()),
+                (EventKind::PodScheduled, Some("h1")),
+                "{object}"
+            );
+        }
+        commit(&mut cluster, &changes);
+
+        // Scaling down and deleting a service delete pods, on their node.
+        cluster.services[0].object.replicas = 1;
+        let last_web = cluster
+            .pods
+            .iter()
+            .filter_map(|p| replica_index("web", &p.object.spec.name))
+            .max()
+            .map(|i| format!("web-{i}"))
+            .unwrap();
+        let changes = plan(&cluster);
+        assert_eq!(
+            events(&changes),
+            [event(
+                EventKind::PodDeleted,
+                &format!("pod/{last_web}"),
+                node_of(&cluster, &last_web).as_deref()
+            )]
+        );
+        assert_eq!(
+            changes[0].event.as_ref().unwrap().reason,
+            "service web scaled down to 1"
+        );
+        commit(&mut cluster, &changes);
+        cluster.services.retain(|s| s.object.name != "db");
+        let db_node = node_of(&cluster, "db-0");
+        let changes = plan(&cluster);
+        assert_eq!(
+            events(&changes),
+            [event(EventKind::PodDeleted, "pod/db-0", db_node.as_deref())]
+        );
+        assert_eq!(
+            changes[0].event.as_ref().unwrap().reason,
+            "service db deleted"
+        );
+    }
+
+    #[test]
+    fn unschedulable_is_reported_once_per_reason() {
+        let mut big = service("big", 1, false);
+        big.object.template.containers[0].resources.memory_bytes = Some(64 << 30);
+        let mut cluster = Cluster {
+            services: vec![big],
+            pods: vec![],
+            nodes: ready(&["h1"]),
+            now_ms: NOW,
+        };
+        let changes = plan(&cluster);
+        assert_eq!(
+            events(&changes),
+            [event(EventKind::PodUnschedulable, "pod/big-0", None)]
+        );
+        commit(&mut cluster, &changes);
+        assert_eq!(plan(&cluster), vec![], "the same reason is no news");
+
+        // Another node that does not fit either changes the reason.
+        cluster.nodes.push((node("h2"), NodeCondition::Ready));
+        let changes = plan(&cluster);
+        assert_eq!(
+            events(&changes),
+            [event(EventKind::PodUnschedulable, "pod/big-0", None)]
+        );
+        assert!(
+            changes[0].event.as_ref().unwrap().reason.starts_with("0/2"),
+            "{changes:?}"
         );
     }
 }

@@ -10,11 +10,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::Stream;
 
+use crate::config::{MasterConfig, StoreBackend};
+
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 
 /// One key with its value and the revision of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,4 +138,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest committed revision.
     fn revision(&self) -> StoreFuture<'_, u64>;
+}
+
+/// Opens the store `config` names: the embedded store at
+/// `<state-dir>/store.db`, or a connection to etcd (which fails unless
+/// etcd answers).
+pub async fn open_store(config: &MasterConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match config.store.backend {
+        StoreBackend::Embedded => {
+            let path = config.state_dir.join("store.db");
+            // Opening creates files and runs SQLite: blocking work, kept
+            // off the async executor.
+            let store = tokio::task::spawn_blocking(move || embedded::EmbeddedStore::open(&path))
+                .await
+                .map_err(|e| StoreError::Backend(format!("open the embedded store: {e}")))??;
+            Ok(Arc::new(store))
+        }
+        StoreBackend::Etcd => {
+            let store =
+                etcd::EtcdStore::connect(&config.store.etcd_endpoints, &config.store.etcd_prefix)
+                    .await?;
+            Ok(Arc::new(store))
+        }
+    }
 }

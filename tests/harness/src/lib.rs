@@ -156,7 +156,7 @@ impl Lab {
         let bin_dir = bin_dir();
         let bin_dir = bin_dir.to_string_lossy();
         let mut args = vec!["up", "--name", &name, "--hosts", &hosts];
-        if extra.is_empty() {
+        if !extra.contains(&"--bare") {
             args.extend(["--bin-dir", &bin_dir]);
         }
         args.extend(extra);

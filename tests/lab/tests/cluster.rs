@@ -10,7 +10,26 @@ use std::time::{Duration, Instant};
 use berth_harness::{Lab, Run};
 use serde_json::Value;
 
-const MASTER: &str = "http://h1:7443";
+const MASTER: &str = "https://h1:7443";
+
+/// A shell line that writes the master's CA (as a joined agent pinned it) to
+/// /run/master-ca.pem, for curl's --cacert.
+const PINNED_CA: &str = "jq -r .caPem /var/lib/berth/master.json > /run/master-ca.pem";
+
+/// The master's store in a test.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Embedded,
+    Etcd,
+}
+
+/// Boots a lab whose master uses `store`.
+fn up(store: Store, name: &str, hosts: usize) -> Lab {
+    match store {
+        Store::Embedded => Lab::up(name, hosts),
+        Store::Etcd => Lab::up_with(&format!("{name}-etcd"), hosts, &["--store", "etcd"]),
+    }
+}
 
 fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
     let mut argv = vec!["berth"];
@@ -47,7 +66,17 @@ fn host_port(lab: &Lab, pod: &str) -> Option<u64> {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn agents_join_with_one_time_tokens_and_node_credentials_are_confined() {
-    let lab = Lab::up("cluster-join", 3);
+    agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(Store::Embedded);
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_on_etcd() {
+    agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(Store::Etcd);
+}
+
+fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(store: Store) {
+    let lab = up(store, "cluster-join", 3);
     // `berth-lab up` started the master on h1 and joined all three hosts.
     let nodes = json(&berth(&lab, "h1", &["node", "ls", "-o", "json"]));
     let ready: Vec<&str> = nodes
@@ -59,20 +88,39 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined() {
         .collect();
     assert_eq!(ready, ["h1", "h2", "h3"], "{nodes:#}");
 
-    let err = lab
-        .exec(
-            "h2",
-            &["berth-agent", "join", MASTER, "--token", "not-a-token"],
+    let issued = json(&berth(&lab, "h1", &["node", "token", "-o", "json"]));
+    let token = issued["token"].as_str().expect("token").to_owned();
+    let command = issued["command"].as_str().expect("command").to_owned();
+    let ca_hash = command
+        .split_whitespace()
+        .skip_while(|w| *w != "--ca-hash")
+        .nth(1)
+        .expect("--ca-hash in the join command")
+        .to_owned();
+    let join = |host: &str, token: &str, ca_hash: &str| {
+        lab.exec(
+            host,
+            &[
+                "berth-agent",
+                "join",
+                MASTER,
+                "--token",
+                token,
+                "--ca-hash",
+                ca_hash,
+            ],
         )
-        .assert_failure();
+    };
+    let err = join("h2", "not-a-token", &ca_hash).assert_failure();
     assert!(err.contains("join token is unknown"), "{err}");
-    let token = json(&berth(&lab, "h1", &["node", "token", "-o", "json"]));
-    let token = token["token"].as_str().expect("token").to_owned();
-    lab.exec("h2", &["berth-agent", "join", MASTER, "--token", &token])
-        .assert_success();
-    let err = lab
-        .exec("h3", &["berth-agent", "join", MASTER, "--token", &token])
-        .assert_failure();
+    let wrong_ca = format!("sha256:{}", "0".repeat(64));
+    let err = join("h2", &token, &wrong_ca).assert_failure();
+    assert!(
+        err.contains("refusing to send the join token"),
+        "a wrong CA was trusted: {err}"
+    );
+    join("h2", &token, &ca_hash).assert_success();
+    let err = join("h3", &token, &ca_hash).assert_failure();
     assert!(
         err.contains("join token is unknown, used or expired"),
         "a reused token was accepted: {err}"
@@ -82,22 +130,22 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined() {
     let joined = json(&lab.exec("h2", &["cat", "/var/lib/berth/master.json"]));
     let credential = joined["credential"].as_str().expect("credential");
     let header = format!("Authorization: Bearer {credential}");
+    lab.sh("h2", PINNED_CA).assert_success();
     let code = |node: &str| {
-        lab.exec(
-            "h2",
-            &[
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                &header,
-                &format!("{MASTER}/v1/nodes/{node}/assignments"),
-            ],
-        )
-        .assert_success()
+        let url = format!("{MASTER}/v1/nodes/{node}/assignments");
+        let curl = [
+            "curl",
+            "-s",
+            "--cacert",
+            "/run/master-ca.pem",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        let mut argv = curl.to_vec();
+        argv.extend(["-H", &header, &url]);
+        lab.exec("h2", &argv).assert_success()
     };
     assert_eq!(code("h2"), "200");
     assert_eq!(code("h3"), "403");
@@ -110,7 +158,17 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_service_spreads_serves_and_leaves_a_partitioned_host() {
-    let lab = Lab::up("cluster-run", 3);
+    a_service_spreads_serves_and_leaves_a_partitioned_host_with(Store::Embedded);
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_service_spreads_serves_and_leaves_a_partitioned_host_on_etcd() {
+    a_service_spreads_serves_and_leaves_a_partitioned_host_with(Store::Etcd);
+}
+
+fn a_service_spreads_serves_and_leaves_a_partitioned_host_with(store: Store) {
+    let lab = up(store, "cluster-run", 3);
     berth(
         &lab,
         "h1",
@@ -190,6 +248,23 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host() {
     );
 
     // Heal: h3 stops its orphan, and exactly 3 pods remain.
+    // The events say what happened.
+    let events = json(&berth(&lab, "h1", &["events", "-o", "json"]));
+    let events = events.as_array().expect("events -o json is a list");
+    let said = |kind: &str, object: &str| {
+        events
+            .iter()
+            .any(|e| e["kind"] == kind && e["object"] == object)
+    };
+    assert!(
+        said("NodeNotReady", "node/h3"),
+        "no NodeNotReady for h3: {events:#?}"
+    );
+    assert!(
+        said("PodEvicted", &format!("pod/{lost}")),
+        "no PodEvicted for {lost}: {events:#?}"
+    );
+
     lab.lab(&["heal", "h3"]).assert_success();
     lab.eventually(Duration::from_secs(15), "h3 to stop its orphan", || {
         let left = lab
@@ -203,7 +278,17 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_stateful_service_stays_on_a_dead_host_until_moved() {
-    let lab = Lab::up("cluster-stateful", 3);
+    a_stateful_service_stays_on_a_dead_host_until_moved_with(Store::Embedded);
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_stateful_service_stays_on_a_dead_host_until_moved_on_etcd() {
+    a_stateful_service_stays_on_a_dead_host_until_moved_with(Store::Etcd);
+}
+
+fn a_stateful_service_stays_on_a_dead_host_until_moved_with(store: Store) {
+    let lab = up(store, "cluster-stateful", 3);
     berth(
         &lab,
         "h1",
@@ -275,7 +360,17 @@ fn a_stateful_service_stays_on_a_dead_host_until_moved() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn killing_the_master_during_creates_loses_no_acknowledged_write() {
-    let lab = Lab::up("cluster-crash", 2);
+    killing_the_master_during_creates_loses_no_acknowledged_write_with(Store::Embedded);
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn killing_the_master_during_creates_loses_no_acknowledged_write_on_etcd() {
+    killing_the_master_during_creates_loses_no_acknowledged_write_with(Store::Etcd);
+}
+
+fn killing_the_master_during_creates_loses_no_acknowledged_write_with(store: Store) {
+    let lab = up(store, "cluster-crash", 2);
     berth(
         &lab,
         "h1",
@@ -318,7 +413,7 @@ fn killing_the_master_during_creates_loses_no_acknowledged_write() {
 admin=$(cat /var/lib/berth/master/admin.token)
 ( for i in $(seq 1 1000); do
     body="{\"name\":\"svc-$i\",\"replicas\":0,\"template\":{\"name\":\"t\",\"containers\":[{\"name\":\"c\",\"image\":\"local/busybox\"}]}}"
-    code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Authorization: Bearer $admin" -d "$body" http://h1:7443/v1/services)
+    code=$(curl -s --cacert /var/lib/berth/master/ca.crt -o /dev/null -w '%{http_code}' -m 5 -H "Authorization: Bearer $admin" -d "$body" https://h1:7443/v1/services)
     [ "$code" = 201 ] && echo "svc-$i"
   done > /run/acked ) &
 sleep 1.5
@@ -334,7 +429,7 @@ systemctl start berth-master
         "too few creates were acknowledged: {}",
         acked.len()
     );
-    let list = "curl -sf -H \"Authorization: Bearer $(cat /var/lib/berth/master/admin.token)\" http://h1:7443/v1/services";
+    let list = "curl -sf --cacert /var/lib/berth/master/ca.crt -H \"Authorization: Bearer $(cat /var/lib/berth/master/admin.token)\" https://h1:7443/v1/services";
     let services = lab.eventually(
         Duration::from_secs(10),
         "the master to answer again",

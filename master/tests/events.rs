@@ -1,0 +1,324 @@
+//! Cluster events through the master's API, in-process on 127.0.0.1:0 with
+//! the embedded store: the controller records what it does, `GET
+//! /v1/events` lists it and `?watch=true` streams it.
+
+use std::time::{Duration, Instant};
+
+use berth_master::config::MasterConfig;
+use berth_model::{Event, EventKind};
+use serde_json::{json, Value};
+
+struct Master {
+    url: String,
+    admin: String,
+    http: reqwest::Client,
+}
+
+async fn start(name: &str) -> Master {
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("master-events-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = MasterConfig {
+        state_dir: dir.clone(),
+        node_grace_secs: 1,
+        controller_interval_ms: 50,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test");
+    let url = format!("http://{}", listener.local_addr().expect("test"));
+    tokio::spawn(berth_master::run(config, listener, std::future::pending()));
+    let token_path = dir.join("admin.token");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !token_path.exists() {
+        assert!(Instant::now() < deadline, "master did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let admin = std::fs::read_to_string(token_path)
+        .expect("test")
+        .trim()
+        .to_owned();
+    Master {
+        url,
+        admin,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Master {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("test");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("test");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call(method, path, Some(&self.admin.clone()), body)
+            .await
+    }
+
+    /// Joins `node` and keeps it Ready with a heartbeat every 200 ms until
+    /// the returned task is aborted; the node's credential.
+    async fn join(&self, node: &str) -> (String, tokio::task::JoinHandle<()>) {
+        let (status, token) = self
+            .admin(reqwest::Method::POST, "/v1/join-tokens", None)
+            .await;
+        assert_eq!(status, 201, "{token}");
+        let token = token["token"].as_str().expect("test").to_owned();
+        let body = json!({"token": token, "node": {"name": node, "address": format!("{node}.lab"), "capacity": {"memoryBytes": 8u64 << 30, "cpuMillis": 8000}}});
+        let (status, joined) = self
+            .call(reqwest::Method::POST, "/v1/join", None, Some(body))
+            .await;
+        assert_eq!(status, 201, "{joined}");
+        let credential = joined["credential"].as_str().expect("test").to_owned();
+        let (http, url, name, token) = (
+            self.http.clone(),
+            self.url.clone(),
+            node.to_owned(),
+            credential.clone(),
+        );
+        let heartbeats = tokio::spawn(async move {
+            let beat =
+                json!({"capacity": {"memoryBytes": 8u64 << 30, "cpuMillis": 8000}, "pods": []});
+            loop {
+                let _ = http
+                    .put(format!("{url}/v1/nodes/{name}/heartbeat"))
+                    .bearer_auth(&token)
+                    .json(&beat)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        (credential, heartbeats)
+    }
+
+    async fn events(&self, query: &str) -> Vec<Event> {
+        let (status, events) = self
+            .admin(reqwest::Method::GET, &format!("/v1/events{query}"), None)
+            .await;
+        assert_eq!(status, 200, "{events}");
+        serde_json::from_value(events).expect("test")
+    }
+
+    /// Polls the list until `done` holds of it.
+    async fn wait_for_events(&self, query: &str, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.events(query).await;
+            if done(&events) {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "events so far: {events:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Opens a watch stream.
+    async fn watch(&self, query: &str) -> EventStream {
+        let response = self
+            .http
+            .get(format!("{}/v1/events?watch=true{query}", self.url))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .expect("test");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().expect("test"),
+            "application/x-ndjson"
+        );
+        EventStream {
+            response,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+/// A watch's body, read line by line.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event, or a failure after `wait`.
+    async fn next(&mut self, wait: Duration) -> Event {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return serde_json::from_slice(&line).expect("one event per line");
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("no event in time")
+                .expect("test")
+                .expect("the stream ended");
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+}
+
+fn web(replicas: u32) -> Value {
+    json!({"name": "web", "replicas": replicas, "template": {"name": "web", "containers": [{"name": "web", "image": "local/busybox", "command": ["httpd", "-f"]}]}})
+}
+
+fn scheduled(events: &[Event]) -> Vec<&str> {
+    let mut pods: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::PodScheduled)
+        .map(|e| e.object.as_str())
+        .collect();
+    pods.sort_unstable();
+    pods
+}
+
+#[tokio::test]
+async fn placements_are_listed_and_streamed_as_events() {
+    let master = start("scheduled").await;
+    let (credential, _heartbeats) = master.join("h1").await;
+    let mut stream = master.watch("").await;
+    let mut filtered = master.watch("&type=podscheduled&node=h1").await;
+
+    let (status, answer) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(web(2)))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+
+    let listed = master
+        .wait_for_events("", |events| scheduled(events).len() == 2)
+        .await;
+    assert_eq!(scheduled(&listed), ["pod/web-0", "pod/web-1"]);
+    for event in listed.iter().filter(|e| e.kind == EventKind::PodScheduled) {
+        assert_eq!(event.node.as_deref(), Some("h1"), "{event:?}");
+        assert!(event.reason.contains("nodes fit"), "{event:?}");
+    }
+    let times: Vec<u64> = listed.iter().map(|e| e.time_ms).collect();
+    assert!(times.is_sorted(), "oldest first: {listed:?}");
+
+    // The same events arrive on both streams; the filtered one has nothing
+    // else to say.
+    for watch in [&mut stream, &mut filtered] {
+        let mut seen = Vec::new();
+        while scheduled(&seen).len() < 2 {
+            seen.push(watch.next(Duration::from_secs(10)).await);
+        }
+        assert_eq!(scheduled(&seen), ["pod/web-0", "pod/web-1"]);
+    }
+
+    // Scaling is recorded with the service, and the pod it removes after.
+    let (status, answer) = master
+        .admin(
+            reqwest::Method::POST,
+            "/v1/services/web/scale",
+            Some(json!({"replicas": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let scaled = stream.next(Duration::from_secs(10)).await;
+    assert_eq!(
+        (scaled.kind, scaled.object.as_str(), scaled.reason.as_str()),
+        (
+            EventKind::ServiceScaled,
+            "service/web",
+            "scaled from 2 to 1 replicas"
+        )
+    );
+    let deleted = stream.next(Duration::from_secs(10)).await;
+    assert_eq!(
+        (
+            deleted.kind,
+            deleted.object.as_str(),
+            deleted.node.as_deref()
+        ),
+        (EventKind::PodDeleted, "pod/web-1", Some("h1"))
+    );
+
+    // Filters apply to the list too.
+    let only_deleted = master.events("?type=PodDeleted").await;
+    assert_eq!(only_deleted, [deleted]);
+    assert!(master.events("?node=h9").await.is_empty());
+
+    // From a revision, a watch replays what came after it first.
+    let mut replay = master.watch("&after=0&type=PodScheduled").await;
+    let mut replayed = Vec::new();
+    for _ in 0..2 {
+        replayed.push(replay.next(Duration::from_secs(10)).await);
+    }
+    assert_eq!(scheduled(&replayed), ["pod/web-0", "pod/web-1"]);
+
+    // Admin only; bad queries name the field.
+    let (status, _) = master
+        .call(reqwest::Method::GET, "/v1/events", Some(&credential), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, answer) = master
+        .admin(reqwest::Method::GET, "/v1/events?type=Exploded", None)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["fields"][0]["field"], "type", "{answer}");
+    let (status, answer) = master
+        .admin(reqwest::Method::GET, "/v1/events?watch=maybe", None)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["fields"][0]["field"], "query", "{answer}");
+}
+
+#[tokio::test]
+async fn a_silent_node_is_reported_and_its_pods_evicted() {
+    let master = start("not-ready").await;
+    let _h1 = master.join("h1").await;
+    let (_, h2) = master.join("h2").await;
+    master
+        .wait_for_events("?type=NodeReady&node=h2", |e| !e.is_empty())
+        .await;
+    let (status, answer) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(web(2)))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    master
+        .wait_for_events("?type=PodScheduled&node=h2", |e| !e.is_empty())
+        .await;
+
+    // h2 goes silent: after the grace period it is NotReady, and its pod
+    // is evicted (and placed again on h1).
+    h2.abort();
+    let events = master
+        .wait_for_events("", |e| e.iter().any(|e| e.kind == EventKind::PodEvicted))
+        .await;
+    let not_ready = events
+        .iter()
+        .position(|e| e.kind == EventKind::NodeNotReady && e.object == "node/h2")
+        .expect("NodeNotReady for h2");
+    let evicted = events
+        .iter()
+        .position(|e| e.kind == EventKind::PodEvicted)
+        .expect("test");
+    assert!(not_ready < evicted, "{events:?}");
+    assert_eq!(events[evicted].node.as_deref(), Some("h2"));
+}

@@ -1,0 +1,149 @@
+//! Cluster events: what happened to which object, when and why. The master
+//! records them as it acts (a pod placed, evicted or deleted, a node gone
+//! silent) so that `berth events` can tell the story afterwards, or follow
+//! it live.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of thing happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum EventKind {
+    /// A node's heartbeats arrive (again).
+    NodeReady,
+    /// A node sent no heartbeat within the grace period.
+    NodeNotReady,
+    /// A pod was assigned to a node.
+    PodScheduled,
+    /// A pod fits on no node; the reason says why.
+    PodUnschedulable,
+    /// A pod was taken off a node that is not ready, to be replaced
+    /// elsewhere.
+    PodEvicted,
+    /// A pod was deleted because its service shrank or went away.
+    PodDeleted,
+    /// A service's replica count was changed.
+    ServiceScaled,
+}
+
+impl EventKind {
+    /// Every kind, in declaration order (for help texts and errors).
+    pub const ALL: [EventKind; 7] = [
+        EventKind::NodeReady,
+        EventKind::NodeNotReady,
+        EventKind::PodScheduled,
+        EventKind::PodUnschedulable,
+        EventKind::PodEvicted,
+        EventKind::PodDeleted,
+        EventKind::ServiceScaled,
+    ];
+
+    /// The kind as the API spells it (`PodScheduled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::NodeReady => "NodeReady",
+            EventKind::NodeNotReady => "NodeNotReady",
+            EventKind::PodScheduled => "PodScheduled",
+            EventKind::PodUnschedulable => "PodUnschedulable",
+            EventKind::PodEvicted => "PodEvicted",
+            EventKind::PodDeleted => "PodDeleted",
+            EventKind::ServiceScaled => "ServiceScaled",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no [`EventKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event type {:?}; expected one of {}", .0, kind_list())]
+pub struct UnknownEventKind(pub String);
+
+fn kind_list() -> String {
+    let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    names.join(", ")
+}
+
+impl FromStr for EventKind {
+    type Err = UnknownEventKind;
+
+    /// Parses a kind; case does not matter, so `podscheduled` works on the
+    /// command line.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| UnknownEventKind(text.to_owned()))
+    }
+}
+
+/// One thing that happened in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// When, in milliseconds since the Unix epoch (the master's clock).
+    pub time_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The object it happened to, as `kind/name`: `pod/web-1`, `node/h3`,
+    /// `service/web`.
+    pub object: String,
+    /// The node involved, if any: where a pod was placed or evicted from,
+    /// or the node itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_camel_case_json_without_an_absent_node() {
+        let event = Event {
+            time_ms: 1_700_000_000_000,
+            kind: EventKind::PodScheduled,
+            object: "pod/web-1".to_owned(),
+            node: None,
+            reason: "1/1 nodes fit".to_owned(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "timeMs": 1_700_000_000_000u64,
+                "kind": "PodScheduled",
+                "object": "pod/web-1",
+                "reason": "1/1 nodes fit"
+            })
+        );
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn kinds_parse_as_they_print_in_any_case() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind.to_string().parse::<EventKind>(), Ok(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::String(kind.to_string())
+            );
+        }
+        assert_eq!("nodenotready".parse(), Ok(EventKind::NodeNotReady));
+        let error = "Exploded".parse::<EventKind>().unwrap_err().to_string();
+        assert!(
+            error.starts_with("unknown event type \"Exploded\""),
+            "{error}"
+        );
+        assert!(error.contains("PodEvicted"), "{error}");
+    }
+}
