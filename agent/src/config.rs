@@ -31,6 +31,32 @@ pub struct AgentConfig {
     pub resync_interval_secs: u64,
     /// Registry credentials by registry host (`registry.example:5000`).
     pub registries: BTreeMap<String, RegistryCredentials>,
+    /// Labels this node registers with (pods select nodes by them).
+    pub labels: BTreeMap<String, String>,
+    /// Join a master at start, if not joined yet (the config-file way of
+    /// `berth-agent join`).
+    pub master: Option<MasterJoin>,
+}
+
+/// `[master]`: the master to join at start.
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MasterJoin {
+    /// The master's URL.
+    pub url: String,
+    /// A one-time join token.
+    pub token: String,
+    /// The master's CA hash (`sha256:...`), required for https.
+    pub ca_hash: Option<String>,
+}
+
+impl std::fmt::Debug for MasterJoin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterJoin")
+            .field("url", &self.url)
+            .field("ca_hash", &self.ca_hash)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A range of host ports, both ends included.
@@ -82,6 +108,8 @@ impl Default for AgentConfig {
             host_path_allow: Vec::new(),
             resync_interval_secs: 10,
             registries: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            master: None,
         }
     }
 }
@@ -186,6 +214,33 @@ impl AgentConfig {
                 return Err(invalid(
                     "host-path-allow",
                     format!("{} must be absolute, without ..", allowed.display()),
+                ));
+            }
+        }
+        for key in self.labels.keys() {
+            if key.is_empty()
+                || key.len() > 63
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
+                return Err(invalid(
+                    "labels",
+                    format!("{key:?} is not a label name ([A-Za-z0-9-_./], 1-63 characters)"),
+                ));
+            }
+        }
+        if let Some(master) = &self.master {
+            if !(master.url.starts_with("https://") || master.url.starts_with("http://")) {
+                return Err(invalid(
+                    "master.url",
+                    format!("must be an http(s) URL, got {:?}", master.url),
+                ));
+            }
+            if master.url.starts_with("https://") && master.ca_hash.is_none() {
+                return Err(invalid(
+                    "master.ca-hash",
+                    "is required for an https master".into(),
                 ));
             }
         }

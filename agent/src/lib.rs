@@ -50,9 +50,18 @@ pub async fn run(
     info!(socket = %config.socket.display(), "local API listening");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    if let Some(joined) = master_link::load_joined(&config.state_dir)? {
-        master_link::announce(&joined);
-        tokio::spawn(master_link::run(joined, Arc::clone(&runtime)));
+    match master_link::load_joined(&config.state_dir)? {
+        Some(joined) => {
+            master_link::announce(&joined);
+            tokio::spawn(master_link::run(joined, Arc::clone(&runtime)));
+        }
+        None if config.master.is_some() => {
+            tokio::spawn(master_link::join_from_config(
+                config.clone(),
+                Arc::clone(&runtime),
+            ));
+        }
+        None => {}
     }
     let resync = {
         let runtime = Arc::clone(&runtime);

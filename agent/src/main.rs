@@ -95,7 +95,9 @@ async fn join(
     ca_hash: Option<&str>,
     config: &AgentConfig,
 ) -> anyhow::Result<String> {
-    let joined = berth_agent::master_link::join(url, token, ca_hash, &config.state_dir).await?;
+    let joined =
+        berth_agent::master_link::join(url, token, ca_hash, &config.labels, &config.state_dir)
+            .await?;
     let systemd = berth_agent::systemd::Systemd::connect().await?;
     systemd.enable(&["berth-agent.service".to_string()]).await?;
     systemd.restart("berth-agent.service").await?;

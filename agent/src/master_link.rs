@@ -172,6 +172,7 @@ pub async fn join(
     url: &str,
     token: &str,
     ca_hash: Option<&str>,
+    labels: &std::collections::BTreeMap<String, String>,
     state_dir: &Path,
 ) -> anyhow::Result<Joined> {
     let url = url.trim_end_matches('/').to_owned();
@@ -184,7 +185,7 @@ pub async fn join(
     let node = Node {
         name,
         address,
-        labels: Default::default(),
+        labels: labels.clone(),
         capacity: capacity(),
         unschedulable: false,
     };
@@ -325,4 +326,38 @@ async fn assignments(http: &reqwest::Client, joined: &Joined, runtime: &Runtime,
 /// Logs where the agent is joined.
 pub fn announce(joined: &Joined) {
     info!(master = %joined.url, node = %joined.node, "joined to a master");
+}
+
+/// Joins through the `[master]` section of the agent's config, retrying
+/// until the master answers (at boot it may start after the agent), then
+/// follows it. A refused token is final: it is reported and not retried.
+pub async fn join_from_config(config: crate::config::AgentConfig, runtime: Arc<Runtime>) {
+    let Some(master) = config.master.clone() else {
+        return;
+    };
+    let mut delay = Duration::from_secs(1);
+    let joined = loop {
+        match join(
+            &master.url,
+            &master.token,
+            master.ca_hash.as_deref(),
+            &config.labels,
+            &config.state_dir,
+        )
+        .await
+        {
+            Ok(joined) => break joined,
+            Err(e) if format!("{e:#}").contains("401") => {
+                warn!(error = %format!("{e:#}"), "the master refused the join token in the config; not joining");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "joining the master from the config failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    announce(&joined);
+    run(joined, runtime).await;
 }

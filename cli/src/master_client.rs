@@ -141,6 +141,18 @@ impl fmt::Debug for MasterClient {
     }
 }
 
+/// What `POST /v1/nodes/{name}/drain` did.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drained {
+    /// The node, now cordoned.
+    pub node: String,
+    /// Pods evicted from it.
+    pub evicted: Vec<String>,
+    /// Pods left on it (stateful, or of no service).
+    pub kept: Vec<String>,
+}
+
 impl MasterClient {
     /// A client for the master at `config.url`, authenticating with
     /// `config.token`.
@@ -181,6 +193,12 @@ impl MasterClient {
     pub async fn set_cordoned(&self, name: &str, cordoned: bool) -> Result<Node, Error> {
         let action = if cordoned { "cordon" } else { "uncordon" };
         self.call(Method::POST, &["nodes", name, action], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/nodes/{name}/drain`: cordon, and evict stateless pods.
+    pub async fn drain(&self, name: &str) -> Result<Drained, Error> {
+        self.call(Method::POST, &["nodes", name, "drain"], None::<&()>)
             .await
     }
 

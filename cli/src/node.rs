@@ -23,6 +23,10 @@ pub enum NodeCommand {
     Cordon(NodeName),
     /// Let the master place new pods on a cordoned node again.
     Uncordon(NodeName),
+    /// Cordon a node and evict the pods of its stateless services, which
+    /// the master places elsewhere. Stateful pods stay: move them with
+    /// `berth move`.
+    Drain(NodeName),
     /// Create a one-time join token and print the command that joins a new
     /// host with it.
     ///
@@ -75,6 +79,22 @@ pub async fn run(client: &MasterClient, command: NodeCommand) -> anyhow::Result<
             output::print(&format!(
                 "node {}: uncordoned; new pods may be placed on it\n",
                 node.name
+            ))
+        }
+        NodeCommand::Drain(node) => {
+            let drained = client.drain(&node.name).await?;
+            let list = |pods: &[String]| {
+                if pods.is_empty() {
+                    "none".to_owned()
+                } else {
+                    pods.join(", ")
+                }
+            };
+            output::print(&format!(
+                "node {}: cordoned; evicted {}; kept {}\n",
+                drained.node,
+                list(&drained.evicted),
+                list(&drained.kept)
             ))
         }
         NodeCommand::Token(args) => {

@@ -339,3 +339,92 @@ async fn secrets_reach_the_assigned_node_only() {
         );
     }
 }
+
+#[tokio::test]
+async fn pods_can_be_watched_and_a_drained_node_is_emptied() {
+    use futures_util::StreamExt;
+    let master = start("watch-drain").await;
+    let credentials = [master.join("h1").await, master.join("h2").await];
+    let watch = master
+        .http
+        .get(format!("{}/v1/pods?watch=true", master.url))
+        .bearer_auth(&master.admin)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(watch.status().as_u16(), 200);
+    let mut stream = watch.bytes_stream();
+    let (status, _) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(web(2)))
+        .await;
+    assert_eq!(status, 201);
+
+    // The watch sees the pods appear, secrets redacted, with revisions.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen
+        .lines()
+        .filter(|l| l.contains("\"type\":\"Put\""))
+        .count()
+        < 2
+    {
+        for (i, credential) in credentials.iter().enumerate() {
+            master.heartbeat(&format!("h{}", i + 1), credential).await;
+        }
+        if let Ok(Some(chunk)) =
+            tokio::time::timeout(Duration::from_millis(200), stream.next()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watch showed no pods: {seen}"
+        );
+    }
+    let first: Value = serde_json::from_str(seen.lines().next().expect("a line")).expect("ndjson");
+    assert!(first["resourceVersion"].as_u64().is_some(), "{first}");
+    assert!(
+        first["object"]["spec"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("web-")),
+        "{first}"
+    );
+
+    // Wait until both are placed, then drain h1: its pod goes to h2.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while master
+        .placements()
+        .await
+        .iter()
+        .filter(|(_, n)| n.is_some())
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "pods not placed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, drained) = master
+        .admin(reqwest::Method::POST, "/v1/nodes/h1/drain", None)
+        .await;
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(
+        drained["evicted"].as_array().map(Vec::len),
+        Some(1),
+        "{drained}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        for (i, credential) in credentials.iter().enumerate() {
+            master.heartbeat(&format!("h{}", i + 1), credential).await;
+        }
+        let placed = master.placements().await;
+        if placed.len() == 2 && placed.iter().all(|(_, n)| n.as_deref() == Some("h2")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods still on the drained node: {placed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -5,8 +5,10 @@
 mod events;
 mod join;
 mod nodes;
+mod openapi;
 mod pods;
 mod services;
+mod watch;
 
 use std::sync::Arc;
 
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
+        .route("/v1/nodes/{name}/drain", post(nodes::drain))
         .route("/v1/services", get(services::list).post(services::create))
         .route(
             "/v1/services/{name}",
@@ -72,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
         .route("/v1/pods/{name}/move", post(pods::move_pod))
         .route("/v1/events", get(events::list))
+        .route("/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)

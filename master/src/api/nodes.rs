@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Assignments, Heartbeat, NodeView};
 use berth_model::{ClusterPod, Node};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, NODES, PODS};
@@ -37,15 +39,19 @@ async fn view(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<NodeView>>, ApiFailure> {
+    Query(query): Query<WatchQuery>,
+) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
+    if query.watch {
+        return watch::stream::<Node, _>(&state, NODES, query.after, |node| node).await;
+    }
     let (nodes, _) = objects::list::<Node>(state.store.as_ref(), NODES).await?;
     let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
     let mut views = Vec::new();
     for node in nodes {
         views.push(view(&state, node.object, &pods).await);
     }
-    Ok(Json(views))
+    Ok(Json(views).into_response())
 }
 
 /// `GET /v1/nodes/{name}` (admin or the node).
@@ -190,4 +196,63 @@ pub async fn uncordon(
 ) -> Result<Json<Node>, ApiFailure> {
     require_admin(&caller)?;
     set_cordon(&state, &name, false).await
+}
+
+/// What `drain` did.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drained {
+    /// The node, now cordoned.
+    pub node: String,
+    /// Pods removed from it; their services place them elsewhere.
+    pub evicted: Vec<String>,
+    /// Pods left on it: stateful ones move only with `berth move`, and
+    /// pods of no service have nowhere to be recreated from.
+    pub kept: Vec<String>,
+}
+
+/// `POST /v1/nodes/{name}/drain` (admin): cordons the node and evicts the
+/// pods of its stateless services, which the controller places elsewhere.
+pub async fn drain(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Drained>, ApiFailure> {
+    require_admin(&caller)?;
+    let _cordoned = set_cordon(&state, &name, true).await?;
+    let store = state.store.as_ref();
+    let (services, _) =
+        objects::list::<berth_model::Service>(store, crate::objects::SERVICES).await?;
+    let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
+    let stateless = |service: Option<&str>| {
+        service.is_some_and(|s| {
+            services
+                .iter()
+                .any(|v| v.object.name == s && !v.object.stateful)
+        })
+    };
+    let (mut evicted, mut kept, mut ops) = (Vec::new(), Vec::new(), Vec::new());
+    for pod in pods
+        .iter()
+        .filter(|p| p.object.node.as_deref() == Some(name.as_str()))
+    {
+        if stateless(pod.object.service.as_deref()) {
+            evicted.push(pod.object.spec.name.clone());
+            ops.push(objects::delete(
+                PODS,
+                &pod.object.spec.name,
+                Some(pod.resource_version),
+            ));
+        } else {
+            kept.push(pod.object.spec.name.clone());
+        }
+    }
+    for chunk in ops.chunks(100) {
+        store.apply(chunk.to_vec()).await?;
+    }
+    Ok(Json(Drained {
+        node: name,
+        evicted,
+        kept,
+    }))
 }

@@ -2,12 +2,14 @@
 //! it), and moving one explicitly (the only way a stateful pod moves).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Move, Versioned};
 use berth_model::{ClusterPod, Node};
 
+use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, NODES, PODS};
@@ -27,10 +29,21 @@ fn not_found(name: &str) -> ApiFailure {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<Versioned<ClusterPod>>>, ApiFailure> {
+    Query(query): Query<WatchQuery>,
+) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
+    if query.watch {
+        let shape = |object: ClusterPod| {
+            redacted(Versioned {
+                resource_version: 0,
+                object,
+            })
+            .object
+        };
+        return watch::stream::<ClusterPod, _>(&state, PODS, query.after, shape).await;
+    }
     let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
-    Ok(Json(pods.into_iter().map(redacted).collect()))
+    Ok(Json(pods.into_iter().map(redacted).collect::<Vec<_>>()).into_response())
 }
 
 /// `GET /v1/pods/{name}`.

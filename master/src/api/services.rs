@@ -2,12 +2,14 @@
 //! controller creates, places and removes its pods.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Scale, Versioned};
 use berth_model::{validate_dns_label, Event, EventKind, Service, ValidationErrors};
 
+use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::controller::events;
@@ -56,10 +58,21 @@ fn not_found(name: &str) -> ApiFailure {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<Versioned<Service>>>, ApiFailure> {
+    Query(query): Query<WatchQuery>,
+) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
+    if query.watch {
+        let shape = |object: Service| {
+            redacted(Versioned {
+                resource_version: 0,
+                object,
+            })
+            .object
+        };
+        return watch::stream::<Service, _>(&state, SERVICES, query.after, shape).await;
+    }
     let (services, _) = objects::list::<Service>(state.store.as_ref(), SERVICES).await?;
-    Ok(Json(services.into_iter().map(redacted).collect()))
+    Ok(Json(services.into_iter().map(redacted).collect::<Vec<_>>()).into_response())
 }
 
 /// `POST /v1/services`: creates a service; the same service again is a no-op.

@@ -462,3 +462,90 @@ systemctl start berth-master
         "running pods were touched"
     );
 }
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn an_agent_joins_through_its_config_file_with_labels_pods_select() {
+    let lab = up(Store::Embedded, "cluster-config", 2);
+    let issued = json(&berth(&lab, "h1", &["node", "token", "-o", "json"]));
+    let token = issued["token"].as_str().expect("token");
+    let command = issued["command"].as_str().expect("command");
+    let ca_hash = command
+        .split_whitespace()
+        .skip_while(|w| *w != "--ca-hash")
+        .nth(1)
+        .expect("--ca-hash");
+    let config = format!(
+        "[labels]\ndisk = \"ssd\"\n[master]\nurl = \"{MASTER}\"\ntoken = \"{token}\"\nca-hash = \"{ca_hash}\"\n"
+    );
+    // h2 forgets its join and joins again from its config file at start.
+    lab.exec("h2", &["systemctl", "stop", "berth-agent"])
+        .assert_success();
+    lab.exec("h2", &["rm", "/var/lib/berth/master.json"])
+        .assert_success();
+    lab.sh(
+        "h2",
+        &format!("mkdir -p /etc/berth && cat > /etc/berth/agent.toml <<'EOF'\n{config}EOF"),
+    )
+    .assert_success();
+    lab.exec("h2", &["systemctl", "start", "berth-agent"])
+        .assert_success();
+    lab.eventually(Duration::from_secs(15), "h2 to join with its label", || {
+        let nodes = json(&berth(&lab, "h1", &["node", "ls", "-o", "json"]));
+        let h2 = nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["node"]["name"] == "h2")?
+            .clone();
+        (h2["condition"] == "Ready" && h2["node"]["labels"]["disk"] == "ssd").then_some(())
+    });
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "fast",
+            "--image",
+            "local/busybox",
+            "--replicas",
+            "2",
+            "--node-selector",
+            "disk=ssd",
+            "--",
+            "sleep",
+            "100000",
+        ],
+    )
+    .assert_success();
+    let placed = lab.eventually(Duration::from_secs(15), "both replicas placed", || {
+        let placed = placements(&lab);
+        (placed.len() == 2 && placed.values().all(Option::is_some)).then_some(placed)
+    });
+    assert!(
+        placed.values().all(|n| n.as_deref() == Some("h2")),
+        "the selector was ignored: {placed:?}"
+    );
+    let drained = berth(&lab, "h1", &["node", "drain", "h2"]).assert_success();
+    assert!(drained.contains("evicted"), "{drained}");
+    // Nowhere else carries the label: the evicted pods wait, saying why.
+    let reasons = lab.eventually(
+        Duration::from_secs(15),
+        "the evicted pods to be unschedulable",
+        || {
+            let pods = json(&berth(&lab, "h1", &["ps", "-o", "json"]));
+            let reasons: Vec<String> = pods
+                .as_array()?
+                .iter()
+                .filter(|p| p["node"].is_null())
+                .filter_map(|p| p["unschedulableReason"].as_str().map(String::from))
+                .collect();
+            (reasons.len() == 2).then_some(reasons)
+        },
+    );
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("cordoned") && r.contains("selector")),
+        "{reasons:?}"
+    );
+}
