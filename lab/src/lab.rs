@@ -90,7 +90,7 @@ pub fn up(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabState> {
 
 fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabState> {
     let root = paths.root();
-    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    create_lab_dir(&root)?;
     // The hosts' disks live on this tmpfs: `down` drops them in one unmount
     // and nothing lands on the machine's own /var.
     mount(
@@ -272,6 +272,22 @@ fn wait_for_output(pid: i32, argv: &[&str]) -> anyhow::Result<String> {
             Ok(out) => return Ok(out),
             Err(e) if Instant::now() > deadline => return Err(e),
             Err(_) => sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Creates the lab's directory. Another lab's `down` removes the shared
+/// state root when it is empty, which can race with this creation: retry.
+fn create_lab_dir(root: &Path) -> anyhow::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match fs::create_dir_all(root) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 20 => {
+                attempts += 1;
+                sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating {}", root.display())),
         }
     }
 }
