@@ -160,16 +160,21 @@ done"#
     );
 }
 
-fn rss_kib(lab: &Lab, pid: &str) -> u64 {
-    let status = lab
-        .exec("h1", &["cat", &format!("/proc/{pid}/status")])
+/// A field of `/proc/PID/smaps_rollup` in KiB (`Rss`, `Pss`).
+fn smaps_kib(lab: &Lab, pid: &str, field: &str) -> u64 {
+    let rollup = lab
+        .exec("h1", &["cat", &format!("/proc/{pid}/smaps_rollup")])
         .assert_success();
-    status
+    rollup
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+fn rss_kib(lab: &Lab, pid: &str) -> u64 {
+    smaps_kib(lab, pid, "Rss")
 }
 
 fn agent_pid(lab: &Lab) -> String {
@@ -204,7 +209,12 @@ fn agent_memory(pods: usize) {
         .split_whitespace()
         .map(|pid| rss_kib(&lab, pid))
         .collect();
+    let shim_pss: Vec<u64> = shims
+        .split_whitespace()
+        .map(|pid| smaps_kib(&lab, pid, "Pss"))
+        .collect();
     let shim_avg = shim_rss.iter().sum::<u64>() as f64 / shim_rss.len().max(1) as f64;
+    let shim_pss_avg = shim_pss.iter().sum::<u64>() as f64 / shim_pss.len().max(1) as f64;
     println!("berth-agent RSS:");
     println!(
         "  idle            {:6.1} MiB  (target <= 15 MiB)",
@@ -215,8 +225,9 @@ fn agent_memory(pods: usize) {
         loaded as f64 / 1024.0
     );
     println!(
-        "  berth-shim      {:6.2} MiB each on average over {} shims (target <= 2 MiB)",
+        "  berth-shim      {:6.2} MiB RSS, {:.2} MiB PSS each on average over {} shims (target <= 2 MiB)",
         shim_avg / 1024.0,
+        shim_pss_avg / 1024.0,
         shim_rss.len()
     );
 }
