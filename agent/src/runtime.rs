@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::config::AgentConfig;
 use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC};
 use crate::ports::{self, Held};
+use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
 use crate::reconcile::execute::{execute, Effects};
 use crate::reconcile::observe::observe_all;
@@ -614,44 +615,43 @@ impl Runtime {
             Ok(records) => records,
             Err(e) => return vec![("*".into(), e.to_string())],
         };
-        for pod in assigned {
-            let existing = records.iter().find(|r| r.pod.name == pod.name);
-            let result = match existing {
-                None => self.create(pod.clone(), Source::Master).await.map(drop),
-                Some(record) if record.pod == *pod => {
-                    if record.source == Source::Local {
-                        // Adopted after a lost state directory: the master's again.
-                        let mut claimed = record.clone();
-                        claimed.source = Source::Master;
-                        self.store
-                            .save(&claimed)
-                            .map_err(|e| RequestError::Failed(format!("{e:#}")))
-                    } else {
-                        Ok(())
-                    }
+        for step in plan_assignments(&records, assigned) {
+            let (name, result) = match step {
+                Assignment::Create(pod) => (
+                    pod.name.as_str(),
+                    self.create(pod.clone(), Source::Master).await.map(drop),
+                ),
+                Assignment::Claim(record) => {
+                    let mut claimed = record.clone();
+                    claimed.source = Source::Master;
+                    let saved = self
+                        .store
+                        .save(&claimed)
+                        .map_err(|e| RequestError::Failed(format!("{e:#}")));
+                    (record.pod.name.as_str(), saved)
                 }
-                Some(record) if record.source == Source::Master => {
+                Assignment::Replace(pod) => {
                     info!(pod = %pod.name, "the master changed the pod: replacing it");
-                    match self.delete(&pod.name).await {
+                    let replaced = match self.delete(&pod.name).await {
                         Ok(_) => self.create(pod.clone(), Source::Master).await.map(drop),
                         Err(e) => Err(e),
-                    }
+                    };
+                    (pod.name.as_str(), replaced)
                 }
-                Some(_) => Err(RequestError::Conflict(format!(
-                    "a local pod named {} exists here",
-                    pod.name
-                ))),
+                Assignment::Conflict(pod) => {
+                    let conflict = RequestError::Conflict(format!(
+                        "a local pod named {} exists here",
+                        pod.name
+                    ));
+                    (pod.name.as_str(), Err(conflict))
+                }
+                Assignment::Remove(name) => {
+                    info!(pod = %name, "no longer assigned here: removing it");
+                    (name, self.delete(name).await.map(drop))
+                }
             };
             if let Err(e) = result {
-                failures.push((pod.name.clone(), e.to_string()));
-            }
-        }
-        for record in records.iter().filter(|r| r.source == Source::Master) {
-            if !assigned.iter().any(|p| p.name == record.pod.name) {
-                info!(pod = %record.pod.name, "no longer assigned here: removing it");
-                if let Err(e) = self.delete(&record.pod.name).await {
-                    failures.push((record.pod.name.clone(), e.to_string()));
-                }
+                failures.push((name.to_owned(), e.to_string()));
             }
         }
         failures

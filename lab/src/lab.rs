@@ -258,6 +258,7 @@ fn host_run(pid: i32, argv: &[&str]) -> anyhow::Result<()> {
     host_output_checked(pid, argv).map(drop)
 }
 
+/// What `argv` printed; an error unless it exited 0.
 fn host_output_checked(pid: i32, argv: &[&str]) -> anyhow::Result<String> {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     let output = crate::cmd::run(&mut host_command(pid, &argv))?;
@@ -368,6 +369,9 @@ fn system_state(pid: i32) -> String {
         .to_owned()
 }
 
+/// What `argv` printed, whatever its exit status (`is-system-running` exits
+/// non-zero while it prints `starting` or `degraded`); `"offline"` when it
+/// printed nothing.
 fn host_output(pid: i32, argv: &[&str]) -> String {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     match host_command(pid, &argv).stderr(Stdio::null()).output() {

@@ -3,81 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use berth_master::config::MasterConfig;
 use serde_json::{json, Value};
 
-struct Master {
-    url: String,
-    admin: String,
-    http: reqwest::Client,
-}
+mod common;
+
+use common::Master;
 
 async fn start(name: &str) -> Master {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("master-api-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = MasterConfig {
-        state_dir: dir.clone(),
-        node_grace_secs: 1,
-        controller_interval_ms: 50,
-        ..Default::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("test");
-    let url = format!("http://{}", listener.local_addr().expect("test"));
-    tokio::spawn(berth_master::run(config, listener, std::future::pending()));
-    let token_path = dir.join("admin.token");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !token_path.exists() {
-        assert!(Instant::now() < deadline, "master did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let admin = std::fs::read_to_string(token_path)
-        .expect("test")
-        .trim()
-        .to_owned();
-    Master {
-        url,
-        admin,
-        http: reqwest::Client::new(),
-    }
+    common::start(&format!("master-api-{name}"), 1).await
 }
 
 impl Master {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("test");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("test");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        self.call(method, path, Some(&self.admin.clone()), body)
-            .await
-    }
-
     async fn join(&self, node: &str) -> String {
         let (status, token) = self
             .admin(reqwest::Method::POST, "/v1/join-tokens", None)

@@ -6,18 +6,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_master::config::MasterConfig;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 /// The HTTP methods axum's `MethodRouter` helpers are named after.
 const METHODS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
 
-struct Master {
-    url: String,
-    admin: String,
-    http: reqwest::Client,
-}
+mod common;
+
+use common::Master;
 
 /// One answer: status, media type (without parameters) and body.
 struct Reply {
@@ -27,35 +24,7 @@ struct Reply {
 }
 
 async fn start(name: &str) -> Master {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("master-openapi-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = MasterConfig {
-        state_dir: dir.clone(),
-        node_grace_secs: 5,
-        controller_interval_ms: 50,
-        ..Default::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding a port");
-    let url = format!("http://{}", listener.local_addr().expect("local address"));
-    tokio::spawn(berth_master::run(config, listener, std::future::pending()));
-    let token_path = dir.join("admin.token");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !token_path.exists() {
-        assert!(Instant::now() < deadline, "master did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let admin = std::fs::read_to_string(token_path)
-        .expect("reading the admin token")
-        .trim()
-        .to_owned();
-    Master {
-        url,
-        admin,
-        http: reqwest::Client::new(),
-    }
+    common::start(&format!("master-openapi-{name}"), 5).await
 }
 
 impl Master {
@@ -94,7 +63,7 @@ impl Master {
         }
     }
 
-    async fn call(
+    async fn reply(
         &self,
         method: Method,
         path: &str,
@@ -362,7 +331,7 @@ fn assert_request_documented(doc: &Value, method: Method, path: &str, body: &Val
 
 async fn fetch_document(master: &Master) -> Value {
     let reply = master
-        .call(Method::GET, "/v1/openapi.json", None, None)
+        .reply(Method::GET, "/v1/openapi.json", None, None)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.media_type, "application/json");
@@ -488,13 +457,13 @@ async fn real_answers_match_the_document() {
     let admin = Some(master.admin.as_str());
 
     // Errors first: no token, a wrong token, a bad body, too big a body.
-    let reply = master.call(Method::GET, "/v1/nodes", None, None).await;
+    let reply = master.reply(Method::GET, "/v1/nodes", None, None).await;
     assert_eq!(reply.status, 401);
     assert_documented(&doc, Method::GET, "/v1/nodes", &reply);
     let mut bad =
         json!({"name": "Bad_Name", "replicas": 1, "template": {"name": "x", "containers": []}});
     let reply = master
-        .call(Method::POST, "/v1/services", admin, Some(&bad))
+        .reply(Method::POST, "/v1/services", admin, Some(&bad))
         .await;
     assert_eq!(reply.status, 400);
     assert!(reply.body["fields"]
@@ -503,20 +472,22 @@ async fn real_answers_match_the_document() {
     assert_documented(&doc, Method::POST, "/v1/services", &reply);
     bad["template"]["containers"] = json!([{"name": "a", "image": "x".repeat(2 << 20)}]);
     let reply = master
-        .call(Method::POST, "/v1/services", admin, Some(&bad))
+        .reply(Method::POST, "/v1/services", admin, Some(&bad))
         .await;
     assert_eq!(reply.status, 413);
     assert_documented(&doc, Method::POST, "/v1/services", &reply);
-    let reply = master.call(Method::GET, "/v1/pods/nope", admin, None).await;
+    let reply = master
+        .reply(Method::GET, "/v1/pods/nope", admin, None)
+        .await;
     assert_eq!(reply.status, 404);
     assert_documented(&doc, Method::GET, "/v1/pods/{name}", &reply);
-    let reply = master.call(Method::GET, "/v1/ca.crt", None, None).await;
+    let reply = master.reply(Method::GET, "/v1/ca.crt", None, None).await;
     assert_eq!(reply.status, 404, "plain HTTP has no CA");
     assert_documented(&doc, Method::GET, "/v1/ca.crt", &reply);
 
     // A node joins and beats.
     let reply = master
-        .call(Method::POST, "/v1/join-tokens", admin, None)
+        .reply(Method::POST, "/v1/join-tokens", admin, None)
         .await;
     assert_eq!(reply.status, 201);
     assert_documented(&doc, Method::POST, "/v1/join-tokens", &reply);
@@ -524,7 +495,7 @@ async fn real_answers_match_the_document() {
     let join = json!({"token": reply.body["token"], "node": {"name": "h1", "address": "h1.lab", "capacity": capacity}});
     assert_request_documented(&doc, Method::POST, "/v1/join", &join);
     let reply = master
-        .call(Method::POST, "/v1/join", None, Some(&join))
+        .reply(Method::POST, "/v1/join", None, Some(&join))
         .await;
     assert_eq!(reply.status, 201);
     assert_documented(&doc, Method::POST, "/v1/join", &reply);
@@ -534,17 +505,17 @@ async fn real_answers_match_the_document() {
         .to_owned();
     let node = Some(credential.as_str());
     let reply = master
-        .call(Method::POST, "/v1/join", None, Some(&join))
+        .reply(Method::POST, "/v1/join", None, Some(&join))
         .await;
     assert_eq!(reply.status, 401, "a join token works once");
     assert_documented(&doc, Method::POST, "/v1/join", &reply);
     let beat = json!({"capacity": capacity, "pods": []});
     let reply = master
-        .call(Method::PUT, "/v1/nodes/h1/heartbeat", node, Some(&beat))
+        .reply(Method::PUT, "/v1/nodes/h1/heartbeat", node, Some(&beat))
         .await;
     assert_eq!(reply.status, 200);
     assert_documented(&doc, Method::PUT, "/v1/nodes/{name}/heartbeat", &reply);
-    let reply = master.call(Method::GET, "/v1/services", node, None).await;
+    let reply = master.reply(Method::GET, "/v1/services", node, None).await;
     assert_eq!(reply.status, 403);
     assert_documented(&doc, Method::GET, "/v1/services", &reply);
 
@@ -552,14 +523,14 @@ async fn real_answers_match_the_document() {
     let service = json!({"name": "web", "replicas": 1, "template": {"name": "web", "containers": [{"name": "web", "image": "local/busybox", "command": ["httpd", "-f"], "secretEnv": [{"name": "TOKEN", "value": "s3cret"}], "ports": [{"containerPort": 8080, "hostPort": 0}]}]}});
     assert_request_documented(&doc, Method::POST, "/v1/services", &service);
     let reply = master
-        .call(Method::POST, "/v1/services", admin, Some(&service))
+        .reply(Method::POST, "/v1/services", admin, Some(&service))
         .await;
     assert_eq!(reply.status, 201);
     assert_documented(&doc, Method::POST, "/v1/services", &reply);
     let deadline = Instant::now() + Duration::from_secs(5);
     let assignments = loop {
         let reply = master
-            .call(Method::GET, "/v1/nodes/h1/assignments", node, None)
+            .reply(Method::GET, "/v1/nodes/h1/assignments", node, None)
             .await;
         assert_documented(&doc, Method::GET, "/v1/nodes/{name}/assignments", &reply);
         if reply.body["pods"].as_array().is_some_and(|p| !p.is_empty()) {
@@ -580,7 +551,7 @@ async fn real_answers_match_the_document() {
     let beat = json!({"capacity": capacity, "pods": [status]});
     assert_request_documented(&doc, Method::PUT, "/v1/nodes/{name}/heartbeat", &beat);
     let reply = master
-        .call(Method::PUT, "/v1/nodes/h1/heartbeat", node, Some(&beat))
+        .reply(Method::PUT, "/v1/nodes/h1/heartbeat", node, Some(&beat))
         .await;
     assert_eq!(reply.status, 200);
 
@@ -592,11 +563,11 @@ async fn real_answers_match_the_document() {
         (admin, "/v1/pods", "/v1/pods"),
         (admin, "/v1/events", "/v1/events"),
     ] {
-        let reply = master.call(Method::GET, path, token, None).await;
+        let reply = master.reply(Method::GET, path, token, None).await;
         assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
         assert_documented(&doc, Method::GET, template, &reply);
     }
-    let reply = master.call(Method::GET, "/v1/pods", admin, None).await;
+    let reply = master.reply(Method::GET, "/v1/pods", admin, None).await;
     assert_eq!(
         reply.body[0]["status"]["phase"], "Running",
         "{}",
@@ -606,7 +577,7 @@ async fn real_answers_match_the_document() {
     let scale = json!({"replicas": 2});
     assert_request_documented(&doc, Method::POST, "/v1/services/{name}/scale", &scale);
     let reply = master
-        .call(Method::POST, "/v1/services/web/scale", admin, Some(&scale))
+        .reply(Method::POST, "/v1/services/web/scale", admin, Some(&scale))
         .await;
     assert_eq!(reply.status, 200);
     assert_documented(&doc, Method::POST, "/v1/services/{name}/scale", &reply);
@@ -614,23 +585,23 @@ async fn real_answers_match_the_document() {
     stale["resourceVersion"] = json!(1);
     assert_request_documented(&doc, Method::PUT, "/v1/services/{name}", &stale);
     let reply = master
-        .call(Method::PUT, "/v1/services/web", admin, Some(&stale))
+        .reply(Method::PUT, "/v1/services/web", admin, Some(&stale))
         .await;
     assert_eq!(reply.status, 409, "{}", reply.body);
     assert_documented(&doc, Method::PUT, "/v1/services/{name}", &reply);
 
     let reply = master
-        .call(Method::POST, "/v1/nodes/h1/cordon", admin, None)
+        .reply(Method::POST, "/v1/nodes/h1/cordon", admin, None)
         .await;
     assert_eq!(reply.status, 200);
     assert_documented(&doc, Method::POST, "/v1/nodes/{name}/cordon", &reply);
     let reply = master
-        .call(Method::POST, "/v1/nodes/h1/drain", admin, None)
+        .reply(Method::POST, "/v1/nodes/h1/drain", admin, None)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_documented(&doc, Method::POST, "/v1/nodes/{name}/drain", &reply);
     let reply = master
-        .call(Method::DELETE, "/v1/services/web", admin, None)
+        .reply(Method::DELETE, "/v1/services/web", admin, None)
         .await;
     assert_eq!(reply.status, 200);
     assert_documented(&doc, Method::DELETE, "/v1/services/{name}", &reply);

@@ -63,12 +63,7 @@ pub async fn get_node(
     require_admin_or_node(&caller, &name)?;
     let node = objects::get::<Node>(state.store.as_ref(), NODES, &name)
         .await?
-        .ok_or_else(|| {
-            ApiFailure::new(
-                axum::http::StatusCode::NOT_FOUND,
-                format!("node {name} not found"),
-            )
-        })?;
+        .ok_or_else(|| not_found(&name))?;
     let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
     Ok(Json(view(&state, node.object, &pods).await))
 }
@@ -158,6 +153,13 @@ pub async fn assignments(
     Ok(Json(Assignments { revision, pods }))
 }
 
+fn not_found(name: &str) -> ApiFailure {
+    ApiFailure::new(
+        axum::http::StatusCode::NOT_FOUND,
+        format!("node {name} not found"),
+    )
+}
+
 async fn set_cordon(
     state: &AppState,
     name: &str,
@@ -165,12 +167,7 @@ async fn set_cordon(
 ) -> Result<Json<Node>, ApiFailure> {
     let node = objects::get::<Node>(state.store.as_ref(), NODES, name)
         .await?
-        .ok_or_else(|| {
-            ApiFailure::new(
-                axum::http::StatusCode::NOT_FOUND,
-                format!("node {name} not found"),
-            )
-        })?;
+        .ok_or_else(|| not_found(name))?;
     let mut updated = node.object.clone();
     updated.unschedulable = cordoned;
     let op: Op = objects::update(NODES, name, &updated, node.resource_version);
@@ -224,32 +221,11 @@ pub async fn drain(
     let (services, _) =
         objects::list::<berth_model::Service>(store, crate::objects::SERVICES).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
-    let stateless = |service: Option<&str>| {
-        service.is_some_and(|s| {
-            services
-                .iter()
-                .any(|v| v.object.name == s && !v.object.stateful)
-        })
-    };
-    let (mut evicted, mut kept, mut ops) = (Vec::new(), Vec::new(), Vec::new());
-    for pod in pods
-        .iter()
-        .filter(|p| p.object.node.as_deref() == Some(name.as_str()))
-    {
-        if stateless(pod.object.service.as_deref()) {
-            evicted.push(pod.object.spec.name.clone());
-            ops.push(objects::delete(
-                PODS,
-                &pod.object.spec.name,
-                Some(pod.resource_version),
-            ));
-        } else {
-            kept.push(pod.object.spec.name.clone());
-        }
-    }
-    for chunk in ops.chunks(100) {
+    let drain = crate::controller::plan_drain(&name, &pods, &services);
+    for chunk in drain.evictions.chunks(100) {
         store.apply(chunk.to_vec()).await?;
     }
+    let (evicted, kept) = (drain.evicted, drain.kept);
     Ok(Json(Drained {
         node: name,
         evicted,

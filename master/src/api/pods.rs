@@ -16,8 +16,14 @@ use crate::objects::{self, NODES, PODS};
 
 /// A pod as users see it: secret values blanked. Only a node's own
 /// assignments carry them.
+fn redact(mut pod: ClusterPod) -> ClusterPod {
+    pod.spec = pod.spec.redacted();
+    pod
+}
+
+/// [`redact`], keeping the revision.
 fn redacted(mut pod: Versioned<ClusterPod>) -> Versioned<ClusterPod> {
-    pod.object.spec = pod.object.spec.redacted();
+    pod.object = redact(pod.object);
     pod
 }
 
@@ -33,14 +39,7 @@ pub async fn list(
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
     if query.watch {
-        let shape = |object: ClusterPod| {
-            redacted(Versioned {
-                resource_version: 0,
-                object,
-            })
-            .object
-        };
-        return watch::stream::<ClusterPod, _>(&state, PODS, query.after, shape).await;
+        return watch::stream(&state, PODS, query.after, redact).await;
     }
     let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
     Ok(Json(pods.into_iter().map(redacted).collect::<Vec<_>>()).into_response())

@@ -45,8 +45,14 @@ fn validate(service: &Service) -> Result<(), ApiFailure> {
 
 /// A service as users see it: secret values blanked. Only a node's own
 /// assignments carry them.
+fn redact(mut service: Service) -> Service {
+    service.template = service.template.redacted();
+    service
+}
+
+/// [`redact`], keeping the revision.
 fn redacted(mut service: Versioned<Service>) -> Versioned<Service> {
-    service.object.template = service.object.template.redacted();
+    service.object = redact(service.object);
     service
 }
 
@@ -62,14 +68,7 @@ pub async fn list(
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
     if query.watch {
-        let shape = |object: Service| {
-            redacted(Versioned {
-                resource_version: 0,
-                object,
-            })
-            .object
-        };
-        return watch::stream::<Service, _>(&state, SERVICES, query.after, shape).await;
+        return watch::stream(&state, SERVICES, query.after, redact).await;
     }
     let (services, _) = objects::list::<Service>(state.store.as_ref(), SERVICES).await?;
     Ok(Json(services.into_iter().map(redacted).collect::<Vec<_>>()).into_response())

@@ -76,6 +76,23 @@ fn pod_event(
     }
 }
 
+/// Deleting `pod` (at the revision it was read) because of `kind`, with
+/// the event users see: the log line and the event share one reason.
+fn delete_pod(now_ms: u64, pod: &Versioned<ClusterPod>, kind: EventKind, reason: String) -> Change {
+    let name = &pod.object.spec.name;
+    Change {
+        op: objects::delete(PODS, name, Some(pod.resource_version)),
+        event: Some(pod_event(
+            now_ms,
+            kind,
+            name,
+            pod.object.node.as_deref(),
+            &reason,
+        )),
+        reason,
+    }
+}
+
 /// The pod object of replica `index` of a service.
 fn replica(service: &Service, index: u32) -> ClusterPod {
     let mut spec = service.template.clone();
@@ -127,18 +144,15 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         let stateful = service.is_some_and(|s| s.object.stateful);
         if any_ready && !ready(node) && service.is_some() && !stateful {
             let name = &pod.object.spec.name;
-            changes.push(Change {
-                op: objects::delete(PODS, name, Some(pod.resource_version)),
-                reason: format!("node {node} is not ready: replacing pod {name}"),
-                event: Some(pod_event(
-                    cluster.now_ms,
-                    EventKind::PodEvicted,
-                    name,
-                    Some(node),
-                    format!("node {node} is not ready; the pod is replaced elsewhere"),
-                )),
-            });
-            removed.insert(&pod.object.spec.name);
+            let mut change = delete_pod(
+                cluster.now_ms,
+                pod,
+                EventKind::PodEvicted,
+                format!("node {node} is not ready; the pod is replaced elsewhere"),
+            );
+            change.reason = format!("node {node} is not ready: replacing pod {name}");
+            changes.push(change);
+            removed.insert(name);
         } else {
             let request = PodRequest::from_cluster_pod(&pod.object, service.map(|s| &s.object));
             let _ = view.assign(node, &request);
@@ -156,20 +170,14 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     for (name, pods) in &by_service {
         if !services.contains_key(name) {
             for pod in pods {
-                let pod_name = &pod.object.spec.name;
-                if removed.insert(pod_name) {
+                if removed.insert(&pod.object.spec.name) {
                     let reason = format!("service {name} deleted");
-                    changes.push(Change {
-                        op: objects::delete(PODS, pod_name, Some(pod.resource_version)),
-                        event: Some(pod_event(
-                            cluster.now_ms,
-                            EventKind::PodDeleted,
-                            pod_name,
-                            pod.object.node.as_deref(),
-                            &reason,
-                        )),
+                    changes.push(delete_pod(
+                        cluster.now_ms,
+                        pod,
+                        EventKind::PodDeleted,
                         reason,
-                    });
+                    ));
                 }
             }
         }
@@ -186,20 +194,14 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         let wanted = service.object.replicas as usize;
         if live.len() > wanted {
             for pod in live.drain(wanted..).rev() {
-                let pod_name = &pod.object.spec.name;
-                removed.insert(pod_name);
+                removed.insert(&pod.object.spec.name);
                 let reason = format!("service {name} scaled down to {wanted}");
-                changes.push(Change {
-                    op: objects::delete(PODS, pod_name, Some(pod.resource_version)),
-                    event: Some(pod_event(
-                        cluster.now_ms,
-                        EventKind::PodDeleted,
-                        pod_name,
-                        pod.object.node.as_deref(),
-                        &reason,
-                    )),
+                changes.push(delete_pod(
+                    cluster.now_ms,
+                    pod,
+                    EventKind::PodDeleted,
                     reason,
-                });
+                ));
             }
         }
         let used: BTreeSet<u32> = pods
@@ -278,6 +280,51 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         changes.push(Change { op, reason, event });
     }
     changes
+}
+
+/// What draining a node decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drain {
+    /// Deletes of the node's stateless pods; their services place them
+    /// elsewhere.
+    pub evictions: Vec<Op>,
+    /// Names of the evicted pods.
+    pub evicted: Vec<String>,
+    /// Pods left on the node: stateful ones move only with `berth move`,
+    /// and pods of no service have nothing to recreate them from.
+    pub kept: Vec<String>,
+}
+
+/// Plans draining `node`: which of its pods go and which stay. Pure; the
+/// API cordons the node and commits the evictions.
+pub fn plan_drain(
+    node: &str,
+    pods: &[Versioned<ClusterPod>],
+    services: &[Versioned<Service>],
+) -> Drain {
+    let stateless = |service: Option<&str>| {
+        service.is_some_and(|s| {
+            services
+                .iter()
+                .any(|v| v.object.name == s && !v.object.stateful)
+        })
+    };
+    let mut drain = Drain::default();
+    for pod in pods
+        .iter()
+        .filter(|p| p.object.node.as_deref() == Some(node))
+    {
+        let name = pod.object.spec.name.clone();
+        if stateless(pod.object.service.as_deref()) {
+            drain
+                .evictions
+                .push(objects::delete(PODS, &name, Some(pod.resource_version)));
+            drain.evicted.push(name);
+        } else {
+            drain.kept.push(name);
+        }
+    }
+    drain
 }
 
 /// Reads the cluster from the store with each node's liveness.
