@@ -41,6 +41,11 @@ pub enum ClusterCommand {
     ///
     /// The old node stops the pod and the new one starts it.
     Move(MoveArgs),
+    /// Link a service to another: its pods reach one of the other's ready
+    /// pods at 127.0.0.1:PORT, wherever they run, rewired live.
+    Link(crate::link::LinkArgs),
+    /// Remove a service's links to another.
+    Unlink(crate::link::UnlinkArgs),
 }
 
 /// `berth login`.
@@ -82,6 +87,20 @@ pub struct RunArgs {
     /// must have all of them.
     #[arg(long = "node-selector", value_name = "KEY=VALUE", value_parser = parse::label)]
     pub node_selector: Vec<(String, String)>,
+
+    /// Reach service SERVICE's PORT at 127.0.0.1:LOCAL_PORT (default
+    /// PORT) from every pod. Repeatable.
+    #[arg(long = "link", value_name = "SERVICE:PORT[:LOCAL_PORT]", value_parser = crate::link::parse_link)]
+    pub links: Vec<berth_model::Link>,
+
+    /// What the pods may reach besides their links.
+    #[arg(long, value_enum, default_value_t = crate::link::EgressArg::Open)]
+    pub egress: crate::link::EgressArg,
+
+    /// A value handed to the services that link to this one, as
+    /// <SERVICE>_<NAME> (secret). Repeatable.
+    #[arg(long = "publish", value_name = "NAME=VALUE", value_parser = parse::env_var)]
+    pub publish: Vec<berth_model::EnvVar>,
 
     /// The pod every replica runs.
     #[command(flatten)]
@@ -172,6 +191,8 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Describe(describe) => {
             describe_service(&client, &describe.name, describe.output).await
         }
+        ClusterCommand::Link(args) => crate::link::link(&client, &args).await,
+        ClusterCommand::Unlink(args) => crate::link::unlink(&client, &args).await,
         ClusterCommand::Move(request) => {
             let moved = client.move_pod(&request.pod, &request.to).await?;
             output::print(&format!(
@@ -293,6 +314,9 @@ impl RunArgs {
             stateful: self.stateful,
             node_selector: self.node_selector.iter().cloned().collect(),
             template: self.pod.pod(&self.name),
+            links: self.links.clone(),
+            egress: self.egress.into(),
+            publish: self.publish.clone(),
         }
     }
 }
@@ -305,6 +329,7 @@ fn validate(service: &Service) -> Result<(), ValidationErrors> {
     if let Err(error) = validate_dns_label(&service.name) {
         errors.push("name", error.to_string());
     }
+    berth_model::link::validate_links("links", &service.name, &service.links, &mut errors);
     let mut template = service.template.clone();
     template.name = format!("{}-0", service.name);
     if let Err(template_errors) = template.validate() {
@@ -322,6 +347,9 @@ fn validate(service: &Service) -> Result<(), ValidationErrors> {
 /// the command line never prints them.
 fn redacted_service(mut service: Versioned<Service>) -> Versioned<Service> {
     service.object.template = service.object.template.redacted();
+    for var in &mut service.object.publish {
+        var.value.clear();
+    }
     service
 }
 
@@ -472,6 +500,8 @@ mod tests {
                 node: None,
                 unschedulable_reason: None,
                 status: None,
+                links: Vec::new(),
+                egress: Default::default(),
             },
         });
         assert!(!serde_json::to_string(&pod).unwrap().contains("hunter2"));

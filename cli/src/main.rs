@@ -14,6 +14,7 @@ mod cluster;
 mod completions;
 mod config;
 mod events;
+mod link;
 mod local;
 mod master_client;
 mod node;

@@ -241,6 +241,30 @@ impl MasterClient {
             .await
     }
 
+    /// `POST /v1/services/{name}/links`.
+    pub async fn add_link(
+        &self,
+        name: &str,
+        link: &berth_model::Link,
+    ) -> Result<Versioned<Service>, Error> {
+        self.call(Method::POST, &["services", name, "links"], Some(link))
+            .await
+    }
+
+    /// `DELETE /v1/services/{name}/links/{target}`.
+    pub async fn remove_link(
+        &self,
+        name: &str,
+        target: &str,
+    ) -> Result<Versioned<Service>, Error> {
+        self.call(
+            Method::DELETE,
+            &["services", name, "links", target],
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `GET /v1/pods`.
     pub async fn list_pods(&self) -> Result<Vec<Versioned<ClusterPod>>, Error> {
         self.call(Method::GET, &["pods"], None::<&()>).await

@@ -726,6 +726,8 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
                 node: node.map(str::to_owned),
                 unschedulable_reason: reason.map(str::to_owned),
                 status,
+                links: Vec::new(),
+                egress: Default::default(),
             },
         }
     }
@@ -836,6 +838,9 @@ solo    -         -        Unschedulable                                        
                 stateful: true,
                 node_selector: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
                 template,
+                links: Vec::new(),
+                egress: Default::default(),
+                publish: Vec::new(),
             },
         };
         let expected = "\

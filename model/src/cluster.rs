@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pod::Pod;
+use crate::link::{EgressPolicy, Link};
+use crate::pod::{EnvVar, Pod};
 use crate::status::PodStatus;
 
 /// What a node offers to pods.
@@ -62,6 +63,16 @@ pub struct Service {
     pub node_selector: BTreeMap<String, String>,
     /// The pod every replica runs; its `name` is replaced per replica.
     pub template: Pod,
+    /// Services its pods reach on 127.0.0.1 (see [`Link`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+    /// What its pods may reach besides their links.
+    #[serde(default, skip_serializing_if = "EgressPolicy::is_open")]
+    pub egress: EgressPolicy,
+    /// Values handed to the services that link to this one, as
+    /// `<SERVICE>_<NAME>` (secret: a password, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<EnvVar>,
 }
 
 /// A pod the master manages: its spec, where it is placed and what the
@@ -83,4 +94,12 @@ pub struct ClusterPod {
     /// The node's last report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PodStatus>,
+    /// Its service's links, which the node wires into the pod's network
+    /// namespace (kept here so that changing them never changes the spec,
+    /// and so never restarts the pod).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+    /// Its service's outbound policy.
+    #[serde(default, skip_serializing_if = "EgressPolicy::is_open")]
+    pub egress: EgressPolicy,
 }

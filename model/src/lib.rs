@@ -7,6 +7,7 @@ pub mod api;
 pub mod cluster;
 pub mod event;
 pub mod limits;
+pub mod link;
 pub mod name;
 pub mod pod;
 pub mod status;
@@ -14,6 +15,7 @@ pub mod validation;
 
 pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
 pub use event::{Event, EventKind, UnknownEventKind};
+pub use link::{EgressPolicy, Link};
 pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use name::{validate_dns_label, NameError};
 pub use pod::{

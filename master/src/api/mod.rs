@@ -4,6 +4,7 @@
 
 mod events;
 mod join;
+mod links;
 mod nodes;
 mod openapi;
 mod pods;
@@ -71,6 +72,11 @@ pub fn router(state: AppState) -> Router {
                 .delete(services::delete),
         )
         .route("/v1/services/{name}/scale", post(services::scale))
+        .route("/v1/services/{name}/links", post(links::add))
+        .route(
+            "/v1/services/{name}/links/{target}",
+            axum::routing::delete(links::remove),
+        )
         .route("/v1/pods", get(pods::list))
         .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
         .route("/v1/pods/{name}/move", post(pods::move_pod))

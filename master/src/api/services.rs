@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Scale, Versioned};
+use berth_model::link::validate_links;
 use berth_model::{validate_dns_label, Event, EventKind, Service, ValidationErrors};
 
 use super::watch::{self, WatchQuery};
@@ -18,7 +19,7 @@ use crate::objects::{self, SERVICES};
 /// Most replicas one service may ask for.
 const MAX_REPLICAS: u32 = 10_000;
 
-fn validate(service: &Service) -> Result<(), ApiFailure> {
+pub(super) fn validate(service: &Service) -> Result<(), ApiFailure> {
     let mut errors = ValidationErrors::new();
     if let Err(e) = validate_dns_label(&service.name) {
         errors.push("name", e.to_string());
@@ -28,6 +29,15 @@ fn validate(service: &Service) -> Result<(), ApiFailure> {
     }
     if service.replicas > MAX_REPLICAS {
         errors.push("replicas", format!("must be at most {MAX_REPLICAS}"));
+    }
+    validate_links("links", &service.name, &service.links, &mut errors);
+    for (i, var) in service.publish.iter().enumerate() {
+        if !is_env_name(&var.name) {
+            errors.push(
+                format!("publish[{i}].name"),
+                "must match [A-Za-z_][A-Za-z0-9_]*",
+            );
+        }
     }
     let mut template = service.template.clone();
     template.name = format!("{}-0", service.name);
@@ -47,11 +57,14 @@ fn validate(service: &Service) -> Result<(), ApiFailure> {
 /// assignments carry them.
 fn redact(mut service: Service) -> Service {
     service.template = service.template.redacted();
+    for var in &mut service.publish {
+        var.value.clear();
+    }
     service
 }
 
 /// [`redact`], keeping the revision.
-fn redacted(mut service: Versioned<Service>) -> Versioned<Service> {
+pub(super) fn redacted(mut service: Versioned<Service>) -> Versioned<Service> {
     service.object = redact(service.object);
     service
 }
@@ -216,4 +229,13 @@ pub async fn delete(
         )])
         .await?;
     Ok(Json(redacted(current)))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: a name a shell and Docker accept.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::api::Versioned;
+use berth_model::link::{add_link_env, link_env};
 use berth_model::{ClusterPod, Event, EventKind, Node, NodeCondition, Service};
 use tracing::{info, warn};
 
@@ -93,17 +94,39 @@ fn delete_pod(now_ms: u64, pod: &Versioned<ClusterPod>, kind: EventKind, reason:
     }
 }
 
-/// The pod object of replica `index` of a service.
-fn replica(service: &Service, index: u32) -> ClusterPod {
+/// The pod object of replica `index` of a service, with its links and
+/// their variables (`DB_HOST`, ... and what the linked services publish;
+/// the template's own values win). `services` finds what linked services
+/// publish.
+fn replica(
+    service: &Service,
+    index: u32,
+    services: &BTreeMap<&str, &Versioned<Service>>,
+) -> ClusterPod {
     let mut spec = service.template.clone();
     spec.name = format!("{}-{index}", service.name);
+    for link in &service.links {
+        let published = services
+            .get(link.service.as_str())
+            .map(|s| s.object.publish.as_slice())
+            .unwrap_or_default();
+        let (plain, secret) = link_env(link, published);
+        add_link_env(&mut spec, &plain, &secret);
+    }
     ClusterPod {
         spec,
         service: Some(service.name.clone()),
         node: None,
         unschedulable_reason: None,
         status: None,
+        links: service.links.clone(),
+        egress: service.egress,
     }
+}
+
+/// Whether a pod carries its service's current links and policy.
+fn links_current(pod: &ClusterPod, service: &Service) -> bool {
+    pod.links == service.links && pod.egress == service.egress
 }
 
 fn replica_index(service: &str, pod: &str) -> Option<u32> {
@@ -217,7 +240,7 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             {
                 index += 1;
             }
-            new_pods.push(replica(&service.object, index));
+            new_pods.push(replica(&service.object, index, &services));
             index += 1;
         }
     }
@@ -236,6 +259,10 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             .as_deref()
             .and_then(|s| services.get(s))
             .map(|s| &s.object);
+        if let Some(service) = service {
+            pod.links = service.links.clone();
+            pod.egress = service.egress;
+        }
         let request = PodRequest::from_cluster_pod(&pod, service);
         let name = &pod.spec.name;
         let (reason, event) = match decide(&view, &request) {
@@ -278,6 +305,28 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             None => objects::create(PODS, &pod.spec.name, &pod),
         };
         changes.push(Change { op, reason, event });
+    }
+
+    // Links added or removed since a placed pod was made: the pod object
+    // follows (its spec does not, so the pod keeps running) and its node
+    // rewires it.
+    for pod in &cluster.pods {
+        let name = pod.object.spec.name.as_str();
+        let service = pod.object.service.as_deref().and_then(|s| services.get(s));
+        let (Some(service), Some(_)) = (service, pod.object.node.as_deref()) else {
+            continue;
+        };
+        if removed.contains(name) || links_current(&pod.object, &service.object) {
+            continue;
+        }
+        let mut updated = pod.object.clone();
+        updated.links = service.object.links.clone();
+        updated.egress = service.object.egress;
+        changes.push(Change {
+            op: objects::update(PODS, name, &updated, pod.resource_version),
+            reason: format!("pod {name} follows the links of service {}", service.object.name),
+            event: None,
+        });
     }
     changes
 }
@@ -489,6 +538,9 @@ mod tests {
                 stateful,
                 node_selector: BTreeMap::new(),
                 template,
+                links: Vec::new(),
+                egress: Default::default(),
+                publish: Vec::new(),
             },
         }
     }

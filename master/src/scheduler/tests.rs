@@ -496,6 +496,8 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         node: None,
         unschedulable_reason: None,
         status: None,
+        links: Vec::new(),
+        egress: Default::default(),
     };
     let service = Service {
         name: "shop".to_owned(),
@@ -503,6 +505,9 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         stateful: false,
         node_selector: BTreeMap::from([("zone".to_owned(), "eu".to_owned())]),
         template: pod,
+        links: Vec::new(),
+        egress: Default::default(),
+        publish: Vec::new(),
     };
     let request = PodRequest::from_cluster_pod(&cluster_pod, Some(&service));
     assert_eq!(request.service.as_deref(), Some("shop"));

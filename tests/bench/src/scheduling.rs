@@ -189,6 +189,8 @@ impl Workload {
                     node: None,
                     unschedulable_reason: None,
                     status: None,
+                    links: Vec::new(),
+                    egress: Default::default(),
                 }
             })
             .collect();
@@ -243,6 +245,9 @@ fn service(s: usize, name: &str, template: &Pod) -> Service {
         stateful: false,
         node_selector,
         template: template.clone(),
+        links: Vec::new(),
+        egress: Default::default(),
+        publish: Vec::new(),
     }
 }
 

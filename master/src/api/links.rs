@@ -1,0 +1,136 @@
+//! Links on a service: `POST /v1/services/{name}/links` adds one,
+//! `DELETE /v1/services/{name}/links/{target}` removes them. Writing the
+//! service is all the API does: the controller copies the links onto the
+//! service's pods, and their nodes rewire them without restarting them.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_model::api::Versioned;
+use berth_model::{Link, Service};
+use serde::Deserialize;
+
+use berth_model::link::validate_links;
+use berth_model::ValidationErrors;
+
+use super::services::redacted;
+use super::{parse, require_admin, ApiFailure, AppState};
+use crate::auth::Caller;
+use crate::objects::{self, SERVICES};
+
+async fn service(state: &AppState, name: &str) -> Result<Versioned<Service>, ApiFailure> {
+    objects::get::<Service>(state.store.as_ref(), SERVICES, name)
+        .await?
+        .ok_or_else(|| ApiFailure::new(StatusCode::NOT_FOUND, format!("service {name} not found")))
+}
+
+/// The linked-to service must exist when the link is made (it may go
+/// away later: the link then has no endpoints).
+async fn require_target(state: &AppState, target: &str) -> Result<(), ApiFailure> {
+    match objects::get::<Service>(state.store.as_ref(), SERVICES, target).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiFailure::field(
+            "service",
+            format!("service {target} not found"),
+        )),
+    }
+}
+
+/// Checks the last link of `service` (the one being added), naming the
+/// fields as the request body spells them (`localPort`, not
+/// `links[3].localPort`).
+fn check_new_link(service: &Service) -> Result<(), ApiFailure> {
+    let mut all = ValidationErrors::new();
+    validate_links("links", &service.name, &service.links, &mut all);
+    let new = format!("links[{}].", service.links.len() - 1);
+    let mut errors = ValidationErrors::new();
+    for e in all.errors() {
+        match e.field.strip_prefix(&new) {
+            Some(field) => errors.push(field, e.message.clone()),
+            None if e.field == "links" => errors.push("service", e.message.clone()),
+            None => {}
+        }
+    }
+    errors
+        .into_result()
+        .map_err(|e| ApiFailure::invalid("link", e))
+}
+
+/// `POST /v1/services/{name}/links`: adds a link; the same link again is
+/// a no-op. Running pods are rewired at once; the link's variables
+/// (`<B>_HOST`, `<B>_PORT`, ...) reach them only when they are next
+/// created, since a container's environment is fixed when it starts.
+pub async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
+    require_admin(&caller)?;
+    let link: Link = parse("link", &body)?;
+    let current = service(&state, &name).await?;
+    if current.object.links.contains(&link) {
+        return Ok((StatusCode::OK, Json(redacted(current))));
+    }
+    let mut updated = current.object.clone();
+    updated.links.push(link.clone());
+    check_new_link(&updated)?;
+    require_target(&state, &link.service).await?;
+    let revision = state
+        .store
+        .apply(vec![objects::update(
+            SERVICES,
+            &name,
+            &updated,
+            current.resource_version,
+        )])
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(redacted(Versioned {
+            resource_version: revision,
+            object: updated,
+        })),
+    ))
+}
+
+/// `?port=`: which of the links to the target to remove (all without it).
+#[derive(Debug, Deserialize)]
+pub struct UnlinkQuery {
+    port: Option<u16>,
+}
+
+/// `DELETE /v1/services/{name}/links/{target}[?port=P]`.
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, target)): Path<(String, String)>,
+    Query(query): Query<UnlinkQuery>,
+) -> Result<Json<Versioned<Service>>, ApiFailure> {
+    require_admin(&caller)?;
+    let current = service(&state, &name).await?;
+    let mut updated = current.object.clone();
+    updated
+        .links
+        .retain(|l| l.service != target || query.port.is_some_and(|p| p != l.port));
+    if updated.links.len() == current.object.links.len() {
+        return Err(ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            format!("service {name} has no such link to {target}"),
+        ));
+    }
+    let revision = state
+        .store
+        .apply(vec![objects::update(
+            SERVICES,
+            &name,
+            &updated,
+            current.resource_version,
+        )])
+        .await?;
+    Ok(Json(redacted(Versioned {
+        resource_version: revision,
+        object: updated,
+    })))
+}
