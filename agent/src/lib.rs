@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod docker;
+pub mod links;
 pub mod master_link;
 pub mod ports;
 pub mod reconcile;

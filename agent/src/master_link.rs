@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_model::api::{Assignments, Heartbeat, JoinRequest, JoinResponse};
+use berth_model::endpoints::EndpointsView;
 use berth_model::{ApiError, Capacity, Node};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
+use crate::links;
 use crate::runtime::Runtime;
 
 /// What joining leaves behind: where the master is and this node's
@@ -227,6 +229,20 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
     // Applying assignments wakes the heartbeat, so the master learns of a
     // started pod at once rather than up to a second later.
     let changed = Arc::new(Notify::new());
+    // Links follow the assignments and the endpoints of linked services.
+    let (assigned_links, assigned_rx) = watch::channel(links::Assigned::new());
+    let (endpoints_tx, endpoints_rx) = watch::channel(None);
+    let linker = links::Linker::new(
+        runtime.docker().clone(),
+        assigned_rx,
+        endpoints_rx,
+        Duration::from_secs(runtime.config().resync_interval_secs),
+    );
+    let linking = tokio::spawn(linker.run());
+    let following = {
+        let (http, joined) = (http.clone(), joined.clone());
+        tokio::spawn(async move { endpoints(&http, &joined, &endpoints_tx).await })
+    };
     let beat = {
         let (http, joined, runtime, changed) = (
             http.clone(),
@@ -236,8 +252,10 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
         );
         tokio::spawn(async move { heartbeats(&http, &joined, &runtime, &changed).await })
     };
-    assignments(&http, &joined, &runtime, &changed).await;
+    assignments(&http, &joined, &runtime, &changed, &assigned_links).await;
     beat.abort();
+    linking.abort();
+    following.abort();
 }
 
 async fn heartbeats(http: &reqwest::Client, joined: &Joined, runtime: &Runtime, changed: &Notify) {
@@ -289,13 +307,25 @@ async fn fetch(
     Ok(response.json().await?)
 }
 
-async fn assignments(http: &reqwest::Client, joined: &Joined, runtime: &Runtime, changed: &Notify) {
+async fn assignments(
+    http: &reqwest::Client,
+    joined: &Joined,
+    runtime: &Runtime,
+    changed: &Notify,
+    assigned_links: &watch::Sender<links::Assigned>,
+) {
     let mut after = None;
     let mut delay = Duration::from_millis(200);
     loop {
         match fetch(http, joined, after).await {
             Ok(assigned) => {
                 delay = Duration::from_millis(200);
+                assigned_links.send_if_modified(|current| {
+                    let new = links::assigned(&assigned.pods);
+                    let modified = *current != new;
+                    *current = new;
+                    modified
+                });
                 let pods: Vec<_> = assigned.pods.into_iter().map(|p| p.spec).collect();
                 let failures = runtime.sync_assigned(&pods).await;
                 changed.notify_one();
@@ -315,6 +345,53 @@ async fn assignments(http: &reqwest::Client, joined: &Joined, runtime: &Runtime,
             Err(e) => {
                 // Unreachable master: keep everything running, try again.
                 warn!(error = %format!("{e:#}"), "cannot read assignments; keeping what runs");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                after = None;
+            }
+        }
+    }
+}
+
+/// Follows `GET /v1/endpoints` with a long poll, publishing each new view.
+/// With the master unreachable the last view stays: links keep their
+/// backends.
+async fn endpoints(
+    http: &reqwest::Client,
+    joined: &Joined,
+    views: &watch::Sender<Option<EndpointsView>>,
+) {
+    let mut after: Option<u64> = None;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let mut url = format!("{}/v1/endpoints", joined.url);
+        if let Some(after) = after {
+            url.push_str(&format!("?after={after}&timeout=20"));
+        }
+        let fetched = async {
+            let response = http
+                .get(&url)
+                .bearer_auth(&joined.credential)
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!(error_of(response).await);
+            }
+            Ok::<EndpointsView, anyhow::Error>(response.json().await?)
+        }
+        .await;
+        match fetched {
+            Ok(view) => {
+                delay = Duration::from_millis(200);
+                after = Some(view.revision);
+                views.send_if_modified(|current| {
+                    let modified = current.as_ref() != Some(&view);
+                    *current = Some(view);
+                    modified
+                });
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "cannot read endpoints; links keep their backends");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
                 after = None;

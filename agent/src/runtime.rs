@@ -75,6 +75,16 @@ impl Runtime {
         }
     }
 
+    /// The host's dockerd.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The agent's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
     fn host(&self) -> HostSettings<'_> {
         HostSettings {
             shim_path: self.config.shim_path.to_str().unwrap_or_default(),

@@ -28,7 +28,7 @@ pub enum ClusterCommand {
     /// the identical service already exists. A different service of the same
     /// name is refused; change its size with `berth scale`, or remove it
     /// first with `berth rm`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the cluster's pods: their service, node, phase and host ports.
     Ps(FormatArg),
     /// Change how many pods a service runs.
@@ -99,7 +99,7 @@ pub struct RunArgs {
 
     /// A value handed to the services that link to this one, as
     /// <SERVICE>_<NAME> (secret). Repeatable.
-    #[arg(long = "publish", value_name = "NAME=VALUE", value_parser = parse::env_var)]
+    #[arg(long = "link-env", value_name = "NAME=VALUE", value_parser = parse::env_var)]
     pub publish: Vec<berth_model::EnvVar>,
 
     /// The pod every replica runs.
@@ -392,7 +392,7 @@ mod tests {
     fn run_args(args: &[&str]) -> RunArgs {
         let argv: Vec<&str> = ["run"].iter().chain(args).copied().collect();
         match cluster_command(&argv) {
-            ClusterCommand::Run(run) => run,
+            ClusterCommand::Run(run) => *run,
             other => panic!("parsed as {other:?}"),
         }
     }

@@ -252,11 +252,7 @@ impl MasterClient {
     }
 
     /// `DELETE /v1/services/{name}/links/{target}`.
-    pub async fn remove_link(
-        &self,
-        name: &str,
-        target: &str,
-    ) -> Result<Versioned<Service>, Error> {
+    pub async fn remove_link(&self, name: &str, target: &str) -> Result<Versioned<Service>, Error> {
         self.call(
             Method::DELETE,
             &["services", name, "links", target],

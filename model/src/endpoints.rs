@@ -164,6 +164,8 @@ mod tests {
             service: service.map(str::to_owned),
             node: node.map(str::to_owned),
             unschedulable_reason: None,
+            links: Vec::new(),
+            egress: Default::default(),
         }
     }
 

@@ -17,8 +17,8 @@ pub mod validation;
 pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
 pub use endpoints::{Endpoint, EndpointsView, ServiceEndpoints};
 pub use event::{Event, EventKind, UnknownEventKind};
-pub use link::{EgressPolicy, Link};
 pub use limits::MAX_REQUEST_BODY_BYTES;
+pub use link::{EgressPolicy, Link};
 pub use name::{validate_dns_label, NameError};
 pub use pod::{
     Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Volume, VolumeMount,

@@ -69,7 +69,10 @@ pub fn validate_links(prefix: &str, own_name: &str, links: &[Link], errors: &mut
         if let Err(e) = validate_dns_label(&link.service) {
             errors.push(format!("{field}.service"), e.to_string());
         } else if link.service == own_name {
-            errors.push(format!("{field}.service"), "a service cannot link to itself");
+            errors.push(
+                format!("{field}.service"),
+                "a service cannot link to itself",
+            );
         }
         if link.port == 0 {
             errors.push(format!("{field}.port"), "must be between 1 and 65535");
@@ -123,7 +126,11 @@ pub fn add_link_env(pod: &mut Pod, plain: &[EnvVar], secret: &[EnvVar]) {
             container.env.iter().any(|v| v.name == name)
                 || container.secret_env.iter().any(|v| v.name == name)
         };
-        let new_plain: Vec<EnvVar> = plain.iter().filter(|v| !user_set(&v.name)).cloned().collect();
+        let new_plain: Vec<EnvVar> = plain
+            .iter()
+            .filter(|v| !user_set(&v.name))
+            .cloned()
+            .collect();
         let new_secret: Vec<EnvVar> = secret
             .iter()
             .filter(|v| !user_set(&v.name))

@@ -366,7 +366,8 @@ mod tests {
             links: vec![(link("db", 3306, None), vec![backend(13, 30005)])],
             ..one
         };
-        let rewire = restore_script(Some(&desired_rules(&moved)), &observe(&saved)).expect("rewire");
+        let rewire =
+            restore_script(Some(&desired_rules(&moved)), &observe(&saved)).expect("rewire");
         assert!(rewire.contains("10.231.0.13:30005") && !rewire.contains("10.231.0.12"));
 
         let removal = restore_script(None, &observe(&saved)).expect("removal");

@@ -71,6 +71,15 @@ pub fn holder_container_name(pod: &str) -> String {
     format!("berth.{pod}")
 }
 
+/// The Docker container whose network namespace is the pod's: the holder
+/// of a pod of several containers, else its one container.
+pub fn network_container_name(pod: &Pod) -> String {
+    match pod.containers.as_slice() {
+        [only] => app_container_name(&pod.name, &only.name),
+        _ => holder_container_name(&pod.name),
+    }
+}
+
 /// Docker's name of a container of a pod: `berth.<pod>.<container>`.
 pub fn app_container_name(pod: &str, container: &str) -> String {
     format!("berth.{pod}.{container}")

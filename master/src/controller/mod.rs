@@ -324,7 +324,10 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         updated.egress = service.object.egress;
         changes.push(Change {
             op: objects::update(PODS, name, &updated, pod.resource_version),
-            reason: format!("pod {name} follows the links of service {}", service.object.name),
+            reason: format!(
+                "pod {name} follows the links of service {}",
+                service.object.name
+            ),
             event: None,
         });
     }

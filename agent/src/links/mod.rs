@@ -1,0 +1,242 @@
+//! Links: a pod of service A reaches service B at 127.0.0.1:<port> in its
+//! own network namespace, wherever B's ready pods run, rewired live.
+//!
+//! The master's assignments say which of this node's pods link where
+//! ([`Assigned`]); a long poll on `GET /v1/endpoints` says where B's ready
+//! pods are. [`plan`] turns both into the rules each pod's namespace
+//! should hold (pure), and the [`Linker`] converges every pod's namespace
+//! to them: at once when either input changes, and all of them every
+//! resync interval, which brings back rules someone flushed. The work
+//! happens on a thread inside the pod's namespace ([`netns`]) through
+//! `iptables-restore --noflush` ([`iptables`]); nothing is written into
+//! the host's own namespace.
+
+pub mod iptables;
+pub mod netns;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use berth_model::endpoints::EndpointsView;
+use berth_model::{ClusterPod, EgressPolicy, Link, Protocol};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::docker::Docker;
+use crate::reconcile::desired::network_container_name;
+
+use self::plan::{desired_rules, observe, restore_script, Backend, PodWiring};
+
+/// One of this node's pods with links or an outbound policy, as the master
+/// assigned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedLinks {
+    /// The Docker container that owns the pod's network namespace.
+    pub network_container: String,
+    /// The pod's links.
+    pub links: Vec<Link>,
+    /// The pod's outbound policy.
+    pub egress: EgressPolicy,
+}
+
+/// This node's master pods by name.
+pub type Assigned = BTreeMap<String, AssignedLinks>;
+
+/// What the master's assignments say about links.
+pub fn assigned(pods: &[ClusterPod]) -> Assigned {
+    pods.iter()
+        .map(|pod| {
+            (
+                pod.spec.name.clone(),
+                AssignedLinks {
+                    network_container: network_container_name(&pod.spec),
+                    links: pod.links.clone(),
+                    egress: pod.egress,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The ready TCP backends of `link` in `view`, as addresses the rules can
+/// hold (an endpoint whose node address is not an IPv4 address is skipped
+/// with a warning: a DNAT rule needs one).
+pub fn backends(view: &EndpointsView, link: &Link) -> Vec<Backend> {
+    view.services
+        .iter()
+        .filter(|s| s.service == link.service)
+        .flat_map(|s| s.ready_on(link.port))
+        .filter(|e| e.protocol == Protocol::Tcp)
+        .filter_map(|e| match e.address.parse::<Ipv4Addr>() {
+            Ok(address) => Some(Backend {
+                address,
+                port: e.port,
+            }),
+            Err(_) => {
+                warn!(address = %e.address, node = %e.node, "endpoint address is not IPv4; skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+/// What one pod should have, from its assignment and the endpoints.
+pub fn wiring(pod: &AssignedLinks, view: &EndpointsView) -> PodWiring {
+    PodWiring {
+        links: pod
+            .links
+            .iter()
+            .map(|link| (link.clone(), backends(view, link)))
+            .collect(),
+        egress: pod.egress,
+    }
+}
+
+/// Why a pod could not be wired.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// iptables failed.
+    #[error(transparent)]
+    Iptables(#[from] iptables::IptablesError),
+    /// The namespace could not be entered.
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    /// route_localnet could not be read or set.
+    #[error("route_localnet: {0}")]
+    RouteLocalnet(std::io::Error),
+}
+
+/// Converges the calling thread's namespace to `wiring`; returns the
+/// script applied, if anything had to change.
+fn converge_here(wiring: &PodWiring) -> Result<Option<String>, LinkError> {
+    let observed = observe(&iptables::save(&["nat", "filter"])?);
+    let desired = (!wiring.is_empty()).then(|| desired_rules(wiring));
+    let localnet = !wiring.links.is_empty();
+    let current = netns::route_localnet().map_err(LinkError::RouteLocalnet)?;
+    // On before the rules that need it, off after they are gone.
+    if localnet && !current {
+        netns::set_route_localnet(true).map_err(LinkError::RouteLocalnet)?;
+    }
+    let script = restore_script(desired.as_ref(), &observed);
+    if let Some(script) = &script {
+        iptables::restore(script)?;
+    }
+    if !localnet && current {
+        netns::set_route_localnet(false).map_err(LinkError::RouteLocalnet)?;
+    }
+    Ok(script)
+}
+
+/// Converges the namespace of process `pid` to `wiring`.
+pub async fn converge(pid: u32, wiring: PodWiring) -> Result<Option<String>, LinkError> {
+    netns::run_in(pid, move || converge_here(&wiring)).await?
+}
+
+/// Keeps every assigned pod's namespace wired.
+#[derive(Debug)]
+pub struct Linker {
+    docker: Docker,
+    assigned: watch::Receiver<Assigned>,
+    endpoints: watch::Receiver<Option<EndpointsView>>,
+    resync_interval: Duration,
+}
+
+impl Linker {
+    /// A linker over the assignments and endpoints the master link feeds.
+    pub fn new(
+        docker: Docker,
+        assigned: watch::Receiver<Assigned>,
+        endpoints: watch::Receiver<Option<EndpointsView>>,
+        resync_interval: Duration,
+    ) -> Self {
+        Self {
+            docker,
+            assigned,
+            endpoints,
+            resync_interval,
+        }
+    }
+
+    /// Runs forever. A pod is converged when its wiring or its namespace
+    /// (the owning container's PID) changed since it was last converged,
+    /// and every pod is checked again every resync interval.
+    pub async fn run(mut self) {
+        // Pod -> (PID of its namespace, wiring last converged there).
+        let mut converged: HashMap<String, (u32, PodWiring)> = HashMap::new();
+        let mut last_full: Option<Instant> = None;
+        loop {
+            let full = last_full.is_none_or(|t| t.elapsed() >= self.resync_interval);
+            // Until the first endpoints arrive nothing is touched: an agent
+            // that just restarted must not unwire running pods.
+            let view = self.endpoints.borrow_and_update().clone();
+            let assigned = self.assigned.borrow_and_update().clone();
+            if let Some(view) = view {
+                if full {
+                    last_full = Some(Instant::now());
+                }
+                converged.retain(|pod, _| assigned.contains_key(pod));
+                for (pod, links) in &assigned {
+                    self.converge_pod(pod, links, &view, full, &mut converged)
+                        .await;
+                }
+            }
+            tokio::select! {
+                _ = self.assigned.changed() => {}
+                _ = self.endpoints.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn converge_pod(
+        &self,
+        pod: &str,
+        links: &AssignedLinks,
+        view: &EndpointsView,
+        full: bool,
+        converged: &mut HashMap<String, (u32, PodWiring)>,
+    ) {
+        let wiring = wiring(links, view);
+        let last = converged.get(pod);
+        if !full && last.is_some_and(|(_, w)| *w == wiring) {
+            return;
+        }
+        // A pod that never had links and has none needs a look only in a
+        // full round (to clear what a previous agent left).
+        if !full && last.is_none() && wiring.is_empty() {
+            return;
+        }
+        let pid = match self.docker.inspect(&links.network_container).await {
+            Ok(Some(state)) if state.running => state.pid,
+            Ok(_) => None,
+            Err(e) => {
+                warn!(pod, error = %e, "cannot find the pod's network namespace");
+                None
+            }
+        };
+        let Some(pid) = pid else {
+            converged.remove(pod);
+            return;
+        };
+        let rewired = last.is_some_and(|(p, w)| *p == pid && *w != wiring);
+        match converge(pid, wiring.clone()).await {
+            Ok(Some(script)) => {
+                if rewired {
+                    info!(pod, rules = %script.lines().count(), "links rewired");
+                } else {
+                    info!(pod, rules = %script.lines().count(), "links converged");
+                }
+                converged.insert(pod.to_owned(), (pid, wiring));
+            }
+            Ok(None) => {
+                converged.insert(pod.to_owned(), (pid, wiring));
+            }
+            Err(e) => {
+                warn!(pod, error = %e, "wiring the pod's links failed; retrying");
+                converged.remove(pod);
+            }
+        }
+    }
+}
