@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{ApiError, FieldError, ValidationErrors, MAX_REQUEST_BODY_BYTES};
 
@@ -76,7 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/services/{name}/links", post(links::add))
         .route(
             "/v1/services/{name}/links/{target}",
-            axum::routing::delete(links::remove),
+            delete(links::remove),
         )
         .route("/v1/pods", get(pods::list))
         .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
