@@ -74,10 +74,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/services/{name}/scale", post(services::scale))
         .route("/v1/services/{name}/links", post(links::add))
-        .route(
-            "/v1/services/{name}/links/{target}",
-            delete(links::remove),
-        )
+        .route("/v1/services/{name}/links/{target}", delete(links::remove))
         .route("/v1/pods", get(pods::list))
         .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
         .route("/v1/pods/{name}/move", post(pods::move_pod))
