@@ -17,7 +17,8 @@ pub struct EventsArgs {
     pub watch: bool,
 
     /// Only events of this type: NodeReady, NodeNotReady, PodScheduled,
-    /// PodUnschedulable, PodEvicted, PodDeleted or ServiceScaled (any case).
+    /// PodUnschedulable, PodEvicted, PodDeleted, ServiceScaled or
+    /// LinkRewired (any case).
     #[arg(long = "type", value_name = "KIND")]
     pub kind: Option<EventKind>,
 

@@ -5,6 +5,7 @@
 //! in the same commit.
 
 pub mod events;
+pub mod links;
 pub mod liveness;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -413,11 +414,13 @@ pub async fn run_with(
     retention: Retention,
 ) {
     let mut conditions = NodeConditions::default();
+    let mut link_backends: Option<links::LinkBackends> = None;
     let mut next_prune = tokio::time::Instant::now();
     loop {
         match read(store.as_ref(), &liveness).await {
             Ok(cluster) => {
                 record_node_transitions(store.as_ref(), &mut conditions, &cluster).await;
+                record_link_rewirings(store.as_ref(), &mut link_backends, &cluster).await;
                 commit(store.as_ref(), plan(&cluster)).await;
             }
             Err(e) => warn!(error = %format!("{e:#}"), "controller cannot read the cluster"),
@@ -452,6 +455,33 @@ async fn record_node_transitions(
         }
     }
     conditions.remember(&cluster.nodes);
+}
+
+/// Records a `LinkRewired` event for every link whose ready backends
+/// changed since the last round (the first round only remembers). Like
+/// node transitions, they are remembered only once committed.
+async fn record_link_rewirings(
+    store: &dyn Store,
+    previous: &mut Option<links::LinkBackends>,
+    cluster: &Cluster,
+) {
+    let now = links::link_backends(cluster);
+    if let Some(before) = previous.as_ref() {
+        let rewired = links::rewired(before, &now, cluster.now_ms);
+        if !rewired.is_empty() {
+            for event in &rewired {
+                info!(object = %event.object, reason = %event.reason, "controller");
+            }
+            if let Err(e) = store
+                .apply(rewired.iter().map(events::record).collect())
+                .await
+            {
+                warn!(error = %e, "cannot record link events; trying again");
+                return;
+            }
+        }
+    }
+    *previous = Some(now);
 }
 
 /// Commits planned changes with their events, each change in the same

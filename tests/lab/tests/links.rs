@@ -198,6 +198,23 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
         "web's container was replaced"
     );
     assert_eq!(inspect(&lab, "h1", "web-0", "{{.RestartCount}}"), "0");
+    let events = lab.eventually(Duration::from_secs(10), "a LinkRewired event", || {
+        let events = json(&berth(
+            &lab,
+            &["events", "--type", "LinkRewired", "-o", "json"],
+        ));
+        let events = events.as_array()?.clone();
+        events
+            .iter()
+            .any(|e| {
+                e["object"] == "service/web"
+                    && e["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("now reaches 10.231.0.13:"))
+            })
+            .then_some(events)
+    });
+    println!("{events:?}");
 
     // 3. With two db replicas, web's connections reach both.
     berth(&lab, &["scale", "db", "2"]).assert_success();
