@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
+mod links;
 mod scheduling;
 
 /// Benchmarks berth on lab hosts against baselines measured in the same run.
@@ -67,12 +68,61 @@ enum Bench {
         #[arg(long, default_value = "target/bench-scheduling")]
         dir: PathBuf,
     },
+    /// Throughput and request latency through a link, against the same
+    /// traffic sent straight to the endpoint (no link DNAT), interleaved.
+    LinkThroughput {
+        /// Interleaved runs.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Size of each download, MiB.
+        #[arg(long, default_value_t = 128)]
+        megabytes: usize,
+        /// Small requests (one connection each) per run.
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+    },
+    /// Time to add one link to a pod with N links installed, against
+    /// adding the first link.
+    LinkAdd {
+        /// Links already installed, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 5000, 20000])]
+        installed: Vec<usize>,
+        /// Additions timed per count.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
+    /// The timed part of `link-add`, run inside the lab host.
+    #[command(hide = true)]
+    LinkAddInHost {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, value_delimiter = ',')]
+        installed: Vec<usize>,
+        #[arg(long)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
     match Args::parse().bench {
         Bench::PodStart { runs } => pod_start(runs),
         Bench::AgentMemory { pods } => agent_memory(pods),
+        Bench::LinkThroughput {
+            runs,
+            megabytes,
+            requests,
+        } => links::throughput(runs, megabytes, requests),
+        Bench::LinkAdd { installed, runs } => links::add(&installed, runs),
+        Bench::LinkAddInHost {
+            pid,
+            installed,
+            runs,
+        } => {
+            if let Err(error) = links::add_in_host(pid, &installed, runs) {
+                eprintln!("berth-bench link-add: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
         Bench::Scheduling {
             nodes,
             pods,
