@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::docker::Docker;
 use crate::reconcile::desired::network_container_name;
 
-use self::plan::{desired_rules, observe, restore_script, Backend, PodWiring};
+use self::plan::{append_script, desired_rules, observe, restore_script, Backend, PodWiring};
 
 /// One of this node's pods with links or an outbound policy, as the master
 /// assigned it.
@@ -109,8 +109,17 @@ pub enum LinkError {
 }
 
 /// Converges the calling thread's namespace to `wiring`; returns the
-/// script applied, if anything had to change.
-fn converge_here(wiring: &PodWiring) -> Result<Option<String>, LinkError> {
+/// script applied, if anything had to change. `previous` is what the
+/// namespace was last converged to, when that is known to hold: links
+/// appended to it are written without reading the chains back.
+fn converge_here(
+    wiring: &PodWiring,
+    previous: Option<&PodWiring>,
+) -> Result<Option<String>, LinkError> {
+    if let Some(script) = previous.and_then(|p| append_script(p, wiring)) {
+        iptables::restore(&script)?;
+        return Ok(Some(script));
+    }
     let observed = observe(&iptables::save(&["nat", "filter"])?);
     let desired = (!wiring.is_empty()).then(|| desired_rules(wiring));
     let localnet = !wiring.links.is_empty();
@@ -129,9 +138,14 @@ fn converge_here(wiring: &PodWiring) -> Result<Option<String>, LinkError> {
     Ok(script)
 }
 
-/// Converges the namespace of process `pid` to `wiring`.
-pub async fn converge(pid: u32, wiring: PodWiring) -> Result<Option<String>, LinkError> {
-    netns::run_in(pid, move || converge_here(&wiring)).await?
+/// Converges the namespace of process `pid` to `wiring` (from `previous`,
+/// if known; see [`converge_here`]).
+pub async fn converge(
+    pid: u32,
+    wiring: PodWiring,
+    previous: Option<PodWiring>,
+) -> Result<Option<String>, LinkError> {
+    netns::run_in(pid, move || converge_here(&wiring, previous.as_ref())).await?
 }
 
 /// Keeps every assigned pod's namespace wired.
@@ -221,7 +235,11 @@ impl Linker {
             return;
         };
         let rewired = last.is_some_and(|(p, w)| *p == pid && *w != wiring);
-        match converge(pid, wiring.clone()).await {
+        // A full round reads everything back (someone may have flushed it).
+        let previous = last
+            .filter(|(p, _)| !full && *p == pid)
+            .map(|(_, w)| w.clone());
+        match converge(pid, wiring.clone(), previous).await {
             Ok(Some(script)) => {
                 if rewired {
                     info!(pod, rules = %script.lines().count(), "links rewired");

@@ -3,11 +3,12 @@
 //! outbound policy, and the `iptables-restore --noflush` script that gets
 //! it there from what `iptables-save` shows. No I/O here.
 //!
-//! Every berth chain starts with a marker rule that does nothing but carry
-//! a hash of the chain's rules (`-m comment --comment berth:<hash>`), so
-//! the observed chain is compared without parsing iptables' own spelling of
-//! each rule: a chain someone flushed, edited or emptied has the wrong
-//! marker or the wrong length and is written again.
+//! Every rule berth writes carries a tag, `-m comment --comment
+//! berth:<hash of the rule>`, so the observed chains are compared without
+//! parsing iptables' own spelling of each rule: a chain someone flushed,
+//! edited or extended has the wrong set of tags and is written again. The
+//! tags also let a new link be appended without reading the chain back
+//! (see [`append_script`]): the result is what a full write would give.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -63,7 +64,7 @@ impl PodWiring {
     }
 }
 
-/// The rules of every berth chain (without markers), by chain name.
+/// The rules of every berth chain (without tags), by chain name.
 pub type ChainRules = BTreeMap<&'static str, Vec<String>>;
 
 /// The rules `wiring` asks for. Backends are spread with `statistic`'s
@@ -127,19 +128,30 @@ pub fn desired_rules(wiring: &PodWiring) -> ChainRules {
     chains
 }
 
-/// The marker that carries a chain's hash.
-fn marker(chain: &str, rules: &[String]) -> String {
+/// The tag that names a rule: a hash of its chain and text.
+fn tag(chain: &str, rule: &str) -> String {
     let mut hasher = sha2::Sha256::new();
     hasher.update(chain.as_bytes());
-    for rule in rules {
-        hasher.update(b"\n");
-        hasher.update(rule.as_bytes());
-    }
+    hasher.update(b"\n");
+    hasher.update(rule.as_bytes());
     let hex: String = hasher.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("berth:{hex}")
+}
+
+/// `-A <chain> <rule>` with the rule's tag.
+fn tagged(chain: &str, rule: &str) -> String {
+    format!("-m comment --comment {} {rule}", tag(chain, rule))
+}
+
+/// The tag in a rule as iptables-save prints it, if it has one.
+fn tag_of(saved_rule: &str) -> Option<&str> {
+    saved_rule
+        .split_whitespace()
+        .map(|w| w.trim_matches('"'))
+        .find(|w| w.starts_with("berth:"))
 }
 
 /// What `iptables-save -t <table>` shows of berth's chains.
@@ -184,13 +196,15 @@ pub fn observe(save: &str) -> Observed {
     observed
 }
 
-/// Whether the observed chain holds exactly `rules` (by marker and length).
+/// Whether the observed chain holds exactly `rules`: the same tags, and
+/// nothing else.
 fn chain_matches(observed: &Observed, chain: &str, rules: &[String]) -> bool {
     observed.chains.get(chain).is_some_and(|seen| {
-        seen.len() == rules.len() + 1
-            && seen
-                .first()
-                .is_some_and(|m| m.contains(&marker(chain, rules)))
+        let mut seen: Vec<Option<&str>> = seen.iter().map(|r| tag_of(r)).collect();
+        let mut want: Vec<Option<String>> = rules.iter().map(|r| Some(tag(chain, r))).collect();
+        seen.sort();
+        want.sort();
+        seen.len() == want.len() && seen.iter().zip(&want).all(|(s, w)| *s == w.as_deref())
     })
 }
 
@@ -226,13 +240,8 @@ pub fn restore_script(desired: Option<&ChainRules>, observed: &Observed) -> Opti
                         // Declaring an existing chain under --noflush
                         // empties it; then it is filled anew.
                         let _ = writeln!(declared, ":{chain} - [0:0]");
-                        let _ = writeln!(
-                            body,
-                            "-A {chain} -m comment --comment {}",
-                            marker(chain, rules)
-                        );
                         for rule in rules {
-                            let _ = writeln!(body, "-A {chain} {rule}");
+                            let _ = writeln!(body, "-A {chain} {}", tagged(chain, rule));
                         }
                     }
                 }
@@ -254,6 +263,48 @@ pub fn restore_script(desired: Option<&ChainRules>, observed: &Observed) -> Opti
         }
     }
     (!script.is_empty()).then_some(script)
+}
+
+/// When `new` differs from `old` (what the namespace was last converged
+/// to) only by links appended at the end, the script that appends their
+/// rules without reading anything back: adding a link then costs the same
+/// however many are installed. `None` when anything else changed (then a
+/// full [`restore_script`] is needed).
+pub fn append_script(old: &PodWiring, new: &PodWiring) -> Option<String> {
+    let kept = old.links.len();
+    if old.links.is_empty()
+        || new.links.len() <= kept
+        || new.links[..kept] != old.links[..]
+        || new.egress != old.egress
+    {
+        return None;
+    }
+    let added = PodWiring {
+        links: new.links[kept..].to_vec(),
+        egress: new.egress,
+    };
+    let rules = desired_rules(&added);
+    let mut script = String::from("*nat\n");
+    for rule in &rules[NAT_LINKS] {
+        let _ = writeln!(script, "-A {NAT_LINKS} {}", tagged(NAT_LINKS, rule));
+    }
+    script.push_str("COMMIT\n");
+    if new.egress == EgressPolicy::LinksOnly {
+        // Each link's RETURN goes before the final REJECT.
+        script.push_str("*filter\n");
+        for rule in rules[FILTER_EGRESS]
+            .iter()
+            .filter(|r| r.contains("--ctorigdstport"))
+        {
+            let _ = writeln!(
+                script,
+                "-I {FILTER_EGRESS} 1 {}",
+                tagged(FILTER_EGRESS, rule)
+            );
+        }
+        script.push_str("COMMIT\n");
+    }
+    Some(script)
 }
 
 #[cfg(test)]
@@ -311,7 +362,7 @@ mod tests {
     }
 
     /// What iptables-save prints after `script` ran on an empty namespace
-    /// (close enough: the marker and the rule count are what is compared).
+    /// (close enough: the tags are what is compared).
     fn saved_after(script: &str) -> String {
         script
             .lines()
@@ -376,5 +427,37 @@ mod tests {
             assert!(removal.contains(&format!("-X {chain}\n")));
         }
         assert_eq!(restore_script(None, &Observed::default()), None);
+    }
+
+    #[test]
+    fn appending_a_link_gives_what_a_full_write_would() {
+        let one = PodWiring {
+            links: vec![(link("db", 3306, None), vec![backend(12, 30001)])],
+            egress: EgressPolicy::LinksOnly,
+        };
+        let mut two = one.clone();
+        two.links.push((
+            link("cache", 6379, None),
+            vec![backend(13, 30002), backend(14, 30003)],
+        ));
+        let full =
+            restore_script(Some(&desired_rules(&one)), &Observed::default()).expect("script");
+        let append = append_script(&one, &two).expect("an append");
+        assert!(
+            !append.contains(":BERTH"),
+            "an append must not flush: {append}"
+        );
+        let saved = format!("{}\n{}", saved_after(&full), saved_after(&append));
+        assert_eq!(
+            restore_script(Some(&desired_rules(&two)), &observe(&saved)),
+            None
+        );
+
+        // Anything but an append is a full write.
+        let mut moved = two.clone();
+        moved.links[0].1 = vec![backend(15, 30009)];
+        assert_eq!(append_script(&two, &moved), None);
+        assert_eq!(append_script(&two, &one), None);
+        assert_eq!(append_script(&PodWiring::default(), &one), None);
     }
 }

@@ -245,7 +245,9 @@ fn wiring(links: usize) -> PodWiring {
 }
 
 /// Inside the lab host: installs each count of links in the namespace of
-/// `pid`, then times adding one more (and removes it again, untimed).
+/// `pid`, then times adding one more link, `runs` times (each on top of
+/// the last), through the agent's converge: the append path, as when a
+/// link is added to a running pod.
 pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -255,14 +257,14 @@ pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result
         println!("adding one link to a pod's namespace, {runs} runs each (ms):");
         for &n in installed {
             let setup = Instant::now();
-            converge(pid, wiring(n)).await?;
+            converge(pid, wiring(n), None).await?;
             let setup = setup.elapsed();
             let mut samples = Vec::with_capacity(runs);
-            for _ in 0..runs {
+            for i in 0..runs {
+                let (before, after) = (wiring(n + i), wiring(n + i + 1));
                 let t0 = Instant::now();
-                converge(pid, wiring(n + 1)).await?;
+                converge(pid, after, Some(before)).await?;
                 samples.push(t0.elapsed().as_secs_f64() * 1e3);
-                converge(pid, wiring(n)).await?;
             }
             samples.sort_by(f64::total_cmp);
             let (p50, p99) = (quantile(&samples, 0.5), quantile(&samples, 0.99));
@@ -273,7 +275,7 @@ pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result
             );
         }
         println!("  target: p99 <= 2 ms with 20000 installed");
-        converge(pid, PodWiring::default()).await?;
+        converge(pid, PodWiring::default(), None).await?;
         anyhow::Ok(())
     })
 }
