@@ -260,7 +260,9 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             .as_deref()
             .and_then(|s| services.get(s))
             .map(|s| &s.object);
+        let mut links_changed = false;
         if let Some(service) = service {
+            links_changed = !links_current(&pod, service);
             pod.links = service.links.clone();
             pod.egress = service.egress;
         }
@@ -285,6 +287,7 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
                 // Unchanged, it was written (and reported) before: each
                 // round would otherwise rewrite the pod and repeat the event.
                 if revision.is_some()
+                    && !links_changed
                     && pod.unschedulable_reason.as_deref() == Some(reason.as_str())
                 {
                     continue;
