@@ -422,6 +422,36 @@ impl Docker {
         }
     }
 
+    /// Every start of one of berth's containers from now on, as the name
+    /// of its pod: a restarted container has a new network namespace,
+    /// which its links must be wired into again.
+    pub fn container_starts(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
+        let mut filters = HashMap::new();
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        filters.insert("event".to_string(), vec!["start".to_string()]);
+        let options = bollard::system::EventsOptions::<String> {
+            since: None,
+            until: None,
+            filters,
+        };
+        self.client.events(Some(options)).map(|event| {
+            event
+                .map(|e| {
+                    e.actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|mut labels| labels.remove(LABEL_POD))
+                        .unwrap_or_default()
+                })
+                .map_err(|source| DockerError {
+                    action: "watching container starts".into(),
+                    source,
+                })
+        })
+    }
+
     /// The environment a container was created with (to recover secrets when
     /// adopting a pod whose record was lost).
     pub async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use berth_model::endpoints::EndpointsView;
 use berth_model::{ClusterPod, EgressPolicy, Link, Protocol};
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -180,6 +181,7 @@ impl Linker {
         // Pod -> (PID of its namespace, wiring last converged there).
         let mut converged: HashMap<String, (u32, PodWiring)> = HashMap::new();
         let mut last_full: Option<Instant> = None;
+        let mut starts = Box::pin(self.docker.container_starts());
         loop {
             let full = last_full.is_none_or(|t| t.elapsed() >= self.resync_interval);
             // Until the first endpoints arrive nothing is touched: an agent
@@ -199,6 +201,17 @@ impl Linker {
             tokio::select! {
                 _ = self.assigned.changed() => {}
                 _ = self.endpoints.changed() => {}
+                started = starts.next() => match started {
+                    // A new namespace: what was converged is gone with the
+                    // old one.
+                    Some(Ok(pod)) => { converged.remove(&pod); }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "watching container starts; resubscribing");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        starts = Box::pin(self.docker.container_starts());
+                    }
+                    None => starts = Box::pin(self.docker.container_starts()),
+                },
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }

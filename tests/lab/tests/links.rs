@@ -234,6 +234,38 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
         },
     );
     assert_eq!(inspect(&lab, "h1", "web-0", "{{.Id}}"), web_id);
+
+    // web itself restarts (a new network namespace): its link is wired
+    // into the new one at once, not at the next resync.
+    let old_pid = inspect(&lab, "h1", "web-0", "{{.State.Pid}}");
+    lab.exec("h1", &["systemctl", "restart", r"berth-web\x2d0-web.service"])
+        .assert_success();
+    let restarted = lab.eventually(Duration::from_secs(20), "web running again", || {
+        let run = lab.exec(
+            "h1",
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.Running}} {{.State.Pid}}",
+                &container("web-0"),
+            ],
+        );
+        let out = run.stdout();
+        (run.success() && out.starts_with("true ") && out.trim() != format!("true {old_pid}"))
+            .then(Instant::now)
+    });
+    lab.eventually(
+        Duration::from_secs(10),
+        "the restarted web reaching db",
+        || ask(&lab, "h1", "web-0", "127.0.0.1", 3306),
+    );
+    let rewired = restarted.elapsed();
+    println!("web restarted -> reaches db again: {rewired:?}");
+    assert!(
+        rewired <= Duration::from_secs(3),
+        "a restarted web was rewired only after {rewired:?}"
+    );
 }
 
 #[test]
