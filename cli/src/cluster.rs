@@ -314,6 +314,7 @@ impl RunArgs {
             stateful: self.stateful,
             node_selector: self.node_selector.iter().cloned().collect(),
             template: self.pod.pod(&self.name),
+            env: Vec::new(),
             links: self.links.clone(),
             egress: self.egress.into(),
             publish: self.publish.clone(),

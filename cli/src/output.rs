@@ -839,6 +839,7 @@ solo    -         -        Unschedulable                                        
                 stateful: true,
                 node_selector: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
                 template,
+                env: Vec::new(),
                 links: Vec::new(),
                 egress: Default::default(),
                 publish: Vec::new(),

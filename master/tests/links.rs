@@ -73,12 +73,15 @@ async fn links_are_checked_carried_to_pods_and_removed() {
         ]
     );
 
-    // web sets DB_HOST itself: its value wins over the link's.
-    let web = service(
+    // web's container sets DB_HOST and its service DB_HOST and DB_PORT:
+    // container > service > link.
+    let mut web = service(
         "web",
         json!([{"name": "DB_HOST", "value": "mine"}]),
         json!([{"service": "db", "port": 3306, "localPort": 13306}]),
     );
+    web["env"] =
+        json!([{"name": "DB_HOST", "value": "service"}, {"name": "DB_PORT", "value": "1"}]);
     let (status, created) = master.admin(Method::POST, "/v1/services", Some(web)).await;
     assert_eq!(status, 201, "{created}");
     let web_0 = pod(&master, "web").await;
@@ -86,7 +89,7 @@ async fn links_are_checked_carried_to_pods_and_removed() {
     let env = &web_0["spec"]["containers"][0]["env"];
     assert_eq!(
         env,
-        &json!([{"name": "DB_HOST", "value": "mine"}, {"name": "DB_PORT", "value": "13306"}])
+        &json!([{"name": "DB_HOST", "value": "mine"}, {"name": "DB_PORT", "value": "1"}])
     );
     assert_eq!(
         web_0["spec"]["containers"][0]["secretEnv"][0]["name"],
@@ -128,6 +131,30 @@ async fn links_are_checked_carried_to_pods_and_removed() {
             break;
         }
         assert!(Instant::now() < deadline, "the pod never got the new link");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The service's DB_PORT removed, a new pod gets the link's back.
+    let (_, mut current) = master.admin(Method::GET, "/v1/services/web", None).await;
+    current["env"] = json!([]);
+    let (status, updated) = master
+        .admin(Method::PUT, "/v1/services/web", Some(current))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let (status, _) = master.admin(Method::DELETE, "/v1/pods/web-0", None).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = pod(&master, "web").await;
+        let env = &now["spec"]["containers"][0]["env"];
+        if env[1]["name"] == "DB_PORT" && env[1]["value"] == "13306" {
+            assert_eq!(env[0]["value"], "mine");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the link's DB_PORT did not come back: {env}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

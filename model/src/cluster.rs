@@ -63,6 +63,10 @@ pub struct Service {
     pub node_selector: BTreeMap<String, String>,
     /// The pod every replica runs; its `name` is replaced per replica.
     pub template: Pod,
+    /// Variables for every container of its pods; a container's own
+    /// value of the same name wins, and these win over link variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
     /// Services its pods reach on 127.0.0.1 (see [`Link`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,

@@ -116,10 +116,11 @@ pub fn link_env(link: &Link, published: &[EnvVar]) -> (Vec<EnvVar>, Vec<EnvVar>)
     (plain, secret)
 }
 
-/// Adds link variables to every container of `pod`, under the seed's
-/// precedence: a value the user set (in the container, plain or secret)
-/// wins over a link's, so removing the user's value brings the link's back
-/// the next time the pod is made from its service.
+/// Adds variables to every container of `pod` that does not set them
+/// itself. Called with the service's values first, then each link's, it
+/// gives the seed's precedence: container > service > link; and since a
+/// pod is made afresh from its service, removing a user value brings the
+/// link's back in the next pod.
 pub fn add_link_env(pod: &mut Pod, plain: &[EnvVar], secret: &[EnvVar]) {
     for container in &mut pod.containers {
         let user_set = |name: &str| {

@@ -31,6 +31,14 @@ pub(super) fn validate(service: &Service) -> Result<(), ApiFailure> {
         errors.push("replicas", format!("must be at most {MAX_REPLICAS}"));
     }
     validate_links("links", &service.name, &service.links, &mut errors);
+    for (i, var) in service.env.iter().enumerate() {
+        if !is_env_name(&var.name) {
+            errors.push(
+                format!("env[{i}].name"),
+                "must match [A-Za-z_][A-Za-z0-9_]*",
+            );
+        }
+    }
     for (i, var) in service.publish.iter().enumerate() {
         if !is_env_name(&var.name) {
             errors.push(

@@ -106,6 +106,7 @@ fn replica(
 ) -> ClusterPod {
     let mut spec = service.template.clone();
     spec.name = format!("{}-{index}", service.name);
+    add_link_env(&mut spec, &service.env, &[]);
     for link in &service.links {
         let published = services
             .get(link.service.as_str())
@@ -574,6 +575,7 @@ mod tests {
                 stateful,
                 node_selector: BTreeMap::new(),
                 template,
+                env: Vec::new(),
                 links: Vec::new(),
                 egress: Default::default(),
                 publish: Vec::new(),

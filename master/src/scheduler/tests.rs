@@ -505,6 +505,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         stateful: false,
         node_selector: BTreeMap::from([("zone".to_owned(), "eu".to_owned())]),
         template: pod,
+        env: Vec::new(),
         links: Vec::new(),
         egress: Default::default(),
         publish: Vec::new(),

@@ -245,6 +245,7 @@ fn service(s: usize, name: &str, template: &Pod) -> Service {
         stateful: false,
         node_selector,
         template: template.clone(),
+        env: Vec::new(),
         links: Vec::new(),
         egress: Default::default(),
         publish: Vec::new(),

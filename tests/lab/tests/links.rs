@@ -238,8 +238,11 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
     // web itself restarts (a new network namespace): its link is wired
     // into the new one at once, not at the next resync.
     let old_pid = inspect(&lab, "h1", "web-0", "{{.State.Pid}}");
-    lab.exec("h1", &["systemctl", "restart", r"berth-web\x2d0-web.service"])
-        .assert_success();
+    lab.exec(
+        "h1",
+        &["systemctl", "restart", r"berth-web\x2d0-web.service"],
+    )
+    .assert_success();
     let restarted = lab.eventually(Duration::from_secs(20), "web running again", || {
         let run = lab.exec(
             "h1",
