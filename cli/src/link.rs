@@ -21,6 +21,10 @@ pub struct LinkArgs {
     /// The port A connects to on 127.0.0.1 (default: --port).
     #[arg(long, value_name = "PORT")]
     pub local_port: Option<u16>,
+    /// Connect to this stable address (in 169.254.0.0/16) instead of
+    /// 127.0.0.1: faster, since connections need no source rewrite.
+    #[arg(long, value_name = "ADDRESS")]
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// `berth unlink`.
@@ -66,6 +70,7 @@ pub fn parse_link(text: &str) -> Result<Link, String> {
         service: service.to_owned(),
         port: number(port)?,
         local_port: parts.next().map(number).transpose()?,
+        address: None,
     };
     if parts.next().is_some() {
         return Err("expected SERVICE:PORT[:LOCAL_PORT], e.g. db:3306".into());
@@ -79,16 +84,18 @@ pub async fn link(client: &MasterClient, args: &LinkArgs) -> anyhow::Result<()> 
         service: args.target.clone(),
         port: args.port,
         local_port: args.local_port,
+        address: args.address,
     };
     client.add_link(&args.service, &link).await?;
     let prefix = env_prefix(&args.target);
     output::print(&format!(
-        "service {a}: linked to {b} at 127.0.0.1:{local}; running pods are rewired now\n\
+        "service {a}: linked to {b} at {address}:{local}; running pods are rewired now\n\
          note: {prefix}_HOST and {prefix}_PORT reach pods created from now on; \
          running pods get them when they are next restarted\n",
         a = args.service,
         b = args.target,
         local = link.local_port(),
+        address = link.local_address(),
     ))
 }
 
@@ -112,7 +119,8 @@ mod tests {
             Ok(Link {
                 service: "db".into(),
                 port: 3306,
-                local_port: Some(13306)
+                local_port: Some(13306),
+                address: None,
             })
         );
         assert_eq!(parse_link("db:3306").map(|l| l.local_port()), Ok(3306));

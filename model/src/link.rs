@@ -3,6 +3,8 @@
 //! service; the master copies it onto A's pods and the agent that runs
 //! them turns it into NAT rules in the pod's namespace.
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::name::validate_dns_label;
@@ -12,8 +14,9 @@ use crate::validation::ValidationErrors;
 /// Most links one service may have.
 pub const MAX_LINKS: usize = 256;
 
-/// The address a link listens on inside the linking pod's namespace.
-pub const LINK_HOST: &str = "127.0.0.1";
+/// The address a link listens on inside the linking pod's namespace,
+/// unless it names a stable address of its own.
+pub const LINK_HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// A link from the service that holds it to `service` on `port`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -27,12 +30,23 @@ pub struct Link {
     /// The port A connects to on 127.0.0.1; `port` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_port: Option<u16>,
+    /// A stable address of the link's own, in 169.254.0.0/16, that A
+    /// connects to instead of 127.0.0.1. Connections from 127.0.0.1 leave
+    /// through the pod's interface only after a rewrite of their source
+    /// (and measurably slower); from this address they need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
 }
 
 impl Link {
     /// The port A connects to.
     pub fn local_port(&self) -> u16 {
         self.local_port.unwrap_or(self.port)
+    }
+
+    /// The address A connects to.
+    pub fn local_address(&self) -> Ipv4Addr {
+        self.address.unwrap_or(LINK_HOST)
     }
 }
 
@@ -80,14 +94,22 @@ pub fn validate_links(prefix: &str, own_name: &str, links: &[Link], errors: &mut
         if link.local_port == Some(0) {
             errors.push(format!("{field}.localPort"), "must be between 1 and 65535");
         }
-        if let Some(j) = links[..i]
-            .iter()
-            .position(|other| other.local_port() == link.local_port())
-        {
+        if let Some(address) = link.address {
+            if !address.is_link_local() {
+                errors.push(
+                    format!("{field}.address"),
+                    "must be in 169.254.0.0/16 (link-local), which no pod reaches otherwise",
+                );
+            }
+        }
+        if let Some(j) = links[..i].iter().position(|other| {
+            other.local_port() == link.local_port() && other.local_address() == link.local_address()
+        }) {
             errors.push(
                 format!("{field}.localPort"),
                 format!(
-                    "local port {} is already used by {prefix}[{j}]",
+                    "{}:{} is already used by {prefix}[{j}]",
+                    link.local_address(),
                     link.local_port()
                 ),
             );
@@ -106,7 +128,7 @@ pub fn env_prefix(service: &str) -> String {
 pub fn link_env(link: &Link, published: &[EnvVar]) -> (Vec<EnvVar>, Vec<EnvVar>) {
     let prefix = env_prefix(&link.service);
     let plain = vec![
-        EnvVar::new(format!("{prefix}_HOST"), LINK_HOST),
+        EnvVar::new(format!("{prefix}_HOST"), link.local_address().to_string()),
         EnvVar::new(format!("{prefix}_PORT"), link.local_port().to_string()),
     ];
     let secret = published
@@ -152,6 +174,7 @@ mod tests {
             service: service.into(),
             port,
             local_port,
+            address: None,
         }
     }
 
@@ -165,12 +188,22 @@ mod tests {
             link("web", 80, None),
         ];
         validate_links("links", "web", &links, &mut errors);
+        let mut stable = link("db", 3306, None);
+        stable.address = Some(Ipv4Addr::new(169, 254, 1, 1));
+        let mut public = stable.clone();
+        public.address = Some(Ipv4Addr::new(10, 0, 0, 1));
+        let mut fine = ValidationErrors::new();
+        validate_links("links", "web", &[link("db", 3306, None), stable], &mut fine);
+        assert!(fine.is_empty(), "{fine}");
+        let mut bad = ValidationErrors::new();
+        validate_links("links", "web", &[public], &mut bad);
+        assert!(bad.message_for("links[0].address").is_some());
         assert!(errors.message_for("links[1].service").is_some());
         assert!(errors.message_for("links[1].port").is_some());
         assert!(errors.message_for("links[1].localPort").is_some());
         assert_eq!(
             errors.message_for("links[2].localPort"),
-            Some("local port 3306 is already used by links[0]")
+            Some("127.0.0.1:3306 is already used by links[0]")
         );
         assert_eq!(
             errors.message_for("links[3].service"),

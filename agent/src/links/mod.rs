@@ -117,13 +117,16 @@ fn converge_here(
     wiring: &PodWiring,
     previous: Option<&PodWiring>,
 ) -> Result<Option<String>, LinkError> {
+    let on_loopback = |w: &PodWiring| w.links.iter().any(|(link, _)| link.address.is_none());
+    let previous = previous.filter(|p| on_loopback(p) == on_loopback(wiring));
     if let Some(script) = previous.and_then(|p| append_script(p, wiring)) {
         iptables::restore(&script)?;
         return Ok(Some(script));
     }
     let observed = observe(&iptables::save(&["nat", "filter"])?);
     let desired = (!wiring.is_empty()).then(|| desired_rules(wiring));
-    let localnet = !wiring.links.is_empty();
+    // Only links on 127.0.0.1 need loopback traffic to leave the pod.
+    let localnet = on_loopback(wiring);
     let current = netns::route_localnet().map_err(LinkError::RouteLocalnet)?;
     // On before the rules that need it, off after they are gone.
     if localnet && !current {

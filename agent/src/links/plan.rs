@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use berth_model::link::LINK_HOST;
 use berth_model::{EgressPolicy, Link};
 use sha2::Digest as _;
 
@@ -80,7 +79,8 @@ pub fn desired_rules(wiring: &PodWiring) -> ChainRules {
         let n = backends.len();
         for (i, backend) in backends.iter().enumerate() {
             let mut rule = format!(
-                "-d {LINK_HOST}/32 -p tcp -m tcp --dport {}",
+                "-d {}/32 -p tcp -m tcp --dport {}",
+                link.local_address(),
                 link.local_port()
             );
             if i + 1 < n {
@@ -118,7 +118,8 @@ pub fn desired_rules(wiring: &PodWiring) -> ChainRules {
         egress.push("-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN".to_owned());
         for (link, _) in &wiring.links {
             egress.push(format!(
-                "-p tcp -m conntrack --ctstate DNAT --ctorigdst {LINK_HOST} --ctorigdstport {} -j RETURN",
+                "-p tcp -m conntrack --ctstate DNAT --ctorigdst {} --ctorigdstport {} -j RETURN",
+                link.local_address(),
                 link.local_port()
             ));
         }
@@ -316,6 +317,7 @@ mod tests {
             service: service.into(),
             port,
             local_port,
+            address: None,
         }
     }
 
@@ -459,5 +461,18 @@ mod tests {
         assert_eq!(append_script(&two, &moved), None);
         assert_eq!(append_script(&two, &one), None);
         assert_eq!(append_script(&PodWiring::default(), &one), None);
+    }
+
+    #[test]
+    fn a_link_on_a_stable_address_matches_that_address() {
+        let mut stable = link("db", 3306, None);
+        stable.address = Some(Ipv4Addr::new(169, 254, 10, 1));
+        let wiring = PodWiring {
+            links: vec![(stable, vec![backend(12, 30001)])],
+            egress: EgressPolicy::LinksOnly,
+        };
+        let rules = desired_rules(&wiring);
+        assert!(rules[NAT_LINKS][0].starts_with("-d 169.254.10.1/32 -p tcp -m tcp --dport 3306 "));
+        assert!(rules[FILTER_EGRESS][2].contains("--ctorigdst 169.254.10.1 --ctorigdstport 3306"));
     }
 }

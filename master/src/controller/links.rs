@@ -86,6 +86,7 @@ mod tests {
                 service: "db".into(),
                 port,
                 local_port: None,
+                address: None,
             },
         )
     }

@@ -165,6 +165,27 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
         (ask(&lab, "h1", "web-0", "127.0.0.1", 3306)? == db_on_h2).then_some(())
     });
     let web_id = inspect(&lab, "h1", "web-0", "{{.Id}}");
+    // A second link on a stable address of its own, added live.
+    berth(
+        &lab,
+        &[
+            "link",
+            "web",
+            "db",
+            "--port",
+            "3306",
+            "--local-port",
+            "3307",
+            "--address",
+            "169.254.10.1",
+        ],
+    )
+    .assert_success();
+    lab.eventually(
+        Duration::from_secs(10),
+        "web reaching db at 169.254.10.1",
+        || (ask(&lab, "h1", "web-0", "169.254.10.1", 3307)? == db_on_h2).then_some(()),
+    );
 
     // 2. db moves to h3: web reaches it there within 2 s of it running,
     // and web's container is the same one.
