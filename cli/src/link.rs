@@ -22,7 +22,8 @@ pub struct LinkArgs {
     #[arg(long, value_name = "PORT")]
     pub local_port: Option<u16>,
     /// Connect to this stable address (in 169.254.0.0/16) instead of
-    /// 127.0.0.1: faster, since connections need no source rewrite.
+    /// 127.0.0.1: connections need no source rewrite and no
+    /// route_localnet.
     #[arg(long, value_name = "ADDRESS")]
     pub address: Option<std::net::Ipv4Addr>,
 }

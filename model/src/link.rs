@@ -33,7 +33,7 @@ pub struct Link {
     /// A stable address of the link's own, in 169.254.0.0/16, that A
     /// connects to instead of 127.0.0.1. Connections from 127.0.0.1 leave
     /// through the pod's interface only after a rewrite of their source
-    /// (and measurably slower); from this address they need none.
+    /// (which needs `route_localnet`); from this address they need none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Ipv4Addr>,
 }
