@@ -233,9 +233,13 @@ impl Linker {
         if !full && last.is_some_and(|(_, w)| *w == wiring) {
             return;
         }
-        // A pod that never had links and has none needs a look only in a
-        // full round (to clear what a previous agent left).
-        if !full && last.is_none() && wiring.is_empty() {
+        // A pod without links needs one look (to clear what a previous
+        // agent may have left); once found clean it stays clean: only
+        // berth writes these chains, and a restart brings a fresh
+        // namespace.
+        if wiring.is_empty()
+            && (last.is_some_and(|(_, w)| w.is_empty()) || (!full && last.is_none()))
+        {
             return;
         }
         let pid = match self.docker.inspect(&links.network_container).await {
