@@ -10,7 +10,7 @@
 //! tags also let a new link be appended without reading the chain back
 //! (see [`append_script`]): the result is what a full write would give.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -64,39 +64,20 @@ impl PodWiring {
 }
 
 /// The rules of every berth chain (without tags), by chain name.
-pub type ChainRules = BTreeMap<String, Vec<String>>;
+pub type ChainRules = BTreeMap<&'static str, Vec<String>>;
 
-/// Local ports per shard of [`NAT_LINKS`]: each link's rules live in the
-/// chain of its port's shard, and `BERTH-LINKS` only jumps to the shards
-/// (at most 64 rules), so appending a link touches two short chains
-/// however many links are installed.
-const SHARD_PORTS: u32 = 1024;
-
-/// The chain holding the rules of links on local port `port`.
-pub fn shard_chain(port: u16) -> String {
-    format!("{NAT_LINKS}-{}", u32::from(port) / SHARD_PORTS)
-}
-
-/// The jump from `BERTH-LINKS` to the shard of `port`.
-fn shard_jump(port: u16) -> String {
-    let first = u32::from(port) / SHARD_PORTS * SHARD_PORTS;
-    format!(
-        "-p tcp -m tcp --dport {first}:{} -j {}",
-        first + SHARD_PORTS - 1,
-        shard_chain(port)
-    )
-}
-
-/// One link's DNAT rules (spread over its backends).
-fn link_rules(link: &Link, backends: &[Backend]) -> Vec<String> {
-    let mut backends = backends.to_vec();
-    backends.sort();
-    backends.dedup();
-    let n = backends.len();
-    backends
-        .iter()
-        .enumerate()
-        .map(|(i, backend)| {
+/// The rules `wiring` asks for. Backends are spread with `statistic`'s
+/// random mode: rule i of n matches with probability 1/(n-i), so each of
+/// the n backends gets an equal share of new connections.
+pub fn desired_rules(wiring: &PodWiring) -> ChainRules {
+    let mut chains = ChainRules::new();
+    let mut nat = Vec::new();
+    for (link, backends) in &wiring.links {
+        let mut backends = backends.clone();
+        backends.sort();
+        backends.dedup();
+        let n = backends.len();
+        for (i, backend) in backends.iter().enumerate() {
             let mut rule = format!(
                 "-d {}/32 -p tcp -m tcp --dport {}",
                 link.local_address(),
@@ -114,39 +95,21 @@ fn link_rules(link: &Link, backends: &[Backend]) -> Vec<String> {
                 " -j DNAT --to-destination {}:{}",
                 backend.address, backend.port
             );
-            rule
-        })
-        .collect()
-}
-
-/// The rules `wiring` asks for. Backends are spread with `statistic`'s
-/// random mode: rule i of n matches with probability 1/(n-i), so each of
-/// the n backends gets an equal share of new connections.
-pub fn desired_rules(wiring: &PodWiring) -> ChainRules {
-    let mut chains = ChainRules::new();
-    let mut shards: BTreeMap<String, (u16, Vec<String>)> = BTreeMap::new();
-    for (link, backends) in &wiring.links {
-        let shard = shards
-            .entry(shard_chain(link.local_port()))
-            .or_insert_with(|| (link.local_port(), Vec::new()));
-        shard.1.extend(link_rules(link, backends));
+            nat.push(rule);
+        }
     }
-    let jumps = shards.values().map(|(port, _)| shard_jump(*port)).collect();
-    chains.insert(NAT_LINKS.to_owned(), jumps);
-    for (chain, (_, rules)) in shards {
-        chains.insert(chain, rules);
-    }
+    chains.insert(NAT_LINKS, nat);
     // Linked connections start from 127.0.0.1; off the loopback interface
     // they must carry the pod's address, or replies could not return.
     chains.insert(
-        NAT_SNAT.to_owned(),
+        NAT_SNAT,
         vec!["-s 127.0.0.0/8 ! -o lo -m conntrack --ctstate DNAT -j MASQUERADE".into()],
     );
     // route_localnet lets 127/8 cross interfaces: refuse new connections
     // to the pod's loopback from outside (CVE-2020-8558); replies to
     // linked connections are ESTABLISHED and pass.
     chains.insert(
-        FILTER_INPUT.to_owned(),
+        FILTER_INPUT,
         vec!["-d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP".into()],
     );
     let mut egress = Vec::new();
@@ -162,7 +125,7 @@ pub fn desired_rules(wiring: &PodWiring) -> ChainRules {
         }
         egress.push("-j REJECT --reject-with icmp-port-unreachable".to_owned());
     }
-    chains.insert(FILTER_EGRESS.to_owned(), egress);
+    chains.insert(FILTER_EGRESS, egress);
     chains
 }
 
@@ -201,24 +164,18 @@ pub struct Observed {
     /// Built-in chains that jump to a berth chain: (built-in, berth chain),
     /// once per jump rule.
     pub jumps: Vec<(String, String)>,
-    /// The table of each berth chain.
-    pub tables: BTreeMap<String, String>,
 }
 
 /// Reads the berth chains and jumps out of iptables-save output (of one or
 /// several tables).
 pub fn observe(save: &str) -> Observed {
     let mut observed = Observed::default();
-    let ours = |chain: &str| chain.starts_with("BERTH-");
-    let mut table = "";
+    let ours = |chain: &str| CHAINS.iter().any(|(_, _, c)| *c == chain);
     for line in save.lines() {
-        if let Some(name) = line.strip_prefix('*') {
-            table = name.trim();
-        } else if let Some(declared) = line.strip_prefix(':') {
+        if let Some(declared) = line.strip_prefix(':') {
             let name = declared.split_whitespace().next().unwrap_or_default();
             if ours(name) {
                 observed.chains.entry(name.to_owned()).or_default();
-                observed.tables.insert(name.to_owned(), table.to_owned());
             }
         } else if let Some(rule) = line.strip_prefix("-A ") {
             let (chain, rest) = rule.split_once(' ').unwrap_or((rule, ""));
@@ -269,7 +226,7 @@ pub fn restore_script(desired: Option<&ChainRules>, observed: &Observed) -> Opti
                 .iter()
                 .filter(|(b, c)| b == builtin && c == chain)
                 .count();
-            match desired.and_then(|d| d.get(*chain)) {
+            match desired.and_then(|d| d.get(chain)) {
                 Some(rules) => {
                     // Ours first in the built-in chain, exactly once.
                     if jumps != 1 {
@@ -302,30 +259,8 @@ pub fn restore_script(desired: Option<&ChainRules>, observed: &Observed) -> Opti
                 }
             }
         }
-        // Chains no built-in jumps to: the shards of BERTH-LINKS (nat).
-        let attached = |name: &str| CHAINS.iter().any(|(_, _, c)| *c == name);
-        let mut removed = String::new();
-        if table == "nat" {
-            for (chain, rules) in desired.into_iter().flatten() {
-                if !attached(chain) && !chain_matches(observed, chain, rules) {
-                    changed = true;
-                    let _ = writeln!(declared, ":{chain} - [0:0]");
-                    for rule in rules {
-                        let _ = writeln!(body, "-A {chain} {}", tagged(chain, rule));
-                    }
-                }
-            }
-        }
-        for (chain, in_table) in &observed.tables {
-            let wanted = desired.is_some_and(|d| d.contains_key(chain));
-            if in_table == table && !attached(chain) && !wanted {
-                changed = true;
-                let _ = writeln!(declared, ":{chain} - [0:0]");
-                let _ = writeln!(removed, "-X {chain}");
-            }
-        }
         if changed {
-            let _ = write!(script, "*{table}\n{declared}{body}{removed}COMMIT\n");
+            let _ = write!(script, "*{table}\n{declared}{body}COMMIT\n");
         }
     }
     (!script.is_empty()).then_some(script)
@@ -350,25 +285,10 @@ pub fn append_script(old: &PodWiring, new: &PodWiring) -> Option<String> {
         egress: new.egress,
     };
     let rules = desired_rules(&added);
-    let existing: BTreeSet<String> = old
-        .links
-        .iter()
-        .map(|(link, _)| shard_chain(link.local_port()))
-        .collect();
-    let mut new_shards = String::new();
-    let mut body = String::new();
-    for (link, backends) in &added.links {
-        let chain = shard_chain(link.local_port());
-        if !existing.contains(&chain) && !new_shards.contains(&format!(":{chain} ")) {
-            let _ = writeln!(new_shards, ":{chain} - [0:0]");
-            let jump = shard_jump(link.local_port());
-            let _ = writeln!(body, "-A {NAT_LINKS} {}", tagged(NAT_LINKS, &jump));
-        }
-        for rule in link_rules(link, backends) {
-            let _ = writeln!(body, "-A {chain} {}", tagged(&chain, &rule));
-        }
+    let mut script = String::from("*nat\n");
+    for rule in &rules[NAT_LINKS] {
+        let _ = writeln!(script, "-A {NAT_LINKS} {}", tagged(NAT_LINKS, rule));
     }
-    let mut script = format!("*nat\n{new_shards}{body}");
     script.push_str("COMMIT\n");
     if new.egress == EgressPolicy::LinksOnly {
         // Each link's RETURN goes before the final REJECT.
@@ -420,10 +340,6 @@ mod tests {
         let rules = desired_rules(&wiring);
         assert_eq!(
             rules[NAT_LINKS],
-            vec!["-p tcp -m tcp --dport 3072:4095 -j BERTH-LINKS-3"]
-        );
-        assert_eq!(
-            rules[&shard_chain(3306)],
             vec![
                 "-d 127.0.0.1/32 -p tcp -m tcp --dport 3306 -m statistic --mode random --probability 0.3333333333 -j DNAT --to-destination 10.231.0.12:30001",
                 "-d 127.0.0.1/32 -p tcp -m tcp --dport 3306 -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination 10.231.0.13:30002",
@@ -481,11 +397,11 @@ mod tests {
         // and the jump (still there) is not doubled.
         let flushed: String = saved
             .lines()
-            .filter(|l| !l.starts_with("-A BERTH-LINKS ") && !l.starts_with("-A BERTH-LINKS-3 "))
+            .filter(|l| !l.starts_with("-A BERTH-LINKS "))
             .map(|l| format!("{l}\n"))
             .collect();
         let again = restore_script(Some(&desired), &observe(&flushed)).expect("a repair");
-        assert!(!again.contains("*filter"), "{again}");
+        assert!(!again.contains("*filter"));
         assert!(!again.contains("-I OUTPUT"));
         assert!(again.contains("--to-destination 10.231.0.12:30001"));
     }
@@ -529,12 +445,10 @@ mod tests {
         let full =
             restore_script(Some(&desired_rules(&one)), &Observed::default()).expect("script");
         let append = append_script(&one, &two).expect("an append");
-        // Only the new shard is declared: nothing installed is flushed.
         assert!(
-            !append.contains(":BERTH-LINKS - ") && !append.contains(":BERTH-LINKS-3 "),
-            "{append}"
+            !append.contains(":BERTH"),
+            "an append must not flush: {append}"
         );
-        assert!(append.contains(":BERTH-LINKS-6 - [0:0]"), "{append}");
         let saved = format!("{}\n{}", saved_after(&full), saved_after(&append));
         assert_eq!(
             restore_script(Some(&desired_rules(&two)), &observe(&saved)),
@@ -558,8 +472,7 @@ mod tests {
             egress: EgressPolicy::LinksOnly,
         };
         let rules = desired_rules(&wiring);
-        assert!(rules[&shard_chain(3306)][0]
-            .starts_with("-d 169.254.10.1/32 -p tcp -m tcp --dport 3306 "));
+        assert!(rules[NAT_LINKS][0].starts_with("-d 169.254.10.1/32 -p tcp -m tcp --dport 3306 "));
         assert!(rules[FILTER_EGRESS][2].contains("--ctorigdst 169.254.10.1 --ctorigdstport 3306"));
     }
 }
