@@ -368,15 +368,9 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
     lab.exec(
         "h1",
         &[
-            "nsenter",
-            "-t",
-            &pid,
-            "-n",
-            "iptables",
-            "-t",
-            "nat",
+            "nsenter", "-t", &pid, "-n", "iptables", "-t", "nat",
+            // Every chain of the nat table, the jump from OUTPUT included.
             "-F",
-            "BERTH-LINKS",
         ],
     )
     .assert_success();
@@ -398,6 +392,7 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
     lab.eventually(Duration::from_secs(12), "the flushed rules back", || {
         let rules = pod_iptables(&lab, "h1", "web-0");
         (rules.contains("--to-destination 10.231.0.12:")
+            && rules.contains("-A OUTPUT -j BERTH-LINKS")
             && rules.contains("-A BERTH-LINKS-IN -d 127.0.0.0/8"))
         .then_some(())
     });
