@@ -566,6 +566,7 @@ mod tests {
             reason: None,
             restarts: 0,
             host_ports: ports,
+            health: None,
         }
     }
 
@@ -590,6 +591,7 @@ mod tests {
                         resources: Default::default(),
                         restart: Default::default(),
                         stop_timeout_secs: 10,
+                        probes: Default::default(),
                     })
                     .collect(),
                 volumes: Vec::new(),

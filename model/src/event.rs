@@ -27,11 +27,24 @@ pub enum EventKind {
     PodDeleted,
     /// A service's replica count was changed.
     ServiceScaled,
+    /// A container started (its unit's main process started it).
+    ContainerStarted,
+    /// A container ended on its own; the reason carries the exit status.
+    ContainerExited,
+    /// A container was killed for going over its memory limit.
+    #[serde(rename = "ContainerOOMKilled")]
+    ContainerOomKilled,
+    /// A container's liveness or startup probe failed; it is being ended.
+    ContainerUnhealthy,
+    /// systemd restarted a container's unit; the reason says why.
+    ContainerRestarted,
+    /// A policy webhook could not be delivered, retries included.
+    WebhookFailed,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::PodScheduled,
@@ -39,6 +52,12 @@ impl EventKind {
         EventKind::PodEvicted,
         EventKind::PodDeleted,
         EventKind::ServiceScaled,
+        EventKind::ContainerStarted,
+        EventKind::ContainerExited,
+        EventKind::ContainerOomKilled,
+        EventKind::ContainerUnhealthy,
+        EventKind::ContainerRestarted,
+        EventKind::WebhookFailed,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -51,6 +70,12 @@ impl EventKind {
             EventKind::PodEvicted => "PodEvicted",
             EventKind::PodDeleted => "PodDeleted",
             EventKind::ServiceScaled => "ServiceScaled",
+            EventKind::ContainerStarted => "ContainerStarted",
+            EventKind::ContainerExited => "ContainerExited",
+            EventKind::ContainerOomKilled => "ContainerOOMKilled",
+            EventKind::ContainerUnhealthy => "ContainerUnhealthy",
+            EventKind::ContainerRestarted => "ContainerRestarted",
+            EventKind::WebhookFailed => "WebhookFailed",
         }
     }
 }

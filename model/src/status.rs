@@ -48,6 +48,11 @@ pub struct ContainerStatus {
     pub restarts: u32,
     /// Ports published on the host.
     pub host_ports: Vec<HostPort>,
+    /// What the container's probes last said, in words (`ready`, `not
+    /// ready: readiness probe http :8080/ failed: ...`), while it runs and
+    /// has probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 /// A container port published on the host.

@@ -195,6 +195,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             cpu_millis: None,
             joins_pod_network: false,
             environment: host.shim_environment,
+            probes: &crate::unit::NO_PROBES,
         };
         unit_files.push(UnitFile {
             name: pod_network_unit_name(&pod.name),
@@ -249,6 +250,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             cpu_millis: container.resources.cpu_millis,
             joins_pod_network: has_holder,
             environment: host.shim_environment,
+            probes: &container.probes,
         };
         unit_files.push(UnitFile {
             name: container_unit_name(&pod.name, &container.name),

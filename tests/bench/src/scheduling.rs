@@ -228,6 +228,7 @@ fn container(service: usize) -> Container {
         },
         restart: RestartPolicy::Always,
         stop_timeout_secs: 10,
+        probes: Default::default(),
     }
 }
 
