@@ -561,6 +561,7 @@ pub fn pod_status(
                 })
                 .collect(),
             health: health(container, &state),
+            ready: container_ready(&state),
         });
     }
     let phase = phase(record, &containers);

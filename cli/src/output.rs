@@ -567,6 +567,7 @@ mod tests {
             restarts: 0,
             host_ports: ports,
             health: None,
+            ready: true,
         }
     }
 

@@ -48,11 +48,20 @@ pub struct ContainerStatus {
     pub restarts: u32,
     /// Ports published on the host.
     pub host_ports: Vec<HostPort>,
+    /// Whether it may receive traffic: its unit is active and running and
+    /// its readiness probe (if any) passes. Absent in older
+    /// reports, where running meant ready.
+    #[serde(default = "ready_by_default")]
+    pub ready: bool,
     /// What the container's probes last said, in words (`ready`, `not
     /// ready: readiness probe http :8080/ failed: ...`), while it runs and
     /// has probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
+}
+
+fn ready_by_default() -> bool {
+    true
 }
 
 /// A container port published on the host.

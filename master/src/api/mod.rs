@@ -2,6 +2,7 @@
 //! field at fault, bodies capped. Handlers read and write the store; the
 //! controller does the rest.
 
+mod endpoints;
 mod events;
 mod join;
 mod nodes;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pods", get(pods::list))
         .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
         .route("/v1/pods/{name}/move", post(pods::move_pod))
+        .route("/v1/endpoints", get(endpoints::list))
         .route("/v1/events", get(events::list))
         .route("/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
