@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod container_events;
 pub mod docker;
 pub mod master_link;
 pub mod ports;

@@ -75,6 +75,11 @@ impl Runtime {
         }
     }
 
+    /// Where the agent keeps its state.
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+
     fn host(&self) -> HostSettings<'_> {
         HostSettings {
             shim_path: self.config.shim_path.to_str().unwrap_or_default(),
