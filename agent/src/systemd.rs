@@ -194,6 +194,15 @@ impl Systemd {
         self.run_job("start", unit).await
     }
 
+    /// Queues a unit's start and returns at once (the job runs on).
+    pub async fn enqueue_start(&self, unit: &str) -> Result<(), SystemdError> {
+        self.manager
+            .start_unit(unit, "replace")
+            .await
+            .map_err(call(format!("start {unit}")))?;
+        Ok(())
+    }
+
     /// Stops a unit and waits until it is stopped.
     pub async fn stop(&self, unit: &str) -> Result<(), SystemdError> {
         self.run_job("stop", unit).await

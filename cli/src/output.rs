@@ -919,7 +919,10 @@ web-0   web       node-a   Running   1/1     31001->8080/tcp
 ";
         assert_eq!(service_details(&service, &[running_web_0()]), expected);
         let alone = service_details(&service, &[]);
-        assert!(alone.ends_with("restart: always\n  probes: -\npods: 0\n"), "{alone}");
+        assert!(
+            alone.ends_with("restart: always\n  probes: -\npods: 0\n"),
+            "{alone}"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct DesiredContainer {
     pub spec: ContainerSpec,
     /// Hash of `spec`, also stored as a label.
     pub spec_hash: String,
+    /// Whether its unit becomes active only once startup or readiness
+    /// probes pass, which may take any time: starting it must not wait.
+    pub gated_by_probes: bool,
 }
 
 /// A pod as it should exist on this host.
@@ -226,6 +229,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             unit: pod_network_unit_name(&pod.name),
             spec,
             spec_hash,
+            gated_by_probes: false,
         });
     }
 
@@ -312,6 +316,8 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             unit: container_unit_name(&pod.name, &container.name),
             spec,
             spec_hash,
+            gated_by_probes: container.probes.startup.is_some()
+                || container.probes.readiness.is_some(),
         });
         if !images.contains(&container.image) {
             images.push(container.image.clone());
