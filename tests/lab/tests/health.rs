@@ -308,12 +308,25 @@ systemctl restart berth-master",
             "--",
             "sh",
             "-c",
-            "echo allocating; awk 'BEGIN { s = \"x\"; while (1) s = s s s }'",
+            "sleep 4; echo allocating; awk 'BEGIN { s = \"x\"; while (1) s = s s s }'",
         ],
     )
     .assert_success();
     let pod = placed_pod(&lab, "hog-0");
     let node = pod["node"].as_str().expect("node").to_owned();
+    lab.eventually(Duration::from_secs(30), "a started event", || {
+        events(&lab, "ContainerStarted")
+            .into_iter()
+            .find(|e| e["object"] == "pod/hog-0")
+    });
+    // The agent dies hard and forgets how far it got, while the container
+    // goes on to be OOM-killed: the event must still arrive, once, and the
+    // started event must not be doubled by the resend.
+    lab.sh(
+        &node,
+        "systemctl kill -s KILL berth-agent; rm -f /var/lib/berth/events.cursor",
+    )
+    .assert_success();
 
     let oom = lab.eventually(Duration::from_secs(60), "an OOM event", || {
         events(&lab, "ContainerOOMKilled")
@@ -352,10 +365,18 @@ systemctl restart berth-master",
         reason.contains("http://10.231.0.12:9/nobody") && reason.contains("failed 2 times"),
         "{failed}"
     );
-    // Exactly once: retries and the agent's resends are not doubled.
-    let ooms = events(&lab, "ContainerOOMKilled")
-        .into_iter()
-        .filter(|e| e["object"] == "pod/hog-0")
-        .count();
-    assert_eq!(ooms, 1);
+    // Exactly once: the agent's resends after losing its cursor are not
+    // doubled, and neither are the webhook's retries.
+    lab.eventually(Duration::from_secs(30), "the agent to ship again", || {
+        lab.exec(&node, &["test", "-s", "/var/lib/berth/events.cursor"])
+            .success()
+            .then_some(())
+    });
+    for kind in ["ContainerStarted", "ContainerOOMKilled"] {
+        let count = events(&lab, kind)
+            .into_iter()
+            .filter(|e| e["object"] == "pod/hog-0")
+            .count();
+        assert_eq!(count, 1, "{kind} events of pod/hog-0");
+    }
 }
