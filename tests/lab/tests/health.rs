@@ -253,6 +253,49 @@ fn health_a_failing_liveness_probe_restarts_the_container_and_says_why() {
     // The table shows the story too.
     let table = berth(&lab, "h1", &["events", "--type", "ContainerUnhealthy"]).assert_success();
     assert!(table.contains("liveness probe"), "{table}");
+
+    // A startup probe that never passes ends the container the same way;
+    // until then the unit is not active.
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "slow",
+            "--image",
+            "local/busybox",
+            "--startup",
+            "tcp:9999",
+            "--probe-period",
+            "1",
+            "--probe-failures",
+            "3",
+            "--stop-timeout",
+            "1",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    )
+    .assert_success();
+    placed_pod(&lab, "slow-0");
+    let unhealthy = lab.eventually(Duration::from_secs(30), "a startup failure", || {
+        events(&lab, "ContainerUnhealthy")
+            .into_iter()
+            .find(|e| e["object"] == "pod/slow-0")
+    });
+    assert!(
+        unhealthy["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("startup probe tcp :9999 failed 3 times"),
+        "{unhealthy}"
+    );
+    let state = unit_state(&lab, "h1", "berth-slow\\x2d0-slow.service");
+    assert_ne!(
+        state, "active",
+        "a container that never started is not active"
+    );
 }
 
 #[test]
