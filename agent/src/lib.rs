@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod container_events;
 pub mod docker;
 pub mod links;
 pub mod master_link;

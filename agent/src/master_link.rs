@@ -252,10 +252,16 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
         );
         tokio::spawn(async move { heartbeats(&http, &joined, &runtime, &changed).await })
     };
+    let events = tokio::spawn(crate::container_events::run(
+        http.clone(),
+        joined.clone(),
+        runtime.state_dir().to_owned(),
+    ));
     assignments(&http, &joined, &runtime, &changed, &assigned_links).await;
     beat.abort();
     linking.abort();
     following.abort();
+    events.abort();
 }
 
 async fn heartbeats(http: &reqwest::Client, joined: &Joined, runtime: &Runtime, changed: &Notify) {

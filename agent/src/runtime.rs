@@ -94,6 +94,11 @@ impl Runtime {
         &self.config
     }
 
+    /// Where the agent keeps its state.
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+
     fn host(&self) -> HostSettings<'_> {
         HostSettings {
             shim_path: self.config.shim_path.to_str().unwrap_or_default(),
@@ -598,7 +603,8 @@ pub fn pod_status(
                     host_port: b.host_port,
                 })
                 .collect(),
-            ready: state.active_state == "active" && state.sub_state == "running",
+            health: health(container, &state),
+            ready: container_ready(&state),
         });
     }
     let phase = phase(record, &containers);
@@ -609,6 +615,23 @@ pub fn pod_status(
         containers,
         spec: pod.redacted(),
     }
+}
+
+/// What the shim last said about the container's probes (its `STATUS=`),
+/// while the unit is up and the container has probes.
+fn health(container: &berth_model::Container, state: &UnitState) -> Option<String> {
+    let up = matches!(state.active_state.as_str(), "active" | "activating");
+    (up && !container.probes.is_empty() && !state.status_text.is_empty())
+        .then(|| state.status_text.clone())
+}
+
+/// Whether the container may get traffic: its unit is active and running
+/// and, if it has probes, the shim does not report it not ready.
+pub fn container_ready(state: &UnitState) -> bool {
+    state.active_state == "active"
+        && state.sub_state == "running"
+        && !state.status_text.starts_with("not ready")
+        && !state.status_text.starts_with("unhealthy")
 }
 
 fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {

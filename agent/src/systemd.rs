@@ -71,6 +71,8 @@ trait Service {
     fn main_pid(&self) -> zbus::Result<u32>;
     #[zbus(property, name = "NRestarts")]
     fn n_restarts(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn status_text(&self) -> zbus::Result<String>;
 }
 
 /// A unit's state as systemd reports it.
@@ -90,6 +92,9 @@ pub struct UnitState {
     pub restarts: u32,
     /// Whether the loaded unit is older than its file.
     pub needs_reload: bool,
+    /// The main process's last `STATUS=` (berth-shim reports its probes
+    /// there).
+    pub status_text: String,
 }
 
 /// What can go wrong talking to systemd.
@@ -187,6 +192,15 @@ impl Systemd {
     /// it sent READY=1).
     pub async fn start(&self, unit: &str) -> Result<(), SystemdError> {
         self.run_job("start", unit).await
+    }
+
+    /// Queues a unit's start and returns at once (the job runs on).
+    pub async fn enqueue_start(&self, unit: &str) -> Result<(), SystemdError> {
+        self.manager
+            .start_unit(unit, "replace")
+            .await
+            .map_err(call(format!("start {unit}")))?;
+        Ok(())
     }
 
     /// Stops a unit and waits until it is stopped.
@@ -289,6 +303,7 @@ impl Systemd {
             exec_main_status: service.exec_main_status().await.map_err(read)?,
             main_pid: service.main_pid().await.map_err(read)?,
             restarts: service.n_restarts().await.map_err(read)?,
+            status_text: service.status_text().await.map_err(read)?,
         }))
     }
 

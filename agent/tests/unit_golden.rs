@@ -56,6 +56,7 @@ fn minimal_container() {
         cpu_millis: None,
         joins_pod_network: true,
         environment: &[],
+        probes: &berth_agent::unit::NO_PROBES,
     };
     check_golden("minimal.service", &render(&unit));
 }
@@ -78,6 +79,7 @@ fn container_with_limits_and_environment() {
         cpu_millis: Some(1500),
         joins_pod_network: false,
         environment: &environment,
+        probes: &berth_agent::unit::NO_PROBES,
     };
     check_golden("limits.service", &render(&unit));
 }
@@ -103,6 +105,7 @@ fn nasty_values_are_escaped() {
         cpu_millis: Some(15),
         joins_pod_network: false,
         environment: &environment,
+        probes: &berth_agent::unit::NO_PROBES,
     };
     check_golden("nasty.service", &render(&unit));
 }

@@ -318,7 +318,7 @@ fn bytes(bytes: u64) -> String {
 }
 
 /// Columns of `berth ps`.
-const CLUSTER_PS_HEADERS: [&str; 5] = ["NAME", "SERVICE", "NODE", "PHASE", "HOST PORTS"];
+const CLUSTER_PS_HEADERS: [&str; 6] = ["NAME", "SERVICE", "NODE", "PHASE", "READY", "HOST PORTS"];
 
 /// The `berth ps` table: one row per pod.
 pub fn cluster_pods_table(pods: &[Versioned<ClusterPod>]) -> String {
@@ -337,11 +337,25 @@ pub fn cluster_pods_table(pods: &[Versioned<ClusterPod>]) -> String {
                 or_none(pod.service.clone().unwrap_or_default()),
                 or_none(pod.node.clone().unwrap_or_default()),
                 cluster_phase(pod),
+                ready_count(pod),
                 or_none(host_ports(&ports)),
             ]
         })
         .collect();
     table(&CLUSTER_PS_HEADERS, &rows)
+}
+
+/// Containers ready (running, readiness probe passing) out of all, as its
+/// node last reported: `1/2`; `-` before the first report.
+fn ready_count(pod: &ClusterPod) -> String {
+    match &pod.status {
+        Some(status) => format!(
+            "{}/{}",
+            status.containers.iter().filter(|c| c.ready).count(),
+            status.containers.len()
+        ),
+        None => NONE.to_owned(),
+    }
 }
 
 /// Where a pod of the cluster stands: `Unschedulable` (with the reason)
@@ -385,7 +399,46 @@ pub fn service_details(service: &Versioned<Service>, pods: &[Versioned<ClusterPo
         out.push('\n');
         out.push_str(&cluster_pods_table(pods));
     }
+    let health: Vec<String> = pods
+        .iter()
+        .filter_map(|pod| Some((&pod.object.spec.name, pod.object.status.as_ref()?)))
+        .flat_map(|(name, status)| {
+            status.containers.iter().filter_map(move |c| {
+                let health = c.health.as_deref()?;
+                Some(format!("  {name}/{}: {health}", c.name))
+            })
+        })
+        .collect();
+    if !health.is_empty() {
+        out.push_str("\nhealth:\n");
+        for line in health {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     out
+}
+
+/// A container's probes in a few words: `readiness http GET :8080/ every
+/// 10s, 3 failures`.
+fn probes_summary(probes: &berth_model::Probes) -> String {
+    let described: Vec<String> = probes
+        .iter()
+        .map(|(name, probe)| {
+            let check = match probe.check() {
+                Some(berth_model::Check::Tcp(tcp)) => format!("tcp :{}", tcp.port),
+                Some(berth_model::Check::Http(http)) => {
+                    format!("http GET :{}{}", http.port, http.path)
+                }
+                Some(berth_model::Check::Exec(exec)) => format!("exec {}", exec.command.join(" ")),
+                None => "?".to_owned(),
+            };
+            format!(
+                "{name} {check} every {}s, {} failures",
+                probe.period_secs, probe.failure_threshold
+            )
+        })
+        .collect();
+    or_none(described.join("; "))
 }
 
 /// A container's spec, indented under its name. Secret values are never
@@ -447,6 +500,7 @@ fn container_details(out: &mut String, container: &Container, volumes: &[berth_m
             .map_or(NONE.to_owned(), |millis| cpus(u64::from(millis)))
     );
     let _ = writeln!(out, "  restart: {}", container.restart);
+    let _ = writeln!(out, "  probes: {}", probes_summary(&container.probes));
 }
 
 /// Columns of `berth events`.
@@ -455,7 +509,7 @@ const EVENT_HEADERS: [&str; 5] = ["TIME (UTC)", "TYPE", "OBJECT", "NODE", "REASO
 /// Widths of the columns of `berth events -w` but the last: rows are
 /// printed as events arrive, so the widths cannot come from the rows. They
 /// fit the time, the longest kind, and most object and node names.
-const EVENT_WATCH_WIDTHS: [usize; 4] = [19, 16, 24, 12];
+const EVENT_WATCH_WIDTHS: [usize; 4] = [19, 18, 24, 12];
 
 fn event_cells(event: &Event) -> Vec<String> {
     vec![
@@ -566,6 +620,7 @@ mod tests {
             reason: None,
             restarts: 0,
             host_ports: ports,
+            health: None,
             ready: true,
         }
     }
@@ -591,6 +646,7 @@ mod tests {
                         resources: Default::default(),
                         restart: Default::default(),
                         stop_timeout_secs: 10,
+                        probes: Default::default(),
                     })
                     .collect(),
                 volumes: Vec::new(),
@@ -798,11 +854,11 @@ node-b   NotReady,Cordoned   -          0.5    1.5G     3      never
             },
         ];
         let expected = "\
-NAME    SERVICE   NODE     PHASE                                                 HOST PORTS
-web-0   web       node-a   Running                                               31001->8080/tcp
-web-1   web       -        Unschedulable: 0/2 nodes fit: 2 insufficient memory   -
-web-2   web       node-b   Pending                                               -
-solo    -         -        Unschedulable                                         -
+NAME    SERVICE   NODE     PHASE                                                 READY   HOST PORTS
+web-0   web       node-a   Running                                               1/1     31001->8080/tcp
+web-1   web       -        Unschedulable: 0/2 nodes fit: 2 insufficient memory   -       -
+web-2   web       node-b   Pending                                               -       -
+solo    -         -        Unschedulable                                         -       -
 ";
         assert_eq!(cluster_pods_table(&pods), expected);
     }
@@ -861,14 +917,18 @@ container web:
   memory: 64M
   cpus: 0.25
   restart: always
+  probes: -
 pods: 1
 
-NAME    SERVICE   NODE     PHASE     HOST PORTS
-web-0   web       node-a   Running   31001->8080/tcp
+NAME    SERVICE   NODE     PHASE     READY   HOST PORTS
+web-0   web       node-a   Running   1/1     31001->8080/tcp
 ";
         assert_eq!(service_details(&service, &[running_web_0()]), expected);
         let alone = service_details(&service, &[]);
-        assert!(alone.ends_with("restart: always\npods: 0\n"), "{alone}");
+        assert!(
+            alone.ends_with("restart: always\n  probes: -\npods: 0\n"),
+            "{alone}"
+        );
     }
 
     #[test]
@@ -955,11 +1015,11 @@ TIME (UTC)            TYPE            OBJECT        NODE   REASON
         let line = event_line(&event(0, EventKind::PodUnschedulable, "pod/web-1", None));
         assert_eq!(
             header,
-            "TIME (UTC)            TYPE               OBJECT                     NODE           REASON\n"
+            "TIME (UTC)            TYPE                 OBJECT                     NODE           REASON\n"
         );
         assert_eq!(
             line,
-            "1970-01-01 00:00:00   PodUnschedulable   pod/web-1                  -              because\n"
+            "1970-01-01 00:00:00   PodUnschedulable     pod/web-1                  -              because\n"
         );
         assert_eq!(header.find("REASON"), line.find("because"));
     }

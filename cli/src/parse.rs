@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use berth_model::{EnvVar, Port, Protocol};
+use berth_model::{Check, EnvVar, ExecCheck, HttpCheck, Port, Protocol, TcpCheck};
 
 /// A memory size in bytes: a plain number, or one with a `K`, `M` or `G`
 /// suffix (powers of 1024; `Ki`, `Mi`, `Gi` and lowercase are accepted too).
@@ -32,6 +32,37 @@ pub fn memory_bytes(text: &str) -> Result<u64, String> {
     number
         .checked_mul(1 << shift)
         .ok_or_else(|| "size too large".to_owned())
+}
+
+/// What a probe checks: `tcp:PORT`, `http:PORT[/PATH]` or `exec:COMMAND`
+/// (words split at whitespace, no shell).
+pub fn probe_check(text: &str) -> Result<Check, String> {
+    let (kind, target) = text
+        .split_once(':')
+        .ok_or_else(|| "expected tcp:PORT, http:PORT[/PATH] or exec:COMMAND".to_owned())?;
+    let port = |text: &str| -> Result<u16, String> {
+        text.parse()
+            .map_err(|_| "the port must be a number from 1 to 65535".to_owned())
+    };
+    match kind {
+        "tcp" => Ok(Check::Tcp(TcpCheck {
+            port: port(target)?,
+        })),
+        "http" => {
+            let (number, path) = match target.find('/') {
+                Some(slash) => target.split_at(slash),
+                None => (target, "/"),
+            };
+            Ok(Check::Http(HttpCheck {
+                port: port(number)?,
+                path: path.to_owned(),
+            }))
+        }
+        "exec" => Ok(Check::Exec(ExecCheck {
+            command: target.split_whitespace().map(str::to_owned).collect(),
+        })),
+        _ => Err("unknown probe: use tcp:, http: or exec:".to_owned()),
+    }
 }
 
 /// A CPU limit as a decimal number of CPUs (`0.5`, `2`, at most three
@@ -209,6 +240,37 @@ pub fn volume(text: &str) -> Result<VolumeFlag, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_checks_parse() {
+        assert_eq!(
+            probe_check("http:8080/ready?x=1"),
+            Ok(Check::Http(HttpCheck {
+                port: 8080,
+                path: "/ready?x=1".into()
+            }))
+        );
+        assert_eq!(
+            probe_check("http:80"),
+            Ok(Check::Http(HttpCheck {
+                port: 80,
+                path: "/".into()
+            }))
+        );
+        assert_eq!(
+            probe_check("tcp:5432"),
+            Ok(Check::Tcp(TcpCheck { port: 5432 }))
+        );
+        assert_eq!(
+            probe_check("exec:cat  /tmp/ok"),
+            Ok(Check::Exec(ExecCheck {
+                command: vec!["cat".into(), "/tmp/ok".into()]
+            }))
+        );
+        assert!(probe_check("grpc:1").is_err());
+        assert!(probe_check("tcp:http").is_err());
+        assert!(probe_check("8080").is_err());
+    }
 
     #[test]
     fn memory_accepts_bytes_and_binary_units() {

@@ -6,7 +6,10 @@
 use std::collections::HashSet;
 
 use berth_model::limits::DEFAULT_STOP_TIMEOUT_SECS;
-use berth_model::{Container, EnvVar, Pod, Port, Resources, RestartPolicy, Volume, VolumeMount};
+use berth_model::{
+    Check, Container, EnvVar, Pod, Port, Probe, Probes, Resources, RestartPolicy, Volume,
+    VolumeMount,
+};
 use clap::{Args, ValueEnum};
 
 use crate::parse::{self, SecretEnvVar, VolumeFlag, VolumeSource};
@@ -68,9 +71,48 @@ pub struct PodFlags {
     #[arg(long = "stop-timeout", value_name = "SECS")]
     pub stop_timeout: Option<u32>,
 
+    /// Health probes.
+    #[command(flatten)]
+    pub probes: Box<ProbeFlags>,
+
     /// Command and arguments replacing the image's entrypoint, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// The probe flags: `--readiness`, `--liveness`, `--startup` and their
+/// timing, shared by the probes given.
+#[derive(Debug, Args)]
+pub struct ProbeFlags {
+    /// Readiness probe: until it passes the unit is not active and the pod
+    /// gets no traffic.
+    #[arg(long, value_name = "tcp:PORT|http:PORT[/PATH]|exec:CMD", value_parser = boxed_probe_check)]
+    pub readiness: Option<Box<Check>>,
+
+    /// Liveness probe: failing it restarts the container.
+    #[arg(long, value_name = "tcp:PORT|http:PORT[/PATH]|exec:CMD", value_parser = boxed_probe_check)]
+    pub liveness: Option<Box<Check>>,
+
+    /// Startup probe: readiness and liveness wait until it passed once;
+    /// failing it restarts the container.
+    #[arg(long, value_name = "tcp:PORT|http:PORT[/PATH]|exec:CMD", value_parser = boxed_probe_check)]
+    pub startup: Option<Box<Check>>,
+
+    /// Seconds between two checks of each probe [default: 10].
+    #[arg(long = "probe-period", value_name = "SECS")]
+    pub probe_period: Option<u32>,
+
+    /// Seconds a check may take [default: 1].
+    #[arg(long = "probe-timeout", value_name = "SECS")]
+    pub probe_timeout: Option<u32>,
+
+    /// Failures in a row that make a probe fail [default: 3].
+    #[arg(long = "probe-failures", value_name = "N")]
+    pub probe_failures: Option<u32>,
+
+    /// Seconds after the start before the first check [default: 0].
+    #[arg(long = "probe-delay", value_name = "SECS")]
+    pub probe_delay: Option<u32>,
 }
 
 /// The `--restart` values.
@@ -116,12 +158,50 @@ impl PodFlags {
             },
             restart: self.restart.into(),
             stop_timeout_secs: self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
+            probes: Probes {
+                startup: self.probes.startup.as_deref().map(|c| self.probes.probe(c)),
+                readiness: self
+                    .probes
+                    .readiness
+                    .as_deref()
+                    .map(|c| self.probes.probe(c)),
+                liveness: self
+                    .probes
+                    .liveness
+                    .as_deref()
+                    .map(|c| self.probes.probe(c)),
+            },
         };
         Pod {
             name: name.to_owned(),
             containers: vec![container],
             volumes,
         }
+    }
+}
+
+/// Boxed, so that the pod flags stay small beside other commands' flags.
+fn boxed_probe_check(text: &str) -> Result<Box<Check>, String> {
+    parse::probe_check(text).map(Box::new)
+}
+
+impl ProbeFlags {
+    /// A probe of `check` with the timing flags.
+    fn probe(&self, check: &Check) -> Probe {
+        let mut probe = Probe::new(check.clone());
+        if let Some(period) = self.probe_period {
+            probe.period_secs = period;
+        }
+        if let Some(timeout) = self.probe_timeout {
+            probe.timeout_secs = timeout;
+        }
+        if let Some(failures) = self.probe_failures {
+            probe.failure_threshold = failures;
+        }
+        if let Some(delay) = self.probe_delay {
+            probe.initial_delay_secs = delay;
+        }
+        probe
     }
 }
 

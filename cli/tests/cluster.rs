@@ -418,10 +418,10 @@ fn ps_prints_the_pods_as_json_yaml_and_a_table_without_secrets() {
     assert_eq!(
         text(&output.stdout),
         "\
-NAME      SERVICE   NODE     PHASE                                                 HOST PORTS
-web-0     web       node-a   Running                                               31001->8080/tcp
-web-1     web       -        Unschedulable: 0/1 nodes fit: 1 insufficient memory   -
-other-0   other     node-a   Pending                                               -
+NAME      SERVICE   NODE     PHASE                                                 READY   HOST PORTS
+web-0     web       node-a   Running                                               1/1     31001->8080/tcp
+web-1     web       -        Unschedulable: 0/1 nodes fit: 1 insufficient memory   -       -
+other-0   other     node-a   Pending                                               -       -
 "
     );
 

@@ -26,6 +26,80 @@ pub struct MasterConfig {
     pub controller_interval_ms: u64,
     /// Where the cluster state lives: `[store]`.
     pub store: StoreConfig,
+    /// How much event history is kept: `[events]`.
+    pub events: EventsConfig,
+    /// Policy webhooks: `[[webhooks]]`, each an event type and a URL.
+    pub webhooks: Vec<WebhookRule>,
+}
+
+/// The `[events]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// At most this many events are kept; the oldest go first.
+    pub max_count: usize,
+    /// Events older than this many seconds go.
+    pub max_age_secs: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        let retention = crate::controller::events::Retention::default();
+        Self {
+            max_count: retention.max_events,
+            max_age_secs: retention.max_age.as_secs(),
+        }
+    }
+}
+
+/// One `[[webhooks]]` rule: events of type `event` (or every event, for
+/// `"*"`) are POSTed as JSON to `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WebhookRule {
+    /// An event type (`ContainerOOMKilled`, any case) or `*`.
+    pub event: String,
+    /// An `http://` or `https://` URL.
+    pub url: String,
+    /// Deliveries tried before the failure becomes a `WebhookFailed` event.
+    #[serde(default = "default_webhook_attempts")]
+    pub attempts: u32,
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
+}
+
+impl WebhookRule {
+    /// What is wrong with the rule at `webhooks[index]`, naming the setting.
+    pub fn check(&self, index: usize) -> Result<(), String> {
+        if self.event != "*" {
+            self.event
+                .parse::<berth_model::EventKind>()
+                .map_err(|e| format!("webhooks[{index}].event: {e}"))?;
+        }
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .or_else(|| self.url.strip_prefix("https://"))
+            .unwrap_or_default();
+        if rest.is_empty()
+            || self
+                .url
+                .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "webhooks[{index}].url: {:?} is not an http:// or https:// URL",
+                self.url
+            ));
+        }
+        if self.attempts == 0 || self.attempts > 20 {
+            return Err(format!(
+                "webhooks[{index}].attempts: must be between 1 and 20"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for MasterConfig {
@@ -37,6 +111,8 @@ impl Default for MasterConfig {
             node_grace_secs: 3,
             controller_interval_ms: 250,
             store: StoreConfig::default(),
+            events: EventsConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -156,6 +232,14 @@ impl MasterConfig {
             return Err(invalid("controller-interval-ms: must be at least 1".into()));
         }
         config.store.check().map_err(invalid)?;
+        if config.events.max_count == 0 || config.events.max_age_secs == 0 {
+            return Err(invalid(
+                "events: max-count and max-age-secs must be at least 1".into(),
+            ));
+        }
+        for (index, rule) in config.webhooks.iter().enumerate() {
+            rule.check(index).map_err(invalid)?;
+        }
         Ok(config)
     }
 
@@ -178,6 +262,29 @@ mod tests {
         let config: MasterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         config.store.check()?;
         Ok(config)
+    }
+
+    #[test]
+    fn events_and_webhooks_parse_and_are_checked() {
+        let config = parse(
+            "[events]\nmax-count = 50\nmax-age-secs = 60\n\
+             [[webhooks]]\nevent = \"containeroomkilled\"\nurl = \"http://h2:8080/hook\"\n",
+        )
+        .expect("config");
+        assert_eq!(config.events.max_count, 50);
+        assert_eq!(config.webhooks[0].attempts, 5);
+        assert_eq!(config.webhooks[0].check(0), Ok(()));
+        let bad = super::WebhookRule {
+            event: "Exploded".into(),
+            url: "ftp://x".into(),
+            attempts: 1,
+        };
+        assert!(bad.check(2).unwrap_err().starts_with("webhooks[2].event"));
+        let bad_url = super::WebhookRule {
+            event: "*".into(),
+            ..bad
+        };
+        assert!(bad_url.check(0).unwrap_err().starts_with("webhooks[0].url"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod objects;
 pub mod scheduler;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
@@ -80,10 +81,16 @@ pub async fn run_with(
             "http"
         }),
     };
-    let controller = tokio::spawn(controller::run(
+    let webhooks = tokio::spawn(webhooks::run(Arc::clone(&store), config.webhooks.clone()));
+    let retention = controller::events::Retention {
+        max_events: config.events.max_count,
+        max_age: Duration::from_secs(config.events.max_age_secs),
+    };
+    let controller = tokio::spawn(controller::run_with(
         store,
         liveness,
         Duration::from_millis(config.controller_interval_ms),
+        retention,
     ));
     info!(listen = %listener.local_addr()?, url = %state.public_url, "berth-master serving");
     notify_ready();
@@ -123,6 +130,7 @@ pub async fn run_with(
         } => Ok(()),
     };
     controller.abort();
+    webhooks.abort();
     served.context("serving the API")
 }
 

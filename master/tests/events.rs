@@ -257,3 +257,80 @@ async fn a_silent_node_is_reported_and_its_pods_evicted() {
     assert!(not_ready < evicted, "{events:?}");
     assert_eq!(events[evicted].node.as_deref(), Some("h2"));
 }
+
+#[tokio::test]
+async fn node_reported_events_are_kept_once_and_checked_by_field() {
+    let master = start("reported").await;
+    let (credential, heartbeats) = master.join("h1").await;
+    let batch = json!({"events": [
+        {"id": "0a-1", "event": {"timeMs": 1_000, "kind": "ContainerStarted", "object": "pod/web-0", "reason": "container web: started"}},
+        {"id": "0a-2", "event": {"timeMs": 2_000, "kind": "ContainerOOMKilled", "object": "pod/web-0", "reason": "container web: killed: out of memory"}},
+    ]});
+    let post = |body: Value, token: String| {
+        let master = &master;
+        async move {
+            master
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/nodes/h1/events",
+                    Some(&token),
+                    Some(body),
+                )
+                .await
+        }
+    };
+    let (status, answer) = post(batch.clone(), credential.clone()).await;
+    assert_eq!((status, answer), (200, json!({"recorded": 2})));
+    // A resend (the agent crashed before saving its cursor) adds nothing.
+    let (status, answer) = post(batch.clone(), credential.clone()).await;
+    assert_eq!((status, answer), (200, json!({"recorded": 0})));
+    let kept = master.events("?node=h1").await;
+    let reported: Vec<(EventKind, &str)> = kept
+        .iter()
+        .filter(|e| e.object == "pod/web-0")
+        .map(|e| (e.kind, e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            (EventKind::ContainerStarted, "container web: started"),
+            (
+                EventKind::ContainerOomKilled,
+                "container web: killed: out of memory"
+            ),
+        ]
+    );
+
+    // Nodes report what happens to containers, nothing else, and each
+    // problem names its field.
+    let forged = json!({"events": [
+        {"id": "bad id!", "event": {"timeMs": 3, "kind": "NodeReady", "object": "node/h2", "reason": ""}},
+    ]});
+    let (status, answer) = post(forged, credential.clone()).await;
+    assert_eq!(status, 400, "{answer}");
+    let fields: Vec<&str> = answer["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "events[0].id",
+            "events[0].event.kind",
+            "events[0].event.object"
+        ]
+    );
+    // And only for themselves.
+    let (status, _) = master
+        .call(
+            reqwest::Method::POST,
+            "/v1/nodes/h2/events",
+            Some(&credential),
+            Some(batch),
+        )
+        .await;
+    assert_eq!(status, 403);
+    heartbeats.abort();
+}

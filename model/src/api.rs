@@ -104,3 +104,31 @@ pub struct Versioned<T> {
     #[serde(flatten)]
     pub object: T,
 }
+
+/// `POST /v1/nodes/{name}/events`: events a node observed, in the order it
+/// observed them. Sending the same batch again is harmless: the master
+/// keeps one event per `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventBatch {
+    /// The events.
+    pub events: Vec<ReportedEvent>,
+}
+
+/// One event a node observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReportedEvent {
+    /// Unique on the node and stable across retries (the agent uses the
+    /// journal entry's sequence number): `[A-Za-z0-9_-]`, at most 64
+    /// characters.
+    pub id: String,
+    /// The event; its `node` is set by the master to the reporting node.
+    pub event: crate::event::Event,
+}
+
+/// Longest [`ReportedEvent::id`].
+pub const MAX_REPORTED_EVENT_ID_LEN: usize = 64;
+
+/// Most events in one [`EventBatch`].
+pub const MAX_EVENT_BATCH: usize = 1000;

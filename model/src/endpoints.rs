@@ -151,6 +151,7 @@ mod tests {
                 host_port: 30001,
             }],
             ready: true,
+            health: None,
         };
         ClusterPod {
             status: Some(PodStatus {

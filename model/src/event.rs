@@ -30,11 +30,24 @@ pub enum EventKind {
     /// The endpoints behind a link changed and the linking pods were
     /// rewired (without a restart).
     LinkRewired,
+    /// A container started (its unit's main process started it).
+    ContainerStarted,
+    /// A container ended on its own; the reason carries the exit status.
+    ContainerExited,
+    /// A container was killed for going over its memory limit.
+    #[serde(rename = "ContainerOOMKilled")]
+    ContainerOomKilled,
+    /// A container's liveness or startup probe failed; it is being ended.
+    ContainerUnhealthy,
+    /// systemd restarted a container's unit; the reason says why.
+    ContainerRestarted,
+    /// A policy webhook could not be delivered, retries included.
+    WebhookFailed,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::PodScheduled,
@@ -43,6 +56,12 @@ impl EventKind {
         EventKind::PodDeleted,
         EventKind::ServiceScaled,
         EventKind::LinkRewired,
+        EventKind::ContainerStarted,
+        EventKind::ContainerExited,
+        EventKind::ContainerOomKilled,
+        EventKind::ContainerUnhealthy,
+        EventKind::ContainerRestarted,
+        EventKind::WebhookFailed,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -56,6 +75,12 @@ impl EventKind {
             EventKind::PodDeleted => "PodDeleted",
             EventKind::ServiceScaled => "ServiceScaled",
             EventKind::LinkRewired => "LinkRewired",
+            EventKind::ContainerStarted => "ContainerStarted",
+            EventKind::ContainerExited => "ContainerExited",
+            EventKind::ContainerOomKilled => "ContainerOOMKilled",
+            EventKind::ContainerUnhealthy => "ContainerUnhealthy",
+            EventKind::ContainerRestarted => "ContainerRestarted",
+            EventKind::WebhookFailed => "WebhookFailed",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod link;
 pub mod name;
 pub mod pod;
+pub mod probe;
 pub mod status;
 pub mod validation;
 
@@ -23,5 +24,6 @@ pub use name::{validate_dns_label, NameError};
 pub use pod::{
     Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Volume, VolumeMount,
 };
+pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
 pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus};
 pub use validation::{FieldError, ValidationErrors};

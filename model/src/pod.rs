@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::DEFAULT_STOP_TIMEOUT_SECS;
+use crate::probe::Probes;
 
 mod validate;
 
@@ -65,6 +66,9 @@ pub struct Container {
     /// Seconds between the stop signal and the kill.
     #[serde(default = "default_stop_timeout_secs")]
     pub stop_timeout_secs: u32,
+    /// Startup, readiness and liveness probes.
+    #[serde(default, skip_serializing_if = "Probes::is_empty")]
+    pub probes: Probes,
 }
 
 fn default_stop_timeout_secs() -> u32 {
@@ -91,6 +95,7 @@ impl fmt::Debug for Container {
             .field("resources", &self.resources)
             .field("restart", &self.restart)
             .field("stop_timeout_secs", &self.stop_timeout_secs)
+            .field("probes", &self.probes)
             .finish()
     }
 }

@@ -49,10 +49,15 @@ pub struct ContainerStatus {
     /// Ports published on the host.
     pub host_ports: Vec<HostPort>,
     /// Whether it may receive traffic: its unit is active and running and
-    /// (once probes exist) its readiness probe passes. Absent in older
+    /// its readiness probe (if any) passes. Absent in older
     /// reports, where running meant ready.
     #[serde(default = "ready_by_default")]
     pub ready: bool,
+    /// What the container's probes last said, in words (`ready`, `not
+    /// ready: readiness probe http :8080/ failed: ...`), while it runs and
+    /// has probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 fn ready_by_default() -> bool {

@@ -57,21 +57,29 @@ impl Docker {
         method: &str,
         path: &str,
         upgrade: bool,
+        json_body: &str,
     ) -> Result<(), String> {
         let extra = if upgrade {
             "Connection: Upgrade\r\nUpgrade: tcp\r\n"
         } else {
             "Connection: close\r\n"
         };
-        let request =
-            format!("{method} {path} HTTP/1.1\r\nHost: docker\r\n{extra}Content-Length: 0\r\n\r\n");
+        let content_type = if json_body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/json\r\n"
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\n{extra}{content_type}Content-Length: {}\r\n\r\n{json_body}",
+            json_body.len()
+        );
         stream
             .write_all(request.as_bytes())
             .map_err(|e| format!("{method} {path}: {e}"))
     }
 
     fn request(&self, method: &str, path: &str) -> Result<Response, String> {
-        self.request_with_timeout(method, path, Some(DOCKER_TIMEOUT))
+        self.request_with_timeout(method, path, Some(DOCKER_TIMEOUT), "")
     }
 
     /// One request on a fresh connection; `None` waits as long as Docker takes.
@@ -80,10 +88,11 @@ impl Docker {
         method: &str,
         path: &str,
         timeout: Option<std::time::Duration>,
+        json_body: &str,
     ) -> Result<Response, String> {
         let mut stream = self.connect()?;
         stream.set_read_timeout(timeout).ok();
-        self.send(&mut stream, method, path, false)?;
+        self.send(&mut stream, method, path, false, json_body)?;
         let mut reader = BufReader::new(stream);
         let (status, headers) =
             read_head(&mut reader).map_err(|e| format!("{method} {path}: {e}"))?;
@@ -111,7 +120,7 @@ impl Docker {
             "/containers/{}/attach?stream=1&stdout=1&stderr=1",
             escape_path(container)
         );
-        self.send(&mut stream, "POST", &path, true)?;
+        self.send(&mut stream, "POST", &path, true, "")?;
         let mut reader = BufReader::new(stream);
         let (status, _) = read_head(&mut reader).map_err(|e| format!("attaching: {e}"))?;
         if status != 101 && status != 200 {
@@ -149,10 +158,52 @@ impl Docker {
             escape_path(container)
         );
         // The container may run for months: no timeout on this one.
-        let response = self.request_with_timeout("POST", &path, None)?;
+        let response = self.request_with_timeout("POST", &path, None, "")?;
         let body = String::from_utf8_lossy(&response.body);
         json_number(&body, "StatusCode")
             .ok_or_else(|| format!("waiting: no StatusCode in {body:?}"))
+    }
+
+    /// Runs `command` in the container (`docker exec`) and returns its exit
+    /// status; a command still running after `timeout` is an error.
+    pub fn exec(
+        &self,
+        container: &str,
+        command: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<i64, String> {
+        let words: Vec<String> = command.iter().map(|w| json_string(w)).collect();
+        let create = format!(
+            r#"{{"Cmd":[{}],"AttachStdout":true,"AttachStderr":true}}"#,
+            words.join(",")
+        );
+        let path = format!("/containers/{}/exec", escape_path(container));
+        let response = self.request_with_timeout("POST", &path, Some(timeout), &create)?;
+        let body = String::from_utf8_lossy(&response.body);
+        let id = json_str(&body, "Id").ok_or_else(|| format!("exec: no Id in {body:?}"))?;
+        // Not detached: Docker answers when the command has ended, which
+        // the read timeout bounds. Its output is not wanted.
+        let start = format!("/exec/{}/start", escape_path(&id));
+        self.request_with_timeout(
+            "POST",
+            &start,
+            Some(timeout),
+            r#"{"Detach":false,"Tty":false}"#,
+        )
+        .map_err(|e| {
+            if e.contains("timed out") || e.contains("temporarily unavailable") {
+                format!("timed out after {}s", timeout.as_secs())
+            } else {
+                e
+            }
+        })?;
+        let inspect = format!("/exec/{}/json", escape_path(&id));
+        let response = self.request_with_timeout("GET", &inspect, Some(timeout), "")?;
+        let body = String::from_utf8_lossy(&response.body);
+        if json_bool(&body, "Running") == Some(true) {
+            return Err(format!("timed out after {}s", timeout.as_secs()));
+        }
+        json_number(&body, "ExitCode").ok_or_else(|| format!("exec: no ExitCode in {body:?}"))
     }
 
     /// The container's state as far as the shim cares.
@@ -248,6 +299,29 @@ fn json_bool(json: &str, key: &str) -> Option<bool> {
     }
 }
 
+/// The first `"key": "<string>"`, for values without escapes (IDs).
+fn json_str(json: &str, key: &str) -> Option<String> {
+    let value = json_value(json, key)?.strip_prefix('"')?;
+    let end = value.find('"')?;
+    Some(value[..end].to_owned())
+}
+
+/// `text` as a JSON string literal.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn json_value<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     let needle = format!("\"{key}\":");
     let start = json.find(&needle)? + needle.len();
@@ -269,6 +343,15 @@ mod tests {
             Some(137)
         );
         assert_eq!(json_number("{}", "StatusCode"), None);
+    }
+
+    #[test]
+    fn writes_and_reads_json_strings() {
+        assert_eq!(json_string("a \"b\" \\ \n"), r#""a \"b\" \\ \u000a""#);
+        assert_eq!(
+            json_str(r#"{"Id": "abc123","Warnings":[]}"#, "Id").as_deref(),
+            Some("abc123")
+        );
     }
 
     #[test]

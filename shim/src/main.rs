@@ -12,7 +12,10 @@
 #![forbid(unsafe_code)]
 
 mod docker;
+mod health;
+mod journal;
 mod notify;
+mod probe;
 mod relay;
 
 use std::process::ExitCode;
@@ -23,12 +26,19 @@ use std::time::Duration;
 use nix::sys::signal::{raise, SigSet, Signal};
 
 use crate::docker::Docker;
+use crate::journal::ContainerEvent;
 
-const USAGE: &str = "usage: berth-shim run CONTAINER [--stop-timeout SECONDS]
+const USAGE: &str = "usage: berth-shim run CONTAINER [--stop-timeout SECONDS] [PROBE...]
+
+PROBE: --probe startup|readiness|liveness tcp|http|exec [--port N] [--path P]
+       [--command WORD]... [--initial-delay S] [--period S] [--timeout S]
+       [--failure-threshold N] [--success-threshold N]
 
 Runs as the main process of a berth container unit (Type=notify): starts the
 Docker container CONTAINER, relays its output to the journal, reports READY=1
-once it runs, and exits with its exit status. SIGTERM stops the container.
+once it runs (and its startup and readiness probes passed), and exits with
+its exit status. A failing liveness or startup probe stops the container.
+SIGTERM stops the container.
 
 environment:
   DOCKER_HOST     unix:///path/to/docker.sock (default unix:///run/docker.sock)
@@ -37,6 +47,7 @@ environment:
 struct Args {
     container: String,
     stop_timeout: u32,
+    probes: Vec<probe::ProbeSpec>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,13 +66,78 @@ fn parse_args() -> Result<Args, String> {
     }
     let container = args.next().ok_or("missing CONTAINER")?;
     let mut stop_timeout = 10;
+    let mut probes: Vec<probe::ProbeSpec> = Vec::new();
     while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        let number = |text: String| -> Result<u32, String> {
+            text.parse()
+                .map_err(|_| format!("{arg}: not a number: {text:?}"))
+        };
+        // Probe settings apply to the probe named last.
+        let must_follow = || format!("{arg} must follow --probe");
         match arg.as_str() {
-            "--stop-timeout" => {
-                let value = args.next().ok_or("--stop-timeout needs a value")?;
-                stop_timeout = value
-                    .parse()
-                    .map_err(|_| format!("--stop-timeout: not a number: {value:?}"))?;
+            "--stop-timeout" => stop_timeout = number(value()?)?,
+            "--probe" => {
+                let role = value()?;
+                let role =
+                    probe::Role::parse(&role).ok_or(format!("--probe: unknown probe {role:?}"))?;
+                let check = match value()?.as_str() {
+                    "tcp" => probe::Check::Tcp { port: 0 },
+                    "http" => probe::Check::Http {
+                        port: 0,
+                        path: "/".into(),
+                    },
+                    "exec" => probe::Check::Exec {
+                        command: Vec::new(),
+                    },
+                    other => return Err(format!("--probe: unknown check {other:?}")),
+                };
+                probes.push(probe::ProbeSpec::new(role, check));
+            }
+            "--port" => {
+                let port = u16::try_from(number(value()?)?)
+                    .map_err(|_| "--port: out of range".to_string())?;
+                match &mut probes.last_mut().ok_or_else(must_follow)?.check {
+                    probe::Check::Tcp { port: p } | probe::Check::Http { port: p, .. } => *p = port,
+                    probe::Check::Exec { .. } => return Err("--port: not for exec".into()),
+                }
+            }
+            "--path" => {
+                let path = value()?;
+                match &mut probes.last_mut().ok_or_else(must_follow)?.check {
+                    probe::Check::Http { path: p, .. } => *p = path,
+                    _ => return Err("--path: only for http".into()),
+                }
+            }
+            "--command" => {
+                let word = value()?;
+                match &mut probes.last_mut().ok_or_else(must_follow)?.check {
+                    probe::Check::Exec { command } => command.push(word),
+                    _ => return Err("--command: only for exec".into()),
+                }
+            }
+            "--initial-delay" => {
+                let secs = number(value()?)?;
+                probes.last_mut().ok_or_else(must_follow)?.initial_delay =
+                    Duration::from_secs(secs.into());
+            }
+            "--period" => {
+                let secs = number(value()?)?.max(1);
+                probes.last_mut().ok_or_else(must_follow)?.period =
+                    Duration::from_secs(secs.into());
+            }
+            "--timeout" => {
+                let secs = number(value()?)?.max(1);
+                probes.last_mut().ok_or_else(must_follow)?.timeout =
+                    Duration::from_secs(secs.into());
+            }
+            "--failure-threshold" => {
+                probes.last_mut().ok_or_else(must_follow)?.failure_threshold =
+                    number(value()?)?.max(1);
+            }
+            "--success-threshold" => {
+                probes.last_mut().ok_or_else(must_follow)?.success_threshold =
+                    number(value()?)?.max(1);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -69,6 +145,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         container,
         stop_timeout,
+        probes,
     })
 }
 
@@ -142,12 +219,29 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
     let stream = docker.attach(&args.container)?;
     docker.start(&args.container)?;
     let state = docker.inspect_state(&args.container)?;
+    let unhealthy = Arc::new(std::sync::OnceLock::new());
     if state.running {
-        // The readiness hook: probes will later gate this message.
-        notify::send(&format!(
-            "READY=1\nSTATUS=container {} running (pid {})",
-            args.container, state.pid
-        ));
+        journal::record(
+            ContainerEvent::Started,
+            &args.container,
+            &format!("started (pid {})", state.pid),
+        );
+        if args.probes.is_empty() {
+            notify::send(&format!(
+                "READY=1\nSTATUS=container {} running (pid {})",
+                args.container, state.pid
+            ));
+        } else {
+            // READY=1 waits for the startup and readiness probes.
+            health::spawn(health::Health {
+                docker: docker.clone(),
+                container: args.container.clone(),
+                pid: state.pid,
+                probes: args.probes.clone(),
+                stop_timeout: args.stop_timeout,
+                unhealthy: Arc::clone(&unhealthy),
+            })?;
+        }
     }
 
     relay::relay(stream, state.tty);
@@ -158,16 +252,18 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
     }
     let state = docker.inspect_state(&args.container).unwrap_or_default();
     if state.oom_killed {
-        eprintln!(
-            "berth-shim: container {} was killed: out of memory",
-            args.container
+        journal::record(
+            ContainerEvent::OomKilled,
+            &args.container,
+            &format!("killed: out of memory (exit status {code})"),
         );
         notify::send("STATUS=OOM-killed");
     } else {
-        eprintln!(
-            "berth-shim: container {} exited with status {code}",
-            args.container
-        );
+        let why = match unhealthy.get() {
+            Some(reason) => format!("exited with status {code} after {reason}"),
+            None => format!("exited with status {code}"),
+        };
+        journal::record(ContainerEvent::Exited, &args.container, &why);
     }
     // Docker's exit codes are 0..=255; anything else would be a Docker bug.
     Ok(Outcome::Exited(u8::try_from(code).unwrap_or(255)))

@@ -36,6 +36,9 @@ pub struct DesiredContainer {
     pub spec: ContainerSpec,
     /// Hash of `spec`, also stored as a label.
     pub spec_hash: String,
+    /// Whether its unit becomes active only once startup or readiness
+    /// probes pass, which may take any time: starting it must not wait.
+    pub gated_by_probes: bool,
 }
 
 /// A pod as it should exist on this host.
@@ -204,6 +207,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             cpu_millis: None,
             joins_pod_network: false,
             environment: host.shim_environment,
+            probes: &crate::unit::NO_PROBES,
         };
         unit_files.push(UnitFile {
             name: pod_network_unit_name(&pod.name),
@@ -234,6 +238,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             unit: pod_network_unit_name(&pod.name),
             spec,
             spec_hash,
+            gated_by_probes: false,
         });
     }
 
@@ -258,6 +263,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             cpu_millis: container.resources.cpu_millis,
             joins_pod_network: has_holder,
             environment: host.shim_environment,
+            probes: &container.probes,
         };
         unit_files.push(UnitFile {
             name: container_unit_name(&pod.name, &container.name),
@@ -319,6 +325,8 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             unit: container_unit_name(&pod.name, &container.name),
             spec,
             spec_hash,
+            gated_by_probes: container.probes.startup.is_some()
+                || container.probes.readiness.is_some(),
         });
         if !images.contains(&container.image) {
             images.push(container.image.clone());

@@ -64,6 +64,7 @@ fn short(action: &Action) -> String {
         Action::Enable(units) => format!("enable {}", units.join(" ")),
         Action::Disable(units) => format!("disable {}", units.join(" ")),
         Action::StartUnit(unit) => format!("start {unit}"),
+        Action::StartUnitNoWait(unit) => format!("start {unit} (ready when its probes pass)"),
     }
 }
 
@@ -104,6 +105,10 @@ async fn apply(action: &Action, effects: Effects<'_>) -> anyhow::Result<()> {
         Action::StartUnit(unit) => {
             systemd.reset_failed(unit).await;
             systemd.start(unit).await?;
+        }
+        Action::StartUnitNoWait(unit) => {
+            systemd.reset_failed(unit).await;
+            systemd.enqueue_start(unit).await?;
         }
     }
     Ok(())

@@ -119,7 +119,8 @@ pub fn pod_of_unit(unit: &str) -> Option<String> {
     Some(unescape(escaped))
 }
 
-fn unescape(s: &str) -> String {
+/// Undoes systemd's `\xNN` escaping of a unit name component.
+pub fn unescape(s: &str) -> String {
     let mut out = Vec::new();
     let bytes = s.as_bytes();
     let mut i = 0;

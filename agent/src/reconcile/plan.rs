@@ -75,6 +75,9 @@ pub enum Action {
     Disable(Vec<String>),
     /// Start a unit and wait until it is ready.
     StartUnit(String),
+    /// Start a unit without waiting for it: its probes decide when it is
+    /// ready, and until then it is `activating`.
+    StartUnitNoWait(String),
 }
 
 /// An action and why it is needed.
@@ -334,7 +337,12 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
                 } else {
                     "start requested"
                 };
-                steps.push(step(Action::StartUnit(c.unit.clone()), why));
+                let action = if c.gated_by_probes {
+                    Action::StartUnitNoWait(c.unit.clone())
+                } else {
+                    Action::StartUnit(c.unit.clone())
+                };
+                steps.push(step(action, why));
             }
         }
     } else {
@@ -400,6 +408,34 @@ mod tests {
         d.containers.truncate(2);
         d.unit_files.retain(|u| !u.name.contains("two"));
         d
+    }
+
+    #[test]
+    fn a_container_with_a_readiness_probe_is_started_without_waiting() {
+        let json = r#"{"name":"web","containers":[{"name":"app","image":"i",
+            "probes":{"readiness":{"tcp":{"port":80}},"liveness":{"tcp":{"port":80}}}}]}"#;
+        let record = PodRecord {
+            pod: serde_json::from_str(json).unwrap(),
+            host_ports: vec![],
+            desired: Desired::Running,
+            source: crate::store::Source::Local,
+        };
+        let d = desired_pod(&record, HOST).unwrap();
+        let got = actions(&plan(Some(&d), &ObservedPod::default(), Intent::Start));
+        assert_eq!(
+            got.last().map(String::as_str),
+            Some("StartUnitNoWait(\"berth-web-app.service\")")
+        );
+        let liveness_only = desired("i", true);
+        let got = actions(&plan(
+            Some(&liveness_only),
+            &ObservedPod::default(),
+            Intent::Start,
+        ));
+        assert_eq!(
+            got.last().map(String::as_str),
+            Some("StartUnit(\"berth-web-app.service\")")
+        );
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub use escape::{
 pub use render::{
     container_cgroup_path, container_unit_name, pod_network_cgroup_path, pod_network_unit_name,
     pod_slice_name, render_container_unit, render_pod_network_unit, render_pod_slice,
-    restart_setting, ContainerUnit, RenderError,
+    restart_setting, ContainerUnit, RenderError, NO_PROBES,
 };

@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 
-use berth_model::{validate_dns_label, EnvVar, NameError, RestartPolicy};
+use berth_model::{validate_dns_label, Check, EnvVar, NameError, Probe, Probes, RestartPolicy};
 
 use super::escape::{
     escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
@@ -79,7 +79,16 @@ pub struct ContainerUnit<'a> {
     /// Plain variables set on the shim process with `Environment=`. Anyone can
     /// read these over D-Bus: never secrets.
     pub environment: &'a [EnvVar],
+    /// Health probes, run by the shim (validated by the model).
+    pub probes: &'a Probes,
 }
+
+/// No probes, for units that have none (the pod network holder).
+pub const NO_PROBES: Probes = Probes {
+    startup: None,
+    readiness: None,
+    liveness: None,
+};
 
 /// Why a unit file cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +124,9 @@ pub enum RenderError {
         /// What is wrong with it.
         problem: EscapeError,
     },
+    /// A probe sets no check or several (the model's validation refuses it).
+    #[error("probes.{0}: must set exactly one of tcp, http, exec")]
+    Probe(&'static str),
     /// A resource limit is outside what systemd accepts.
     #[error("limit {setting}={value} is out of range, systemd accepts 1 to {max}")]
     LimitOutOfRange {
@@ -268,11 +280,18 @@ fn render_service(
     // The shim gets the stop timeout too: its `docker stop` must finish within
     // TimeoutStopSec=, which is derived from the same number.
     let exec = format!(
-        "ExecStart={} run {container_name} --stop-timeout {}\n",
-        unit.shim_path, unit.stop_timeout_secs
+        "ExecStart={} run {container_name} --stop-timeout {}{}\n",
+        unit.shim_path,
+        unit.stop_timeout_secs,
+        probe_args(unit.probes)?
     );
     check_line_len("ExecStart", &exec)?;
     out.push_str(&exec);
+    // READY=1 waits for the startup and readiness probes, however long they
+    // take: the startup probe's threshold is what gives up, not a timer.
+    if unit.probes.startup.is_some() || unit.probes.readiness.is_some() {
+        out.push_str("TimeoutStartSec=infinity\n");
+    }
     let _ = writeln!(out, "Restart={}", restart_setting(unit.restart));
     if unit.restart != RestartPolicy::Never {
         let _ = writeln!(out, "RestartSec={RESTART_DELAY_SECS}");
@@ -294,6 +313,58 @@ fn render_service(
     out.push_str("\n[Install]\n");
     out.push_str("WantedBy=multi-user.target\n");
     Ok(out)
+}
+
+/// The shim's probe arguments (` --probe readiness http --port 8080 ...`),
+/// every word quoted for `ExecStart=`.
+fn probe_args(probes: &Probes) -> Result<String, RenderError> {
+    let mut words: Vec<String> = Vec::new();
+    for (role, probe) in probes.iter() {
+        let Some(check) = probe.check() else {
+            return Err(RenderError::Probe(role));
+        };
+        words.extend(["--probe".to_owned(), role.to_owned()]);
+        match check {
+            Check::Tcp(tcp) => words.extend(["tcp".into(), "--port".into(), tcp.port.to_string()]),
+            Check::Http(http) => words.extend([
+                "http".into(),
+                "--port".into(),
+                http.port.to_string(),
+                "--path".into(),
+                http.path,
+            ]),
+            Check::Exec(exec) => {
+                words.push("exec".into());
+                for word in exec.command {
+                    words.extend(["--command".into(), word]);
+                }
+            }
+        }
+        words.extend(timing_args(probe));
+    }
+    let mut out = String::new();
+    for (i, word) in words.iter().enumerate() {
+        let quoted = quote_exec_arg(word).map_err(|problem| RenderError::Escape {
+            field: format!("probe argument {i}"),
+            problem,
+        })?;
+        out.push(' ');
+        out.push_str(&quoted);
+    }
+    Ok(out)
+}
+
+fn timing_args(probe: &Probe) -> Vec<String> {
+    [
+        ("--initial-delay", probe.initial_delay_secs),
+        ("--period", probe.period_secs),
+        ("--timeout", probe.timeout_secs),
+        ("--failure-threshold", probe.failure_threshold),
+        ("--success-threshold", probe.success_threshold),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value.to_string()])
+    .collect()
 }
 
 /// Renders the slice unit of `pod`. It only names the slice: limits live on
@@ -409,7 +480,45 @@ mod tests {
             cpu_millis: None,
             joins_pod_network: false,
             environment: &[],
+            probes: &NO_PROBES,
         }
+    }
+
+    #[test]
+    fn probes_become_quoted_shim_arguments_and_lift_the_start_timeout() {
+        let mut liveness = Probe::new(Check::Exec(berth_model::ExecCheck {
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "test -f /tmp/ok && echo $HOME 100%".into(),
+            ],
+        }));
+        liveness.period_secs = 2;
+        let probes = Probes {
+            readiness: Some(Probe::new(Check::Http(berth_model::HttpCheck {
+                port: 8080,
+                path: "/ready?x=%41".into(),
+            }))),
+            liveness: Some(liveness),
+            startup: None,
+        };
+        let probed = ContainerUnit {
+            probes: &probes,
+            ..unit()
+        };
+        let text = render_container_unit(&probed).unwrap();
+        let exec = text.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+        assert_eq!(
+            exec,
+            "ExecStart=/usr/lib/berth/berth-shim run \"berth-web-app\" --stop-timeout 10 \
+             \"--probe\" \"readiness\" \"http\" \"--port\" \"8080\" \"--path\" \"/ready?x=%%41\" \
+             \"--initial-delay\" \"0\" \"--period\" \"10\" \"--timeout\" \"1\" \"--failure-threshold\" \"3\" \"--success-threshold\" \"1\" \
+             \"--probe\" \"liveness\" \"exec\" \"--command\" \"sh\" \"--command\" \"-c\" \"--command\" \"test -f /tmp/ok && echo $$HOME 100%%\" \
+             \"--initial-delay\" \"0\" \"--period\" \"2\" \"--timeout\" \"1\" \"--failure-threshold\" \"3\" \"--success-threshold\" \"1\""
+        );
+        assert!(text.contains("\nTimeoutStartSec=infinity\n"), "{text}");
+        let plain = render_container_unit(&unit()).unwrap();
+        assert!(!plain.contains("TimeoutStartSec"), "{plain}");
     }
 
     #[test]

@@ -3,19 +3,20 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_model::{Event, EventKind};
+use berth_model::api::{EventBatch, ReportedEvent, MAX_EVENT_BATCH, MAX_REPORTED_EVENT_ID_LEN};
+use berth_model::{Event, EventKind, ValidationErrors};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::warn;
 
-use super::{require_admin, ApiFailure, AppState};
+use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, EVENTS};
-use crate::store::{self, StoreError};
+use crate::store::{self, Op, StoreError};
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]
@@ -129,4 +130,122 @@ fn ndjson(event: &Event) -> Bytes {
     let mut line = objects::encode(event);
     line.push(b'\n');
     Bytes::from(line)
+}
+
+/// Longest reason a node may report.
+const MAX_REASON_LEN: usize = 4096;
+
+/// The kinds a node may report: what happens to its containers.
+fn node_may_report(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::ContainerStarted
+            | EventKind::ContainerExited
+            | EventKind::ContainerOomKilled
+            | EventKind::ContainerUnhealthy
+            | EventKind::ContainerRestarted
+    )
+}
+
+/// Every problem of a batch, naming the field (`events[3].id`).
+fn check_batch(batch: &EventBatch) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    if batch.events.len() > MAX_EVENT_BATCH {
+        errors.push(
+            "events",
+            format!("at most {MAX_EVENT_BATCH} events per batch"),
+        );
+    }
+    for (i, reported) in batch.events.iter().enumerate() {
+        let at = format!("events[{i}]");
+        let id_ok = !reported.id.is_empty()
+            && reported.id.len() <= MAX_REPORTED_EVENT_ID_LEN
+            && reported
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            errors.push(
+                format!("{at}.id"),
+                format!("must be 1 to {MAX_REPORTED_EVENT_ID_LEN} of [A-Za-z0-9_-]"),
+            );
+        }
+        let event = &reported.event;
+        if !node_may_report(event.kind) {
+            errors.push(
+                format!("{at}.event.kind"),
+                format!("a node may not report {} events", event.kind),
+            );
+        }
+        let pod = event.object.strip_prefix("pod/").unwrap_or_default();
+        if berth_model::validate_dns_label(pod).is_err() {
+            errors.push(format!("{at}.event.object"), "must be pod/<name>");
+        }
+        if event.reason.len() > MAX_REASON_LEN {
+            errors.push(
+                format!("{at}.event.reason"),
+                format!("at most {MAX_REASON_LEN} bytes"),
+            );
+        }
+    }
+    errors.into_result()
+}
+
+/// The key of an event `node` reported: time first like every event key
+/// (so the history stays in time order and is pruned by age), then the
+/// node and its id, which makes a resent event land on the same key.
+pub fn reported_key(node: &str, reported: &ReportedEvent) -> String {
+    format!(
+        "{EVENTS}{:020}-n-{node}-{}",
+        reported.event.time_ms, reported.id
+    )
+}
+
+/// `POST /v1/nodes/{name}/events` (the node): events the node observed.
+/// Events already kept (same node and id) are skipped, so a batch may be
+/// sent again safely; the answer counts the ones newly recorded.
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    require_admin_or_node(&caller, &node)?;
+    let batch: EventBatch = parse("event batch", &body)?;
+    check_batch(&batch).map_err(|errors| ApiFailure::invalid("event batch", errors))?;
+    let store = state.store.as_ref();
+    let mut recorded = 0;
+    // Small transactions (etcd refuses more than 128 operations in one).
+    for chunk in batch.events.chunks(100) {
+        // Two sends of the same batch may race: one loses with "already
+        // exists" and looks again.
+        for _ in 0..3 {
+            let mut ops = Vec::new();
+            for reported in chunk {
+                let key = reported_key(&node, reported);
+                if store.get(&key).await?.is_some() {
+                    continue;
+                }
+                let mut event = reported.event.clone();
+                event.node = Some(node.clone());
+                ops.push(Op::Create {
+                    key,
+                    value: objects::encode(&event),
+                });
+            }
+            let count = ops.len();
+            if count == 0 {
+                break;
+            }
+            match store.apply(ops).await {
+                Ok(_) => {
+                    recorded += count;
+                    break;
+                }
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(Json(serde_json::json!({ "recorded": recorded })))
 }

@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{name}", get(nodes::get_node))
         .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
         .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
+        .route("/v1/nodes/{name}/events", post(events::report))
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))

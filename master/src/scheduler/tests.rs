@@ -444,6 +444,7 @@ fn container(memory_bytes: Option<u64>, cpu_millis: Option<u32>, ports: Vec<Port
         },
         restart: Default::default(),
         stop_timeout_secs: 10,
+        probes: Default::default(),
     }
 }
 

@@ -167,6 +167,7 @@ fn check_container<'a>(
             ),
         );
     }
+    container.probes.validate(errors, at);
 }
 
 fn image_problem(image: &str) -> Option<String> {
@@ -357,6 +358,7 @@ mod tests {
             resources: Resources::default(),
             restart: RestartPolicy::Always,
             stop_timeout_secs: 10,
+            probes: Default::default(),
         }
     }
 

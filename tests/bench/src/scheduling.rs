@@ -230,6 +230,7 @@ fn container(service: usize) -> Container {
         },
         restart: RestartPolicy::Always,
         stop_timeout_secs: 10,
+        probes: Default::default(),
     }
 }
 

@@ -1,0 +1,374 @@
+//! Container events, from the journal to the master.
+//!
+//! berth-shim writes each container event (started, exited, OOM-killed,
+//! unhealthy) as a structured journal entry, and systemd writes one each
+//! time it schedules a unit's restart. Both stay in the journal whether or
+//! not the agent runs. The agent reads them after its cursor
+//! (`journalctl -o json --after-cursor`), sends them to the master in
+//! batches and saves the cursor only once the master has acknowledged the
+//! batch. Each event's id is its journal sequence number, which the master
+//! keeps one event per: a batch resent after a crash or a lost answer is
+//! not recorded twice, and nothing is skipped.
+
+use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use berth_model::api::{EventBatch, ReportedEvent};
+use berth_model::{Event, EventKind};
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use crate::master_link::Joined;
+
+/// `MESSAGE_ID=` of berth-shim's container events (see the shim's
+/// `journal` module).
+pub const SHIM_EVENT_MESSAGE_ID: &str = "6a1b9e3c5d2f4c0e8b7a94d1f3e2c580";
+
+/// `MESSAGE_ID=` systemd gives "Scheduled restart job, restart counter is
+/// at N" (`SD_MESSAGE_UNIT_RESTART_SCHEDULED`).
+pub const RESTART_SCHEDULED_MESSAGE_ID: &str = "5eb03494b6584870a536b337290809b3";
+
+/// Events sent in one request.
+const BATCH: usize = 200;
+
+/// Turns journal entries into events. Remembers, per container, why it
+/// last ended, so that systemd's restart entry (which does not know) says
+/// why the container was restarted.
+#[derive(Debug, Default)]
+pub struct Translator {
+    last_end: HashMap<(String, String), String>,
+}
+
+/// One journal entry read back, with its cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Where to resume after this entry.
+    pub cursor: String,
+    /// The event it records, if it is one berth reports.
+    pub event: Option<ReportedEvent>,
+}
+
+impl Translator {
+    /// The event a journal entry (as `journalctl -o json` prints it)
+    /// records, if any.
+    pub fn translate(&mut self, entry: &Value) -> Option<ReportedEvent> {
+        let id = event_id(&field(entry, "__CURSOR")?)?;
+        let time_ms = field(entry, "__REALTIME_TIMESTAMP")?.parse::<u64>().ok()? / 1000;
+        let (kind, pod, container, reason) = match field(entry, "MESSAGE_ID")?.as_str() {
+            SHIM_EVENT_MESSAGE_ID => {
+                let kind: EventKind = field(entry, "BERTH_EVENT")?.parse().ok()?;
+                let (pod, container) = split_docker_name(&field(entry, "BERTH_CONTAINER")?)?;
+                let reason = field(entry, "BERTH_REASON").unwrap_or_default();
+                if matches!(
+                    kind,
+                    EventKind::ContainerExited
+                        | EventKind::ContainerOomKilled
+                        | EventKind::ContainerUnhealthy
+                ) {
+                    self.last_end
+                        .insert((pod.clone(), container.clone()), reason.clone());
+                }
+                (kind, pod, container, reason)
+            }
+            RESTART_SCHEDULED_MESSAGE_ID => {
+                let (pod, container) = split_container_unit(&field(entry, "UNIT")?)?;
+                let count = field(entry, "N_RESTARTS").unwrap_or_else(|| "?".into());
+                let reason = match self.last_end.get(&(pod.clone(), container.clone())) {
+                    Some(why) => format!("restart {count} by systemd; it had {}", past(why)),
+                    None => format!("restart {count} by systemd"),
+                };
+                (EventKind::ContainerRestarted, pod, container, reason)
+            }
+            _ => return None,
+        };
+        Some(ReportedEvent {
+            id,
+            event: Event {
+                time_ms,
+                kind,
+                object: format!("pod/{pod}"),
+                node: None,
+                reason: format!("container {container}: {reason}"),
+            },
+        })
+    }
+}
+
+/// "exited with status 1" reads "it had exited with status 1"; "liveness
+/// probe ... failed" reads "it had: liveness probe ... failed".
+fn past(why: &str) -> String {
+    if why.starts_with("exited") || why.starts_with("killed") {
+        why.to_owned()
+    } else {
+        format!("ended: {why}")
+    }
+}
+
+/// A string field of a `journalctl -o json` entry (binary fields come as
+/// byte arrays and are read lossily).
+fn field(entry: &Value, name: &str) -> Option<String> {
+    match entry.get(name)? {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(bytes) => {
+            let bytes: Vec<u8> = bytes
+                .iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// The id of the entry at `cursor`: the journal's sequence number ID and
+/// the entry's sequence number (`s=` and `i=`), unique on the host and the
+/// same however often the entry is read.
+pub fn event_id(cursor: &str) -> Option<String> {
+    let part = |key: &str| {
+        cursor
+            .split(';')
+            .find_map(|p| p.strip_prefix(key))
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    Some(format!("{}-{}", part("s=")?, part("i=")?))
+}
+
+/// `berth.<pod>.<container>` (labels hold no dots) -> (pod, container).
+fn split_docker_name(name: &str) -> Option<(String, String)> {
+    let mut parts = name.strip_prefix("berth.")?.splitn(2, '.');
+    let pod = parts.next()?.to_owned();
+    let container = parts.next()?.to_owned();
+    Some((pod, container))
+}
+
+/// `berth-<pod>-<container>.service`, components escaped -> (pod,
+/// container); `None` for a pod's network unit and anything else.
+fn split_container_unit(unit: &str) -> Option<(String, String)> {
+    let stem = unit.strip_prefix("berth-")?.strip_suffix(".service")?;
+    let (pod, container) = stem.split_once('-')?;
+    Some((
+        crate::reconcile::observe::unescape(pod),
+        crate::reconcile::observe::unescape(container),
+    ))
+}
+
+/// Reads the entries after `cursor` (all of them without one).
+async fn read_journal(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value)>> {
+    let mut command = tokio::process::Command::new("journalctl");
+    command.args(["--output=json", "--no-pager", "--quiet"]);
+    if let Some(cursor) = cursor {
+        command.arg(format!("--after-cursor={cursor}"));
+    }
+    // Two matches on the same field: either.
+    command.arg(format!("MESSAGE_ID={SHIM_EVENT_MESSAGE_ID}"));
+    command.arg(format!("MESSAGE_ID={RESTART_SCHEDULED_MESSAGE_ID}"));
+    let output = command.output().await.context("running journalctl")?;
+    if !output.status.success() {
+        bail!(
+            "journalctl: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let mut entries = Vec::new();
+    for line in output.stdout.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(entry) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if let Some(cursor) = field(&entry, "__CURSOR") {
+            entries.push((cursor, entry));
+        }
+    }
+    Ok(entries)
+}
+
+fn cursor_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("events.cursor")
+}
+
+fn load_cursor(state_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(cursor_path(state_dir))
+        .ok()
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+}
+
+/// Saves the cursor atomically and durably: after a crash the agent
+/// resumes exactly after the last batch the master acknowledged.
+fn save_cursor(state_dir: &Path, cursor: &str) -> std::io::Result<()> {
+    let path = cursor_path(state_dir);
+    let tmp = path.with_extension("cursor.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    std::io::Write::write_all(&mut file, cursor.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// Ships container events to the master, forever.
+pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
+    let url = format!("{}/v1/nodes/{}/events", joined.url, joined.node);
+    let mut translator = Translator::default();
+    let mut cursor = load_cursor(&state_dir);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match ship_once(
+            &http,
+            &url,
+            &joined,
+            &state_dir,
+            &mut translator,
+            &mut cursor,
+        )
+        .await
+        {
+            Ok(()) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "shipping container events; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn ship_once(
+    http: &reqwest::Client,
+    url: &str,
+    joined: &Joined,
+    state_dir: &Path,
+    translator: &mut Translator,
+    cursor: &mut Option<String>,
+) -> anyhow::Result<()> {
+    let entries = match read_journal(cursor.as_deref()).await {
+        Ok(entries) => entries,
+        Err(e) if cursor.is_some() => {
+            // A cursor the journal no longer knows (rotated away): read
+            // everything again; the master drops what it already has.
+            warn!(error = %format!("{e:#}"), "journal cursor unusable; reading from the start");
+            *cursor = None;
+            read_journal(None).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .map(|(cursor, entry)| Entry {
+            event: translator.translate(&entry),
+            cursor,
+        })
+        .collect();
+    for chunk in entries.chunks(BATCH) {
+        let events: Vec<ReportedEvent> = chunk.iter().filter_map(|e| e.event.clone()).collect();
+        if !events.is_empty() {
+            let response = http
+                .post(url)
+                .bearer_auth(&joined.credential)
+                .timeout(Duration::from_secs(10))
+                .json(&EventBatch { events })
+                .send()
+                .await
+                .context("reaching the master")?;
+            if !response.status().is_success() {
+                bail!("the master answered {}", response.status());
+            }
+        }
+        if let Some(last) = chunk.last() {
+            save_cursor(state_dir, &last.cursor).context("saving the journal cursor")?;
+            debug!(events = chunk.len(), "container events acknowledged");
+            *cursor = Some(last.cursor.clone());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn shim_entry(seq: u32, kind: &str, container: &str, reason: &str) -> Value {
+        json!({
+            "__CURSOR": format!("s=0123abcd;i={seq:x};b=ff;m=1;t=2;x=3"),
+            "__REALTIME_TIMESTAMP": "1700000000123456",
+            "MESSAGE_ID": SHIM_EVENT_MESSAGE_ID,
+            "BERTH_EVENT": kind,
+            "BERTH_CONTAINER": container,
+            "BERTH_REASON": reason,
+        })
+    }
+
+    #[test]
+    fn shim_entries_become_pod_events_with_stable_ids() {
+        let mut translator = Translator::default();
+        let entry = shim_entry(
+            26,
+            "ContainerOOMKilled",
+            "berth.web-1.app",
+            "killed: out of memory",
+        );
+        let event = translator.translate(&entry).unwrap();
+        assert_eq!(event.id, "0123abcd-1a");
+        assert_eq!(event.event.kind, EventKind::ContainerOomKilled);
+        assert_eq!(event.event.object, "pod/web-1");
+        assert_eq!(event.event.time_ms, 1_700_000_000_123);
+        assert_eq!(event.event.reason, "container app: killed: out of memory");
+        assert_eq!(translator.translate(&entry).unwrap().id, event.id);
+    }
+
+    #[test]
+    fn a_restart_says_why_the_container_ended() {
+        let mut translator = Translator::default();
+        let restart = json!({
+            "__CURSOR": "s=0123abcd;i=30;b=ff",
+            "__REALTIME_TIMESTAMP": "1700000001000000",
+            "MESSAGE_ID": RESTART_SCHEDULED_MESSAGE_ID,
+            "UNIT": "berth-my\\x2dweb-app.service",
+            "N_RESTARTS": "1",
+        });
+        let before = translator.translate(&restart).unwrap();
+        assert_eq!(before.event.reason, "container app: restart 1 by systemd");
+        assert_eq!(before.event.object, "pod/my-web");
+
+        translator.translate(&shim_entry(
+            40,
+            "ContainerUnhealthy",
+            "berth.my-web.app",
+            "liveness probe exec cat /tmp/ok failed 2 times: exit status 1",
+        ));
+        let after = translator.translate(&restart).unwrap();
+        assert_eq!(after.event.kind, EventKind::ContainerRestarted);
+        assert_eq!(
+            after.event.reason,
+            "container app: restart 1 by systemd; it had ended: liveness probe exec cat /tmp/ok failed 2 times: exit status 1"
+        );
+    }
+
+    #[test]
+    fn other_entries_and_network_units_are_not_events() {
+        let mut translator = Translator::default();
+        let holder = json!({
+            "__CURSOR": "s=01;i=2",
+            "__REALTIME_TIMESTAMP": "1",
+            "MESSAGE_ID": RESTART_SCHEDULED_MESSAGE_ID,
+            "UNIT": "berth-web.service",
+        });
+        assert_eq!(translator.translate(&holder), None);
+        let other =
+            json!({"__CURSOR": "s=01;i=3", "__REALTIME_TIMESTAMP": "1", "MESSAGE_ID": "00"});
+        assert_eq!(translator.translate(&other), None);
+        assert_eq!(event_id("s=zz;i=1"), None);
+    }
+}
