@@ -26,6 +26,9 @@ pub struct MasterConfig {
     pub controller_interval_ms: u64,
     /// Where the cluster state lives: `[store]`.
     pub store: StoreConfig,
+    /// DNS suffix of generated route hostnames:
+    /// `<service>-<namespace>.<route-suffix>`.
+    pub route_suffix: String,
 }
 
 impl Default for MasterConfig {
@@ -37,6 +40,7 @@ impl Default for MasterConfig {
             node_grace_secs: 3,
             controller_interval_ms: 250,
             store: StoreConfig::default(),
+            route_suffix: "apps.berth.test".into(),
         }
     }
 }
@@ -156,6 +160,8 @@ impl MasterConfig {
             return Err(invalid("controller-interval-ms: must be at least 1".into()));
         }
         config.store.check().map_err(invalid)?;
+        berth_model::route::validate_hostname(&config.route_suffix)
+            .map_err(|e| invalid(format!("route-suffix: {e}")))?;
         Ok(config)
     }
 

@@ -384,7 +384,11 @@ async fn every_route_is_documented_and_every_ref_resolves() {
             assert!(
                 matches!(
                     (callers, open),
-                    (Some("anyone"), true) | (Some("admin" | "admin-or-own-node"), false)
+                    (Some("anyone"), true)
+                        | (
+                            Some("admin" | "admin-or-own-node" | "admin-or-any-node"),
+                            false
+                        )
                 ),
                 "{method} {path}: x-berth-callers {callers:?} and its security disagree"
             );

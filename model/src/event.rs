@@ -27,11 +27,14 @@ pub enum EventKind {
     PodDeleted,
     /// A service's replica count was changed.
     ServiceScaled,
+    /// A router could not serve a route (HAProxy refused its part of the
+    /// configuration); the other routes keep being served.
+    RouteRejected,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::PodScheduled,
@@ -39,6 +42,7 @@ impl EventKind {
         EventKind::PodEvicted,
         EventKind::PodDeleted,
         EventKind::ServiceScaled,
+        EventKind::RouteRejected,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -51,6 +55,7 @@ impl EventKind {
             EventKind::PodEvicted => "PodEvicted",
             EventKind::PodDeleted => "PodDeleted",
             EventKind::ServiceScaled => "ServiceScaled",
+            EventKind::RouteRejected => "RouteRejected",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod event;
 pub mod limits;
 pub mod name;
 pub mod pod;
+pub mod route;
 pub mod status;
 pub mod validation;
 
@@ -19,5 +20,6 @@ pub use name::{validate_dns_label, NameError};
 pub use pod::{
     Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Volume, VolumeMount,
 };
+pub use route::{Route, RouteTls, TlsTermination};
 pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus};
 pub use validation::{FieldError, ValidationErrors};
