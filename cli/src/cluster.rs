@@ -41,6 +41,10 @@ pub enum ClusterCommand {
     ///
     /// The old node stops the pod and the new one starts it.
     Move(MoveArgs),
+    /// Routes: DNS names the routers send to services (plain HTTP, TLS
+    /// edge or passthrough by SNI, websockets).
+    #[command(subcommand)]
+    Route(crate::route::RouteCommand),
 }
 
 /// `berth login`.
@@ -151,6 +155,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let client = client()?;
     match command {
         ClusterCommand::Node(node) => node::run(&client, node).await,
+        ClusterCommand::Route(route) => crate::route::run(&client, route).await,
         ClusterCommand::Run(run) => create_service(&client, &run).await,
         ClusterCommand::Ps(ps) => list_pods(&client, ps.output).await,
         ClusterCommand::Scale(scale) => {
