@@ -560,6 +560,7 @@ pub fn pod_status(
                     host_port: b.host_port,
                 })
                 .collect(),
+            ready: state.active_state == "active" && state.sub_state == "running",
         });
     }
     let phase = phase(record, &containers);

@@ -566,6 +566,7 @@ mod tests {
             reason: None,
             restarts: 0,
             host_ports: ports,
+            ready: true,
         }
     }
 

@@ -230,6 +230,7 @@ fn pods() -> Value {
                     "exitCode": null,
                     "reason": null,
                     "restarts": 0,
+                    "ready": true,
                     "hostPorts": [{"containerPort": 8080, "protocol": "tcp", "hostPort": 31001}]
                 }],
                 "spec": web_spec("web-0", "hunter2")

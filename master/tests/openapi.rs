@@ -566,11 +566,19 @@ async fn real_answers_match_the_document() {
         (admin, "/v1/services/web", "/v1/services/{name}"),
         (admin, "/v1/pods", "/v1/pods"),
         (admin, "/v1/events", "/v1/events"),
+        (node, "/v1/endpoints", "/v1/endpoints"),
     ] {
         let reply = master.reply(Method::GET, path, token, None).await;
         assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
         assert_documented(&doc, Method::GET, template, &reply);
     }
+    let reply = master
+        .reply(Method::GET, "/v1/endpoints?service=web", node, None)
+        .await;
+    let web = &reply.body["services"][0];
+    assert_eq!(web["service"], "web", "{}", reply.body);
+    assert_eq!(web["endpoints"][0]["port"], 20000, "{}", reply.body);
+    assert_eq!(web["endpoints"][0]["ready"], true, "{}", reply.body);
     let reply = master.reply(Method::GET, "/v1/pods", admin, None).await;
     assert_eq!(
         reply.body[0]["status"]["phase"], "Running",

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod endpoints;
 pub mod event;
 pub mod limits;
 pub mod name;
@@ -14,6 +15,7 @@ pub mod status;
 pub mod validation;
 
 pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
+pub use endpoints::{Endpoint, EndpointsView, ServiceEndpoints};
 pub use event::{Event, EventKind, UnknownEventKind};
 pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use name::{validate_dns_label, NameError};

@@ -48,6 +48,15 @@ pub struct ContainerStatus {
     pub restarts: u32,
     /// Ports published on the host.
     pub host_ports: Vec<HostPort>,
+    /// Whether it may receive traffic: its unit is active and running and
+    /// (once probes exist) its readiness probe passes. Absent in older
+    /// reports, where running meant ready.
+    #[serde(default = "ready_by_default")]
+    pub ready: bool,
+}
+
+fn ready_by_default() -> bool {
+    true
 }
 
 /// A container port published on the host.

@@ -2,6 +2,7 @@
 //! field at fault, bodies capped. Handlers read and write the store; the
 //! controller does the rest.
 
+mod endpoints;
 mod events;
 mod join;
 mod nodes;
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(routes::delete),
         )
         .route("/v1/routes/{name}/rejected", post(routes::rejected))
+        .route("/v1/endpoints", get(endpoints::list))
         .route("/v1/events", get(events::list))
         .route("/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })

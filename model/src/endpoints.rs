@@ -1,0 +1,232 @@
+//! Where a service can be reached: one endpoint per replica and published
+//! port, at its node's address and host port. Links and routers send
+//! traffic only to endpoints that are ready.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{ClusterPod, Node};
+use crate::pod::Protocol;
+use crate::status::PodPhase;
+
+/// One replica's published port, as other hosts reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The pod behind it.
+    pub pod: String,
+    /// The node the pod runs on.
+    pub node: String,
+    /// The node's address.
+    pub address: String,
+    /// The port on the node.
+    pub port: u16,
+    /// The port inside the container.
+    pub container_port: u16,
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Whether traffic may go there: the pod runs, every container is
+    /// ready and the node is Ready.
+    pub ready: bool,
+}
+
+/// A service's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEndpoints {
+    /// The service.
+    pub service: String,
+    /// Its endpoints, ordered by pod then container port.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl ServiceEndpoints {
+    /// The ready endpoints for one container port.
+    pub fn ready_on(&self, container_port: u16) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(move |e| e.ready && e.container_port == container_port)
+    }
+}
+
+/// `GET /v1/endpoints`: every service's endpoints, with the store revision
+/// they were read at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointsView {
+    /// Store revision of this view; pass it back as `after` to wait for a
+    /// change.
+    pub revision: u64,
+    /// The services, ordered by name.
+    pub services: Vec<ServiceEndpoints>,
+}
+
+/// Derives every service's endpoints from its pods as their nodes last
+/// reported them. A pod not yet placed, not yet reported, or whose host
+/// ports are unknown has no endpoint; one that runs but is not ready, or
+/// whose node is not Ready, has endpoints with `ready: false`.
+pub fn derive(
+    pods: &[ClusterPod],
+    nodes: &[Node],
+    node_ready: impl Fn(&str) -> bool,
+) -> Vec<ServiceEndpoints> {
+    let mut services: Vec<ServiceEndpoints> = Vec::new();
+    for pod in pods {
+        let Some(service) = pod.service.as_deref() else {
+            continue;
+        };
+        let index = match services.binary_search_by(|s| s.service.as_str().cmp(service)) {
+            Ok(i) => i,
+            Err(i) => {
+                services.insert(
+                    i,
+                    ServiceEndpoints {
+                        service: service.to_owned(),
+                        endpoints: Vec::new(),
+                    },
+                );
+                i
+            }
+        };
+        let (Some(node_name), Some(status)) = (pod.node.as_deref(), pod.status.as_ref()) else {
+            continue;
+        };
+        let Some(node) = nodes.iter().find(|n| n.name == node_name) else {
+            continue;
+        };
+        let ready = status.phase == PodPhase::Running
+            && status.containers.iter().all(|c| c.ready)
+            && node_ready(node_name);
+        let endpoints = &mut services[index].endpoints;
+        for container in &status.containers {
+            for port in &container.host_ports {
+                endpoints.push(Endpoint {
+                    pod: pod.spec.name.clone(),
+                    node: node_name.to_owned(),
+                    address: node.address.clone(),
+                    port: port.host_port,
+                    container_port: port.container_port,
+                    protocol: port.protocol,
+                    ready,
+                });
+            }
+        }
+        endpoints.sort_by(|a, b| (&a.pod, a.container_port).cmp(&(&b.pod, b.container_port)));
+    }
+    services
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::Pod;
+    use crate::status::{ContainerStatus, HostPort, PodStatus};
+
+    fn node(name: &str, address: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "address": address,
+            "capacity": {"memoryBytes": 1, "cpuMillis": 1}
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, service: Option<&str>, node: Option<&str>, phase: PodPhase) -> ClusterPod {
+        let spec = serde_json::from_value(serde_json::json!({
+            "name": name,
+            "containers": [{"name": "app", "image": "local/busybox"}]
+        }))
+        .unwrap();
+        let container = ContainerStatus {
+            name: "app".into(),
+            unit: format!("berth-{name}-app.service"),
+            container_id: None,
+            state: "active".into(),
+            sub_state: "running".into(),
+            pid: None,
+            exit_code: None,
+            reason: None,
+            restarts: 0,
+            host_ports: vec![HostPort {
+                container_port: 8080,
+                protocol: Protocol::Tcp,
+                host_port: 30001,
+            }],
+            ready: true,
+        };
+        ClusterPod {
+            status: Some(PodStatus {
+                name: name.into(),
+                phase,
+                slice: format!("berth-{name}.slice"),
+                containers: vec![container],
+                spec: Pod::clone(&spec),
+            }),
+            spec,
+            service: service.map(str::to_owned),
+            node: node.map(str::to_owned),
+            unschedulable_reason: None,
+        }
+    }
+
+    #[test]
+    fn running_pods_on_ready_nodes_are_ready_endpoints() {
+        let nodes = [node("h2", "10.231.0.12"), node("h3", "10.231.0.13")];
+        let pods = [
+            pod("web-1", Some("web"), Some("h3"), PodPhase::Running),
+            pod("web-0", Some("web"), Some("h2"), PodPhase::Running),
+            pod("solo", None, Some("h2"), PodPhase::Running),
+        ];
+        let services = derive(&pods, &nodes, |_| true);
+        assert_eq!(
+            services.len(),
+            1,
+            "pods without a service have no endpoints"
+        );
+        let web = &services[0];
+        assert_eq!(web.service, "web");
+        let seen: Vec<_> = web
+            .ready_on(8080)
+            .map(|e| (e.pod.as_str(), e.address.as_str(), e.port))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("web-0", "10.231.0.12", 30001),
+                ("web-1", "10.231.0.13", 30001)
+            ]
+        );
+        assert_eq!(web.ready_on(9090).count(), 0);
+    }
+
+    #[test]
+    fn pending_unready_and_lost_pods_are_not_ready() {
+        let nodes = [node("h2", "10.231.0.12"), node("h3", "10.231.0.13")];
+        let mut unready = pod("web-2", Some("web"), Some("h2"), PodPhase::Running);
+        unready.status.as_mut().unwrap().containers[0].ready = false;
+        let pods = [
+            pod("web-0", Some("web"), Some("h2"), PodPhase::Pending),
+            pod("web-1", Some("web"), Some("h3"), PodPhase::Running),
+            unready,
+        ];
+        let services = derive(&pods, &nodes, |n| n != "h3");
+        let web = &services[0];
+        assert_eq!(web.endpoints.len(), 3);
+        assert!(web.endpoints.iter().all(|e| !e.ready));
+    }
+
+    #[test]
+    fn unplaced_pods_keep_their_service_listed_without_endpoints() {
+        let pods = [pod("db-0", Some("db"), None, PodPhase::Pending)];
+        let services = derive(&pods, &[], |_| true);
+        assert_eq!(services[0].service, "db");
+        assert!(services[0].endpoints.is_empty());
+    }
+
+    #[test]
+    fn reports_without_ready_count_running_as_ready() {
+        let json = r#"{"name":"app","unit":"u","containerId":null,"state":"active",
+            "subState":"running","pid":null,"exitCode":null,"reason":null,
+            "restarts":0,"hostPorts":[]}"#;
+        let status: ContainerStatus = serde_json::from_str(json).unwrap();
+        assert!(status.ready);
+    }
+}
