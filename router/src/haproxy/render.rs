@@ -107,7 +107,7 @@ pub fn render(
          # Old workers finish their connections (websockets too) after a\n    \
          # reload, for at most an hour.\n    \
          hard-stop-after 1h\n    \
-         maxconn 20000\n\n\
+         maxconn 4000\n\n\
          defaults\n    \
          mode http\n    \
          timeout connect 1s\n    \

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
+mod load;
 mod scheduling;
 
 /// Benchmarks berth on lab hosts against baselines measured in the same run.
@@ -67,10 +68,60 @@ enum Bench {
         #[arg(long, default_value = "target/bench-scheduling")]
         dir: PathBuf,
     },
+    /// Constant-rate HTTP load on fresh connections (the router tests'
+    /// load generator): prints a JSON summary counting every failed
+    /// request.
+    Load {
+        /// `address:port` to send to.
+        #[arg(long)]
+        target: String,
+        /// The Host header.
+        #[arg(long)]
+        host: String,
+        /// The path.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Print a line when a response body is seen for the first time.
+        #[arg(long)]
+        report_new: bool,
+    },
 }
 
 fn main() -> ExitCode {
     match Args::parse().bench {
+        Bench::Load {
+            target,
+            host,
+            path,
+            rate,
+            seconds,
+            report_new,
+        } => {
+            let config = load::Config {
+                target,
+                host,
+                path,
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                report_new,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = runtime
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(load::run(config)));
+            if let Err(error) = result {
+                eprintln!("berth-bench load: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
         Bench::PodStart { runs } => pod_start(runs),
         Bench::AgentMemory { pods } => agent_memory(pods),
         Bench::Scheduling {
