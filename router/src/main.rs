@@ -24,6 +24,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Under systemd the journal shows the lines: no colour codes.
+        .with_ansi(std::env::var_os("JOURNAL_STREAM").is_none())
         .init();
     let config = match RouterConfig::load(&args.config) {
         Ok(config) => config,

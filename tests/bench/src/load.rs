@@ -1,12 +1,13 @@
 //! `berth-bench load`: a constant-rate HTTP load generator for the router
 //! tests and benchmarks. It opens one connection per request (so a reload
 //! cannot hide a refused connection behind a reused one), sends a GET with
-//! a Host header at a fixed rate, and counts every request that does not
-//! end in a 200 as failed, with why. It prints one JSON summary line, and
-//! with `--report-new` a line each time a body is seen for the first time
-//! (the wall-clock time in ms: when a new backend answered first).
+//! a Host header at a fixed rate (or, with `--concurrency`, as fast as that
+//! many clients can), and counts every request that does not end in a 200
+//! as failed, with why. It prints one JSON summary line, and with
+//! `--report-changes` a line each time the body differs from the previous
+//! answer's (with the wall-clock time in ms: when a new backend answered).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,8 +27,11 @@ pub struct Config {
     pub rate: u32,
     /// For how long.
     pub duration: Duration,
-    /// Print a line when a body is seen for the first time.
-    pub report_new: bool,
+    /// Print a line when the body differs from the previous one.
+    pub report_changes: bool,
+    /// Closed loop: this many clients, each sending its next request when
+    /// the last one ended (`rate` is then ignored).
+    pub concurrency: Option<u32>,
 }
 
 /// How one request ended.
@@ -70,54 +74,82 @@ async fn request(config: &Config) -> Result<String, String> {
     Ok(body.trim().to_owned())
 }
 
-/// Runs the load and prints the summary; fails if any request failed.
+/// One request, timed, with a 15 s limit.
+async fn timed(config: &Config) -> Outcome {
+    let begun = Instant::now();
+    let result = match tokio::time::timeout(Duration::from_secs(15), request(config)).await {
+        Ok(result) => result,
+        Err(_) => Err("timeout after 15 s".into()),
+    };
+    Outcome {
+        latency: begun.elapsed(),
+        result,
+    }
+}
+
+/// Runs the load and prints the summary (failed requests are counted
+/// there, not turned into an error).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let period = Duration::from_secs_f64(1.0 / f64::from(config.rate.max(1)));
     let total = (config.duration.as_secs_f64() * f64::from(config.rate)).round() as u64;
     let started = Instant::now();
-    let sender = {
-        let config = config.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for _ in 0..total {
-                ticks.tick().await;
-                let (config, tx) = (config.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let begun = Instant::now();
-                    let result =
-                        match tokio::time::timeout(Duration::from_secs(15), request(&config)).await
-                        {
-                            Ok(result) => result,
-                            Err(_) => Err("timeout after 15 s".into()),
-                        };
-                    let _ = tx.send(Outcome {
-                        latency: begun.elapsed(),
-                        result,
+    let deadline = started + config.duration;
+    let sender = match config.concurrency {
+        None => {
+            let config = config.clone();
+            let tx = tx.clone();
+            let sender = tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(period);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                for _ in 0..total {
+                    ticks.tick().await;
+                    let (config, tx) = (config.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send(timed(&config).await);
                     });
-                });
-            }
-        })
+                }
+            });
+            sender
+        }
+        Some(clients) => {
+            let config = config.clone();
+            let tx = tx.clone();
+            let sender = tokio::spawn(async move {
+                let mut all = Vec::new();
+                for _ in 0..clients {
+                    let (config, tx) = (config.clone(), tx.clone());
+                    all.push(tokio::spawn(async move {
+                        while Instant::now() < deadline {
+                            let _ = tx.send(timed(&config).await);
+                        }
+                    }));
+                }
+                for client in all {
+                    let _ = client.await;
+                }
+            });
+            sender
+        }
     };
-    let mut seen = BTreeSet::new();
+    drop(tx);
+    let mut last_body: Option<String> = None;
     let mut ok_bodies: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut latencies = Vec::new();
-    let mut done = 0;
-    while done < total {
-        let Some(outcome) = rx.recv().await else {
-            break;
-        };
+    let mut done: u64 = 0;
+    // The channel closes when every request has ended.
+    while let Some(outcome) = rx.recv().await {
         done += 1;
         latencies.push(outcome.latency.as_secs_f64() * 1000.0);
         match outcome.result {
             Ok(body) => {
-                if config.report_new && seen.insert(body.clone()) {
+                if config.report_changes && last_body.as_ref() != Some(&body) {
                     println!(
                         "{}",
-                        serde_json::json!({"newBody": body, "timeMs": now_ms() as u64})
+                        serde_json::json!({"body": body, "timeMs": now_ms() as u64})
                     );
+                    last_body = Some(body.clone());
                 }
                 *ok_bodies.entry(body).or_default() += 1;
             }
@@ -138,13 +170,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "sent": total,
-            "ok": total - failed,
+            "sent": done,
+            "ok": done - failed,
             "failed": failed,
             "errors": errors,
             "bodies": ok_bodies,
             "seconds": elapsed,
-            "ratePerSec": total as f64 / elapsed,
+            "ratePerSec": done as f64 / elapsed,
             "p50Ms": quantile(0.5),
             "p99Ms": quantile(0.99),
         })

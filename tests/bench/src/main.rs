@@ -23,6 +23,7 @@ use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
 mod load;
+mod router;
 mod scheduling;
 
 /// Benchmarks berth on lab hosts against baselines measured in the same run.
@@ -68,6 +69,36 @@ enum Bench {
         #[arg(long, default_value = "target/bench-scheduling")]
         dir: PathBuf,
     },
+    /// Route or endpoint change until the first answer from the new
+    /// backend under load, against the same change by hand through
+    /// HAProxy's runtime API.
+    RouterChange {
+        /// Switches each way, per side.
+        #[arg(long, default_value_t = 10)]
+        switches: usize,
+    },
+    /// Requests/s through berth's generated HAProxy configuration against
+    /// a minimal hand-written one for the same backend.
+    RouterThroughput {
+        /// Seconds per round.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds per side (median reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u32,
+    },
+    /// Sends commands to an HAProxy admin socket (the by-hand baseline of
+    /// router-change).
+    HaproxyRuntime {
+        /// The admin socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The commands.
+        commands: Vec<String>,
+    },
     /// Constant-rate HTTP load on fresh connections (the router tests'
     /// load generator): prints a JSON summary counting every failed
     /// request.
@@ -87,21 +118,46 @@ enum Bench {
         /// Seconds to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Print a line when a response body is seen for the first time.
+        /// Print a line each time the body differs from the previous one.
         #[arg(long)]
-        report_new: bool,
+        report_changes: bool,
+        /// Closed loop with this many clients instead of a fixed rate.
+        #[arg(long)]
+        concurrency: Option<u32>,
     },
 }
 
 fn main() -> ExitCode {
     match Args::parse().bench {
+        Bench::RouterChange { switches } => router::change(switches),
+        Bench::RouterThroughput {
+            seconds,
+            rounds,
+            concurrency,
+        } => router::throughput(seconds, rounds, concurrency),
+        Bench::HaproxyRuntime { socket, commands } => {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime
+                        .block_on(berth_router::haproxy::runtime::send(&socket, &commands))
+                        .map_err(anyhow::Error::from)
+                });
+            if let Err(error) = result {
+                eprintln!("berth-bench haproxy-runtime: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
         Bench::Load {
             target,
             host,
             path,
             rate,
             seconds,
-            report_new,
+            report_changes,
+            concurrency,
         } => {
             let config = load::Config {
                 target,
@@ -109,7 +165,8 @@ fn main() -> ExitCode {
                 path,
                 rate,
                 duration: std::time::Duration::from_secs(seconds),
-                report_new,
+                report_changes,
+                concurrency,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
