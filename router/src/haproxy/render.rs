@@ -118,7 +118,7 @@ pub fn render(
          timeout queue 5s\n    \
          # A server that vanished (its host died) costs a retry on another\n    \
          # server, not a failed request.\n    \
-         retries 3\n    \
+         retries 5\n    \
          option redispatch 1\n"
     )
     .ok();
@@ -182,6 +182,12 @@ pub fn render(
             }
             Mode::Tcp => out.push_str("    mode tcp\n    timeout server 1h\n"),
         }
+        // A server whose connection fails is out of rotation at once
+        // (passive check), and back after a successful active check.
+        out.push_str(
+            "    default-server check inter 2s fastinter 500ms fall 2 rise 1 \
+             observe layer4 error-limit 1 on-error mark-down\n",
+        );
         let filled = slots.get(&backend.name);
         for index in 0..backend.slots {
             let server = filled.and_then(|s| s.get(index)).and_then(Option::as_ref);

@@ -432,27 +432,28 @@ fn router_keeps_a_long_lived_connection_open_across_an_unrelated_route_change() 
         ],
     )
     .assert_success();
-    lab.eventually(Duration::from_secs(60), "the stream route serving", || {
-        get(&lab, "h2", ROUTER, "stream.example.test", "/cgi-bin/tick")
-            .filter(|body| body.contains("tick 12"))
+    let stream = || {
+        lab.exec(
+            "h2",
+            &[
+                "curl",
+                "-sfN",
+                "--max-time",
+                "30",
+                "-H",
+                "Host: stream.example.test",
+                &format!("http://{ROUTER}/cgi-bin/tick"),
+            ],
+        )
+    };
+    lab.eventually(Duration::from_secs(90), "the stream route serving", || {
+        let run = stream();
+        (run.success() && run.stdout().contains("tick 12")).then_some(())
     });
 
     let before = reloads(&lab);
     std::thread::scope(|scope| {
-        let stream = scope.spawn(|| {
-            lab.exec(
-                "h2",
-                &[
-                    "curl",
-                    "-sfN",
-                    "--max-time",
-                    "30",
-                    "-H",
-                    "Host: stream.example.test",
-                    &format!("http://{ROUTER}/cgi-bin/tick"),
-                ],
-            )
-        });
+        let stream = scope.spawn(stream);
         std::thread::sleep(Duration::from_secs(2));
         berth(
             &lab,
