@@ -559,4 +559,57 @@ fn router_refuses_bad_routes_with_clear_errors_and_keeps_serving_the_others() {
     for _ in 0..5 {
         assert!(get(&lab, "h2", ROUTER, "www.example.test", "/").is_some());
     }
+
+    // A route only HAProxy can judge: its key matches, but the
+    // certificate is signed with SHA-1, which HAProxy's OpenSSL refuses.
+    // The router skips it with an event and applies the routes after it.
+    lab.sh(
+        "h1",
+        "cd /run/certs && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=weak-ca \
+         -keyout ca.key -out ca.crt 2>/dev/null && openssl req -newkey rsa:2048 -nodes \
+         -subj /CN=weak.example.test -keyout weak.key -out weak.csr 2>/dev/null && \
+         openssl x509 -req -sha1 -in weak.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+         -days 2 -out weak.crt 2>/dev/null",
+    )
+    .assert_success();
+    berth(
+        &lab,
+        &[
+            "route",
+            "add",
+            "web",
+            "weak.example.test",
+            "--name",
+            "weak",
+            "--tls",
+            "edge",
+            "--cert",
+            "/run/certs/weak.crt",
+            "--key",
+            "/run/certs/weak.key",
+        ],
+    )
+    .assert_success();
+    let event = lab.eventually(Duration::from_secs(30), "a RouteRejected event", || {
+        let run = berth(&lab, &["events", "--type", "RouteRejected"]);
+        let out = run.stdout();
+        out.contains("route/weak").then_some(out)
+    });
+    eprintln!("{event}");
+    berth(
+        &lab,
+        &[
+            "route",
+            "add",
+            "web",
+            "later.example.test",
+            "--name",
+            "later",
+        ],
+    )
+    .assert_success();
+    lab.eventually(Duration::from_secs(30), "the route added after it", || {
+        get(&lab, "h2", ROUTER, "later.example.test", "/")
+    });
+    assert!(get(&lab, "h2", ROUTER, "www.example.test", "/").is_some());
 }
