@@ -62,14 +62,14 @@ fn check_key_pair(certificate: &str, key: &str) -> Result<(), (&'static str, Str
         .key_provider
         .load_private_key(key)
         .map_err(|e| ("tls.key", format!("unsupported private key: {e}")))?;
-    rustls::sign::CertifiedKey::new(chain, signing_key)
-        .keys_match()
-        .map_err(|e| {
-            (
-                "tls.key",
-                format!("does not match the certificate's public key ({e})"),
-            )
-        })
+    match rustls::sign::CertifiedKey::new(chain, signing_key).keys_match() {
+        Ok(()) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => Err((
+            "tls.key",
+            "does not match the certificate's public key".into(),
+        )),
+        Err(e) => Err(("tls.certificate", format!("cannot be used: {e}"))),
+    }
 }
 
 /// The claim key of a route's host and path.

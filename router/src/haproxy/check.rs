@@ -7,12 +7,13 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// `haproxy -c` said no.
-    #[error("haproxy -c exited with {status}: {output}")]
+    #[error("haproxy -c refused it ({status}): {alerts}")]
     Refused {
         /// The exit status.
         status: std::process::ExitStatus,
-        /// Its stdout and stderr (the alerts name the line at fault).
-        output: String,
+        /// HAProxy's alerts, one line each joined by "; " (they name the
+        /// line and the file at fault).
+        alerts: String,
     },
     /// It could not be run at all.
     #[error("running {binary}: {source}")]
@@ -44,6 +45,42 @@ pub async fn check(binary: &Path, config: &Path) -> Result<(), CheckError> {
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     Err(CheckError::Refused {
         status: output.status,
-        output: text.trim().to_owned(),
+        alerts: alerts(&text),
     })
+}
+
+/// The `[ALERT]` lines of HAProxy's output without their prefix, and
+/// without the closing summary lines; all of it if there are none.
+fn alerts(output: &str) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("[ALERT]"))
+        .map(|l| l.split_once(") : ").map_or(l, |(_, rest)| rest).trim())
+        .filter(|l| {
+            !l.contains("Error(s) found in configuration") && !l.contains("Fatal errors found")
+        })
+        .collect();
+    if lines.is_empty() {
+        output.trim().to_owned()
+    } else {
+        lines.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alerts;
+
+    #[test]
+    fn keeps_the_alerts_that_say_what_is_wrong() {
+        let output = "[NOTICE]   (1) : haproxy version is 2.6.12\n\
+            [ALERT]    (1) : config : parsing [h.cfg:7] : unable to load SSL certificate '/c.pem'.\n\
+            [ALERT]    (1) : config : Error(s) found in configuration file : h.cfg\n\
+            [ALERT]    (1) : config : Fatal errors found in configuration.\n";
+        assert_eq!(
+            alerts(output),
+            "config : parsing [h.cfg:7] : unable to load SSL certificate '/c.pem'."
+        );
+        assert_eq!(alerts("something else\n"), "something else");
+    }
 }

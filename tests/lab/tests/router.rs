@@ -568,8 +568,9 @@ fn router_refuses_bad_routes_with_clear_errors_and_keeps_serving_the_others() {
         "cd /run/certs && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=weak-ca \
          -keyout ca.key -out ca.crt 2>/dev/null && openssl req -newkey rsa:2048 -nodes \
          -subj /CN=weak.example.test -keyout weak.key -out weak.csr 2>/dev/null && \
+         echo subjectAltName=DNS:weak.example.test > weak.ext && \
          openssl x509 -req -sha1 -in weak.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-         -days 2 -out weak.crt 2>/dev/null",
+         -extfile weak.ext -days 2 -out weak.crt 2>/dev/null",
     )
     .assert_success();
     berth(
