@@ -182,12 +182,11 @@ pub fn render(
             }
             Mode::Tcp => out.push_str("    mode tcp\n    timeout server 1h\n"),
         }
-        // A server whose connection fails is out of rotation at once
-        // (passive check), and back after a successful active check.
-        out.push_str(
-            "    default-server check inter 2s fastinter 500ms fall 2 rise 1 \
-             observe layer4 error-limit 1 on-error mark-down\n",
-        );
+        // Least connections: a server whose host died piles up pending
+        // connects and stops being chosen at once; three failed checks
+        // take it out of rotation. A failure under load is retried
+        // elsewhere, never turned into a 503 for a healthy backend.
+        out.push_str("    balance leastconn\n    default-server check inter 1s fall 3 rise 1\n");
         let filled = slots.get(&backend.name);
         for index in 0..backend.slots {
             let server = filled.and_then(|s| s.get(index)).and_then(Option::as_ref);
