@@ -151,7 +151,7 @@ impl Router {
         let config_path = self.state_dir.join("haproxy.cfg");
         let candidate = self.state_dir.join("haproxy.cfg.new");
         let crt_list = self.state_dir.join("crt-list");
-        let text = self.write(&next, &candidate, &crt_list)?;
+        self.write(&next, &candidate, &crt_list)?;
         if let Err(refused) = haproxy::check::check(&self.config.haproxy, &candidate).await {
             warn!(error = %refused, "haproxy refused the configuration; checking route by route");
             let bad = self.find_refused(&next.layout, routes).await?;
@@ -169,7 +169,6 @@ impl Router {
             // The next round renders without them.
             anyhow::bail!("skipping refused routes; applying the others next");
         }
-        let _ = text;
         std::fs::rename(&candidate, &config_path)
             .with_context(|| format!("writing {}", config_path.display()))?;
         let unit = self.config.haproxy_unit.clone();
@@ -193,8 +192,8 @@ impl Router {
     }
 
     /// Writes the certificates (0600), the crt-list and the configuration
-    /// at `path`; returns the configuration's text.
-    fn write(&self, applied: &Applied, path: &Path, crt_list: &Path) -> anyhow::Result<String> {
+    /// at `path`.
+    fn write(&self, applied: &Applied, path: &Path, crt_list: &Path) -> anyhow::Result<()> {
         let certificates_dir = self.state_dir.join("certs");
         for certificate in &applied.layout.certificates {
             write_private(
@@ -212,8 +211,7 @@ impl Router {
             certificates_dir: &certificates_dir,
         };
         let text = render::render(&applied.layout, &applied.slots, self.ports(), &paths)?;
-        write_private(path, &text)?;
-        Ok(text)
+        write_private(path, &text)
     }
 
     /// The routes HAProxy refuses when each is checked alone, with why.
@@ -242,7 +240,7 @@ impl Router {
             let crt_list = dir.join(format!("{}.crt-list", route.name));
             let reason = match self.write(&applied, &path, &crt_list) {
                 Err(e) => Some(format!("{e:#}")),
-                Ok(_) => haproxy::check::check(&self.config.haproxy, &path)
+                Ok(()) => haproxy::check::check(&self.config.haproxy, &path)
                     .await
                     .err()
                     .map(|e| e.to_string()),
