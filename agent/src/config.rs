@@ -272,6 +272,32 @@ impl AgentConfig {
 mod tests {
     use super::*;
 
+    /// The packaged example with its settings uncommented: settings are the
+    /// lines that start with `#` and then a key or a table.
+    fn uncommented(example: &str) -> String {
+        example
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_packaged_example_gives_the_defaults_and_every_setting_in_it_is_valid() {
+        let example = include_str!("../../packaging/etc/berth/agent.toml");
+        let path = Path::new("agent.toml");
+        let commented = AgentConfig::parse(example, path).unwrap();
+        assert_eq!(commented.state_dir, AgentConfig::default().state_dir);
+        let all = AgentConfig::parse(&uncommented(example), path).unwrap();
+        assert_eq!(all.labels.get("zone").map(String::as_str), Some("a"));
+        assert!(all.master.is_some() && all.registries.len() == 1);
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         let config = AgentConfig::parse("", Path::new("agent.toml")).unwrap();

@@ -28,7 +28,7 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Volumes};
 
 /// Runs the agent until `shutdown` resolves: connects to Docker and systemd
 /// (waiting for them at boot), adopts what runs, serves the local API and
@@ -90,6 +90,35 @@ pub async fn run(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = std::fs::remove_file(&config.socket);
     served.context("serving the local API")
+}
+
+/// Stops and removes every pod on this host (units, containers, slices,
+/// host ports), the way a package removal needs: the shim the units run is
+/// about to disappear, so they must not be left to fail on their next
+/// start. Pods a lost state directory left behind are adopted first so
+/// they go too. Named volumes are kept (a purge removes them). Returns the
+/// pods removed.
+pub async fn teardown(config: AgentConfig) -> anyhow::Result<Vec<String>> {
+    let store = store::PodStore::open(&config.pods_dir())?;
+    let docker = docker::Docker::connect(&config.docker_socket)
+        .await
+        .context("connecting to Docker")?;
+    let systemd = systemd::Systemd::connect()
+        .await
+        .context("connecting to systemd")?;
+    let runtime = Runtime::new(config, store, docker, systemd.clone());
+    runtime.resync().await?;
+    let mut removed = Vec::new();
+    for pod in runtime.list(true).await? {
+        runtime.delete_with(&pod.name, Volumes::Keep).await?;
+        removed.push(pod.name);
+    }
+    // The parent slice of every pod's, empty now.
+    systemd
+        .stop("berth.slice")
+        .await
+        .context("stopping berth.slice")?;
+    Ok(removed)
 }
 
 async fn wait_for<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(

@@ -39,6 +39,11 @@ enum Command {
         #[arg(long)]
         ca_hash: Option<String>,
     },
+    /// Stop and remove every pod on this host: units, containers, slices
+    /// and host ports (named volumes are kept). The package's removal runs
+    /// it after stopping berth-agent; a joined node's pods are replaced on
+    /// other nodes by the master.
+    Teardown,
 }
 
 fn main() -> ExitCode {
@@ -77,7 +82,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_tracing();
+    if let Some(Command::Teardown) = args.command {
+        return match runtime.block_on(berth_agent::teardown(config)) {
+            Ok(removed) => {
+                println!("removed {} pod(s): {}", removed.len(), removed.join(" "));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth-agent: teardown: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    berth_telemetry::init("berth-agent");
     match runtime.block_on(berth_agent::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -105,19 +122,6 @@ async fn join(
         "joined {} as node {}; berth-agent is enabled and running",
         joined.url, joined.node
     ))
-}
-
-/// Log level from `BERTH_LOG` (or `RUST_LOG`), default `info`; under systemd
-/// the lines go to the journal through stderr.
-fn init_tracing() {
-    let filter = std::env::var("BERTH_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }
 
 async fn shutdown_signal() {

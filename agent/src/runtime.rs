@@ -20,10 +20,19 @@ use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
 use crate::reconcile::execute::{execute, Effects};
 use crate::reconcile::observe::observe_all;
-use crate::reconcile::plan::{plan, Intent, ObservedPod};
+use crate::reconcile::plan::{plan, Action, Intent, ObservedPod};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
 use crate::systemd::{Systemd, UnitState};
 use crate::unit::pod_slice_name;
+
+/// What deleting a pod does with its named volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volumes {
+    /// They live and die with the pod.
+    Remove,
+    /// Kept, for a pod that may be created here again (package removal).
+    Keep,
+}
 
 /// Why a request was not carried out.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +214,9 @@ impl Runtime {
         let steps = plan(Some(&desired), &observed, Intent::Start);
         if let Err(failure) = execute(&record.pod.name, &steps, self.effects()).await {
             warn!(pod = %record.pod.name, error = %failure, "creating the pod failed; rolling back");
-            let rollback = self.remove_everything(&record.pod.name).await;
+            let rollback = self
+                .remove_everything(&record.pod.name, Volumes::Remove)
+                .await;
             let note = match rollback {
                 Ok(()) => "nothing was left behind".to_string(),
                 Err(e) => format!("rolling back also failed ({e}); the agent retries"),
@@ -219,10 +230,14 @@ impl Runtime {
         Ok((self.status_of(&record).await?, true))
     }
 
-    /// Removes units, containers and the record of a pod.
-    async fn remove_everything(&self, name: &str) -> Result<(), RequestError> {
+    /// Removes units, containers and the record of a pod, and its named
+    /// volumes unless they are to be kept.
+    async fn remove_everything(&self, name: &str, volumes: Volumes) -> Result<(), RequestError> {
         let observed = self.observe(name).await?;
-        let steps = plan(None, &observed, Intent::Converge);
+        let mut steps = plan(None, &observed, Intent::Converge);
+        if volumes == Volumes::Keep {
+            steps.retain(|s| !matches!(s.action, Action::RemoveVolume(_)));
+        }
         execute(name, &steps, self.effects())
             .await
             .map_err(|e| RequestError::Failed(e.to_string()))?;
@@ -234,6 +249,16 @@ impl Runtime {
     /// Deletes a pod: stops it, removes its units and containers, frees its
     /// ports. Returns its last status.
     pub async fn delete(&self, name: &str) -> Result<PodStatus, RequestError> {
+        self.delete_with(name, Volumes::Remove).await
+    }
+
+    /// Deletes a pod; its named volumes go with it unless `volumes` keeps
+    /// them.
+    pub async fn delete_with(
+        &self,
+        name: &str,
+        volumes: Volumes,
+    ) -> Result<PodStatus, RequestError> {
         let _guard = self.lock.lock().await;
         let mut record = self.record(name)?;
         let mut status = self.status_of(&record).await?;
@@ -241,7 +266,7 @@ impl Runtime {
         self.store
             .save(&record)
             .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
-        self.remove_everything(name).await?;
+        self.remove_everything(name, volumes).await?;
         status.phase = PodPhase::Stopped;
         info!(pod = name, "pod deleted");
         Ok(status)
@@ -407,7 +432,10 @@ impl Runtime {
         }
         for record in self.store.load_all()? {
             if record.desired == Desired::Deleting {
-                if let Err(e) = self.remove_everything(&record.pod.name).await {
+                if let Err(e) = self
+                    .remove_everything(&record.pod.name, Volumes::Remove)
+                    .await
+                {
                     warn!(pod = %record.pod.name, error = %e, "finishing a deletion failed; retrying at the next resync");
                 }
                 continue;

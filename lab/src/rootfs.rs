@@ -87,6 +87,10 @@ pub fn prepare_upper(paths: &HostPaths, files: &HostFiles<'_>) -> anyhow::Result
         fs::copy(binary, &target).with_context(|| format!("installing {}", binary.display()))?;
         fs::set_permissions(&target, fs::Permissions::from_mode(0o755))?;
     }
+    // A bare host gets berth's units from its package, like its binaries.
+    if files.binaries.is_empty() {
+        return Ok(());
+    }
     let unit_dir = upper.join("usr/lib/systemd/system");
     for (name, text) in files.units {
         write(&unit_dir.join(name), text)?;

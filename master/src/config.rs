@@ -187,6 +187,30 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_gives_the_defaults_and_every_setting_in_it_is_valid() {
+        let example = include_str!("../../packaging/etc/berth/master.toml");
+        let commented = parse(example).unwrap();
+        assert_eq!(commented.listen, MasterConfig::default().listen);
+        // Settings are the lines that start with `#` and then a key or table.
+        let uncommented: String = example
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all = parse(&uncommented).unwrap();
+        assert_eq!(
+            all.public_url.as_deref(),
+            Some("https://master.example:7443")
+        );
+        assert_eq!(all.store.backend, StoreBackend::Embedded);
+    }
+
+    #[test]
     fn store_defaults_to_embedded() {
         let config = parse("").expect("empty config");
         assert_eq!(config.store, StoreConfig::default());

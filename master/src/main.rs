@@ -29,12 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    berth_telemetry::init("berth-master");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

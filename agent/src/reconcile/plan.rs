@@ -134,6 +134,12 @@ fn plan_removal(observed: &ObservedPod) -> Vec<Step> {
             steps.push(step(Action::StopUnit((*unit).clone()), "pod deleted"));
         }
     }
+    // An empty slice stays loaded and active until stopped.
+    for slice in observed.unit_files.keys().filter(|u| u.ends_with(".slice")) {
+        if !is_down_or_gone(observed.units.get(slice.as_str())) {
+            steps.push(step(Action::StopUnit(slice.clone()), "pod deleted"));
+        }
+    }
     let enabled: Vec<String> = observed.enabled.iter().cloned().collect();
     if !enabled.is_empty() {
         steps.push(step(Action::Disable(enabled), "pod deleted"));
@@ -531,6 +537,21 @@ mod tests {
                 "RemoveUnitFile(\"berth-web.slice\")",
                 "RemoveContainer(\"berth.web.side\")",
                 "RemoveContainer(\"berth.web\")",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deleted_pods_slice_is_stopped_after_its_units() {
+        let d = desired("local/busybox", true);
+        let mut observed = applied(&d);
+        observed.units.insert("berth-web.slice".into(), active());
+        let got = actions(&plan(None, &observed, Intent::Converge));
+        assert_eq!(
+            got[..2],
+            [
+                "StopUnit(\"berth-web-app.service\")",
+                "StopUnit(\"berth-web.slice\")",
             ]
         );
     }

@@ -11,7 +11,7 @@
 //! ```
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -188,6 +188,27 @@ impl Lab {
         let mut run = berth_lab(&all);
         run.command = format!("[{host}] {}", argv.join(" "));
         run
+    }
+
+    /// Copies the machine's file `from` to `to` inside `host` (mode 0644),
+    /// through the command's stdin: the host may not see the machine's path.
+    #[track_caller]
+    pub fn copy_in(&self, host: &str, from: &Path, to: &str) {
+        let file =
+            std::fs::File::open(from).unwrap_or_else(|e| panic!("opening {}: {e}", from.display()));
+        let script = format!("cat > '{to}' && chmod 0644 '{to}'");
+        let output = Command::new(lab_binary())
+            .args([
+                "exec", "--name", &self.name, host, "--", "sh", "-c", &script,
+            ])
+            .stdin(Stdio::from(file))
+            .output()
+            .expect("running berth-lab");
+        Run {
+            command: format!("[{host}] copy {} to {to}", from.display()),
+            output,
+        }
+        .assert_success();
     }
 
     /// Runs a shell script inside `host` (with `sh -c`).
