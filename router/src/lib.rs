@@ -128,6 +128,13 @@ impl Router {
                         );
                         if let Some(applied) = &mut self.applied {
                             applied.slots.extend(slots);
+                            // If HAProxy restarts, it starts with the
+                            // servers it has now: the file follows, without
+                            // a reload (only server addresses changed).
+                            let applied = applied.clone();
+                            let config = self.state_dir.join("haproxy.cfg");
+                            let crt_list = self.state_dir.join("crt-list");
+                            self.write(&applied, &config, &crt_list)?;
                         }
                         Ok(())
                     }
