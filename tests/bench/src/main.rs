@@ -7,6 +7,8 @@
 //! scripts/build-release
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench pod-start --runs 30
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench agent-memory --pods 100
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench router-change --switches 10
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench router-throughput --rounds 5
 //! ```
 //!
 //! `scheduling` needs no lab and no root: it runs the master's scheduler
