@@ -46,6 +46,10 @@ pub enum ClusterCommand {
     Link(crate::link::LinkArgs),
     /// Remove a service's links to another.
     Unlink(crate::link::UnlinkArgs),
+    /// Routes: DNS names the routers send to services (plain HTTP, TLS
+    /// edge or passthrough by SNI, websockets).
+    #[command(subcommand)]
+    Route(crate::route::RouteCommand),
 }
 
 /// `berth login`.
@@ -170,6 +174,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let client = client()?;
     match command {
         ClusterCommand::Node(node) => node::run(&client, node).await,
+        ClusterCommand::Route(route) => crate::route::run(&client, route).await,
         ClusterCommand::Run(run) => create_service(&client, &run).await,
         ClusterCommand::Ps(ps) => list_pods(&client, ps.output).await,
         ClusterCommand::Scale(scale) => {

@@ -21,6 +21,7 @@ mod node;
 mod output;
 mod parse;
 mod pod_flags;
+mod route;
 
 /// berth: drive a berth cluster from the command line.
 #[derive(Debug, Parser)]
@@ -118,6 +119,9 @@ fn field_errors(error: &anyhow::Error) -> &[FieldError] {
             return errors.errors();
         }
         if let Some(cluster::InvalidService(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(route::InvalidRoute(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
     }

@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_model::api::{JoinToken, Move, NodeView, Scale, Versioned};
-use berth_model::{ApiError, ClusterPod, Event, EventKind, Node, Service};
+use berth_model::route::RoutesView;
+use berth_model::{ApiError, ClusterPod, Event, EventKind, Node, Route, Service};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
@@ -259,6 +260,33 @@ impl MasterClient {
             None::<&()>,
         )
         .await
+    }
+
+    /// `POST /v1/routes`: creates `route`, or confirms an identical one.
+    pub async fn create_route(&self, route: &Route) -> Result<Versioned<Route>, Error> {
+        self.call(Method::POST, &["routes"], Some(route)).await
+    }
+
+    /// `PUT /v1/routes/{name}`: replaces a route in one step.
+    pub async fn replace_route(&self, route: &Route) -> Result<Versioned<Route>, Error> {
+        self.call(Method::PUT, &["routes", &route.name], Some(route))
+            .await
+    }
+
+    /// `GET /v1/routes/{name}`.
+    pub async fn get_route(&self, name: &str) -> Result<Versioned<Route>, Error> {
+        self.call(Method::GET, &["routes", name], None::<&()>).await
+    }
+
+    /// `GET /v1/routes`: every route, private keys blanked.
+    pub async fn list_routes(&self) -> Result<RoutesView, Error> {
+        self.call(Method::GET, &["routes"], None::<&()>).await
+    }
+
+    /// `DELETE /v1/routes/{name}`: the route as it was.
+    pub async fn delete_route(&self, name: &str) -> Result<Versioned<Route>, Error> {
+        self.call(Method::DELETE, &["routes", name], None::<&()>)
+            .await
     }
 
     /// `GET /v1/pods`.

@@ -143,7 +143,7 @@ fn or_none(text: String) -> String {
 }
 
 /// Left-aligned columns separated by three spaces, without trailing blanks.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -21,7 +21,13 @@ use crate::state::{HostState, LabState};
 use crate::units::UNITS;
 
 /// berth's binaries that `up` installs into every host when they were built.
-pub const BERTH_BINARIES: &[&str] = &["berth", "berth-agent", "berth-master", "berth-shim"];
+pub const BERTH_BINARIES: &[&str] = &[
+    "berth",
+    "berth-agent",
+    "berth-master",
+    "berth-router",
+    "berth-shim",
+];
 
 /// How long a host may take to boot (systemd and dockerd) before `up` fails.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -26,6 +26,9 @@ pub struct MasterConfig {
     pub controller_interval_ms: u64,
     /// Where the cluster state lives: `[store]`.
     pub store: StoreConfig,
+    /// DNS suffix of generated route hostnames:
+    /// `<service>-<namespace>.<route-suffix>`.
+    pub route_suffix: String,
     /// How much event history is kept: `[events]`.
     pub events: EventsConfig,
     /// Policy webhooks: `[[webhooks]]`, each an event type and a URL.
@@ -113,6 +116,7 @@ impl Default for MasterConfig {
             store: StoreConfig::default(),
             events: EventsConfig::default(),
             webhooks: Vec::new(),
+            route_suffix: "apps.berth.test".into(),
         }
     }
 }
@@ -240,6 +244,8 @@ impl MasterConfig {
         for (index, rule) in config.webhooks.iter().enumerate() {
             rule.check(index).map_err(invalid)?;
         }
+        berth_model::route::validate_hostname(&config.route_suffix)
+            .map_err(|e| invalid(format!("route-suffix: {e}")))?;
         Ok(config)
     }
 

@@ -75,6 +75,7 @@ pub async fn run_with(
         store: Arc::clone(&store),
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
+        route_suffix: config.route_suffix.clone(),
         public_url: config.public_url(if serving == Serving::Tls {
             "https"
         } else {

@@ -13,6 +13,11 @@ pub const NODES: &str = "/nodes/";
 pub const SERVICES: &str = "/services/";
 /// Where pods live.
 pub const PODS: &str = "/pods/";
+/// Where routes live.
+pub const ROUTES: &str = "/routes/";
+/// Which route claims each `<host><path>`: created in the same commit as
+/// the route, so two routes can never claim the same host and path.
+pub const ROUTE_CLAIMS: &str = "/route-claims/";
 /// Where events live, as `<time ms>-<sequence>`, both zero-padded so that
 /// key order is time order.
 pub const EVENTS: &str = "/events/";

@@ -43,11 +43,14 @@ pub enum EventKind {
     ContainerRestarted,
     /// A policy webhook could not be delivered, retries included.
     WebhookFailed,
+    /// A router could not serve a route (HAProxy refused its part of the
+    /// configuration); the other routes keep being served.
+    RouteRejected,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::PodScheduled,
@@ -62,6 +65,7 @@ impl EventKind {
         EventKind::ContainerUnhealthy,
         EventKind::ContainerRestarted,
         EventKind::WebhookFailed,
+        EventKind::RouteRejected,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -81,6 +85,7 @@ impl EventKind {
             EventKind::ContainerUnhealthy => "ContainerUnhealthy",
             EventKind::ContainerRestarted => "ContainerRestarted",
             EventKind::WebhookFailed => "WebhookFailed",
+            EventKind::RouteRejected => "RouteRejected",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod link;
 pub mod name;
 pub mod pod;
 pub mod probe;
+pub mod route;
 pub mod status;
 pub mod validation;
 
@@ -25,5 +26,6 @@ pub use pod::{
     Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Volume, VolumeMount,
 };
 pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
+pub use route::{Route, RouteTls, TlsTermination};
 pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus};
 pub use validation::{FieldError, ValidationErrors};

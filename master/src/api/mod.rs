@@ -9,6 +9,7 @@ mod links;
 mod nodes;
 mod openapi;
 mod pods;
+mod routes;
 mod services;
 mod watch;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub ca_pem: Option<String>,
     /// Its `sha256:` hash, which join commands pin.
     pub ca_hash: Option<String>,
+    /// DNS suffix of generated route hostnames.
+    pub route_suffix: String,
 }
 
 impl std::fmt::Debug for AppState {
@@ -79,6 +82,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pods", get(pods::list))
         .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
         .route("/v1/pods/{name}/move", post(pods::move_pod))
+        .route("/v1/routes", get(routes::list).post(routes::create))
+        .route(
+            "/v1/routes/{name}",
+            get(routes::get_route)
+                .put(routes::replace)
+                .delete(routes::delete),
+        )
+        .route("/v1/routes/{name}/rejected", post(routes::rejected))
         .route("/v1/endpoints", get(endpoints::list))
         .route("/v1/events", get(events::list))
         .route("/v1/openapi.json", get(openapi::document))

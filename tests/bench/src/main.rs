@@ -7,6 +7,8 @@
 //! scripts/build-release
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench pod-start --runs 30
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench agent-memory --pods 100
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench router-change --switches 10
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench router-throughput --rounds 5
 //! ```
 //!
 //! `scheduling` needs no lab and no root: it runs the master's scheduler
@@ -23,6 +25,8 @@ use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
 mod links;
+mod load;
+mod router;
 mod scheduling;
 
 /// Benchmarks berth on lab hosts against baselines measured in the same run.
@@ -101,10 +105,116 @@ enum Bench {
         #[arg(long)]
         runs: usize,
     },
+    /// Route or endpoint change until the first answer from the new
+    /// backend under load, against the same change by hand through
+    /// HAProxy's runtime API.
+    RouterChange {
+        /// Switches each way, per side.
+        #[arg(long, default_value_t = 10)]
+        switches: usize,
+    },
+    /// Requests/s through berth's generated HAProxy configuration against
+    /// a minimal hand-written one for the same backend.
+    RouterThroughput {
+        /// Seconds per round.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds per side (median reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u32,
+    },
+    /// Sends commands to an HAProxy admin socket (the by-hand baseline of
+    /// router-change).
+    HaproxyRuntime {
+        /// The admin socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The commands.
+        commands: Vec<String>,
+    },
+    /// Constant-rate HTTP load on fresh connections (the router tests'
+    /// load generator): prints a JSON summary counting every failed
+    /// request.
+    Load {
+        /// `address:port` to send to.
+        #[arg(long)]
+        target: String,
+        /// The Host header.
+        #[arg(long)]
+        host: String,
+        /// The path.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Print a line each time the body differs from the previous one.
+        #[arg(long)]
+        report_changes: bool,
+        /// Closed loop with this many clients instead of a fixed rate.
+        #[arg(long)]
+        concurrency: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
     match Args::parse().bench {
+        Bench::RouterChange { switches } => router::change(switches),
+        Bench::RouterThroughput {
+            seconds,
+            rounds,
+            concurrency,
+        } => router::throughput(seconds, rounds, concurrency),
+        Bench::HaproxyRuntime { socket, commands } => {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime
+                        .block_on(berth_router::haproxy::runtime::send(&socket, &commands))
+                        .map_err(anyhow::Error::from)
+                });
+            if let Err(error) = result {
+                eprintln!("berth-bench haproxy-runtime: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Bench::Load {
+            target,
+            host,
+            path,
+            rate,
+            seconds,
+            report_changes,
+            concurrency,
+        } => {
+            let config = load::Config {
+                target,
+                host,
+                path,
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                report_changes,
+                concurrency,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = runtime
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(load::run(config)));
+            if let Err(error) = result {
+                eprintln!("berth-bench load: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
         Bench::PodStart { runs } => pod_start(runs),
         Bench::AgentMemory { pods } => agent_memory(pods),
         Bench::LinkThroughput {

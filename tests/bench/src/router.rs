@@ -1,0 +1,315 @@
+//! Router benchmarks on a 3-host lab (master and router on h1, replicas on
+//! h2 and h3, load from h2), each against a baseline in the same run:
+//!
+//! - `router-change`: a route switched to another service with `berth route
+//!   add --replace` (master, long poll, router, runtime API), until the
+//!   first answer from the new backend under 200 req/s; against the same
+//!   switch made by hand through HAProxy's runtime API on a hand-written
+//!   HAProxy beside it. Failed requests are counted on both.
+//! - `router-throughput`: requests/s through berth's generated configuration
+//!   against a minimal hand-written one for the same backend, closed loop,
+//!   rounds alternating.
+
+use std::time::Duration;
+
+use berth_harness::Lab;
+use serde_json::Value;
+
+/// h1, where the router and the hand-written HAProxy run.
+const ROUTER: &str = "10.231.0.11";
+/// The hand-written HAProxy's port.
+const HAND_PORT: u16 = 8081;
+/// Its admin socket.
+const HAND_SOCKET: &str = "/run/hand/admin.sock";
+
+fn berth(lab: &Lab, args: &[&str]) -> String {
+    let mut argv = vec!["berth"];
+    argv.extend(args);
+    lab.exec("h1", &argv).assert_success()
+}
+
+fn bench_binary() -> String {
+    berth_harness::bin_dir()
+        .join("berth-bench")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The lab: services `blue` and `green` (one replica each, answering with
+/// their container's hostname), route `www` to blue, a router on h1 and a
+/// hand-written HAProxy on h1:8081 whose backend has blue enabled and
+/// green disabled. Returns the bodies of blue and green.
+///
+/// The hand-written HAProxy runs as a systemd unit like berth's: started
+/// outside systemd it would sit in another cgroup and get another share of
+/// a busy machine's CPU, which skewed the ratio by 15-20 %.
+fn setup(name: &str) -> (Lab, String, String) {
+    let lab = Lab::up(name, 3);
+    berth(&lab, &["node", "cordon", "h1"]);
+    lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
+        .assert_success();
+    for service in ["blue", "green"] {
+        berth(
+            &lab,
+            &[
+                "run",
+                service,
+                "--image",
+                "local/busybox",
+                "-p",
+                "8080",
+                "--",
+                "sh",
+                "-c",
+                "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www",
+            ],
+        );
+    }
+    berth(
+        &lab,
+        &["route", "add", "blue", "www.example.test", "--name", "www"],
+    );
+    let endpoints = lab.eventually(Duration::from_secs(90), "blue and green ready", || {
+        let out = lab
+            .sh(
+                "h1",
+                "curl -sf --cacert /var/lib/berth/master/ca.crt \
+                 -H \"Authorization: Bearer $(cat /var/lib/berth/master/admin.token)\" \
+                 https://h1:7443/v1/endpoints",
+            )
+            .stdout();
+        let view: Value = serde_json::from_str(&out).ok()?;
+        let address = |service: &str| -> Option<String> {
+            let e = view["services"]
+                .as_array()?
+                .iter()
+                .find(|s| s["service"] == service)?["endpoints"]
+                .get(0)?
+                .clone();
+            let address = e["address"].as_str()?;
+            (e["ready"] == true).then(|| format!("{address}:{}", e["port"]))
+        };
+        Some((address("blue")?, address("green")?))
+    });
+    let (blue, green) = endpoints;
+    let hand = format!(
+        "global\n    maxconn 4000\n    stats socket {HAND_SOCKET} mode 600 level admin\n\
+         defaults\n    mode http\n    timeout connect 1s\n    timeout client 60s\n    timeout server 60s\n\
+         frontend hand\n    bind :{HAND_PORT}\n    default_backend hand\n\
+         backend hand\n    server blue {blue}\n    server green {green} disabled\n"
+    );
+    lab.sh(
+        "h1",
+        &format!(
+            "mkdir -p /run/hand && cat > /run/hand/haproxy.cfg <<'EOF'\n{hand}EOF\n\
+             systemd-run --unit=bench-hand-haproxy -p Type=notify \\
+             /usr/sbin/haproxy -Ws -f /run/hand/haproxy.cfg"
+        ),
+    )
+    .assert_success();
+    let body = |port: u16, host: &str| {
+        lab.eventually(Duration::from_secs(60), "an answer", || {
+            let run = lab.exec(
+                "h2",
+                &[
+                    "curl",
+                    "-sf",
+                    "-m",
+                    "5",
+                    "-H",
+                    &format!("Host: {host}"),
+                    &format!("http://{ROUTER}:{port}/"),
+                ],
+            );
+            run.success().then(|| run.stdout().trim().to_owned())
+        })
+    };
+    let blue_body = body(80, "www.example.test");
+    assert_eq!(body(HAND_PORT, "hand"), blue_body, "both serve blue");
+    let green_body = lab
+        .exec(
+            "h2",
+            &["curl", "-sf", "-m", "5", &format!("http://{green}/")],
+        )
+        .assert_success()
+        .trim()
+        .to_owned();
+    (lab, blue_body, green_body)
+}
+
+/// Runs `script` on h1 and returns the wall-clock ms just before it ran.
+fn timed_change(lab: &Lab, script: &str) -> u64 {
+    let out = lab
+        .sh("h1", &format!("date +%s%3N; {script} >/dev/null"))
+        .assert_success();
+    out.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a start time")
+}
+
+/// The first time (ms) after `since` that the load saw `body`.
+fn first_seen(lines: &[Value], body: &str, since: u64) -> Option<u64> {
+    lines
+        .iter()
+        .filter(|l| l["body"] == body)
+        .filter_map(|l| l["timeMs"].as_u64())
+        .find(|t| *t >= since)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// `router-change`: see the module comment.
+pub fn change(switches: usize) {
+    let (lab, blue, green) = setup("bench-router-change");
+    let seconds = (switches as u64) * 8 + 6;
+    let load = |port: u16, host: &'static str| {
+        let lab = &lab;
+        move || {
+            lab.exec(
+                "h2",
+                &[
+                    &bench_binary(),
+                    "load",
+                    "--target",
+                    &format!("{ROUTER}:{port}"),
+                    "--host",
+                    host,
+                    "--rate",
+                    "200",
+                    "--seconds",
+                    &seconds.to_string(),
+                    "--report-changes",
+                ],
+            )
+        }
+    };
+    let route =
+        |service: &str| format!("berth route add {service} www.example.test --name www --replace");
+    let hand = |on: &str, off: &str| {
+        format!(
+            "{} haproxy-runtime --socket {HAND_SOCKET} 'set server hand/{on} state ready' \
+             'set server hand/{off} state maint'",
+            bench_binary()
+        )
+    };
+    let (berth_runs, hand_runs, changes) = std::thread::scope(|scope| {
+        let berth_load = scope.spawn(load(80, "www.example.test"));
+        let hand_load = scope.spawn(load(HAND_PORT, "hand"));
+        std::thread::sleep(Duration::from_secs(3));
+        let mut changes = Vec::new();
+        for _ in 0..switches {
+            for (target, on, off) in [(&green, "green", "blue"), (&blue, "blue", "green")] {
+                let t = timed_change(&lab, &route(on));
+                changes.push(("berth", target.clone(), t));
+                std::thread::sleep(Duration::from_secs(2));
+                let t = timed_change(&lab, &hand(on, off));
+                changes.push(("hand", target.clone(), t));
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+        let berth_runs = berth_load.join().expect("load thread").assert_success();
+        let hand_runs = hand_load.join().expect("load thread").assert_success();
+        (berth_runs, hand_runs, changes)
+    });
+    let parse = |out: &str| -> Vec<Value> {
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let (berth_lines, hand_lines) = (parse(&berth_runs), parse(&hand_runs));
+    let mut latencies = std::collections::BTreeMap::<&str, Vec<f64>>::new();
+    for (side, body, since) in &changes {
+        let lines = if *side == "berth" {
+            &berth_lines
+        } else {
+            &hand_lines
+        };
+        match first_seen(lines, body, *since) {
+            Some(t) => latencies.entry(side).or_default().push((t - since) as f64),
+            None => eprintln!("{side}: the change at {since} never reached {body}"),
+        }
+    }
+    let summary = |lines: &[Value]| lines.last().cloned().unwrap_or_default();
+    println!("router-change: {switches} switches each way, 200 req/s on each side");
+    for (side, lines) in [("berth", &berth_lines), ("hand", &hand_lines)] {
+        let mut samples = latencies.remove(side).unwrap_or_default();
+        samples.sort_by(f64::total_cmp);
+        let s = summary(lines);
+        if samples.is_empty() {
+            println!("  {side}: no change observed; load {s}");
+            continue;
+        }
+        println!(
+            "  {side:5}: change to first answer from the new backend p50 {:.0} ms, p99 {:.0} ms ({} samples); requests {} failed {}",
+            quantile(&samples, 0.5),
+            quantile(&samples, 0.99),
+            samples.len(),
+            s["sent"],
+            s["failed"],
+        );
+        latencies.insert(side, samples);
+    }
+    if let (Some(b), Some(h)) = (latencies.get("berth"), latencies.get("hand")) {
+        println!(
+            "  ratio berth/hand: p50 {:.2}x, p99 {:.2}x (target p99 <= 200 ms, zero failed)",
+            quantile(b, 0.5) / quantile(h, 0.5).max(1.0),
+            quantile(b, 0.99) / quantile(h, 0.99).max(1.0),
+        );
+    }
+}
+
+/// `router-throughput`: see the module comment.
+pub fn throughput(seconds: u64, rounds: usize, concurrency: u32) {
+    let (lab, _, _) = setup("bench-router-rps");
+    let run = |port: u16, host: &str| -> f64 {
+        let out = lab
+            .exec(
+                "h2",
+                &[
+                    &bench_binary(),
+                    "load",
+                    "--target",
+                    &format!("{ROUTER}:{port}"),
+                    "--host",
+                    host,
+                    "--seconds",
+                    &seconds.to_string(),
+                    "--concurrency",
+                    &concurrency.to_string(),
+                ],
+            )
+            .assert_success();
+        let summary: Value = out
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default();
+        assert_eq!(summary["failed"], 0, "failed requests: {summary}");
+        summary["ratePerSec"].as_f64().unwrap_or_default()
+    };
+    let (mut berth_rates, mut hand_rates) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Alternate which goes first, so warm-up favours neither.
+        if round % 2 == 0 {
+            berth_rates.push(run(80, "www.example.test"));
+            hand_rates.push(run(HAND_PORT, "hand"));
+        } else {
+            hand_rates.push(run(HAND_PORT, "hand"));
+            berth_rates.push(run(80, "www.example.test"));
+        }
+    }
+    berth_rates.sort_by(f64::total_cmp);
+    hand_rates.sort_by(f64::total_cmp);
+    let (b, h) = (quantile(&berth_rates, 0.5), quantile(&hand_rates, 0.5));
+    println!(
+        "router-throughput: {rounds} rounds of {seconds} s, {concurrency} clients, new connection per request\n  \
+         berth's config: {b:.0} req/s (median of {berth_rates:.0?})\n  \
+         hand-written:   {h:.0} req/s (median of {hand_rates:.0?})\n  \
+         ratio {:.3}x (target >= 0.98x)",
+        b / h
+    );
+}
