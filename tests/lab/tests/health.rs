@@ -124,6 +124,66 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
     lab.eventually(Duration::from_secs(15), "the endpoint to be listed", || {
         (!endpoints_ready(&lab, "web").is_empty()).then_some(())
     });
+    // A client linked to web, and a route to web on a router on h1.
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "client",
+            "--image",
+            "local/busybox",
+            "--link",
+            "web:8080",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    )
+    .assert_success();
+    berth(&lab, "h1", &["route", "add", "web", "www.example.test"]).assert_success();
+    lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
+        .assert_success();
+    let client = placed_pod(&lab, "client-0");
+    let client_node = client["node"].as_str().expect("node").to_owned();
+    let through_link = || {
+        lab.exec(
+            &client_node,
+            &[
+                "docker",
+                "exec",
+                "berth.client-0.client",
+                // busybox-static's wget crashes with -T: bound it this way.
+                "timeout",
+                "3",
+                "wget",
+                "-qO-",
+                "http://127.0.0.1:8080/",
+            ],
+        )
+    };
+    let through_route = || {
+        lab.exec(
+            "h2",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Host: www.example.test",
+                "http://10.231.0.11/",
+            ],
+        )
+        .stdout()
+    };
+    lab.eventually(Duration::from_secs(30), "the router to answer", || {
+        (through_route() == "503").then_some(())
+    });
     for _ in 0..5 {
         assert_eq!(
             unit_state(&lab, &node, unit),
@@ -131,6 +191,11 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
             "{unit} on {node}"
         );
         assert_eq!(endpoints_ready(&lab, "web"), [false]);
+        assert!(
+            !through_link().success(),
+            "the link must not reach an unready container"
+        );
+        assert_eq!(through_route(), "503", "the route has no ready backend");
         std::thread::sleep(Duration::from_secs(1));
     }
     let status = lab.exec(
@@ -160,6 +225,14 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
     lab.eventually(Duration::from_secs(15), "the endpoint to be ready", || {
         (endpoints_ready(&lab, "web") == [true]).then_some(())
     });
+    lab.eventually(Duration::from_secs(15), "link traffic to reach web", || {
+        (through_link().stdout().trim() == "hello").then_some(())
+    });
+    lab.eventually(
+        Duration::from_secs(15),
+        "route traffic to reach web",
+        || (through_route() == "200").then_some(()),
+    );
     let describe = berth(&lab, "h1", &["describe", "web"]).assert_success();
     assert!(
         describe.contains("readiness http GET :8080/ready every 1s"),
