@@ -12,6 +12,8 @@
 pub mod api;
 pub mod config;
 pub mod docker;
+pub mod journal;
+pub mod log_shipping;
 pub mod master_link;
 pub mod ports;
 pub mod reconcile;
@@ -40,6 +42,7 @@ pub async fn run(
     let store = store::PodStore::open(&config.pods_dir())?;
     let docker = wait_for("docker", || docker::Docker::connect(&config.docker_socket)).await;
     let systemd = wait_for("systemd", systemd::Systemd::connect).await;
+    journal::lift_rate_limit(&systemd).await;
     let runtime = Arc::new(Runtime::new(config.clone(), store, docker, systemd));
 
     // Adopt and converge before answering anyone.

@@ -236,8 +236,14 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
         );
         tokio::spawn(async move { heartbeats(&http, &joined, &runtime, &changed).await })
     };
+    let logs = tokio::spawn(crate::log_shipping::run(
+        http.clone(),
+        joined.clone(),
+        runtime.config().state_dir.clone(),
+    ));
     assignments(&http, &joined, &runtime, &changed).await;
     beat.abort();
+    logs.abort();
 }
 
 async fn heartbeats(http: &reqwest::Client, joined: &Joined, runtime: &Runtime, changed: &Notify) {

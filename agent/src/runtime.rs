@@ -153,6 +153,11 @@ impl Runtime {
         errors.into_result().map_err(RequestError::Invalid)
     }
 
+    /// The agent's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
     /// Creates and starts a pod. Repeating the same request changes nothing
     /// (`Ok((status, false))`). On failure nothing is left behind: no unit
     /// file, container, record or port.

@@ -15,6 +15,7 @@ mod completions;
 mod config;
 mod events;
 mod local;
+mod logs;
 mod master_client;
 mod node;
 mod output;
@@ -49,6 +50,9 @@ enum Command {
     /// What happened in the cluster: pods placed, evicted or deleted,
     /// services scaled, nodes lost and back. `-w` follows new events.
     Events(events::EventsArgs),
+    /// What a service's pods (or one pod) printed, from every node, merged
+    /// in time order; each line starts with its pod and node. `-f` follows.
+    Logs(logs::LogsArgs),
     /// Pods on this host, through the local berth-agent (no master needed).
     Local(local::LocalArgs),
     /// Print the shell completion script for bash, zsh or fish.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             Command::Login(args) => cluster::log_in(&args).await,
             Command::Cluster(command) => cluster::run(command).await,
             Command::Events(args) => events::run(args).await,
+            Command::Logs(args) => logs::run(args).await,
             Command::Local(args) => local::run(args).await,
             Command::Completions(args) => {
                 let script = completions::script(args.shell, &mut Cli::command());

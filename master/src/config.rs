@@ -26,6 +26,28 @@ pub struct MasterConfig {
     pub controller_interval_ms: u64,
     /// Where the cluster state lives: `[store]`.
     pub store: StoreConfig,
+    /// Retention of container logs: `[logs]`.
+    pub logs: LogsConfig,
+}
+
+/// The `[logs]` table: how long and how much of the container logs the
+/// master keeps (in `<state-dir>/logs.db`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Lines older than this many hours are dropped.
+    pub max_age_hours: u64,
+    /// The oldest lines are dropped while the database is larger.
+    pub max_megabytes: u64,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            max_age_hours: 7 * 24,
+            max_megabytes: 1024,
+        }
+    }
 }
 
 impl Default for MasterConfig {
@@ -37,6 +59,7 @@ impl Default for MasterConfig {
             node_grace_secs: 3,
             controller_interval_ms: 250,
             store: StoreConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -156,6 +179,12 @@ impl MasterConfig {
             return Err(invalid("controller-interval-ms: must be at least 1".into()));
         }
         config.store.check().map_err(invalid)?;
+        if config.logs.max_age_hours == 0 {
+            return Err(invalid("logs.max-age-hours: must be at least 1".into()));
+        }
+        if config.logs.max_megabytes == 0 {
+            return Err(invalid("logs.max-megabytes: must be at least 1".into()));
+        }
         Ok(config)
     }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cluster;
 pub mod event;
 pub mod limits;
+pub mod logs;
 pub mod name;
 pub mod pod;
 pub mod status;

@@ -4,6 +4,7 @@
 
 mod events;
 mod join;
+mod logs;
 mod nodes;
 mod openapi;
 mod pods;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub ca_pem: Option<String>,
     /// Its `sha256:` hash, which join commands pin.
     pub ca_hash: Option<String>,
+    /// Container logs.
+    pub logs: Arc<crate::logs::LogStore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +63,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{name}", get(nodes::get_node))
         .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
         .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
+        .route(
+            "/v1/nodes/{name}/logs",
+            post(logs::ship).layer(DefaultBodyLimit::max(
+                berth_model::logs::MAX_LOG_BATCH_BYTES,
+            )),
+        )
+        .route("/v1/logs", get(logs::read))
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))

@@ -1,0 +1,193 @@
+//! Container logs on real hosts: journald to the master with no loss and no
+//! duplicates across an agent crash and a master restart, and `berth logs`
+//! merging and following a service's replicas.
+//!
+//! Root only: run with
+//! `cargo test -p berth-lab-tests --test logs -- --ignored --nocapture logs_`.
+
+use std::time::{Duration, Instant};
+
+use berth_harness::{Lab, Run};
+
+fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
+    let mut argv = vec!["berth"];
+    argv.extend(args);
+    lab.exec(host, &argv)
+}
+
+/// The agent's main PID on `host`.
+fn agent_pid(lab: &Lab, host: &str) -> String {
+    lab.exec(
+        host,
+        &[
+            "systemctl",
+            "show",
+            "-p",
+            "MainPID",
+            "--value",
+            "berth-agent",
+        ],
+    )
+    .assert_success()
+    .trim()
+    .to_owned()
+}
+
+const LINES: u64 = 200_000;
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn logs_survive_an_agent_kill_and_a_master_restart_without_loss_or_duplicates() {
+    let lab = Lab::up("logs-no-loss", 1);
+    // 200,000 numbered lines in 100 bursts over about 15 s, then quiet (a
+    // service restarts what exits, which would print them again).
+    let script = format!(
+        "i=1; while [ $i -le {LINES} ]; do seq $i $((i+1999)); i=$((i+2000)); sleep 0.15; done; \
+         exec sleep 100000"
+    );
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "counter",
+            "--image",
+            "local/busybox",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .assert_success();
+    let started = Instant::now();
+    lab.eventually(Duration::from_secs(30), "the first lines shipped", || {
+        let out = berth(&lab, "h1", &["logs", "counter", "--tail", "1"]);
+        if !out.success() {
+            return None;
+        }
+        out.stdout().contains("counter-0@h1 | ").then_some(())
+    });
+
+    // Mid-stream: the agent dies hard (systemd starts it again), then the
+    // master restarts.
+    let before = agent_pid(&lab, "h1");
+    lab.exec("h1", &["systemctl", "kill", "--signal=KILL", "berth-agent"])
+        .assert_success();
+    lab.eventually(Duration::from_secs(20), "the agent restarted", || {
+        let now = agent_pid(&lab, "h1");
+        (now != before && now != "0").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    lab.exec("h1", &["systemctl", "restart", "berth-master"])
+        .assert_success();
+    let disruptions_done = started.elapsed();
+
+    let printed = lab.eventually(Duration::from_secs(120), "every line in berth logs", || {
+        let out = berth(&lab, "h1", &["logs", "counter"]);
+        if !out.success() {
+            return None;
+        }
+        let text = out.stdout();
+        (text.lines().count() as u64 >= LINES).then_some(text)
+    });
+    let shipped_in = started.elapsed();
+    let numbers: Vec<u64> = printed
+        .lines()
+        .map(|line| {
+            let (prefix, number) = line.split_once(" | ").expect("a `pod@host | ` prefix");
+            assert_eq!(prefix, "counter-0@h1", "{line}");
+            number
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {line}"))
+        })
+        .collect();
+    let expected: Vec<u64> = (1..=LINES).collect();
+    if numbers != expected {
+        let first_bad = numbers
+            .iter()
+            .zip(&expected)
+            .position(|(got, want)| got != want)
+            .unwrap_or(numbers.len().min(expected.len()));
+        panic!(
+            "{} lines, first difference at index {first_bad}: {:?} instead of {:?}",
+            numbers.len(),
+            numbers.get(first_bad),
+            expected.get(first_bad)
+        );
+    }
+    // The agent's checkpoint is root's only.
+    let mode = lab
+        .exec("h1", &["stat", "-c", "%a", "/var/lib/berth/journal.cursor"])
+        .assert_success();
+    assert_eq!(mode.trim(), "600");
+    println!(
+        "measured: {LINES} lines exactly once and in order; agent killed and master \
+         restarted within {disruptions_done:?}; all shipped {shipped_in:?} after start"
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn logs_follow_shows_new_lines_from_every_replica() {
+    let lab = Lab::up("logs-follow", 3);
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "web",
+            "--image",
+            "local/busybox",
+            "--replicas",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            "n=0; while true; do n=$((n+1)); echo \"tick $n\"; printf 'bell\\a\\033[2J\\n'; sleep 0.5; done",
+        ],
+    )
+    .assert_success();
+    // Follow from now on only (--tail 0): whatever it prints is new.
+    lab.sh(
+        "h1",
+        "nohup berth logs web -f --tail 0 > /run/follow.txt 2>/run/follow.err &",
+    )
+    .assert_success();
+    let followed = lab.eventually(
+        Duration::from_secs(60),
+        "berth logs -f printing new lines from h1, h2 and h3",
+        || {
+            let text = lab.exec("h1", &["cat", "/run/follow.txt"]).stdout();
+            ["@h1 | tick", "@h2 | tick", "@h3 | tick"]
+                .iter()
+                .all(|host| text.contains(host))
+                .then_some(text)
+        },
+    );
+    for line in followed.lines() {
+        let (prefix, _) = line.split_once(" | ").expect("a `pod@host | ` prefix");
+        let (pod, host) = prefix.split_once('@').expect("pod@host");
+        assert!(pod.starts_with("web-"), "{line}");
+        assert!(["h1", "h2", "h3"].contains(&host), "{line}");
+        // Control characters arrive escaped, never raw.
+        assert!(!line.contains('\x1b') && !line.contains('\x07'), "{line:?}");
+    }
+    assert!(
+        followed.contains("bell\\x07\\x1b[2J"),
+        "control characters not escaped: {followed}"
+    );
+    let err = lab.exec("h1", &["cat", "/run/follow.err"]).stdout();
+    assert!(err.is_empty(), "berth logs -f complained: {err}");
+
+    // The history of all three merges in time order; --grep and --container
+    // filter it.
+    let all = berth(&lab, "h1", &["logs", "web", "--grep", "^tick", "-t"]).assert_success();
+    let times: Vec<&str> = all.lines().map(|l| &l[..24]).collect();
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    assert_eq!(times, sorted, "not in time order:\n{all}");
+    assert!(all.lines().all(|l| l.contains(" | tick ")), "{all}");
+    let err = berth(&lab, "h1", &["logs", "web", "--grep", "("]).assert_failure();
+    assert!(err.contains("grep"), "{err}");
+}
