@@ -21,6 +21,7 @@ mod node;
 mod output;
 mod parse;
 mod pod_flags;
+mod top;
 
 /// berth: drive a berth cluster from the command line.
 #[derive(Debug, Parser)]
@@ -53,6 +54,9 @@ enum Command {
     /// What a service's pods (or one pod) printed, from every node, merged
     /// in time order; each line starts with its pod and node. `-f` follows.
     Logs(logs::LogsArgs),
+    /// The latest CPU, memory, OOM kills, pids and IO of every pod's
+    /// containers (or, with `node`, of every node), from their cgroups.
+    Top(top::TopArgs),
     /// Pods on this host, through the local berth-agent (no master needed).
     Local(local::LocalArgs),
     /// Print the shell completion script for bash, zsh or fish.
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             Command::Cluster(command) => cluster::run(command).await,
             Command::Events(args) => events::run(args).await,
             Command::Logs(args) => logs::run(args).await,
+            Command::Top(args) => top::run(args).await,
             Command::Local(args) => local::run(args).await,
             Command::Completions(args) => {
                 let script = completions::script(args.shell, &mut Cli::command());

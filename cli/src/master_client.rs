@@ -274,6 +274,11 @@ impl MasterClient {
         read_json(response).await
     }
 
+    /// `GET /v1/metrics`: the latest resource figures of nodes and pods.
+    pub async fn read_metrics(&self) -> Result<berth_model::metrics::ClusterMetrics, Error> {
+        self.call(Method::GET, &["metrics"], None::<&()>).await
+    }
+
     /// `GET /v1/events`: the events the master keeps, oldest first, of one
     /// kind and about one node when given.
     pub async fn list_events(

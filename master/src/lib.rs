@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod controller;
 pub mod logs;
+pub mod metrics;
 pub mod objects;
 pub mod scheduler;
 pub mod store;
@@ -77,6 +78,7 @@ pub async fn run_with(
         ca_hash,
         store: Arc::clone(&store),
         logs,
+        metrics: Arc::new(metrics::MetricsCache::default()),
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
         public_url: config.public_url(if serving == Serving::Tls {

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod event;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod name;
 pub mod pod;
 pub mod status;

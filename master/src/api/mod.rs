@@ -5,6 +5,7 @@
 mod events;
 mod join;
 mod logs;
+mod metrics;
 mod nodes;
 mod openapi;
 mod pods;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub ca_hash: Option<String>,
     /// Container logs.
     pub logs: Arc<crate::logs::LogStore>,
+    /// The latest resource sample of each node and pod.
+    pub metrics: Arc<crate::metrics::MetricsCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route("/v1/logs", get(logs::read))
+        .route("/v1/metrics", get(metrics::read))
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))

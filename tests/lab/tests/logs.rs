@@ -191,3 +191,105 @@ fn logs_follow_shows_new_lines_from_every_replica() {
     let err = berth(&lab, "h1", &["logs", "web", "--grep", "("]).assert_failure();
     assert!(err.contains("grep"), "{err}");
 }
+
+/// Parses `berth top`'s memory column (`200M`, `1.5G`, `512K`) to bytes.
+fn parse_size(cell: &str) -> Option<f64> {
+    let (number, unit) = cell.split_at(cell.find(|c: char| c.is_ascii_alphabetic())?);
+    let shift = match unit {
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * f64::from(1u32 << shift))
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn logs_top_shows_the_memory_a_container_allocates() {
+    let lab = Lab::up("logs-top", 2);
+    // dd holds a 200 MiB buffer it filled from /dev/zero while its write
+    // to a pipe nobody reads blocks: 200 MiB resident, for good.
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "mem",
+            "--image",
+            "local/busybox",
+            "--",
+            "sh",
+            "-c",
+            "dd if=/dev/zero bs=200M count=1 | sleep 100000",
+        ],
+    )
+    .assert_success();
+    let allocated = 200.0 * 1024.0 * 1024.0;
+    let (row, memory) = lab.eventually(
+        Duration::from_secs(60),
+        "berth top showing mem-0 at about 200 MiB",
+        || {
+            let out = berth(&lab, "h1", &["top"]);
+            let row = out
+                .stdout()
+                .lines()
+                .find(|l| l.starts_with("mem-0 "))?
+                .to_owned();
+            let memory = parse_size(row.split_whitespace().nth(4)?)?;
+            ((memory - allocated).abs() / allocated <= 0.10).then_some((row, memory))
+        },
+    );
+    println!(
+        "measured: berth top shows {:.1} MiB for a 200 MiB allocation: {row}",
+        memory / 1048576.0
+    );
+    // The node running it reports its memory and the pod's use.
+    let node = row
+        .split_whitespace()
+        .nth(2)
+        .expect("a NODE column")
+        .to_owned();
+    let nodes = berth(&lab, "h1", &["top", "node"]).assert_success();
+    let node_row = nodes
+        .lines()
+        .find(|l| l.starts_with(&format!("{node} ")))
+        .unwrap_or_else(|| panic!("no row for {node}:\n{nodes}"));
+    let pods_memory =
+        parse_size(node_row.split_whitespace().nth(5).expect("PODS MEMORY")).expect("a size");
+    assert!(pods_memory >= allocated * 0.9, "{node_row}");
+
+    // The agent of that node serves the same figures as Prometheus text on
+    // its socket.
+    let text = lab
+        .exec(
+            &node,
+            &[
+                "curl",
+                "-sf",
+                "--unix-socket",
+                "/run/berth/agent.sock",
+                "http://agent/metrics",
+            ],
+        )
+        .assert_success();
+    let series = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "berth_container_memory_working_set_bytes{pod=\"mem-0\",container=\"mem\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no working-set series for mem-0:\n{text}"));
+    let value: f64 = series
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a number");
+    assert!((value - allocated).abs() / allocated <= 0.10, "{series}");
+    assert!(
+        text.contains("# TYPE berth_container_cpu_seconds_total counter"),
+        "{text}"
+    );
+}
