@@ -293,3 +293,56 @@ fn logs_top_shows_the_memory_a_container_allocates() {
         "{text}"
     );
 }
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn logs_of_a_partitioned_node_wait_in_its_journal_and_catch_up() {
+    let lab = Lab::up("logs-partition", 2);
+    // The pod goes to h2, away from the master on h1, and being stateful
+    // it stays there while h2 is cut off.
+    berth(&lab, "h1", &["node", "cordon", "h1"]).assert_success();
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "part",
+            "--stateful",
+            "--image",
+            "local/busybox",
+            "--",
+            "sh",
+            "-c",
+            "i=1; while [ $i -le 300 ]; do echo $i; i=$((i+1)); sleep 0.05; done; exec sleep 100000",
+        ],
+    )
+    .assert_success();
+    let count = || {
+        let out = berth(&lab, "h1", &["logs", "part"]);
+        out.success().then(|| out.stdout().lines().count())
+    };
+    lab.eventually(Duration::from_secs(30), "the first lines from h2", || {
+        count().filter(|n| *n > 0)
+    });
+    lab.lab(&["partition", "h2"]).assert_success();
+    let at_partition = count().expect("berth logs while h2 is cut off");
+    std::thread::sleep(Duration::from_secs(6));
+    let during = count().expect("berth logs while h2 is cut off");
+    lab.lab(&["heal", "h2"]).assert_success();
+    assert!(
+        during < 300,
+        "every line arrived while h2 was cut off ({at_partition} then {during}): the partition came too late"
+    );
+    let printed = lab.eventually(Duration::from_secs(60), "all 300 lines after heal", || {
+        let out = berth(&lab, "h1", &["logs", "part"]);
+        let text = out.stdout();
+        (out.success() && text.lines().count() >= 300).then_some(text)
+    });
+    let numbers: Vec<String> = printed
+        .lines()
+        .map(|l| l.strip_prefix("part-0@h2 | ").unwrap_or(l).to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=300).map(|n: u32| n.to_string()).collect();
+    assert_eq!(numbers, expected, "lines lost, doubled or out of order");
+    println!("measured: {during} of 300 lines at the master while h2 was cut off; all 300 once after heal");
+}
