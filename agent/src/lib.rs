@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app_metrics;
 pub mod cgroup;
 pub mod config;
 pub mod docker;
@@ -52,9 +53,13 @@ pub async fn run(
         warn!(error = %format!("{e:#}"), "first resync failed; retrying in the background");
     }
     let metrics = metrics::Metrics::new();
+    // Its own Docker client: polling application endpoints must not wait
+    // behind the runtime's work.
+    let hook_docker = docker::Docker::connect(&config.docker_socket).await.ok();
     let sampler = tokio::spawn(metrics::run(
         Arc::clone(&metrics),
         Arc::clone(&runtime),
+        hook_docker,
         Duration::from_secs(config.metrics_interval_secs),
     ));
     if let Some(address) = config.metrics_listen {

@@ -10,9 +10,15 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use berth_model::metrics::{ContainerMetrics, NodeUsage, PodMetrics};
+use berth_model::metrics::{AppSample, ContainerMetrics, NodeUsage, PodMetrics};
 
+/// How long one poll of an application's metrics endpoint may take.
+const APP_POLL_TIMEOUT: Duration = Duration::from_secs(2);
+
+use crate::app_metrics;
 use crate::cgroup::{self, Cgroups};
+use crate::docker::Docker;
+use crate::reconcile::desired::app_container_name;
 use crate::runtime::Runtime;
 use crate::unit::container_cgroup_path;
 
@@ -88,6 +94,20 @@ impl Metrics {
             usage: Some(usage),
             pods: sampled,
         };
+    }
+
+    /// Adds what a container's metrics endpoint served to the latest sample.
+    pub fn attach_app(&self, pod: &str, container: &str, samples: Vec<AppSample>) {
+        let mut latest = self.latest.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = latest
+            .pods
+            .iter_mut()
+            .filter(|p| p.pod == pod)
+            .flat_map(|p| p.containers.iter_mut())
+            .find(|c| c.name == container)
+        {
+            c.app = samples;
+        }
     }
 
     /// The node's usage and each pod's latest figures.
@@ -207,6 +227,26 @@ pub fn render_prometheus(usage: Option<NodeUsage>, pods: &[PodMetrics]) -> Strin
             }
         }
     }
+    // The applications' own samples, labelled with their pod and container.
+    for pod in pods {
+        for container in &pod.containers {
+            for sample in &container.app {
+                let extra = if sample.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(",{}", sample.labels)
+                };
+                let _ = writeln!(
+                    out,
+                    "{}{{pod=\"{}\",container=\"{}\"{extra}}} {}",
+                    sample.name,
+                    label(&pod.pod),
+                    label(&container.name),
+                    sample.value
+                );
+            }
+        }
+    }
     if let Some(usage) = usage {
         let _ = writeln!(
             out,
@@ -227,22 +267,51 @@ fn label(value: &str) -> String {
 }
 
 /// Samples every `interval`, forever.
-pub async fn run(metrics: Arc<Metrics>, runtime: Arc<Runtime>, interval: Duration) {
+pub async fn run(
+    metrics: Arc<Metrics>,
+    runtime: Arc<Runtime>,
+    docker: Option<Docker>,
+    interval: Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let pods = runtime.pod_containers();
-        let metrics = Arc::clone(&metrics);
+        let sampling = Arc::clone(&metrics);
+        let all = pods.clone();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         // File reads: off the async threads.
         let _ = tokio::task::spawn_blocking(move || {
             let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-            metrics.sample(&pods, now_ms, &meminfo);
+            sampling.sample(&all, now_ms, &meminfo);
         })
         .await;
+        if let Some(docker) = &docker {
+            poll_applications(&metrics, docker, &pods).await;
+        }
+    }
+}
+
+/// The application metrics hook: polls, concurrently, each container whose
+/// labels declare an endpoint.
+async fn poll_applications(metrics: &Metrics, docker: &Docker, pods: &[(String, Vec<String>)]) {
+    let polls = pods.iter().flat_map(|(pod, containers)| {
+        containers.iter().map(move |container| async move {
+            let name = app_container_name(pod, container);
+            let endpoint = docker.metrics_endpoint(&name).await?;
+            let samples = app_metrics::poll(&endpoint, APP_POLL_TIMEOUT).await?;
+            Some((pod, container, samples))
+        })
+    });
+    for (pod, container, samples) in futures_util::future::join_all(polls)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        metrics.attach_app(pod, container, samples);
     }
 }
 

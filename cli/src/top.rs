@@ -88,7 +88,29 @@ pub fn pods_table(metrics: &ClusterMetrics) -> String {
             ]);
         }
     }
-    output::table(&POD_HEADERS, &rows)
+    let mut out = output::table(&POD_HEADERS, &rows);
+    // The application metrics hook's samples, below the cgroup figures.
+    let mut app = String::new();
+    for pod in &metrics.pods {
+        for c in &pod.metrics.containers {
+            for sample in &c.app {
+                let labels = if sample.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", sample.labels)
+                };
+                app.push_str(&format!(
+                    "{}/{}  {}{labels} {}\n",
+                    pod.metrics.pod, c.name, sample.name, sample.value
+                ));
+            }
+        }
+    }
+    if !app.is_empty() {
+        out.push_str("\nAPPLICATION METRICS\n");
+        out.push_str(&app);
+    }
+    out
 }
 
 const NODE_HEADERS: [&str; 6] = [

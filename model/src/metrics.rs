@@ -48,6 +48,24 @@ pub struct ContainerMetrics {
     /// Pressure, on cgroup v2 kernels with PSI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pressure: Option<Pressure>,
+    /// What the container's own metrics endpoint served (the application
+    /// metrics hook), when its image declares one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app: Vec<AppSample>,
+}
+
+/// One sample of an application's own metrics, as its endpoint served it
+/// (Prometheus text), checked to be well formed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSample {
+    /// The metric's name.
+    pub name: String,
+    /// Its labels, `key="value"` pairs joined by commas, as served.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub labels: String,
+    /// The value, as served.
+    pub value: String,
 }
 
 /// A pod's figures at one sampling.

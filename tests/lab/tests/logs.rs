@@ -292,6 +292,68 @@ fn logs_top_shows_the_memory_a_container_allocates() {
         text.contains("# TYPE berth_container_cpu_seconds_total counter"),
         "{text}"
     );
+
+    // The application metrics hook: an image whose labels declare an
+    // endpoint gets it polled, and what it serves shows beside the cgroup
+    // figures.
+    for host in ["h1", "h2"] {
+        lab.sh(
+            host,
+            "docker create --name appm local/busybox true >/dev/null \
+             && docker commit --change 'LABEL io.berth.metrics.port=8080' \
+                --change 'LABEL io.berth.metrics.path=/stats' appm local/appmetrics >/dev/null \
+             && docker rm appm >/dev/null",
+        )
+        .assert_success();
+    }
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "app",
+            "--image",
+            "local/appmetrics",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p /www; printf '# TYPE requests_total counter\\nrequests_total 42\\n\
+             queue_depth{queue=\"jobs\"} 7\\n' > /www/stats; exec httpd -f -p 8080 -h /www",
+        ],
+    )
+    .assert_success();
+    let top = lab.eventually(
+        Duration::from_secs(60),
+        "berth top showing the application's own metrics",
+        || {
+            let out = berth(&lab, "h1", &["top"]).stdout();
+            (out.contains("app-0/app  requests_total 42")
+                && out.contains("app-0/app  queue_depth{queue=\"jobs\"} 7"))
+            .then_some(out)
+        },
+    );
+    let app_node = top
+        .lines()
+        .find(|l| l.starts_with("app-0 "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("a cgroup row for app-0")
+        .to_owned();
+    let text = lab
+        .exec(
+            &app_node,
+            &[
+                "curl",
+                "-sf",
+                "--unix-socket",
+                "/run/berth/agent.sock",
+                "http://agent/metrics",
+            ],
+        )
+        .assert_success();
+    assert!(
+        text.contains("requests_total{pod=\"app-0\",container=\"app\"} 42"),
+        "{text}"
+    );
 }
 
 #[test]
