@@ -217,13 +217,25 @@ pub fn metrics_cpu(pods: usize, interval_secs: u64) {
         .next()
         .and_then(|w| w.parse().ok())
         .unwrap_or(f64::NAN);
+    let raw_per_round: f64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(f64::NAN);
     let share = cpu_per_round / interval_secs as f64 * 100.0;
     println!("metrics sampling, {containers} containers (cgroup files as on the host):");
     println!(
-        "  CPU per sampling round        {:8.2} ms",
+        "  same files read raw (baseline)  {:8.2} ms",
+        raw_per_round * 1e3
+    );
+    println!(
+        "  berth sampling round (CPU)      {:8.2} ms",
         cpu_per_round * 1e3
     );
-    println!("  share of one core at {interval_secs} s     {share:8.3} %  (target < 1%)");
+    println!(
+        "  ratio berth/baseline            {:8.2}x",
+        cpu_per_round / raw_per_round
+    );
+    println!("  share of one core at {interval_secs} s      {share:8.3} %  (target < 1%)");
 }
 
 /// `berth-bench metrics-sample`: inside a host, samples every berth pod's
@@ -258,7 +270,60 @@ pub fn sample_rounds(rounds: usize) -> anyhow::Result<()> {
     let per_round = (cpu_seconds()? - before) / rounds as f64;
     let (_, sampled) = metrics.latest();
     let containers: usize = sampled.iter().map(|p| p.containers.len()).sum();
-    println!("sampled {containers} {per_round}");
+    // The baseline: the same cgroup files read raw, unparsed (the floor
+    // any sampler pays), over the same containers.
+    let files: Vec<std::path::PathBuf> = pods
+        .iter()
+        .flat_map(|(pod, containers)| {
+            containers
+                .iter()
+                .map(move |c| berth_agent::unit::container_cgroup_path(pod, c))
+        })
+        .flat_map(|cgroup| {
+            let v2 = Path::new("/sys/fs/cgroup").join(cgroup.trim_start_matches('/'));
+            let v1 = |controller: &str, file: &str| {
+                Path::new("/sys/fs/cgroup")
+                    .join(controller)
+                    .join(cgroup.trim_start_matches('/'))
+                    .join(file)
+            };
+            if v2.join("cgroup.controllers").exists() {
+                [
+                    "memory.current",
+                    "memory.stat",
+                    "memory.peak",
+                    "memory.events",
+                    "cpu.stat",
+                    "pids.current",
+                    "io.stat",
+                    "cpu.pressure",
+                    "memory.pressure",
+                    "io.pressure",
+                ]
+                .iter()
+                .map(|f| v2.join(f))
+                .collect::<Vec<_>>()
+            } else {
+                vec![
+                    v1("memory", "memory.usage_in_bytes"),
+                    v1("memory", "memory.stat"),
+                    v1("memory", "memory.max_usage_in_bytes"),
+                    v1("cpuacct", "cpuacct.usage"),
+                    v1("pids", "pids.current"),
+                    v1("blkio", "blkio.throttle.io_service_bytes_recursive"),
+                ]
+            }
+        })
+        .collect();
+    let before = cpu_seconds()?;
+    for _ in 0..rounds {
+        let _ = std::fs::read_to_string("/proc/meminfo")?;
+        for file in &files {
+            let _ = std::fs::read_to_string(file);
+        }
+    }
+    let raw_per_round = (cpu_seconds()? - before) / rounds as f64;
+    println!("sampled {containers} {per_round} {raw_per_round}");
     Ok(())
 }
 
