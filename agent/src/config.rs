@@ -33,6 +33,11 @@ pub struct AgentConfig {
     pub registries: BTreeMap<String, RegistryCredentials>,
     /// Labels this node registers with (pods select nodes by them).
     pub labels: BTreeMap<String, String>,
+    /// Seconds between two samples of the containers' cgroup figures.
+    pub metrics_interval_secs: u64,
+    /// Also serve `/metrics` (Prometheus text) over TCP at this address,
+    /// e.g. `0.0.0.0:9110`; the unix socket always serves it.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Join a master at start, if not joined yet (the config-file way of
     /// `berth-agent join`).
     pub master: Option<MasterJoin>,
@@ -109,6 +114,8 @@ impl Default for AgentConfig {
             resync_interval_secs: 10,
             registries: BTreeMap::new(),
             labels: BTreeMap::new(),
+            metrics_interval_secs: 10,
+            metrics_listen: None,
             master: None,
         }
     }
@@ -246,6 +253,12 @@ impl AgentConfig {
         }
         if self.resync_interval_secs == 0 {
             return Err(invalid("resync-interval-secs", "must be at least 1".into()));
+        }
+        if self.metrics_interval_secs == 0 {
+            return Err(invalid(
+                "metrics-interval-secs",
+                "must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -452,6 +452,40 @@ impl Docker {
         })
     }
 
+    /// Where the application metrics hook polls a container: the endpoint
+    /// its labels (its image's, copied in by Docker) declare, at its
+    /// address or, when it shares a pod's network holder, the holder's.
+    pub async fn metrics_endpoint(&self, name: &str) -> Option<crate::app_metrics::Endpoint> {
+        let info = self
+            .client
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
+        if !labels.contains_key(crate::app_metrics::PORT_LABEL) {
+            return None;
+        }
+        let mut ip = info
+            .network_settings
+            .and_then(|n| n.ip_address)
+            .filter(|ip| !ip.is_empty());
+        if ip.is_none() {
+            let mode = info.host_config.and_then(|h| h.network_mode);
+            if let Some(holder) = mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
+                ip = self
+                    .client
+                    .inspect_container(holder, None::<InspectContainerOptions>)
+                    .await
+                    .ok()
+                    .and_then(|h| h.network_settings)
+                    .and_then(|n| n.ip_address)
+                    .filter(|ip| !ip.is_empty());
+            }
+        }
+        let ip = ip?.parse().ok()?;
+        crate::app_metrics::endpoint_from_labels(|key| labels.get(key).map(String::as_str), ip)
+    }
+
     /// The environment a container was created with (to recover secrets when
     /// adopting a pod whose record was lost).
     pub async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {

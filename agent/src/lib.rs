@@ -10,11 +10,16 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app_metrics;
+pub mod cgroup;
 pub mod config;
 pub mod container_events;
 pub mod docker;
+pub mod journal;
 pub mod links;
+pub mod log_shipping;
 pub mod master_link;
+pub mod metrics;
 pub mod ports;
 pub mod reconcile;
 pub mod runtime;
@@ -42,11 +47,30 @@ pub async fn run(
     let store = store::PodStore::open(&config.pods_dir())?;
     let docker = wait_for("docker", || docker::Docker::connect(&config.docker_socket)).await;
     let systemd = wait_for("systemd", systemd::Systemd::connect).await;
+    journal::lift_rate_limit(&systemd).await;
     let runtime = Arc::new(Runtime::new(config.clone(), store, docker, systemd));
 
     // Adopt and converge before answering anyone.
     if let Err(e) = runtime.resync().await {
         warn!(error = %format!("{e:#}"), "first resync failed; retrying in the background");
+    }
+    let metrics = metrics::Metrics::new();
+    // Its own Docker client: polling application endpoints must not wait
+    // behind the runtime's work.
+    let hook_docker = docker::Docker::connect(&config.docker_socket).await.ok();
+    let sampler = tokio::spawn(metrics::run(
+        Arc::clone(&metrics),
+        Arc::clone(&runtime),
+        hook_docker,
+        Duration::from_secs(config.metrics_interval_secs),
+    ));
+    if let Some(address) = config.metrics_listen {
+        let tcp = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding metrics-listen {address}"))?;
+        info!(listen = %address, "serving /metrics over TCP");
+        let router = metrics::router(Arc::clone(&metrics));
+        tokio::spawn(async move { axum::serve(tcp, router).await });
     }
     let listener = bind_socket(&config.socket)?;
     info!(socket = %config.socket.display(), "local API listening");
@@ -55,12 +79,17 @@ pub async fn run(
     match master_link::load_joined(&config.state_dir)? {
         Some(joined) => {
             master_link::announce(&joined);
-            tokio::spawn(master_link::run(joined, Arc::clone(&runtime)));
+            tokio::spawn(master_link::run(
+                joined,
+                Arc::clone(&runtime),
+                Arc::clone(&metrics),
+            ));
         }
         None if config.master.is_some() => {
             tokio::spawn(master_link::join_from_config(
                 config.clone(),
                 Arc::clone(&runtime),
+                Arc::clone(&metrics),
             ));
         }
         None => {}
@@ -78,7 +107,8 @@ pub async fn run(
         let _ = stopping.send(true);
     });
     let (mut graceful, mut deadline) = (stop.clone(), stop);
-    let server = axum::serve(listener, api::router(runtime)).with_graceful_shutdown(async move {
+    let router = api::router(runtime).merge(metrics::router(metrics));
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|stop| *stop).await;
     });
     let served = tokio::select! {
@@ -89,6 +119,7 @@ pub async fn run(
         } => Ok(()),
     };
     resync.abort();
+    sampler.abort();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = std::fs::remove_file(&config.socket);
     served.context("serving the local API")

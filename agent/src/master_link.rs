@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use crate::links;
+use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 
 /// What joining leaves behind: where the master is and this node's
@@ -218,7 +219,7 @@ pub async fn join(
 }
 
 /// Runs the heartbeat and the assignment loop forever.
-pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
+pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     let http = match client(joined.ca_pem.as_deref()) {
         Ok(http) => http,
         Err(e) => {
@@ -250,26 +251,41 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>) {
             Arc::clone(&runtime),
             Arc::clone(&changed),
         );
-        tokio::spawn(async move { heartbeats(&http, &joined, &runtime, &changed).await })
+        tokio::spawn(async move { heartbeats(&http, &joined, &runtime, &metrics, &changed).await })
     };
     let events = tokio::spawn(crate::container_events::run(
         http.clone(),
         joined.clone(),
         runtime.state_dir().to_owned(),
     ));
+    let logs = tokio::spawn(crate::log_shipping::run(
+        http.clone(),
+        joined.clone(),
+        runtime.config().state_dir.clone(),
+    ));
     assignments(&http, &joined, &runtime, &changed, &assigned_links).await;
     beat.abort();
     linking.abort();
     following.abort();
     events.abort();
+    logs.abort();
 }
 
-async fn heartbeats(http: &reqwest::Client, joined: &Joined, runtime: &Runtime, changed: &Notify) {
+async fn heartbeats(
+    http: &reqwest::Client,
+    joined: &Joined,
+    runtime: &Runtime,
+    metrics: &Metrics,
+    changed: &Notify,
+) {
     let url = format!("{}/v1/nodes/{}/heartbeat", joined.url, joined.node);
     loop {
+        let (usage, metrics) = metrics.latest();
         let beat = Heartbeat {
             capacity: capacity(),
             pods: runtime.master_pod_statuses().await,
+            usage,
+            metrics,
         };
         let sent = http
             .put(&url)
@@ -414,7 +430,11 @@ pub fn announce(joined: &Joined) {
 /// Joins through the `[master]` section of the agent's config, retrying
 /// until the master answers (at boot it may start after the agent), then
 /// follows it. A refused token is final: it is reported and not retried.
-pub async fn join_from_config(config: crate::config::AgentConfig, runtime: Arc<Runtime>) {
+pub async fn join_from_config(
+    config: crate::config::AgentConfig,
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
+) {
     let Some(master) = config.master.clone() else {
         return;
     };
@@ -442,5 +462,5 @@ pub async fn join_from_config(config: crate::config::AgentConfig, runtime: Arc<R
         }
     };
     announce(&joined);
-    run(joined, runtime).await;
+    run(joined, runtime, metrics).await;
 }

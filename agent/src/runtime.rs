@@ -177,6 +177,19 @@ impl Runtime {
         errors.into_result().map_err(RequestError::Invalid)
     }
 
+    /// Every pod on this host with its containers' names (from the pod
+    /// records: no D-Bus or Docker call).
+    pub fn pod_containers(&self) -> Vec<(String, Vec<String>)> {
+        self.records()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let containers = r.pod.containers.iter().map(|c| c.name.clone()).collect();
+                (r.pod.name, containers)
+            })
+            .collect()
+    }
+
     /// Creates and starts a pod. Repeating the same request changes nothing
     /// (`Ok((status, false))`). On failure nothing is left behind: no unit
     /// file, container, record or port.

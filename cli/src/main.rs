@@ -16,12 +16,14 @@ mod config;
 mod events;
 mod link;
 mod local;
+mod logs;
 mod master_client;
 mod node;
 mod output;
 mod parse;
 mod pod_flags;
 mod route;
+mod top;
 
 /// berth: drive a berth cluster from the command line.
 #[derive(Debug, Parser)]
@@ -51,6 +53,12 @@ enum Command {
     /// What happened in the cluster: pods placed, evicted or deleted,
     /// services scaled, nodes lost and back. `-w` follows new events.
     Events(events::EventsArgs),
+    /// What a service's pods (or one pod) printed, from every node, merged
+    /// in time order; each line starts with its pod and node. `-f` follows.
+    Logs(logs::LogsArgs),
+    /// The latest CPU, memory, OOM kills, pids and IO of every pod's
+    /// containers (or, with `node`, of every node), from their cgroups.
+    Top(top::TopArgs),
     /// Pods on this host, through the local berth-agent (no master needed).
     Local(local::LocalArgs),
     /// Print the shell completion script for bash, zsh or fish.
@@ -75,6 +83,8 @@ fn main() -> ExitCode {
             Command::Login(args) => cluster::log_in(&args).await,
             Command::Cluster(command) => cluster::run(command).await,
             Command::Events(args) => events::run(args).await,
+            Command::Logs(args) => logs::run(args).await,
+            Command::Top(args) => top::run(args).await,
             Command::Local(args) => local::run(args).await,
             Command::Completions(args) => {
                 let script = completions::script(args.shell, &mut Cli::command());

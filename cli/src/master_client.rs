@@ -301,6 +301,32 @@ impl MasterClient {
             .await
     }
 
+    /// `GET /v1/logs`: one page of a service's or pod's log lines; `query`
+    /// holds the query string's pairs.
+    pub async fn read_logs(
+        &self,
+        query: &[(&str, String)],
+        wait: Duration,
+    ) -> Result<berth_model::logs::LogPage, Error> {
+        let mut url = self.url(&["logs"]);
+        url.query_pairs_mut().extend_pairs(query);
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(REQUEST_TIMEOUT + wait)
+            .send()
+            .await
+            .map_err(|error| self.send_error(error))?;
+        read_json(response).await
+    }
+
+    /// `GET /v1/metrics`: the latest resource figures of nodes and pods.
+    pub async fn read_metrics(&self) -> Result<berth_model::metrics::ClusterMetrics, Error> {
+        self.call(Method::GET, &["metrics"], None::<&()>).await
+    }
+
     /// `GET /v1/events`: the events the master keeps, oldest first, of one
     /// kind and about one node when given.
     pub async fn list_events(

@@ -291,7 +291,7 @@ fn heartbeat(ms_ago: Option<u64>) -> String {
 }
 
 /// Thousandths of a CPU as CPUs: `0.5`, `2`, `0.25`.
-fn cpus(millis: u64) -> String {
+pub fn cpus(millis: u64) -> String {
     let (whole, fraction) = (millis / 1000, millis % 1000);
     if fraction == 0 {
         whole.to_string()
@@ -302,7 +302,7 @@ fn cpus(millis: u64) -> String {
 }
 
 /// Bytes in the units `--memory` takes: `64M` when exact, `1.5G` otherwise.
-fn bytes(bytes: u64) -> String {
+pub fn bytes(bytes: u64) -> String {
     const UNITS: [(u32, &str); 3] = [(30, "G"), (20, "M"), (10, "K")];
     for (shift, unit) in UNITS {
         let size = 1u64 << shift;

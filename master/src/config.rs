@@ -33,6 +33,8 @@ pub struct MasterConfig {
     pub events: EventsConfig,
     /// Policy webhooks: `[[webhooks]]`, each an event type and a URL.
     pub webhooks: Vec<WebhookRule>,
+    /// Retention of container logs: `[logs]`.
+    pub logs: LogsConfig,
 }
 
 /// The `[events]` table.
@@ -105,6 +107,26 @@ impl WebhookRule {
     }
 }
 
+/// The `[logs]` table: how long and how much of the container logs the
+/// master keeps (in `<state-dir>/logs.db`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Lines older than this many hours are dropped.
+    pub max_age_hours: u64,
+    /// The oldest lines are dropped while the database is larger.
+    pub max_megabytes: u64,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            max_age_hours: 7 * 24,
+            max_megabytes: 1024,
+        }
+    }
+}
+
 impl Default for MasterConfig {
     fn default() -> Self {
         Self {
@@ -117,6 +139,7 @@ impl Default for MasterConfig {
             events: EventsConfig::default(),
             webhooks: Vec::new(),
             route_suffix: "apps.berth.test".into(),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -246,6 +269,12 @@ impl MasterConfig {
         }
         berth_model::route::validate_hostname(&config.route_suffix)
             .map_err(|e| invalid(format!("route-suffix: {e}")))?;
+        if config.logs.max_age_hours == 0 {
+            return Err(invalid("logs.max-age-hours: must be at least 1".into()));
+        }
+        if config.logs.max_megabytes == 0 {
+            return Err(invalid("logs.max-megabytes: must be at least 1".into()));
+        }
         Ok(config)
     }
 

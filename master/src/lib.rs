@@ -11,6 +11,8 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod controller;
+pub mod logs;
+pub mod metrics;
 pub mod objects;
 pub mod scheduler;
 pub mod store;
@@ -62,6 +64,9 @@ pub async fn run_with(
         .create(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
     let store: Arc<dyn Store> = store::open_store(&config).await?;
+    let logs = logs::LogStore::open(&config.state_dir.join("logs.db"))
+        .with_context(|| format!("opening {}", config.state_dir.join("logs.db").display()))?;
+    let log_retention = tokio::spawn(prune_logs_forever(Arc::clone(&logs), config.logs));
     let admin_token = ensure_admin_token(&config.state_dir.join("admin.token"))?;
     let liveness = Arc::new(Liveness::new(Duration::from_secs(config.node_grace_secs)));
     let pki = match serving {
@@ -73,6 +78,8 @@ pub async fn run_with(
         ca_pem: pki.as_ref().map(|p| p.ca_pem.clone()),
         ca_hash,
         store: Arc::clone(&store),
+        logs,
+        metrics: Arc::new(metrics::MetricsCache::default()),
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
         route_suffix: config.route_suffix.clone(),
@@ -132,7 +139,25 @@ pub async fn run_with(
     };
     controller.abort();
     webhooks.abort();
+    log_retention.abort();
     served.context("serving the API")
+}
+
+/// Applies log retention at start and every minute after.
+async fn prune_logs_forever(logs: Arc<logs::LogStore>, config: config::LogsConfig) {
+    loop {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let logs_now = Arc::clone(&logs);
+        match tokio::task::spawn_blocking(move || logs_now.prune(&config, now_us)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(dropped)) => info!(dropped, "log retention dropped old lines"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "log retention failed"),
+            Err(e) => tracing::warn!(error = %e, "log retention panicked"),
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
 }
 
 /// The names the server certificate covers: the host's name, the public

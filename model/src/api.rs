@@ -50,6 +50,12 @@ pub struct Heartbeat {
     /// The pods the master assigned to it, as they are.
     #[serde(default)]
     pub pods: Vec<PodStatus>,
+    /// What the node has left; absent until its first metrics sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::metrics::NodeUsage>,
+    /// The latest resource sample of each of its pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<crate::metrics::PodMetrics>,
 }
 
 /// A node as `GET /v1/nodes` shows it.

@@ -9,6 +9,8 @@ pub mod endpoints;
 pub mod event;
 pub mod limits;
 pub mod link;
+pub mod logs;
+pub mod metrics;
 pub mod name;
 pub mod pod;
 pub mod probe;

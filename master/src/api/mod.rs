@@ -6,6 +6,8 @@ mod endpoints;
 mod events;
 mod join;
 mod links;
+mod logs;
+mod metrics;
 mod nodes;
 mod openapi;
 mod pods;
@@ -45,6 +47,10 @@ pub struct AppState {
     pub ca_hash: Option<String>,
     /// DNS suffix of generated route hostnames.
     pub route_suffix: String,
+    /// Container logs.
+    pub logs: Arc<crate::logs::LogStore>,
+    /// The latest resource sample of each node and pod.
+    pub metrics: Arc<crate::metrics::MetricsCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -66,6 +72,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
         .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
         .route("/v1/nodes/{name}/events", post(events::report))
+        .route(
+            "/v1/nodes/{name}/logs",
+            post(logs::ship).layer(DefaultBodyLimit::max(
+                berth_model::logs::MAX_LOG_BATCH_BYTES,
+            )),
+        )
+        .route("/v1/logs", get(logs::read))
+        .route("/v1/metrics", get(metrics::read))
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))

@@ -78,6 +78,18 @@ pub async fn heartbeat(
     require_admin_or_node(&caller, &name)?;
     let beat: Heartbeat = parse("heartbeat", &body)?;
     state.liveness.heartbeat(&name);
+    if let Some(usage) = beat.usage {
+        state
+            .liveness
+            .report_memory_available(&name, usage.memory_available_bytes);
+    }
+    state.metrics.record(
+        &name,
+        crate::metrics::NodeSample {
+            usage: beat.usage,
+            pods: beat.metrics.clone(),
+        },
+    );
     let store = state.store.as_ref();
     let mut ops = Vec::new();
     if let Some(node) = objects::get::<Node>(store, NODES, &name).await? {

@@ -15,6 +15,9 @@ pub struct Liveness {
     started: Instant,
     grace: Duration,
     last: Mutex<HashMap<String, Instant>>,
+    /// The memory each node last reported available (its heartbeat's
+    /// usage), which the scheduler does not place beyond.
+    memory_available: Mutex<HashMap<String, u64>>,
 }
 
 impl Liveness {
@@ -24,6 +27,7 @@ impl Liveness {
             started: Instant::now(),
             grace,
             last: Mutex::new(HashMap::new()),
+            memory_available: Mutex::new(HashMap::new()),
         }
     }
 
@@ -32,6 +36,21 @@ impl Liveness {
         if let Ok(mut last) = self.last.lock() {
             last.insert(node.to_owned(), Instant::now());
         }
+    }
+
+    /// Records the memory `node` measured available.
+    pub fn report_memory_available(&self, node: &str, bytes: u64) {
+        if let Ok(mut memory) = self.memory_available.lock() {
+            memory.insert(node.to_owned(), bytes);
+        }
+    }
+
+    /// The memory `node` last reported available, if it did.
+    pub fn memory_available(&self, node: &str) -> Option<u64> {
+        self.memory_available
+            .lock()
+            .ok()
+            .and_then(|m| m.get(node).copied())
     }
 
     /// The node's condition now. A master that just started has heard from

@@ -48,6 +48,9 @@ pub struct Cluster {
     /// The wall clock when the cluster was read, in Unix milliseconds: the
     /// time of the events planned (an input, so that [`plan`] stays pure).
     pub now_ms: u64,
+    /// Memory each node measured available at its last heartbeat: the
+    /// scheduler places no more than that on it.
+    pub memory_available: BTreeMap<String, u64>,
 }
 
 /// One change, why, and the event that records it.
@@ -157,6 +160,9 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     let mut view = ClusterView::new();
     for (node, condition) in &cluster.nodes {
         view.upsert_node(node, *condition);
+    }
+    for (node, bytes) in &cluster.memory_available {
+        let _ = view.set_memory_available(node, *bytes);
     }
     let mut removed: BTreeSet<&str> = BTreeSet::new();
 
@@ -389,6 +395,13 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> anyhow::Result<Clus
     let (services, _) = objects::list::<Service>(store, SERVICES).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let (nodes, _) = objects::list::<Node>(store, NODES).await?;
+    let memory_available = nodes
+        .iter()
+        .filter_map(|n| {
+            let name = &n.object.name;
+            Some((name.clone(), liveness.memory_available(name)?))
+        })
+        .collect();
     let nodes = nodes.into_iter().map(|n| {
         let condition = liveness.condition(&n.object.name);
         (n.object, condition)
@@ -398,6 +411,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> anyhow::Result<Clus
         pods,
         nodes: nodes.collect(),
         now_ms: events::now_ms(),
+        memory_available,
     })
 }
 
@@ -630,6 +644,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1", "h2", "h3"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         let changes = plan(&cluster);
         commit(&mut cluster, &changes);
@@ -651,6 +666,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1", "h2", "h3"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         step(&mut cluster);
         let on_h3: Vec<String> = cluster
@@ -694,6 +710,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         step(&mut cluster);
         for n in &mut cluster.nodes {
@@ -709,6 +726,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         step(&mut cluster);
         cluster.services[0].object.replicas = 1;
@@ -728,6 +746,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         step(&mut cluster);
         let pod = &cluster.pods[0].object;
@@ -785,6 +804,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         let changes = plan(&cluster);
         let placed: BTreeMap<String, Option<String>> = changes
@@ -821,6 +841,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         step(&mut cluster);
         let node_of = |cluster: &Cluster, pod: &str| {
@@ -903,6 +924,7 @@ mod tests {
             pods: vec![],
             nodes: ready(&["h1"]),
             now_ms: NOW,
+            memory_available: BTreeMap::new(),
         };
         let changes = plan(&cluster);
         assert_eq!(

@@ -9,7 +9,9 @@
 //!
 //! A node is a candidate if it passes every filter (`filters.rs`):
 //! ready, not cordoned, carrying the pod's node selector labels, with room
-//! for the pod's memory and CPU limits, and with its fixed host ports free.
+//! for the pod's memory and CPU limits (memory also within what the node
+//! last measured available, see [`ClusterView::set_memory_available`]), and
+//! with its fixed host ports free.
 //! Candidates are ranked (`score.rs`) by fewest pods of the pod's
 //! service, then by the largest fraction of memory left free, then by name.
 

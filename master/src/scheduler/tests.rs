@@ -607,3 +607,18 @@ fn name_order_survives_removals() {
     assert_eq!(names, ["c", "d", "e"]);
     assert_eq!(place(&mut view, &request(0, 0)), "c");
 }
+
+#[test]
+fn measured_available_memory_limits_a_node() {
+    let mut cluster = view(&[node("h1", 8 * GI, 4000), node("h2", 8 * GI, 4000)]);
+    // h1 has the most unrequested memory, but something else uses it.
+    cluster.assign("h2", &request(GI, 0)).unwrap();
+    cluster.set_memory_available("h1", 512 * MI).unwrap();
+    assert_eq!(place(&mut cluster.clone(), &request(MI, 0)), "h2");
+    assert_eq!(place(&mut cluster.clone(), &request(GI, 0)), "h2");
+    cluster.set_memory_available("h2", 256 * MI).unwrap();
+    let Placement::Unschedulable { reason } = decide(&cluster, &request(GI, 0)) else {
+        panic!("placed beyond what the nodes have available");
+    };
+    assert!(reason.contains("insufficient memory"), "{reason}");
+}

@@ -32,14 +32,21 @@ pub(super) struct NodeState {
     /// a set, so that unassigning one of two pods that were (wrongly) given
     /// the same port does not free it.
     pub(super) ports: HashMap<FixedPort, u32>,
+    /// Memory the node measured available at its last heartbeat: a node
+    /// whose memory went to other things takes no pod that needs it.
+    pub(super) memory_available: Option<u64>,
 }
 
 impl NodeState {
-    /// Memory not yet requested; 0 when the node is overcommitted.
+    /// Memory not yet requested, and no more than the node measured
+    /// available; 0 when the node is overcommitted.
     pub(super) fn free_memory(&self) -> u64 {
-        self.capacity
+        let unrequested = self
+            .capacity
             .memory_bytes
-            .saturating_sub(self.requested.memory_bytes)
+            .saturating_sub(self.requested.memory_bytes);
+        self.memory_available
+            .map_or(unrequested, |available| unrequested.min(available))
     }
 
     /// CPU not yet requested; 0 when the node is overcommitted.
@@ -160,7 +167,15 @@ impl ClusterView {
             requested: Capacity::default(),
             pods: 0,
             ports: HashMap::new(),
+            memory_available: None,
         });
+    }
+
+    /// Records the memory a node measured available (from its heartbeat).
+    pub fn set_memory_available(&mut self, node: &str, bytes: u64) -> Result<(), ViewError> {
+        let i = self.slot(node)?;
+        self.nodes[i].memory_available = Some(bytes);
+        Ok(())
     }
 
     /// Records a node's liveness, as heartbeats arrive or stop.

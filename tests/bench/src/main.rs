@@ -11,6 +11,13 @@
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench router-throughput --rounds 5
 //! ```
 //!
+//! Log shipping and metrics sampling also run in a lab:
+//!
+//! ```text
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench log-shipping --lines 200000
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench metrics-cpu --pods 100
+//! ```
+//!
 //! `scheduling` needs no lab and no root: it runs the master's scheduler
 //! and embedded store in-process.
 //!
@@ -26,6 +33,7 @@ use clap::{Parser, Subcommand};
 
 mod links;
 mod load;
+mod logs;
 mod router;
 mod scheduling;
 
@@ -51,6 +59,48 @@ enum Bench {
         /// Pods to start.
         #[arg(long, default_value_t = 100)]
         pods: usize,
+    },
+    /// Log lines per second from the journal to the master, durably
+    /// stored, against `journalctl -o export` piped into the same durable
+    /// sink, from the same journal position.
+    LogShipping {
+        /// Lines the container prints per round.
+        #[arg(long, default_value_t = 200_000)]
+        lines: u64,
+        /// Rounds, alternating which side goes first; medians reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// The baseline's sink (runs inside a lab host): journal export on
+    /// stdin into a fresh log database.
+    #[command(hide = true)]
+    LogSink {
+        /// The database to create.
+        #[arg(long)]
+        db: PathBuf,
+        /// Only this pod's lines.
+        #[arg(long)]
+        pod: String,
+        /// Stop once this many are stored.
+        #[arg(long)]
+        expect: u64,
+    },
+    /// CPU time of sampling N containers' cgroups, as a share of one core
+    /// at the agent's default interval.
+    MetricsCpu {
+        /// Pods (one container each) to sample.
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        /// The sampling interval, seconds (the agent's default).
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+    },
+    /// Samples the host's berth pods (runs inside a lab host).
+    #[command(hide = true)]
+    MetricsSample {
+        /// Sampling rounds.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
     },
     /// Pods placed per second with durable bindings on simulated nodes,
     /// against a round-robin placer through the same store writes.
@@ -230,6 +280,20 @@ fn main() -> ExitCode {
         } => {
             if let Err(error) = links::add_in_host(pid, &installed, runs) {
                 eprintln!("berth-bench link-add: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Bench::LogShipping { lines, rounds } => logs::shipping(lines, rounds),
+        Bench::LogSink { db, pod, expect } => {
+            if let Err(error) = logs::sink(&db, &pod, expect) {
+                eprintln!("berth-bench log-sink: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Bench::MetricsCpu { pods, interval } => logs::metrics_cpu(pods, interval),
+        Bench::MetricsSample { rounds } => {
+            if let Err(error) = logs::sample_rounds(rounds) {
+                eprintln!("berth-bench metrics-sample: {error:#}");
                 return ExitCode::FAILURE;
             }
         }

@@ -1,0 +1,228 @@
+//! Resource figures from the kernel's cgroup files, v1 (one hierarchy per
+//! controller, as on the lab hosts) and v2 (the unified hierarchy). The
+//! parsers are pure; [`Cgroups`] only finds and reads the files.
+
+use std::path::{Path, PathBuf};
+
+use berth_model::metrics::{ContainerMetrics, Pressure};
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cgroups {
+    /// cgroup v2: every controller's files in one directory per cgroup.
+    V2 {
+        /// Where the unified hierarchy is mounted.
+        root: PathBuf,
+    },
+    /// cgroup v1: one mount per controller under `root`.
+    V1 {
+        /// Usually `/sys/fs/cgroup`.
+        root: PathBuf,
+    },
+}
+
+impl Cgroups {
+    /// Looks at `/sys/fs/cgroup`: v2 when it is the unified hierarchy
+    /// itself, v1 otherwise (a hybrid host's `unified` mount has no
+    /// controllers, so v1 is where the figures are).
+    pub fn detect() -> Self {
+        Self::detect_at(Path::new("/sys/fs/cgroup"))
+    }
+
+    /// [`Cgroups::detect`] under another root.
+    pub fn detect_at(root: &Path) -> Self {
+        if root.join("cgroup.controllers").is_file() {
+            Self::V2 { root: root.into() }
+        } else {
+            Self::V1 { root: root.into() }
+        }
+    }
+
+    /// The figures of the cgroup at `path` (relative to the hierarchy's
+    /// root, e.g. `/berth.slice/berth-web.slice/berth-web-web.service`);
+    /// `None` when the cgroup does not exist (the unit is not running).
+    pub fn read(&self, name: &str, path: &str) -> Option<ContainerMetrics> {
+        let relative = path.trim_start_matches('/');
+        let mut m = ContainerMetrics {
+            name: name.to_owned(),
+            ..ContainerMetrics::default()
+        };
+        match self {
+            Self::V2 { root } => {
+                let dir = root.join(relative);
+                let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+                m.memory_bytes = number(&read("memory.current")?)?;
+                let stat = read("memory.stat").unwrap_or_default();
+                let inactive = keyed(&stat, "inactive_file").unwrap_or(0);
+                m.memory_working_set_bytes = m.memory_bytes.saturating_sub(inactive);
+                m.memory_peak_bytes = read("memory.peak").and_then(|p| number(&p));
+                m.oom_kills = read("memory.events")
+                    .and_then(|e| keyed(&e, "oom_kill"))
+                    .unwrap_or(0);
+                m.cpu_usec = read("cpu.stat")
+                    .and_then(|s| keyed(&s, "usage_usec"))
+                    .unwrap_or(0);
+                m.pids = read("pids.current").and_then(|p| number(&p)).unwrap_or(0);
+                let (r, w) = read("io.stat").map_or((0, 0), |s| io_stat_v2(&s));
+                (m.io_read_bytes, m.io_write_bytes) = (r, w);
+                m.pressure = match (
+                    read("cpu.pressure"),
+                    read("memory.pressure"),
+                    read("io.pressure"),
+                ) {
+                    (Some(cpu), Some(memory), Some(io)) => Some(Pressure {
+                        cpu: some_avg10(&cpu).unwrap_or(0),
+                        memory: some_avg10(&memory).unwrap_or(0),
+                        io: some_avg10(&io).unwrap_or(0),
+                    }),
+                    _ => None,
+                };
+            }
+            Self::V1 { root } => {
+                let read = |controller: &str, file: &str| {
+                    std::fs::read_to_string(root.join(controller).join(relative).join(file)).ok()
+                };
+                m.memory_bytes = number(&read("memory", "memory.usage_in_bytes")?)?;
+                let stat = read("memory", "memory.stat").unwrap_or_default();
+                let inactive = keyed(&stat, "total_inactive_file").unwrap_or(0);
+                m.memory_working_set_bytes = m.memory_bytes.saturating_sub(inactive);
+                m.memory_peak_bytes =
+                    read("memory", "memory.max_usage_in_bytes").and_then(|p| number(&p));
+                m.oom_kills = read("memory", "memory.oom_control")
+                    .and_then(|o| keyed(&o, "oom_kill"))
+                    .unwrap_or(0);
+                m.cpu_usec = read("cpuacct", "cpuacct.usage")
+                    .and_then(|u| number(&u))
+                    .map_or(0, |ns| ns / 1000);
+                m.pids = read("pids", "pids.current")
+                    .and_then(|p| number(&p))
+                    .unwrap_or(0);
+                let (r, w) = read("blkio", "blkio.throttle.io_service_bytes_recursive")
+                    .map_or((0, 0), |s| blkio_v1(&s));
+                (m.io_read_bytes, m.io_write_bytes) = (r, w);
+                // PSI is a cgroup v2 feature.
+                m.pressure = None;
+            }
+        }
+        Some(m)
+    }
+}
+
+/// A file holding one number (`max` reads as absent).
+pub fn number(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// The value of `key` in a `key value` per line file (memory.stat,
+/// cpu.stat, memory.events, memory.oom_control).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Bytes read and written, summed over devices, from v2 `io.stat`
+/// (`8:0 rbytes=1 wbytes=2 rios=...`).
+pub fn io_stat_v2(text: &str) -> (u64, u64) {
+    let (mut read, mut written) = (0u64, 0u64);
+    for field in text.split_whitespace() {
+        if let Some(v) = field.strip_prefix("rbytes=") {
+            read += v.parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = field.strip_prefix("wbytes=") {
+            written += v.parse::<u64>().unwrap_or(0);
+        }
+    }
+    (read, written)
+}
+
+/// Bytes read and written, summed over devices, from v1
+/// `blkio.throttle.io_service_bytes_recursive` (`8:0 Read 4096`).
+pub fn blkio_v1(text: &str) -> (u64, u64) {
+    let (mut read, mut written) = (0u64, 0u64);
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(_device), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let value = value.parse::<u64>().unwrap_or(0);
+        match op {
+            "Read" => read += value,
+            "Write" => written += value,
+            _ => {}
+        }
+    }
+    (read, written)
+}
+
+/// `avg10` of the `some` line of a PSI file, in hundredths of a percent.
+pub fn some_avg10(text: &str) -> Option<u32> {
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    let value = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))?;
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, "0"));
+    let fraction = format!("{fraction:0<2}");
+    Some(whole.parse::<u32>().ok()? * 100 + fraction[..2].parse::<u32>().ok()?)
+}
+
+/// `MemAvailable` of `/proc/meminfo`, bytes.
+pub fn memory_available(meminfo: &str) -> Option<u64> {
+    meminfo.lines().find_map(|l| {
+        let kib = l
+            .strip_prefix("MemAvailable:")?
+            .trim()
+            .trim_end_matches("kB");
+        kib.trim().parse::<u64>().ok().map(|k| k * 1024)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_keyed_files() {
+        let stat = "cache 10\nrss 20\ntotal_inactive_file 4096\ntotal_rss 30\n";
+        assert_eq!(keyed(stat, "total_inactive_file"), Some(4096));
+        assert_eq!(keyed(stat, "rss"), Some(20));
+        assert_eq!(keyed(stat, "missing"), None);
+        let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(keyed(oom, "oom_kill"), Some(2));
+        assert_eq!(number("max\n"), None);
+        assert_eq!(number("123\n"), Some(123));
+    }
+
+    #[test]
+    fn sums_io_over_devices() {
+        let v2 = "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n\
+                  8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n";
+        assert_eq!(io_stat_v2(v2), (101, 202));
+        let v1 = "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\nTotal 12288\n";
+        assert_eq!(blkio_v1(v1), (4096, 8192));
+    }
+
+    #[test]
+    fn reads_pressure() {
+        let psi = "some avg10=1.53 avg60=0.20 avg300=0.00 total=1234\n\
+                   full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(some_avg10(psi), Some(153));
+        assert_eq!(some_avg10("some avg10=12.5 avg60=0 total=1"), Some(1250));
+        assert_eq!(some_avg10("full avg10=1.00"), None);
+    }
+
+    #[test]
+    fn reads_available_memory() {
+        let meminfo = "MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n";
+        assert_eq!(memory_available(meminfo), Some(8_192_000_000));
+    }
+
+    #[test]
+    fn detects_the_layout() {
+        // The source tree has no cgroup.controllers: v1.
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert!(matches!(Cgroups::detect_at(here), Cgroups::V1 { .. }));
+        assert!(Cgroups::detect_at(here).read("x", "/nowhere").is_none());
+    }
+}

@@ -1,0 +1,383 @@
+//! Per-container resource figures: sampled from cgroups at a fixed
+//! interval, kept as the latest sample, served as Prometheus text at
+//! `/metrics` and sent to the master with the heartbeat.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use berth_model::metrics::{AppSample, ContainerMetrics, NodeUsage, PodMetrics};
+
+/// How long one poll of an application's metrics endpoint may take.
+const APP_POLL_TIMEOUT: Duration = Duration::from_secs(2);
+
+use crate::app_metrics;
+use crate::cgroup::{self, Cgroups};
+use crate::docker::Docker;
+use crate::reconcile::desired::app_container_name;
+use crate::runtime::Runtime;
+use crate::unit::container_cgroup_path;
+
+/// The latest sample of this host's pods.
+#[derive(Debug)]
+pub struct Metrics {
+    cgroups: Cgroups,
+    latest: RwLock<Sample>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Sample {
+    usage: Option<NodeUsage>,
+    pods: Vec<PodMetrics>,
+}
+
+impl Metrics {
+    /// Metrics read from the host's cgroups.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::with_cgroups(Cgroups::detect()))
+    }
+
+    /// Metrics read from `cgroups`.
+    pub fn with_cgroups(cgroups: Cgroups) -> Self {
+        Self {
+            cgroups,
+            latest: RwLock::new(Sample::default()),
+        }
+    }
+
+    /// Samples every container of `pods` (pod name, container names) at
+    /// `now_ms`; CPU use is averaged since the previous sample.
+    pub fn sample(&self, pods: &[(String, Vec<String>)], now_ms: u64, meminfo: &str) {
+        let previous = self
+            .latest
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut sampled = Vec::with_capacity(pods.len());
+        for (pod, containers) in pods {
+            let before = previous.pods.iter().find(|p| &p.pod == pod);
+            let mut metrics = PodMetrics {
+                pod: pod.clone(),
+                time_ms: now_ms,
+                containers: Vec::with_capacity(containers.len()),
+            };
+            for container in containers {
+                let Some(mut m) = self
+                    .cgroups
+                    .read(container, &container_cgroup_path(pod, container))
+                else {
+                    continue;
+                };
+                if let Some((time_ms, earlier)) = before.and_then(|b| {
+                    b.containers
+                        .iter()
+                        .find(|c| &c.name == container)
+                        .map(|c| (b.time_ms, c))
+                }) {
+                    m.cpu_millis = cpu_millis(earlier.cpu_usec, m.cpu_usec, now_ms - time_ms);
+                }
+                metrics.containers.push(m);
+            }
+            sampled.push(metrics);
+        }
+        let all = sampled.iter().flat_map(|p| &p.containers);
+        let usage = NodeUsage {
+            memory_available_bytes: cgroup::memory_available(meminfo).unwrap_or(0),
+            pods_memory_bytes: all.clone().map(|c| c.memory_working_set_bytes).sum(),
+            pods_cpu_millis: all.map(|c| c.cpu_millis).sum(),
+        };
+        *self.latest.write().unwrap_or_else(PoisonError::into_inner) = Sample {
+            usage: Some(usage),
+            pods: sampled,
+        };
+    }
+
+    /// Adds what a container's metrics endpoint served to the latest sample.
+    pub fn attach_app(&self, pod: &str, container: &str, samples: Vec<AppSample>) {
+        let mut latest = self.latest.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = latest
+            .pods
+            .iter_mut()
+            .filter(|p| p.pod == pod)
+            .flat_map(|p| p.containers.iter_mut())
+            .find(|c| c.name == container)
+        {
+            c.app = samples;
+        }
+    }
+
+    /// The node's usage and each pod's latest figures.
+    pub fn latest(&self) -> (Option<NodeUsage>, Vec<PodMetrics>) {
+        let sample = self.latest.read().unwrap_or_else(PoisonError::into_inner);
+        (sample.usage, sample.pods.clone())
+    }
+
+    /// The latest sample in Prometheus' text format.
+    pub fn prometheus(&self) -> String {
+        let sample = self.latest.read().unwrap_or_else(PoisonError::into_inner);
+        render_prometheus(sample.usage, &sample.pods)
+    }
+}
+
+/// Thousandths of a CPU used between two readings of CPU time.
+pub fn cpu_millis(before_usec: u64, after_usec: u64, elapsed_ms: u64) -> u64 {
+    if elapsed_ms == 0 {
+        return 0;
+    }
+    after_usec.saturating_sub(before_usec) / elapsed_ms
+}
+
+type Figure = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ContainerMetrics) -> Option<f64>,
+);
+
+/// The container series: name, type, help, value.
+const FIGURES: &[Figure] = &[
+    (
+        "berth_container_cpu_seconds_total",
+        "counter",
+        "CPU time used.",
+        |m| Some(m.cpu_usec as f64 / 1e6),
+    ),
+    (
+        "berth_container_memory_bytes",
+        "gauge",
+        "Memory charged, page cache included.",
+        |m| Some(m.memory_bytes as f64),
+    ),
+    (
+        "berth_container_memory_working_set_bytes",
+        "gauge",
+        "Memory less inactive page cache.",
+        |m| Some(m.memory_working_set_bytes as f64),
+    ),
+    (
+        "berth_container_memory_peak_bytes",
+        "gauge",
+        "Most memory ever charged.",
+        |m| m.memory_peak_bytes.map(|b| b as f64),
+    ),
+    (
+        "berth_container_oom_kills_total",
+        "counter",
+        "Processes the OOM killer killed.",
+        |m| Some(m.oom_kills as f64),
+    ),
+    (
+        "berth_container_io_read_bytes_total",
+        "counter",
+        "Bytes read from block devices.",
+        |m| Some(m.io_read_bytes as f64),
+    ),
+    (
+        "berth_container_io_write_bytes_total",
+        "counter",
+        "Bytes written to block devices.",
+        |m| Some(m.io_write_bytes as f64),
+    ),
+    (
+        "berth_container_pids",
+        "gauge",
+        "Processes and threads.",
+        |m| Some(m.pids as f64),
+    ),
+    (
+        "berth_container_cpu_pressure_ratio",
+        "gauge",
+        "Share of the last 10 s some task waited for CPU (cgroup v2).",
+        |m| m.pressure.map(|p| f64::from(p.cpu) / 10_000.0),
+    ),
+    (
+        "berth_container_memory_pressure_ratio",
+        "gauge",
+        "Share of the last 10 s some task waited for memory (cgroup v2).",
+        |m| m.pressure.map(|p| f64::from(p.memory) / 10_000.0),
+    ),
+    (
+        "berth_container_io_pressure_ratio",
+        "gauge",
+        "Share of the last 10 s some task waited for IO (cgroup v2).",
+        |m| m.pressure.map(|p| f64::from(p.io) / 10_000.0),
+    ),
+];
+
+/// Prometheus text exposition of a sample; label values escaped as the
+/// format requires.
+pub fn render_prometheus(usage: Option<NodeUsage>, pods: &[PodMetrics]) -> String {
+    let mut out = String::new();
+    for (name, kind, help, value) in FIGURES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for pod in pods {
+            for container in &pod.containers {
+                if let Some(v) = value(container) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{pod=\"{}\",container=\"{}\"}} {v}",
+                        label(&pod.pod),
+                        label(&container.name)
+                    );
+                }
+            }
+        }
+    }
+    // The applications' own samples, labelled with their pod and container.
+    for pod in pods {
+        for container in &pod.containers {
+            for sample in &container.app {
+                let extra = if sample.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(",{}", sample.labels)
+                };
+                let _ = writeln!(
+                    out,
+                    "{}{{pod=\"{}\",container=\"{}\"{extra}}} {}",
+                    sample.name,
+                    label(&pod.pod),
+                    label(&container.name),
+                    sample.value
+                );
+            }
+        }
+    }
+    if let Some(usage) = usage {
+        let _ = writeln!(
+            out,
+            "# HELP berth_node_memory_available_bytes MemAvailable of the host.\n\
+             # TYPE berth_node_memory_available_bytes gauge\n\
+             berth_node_memory_available_bytes {}",
+            usage.memory_available_bytes
+        );
+    }
+    out
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Samples every `interval`, forever.
+pub async fn run(
+    metrics: Arc<Metrics>,
+    runtime: Arc<Runtime>,
+    docker: Option<Docker>,
+    interval: Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let pods = runtime.pod_containers();
+        let sampling = Arc::clone(&metrics);
+        let all = pods.clone();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // File reads: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || {
+            let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            sampling.sample(&all, now_ms, &meminfo);
+        })
+        .await;
+        if let Some(docker) = &docker {
+            poll_applications(&metrics, docker, &pods).await;
+        }
+    }
+}
+
+/// The application metrics hook: polls, concurrently, each container whose
+/// labels declare an endpoint.
+async fn poll_applications(metrics: &Metrics, docker: &Docker, pods: &[(String, Vec<String>)]) {
+    let polls = pods.iter().flat_map(|(pod, containers)| {
+        containers.iter().map(move |container| async move {
+            let name = app_container_name(pod, container);
+            let endpoint = docker.metrics_endpoint(&name).await?;
+            let samples = app_metrics::poll(&endpoint, APP_POLL_TIMEOUT).await?;
+            Some((pod, container, samples))
+        })
+    });
+    for (pod, container, samples) in futures_util::future::join_all(polls)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        metrics.attach_app(pod, container, samples);
+    }
+}
+
+/// `GET /metrics`.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve))
+        .with_state(metrics)
+}
+
+async fn serve(
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.prometheus(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_use_is_averaged_over_the_interval() {
+        // 2 s of CPU time in 4 s: half a CPU.
+        assert_eq!(cpu_millis(1_000_000, 3_000_000, 4000), 500);
+        assert_eq!(cpu_millis(5, 3, 1000), 0, "a restarted container");
+        assert_eq!(cpu_millis(0, 10, 0), 0);
+    }
+
+    #[test]
+    fn prometheus_text_names_pod_and_container() {
+        let pods = vec![PodMetrics {
+            pod: "web-0".into(),
+            time_ms: 1,
+            containers: vec![ContainerMetrics {
+                name: "we\"b".into(),
+                cpu_usec: 1_500_000,
+                memory_bytes: 1024,
+                ..ContainerMetrics::default()
+            }],
+        }];
+        let text = render_prometheus(None, &pods);
+        assert!(text.contains(
+            "berth_container_cpu_seconds_total{pod=\"web-0\",container=\"we\\\"b\"} 1.5\n"
+        ));
+        assert!(text
+            .contains("berth_container_memory_bytes{pod=\"web-0\",container=\"we\\\"b\"} 1024\n"));
+        assert!(text.contains("# TYPE berth_container_pids gauge\n"));
+        assert!(!text.contains("pressure_ratio{"), "no PSI, no series");
+    }
+
+    #[test]
+    fn a_stopped_container_has_no_figures_but_the_node_has() {
+        // The parsers are tested in `cgroup`; the real files in the lab.
+        let metrics = Metrics::with_cgroups(Cgroups::V2 {
+            root: std::path::PathBuf::from("/nonexistent"),
+        });
+        metrics.sample(
+            &[("web-0".into(), vec!["web".into()])],
+            1000,
+            "MemAvailable: 4 kB\n",
+        );
+        let (usage, pods) = metrics.latest();
+        assert_eq!(usage.map(|u| u.memory_available_bytes), Some(4096));
+        assert!(pods[0].containers.is_empty());
+    }
+}

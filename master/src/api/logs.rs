@@ -1,0 +1,155 @@
+//! Container logs: nodes ship batches of journal lines, users read them
+//! merged across a service's pods, in pages or following.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_model::logs::{LogBatch, LogBatchAck, LogPage};
+use berth_model::{validate_dns_label, Service};
+use serde::Deserialize;
+
+use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
+use crate::auth::Caller;
+use crate::logs::{LogQuery, LogStore, Mode, Selection};
+use crate::objects::{self, SERVICES};
+
+/// Longest a follower's request waits for new lines.
+const MAX_WAIT_SECS: u64 = 30;
+
+/// `POST /v1/nodes/{name}/logs` (admin or the node): stores a batch
+/// durably, then acknowledges it.
+pub async fn ship(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+    body: Bytes,
+) -> Result<Json<LogBatchAck>, ApiFailure> {
+    require_admin_or_node(&caller, &node)?;
+    let batch: LogBatch = parse("log batch", &body)?;
+    for (i, line) in batch.lines.iter().enumerate() {
+        if validate_dns_label(&line.pod).is_err() {
+            return Err(ApiFailure::field(
+                &format!("lines[{i}].pod"),
+                "not a pod name",
+            ));
+        }
+    }
+    let logs = Arc::clone(&state.logs);
+    let ack = tokio::task::spawn_blocking(move || logs.ingest(&node, &batch))
+        .await
+        .map_err(|e| ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(unavailable)?;
+    Ok(Json(ack))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiFailure {
+    ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// The query string of `GET /v1/logs`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LogsParams {
+    /// A service (every pod of it) or a pod.
+    target: String,
+    container: Option<String>,
+    /// Microseconds since the epoch.
+    since: Option<u64>,
+    grep: Option<String>,
+    tail: Option<usize>,
+    /// `time:id` from a previous page's `next`.
+    from: Option<String>,
+    newer_than: Option<u64>,
+    /// Seconds a `newer-than` request waits for a line.
+    #[serde(default)]
+    wait: u64,
+}
+
+/// `GET /v1/logs` (admin): one page of a service's or pod's lines.
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<LogsParams>,
+) -> Result<Json<LogPage>, ApiFailure> {
+    require_admin(&caller)?;
+    let query = parse_query(&state, &params).await?;
+    let logs = Arc::clone(&state.logs);
+    let mut arrived = logs.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(params.wait.min(MAX_WAIT_SECS));
+    loop {
+        let page = run_query(&logs, &query).await?;
+        let waiting = matches!(query.mode, Mode::NewerThan(_)) && page.lines.is_empty();
+        if !waiting || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(page));
+        }
+        let query_again = tokio::time::timeout_at(deadline, arrived.changed()).await;
+        if !matches!(query_again, Ok(Ok(()))) {
+            return Ok(Json(page));
+        }
+    }
+}
+
+async fn run_query(logs: &Arc<LogStore>, query: &LogQuery) -> Result<LogPage, ApiFailure> {
+    let (logs, query) = (Arc::clone(logs), query.clone());
+    tokio::task::spawn_blocking(move || logs.query(&query))
+        .await
+        .map_err(|e| ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(unavailable)
+}
+
+async fn parse_query(state: &AppState, params: &LogsParams) -> Result<LogQuery, ApiFailure> {
+    validate_dns_label(&params.target).map_err(|e| ApiFailure::field("target", e.to_string()))?;
+    if let Some(container) = &params.container {
+        validate_dns_label(container).map_err(|e| ApiFailure::field("container", e.to_string()))?;
+    }
+    let grep = params
+        .grep
+        .as_deref()
+        .map(|re| {
+            regex::RegexBuilder::new(re)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| ApiFailure::field("grep", e.to_string()))
+        })
+        .transpose()?;
+    let from = params
+        .from
+        .as_deref()
+        .map(|from| {
+            from.split_once(':')
+                .and_then(|(t, i)| Some((t.parse().ok()?, i.parse().ok()?)))
+                .ok_or_else(|| ApiFailure::field("from", "not a position from a page's `next`"))
+        })
+        .transpose()?;
+    let mode = match (params.tail, params.newer_than, from) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            return Err(ApiFailure::field(
+                "tail",
+                "tail, from and newer-than exclude each other",
+            ))
+        }
+        (Some(n), None, None) => Mode::Tail(n),
+        (None, Some(after), None) => Mode::NewerThan(after),
+        (None, None, from) => Mode::History { from },
+    };
+    let is_service = objects::get::<Service>(state.store.as_ref(), SERVICES, &params.target)
+        .await?
+        .is_some();
+    let selection = if is_service {
+        Selection::Service(params.target.clone())
+    } else {
+        Selection::Pod(params.target.clone())
+    };
+    Ok(LogQuery {
+        selection,
+        container: params.container.clone(),
+        since_us: params.since,
+        grep,
+        mode,
+    })
+}

@@ -1,0 +1,40 @@
+//! `GET /v1/metrics`: the latest resource figures of nodes and pods.
+
+use axum::extract::State;
+use axum::Json;
+use berth_model::metrics::{ClusterMetrics, NodeMetrics, PodMetricsView};
+use berth_model::Node;
+
+use super::{require_admin, ApiFailure, AppState};
+use crate::auth::Caller;
+use crate::objects::{self, NODES};
+
+/// `GET /v1/metrics` (admin).
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ClusterMetrics>, ApiFailure> {
+    require_admin(&caller)?;
+    let (nodes, _) = objects::list::<Node>(state.store.as_ref(), NODES).await?;
+    let samples = state.metrics.snapshot();
+    let mut answer = ClusterMetrics::default();
+    for node in nodes {
+        let node = node.object;
+        let sample = samples.get(&node.name).cloned().unwrap_or_default();
+        answer.nodes.push(NodeMetrics {
+            node: node.name.clone(),
+            capacity: node.capacity,
+            usage: sample.usage.unwrap_or_default(),
+        });
+        answer
+            .pods
+            .extend(sample.pods.into_iter().map(|metrics| PodMetricsView {
+                node: node.name.clone(),
+                metrics,
+            }));
+    }
+    answer
+        .pods
+        .sort_by(|a, b| a.metrics.pod.cmp(&b.metrics.pod));
+    Ok(Json(answer))
+}
