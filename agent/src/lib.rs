@@ -151,6 +151,14 @@ pub async fn teardown(config: AgentConfig) -> anyhow::Result<Vec<String>> {
         .stop("berth.slice")
         .await
         .context("stopping berth.slice")?;
+    // journald keeps its lifted rate limit until the next boot; the drop-in
+    // itself is berth's and goes now.
+    match std::fs::remove_file(journal::RATE_LIMIT_DROP_IN) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).context(journal::RATE_LIMIT_DROP_IN);
+        }
+        _ => {}
+    }
     Ok(removed)
 }
 
