@@ -65,6 +65,9 @@ pub struct Entry {
     pub unit: Option<String>,
     /// `MESSAGE`, as bytes (it need not be UTF-8).
     pub message: Vec<u8>,
+    /// `MESSAGE_ID`, set on structured entries (berth-shim's container
+    /// events), never on a container's own output.
+    pub message_id: Option<String>,
 }
 
 /// Problems with what `journalctl` printed.
@@ -152,6 +155,7 @@ fn keep_field(entry: &mut Entry, name: &[u8], value: &[u8]) {
         }
         b"_SYSTEMD_UNIT" => entry.unit = Some(String::from_utf8_lossy(value).into_owned()),
         b"MESSAGE" => entry.message = value.to_vec(),
+        b"MESSAGE_ID" => entry.message_id = Some(String::from_utf8_lossy(value).into_owned()),
         _ => {}
     }
 }
@@ -204,8 +208,13 @@ pub fn cursor_seqnum(cursor: &str) -> Option<(String, u64)> {
     Some((id?, number?))
 }
 
-/// The line to ship for an entry, if it belongs to a container unit.
+/// The line to ship for an entry, if it is a container's output: an
+/// entry of a container unit that is not one of berth-shim's container
+/// events (those go to the master as events, not as log lines).
 pub fn shipped_line(entry: &Entry) -> Option<ShippedLine> {
+    if entry.message_id.as_deref() == Some(crate::container_events::SHIM_EVENT_MESSAGE_ID) {
+        return None;
+    }
     let (pod, container) = container_of_unit(entry.unit.as_deref()?)?;
     let (seqnum_id, seqnum) = cursor_seqnum(&entry.cursor)?;
     Some(ShippedLine {
@@ -225,7 +234,7 @@ pub fn follow(cursor: Option<&str>) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new("journalctl");
     cmd.args([
         "--output=export",
-        "--output-fields=MESSAGE,PRIORITY,_SYSTEMD_UNIT",
+        "--output-fields=MESSAGE,MESSAGE_ID,PRIORITY,_SYSTEMD_UNIT",
         "--follow",
         "--no-tail",
         "--quiet",
@@ -260,6 +269,23 @@ mod tests {
         assert_eq!(container_of_unit("docker.service"), None);
         assert_eq!(container_of_unit("berth-a-b-c.service"), None);
         assert_eq!(container_of_unit(r"berth-a\x2-b.service"), None);
+    }
+
+    #[test]
+    fn the_shims_container_events_are_not_shipped_as_log_lines() {
+        let output = Entry {
+            cursor: "s=ab;i=10".into(),
+            unit: Some("berth-web-app.service".into()),
+            message: b"hello".to_vec(),
+            ..Entry::default()
+        };
+        assert!(shipped_line(&output).is_some());
+        let event = Entry {
+            message_id: Some(crate::container_events::SHIM_EVENT_MESSAGE_ID.into()),
+            message: b"berth-shim: berth.web.app: started (pid 7)".to_vec(),
+            ..output
+        };
+        assert_eq!(shipped_line(&event), None);
     }
 
     #[test]
