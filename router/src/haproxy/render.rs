@@ -112,7 +112,11 @@ pub fn render(
          mode http\n    \
          timeout connect 1s\n    \
          timeout client 60s\n    \
-         timeout server 60s\n    \
+         # A replica has 10 s of silence before its answer counts as lost:\n    \
+         # a request caught in flight by a dying host is then retried on\n    \
+         # another replica (retry-on response-timeout) within a client's\n    \
+         # patience. Websockets and TLS streams have their own timeouts.\n    \
+         timeout server 10s\n    \
          timeout http-request 10s\n    \
          timeout http-keep-alive 10s\n    \
          timeout queue 5s\n    \
