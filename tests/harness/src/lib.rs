@@ -20,7 +20,9 @@ use serde::Deserialize;
 /// Where cargo put the workspace's binaries (`berth-lab`, `berth-agent`, ...).
 pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("BERTH_BIN_DIR") {
-        return PathBuf::from(dir);
+        // Absolute: lab hosts run these binaries from another directory.
+        let dir = PathBuf::from(dir);
+        return std::fs::canonicalize(&dir).unwrap_or(dir);
     }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
