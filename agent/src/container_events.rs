@@ -11,7 +11,6 @@
 //! not recorded twice, and nothing is skipped.
 
 use std::collections::HashMap;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -193,26 +192,13 @@ fn cursor_path(state_dir: &Path) -> PathBuf {
 }
 
 fn load_cursor(state_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(cursor_path(state_dir))
-        .ok()
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
+    crate::private_file::read_line(&cursor_path(state_dir))
 }
 
 /// Saves the cursor atomically and durably: after a crash the agent
 /// resumes exactly after the last batch the master acknowledged.
-fn save_cursor(state_dir: &Path, cursor: &str) -> std::io::Result<()> {
-    let path = cursor_path(state_dir);
-    let tmp = path.with_extension("cursor.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    std::io::Write::write_all(&mut file, cursor.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path)
+fn save_cursor(state_dir: &Path, cursor: &str) -> anyhow::Result<()> {
+    crate::private_file::write(&cursor_path(state_dir), cursor.as_bytes())
 }
 
 /// Ships container events to the master, forever.

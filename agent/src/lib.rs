@@ -21,6 +21,7 @@ pub mod log_shipping;
 pub mod master_link;
 pub mod metrics;
 pub mod ports;
+pub mod private_file;
 pub mod reconcile;
 pub mod runtime;
 pub mod store;

@@ -8,8 +8,6 @@
 //! checkpointed is sent again and the master drops it as a duplicate, so
 //! nothing is lost and nothing is stored twice.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,29 +37,13 @@ pub fn checkpoint_path(state_dir: &Path) -> PathBuf {
 
 /// The saved cursor, if any.
 pub fn load_checkpoint(state_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(checkpoint_path(state_dir))
-        .ok()
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
+    crate::private_file::read_line(&checkpoint_path(state_dir))
 }
 
 /// Saves the cursor atomically (write, fsync, rename, fsync the directory),
 /// 0600.
 pub fn save_checkpoint(state_dir: &Path, cursor: &str) -> anyhow::Result<()> {
-    let path = checkpoint_path(state_dir);
-    let tmp = path.with_extension("cursor.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(cursor.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::File::open(state_dir)?.sync_all()?;
-    Ok(())
+    crate::private_file::write(&checkpoint_path(state_dir), cursor.as_bytes())
 }
 
 /// What the reader hands the shipper: each journal entry's cursor, with the

@@ -5,7 +5,6 @@
 //! has and retries.
 
 use std::net::ToSocketAddrs;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,17 +57,7 @@ pub fn load_joined(state_dir: &Path) -> anyhow::Result<Option<Joined>> {
 
 fn save_joined(state_dir: &Path, joined: &Joined) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir)?;
-    let path = joined_path(state_dir);
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(joined)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    crate::private_file::write(&joined_path(state_dir), &serde_json::to_vec_pretty(joined)?)
 }
 
 /// This host's capacity: memory from `/proc/meminfo`, CPUs from the kernel.

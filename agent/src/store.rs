@@ -3,9 +3,8 @@
 //! a crash leaves either the old record or the new one. Records hold secret
 //! values, so the directory is 0700 and every file 0600.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -111,21 +110,8 @@ impl PodStore {
 
     /// Writes a record durably.
     pub fn save(&self, record: &PodRecord) -> anyhow::Result<()> {
-        let path = self.path(&record.pod.name);
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(record)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path).with_context(|| format!("renaming {}", path.display()))?;
-        File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        crate::private_file::write(&self.path(&record.pod.name), &text)
     }
 
     /// Removes a record; removing one that is not there is fine.
