@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::DOCKER_TIMEOUT;
 
@@ -204,6 +205,30 @@ impl Docker {
             return Err(format!("timed out after {}s", timeout.as_secs()));
         }
         json_number(&body, "ExitCode").ok_or_else(|| format!("exec: no ExitCode in {body:?}"))
+    }
+
+    /// Whether Docker logged an `oom` event for the container between the
+    /// two times (since the Unix epoch). Docker keeps recent events in
+    /// memory, so an event it logged after the exit it reported is found.
+    /// An `until` in the future would make Docker stream until then.
+    pub fn oom_event_between(
+        &self,
+        container: &str,
+        since: Duration,
+        until: Duration,
+    ) -> Result<bool, String> {
+        let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
+        let until = format!("{}.{:09}", until.as_secs(), until.subsec_nanos());
+        let filters = format!(
+            r#"{{"container":[{}],"event":["oom"]}}"#,
+            json_string(container)
+        );
+        let path = format!(
+            "/events?since={since}&until={until}&filters={}",
+            escape_path(&filters)
+        );
+        let response = self.request("GET", &path)?;
+        Ok(json_str(&String::from_utf8_lossy(&response.body), "Action").as_deref() == Some("oom"))
     }
 
     /// The container's state as far as the shim cares.

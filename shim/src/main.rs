@@ -217,6 +217,7 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
 
     // Attach before starting so not one line of output is missed.
     let stream = docker.attach(&args.container)?;
+    let started_at = since_epoch().saturating_sub(Duration::from_secs(1));
     docker.start(&args.container)?;
     let state = docker.inspect_state(&args.container)?;
     let unhealthy = Arc::new(std::sync::OnceLock::new());
@@ -250,8 +251,14 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
     if stopping.load(Ordering::SeqCst) {
         return Ok(Outcome::Stopped);
     }
-    let state = docker.inspect_state(&args.container).unwrap_or_default();
-    if state.oom_killed {
+    let oom_killed = was_oom_killed(
+        &docker,
+        &args.container,
+        started_at,
+        code,
+        unhealthy.get().is_some(),
+    );
+    if oom_killed {
         journal::record(
             ContainerEvent::OomKilled,
             &args.container,
@@ -267,6 +274,51 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
     }
     // Docker's exit codes are 0..=255; anything else would be a Docker bug.
     Ok(Outcome::Exited(u8::try_from(code).unwrap_or(255)))
+}
+
+/// Whether the kernel's OOM killer ended the container. containerd
+/// reports the OOM kill and the exit as two events, and under load the
+/// exit can reach dockerd first, so that `State.OOMKilled` stays false.
+/// Docker's `oom` event is logged either way: a container killed by
+/// SIGKILL (status 137) that nobody stopped is looked up there for a
+/// little while before it counts as merely killed.
+fn was_oom_killed(
+    docker: &Docker,
+    container: &str,
+    started_at: Duration,
+    code: i64,
+    unhealthy: bool,
+) -> bool {
+    const SIGKILL_STATUS: i64 = 128 + 9;
+    const OOM_EVENT_GRACE: Duration = Duration::from_secs(3);
+    if docker
+        .inspect_state(container)
+        .unwrap_or_default()
+        .oom_killed
+    {
+        return true;
+    }
+    if code != SIGKILL_STATUS || unhealthy {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + OOM_EVENT_GRACE;
+    loop {
+        match docker.oom_event_between(container, started_at, since_epoch()) {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => eprintln!("berth-shim: reading Docker's events: {e}"),
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// How long requests to Docker may take before the shim gives up.
