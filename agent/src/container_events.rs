@@ -187,6 +187,38 @@ async fn read_journal(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value
     Ok(entries)
 }
 
+/// What berth-shim recorded about the end of `container`'s (Docker name)
+/// last run: `Some(true)` if the OOM killer ended it, `Some(false)` if it
+/// exited otherwise, `None` if the shim has not said yet. The shim asks
+/// Docker's event log as well as its OOMKilled flag, which Docker 20.10
+/// leaves false when containerd's OOM event trails the exit.
+pub async fn shim_says_oom_killed(container: &str) -> anyhow::Result<Option<bool>> {
+    let output = tokio::process::Command::new("journalctl")
+        .args(["--output=json", "--no-pager", "--quiet", "--lines=1"])
+        .arg(format!("MESSAGE_ID={SHIM_EVENT_MESSAGE_ID}"))
+        .arg(format!("BERTH_CONTAINER={container}"))
+        .arg("BERTH_EVENT=ContainerExited")
+        .arg("BERTH_EVENT=ContainerOOMKilled")
+        .output()
+        .await
+        .context("running journalctl")?;
+    if !output.status.success() {
+        bail!(
+            "journalctl: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let last = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .rev()
+        .find_map(|line| serde_json::from_slice::<Value>(line).ok());
+    Ok(last
+        .and_then(|entry| field(&entry, "BERTH_EVENT"))
+        .map(|kind| kind == "ContainerOOMKilled"))
+}
+
 fn cursor_path(state_dir: &Path) -> PathBuf {
     state_dir.join("events.cursor")
 }

@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
+use crate::container_events;
 use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC};
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
@@ -60,6 +61,9 @@ pub struct Runtime {
     systemd: Systemd,
     shim_environment: Vec<EnvVar>,
     lock: Mutex<()>,
+    /// berth-shim's word on whether a run ended by SIGKILL was an OOM
+    /// kill, by (container ID, end time): asked once per run.
+    oom_verdicts: std::sync::Mutex<HashMap<(String, String), bool>>,
 }
 
 impl Runtime {
@@ -81,6 +85,7 @@ impl Runtime {
             systemd,
             shim_environment,
             lock: Mutex::new(()),
+            oom_verdicts: std::sync::Mutex::default(),
         }
     }
 
@@ -426,10 +431,53 @@ impl Runtime {
                 .await
                 .map_err(|e| RequestError::Failed(e.to_string()))?
             {
+                let state = self.with_shim_oom_verdict(&c.spec.name, state).await;
                 inspected.insert(c.spec.name.clone(), state);
             }
         }
         Ok(pod_status(record, &states, &inspected))
+    }
+
+    /// Docker's OOMKilled flag, corrected by what berth-shim recorded: a
+    /// container killed by SIGKILL (status 137) may have been OOM-killed
+    /// without Docker noticing (see [`container_events::shim_says_oom_killed`]).
+    async fn with_shim_oom_verdict(&self, name: &str, mut state: InspectedState) -> InspectedState {
+        const SIGKILL_STATUS: i64 = 128 + 9;
+        if state.running || state.oom_killed || state.exit_code != Some(SIGKILL_STATUS) {
+            return state;
+        }
+        let Some(finished_at) = state.finished_at.clone() else {
+            return state;
+        };
+        let key = (state.id.clone(), finished_at);
+        let known = self.oom_verdicts().get(&key).copied();
+        let verdict = match known {
+            Some(verdict) => Some(verdict),
+            None => match container_events::shim_says_oom_killed(name).await {
+                Ok(Some(verdict)) => {
+                    let mut verdicts = self.oom_verdicts();
+                    // One entry per ended run; old runs are not asked about again.
+                    if verdicts.len() >= 4096 {
+                        verdicts.clear();
+                    }
+                    verdicts.insert(key, verdict);
+                    Some(verdict)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), container = name, "reading berth-shim's exit record");
+                    None
+                }
+            },
+        };
+        state.oom_killed = verdict.unwrap_or(false);
+        state
+    }
+
+    fn oom_verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), bool>> {
+        self.oom_verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// One full reconciliation: every record is converged, pods being

@@ -431,6 +431,15 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
         ],
     )
     .assert_success();
+    // systemd-run returns once the unit is started, not once nc listens.
+    lab.eventually(
+        Duration::from_secs(10),
+        "the squatter to listen on 8082",
+        || {
+            let listening = lab.exec("h1", &["ss", "-Hltn", "sport = :8082"]);
+            (!listening.stdout().trim().is_empty()).then_some(())
+        },
+    );
     let err = berth(
         &lab,
         "h1",
