@@ -217,16 +217,7 @@ impl Docker {
         since: Duration,
         until: Duration,
     ) -> Result<bool, String> {
-        let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
-        let until = format!("{}.{:09}", until.as_secs(), until.subsec_nanos());
-        let filters = format!(
-            r#"{{"container":[{}],"event":["oom"]}}"#,
-            json_string(container)
-        );
-        let path = format!(
-            "/events?since={since}&until={until}&filters={}",
-            escape_path(&filters)
-        );
+        let path = oom_events_path(container, since, until);
         let response = self.request("GET", &path)?;
         Ok(json_str(&String::from_utf8_lossy(&response.body), "Action").as_deref() == Some("oom"))
     }
@@ -247,6 +238,22 @@ impl Docker {
             tty: json_bool(&body, "Tty").unwrap_or(false),
         })
     }
+}
+
+/// `GET /events` for the container's `oom` events between two times, which
+/// Docker wants as `seconds.nanoseconds`.
+fn oom_events_path(container: &str, since: Duration, until: Duration) -> String {
+    let time = |t: Duration| format!("{}.{:09}", t.as_secs(), t.subsec_nanos());
+    let filters = format!(
+        r#"{{"container":[{}],"event":["oom"]}}"#,
+        json_string(container)
+    );
+    format!(
+        "/events?since={}&until={}&filters={}",
+        time(since),
+        time(until),
+        escape_path(&filters)
+    )
 }
 
 /// Reads the status line and headers (names lowercased).
@@ -384,6 +391,20 @@ mod tests {
         assert_eq!(
             dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
             b"hello world"
+        );
+    }
+
+    #[test]
+    fn asks_for_oom_events_between_two_times() {
+        let path = oom_events_path(
+            "berth.hog.hog",
+            Duration::new(1_795_569_276, 5),
+            Duration::new(1_795_569_280, 250_000_000),
+        );
+        assert_eq!(
+            path,
+            "/events?since=1795569276.000000005&until=1795569280.250000000&filters=\
+             %7B%22container%22%3A%5B%22berth.hog.hog%22%5D%2C%22event%22%3A%5B%22oom%22%5D%7D"
         );
     }
 
