@@ -187,16 +187,18 @@ async fn read_journal(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value
     Ok(entries)
 }
 
-/// What berth-shim recorded about the end of `container`'s (Docker name)
-/// last run: `Some(true)` if the OOM killer ended it, `Some(false)` if it
-/// exited otherwise, `None` if the shim has not said yet. The shim asks
-/// Docker's event log as well as its OOMKilled flag, which Docker 20.10
-/// leaves false when containerd's OOM event trails the exit.
-pub async fn shim_says_oom_killed(container: &str) -> anyhow::Result<Option<bool>> {
+/// What berth-shim recorded about the end of the run of `container`
+/// (Docker name) that started at `run` (Docker's `State.StartedAt`):
+/// `Some(true)` if the OOM killer ended it, `Some(false)` if it exited
+/// otherwise, `None` if the shim has not said yet. The shim asks Docker's
+/// event log as well as its OOMKilled flag, which Docker 20.10 leaves
+/// false when containerd's OOM event trails the exit.
+pub async fn shim_says_oom_killed(container: &str, run: &str) -> anyhow::Result<Option<bool>> {
     let output = tokio::process::Command::new("journalctl")
         .args(["--output=json", "--no-pager", "--quiet", "--lines=1"])
         .arg(format!("MESSAGE_ID={SHIM_EVENT_MESSAGE_ID}"))
         .arg(format!("BERTH_CONTAINER={container}"))
+        .arg(format!("BERTH_RUN={run}"))
         .arg("BERTH_EVENT=ContainerExited")
         .arg("BERTH_EVENT=ContainerOOMKilled")
         .output()

@@ -147,9 +147,9 @@ pub struct InspectedState {
     pub exit_code: Option<i64>,
     /// Whether the kernel's OOM killer ended it.
     pub oom_killed: bool,
-    /// When the last run ended (Docker's RFC 3339 text), which tells runs
-    /// of the same container apart.
-    pub finished_at: Option<String>,
+    /// When the current (or last) run started, as Docker writes it: it
+    /// tells runs of the same container apart.
+    pub started_at: Option<String>,
     /// Docker's error message, if any.
     pub error: Option<String>,
 }
@@ -381,7 +381,7 @@ impl Docker {
                         .filter(|p| *p != 0),
                     exit_code: state.exit_code,
                     oom_killed: state.oom_killed.unwrap_or(false),
-                    finished_at: state.finished_at.filter(|t| !t.starts_with("0001-")),
+                    started_at: state.started_at.filter(|t| !t.starts_with("0001-")),
                     error: state.error.filter(|e| !e.is_empty()),
                 }))
             }

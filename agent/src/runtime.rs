@@ -62,7 +62,7 @@ pub struct Runtime {
     shim_environment: Vec<EnvVar>,
     lock: Mutex<()>,
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
-    /// kill, by (container ID, end time): asked once per run.
+    /// kill, by (container ID, start of the run): asked once per run.
     oom_verdicts: std::sync::Mutex<HashMap<(String, String), bool>>,
 }
 
@@ -446,14 +446,14 @@ impl Runtime {
         if state.running || state.oom_killed || state.exit_code != Some(SIGKILL_STATUS) {
             return state;
         }
-        let Some(finished_at) = state.finished_at.clone() else {
+        let Some(run) = state.started_at.clone() else {
             return state;
         };
-        let key = (state.id.clone(), finished_at);
+        let key = (state.id.clone(), run.clone());
         let known = self.oom_verdicts().get(&key).copied();
         let verdict = match known {
             Some(verdict) => Some(verdict),
-            None => match container_events::shim_says_oom_killed(name).await {
+            None => match container_events::shim_says_oom_killed(name, &run).await {
                 Ok(Some(verdict)) => {
                     let mut verdicts = self.oom_verdicts();
                     // One entry per ended run; old runs are not asked about again.

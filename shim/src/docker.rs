@@ -22,6 +22,8 @@ pub struct ContainerState {
     pub pid: u64,
     pub oom_killed: bool,
     pub tty: bool,
+    /// When the current (or last) run started, as Docker writes it.
+    pub started_at: String,
 }
 
 struct Response {
@@ -236,6 +238,7 @@ impl Docker {
                 .unwrap_or(0),
             oom_killed: json_bool(&body, "OOMKilled").unwrap_or(false),
             tty: json_bool(&body, "Tty").unwrap_or(false),
+            started_at: json_str(&body, "StartedAt").unwrap_or_default(),
         })
     }
 }

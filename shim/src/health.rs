@@ -174,7 +174,7 @@ impl Health {
             spec.check.describe()
         );
         let _ = self.unhealthy.set(reason.clone());
-        journal::record(ContainerEvent::Unhealthy, &self.container, &reason);
+        journal::record(ContainerEvent::Unhealthy, &self.container, "", &reason);
         notify::send(&format!("STATUS=unhealthy: {reason}"));
         if let Err(e) = self.docker.stop(&self.container, self.stop_timeout) {
             eprintln!("berth-shim: stopping {}: {e}", self.container);

@@ -45,9 +45,12 @@ impl ContainerEvent {
 
 /// The journal entry of an event, in the native protocol's simple form
 /// (`FIELD=value` lines), which is why values are kept to one line.
-pub fn entry(event: ContainerEvent, container: &str, message: &str) -> String {
+/// `run` is Docker's `State.StartedAt` of the run the event is about
+/// (`BERTH_RUN=`, left out when empty): the agent finds the record of one
+/// run by it.
+pub fn entry(event: ContainerEvent, container: &str, run: &str, message: &str) -> String {
     let one_line = |text: &str| text.replace(['\n', '\r'], " ");
-    format!(
+    let mut text = format!(
         "MESSAGE_ID={CONTAINER_EVENT_MESSAGE_ID}\nMESSAGE=berth-shim: {}: {}\nPRIORITY={}\nSYSLOG_IDENTIFIER=berth-shim\nBERTH_EVENT={}\nBERTH_CONTAINER={}\nBERTH_REASON={}\n",
         one_line(container),
         one_line(message),
@@ -55,14 +58,21 @@ pub fn entry(event: ContainerEvent, container: &str, message: &str) -> String {
         event.kind(),
         one_line(container),
         one_line(message),
-    )
+    );
+    if !run.is_empty() {
+        text.push_str(&format!("BERTH_RUN={}\n", one_line(run)));
+    }
+    text
 }
 
-/// Records `event` about `container` in the journal; without a journal
-/// (a shim run by hand), the message goes to stderr instead.
-pub fn record(event: ContainerEvent, container: &str, message: &str) {
+/// Records `event` about `container`'s `run` in the journal; without a
+/// journal (a shim run by hand), the message goes to stderr instead.
+pub fn record(event: ContainerEvent, container: &str, run: &str, message: &str) {
     let sent = UnixDatagram::unbound().and_then(|socket| {
-        socket.send_to(entry(event, container, message).as_bytes(), JOURNAL_SOCKET)
+        socket.send_to(
+            entry(event, container, run, message).as_bytes(),
+            JOURNAL_SOCKET,
+        )
     });
     if sent.is_err() {
         eprintln!("berth-shim: {container}: {message}");
@@ -78,10 +88,12 @@ mod tests {
         let text = entry(
             ContainerEvent::Unhealthy,
             "berth.web.app",
+            "2026-11-25T01:02:03.456789012Z",
             "liveness probe failed\nBERTH_EVENT=forged",
         );
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 7, "{text}");
+        assert_eq!(lines.len(), 8, "{text}");
+        assert!(lines.contains(&"BERTH_RUN=2026-11-25T01:02:03.456789012Z"));
         assert!(lines.contains(&"BERTH_EVENT=ContainerUnhealthy"));
         assert!(lines.contains(&"BERTH_REASON=liveness probe failed BERTH_EVENT=forged"));
         assert!(lines.contains(&"BERTH_CONTAINER=berth.web.app"));

@@ -225,6 +225,7 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
         journal::record(
             ContainerEvent::Started,
             &args.container,
+            &state.started_at,
             &format!("started (pid {})", state.pid),
         );
         if args.probes.is_empty() {
@@ -251,6 +252,7 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
     if stopping.load(Ordering::SeqCst) {
         return Ok(Outcome::Stopped);
     }
+    let run = state.started_at;
     let oom_killed = was_oom_killed(
         &docker,
         &args.container,
@@ -262,6 +264,7 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
         journal::record(
             ContainerEvent::OomKilled,
             &args.container,
+            &run,
             &format!("killed: out of memory (exit status {code})"),
         );
         notify::send("STATUS=OOM-killed");
@@ -270,7 +273,7 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
             Some(reason) => format!("exited with status {code} after {reason}"),
             None => format!("exited with status {code}"),
         };
-        journal::record(ContainerEvent::Exited, &args.container, &why);
+        journal::record(ContainerEvent::Exited, &args.container, &run, &why);
     }
     // Docker's exit codes are 0..=255; anything else would be a Docker bug.
     Ok(Outcome::Exited(u8::try_from(code).unwrap_or(255)))
