@@ -63,7 +63,7 @@ pub struct Runtime {
     lock: Mutex<()>,
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
     /// kill, by (container ID, start of the run): asked once per run.
-    oom_verdicts: std::sync::Mutex<HashMap<(String, String), bool>>,
+    oom_verdicts: std::sync::Mutex<HashMap<(String, String), OomVerdict>>,
 }
 
 impl Runtime {
@@ -452,29 +452,36 @@ impl Runtime {
         let key = (state.id.clone(), run.clone());
         let known = self.oom_verdicts().get(&key).copied();
         let verdict = match known {
-            Some(verdict) => Some(verdict),
-            None => match container_events::shim_says_oom_killed(name, &run).await {
-                Ok(Some(verdict)) => {
-                    let mut verdicts = self.oom_verdicts();
-                    // One entry per ended run; old runs are not asked about again.
-                    if verdicts.len() >= 4096 {
-                        verdicts.clear();
-                    }
-                    verdicts.insert(key, verdict);
-                    Some(verdict)
-                }
-                Ok(None) => None,
-                Err(e) => {
+            Some(OomVerdict::Said(verdict)) => Some(verdict),
+            // A run stopped by systemd has no record: do not ask the
+            // journal again on every status.
+            Some(OomVerdict::Unsaid(asked)) if asked.elapsed() < OOM_VERDICT_RETRY => None,
+            _ => {
+                let said = container_events::shim_says_oom_killed(name, &run).await;
+                if let Err(e) = &said {
                     warn!(error = %format!("{e:#}"), container = name, "reading berth-shim's exit record");
-                    None
                 }
-            },
+                let said = said.ok().flatten();
+                let mut verdicts = self.oom_verdicts();
+                // One entry per ended run; old runs are not asked about again.
+                if verdicts.len() >= 4096 {
+                    verdicts.clear();
+                }
+                verdicts.insert(
+                    key,
+                    said.map_or(
+                        OomVerdict::Unsaid(std::time::Instant::now()),
+                        OomVerdict::Said,
+                    ),
+                );
+                said
+            }
         };
         state.oom_killed = verdict.unwrap_or(false);
         state
     }
 
-    fn oom_verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), bool>> {
+    fn oom_verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), OomVerdict>> {
         self.oom_verdicts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -607,6 +614,18 @@ impl Runtime {
         }
     }
 }
+
+/// What berth-shim said about how a run ended by SIGKILL: OOM-killed or
+/// not, or nothing yet (asked at that instant).
+#[derive(Debug, Clone, Copy)]
+enum OomVerdict {
+    Said(bool),
+    Unsaid(std::time::Instant),
+}
+
+/// How long an unanswered question about a run waits before it is asked
+/// again (the shim answers within seconds, if at all).
+const OOM_VERDICT_RETRY: Duration = Duration::from_secs(2);
 
 /// A pod's status from its record, its units' states and its containers.
 pub fn pod_status(
