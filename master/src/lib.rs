@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod controller;
+pub mod instruments;
 pub mod logs;
 pub mod metrics;
 pub mod objects;
@@ -63,7 +64,11 @@ pub async fn run_with(
         .mode(0o700)
         .create(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
-    let store: Arc<dyn Store> = store::open_store(&config).await?;
+    let instruments = Arc::new(instruments::Instruments::default());
+    let store: Arc<dyn Store> = Arc::new(store::timed::Timed::new(
+        store::open_store(&config).await?,
+        Arc::clone(&instruments),
+    ));
     let logs = logs::LogStore::open(&config.state_dir.join("logs.db"))
         .with_context(|| format!("opening {}", config.state_dir.join("logs.db").display()))?;
     let log_retention = tokio::spawn(prune_logs_forever(Arc::clone(&logs), config.logs));
@@ -80,6 +85,7 @@ pub async fn run_with(
         store: Arc::clone(&store),
         logs,
         metrics: Arc::new(metrics::MetricsCache::default()),
+        instruments: Arc::clone(&instruments),
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
         route_suffix: config.route_suffix.clone(),
@@ -99,6 +105,7 @@ pub async fn run_with(
         liveness,
         Duration::from_millis(config.controller_interval_ms),
         retention,
+        instruments,
     ));
     info!(listen = %listener.local_addr()?, url = %state.public_url, "berth-master serving");
     notify_ready();

@@ -11,6 +11,7 @@ mod metrics;
 mod nodes;
 mod openapi;
 mod pods;
+mod prometheus;
 mod routes;
 mod services;
 mod watch;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub logs: Arc<crate::logs::LogStore>,
     /// The latest resource sample of each node and pod.
     pub metrics: Arc<crate::metrics::MetricsCache>,
+    /// The master's own figures, served at `/metrics`.
+    pub instruments: Arc<crate::instruments::Instruments>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -107,8 +110,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(endpoints::list))
         .route("/v1/events", get(events::list))
         .route("/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(prometheus::page))
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            prometheus::count_request,
+        ))
         .with_state(state)
 }
 

@@ -17,6 +17,7 @@ use berth_model::link::{add_link_env, link_env};
 use berth_model::{ClusterPod, Event, EventKind, Node, NodeCondition, Service};
 use tracing::{info, warn};
 
+use crate::instruments::Instruments;
 use crate::objects::{self, EVENTS, NODES, PODS, SERVICES};
 use crate::scheduler::{decide, ClusterView, Placement, PodRequest};
 use crate::store::{Op, Store};
@@ -418,7 +419,8 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> anyhow::Result<Clus
 /// Plans and commits every `interval`, forever, keeping the default
 /// [`Retention`] of events.
 pub async fn run(store: Arc<dyn Store>, liveness: Arc<Liveness>, interval: Duration) {
-    run_with(store, liveness, interval, Retention::default()).await;
+    let instruments = Arc::new(Instruments::default());
+    run_with(store, liveness, interval, Retention::default(), instruments).await;
 }
 
 /// Plans and commits every `interval`, forever. A conflict (someone wrote
@@ -430,19 +432,22 @@ pub async fn run_with(
     liveness: Arc<Liveness>,
     interval: Duration,
     retention: Retention,
+    instruments: Arc<Instruments>,
 ) {
     let mut conditions = NodeConditions::default();
     let mut link_backends: Option<links::LinkBackends> = None;
     let mut next_prune = tokio::time::Instant::now();
     loop {
+        let round = std::time::Instant::now();
         match read(store.as_ref(), &liveness).await {
             Ok(cluster) => {
                 record_node_transitions(store.as_ref(), &mut conditions, &cluster).await;
                 record_link_rewirings(store.as_ref(), &mut link_backends, &cluster).await;
-                commit(store.as_ref(), plan(&cluster)).await;
+                commit(store.as_ref(), plan(&cluster), &instruments).await;
             }
             Err(e) => warn!(error = %format!("{e:#}"), "controller cannot read the cluster"),
         }
+        instruments.controller_rounds.observe(round.elapsed());
         if tokio::time::Instant::now() >= next_prune {
             prune_events(store.as_ref(), &retention).await;
             next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
@@ -506,26 +511,43 @@ async fn record_link_rewirings(
 /// commit as its event, in commits of at most [`MAX_COMMIT_OPS`]. Every
 /// change is a compare-and-swap of its own, so splitting a plan loses
 /// nothing: a change that conflicts is planned again next round.
-async fn commit(store: &dyn Store, changes: Vec<Change>) {
-    let mut ops = Vec::new();
+async fn commit(store: &dyn Store, changes: Vec<Change>, instruments: &Instruments) {
+    let mut batch = Batch::default();
     for change in changes {
         info!(reason = %change.reason, "controller");
-        if ops.len() + 2 > MAX_COMMIT_OPS {
-            apply_or_warn(store, std::mem::take(&mut ops)).await;
+        if batch.ops.len() + 2 > MAX_COMMIT_OPS {
+            std::mem::take(&mut batch).apply(store, instruments).await;
         }
-        ops.push(change.op);
+        batch.ops.push(change.op);
         if let Some(event) = &change.event {
-            ops.push(events::record(event));
+            match event.kind {
+                EventKind::PodScheduled => batch.placed += 1,
+                EventKind::PodUnschedulable => batch.unschedulable += 1,
+                _ => {}
+            }
+            batch.ops.push(events::record(event));
         }
     }
-    if !ops.is_empty() {
-        apply_or_warn(store, ops).await;
+    if !batch.ops.is_empty() {
+        batch.apply(store, instruments).await;
     }
 }
 
-async fn apply_or_warn(store: &dyn Store, ops: Vec<Op>) {
-    if let Err(e) = store.apply(ops).await {
-        warn!(error = %e, "controller commit failed; planning again");
+/// One commit's ops, and the scheduler decisions in it: counted once
+/// committed, since a conflicting commit decided nothing.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<Op>,
+    placed: u64,
+    unschedulable: u64,
+}
+
+impl Batch {
+    async fn apply(self, store: &dyn Store, instruments: &Instruments) {
+        match store.apply(self.ops).await {
+            Ok(_) => instruments.scheduler_decisions(self.placed, self.unschedulable),
+            Err(e) => warn!(error = %e, "controller commit failed; planning again"),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::config::{MasterConfig, StoreBackend};
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;
+pub mod timed;
 
 /// One key with its value and the revision of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
