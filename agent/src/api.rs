@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use berth_model::{ApiError, Pod, ValidationErrors, MAX_REQUEST_BODY_BYTES};
 use serde::Deserialize;
 
+use crate::journal;
 use crate::runtime::{RequestError, Runtime};
 
 /// The API's routes over a runtime.
@@ -133,6 +134,20 @@ async fn restart_pod(State(runtime): State<Arc<Runtime>>, Path(name): Path<Strin
     respond(runtime.restart(&name).await)
 }
 
+/// `TIME CONTAINER | line`, the line escaped as `berth logs` escapes it.
+fn format_local_line(entry: &journal::Entry) -> String {
+    let container = entry
+        .unit
+        .as_deref()
+        .and_then(journal::container_of_unit)
+        .map_or_else(|| entry.unit.clone().unwrap_or_default(), |(_, c)| c);
+    format!(
+        "{} {container} | {}\n",
+        berth_model::logs::format_utc_micros(entry.realtime_us),
+        berth_model::logs::escape_message(&entry.message)
+    )
+}
+
 fn respond(result: Result<berth_model::PodStatus, RequestError>) -> Response {
     match result {
         Ok(status) => Json(status).into_response(),
@@ -144,6 +159,9 @@ fn respond(result: Result<berth_model::PodStatus, RequestError>) -> Response {
 struct LogsQuery {
     #[serde(default)]
     follow: bool,
+    /// The bytes each line was, instead of escaped text.
+    #[serde(default)]
+    raw: bool,
     tail: Option<u32>,
     container: Option<String>,
 }
@@ -159,8 +177,16 @@ async fn pod_logs(
         Ok(units) => units,
         Err(e) => return e.into_response(),
     };
+    // The export format carries each MESSAGE as it was written, bytes and
+    // all; journalctl's text formats print `[33B blob data]` for a line
+    // with one control character in it.
     let mut cmd = tokio::process::Command::new("journalctl");
-    cmd.args(["--no-pager", "--output=short-iso", "--quiet"]);
+    cmd.args([
+        "--no-pager",
+        "--output=export",
+        "--output-fields=MESSAGE,MESSAGE_ID,_SYSTEMD_UNIT",
+        "--quiet",
+    ]);
     for unit in &units {
         cmd.arg(format!("--unit={unit}"));
     }
@@ -192,20 +218,29 @@ async fn pod_logs(
     };
     // The child lives as long as the stream: dropping the response (the
     // client left) kills journalctl.
-    let stream = futures_util::stream::unfold((stdout, child), |(mut stdout, child)| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buffer = vec![0u8; 16 * 1024];
-        match stdout.read(&mut buffer).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((
-                    Ok::<_, std::io::Error>(Bytes::from(buffer)),
-                    (stdout, child),
-                ))
+    let reader = tokio::io::BufReader::with_capacity(64 * 1024, stdout);
+    let raw = query.raw;
+    let stream = futures_util::stream::unfold(
+        (reader, child, Vec::new()),
+        move |(mut reader, child, mut scratch)| async move {
+            match journal::next_entry(&mut reader, &mut scratch).await {
+                Ok(Some(entry)) => {
+                    let line = if raw {
+                        let mut bytes = entry.message;
+                        bytes.push(b'\n');
+                        bytes
+                    } else {
+                        format_local_line(&entry).into_bytes()
+                    };
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from(line)),
+                        (reader, child, scratch),
+                    ))
+                }
+                Ok(None) | Err(_) => None,
             }
-        }
-    });
+        },
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(stream),

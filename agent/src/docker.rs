@@ -9,7 +9,7 @@ use bollard::container::{
     RemoveContainerOptions,
 };
 use bollard::image::CreateImageOptions;
-use bollard::models::{HostConfig, PortBinding as DockerPortBinding};
+use bollard::models::{HostConfig, HostConfigLogConfig, PortBinding as DockerPortBinding};
 use futures_util::StreamExt;
 
 use crate::config::RegistryCredentials;
@@ -264,6 +264,12 @@ impl Docker {
                 binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
                 // systemd restarts the unit; Docker must not restart behind it.
                 restart_policy: None,
+                // berth-shim puts the output in the journal; a json-file
+                // log beside it would store every line twice.
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("none".to_owned()),
+                    config: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()

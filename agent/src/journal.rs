@@ -217,6 +217,7 @@ pub fn shipped_line(entry: &Entry) -> Option<ShippedLine> {
     }
     let (pod, container) = container_of_unit(entry.unit.as_deref()?)?;
     let (seqnum_id, seqnum) = cursor_seqnum(&entry.cursor)?;
+    let (message, raw) = berth_model::logs::message_fields(&entry.message);
     Some(ShippedLine {
         seqnum_id,
         seqnum,
@@ -224,7 +225,8 @@ pub fn shipped_line(entry: &Entry) -> Option<ShippedLine> {
         priority: entry.priority,
         pod,
         container,
-        message: String::from_utf8_lossy(&entry.message).into_owned(),
+        message,
+        raw,
     })
 }
 

@@ -116,7 +116,7 @@ async fn ship_from(
         let mut bytes = 0;
         let mut cursor = first.cursor;
         if let Some(line) = first.line {
-            bytes += line.message.len();
+            bytes += line.encoded_len();
             batch.push(line);
         }
         let deadline = Instant::now() + BATCH_WINDOW;
@@ -128,7 +128,7 @@ async fn ship_from(
             let Some(read) = next else { break };
             cursor = read.cursor;
             if let Some(line) = read.line {
-                bytes += line.message.len();
+                bytes += line.encoded_len();
                 batch.push(line);
             }
         }

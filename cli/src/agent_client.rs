@@ -151,6 +151,8 @@ pub struct LogOptions {
     pub tail: Option<u32>,
     /// Only this container's logs; the agent's default otherwise.
     pub container: Option<String>,
+    /// The bytes each line was, instead of escaped text.
+    pub raw: bool,
 }
 
 /// A log body as it arrives, chunk by chunk.
@@ -347,6 +349,9 @@ fn logs_path(name: &str, options: &LogOptions) -> String {
     if let Some(container) = &options.container {
         query.push(format!("container={}", encode_component(container)));
     }
+    if options.raw {
+        query.push("raw=true".to_owned());
+    }
     let mut path = format!("{}/logs", pod_path(name));
     if !query.is_empty() {
         path.push('?');
@@ -392,10 +397,11 @@ mod tests {
             follow: true,
             tail: Some(20),
             container: Some("app&x".to_owned()),
+            raw: true,
         };
         assert_eq!(
             logs_path("web", &options),
-            "/v1/pods/web/logs?follow=true&tail=20&container=app%26x"
+            "/v1/pods/web/logs?follow=true&tail=20&container=app%26x&raw=true"
         );
     }
 

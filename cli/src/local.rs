@@ -110,6 +110,12 @@ pub struct LogsArgs {
     /// Only this container's logs.
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+
+    /// `text`: `TIME CONTAINER | line`, every byte a terminal would act on
+    /// escaped reversibly (`\xff`, `\u{2028}`, `\\`); `raw`: exactly the
+    /// bytes the containers printed, a newline after each line.
+    #[arg(short, long, value_enum, default_value_t = crate::logs::LogFormat::Text)]
+    pub output: crate::logs::LogFormat,
 }
 
 /// The pod failed validation before it was sent to the agent.
@@ -178,6 +184,7 @@ async fn stream_logs(client: &AgentClient, args: &LogsArgs) -> anyhow::Result<()
         follow: args.follow,
         tail: args.tail,
         container: args.container.clone(),
+        raw: args.output == crate::logs::LogFormat::Raw,
     };
     let mut logs = client.logs(&args.name, &options).await?;
     let mut stdout = tokio::io::stdout();

@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use berth_model::logs::LogLine;
-use clap::Args;
+use berth_model::logs::{escape_message, format_utc_micros, LogLine};
+use clap::{Args, ValueEnum};
 
 use crate::cluster;
 use crate::master_client::MasterClient;
@@ -44,6 +44,28 @@ pub struct LogsArgs {
     /// Start each line with the time journald received it (UTC).
     #[arg(short, long)]
     pub timestamps: bool,
+
+    /// `text`: `pod@node | line`, every byte a terminal would act on
+    /// escaped reversibly (`\xff`, `\u{2028}`, `\\`); `raw`: exactly the
+    /// bytes the containers printed, a newline after each line.
+    #[arg(short, long, value_enum, default_value_t = LogFormat::Text)]
+    pub output: LogFormat,
+}
+
+/// How `berth logs` prints a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Escaped, with pod and node.
+    Text,
+    /// The bytes as printed, nothing added but the newline.
+    Raw,
+}
+
+/// How lines are printed.
+#[derive(Debug, Clone, Copy)]
+struct Style {
+    format: LogFormat,
+    timestamps: bool,
 }
 
 /// Runs `berth logs`.
@@ -59,6 +81,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     if let Some(container) = &args.container {
         filters.push(("container", container.clone()));
     }
+    let style = Style {
+        format: args.output,
+        timestamps: args.timestamps,
+    };
     let what = format!("cannot read the logs of {}", args.target);
     let mut last_id = match args.tail {
         Some(tail) => {
@@ -68,10 +94,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
                 .read_logs(&query, Duration::ZERO)
                 .await
                 .context(what.clone())?;
-            print_lines(&page.lines, args.timestamps)?;
+            print_lines(&page.lines, style)?;
             page.last_id
         }
-        None => history(&client, &filters, args.timestamps)
+        None => history(&client, &filters, style)
             .await
             .context(what.clone())?,
     };
@@ -86,7 +112,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             .read_logs(&query, FOLLOW_WAIT)
             .await
             .context(what.clone())?;
-        print_lines(&page.lines, args.timestamps)?;
+        print_lines(&page.lines, style)?;
         last_id = page.last_id.max(last_id);
     }
 }
@@ -96,7 +122,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
 async fn history(
     client: &MasterClient,
     filters: &[(&str, String)],
-    timestamps: bool,
+    style: Style,
 ) -> anyhow::Result<u64> {
     let mut from = None;
     let mut first_last_id = None;
@@ -106,7 +132,7 @@ async fn history(
             query.push(("from", from));
         }
         let page = client.read_logs(&query, Duration::ZERO).await?;
-        print_lines(&page.lines, timestamps)?;
+        print_lines(&page.lines, style)?;
         // Lines arriving while the pages are read are followed from the
         // first page's mark; some may print twice, none go missing.
         let last_id = *first_last_id.get_or_insert(page.last_id);
@@ -117,85 +143,40 @@ async fn history(
     }
 }
 
-fn print_lines(lines: &[LogLine], timestamps: bool) -> anyhow::Result<()> {
+fn print_lines(lines: &[LogLine], style: Style) -> anyhow::Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     for line in lines {
-        text.push_str(&format_line(line, timestamps));
-        text.push('\n');
+        match style.format {
+            LogFormat::Text => bytes.extend(format_line(line, style.timestamps).into_bytes()),
+            LogFormat::Raw => bytes.extend_from_slice(line.bytes()),
+        }
+        bytes.push(b'\n');
     }
     let mut stdout = std::io::stdout().lock();
     stdout
-        .write_all(text.as_bytes())
+        .write_all(&bytes)
         .and_then(|()| stdout.flush())
         .context("writing to stdout")
 }
 
-/// One line as printed: `[time ]pod@node | message`, the message with
-/// control characters escaped so a line cannot move the cursor, clear the
-/// screen or fake another line.
+/// One line as printed: `[time ]pod@node | message`, the message escaped
+/// by [`escape_message`] so a line cannot move the cursor, clear the screen,
+/// fake another line or lose a byte.
 pub fn format_line(line: &LogLine, timestamps: bool) -> String {
     let mut out = String::with_capacity(line.message.len() + 32);
     if timestamps {
-        out.push_str(&utc(line.time_us));
+        out.push_str(&format_utc_micros(line.time_us));
         out.push(' ');
     }
     out.push_str(&line.pod);
     out.push('@');
     out.push_str(&line.node);
     out.push_str(" | ");
-    escape_controls(&line.message, &mut out);
+    out.push_str(&escape_message(line.bytes()));
     out
-}
-
-/// Appends `s` with control characters (C0, DEL and C1) written as `\t`,
-/// `\r`, `\n` or `\xNN` / `\u{NN}`.
-pub fn escape_controls(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if (0x80..0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of microseconds since the epoch.
-fn utc(time_us: u64) -> String {
-    let secs = time_us / 1_000_000;
-    let millis = (time_us / 1000) % 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil-date algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `--since`: microseconds since the epoch.
@@ -244,6 +225,7 @@ mod tests {
             container: "web".into(),
             priority: 6,
             message: message.into(),
+            raw: None,
         }
     }
 
@@ -252,8 +234,11 @@ mod tests {
         assert_eq!(format_line(&line("hello"), false), "web-1@h2 | hello");
         assert_eq!(
             format_line(&line("a\x1b[2Jb\rc\td\u{85}é\x7f"), false),
-            "web-1@h2 | a\\x1b[2Jb\\rc\\td\\u{85}é\\x7f"
+            "web-1@h2 | a\\x1b[2Jb\\rc\\td\\u{0085}é\\x7f"
         );
+        let mut invalid = line("a\u{fffd}b");
+        invalid.raw = Some(b"a\xffb".to_vec());
+        assert_eq!(format_line(&invalid, false), "web-1@h2 | a\\xffb");
         assert_eq!(
             format_line(&line("x"), true),
             "2023-11-14T22:13:20.123Z web-1@h2 | x"

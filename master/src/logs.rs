@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use berth_model::logs::{LogBatch, LogBatchAck, LogLine, LogPage};
+use berth_model::logs::{message_fields, LogBatch, LogBatchAck, LogLine, LogPage, ShippedLine};
 use rusqlite::{params, Connection};
 use tokio::sync::watch;
 
@@ -158,7 +158,7 @@ impl LogStore {
                     line.pod,
                     line.container,
                     line.priority,
-                    line.message,
+                    stored_message(line),
                 ])? as u64;
             }
         }
@@ -232,6 +232,14 @@ impl LogStore {
         let mut position = None;
         while let Some(row) = rows.next()? {
             scanned += 1;
+            let bytes = row.get_ref(6)?.as_bytes().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    6,
+                    rusqlite::types::Type::Blob,
+                    Box::new(e),
+                )
+            })?;
+            let (message, raw) = message_fields(bytes);
             let line = LogLine {
                 id: row.get(0)?,
                 time_us: row.get(1)?,
@@ -239,7 +247,8 @@ impl LogStore {
                 pod: row.get(3)?,
                 container: row.get(4)?,
                 priority: row.get(5)?,
-                message: row.get(6)?,
+                message,
+                raw,
             };
             position = Some((line.time_us, line.id));
             if query.since_us.is_some_and(|since| line.time_us < since) {
@@ -305,6 +314,15 @@ impl LogStore {
     }
 }
 
+/// A line as the database keeps it: text when it is UTF-8, a blob of its
+/// exact bytes when it is not.
+fn stored_message(line: &ShippedLine) -> rusqlite::types::Value {
+    match &line.raw {
+        Some(raw) => rusqlite::types::Value::Blob(raw.clone()),
+        None => rusqlite::types::Value::Text(line.message.clone()),
+    }
+}
+
 fn wants(query: &LogQuery, line: &LogLine) -> bool {
     query.selection.selects(&line.pod)
         && query
@@ -331,7 +349,6 @@ pub fn rows_over_size(used: u64, max: u64, rows: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_model::logs::ShippedLine;
 
     fn line(seqnum: u64, time_us: u64, pod: &str, message: &str) -> ShippedLine {
         ShippedLine {
@@ -342,6 +359,7 @@ mod tests {
             pod: pod.into(),
             container: "app".into(),
             message: message.into(),
+            raw: None,
         }
     }
 
@@ -357,6 +375,27 @@ mod tests {
             grep: None,
             mode,
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_come_back_exactly() {
+        let store = store();
+        let hostile: &[u8] = b"a\0b\xff\xfe \xe2\x80\xa8";
+        let mut odd = line(1, 10, "web-0", "");
+        (odd.message, odd.raw) = berth_model::logs::message_fields(hostile);
+        let batch = LogBatch {
+            lines: vec![odd, line(2, 11, "web-0", "plain")],
+        };
+        store.ingest("h1", &batch).unwrap();
+        let page = store
+            .query(&query(
+                Selection::Pod("web-0".into()),
+                Mode::History { from: None },
+            ))
+            .unwrap();
+        assert_eq!(page.lines[0].bytes(), hostile);
+        assert_eq!(page.lines[1].bytes(), b"plain");
+        assert_eq!(page.lines[1].raw, None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! systemd starts it; it attaches to the Docker container, starts it, tells
 //! systemd the service is ready, relays the container's stdout and stderr to
-//! its own (so they land in the journal under the unit), and exits with the
-//! container's exit status. On SIGTERM (`systemctl stop`) it asks Docker to
+//! the journal, one native entry per line (filed under the unit, byte for
+//! byte), and exits with the container's exit status. On SIGTERM (`systemctl stop`) it asks Docker to
 //! stop the container and then ends as if SIGTERM had killed it, which
 //! systemd counts as a clean stop.
 //!
@@ -246,7 +246,11 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
         }
     }
 
-    relay::relay(stream, state.tty);
+    relay::relay(
+        stream,
+        state.tty,
+        &mut journal::OutputJournal::new(&args.container),
+    );
 
     let code = docker.wait(&args.container)?;
     if stopping.load(Ordering::SeqCst) {
