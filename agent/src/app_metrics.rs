@@ -106,6 +106,10 @@ const EXPORTED: &str = "exported_";
 /// Most characters kept of a HELP text.
 const MAX_HELP: usize = 1024;
 
+/// Most families described per endpoint; later HELP and TYPE lines are
+/// ignored (their samples are then shown untyped).
+const MAX_FAMILIES: usize = 1000;
+
 /// What an endpoint served, made safe to show on the agent's page: the
 /// samples, and the HELP and TYPE of their families.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,6 +156,11 @@ pub fn parse(text: &str) -> Scrape {
         let (_, family) = family_of(&sample.name, &declared);
         fits_family(sample, family)
     });
+    for family in &mut declared {
+        if family.kind.is_empty() {
+            family.kind = "untyped".to_owned();
+        }
+    }
     let families = declared
         .into_iter()
         .filter(|family| {
@@ -267,6 +276,7 @@ fn describe(declared: &mut Vec<AppFamily>, meta: Metadata) {
     };
     let index = match declared.iter().position(|f| f.name == name) {
         Some(index) => index,
+        None if declared.len() == MAX_FAMILIES => return,
         None => {
             declared.push(AppFamily {
                 name,
@@ -280,10 +290,11 @@ fn describe(declared: &mut Vec<AppFamily>, meta: Metadata) {
     if let (Some(help), true) = (help, family.help.is_empty()) {
         family.help = help;
     }
+    // A family with HELP but no TYPE yet may still get one below; `parse`
+    // calls what stays without one untyped.
     if let (Some(kind), true) = (kind, family.kind.is_empty()) {
         family.kind = kind;
     }
-    // A family with HELP but no TYPE is untyped; TYPE may still follow.
 }
 
 /// HELP text as plain text: `\\` and `\n` unescaped, any other backslash
@@ -615,16 +626,25 @@ mod tests {
              # HELP hits_total Second.\n\
              # TYPE unused gauge\n\
              # TYPE odd_total bogus\n\
+             # HELP only_help Described, not typed.\n\
              hits_total 1\n\
-             odd_total 2\n",
+             odd_total 2\n\
+             only_help 3\n",
         );
         assert_eq!(
             scrape.families,
-            [AppFamily {
-                name: "hits_total".into(),
-                kind: "counter".into(),
-                help: "Hits, \\ and\nmore \\q.".into(),
-            }],
+            [
+                AppFamily {
+                    name: "hits_total".into(),
+                    kind: "counter".into(),
+                    help: "Hits, \\ and\nmore \\q.".into(),
+                },
+                AppFamily {
+                    name: "only_help".into(),
+                    kind: "untyped".into(),
+                    help: "Described, not typed.".into(),
+                }
+            ],
             "unused and unknown types are not kept"
         );
     }

@@ -299,7 +299,10 @@ fn su_promtool_finds_the_agents_page_clean_with_hostile_apps_exporting() {
         1,
         "{page}"
     );
-    assert!(!page.contains("pod=\"victim-0\""), "{page}");
+    assert!(
+        !page.contains("{pod=\"victim-0\""),
+        "no series passes for another pod's:\n{page}"
+    );
     assert!(
         page.contains(
             "exported_berth_container_memory_bytes{pod=\"hostile-a-0\",container=\"hostile-a\",exported_pod=\"victim-0\",exported_container=\"victim\"} 1\n"
