@@ -545,6 +545,69 @@ mod tests {
     }
 
     #[test]
+    fn the_shim_gets_capabilities_and_inet_only_for_network_probes() {
+        let plain = render_container_unit(&unit()).unwrap();
+        assert!(plain.contains("\nCapabilityBoundingSet=\n"), "{plain}");
+        assert!(
+            plain.contains("\nRestrictAddressFamilies=AF_UNIX\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("\nRestrictNamespaces=yes\n"), "{plain}");
+
+        let exec_only = Probes {
+            liveness: Some(Probe::new(Check::Exec(berth_model::ExecCheck {
+                command: vec!["true".into()],
+            }))),
+            ..NO_PROBES
+        };
+        let text = render_container_unit(&ContainerUnit {
+            probes: &exec_only,
+            ..unit()
+        })
+        .unwrap();
+        assert!(
+            text.contains("\nCapabilityBoundingSet=\n"),
+            "exec probes go through Docker"
+        );
+
+        let tcp = Probes {
+            readiness: Some(Probe::new(Check::Tcp(berth_model::TcpCheck { port: 80 }))),
+            ..NO_PROBES
+        };
+        let text = render_container_unit(&ContainerUnit {
+            probes: &tcp,
+            ..unit()
+        })
+        .unwrap();
+        assert!(text.contains("\nCapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE\n"));
+        assert!(text.contains("\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"));
+        assert!(text.contains("\nRestrictNamespaces=net\n"));
+    }
+
+    #[test]
+    fn the_sandbox_never_acts_on_the_cgroup_the_container_is_nested_in() {
+        let tcp = Probes {
+            readiness: Some(Probe::new(Check::Tcp(berth_model::TcpCheck { port: 80 }))),
+            ..NO_PROBES
+        };
+        for probes in [&NO_PROBES, &tcp] {
+            let text = render_container_unit(&ContainerUnit { probes, ..unit() }).unwrap();
+            for cgroup_wide in [
+                "PrivateDevices=",
+                "DevicePolicy=",
+                "DeviceAllow=",
+                "ProtectClock=",
+                "IPAddressDeny=",
+                "IPAddressAllow=",
+                "SocketBindDeny=",
+                "RestrictNetworkInterfaces=",
+            ] {
+                assert!(!text.contains(cgroup_wide), "{cgroup_wide} in\n{text}");
+            }
+        }
+    }
+
+    #[test]
     fn probes_become_quoted_shim_arguments_and_lift_the_start_timeout() {
         let mut liveness = Probe::new(Check::Exec(berth_model::ExecCheck {
             command: vec![
