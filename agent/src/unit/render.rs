@@ -324,8 +324,10 @@ fn render_service(
 /// journal's and the notify socket (all unix sockets with a path, so it
 /// needs no network of its own). TCP and HTTP probes join the container's
 /// network namespace from one thread: `setns` asks for `CAP_SYS_ADMIN`,
-/// and opening `/proc/<pid>/ns/net` of a process with other credentials
-/// for `CAP_SYS_PTRACE`, so a unit gets both only when it has such a probe.
+/// and opening `/proc/<pid>/ns/net` asks for `CAP_SYS_PTRACE` (the kernel
+/// wants it whenever the target holds capabilities the opener lacks, which
+/// any container's process does, root or not; tried in the lab), so a unit
+/// gets both only when it has such a probe.
 ///
 /// Nothing here may act on the unit's cgroup, since the container's cgroup
 /// is nested under it: no `PrivateDevices=`, `DeviceAllow=` (which
