@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use berth_model::metrics::{AppSample, ContainerMetrics, NodeUsage, PodMetrics};
+use berth_model::metrics::{ContainerMetrics, NodeUsage, PodMetrics};
 
 /// How long one poll of an application's metrics endpoint may take.
 const APP_POLL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,7 +97,7 @@ impl Metrics {
     }
 
     /// Adds what a container's metrics endpoint served to the latest sample.
-    pub fn attach_app(&self, pod: &str, container: &str, samples: Vec<AppSample>) {
+    pub fn attach_app(&self, pod: &str, container: &str, scrape: app_metrics::Scrape) {
         let mut latest = self.latest.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = latest
             .pods
@@ -106,7 +106,8 @@ impl Metrics {
             .flat_map(|p| p.containers.iter_mut())
             .find(|c| c.name == container)
         {
-            c.app = samples;
+            c.app = scrape.samples;
+            c.app_families = scrape.families;
         }
     }
 
@@ -220,33 +221,16 @@ pub fn render_prometheus(usage: Option<NodeUsage>, pods: &[PodMetrics]) -> Strin
                     let _ = writeln!(
                         out,
                         "{name}{{pod=\"{}\",container=\"{}\"}} {v}",
-                        label(&pod.pod),
-                        label(&container.name)
+                        app_metrics::escape_label_value(&pod.pod),
+                        app_metrics::escape_label_value(&container.name)
                     );
                 }
             }
         }
     }
-    // The applications' own samples, labelled with their pod and container.
-    for pod in pods {
-        for container in &pod.containers {
-            for sample in &container.app {
-                let extra = if sample.labels.is_empty() {
-                    String::new()
-                } else {
-                    format!(",{}", sample.labels)
-                };
-                let _ = writeln!(
-                    out,
-                    "{}{{pod=\"{}\",container=\"{}\"{extra}}} {}",
-                    sample.name,
-                    label(&pod.pod),
-                    label(&container.name),
-                    sample.value
-                );
-            }
-        }
-    }
+    // The applications' own families, sanitised when polled and merged
+    // here into one valid page.
+    out.push_str(&app_metrics::exposition(pods));
     if let Some(usage) = usage {
         let _ = writeln!(
             out,
@@ -257,13 +241,6 @@ pub fn render_prometheus(usage: Option<NodeUsage>, pods: &[PodMetrics]) -> Strin
         );
     }
     out
-}
-
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Samples every `interval`, forever.
@@ -302,16 +279,16 @@ async fn poll_applications(metrics: &Metrics, docker: &Docker, pods: &[(String, 
         containers.iter().map(move |container| async move {
             let name = app_container_name(pod, container);
             let endpoint = docker.metrics_endpoint(&name).await?;
-            let samples = app_metrics::poll(&endpoint, APP_POLL_TIMEOUT).await?;
-            Some((pod, container, samples))
+            let scrape = app_metrics::poll(&endpoint, APP_POLL_TIMEOUT).await?;
+            Some((pod, container, scrape))
         })
     });
-    for (pod, container, samples) in futures_util::future::join_all(polls)
+    for (pod, container, scrape) in futures_util::future::join_all(polls)
         .await
         .into_iter()
         .flatten()
     {
-        metrics.attach_app(pod, container, samples);
+        metrics.attach_app(pod, container, scrape);
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use berth_agent::unit::{render_container_unit, render_pod_slice, ContainerUnit};
-use berth_model::{EnvVar, RestartPolicy};
+use berth_model::{EnvVar, Probe, Probes, RestartPolicy, TcpCheck};
 
 const SHIM: &str = "/usr/lib/berth/berth-shim";
 
@@ -108,6 +108,40 @@ fn nasty_values_are_escaped() {
         probes: &berth_agent::unit::NO_PROBES,
     };
     check_golden("nasty.service", &render(&unit));
+}
+
+#[test]
+fn container_with_network_probes_may_join_its_namespace() {
+    let tcp = |port| Probe {
+        tcp: Some(TcpCheck { port }),
+        http: None,
+        exec: None,
+        initial_delay_secs: 0,
+        period_secs: 5,
+        timeout_secs: 1,
+        failure_threshold: 3,
+        success_threshold: 1,
+    };
+    let probes = Probes {
+        startup: None,
+        readiness: Some(tcp(8080)),
+        liveness: None,
+    };
+    let unit = ContainerUnit {
+        pod: "db",
+        container: "pg",
+        description: "berth pod db, container pg",
+        shim_path: SHIM,
+        container_name: "berth-db-pg",
+        stop_timeout_secs: 10,
+        restart: RestartPolicy::Always,
+        memory_max: None,
+        cpu_millis: None,
+        joins_pod_network: false,
+        environment: &[],
+        probes: &probes,
+    };
+    check_golden("probed.service", &render(&unit));
 }
 
 #[test]

@@ -52,6 +52,9 @@ pub struct ContainerMetrics {
     /// metrics hook), when its image declares one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app: Vec<AppSample>,
+    /// The HELP and TYPE the endpoint gave for the families of `app`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_families: Vec<AppFamily>,
 }
 
 /// One sample of an application's own metrics, as its endpoint served it
@@ -66,6 +69,20 @@ pub struct AppSample {
     pub labels: String,
     /// The value, as served.
     pub value: String,
+}
+
+/// The HELP and TYPE lines an application's endpoint gave for one metric
+/// family.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppFamily {
+    /// The family's name (a histogram's `x` for `x_bucket`, `x_sum`, …).
+    pub name: String,
+    /// `counter`, `gauge`, `histogram`, `summary` or `untyped`.
+    pub kind: String,
+    /// The HELP text, unescaped; empty when the endpoint gave none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub help: String,
 }
 
 /// A pod's figures at one sampling.

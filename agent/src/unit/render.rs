@@ -310,9 +310,71 @@ fn render_service(
         let _ = writeln!(out, "CPUQuota={}", cpu_quota(millis));
     }
 
+    push_shim_sandbox(&mut out, unit.probes);
+
     out.push_str("\n[Install]\n");
     out.push_str("WantedBy=multi-user.target\n");
     Ok(out)
+}
+
+/// What berth-shim, the unit's only process, may do.
+///
+/// The container is not sandboxed by this: dockerd starts it, outside the
+/// unit's processes. Only the shim is, and it needs Docker's socket, the
+/// journal's and the notify socket (all unix sockets with a path, so it
+/// needs no network of its own). TCP and HTTP probes join the container's
+/// network namespace from one thread: `setns` asks for `CAP_SYS_ADMIN`,
+/// and opening `/proc/<pid>/ns/net` asks for `CAP_SYS_PTRACE` (the kernel
+/// wants it whenever the target holds capabilities the opener lacks, which
+/// any container's process does, root or not; tried in the lab), so a unit
+/// gets both only when it has such a probe.
+///
+/// Nothing here may act on the unit's cgroup, since the container's cgroup
+/// is nested under it: no `PrivateDevices=`, `DeviceAllow=` (which
+/// `ProtectClock=` implies), `IPAddressDeny=` or `SocketBind*=`, which
+/// would all apply to the container as well.
+fn push_shim_sandbox(out: &mut String, probes: &Probes) {
+    let probes_network = probes
+        .iter()
+        .any(|(_, probe)| matches!(probe.check(), Some(Check::Tcp(_) | Check::Http(_))));
+    out.push_str("NoNewPrivileges=yes\n");
+    if probes_network {
+        out.push_str("CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE\n");
+    } else {
+        out.push_str("CapabilityBoundingSet=\n");
+    }
+    out.push_str(concat!(
+        "PrivateNetwork=yes\n",
+        "ProtectSystem=strict\n",
+        "ProtectHome=yes\n",
+        "PrivateTmp=yes\n",
+        "PrivateMounts=yes\n",
+        "ProtectKernelTunables=yes\n",
+        "ProtectKernelModules=yes\n",
+        "ProtectKernelLogs=yes\n",
+        "ProtectControlGroups=yes\n",
+        "ProtectHostname=yes\n",
+        "ProtectProc=invisible\n",
+        "ProcSubset=pid\n",
+    ));
+    if probes_network {
+        out.push_str("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n");
+        out.push_str("RestrictNamespaces=net\n");
+    } else {
+        out.push_str("RestrictAddressFamilies=AF_UNIX\n");
+        out.push_str("RestrictNamespaces=yes\n");
+    }
+    out.push_str(concat!(
+        "RestrictSUIDSGID=yes\n",
+        "RestrictRealtime=yes\n",
+        "LockPersonality=yes\n",
+        "MemoryDenyWriteExecute=yes\n",
+        "SystemCallArchitectures=native\n",
+        "SystemCallFilter=@system-service\n",
+        "SystemCallFilter=~@privileged @resources\n",
+        "SystemCallErrorNumber=EPERM\n",
+        "UMask=0077\n",
+    ));
 }
 
 /// The shim's probe arguments (` --probe readiness http --port 8080 ...`),
@@ -481,6 +543,69 @@ mod tests {
             joins_pod_network: false,
             environment: &[],
             probes: &NO_PROBES,
+        }
+    }
+
+    #[test]
+    fn the_shim_gets_capabilities_and_inet_only_for_network_probes() {
+        let plain = render_container_unit(&unit()).unwrap();
+        assert!(plain.contains("\nCapabilityBoundingSet=\n"), "{plain}");
+        assert!(
+            plain.contains("\nRestrictAddressFamilies=AF_UNIX\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("\nRestrictNamespaces=yes\n"), "{plain}");
+
+        let exec_only = Probes {
+            liveness: Some(Probe::new(Check::Exec(berth_model::ExecCheck {
+                command: vec!["true".into()],
+            }))),
+            ..NO_PROBES
+        };
+        let text = render_container_unit(&ContainerUnit {
+            probes: &exec_only,
+            ..unit()
+        })
+        .unwrap();
+        assert!(
+            text.contains("\nCapabilityBoundingSet=\n"),
+            "exec probes go through Docker"
+        );
+
+        let tcp = Probes {
+            readiness: Some(Probe::new(Check::Tcp(berth_model::TcpCheck { port: 80 }))),
+            ..NO_PROBES
+        };
+        let text = render_container_unit(&ContainerUnit {
+            probes: &tcp,
+            ..unit()
+        })
+        .unwrap();
+        assert!(text.contains("\nCapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE\n"));
+        assert!(text.contains("\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"));
+        assert!(text.contains("\nRestrictNamespaces=net\n"));
+    }
+
+    #[test]
+    fn the_sandbox_never_acts_on_the_cgroup_the_container_is_nested_in() {
+        let tcp = Probes {
+            readiness: Some(Probe::new(Check::Tcp(berth_model::TcpCheck { port: 80 }))),
+            ..NO_PROBES
+        };
+        for probes in [&NO_PROBES, &tcp] {
+            let text = render_container_unit(&ContainerUnit { probes, ..unit() }).unwrap();
+            for cgroup_wide in [
+                "PrivateDevices=",
+                "DevicePolicy=",
+                "DeviceAllow=",
+                "ProtectClock=",
+                "IPAddressDeny=",
+                "IPAddressAllow=",
+                "SocketBindDeny=",
+                "RestrictNetworkInterfaces=",
+            ] {
+                assert!(!text.contains(cgroup_wide), "{cgroup_wide} in\n{text}");
+            }
         }
     }
 
