@@ -408,3 +408,101 @@ fn logs_of_a_partitioned_node_wait_in_its_journal_and_catch_up() {
     assert_eq!(numbers, expected, "lines lost, doubled or out of order");
     println!("measured: {during} of 300 lines at the master while h2 was cut off; all 300 once after heal");
 }
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn logs_keep_hostile_output_byte_for_byte_in_one_entry_per_line() {
+    let lab = Lab::up("logs-bytes", 1);
+    // A 1 MiB line with no newline until its end, a NUL, bytes that are not
+    // UTF-8, a line separator, and a terminal escape.
+    let script = "printf 'before\\n'; head -c 1048576 /dev/zero | tr '\\000' x; printf '\\n'; \
+                  printf 'a\\000b\\n'; printf 'inv\\377\\376alid\\n'; printf 'sep\\342\\200\\250arator\\n'; \
+                  printf 'esc\\033[2Jctl\\n'; printf 'after\\n'; exec sleep 100000";
+    berth(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "hostile",
+            "--image",
+            "local/busybox",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .assert_success();
+    let raw = lab.eventually(Duration::from_secs(60), "every line shipped", || {
+        let out = berth(&lab, "h1", &["logs", "hostile", "-o", "raw"]);
+        (out.success() && out.output.stdout.ends_with(b"after\n")).then_some(out.output.stdout)
+    });
+    let lines: Vec<&[u8]> = raw
+        .strip_suffix(b"\n")
+        .unwrap_or(&raw)
+        .split(|b| *b == b'\n')
+        .collect();
+    let expected: Vec<Vec<u8>> = vec![
+        b"before".to_vec(),
+        vec![b'x'; 1 << 20],
+        b"a\0b".to_vec(),
+        b"inv\xff\xfealid".to_vec(),
+        "sep\u{2028}arator".as_bytes().to_vec(),
+        b"esc\x1b[2Jctl".to_vec(),
+        b"after".to_vec(),
+    ];
+    assert_eq!(
+        lines.iter().map(|l| l.len()).collect::<Vec<_>>(),
+        expected.iter().map(Vec::len).collect::<Vec<_>>(),
+        "one entry per line, the 1 MiB line included"
+    );
+    assert!(lines.iter().zip(&expected).all(|(got, want)| got == want));
+
+    // The journal itself holds one entry per line: the unit's entries from
+    // the container, counted by journald.
+    let entries = lab
+        .sh(
+            "h1",
+            "journalctl -u 'berth-hostile*' -o export --output-fields=BERTH_STREAM | grep -c '^BERTH_STREAM=stdout$'",
+        )
+        .assert_success();
+    assert_eq!(
+        entries.trim(),
+        "7",
+        "journal entries of the container's output"
+    );
+
+    // Escaped, reversibly, in both views; never journalctl's `[blob data]`.
+    let text = berth(&lab, "h1", &["logs", "hostile"]).assert_success();
+    for escaped in [
+        "a\\x00b",
+        "inv\\xff\\xfealid",
+        "sep\\u{2028}arator",
+        "esc\\x1b[2Jctl",
+    ] {
+        assert!(
+            text.contains(&format!("hostile-0@h1 | {escaped}\n")),
+            "{escaped} in\n{text}"
+        );
+    }
+    let local = berth(&lab, "h1", &["local", "logs", "hostile-0"]).assert_success();
+    assert!(!local.contains("blob data"), "{local}");
+    for escaped in ["a\\x00b", "inv\\xff\\xfealid", "sep\\u{2028}arator"] {
+        assert!(
+            local.contains(&format!("hostile | {escaped}\n")),
+            "{escaped} in\n{local}"
+        );
+    }
+
+    // Docker keeps no second copy.
+    let driver = lab
+        .sh(
+            "h1",
+            "docker inspect -f '{{.HostConfig.LogConfig.Type}}' $(docker ps -q --filter label=berth.pod=hostile-0)",
+        )
+        .assert_success();
+    assert!(
+        driver.lines().all(|d| d == "none") && driver.lines().count() >= 1,
+        "log drivers: {driver}"
+    );
+}
