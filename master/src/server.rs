@@ -47,6 +47,10 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a refusal is logged at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The most a connection's read buffer (a request's headers, a chunk of
+/// its body) may hold. The API's headers are small (a bearer token).
+const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// File descriptors the master needs besides its API connections: the
 /// store, the log database, etcd and webhook clients, refusals in flight.
 pub const RESERVED_FILES: u64 = 512;
@@ -175,6 +179,9 @@ async fn serve_requests<S>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        // Headers past this are refused (431): with the connection cap, it
+        // bounds what slow or bloated requests can make the master hold.
+        .max_buf_size(MAX_READ_BUFFER_BYTES)
         .keep_alive(true);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);

@@ -190,3 +190,18 @@ async fn a_watch_streams_on_past_every_timeout() {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let (address, _) = start("big-headers", ConnectionsConfig::default()).await;
+    let mut stream = TcpStream::connect(&address).await.expect("connecting");
+    let request = format!(
+        "GET /v1/openapi.json HTTP/1.1\r\nHost: master\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    // The master may close before all of it is written.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed.is_some(), "the connection stayed open");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+}
