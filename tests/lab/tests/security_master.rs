@@ -14,6 +14,16 @@ use serde_json::{json, Value};
 
 const MASTER: &str = "https://h1:7443";
 
+/// One lab of this file at a time: the slowloris test times `berth ps`
+/// to the second, and the other test's boot would eat into that.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The master's CA on h1, for curl.
 const MASTER_CA: &str = "/var/lib/berth/master/ca.crt";
 
@@ -115,6 +125,7 @@ fn h2_credential(lab: &Lab) -> String {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_join_token_cannot_take_over_a_node_and_rejoin_re_registers_it() {
+    let _turn = one_lab_at_a_time();
     let lab = Lab::up("sm-join", 2);
     let before = lab.eventually(Duration::from_secs(30), "h1 and h2 Ready", || {
         let nodes = node_list(&lab);
@@ -319,6 +330,7 @@ fn a_slowloris_of_2000_connections_is_timed_out_and_berth_ps_stays_fast() {
     const HEADER_TIMEOUT_SECS: u64 = 30;
     // Ramp up, then a full timeout, then some.
     const ATTACK_SECS: u32 = 2000 / RATE + HEADER_TIMEOUT_SECS as u32 + 15;
+    let _turn = one_lab_at_a_time();
     let lab = Lab::up("sm-slow", 1);
     lab.sh(
         "h1",
