@@ -7,7 +7,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::time::Duration;
 
-use berth_model::api::{JoinToken, Move, NodeView, Scale, Versioned};
+use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
 use berth_model::route::RoutesView;
 use berth_model::{ApiError, ClusterPod, Event, EventKind, Node, Route, Service};
 use bytes::Bytes;
@@ -206,6 +206,16 @@ impl MasterClient {
     /// `POST /v1/join-tokens`: a one-time token for a new node.
     pub async fn create_join_token(&self) -> Result<JoinToken, Error> {
         self.call(Method::POST, &["join-tokens"], None::<&()>).await
+    }
+
+    /// `POST /v1/join-tokens` with `{"node": node}`: a one-time token that
+    /// re-registers the registered node `node`, replacing its credential.
+    pub async fn create_rejoin_token(&self, node: &str) -> Result<JoinToken, Error> {
+        let request = JoinTokenRequest {
+            node: Some(node.to_owned()),
+        };
+        self.call(Method::POST, &["join-tokens"], Some(&request))
+            .await
     }
 
     /// `POST /v1/services`: creates `service`, or confirms that an identical

@@ -33,6 +33,26 @@ pub enum NodeCommand {
     /// The command alone goes to stdout, so `$(berth node token)` is the
     /// command; the token is valid for one join, until it expires.
     Token(NodeFormat),
+    /// Create a one-time token that re-registers a registered node, and
+    /// print the command that uses it.
+    ///
+    /// For a host that lost its credential (a reinstalled agent, a wiped
+    /// state directory): a plain `berth node token` cannot register a name
+    /// that is already registered. The token works for this node's name
+    /// only; its join gives the node a new credential (the old one stops
+    /// working) and keeps the node, its cordon and its pods.
+    ///
+    /// Example, on the master, then on h2 as root:
+    ///
+    ///   berth node rejoin h2
+    ///   berth-agent join https://h1:7443 --token … --ca-hash sha256:…
+    Rejoin {
+        /// The registered node's name (see `berth node ls`).
+        name: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 /// The output format of a node command.
@@ -105,6 +125,18 @@ pub async fn run(client: &MasterClient, command: NodeCommand) -> anyhow::Result<
             // The explanation goes to stderr so that stdout is the command.
             eprintln!(
                 "on the new host, as root, run (the token works once, until {}):",
+                output::utc_time(token.expires_at)
+            );
+            output::print(&format!("{}\n", token.command))
+        }
+        NodeCommand::Rejoin { name, output } => {
+            let token = client.create_rejoin_token(&name).await?;
+            if let Some(text) = output::structured(output, &token)? {
+                return output::print(&text);
+            }
+            eprintln!(
+                "on {name}, as root, run (the token re-registers node {name} once, until {}; \
+                 the node's old credential then stops working):",
                 output::utc_time(token.expires_at)
             );
             output::print(&format!("{}\n", token.command))

@@ -35,6 +35,67 @@ pub struct MasterConfig {
     pub webhooks: Vec<WebhookRule>,
     /// Retention of container logs: `[logs]`.
     pub logs: LogsConfig,
+    /// Limits on API connections: `[connections]`.
+    pub connections: ConnectionsConfig,
+}
+
+/// The `[connections]` table: how many API connections may be open and how
+/// long a client may take to send a request (answers, such as watches and
+/// long polls, are never timed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Open API connections at most; more are answered 503 and closed.
+    /// The unit's `LimitNOFILE=` must leave room for them.
+    pub max_connections: usize,
+    /// Seconds a connection may take for its TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds a request's headers may take to arrive, counted from when
+    /// the connection is ready for them (after it opens, or after the last
+    /// answer on a kept-alive connection, so this is also the idle timeout).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive after its headers.
+    pub request_body_timeout_secs: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 8192,
+            tls_handshake_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            request_body_timeout_secs: 30,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// What is wrong with the settings, naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("max-connections", self.max_connections as u64),
+            (
+                "tls-handshake-timeout-secs",
+                self.tls_handshake_timeout_secs,
+            ),
+            ("header-read-timeout-secs", self.header_read_timeout_secs),
+            ("request-body-timeout-secs", self.request_body_timeout_secs),
+        ];
+        for (setting, value) in at_least_one {
+            if value == 0 {
+                return Err(format!("connections.{setting}: must be at least 1"));
+            }
+        }
+        // The semaphore that counts connections holds at most u32::MAX >> 3.
+        if self.max_connections > 1 << 24 {
+            return Err(format!(
+                "connections.max-connections: must be at most {}, got {}",
+                1 << 24,
+                self.max_connections
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `[events]` table.
@@ -140,6 +201,7 @@ impl Default for MasterConfig {
             webhooks: Vec::new(),
             route_suffix: "apps.berth.test".into(),
             logs: LogsConfig::default(),
+            connections: ConnectionsConfig::default(),
         }
     }
 }
@@ -275,6 +337,7 @@ impl MasterConfig {
         if config.logs.max_megabytes == 0 {
             return Err(invalid("logs.max-megabytes: must be at least 1".into()));
         }
+        config.connections.check().map_err(invalid)?;
         Ok(config)
     }
 
@@ -344,6 +407,22 @@ mod tests {
             Some("https://master.example:7443")
         );
         assert_eq!(all.store.backend, StoreBackend::Embedded);
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let config = parse("[connections]\nmax-connections = 100\n").expect("config");
+        assert_eq!(config.connections.max_connections, 100);
+        assert_eq!(config.connections.header_read_timeout_secs, 10);
+        let zero: MasterConfig =
+            toml::from_str("[connections]\nheader-read-timeout-secs = 0\n").expect("toml");
+        assert_eq!(
+            zero.connections.check(),
+            Err("connections.header-read-timeout-secs: must be at least 1".into())
+        );
+        let huge: MasterConfig =
+            toml::from_str("[connections]\nmax-connections = 100000000\n").expect("toml");
+        assert!(huge.connections.check().is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod logs;
 pub mod metrics;
 pub mod objects;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 pub mod tls;
 pub mod webhooks;
@@ -116,38 +117,43 @@ pub async fn run_with(
         shutdown.await;
         let _ = stopping.send(true);
     });
-    let (mut graceful, mut deadline) = (stop.clone(), stop);
-    let graceful = async move {
-        let _ = graceful.wait_for(|stop| *stop).await;
-    };
-    let router = api::router(state);
-    let server = async move {
-        match pki {
-            Some(pki) => {
-                let listener = tls::TlsListener::new(listener, tls::server_config(&pki)?)?;
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(graceful)
-                    .await
-            }
-            None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(graceful)
-                    .await
-            }
-        }
-        .map_err(anyhow::Error::from)
-    };
-    let served = tokio::select! {
-        served = server => served,
+    let tls = pki.as_ref().map(tls::server_config).transpose()?;
+    check_open_file_limit(&config.connections);
+    let server = server::serve(
+        listener,
+        tls,
+        api::router(state),
+        config.connections,
+        stop.clone(),
+    );
+    let mut deadline = stop;
+    tokio::select! {
+        () = server => {}
         () = async move {
             let _ = deadline.wait_for(|stop| *stop).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
-        } => Ok(()),
+        } => {}
     };
     controller.abort();
     webhooks.abort();
     log_retention.abort();
-    served.context("serving the API")
+    Ok(())
+}
+
+/// Warns when the open-file limit leaves no room for the connection cap:
+/// connections past it would fail to be accepted, instead of getting the
+/// cap's clear refusal.
+fn check_open_file_limit(connections: &config::ConnectionsConfig) {
+    let needed = connections.max_connections as u64 + server::RESERVED_FILES;
+    if let Some(limit) = server::open_file_limit() {
+        if limit < needed {
+            tracing::warn!(
+                limit,
+                needed,
+                "the open-file limit is below connections.max-connections plus what the master needs besides; raise LimitNOFILE= or lower the cap"
+            );
+        }
+    }
 }
 
 /// Applies log retention at start and every minute after.

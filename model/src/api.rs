@@ -28,6 +28,18 @@ pub struct JoinResponse {
     pub credential: String,
 }
 
+/// `POST /v1/join-tokens` body (optional): what the token may register.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// A registered node the token re-registers (`berth node rejoin`): it
+    /// may join under this name only, and its join replaces the node's
+    /// credential, keeping the node and its pods. Without it, the token
+    /// registers a new node only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
 /// `POST /v1/join-tokens`: a new one-time join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,6 +50,9 @@ pub struct JoinToken {
     pub expires_at: u64,
     /// The exact command to run on a new host.
     pub command: String,
+    /// The registered node the token re-registers, if it is bound to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `PUT /v1/nodes/{name}/heartbeat`: a node is alive, with what it offers

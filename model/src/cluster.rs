@@ -25,7 +25,8 @@ pub struct Capacity {
 pub struct Node {
     /// The node's name (its hostname), a DNS-1123 label.
     pub name: String,
-    /// Address other hosts reach it on.
+    /// Address other hosts reach it on: an IPv4 or IPv6 address or a DNS
+    /// name ([`crate::validate_node_address`]), used by no other node.
     pub address: String,
     /// Labels pods can select on.
     #[serde(default)]

@@ -3,6 +3,7 @@
 //! line share it so that a request is judged the same way everywhere.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod api;
 pub mod cluster;
 pub mod endpoints;
@@ -18,6 +19,7 @@ pub mod route;
 pub mod status;
 pub mod validation;
 
+pub use address::{validate_node_address, AddressError};
 pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
 pub use endpoints::{Endpoint, EndpointsView, ServiceEndpoints};
 pub use event::{Event, EventKind, UnknownEventKind};

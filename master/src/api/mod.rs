@@ -152,9 +152,14 @@ impl ApiFailure {
 
     /// A 400 about one field.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::field_with_status(StatusCode::BAD_REQUEST, field, message)
+    }
+
+    /// An error of `status` about one field (a 409 naming what conflicts).
+    pub fn field_with_status(status: StatusCode, field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             body: ApiError {
                 error: format!("{field}: {message}"),
                 fields: vec![FieldError {

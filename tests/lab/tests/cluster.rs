@@ -119,8 +119,17 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(store
         err.contains("refusing to send the join token"),
         "a wrong CA was trusted: {err}"
     );
-    join("h2", &token, &ca_hash).assert_success();
-    let err = join("h3", &token, &ca_hash).assert_failure();
+    // h2 is registered: a plain token does not take it over, and stays
+    // unused; a token bound to h2 by the admin re-registers it.
+    let err = join("h2", &token, &ca_hash).assert_failure();
+    assert!(
+        err.contains("409") && err.contains("berth node rejoin h2"),
+        "a registered name was taken over: {err}"
+    );
+    let rejoin = json(&berth(&lab, "h1", &["node", "rejoin", "h2", "-o", "json"]));
+    let rejoin = rejoin["token"].as_str().expect("token").to_owned();
+    join("h2", &rejoin, &ca_hash).assert_success();
+    let err = join("h3", &rejoin, &ca_hash).assert_failure();
     assert!(
         err.contains("join token is unknown, used or expired"),
         "a reused token was accepted: {err}"
@@ -467,7 +476,8 @@ systemctl start berth-master
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn an_agent_joins_through_its_config_file_with_labels_pods_select() {
     let lab = up(Store::Embedded, "cluster-config", 2);
-    let issued = json(&berth(&lab, "h1", &["node", "token", "-o", "json"]));
+    // h2 is registered: re-registering it takes a token bound to it.
+    let issued = json(&berth(&lab, "h1", &["node", "rejoin", "h2", "-o", "json"]));
     let token = issued["token"].as_str().expect("token");
     let command = issued["command"].as_str().expect("command");
     let ca_hash = command
