@@ -3,7 +3,6 @@
 //! (or none) gives a working agent.
 
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -23,8 +22,11 @@ pub struct AgentConfig {
     pub docker_socket: PathBuf,
     /// The per-container helper the units run.
     pub shim_path: PathBuf,
-    /// Host ports handed out to pods that ask for one without naming it.
+    /// Host ports handed out to pods that ask for one without naming it;
+    /// fixed host ports must lie in it too, or in `host_ports_allow`.
     pub host_ports: PortRange,
+    /// Fixed host ports outside `host_ports` that pods may still publish.
+    pub host_ports_allow: Vec<u16>,
     /// Host directories pods may mount (each with everything below it).
     pub host_path_allow: Vec<PathBuf>,
     /// Seconds between two full reconciliations.
@@ -64,22 +66,7 @@ impl std::fmt::Debug for MasterJoin {
     }
 }
 
-/// A range of host ports, both ends included.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PortRange {
-    /// First port of the range.
-    pub first: u16,
-    /// Last port of the range.
-    pub last: u16,
-}
-
-impl PortRange {
-    /// The ports of the range.
-    pub fn ports(&self) -> RangeInclusive<u16> {
-        self.first..=self.last
-    }
-}
+pub use berth_model::host_ports::PortRange;
 
 /// A user name and password for one registry.
 #[derive(Clone, Deserialize)]
@@ -106,10 +93,8 @@ impl Default for AgentConfig {
             socket: PathBuf::from("/run/berth/agent.sock"),
             docker_socket: PathBuf::from("/run/docker.sock"),
             shim_path: PathBuf::from("/usr/bin/berth-shim"),
-            host_ports: PortRange {
-                first: 30000,
-                last: 32767,
-            },
+            host_ports: PortRange::DEFAULT,
+            host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
             host_path_allow: Vec::new(),
             resync_interval_secs: 10,
             registries: BTreeMap::new(),
@@ -212,6 +197,12 @@ impl AgentConfig {
                 ),
             ));
         }
+        if self.host_ports_allow.contains(&0) {
+            return Err(invalid(
+                "host-ports-allow",
+                "0 is not a port (0 in a pod asks for any free port)".into(),
+            ));
+        }
         for allowed in &self.host_path_allow {
             if !allowed.is_absolute()
                 || allowed
@@ -271,6 +262,14 @@ impl AgentConfig {
     /// The unit files the agent writes; systemd links to them.
     pub fn units_dir(&self) -> PathBuf {
         self.state_dir.join("units")
+    }
+
+    /// The fixed host ports pods may publish on this node.
+    pub fn host_port_policy(&self) -> berth_model::HostPortPolicy {
+        berth_model::HostPortPolicy {
+            range: self.host_ports,
+            allow: self.host_ports_allow.clone(),
+        }
     }
 
     /// Whether `host_path` lies inside one of the allowed directories.

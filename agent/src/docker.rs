@@ -66,7 +66,20 @@ pub struct ContainerSpec {
     /// reaps zombies, so programs that never expected to be PID 1 stop
     /// promptly on `systemctl stop`.
     pub init: bool,
+    /// Most processes and threads at once (`--pids-limit`).
+    pub pids_limit: u32,
+    /// Run as this user instead of the image's.
+    pub user: Option<String>,
+    /// Mount the root filesystem read-only.
+    pub read_only_root_filesystem: bool,
+    /// Capabilities to drop.
+    pub cap_drop: Vec<String>,
 }
+
+/// Docker's security option that keeps setuid binaries and file
+/// capabilities from raising privileges (`NoNewPrivs: 1`). Every berth
+/// container gets it.
+pub const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
 
 /// A berth container Docker knows about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,63 +237,13 @@ impl Docker {
 
     /// Creates a container; returns its ID.
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
-        let port_bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = spec
-            .published
-            .iter()
-            .map(|(port, host)| {
-                (
-                    port.clone(),
-                    Some(vec![DockerPortBinding {
-                        host_ip: None,
-                        host_port: Some(host.to_string()),
-                    }]),
-                )
-            })
-            .collect();
-        let exposed: HashMap<String, HashMap<(), ()>> = spec
-            .exposed
-            .iter()
-            .chain(spec.published.iter().map(|(p, _)| p))
-            .map(|p| (p.clone(), HashMap::new()))
-            .collect();
-        let config = Config {
-            image: Some(spec.image.clone()),
-            entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
-            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
-            env: Some(spec.env.clone()),
-            labels: Some(spec.labels.iter().cloned().collect()),
-            exposed_ports: (!exposed.is_empty()).then_some(exposed),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            stop_timeout: Some(i64::from(spec.stop_timeout)),
-            stop_signal: spec.stop_signal.clone(),
-            host_config: Some(HostConfig {
-                cgroup_parent: Some(spec.cgroup_parent.clone()),
-                memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
-                network_mode: spec.network_mode.clone(),
-                init: Some(spec.init),
-                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-                binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
-                // systemd restarts the unit; Docker must not restart behind it.
-                restart_policy: None,
-                // berth-shim puts the output in the journal; a json-file
-                // log beside it would store every line twice.
-                log_config: Some(HostConfigLogConfig {
-                    typ: Some("none".to_owned()),
-                    config: None,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         let options = CreateContainerOptions {
             name: spec.name.clone(),
             platform: None,
         };
         let created = self
             .client
-            .create_container(Some(options), config)
+            .create_container(Some(options), create_config(spec))
             .await
             .map_err(err(format!("creating container {}", spec.name)))?;
         Ok(created.id)
@@ -508,6 +471,66 @@ impl Docker {
     }
 }
 
+/// Docker's create request for `spec`. Pure, so the security settings
+/// every container gets are checked without a Docker.
+pub fn create_config(spec: &ContainerSpec) -> Config<String> {
+    let port_bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = spec
+        .published
+        .iter()
+        .map(|(port, host)| {
+            (
+                port.clone(),
+                Some(vec![DockerPortBinding {
+                    host_ip: None,
+                    host_port: Some(host.to_string()),
+                }]),
+            )
+        })
+        .collect();
+    let exposed: HashMap<String, HashMap<(), ()>> = spec
+        .exposed
+        .iter()
+        .chain(spec.published.iter().map(|(p, _)| p))
+        .map(|p| (p.clone(), HashMap::new()))
+        .collect();
+    Config {
+        image: Some(spec.image.clone()),
+        entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
+        cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+        env: Some(spec.env.clone()),
+        labels: Some(spec.labels.iter().cloned().collect()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        stop_timeout: Some(i64::from(spec.stop_timeout)),
+        stop_signal: spec.stop_signal.clone(),
+        user: spec.user.clone(),
+        host_config: Some(HostConfig {
+            cgroup_parent: Some(spec.cgroup_parent.clone()),
+            memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
+            network_mode: spec.network_mode.clone(),
+            init: Some(spec.init),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            // systemd restarts the unit; Docker must not restart behind it.
+            restart_policy: None,
+            security_opt: Some(vec![NO_NEW_PRIVILEGES.to_owned()]),
+            pids_limit: Some(i64::from(spec.pids_limit)),
+            readonly_rootfs: Some(spec.read_only_root_filesystem),
+            cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+            // berth-shim puts the output in the journal; a json-file log
+            // beside it would store every line twice.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".to_owned()),
+                config: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// `repo[:tag]` -> (`repo`, `tag`), defaulting the tag to `latest`. A `:`
 /// before the last `/` belongs to a registry's port.
 pub fn split_tag(image: &str) -> (&str, &str) {
@@ -550,6 +573,70 @@ fn single_file_tar(name: &str, contents: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plain_spec() -> ContainerSpec {
+        ContainerSpec {
+            name: "berth.web.app".into(),
+            image: "local/busybox".into(),
+            entrypoint: vec!["httpd".into(), "-f".into()],
+            cmd: Vec::new(),
+            env: Vec::new(),
+            labels: Vec::new(),
+            cgroup_parent: "/system.slice/berth-web-app.service".into(),
+            memory: None,
+            network_mode: None,
+            published: vec![("8080/tcp".into(), 30080)],
+            exposed: Vec::new(),
+            binds: Vec::new(),
+            stop_timeout: 10,
+            stop_signal: None,
+            init: true,
+            pids_limit: 4096,
+            user: None,
+            read_only_root_filesystem: false,
+            cap_drop: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_container_gets_no_new_privileges_and_a_pid_limit() {
+        let config = create_config(&plain_spec());
+        let host = config.host_config.unwrap();
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".into()]));
+        assert_eq!(host.pids_limit, Some(4096));
+        assert_eq!(host.readonly_rootfs, Some(false));
+        assert_eq!(host.cap_drop, None);
+        assert_eq!(config.user, None);
+        assert_eq!(host.init, Some(true));
+        assert_eq!(host.restart_policy, None);
+        assert_eq!(
+            host.log_config.and_then(|l| l.typ).as_deref(),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn opt_in_settings_reach_the_create_request() {
+        let spec = ContainerSpec {
+            pids_limit: 64,
+            user: Some("1000:1000".into()),
+            read_only_root_filesystem: true,
+            cap_drop: vec!["NET_RAW".into(), "CHOWN".into()],
+            ..plain_spec()
+        };
+        let json = serde_json::to_value(create_config(&spec)).unwrap();
+        assert_eq!(json["User"], "1000:1000");
+        assert_eq!(json["HostConfig"]["PidsLimit"], 64);
+        assert_eq!(json["HostConfig"]["ReadonlyRootfs"], true);
+        assert_eq!(
+            json["HostConfig"]["CapDrop"],
+            serde_json::json!(["NET_RAW", "CHOWN"])
+        );
+        assert_eq!(
+            json["HostConfig"]["SecurityOpt"],
+            serde_json::json!(["no-new-privileges"])
+        );
+    }
 
     #[test]
     fn splits_tags_but_not_registry_ports() {

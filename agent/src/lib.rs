@@ -15,6 +15,7 @@ pub mod cgroup;
 pub mod config;
 pub mod container_events;
 pub mod docker;
+pub mod host_path;
 pub mod journal;
 pub mod links;
 pub mod log_shipping;

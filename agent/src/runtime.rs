@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::config::AgentConfig;
 use crate::container_events;
 use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC};
+use crate::host_path;
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
@@ -64,6 +65,10 @@ pub struct Runtime {
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
     /// kill, by (container ID, start of the run): asked once per run.
     oom_verdicts: std::sync::Mutex<HashMap<(String, String), OomVerdict>>,
+    /// Pods the master assigned here that this host refused as invalid
+    /// (a host path with a symlink, a host port outside the range), with
+    /// why: reported to the master as failed pods, so `berth ps` says why.
+    refused_assignments: std::sync::Mutex<BTreeMap<String, (Pod, String)>>,
 }
 
 impl Runtime {
@@ -86,6 +91,7 @@ impl Runtime {
             shim_environment,
             lock: Mutex::new(()),
             oom_verdicts: std::sync::Mutex::default(),
+            refused_assignments: std::sync::Mutex::default(),
         }
     }
 
@@ -153,32 +159,18 @@ impl Runtime {
     }
 
     /// Checks what only this host can judge: host paths against the
-    /// allow-list.
+    /// allow-list and on disk (no symlinks), fixed host ports against the
+    /// node's range and allow list.
     fn check_host(&self, pod: &Pod) -> Result<(), RequestError> {
         let mut errors = ValidationErrors::new();
         for (i, volume) in pod.volumes.iter().enumerate() {
             if let Some(path) = &volume.host_path {
-                if !self.config.host_path_allowed(Path::new(path)) {
-                    let allowed: Vec<String> = self
-                        .config
-                        .host_path_allow
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect();
-                    errors.push(
-                        format!("volumes[{i}].hostPath"),
-                        format!(
-                            "{path} is not in the agent's host-path-allow list ({})",
-                            if allowed.is_empty() {
-                                "empty".to_string()
-                            } else {
-                                allowed.join(", ")
-                            }
-                        ),
-                    );
+                if let Err(e) = host_path::check(&self.config.host_path_allow, path) {
+                    errors.push(format!("volumes[{i}].hostPath"), e.to_string());
                 }
             }
         }
+        self.config.host_port_policy().check(pod, "", &mut errors);
         errors.into_result().map_err(RequestError::Invalid)
     }
 
@@ -647,7 +639,11 @@ pub fn pod_status(
         let exit_code = docker
             .filter(|d| !d.running && ended)
             .and_then(|d| d.exit_code);
+        // berth-shim refusing a start (a host path became a symlink)
+        // says so in the unit's status; that outranks the last run's exit.
+        let refused = state.sub_state != "running" && state.status_text.starts_with("refused: ");
         let reason = match docker {
+            _ if refused => Some(state.status_text.clone()),
             Some(d) if d.oom_killed => Some("OOMKilled".to_string()),
             _ if state.result == "oom-kill" => Some("OOMKilled".to_string()),
             Some(d) if ended && d.error.is_some() => d.error.clone(),
@@ -792,11 +788,32 @@ impl Runtime {
                     (name, self.delete(name).await.map(drop))
                 }
             };
+            let mut refused = self.refused_assignments();
+            match &result {
+                Err(RequestError::Invalid(_)) => {
+                    if let Some(pod) = assigned.iter().find(|p| p.name == name) {
+                        let why = result.as_ref().err().map(ToString::to_string);
+                        refused.insert(name.to_owned(), (pod.clone(), why.unwrap_or_default()));
+                    }
+                }
+                _ => {
+                    refused.remove(name);
+                }
+            }
+            drop(refused);
             if let Err(e) = result {
                 failures.push((name.to_owned(), e.to_string()));
             }
         }
+        self.refused_assignments()
+            .retain(|name, _| assigned.iter().any(|p| &p.name == name));
         failures
+    }
+
+    fn refused_assignments(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Pod, String)>> {
+        self.refused_assignments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The status of every pod the master assigned here.
@@ -812,6 +829,38 @@ impl Runtime {
                 statuses.push(status);
             }
         }
+        for (pod, why) in self.refused_assignments().values() {
+            statuses.push(refused_status(pod, why));
+        }
         statuses
+    }
+}
+
+/// The status of a pod this host refused to create: failed, each
+/// container with the refusal as its reason.
+pub fn refused_status(pod: &Pod, why: &str) -> PodStatus {
+    PodStatus {
+        name: pod.name.clone(),
+        phase: PodPhase::Failed,
+        slice: pod_slice_name(&pod.name),
+        containers: pod
+            .containers
+            .iter()
+            .map(|container| ContainerStatus {
+                name: container.name.clone(),
+                unit: crate::unit::container_unit_name(&pod.name, &container.name),
+                container_id: None,
+                state: "inactive".into(),
+                sub_state: "dead".into(),
+                pid: None,
+                exit_code: None,
+                reason: Some(why.to_owned()),
+                restarts: 0,
+                host_ports: Vec::new(),
+                ready: false,
+                health: None,
+            })
+            .collect(),
+        spec: pod.redacted(),
     }
 }

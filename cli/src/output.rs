@@ -367,7 +367,19 @@ pub fn cluster_phase(pod: &ClusterPod) -> String {
             Some(reason) if !reason.is_empty() => format!("Unschedulable: {reason}"),
             _ => "Unschedulable".to_owned(),
         },
-        (Some(_), Some(status)) => phase_name(status.phase).to_owned(),
+        (Some(_), Some(status)) => {
+            let phase = phase_name(status.phase);
+            // A pod that does not run says why, as its node reported it.
+            let reason = status
+                .containers
+                .iter()
+                .filter(|_| status.phase != PodPhase::Running)
+                .find_map(|c| c.reason.as_deref().filter(|r| !r.is_empty()));
+            match reason {
+                Some(reason) => format!("{phase}: {reason}"),
+                None => phase.to_owned(),
+            }
+        }
         (Some(_), None) => phase_name(PodPhase::Pending).to_owned(),
     }
 }
@@ -501,6 +513,25 @@ fn container_details(out: &mut String, container: &Container, volumes: &[berth_m
     );
     let _ = writeln!(out, "  restart: {}", container.restart);
     let _ = writeln!(out, "  probes: {}", probes_summary(&container.probes));
+    let _ = writeln!(out, "  security: {}", security_summary(container));
+}
+
+/// The security settings a container runs with, berth's defaults included:
+/// `no-new-privileges, pids-limit 4096, user image default, root filesystem
+/// read-write, cap-drop -`.
+pub fn security_summary(container: &Container) -> String {
+    let security = &container.security;
+    format!(
+        "no-new-privileges, pids-limit {}, user {}, root filesystem {}, cap-drop {}",
+        container.resources.effective_pids_limit(),
+        security.user.as_deref().unwrap_or("image default"),
+        if security.read_only_root_filesystem {
+            "read-only"
+        } else {
+            "read-write"
+        },
+        or_none(security.cap_drop.join(","))
+    )
 }
 
 /// Columns of `berth events`.
@@ -647,6 +678,7 @@ mod tests {
                         restart: Default::default(),
                         stop_timeout_secs: 10,
                         probes: Default::default(),
+                        security: Default::default(),
                     })
                     .collect(),
                 volumes: Vec::new(),
@@ -918,6 +950,7 @@ container web:
   cpus: 0.25
   restart: always
   probes: -
+  security: no-new-privileges, pids-limit 4096, user image default, root filesystem read-write, cap-drop -
 pods: 1
 
 NAME    SERVICE   NODE     PHASE     READY   HOST PORTS
@@ -925,10 +958,7 @@ web-0   web       node-a   Running   1/1     31001->8080/tcp
 ";
         assert_eq!(service_details(&service, &[running_web_0()]), expected);
         let alone = service_details(&service, &[]);
-        assert!(
-            alone.ends_with("restart: always\n  probes: -\npods: 0\n"),
-            "{alone}"
-        );
+        assert!(alone.ends_with("cap-drop -\npods: 0\n"), "{alone}");
     }
 
     #[test]

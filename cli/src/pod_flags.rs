@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use berth_model::limits::DEFAULT_STOP_TIMEOUT_SECS;
 use berth_model::{
-    Check, Container, EnvVar, Pod, Port, Probe, Probes, Resources, RestartPolicy, Volume,
+    Check, Container, EnvVar, Pod, Port, Probe, Probes, Resources, RestartPolicy, Security, Volume,
     VolumeMount,
 };
 use clap::{Args, ValueEnum};
@@ -75,6 +75,10 @@ pub struct PodFlags {
     #[command(flatten)]
     pub probes: Box<ProbeFlags>,
 
+    /// Hardening beyond the defaults.
+    #[command(flatten)]
+    pub security: Box<SecurityFlags>,
+
     /// Command and arguments replacing the image's entrypoint, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -113,6 +117,33 @@ pub struct ProbeFlags {
     /// Seconds after the start before the first check [default: 0].
     #[arg(long = "probe-delay", value_name = "SECS")]
     pub probe_delay: Option<u32>,
+}
+
+/// The hardening flags: `--pids-limit`, `--user`, `--read-only`,
+/// `--cap-drop`. Every container runs with no-new-privileges and a PID
+/// limit whatever they say.
+#[derive(Debug, Args)]
+pub struct SecurityFlags {
+    /// Most processes and threads the container may run at once, e.g.
+    /// `--pids-limit 256` [default: 4096].
+    #[arg(long = "pids-limit", value_name = "N")]
+    pub pids_limit: Option<u32>,
+
+    /// Run as this user instead of the image's (often root): uid, name,
+    /// uid:gid or name:group, e.g. `--user 1000:1000`.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Mount the container's root filesystem read-only; volumes keep their
+    /// mode, e.g. `--read-only -v /srv/berth/data:/data`.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+
+    /// Drop a Linux capability (a name like NET_RAW, or ALL), e.g.
+    /// `--cap-drop NET_RAW --cap-drop SYS_CHROOT`. Repeatable. Every container
+    /// also runs with no-new-privileges.
+    #[arg(long = "cap-drop", value_name = "CAPABILITY")]
+    pub cap_drop: Vec<String>,
 }
 
 /// The `--restart` values.
@@ -155,6 +186,7 @@ impl PodFlags {
             resources: Resources {
                 memory_bytes: self.memory,
                 cpu_millis: self.cpus,
+                pids_limit: self.security.pids_limit,
             },
             restart: self.restart.into(),
             stop_timeout_secs: self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
@@ -170,6 +202,11 @@ impl PodFlags {
                     .liveness
                     .as_deref()
                     .map(|c| self.probes.probe(c)),
+            },
+            security: Security {
+                user: self.security.user.clone(),
+                read_only_root_filesystem: self.security.read_only,
+                cap_drop: self.security.cap_drop.clone(),
             },
         };
         Pod {

@@ -37,6 +37,11 @@ pub struct MasterConfig {
     pub logs: LogsConfig,
     /// Limits on API connections: `[connections]`.
     pub connections: ConnectionsConfig,
+    /// Fixed host ports pods may publish: this range (`[host-ports]`,
+    /// the agents' port range)...
+    pub host_ports: berth_model::PortRange,
+    /// ...and these ports outside it.
+    pub host_ports_allow: Vec<u16>,
 }
 
 /// The `[connections]` table: how many API connections may be open and how
@@ -202,6 +207,8 @@ impl Default for MasterConfig {
             route_suffix: "apps.berth.test".into(),
             logs: LogsConfig::default(),
             connections: ConnectionsConfig::default(),
+            host_ports: berth_model::PortRange::DEFAULT,
+            host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
         }
     }
 }
@@ -331,6 +338,17 @@ impl MasterConfig {
         }
         berth_model::route::validate_hostname(&config.route_suffix)
             .map_err(|e| invalid(format!("route-suffix: {e}")))?;
+        if config.host_ports.first == 0 || config.host_ports.first > config.host_ports.last {
+            return Err(invalid(format!(
+                "host-ports: first ({}) must be at least 1 and at most last ({})",
+                config.host_ports.first, config.host_ports.last
+            )));
+        }
+        if config.host_ports_allow.contains(&0) {
+            return Err(invalid(
+                "host-ports-allow: 0 is not a port (0 in a pod asks for any free port)".into(),
+            ));
+        }
         if config.logs.max_age_hours == 0 {
             return Err(invalid("logs.max-age-hours: must be at least 1".into()));
         }
@@ -339,6 +357,14 @@ impl MasterConfig {
         }
         config.connections.check().map_err(invalid)?;
         Ok(config)
+    }
+
+    /// The fixed host ports pods may publish.
+    pub fn host_port_policy(&self) -> berth_model::HostPortPolicy {
+        berth_model::HostPortPolicy {
+            range: self.host_ports,
+            allow: self.host_ports_allow.clone(),
+        }
     }
 
     /// The URL in join commands.

@@ -90,6 +90,7 @@ pub async fn run_with(
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
         route_suffix: config.route_suffix.clone(),
+        host_ports: config.host_port_policy(),
         public_url: config.public_url(if serving == Serving::Tls {
             "https"
         } else {

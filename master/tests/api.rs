@@ -153,6 +153,36 @@ async fn bad_services_are_refused_naming_the_field() {
 }
 
 #[tokio::test]
+async fn fixed_host_ports_outside_the_range_are_refused_naming_the_field() {
+    let master = start("host-ports").await;
+    let mut ssh = web(1);
+    ssh["template"]["containers"][0]["ports"] = json!([
+        {"containerPort": 22, "hostPort": 22},
+        {"containerPort": 80, "hostPort": 80},
+        {"containerPort": 8080, "hostPort": 30080}
+    ]);
+    let (status, error) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(ssh))
+        .await;
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = error["fields"]
+        .as_array()
+        .expect("test")
+        .iter()
+        .map(|f| f["field"].as_str().expect("test"))
+        .collect();
+    assert_eq!(
+        fields,
+        ["template.containers[0].ports[0].hostPort"],
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("host-ports-allow (80, 443)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn replicas_spread_and_move_off_a_dead_node() {
     let master = start("replicas").await;
     let credentials = [

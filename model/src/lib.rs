@@ -8,6 +8,7 @@ pub mod api;
 pub mod cluster;
 pub mod endpoints;
 pub mod event;
+pub mod host_ports;
 pub mod limits;
 pub mod link;
 pub mod logs;
@@ -23,11 +24,12 @@ pub use address::{validate_node_address, AddressError};
 pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
 pub use endpoints::{Endpoint, EndpointsView, ServiceEndpoints};
 pub use event::{Event, EventKind, UnknownEventKind};
+pub use host_ports::{HostPortPolicy, PortRange};
 pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use link::{EgressPolicy, Link};
 pub use name::{validate_dns_label, NameError};
 pub use pod::{
-    Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Volume, VolumeMount,
+    Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Security, Volume, VolumeMount,
 };
 pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
 pub use route::{Route, RouteTls, TlsTermination};

@@ -30,3 +30,18 @@ pub const MAX_STOP_TIMEOUT_SECS: u32 = 3600;
 /// Grace period between the stop signal and the kill when the spec sets none
 /// (Docker's default).
 pub const DEFAULT_STOP_TIMEOUT_SECS: u32 = 10;
+
+/// Most processes (threads included) one container may run when its spec
+/// sets no limit: enough for any ordinary server, few enough that a fork
+/// bomb cannot take the host's PID space.
+pub const DEFAULT_PIDS_LIMIT: u32 = 4096;
+
+/// Smallest PID limit a container may ask for: its init and a shell or two.
+pub const MIN_PIDS_LIMIT: u32 = 8;
+
+/// Largest PID limit a container may ask for: Linux's own ceiling
+/// (`PID_MAX_LIMIT` on 64-bit hosts).
+pub const MAX_PIDS_LIMIT: u32 = 4 * 1024 * 1024;
+
+/// Longest user (`name`, `uid`, `name:group` or `uid:gid`), in bytes.
+pub const MAX_USER_LEN: usize = 65;

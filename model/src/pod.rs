@@ -6,10 +6,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::DEFAULT_STOP_TIMEOUT_SECS;
+use crate::limits::{DEFAULT_PIDS_LIMIT, DEFAULT_STOP_TIMEOUT_SECS};
 use crate::probe::Probes;
 
+mod security;
 mod validate;
+
+pub use security::{Security, CAPABILITIES};
 
 /// Containers that run together on one host and share its network namespace
 /// and the pod's volumes.
@@ -69,6 +72,10 @@ pub struct Container {
     /// Startup, readiness and liveness probes.
     #[serde(default, skip_serializing_if = "Probes::is_empty")]
     pub probes: Probes,
+    /// Opt-in hardening beyond berth's defaults: user, read-only root
+    /// filesystem, capabilities dropped.
+    #[serde(default, skip_serializing_if = "Security::is_default")]
+    pub security: Security,
 }
 
 fn default_stop_timeout_secs() -> u32 {
@@ -96,6 +103,7 @@ impl fmt::Debug for Container {
             .field("restart", &self.restart)
             .field("stop_timeout_secs", &self.stop_timeout_secs)
             .field("probes", &self.probes)
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -203,6 +211,17 @@ pub struct Resources {
     /// CPU limit in thousandths of a CPU (`CPUQuota=`), at least 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_millis: Option<u32>,
+    /// Most processes and threads the container may run at once; absent
+    /// means [`DEFAULT_PIDS_LIMIT`], never unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u32>,
+}
+
+impl Resources {
+    /// The PID limit that applies: the spec's, or berth's default.
+    pub fn effective_pids_limit(&self) -> u32 {
+        self.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT)
+    }
 }
 
 /// When a container is restarted after it exits.

@@ -224,6 +224,16 @@ impl Docker {
         Ok(json_str(&String::from_utf8_lossy(&response.body), "Action").as_deref() == Some("oom"))
     }
 
+    /// The host paths bound into the container (`HostConfig.Binds` whose
+    /// source is absolute; named volumes are Docker's own).
+    pub fn bind_sources(&self, container: &str) -> Result<Vec<String>, String> {
+        let response = self.request(
+            "GET",
+            &format!("/containers/{}/json", escape_path(container)),
+        )?;
+        Ok(bind_sources(&String::from_utf8_lossy(&response.body)))
+    }
+
     /// The container's state as far as the shim cares.
     pub fn inspect_state(&self, container: &str) -> Result<ContainerState, String> {
         let response = self.request(
@@ -257,6 +267,52 @@ fn oom_events_path(container: &str, since: Duration, until: Duration) -> String 
         time(until),
         escape_path(&filters)
     )
+}
+
+/// The absolute sources of `"Binds":["SRC:DST[:MODE]", ...]` in an
+/// inspect body.
+fn bind_sources(json: &str) -> Vec<String> {
+    let Some(mut rest) = json_value(json, "Binds").and_then(|v| v.strip_prefix('[')) else {
+        return Vec::new();
+    };
+    let mut sources = Vec::new();
+    while let Some((bind, after)) = json_string_literal(rest.trim_start()) {
+        if let Some((source, _)) = bind.split_once(':') {
+            if source.starts_with('/') {
+                sources.push(source.to_owned());
+            }
+        }
+        rest = after.trim_start().strip_prefix(',').unwrap_or(after);
+    }
+    sources
+}
+
+/// Decodes the JSON string literal at the start of `text`, returning it and
+/// what follows it.
+fn json_string_literal(text: &str) -> Option<(String, &str)> {
+    let mut chars = text.strip_prefix('"')?.char_indices();
+    let mut out = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &text[i + 2..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                'b' => out.push('\u{8}'),
+                'f' => out.push('\u{c}'),
+                'u' => {
+                    let hex: String = (0..4)
+                        .filter_map(|_| chars.next().map(|(_, h)| h))
+                        .collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Reads the status line and headers (names lowercased).
@@ -387,6 +443,14 @@ mod tests {
             json_str(r#"{"Id": "abc123","Warnings":[]}"#, "Id").as_deref(),
             Some("abc123")
         );
+    }
+
+    #[test]
+    fn finds_bind_sources_but_not_named_volumes() {
+        let json = r#"{"HostConfig":{"Binds":["/srv/berth/data:/x","berth.web.cache:/c:ro", "/srv/a\"b\\c:/y:ro"],"NetworkMode":"default"}}"#;
+        assert_eq!(bind_sources(json), ["/srv/berth/data", "/srv/a\"b\\c"]);
+        assert!(bind_sources(r#"{"HostConfig":{"Binds":null}}"#).is_empty());
+        assert!(bind_sources(r#"{"HostConfig":{}}"#).is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod docker;
 mod health;
+mod host_paths;
 mod journal;
 mod notify;
 mod probe;
@@ -179,7 +180,13 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("berth-shim: {}: {e}", args.container);
-            notify::send(&format!("STATUS=failed: {e}"));
+            // A refusal is its own reason (`refused: ...`), which the
+            // agent reports as is.
+            if e.starts_with("refused: ") {
+                notify::send(&format!("STATUS={e}"));
+            } else {
+                notify::send(&format!("STATUS=failed: {e}"));
+            }
             ExitCode::from(1)
         }
     }
@@ -215,6 +222,9 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
         spawned.map_err(|e| format!("starting the signal thread: {e}"))?;
     }
 
+    // Every start, systemd's restarts included, passes through here: the
+    // host paths are checked right before Docker resolves them.
+    host_paths::check(&docker.bind_sources(&args.container)?)?;
     // Attach before starting so not one line of output is missed.
     let stream = docker.attach(&args.container)?;
     let started_at = since_epoch().saturating_sub(Duration::from_secs(1));

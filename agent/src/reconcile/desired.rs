@@ -128,6 +128,10 @@ fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
         stop_timeout: u32,
         stop_signal: &'a Option<String>,
         init: bool,
+        pids_limit: u32,
+        user: &'a Option<String>,
+        read_only_root_filesystem: bool,
+        cap_drop: &'a [String],
     }
     let hashed = Hashed {
         image: &spec.image,
@@ -144,6 +148,10 @@ fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
         stop_timeout: spec.stop_timeout,
         stop_signal: &spec.stop_signal,
         init: spec.init,
+        pids_limit: spec.pids_limit,
+        user: &spec.user,
+        read_only_root_filesystem: spec.read_only_root_filesystem,
+        cap_drop: &spec.cap_drop,
     };
     let hash = stable_hash(&serde_json::to_vec(&hashed).unwrap_or_default());
     spec.labels.push((LABEL_SPEC_HASH.into(), hash.clone()));
@@ -232,6 +240,11 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             // pause is PID 1 without a SIGTERM handler: it would ignore it.
             stop_signal: Some("SIGKILL".into()),
             init: false,
+            // pause is one process that never forks.
+            pids_limit: berth_model::limits::MIN_PIDS_LIMIT,
+            user: None,
+            read_only_root_filesystem: true,
+            cap_drop: Vec::new(),
         });
         containers.push(DesiredContainer {
             pod_container: None,
@@ -319,6 +332,10 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             stop_timeout: container.stop_timeout_secs,
             stop_signal: None,
             init: true,
+            pids_limit: container.resources.effective_pids_limit(),
+            user: container.security.user.clone(),
+            read_only_root_filesystem: container.security.read_only_root_filesystem,
+            cap_drop: container.security.cap_drop.clone(),
         });
         containers.push(DesiredContainer {
             pod_container: Some(container.name.clone()),

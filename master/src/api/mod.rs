@@ -48,6 +48,8 @@ pub struct AppState {
     pub ca_hash: Option<String>,
     /// DNS suffix of generated route hostnames.
     pub route_suffix: String,
+    /// The fixed host ports pods may publish.
+    pub host_ports: berth_model::HostPortPolicy,
     /// Container logs.
     pub logs: Arc<crate::logs::LogStore>,
     /// The latest resource sample of each node and pod.

@@ -19,7 +19,10 @@ use crate::objects::{self, SERVICES};
 /// Most replicas one service may ask for.
 const MAX_REPLICAS: u32 = 10_000;
 
-pub(super) fn validate(service: &Service) -> Result<(), ApiFailure> {
+pub(super) fn validate(
+    service: &Service,
+    host_ports: &berth_model::HostPortPolicy,
+) -> Result<(), ApiFailure> {
     let mut errors = ValidationErrors::new();
     if let Err(e) = validate_dns_label(&service.name) {
         errors.push("name", e.to_string());
@@ -56,6 +59,7 @@ pub(super) fn validate(service: &Service) -> Result<(), ApiFailure> {
             }
         }
     }
+    host_ports.check(&service.template, "template.", &mut errors);
     errors
         .into_result()
         .map_err(|e| ApiFailure::invalid("service", e))
@@ -103,7 +107,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
     require_admin(&caller)?;
     let service: Service = parse("service", &body)?;
-    validate(&service)?;
+    validate(&service, &state.host_ports)?;
     if let Some(existing) =
         objects::get::<Service>(state.store.as_ref(), SERVICES, &service.name).await?
     {
@@ -157,7 +161,7 @@ pub async fn update(
             format!("does not match the path ({name})"),
         ));
     }
-    validate(&versioned.object)?;
+    validate(&versioned.object, &state.host_ports)?;
     let revision = state
         .store
         .apply(vec![objects::update(

@@ -441,10 +441,12 @@ fn container(memory_bytes: Option<u64>, cpu_millis: Option<u32>, ports: Vec<Port
         resources: Resources {
             memory_bytes,
             cpu_millis,
+            pids_limit: None,
         },
         restart: Default::default(),
         stop_timeout_secs: 10,
         probes: Default::default(),
+        security: Default::default(),
     }
 }
 

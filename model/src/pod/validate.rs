@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Container, EnvVar, Pod, Protocol, Resources, Volume, VolumeMount};
 use crate::limits::{
-    MAX_ENV_NAME_LEN, MAX_ENV_VALUE_LEN, MAX_IMAGE_LEN, MAX_PATH_LEN, MAX_STOP_TIMEOUT_SECS,
-    MIN_CPU_MILLIS, MIN_MEMORY_BYTES,
+    MAX_ENV_NAME_LEN, MAX_ENV_VALUE_LEN, MAX_IMAGE_LEN, MAX_PATH_LEN, MAX_PIDS_LIMIT,
+    MAX_STOP_TIMEOUT_SECS, MIN_CPU_MILLIS, MIN_MEMORY_BYTES, MIN_PIDS_LIMIT,
 };
 use crate::name::validate_dns_label;
 use crate::validation::ValidationErrors;
@@ -168,6 +168,7 @@ fn check_container<'a>(
         );
     }
     container.probes.validate(errors, at);
+    container.security.validate(errors, at);
 }
 
 fn image_problem(image: &str) -> Option<String> {
@@ -297,6 +298,14 @@ fn check_resources(errors: &mut ValidationErrors, at: &str, resources: &Resource
             );
         }
     }
+    if let Some(pids) = resources.pids_limit {
+        if !(MIN_PIDS_LIMIT..=MAX_PIDS_LIMIT).contains(&pids) {
+            errors.push(
+                format!("{at}.resources.pidsLimit"),
+                format!("must be between {MIN_PIDS_LIMIT} and {MAX_PIDS_LIMIT}, got {pids}"),
+            );
+        }
+    }
 }
 
 /// Why `path` is not an absolute, normalized path, if it is not. Normalized
@@ -359,6 +368,7 @@ mod tests {
             restart: RestartPolicy::Always,
             stop_timeout_secs: 10,
             probes: Default::default(),
+            security: Default::default(),
         }
     }
 
@@ -454,6 +464,7 @@ mod tests {
         bad.resources = Resources {
             memory_bytes: Some(1),
             cpu_millis: Some(1),
+            pids_limit: None,
         };
         let mut p = pod(vec![bad, container("app")]);
         p.volumes.push(Volume::host_path("Bad", "/a/../b"));
@@ -852,6 +863,7 @@ mod tests {
         c.resources = Resources {
             memory_bytes: Some(4 * 1024 * 1024 - 1),
             cpu_millis: Some(9),
+            pids_limit: None,
         };
         assert_eq!(
             problems(&pod(vec![c.clone()])),
@@ -869,11 +881,13 @@ mod tests {
         c.resources = Resources {
             memory_bytes: Some(4 * 1024 * 1024),
             cpu_millis: Some(10),
+            pids_limit: None,
         };
         assert_eq!(pod(vec![c.clone()]).validate(), Ok(()));
         c.resources = Resources {
             memory_bytes: Some(u64::MAX),
             cpu_millis: Some(u32::MAX),
+            pids_limit: None,
         };
         assert_eq!(pod(vec![c]).validate(), Ok(()));
     }
@@ -893,5 +907,106 @@ mod tests {
                 "must be at most 3600, got 4294967295"
             )
         );
+    }
+
+    #[test]
+    fn pids_limit_is_bounded_and_defaults_to_4096() {
+        let mut c = container("app");
+        assert_eq!(c.resources.effective_pids_limit(), 4096);
+        c.resources.pids_limit = Some(7);
+        assert_eq!(
+            one_problem(&pod(vec![c.clone()])),
+            pair(
+                "containers[0].resources.pidsLimit",
+                "must be between 8 and 4194304, got 7"
+            )
+        );
+        c.resources.pids_limit = Some(100);
+        assert_eq!(pod(vec![c.clone()]).validate(), Ok(()));
+        assert_eq!(c.resources.effective_pids_limit(), 100);
+    }
+
+    #[test]
+    fn users_are_names_or_ids_with_an_optional_group() {
+        for good in [
+            "1000",
+            "1000:1000",
+            "nobody",
+            "www-data:www-data",
+            "app_1.x",
+        ] {
+            let mut c = container("app");
+            c.security.user = Some(good.to_owned());
+            assert_eq!(pod(vec![c]).validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            ":",
+            "1000:",
+            "-u",
+            "a b",
+            "root:x:y",
+            "a\nb",
+            &"u".repeat(66),
+        ] {
+            let mut c = container("app");
+            c.security.user = Some(bad.to_owned());
+            let (field, _) = one_problem(&pod(vec![c]));
+            assert_eq!(field, "containers[0].security.user", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dropped_capabilities_are_known_names_or_all_once_each() {
+        let mut c = container("app");
+        c.security.cap_drop = vec!["NET_RAW".into(), "ALL".into(), "SYS_ADMIN".into()];
+        assert_eq!(pod(vec![c.clone()]).validate(), Ok(()));
+        c.security.cap_drop = vec![
+            "CAP_NET_RAW".into(),
+            "net_raw".into(),
+            "CHOWN".into(),
+            "CHOWN".into(),
+        ];
+        assert_eq!(
+            problems(&pod(vec![c])),
+            [
+                pair(
+                    "containers[0].security.capDrop[0]",
+                    "unknown capability \"CAP_NET_RAW\" (write NET_RAW): use a name such as NET_RAW, or ALL"
+                ),
+                pair(
+                    "containers[0].security.capDrop[1]",
+                    "unknown capability \"net_raw\": use a name such as NET_RAW, or ALL"
+                ),
+                pair(
+                    "containers[0].security.capDrop[3]",
+                    "duplicate capability \"CHOWN\", also at capDrop[2]"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn security_round_trips_in_camel_case_and_is_omitted_when_default() {
+        let json = r#"{"name":"web","containers":[{"name":"app","image":"local/busybox",
+            "resources":{"pidsLimit":64},
+            "security":{"user":"1000:1000","readOnlyRootFilesystem":true,"capDrop":["NET_RAW"]}}]}"#;
+        let parsed: Pod = serde_json::from_str(json).unwrap();
+        let app = &parsed.containers[0];
+        assert_eq!(app.resources.pids_limit, Some(64));
+        assert_eq!(app.security.user.as_deref(), Some("1000:1000"));
+        assert!(app.security.read_only_root_filesystem);
+        assert_eq!(app.security.cap_drop, ["NET_RAW"]);
+        let text = serde_json::to_string(&parsed).unwrap();
+        assert!(text.contains(r#""security":{"user":"1000:1000","readOnlyRootFilesystem":true,"capDrop":["NET_RAW"]}"#), "{text}");
+        let plain = serde_json::to_string(&pod(vec![container("app")])).unwrap();
+        assert!(
+            !plain.contains("security") && !plain.contains("pidsLimit"),
+            "{plain}"
+        );
+        assert!(serde_json::from_str::<Pod>(
+            r#"{"name":"w","containers":[{"name":"a","image":"i","security":{"privileged":true}}]}"#
+        )
+        .is_err());
     }
 }

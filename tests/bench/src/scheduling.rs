@@ -227,10 +227,12 @@ fn container(service: usize) -> Container {
         resources: Resources {
             memory_bytes: Some((64 + 64 * (service % 16) as u64) * MIB),
             cpu_millis: Some(50 + 50 * (service % 10) as u32),
+            pids_limit: None,
         },
         restart: RestartPolicy::Always,
         stop_timeout_secs: 10,
         probes: Default::default(),
+        security: Default::default(),
     }
 }
 

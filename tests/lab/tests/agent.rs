@@ -390,7 +390,7 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
             "--image",
             "local/busybox",
             "-p",
-            "8081:80",
+            "30081:80",
             "--",
             "httpd",
             "-f",
@@ -410,14 +410,14 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
             "--image",
             "local/busybox",
             "-p",
-            "8081:80",
+            "30081:80",
             "--",
             "httpd",
             "-f",
         ],
     )
     .assert_failure();
-    assert!(err.contains("hostPort") && err.contains("8081"), "{err}");
+    assert!(err.contains("hostPort") && err.contains("30081"), "{err}");
     lab.exec(
         "h1",
         &[
@@ -427,16 +427,16 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
             "nc",
             "-l",
             "-p",
-            "8082",
+            "30082",
         ],
     )
     .assert_success();
     // systemd-run returns once the unit is started, not once nc listens.
     lab.eventually(
         Duration::from_secs(10),
-        "the squatter to listen on 8082",
+        "the squatter to listen on 30082",
         || {
-            let listening = lab.exec("h1", &["ss", "-Hltn", "sport = :8082"]);
+            let listening = lab.exec("h1", &["ss", "-Hltn", "sport = :30082"]);
             (!listening.stdout().trim().is_empty()).then_some(())
         },
     );
@@ -450,14 +450,14 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
             "--image",
             "local/busybox",
             "-p",
-            "8082:80",
+            "30082:80",
             "--",
             "httpd",
             "-f",
         ],
     )
     .assert_failure();
-    assert!(err.contains("8082"), "{err}");
+    assert!(err.contains("30082"), "{err}");
     assert_eq!(
         leftovers(&lab),
         with_first,
@@ -477,7 +477,7 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
             "--image",
             "local/busybox",
             "-p",
-            "8081:80",
+            "30081:80",
             "--",
             "httpd",
             "-f",
