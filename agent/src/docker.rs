@@ -609,10 +609,7 @@ mod tests {
         assert_eq!(config.user, None);
         assert_eq!(host.init, Some(true));
         assert_eq!(host.restart_policy, None);
-        assert_eq!(
-            host.log_config.and_then(|l| l.typ).as_deref(),
-            Some("none")
-        );
+        assert_eq!(host.log_config.and_then(|l| l.typ).as_deref(), Some("none"));
     }
 
     #[test]

@@ -111,7 +111,19 @@ pub fn stable_hash(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
-fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
+/// Labels `spec` with the hash of what it asks of Docker. Hardening at
+/// berth's defaults (the PID limit, no user, a writable root, no dropped
+/// capabilities) and the network holder's fixed hardening are left out, so
+/// that containers created before those settings existed hash as they did
+/// and an upgrade restarts nothing: they get them when next created.
+fn with_hash(mut spec: ContainerSpec, holder: bool) -> (ContainerSpec, String) {
+    #[derive(Serialize)]
+    struct Hardening<'a> {
+        pids_limit: u32,
+        user: &'a Option<String>,
+        read_only_root_filesystem: bool,
+        cap_drop: &'a [String],
+    }
     #[derive(Serialize)]
     struct Hashed<'a> {
         image: &'a str,
@@ -128,11 +140,13 @@ fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
         stop_timeout: u32,
         stop_signal: &'a Option<String>,
         init: bool,
-        pids_limit: u32,
-        user: &'a Option<String>,
-        read_only_root_filesystem: bool,
-        cap_drop: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hardening: Option<Hardening<'a>>,
     }
+    let default_hardening = spec.pids_limit == berth_model::limits::DEFAULT_PIDS_LIMIT
+        && spec.user.is_none()
+        && !spec.read_only_root_filesystem
+        && spec.cap_drop.is_empty();
     let hashed = Hashed {
         image: &spec.image,
         entrypoint: &spec.entrypoint,
@@ -148,10 +162,12 @@ fn with_hash(mut spec: ContainerSpec) -> (ContainerSpec, String) {
         stop_timeout: spec.stop_timeout,
         stop_signal: &spec.stop_signal,
         init: spec.init,
-        pids_limit: spec.pids_limit,
-        user: &spec.user,
-        read_only_root_filesystem: spec.read_only_root_filesystem,
-        cap_drop: &spec.cap_drop,
+        hardening: (!holder && !default_hardening).then_some(Hardening {
+            pids_limit: spec.pids_limit,
+            user: &spec.user,
+            read_only_root_filesystem: spec.read_only_root_filesystem,
+            cap_drop: &spec.cap_drop,
+        }),
     };
     let hash = stable_hash(&serde_json::to_vec(&hashed).unwrap_or_default());
     spec.labels.push((LABEL_SPEC_HASH.into(), hash.clone()));
@@ -223,29 +239,32 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
         });
         let mut labels = vec![(LABEL_POD.to_string(), pod.name.clone())];
         labels.extend(adoption_labels.iter().cloned());
-        let (spec, spec_hash) = with_hash(ContainerSpec {
-            name: holder_name.clone(),
-            image: PAUSE_IMAGE.into(),
-            entrypoint: vec!["/pause".into()],
-            cmd: Vec::new(),
-            env: Vec::new(),
-            labels,
-            cgroup_parent: pod_network_cgroup_path(&pod.name),
-            memory: None,
-            network_mode: None,
-            published: published.clone(),
-            exposed: exposed.clone(),
-            binds: Vec::new(),
-            stop_timeout: 1,
-            // pause is PID 1 without a SIGTERM handler: it would ignore it.
-            stop_signal: Some("SIGKILL".into()),
-            init: false,
-            // pause is one process that never forks.
-            pids_limit: berth_model::limits::MIN_PIDS_LIMIT,
-            user: None,
-            read_only_root_filesystem: true,
-            cap_drop: Vec::new(),
-        });
+        let (spec, spec_hash) = with_hash(
+            ContainerSpec {
+                name: holder_name.clone(),
+                image: PAUSE_IMAGE.into(),
+                entrypoint: vec!["/pause".into()],
+                cmd: Vec::new(),
+                env: Vec::new(),
+                labels,
+                cgroup_parent: pod_network_cgroup_path(&pod.name),
+                memory: None,
+                network_mode: None,
+                published: published.clone(),
+                exposed: exposed.clone(),
+                binds: Vec::new(),
+                stop_timeout: 1,
+                // pause is PID 1 without a SIGTERM handler: it would ignore it.
+                stop_signal: Some("SIGKILL".into()),
+                init: false,
+                // pause is one process that never forks.
+                pids_limit: berth_model::limits::MIN_PIDS_LIMIT,
+                user: None,
+                read_only_root_filesystem: true,
+                cap_drop: Vec::new(),
+            },
+            true,
+        );
         containers.push(DesiredContainer {
             pod_container: None,
             unit: pod_network_unit_name(&pod.name),
@@ -308,35 +327,38 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
         if !has_holder {
             labels.extend(adoption_labels.iter().cloned());
         }
-        let (spec, spec_hash) = with_hash(ContainerSpec {
-            name: docker_name,
-            image: container.image.clone(),
-            entrypoint: container.command.clone(),
-            cmd: container.args.clone(),
-            env,
-            labels,
-            cgroup_parent: container_cgroup_path(&pod.name, &container.name),
-            memory: container.resources.memory_bytes,
-            network_mode: has_holder.then(|| format!("container:{holder_name}")),
-            published: if has_holder {
-                Vec::new()
-            } else {
-                published.clone()
+        let (spec, spec_hash) = with_hash(
+            ContainerSpec {
+                name: docker_name,
+                image: container.image.clone(),
+                entrypoint: container.command.clone(),
+                cmd: container.args.clone(),
+                env,
+                labels,
+                cgroup_parent: container_cgroup_path(&pod.name, &container.name),
+                memory: container.resources.memory_bytes,
+                network_mode: has_holder.then(|| format!("container:{holder_name}")),
+                published: if has_holder {
+                    Vec::new()
+                } else {
+                    published.clone()
+                },
+                exposed: if has_holder {
+                    Vec::new()
+                } else {
+                    exposed.clone()
+                },
+                binds,
+                stop_timeout: container.stop_timeout_secs,
+                stop_signal: None,
+                init: true,
+                pids_limit: container.resources.effective_pids_limit(),
+                user: container.security.user.clone(),
+                read_only_root_filesystem: container.security.read_only_root_filesystem,
+                cap_drop: container.security.cap_drop.clone(),
             },
-            exposed: if has_holder {
-                Vec::new()
-            } else {
-                exposed.clone()
-            },
-            binds,
-            stop_timeout: container.stop_timeout_secs,
-            stop_signal: None,
-            init: true,
-            pids_limit: container.resources.effective_pids_limit(),
-            user: container.security.user.clone(),
-            read_only_root_filesystem: container.security.read_only_root_filesystem,
-            cap_drop: container.security.cap_drop.clone(),
-        });
+            false,
+        );
         containers.push(DesiredContainer {
             pod_container: Some(container.name.clone()),
             unit: container_unit_name(&pod.name, &container.name),
@@ -484,6 +506,40 @@ mod tests {
         assert_eq!(a.containers[0].spec_hash, b.containers[0].spec_hash);
         assert_ne!(a.containers[0].spec_hash, c.containers[0].spec_hash);
         assert_eq!(stable_hash(b"berth"), stable_hash(b"berth"));
+    }
+
+    #[test]
+    fn default_hardening_leaves_the_hash_as_it_was_so_an_upgrade_restarts_nothing() {
+        let plain = desired_pod(
+            &record(
+                r#"{"name":"p","containers":[{"name":"c","image":"i"},{"name":"d","image":"i"}]}"#,
+            ),
+            HOST,
+        )
+        .unwrap();
+        // What is hashed for a plain pod is what berth hashed before the
+        // hardening settings existed: no hardening, and a pod spec label
+        // without the new fields.
+        for container in &plain.containers {
+            let labels = serde_json::to_string(&container.spec.labels).unwrap();
+            assert!(
+                !labels.contains("security") && !labels.contains("pidsLimit"),
+                "{labels}"
+            );
+        }
+        let mut spec = plain.containers[1].spec.clone();
+        let before = with_hash(spec.clone(), false).1;
+        spec.read_only_root_filesystem = true;
+        assert_ne!(
+            with_hash(spec.clone(), false).1,
+            before,
+            "opting in is a change"
+        );
+        assert_eq!(
+            with_hash(spec, true).1,
+            before,
+            "the holder's fixed hardening is not"
+        );
     }
 
     #[test]
