@@ -167,6 +167,11 @@ impl Docker {
         Ok(Self { client })
     }
 
+    /// Whether dockerd answers at all (`GET /_ping`).
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.client.ping().await.map(drop).map_err(err("ping"))
+    }
+
     /// Pulls `image` unless it is present, with the registry's credentials.
     pub async fn ensure_image(
         &self,

@@ -64,6 +64,10 @@ pub struct Runtime {
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
     /// kill, by (container ID, start of the run): asked once per run.
     oom_verdicts: std::sync::Mutex<HashMap<(String, String), OomVerdict>>,
+    /// Whether a full resync has adopted what runs on this host: until
+    /// then the records may lack running pods, and the master's
+    /// assignments must wait (see [`Runtime::adopted`]).
+    adopted: tokio::sync::watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -86,7 +90,14 @@ impl Runtime {
             shim_environment,
             lock: Mutex::new(()),
             oom_verdicts: std::sync::Mutex::default(),
+            adopted: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Returns once a full resync has adopted what runs on this host.
+    pub async fn adopted(&self) {
+        let mut adopted = self.adopted.subscribe();
+        let _ = adopted.wait_for(|done| *done).await;
     }
 
     /// The host's dockerd.
@@ -536,6 +547,7 @@ impl Runtime {
                 warn!(pod = %record.pod.name, error = %e, "reconciling failed; retrying at the next resync");
             }
         }
+        self.adopted.send_replace(true);
         Ok(())
     }
 
@@ -571,7 +583,11 @@ impl Runtime {
                     .unwrap_or_default();
             }
         }
-        let running = seen.units.values().any(|s| s.active_state == "active");
+        // Its units or its containers may be all that is left to tell: a
+        // running pod stays running until the master's assignments say
+        // otherwise.
+        let running = seen.units.values().any(|s| s.active_state == "active")
+            || seen.containers.values().any(|c| c.state == "running");
         Ok(PodRecord {
             pod,
             host_ports,
@@ -799,19 +815,25 @@ impl Runtime {
         failures
     }
 
-    /// The status of every pod the master assigned here.
-    pub async fn master_pod_statuses(&self) -> Vec<PodStatus> {
+    /// The status of every pod the master assigned here. A pod whose
+    /// status cannot be read (Docker or systemd not answering) is left out;
+    /// the first such error is returned alongside.
+    pub async fn master_pod_statuses(&self) -> (Vec<PodStatus>, Option<String>) {
         let mut statuses = Vec::new();
+        let mut first_error = None;
         for record in self
             .records()
             .unwrap_or_default()
             .iter()
             .filter(|r| r.source == Source::Master)
         {
-            if let Ok(status) = self.status_of(record).await {
-                statuses.push(status);
+            match self.status_of(record).await {
+                Ok(status) => statuses.push(status),
+                Err(e) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
             }
         }
-        statuses
+        (statuses, first_error)
     }
 }
