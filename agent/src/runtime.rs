@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::AgentConfig;
 use crate::container_events;
-use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC};
+use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE};
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
@@ -596,9 +596,15 @@ impl Runtime {
             } else {
                 Desired::Stopped
             },
-            // Whoever asked for it, the master claims it again on its next
-            // assignment; until then it is local.
-            source: Source::Local,
+            // A master's pod stays the master's: it keeps running until the
+            // assignments are known, then goes only if no longer assigned
+            // here. A pod from before the label is local until the master
+            // claims it again.
+            source: if owner.labels.get(LABEL_SOURCE).map(String::as_str) == Some("master") {
+                Source::Master
+            } else {
+                Source::Local
+            },
         })
     }
 
