@@ -259,16 +259,31 @@ fn next_known(
     }
 }
 
+/// Whether the container engine is there: its systemd unit settled (not
+/// restarting: its pods' units stop and start with it) and Docker answering
+/// a ping, each within [`PING_TIMEOUT`].
+async fn engine_condition(runtime: &Runtime) -> Result<(), String> {
+    if let Some(unit) = runtime.engine_unit() {
+        match tokio::time::timeout(PING_TIMEOUT, runtime.systemd().unsettled(unit)).await {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(doing))) => return Err(doing),
+            // systemd not answering says nothing about Docker.
+            Ok(Err(_)) | Err(_) => {}
+        }
+    }
+    match tokio::time::timeout(PING_TIMEOUT, runtime.docker().ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("docker did not answer within {PING_TIMEOUT:?}")),
+    }
+}
+
 /// Looks at Docker and at the master's pods every [`HEARTBEAT_INTERVAL`]
 /// (at once when `changed`), publishing what it saw. Every look is bounded
 /// in time, so a hung Docker or D-Bus only makes the news older.
 async fn observe_forever(runtime: &Runtime, changed: &Notify, known: &watch::Sender<LastKnown>) {
     loop {
-        let engine = match tokio::time::timeout(PING_TIMEOUT, runtime.docker().ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("docker did not answer within {PING_TIMEOUT:?}")),
-        };
+        let engine = engine_condition(runtime).await;
         let fresh = if engine.is_ok() {
             tokio::time::timeout(OBSERVE_TIMEOUT, runtime.master_pod_statuses())
                 .await

@@ -100,6 +100,17 @@ impl Runtime {
         let _ = adopted.wait_for(|done| *done).await;
     }
 
+    /// The host's systemd.
+    pub fn systemd(&self) -> &Systemd {
+        &self.systemd
+    }
+
+    /// The systemd unit of the container engine, when the agent uses the
+    /// default Docker socket (another engine's unit is not known).
+    pub fn engine_unit(&self) -> Option<&'static str> {
+        (self.config.docker_socket == Path::new("/run/docker.sock")).then_some("docker.service")
+    }
+
     /// The host's dockerd.
     pub fn docker(&self) -> &Docker {
         &self.docker
