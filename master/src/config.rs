@@ -360,6 +360,26 @@ mod tests {
     }
 
     #[test]
+    fn the_unhealthy_node_threshold_is_a_share_and_defaults_to_55_percent() {
+        assert!((parse("").unwrap().unhealthy_node_threshold - 0.55).abs() < f64::EPSILON);
+        let dir = std::env::temp_dir().join(format!("berth-threshold-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("master.toml");
+        std::fs::write(&path, "unhealthy-node-threshold = 55\n").unwrap();
+        let error = MasterConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("unhealthy-node-threshold: must be a share between 0 and 1"),
+            "{error}"
+        );
+        std::fs::write(&path, "unhealthy-node-threshold = 0.7\n").unwrap();
+        assert!(
+            (MasterConfig::load(&path).unwrap().unhealthy_node_threshold - 0.7).abs()
+                < f64::EPSILON
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn store_defaults_to_embedded() {
         let config = parse("").expect("empty config");
         assert_eq!(config.store, StoreConfig::default());
