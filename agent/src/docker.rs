@@ -26,6 +26,11 @@ pub const LABEL_SPEC_HASH: &str = "berth.spec-hash";
 pub const LABEL_POD_SPEC: &str = "berth.pod-spec";
 /// Label on the network holder with the pod's host port bindings.
 pub const LABEL_HOST_PORTS: &str = "berth.host-ports";
+/// Label on the network holder with who asked for the pod (`master` or
+/// `local`), so that an adopted pod of the master's goes when the master no
+/// longer assigns it. Not part of the spec hash: a pod the master claims
+/// keeps its containers.
+pub const LABEL_SOURCE: &str = "berth.source";
 
 /// The image of every pod's network holder.
 pub const PAUSE_IMAGE: &str = concat!("berth/pause:", env!("CARGO_PKG_VERSION"));
@@ -178,6 +183,11 @@ impl Docker {
             .await
             .map_err(err("negotiating the API version"))?;
         Ok(Self { client })
+    }
+
+    /// Whether dockerd answers at all (`GET /_ping`).
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.client.ping().await.map(drop).map_err(err("ping"))
     }
 
     /// Pulls `image` unless it is present, with the registry's credentials.

@@ -52,11 +52,44 @@ pub async fn run(
     journal::lift_rate_limit(&systemd).await;
     let runtime = Arc::new(Runtime::new(config.clone(), store, docker, systemd));
 
+    let metrics = metrics::Metrics::new();
+    // Heartbeats start before anything else: a restarted agent must not
+    // look like a dead node. Assignments wait for the first resync, which
+    // adopts what runs, so that no running pod is taken for missing.
+    let joined = master_link::load_joined(&config.state_dir)?;
+    let standalone = joined.is_none() && config.master.is_none();
+    match joined {
+        Some(joined) => {
+            master_link::announce(&joined);
+            tokio::spawn(master_link::run(
+                joined,
+                Arc::clone(&runtime),
+                Arc::clone(&metrics),
+            ));
+        }
+        None if config.master.is_some() => {
+            tokio::spawn(master_link::join_from_config(
+                config.clone(),
+                Arc::clone(&runtime),
+                Arc::clone(&metrics),
+            ));
+        }
+        None => {}
+    }
     // Adopt and converge before answering anyone.
     if let Err(e) = runtime.resync().await {
         warn!(error = %format!("{e:#}"), "first resync failed; retrying in the background");
     }
-    let metrics = metrics::Metrics::new();
+    if standalone && !runtime.pod_containers().is_empty() {
+        // Pods without a master: local ones, or a joined node's whose
+        // state directory (and credential) is gone.
+        let node = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        warn!(
+            "not joined to a master, but pods run here; they keep running. If this node was \
+             joined and lost its credential: {}",
+            master_link::rejoin_hint(node.trim())
+        );
+    }
     // Its own Docker client: polling application endpoints must not wait
     // behind the runtime's work.
     let hook_docker = docker::Docker::connect(&config.docker_socket).await.ok();
@@ -78,24 +111,6 @@ pub async fn run(
     info!(socket = %config.socket.display(), "local API listening");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    match master_link::load_joined(&config.state_dir)? {
-        Some(joined) => {
-            master_link::announce(&joined);
-            tokio::spawn(master_link::run(
-                joined,
-                Arc::clone(&runtime),
-                Arc::clone(&metrics),
-            ));
-        }
-        None if config.master.is_some() => {
-            tokio::spawn(master_link::join_from_config(
-                config.clone(),
-                Arc::clone(&runtime),
-                Arc::clone(&metrics),
-            ));
-        }
-        None => {}
-    }
     let resync = {
         let runtime = Arc::clone(&runtime);
         let interval = Duration::from_secs(config.resync_interval_secs);

@@ -38,6 +38,13 @@ enum Command {
         /// Required for an https master.
         #[arg(long)]
         ca_hash: Option<String>,
+        /// Take over the cluster's node of this host's name, whose
+        /// credential was lost (the state directory was deleted): the
+        /// token comes from `berth node rejoin NAME` (admin). Running pods
+        /// are adopted, never stopped. Example:
+        /// `berth-agent join https://h1:7443 --token T --ca-hash sha256:… --reuse-name`
+        #[arg(long)]
+        reuse_name: bool,
     },
     /// Stop and remove every pod on this host: units, containers, slices
     /// and host ports (named volumes are kept). The package's removal runs
@@ -69,9 +76,10 @@ fn main() -> ExitCode {
         url,
         token,
         ca_hash,
+        reuse_name,
     }) = args.command
     {
-        return match runtime.block_on(join(&url, &token, ca_hash.as_deref(), &config)) {
+        return match runtime.block_on(join(&url, &token, ca_hash.as_deref(), reuse_name, &config)) {
             Ok(message) => {
                 println!("{message}");
                 ExitCode::SUCCESS
@@ -110,11 +118,18 @@ async fn join(
     url: &str,
     token: &str,
     ca_hash: Option<&str>,
+    reuse_name: bool,
     config: &AgentConfig,
 ) -> anyhow::Result<String> {
-    let joined =
-        berth_agent::master_link::join(url, token, ca_hash, &config.labels, &config.state_dir)
-            .await?;
+    let joined = berth_agent::master_link::join(
+        url,
+        token,
+        ca_hash,
+        &config.labels,
+        &config.state_dir,
+        reuse_name,
+    )
+    .await?;
     let systemd = berth_agent::systemd::Systemd::connect().await?;
     systemd.enable(&["berth-agent.service".to_string()]).await?;
     systemd.restart("berth-agent.service").await?;

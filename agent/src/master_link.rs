@@ -3,6 +3,11 @@
 //! poll on this node's assignments, applied through the same runtime as the
 //! local API. With the master unreachable the agent keeps running what it
 //! has and retries.
+//!
+//! The heartbeat is this node's liveness, so it never waits on Docker or
+//! D-Bus: an observer looks at the pods on its own schedule, and the
+//! heartbeat carries what it last knew, with Docker's condition (a Docker
+//! restart is `EngineUnavailable`, not a dead node).
 
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
@@ -12,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use berth_model::api::{Assignments, Heartbeat, JoinRequest, JoinResponse};
 use berth_model::endpoints::EndpointsView;
-use berth_model::{ApiError, Capacity, Node};
+use berth_model::{ApiError, Capacity, Node, PodStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
@@ -157,15 +162,28 @@ async fn error_of(response: reqwest::Response) -> anyhow::Error {
     }
 }
 
+/// How to get a node back whose credential is lost or refused, for logs and
+/// errors. Its pods keep running meanwhile.
+pub fn rejoin_hint(node: &str) -> String {
+    format!(
+        "an admin runs `berth node rejoin {node}` and this host \
+         `berth-agent join URL --token TOKEN --ca-hash HASH --reuse-name` with the token it prints; \
+         the pods here keep running meanwhile and are this node's again once it is back"
+    )
+}
+
 /// Joins the master at `url` with a one-time `token` and saves the node's
 /// credential in `state_dir`. An `https` master needs `ca_hash` (printed in
-/// its join command); its CA is then the only one this node trusts.
+/// its join command); its CA is then the only one this node trusts. With
+/// `reuse_name`, the node takes over the cluster's node of its name (its
+/// credential was lost); the master's token must allow that.
 pub async fn join(
     url: &str,
     token: &str,
     ca_hash: Option<&str>,
     labels: &std::collections::BTreeMap<String, String>,
     state_dir: &Path,
+    reuse_name: bool,
 ) -> anyhow::Result<Joined> {
     let url = url.trim_end_matches('/').to_owned();
     let ca_pem = match (url.starts_with("https://"), ca_hash) {
@@ -186,6 +204,7 @@ pub async fn join(
         .json(&JoinRequest {
             token: token.to_owned(),
             node,
+            reuse_name,
         })
         .send()
         .await
@@ -207,6 +226,88 @@ pub async fn join(
     Ok(joined)
 }
 
+/// How often the heartbeat goes out, whatever Docker and systemd do.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long Docker may take to answer a ping before it counts as
+/// unavailable.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one look at the pods may take; past it the heartbeat goes on
+/// with what it knew.
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the heartbeat carries besides capacity and usage: the master's pods
+/// as last seen, and whether Docker answered the last look.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LastKnown {
+    pods: Vec<PodStatus>,
+    engine_unavailable: Option<String>,
+}
+
+/// The next [`LastKnown`] after one look: `engine` is Docker's answer to a
+/// ping, `fresh` the statuses read (`None` when they could not be read in
+/// time). Pods read keep being reported as last known when a look fails.
+fn next_known(
+    last: &LastKnown,
+    engine: Result<(), String>,
+    fresh: Option<Vec<PodStatus>>,
+) -> LastKnown {
+    LastKnown {
+        pods: fresh.unwrap_or_else(|| last.pods.clone()),
+        engine_unavailable: engine.err(),
+    }
+}
+
+/// Whether the container engine is there: its systemd unit settled (not
+/// restarting: its pods' units stop and start with it) and Docker answering
+/// a ping, each within [`PING_TIMEOUT`].
+async fn engine_condition(runtime: &Runtime) -> Result<(), String> {
+    if let Some(unit) = runtime.engine_unit() {
+        match tokio::time::timeout(PING_TIMEOUT, runtime.systemd().unsettled(unit)).await {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(doing))) => return Err(doing),
+            // systemd not answering says nothing about Docker.
+            Ok(Err(_)) | Err(_) => {}
+        }
+    }
+    match tokio::time::timeout(PING_TIMEOUT, runtime.docker().ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("docker did not answer within {PING_TIMEOUT:?}")),
+    }
+}
+
+/// Looks at Docker and at the master's pods every [`HEARTBEAT_INTERVAL`]
+/// (at once when `changed`), publishing what it saw. Every look is bounded
+/// in time, so a hung Docker or D-Bus only makes the news older.
+async fn observe_forever(runtime: &Runtime, changed: &Notify, known: &watch::Sender<LastKnown>) {
+    loop {
+        let engine = engine_condition(runtime).await;
+        let fresh = if engine.is_ok() {
+            tokio::time::timeout(OBSERVE_TIMEOUT, runtime.master_pod_statuses())
+                .await
+                .ok()
+                .map(|(pods, _)| pods)
+        } else {
+            None
+        };
+        known.send_if_modified(|current| {
+            let next = next_known(current, engine, fresh);
+            if let (None, Some(error)) = (&current.engine_unavailable, &next.engine_unavailable) {
+                warn!(error = %error, "docker does not answer; the node reports EngineUnavailable");
+            }
+            let modified = *current != next;
+            *current = next;
+            modified
+        });
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            () = changed.notified() => {}
+        }
+    }
+}
+
 /// Runs the heartbeat and the assignment loop forever.
 pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     let http = match client(joined.ca_pem.as_deref()) {
@@ -216,8 +317,9 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
             return;
         }
     };
-    // Applying assignments wakes the heartbeat, so the master learns of a
-    // started pod at once rather than up to a second later.
+    // Applying assignments wakes the observer (and so the heartbeat), so
+    // the master learns of a started pod at once rather than up to a
+    // second later.
     let changed = Arc::new(Notify::new());
     // Links follow the assignments and the endpoints of linked services.
     let (assigned_links, assigned_rx) = watch::channel(links::Assigned::new());
@@ -233,14 +335,14 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         let (http, joined) = (http.clone(), joined.clone());
         tokio::spawn(async move { endpoints(&http, &joined, &endpoints_tx).await })
     };
+    let (known_tx, known_rx) = watch::channel(LastKnown::default());
+    let observer = {
+        let (runtime, changed) = (Arc::clone(&runtime), Arc::clone(&changed));
+        tokio::spawn(async move { observe_forever(&runtime, &changed, &known_tx).await })
+    };
     let beat = {
-        let (http, joined, runtime, changed) = (
-            http.clone(),
-            joined.clone(),
-            Arc::clone(&runtime),
-            Arc::clone(&changed),
-        );
-        tokio::spawn(async move { heartbeats(&http, &joined, &runtime, &metrics, &changed).await })
+        let (http, joined) = (http.clone(), joined.clone());
+        tokio::spawn(async move { heartbeats(&http, &joined, &metrics, known_rx).await })
     };
     let events = tokio::spawn(crate::container_events::run(
         http.clone(),
@@ -254,27 +356,31 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     ));
     assignments(&http, &joined, &runtime, &changed, &assigned_links).await;
     beat.abort();
+    observer.abort();
     linking.abort();
     following.abort();
     events.abort();
     logs.abort();
 }
 
+/// Sends a heartbeat every [`HEARTBEAT_INTERVAL`], and at once when the
+/// observer saw something new. It never waits on Docker or D-Bus.
 async fn heartbeats(
     http: &reqwest::Client,
     joined: &Joined,
-    runtime: &Runtime,
     metrics: &Metrics,
-    changed: &Notify,
+    mut known: watch::Receiver<LastKnown>,
 ) {
     let url = format!("{}/v1/nodes/{}/heartbeat", joined.url, joined.node);
     loop {
         let (usage, metrics) = metrics.latest();
+        let last = known.borrow_and_update().clone();
         let beat = Heartbeat {
             capacity: capacity(),
-            pods: runtime.master_pod_statuses().await,
+            pods: last.pods,
             usage,
             metrics,
+            engine_unavailable: last.engine_unavailable,
         };
         let sent = http
             .put(&url)
@@ -285,6 +391,10 @@ async fn heartbeats(
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {}
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                let error = error_of(r).await;
+                warn!(error = %error, "the master refused this node's credential; to rejoin, {}", rejoin_hint(&joined.node));
+            }
             Ok(r) => {
                 let error = error_of(r).await;
                 warn!(error = %error, "heartbeat refused");
@@ -292,8 +402,8 @@ async fn heartbeats(
             Err(e) => warn!(error = %e, "heartbeat failed; the master is unreachable"),
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = changed.notified() => {}
+            () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            Ok(()) = known.changed() => {}
         }
     }
 }
@@ -325,6 +435,9 @@ async fn assignments(
     changed: &Notify,
     assigned_links: &watch::Sender<links::Assigned>,
 ) {
+    // Until what runs here is adopted, a running pod of the master's could
+    // look missing (a lost state directory) and be created twice.
+    runtime.adopted().await;
     let mut after = None;
     let mut delay = Duration::from_millis(200);
     loop {
@@ -435,12 +548,13 @@ pub async fn join_from_config(
             master.ca_hash.as_deref(),
             &config.labels,
             &config.state_dir,
+            false,
         )
         .await
         {
             Ok(joined) => break joined,
             Err(e) if format!("{e:#}").contains("401") => {
-                warn!(error = %format!("{e:#}"), "the master refused the join token in the config; not joining");
+                warn!(error = %format!("{e:#}"), "the master refused the join token in the config; not joining. If this node lost its credential: {}", rejoin_hint(&identity().0));
                 return;
             }
             Err(e) => {
@@ -452,4 +566,54 @@ pub async fn join_from_config(
     };
     announce(&joined);
     run(joined, runtime, metrics).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str) -> PodStatus {
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "phase": "Running",
+            "slice": format!("berth-{name}.slice"),
+            "containers": [],
+            "spec": {"name": name, "containers": [{"name": "c", "image": "i"}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_docker_restart_keeps_the_last_known_pods_and_says_why() {
+        let running = next_known(&LastKnown::default(), Ok(()), Some(vec![status("web-0")]));
+        assert_eq!(running.pods, [status("web-0")]);
+        assert_eq!(running.engine_unavailable, None);
+
+        let restarting = next_known(
+            &running,
+            Err("docker: ping: connection refused".into()),
+            None,
+        );
+        assert_eq!(restarting.pods, running.pods, "the last known status stays");
+        assert_eq!(
+            restarting.engine_unavailable.as_deref(),
+            Some("docker: ping: connection refused")
+        );
+
+        let back = next_known(&restarting, Ok(()), Some(vec![status("web-0")]));
+        assert_eq!(back, running);
+    }
+
+    #[test]
+    fn a_look_that_timed_out_keeps_what_was_known() {
+        let known = next_known(&LastKnown::default(), Ok(()), Some(vec![status("a")]));
+        assert_eq!(next_known(&known, Ok(()), None), known);
+    }
+
+    #[test]
+    fn the_rejoin_hint_names_the_node_and_both_commands() {
+        let hint = rejoin_hint("h2");
+        assert!(hint.contains("berth node rejoin h2"), "{hint}");
+        assert!(hint.contains("--reuse-name"), "{hint}");
+    }
 }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::AgentConfig;
 use crate::container_events;
-use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC};
+use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE};
 use crate::host_path;
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
@@ -69,6 +69,10 @@ pub struct Runtime {
     /// (a host path with a symlink, a host port outside the range), with
     /// why: reported to the master as failed pods, so `berth ps` says why.
     refused_assignments: std::sync::Mutex<BTreeMap<String, (Pod, String)>>,
+    /// Whether a full resync has adopted what runs on this host: until
+    /// then the records may lack running pods, and the master's
+    /// assignments must wait (see [`Runtime::adopted`]).
+    adopted: tokio::sync::watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -92,7 +96,25 @@ impl Runtime {
             lock: Mutex::new(()),
             oom_verdicts: std::sync::Mutex::default(),
             refused_assignments: std::sync::Mutex::default(),
+            adopted: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Returns once a full resync has adopted what runs on this host.
+    pub async fn adopted(&self) {
+        let mut adopted = self.adopted.subscribe();
+        let _ = adopted.wait_for(|done| *done).await;
+    }
+
+    /// The host's systemd.
+    pub fn systemd(&self) -> &Systemd {
+        &self.systemd
+    }
+
+    /// The systemd unit of the container engine, when the agent uses the
+    /// default Docker socket (another engine's unit is not known).
+    pub fn engine_unit(&self) -> Option<&'static str> {
+        (self.config.docker_socket == Path::new("/run/docker.sock")).then_some("docker.service")
     }
 
     /// The host's dockerd.
@@ -528,6 +550,7 @@ impl Runtime {
                 warn!(pod = %record.pod.name, error = %e, "reconciling failed; retrying at the next resync");
             }
         }
+        self.adopted.send_replace(true);
         Ok(())
     }
 
@@ -563,7 +586,11 @@ impl Runtime {
                     .unwrap_or_default();
             }
         }
-        let running = seen.units.values().any(|s| s.active_state == "active");
+        // Its units or its containers may be all that is left to tell: a
+        // running pod stays running until the master's assignments say
+        // otherwise.
+        let running = seen.units.values().any(|s| s.active_state == "active")
+            || seen.containers.values().any(|c| c.state == "running");
         Ok(PodRecord {
             pod,
             host_ports,
@@ -572,9 +599,15 @@ impl Runtime {
             } else {
                 Desired::Stopped
             },
-            // Whoever asked for it, the master claims it again on its next
-            // assignment; until then it is local.
-            source: Source::Local,
+            // A master's pod stays the master's: it keeps running until the
+            // assignments are known, then goes only if no longer assigned
+            // here. A pod from before the label is local until the master
+            // claims it again.
+            source: if owner.labels.get(LABEL_SOURCE).map(String::as_str) == Some("master") {
+                Source::Master
+            } else {
+                Source::Local
+            },
         })
     }
 
@@ -816,23 +849,29 @@ impl Runtime {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The status of every pod the master assigned here.
-    pub async fn master_pod_statuses(&self) -> Vec<PodStatus> {
+    /// The status of every pod the master assigned here. A pod whose
+    /// status cannot be read (Docker or systemd not answering) is left out;
+    /// the first such error is returned alongside.
+    pub async fn master_pod_statuses(&self) -> (Vec<PodStatus>, Option<String>) {
         let mut statuses = Vec::new();
+        let mut first_error = None;
         for record in self
             .records()
             .unwrap_or_default()
             .iter()
             .filter(|r| r.source == Source::Master)
         {
-            if let Ok(status) = self.status_of(record).await {
-                statuses.push(status);
+            match self.status_of(record).await {
+                Ok(status) => statuses.push(status),
+                Err(e) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
             }
         }
         for (pod, why) in self.refused_assignments().values() {
             statuses.push(refused_status(pod, why));
         }
-        statuses
+        (statuses, first_error)
     }
 }
 

@@ -56,6 +56,8 @@ trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn need_daemon_reload(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn job(&self) -> zbus::Result<(u32, zbus::zvariant::OwnedObjectPath)>;
 }
 
 #[zbus::proxy(
@@ -305,6 +307,44 @@ impl Systemd {
             restarts: service.n_restarts().await.map_err(read)?,
             status_text: service.status_text().await.map_err(read)?,
         }))
+    }
+
+    /// Whether `unit` is settled: `None` when it is loaded, active and has
+    /// no job pending (or is not loaded at all), else what it is doing
+    /// (`active, a job pending`, `activating`, ...).
+    pub async fn unsettled(&self, unit: &str) -> Result<Option<String>, SystemdError> {
+        let path = match self.manager.get_unit(unit).await {
+            Ok(path) => path,
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                return Ok(None)
+            }
+            Err(e) => {
+                return Err(SystemdError::Call {
+                    action: format!("GetUnit {unit}"),
+                    source: e,
+                })
+            }
+        };
+        let proxy = UnitProxy::builder(&self.connection)
+            .path(path)
+            .map_err(call("unit path"))?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(call("unit proxy"))?;
+        let read = |e| SystemdError::Call {
+            action: format!("reading {unit}"),
+            source: e,
+        };
+        let active = proxy.active_state().await.map_err(read)?;
+        let (job, _) = proxy.job().await.map_err(read)?;
+        Ok(match (active.as_str(), job) {
+            ("active", 0) => None,
+            (active, 0) => Some(format!("{unit} is {active}")),
+            (active, _) => Some(format!("{unit} is {active}, a job pending")),
+        })
     }
 
     /// States of several units at once.

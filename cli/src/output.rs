@@ -259,6 +259,9 @@ pub fn node_details(view: &NodeView) -> String {
         "last heartbeat: {}",
         heartbeat(view.last_heartbeat_ms_ago)
     );
+    if let Some(error) = &view.engine_error {
+        let _ = writeln!(out, "container engine: not answering ({error})");
+    }
     let _ = writeln!(out, "labels: {}", or_none(labels.join(", ")));
     out
 }
@@ -268,6 +271,7 @@ fn node_status(view: &NodeView) -> String {
     let condition = match view.condition {
         NodeCondition::Ready => "Ready",
         NodeCondition::NotReady => "NotReady",
+        NodeCondition::EngineUnavailable => "EngineUnavailable",
     };
     if view.node.unschedulable {
         format!("{condition},Cordoned")
@@ -796,6 +800,7 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
                 unschedulable: cordoned,
             },
             condition,
+            engine_error: None,
             last_heartbeat_ms_ago: Some(2_500),
             pods: 3,
         }

@@ -22,6 +22,12 @@ pub struct MasterConfig {
     pub public_url: Option<String>,
     /// Seconds without a heartbeat before a node is NotReady.
     pub node_grace_secs: u64,
+    /// When more than this share of the nodes (0 to 1, the master's own
+    /// host counted like any other) goes silent within one grace period,
+    /// no pod is evicted: the master is more likely cut off than they are
+    /// down. Kubernetes' `--unhealthy-zone-threshold`, 0.55 by default (in
+    /// a 3-node cluster, 2 silent nodes hold evictions back).
+    pub unhealthy_node_threshold: f64,
     /// Milliseconds between two controller rounds.
     pub controller_interval_ms: u64,
     /// Where the cluster state lives: `[store]`.
@@ -200,6 +206,7 @@ impl Default for MasterConfig {
             state_dir: PathBuf::from("/var/lib/berth/master"),
             public_url: None,
             node_grace_secs: 3,
+            unhealthy_node_threshold: crate::controller::liveness::DEFAULT_UNHEALTHY_THRESHOLD,
             controller_interval_ms: 250,
             store: StoreConfig::default(),
             events: EventsConfig::default(),
@@ -323,6 +330,12 @@ impl MasterConfig {
         }
         if config.node_grace_secs == 0 {
             return Err(invalid("node-grace-secs: must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&config.unhealthy_node_threshold) {
+            return Err(invalid(format!(
+                "unhealthy-node-threshold: must be a share between 0 and 1 (0.55 is 55%), got {}",
+                config.unhealthy_node_threshold
+            )));
         }
         if config.controller_interval_ms == 0 {
             return Err(invalid("controller-interval-ms: must be at least 1".into()));
@@ -449,6 +462,26 @@ mod tests {
         let huge: MasterConfig =
             toml::from_str("[connections]\nmax-connections = 100000000\n").expect("toml");
         assert!(huge.connections.check().is_err());
+    }
+
+    #[test]
+    fn the_unhealthy_node_threshold_is_a_share_and_defaults_to_55_percent() {
+        assert!((parse("").unwrap().unhealthy_node_threshold - 0.55).abs() < f64::EPSILON);
+        let dir = std::env::temp_dir().join(format!("berth-threshold-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("master.toml");
+        std::fs::write(&path, "unhealthy-node-threshold = 55\n").unwrap();
+        let error = MasterConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("unhealthy-node-threshold: must be a share between 0 and 1"),
+            "{error}"
+        );
+        std::fs::write(&path, "unhealthy-node-threshold = 0.7\n").unwrap();
+        assert!(
+            (MasterConfig::load(&path).unwrap().unhealthy_node_threshold - 0.7).abs()
+                < f64::EPSILON
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub async fn run_with(
         liveness,
         Duration::from_millis(config.controller_interval_ms),
         retention,
+        config.unhealthy_node_threshold,
         instruments,
     ));
     info!(listen = %listener.local_addr()?, url = %state.public_url, "berth-master serving");

@@ -15,6 +15,10 @@ pub struct JoinRequest {
     pub token: String,
     /// The node as it describes itself.
     pub node: Node,
+    /// The node rejoins under a name the cluster already knows (its
+    /// credential was lost): its running pods are its own again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_name: bool,
 }
 
 /// The answer to a join.
@@ -71,6 +75,10 @@ pub struct Heartbeat {
     /// The latest resource sample of each of its pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<crate::metrics::PodMetrics>,
+    /// Why the node's container engine did not answer the agent's last
+    /// look, if it did not (`pods` is then the status last known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_unavailable: Option<String>,
 }
 
 /// A node as `GET /v1/nodes` shows it.
@@ -83,6 +91,10 @@ pub struct NodeView {
     pub condition: NodeCondition,
     /// Milliseconds since its last heartbeat, if it ever sent one.
     pub last_heartbeat_ms_ago: Option<u64>,
+    /// Why its container engine does not answer (condition
+    /// `EngineUnavailable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_error: Option<String>,
     /// Pods assigned to it.
     pub pods: u32,
 }

@@ -46,6 +46,10 @@ pub enum NodeCondition {
     Ready,
     /// No heartbeat within the grace period.
     NotReady,
+    /// Heartbeats arrive, but the node's container engine (Docker) does not
+    /// answer, e.g. while it restarts. The node is alive: its pods are not
+    /// evicted, but nothing new is placed on it until the engine is back.
+    EngineUnavailable,
 }
 
 /// A replicated pod template.

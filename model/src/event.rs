@@ -16,6 +16,15 @@ pub enum EventKind {
     NodeReady,
     /// A node sent no heartbeat within the grace period.
     NodeNotReady,
+    /// A node's heartbeats arrive but its container engine does not answer
+    /// (Docker restarting): its pods are kept, not evicted.
+    NodeEngineUnavailable,
+    /// More than the configured share of nodes went silent at once: the
+    /// master is more likely cut off than they are dead, so no pod is
+    /// evicted until they are back.
+    EvictionsHeld,
+    /// Evictions are allowed again after being held back.
+    EvictionsResumed,
     /// A pod was assigned to a node.
     PodScheduled,
     /// A pod fits on no node; the reason says why.
@@ -50,9 +59,12 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
+        EventKind::NodeEngineUnavailable,
+        EventKind::EvictionsHeld,
+        EventKind::EvictionsResumed,
         EventKind::PodScheduled,
         EventKind::PodUnschedulable,
         EventKind::PodEvicted,
@@ -73,6 +85,9 @@ impl EventKind {
         match self {
             EventKind::NodeReady => "NodeReady",
             EventKind::NodeNotReady => "NodeNotReady",
+            EventKind::NodeEngineUnavailable => "NodeEngineUnavailable",
+            EventKind::EvictionsHeld => "EvictionsHeld",
+            EventKind::EvictionsResumed => "EvictionsResumed",
             EventKind::PodScheduled => "PodScheduled",
             EventKind::PodUnschedulable => "PodUnschedulable",
             EventKind::PodEvicted => "PodEvicted",

@@ -6,10 +6,10 @@ use berth_model::{EnvVar, Pod, Protocol};
 use serde::Serialize;
 
 use crate::docker::{
-    ContainerSpec, LABEL_CONTAINER, LABEL_HOST_PORTS, LABEL_POD, LABEL_POD_SPEC, LABEL_SPEC_HASH,
-    PAUSE_IMAGE,
+    ContainerSpec, LABEL_CONTAINER, LABEL_HOST_PORTS, LABEL_POD, LABEL_POD_SPEC, LABEL_SOURCE,
+    LABEL_SPEC_HASH, PAUSE_IMAGE,
 };
-use crate::store::{Desired, PodRecord};
+use crate::store::{Desired, PodRecord, Source};
 use crate::unit::{
     container_cgroup_path, container_unit_name, pod_network_cgroup_path, pod_network_unit_name,
     pod_slice_name, render_container_unit, render_pod_network_unit, render_pod_slice,
@@ -178,6 +178,15 @@ fn port_key(port: u16, protocol: Protocol) -> String {
     format!("{port}/{}", protocol.as_str())
 }
 
+/// The [`LABEL_SOURCE`] label of a record's adoption container.
+fn source_label(record: &PodRecord) -> (String, String) {
+    let source = match record.source {
+        Source::Master => "master",
+        Source::Local => "local",
+    };
+    (LABEL_SOURCE.to_string(), source.to_string())
+}
+
 /// Everything a record needs on this host.
 pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<DesiredPod, RenderError> {
     let pod: &Pod = &record.pod;
@@ -239,7 +248,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
         });
         let mut labels = vec![(LABEL_POD.to_string(), pod.name.clone())];
         labels.extend(adoption_labels.iter().cloned());
-        let (spec, spec_hash) = with_hash(
+        let (mut spec, spec_hash) = with_hash(
             ContainerSpec {
                 name: holder_name.clone(),
                 image: PAUSE_IMAGE.into(),
@@ -265,6 +274,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             },
             true,
         );
+        spec.labels.push(source_label(record));
         containers.push(DesiredContainer {
             pod_container: None,
             unit: pod_network_unit_name(&pod.name),
@@ -327,7 +337,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
         if !has_holder {
             labels.extend(adoption_labels.iter().cloned());
         }
-        let (spec, spec_hash) = with_hash(
+        let (mut spec, spec_hash) = with_hash(
             ContainerSpec {
                 name: docker_name,
                 image: container.image.clone(),
@@ -359,6 +369,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             },
             false,
         );
+        spec.labels.push(source_label(record));
         containers.push(DesiredContainer {
             pod_container: Some(container.name.clone()),
             unit: container_unit_name(&pod.name, &container.name),

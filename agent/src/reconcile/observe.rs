@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::docker::{Docker, DockerError, LABEL_POD};
+use crate::docker::{Docker, DockerError, ObservedContainer, LABEL_CONTAINER, LABEL_POD};
 use crate::reconcile::plan::ObservedPod;
 use crate::systemd::{Systemd, SystemdError};
 
@@ -86,17 +86,38 @@ pub async fn observe_all(
                 .insert(unit, contents);
         }
     }
-    for observed in pods.values_mut() {
+    for (pod, observed) in &mut pods {
+        // Units are known by their files and by their containers: a unit
+        // whose file went with a lost state directory still runs, and
+        // must be seen running.
         let units: Vec<String> = observed
             .unit_files
             .keys()
             .filter(|u| u.ends_with(".service"))
             .cloned()
+            .chain(
+                observed
+                    .containers
+                    .values()
+                    .map(|c| unit_of_container(pod, c)),
+            )
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         observed.units = systemd.states(&units).await?;
         observed.enabled = enabled(&units);
     }
     Ok(pods)
+}
+
+/// The unit that runs `container` of `pod`: its container's unit, or the
+/// pod's network unit for the network holder (which has no container
+/// label).
+pub fn unit_of_container(pod: &str, container: &ObservedContainer) -> String {
+    match container.labels.get(LABEL_CONTAINER) {
+        Some(name) => crate::unit::container_unit_name(pod, name),
+        None => crate::unit::pod_network_unit_name(pod),
+    }
 }
 
 /// Units of `units` that are enabled for boot.

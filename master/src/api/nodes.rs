@@ -30,6 +30,7 @@ async fn view(
     NodeView {
         condition: state.liveness.condition(&node.name),
         last_heartbeat_ms_ago: state.liveness.since_last_ms(&node.name),
+        engine_error: state.liveness.engine_error(&node.name),
         pods: u32::try_from(count).unwrap_or(u32::MAX),
         node,
     }
@@ -77,6 +78,9 @@ pub async fn heartbeat(
 ) -> Result<Json<()>, ApiFailure> {
     require_admin_or_node(&caller, &name)?;
     let beat: Heartbeat = parse("heartbeat", &body)?;
+    state
+        .liveness
+        .report_engine(&name, beat.engine_unavailable.clone());
     state.liveness.heartbeat(&name);
     if let Some(usage) = beat.usage {
         state

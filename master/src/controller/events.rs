@@ -111,8 +111,16 @@ impl NodeConditions {
                 let (kind, reason) = match (last.get(&node.name), condition) {
                     (Some(before), now) if before == now => return None,
                     (None, NodeCondition::NotReady) => return None,
+                    (_, NodeCondition::EngineUnavailable) => (
+                        EventKind::NodeEngineUnavailable,
+                        "heartbeats arrive, but the container engine does not answer; \
+                         its pods are kept, not evicted",
+                    ),
                     (None, NodeCondition::Ready) => {
                         (EventKind::NodeReady, "joined; heartbeats arrive")
+                    }
+                    (Some(NodeCondition::EngineUnavailable), NodeCondition::Ready) => {
+                        (EventKind::NodeReady, "the container engine answers again")
                     }
                     (Some(_), NodeCondition::Ready) => {
                         (EventKind::NodeReady, "heartbeats arrive again")

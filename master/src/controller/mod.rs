@@ -23,7 +23,7 @@ use crate::scheduler::{decide, ClusterView, Placement, PodRequest};
 use crate::store::{Op, Store};
 
 use self::events::{NodeConditions, Retention};
-use self::liveness::Liveness;
+use self::liveness::{EvictionGate, GateChange, Liveness};
 
 /// How often old events are pruned: listing every event each round would
 /// cost more than the rounds themselves.
@@ -52,6 +52,9 @@ pub struct Cluster {
     /// Memory each node measured available at its last heartbeat: the
     /// scheduler places no more than that on it.
     pub memory_available: BTreeMap<String, u64>,
+    /// Evictions are held back: too many nodes went silent at once (see
+    /// [`liveness::EvictionGate`]).
+    pub evictions_held: bool,
 }
 
 /// One change, why, and the event that records it.
@@ -148,10 +151,20 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         .iter()
         .map(|(n, c)| (n.name.as_str(), *c))
         .collect();
-    let ready = |node: &str| condition.get(node) == Some(&NodeCondition::Ready);
-    // If every node is silent at once, the master is the one cut off:
-    // moving everything would only make things worse.
-    let any_ready = condition.values().any(|c| *c == NodeCondition::Ready);
+    // A node whose engine is down is alive: its pods come back in place.
+    let silent = |node: &str| {
+        !matches!(
+            condition.get(node),
+            Some(NodeCondition::Ready | NodeCondition::EngineUnavailable)
+        )
+    };
+    // If every node is silent at once, or too many went silent together,
+    // the master is the one cut off: moving everything would only make
+    // things worse.
+    let may_evict = !cluster.evictions_held
+        && condition
+            .values()
+            .any(|c| matches!(c, NodeCondition::Ready | NodeCondition::EngineUnavailable));
     let services: BTreeMap<&str, &Versioned<Service>> = cluster
         .services
         .iter()
@@ -174,7 +187,7 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         };
         let service = pod.object.service.as_deref().and_then(|s| services.get(s));
         let stateful = service.is_some_and(|s| s.object.stateful);
-        if any_ready && !ready(node) && service.is_some() && !stateful {
+        if may_evict && silent(node) && service.is_some() && !stateful {
             let name = &pod.object.spec.name;
             let mut change = delete_pod(
                 cluster.now_ms,
@@ -413,34 +426,49 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> anyhow::Result<Clus
         nodes: nodes.collect(),
         now_ms: events::now_ms(),
         memory_available,
+        evictions_held: false,
     })
 }
 
 /// Plans and commits every `interval`, forever, keeping the default
-/// [`Retention`] of events.
+/// [`Retention`] of events and holding evictions back at the default
+/// unhealthy threshold.
 pub async fn run(store: Arc<dyn Store>, liveness: Arc<Liveness>, interval: Duration) {
-    let instruments = Arc::new(Instruments::default());
-    run_with(store, liveness, interval, Retention::default(), instruments).await;
+    run_with(
+        store,
+        liveness,
+        interval,
+        Retention::default(),
+        liveness::DEFAULT_UNHEALTHY_THRESHOLD,
+        Arc::new(Instruments::default()),
+    )
+    .await;
 }
 
 /// Plans and commits every `interval`, forever. A conflict (someone wrote
 /// in between) just means the next round plans again from fresh state.
 /// Node Ready/NotReady transitions are recorded as events, and events
-/// beyond `retention` are pruned every [`PRUNE_INTERVAL`].
+/// beyond `retention` are pruned every [`PRUNE_INTERVAL`]. When more than
+/// `unhealthy_threshold` (0 to 1) of the nodes go silent at once,
+/// evictions are held back, with an event that says why.
 pub async fn run_with(
     store: Arc<dyn Store>,
     liveness: Arc<Liveness>,
     interval: Duration,
     retention: Retention,
+    unhealthy_threshold: f64,
     instruments: Arc<Instruments>,
 ) {
     let mut conditions = NodeConditions::default();
+    let mut gate = EvictionGate::new(liveness.grace(), unhealthy_threshold);
     let mut link_backends: Option<links::LinkBackends> = None;
     let mut next_prune = tokio::time::Instant::now();
     loop {
         let round = std::time::Instant::now();
         match read(store.as_ref(), &liveness).await {
-            Ok(cluster) => {
+            Ok(mut cluster) => {
+                cluster.evictions_held =
+                    observe_gate(store.as_ref(), &mut gate, &liveness, &cluster).await;
                 record_node_transitions(store.as_ref(), &mut conditions, &cluster).await;
                 record_link_rewirings(store.as_ref(), &mut link_backends, &cluster).await;
                 commit(store.as_ref(), plan(&cluster), &instruments).await;
@@ -454,6 +482,41 @@ pub async fn run_with(
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// Feeds this round's silences to the eviction gate and records when it
+/// holds evictions back or lets them go again. Returns whether evictions
+/// are held.
+async fn observe_gate(
+    store: &dyn Store,
+    gate: &mut EvictionGate,
+    liveness: &Liveness,
+    cluster: &Cluster,
+) -> bool {
+    let silences: Vec<(String, Duration)> = cluster
+        .nodes
+        .iter()
+        .map(|(n, _)| (n.name.clone(), liveness.silence(&n.name)))
+        .collect();
+    if let Some(change) = gate.observe(&silences, std::time::Instant::now()) {
+        let (kind, reason) = match change {
+            GateChange::Held(reason) => (EventKind::EvictionsHeld, reason),
+            GateChange::Resumed(reason) => (EventKind::EvictionsResumed, reason),
+        };
+        warn!(kind = %kind, reason = %reason, "controller");
+        let event = Event {
+            time_ms: cluster.now_ms,
+            kind,
+            object: "cluster/evictions".to_owned(),
+            node: None,
+            reason,
+        };
+        // The gate holds regardless; a lost event only costs the story.
+        if let Err(e) = store.apply(vec![events::record(&event)]).await {
+            warn!(error = %e, "cannot record the eviction gate's event");
+        }
+    }
+    gate.held()
 }
 
 /// Commits the node transitions since the last round as events. They are
@@ -667,6 +730,7 @@ mod tests {
             nodes: ready(&["h1", "h2", "h3"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         let changes = plan(&cluster);
         commit(&mut cluster, &changes);
@@ -689,6 +753,7 @@ mod tests {
             nodes: ready(&["h1", "h2", "h3"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         step(&mut cluster);
         let on_h3: Vec<String> = cluster
@@ -733,6 +798,7 @@ mod tests {
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         step(&mut cluster);
         for n in &mut cluster.nodes {
@@ -749,6 +815,7 @@ mod tests {
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         step(&mut cluster);
         cluster.services[0].object.replicas = 1;
@@ -769,6 +836,7 @@ mod tests {
             nodes: ready(&["h1"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         step(&mut cluster);
         let pod = &cluster.pods[0].object;
@@ -820,6 +888,35 @@ mod tests {
     }
 
     #[test]
+    fn no_pod_is_evicted_while_evictions_are_held_or_from_a_node_whose_engine_restarts() {
+        let mut cluster = Cluster {
+            services: vec![service("web", 3, false)],
+            pods: vec![],
+            nodes: ready(&["h1", "h2", "h3"]),
+            now_ms: NOW,
+            memory_available: BTreeMap::new(),
+            evictions_held: false,
+        };
+        step(&mut cluster);
+        let before = placement(&cluster);
+        assert_eq!(before.len(), 3);
+
+        cluster.nodes[1].1 = NodeCondition::EngineUnavailable;
+        assert_eq!(plan(&cluster), [], "a node restarting Docker is alive");
+
+        cluster.nodes[1].1 = NodeCondition::NotReady;
+        cluster.nodes[2].1 = NodeCondition::NotReady;
+        cluster.evictions_held = true;
+        assert_eq!(plan(&cluster), [], "evictions are held");
+
+        cluster.evictions_held = false;
+        step(&mut cluster);
+        assert!(placement(&cluster)
+            .values()
+            .all(|n| n.as_deref() == Some("h1")));
+    }
+
+    #[test]
     fn every_placement_is_an_event_at_the_planned_time() {
         let cluster = Cluster {
             services: vec![service("web", 2, false)],
@@ -827,6 +924,7 @@ mod tests {
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         let changes = plan(&cluster);
         let placed: BTreeMap<String, Option<String>> = changes
@@ -864,6 +962,7 @@ mod tests {
             nodes: ready(&["h1", "h2"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         step(&mut cluster);
         let node_of = |cluster: &Cluster, pod: &str| {
@@ -947,6 +1046,7 @@ mod tests {
             nodes: ready(&["h1"]),
             now_ms: NOW,
             memory_available: BTreeMap::new(),
+            evictions_held: false,
         };
         let changes = plan(&cluster);
         assert_eq!(

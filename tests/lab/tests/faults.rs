@@ -1,0 +1,383 @@
+//! Faults that must not move or stop workloads: Docker restarting under
+//! its pods, the master's own host cut off from the rest, and an agent
+//! that lost its state directory (and its credential).
+//!
+//! Root only: run with `cargo test -p berth-lab-tests --test faults -- --ignored`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use berth_harness::{Lab, Run};
+use serde_json::Value;
+
+const MASTER: &str = "https://h1:7443";
+
+fn berth(lab: &Lab, args: &[&str]) -> Run {
+    let mut argv = vec!["berth"];
+    argv.extend(args);
+    lab.exec("h1", &argv)
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.assert_success()).expect("JSON output")
+}
+
+/// A pod as the master lists it: its node, phase and first host port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listed {
+    node: Option<String>,
+    phase: Option<String>,
+    host_port: Option<u64>,
+}
+
+/// Every pod the master knows, by name.
+fn pods(lab: &Lab) -> BTreeMap<String, Listed> {
+    let pods = json(&berth(lab, &["ps", "-o", "json"]));
+    pods.as_array()
+        .expect("ps -o json is a list")
+        .iter()
+        .map(|p| {
+            (
+                p["spec"]["name"].as_str().unwrap_or_default().to_owned(),
+                Listed {
+                    node: p["node"].as_str().map(String::from),
+                    phase: p["status"]["phase"].as_str().map(String::from),
+                    host_port: p["status"]["containers"][0]["hostPorts"][0]["hostPort"].as_u64(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Events of `kind`, as `object` strings.
+fn events_of(lab: &Lab, kind: &str) -> Vec<Value> {
+    let events = json(&berth(lab, &["events", "-o", "json"]));
+    events
+        .as_array()
+        .expect("events -o json is a list")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// Each node's condition.
+fn conditions(lab: &Lab) -> BTreeMap<String, String> {
+    let nodes = json(&berth(lab, &["node", "ls", "-o", "json"]));
+    nodes
+        .as_array()
+        .expect("node ls -o json is a list")
+        .iter()
+        .map(|n| {
+            (
+                n["node"]["name"].as_str().unwrap_or_default().to_owned(),
+                n["condition"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `docker inspect` of every berth container on `host`: name -> (ID, PID,
+/// running, start of the current run). A container removed between the
+/// listing and the inspection is left out.
+fn containers(lab: &Lab, host: &str) -> BTreeMap<String, (String, u64, bool, String)> {
+    let out = lab
+        .sh(
+            host,
+            "ids=$(docker ps -aq --filter label=berth.pod); \
+             [ -z \"$ids\" ] || docker inspect -f \
+             '{{.Name}} {{.Id}} {{.State.Pid}} {{.State.Running}} {{.State.StartedAt}}' $ids \
+             2>/dev/null; true",
+        )
+        .assert_success();
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.first()?.trim_start_matches('/').to_owned(),
+                (
+                    (*f.get(1)?).to_owned(),
+                    f.get(2)?.parse().ok()?,
+                    *f.get(3)? == "true",
+                    (*f.get(4)?).to_owned(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Runs service `name` of `replicas` busybox httpd pods, each with a host
+/// port, and waits until all are Running.
+fn run_service(lab: &Lab, name: &str, replicas: u32) -> BTreeMap<String, Listed> {
+    berth(
+        lab,
+        &[
+            "run",
+            name,
+            "--image",
+            "local/busybox",
+            "--replicas",
+            &replicas.to_string(),
+            "-p",
+            "8080",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ],
+    )
+    .assert_success();
+    lab.eventually(
+        Duration::from_secs(120),
+        &format!("{replicas} pods of {name} running with host ports"),
+        || {
+            let listed = pods(lab);
+            let ready = listed.len() == replicas as usize
+                && listed
+                    .values()
+                    .all(|p| p.phase.as_deref() == Some("Running") && p.host_port.is_some());
+            ready.then_some(listed)
+        },
+    )
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn restarting_docker_restarts_pods_in_place_and_evicts_nothing() {
+    let lab = Lab::up("fe-docker", 3);
+    for host in ["h1", "h3"] {
+        berth(&lab, &["node", "cordon", host]).assert_success();
+    }
+    let before = run_service(&lab, "web", 30);
+    assert!(
+        before.values().all(|p| p.node.as_deref() == Some("h2")),
+        "{before:#?}"
+    );
+
+    let mut slowest = Duration::ZERO;
+    for round in 1..=6 {
+        let runs_before = containers(&lab, "h2");
+        assert_eq!(runs_before.len(), 30, "{runs_before:#?}");
+        let restarted = Instant::now();
+        // docker.service allows 3 starts a minute (StartLimitBurst): the
+        // count is reset so that 6 restarts in a row are allowed at all.
+        lab.sh(
+            "h2",
+            "systemctl reset-failed docker; systemctl restart docker",
+        )
+        .assert_success();
+        // Every container runs again, each a new run of the same container,
+        // and the master lists the same pods on the same ports.
+        lab.eventually(
+            Duration::from_secs(30),
+            &format!("restart {round}: the 30 pods running again in place"),
+            || {
+                let runs = containers(&lab, "h2");
+                let in_place = runs.len() == 30
+                    && runs.iter().all(|(name, (id, _, running, started))| {
+                        *running
+                            && runs_before
+                                .get(name)
+                                .is_some_and(|(old_id, _, _, old_started)| {
+                                    old_id == id && old_started != started
+                                })
+                    });
+                (in_place && pods(&lab) == before).then_some(())
+            },
+        );
+        let took = restarted.elapsed();
+        eprintln!("measured: docker restart {round}: all 30 pods running again after {took:.2?}");
+        slowest = slowest.max(took);
+        assert!(
+            events_of(&lab, "PodEvicted").is_empty(),
+            "restart {round} evicted pods"
+        );
+        assert_eq!(conditions(&lab)["h2"], "Ready");
+    }
+    eprintln!("measured: slowest of 6 docker restarts to all 30 running: {slowest:.2?}");
+    let engine_down = events_of(&lab, "NodeEngineUnavailable");
+    assert!(
+        engine_down.iter().any(|e| e["object"] == "node/h2"),
+        "no NodeEngineUnavailable for h2: {engine_down:#?}"
+    );
+    assert!(
+        events_of(&lab, "NodeNotReady").is_empty(),
+        "a docker restart made a node NotReady"
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn cutting_off_the_masters_host_evicts_nothing() {
+    let lab = Lab::up("fe-cutoff", 3);
+    let before = run_service(&lab, "web", 6);
+    let on = |node: &str| {
+        before
+            .values()
+            .filter(|p| p.node.as_deref() == Some(node))
+            .count()
+    };
+    assert!(on("h2") > 0 && on("h3") > 0, "{before:#?}");
+    let runs_h2 = containers(&lab, "h2");
+    let runs_h3 = containers(&lab, "h3");
+
+    lab.lab(&["partition", "h1"]).assert_success();
+    let cut = Instant::now();
+    let held = lab.eventually(
+        Duration::from_secs(15),
+        "an event that evictions are held back",
+        || events_of(&lab, "EvictionsHeld").into_iter().next(),
+    );
+    eprintln!(
+        "measured: evictions held {:.2?} after the cut",
+        cut.elapsed()
+    );
+    let reason = held["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("2 of 3 nodes (h2, h3)"), "{held:#}");
+    lab.eventually(Duration::from_secs(10), "h2 and h3 NotReady", || {
+        let during = conditions(&lab);
+        (during["h2"] == "NotReady" && during["h3"] == "NotReady").then_some(())
+    });
+    let pause = Duration::from_secs(15).saturating_sub(cut.elapsed());
+    std::thread::sleep(pause);
+    assert_eq!(
+        pods(&lab),
+        before,
+        "pods moved while the master was cut off"
+    );
+    lab.lab(&["heal", "h1"]).assert_success();
+
+    lab.eventually(Duration::from_secs(20), "h2 and h3 Ready again", || {
+        let now = conditions(&lab);
+        (now["h2"] == "Ready" && now["h3"] == "Ready").then_some(())
+    });
+    // Well past the settling time after the heal: still nothing moved.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(pods(&lab), before);
+    assert!(events_of(&lab, "PodEvicted").is_empty());
+    assert!(!events_of(&lab, "EvictionsResumed").is_empty());
+    assert_eq!(containers(&lab, "h2"), runs_h2, "h2's containers changed");
+    assert_eq!(containers(&lab, "h3"), runs_h3, "h3's containers changed");
+}
+
+/// Stops h2's agent, deletes what `script` deletes of its state, starts it.
+fn lose_state(lab: &Lab, script: &str) {
+    lab.sh(
+        "h2",
+        &format!("systemctl stop berth-agent && {script} && systemctl start berth-agent"),
+    )
+    .assert_success();
+}
+
+/// A join token from the master: `berth node rejoin h2` (which binds the
+/// token to the node's name) where the master has it, else `berth node token`.
+fn rejoin_token(lab: &Lab) -> (String, String) {
+    let issued = json(&berth(lab, &["node", "rejoin", "h2", "-o", "json"]));
+    let token = issued["token"].as_str().expect("token").to_owned();
+    let command = issued["command"].as_str().expect("command").to_owned();
+    let ca_hash = command
+        .split_whitespace()
+        .skip_while(|w| *w != "--ca-hash")
+        .nth(1)
+        .expect("--ca-hash in the join command")
+        .to_owned();
+    (token, ca_hash)
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn an_agent_that_lost_its_state_keeps_every_container_running() {
+    let lab = Lab::up("fe-state", 2);
+    berth(&lab, &["node", "cordon", "h1"]).assert_success();
+    let before = run_service(&lab, "web", 3);
+    let runs = containers(&lab, "h2");
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+
+    // The pod records and unit files go; the credential stays.
+    lose_state(
+        &lab,
+        "find /var/lib/berth -mindepth 1 -maxdepth 1 ! -name master.json -exec rm -rf {} +",
+    );
+    lab.eventually(
+        Duration::from_secs(30),
+        "the agent to adopt its pods",
+        || {
+            let adopted = lab
+                .sh("h2", "ls /var/lib/berth/pods | wc -l")
+                .assert_success();
+            (adopted.trim() == "3").then_some(())
+        },
+    );
+    // A few resyncs later: the same containers, the same processes.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(containers(&lab, "h2"), runs, "containers were restarted");
+    assert_eq!(pods(&lab), before);
+    assert!(events_of(&lab, "PodEvicted").is_empty());
+
+    // Everything goes, the credential too: nothing stops.
+    lose_state(&lab, "rm -rf /var/lib/berth");
+    let log = lab.eventually(
+        Duration::from_secs(20),
+        "the rejoin hint in the log",
+        || {
+            let log = lab
+                .exec(
+                    "h2",
+                    &["journalctl", "-u", "berth-agent", "--no-pager", "-n", "50"],
+                )
+                .assert_success();
+            log.contains("--reuse-name").then_some(log)
+        },
+    );
+    assert!(log.contains("berth node rejoin h2"), "{log}");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        containers(&lab, "h2"),
+        runs,
+        "containers stopped without a credential"
+    );
+
+    // Rejoining under the same name restores the node.
+    let (token, ca_hash) = rejoin_token(&lab);
+    lab.exec(
+        "h2",
+        &[
+            "berth-agent",
+            "join",
+            MASTER,
+            "--token",
+            &token,
+            "--ca-hash",
+            &ca_hash,
+            "--reuse-name",
+        ],
+    )
+    .assert_success();
+    let after = lab.eventually(
+        Duration::from_secs(60),
+        "h2 Ready with the service's 3 pods running on it",
+        || {
+            let listed = pods(&lab);
+            let running = listed.len() == 3
+                && listed.values().all(|p| {
+                    p.node.as_deref() == Some("h2") && p.phase.as_deref() == Some("Running")
+                });
+            (conditions(&lab)["h2"] == "Ready" && running).then_some(listed)
+        },
+    );
+    // No orphans: exactly the master's pods run on h2, one container each.
+    let running_pods = || -> Vec<String> {
+        containers(&lab, "h2")
+            .into_iter()
+            .filter(|(_, (_, _, running, _))| *running)
+            .filter_map(|(name, _)| Some(name.split('.').nth(1)?.to_owned()))
+            .collect()
+    };
+    let expected: Vec<String> = after.keys().cloned().collect();
+    lab.eventually(Duration::from_secs(30), "no orphan left on h2", || {
+        let running = running_pods();
+        eprintln!("running on h2: {running:?}, the master's: {expected:?}");
+        (running == expected).then_some(())
+    });
+}
