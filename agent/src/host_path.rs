@@ -1,15 +1,15 @@
 //! Host paths a pod mounts, checked on disk. The allow-list is a list of
 //! path prefixes, and a prefix says nothing about where a symlink below it
 //! leads (`/srv/berth/link -> /etc`), so every component of the path is
-//! resolved with `openat2(RESOLVE_NO_SYMLINKS)`: the allowed directory from
-//! `/`, the rest beneath it (`RESOLVE_BENEATH`). A symlink anywhere is
+//! resolved without following symlinks ([`berth_shim::no_symlinks`]): the
+//! allowed directory from `/`, the rest beneath it. A symlink anywhere is
 //! refused. berth-shim checks the same again right before each start,
 //! since a directory can be swapped for a symlink after this check.
 
 use std::path::{Path, PathBuf};
 
+use berth_shim::no_symlinks;
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 /// Why a host path may not be mounted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,16 +67,7 @@ pub fn check(allowed: &[PathBuf], path: &str) -> Result<(), HostPathError> {
             },
         });
     };
-    // No O_NOFOLLOW: with O_PATH it would hand back a final symlink itself
-    // instead of refusing it.
-    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
-    let root_fd = match openat2(
-        libc_at_fdcwd(),
-        root.as_path(),
-        OpenHow::new()
-            .flags(flags | OFlag::O_DIRECTORY)
-            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS),
-    ) {
+    let root_fd = match no_symlinks::open(nix::libc::AT_FDCWD, root) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()),
         Err(Errno::ELOOP | Errno::ENOTDIR) => {
@@ -93,41 +84,20 @@ pub fn check(allowed: &[PathBuf], path: &str) -> Result<(), HostPathError> {
         }
     };
     let relative = host_path.strip_prefix(root).unwrap_or(Path::new(""));
-    let result = if relative.as_os_str().is_empty() {
-        Ok(())
-    } else {
-        let opened = openat2(
-            root_fd,
-            relative,
-            OpenHow::new()
-                .flags(flags)
-                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
-        );
-        match opened {
-            Ok(fd) => {
-                let _ = nix::unistd::close(fd);
-                Ok(())
-            }
-            // Components are resolved left to right: a missing one means
-            // none before it was a symlink.
-            Err(Errno::ENOENT) => Ok(()),
-            // EXDEV: it would leave the allowed directory.
-            Err(Errno::ELOOP | Errno::EXDEV) => Err(HostPathError::Symlink {
-                path: path.to_owned(),
-            }),
-            Err(errno) => Err(HostPathError::Unresolvable {
-                path: path.to_owned(),
-                errno,
-            }),
-        }
-    };
-    let _ = nix::unistd::close(root_fd);
-    result
-}
-
-/// `AT_FDCWD`; the root is absolute, so the directory does not matter.
-fn libc_at_fdcwd() -> std::os::fd::RawFd {
-    nix::libc::AT_FDCWD
+    match no_symlinks::open(root_fd.raw(), relative) {
+        Ok(_) => Ok(()),
+        // Components are resolved left to right: a missing one means none
+        // before it was a symlink.
+        Err(Errno::ENOENT) => Ok(()),
+        // EXDEV: it would leave the allowed directory.
+        Err(Errno::ELOOP | Errno::EXDEV) => Err(HostPathError::Symlink {
+            path: path.to_owned(),
+        }),
+        Err(errno) => Err(HostPathError::Unresolvable {
+            path: path.to_owned(),
+            errno,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -2,27 +2,25 @@
 //! The agent refused symlinks when it accepted the pod, but a directory can
 //! be swapped for a symlink afterwards (`mv data data.old; ln -s /etc
 //! data`), and Docker would follow it on the next start. So every bind
-//! source is resolved again with `openat2(RESOLVE_NO_SYMLINKS)`, and a
-//! symlink anywhere on the way refuses the start.
+//! source is resolved again without following symlinks (see
+//! [`berth_shim::no_symlinks`]), and a symlink anywhere on the way refuses
+//! the start.
 
+use std::path::Path;
+
+use berth_shim::no_symlinks;
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 /// Why a start is refused: `refused: ...`, which the unit's status and the
 /// agent's `ps` show as the reason.
 pub fn check(sources: &[String]) -> Result<(), String> {
     for source in sources {
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-        match openat2(nix::libc::AT_FDCWD, source.as_str(), how) {
-            Ok(fd) => {
-                let _ = nix::unistd::close(fd);
-            }
+        match no_symlinks::open(nix::libc::AT_FDCWD, Path::new(source)) {
+            Ok(_) => {}
             // Left to right: nothing before the missing part was a link,
             // and Docker creates the rest as directories.
             Err(Errno::ENOENT) => {}
-            Err(Errno::ELOOP) => {
+            Err(Errno::ELOOP | Errno::EXDEV) => {
                 return Err(format!(
                     "refused: host path {source} is or passes through a symlink; host paths must not contain symlinks"
                 ))
