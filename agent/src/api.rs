@@ -44,7 +44,7 @@ fn error(status: StatusCode, message: String, fields: Vec<berth_model::FieldErro
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         match self {
-            RequestError::Invalid(errors) => {
+            RequestError::Invalid(errors) | RequestError::PortTaken(errors) => {
                 let fields = errors.errors().to_vec();
                 error(
                     StatusCode::BAD_REQUEST,
@@ -56,6 +56,11 @@ impl IntoResponse for RequestError {
             RequestError::NotFound(what) => error(
                 StatusCode::NOT_FOUND,
                 format!("pod {what} not found"),
+                Vec::new(),
+            ),
+            failed @ RequestError::NotStarted { .. } => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                failed.to_string(),
                 Vec::new(),
             ),
             RequestError::Failed(message) => {

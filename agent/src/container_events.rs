@@ -30,6 +30,37 @@ pub const SHIM_EVENT_MESSAGE_ID: &str = "6a1b9e3c5d2f4c0e8b7a94d1f3e2c580";
 /// at N" (`SD_MESSAGE_UNIT_RESTART_SCHEDULED`).
 pub const RESTART_SCHEDULED_MESSAGE_ID: &str = "5eb03494b6584870a536b337290809b3";
 
+/// `MESSAGE_ID=` of the agent's own pod events: a pod that could not be
+/// started here ([`record_pod_event`]).
+pub const POD_EVENT_MESSAGE_ID: &str = "4fd6b5c4e7d84f9fb884c09d04dfff1d";
+
+/// The kinds the agent records about a pod it could not start.
+const POD_EVENT_KINDS: [EventKind; 4] = [
+    EventKind::ImagePullFailed,
+    EventKind::HostPortConflict,
+    EventKind::StartFailed,
+    EventKind::PodRefused,
+];
+
+/// Records an event about `pod` in the journal, where it is kept whether or
+/// not the master is reachable and read back like the shim's. Without a
+/// journal (an agent run by hand), the warning the caller logs is all.
+pub fn record_pod_event(kind: EventKind, pod: &str, reason: &str) {
+    let one_line = |text: &str| text.replace(['\n', '\r'], " ");
+    let entry = format!(
+        "MESSAGE_ID={POD_EVENT_MESSAGE_ID}\nMESSAGE=berth-agent: pod {}: {kind}: {}\nPRIORITY=4\nSYSLOG_IDENTIFIER=berth-agent\nBERTH_EVENT={kind}\nBERTH_POD={}\nBERTH_REASON={}\n",
+        one_line(pod),
+        one_line(reason),
+        one_line(pod),
+        one_line(reason),
+    );
+    let sent = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|socket| socket.send_to(entry.as_bytes(), "/run/systemd/journal/socket"));
+    if let Err(e) = sent {
+        debug!(error = %e, "cannot write the pod event to the journal");
+    }
+}
+
 /// Events sent in one request.
 const BATCH: usize = 200;
 
@@ -80,6 +111,24 @@ impl Translator {
                     None => format!("restart {count} by systemd"),
                 };
                 (EventKind::ContainerRestarted, pod, container, reason)
+            }
+            // Only root writes these (journald sets `_UID` itself): no
+            // other process of the host can make one up.
+            POD_EVENT_MESSAGE_ID if field(entry, "_UID").as_deref() == Some("0") => {
+                let kind: EventKind = field(entry, "BERTH_EVENT")?.parse().ok()?;
+                if !POD_EVENT_KINDS.contains(&kind) {
+                    return None;
+                }
+                return Some(ReportedEvent {
+                    id,
+                    event: Event {
+                        time_ms,
+                        kind,
+                        object: format!("pod/{}", field(entry, "BERTH_POD")?),
+                        node: None,
+                        reason: field(entry, "BERTH_REASON").unwrap_or_default(),
+                    },
+                });
             }
             _ => return None,
         };
@@ -161,9 +210,10 @@ async fn read_journal(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value
     if let Some(cursor) = cursor {
         command.arg(format!("--after-cursor={cursor}"));
     }
-    // Two matches on the same field: either.
+    // Matches on the same field: any of them.
     command.arg(format!("MESSAGE_ID={SHIM_EVENT_MESSAGE_ID}"));
     command.arg(format!("MESSAGE_ID={RESTART_SCHEDULED_MESSAGE_ID}"));
+    command.arg(format!("MESSAGE_ID={POD_EVENT_MESSAGE_ID}"));
     let output = command.output().await.context("running journalctl")?;
     if !output.status.success() {
         bail!(
@@ -374,6 +424,36 @@ mod tests {
             after.event.reason,
             "container app: restart 1 by systemd; it had ended: liveness probe exec cat /tmp/ok failed 2 times: exit status 1"
         );
+    }
+
+    #[test]
+    fn the_agents_pod_events_count_only_when_root_wrote_them() {
+        let mut translator = Translator::default();
+        let entry = |uid: &str, kind: &str| {
+            json!({
+                "__CURSOR": "s=0123abcd;i=41",
+                "__REALTIME_TIMESTAMP": "1700000002000000",
+                "MESSAGE_ID": POD_EVENT_MESSAGE_ID,
+                "_UID": uid,
+                "BERTH_EVENT": kind,
+                "BERTH_POD": "x-0",
+                "BERTH_REASON": "pull nosuch/image:1: not found (attempt 1; next in 2s)",
+            })
+        };
+        let event = translator
+            .translate(&entry("0", "ImagePullFailed"))
+            .unwrap();
+        assert_eq!(event.event.kind, EventKind::ImagePullFailed);
+        assert_eq!(event.event.object, "pod/x-0");
+        assert_eq!(
+            event.event.reason,
+            "pull nosuch/image:1: not found (attempt 1; next in 2s)"
+        );
+        assert_eq!(
+            translator.translate(&entry("1000", "ImagePullFailed")),
+            None
+        );
+        assert_eq!(translator.translate(&entry("0", "NodeReady")), None);
     }
 
     #[test]

@@ -440,9 +440,20 @@ async fn assignments(
     runtime.adopted().await;
     let mut after = None;
     let mut delay = Duration::from_millis(200);
+    // The last assignments read, and when to apply them again though the
+    // master has nothing new (a failed start's next try).
+    let mut known: Vec<berth_model::Pod> = Vec::new();
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
-        match fetch(http, joined, after).await {
-            Ok(assigned) => {
+        let fetched = match retry_at {
+            Some(at) => tokio::select! {
+                fetched = fetch(http, joined, after) => Some(fetched),
+                () = tokio::time::sleep_until(at) => None,
+            },
+            None => Some(fetch(http, joined, after).await),
+        };
+        match fetched {
+            Some(Ok(assigned)) => {
                 delay = Duration::from_millis(200);
                 assigned_links.send_if_modified(|current| {
                     let new = links::assigned(&assigned.pods);
@@ -450,30 +461,26 @@ async fn assignments(
                     *current = new;
                     modified
                 });
-                let pods: Vec<_> = assigned.pods.into_iter().map(|p| p.spec).collect();
-                let failures = runtime.sync_assigned(&pods).await;
-                changed.notify_one();
-                for (pod, error) in &failures {
-                    warn!(pod = %pod, error = %error, "applying an assignment failed; retrying");
-                }
-                // Retry failures soon; otherwise wait for the next change.
-                after = if failures.is_empty() {
-                    Some(assigned.revision)
-                } else {
-                    None
-                };
-                if !failures.is_empty() {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                known = assigned.pods.into_iter().map(|p| p.spec).collect();
+                after = Some(assigned.revision);
             }
-            Err(e) => {
+            // Time for a retry: the same assignments again.
+            None => {}
+            Some(Err(e)) => {
                 // Unreachable master: keep everything running, try again.
                 warn!(error = %format!("{e:#}"), "cannot read assignments; keeping what runs");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
                 after = None;
+                continue;
             }
         }
+        let synced = runtime.sync_assigned(&known).await;
+        changed.notify_one();
+        for (pod, error) in &synced.failures {
+            warn!(pod = %pod, error = %error, "applying an assignment failed; retrying");
+        }
+        retry_at = synced.retry_at.map(tokio::time::Instant::from_std);
     }
 }
 

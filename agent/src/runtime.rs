@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_model::{
-    ContainerStatus, EnvVar, HostPort, Pod, PodPhase, PodStatus, RestartPolicy, ValidationErrors,
+    ContainerStatus, EnvVar, EventKind, HostPort, Pod, PodPhase, PodStatus, RestartPolicy,
+    StartFailure, ValidationErrors,
 };
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -48,6 +49,23 @@ pub enum RequestError {
     /// No such pod.
     #[error("pod {0} not found")]
     NotFound(String),
+    /// A fixed host port is held on this host, by a pod or a process;
+    /// nothing was touched.
+    #[error("invalid pod: {0}")]
+    PortTaken(ValidationErrors),
+    /// Starting failed on this host (a pull, a create, a start); what was
+    /// done was rolled back.
+    #[error("creating pod {pod}: {cause}; {rollback}")]
+    NotStarted {
+        /// The pod.
+        pod: String,
+        /// The event that reports it.
+        kind: EventKind,
+        /// The step that failed, and why.
+        cause: String,
+        /// What rolling back did.
+        rollback: String,
+    },
     /// Applying failed; what was done was rolled back.
     #[error("{0}")]
     Failed(String),
@@ -65,10 +83,11 @@ pub struct Runtime {
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
     /// kill, by (container ID, start of the run): asked once per run.
     oom_verdicts: std::sync::Mutex<HashMap<(String, String), OomVerdict>>,
-    /// Pods the master assigned here that this host refused as invalid
-    /// (a host path with a symlink, a host port outside the range), with
-    /// why: reported to the master as failed pods, so `berth ps` says why.
-    refused_assignments: std::sync::Mutex<BTreeMap<String, (Pod, String)>>,
+    /// Pods the master assigned here that could not be started (an image
+    /// that does not pull, a port that is taken, a host path refused), with
+    /// why and when to try again: reported to the master, so `berth ps`
+    /// says why.
+    failed_starts: std::sync::Mutex<BTreeMap<String, FailedStart>>,
     /// Whether a full resync has adopted what runs on this host: until
     /// then the records may lack running pods, and the master's
     /// assignments must wait (see [`Runtime::adopted`]).
@@ -95,7 +114,7 @@ impl Runtime {
             shim_environment,
             lock: Mutex::new(()),
             oom_verdicts: std::sync::Mutex::default(),
-            refused_assignments: std::sync::Mutex::default(),
+            failed_starts: std::sync::Mutex::default(),
             adopted: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -244,7 +263,7 @@ impl Runtime {
             .map_err(|e| {
                 let mut errors = ValidationErrors::new();
                 errors.push(e.field(), e.to_string());
-                RequestError::Invalid(errors)
+                RequestError::PortTaken(errors)
             })?;
         let record = PodRecord {
             pod,
@@ -268,10 +287,12 @@ impl Runtime {
                 Ok(()) => "nothing was left behind".to_string(),
                 Err(e) => format!("rolling back also failed ({e}); the agent retries"),
             };
-            return Err(RequestError::Failed(format!(
-                "creating pod {}: {failure}; {note}",
-                record.pod.name
-            )));
+            return Err(RequestError::NotStarted {
+                pod: record.pod.name.clone(),
+                kind: failure.kind,
+                cause: failure.to_string(),
+                rollback: note,
+            });
         }
         info!(pod = %record.pod.name, "pod created");
         Ok((self.status_of(&record).await?, true))
@@ -723,6 +744,7 @@ pub fn pod_status(
         slice: pod_slice_name(&pod.name),
         containers,
         spec: pod.redacted(),
+        start_failure: None,
     }
 }
 
@@ -778,20 +800,33 @@ impl Runtime {
     /// Makes the master's pods on this host exactly `assigned`: creates
     /// what is missing, replaces what changed, removes master pods that are
     /// no longer assigned here (a node back from a partition stops the pods
-    /// that were moved away meanwhile). Local pods are never touched. Returns
-    /// the pods that failed, with why; the next round retries them.
-    pub async fn sync_assigned(&self, assigned: &[Pod]) -> Vec<(String, String)> {
-        let mut failures = Vec::new();
+    /// that were moved away meanwhile). Local pods are never touched.
+    ///
+    /// A pod that fails to start is recorded with why (reported in its
+    /// status and as an event) and tried again after a wait that doubles
+    /// with each failure; the outcome says when the next try is due.
+    pub async fn sync_assigned(&self, assigned: &[Pod]) -> Synced {
+        let mut synced = Synced::default();
         let records = match self.records() {
             Ok(records) => records,
-            Err(e) => return vec![("*".into(), e.to_string())],
+            Err(e) => {
+                synced.failed("*", &e);
+                return synced;
+            }
         };
+        self.failed_starts()
+            .retain(|name, failed| assigned.iter().any(|p| &p.name == name && *p == failed.pod));
         for step in plan_assignments(&records, assigned) {
             let (name, result) = match step {
-                Assignment::Create(pod) => (
-                    pod.name.as_str(),
-                    self.create(pod.clone(), Source::Master).await.map(drop),
-                ),
+                Assignment::Create(pod) => {
+                    if let Some(due) = self.start_not_due(pod) {
+                        synced.retry_by(due);
+                        continue;
+                    }
+                    let created = self.create(pod.clone(), Source::Master).await.map(drop);
+                    self.note_start(pod, &created, &mut synced);
+                    (pod.name.as_str(), created)
+                }
                 Assignment::Claim(record) => {
                     let mut claimed = record.clone();
                     claimed.source = Source::Master;
@@ -804,7 +839,11 @@ impl Runtime {
                 Assignment::Replace(pod) => {
                     info!(pod = %pod.name, "the master changed the pod: replacing it");
                     let replaced = match self.delete(&pod.name).await {
-                        Ok(_) => self.create(pod.clone(), Source::Master).await.map(drop),
+                        Ok(_) => {
+                            let created = self.create(pod.clone(), Source::Master).await.map(drop);
+                            self.note_start(pod, &created, &mut synced);
+                            created
+                        }
                         Err(e) => Err(e),
                     };
                     (pod.name.as_str(), replaced)
@@ -821,30 +860,72 @@ impl Runtime {
                     (name, self.delete(name).await.map(drop))
                 }
             };
-            let mut refused = self.refused_assignments();
-            match &result {
-                Err(RequestError::Invalid(_)) => {
-                    if let Some(pod) = assigned.iter().find(|p| p.name == name) {
-                        let why = result.as_ref().err().map(ToString::to_string);
-                        refused.insert(name.to_owned(), (pod.clone(), why.unwrap_or_default()));
-                    }
-                }
-                _ => {
-                    refused.remove(name);
-                }
-            }
-            drop(refused);
             if let Err(e) = result {
-                failures.push((name.to_owned(), e.to_string()));
+                synced.failed(name, &e);
             }
         }
-        self.refused_assignments()
-            .retain(|name, _| assigned.iter().any(|p| &p.name == name));
-        failures
+        synced
     }
 
-    fn refused_assignments(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Pod, String)>> {
-        self.refused_assignments
+    /// When the next start of `pod` is due, if it failed before and that
+    /// time has not come.
+    fn start_not_due(&self, pod: &Pod) -> Option<Instant> {
+        self.failed_starts()
+            .get(&pod.name)
+            .filter(|failed| failed.pod == *pod && failed.due > Instant::now())
+            .map(|failed| failed.due)
+    }
+
+    /// Records how a start of `pod` went: a failure is kept (and reported,
+    /// in the journal as an event) with the time of the next try; a success
+    /// forgets the failures.
+    fn note_start(&self, pod: &Pod, result: &Result<(), RequestError>, synced: &mut Synced) {
+        let (kind, message) = match result {
+            Ok(()) => {
+                self.failed_starts().remove(&pod.name);
+                return;
+            }
+            Err(RequestError::Invalid(errors)) => (EventKind::PodRefused, errors.to_string()),
+            Err(RequestError::PortTaken(errors)) => {
+                (EventKind::HostPortConflict, errors.to_string())
+            }
+            Err(RequestError::NotStarted { kind, cause, .. }) => (*kind, cause.clone()),
+            // Not about the pod: retried soon, like any failed step.
+            Err(_) => return,
+        };
+        let mut failed_starts = self.failed_starts();
+        let attempts = failed_starts
+            .get(&pod.name)
+            .filter(|failed| failed.pod == *pod)
+            .map_or(1, |failed| failed.failure.attempts + 1);
+        let wait = start_backoff(attempts);
+        let next_attempt_ms = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let failed = FailedStart {
+            pod: pod.clone(),
+            failure: StartFailure {
+                reason: kind.as_str().to_owned(),
+                message,
+                attempts,
+                next_attempt_ms,
+            },
+            due: Instant::now() + wait,
+        };
+        warn!(pod = %pod.name, reason = %kind, attempts, retry_in = ?wait, error = %failed.failure.message, "the pod did not start");
+        container_events::record_pod_event(
+            kind,
+            &pod.name,
+            &format!(
+                "{} (attempt {attempts}; next in {}s)",
+                failed.failure.message,
+                wait.as_secs()
+            ),
+        );
+        synced.retry_by(failed.due);
+        failed_starts.insert(pod.name.clone(), failed);
+    }
+
+    fn failed_starts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FailedStart>> {
+        self.failed_starts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -868,19 +949,85 @@ impl Runtime {
                 }
             }
         }
-        for (pod, why) in self.refused_assignments().values() {
-            statuses.push(refused_status(pod, why));
+        for failed in self.failed_starts().values() {
+            statuses.push(failed_start_status(&failed.pod, &failed.failure));
         }
         (statuses, first_error)
     }
 }
 
-/// The status of a pod this host refused to create: failed, each
-/// container with the refusal as its reason.
-pub fn refused_status(pod: &Pod, why: &str) -> PodStatus {
+/// What applying the master's assignments left to do.
+#[derive(Debug, Default)]
+pub struct Synced {
+    /// The pods that failed, with why.
+    pub failures: Vec<(String, String)>,
+    /// When to apply them again, though nothing changed: a failed start's
+    /// next try, or soon after any other failure.
+    pub retry_at: Option<Instant>,
+}
+
+impl Synced {
+    fn retry_by(&mut self, at: Instant) {
+        self.retry_at = Some(self.retry_at.map_or(at, |known| known.min(at)));
+    }
+
+    fn failed(&mut self, pod: &str, error: &RequestError) {
+        self.failures.push((pod.to_owned(), error.to_string()));
+        self.retry_by(Instant::now() + Duration::from_secs(1));
+    }
+}
+
+/// A pod the master assigned here that did not start.
+#[derive(Debug, Clone)]
+struct FailedStart {
+    /// The spec that failed: a changed spec is tried at once.
+    pod: Pod,
+    /// Why, as reported.
+    failure: StartFailure,
+    /// When to try again.
+    due: Instant,
+}
+
+/// The wait before the first retry of a failed start; each further failure
+/// doubles it, up to [`MAX_START_BACKOFF`] (kubelet's image pull backoff
+/// caps at five minutes too).
+const FIRST_START_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The longest wait between two tries of a failed start.
+const MAX_START_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The wait after the `attempts`-th failure in a row.
+fn start_backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    FIRST_START_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_START_BACKOFF)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The status of a pod that failed to start here: pending while a retry
+/// can help, failed when the host refuses it; each container carries the
+/// failure's name (the refusal itself, for a refused pod), as `berth ps`
+/// shows it.
+pub fn failed_start_status(pod: &Pod, failure: &StartFailure) -> PodStatus {
+    let refused = failure.reason == EventKind::PodRefused.as_str();
+    let container_reason = if refused {
+        &failure.message
+    } else {
+        &failure.reason
+    };
     PodStatus {
         name: pod.name.clone(),
-        phase: PodPhase::Failed,
+        phase: if refused {
+            PodPhase::Failed
+        } else {
+            PodPhase::Pending
+        },
         slice: pod_slice_name(&pod.name),
         containers: pod
             .containers
@@ -893,7 +1040,7 @@ pub fn refused_status(pod: &Pod, why: &str) -> PodStatus {
                 sub_state: "dead".into(),
                 pid: None,
                 exit_code: None,
-                reason: Some(why.to_owned()),
+                reason: Some(container_reason.clone()),
                 restarts: 0,
                 host_ports: Vec::new(),
                 ready: false,
@@ -901,5 +1048,29 @@ pub fn refused_status(pod: &Pod, why: &str) -> PodStatus {
             })
             .collect(),
         spec: pod.redacted(),
+        start_failure: Some(failure.clone()),
+    }
+}
+
+#[cfg(test)]
+mod start_backoff_tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_from_two_seconds_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=10).map(|n| start_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(start_backoff(u32::MAX), MAX_START_BACKOFF);
+        // Fewer than ten tries in the first minute: at 0, 2, 6, 14, 30 s.
+        let mut at = 0;
+        let tries = (1..)
+            .map(|n| {
+                let this = at;
+                at += start_backoff(n).as_secs();
+                this
+            })
+            .take_while(|t| *t < 60)
+            .count();
+        assert_eq!(tries, 5);
     }
 }

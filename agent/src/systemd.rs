@@ -265,19 +265,8 @@ impl Systemd {
     /// The state of `unit` if systemd has it loaded; `None` otherwise. Uses
     /// GetUnit, which never loads a unit (LoadUnit would cache it).
     pub async fn state(&self, unit: &str) -> Result<Option<UnitState>, SystemdError> {
-        let path = match self.manager.get_unit(unit).await {
-            Ok(path) => path,
-            Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
-            {
-                return Ok(None)
-            }
-            Err(e) => {
-                return Err(SystemdError::Call {
-                    action: format!("GetUnit {unit}"),
-                    source: e,
-                })
-            }
+        let Some(path) = self.loaded_unit(unit).await? else {
+            return Ok(None);
         };
         let unit_proxy = UnitProxy::builder(&self.connection)
             .path(path.clone())
@@ -286,46 +275,57 @@ impl Systemd {
             .build()
             .await
             .map_err(call("unit proxy"))?;
-        let service = ServiceProxy::builder(&self.connection)
-            .path(path)
-            .map_err(call("service path"))?
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .map_err(call("service proxy"))?;
         let read = |e| SystemdError::Call {
             action: format!("reading {unit}"),
             source: e,
         };
-        Ok(Some(UnitState {
+        let mut state = UnitState {
             active_state: unit_proxy.active_state().await.map_err(read)?,
             sub_state: unit_proxy.sub_state().await.map_err(read)?,
             needs_reload: unit_proxy.need_daemon_reload().await.map_err(read)?,
-            result: service.result().await.map_err(read)?,
-            exec_main_status: service.exec_main_status().await.map_err(read)?,
-            main_pid: service.main_pid().await.map_err(read)?,
-            restarts: service.n_restarts().await.map_err(read)?,
-            status_text: service.status_text().await.map_err(read)?,
-        }))
+            ..UnitState::default()
+        };
+        // A slice has no process: only services have these.
+        if unit.ends_with(".service") {
+            let service = ServiceProxy::builder(&self.connection)
+                .path(path)
+                .map_err(call("service path"))?
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .map_err(call("service proxy"))?;
+            state.result = service.result().await.map_err(read)?;
+            state.exec_main_status = service.exec_main_status().await.map_err(read)?;
+            state.main_pid = service.main_pid().await.map_err(read)?;
+            state.restarts = service.n_restarts().await.map_err(read)?;
+            state.status_text = service.status_text().await.map_err(read)?;
+        }
+        Ok(Some(state))
+    }
+
+    /// The object path of `unit` if systemd has it loaded. GetUnit never
+    /// loads a unit (LoadUnit would cache it).
+    async fn loaded_unit(&self, unit: &str) -> Result<Option<OwnedObjectPath>, SystemdError> {
+        match self.manager.get_unit(unit).await {
+            Ok(path) => Ok(Some(path)),
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(SystemdError::Call {
+                action: format!("GetUnit {unit}"),
+                source: e,
+            }),
+        }
     }
 
     /// Whether `unit` is settled: `None` when it is loaded, active and has
     /// no job pending (or is not loaded at all), else what it is doing
     /// (`active, a job pending`, `activating`, ...).
     pub async fn unsettled(&self, unit: &str) -> Result<Option<String>, SystemdError> {
-        let path = match self.manager.get_unit(unit).await {
-            Ok(path) => path,
-            Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
-            {
-                return Ok(None)
-            }
-            Err(e) => {
-                return Err(SystemdError::Call {
-                    action: format!("GetUnit {unit}"),
-                    source: e,
-                })
-            }
+        let Some(path) = self.loaded_unit(unit).await? else {
+            return Ok(None);
         };
         let proxy = UnitProxy::builder(&self.connection)
             .path(path)

@@ -28,14 +28,31 @@ pub enum ClusterCommand {
     /// the identical service already exists. A different service of the same
     /// name is refused; change its size with `berth scale`, or remove it
     /// first with `berth rm`.
+    #[command(after_help = "Examples:\n  \
+        berth run web --image local/busybox -p 8080 --replicas 2 -- httpd -f -p 8080\n  \
+        berth run db --image mysql:8 --stateful --memory 512M --secret-env MYSQL_ROOT_PASSWORD\n  \
+        berth run app --image app:1 --link db:3306 -e MODE=prod")]
     Run(Box<RunArgs>),
     /// List the cluster's pods: their service, node, phase and host ports.
-    Ps(FormatArg),
+    #[command(after_help = "Examples:\n  \
+        berth ps                 every pod but those that finished\n  \
+        berth ps web -o wide     the pods of service web, with restarts and images\n  \
+        berth ps -a -o json      every pod, as the master keeps them")]
+    Ps(PsArgs),
     /// Change how many pods a service runs.
+    #[command(after_help = "Examples:\n  \
+        berth scale web 3     three pods\n  \
+        berth scale web 0     none, keeping the service")]
     Scale(ScaleArgs),
     /// Remove a service; the master stops and removes its pods.
+    #[command(after_help = "Example:\n  berth rm web")]
     Rm(ServiceName),
-    /// Show a service, its pod template and its pods.
+    /// Show a service, its pod template and its pods; or one pod, with
+    /// each container's state and why it is not running.
+    #[command(after_help = "Examples:\n  \
+        berth describe web                   the service web\n  \
+        berth describe pod web-0             its first pod\n  \
+        berth describe service web -o json")]
     Describe(DescribeArgs),
     /// Move a pod to another node (the only way a stateful pod moves).
     ///
@@ -78,7 +95,7 @@ pub struct RunArgs {
     pub name: String,
 
     /// How many pods to run.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true, value_parser = parse::replicas)]
     pub replicas: u32,
 
     /// The master never moves its pods by itself, not even off a failed
@@ -111,9 +128,16 @@ pub struct RunArgs {
     pub pod: PodFlags,
 }
 
-/// The output format of a listing or a description.
+/// `berth ps`.
 #[derive(Debug, Args)]
-pub struct FormatArg {
+pub struct PsArgs {
+    /// Only the pods of this service.
+    pub service: Option<String>,
+
+    /// Also the pods that finished (`Succeeded`).
+    #[arg(short, long)]
+    pub all: bool,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -132,14 +156,16 @@ pub struct ScaleArgs {
     /// The service's name.
     pub name: String,
     /// How many pods it should run; 0 stops them all but keeps the service.
+    #[arg(allow_negative_numbers = true, value_parser = parse::replicas)]
     pub replicas: u32,
 }
 
 /// `berth describe`.
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// The service's name.
-    pub name: String,
+    /// `service` or `pod`, then the name; a name alone is a service's.
+    #[arg(value_name = "[KIND] NAME", num_args = 1..=2, required = true)]
+    pub what: Vec<String>,
 
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
@@ -176,7 +202,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Node(node) => node::run(&client, node).await,
         ClusterCommand::Route(route) => crate::route::run(&client, route).await,
         ClusterCommand::Run(run) => create_service(&client, &run).await,
-        ClusterCommand::Ps(ps) => list_pods(&client, ps.output).await,
+        ClusterCommand::Ps(ps) => list_pods(&client, &ps).await,
         ClusterCommand::Scale(scale) => {
             let service = client.scale_service(&scale.name, scale.replicas).await?;
             output::print(&format!(
@@ -193,9 +219,17 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 removed.object.name
             ))
         }
-        ClusterCommand::Describe(describe) => {
-            describe_service(&client, &describe.name, describe.output).await
-        }
+        ClusterCommand::Describe(describe) => match describe.what.as_slice() {
+            [name] => describe_service(&client, name, describe.output).await,
+            [kind, name] if kind == "service" || kind == "services" || kind == "svc" => {
+                describe_service(&client, name, describe.output).await
+            }
+            [kind, name] if kind == "pod" || kind == "pods" => {
+                describe_pod(&client, name, describe.output).await
+            }
+            [kind, _] => anyhow::bail!("cannot describe a {kind:?}: the kinds are service and pod"),
+            _ => unreachable!("clap takes one or two values"),
+        },
         ClusterCommand::Link(args) => crate::link::link(&client, &args).await,
         ClusterCommand::Unlink(args) => crate::link::unlink(&client, &args).await,
         ClusterCommand::Move(request) => {
@@ -277,16 +311,48 @@ async fn create_service(client: &MasterClient, args: &RunArgs) -> anyhow::Result
     output::print(&text)
 }
 
-async fn list_pods(client: &MasterClient, format: Format) -> anyhow::Result<()> {
+async fn list_pods(client: &MasterClient, ps: &PsArgs) -> anyhow::Result<()> {
+    if let Some(service) = &ps.service {
+        // A typo says so, rather than listing nothing.
+        client.get_service(service).await?;
+    }
     let pods: Vec<_> = client
         .list_pods()
         .await?
         .into_iter()
+        .filter(|pod| {
+            ps.service
+                .as_deref()
+                .is_none_or(|service| pod.object.service.as_deref() == Some(service))
+        })
+        .filter(|pod| ps.all || !finished(&pod.object))
         .map(redacted_pod)
         .collect();
-    match output::structured(format, &pods)? {
+    match output::structured(ps.output, &pods)? {
         Some(text) => output::print(&text),
+        None if ps.output == Format::Wide => output::print(&output::cluster_pods_wide_table(&pods)),
         None => output::print(&output::cluster_pods_table(&pods)),
+    }
+}
+
+/// Whether a pod ran to completion: `berth ps` leaves it out without `-a`.
+fn finished(pod: &ClusterPod) -> bool {
+    pod.status
+        .as_ref()
+        .is_some_and(|status| status.phase == berth_model::PodPhase::Succeeded)
+}
+
+async fn describe_pod(client: &MasterClient, name: &str, format: Format) -> anyhow::Result<()> {
+    let pod = client
+        .list_pods()
+        .await?
+        .into_iter()
+        .find(|pod| pod.object.spec.name == name)
+        .map(redacted_pod)
+        .ok_or_else(|| anyhow::anyhow!("pod {name} not found (see berth ps -a)"))?;
+    match output::structured(format, &pod)? {
+        Some(text) => output::print(&text),
+        None => output::print(&output::pod_details(&pod)),
     }
 }
 
@@ -508,6 +574,7 @@ mod tests {
                 status: None,
                 links: Vec::new(),
                 egress: Default::default(),
+                start_failed_on: Default::default(),
             },
         });
         assert!(!serde_json::to_string(&pod).unwrap().contains("hunter2"));
@@ -522,8 +589,10 @@ mod tests {
         ));
         assert!(matches!(
             cluster_command(&["ps", "-o", "yaml"]),
-            ClusterCommand::Ps(FormatArg {
-                output: Format::Yaml
+            ClusterCommand::Ps(PsArgs {
+                output: Format::Yaml,
+                all: false,
+                service: None,
             })
         ));
         assert!(matches!(
@@ -540,6 +609,14 @@ mod tests {
                 output: Format::Json,
                 ..
             })
+        ));
+        assert!(matches!(
+            cluster_command(&["describe", "pod", "web-0"]),
+            ClusterCommand::Describe(DescribeArgs { what, .. }) if what == ["pod", "web-0"]
+        ));
+        assert!(matches!(
+            cluster_command(&["ps", "web", "-a", "-o", "wide"]),
+            ClusterCommand::Ps(PsArgs { service: Some(s), all: true, output: Format::Wide }) if s == "web"
         ));
         assert!(matches!(
             cluster_command(&["move", "web-0", "--to", "node-b"]),

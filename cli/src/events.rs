@@ -69,7 +69,7 @@ async fn follow(client: &MasterClient, args: &EventsArgs) -> anyhow::Result<()> 
 /// One watched event as printed in `format`.
 fn watched(format: Format, event: &Event) -> anyhow::Result<String> {
     Ok(match format {
-        Format::Table => output::event_line(event),
+        Format::Table | Format::Wide => output::event_line(event),
         Format::Json => {
             let mut line = serde_json::to_string(event).context("cannot encode the event")?;
             line.push('\n');

@@ -109,9 +109,14 @@ fn main() -> ExitCode {
 
 /// Prints `berth: <error>` and, indented below it, each field at fault.
 fn report(error: &anyhow::Error) {
-    eprintln!("berth: {error:#}");
+    let head = format!("{error:#}");
+    eprintln!("berth: {head}");
+    // An error about one field already says it in its first line.
     for field in field_errors(error) {
-        eprintln!("  {}: {}", field.field, field.message);
+        let line = format!("{}: {}", field.field, field.message);
+        if !head.contains(&line) {
+            eprintln!("  {line}");
+        }
     }
 }
 

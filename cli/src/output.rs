@@ -172,20 +172,23 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 pub enum Format {
     /// Aligned columns or a summary, for people.
     Table,
+    /// Aligned columns, more of them where a listing has more to show
+    /// (`berth ps`: restarts and images).
+    Wide,
     /// The master's objects as JSON, secret values blanked.
     Json,
     /// The same as YAML.
     Yaml,
 }
 
-/// `value` as JSON or YAML; `None` for [`Format::Table`], which every
-/// command renders its own way.
+/// `value` as JSON or YAML; `None` for [`Format::Table`] and
+/// [`Format::Wide`], which every command renders its own way.
 pub fn structured<T: Serialize + ?Sized>(
     format: Format,
     value: &T,
 ) -> anyhow::Result<Option<String>> {
     match format {
-        Format::Table => Ok(None),
+        Format::Table | Format::Wide => Ok(None),
         Format::Json => Ok(Some(
             json(value).context("cannot encode the answer as JSON")?,
         )),
@@ -324,8 +327,20 @@ pub fn bytes(bytes: u64) -> String {
 /// Columns of `berth ps`.
 const CLUSTER_PS_HEADERS: [&str; 6] = ["NAME", "SERVICE", "NODE", "PHASE", "READY", "HOST PORTS"];
 
+/// Columns `berth ps -o wide` adds.
+const CLUSTER_PS_WIDE_HEADERS: [&str; 2] = ["RESTARTS", "IMAGES"];
+
 /// The `berth ps` table: one row per pod.
 pub fn cluster_pods_table(pods: &[Versioned<ClusterPod>]) -> String {
+    cluster_pods_columns(pods, false)
+}
+
+/// The `berth ps -o wide` table: also restarts and images.
+pub fn cluster_pods_wide_table(pods: &[Versioned<ClusterPod>]) -> String {
+    cluster_pods_columns(pods, true)
+}
+
+fn cluster_pods_columns(pods: &[Versioned<ClusterPod>], wide: bool) -> String {
     let rows: Vec<Vec<String>> = pods
         .iter()
         .map(|pod| {
@@ -336,17 +351,43 @@ pub fn cluster_pods_table(pods: &[Versioned<ClusterPod>]) -> String {
                 .flat_map(|status| &status.containers)
                 .flat_map(|container| container.host_ports.iter().cloned())
                 .collect();
-            vec![
+            let mut row = vec![
                 pod.spec.name.clone(),
                 or_none(pod.service.clone().unwrap_or_default()),
                 or_none(pod.node.clone().unwrap_or_default()),
                 cluster_phase(pod),
                 ready_count(pod),
                 or_none(host_ports(&ports)),
-            ]
+            ];
+            if wide {
+                let restarts: u32 = pod
+                    .status
+                    .iter()
+                    .flat_map(|status| &status.containers)
+                    .map(|c| c.restarts)
+                    .sum();
+                let images: Vec<&str> = pod
+                    .spec
+                    .containers
+                    .iter()
+                    .map(|c| c.image.as_str())
+                    .collect();
+                row.push(restarts.to_string());
+                row.push(images.join(","));
+            }
+            row
         })
         .collect();
-    table(&CLUSTER_PS_HEADERS, &rows)
+    if wide {
+        let headers: Vec<&str> = CLUSTER_PS_HEADERS
+            .iter()
+            .chain(&CLUSTER_PS_WIDE_HEADERS)
+            .copied()
+            .collect();
+        table(&headers, &rows)
+    } else {
+        table(&CLUSTER_PS_HEADERS, &rows)
+    }
 }
 
 /// Containers ready (running, readiness probe passing) out of all, as its
@@ -431,6 +472,26 @@ pub fn service_details(service: &Versioned<Service>, pods: &[Versioned<ClusterPo
             let _ = writeln!(out, "{line}");
         }
     }
+    let failures: Vec<String> = pods
+        .iter()
+        .filter_map(|pod| {
+            let failure = pod.object.status.as_ref()?.start_failure.as_ref()?;
+            Some(format!(
+                "  {}: {}: {}\n    attempt {}, next try at {} UTC",
+                pod.object.spec.name,
+                failure.reason,
+                failure.message,
+                failure.attempts,
+                utc_time_of_ms(failure.next_attempt_ms),
+            ))
+        })
+        .collect();
+    if !failures.is_empty() {
+        out.push_str("\nstart failures:\n");
+        for line in failures {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     out
 }
 
@@ -455,6 +516,76 @@ fn probes_summary(probes: &berth_model::Probes) -> String {
         })
         .collect();
     or_none(described.join("; "))
+}
+
+/// `berth describe pod`: where the pod is, how each container stands and
+/// why, then its spec.
+pub fn pod_details(pod: &Versioned<ClusterPod>) -> String {
+    let object = &pod.object;
+    let mut out = String::new();
+    let _ = writeln!(out, "pod: {}", object.spec.name);
+    let _ = writeln!(
+        out,
+        "service: {}",
+        or_none(object.service.clone().unwrap_or_default())
+    );
+    let _ = writeln!(
+        out,
+        "node: {}",
+        or_none(object.node.clone().unwrap_or_default())
+    );
+    let _ = writeln!(out, "phase: {}", cluster_phase(object));
+    let _ = writeln!(out, "resource version: {}", pod.resource_version);
+    if !object.start_failed_on.is_empty() {
+        let nodes: Vec<String> = object
+            .start_failed_on
+            .iter()
+            .map(|(node, until)| format!("{node} (until {} UTC)", utc_time_of_ms(*until)))
+            .collect();
+        let _ = writeln!(out, "left out after failing to start: {}", nodes.join(", "));
+    }
+    if let Some(status) = &object.status {
+        if let Some(failure) = &status.start_failure {
+            let _ = writeln!(
+                out,
+                "start failure: {}: {}\n  attempt {}, next try at {} UTC",
+                failure.reason,
+                failure.message,
+                failure.attempts,
+                utc_time_of_ms(failure.next_attempt_ms)
+            );
+        }
+        for c in &status.containers {
+            let _ = writeln!(out, "container {}:", c.name);
+            let _ = writeln!(out, "  unit: {} ({}/{})", c.unit, c.state, c.sub_state);
+            let _ = writeln!(
+                out,
+                "  id: {}",
+                or_none(c.container_id.clone().unwrap_or_default())
+            );
+            if let Some(pid) = c.pid {
+                let _ = writeln!(out, "  pid: {pid}");
+            }
+            if let Some(code) = c.exit_code {
+                let _ = writeln!(out, "  exit code: {code}");
+            }
+            if let Some(reason) = &c.reason {
+                let _ = writeln!(out, "  reason: {reason}");
+            }
+            let _ = writeln!(out, "  restarts: {}", c.restarts);
+            let _ = writeln!(out, "  ready: {}", if c.ready { "yes" } else { "no" });
+            if let Some(health) = &c.health {
+                let _ = writeln!(out, "  health: {health}");
+            }
+            let _ = writeln!(out, "  host ports: {}", or_none(host_ports(&c.host_ports)));
+        }
+    }
+    out.push_str("\nspec:\n");
+    for container in &object.spec.containers {
+        let _ = writeln!(out, "container {}:", container.name);
+        container_details(&mut out, container, &object.spec.volumes);
+    }
+    out
 }
 
 /// A container's spec, indented under its name. Secret values are never
@@ -503,11 +634,16 @@ fn container_details(out: &mut String, container: &Container, volumes: &[berth_m
     let _ = writeln!(out, "  env: {}", or_none(env.join(" ")));
     let _ = writeln!(out, "  secret env: {}", or_none(secret_env.join(" ")));
     let _ = writeln!(out, "  volumes: {}", or_none(mounts.join(", ")));
-    let _ = writeln!(
-        out,
-        "  memory: {}",
-        resources.memory_bytes.map_or(NONE.to_owned(), bytes)
-    );
+    let memory = match resources.memory_bytes {
+        Some(limit) => format!(
+            "{} (the container's limit; its unit's MemoryMax= is {}, with {} for berth-shim)",
+            bytes(limit),
+            bytes(limit.saturating_add(berth_model::limits::SHIM_MEMORY_HEADROOM)),
+            bytes(berth_model::limits::SHIM_MEMORY_HEADROOM),
+        ),
+        None => NONE.to_owned(),
+    };
+    let _ = writeln!(out, "  memory: {memory}");
     let _ = writeln!(
         out,
         "  cpus: {}",
@@ -688,6 +824,7 @@ mod tests {
                 volumes: Vec::new(),
             },
             containers,
+            start_failure: None,
         }
     }
 
@@ -822,6 +959,7 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
                 status,
                 links: Vec::new(),
                 egress: Default::default(),
+                start_failed_on: Default::default(),
             },
         }
     }
@@ -951,7 +1089,7 @@ container web:
   env: MODE=prod
   secret env: PW
   volumes: /srv/data:/data:ro, cache:/cache
-  memory: 64M
+  memory: 64M (the container's limit; its unit's MemoryMax= is 72M, with 8M for berth-shim)
   cpus: 0.25
   restart: always
   probes: -

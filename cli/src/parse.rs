@@ -10,6 +10,17 @@ use std::fmt;
 
 use berth_model::{Check, EnvVar, ExecCheck, HttpCheck, Port, Protocol, TcpCheck};
 
+/// A replica count: 0 up to the master's limit. Negative numbers reach
+/// here too (the flag allows them), so the message can say what is allowed.
+pub fn replicas(text: &str) -> Result<u32, String> {
+    let max = berth_model::limits::MAX_REPLICAS;
+    match text.trim().parse::<i64>() {
+        Ok(n) if (0..=i64::from(max)).contains(&n) => Ok(u32::try_from(n).unwrap_or(max)),
+        Ok(_) => Err(format!("must be from 0 to {max}")),
+        Err(_) => Err(format!("expected a whole number from 0 to {max}")),
+    }
+}
+
 /// A memory size in bytes: a plain number, or one with a `K`, `M` or `G`
 /// suffix (powers of 1024; `Ki`, `Mi`, `Gi` and lowercase are accepted too).
 pub fn memory_bytes(text: &str) -> Result<u64, String> {
@@ -239,6 +250,19 @@ pub fn volume(text: &str) -> Result<VolumeFlag, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn replicas_are_bounded_by_the_masters_limit_with_negatives_named() {
+        assert_eq!(replicas("3"), Ok(3));
+        assert_eq!(replicas("0"), Ok(0));
+        assert_eq!(replicas("-1"), Err("must be from 0 to 10000".to_owned()));
+        assert_eq!(
+            replicas("100000"),
+            Err("must be from 0 to 10000".to_owned())
+        );
+        assert!(replicas("x").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -32,7 +32,8 @@ pub struct PodFlags {
     pub ports: Vec<Port>,
 
     /// Set an environment variable (the value may be empty: `NAME=`).
-    /// Visible in the unit and `systemctl show`: use --secret-env for secrets.
+    /// Visible to whoever can read the pod (`berth describe`, `docker
+    /// inspect`): use --secret-env for secrets.
     /// Repeatable.
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env_var)]
     pub env: Vec<EnvVar>,

@@ -549,7 +549,7 @@ fn master_errors_show_the_fields_at_fault() {
             "--image",
             "local/busybox",
             "--replicas",
-            "20000",
+            "2000",
         ],
     );
     assert_eq!(output.status.code(), Some(1), "{output:?}");

@@ -111,4 +111,9 @@ pub struct ClusterPod {
     /// Its service's outbound policy.
     #[serde(default, skip_serializing_if = "EgressPolicy::is_open")]
     pub egress: EgressPolicy,
+    /// Nodes where it could not start for a cause of the node's own (a
+    /// host port held by a process there), each with when it may be tried
+    /// there again (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub start_failed_on: BTreeMap<String, u64>,
 }

@@ -160,6 +160,7 @@ mod tests {
                 slice: format!("berth-{name}.slice"),
                 containers: vec![container],
                 spec: Pod::clone(&spec),
+                start_failure: None,
             }),
             spec,
             service: service.map(str::to_owned),
@@ -167,6 +168,7 @@ mod tests {
             unschedulable_reason: None,
             links: Vec::new(),
             egress: Default::default(),
+            start_failed_on: Default::default(),
         }
     }
 

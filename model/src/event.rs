@@ -50,6 +50,18 @@ pub enum EventKind {
     ContainerUnhealthy,
     /// systemd restarted a container's unit; the reason says why.
     ContainerRestarted,
+    /// A pod's image could not be pulled on its node; the reason carries
+    /// the registry's message and when the node tries again.
+    ImagePullFailed,
+    /// A pod's fixed host port is held on its node (by another pod or a
+    /// process of the host).
+    HostPortConflict,
+    /// A pod's container could not be created or started on its node; the
+    /// reason carries Docker's or systemd's message.
+    StartFailed,
+    /// A node refused a pod it was assigned (a host path through a
+    /// symlink, a host port outside its range); the reason says why.
+    PodRefused,
     /// A policy webhook could not be delivered, retries included.
     WebhookFailed,
     /// A router could not serve a route (HAProxy refused its part of the
@@ -59,7 +71,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -76,6 +88,10 @@ impl EventKind {
         EventKind::ContainerOomKilled,
         EventKind::ContainerUnhealthy,
         EventKind::ContainerRestarted,
+        EventKind::ImagePullFailed,
+        EventKind::HostPortConflict,
+        EventKind::StartFailed,
+        EventKind::PodRefused,
         EventKind::WebhookFailed,
         EventKind::RouteRejected,
     ];
@@ -99,6 +115,10 @@ impl EventKind {
             EventKind::ContainerOomKilled => "ContainerOOMKilled",
             EventKind::ContainerUnhealthy => "ContainerUnhealthy",
             EventKind::ContainerRestarted => "ContainerRestarted",
+            EventKind::ImagePullFailed => "ImagePullFailed",
+            EventKind::HostPortConflict => "HostPortConflict",
+            EventKind::StartFailed => "StartFailed",
+            EventKind::PodRefused => "PodRefused",
             EventKind::WebhookFailed => "WebhookFailed",
             EventKind::RouteRejected => "RouteRejected",
         }

@@ -33,5 +33,5 @@ pub use pod::{
 };
 pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
 pub use route::{Route, RouteTls, TlsTermination};
-pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus};
+pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure};
 pub use validation::{FieldError, ValidationErrors};

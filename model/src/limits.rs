@@ -5,6 +5,15 @@
 /// a client from making a server buffer arbitrary amounts of memory.
 pub const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
 
+/// Memory berth-shim may use inside a container's unit on top of the
+/// container's limit: the container's own cgroup carries the limit
+/// exactly, and the unit's `MemoryMax=` is this much more, bounding
+/// container and shim together. `describe` shows both.
+pub const SHIM_MEMORY_HEADROOM: u64 = 8 * 1024 * 1024;
+
+/// Most replicas a service may ask for.
+pub const MAX_REPLICAS: u32 = 10_000;
+
 /// Longest image reference, in bytes (Docker's own limit is the same order).
 pub const MAX_IMAGE_LEN: usize = 255;
 

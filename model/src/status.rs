@@ -91,6 +91,27 @@ pub struct PodStatus {
     pub containers: Vec<ContainerStatus>,
     /// The spec the pod was created from, secrets redacted.
     pub spec: Pod,
+    /// Why the pod could not be started on its node, while the node keeps
+    /// trying: nothing of it runs meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_failure: Option<StartFailure>,
+}
+
+/// A pod start that failed on its node, and when the node tries again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartFailure {
+    /// What failed, named as its event is (`ImagePullFailed`,
+    /// `HostPortConflict`, `StartFailed`, `PodRefused`).
+    pub reason: String,
+    /// What the failing part said: the registry's message, Docker's error,
+    /// the host's refusal.
+    pub message: String,
+    /// Attempts so far, the failed ones.
+    pub attempts: u32,
+    /// When the node tries again (milliseconds since the Unix epoch); each
+    /// failure doubles the wait, up to five minutes.
+    pub next_attempt_ms: u64,
 }
 
 /// The body of every error the agent and master APIs return.

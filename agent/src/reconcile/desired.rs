@@ -39,6 +39,11 @@ pub struct DesiredContainer {
     /// Whether its unit becomes active only once startup or readiness
     /// probes pass, which may take any time: starting it must not wait.
     pub gated_by_probes: bool,
+    /// Whether its unit starts at boot. A container that is never
+    /// restarted stays ended across a reboot, as with Docker and
+    /// Kubernetes: run again at boot, a failed one would fail again and
+    /// leave the host degraded.
+    pub at_boot: bool,
 }
 
 /// A pod as it should exist on this host.
@@ -93,12 +98,10 @@ pub fn named_volume(pod: &str, volume: &str) -> String {
     format!("berth.{pod}.{volume}")
 }
 
-/// Memory the shim may use inside the unit on top of the container's
-/// limit. The container's own cgroup (nested in the unit's) carries the
-/// pod's limit exactly, so the container hits it first: Docker then records
-/// the OOM kill, which `ps` reports. The unit's `MemoryMax=` still bounds
-/// container and shim together.
-pub const SHIM_MEMORY_HEADROOM: u64 = 8 * 1024 * 1024;
+/// The container's own cgroup (nested in the unit's) carries the pod's
+/// limit exactly, so the container hits it first: Docker then records the
+/// OOM kill, which `ps` reports.
+pub use berth_model::limits::SHIM_MEMORY_HEADROOM;
 
 /// A stable 64-bit FNV-1a hash, hex: stable across builds and Rust versions,
 /// unlike `DefaultHasher`, so an agent upgrade does not recreate containers.
@@ -281,6 +284,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             spec,
             spec_hash,
             gated_by_probes: false,
+            at_boot: true,
         });
     }
 
@@ -377,6 +381,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             spec_hash,
             gated_by_probes: container.probes.startup.is_some()
                 || container.probes.readiness.is_some(),
+            at_boot: container.restart != berth_model::RestartPolicy::Never,
         });
         if !images.contains(&container.image) {
             images.push(container.image.clone());

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use berth_model::EventKind;
 use tracing::info;
 
 use crate::config::AgentConfig;
@@ -32,6 +33,8 @@ pub struct StepFailed {
     pub what: String,
     /// Why.
     pub error: anyhow::Error,
+    /// The event that tells the user what failed.
+    pub kind: EventKind,
 }
 
 /// Runs `steps` for `pod`.
@@ -42,10 +45,24 @@ pub async fn execute(pod: &str, steps: &[Step], effects: Effects<'_>) -> Result<
             .await
             .map_err(|error| StepFailed {
                 what: short(&step.action),
+                kind: failure_kind(&step.action, &error),
                 error,
             })?;
     }
     Ok(())
+}
+
+/// The event a failed action is reported as. Docker reports a host port
+/// taken by a process it does not know only when the container starts.
+fn failure_kind(action: &Action, error: &anyhow::Error) -> EventKind {
+    let text = format!("{error:#}");
+    if text.contains("port is already allocated") || text.contains("address already in use") {
+        return EventKind::HostPortConflict;
+    }
+    match action {
+        Action::PullImage(_) | Action::ImportPauseImage => EventKind::ImagePullFailed,
+        _ => EventKind::StartFailed,
+    }
 }
 
 /// An action in a few words, without the container spec (it holds secrets).

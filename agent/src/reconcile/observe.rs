@@ -89,11 +89,11 @@ pub async fn observe_all(
     for (pod, observed) in &mut pods {
         // Units are known by their files and by their containers: a unit
         // whose file went with a lost state directory still runs, and
-        // must be seen running.
+        // must be seen running. The pod's slice too: an empty slice stays
+        // active until stopped, so removal must see it.
         let units: Vec<String> = observed
             .unit_files
             .keys()
-            .filter(|u| u.ends_with(".service"))
             .cloned()
             .chain(
                 observed
@@ -101,6 +101,7 @@ pub async fn observe_all(
                     .values()
                     .map(|c| unit_of_container(pod, c)),
             )
+            .chain([crate::unit::pod_slice_name(pod)])
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::docker::{ContainerSpec, ObservedContainer, LABEL_SPEC_HASH};
-use crate::reconcile::desired::DesiredPod;
+use crate::reconcile::desired::{DesiredContainer, DesiredPod};
 use crate::systemd::UnitState;
 
 /// What systemd and Docker show of one pod.
@@ -137,8 +137,15 @@ fn plan_removal(observed: &ObservedPod) -> Vec<Step> {
             steps.push(step(Action::StopUnit((*unit).clone()), "pod deleted"));
         }
     }
-    // An empty slice stays loaded and active until stopped.
-    for slice in observed.unit_files.keys().filter(|u| u.ends_with(".slice")) {
+    // An empty slice stays loaded and active until stopped, with or
+    // without its file.
+    let slices: BTreeSet<&String> = observed
+        .unit_files
+        .keys()
+        .chain(observed.units.keys())
+        .filter(|u| u.ends_with(".slice"))
+        .collect();
+    for slice in slices {
         if !is_down_or_gone(observed.units.get(slice.as_str())) {
             steps.push(step(Action::StopUnit(slice.clone()), "pod deleted"));
         }
@@ -317,13 +324,27 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
 
     let services: Vec<&str> = desired.containers.iter().map(|c| c.unit.as_str()).collect();
     if desired.running {
-        let to_enable: Vec<String> = services
+        let enabled = |c: &&DesiredContainer| observed.enabled.contains(&c.unit);
+        let to_enable: Vec<String> = desired
+            .containers
             .iter()
-            .filter(|u| !observed.enabled.contains(**u))
-            .map(|u| u.to_string())
+            .filter(|c| c.at_boot && !enabled(c))
+            .map(|c| c.unit.clone())
             .collect();
         if !to_enable.is_empty() {
             steps.push(step(Action::Enable(to_enable), "the pod runs, at boot too"));
+        }
+        let not_at_boot: Vec<String> = desired
+            .containers
+            .iter()
+            .filter(|c| !c.at_boot && enabled(c))
+            .map(|c| c.unit.clone())
+            .collect();
+        if !not_at_boot.is_empty() {
+            steps.push(step(
+                Action::Disable(not_at_boot),
+                "never restarted, so not at boot either",
+            ));
         }
         for (i, c) in desired.containers.iter().enumerate() {
             let state = observed.units.get(&c.unit);
@@ -589,6 +610,34 @@ mod tests {
                 "StopUnit(\"berth-web-app.service\")",
                 "StopUnit(\"berth-web.slice\")",
             ]
+        );
+    }
+
+    #[test]
+    fn a_container_never_restarted_is_not_started_at_boot() {
+        let mut d = desired("local/busybox", true);
+        d.containers[0].at_boot = false;
+        let fresh = actions(&plan(Some(&d), &ObservedPod::default(), Intent::Start));
+        assert!(!fresh.iter().any(|a| a.starts_with("Enable")), "{fresh:?}");
+        assert!(fresh.contains(&"StartUnit(\"berth-web-app.service\")".to_owned()));
+
+        // Enabled by an older agent: disabled, and left running.
+        let mut observed = applied(&d);
+        observed.enabled.insert("berth-web-app.service".into());
+        let got = actions(&plan(Some(&d), &observed, Intent::Converge));
+        assert_eq!(got, ["Disable([\"berth-web-app.service\"])"]);
+    }
+
+    #[test]
+    fn a_deleted_pods_slice_is_stopped_even_without_its_file() {
+        let d = desired("local/busybox", true);
+        let mut observed = applied(&d);
+        observed.unit_files.clear();
+        observed.units.insert("berth-web.slice".into(), active());
+        let got = actions(&plan(None, &observed, Intent::Converge));
+        assert!(
+            got.contains(&"StopUnit(\"berth-web.slice\")".to_owned()),
+            "{got:?}"
         );
     }
 

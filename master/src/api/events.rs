@@ -135,7 +135,8 @@ fn ndjson(event: &Event) -> Bytes {
 /// Longest reason a node may report.
 const MAX_REASON_LEN: usize = 4096;
 
-/// The kinds a node may report: what happens to its containers.
+/// The kinds a node may report: what happens to its containers, and why
+/// a pod could not start there.
 fn node_may_report(kind: EventKind) -> bool {
     matches!(
         kind,
@@ -144,6 +145,10 @@ fn node_may_report(kind: EventKind) -> bool {
             | EventKind::ContainerOomKilled
             | EventKind::ContainerUnhealthy
             | EventKind::ContainerRestarted
+            | EventKind::ImagePullFailed
+            | EventKind::HostPortConflict
+            | EventKind::StartFailed
+            | EventKind::PodRefused
     )
 }
 

@@ -9,13 +9,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::logs::{LogBatch, LogBatchAck, LogPage};
-use berth_model::{validate_dns_label, Service};
+use berth_model::{validate_dns_label, ClusterPod, Service};
 use serde::Deserialize;
 
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::logs::{LogQuery, LogStore, Mode, Selection};
-use crate::objects::{self, SERVICES};
+use crate::objects::{self, PODS, SERVICES};
 
 /// Longest a follower's request waits for new lines.
 const MAX_WAIT_SECS: u64 = 30;
@@ -145,6 +145,30 @@ async fn parse_query(state: &AppState, params: &LogsParams) -> Result<LogQuery, 
     } else {
         Selection::Pod(params.target.clone())
     };
+    // A pod that is gone keeps its lines readable; a name that never had
+    // any is a typo, and says so.
+    let is_pod = !is_service
+        && objects::get::<ClusterPod>(state.store.as_ref(), PODS, &params.target)
+            .await?
+            .is_some();
+    if !is_service && !is_pod {
+        let any_line = LogQuery {
+            selection: selection.clone(),
+            container: None,
+            since_us: None,
+            grep: None,
+            mode: Mode::Tail(1),
+        };
+        if run_query(&state.logs, &any_line).await?.lines.is_empty() {
+            return Err(ApiFailure::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no service or pod named {}, and no logs of one",
+                    params.target
+                ),
+            ));
+        }
+    }
     Ok(LogQuery {
         selection,
         container: params.container.clone(),

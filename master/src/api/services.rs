@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Scale, Versioned};
+use berth_model::limits::MAX_REPLICAS;
 use berth_model::link::validate_links;
 use berth_model::{validate_dns_label, Event, EventKind, Service, ValidationErrors};
 
@@ -15,9 +16,6 @@ use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::controller::events;
 use crate::objects::{self, SERVICES};
-
-/// Most replicas one service may ask for.
-const MAX_REPLICAS: u32 = 10_000;
 
 pub(super) fn validate(
     service: &Service,
@@ -108,6 +106,24 @@ pub async fn create(
     require_admin(&caller)?;
     let service: Service = parse("service", &body)?;
     validate(&service, &state.host_ports)?;
+    // Linked-to services must exist when the links are made, as with
+    // `POST .../links` (they may go away later: a link then has no
+    // endpoints).
+    let mut missing = ValidationErrors::new();
+    for (i, link) in service.links.iter().enumerate() {
+        if objects::get::<Service>(state.store.as_ref(), SERVICES, &link.service)
+            .await?
+            .is_none()
+        {
+            missing.push(
+                format!("links[{i}].service"),
+                format!("service {} not found", link.service),
+            );
+        }
+    }
+    missing
+        .into_result()
+        .map_err(|e| ApiFailure::invalid("service", e))?;
     if let Some(existing) =
         objects::get::<Service>(state.store.as_ref(), SERVICES, &service.name).await?
     {

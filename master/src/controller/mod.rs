@@ -130,6 +130,7 @@ fn replica(
         status: None,
         links: service.links.clone(),
         egress: service.egress,
+        start_failed_on: Default::default(),
     }
 }
 
@@ -140,6 +141,18 @@ fn links_current(pod: &ClusterPod, service: &Service) -> bool {
 
 fn replica_index(service: &str, pod: &str) -> Option<u32> {
     pod.strip_prefix(service)?.strip_prefix('-')?.parse().ok()
+}
+
+/// How long a node where a pod could not start for a cause of its own is
+/// left out when placing that pod: the cause (a process holding a port)
+/// may go away.
+const START_FAILED_AVOID_MS: u64 = 5 * 60 * 1000;
+
+/// Why a pod could not start on its node, when the cause is the node's
+/// own, so that another node may do: a host port held there.
+fn node_local_start_failure(pod: &ClusterPod) -> Option<String> {
+    let failure = pod.status.as_ref()?.start_failure.as_ref()?;
+    (failure.reason == EventKind::HostPortConflict.as_str()).then(|| failure.message.clone())
 }
 
 /// Plans the changes that bring the cluster to what its services ask for,
@@ -179,6 +192,9 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         let _ = view.set_memory_available(node, *bytes);
     }
     let mut removed: BTreeSet<&str> = BTreeSet::new();
+    // Pods that could not start where they are, for a cause of that
+    // node's own: placed again below, with why.
+    let mut moved: Vec<(&Versioned<ClusterPod>, String)> = Vec::new();
 
     // Pods of stateless services on dead nodes are replaced elsewhere.
     for pod in &cluster.pods {
@@ -198,6 +214,10 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             change.reason = format!("node {node} is not ready: replacing pod {name}");
             changes.push(change);
             removed.insert(name);
+        } else if let Some(why) =
+            node_local_start_failure(&pod.object).filter(|_| service.is_some() && !stateful)
+        {
+            moved.push((pod, format!("could not start on {node} ({why}); moved")));
         } else {
             let request = PodRequest::from_cluster_pod(&pod.object, service.map(|s| &s.object));
             let _ = view.assign(node, &request);
@@ -269,13 +289,28 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
 
     // Place what has no node: new replicas and pods that could not be
     // placed before.
+    let moved = moved
+        .into_iter()
+        .filter(|(p, _)| !removed.contains(p.object.spec.name.as_str()))
+        .map(|(p, why)| {
+            let mut pod = p.object.clone();
+            if let Some(node) = pod.node.take() {
+                pod.start_failed_on
+                    .insert(node, cluster.now_ms + START_FAILED_AVOID_MS);
+            }
+            pod.start_failed_on
+                .retain(|_, until| *until > cluster.now_ms);
+            pod.status = None;
+            (Some(p.resource_version), pod, Some(why))
+        });
     let unplaced = cluster
         .pods
         .iter()
         .filter(|p| p.object.node.is_none() && !removed.contains(p.object.spec.name.as_str()))
-        .map(|p| (Some(p.resource_version), p.object.clone()))
-        .chain(new_pods.into_iter().map(|p| (None, p)));
-    for (revision, mut pod) in unplaced {
+        .map(|p| (Some(p.resource_version), p.object.clone(), None))
+        .chain(moved)
+        .chain(new_pods.into_iter().map(|p| (None, p, None)));
+    for (revision, mut pod, moved_because) in unplaced {
         let service = pod
             .service
             .as_deref()
@@ -287,10 +322,20 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             pod.links = service.links.clone();
             pod.egress = service.egress;
         }
-        let request = PodRequest::from_cluster_pod(&pod, service);
+        let mut request = PodRequest::from_cluster_pod(&pod, service);
+        request.avoid_nodes = pod
+            .start_failed_on
+            .iter()
+            .filter(|(_, until)| **until > cluster.now_ms)
+            .map(|(node, _)| node.clone())
+            .collect();
         let name = &pod.spec.name;
         let (reason, event) = match decide(&view, &request) {
             Placement::Placed { node, reason } => {
+                let reason = match &moved_because {
+                    Some(why) => format!("{why}: {reason}"),
+                    None => reason,
+                };
                 let _ = view.assign(&node, &request);
                 let log = format!("pod {name} placed on {node}: {reason}");
                 let event = Some(pod_event(
@@ -307,7 +352,9 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
             Placement::Unschedulable { reason } => {
                 // Unchanged, it was written (and reported) before: each
                 // round would otherwise rewrite the pod and repeat the event.
+                // A moved pod's reason names the node it left out.
                 if revision.is_some()
+                    && moved_because.is_none()
                     && !links_changed
                     && pod.unschedulable_reason.as_deref() == Some(reason.as_str())
                 {
@@ -914,6 +961,74 @@ mod tests {
         assert!(placement(&cluster)
             .values()
             .all(|n| n.as_deref() == Some("h1")));
+    }
+
+    #[test]
+    fn a_pod_whose_host_port_is_held_on_its_node_moves_and_that_node_waits() {
+        let mut cluster = Cluster {
+            services: vec![service("web", 1, false)],
+            pods: vec![],
+            nodes: ready(&["h1", "h2"]),
+            now_ms: NOW,
+            memory_available: BTreeMap::new(),
+            evictions_held: false,
+        };
+        step(&mut cluster);
+        let first = cluster.pods[0].object.node.clone().unwrap();
+        let failure = berth_model::StartFailure {
+            reason: "HostPortConflict".to_owned(),
+            message: "host port 30000/tcp is already in use".to_owned(),
+            attempts: 1,
+            next_attempt_ms: NOW + 2000,
+        };
+        let mut status: berth_model::PodStatus = serde_json::from_value(serde_json::json!({
+            "name": "web-0", "phase": "Pending", "slice": "s", "containers": [],
+            "spec": cluster.pods[0].object.spec,
+        }))
+        .unwrap();
+        status.start_failure = Some(failure.clone());
+        cluster.pods[0].object.status = Some(status.clone());
+
+        let changes = plan(&cluster);
+        let [(kind, object, node)] = events(&changes).try_into().unwrap();
+        assert_eq!(
+            (kind, object.as_str()),
+            (EventKind::PodScheduled, "pod/web-0")
+        );
+        assert_ne!(node.as_deref(), Some(first.as_str()), "moved off {first}");
+        let reason = &changes[0].event.as_ref().unwrap().reason;
+        assert!(
+            reason.starts_with(&format!("could not start on {first} (host port 30000/tcp")),
+            "{reason}"
+        );
+        commit(&mut cluster, &changes);
+        let moved = &cluster.pods[0].object;
+        assert_eq!(
+            moved.start_failed_on.get(&first),
+            Some(&(NOW + START_FAILED_AVOID_MS))
+        );
+        assert_eq!(moved.status, None);
+
+        // Held on the second node too: it waits, and tries again once the
+        // wait is over.
+        cluster.pods[0].object.status = Some(status);
+        step(&mut cluster);
+        let waiting = &cluster.pods[0].object;
+        assert_eq!(waiting.node, None);
+        assert!(
+            waiting
+                .unschedulable_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("2 where it could not start lately")),
+            "{waiting:?}"
+        );
+        cluster.now_ms = NOW + START_FAILED_AVOID_MS + 1;
+        step(&mut cluster);
+        assert!(
+            cluster.pods[0].object.node.is_some(),
+            "{:?}",
+            cluster.pods[0]
+        );
     }
 
     #[test]

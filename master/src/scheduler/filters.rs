@@ -21,6 +21,9 @@ pub(super) enum Rejection {
     InsufficientCpu { free: u64 },
     /// Another pod on the node holds this fixed host port.
     HostPortInUse(FixedPort),
+    /// The pod could not start there lately (a host port held by a
+    /// process of the node).
+    StartFailedThere,
 }
 
 /// Whether `pod` may go to `node`: ready, not cordoned, with room for its
@@ -38,10 +41,12 @@ pub(super) fn fits(node: &NodeState, pod: &PodRequest) -> bool {
         && pod.cpu_millis <= node.free_cpu()
         && (pod.node_selector.is_empty() || matches_selector(node, pod))
         && (pod.host_ports.is_empty() || port_in_use(node, pod).is_none())
+        && (pod.avoid_nodes.is_empty() || !pod.avoid_nodes.contains(&node.name))
 }
 
 /// Like [`fits`], but names the first filter the node fails, in the order
-/// a user reads them: liveness, cordon, selector, resources, ports.
+/// a user reads them: liveness, cordon, selector, resources, ports, and
+/// a recent failure to start there.
 pub(super) fn check(node: &NodeState, pod: &PodRequest) -> Result<(), Rejection> {
     if !node.ready {
         return Err(Rejection::NotReady);
@@ -62,6 +67,9 @@ pub(super) fn check(node: &NodeState, pod: &PodRequest) -> Result<(), Rejection>
     }
     if let Some(port) = port_in_use(node, pod) {
         return Err(Rejection::HostPortInUse(port));
+    }
+    if pod.avoid_nodes.contains(&node.name) {
+        return Err(Rejection::StartFailedThere);
     }
     Ok(())
 }

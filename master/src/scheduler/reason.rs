@@ -56,6 +56,7 @@ struct Tally {
     cpu_most_free: u64,
     ports: usize,
     ports_in_use: BTreeSet<FixedPort>,
+    start_failed: usize,
 }
 
 impl Tally {
@@ -76,6 +77,7 @@ impl Tally {
                 self.ports += 1;
                 self.ports_in_use.insert(port);
             }
+            Rejection::StartFailedThere => self.start_failed += 1,
         }
     }
 
@@ -119,6 +121,19 @@ impl Tally {
                 cpu(self.cpu_most_free),
             ));
         }
+        if self.ports > 0 && self.ports == total {
+            // Every node holds it: say so plainly, it is the whole story.
+            let ports: Vec<String> = self
+                .ports_in_use
+                .iter()
+                .map(|p| match p.protocol {
+                    berth_model::Protocol::Tcp => p.port.to_string(),
+                    _ => p.to_string(),
+                })
+                .collect();
+            let noun = if ports.len() == 1 { "port" } else { "ports" };
+            return format!("no node has host {noun} {} free", ports.join(", "));
+        }
         if self.ports > 0 {
             let ports: Vec<String> = self.ports_in_use.iter().map(|p| p.to_string()).collect();
             let noun = if ports.len() == 1 { "port" } else { "ports" };
@@ -126,6 +141,12 @@ impl Tally {
                 "{} host {noun} in use ({})",
                 self.ports,
                 ports.join(", ")
+            ));
+        }
+        if self.start_failed > 0 {
+            causes.push(format!(
+                "{} where it could not start lately (tried again after 5 minutes)",
+                self.start_failed
             ));
         }
         format!("0/{total} nodes fit: {}", causes.join(", "))

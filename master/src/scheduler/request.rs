@@ -40,6 +40,9 @@ pub struct PodRequest {
     pub service: Option<String>,
     /// Labels a node must carry, each with exactly this value.
     pub node_selector: BTreeMap<String, String>,
+    /// Nodes where the pod could not start for a cause of the node's own,
+    /// not to be tried again for now.
+    pub avoid_nodes: Vec<String>,
 }
 
 impl PodRequest {
@@ -76,6 +79,7 @@ impl PodRequest {
             host_ports,
             service: None,
             node_selector: BTreeMap::new(),
+            avoid_nodes: Vec::new(),
         }
     }
 
@@ -83,8 +87,27 @@ impl PodRequest {
     /// the service, not the pod, so the owning service is passed in when
     /// there is one; `pod.service` names the service the replicas are
     /// spread for.
+    ///
+    /// A placed pod also holds the host ports its node reported allocating
+    /// for it (published as "any free port"): a pod that wants one of them
+    /// fixed cannot go to that node.
     pub fn from_cluster_pod(pod: &ClusterPod, service: Option<&Service>) -> Self {
         let mut request = Self::from_pod(&pod.spec);
+        if let Some(status) = pod.status.as_ref().filter(|_| pod.node.is_some()) {
+            request.host_ports.extend(
+                status
+                    .containers
+                    .iter()
+                    .flat_map(|c| &c.host_ports)
+                    .filter(|p| p.host_port != 0)
+                    .map(|p| FixedPort {
+                        protocol: p.protocol,
+                        port: p.host_port,
+                    }),
+            );
+            request.host_ports.sort_unstable();
+            request.host_ports.dedup();
+        }
         request.service.clone_from(&pod.service);
         if let Some(service) = service {
             request.node_selector.clone_from(&service.node_selector);

@@ -253,7 +253,7 @@ fn host_ports_conflict_only_on_the_same_protocol_and_number() {
     assert_eq!(place(&mut view, &http), "b");
     assert_eq!(
         unschedulable_reason(&view, &http),
-        "0/2 nodes fit: 2 host port in use (80/tcp)"
+        "no node has host port 80 free"
     );
     let dns = PodRequest {
         host_ports: vec![FixedPort {
@@ -501,6 +501,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         status: None,
         links: Vec::new(),
         egress: Default::default(),
+        start_failed_on: Default::default(),
     };
     let service = Service {
         name: "shop".to_owned(),
@@ -519,6 +520,27 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
     assert_eq!(request.memory_bytes, 320 * MI);
     let bare = PodRequest::from_cluster_pod(&cluster_pod, None);
     assert!(bare.node_selector.is_empty());
+
+    // Placed, the pod also holds the port its node allocated for 8443.
+    let mut placed = cluster_pod.clone();
+    placed.node = Some("a".to_owned());
+    let mut status: berth_model::PodStatus = serde_json::from_value(serde_json::json!({
+        "name": "shop-0", "phase": "Running", "slice": "berth-shop\\x2d0.slice",
+        "containers": [{"name": "c", "unit": "u", "state": "active", "subState": "running",
+            "restarts": 0, "ready": true,
+            "hostPorts": [{"containerPort": 8443, "protocol": "tcp", "hostPort": 30123}]}],
+        "spec": cluster_pod.spec,
+    }))
+    .expect("a status");
+    status.spec = placed.spec.clone();
+    placed.status = Some(status);
+    let holding = PodRequest::from_cluster_pod(&placed, None);
+    assert!(
+        holding.host_ports.contains(&tcp(30123)),
+        "{:?}",
+        holding.host_ports
+    );
+    assert!(holding.host_ports.contains(&tcp(80)));
 }
 
 #[test]
@@ -623,4 +645,20 @@ fn measured_available_memory_limits_a_node() {
         panic!("placed beyond what the nodes have available");
     };
     assert!(reason.contains("insufficient memory"), "{reason}");
+}
+
+#[test]
+fn a_node_where_the_pod_could_not_start_is_left_out_and_named_in_the_reason() {
+    let view = view(&[node("a", 8 * GI, 8000), node("b", GI, 8000)]);
+    let mut pod = PodRequest {
+        host_ports: vec![tcp(30000)],
+        ..request(0, 0)
+    };
+    pod.avoid_nodes = vec!["a".to_owned()];
+    assert_eq!(place(&mut view.clone(), &pod), "b");
+    pod.avoid_nodes.push("b".to_owned());
+    assert_eq!(
+        unschedulable_reason(&view, &pod),
+        "0/2 nodes fit: 2 where it could not start lately (tried again after 5 minutes)"
+    );
 }

@@ -191,6 +191,7 @@ impl Workload {
                     status: None,
                     links: Vec::new(),
                     egress: Default::default(),
+                    start_failed_on: Default::default(),
                 }
             })
             .collect();

@@ -286,8 +286,66 @@ fn a_pod_comes_back_after_the_host_reboots() {
     let port = container(&inspect(&lab, "h1", "web"), 0)["hostPorts"][0]["hostPort"]
         .as_u64()
         .expect("port");
+    // A container that is never restarted, and failed: it stays ended.
+    berth(
+        &lab,
+        "h1",
+        &[
+            "local",
+            "run",
+            "once",
+            "--image",
+            "local/busybox",
+            "--restart",
+            "no",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    )
+    .assert_success();
+    let ended_at = lab.eventually(Duration::from_secs(20), "once to fail", || {
+        let status = inspect(&lab, "h1", "once");
+        (status["phase"] == "Failed").then(|| {
+            lab.exec(
+                "h1",
+                &[
+                    "docker",
+                    "inspect",
+                    "-f",
+                    "{{.State.StartedAt}}",
+                    "berth.once.once",
+                ],
+            )
+            .assert_success()
+        })
+    });
 
-    lab.lab(&["reboot", "h1"]).assert_success();
+    // The host comes up degraded only if something failed at boot; the
+    // never-restarted container is not run again, so it is not.
+    let rebooted = lab.lab(&["reboot", "h1"]);
+    rebooted.assert_success();
+    assert!(
+        !rebooted.stderr().contains("degraded"),
+        "{}",
+        rebooted.stderr()
+    );
+    assert_eq!(
+        lab.exec(
+            "h1",
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.StartedAt}}",
+                "berth.once.once"
+            ],
+        )
+        .assert_success(),
+        ended_at,
+        "the ended container ran again at boot"
+    );
 
     let url = format!("http://{}:{port}/", lab.host("h1").address);
     let body = lab.eventually(
@@ -301,6 +359,9 @@ fn a_pod_comes_back_after_the_host_reboots() {
     assert_eq!(body.trim(), "served by berth");
     let status = inspect(&lab, "h1", "web");
     assert_eq!(status["phase"], "Running", "{status:#}");
+    let once = inspect(&lab, "h1", "once");
+    assert_eq!(once["phase"], "Failed", "{once:#}");
+    assert_eq!(container(&once, 0)["exitCode"], 3, "{once:#}");
 }
 
 /// Unit files, berth containers and the allocation of `port`.

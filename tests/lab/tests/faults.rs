@@ -4,7 +4,7 @@
 //!
 //! Root only: run with `cargo test -p berth-lab-tests --test faults -- --ignored`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use berth_harness::{Lab, Run};
@@ -380,4 +380,260 @@ fn an_agent_that_lost_its_state_keeps_every_container_running() {
         eprintln!("running on h2: {running:?}, the master's: {expected:?}");
         (running == expected).then_some(())
     });
+}
+
+/// The pod slices (`berth-<pod>.slice`) systemd has loaded on `host`.
+fn pod_slices(lab: &Lab, host: &str) -> Vec<String> {
+    lab.exec(
+        host,
+        &[
+            "systemctl",
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "berth-*.slice",
+        ],
+    )
+    .assert_success()
+    .lines()
+    .filter_map(|line| line.split_whitespace().next().map(String::from))
+    .collect()
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn removing_every_service_leaves_no_pod_slice_loaded() {
+    let lab = Lab::up("fe-slices", 2);
+    run_service(&lab, "sc", 2);
+    let loaded: Vec<String> = ["h1", "h2"]
+        .iter()
+        .flat_map(|host| pod_slices(&lab, host))
+        .collect();
+    assert_eq!(
+        loaded.len(),
+        2,
+        "one slice per pod while they run: {loaded:?}"
+    );
+
+    berth(&lab, &["rm", "sc"]).assert_success();
+    lab.eventually(
+        Duration::from_secs(60),
+        "no pod slice loaded on any host",
+        || {
+            ["h1", "h2"]
+                .iter()
+                .all(|host| pod_slices(&lab, host).is_empty())
+                .then_some(())
+        },
+    );
+    // The cgroup directories went with them.
+    let left = lab
+        .sh(
+            "h2",
+            "ls -d /sys/fs/cgroup/*/berth.slice/berth-* 2>/dev/null | wc -l",
+        )
+        .assert_success();
+    assert_eq!(left.trim(), "0", "cgroup directories of removed pods");
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_fixed_host_port_the_agents_allocated_is_never_placed_where_it_is_held() {
+    let lab = Lab::up("fe-ports", 2);
+    // One replica per node, each given the first free port of the range.
+    let held = run_service(&lab, "auto", 2);
+    let ports: BTreeSet<Option<u64>> = held.values().map(|p| p.host_port).collect();
+    assert_eq!(ports, BTreeSet::from([Some(30000)]), "{held:?}");
+
+    berth(
+        &lab,
+        &[
+            "run",
+            "fixed",
+            "--image",
+            "local/busybox",
+            "-p",
+            "30000:8080",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ],
+    )
+    .assert_success();
+    lab.eventually(Duration::from_secs(30), "fixed waits, saying why", || {
+        let pods = json(&berth(&lab, &["ps", "-o", "json"]));
+        let fixed = pods
+            .as_array()?
+            .iter()
+            .find(|p| p["spec"]["name"] == "fixed-0")?
+            .clone();
+        let reason = fixed["unschedulableReason"].as_str()?.to_owned();
+        assert!(
+            fixed["node"].is_null(),
+            "placed where 30000 is held: {fixed}"
+        );
+        (reason == "no node has host port 30000 free").then_some(())
+    });
+
+    // Freeing the port on one node lets it go there, and only there.
+    berth(&lab, &["scale", "auto", "1"]).assert_success();
+    let placed = lab.eventually(Duration::from_secs(60), "fixed running", || {
+        let listed = pods(&lab);
+        let fixed = listed.get("fixed-0")?;
+        (fixed.phase.as_deref() == Some("Running")).then(|| (listed.clone(), fixed.clone()))
+    });
+    let (listed, fixed) = placed;
+    let auto_node = listed
+        .iter()
+        .find(|(name, _)| name.starts_with("auto-"))
+        .and_then(|(_, p)| p.node.clone());
+    assert_ne!(fixed.node, auto_node, "{listed:?}");
+    assert_eq!(fixed.host_port, Some(30000));
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn an_image_that_does_not_pull_says_why_within_seconds_and_is_retried_with_backoff() {
+    let lab = Lab::up("fe-pull", 1);
+    berth(&lab, &["run", "x", "--image", "nosuch/image:1"]).assert_success();
+    let asked = Instant::now();
+
+    let row = lab.eventually(Duration::from_secs(5), "berth ps says why", || {
+        berth(&lab, &["ps"])
+            .assert_success()
+            .lines()
+            .find(|line| line.starts_with("x-0 ") && line.contains("Pending: ImagePullFailed"))
+            .map(String::from)
+    });
+    println!("{row}");
+    let described = berth(&lab, &["describe", "x"]).assert_success();
+    assert!(
+        described.contains("start failures:")
+            && described
+                .contains("x-0: ImagePullFailed: pull nosuch/image:1: pulling nosuch/image:1: "),
+        "describe gives Docker's word on the pull: {described}"
+    );
+    let listed = json(&berth(&lab, &["ps", "-o", "json"]));
+    let failure = &listed[0]["status"]["startFailure"];
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_millis();
+    let next = u128::from(
+        failure["nextAttemptMs"]
+            .as_u64()
+            .expect("the next try's time"),
+    );
+    assert!(
+        failure["attempts"].as_u64() >= Some(1) && next + 1_000 >= now_ms,
+        "the status says when the next try is: {failure}"
+    );
+    let events = json(&berth(
+        &lab,
+        &["events", "--type", "ImagePullFailed", "-o", "json"],
+    ));
+    let first = events
+        .as_array()
+        .and_then(|e| e.first())
+        .unwrap_or_else(|| panic!("an ImagePullFailed event: {events}"));
+    assert_eq!(first["object"], "pod/x-0", "{first}");
+
+    // A minute of retries: the wait doubles, so few pulls are made.
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(asked.elapsed()));
+    let pulls = lab
+        .sh(
+            "h1",
+            "journalctl -u berth-agent --no-pager -o cat | grep -c 'action=\"pull nosuch/image:1\"'",
+        )
+        .assert_success();
+    let pulls: u32 = pulls.trim().parse().expect("a count");
+    assert!((2..10).contains(&pulls), "{pulls} pull attempts in 60 s");
+    let events = json(&berth(
+        &lab,
+        &["events", "--type", "ImagePullFailed", "-o", "json"],
+    ));
+    assert_eq!(
+        events.as_array().map(Vec::len),
+        Some(pulls as usize),
+        "one event per failed pull: {events}"
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_pod_whose_host_port_a_process_holds_moves_to_a_node_where_it_is_free() {
+    let lab = Lab::up("fe-moved", 2);
+    // A process of h1's own, not a pod, holds 30000.
+    lab.sh(
+        "h1",
+        "systemd-run --unit=squatter --property=Type=exec python3 -m http.server 30000",
+    )
+    .assert_success();
+    lab.eventually(Duration::from_secs(10), "the squatter listens", || {
+        lab.sh("h1", "ss -Hltn 'sport = :30000' | grep -q LISTEN")
+            .success()
+            .then_some(())
+    });
+    berth(&lab, &["node", "cordon", "h2"]).assert_success();
+    berth(
+        &lab,
+        &[
+            "run",
+            "fixed",
+            "--image",
+            "local/busybox",
+            "-p",
+            "30000:8080",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ],
+    )
+    .assert_success();
+
+    // Placed on h1, it cannot start there: it is taken off h1 and, with
+    // h2 cordoned, waits saying why.
+    let reason = lab.eventually(Duration::from_secs(30), "fixed taken off h1", || {
+        let listed = json(&berth(&lab, &["ps", "-o", "json"]));
+        let fixed = listed.as_array()?.first()?.clone();
+        let failed_on_h1 = fixed["startFailedOn"].get("h1").is_some();
+        (fixed["node"].is_null() && failed_on_h1)
+            .then(|| fixed["unschedulableReason"].as_str().map(String::from))
+            .flatten()
+    });
+    assert!(
+        reason.contains("1 cordoned") && reason.contains("1 where it could not start lately"),
+        "{reason}"
+    );
+    let conflicts = json(&berth(
+        &lab,
+        &["events", "--type", "HostPortConflict", "-o", "json"],
+    ));
+    let conflict = conflicts
+        .as_array()
+        .and_then(|e| e.first())
+        .unwrap_or_else(|| panic!("a HostPortConflict event: {conflicts}"));
+    assert_eq!(conflict["object"], "pod/fixed-0");
+    assert_eq!(conflict["node"], "h1");
+    assert!(
+        conflict["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("30000/tcp is already in use")),
+        "{conflict}"
+    );
+
+    // Where the port is free, it runs.
+    berth(&lab, &["node", "uncordon", "h2"]).assert_success();
+    let fixed = lab.eventually(Duration::from_secs(60), "fixed running on h2", || {
+        let fixed = pods(&lab).remove("fixed-0")?;
+        (fixed.phase.as_deref() == Some("Running")).then_some(fixed)
+    });
+    assert_eq!(fixed.node.as_deref(), Some("h2"));
+    assert_eq!(fixed.host_port, Some(30000));
+    lab.sh("h1", "systemctl stop squatter").assert_success();
 }
