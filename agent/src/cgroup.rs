@@ -38,6 +38,28 @@ impl Cgroups {
         }
     }
 
+    /// Removes what is left of a removed pod's slice (`path` relative to
+    /// the hierarchies' root, e.g. `berth.slice/berth-web.slice`). On v1,
+    /// Docker makes the slice's directory in the controllers systemd does
+    /// not manage (cpuset, freezer, ...) and nobody removes it when the
+    /// slice stops. Only an empty cgroup can be removed, deepest first, so
+    /// anything still running keeps its cgroup. Returns how many went.
+    pub fn remove_leftovers(&self, path: &str) -> usize {
+        let relative = path.trim_start_matches('/');
+        let dirs: Vec<PathBuf> = match self {
+            Self::V2 { root } => vec![root.join(relative)],
+            Self::V1 { root } => std::fs::read_dir(root)
+                .map(|mounts| {
+                    mounts
+                        .flatten()
+                        .map(|mount| mount.path().join(relative))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        dirs.iter().map(|dir| remove_cgroup_tree(dir)).sum()
+    }
+
     /// The figures of the cgroup at `path` (relative to the hierarchy's
     /// root, e.g. `/berth.slice/berth-web.slice/berth-web-web.service`);
     /// `None` when the cgroup does not exist (the unit is not running).
@@ -106,6 +128,21 @@ impl Cgroups {
         }
         Some(m)
     }
+}
+
+/// Removes the cgroup at `dir` and the cgroups below it, deepest first
+/// (`rmdir` is how a cgroup goes; its files go with it). A cgroup that is
+/// still in use refuses and stays.
+fn remove_cgroup_tree(dir: &Path) -> usize {
+    let Ok(children) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let below: usize = children
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| remove_cgroup_tree(&entry.path()))
+        .sum();
+    below + usize::from(std::fs::remove_dir(dir).is_ok())
 }
 
 /// A file holding one number (`max` reads as absent).
@@ -181,6 +218,27 @@ pub fn memory_available(meminfo: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftover_cgroups_of_a_slice_go_deepest_first_in_every_hierarchy() {
+        let root = std::env::temp_dir().join(format!("berth-cgroups-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for controller in ["cpuset", "freezer"] {
+            std::fs::create_dir_all(
+                root.join(controller)
+                    .join("berth.slice/berth-web.slice/abc"),
+            )
+            .expect("scratch cgroups");
+        }
+        std::fs::create_dir_all(root.join("pids/berth.slice/berth-other.slice")).expect("scratch");
+        let cgroups = Cgroups::V1 { root: root.clone() };
+        assert_eq!(cgroups.remove_leftovers("/berth.slice/berth-web.slice"), 4);
+        assert!(!root.join("cpuset/berth.slice/berth-web.slice").exists());
+        assert!(root.join("cpuset/berth.slice").is_dir(), "the parent stays");
+        assert!(root.join("pids/berth.slice/berth-other.slice").is_dir());
+        assert_eq!(cgroups.remove_leftovers("berth.slice/berth-web.slice"), 0);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn reads_keyed_files() {

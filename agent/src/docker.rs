@@ -101,20 +101,22 @@ pub struct ObservedContainer {
 
 /// What went wrong talking to Docker.
 #[derive(Debug, thiserror::Error)]
-#[error("docker: {action}: {source}")]
+///
+/// bollard's error is part of the message, not a `source()`: printed with
+/// its chain (`{:#}`), it would otherwise say everything twice.
+#[error("docker: {action}: {cause}")]
 pub struct DockerError {
     /// What was asked.
     pub action: String,
     /// bollard's error.
-    #[source]
-    pub source: bollard::errors::Error,
+    pub cause: bollard::errors::Error,
 }
 
 impl DockerError {
     /// Whether Docker answered 404.
     pub fn is_not_found(&self) -> bool {
         matches!(
-            self.source,
+            self.cause,
             bollard::errors::Error::DockerResponseServerError {
                 status_code: 404,
                 ..
@@ -131,7 +133,10 @@ fn gone_is_fine(
     match result {
         Ok(()) => Ok(()),
         Err(source) => {
-            let e = DockerError { action, source };
+            let e = DockerError {
+                action,
+                cause: source,
+            };
             if e.is_not_found() {
                 Ok(())
             } else {
@@ -143,7 +148,7 @@ fn gone_is_fine(
 
 fn err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
     let action = action.into();
-    move |source| DockerError { action, source }
+    move |cause| DockerError { action, cause }
 }
 
 /// The host's dockerd.
@@ -367,7 +372,7 @@ impl Docker {
             Err(e) => {
                 let e = DockerError {
                     action: format!("inspecting {name}"),
-                    source: e,
+                    cause: e,
                 };
                 if e.is_not_found() {
                     Ok(None)
@@ -399,7 +404,7 @@ impl Docker {
             Some(Ok(event)) => Ok(event.action.unwrap_or_default()),
             Some(Err(e)) => Err(DockerError {
                 action: "watching events".into(),
-                source: e,
+                cause: e,
             }),
             None => Ok(String::new()),
         }
@@ -428,9 +433,9 @@ impl Docker {
                         .and_then(|mut labels| labels.remove(LABEL_POD))
                         .unwrap_or_default()
                 })
-                .map_err(|source| DockerError {
+                .map_err(|cause| DockerError {
                     action: "watching container starts".into(),
-                    source,
+                    cause,
                 })
         })
     }

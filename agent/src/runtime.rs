@@ -309,6 +309,11 @@ impl Runtime {
         execute(name, &steps, self.effects())
             .await
             .map_err(|e| RequestError::Failed(e.to_string()))?;
+        let slice = format!("berth.slice/{}", pod_slice_name(name));
+        let removed = crate::cgroup::Cgroups::detect().remove_leftovers(&slice);
+        if removed > 0 {
+            info!(pod = name, removed, "removed the slice's leftover cgroups");
+        }
         self.store
             .remove(name)
             .map_err(|e| RequestError::Failed(format!("{e:#}")))
