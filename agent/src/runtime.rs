@@ -786,7 +786,15 @@ fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {
     if containers.iter().any(|c| c.sub_state == "auto-restart") {
         return PodPhase::Restarting;
     }
-    if containers.iter().any(|c| c.state == "failed") {
+    // A never-restarted container that failed before a reboot is inactive
+    // after it (its unit did not start at boot), and still failed.
+    let failed = |c: &ContainerStatus| {
+        c.state == "failed"
+            || (c.state == "inactive"
+                && c.exit_code.is_some_and(|code| code != 0)
+                && policy(&c.name) == RestartPolicy::Never)
+    };
+    if containers.iter().any(failed) {
         return PodPhase::Failed;
     }
     if containers.iter().all(|c| c.state == "active") {
@@ -1060,6 +1068,37 @@ pub fn failed_start_status(pod: &Pod, failure: &StartFailure) -> PodStatus {
 #[cfg(test)]
 mod start_backoff_tests {
     use super::*;
+
+    #[test]
+    fn a_never_restarted_container_that_failed_is_failed_also_after_a_reboot() {
+        let pod: Pod = serde_json::from_str(
+            r#"{"name":"once","containers":[{"name":"once","image":"i","restart":"never"}]}"#,
+        )
+        .expect("a pod");
+        let record = PodRecord {
+            pod,
+            host_ports: Vec::new(),
+            desired: Desired::Running,
+            source: Source::Local,
+        };
+        let unit = crate::unit::container_unit_name("once", "once");
+        let ended = InspectedState {
+            exit_code: Some(3),
+            ..InspectedState::default()
+        };
+        let inspected = HashMap::from([(app_container_name("once", "once"), ended)]);
+        let with_unit = |active_state: &str| {
+            let state = UnitState {
+                active_state: active_state.to_owned(),
+                sub_state: "dead".to_owned(),
+                ..UnitState::default()
+            };
+            pod_status(&record, &HashMap::from([(unit.clone(), state)]), &inspected).phase
+        };
+        // Failed before the reboot, its unit skipped at boot after it.
+        assert_eq!(with_unit("failed"), PodPhase::Failed);
+        assert_eq!(with_unit("inactive"), PodPhase::Failed);
+    }
 
     #[test]
     fn the_wait_doubles_from_two_seconds_up_to_five_minutes() {

@@ -687,10 +687,25 @@ fn service_pod_and_node_commands_use_their_routes() {
 
 #[test]
 fn an_unreachable_master_is_explained() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
+    // A port held by a socket that never listens: connecting is refused,
+    // and no other test can take the port meanwhile.
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let held = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("a socket");
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&held),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .expect("binding a free port");
+    let port = getsockname::<SockaddrIn>(std::os::fd::AsRawFd::as_raw_fd(&held))
+        .expect("the bound address")
         .port();
     let url = format!("http://127.0.0.1:{port}");
     let home = home("unreachable");

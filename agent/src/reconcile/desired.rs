@@ -39,11 +39,6 @@ pub struct DesiredContainer {
     /// Whether its unit becomes active only once startup or readiness
     /// probes pass, which may take any time: starting it must not wait.
     pub gated_by_probes: bool,
-    /// Whether its unit starts at boot. A container that is never
-    /// restarted stays ended across a reboot, as with Docker and
-    /// Kubernetes: run again at boot, a failed one would fail again and
-    /// leave the host degraded.
-    pub at_boot: bool,
 }
 
 /// A pod as it should exist on this host.
@@ -284,7 +279,6 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             spec,
             spec_hash,
             gated_by_probes: false,
-            at_boot: true,
         });
     }
 
@@ -381,7 +375,6 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             spec_hash,
             gated_by_probes: container.probes.startup.is_some()
                 || container.probes.readiness.is_some(),
-            at_boot: container.restart != berth_model::RestartPolicy::Never,
         });
         if !images.contains(&container.image) {
             images.push(container.image.clone());

@@ -120,15 +120,25 @@ async fn apply(action: &Action, effects: Effects<'_>) -> anyhow::Result<()> {
         }
         Action::Disable(units) => systemd.disable(units).await?,
         Action::StartUnit(unit) => {
+            mark_started(unit)?;
             systemd.reset_failed(unit).await;
             systemd.start(unit).await?;
         }
         Action::StartUnitNoWait(unit) => {
+            mark_started(unit)?;
             systemd.reset_failed(unit).await;
             systemd.enqueue_start(unit).await?;
         }
     }
     Ok(())
+}
+
+/// Marks `unit` as started by the agent since boot: the condition a
+/// never-restarted container's unit starts on.
+fn mark_started(unit: &str) -> std::io::Result<()> {
+    let dir = Path::new(crate::unit::render::STARTED_MARKS_DIR);
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(unit), b"")
 }
 
 /// Writes a unit file atomically. Unit files hold no secrets (systemd shows

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::docker::{ContainerSpec, ObservedContainer, LABEL_SPEC_HASH};
-use crate::reconcile::desired::{DesiredContainer, DesiredPod};
+use crate::reconcile::desired::DesiredPod;
 use crate::systemd::UnitState;
 
 /// What systemd and Docker show of one pod.
@@ -324,27 +324,13 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
 
     let services: Vec<&str> = desired.containers.iter().map(|c| c.unit.as_str()).collect();
     if desired.running {
-        let enabled = |c: &&DesiredContainer| observed.enabled.contains(&c.unit);
-        let to_enable: Vec<String> = desired
-            .containers
+        let to_enable: Vec<String> = services
             .iter()
-            .filter(|c| c.at_boot && !enabled(c))
-            .map(|c| c.unit.clone())
+            .filter(|u| !observed.enabled.contains(**u))
+            .map(|u| u.to_string())
             .collect();
         if !to_enable.is_empty() {
             steps.push(step(Action::Enable(to_enable), "the pod runs, at boot too"));
-        }
-        let not_at_boot: Vec<String> = desired
-            .containers
-            .iter()
-            .filter(|c| !c.at_boot && enabled(c))
-            .map(|c| c.unit.clone())
-            .collect();
-        if !not_at_boot.is_empty() {
-            steps.push(step(
-                Action::Disable(not_at_boot),
-                "never restarted, so not at boot either",
-            ));
         }
         for (i, c) in desired.containers.iter().enumerate() {
             let state = observed.units.get(&c.unit);
@@ -611,21 +597,6 @@ mod tests {
                 "StopUnit(\"berth-web.slice\")",
             ]
         );
-    }
-
-    #[test]
-    fn a_container_never_restarted_is_not_started_at_boot() {
-        let mut d = desired("local/busybox", true);
-        d.containers[0].at_boot = false;
-        let fresh = actions(&plan(Some(&d), &ObservedPod::default(), Intent::Start));
-        assert!(!fresh.iter().any(|a| a.starts_with("Enable")), "{fresh:?}");
-        assert!(fresh.contains(&"StartUnit(\"berth-web-app.service\")".to_owned()));
-
-        // Enabled by an older agent: disabled, and left running.
-        let mut observed = applied(&d);
-        observed.enabled.insert("berth-web-app.service".into());
-        let got = actions(&plan(Some(&d), &observed, Intent::Converge));
-        assert_eq!(got, ["Disable([\"berth-web-app.service\"])"]);
     }
 
     #[test]

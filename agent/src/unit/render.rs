@@ -35,6 +35,13 @@ pub const BERTH_SLICE: &str = "berth.slice";
 /// stop timeout) always finishes first.
 pub const STOP_TIMEOUT_MARGIN_SECS: u64 = 5;
 
+/// Where the agent marks each unit it starts (`/run`: gone at boot). A
+/// container that is never restarted has `ConditionPathExists=` on its
+/// mark, so it stays ended across a reboot, as with Docker and Kubernetes:
+/// started at boot, a failed one would fail again and leave the host
+/// degraded.
+pub const STARTED_MARKS_DIR: &str = "/run/berth/started";
+
 /// Pause before a restart. systemd's default of 100 ms would spin a crashing
 /// container; start rate limiting is switched off instead of relied on, since
 /// it would leave the unit failed for good, unlike the restart policy asks.
@@ -257,6 +264,9 @@ fn render_service(
         let _ = writeln!(out, "Requires={network_unit}");
     }
     out.push_str("StartLimitIntervalSec=0\n");
+    if unit.restart == RestartPolicy::Never {
+        let _ = writeln!(out, "ConditionPathExists={STARTED_MARKS_DIR}/%n");
+    }
 
     out.push_str("\n[Service]\n");
     out.push_str("Type=notify\n");
@@ -683,12 +693,18 @@ mod tests {
     }
 
     #[test]
-    fn never_restarting_units_have_no_restart_delay() {
+    fn never_restarting_units_have_no_restart_delay_and_do_not_start_at_boot() {
+        let always = render_container_unit(&unit()).unwrap();
+        assert!(!always.contains("ConditionPathExists"), "{always}");
         let mut u = unit();
         u.restart = RestartPolicy::Never;
         let text = render_container_unit(&u).unwrap();
         assert!(
             text.contains("\nRestart=no\n") && !text.contains("RestartSec"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nConditionPathExists=/run/berth/started/%n\n"),
             "{text}"
         );
     }

@@ -119,13 +119,14 @@ fn router_serves_a_route_from_both_replicas_on_two_routers() {
     assert!(ls.contains("www.example.test"), "{ls}");
 }
 
-/// berth-bench, run inside a lab host (the hosts see the machine's files
-/// through their overlay root).
-fn bench_binary() -> String {
-    berth_harness::bin_dir()
-        .join("berth-bench")
-        .to_string_lossy()
-        .into_owned()
+/// Copies berth-bench into `host` and returns its path there. The hosts
+/// see the machine's files through their overlay root, but not its /tmp,
+/// where a checkout (and its target/) may be.
+fn install_bench(lab: &Lab, host: &str) -> &'static str {
+    const PATH: &str = "/usr/local/bin/berth-bench";
+    lab.copy_in(host, &berth_harness::bin_dir().join("berth-bench"), PATH);
+    lab.exec(host, &["chmod", "0755", PATH]).assert_success();
+    PATH
 }
 
 /// The JSON summary of a `berth-bench load` run.
@@ -159,6 +160,7 @@ fn router_fails_no_request_under_load_while_scaling_losing_a_host_and_changing_t
         (answers(&lab, "h2", ROUTER, "www.example.test", 10).len() == 2).then_some(())
     });
 
+    let bench = install_bench(&lab, "h2");
     let seconds = 45;
     let rate = 200;
     let summary = std::thread::scope(|scope| {
@@ -166,7 +168,7 @@ fn router_fails_no_request_under_load_while_scaling_losing_a_host_and_changing_t
             lab.exec(
                 "h2",
                 &[
-                    &bench_binary(),
+                    bench,
                     "load",
                     "--target",
                     &format!("{ROUTER}:80"),
