@@ -618,3 +618,84 @@ async fn real_answers_match_the_document() {
     assert_eq!(reply.status, 200);
     assert_documented(&doc, Method::DELETE, "/v1/services/{name}", &reply);
 }
+
+/// What axum itself refuses (an unknown path, a method a path does not
+/// answer, a query string that does not parse, a body past the limit)
+/// answers the JSON `ApiError` like every other error, and the document's
+/// limits are the server's: `timeout=301` is refused, naming the field.
+#[tokio::test]
+async fn framework_rejections_are_api_errors() {
+    let master = start("framework").await;
+    let admin = Some(master.admin.as_str());
+    let doc = fetch_document(&master).await;
+    let error = |reply: &Reply| reply.body["error"].as_str().unwrap_or_default().to_owned();
+    let field = |reply: &Reply| reply.body["fields"][0]["field"].clone();
+
+    let reply = master.reply(Method::GET, "/v1/nowhere", admin, None).await;
+    assert_eq!(
+        (reply.status, reply.media_type.as_str()),
+        (404, "application/json")
+    );
+    assert!(error(&reply).contains("/v1/nowhere"), "{:?}", reply.body);
+
+    let response = master
+        .http
+        .patch(format!("{}/v1/pods", master.url))
+        .bearer_auth(&master.admin)
+        .send()
+        .await
+        .expect("sending a request");
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("GET,HEAD")
+    );
+    let body: Value = response.json().await.expect("a JSON 405");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("PATCH")));
+
+    let reply = master
+        .reply(Method::GET, "/v1/pods?after=x", admin, None)
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(field(&reply), json!("query"));
+    assert!(error(&reply).contains("after"), "{:?}", reply.body);
+    assert_documented(&doc, Method::GET, "/v1/pods", &reply);
+
+    for path in ["/v1/routes", "/v1/endpoints", "/v1/nodes/n/assignments"] {
+        let reply = master
+            .reply(Method::GET, &format!("{path}?timeout=301"), admin, None)
+            .await;
+        assert_eq!(reply.status, 400, "{path}");
+        assert_eq!(field(&reply), json!("timeout"), "{path}");
+    }
+    let reply = master
+        .reply(
+            Method::GET,
+            "/v1/pods?after=9223372036854775808",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!((reply.status, field(&reply)), (400, json!("after")));
+
+    // `after` lists the events committed after a revision.
+    let reply = master
+        .reply(Method::GET, "/v1/events?node=&after=0", admin, None)
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_documented(&doc, Method::GET, "/v1/events", &reply);
+
+    let reply = master
+        .send(
+            Method::POST,
+            "/v1/services",
+            admin,
+            Some(vec![b' '; 2 << 20]),
+        )
+        .await;
+    assert_eq!((reply.status, field(&reply)), (413, json!("body")));
+    assert_documented(&doc, Method::POST, "/v1/services", &reply);
+}

@@ -1,15 +1,14 @@
 //! Endpoints: where each service's ready replicas can be reached. Agents
 //! read them to wire links and routers to fill backends; both long-poll.
 
-use std::time::Duration;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use berth_model::endpoints::{self, EndpointsView};
 use berth_model::{ClusterPod, Node, NodeCondition};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::extract::{self, Query};
 use super::{ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, EVENTS, NODES, PODS};
@@ -34,8 +33,9 @@ pub async fn list(
     _caller: Caller,
     Query(query): Query<EndpointsQuery>,
 ) -> Result<Json<EndpointsView>, ApiFailure> {
+    let wait = extract::long_poll_wait(query.timeout)?;
+    extract::int64("after", query.after)?;
     if let Some(after) = query.after {
-        let wait = Duration::from_secs(query.timeout.unwrap_or(30).min(300));
         // A node going silent changes no pod at first, but the controller
         // records it as an event at once: waking on events catches it.
         let store = state.store.as_ref();

@@ -2,8 +2,7 @@
 //! newline-delimited JSON.
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::warn;
 
+use super::extract::{self, Path, Query};
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, EVENTS};
@@ -29,8 +29,8 @@ pub struct EventsQuery {
     /// Stream new events instead of listing the kept ones.
     #[serde(default)]
     watch: bool,
-    /// With `watch`: stream the events committed after this store revision
-    /// (default: from now on).
+    /// Only events committed after this store revision; with `watch`, the
+    /// stream starts there instead of now.
     after: Option<u64>,
 }
 
@@ -51,17 +51,17 @@ impl Filter {
     }
 }
 
-/// `GET /v1/events[?type=KIND][&node=NODE]` (admin): the kept events,
-/// oldest first. With `watch=true[&after=REV]`: new events as they are
+/// `GET /v1/events[?type=KIND][&node=NODE][&after=REV]` (admin): the kept
+/// events, oldest first. With `watch=true[&after=REV]`: new events as they are
 /// committed, one JSON object per line (`application/x-ndjson`), until the
 /// client goes away.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
-    let Query(query) = query.map_err(|e| ApiFailure::field("query", e.body_text()))?;
+    extract::int64("after", query.after)?;
     let filter = Filter {
         kind: query
             .kind
@@ -74,13 +74,11 @@ pub async fn list(
     if query.watch {
         return watch(&state, filter, query.after).await;
     }
-    if query.after.is_some() {
-        return Err(ApiFailure::field("after", "only valid with watch=true"));
-    }
     let (events, _) = objects::list::<Event>(state.store.as_ref(), EVENTS).await?;
     // Keys sort by time, so the list is oldest first already.
     let events: Vec<Event> = events
         .into_iter()
+        .filter(|e| query.after.is_none_or(|after| e.resource_version > after))
         .map(|e| e.object)
         .filter(|e| filter.matches(e))
         .collect();
@@ -213,7 +211,7 @@ pub async fn report(
     State(state): State<AppState>,
     caller: Caller,
     Path(node): Path<String>,
-    body: Bytes,
+    extract::Body(body): extract::Body,
 ) -> Result<Json<serde_json::Value>, ApiFailure> {
     require_admin_or_node(&caller, &node)?;
     let batch: EventBatch = parse("event batch", &body)?;

@@ -11,7 +11,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -19,6 +18,7 @@ use berth_model::api::{JoinRequest, JoinResponse, JoinToken, JoinTokenRequest, V
 use berth_model::{validate_dns_label, validate_node_address, Node, ValidationErrors};
 use serde::{Deserialize, Serialize};
 
+use super::extract::Body;
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::{self, Caller};
 use crate::objects::{self, JOIN_TOKENS, NODES, NODE_CREDENTIALS};
@@ -53,7 +53,7 @@ fn internal(e: impl std::fmt::Display) -> ApiFailure {
 pub async fn new_join_token(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<JoinToken>), ApiFailure> {
     require_admin(&caller)?;
     let request: JoinTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -192,7 +192,7 @@ fn decide(
 /// `POST /v1/join` (no credential; the join token is the credential).
 pub async fn join(
     State(state): State<AppState>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<JoinResponse>), ApiFailure> {
     let request: JoinRequest = parse("join request", &body)?;
     let mut node: Node = request.node;

@@ -3,8 +3,7 @@
 //! service is all the API does: the controller copies the links onto the
 //! service's pods, and their nodes rewire them without restarting them.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::Versioned;
@@ -14,6 +13,7 @@ use serde::Deserialize;
 use berth_model::link::validate_links;
 use berth_model::ValidationErrors;
 
+use super::extract::{Body, Path, Query};
 use super::services::redacted;
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -65,7 +65,7 @@ pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
     require_admin(&caller)?;
     let link: Link = parse("link", &body)?;

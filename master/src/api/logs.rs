@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::logs::{LogBatch, LogBatchAck, LogPage};
 use berth_model::{validate_dns_label, ClusterPod, Service};
 use serde::Deserialize;
 
+use super::extract::{Body, Path, Query};
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::logs::{LogQuery, LogStore, Mode, Selection};
@@ -26,7 +26,7 @@ pub async fn ship(
     State(state): State<AppState>,
     caller: Caller,
     Path(node): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<LogBatchAck>, ApiFailure> {
     require_admin_or_node(&caller, &node)?;
     let batch: LogBatch = parse("log batch", &body)?;
@@ -76,11 +76,22 @@ pub async fn read(
     Query(params): Query<LogsParams>,
 ) -> Result<Json<LogPage>, ApiFailure> {
     require_admin(&caller)?;
+    if params.wait > MAX_WAIT_SECS {
+        return Err(ApiFailure::field(
+            "wait",
+            format!(
+                "must be at most {MAX_WAIT_SECS} seconds, got {}",
+                params.wait
+            ),
+        ));
+    }
+    for (field, value) in [("since", params.since), ("newer-than", params.newer_than)] {
+        super::extract::int64(field, value)?;
+    }
     let query = parse_query(&state, &params).await?;
     let logs = Arc::clone(&state.logs);
     let mut arrived = logs.subscribe();
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_secs(params.wait.min(MAX_WAIT_SECS));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(params.wait);
     loop {
         let page = run_query(&logs, &query).await?;
         let waiting = matches!(query.mode, Mode::NewerThan(_)) && page.lines.is_empty();

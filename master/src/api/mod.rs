@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod events;
+mod extract;
 mod join;
 mod links;
 mod logs;
@@ -113,7 +114,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(prometheus::page))
-        .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiFailure::new(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {}", uri.path()),
+            )
+        })
+        // axum adds the `Allow` header to this answer.
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiFailure::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} does not answer {method}", uri.path()),
+                )
+            },
+        )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

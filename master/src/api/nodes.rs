@@ -1,10 +1,7 @@
 //! Nodes: listing, heartbeats (with the node's pod states), the node's own
 //! assignments, and cordoning.
 
-use std::time::Duration;
-
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Assignments, Heartbeat, NodeView};
@@ -12,6 +9,7 @@ use berth_model::{ClusterPod, Node};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::extract::{self, Body, Path, Query};
 use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -43,6 +41,7 @@ pub async fn list(
     Query(query): Query<WatchQuery>,
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
+    query.check()?;
     if query.watch {
         return watch::stream::<Node, _>(&state, NODES, query.after, |node| node).await;
     }
@@ -74,7 +73,7 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<()>, ApiFailure> {
     require_admin_or_node(&caller, &name)?;
     let beat: Heartbeat = parse("heartbeat", &body)?;
@@ -155,8 +154,9 @@ pub async fn assignments(
     Query(query): Query<AssignmentsQuery>,
 ) -> Result<Json<Assignments>, ApiFailure> {
     require_admin_or_node(&caller, &name)?;
+    let wait = extract::long_poll_wait(query.timeout)?;
+    extract::int64("after", query.after)?;
     if let Some(after) = query.after {
-        let wait = Duration::from_secs(query.timeout.unwrap_or(30).min(300));
         let mut watch = state.store.watch(PODS, after).await?;
         let _ = tokio::time::timeout(wait, watch.next()).await;
     }

@@ -1,14 +1,14 @@
 //! Pods as the master manages them: listing, deleting (a service replaces
 //! it), and moving one explicitly (the only way a stateful pod moves).
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Move, Versioned};
 use berth_model::{ClusterPod, Node};
 
+use super::extract::{Body, Path, Query};
 use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -38,6 +38,7 @@ pub async fn list(
     Query(query): Query<WatchQuery>,
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
+    query.check()?;
     if query.watch {
         return watch::stream(&state, PODS, query.after, redact).await;
     }
@@ -85,10 +86,14 @@ pub async fn move_pod(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Versioned<ClusterPod>>, ApiFailure> {
     require_admin(&caller)?;
     let request: Move = parse("move", &body)?;
+    // A pod that does not exist is a 404 whatever the body names.
+    let pod = objects::get::<ClusterPod>(state.store.as_ref(), PODS, &name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
     if objects::get::<Node>(state.store.as_ref(), NODES, &request.to)
         .await?
         .is_none()
@@ -98,9 +103,6 @@ pub async fn move_pod(
             format!("no node named {}", request.to),
         ));
     }
-    let pod = objects::get::<ClusterPod>(state.store.as_ref(), PODS, &name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
     let mut moved = pod.object.clone();
     moved.node = Some(request.to);
     moved.status = None;

@@ -4,10 +4,7 @@
 //! here and never reaches a router. Routers long-poll the routes they
 //! serve and report the ones HAProxy still refused.
 
-use std::time::Duration;
-
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::Versioned;
@@ -18,6 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
+use super::extract::{self, Body, Path, Query};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::controller::events;
@@ -120,8 +118,9 @@ pub async fn list(
     caller: Caller,
     Query(query): Query<RoutesQuery>,
 ) -> Result<Json<RoutesView>, ApiFailure> {
+    let wait = extract::long_poll_wait(query.timeout)?;
+    extract::int64("after", query.after)?;
     if let Some(after) = query.after {
-        let wait = Duration::from_secs(query.timeout.unwrap_or(30).min(300));
         let mut watch = state.store.watch(ROUTES, after).await?;
         let _ = tokio::time::timeout(wait, watch.next()).await;
     }
@@ -153,7 +152,7 @@ pub async fn get_route(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Versioned<Route>>), ApiFailure> {
     require_admin(&caller)?;
     let route = complete(parse("route", &body)?, &state.route_suffix);
@@ -208,7 +207,7 @@ pub async fn replace(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Versioned<Route>>, ApiFailure> {
     require_admin(&caller)?;
     let route = complete(parse("route", &body)?, &state.route_suffix);
@@ -280,7 +279,7 @@ pub async fn rejected(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiFailure> {
     let rejection: RouteRejection = parse("route rejection", &body)?;
     let node = match caller {

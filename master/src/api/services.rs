@@ -1,8 +1,7 @@
 //! Services: replicated pod templates. Writing one is all the API does; the
 //! controller creates, places and removes its pods.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,6 +10,7 @@ use berth_model::limits::MAX_REPLICAS;
 use berth_model::link::validate_links;
 use berth_model::{validate_dns_label, Event, EventKind, Service, ValidationErrors};
 
+use super::extract::{Body, Path, Query};
 use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -90,6 +90,7 @@ pub async fn list(
     Query(query): Query<WatchQuery>,
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
+    query.check()?;
     if query.watch {
         return watch::stream(&state, SERVICES, query.after, redact).await;
     }
@@ -101,7 +102,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
     require_admin(&caller)?;
     let service: Service = parse("service", &body)?;
@@ -167,7 +168,7 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
     require_admin(&caller)?;
     let versioned: Versioned<Service> = parse("service with resourceVersion", &body)?;
@@ -198,7 +199,7 @@ pub async fn scale(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
     require_admin(&caller)?;
     let scale: Scale = parse("scale", &body)?;

@@ -25,6 +25,13 @@ pub struct WatchQuery {
     pub after: Option<u64>,
 }
 
+impl WatchQuery {
+    /// Refuses an `after` past the document's `int64`.
+    pub fn check(&self) -> Result<(), ApiFailure> {
+        super::extract::int64("after", self.after)
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Change<T> {
