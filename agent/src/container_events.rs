@@ -22,17 +22,10 @@ use tracing::{debug, warn};
 
 use crate::master_link::Joined;
 
-/// `MESSAGE_ID=` of berth-shim's container events (see the shim's
-/// `journal` module).
-pub const SHIM_EVENT_MESSAGE_ID: &str = "6a1b9e3c5d2f4c0e8b7a94d1f3e2c580";
-
-/// `MESSAGE_ID=` systemd gives "Scheduled restart job, restart counter is
-/// at N" (`SD_MESSAGE_UNIT_RESTART_SCHEDULED`).
-pub const RESTART_SCHEDULED_MESSAGE_ID: &str = "5eb03494b6584870a536b337290809b3";
-
-/// `MESSAGE_ID=` of the agent's own pod events: a pod that could not be
-/// started here ([`record_pod_event`]).
-pub const POD_EVENT_MESSAGE_ID: &str = "4fd6b5c4e7d84f9fb884c09d04dfff1d";
+pub use berth_shim::message_ids::{
+    CONTAINER_EVENT as SHIM_EVENT_MESSAGE_ID, POD_EVENT as POD_EVENT_MESSAGE_ID,
+    RESTART_SCHEDULED as RESTART_SCHEDULED_MESSAGE_ID,
+};
 
 /// The kinds the agent records about a pod it could not start.
 const POD_EVENT_KINDS: [EventKind; 4] = [

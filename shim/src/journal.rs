@@ -15,9 +15,7 @@ use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
 
-/// The `MESSAGE_ID=` of every container event berth-shim writes (also in
-/// the agent, which matches on it).
-pub const CONTAINER_EVENT_MESSAGE_ID: &str = "6a1b9e3c5d2f4c0e8b7a94d1f3e2c580";
+use berth_shim::message_ids::CONTAINER_EVENT as CONTAINER_EVENT_MESSAGE_ID;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
