@@ -619,14 +619,14 @@ fn a_pod_whose_host_port_a_process_holds_moves_to_a_node_where_it_is_free() {
         reason.contains("1 cordoned") && reason.contains("1 where it could not start lately"),
         "{reason}"
     );
-    let conflicts = json(&berth(
-        &lab,
-        &["events", "--type", "HostPortConflict", "-o", "json"],
-    ));
-    let conflict = conflicts
-        .as_array()
-        .and_then(|e| e.first())
-        .unwrap_or_else(|| panic!("a HostPortConflict event: {conflicts}"));
+    // Events are shipped from the journal every second.
+    let conflict = lab.eventually(Duration::from_secs(10), "a HostPortConflict event", || {
+        let events = json(&berth(
+            &lab,
+            &["events", "--type", "HostPortConflict", "-o", "json"],
+        ));
+        events.as_array()?.first().cloned()
+    });
     assert_eq!(conflict["object"], "pod/fixed-0");
     assert_eq!(conflict["node"], "h1");
     assert!(
