@@ -213,21 +213,26 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host_with(store: Store) {
     );
     let nodes: std::collections::BTreeSet<&String> = pods.iter().map(|(_, n, _)| n).collect();
     assert_eq!(nodes.len(), 3, "not one pod per host: {pods:?}");
+    // A pod's host port is reported as soon as it is allocated, before the
+    // container listens: each must serve within seconds.
     for (pod, node, port) in &pods {
-        let body = lab.exec(
-            "h1",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{node}:{port}/"),
-            ],
-        );
-        assert!(
-            body.success(),
-            "{pod} on {node}:{port} does not serve: {}",
-            body.stderr()
+        lab.eventually(
+            Duration::from_secs(20),
+            &format!("{pod} serving on {node}:{port}"),
+            || {
+                lab.exec(
+                    "h1",
+                    &[
+                        "curl",
+                        "-sS",
+                        "--max-time",
+                        "5",
+                        &format!("http://{node}:{port}/"),
+                    ],
+                )
+                .success()
+                .then_some(())
+            },
         );
     }
 
