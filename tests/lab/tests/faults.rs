@@ -382,6 +382,36 @@ fn an_agent_that_lost_its_state_keeps_every_container_running() {
     });
 }
 
+/// `fixed`, one pod asking for host port 30000.
+fn run_fixed_on_30000(lab: &Lab) {
+    berth(
+        lab,
+        &[
+            "run",
+            "fixed",
+            "--image",
+            "local/busybox",
+            "-p",
+            "30000:8080",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ],
+    )
+    .assert_success();
+}
+
+/// The first event of `kind`, waited for: the agent ships events from the
+/// journal every second.
+fn first_event(lab: &Lab, kind: &str) -> Value {
+    lab.eventually(Duration::from_secs(10), &format!("a {kind} event"), || {
+        let events = json(&berth(lab, &["events", "--type", kind, "-o", "json"]));
+        events.as_array()?.first().cloned()
+    })
+}
+
 /// The pod slices (`berth-<pod>.slice`) systemd has loaded on `host`.
 fn pod_slices(lab: &Lab, host: &str) -> Vec<String> {
     lab.exec(
@@ -446,23 +476,7 @@ fn a_fixed_host_port_the_agents_allocated_is_never_placed_where_it_is_held() {
     let ports: BTreeSet<Option<u64>> = held.values().map(|p| p.host_port).collect();
     assert_eq!(ports, BTreeSet::from([Some(30000)]), "{held:?}");
 
-    berth(
-        &lab,
-        &[
-            "run",
-            "fixed",
-            "--image",
-            "local/busybox",
-            "-p",
-            "30000:8080",
-            "--",
-            "httpd",
-            "-f",
-            "-p",
-            "8080",
-        ],
-    )
-    .assert_success();
+    run_fixed_on_30000(&lab);
     lab.eventually(Duration::from_secs(30), "fixed waits, saying why", || {
         let pods = json(&berth(&lab, &["ps", "-o", "json"]));
         let fixed = pods
@@ -534,14 +548,7 @@ fn an_image_that_does_not_pull_says_why_within_seconds_and_is_retried_with_backo
         failure["attempts"].as_u64() >= Some(1) && next + 1_000 >= now_ms,
         "the status says when the next try is: {failure}"
     );
-    // Events are shipped from the journal every second.
-    let first = lab.eventually(Duration::from_secs(10), "an ImagePullFailed event", || {
-        let events = json(&berth(
-            &lab,
-            &["events", "--type", "ImagePullFailed", "-o", "json"],
-        ));
-        events.as_array()?.first().cloned()
-    });
+    let first = first_event(&lab, "ImagePullFailed");
     assert_eq!(first["object"], "pod/x-0", "{first}");
     assert!(
         first["reason"].as_str().is_some_and(
@@ -587,23 +594,7 @@ fn a_pod_whose_host_port_a_process_holds_moves_to_a_node_where_it_is_free() {
             .then_some(())
     });
     berth(&lab, &["node", "cordon", "h2"]).assert_success();
-    berth(
-        &lab,
-        &[
-            "run",
-            "fixed",
-            "--image",
-            "local/busybox",
-            "-p",
-            "30000:8080",
-            "--",
-            "httpd",
-            "-f",
-            "-p",
-            "8080",
-        ],
-    )
-    .assert_success();
+    run_fixed_on_30000(&lab);
 
     // Placed on h1, it cannot start there: it is taken off h1 and, with
     // h2 cordoned, waits saying why.
@@ -619,14 +610,7 @@ fn a_pod_whose_host_port_a_process_holds_moves_to_a_node_where_it_is_free() {
         reason.contains("1 cordoned") && reason.contains("1 where it could not start lately"),
         "{reason}"
     );
-    // Events are shipped from the journal every second.
-    let conflict = lab.eventually(Duration::from_secs(10), "a HostPortConflict event", || {
-        let events = json(&berth(
-            &lab,
-            &["events", "--type", "HostPortConflict", "-o", "json"],
-        ));
-        events.as_array()?.first().cloned()
-    });
+    let conflict = first_event(&lab, "HostPortConflict");
     assert_eq!(conflict["object"], "pod/fixed-0");
     assert_eq!(conflict["node"], "h1");
     assert!(
