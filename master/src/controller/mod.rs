@@ -729,6 +729,18 @@ mod tests {
         }
     }
 
+    /// A cluster of `services` and `nodes` at [`NOW`], with no pods yet.
+    fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeCondition)>) -> Cluster {
+        Cluster {
+            services,
+            pods: vec![],
+            nodes,
+            now_ms: NOW,
+            memory_available: BTreeMap::new(),
+            evictions_held: false,
+        }
+    }
+
     /// Plans and applies the changes to the cluster, as a commit would.
     fn step(cluster: &mut Cluster) {
         let changes = plan(cluster);
@@ -771,14 +783,7 @@ mod tests {
 
     #[test]
     fn replicas_are_created_and_spread_then_nothing_more_is_done() {
-        let mut cluster = Cluster {
-            services: vec![service("web", 3, false)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2", "h3"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(vec![service("web", 3, false)], ready(&["h1", "h2", "h3"]));
         let changes = plan(&cluster);
         commit(&mut cluster, &changes);
         let placed = placement(&cluster);
@@ -794,14 +799,10 @@ mod tests {
 
     #[test]
     fn pods_of_a_dead_node_are_replaced_unless_stateful() {
-        let mut cluster = Cluster {
-            services: vec![service("web", 3, false), service("db", 1, true)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2", "h3"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(
+            vec![service("web", 3, false), service("db", 1, true)],
+            ready(&["h1", "h2", "h3"]),
+        );
         step(&mut cluster);
         let on_h3: Vec<String> = cluster
             .pods
@@ -839,14 +840,7 @@ mod tests {
 
     #[test]
     fn nothing_moves_when_every_node_is_silent() {
-        let mut cluster = Cluster {
-            services: vec![service("web", 2, false)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(vec![service("web", 2, false)], ready(&["h1", "h2"]));
         step(&mut cluster);
         for n in &mut cluster.nodes {
             n.1 = NodeCondition::NotReady;
@@ -856,14 +850,7 @@ mod tests {
 
     #[test]
     fn scaling_down_removes_the_highest_replicas_and_deleting_cascades() {
-        let mut cluster = Cluster {
-            services: vec![service("web", 3, false)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(vec![service("web", 3, false)], ready(&["h1", "h2"]));
         step(&mut cluster);
         cluster.services[0].object.replicas = 1;
         step(&mut cluster);
@@ -877,14 +864,7 @@ mod tests {
     fn a_pod_that_fits_nowhere_says_why_once() {
         let mut big = service("big", 1, false);
         big.object.template.containers[0].resources.memory_bytes = Some(64 << 30);
-        let mut cluster = Cluster {
-            services: vec![big],
-            pods: vec![],
-            nodes: ready(&["h1"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(vec![big], ready(&["h1"]));
         step(&mut cluster);
         let pod = &cluster.pods[0].object;
         assert_eq!(pod.node, None);
@@ -936,14 +916,7 @@ mod tests {
 
     #[test]
     fn no_pod_is_evicted_while_evictions_are_held_or_from_a_node_whose_engine_restarts() {
-        let mut cluster = Cluster {
-            services: vec![service("web", 3, false)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2", "h3"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(vec![service("web", 3, false)], ready(&["h1", "h2", "h3"]));
         step(&mut cluster);
         let before = placement(&cluster);
         assert_eq!(before.len(), 3);
@@ -965,14 +938,7 @@ mod tests {
 
     #[test]
     fn a_pod_whose_host_port_is_held_on_its_node_moves_and_that_node_waits() {
-        let mut cluster = Cluster {
-            services: vec![service("web", 1, false)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(vec![service("web", 1, false)], ready(&["h1", "h2"]));
         step(&mut cluster);
         let first = cluster.pods[0].object.node.clone().unwrap();
         let failure = berth_model::StartFailure {
@@ -1033,14 +999,7 @@ mod tests {
 
     #[test]
     fn every_placement_is_an_event_at_the_planned_time() {
-        let cluster = Cluster {
-            services: vec![service("web", 2, false)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let cluster = cluster(vec![service("web", 2, false)], ready(&["h1", "h2"]));
         let changes = plan(&cluster);
         let placed: BTreeMap<String, Option<String>> = changes
             .iter()
@@ -1071,14 +1030,10 @@ mod tests {
 
     #[test]
     fn evictions_and_deletions_are_events_naming_the_node() {
-        let mut cluster = Cluster {
-            services: vec![service("web", 2, false), service("db", 1, false)],
-            pods: vec![],
-            nodes: ready(&["h1", "h2"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(
+            vec![service("web", 2, false), service("db", 1, false)],
+            ready(&["h1", "h2"]),
+        );
         step(&mut cluster);
         let node_of = |cluster: &Cluster, pod: &str| {
             cluster
@@ -1155,14 +1110,7 @@ mod tests {
     fn unschedulable_is_reported_once_per_reason() {
         let mut big = service("big", 1, false);
         big.object.template.containers[0].resources.memory_bytes = Some(64 << 30);
-        let mut cluster = Cluster {
-            services: vec![big],
-            pods: vec![],
-            nodes: ready(&["h1"]),
-            now_ms: NOW,
-            memory_available: BTreeMap::new(),
-            evictions_held: false,
-        };
+        let mut cluster = cluster(vec![big], ready(&["h1"]));
         let changes = plan(&cluster);
         assert_eq!(
             events(&changes),
