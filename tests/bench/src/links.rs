@@ -23,14 +23,9 @@ use berth_model::{EgressPolicy, Link};
 
 use crate::quantile;
 
-fn berth(lab: &Lab, args: &[&str]) -> String {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec("h1", &argv).assert_success()
-}
-
 fn pods(lab: &Lab) -> serde_json::Value {
-    serde_json::from_str(&berth(lab, &["ps", "-o", "json"])).expect("ps -o json")
+    serde_json::from_str(&lab.berth("h1", &["ps", "-o", "json"]).assert_success())
+        .expect("ps -o json")
 }
 
 /// (node, host port) of a running pod.
@@ -49,7 +44,8 @@ fn running(lab: &Lab, pod: &str) -> Option<(String, u64)> {
 fn place(lab: &Lab, pod: &str, node: &str) -> u64 {
     let (first, _) = lab.eventually(Duration::from_secs(60), pod, || running(lab, pod));
     if first != node {
-        berth(lab, &["move", pod, "--to", node]);
+        lab.berth("h1", &["move", pod, "--to", node])
+            .assert_success();
     }
     lab.eventually(Duration::from_secs(60), pod, || {
         running(lab, pod).filter(|(n, _)| n == node).map(|(_, p)| p)
@@ -60,8 +56,8 @@ fn place(lab: &Lab, pod: &str, node: &str) -> u64 {
 /// sent straight to the endpoint.
 pub fn throughput(runs: usize, megabytes: usize, requests: usize) {
     let lab = Lab::up("bench-link-throughput", 2);
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "sink",
@@ -77,10 +73,11 @@ pub fn throughput(runs: usize, megabytes: usize, requests: usize) {
                  echo ok > /www/small; exec httpd -f -p 8080 -h /www"
             ),
         ],
-    );
+    )
+    .assert_success();
     let sink_port = place(&lab, "sink-0", "h2");
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "client",
@@ -92,11 +89,12 @@ pub fn throughput(runs: usize, megabytes: usize, requests: usize) {
             "sleep",
             "1d",
         ],
-    );
+    )
+    .assert_success();
     place(&lab, "client-0", "h1");
     // The same link again on a stable address of its own.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "link",
             "client",
@@ -108,7 +106,8 @@ pub fn throughput(runs: usize, megabytes: usize, requests: usize) {
             "--address",
             "169.254.10.1",
         ],
-    );
+    )
+    .assert_success();
     let stable = "169.254.10.1:18081";
     let direct = format!("10.231.0.12:{sink_port}");
     let linked = "127.0.0.1:18080";

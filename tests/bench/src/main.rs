@@ -401,33 +401,16 @@ fn rss_kib(lab: &Lab, pid: &str) -> u64 {
     smaps_kib(lab, pid, "Rss")
 }
 
-fn agent_pid(lab: &Lab) -> String {
-    lab.exec(
-        "h1",
-        &[
-            "systemctl",
-            "show",
-            "-p",
-            "MainPID",
-            "--value",
-            "berth-agent",
-        ],
-    )
-    .assert_success()
-    .trim()
-    .to_owned()
-}
-
 fn agent_memory(pods: usize) {
     let lab = lab_with_agent("bench-memory");
     // Let it settle after its first resync.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let idle = rss_kib(&lab, &agent_pid(&lab));
+    let idle = rss_kib(&lab, &lab.main_pid("h1", "berth-agent"));
     let script = format!("for i in $(seq 1 {pods}); do berth local run mem-$i --image local/busybox -- sleep 100000 >/dev/null || exit 1; done; berth local ps -o json >/dev/null");
     lab.sh("h1", &script).assert_success();
     // A full resync over every pod, then measure.
     std::thread::sleep(std::time::Duration::from_secs(12));
-    let loaded = rss_kib(&lab, &agent_pid(&lab));
+    let loaded = rss_kib(&lab, &lab.main_pid("h1", "berth-agent"));
     let shims = lab.exec("h1", &["pidof", "berth-shim"]).assert_success();
     let shim_rss: Vec<u64> = shims
         .split_whitespace()

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use berth_harness::Lab;
+use berth_harness::{Lab, SERVE_HOSTNAME};
 use serde_json::Value;
 
 /// h1, where the router and the hand-written HAProxy run.
@@ -21,12 +21,6 @@ const ROUTER: &str = "10.231.0.11";
 const HAND_PORT: u16 = 8081;
 /// Its admin socket.
 const HAND_SOCKET: &str = "/run/hand/admin.sock";
-
-fn berth(lab: &Lab, args: &[&str]) -> String {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec("h1", &argv).assert_success()
-}
 
 fn bench_binary() -> String {
     berth_harness::bin_dir()
@@ -45,12 +39,12 @@ fn bench_binary() -> String {
 /// a busy machine's CPU, which skewed the ratio by 15-20 %.
 fn setup(name: &str) -> (Lab, String, String) {
     let lab = Lab::up(name, 3);
-    berth(&lab, &["node", "cordon", "h1"]);
+    lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
     lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
         .assert_success();
     for service in ["blue", "green"] {
-        berth(
-            &lab,
+        lab.berth(
+            "h1",
             &[
                 "run",
                 service,
@@ -61,14 +55,16 @@ fn setup(name: &str) -> (Lab, String, String) {
                 "--",
                 "sh",
                 "-c",
-                "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www",
+                SERVE_HOSTNAME,
             ],
-        );
+        )
+        .assert_success();
     }
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &["route", "add", "blue", "www.example.test", "--name", "www"],
-    );
+    )
+    .assert_success();
     let endpoints = lab.eventually(Duration::from_secs(90), "blue and green ready", || {
         let out = lab
             .sh(

@@ -46,6 +46,14 @@ pub fn lab_binary() -> PathBuf {
     path
 }
 
+/// The master's URL inside the lab: h1 runs it.
+pub const MASTER: &str = "https://h1:7443";
+
+/// A web server script for `sh -c`: httpd on 8080 serving the name of the
+/// host it runs on, so that answers tell which replica served.
+pub const SERVE_HOSTNAME: &str =
+    "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www";
+
 /// A lab host as `berth-lab status --json` reports it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Host {
@@ -114,6 +122,14 @@ impl Run {
         self.stdout()
     }
 
+    /// Panics unless the command exited 0 and printed JSON; returns it.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        let out = self.assert_success();
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{out}", self.command))
+    }
+
     /// Panics unless the command failed; returns stderr.
     #[track_caller]
     pub fn assert_failure(&self) -> String {
@@ -171,6 +187,23 @@ impl Lab {
         }
     }
 
+    /// Like [`Lab::up`], with `berth-agent` started and active on every
+    /// host: for tests of one node's agent, without a master.
+    #[track_caller]
+    pub fn up_with_agents(name: &str, hosts: usize) -> Lab {
+        let lab = Self::up(name, hosts);
+        for i in 1..=hosts {
+            let host = format!("h{i}");
+            lab.exec(&host, &["systemctl", "start", "berth-agent"])
+                .assert_success();
+            assert!(
+                lab.is_active(&host, "berth-agent"),
+                "berth-agent is not active on {host}"
+            );
+        }
+        lab
+    }
+
     /// The lab's name as `berth-lab --name` takes it.
     pub fn name(&self) -> &str {
         &self.name
@@ -211,6 +244,73 @@ impl Lab {
             output,
         }
         .assert_success();
+    }
+
+    /// Runs the `berth` CLI inside `host` (h1 runs the master and holds
+    /// its admin credential).
+    pub fn berth(&self, host: &str, args: &[&str]) -> Run {
+        let mut argv = vec!["berth"];
+        argv.extend(args);
+        self.exec(host, &argv)
+    }
+
+    /// Every pod as `berth ps -o json` on h1 lists it.
+    #[track_caller]
+    pub fn pods(&self) -> Vec<serde_json::Value> {
+        match self.berth("h1", &["ps", "-o", "json"]).json() {
+            serde_json::Value::Array(pods) => pods,
+            other => panic!("berth ps -o json printed no list: {other}"),
+        }
+    }
+
+    /// One pod as `berth ps -o json` lists it, if it is listed.
+    #[track_caller]
+    pub fn pod(&self, name: &str) -> Option<serde_json::Value> {
+        self.pods().into_iter().find(|p| p["spec"]["name"] == name)
+    }
+
+    /// The host port of a pod's first published port, once reported.
+    #[track_caller]
+    pub fn host_port(&self, pod: &str) -> Option<u64> {
+        self.pod(pod)?["status"]["containers"][0]["hostPorts"][0]["hostPort"].as_u64()
+    }
+
+    /// The events of one kind, oldest first, as `berth events -o json`
+    /// on h1 lists them.
+    #[track_caller]
+    pub fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        match self.berth("h1", &["events", "-o", "json"]).json() {
+            serde_json::Value::Array(events) => {
+                events.into_iter().filter(|e| e["kind"] == kind).collect()
+            }
+            other => panic!("berth events -o json printed no list: {other}"),
+        }
+    }
+
+    /// A unit's property (`systemctl show -p NAME --value`), trimmed.
+    #[track_caller]
+    pub fn unit_property(&self, host: &str, unit: &str, property: &str) -> String {
+        self.exec(
+            host,
+            &["systemctl", "show", "-p", property, "--value", unit],
+        )
+        .assert_success()
+        .trim()
+        .to_owned()
+    }
+
+    /// A unit's main PID, as text (`0` when it runs none).
+    #[track_caller]
+    pub fn main_pid(&self, host: &str, unit: &str) -> String {
+        self.unit_property(host, unit, "MainPID")
+    }
+
+    /// Whether a unit is active (`systemctl is-active`).
+    pub fn is_active(&self, host: &str, unit: &str) -> bool {
+        self.exec(host, &["systemctl", "is-active", unit])
+            .stdout()
+            .trim()
+            == "active"
     }
 
     /// Runs a shell script inside `host` (with `sh -c`).

@@ -6,49 +6,16 @@
 
 use std::time::Duration;
 
-use berth_harness::{Lab, Run};
-
-/// Boots a lab and starts berth-agent on every host.
-fn lab_with_agents(name: &str, hosts: usize) -> Lab {
-    let lab = Lab::up(name, hosts);
-    for i in 1..=hosts {
-        let host = format!("h{i}");
-        lab.exec(&host, &["systemctl", "start", "berth-agent"])
-            .assert_success();
-        assert_eq!(
-            lab.exec(&host, &["systemctl", "is-active", "berth-agent"])
-                .assert_success()
-                .trim(),
-            "active"
-        );
-    }
-    lab
-}
-
-fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec(host, &argv)
-}
+use berth_harness::Lab;
 
 /// `berth local inspect` as JSON.
 fn inspect(lab: &Lab, host: &str, pod: &str) -> serde_json::Value {
-    let out = berth(lab, host, &["local", "inspect", pod]).assert_success();
+    let out = lab.berth(host, &["local", "inspect", pod]).assert_success();
     serde_json::from_str(&out).expect("inspect prints JSON")
 }
 
 fn container(status: &serde_json::Value, i: usize) -> &serde_json::Value {
     &status["containers"][i]
-}
-
-fn main_pid(lab: &Lab, host: &str, unit: &str) -> String {
-    lab.exec(
-        host,
-        &["systemctl", "show", "-p", "MainPID", "--value", unit],
-    )
-    .assert_success()
-    .trim()
-    .to_owned()
 }
 
 const WEB: &[&str] = &[
@@ -59,8 +26,8 @@ const WEB: &[&str] = &[
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_pod_runs_as_a_unit_serves_its_port_and_logs_to_the_journal() {
-    let lab = lab_with_agents("agent-run", 2);
-    berth(&lab, "h1", WEB).assert_success();
+    let lab = Lab::up_with_agents("agent-run", 2);
+    lab.berth("h1", WEB).assert_success();
     let status = inspect(&lab, "h1", "web");
     assert_eq!(status["phase"], "Running", "{status:#}");
     let unit = container(&status, 0)["unit"]
@@ -99,7 +66,7 @@ fn a_pod_runs_as_a_unit_serves_its_port_and_logs_to_the_journal() {
         journal.contains("hello from web"),
         "journal of {unit}:\n{journal}"
     );
-    let logs = berth(&lab, "h1", &["local", "logs", "web"]).assert_success();
+    let logs = lab.berth("h1", &["local", "logs", "web"]).assert_success();
     assert!(logs.contains("hello from web"), "berth local logs:\n{logs}");
 
     // The container's processes live in the unit's cgroup.
@@ -124,7 +91,7 @@ fn a_pod_runs_as_a_unit_serves_its_port_and_logs_to_the_journal() {
     .assert_success();
 
     // Repeating the request changes nothing.
-    berth(&lab, "h1", WEB).assert_success();
+    lab.berth("h1", WEB).assert_success();
     assert_eq!(
         inspect(&lab, "h1", "web")["containers"][0]["containerId"],
         container(&status, 0)["containerId"]
@@ -156,9 +123,8 @@ fn a_pod_runs_as_a_unit_serves_its_port_and_logs_to_the_journal() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_container_over_its_memory_limit_is_killed_and_ps_says_why() {
-    let lab = lab_with_agents("agent-oom", 1);
-    berth(
-        &lab,
+    let lab = Lab::up_with_agents("agent-oom", 1);
+    lab.berth(
         "h1",
         &[
             "local",
@@ -192,15 +158,15 @@ fn a_container_over_its_memory_limit_is_killed_and_ps_says_why() {
         .assert_success();
     let limit: u64 = limit.trim().parse().expect("MemoryMax is a number");
     assert!(limit <= 48 * 1024 * 1024, "MemoryMax={limit}");
-    let ps = berth(&lab, "h1", &["local", "ps", "-a"]).assert_success();
+    let ps = lab.berth("h1", &["local", "ps", "-a"]).assert_success();
     assert!(ps.contains("OOMKilled"), "berth local ps -a:\n{ps}");
 }
 
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn killing_the_agent_leaves_pods_running_and_a_restart_adopts_them() {
-    let lab = lab_with_agents("agent-kill", 1);
-    berth(&lab, "h1", WEB).assert_success();
+    let lab = Lab::up_with_agents("agent-kill", 1);
+    lab.berth("h1", WEB).assert_success();
     let before = inspect(&lab, "h1", "web");
     let id = container(&before, 0)["containerId"]
         .as_str()
@@ -211,7 +177,7 @@ fn killing_the_agent_leaves_pods_running_and_a_restart_adopts_them() {
         .as_str()
         .expect("unit")
         .to_owned();
-    let shim = main_pid(&lab, "h1", &unit);
+    let shim = lab.main_pid("h1", &unit);
 
     lab.exec("h1", &["systemctl", "kill", "--signal=KILL", "berth-agent"])
         .assert_success();
@@ -250,7 +216,7 @@ fn killing_the_agent_leaves_pods_running_and_a_restart_adopts_them() {
     assert_eq!(container(&after, 0)["pid"], pid);
     assert_eq!(container(&after, 0)["restarts"], 0);
     assert_eq!(
-        main_pid(&lab, "h1", &unit),
+        lab.main_pid("h1", &unit),
         shim,
         "the unit's main process changed"
     );
@@ -265,7 +231,7 @@ fn killing_the_agent_leaves_pods_running_and_a_restart_adopts_them() {
     let adopted = inspect(&lab, "h1", "web");
     assert_eq!(container(&adopted, 0)["containerId"], id.as_str());
     assert_eq!(container(&adopted, 0)["pid"], pid);
-    assert_eq!(main_pid(&lab, "h1", &unit), shim);
+    assert_eq!(lab.main_pid("h1", &unit), shim);
     assert!(
         lab.exec(
             "h1",
@@ -279,16 +245,15 @@ fn killing_the_agent_leaves_pods_running_and_a_restart_adopts_them() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_pod_comes_back_after_the_host_reboots() {
-    let lab = lab_with_agents("agent-reboot", 2);
+    let lab = Lab::up_with_agents("agent-reboot", 2);
     lab.exec("h1", &["systemctl", "enable", "berth-agent"])
         .assert_success();
-    berth(&lab, "h1", WEB).assert_success();
+    lab.berth("h1", WEB).assert_success();
     let port = container(&inspect(&lab, "h1", "web"), 0)["hostPorts"][0]["hostPort"]
         .as_u64()
         .expect("port");
     // A container that is never restarted, and failed: it stays ended.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "local",
@@ -392,47 +357,44 @@ fn leftovers(lab: &Lab) -> (String, String) {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
-    let lab = lab_with_agents("agent-bad", 1);
+    let lab = Lab::up_with_agents("agent-bad", 1);
     let clean = leftovers(&lab);
     let long = "a".repeat(300);
     for name in ["bad\nname", "../x", "%H", "$HOME", long.as_str(), ""] {
-        let err = berth(
-            &lab,
-            "h1",
-            &["local", "run", name, "--image", "local/busybox"],
-        )
-        .assert_failure();
+        let err = lab
+            .berth("h1", &["local", "run", name, "--image", "local/busybox"])
+            .assert_failure();
         assert!(err.contains("name"), "name {name:?}: {err}");
     }
-    let err = berth(
-        &lab,
-        "h1",
-        &[
-            "local",
-            "run",
-            "envy",
-            "--image",
-            "local/busybox",
-            "-e",
-            "A=one\ntwo",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "local",
+                "run",
+                "envy",
+                "--image",
+                "local/busybox",
+                "-e",
+                "A=one\ntwo",
+            ],
+        )
+        .assert_failure();
     assert!(err.contains("env[0].value"), "{err}");
-    let err = berth(
-        &lab,
-        "h1",
-        &[
-            "local",
-            "run",
-            "paths",
-            "--image",
-            "local/busybox",
-            "-v",
-            "/etc:/host-etc",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "local",
+                "run",
+                "paths",
+                "--image",
+                "local/busybox",
+                "-v",
+                "/etc:/host-etc",
+            ],
+        )
+        .assert_failure();
     assert!(err.contains("hostPath") && err.contains("allow"), "{err}");
     assert_eq!(
         leftovers(&lab),
@@ -441,8 +403,7 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
     );
 
     // A port held by another pod, then by a process outside berth.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "local",
@@ -461,23 +422,23 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
     )
     .assert_success();
     let with_first = leftovers(&lab);
-    let err = berth(
-        &lab,
-        "h1",
-        &[
-            "local",
-            "run",
-            "second",
-            "--image",
-            "local/busybox",
-            "-p",
-            "30081:80",
-            "--",
-            "httpd",
-            "-f",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "local",
+                "run",
+                "second",
+                "--image",
+                "local/busybox",
+                "-p",
+                "30081:80",
+                "--",
+                "httpd",
+                "-f",
+            ],
+        )
+        .assert_failure();
     assert!(err.contains("hostPort") && err.contains("30081"), "{err}");
     lab.exec(
         "h1",
@@ -501,23 +462,23 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
             (!listening.stdout().trim().is_empty()).then_some(())
         },
     );
-    let err = berth(
-        &lab,
-        "h1",
-        &[
-            "local",
-            "run",
-            "third",
-            "--image",
-            "local/busybox",
-            "-p",
-            "30082:80",
-            "--",
-            "httpd",
-            "-f",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "local",
+                "run",
+                "third",
+                "--image",
+                "local/busybox",
+                "-p",
+                "30082:80",
+                "--",
+                "httpd",
+                "-f",
+            ],
+        )
+        .assert_failure();
     assert!(err.contains("30082"), "{err}");
     assert_eq!(
         leftovers(&lab),
@@ -526,10 +487,9 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
     );
 
     // Removing the pod frees its port for the next one.
-    berth(&lab, "h1", &["local", "rm", "first"]).assert_success();
+    lab.berth("h1", &["local", "rm", "first"]).assert_success();
     assert_eq!(leftovers(&lab), clean);
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "local",
@@ -552,10 +512,9 @@ fn bad_input_is_refused_naming_the_field_and_leaves_nothing_behind() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_secret_is_in_no_world_readable_file_and_no_unit_property() {
-    let lab = lab_with_agents("agent-secret", 1);
+    let lab = Lab::up_with_agents("agent-secret", 1);
     let secret = "berth-secret-7f3a9c";
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "local",
@@ -632,7 +591,7 @@ fn a_secret_is_in_no_world_readable_file_and_no_unit_property() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn containers_of_a_pod_share_its_network_and_volumes() {
-    let lab = lab_with_agents("agent-pod", 2);
+    let lab = Lab::up_with_agents("agent-pod", 2);
     let pod = r#"{"name":"duo","volumes":[{"name":"shared"}],"containers":[
       {"name":"server","image":"local/busybox",
        "command":["sh","-c","echo shared-data > /data/file; mkdir -p /www; echo from-server > /www/index.html; exec httpd -f -p 8080 -h /www"],
@@ -694,7 +653,7 @@ fn containers_of_a_pod_share_its_network_and_volumes() {
     });
     assert_eq!(body.trim(), "from-server");
 
-    berth(&lab, "h1", &["local", "rm", "duo"]).assert_success();
+    lab.berth("h1", &["local", "rm", "duo"]).assert_success();
     let left = lab
         .exec(
             "h1",
@@ -730,8 +689,8 @@ fn containers_of_a_pod_share_its_network_and_volumes() {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn a_container_removed_behind_berths_back_is_recreated() {
-    let lab = lab_with_agents("agent-heal", 1);
-    berth(&lab, "h1", WEB).assert_success();
+    let lab = Lab::up_with_agents("agent-heal", 1);
+    lab.berth("h1", WEB).assert_success();
     let before = inspect(&lab, "h1", "web");
     let id = container(&before, 0)["containerId"]
         .as_str()

@@ -7,10 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use berth_harness::{Lab, Run};
+use berth_harness::{Lab, MASTER, SERVE_HOSTNAME};
 use serde_json::Value;
-
-const MASTER: &str = "https://h1:7443";
 
 /// A shell line that writes the master's CA (as a joined agent pinned it) to
 /// /run/master-ca.pem, for curl's --cacert.
@@ -31,19 +29,9 @@ fn up(store: Store, name: &str, hosts: usize) -> Lab {
     }
 }
 
-fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec(host, &argv)
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.assert_success()).expect("JSON output")
-}
-
 /// Pod name -> node, from `berth ps -o json` on h1.
 fn placements(lab: &Lab) -> BTreeMap<String, Option<String>> {
-    let pods = json(&berth(lab, "h1", &["ps", "-o", "json"]));
+    let pods = lab.berth("h1", &["ps", "-o", "json"]).json();
     pods.as_array()
         .expect("ps -o json is a list")
         .iter()
@@ -54,13 +42,6 @@ fn placements(lab: &Lab) -> BTreeMap<String, Option<String>> {
             )
         })
         .collect()
-}
-
-/// The host port of a pod, once its node reported it.
-fn host_port(lab: &Lab, pod: &str) -> Option<u64> {
-    let pods = json(&berth(lab, "h1", &["ps", "-o", "json"]));
-    let pod = pods.as_array()?.iter().find(|p| p["spec"]["name"] == pod)?;
-    pod["status"]["containers"][0]["hostPorts"][0]["hostPort"].as_u64()
 }
 
 #[test]
@@ -78,7 +59,7 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_on_etcd() 
 fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(store: Store) {
     let lab = up(store, "cluster-join", 3);
     // `berth-lab up` started the master on h1 and joined all three hosts.
-    let nodes = json(&berth(&lab, "h1", &["node", "ls", "-o", "json"]));
+    let nodes = lab.berth("h1", &["node", "ls", "-o", "json"]).json();
     let ready: Vec<&str> = nodes
         .as_array()
         .expect("node ls -o json is a list")
@@ -88,7 +69,7 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(store
         .collect();
     assert_eq!(ready, ["h1", "h2", "h3"], "{nodes:#}");
 
-    let issued = json(&berth(&lab, "h1", &["node", "token", "-o", "json"]));
+    let issued = lab.berth("h1", &["node", "token", "-o", "json"]).json();
     let token = issued["token"].as_str().expect("token").to_owned();
     let command = issued["command"].as_str().expect("command").to_owned();
     let ca_hash = command
@@ -126,7 +107,9 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(store
         err.contains("409") && err.contains("berth node rejoin h2"),
         "a registered name was taken over: {err}"
     );
-    let rejoin = json(&berth(&lab, "h1", &["node", "rejoin", "h2", "-o", "json"]));
+    let rejoin = lab
+        .berth("h1", &["node", "rejoin", "h2", "-o", "json"])
+        .json();
     let rejoin = rejoin["token"].as_str().expect("token").to_owned();
     join("h2", &rejoin, &ca_hash).assert_success();
     let err = join("h3", &rejoin, &ca_hash).assert_failure();
@@ -136,7 +119,9 @@ fn agents_join_with_one_time_tokens_and_node_credentials_are_confined_with(store
     );
 
     // h2's credential reads h2's assignments, never h3's.
-    let joined = json(&lab.exec("h2", &["cat", "/var/lib/berth/master.json"]));
+    let joined = lab
+        .exec("h2", &["cat", "/var/lib/berth/master.json"])
+        .json();
     let credential = joined["credential"].as_str().expect("credential");
     let header = format!("Authorization: Bearer {credential}");
     lab.sh("h2", PINNED_CA).assert_success();
@@ -178,8 +163,7 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host_on_etcd() {
 
 fn a_service_spreads_serves_and_leaves_a_partitioned_host_with(store: Store) {
     let lab = up(store, "cluster-run", 3);
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -193,7 +177,7 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host_with(store: Store) {
             "--",
             "sh",
             "-c",
-            "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www",
+            SERVE_HOSTNAME,
         ],
     )
     .assert_success();
@@ -206,7 +190,7 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host_with(store: Store) {
             let placed = placements(&lab);
             let ports: Option<Vec<(String, String, u64)>> = placed
                 .iter()
-                .map(|(pod, node)| Some((pod.clone(), node.clone()?, host_port(&lab, pod)?)))
+                .map(|(pod, node)| Some((pod.clone(), node.clone()?, lab.host_port(pod)?)))
                 .collect();
             ports.filter(|p| p.len() == 3)
         },
@@ -250,7 +234,7 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host_with(store: Store) {
             && placed
                 .values()
                 .all(|n| n.as_deref().is_some_and(|n| n != "h3"));
-        let running = placed.keys().all(|p| host_port(&lab, p).is_some());
+        let running = placed.keys().all(|p| lab.host_port(p).is_some());
         (off_h3 && running).then_some(placed)
     });
     let took = cut.elapsed();
@@ -263,7 +247,7 @@ fn a_service_spreads_serves_and_leaves_a_partitioned_host_with(store: Store) {
 
     // Heal: h3 stops its orphan, and exactly 3 pods remain.
     // The events say what happened.
-    let events = json(&berth(&lab, "h1", &["events", "-o", "json"]));
+    let events = lab.berth("h1", &["events", "-o", "json"]).json();
     let events = events.as_array().expect("events -o json is a list");
     let said = |kind: &str, object: &str| {
         events
@@ -303,8 +287,7 @@ fn a_stateful_service_stays_on_a_dead_host_until_moved_on_etcd() {
 
 fn a_stateful_service_stays_on_a_dead_host_until_moved_with(store: Store) {
     let lab = up(store, "cluster-stateful", 3);
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -327,7 +310,8 @@ fn a_stateful_service_stays_on_a_dead_host_until_moved_with(store: Store) {
         .expect("another host");
     // Partition db's host (never h1: the master lives there).
     let victim = if node == "h1" {
-        berth(&lab, "h1", &["move", "db-0", "--to", other]).assert_success();
+        lab.berth("h1", &["move", "db-0", "--to", other])
+            .assert_success();
         lab.eventually(Duration::from_secs(20), "db moved off h1", || {
             (placements(&lab).get("db-0").cloned().flatten().as_deref() == Some(other))
                 .then_some(())
@@ -349,7 +333,8 @@ fn a_stateful_service_stays_on_a_dead_host_until_moved_with(store: Store) {
         .into_iter()
         .find(|h| *h != victim)
         .expect("a target");
-    berth(&lab, "h1", &["move", "db-0", "--to", target]).assert_success();
+    lab.berth("h1", &["move", "db-0", "--to", target])
+        .assert_success();
     lab.eventually(Duration::from_secs(20), "db running on the target", || {
         let out = lab
             .exec(
@@ -385,8 +370,7 @@ fn killing_the_master_during_creates_loses_no_acknowledged_write_on_etcd() {
 
 fn killing_the_master_during_creates_loses_no_acknowledged_write_with(store: Store) {
     let lab = up(store, "cluster-crash", 2);
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -482,7 +466,9 @@ systemctl start berth-master
 fn an_agent_joins_through_its_config_file_with_labels_pods_select() {
     let lab = up(Store::Embedded, "cluster-config", 2);
     // h2 is registered: re-registering it takes a token bound to it.
-    let issued = json(&berth(&lab, "h1", &["node", "rejoin", "h2", "-o", "json"]));
+    let issued = lab
+        .berth("h1", &["node", "rejoin", "h2", "-o", "json"])
+        .json();
     let token = issued["token"].as_str().expect("token");
     let command = issued["command"].as_str().expect("command");
     let ca_hash = command
@@ -506,7 +492,7 @@ fn an_agent_joins_through_its_config_file_with_labels_pods_select() {
     lab.exec("h2", &["systemctl", "start", "berth-agent"])
         .assert_success();
     lab.eventually(Duration::from_secs(15), "h2 to join with its label", || {
-        let nodes = json(&berth(&lab, "h1", &["node", "ls", "-o", "json"]));
+        let nodes = lab.berth("h1", &["node", "ls", "-o", "json"]).json();
         let h2 = nodes
             .as_array()?
             .iter()
@@ -514,8 +500,7 @@ fn an_agent_joins_through_its_config_file_with_labels_pods_select() {
             .clone();
         (h2["condition"] == "Ready" && h2["node"]["labels"]["disk"] == "ssd").then_some(())
     });
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -540,14 +525,14 @@ fn an_agent_joins_through_its_config_file_with_labels_pods_select() {
         placed.values().all(|n| n.as_deref() == Some("h2")),
         "the selector was ignored: {placed:?}"
     );
-    let drained = berth(&lab, "h1", &["node", "drain", "h2"]).assert_success();
+    let drained = lab.berth("h1", &["node", "drain", "h2"]).assert_success();
     assert!(drained.contains("evicted"), "{drained}");
     // Nowhere else carries the label: the evicted pods wait, saying why.
     let reasons = lab.eventually(
         Duration::from_secs(15),
         "the evicted pods to be unschedulable",
         || {
-            let pods = json(&berth(&lab, "h1", &["ps", "-o", "json"]));
+            let pods = lab.berth("h1", &["ps", "-o", "json"]).json();
             let reasons: Vec<String> = pods
                 .as_array()?
                 .iter()

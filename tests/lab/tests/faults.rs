@@ -7,20 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use berth_harness::{Lab, Run};
+use berth_harness::{Lab, MASTER};
 use serde_json::Value;
-
-const MASTER: &str = "https://h1:7443";
-
-fn berth(lab: &Lab, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec("h1", &argv)
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.assert_success()).expect("JSON output")
-}
 
 /// A pod as the master lists it: its node, phase and first host port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +20,7 @@ struct Listed {
 
 /// Every pod the master knows, by name.
 fn pods(lab: &Lab) -> BTreeMap<String, Listed> {
-    let pods = json(&berth(lab, &["ps", "-o", "json"]));
+    let pods = lab.berth("h1", &["ps", "-o", "json"]).json();
     pods.as_array()
         .expect("ps -o json is a list")
         .iter()
@@ -49,21 +37,9 @@ fn pods(lab: &Lab) -> BTreeMap<String, Listed> {
         .collect()
 }
 
-/// Events of `kind`, as `object` strings.
-fn events_of(lab: &Lab, kind: &str) -> Vec<Value> {
-    let events = json(&berth(lab, &["events", "-o", "json"]));
-    events
-        .as_array()
-        .expect("events -o json is a list")
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
 /// Each node's condition.
 fn conditions(lab: &Lab) -> BTreeMap<String, String> {
-    let nodes = json(&berth(lab, &["node", "ls", "-o", "json"]));
+    let nodes = lab.berth("h1", &["node", "ls", "-o", "json"]).json();
     nodes
         .as_array()
         .expect("node ls -o json is a list")
@@ -109,8 +85,8 @@ fn containers(lab: &Lab, host: &str) -> BTreeMap<String, (String, u64, bool, Str
 /// Runs service `name` of `replicas` busybox httpd pods, each with a host
 /// port, and waits until all are Running.
 fn run_service(lab: &Lab, name: &str, replicas: u32) -> BTreeMap<String, Listed> {
-    berth(
-        lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             name,
@@ -147,7 +123,7 @@ fn run_service(lab: &Lab, name: &str, replicas: u32) -> BTreeMap<String, Listed>
 fn restarting_docker_restarts_pods_in_place_and_evicts_nothing() {
     let lab = Lab::up("fe-docker", 3);
     for host in ["h1", "h3"] {
-        berth(&lab, &["node", "cordon", host]).assert_success();
+        lab.berth("h1", &["node", "cordon", host]).assert_success();
     }
     let before = run_service(&lab, "web", 30);
     assert!(
@@ -190,19 +166,19 @@ fn restarting_docker_restarts_pods_in_place_and_evicts_nothing() {
         eprintln!("measured: docker restart {round}: all 30 pods running again after {took:.2?}");
         slowest = slowest.max(took);
         assert!(
-            events_of(&lab, "PodEvicted").is_empty(),
+            lab.events("PodEvicted").is_empty(),
             "restart {round} evicted pods"
         );
         assert_eq!(conditions(&lab)["h2"], "Ready");
     }
     eprintln!("measured: slowest of 6 docker restarts to all 30 running: {slowest:.2?}");
-    let engine_down = events_of(&lab, "NodeEngineUnavailable");
+    let engine_down = lab.events("NodeEngineUnavailable");
     assert!(
         engine_down.iter().any(|e| e["object"] == "node/h2"),
         "no NodeEngineUnavailable for h2: {engine_down:#?}"
     );
     assert!(
-        events_of(&lab, "NodeNotReady").is_empty(),
+        lab.events("NodeNotReady").is_empty(),
         "a docker restart made a node NotReady"
     );
 }
@@ -227,7 +203,7 @@ fn cutting_off_the_masters_host_evicts_nothing() {
     let held = lab.eventually(
         Duration::from_secs(15),
         "an event that evictions are held back",
-        || events_of(&lab, "EvictionsHeld").into_iter().next(),
+        || lab.events("EvictionsHeld").into_iter().next(),
     );
     eprintln!(
         "measured: evictions held {:.2?} after the cut",
@@ -255,8 +231,8 @@ fn cutting_off_the_masters_host_evicts_nothing() {
     // Well past the settling time after the heal: still nothing moved.
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(pods(&lab), before);
-    assert!(events_of(&lab, "PodEvicted").is_empty());
-    assert!(!events_of(&lab, "EvictionsResumed").is_empty());
+    assert!(lab.events("PodEvicted").is_empty());
+    assert!(!lab.events("EvictionsResumed").is_empty());
     assert_eq!(containers(&lab, "h2"), runs_h2, "h2's containers changed");
     assert_eq!(containers(&lab, "h3"), runs_h3, "h3's containers changed");
 }
@@ -273,7 +249,9 @@ fn lose_state(lab: &Lab, script: &str) {
 /// A join token from the master: `berth node rejoin h2` (which binds the
 /// token to the node's name) where the master has it, else `berth node token`.
 fn rejoin_token(lab: &Lab) -> (String, String) {
-    let issued = json(&berth(lab, &["node", "rejoin", "h2", "-o", "json"]));
+    let issued = lab
+        .berth("h1", &["node", "rejoin", "h2", "-o", "json"])
+        .json();
     let token = issued["token"].as_str().expect("token").to_owned();
     let command = issued["command"].as_str().expect("command").to_owned();
     let ca_hash = command
@@ -289,7 +267,7 @@ fn rejoin_token(lab: &Lab) -> (String, String) {
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn an_agent_that_lost_its_state_keeps_every_container_running() {
     let lab = Lab::up("fe-state", 2);
-    berth(&lab, &["node", "cordon", "h1"]).assert_success();
+    lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
     let before = run_service(&lab, "web", 3);
     let runs = containers(&lab, "h2");
     assert_eq!(runs.len(), 3, "{runs:#?}");
@@ -313,7 +291,7 @@ fn an_agent_that_lost_its_state_keeps_every_container_running() {
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(containers(&lab, "h2"), runs, "containers were restarted");
     assert_eq!(pods(&lab), before);
-    assert!(events_of(&lab, "PodEvicted").is_empty());
+    assert!(lab.events("PodEvicted").is_empty());
 
     // Everything goes, the credential too: nothing stops.
     lose_state(&lab, "rm -rf /var/lib/berth");
@@ -384,8 +362,8 @@ fn an_agent_that_lost_its_state_keeps_every_container_running() {
 
 /// `fixed`, one pod asking for host port 30000.
 fn run_fixed_on_30000(lab: &Lab) {
-    berth(
-        lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "fixed",
@@ -407,7 +385,9 @@ fn run_fixed_on_30000(lab: &Lab) {
 /// journal every second.
 fn first_event(lab: &Lab, kind: &str) -> Value {
     lab.eventually(Duration::from_secs(10), &format!("a {kind} event"), || {
-        let events = json(&berth(lab, &["events", "--type", kind, "-o", "json"]));
+        let events = lab
+            .berth("h1", &["events", "--type", kind, "-o", "json"])
+            .json();
         events.as_array()?.first().cloned()
     })
 }
@@ -446,7 +426,7 @@ fn removing_every_service_leaves_no_pod_slice_loaded() {
         "one slice per pod while they run: {loaded:?}"
     );
 
-    berth(&lab, &["rm", "sc"]).assert_success();
+    lab.berth("h1", &["rm", "sc"]).assert_success();
     lab.eventually(
         Duration::from_secs(60),
         "no pod slice loaded on any host",
@@ -478,7 +458,7 @@ fn a_fixed_host_port_the_agents_allocated_is_never_placed_where_it_is_held() {
 
     run_fixed_on_30000(&lab);
     lab.eventually(Duration::from_secs(30), "fixed waits, saying why", || {
-        let pods = json(&berth(&lab, &["ps", "-o", "json"]));
+        let pods = lab.berth("h1", &["ps", "-o", "json"]).json();
         let fixed = pods
             .as_array()?
             .iter()
@@ -493,7 +473,7 @@ fn a_fixed_host_port_the_agents_allocated_is_never_placed_where_it_is_held() {
     });
 
     // Freeing the port on one node lets it go there, and only there.
-    berth(&lab, &["scale", "auto", "1"]).assert_success();
+    lab.berth("h1", &["scale", "auto", "1"]).assert_success();
     let placed = lab.eventually(Duration::from_secs(60), "fixed running", || {
         let listed = pods(&lab);
         let fixed = listed.get("fixed-0")?;
@@ -512,18 +492,19 @@ fn a_fixed_host_port_the_agents_allocated_is_never_placed_where_it_is_held() {
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn an_image_that_does_not_pull_says_why_within_seconds_and_is_retried_with_backoff() {
     let lab = Lab::up("fe-pull", 1);
-    berth(&lab, &["run", "x", "--image", "nosuch/image:1"]).assert_success();
+    lab.berth("h1", &["run", "x", "--image", "nosuch/image:1"])
+        .assert_success();
     let asked = Instant::now();
 
     let row = lab.eventually(Duration::from_secs(5), "berth ps says why", || {
-        berth(&lab, &["ps"])
+        lab.berth("h1", &["ps"])
             .assert_success()
             .lines()
             .find(|line| line.starts_with("x-0 ") && line.contains("Pending: ImagePullFailed"))
             .map(String::from)
     });
     println!("{row}");
-    let described = berth(&lab, &["describe", "x"]).assert_success();
+    let described = lab.berth("h1", &["describe", "x"]).assert_success();
     // No registry is reachable from the lab: Docker's word is about
     // reaching Docker Hub's.
     assert!(
@@ -533,7 +514,7 @@ fn an_image_that_does_not_pull_says_why_within_seconds_and_is_retried_with_backo
             && described.contains("attempt "),
         "describe gives Docker's word on the pull: {described}"
     );
-    let listed = json(&berth(&lab, &["ps", "-o", "json"]));
+    let listed = lab.berth("h1", &["ps", "-o", "json"]).json();
     let failure = &listed[0]["status"]["startFailure"];
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -567,10 +548,9 @@ fn an_image_that_does_not_pull_says_why_within_seconds_and_is_retried_with_backo
         .assert_success();
     let pulls: u32 = pulls.trim().parse().expect("a count");
     assert!((2..10).contains(&pulls), "{pulls} pull attempts in 60 s");
-    let events = json(&berth(
-        &lab,
-        &["events", "--type", "ImagePullFailed", "-o", "json"],
-    ));
+    let events = lab
+        .berth("h1", &["events", "--type", "ImagePullFailed", "-o", "json"])
+        .json();
     assert_eq!(
         events.as_array().map(Vec::len),
         Some(pulls as usize),
@@ -593,13 +573,13 @@ fn a_pod_whose_host_port_a_process_holds_moves_to_a_node_where_it_is_free() {
             .success()
             .then_some(())
     });
-    berth(&lab, &["node", "cordon", "h2"]).assert_success();
+    lab.berth("h1", &["node", "cordon", "h2"]).assert_success();
     run_fixed_on_30000(&lab);
 
     // Placed on h1, it cannot start there: it is taken off h1 and, with
     // h2 cordoned, waits saying why.
     let reason = lab.eventually(Duration::from_secs(30), "fixed taken off h1", || {
-        let listed = json(&berth(&lab, &["ps", "-o", "json"]));
+        let listed = lab.berth("h1", &["ps", "-o", "json"]).json();
         let fixed = listed.as_array()?.first()?.clone();
         let failed_on_h1 = fixed["startFailedOn"].get("h1").is_some();
         (fixed["node"].is_null() && failed_on_h1)
@@ -621,7 +601,8 @@ fn a_pod_whose_host_port_a_process_holds_moves_to_a_node_where_it_is_free() {
     );
 
     // Where the port is free, it runs.
-    berth(&lab, &["node", "uncordon", "h2"]).assert_success();
+    lab.berth("h1", &["node", "uncordon", "h2"])
+        .assert_success();
     let fixed = lab.eventually(Duration::from_secs(60), "fixed running on h2", || {
         let fixed = pods(&lab).remove("fixed-0")?;
         (fixed.phase.as_deref() == Some("Running")).then_some(fixed)

@@ -8,18 +8,8 @@
 
 use std::time::Duration;
 
-use berth_harness::{Lab, Run};
+use berth_harness::Lab;
 use serde_json::Value;
-
-fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec(host, &argv)
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.assert_success()).expect("JSON output")
-}
 
 /// `GET /v1/...` on the master as the admin, from h1.
 fn api(lab: &Lab, path: &str) -> Value {
@@ -28,13 +18,13 @@ fn api(lab: &Lab, path: &str) -> Value {
          -H \"Authorization: Bearer $(cat /var/lib/berth/master/admin.token)\" \
          'https://h1:7443{path}'"
     );
-    json(&lab.sh("h1", &script))
+    lab.sh("h1", &script).json()
 }
 
 /// The pod of `berth ps -o json` named `name`, once it has a node.
 fn placed_pod(lab: &Lab, name: &str) -> Value {
     lab.eventually(Duration::from_secs(30), "the pod to be placed", || {
-        let pods = json(&berth(lab, "h1", &["ps", "-o", "json"]));
+        let pods = lab.berth("h1", &["ps", "-o", "json"]).json();
         pods.as_array()?
             .iter()
             .find(|p| p["spec"]["name"] == name && p["node"].is_string())
@@ -54,31 +44,12 @@ fn endpoints_ready(lab: &Lab, service: &str) -> Vec<bool> {
         .collect()
 }
 
-fn unit_state(lab: &Lab, host: &str, unit: &str) -> String {
-    lab.exec(
-        host,
-        &["systemctl", "show", "-p", "ActiveState", "--value", unit],
-    )
-    .stdout()
-    .trim()
-    .to_owned()
-}
-
-/// `berth events -o json [--type KIND]`.
-fn events(lab: &Lab, kind: &str) -> Vec<Value> {
-    json(&berth(lab, "h1", &["events", "--type", kind, "-o", "json"]))
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
     let lab = Lab::up("health-ready", 2);
     // httpd answers / at once, but /ready only once the file exists.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -125,8 +96,7 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
         (!endpoints_ready(&lab, "web").is_empty()).then_some(())
     });
     // A client linked to web, and a route to web on a router on h1.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -141,7 +111,8 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
         ],
     )
     .assert_success();
-    berth(&lab, "h1", &["route", "add", "web", "www.example.test"]).assert_success();
+    lab.berth("h1", &["route", "add", "web", "www.example.test"])
+        .assert_success();
     lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
         .assert_success();
     let client = placed_pod(&lab, "client-0");
@@ -186,7 +157,7 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
     });
     for _ in 0..5 {
         assert_eq!(
-            unit_state(&lab, &node, unit),
+            lab.unit_property(&node, unit, "ActiveState"),
             "activating",
             "{unit} on {node}"
         );
@@ -207,7 +178,7 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
         "StatusText: {}",
         status.stdout()
     );
-    let ps = berth(&lab, "h1", &["ps"]).assert_success();
+    let ps = lab.berth("h1", &["ps"]).assert_success();
     assert!(
         ps.contains("0/1"),
         "berth ps shows the container not ready:\n{ps}"
@@ -220,7 +191,7 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
     )
     .assert_success();
     lab.eventually(Duration::from_secs(15), "the unit to be active", || {
-        (unit_state(&lab, &node, unit) == "active").then_some(())
+        (lab.unit_property(&node, unit, "ActiveState") == "active").then_some(())
     });
     lab.eventually(Duration::from_secs(15), "the endpoint to be ready", || {
         (endpoints_ready(&lab, "web") == [true]).then_some(())
@@ -233,7 +204,7 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
         "route traffic to reach web",
         || (through_route() == "200").then_some(()),
     );
-    let describe = berth(&lab, "h1", &["describe", "web"]).assert_success();
+    let describe = lab.berth("h1", &["describe", "web"]).assert_success();
     assert!(
         describe.contains("readiness http GET :8080/ready every 1s"),
         "{describe}"
@@ -251,7 +222,7 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
         "the endpoint to be not ready",
         || (endpoints_ready(&lab, "web") == [false]).then_some(()),
     );
-    assert_eq!(unit_state(&lab, &node, unit), "active");
+    assert_eq!(lab.unit_property(&node, unit, "ActiveState"), "active");
 }
 
 #[test]
@@ -259,8 +230,7 @@ fn health_readiness_gates_the_unit_and_the_endpoint_until_the_probe_passes() {
 fn health_a_failing_liveness_probe_restarts_the_container_and_says_why() {
     let lab = Lab::up("health-live", 1);
     // Healthy for 5 s, then the file goes and the probe fails.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -286,11 +256,11 @@ fn health_a_failing_liveness_probe_restarts_the_container_and_says_why() {
     let unit = "berth-live\\x2d0-live.service";
 
     let restarted = lab.eventually(Duration::from_secs(60), "a restarted event", || {
-        events(&lab, "ContainerRestarted")
+        lab.events("ContainerRestarted")
             .into_iter()
             .find(|e| e["object"] == "pod/live-0")
     });
-    let unhealthy = events(&lab, "ContainerUnhealthy");
+    let unhealthy = lab.events("ContainerUnhealthy");
     let unhealthy = unhealthy
         .iter()
         .find(|e| e["object"] == "pod/live-0")
@@ -320,17 +290,18 @@ fn health_a_failing_liveness_probe_restarts_the_container_and_says_why() {
         "{restarts}"
     );
     lab.eventually(Duration::from_secs(20), "the unit to run again", || {
-        (unit_state(&lab, "h1", unit) == "active").then_some(())
+        (lab.unit_property("h1", unit, "ActiveState") == "active").then_some(())
     });
 
     // The table shows the story too.
-    let table = berth(&lab, "h1", &["events", "--type", "ContainerUnhealthy"]).assert_success();
+    let table = lab
+        .berth("h1", &["events", "--type", "ContainerUnhealthy"])
+        .assert_success();
     assert!(table.contains("liveness probe"), "{table}");
 
     // A startup probe that never passes ends the container the same way;
     // until then the unit is not active.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -353,7 +324,7 @@ fn health_a_failing_liveness_probe_restarts_the_container_and_says_why() {
     .assert_success();
     placed_pod(&lab, "slow-0");
     let unhealthy = lab.eventually(Duration::from_secs(30), "a startup failure", || {
-        events(&lab, "ContainerUnhealthy")
+        lab.events("ContainerUnhealthy")
             .into_iter()
             .find(|e| e["object"] == "pod/slow-0")
     });
@@ -364,7 +335,7 @@ fn health_a_failing_liveness_probe_restarts_the_container_and_says_why() {
             .contains("startup probe tcp :9999 failed 3 times"),
         "{unhealthy}"
     );
-    let state = unit_state(&lab, "h1", "berth-slow\\x2d0-slow.service");
+    let state = lab.unit_property("h1", "berth-slow\\x2d0-slow.service", "ActiveState");
     assert_ne!(
         state, "active",
         "a container that never started is not active"
@@ -406,11 +377,10 @@ systemctl restart berth-master",
     )
     .assert_success();
     lab.eventually(Duration::from_secs(30), "the master to answer", || {
-        berth(&lab, "h1", &["node", "ls"]).success().then_some(())
+        lab.berth("h1", &["node", "ls"]).success().then_some(())
     });
 
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -431,7 +401,7 @@ systemctl restart berth-master",
     let pod = placed_pod(&lab, "hog-0");
     let node = pod["node"].as_str().expect("node").to_owned();
     lab.eventually(Duration::from_secs(30), "a started event", || {
-        events(&lab, "ContainerStarted")
+        lab.events("ContainerStarted")
             .into_iter()
             .find(|e| e["object"] == "pod/hog-0")
     });
@@ -445,7 +415,7 @@ systemctl restart berth-master",
     .assert_success();
 
     let oom = lab.eventually(Duration::from_secs(60), "an OOM event", || {
-        events(&lab, "ContainerOOMKilled")
+        lab.events("ContainerOOMKilled")
             .into_iter()
             .find(|e| e["object"] == "pod/hog-0")
     });
@@ -472,7 +442,7 @@ systemctl restart berth-master",
 
     // The rule that cannot be delivered ends as an event of its own.
     let failed = lab.eventually(Duration::from_secs(30), "a WebhookFailed event", || {
-        events(&lab, "WebhookFailed")
+        lab.events("WebhookFailed")
             .into_iter()
             .find(|e| e["object"] == "pod/hog-0")
     });
@@ -489,7 +459,8 @@ systemctl restart berth-master",
             .then_some(())
     });
     for kind in ["ContainerStarted", "ContainerOOMKilled"] {
-        let count = events(&lab, kind)
+        let count = lab
+            .events(kind)
             .into_iter()
             .filter(|e| e["object"] == "pod/hog-0")
             .count();

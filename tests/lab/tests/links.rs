@@ -10,41 +10,16 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use berth_harness::{Lab, Run};
-use serde_json::Value;
+use berth_harness::Lab;
 
 /// db's command: an HTTP server on 3306 whose page is its container's
 /// hostname, so an answer says which replica served it.
 const DB: &str = "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 3306 -h /www";
 
-fn berth(lab: &Lab, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec("h1", &argv)
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.assert_success()).expect("JSON output")
-}
-
-/// A pod as `berth ps -o json` shows it.
-fn pod(lab: &Lab, name: &str) -> Option<Value> {
-    let pods = json(&berth(lab, &["ps", "-o", "json"]));
-    pods.as_array()?
-        .iter()
-        .find(|p| p["spec"]["name"] == name)
-        .cloned()
-}
-
 /// The node `pod` runs on, once its node reports it running.
 fn running_on(lab: &Lab, name: &str) -> Option<String> {
-    let pod = pod(lab, name)?;
+    let pod = lab.pod(name)?;
     (pod["status"]["phase"] == "Running").then(|| pod["node"].as_str().map(str::to_owned))?
-}
-
-/// The host port of a running pod's first published port.
-fn host_port(lab: &Lab, name: &str) -> Option<u64> {
-    pod(lab, name)?["status"]["containers"][0]["hostPorts"][0]["hostPort"].as_u64()
 }
 
 /// Places `pod` on `node` (moving it if the scheduler put it elsewhere)
@@ -54,7 +29,8 @@ fn place(lab: &Lab, pod: &str, node: &str) {
         running_on(lab, pod)
     });
     if first != node {
-        berth(lab, &["move", pod, "--to", node]).assert_success();
+        lab.berth("h1", &["move", pod, "--to", node])
+            .assert_success();
     }
     lab.eventually(
         Duration::from_secs(30),
@@ -108,8 +84,8 @@ fn host_iptables(lab: &Lab, node: &str) -> String {
 }
 
 fn run_db(lab: &Lab, replicas: &str) {
-    berth(
-        lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "db",
@@ -135,8 +111,8 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
     let lab = Lab::up("links-move", 3);
     run_db(&lab, "1");
     place(&lab, "db-0", "h2");
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "web",
@@ -166,8 +142,8 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
     });
     let web_id = inspect(&lab, "h1", "web-0", "{{.Id}}");
     // A second link on a stable address of its own, added live.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "link",
             "web",
@@ -189,7 +165,8 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
 
     // 2. db moves to h3: web reaches it there within 2 s of it running,
     // and web's container is the same one.
-    berth(&lab, &["move", "db-0", "--to", "h3"]).assert_success();
+    lab.berth("h1", &["move", "db-0", "--to", "h3"])
+        .assert_success();
     let started = lab.eventually(Duration::from_secs(30), "db running on h3", || {
         let run = lab.exec(
             "h3",
@@ -220,10 +197,9 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
     );
     assert_eq!(inspect(&lab, "h1", "web-0", "{{.RestartCount}}"), "0");
     let events = lab.eventually(Duration::from_secs(10), "a LinkRewired event", || {
-        let events = json(&berth(
-            &lab,
-            &["events", "--type", "LinkRewired", "-o", "json"],
-        ));
+        let events = lab
+            .berth("h1", &["events", "--type", "LinkRewired", "-o", "json"])
+            .json();
         let events = events.as_array()?.clone();
         events
             .iter()
@@ -238,7 +214,7 @@ fn links_web_reaches_db_wherever_it_runs_without_a_restart() {
     println!("{events:?}");
 
     // 3. With two db replicas, web's connections reach both.
-    berth(&lab, &["scale", "db", "2"]).assert_success();
+    lab.berth("h1", &["scale", "db", "2"]).assert_success();
     let db_1 = lab.eventually(Duration::from_secs(30), "db-1 running", || {
         let node = running_on(&lab, "db-1")?;
         Some(inspect(&lab, &node, "db-1", "{{.Config.Hostname}}"))
@@ -301,8 +277,8 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
 
     run_db(&lab, "1");
     place(&lab, "db-0", "h2");
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "other",
@@ -319,8 +295,8 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
     .assert_success();
     place(&lab, "other-0", "h3");
     // web serves "secret" on its loopback only, and "open" on every address.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "web",
@@ -337,8 +313,8 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
     )
     .assert_success();
     place(&lab, "web-0", "h1");
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "guarded",
@@ -356,8 +332,8 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
     .assert_success();
     place(&lab, "guarded-0", "h1");
     let db_name = inspect(&lab, "h2", "db-0", "{{.Config.Hostname}}");
-    let db_port = host_port(&lab, "db-0").expect("db's host port");
-    let other_port = host_port(&lab, "other-0").expect("other's host port");
+    let db_port = lab.host_port("db-0").expect("db's host port");
+    let other_port = lab.host_port("other-0").expect("other's host port");
     lab.eventually(Duration::from_secs(15), "web reaching db", || {
         (ask(&lab, "h1", "web-0", "127.0.0.1", 3306)? == db_name).then_some(())
     });
@@ -467,7 +443,7 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
 
     // 4. Unlinked, web's namespace holds no berth chain and no
     // route_localnet; removed, every host's iptables are as before.
-    berth(&lab, &["unlink", "web", "db"]).assert_success();
+    lab.berth("h1", &["unlink", "web", "db"]).assert_success();
     lab.eventually(Duration::from_secs(15), "web's chains gone", || {
         (!pod_iptables(&lab, "h1", "web-0").contains("BERTH")).then_some(())
     });
@@ -488,9 +464,10 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
         .assert_success();
     assert_eq!(localnet.trim(), "0");
     assert_eq!(ask(&lab, "h1", "web-0", "127.0.0.1", 3306), None);
-    berth(&lab, &["unlink", "guarded", "db"]).assert_success();
+    lab.berth("h1", &["unlink", "guarded", "db"])
+        .assert_success();
     for service in ["web", "guarded", "db", "other"] {
-        berth(&lab, &["rm", service]).assert_success();
+        lab.berth("h1", &["rm", service]).assert_success();
     }
     for (host, before) in hosts.iter().zip(&before) {
         lab.eventually(

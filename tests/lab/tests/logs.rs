@@ -7,31 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_harness::{Lab, Run};
-
-fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec(host, &argv)
-}
-
-/// The agent's main PID on `host`.
-fn agent_pid(lab: &Lab, host: &str) -> String {
-    lab.exec(
-        host,
-        &[
-            "systemctl",
-            "show",
-            "-p",
-            "MainPID",
-            "--value",
-            "berth-agent",
-        ],
-    )
-    .assert_success()
-    .trim()
-    .to_owned()
-}
+use berth_harness::Lab;
 
 const LINES: u64 = 200_000;
 
@@ -45,8 +21,7 @@ fn logs_survive_an_agent_kill_and_a_master_restart_without_loss_or_duplicates() 
         "i=1; while [ $i -le {LINES} ]; do seq $i $((i+1999)); i=$((i+2000)); sleep 0.15; done; \
          exec sleep 100000"
     );
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -62,7 +37,7 @@ fn logs_survive_an_agent_kill_and_a_master_restart_without_loss_or_duplicates() 
     .assert_success();
     let started = Instant::now();
     lab.eventually(Duration::from_secs(30), "the first lines shipped", || {
-        let out = berth(&lab, "h1", &["logs", "counter", "--tail", "1"]);
+        let out = lab.berth("h1", &["logs", "counter", "--tail", "1"]);
         if !out.success() {
             return None;
         }
@@ -71,11 +46,11 @@ fn logs_survive_an_agent_kill_and_a_master_restart_without_loss_or_duplicates() 
 
     // Mid-stream: the agent dies hard (systemd starts it again), then the
     // master restarts.
-    let before = agent_pid(&lab, "h1");
+    let before = lab.main_pid("h1", "berth-agent");
     lab.exec("h1", &["systemctl", "kill", "--signal=KILL", "berth-agent"])
         .assert_success();
     lab.eventually(Duration::from_secs(20), "the agent restarted", || {
-        let now = agent_pid(&lab, "h1");
+        let now = lab.main_pid("h1", "berth-agent");
         (now != before && now != "0").then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -84,7 +59,7 @@ fn logs_survive_an_agent_kill_and_a_master_restart_without_loss_or_duplicates() 
     let disruptions_done = started.elapsed();
 
     let printed = lab.eventually(Duration::from_secs(120), "every line in berth logs", || {
-        let out = berth(&lab, "h1", &["logs", "counter"]);
+        let out = lab.berth("h1", &["logs", "counter"]);
         if !out.success() {
             return None;
         }
@@ -131,9 +106,7 @@ fn logs_survive_an_agent_kill_and_a_master_restart_without_loss_or_duplicates() 
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn logs_follow_shows_new_lines_from_every_replica() {
     let lab = Lab::up("logs-follow", 3);
-    berth(
-        &lab,
-        "h1",
+    lab.berth("h1",
         &[
             "run",
             "web",
@@ -145,8 +118,7 @@ fn logs_follow_shows_new_lines_from_every_replica() {
             "sh",
             "-c",
             "n=0; while true; do n=$((n+1)); echo \"tick $n\"; printf 'bell\\a\\033[2J\\n'; sleep 0.5; done",
-        ],
-    )
+        ],)
     .assert_success();
     // Follow from now on only (--tail 0): whatever it prints is new.
     lab.sh(
@@ -182,13 +154,17 @@ fn logs_follow_shows_new_lines_from_every_replica() {
 
     // The history of all three merges in time order; --grep and --container
     // filter it.
-    let all = berth(&lab, "h1", &["logs", "web", "--grep", "^tick", "-t"]).assert_success();
+    let all = lab
+        .berth("h1", &["logs", "web", "--grep", "^tick", "-t"])
+        .assert_success();
     let times: Vec<&str> = all.lines().map(|l| &l[..24]).collect();
     let mut sorted = times.clone();
     sorted.sort_unstable();
     assert_eq!(times, sorted, "not in time order:\n{all}");
     assert!(all.lines().all(|l| l.contains(" | tick ")), "{all}");
-    let err = berth(&lab, "h1", &["logs", "web", "--grep", "("]).assert_failure();
+    let err = lab
+        .berth("h1", &["logs", "web", "--grep", "("])
+        .assert_failure();
     assert!(err.contains("grep"), "{err}");
 }
 
@@ -210,8 +186,7 @@ fn logs_top_shows_the_memory_a_container_allocates() {
     let lab = Lab::up("logs-top", 2);
     // dd holds a 200 MiB buffer it filled from /dev/zero while its write
     // to a pipe nobody reads blocks: 200 MiB resident, for good.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -230,7 +205,7 @@ fn logs_top_shows_the_memory_a_container_allocates() {
         Duration::from_secs(60),
         "berth top showing mem-0 at about 200 MiB",
         || {
-            let out = berth(&lab, "h1", &["top"]);
+            let out = lab.berth("h1", &["top"]);
             let row = out
                 .stdout()
                 .lines()
@@ -250,7 +225,7 @@ fn logs_top_shows_the_memory_a_container_allocates() {
         .nth(2)
         .expect("a NODE column")
         .to_owned();
-    let nodes = berth(&lab, "h1", &["top", "node"]).assert_success();
+    let nodes = lab.berth("h1", &["top", "node"]).assert_success();
     let node_row = nodes
         .lines()
         .find(|l| l.starts_with(&format!("{node} ")))
@@ -306,8 +281,7 @@ fn logs_top_shows_the_memory_a_container_allocates() {
         )
         .assert_success();
     }
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -326,7 +300,7 @@ fn logs_top_shows_the_memory_a_container_allocates() {
         Duration::from_secs(60),
         "berth top showing the application's own metrics",
         || {
-            let out = berth(&lab, "h1", &["top"]).stdout();
+            let out = lab.berth("h1", &["top"]).stdout();
             (out.contains("app-0/app  requests_total 42")
                 && out.contains("app-0/app  queue_depth{queue=\"jobs\"} 7"))
             .then_some(out)
@@ -362,10 +336,8 @@ fn logs_of_a_partitioned_node_wait_in_its_journal_and_catch_up() {
     let lab = Lab::up("logs-partition", 2);
     // The pod goes to h2, away from the master on h1, and being stateful
     // it stays there while h2 is cut off.
-    berth(&lab, "h1", &["node", "cordon", "h1"]).assert_success();
-    berth(
-        &lab,
-        "h1",
+    lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
+    lab.berth("h1",
         &[
             "run",
             "part",
@@ -376,11 +348,10 @@ fn logs_of_a_partitioned_node_wait_in_its_journal_and_catch_up() {
             "sh",
             "-c",
             "i=1; while [ $i -le 300 ]; do echo $i; i=$((i+1)); sleep 0.05; done; exec sleep 100000",
-        ],
-    )
+        ],)
     .assert_success();
     let count = || {
-        let out = berth(&lab, "h1", &["logs", "part"]);
+        let out = lab.berth("h1", &["logs", "part"]);
         out.success().then(|| out.stdout().lines().count())
     };
     lab.eventually(Duration::from_secs(30), "the first lines from h2", || {
@@ -396,7 +367,7 @@ fn logs_of_a_partitioned_node_wait_in_its_journal_and_catch_up() {
         "every line arrived while h2 was cut off ({at_partition} then {during}): the partition came too late"
     );
     let printed = lab.eventually(Duration::from_secs(60), "all 300 lines after heal", || {
-        let out = berth(&lab, "h1", &["logs", "part"]);
+        let out = lab.berth("h1", &["logs", "part"]);
         let text = out.stdout();
         (out.success() && text.lines().count() >= 300).then_some(text)
     });
@@ -418,8 +389,7 @@ fn logs_keep_hostile_output_byte_for_byte_in_one_entry_per_line() {
     let script = "printf 'before\\n'; head -c 1048576 /dev/zero | tr '\\000' x; printf '\\n'; \
                   printf 'a\\000b\\n'; printf 'inv\\377\\376alid\\n'; printf 'sep\\342\\200\\250arator\\n'; \
                   printf 'esc\\033[2Jctl\\n'; printf 'after\\n'; exec sleep 100000";
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -434,7 +404,7 @@ fn logs_keep_hostile_output_byte_for_byte_in_one_entry_per_line() {
     )
     .assert_success();
     let raw = lab.eventually(Duration::from_secs(60), "every line shipped", || {
-        let out = berth(&lab, "h1", &["logs", "hostile", "-o", "raw"]);
+        let out = lab.berth("h1", &["logs", "hostile", "-o", "raw"]);
         (out.success() && out.output.stdout.ends_with(b"after\n")).then_some(out.output.stdout)
     });
     let lines: Vec<&[u8]> = raw
@@ -473,7 +443,7 @@ fn logs_keep_hostile_output_byte_for_byte_in_one_entry_per_line() {
     );
 
     // Escaped, reversibly, in both views; never journalctl's `[blob data]`.
-    let text = berth(&lab, "h1", &["logs", "hostile"]).assert_success();
+    let text = lab.berth("h1", &["logs", "hostile"]).assert_success();
     for escaped in [
         "a\\x00b",
         "inv\\xff\\xfealid",
@@ -485,7 +455,9 @@ fn logs_keep_hostile_output_byte_for_byte_in_one_entry_per_line() {
             "{escaped} in\n{text}"
         );
     }
-    let local = berth(&lab, "h1", &["local", "logs", "hostile-0"]).assert_success();
+    let local = lab
+        .berth("h1", &["local", "logs", "hostile-0"])
+        .assert_success();
     assert!(!local.contains("blob data"), "{local}");
     for escaped in ["a\\x00b", "inv\\xff\\xfealid", "sep\\u{2028}arator"] {
         assert!(

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use berth_harness::{bin_dir, Lab, Run};
+use berth_harness::{bin_dir, Lab};
 use serde_json::Value;
 
 const FIRST: &str = "0.1.0+lab1";
@@ -58,10 +58,6 @@ fn packages() -> &'static Packages {
             upgrade_deb,
         }
     })
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.assert_success()).expect("JSON output")
 }
 
 /// What the host has that berth could leave behind: files outside the
@@ -133,7 +129,8 @@ fn join_command(lab: &Lab) -> String {
 
 /// Pods of `service` that run, with their nodes.
 fn running_pods(lab: &Lab, service: &str) -> BTreeMap<String, String> {
-    json(&lab.exec("h1", &["berth", "ps", "-o", "json"]))
+    lab.exec("h1", &["berth", "ps", "-o", "json"])
+        .json()
         .as_array()
         .expect("ps -o json is a list")
         .iter()
@@ -261,7 +258,9 @@ fn packages_install_join_upgrade_and_purge_on_bare_hosts() {
         "install to pod took {install_to_pod:?} (target: 30 s)"
     );
 
-    let nodes = json(&lab.exec("h1", &["berth", "node", "ls", "-o", "json"]));
+    let nodes = lab
+        .exec("h1", &["berth", "node", "ls", "-o", "json"])
+        .json();
     let ready: Vec<&str> = nodes
         .as_array()
         .expect("node ls -o json is a list")
@@ -272,7 +271,7 @@ fn packages_install_join_upgrade_and_purge_on_bare_hosts() {
     assert_eq!(ready, hosts, "{nodes}");
     assert_eq!(running_pods(&lab, "web").len(), 3);
     lab.eventually(Duration::from_secs(10), "web answering", || {
-        let pods = json(&lab.exec("h1", &["berth", "ps", "-o", "json"]));
+        let pods = lab.exec("h1", &["berth", "ps", "-o", "json"]).json();
         let web = pods.as_array()?.iter().find(|p| p["service"] == "web")?;
         let node = web["node"].as_str()?;
         let port = web["status"]["containers"][0]["hostPorts"][0]["hostPort"].as_u64()?;
@@ -313,19 +312,7 @@ fn packages_install_join_upgrade_and_purge_on_bare_hosts() {
     // Upgrade every host: the daemons restart, no container does.
     let mut before_upgrade = BTreeMap::new();
     for host in hosts {
-        let agent = lab
-            .exec(
-                host,
-                &[
-                    "systemctl",
-                    "show",
-                    "-p",
-                    "MainPID",
-                    "--value",
-                    "berth-agent",
-                ],
-            )
-            .assert_success();
+        let agent = lab.main_pid(host, "berth-agent");
         before_upgrade.insert(host, (agent, containers(&lab, host)));
     }
     let total: usize = before_upgrade.values().map(|(_, c)| c.len()).sum();
@@ -342,20 +329,7 @@ fn packages_install_join_upgrade_and_purge_on_bare_hosts() {
         let (agent, containers_before) = &before_upgrade[host];
         let agent_now = lab.eventually(Duration::from_secs(15), "the agent back", || {
             let run = lab.exec(host, &["systemctl", "is-active", "berth-agent"]);
-            run.success().then(|| {
-                lab.exec(
-                    host,
-                    &[
-                        "systemctl",
-                        "show",
-                        "-p",
-                        "MainPID",
-                        "--value",
-                        "berth-agent",
-                    ],
-                )
-                .assert_success()
-            })
+            run.success().then(|| lab.main_pid(host, "berth-agent"))
         });
         assert_ne!(
             &agent_now, agent,
@@ -373,7 +347,9 @@ fn packages_install_join_upgrade_and_purge_on_bare_hosts() {
         Duration::from_secs(15),
         "3 Ready nodes after the upgrade",
         || {
-            let nodes = json(&lab.exec("h1", &["berth", "node", "ls", "-o", "json"]));
+            let nodes = lab
+                .exec("h1", &["berth", "node", "ls", "-o", "json"])
+                .json();
             let ready = nodes
                 .as_array()?
                 .iter()

@@ -10,21 +10,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use berth_harness::{Lab, Run};
+use berth_harness::{Lab, Run, SERVE_HOSTNAME};
 
 /// h1's address: the master and the router run there.
 const ROUTER: &str = "10.231.0.11";
 
-fn berth(lab: &Lab, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec("h1", &argv)
-}
-
 /// Boots a lab whose h1 runs the master and a router and takes no pods.
 fn boot(name: &str, hosts: usize) -> Lab {
     let lab = Lab::up(name, hosts);
-    berth(&lab, &["node", "cordon", "h1"]).assert_success();
+    lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
     start_router(&lab, "h1");
     lab
 }
@@ -48,8 +42,8 @@ fn start_router(lab: &Lab, host: &str) {
 /// `berth run web` with `replicas` busybox httpd replicas, each answering
 /// with its own container's hostname.
 fn run_web(lab: &Lab, replicas: u32) {
-    berth(
-        lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "web",
@@ -62,7 +56,7 @@ fn run_web(lab: &Lab, replicas: u32) {
             "--",
             "sh",
             "-c",
-            "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www",
+            SERVE_HOSTNAME,
         ],
     )
     .assert_success();
@@ -98,7 +92,8 @@ fn answers(lab: &Lab, from: &str, router: &str, host: &str, n: usize) -> BTreeSe
 fn router_serves_a_route_from_both_replicas_on_two_routers() {
     let lab = boot("router-basic", 3);
     run_web(&lab, 2);
-    berth(&lab, &["route", "add", "web", "www.example.test"]).assert_success();
+    lab.berth("h1", &["route", "add", "web", "www.example.test"])
+        .assert_success();
     // Several routers at once: h2 runs one too, following the same master.
     start_router(&lab, "h2");
 
@@ -115,7 +110,7 @@ fn router_serves_a_route_from_both_replicas_on_two_routers() {
     }
     // An unknown name is not routed anywhere.
     assert_eq!(get(&lab, "h3", ROUTER, "nobody.example.test", "/"), None);
-    let ls = berth(&lab, &["route", "ls"]).assert_success();
+    let ls = lab.berth("h1", &["route", "ls"]).assert_success();
     assert!(ls.contains("www.example.test"), "{ls}");
 }
 
@@ -155,7 +150,8 @@ fn ready_endpoints(lab: &Lab) -> usize {
 fn router_fails_no_request_under_load_while_scaling_losing_a_host_and_changing_the_route() {
     let lab = boot("router-load", 3);
     run_web(&lab, 2);
-    berth(&lab, &["route", "add", "web", "www.example.test"]).assert_success();
+    lab.berth("h1", &["route", "add", "web", "www.example.test"])
+        .assert_success();
     lab.eventually(Duration::from_secs(60), "both replicas routed", || {
         (answers(&lab, "h2", ROUTER, "www.example.test", 10).len() == 2).then_some(())
     });
@@ -182,7 +178,7 @@ fn router_fails_no_request_under_load_while_scaling_losing_a_host_and_changing_t
             )
         });
         std::thread::sleep(Duration::from_secs(3));
-        berth(&lab, &["scale", "web", "4"]).assert_success();
+        lab.berth("h1", &["scale", "web", "4"]).assert_success();
         lab.eventually(Duration::from_secs(30), "4 ready endpoints", || {
             (ready_endpoints(&lab) == 4).then_some(())
         });
@@ -193,8 +189,8 @@ fn router_fails_no_request_under_load_while_scaling_losing_a_host_and_changing_t
             (ready_endpoints(&lab) == 4).then_some(())
         });
         // A route change HAProxy needs a reload for (a new timeout).
-        berth(
-            &lab,
+        lab.berth(
+            "h1",
             &[
                 "route",
                 "add",
@@ -276,8 +272,8 @@ fn router_serves_two_edge_certificates_by_sni_and_passes_tls_through_to_a_contai
     certificate(&lab, "b.example.test");
     for name in ["a", "b"] {
         let host = format!("{name}.example.test");
-        berth(
-            &lab,
+        lab.berth(
+            "h1",
             &[
                 "route",
                 "add",
@@ -298,8 +294,8 @@ fn router_serves_two_edge_certificates_by_sni_and_passes_tls_through_to_a_contai
     // The TLS server: openssl s_server in a container, with its own
     // certificate; the router only reads the SNI name.
     import_openssl_image(&lab, "h2");
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "tls",
@@ -317,8 +313,8 @@ fn router_serves_two_edge_certificates_by_sni_and_passes_tls_through_to_a_contai
         ],
     )
     .assert_success();
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "route",
             "add",
@@ -405,8 +401,8 @@ fn router_keeps_a_long_lived_connection_open_across_an_unrelated_route_change() 
     let lab = boot("router-longlived", 2);
     run_web(&lab, 1);
     // A replica that answers slowly: one line a second for 12 seconds.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "stream",
@@ -423,8 +419,8 @@ fn router_keeps_a_long_lived_connection_open_across_an_unrelated_route_change() 
         ],
     )
     .assert_success();
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "route",
             "add",
@@ -457,8 +453,8 @@ fn router_keeps_a_long_lived_connection_open_across_an_unrelated_route_change() 
     std::thread::scope(|scope| {
         let stream = scope.spawn(stream);
         std::thread::sleep(Duration::from_secs(2));
-        berth(
-            &lab,
+        lab.berth(
+            "h1",
             &[
                 "route",
                 "add",
@@ -494,7 +490,8 @@ fn router_keeps_a_long_lived_connection_open_across_an_unrelated_route_change() 
 fn router_refuses_bad_routes_with_clear_errors_and_keeps_serving_the_others() {
     let lab = boot("router-refuse", 2);
     run_web(&lab, 1);
-    berth(&lab, &["route", "add", "web", "www.example.test"]).assert_success();
+    lab.berth("h1", &["route", "add", "web", "www.example.test"])
+        .assert_success();
     lab.eventually(Duration::from_secs(60), "the route serving", || {
         get(&lab, "h2", ROUTER, "www.example.test", "/")
     });
@@ -504,7 +501,7 @@ fn router_refuses_bad_routes_with_clear_errors_and_keeps_serving_the_others() {
     let refused = |args: &[&str], field: &str, words: &str| {
         let mut all = vec!["route", "add", "web"];
         all.extend(args);
-        let error = berth(&lab, &all).assert_failure();
+        let error = lab.berth("h1", &all).assert_failure();
         assert!(
             error.contains(field) && error.contains(words),
             "{args:?}: expected {field}: {words}, got: {error}"
@@ -556,7 +553,7 @@ fn router_refuses_bad_routes_with_clear_errors_and_keeps_serving_the_others() {
     assert_eq!(status.stdout(), "400");
 
     // Nothing of them was stored, and the route already there serves on.
-    let ls = berth(&lab, &["route", "ls"]).assert_success();
+    let ls = lab.berth("h1", &["route", "ls"]).assert_success();
     assert_eq!(ls.lines().count(), 2, "{ls}");
     for _ in 0..5 {
         assert!(get(&lab, "h2", ROUTER, "www.example.test", "/").is_some());
@@ -575,8 +572,8 @@ fn router_refuses_bad_routes_with_clear_errors_and_keeps_serving_the_others() {
          -extfile weak.ext -days 2 -out weak.crt 2>/dev/null",
     )
     .assert_success();
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "route",
             "add",
@@ -594,13 +591,13 @@ fn router_refuses_bad_routes_with_clear_errors_and_keeps_serving_the_others() {
     )
     .assert_success();
     let event = lab.eventually(Duration::from_secs(30), "a RouteRejected event", || {
-        let run = berth(&lab, &["events", "--type", "RouteRejected"]);
+        let run = lab.berth("h1", &["events", "--type", "RouteRejected"]);
         let out = run.stdout();
         out.contains("route/weak").then_some(out)
     });
     eprintln!("{event}");
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "route",
             "add",

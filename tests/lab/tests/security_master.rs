@@ -9,10 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use berth_harness::{Lab, Run};
+use berth_harness::{Lab, MASTER};
 use serde_json::{json, Value};
-
-const MASTER: &str = "https://h1:7443";
 
 /// One lab of this file at a time: the slowloris test times `berth ps`
 /// to the second, and the other test's boot would eat into that.
@@ -27,20 +25,11 @@ fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 /// The master's CA on h1, for curl.
 const MASTER_CA: &str = "/var/lib/berth/master/ca.crt";
 
-fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec(host, &argv)
-}
-
-fn json_of(run: &Run) -> Value {
-    serde_json::from_str(&run.assert_success()).expect("JSON output")
-}
-
 /// What `berth node ls` says of each node, without the heartbeat's age:
 /// name -> (address, condition, cordoned, labels).
 fn node_list(lab: &Lab) -> BTreeMap<String, (String, String, bool, Value)> {
-    json_of(&berth(lab, "h1", &["node", "ls", "-o", "json"]))
+    lab.berth("h1", &["node", "ls", "-o", "json"])
+        .json()
         .as_array()
         .expect("node ls -o json is a list")
         .iter()
@@ -115,7 +104,9 @@ fn credential_status(lab: &Lab, credential: &str) -> String {
 }
 
 fn h2_credential(lab: &Lab) -> String {
-    let joined = json_of(&lab.exec("h2", &["cat", "/var/lib/berth/master.json"]));
+    let joined = lab
+        .exec("h2", &["cat", "/var/lib/berth/master.json"])
+        .json();
     joined["credential"]
         .as_str()
         .expect("a credential")
@@ -135,7 +126,7 @@ fn a_join_token_cannot_take_over_a_node_and_rejoin_re_registers_it() {
     let credential_before = h2_credential(&lab);
 
     // The attack, and its variants, with one fresh token.
-    let issued = json_of(&berth(&lab, "h1", &["node", "token", "-o", "json"]));
+    let issued = lab.berth("h1", &["node", "token", "-o", "json"]).json();
     let token = issued["token"].as_str().expect("a token").to_owned();
     let capacity = json!({"memoryBytes": 1u64 << 30, "cpuMillis": 1000});
     let attempts = [
@@ -177,8 +168,7 @@ fn a_join_token_cannot_take_over_a_node_and_rejoin_re_registers_it() {
 
     // `berth node rejoin h2`: h2 joins again with a new credential and
     // keeps its node and its pod.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -194,13 +184,14 @@ fn a_join_token_cannot_take_over_a_node_and_rejoin_re_registers_it() {
     )
     .assert_success();
     let on_h2 = lab.eventually(Duration::from_secs(60), "a keep pod running on h2", || {
-        json_of(&berth(&lab, "h1", &["ps", "-o", "json"]))
+        lab.berth("h1", &["ps", "-o", "json"])
+            .json()
             .as_array()?
             .iter()
             .find(|p| p["node"] == "h2" && p["status"]["phase"] == "Running")
             .and_then(|p| p["spec"]["name"].as_str().map(String::from))
     });
-    let command = berth(&lab, "h1", &["node", "rejoin", "h2"]).assert_success();
+    let command = lab.berth("h1", &["node", "rejoin", "h2"]).assert_success();
     let command = command.trim();
     assert!(
         command.starts_with("berth-agent join https://"),
@@ -224,7 +215,7 @@ fn a_join_token_cannot_take_over_a_node_and_rejoin_re_registers_it() {
             .then_some(())
         },
     );
-    let pods = json_of(&berth(&lab, "h1", &["ps", "-o", "json"]));
+    let pods = lab.berth("h1", &["ps", "-o", "json"]).json();
     let kept = pods
         .as_array()
         .expect("ps -o json is a list")
@@ -340,7 +331,7 @@ fn a_slowloris_of_2000_connections_is_timed_out_and_berth_ps_stays_fast() {
     )
     .assert_success();
     lab.eventually(Duration::from_secs(30), "berth ps answering", || {
-        berth(&lab, "h1", &["ps"]).success().then_some(())
+        lab.berth("h1", &["ps"]).success().then_some(())
     });
     let open_files = lab
         .sh(

@@ -8,18 +8,7 @@
 
 use std::time::Duration;
 
-use berth_harness::{Lab, Run};
-use serde_json::Value;
-
-fn berth(lab: &Lab, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec("h1", &argv)
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.assert_success()).expect("JSON output")
-}
+use berth_harness::Lab;
 
 /// `docker inspect -f FORMAT CONTAINER` on h1.
 fn docker_inspect(lab: &Lab, container: &str, format: &str) -> String {
@@ -31,7 +20,7 @@ fn docker_inspect(lab: &Lab, container: &str, format: &str) -> String {
 
 /// The reason `berth local inspect` gives for the pod's first container.
 fn local_reason(lab: &Lab, pod: &str) -> Option<String> {
-    let status = json(&berth(lab, &["local", "inspect", pod]));
+    let status = lab.berth("h1", &["local", "inspect", pod]).json();
     status["containers"][0]["reason"].as_str().map(String::from)
 }
 
@@ -48,7 +37,7 @@ fn configure_agent(lab: &Lab, setting: &str) {
     )
     .assert_success();
     lab.eventually(Duration::from_secs(30), "the agent to answer", || {
-        berth(lab, &["local", "ps"]).success().then_some(())
+        lab.berth("h1", &["local", "ps"]).success().then_some(())
     });
 }
 
@@ -65,22 +54,23 @@ fn host_path_symlinks_never_give_a_container_the_hosts_etc() {
 
     // A symlink in an allowed directory: refused at once, naming the field,
     // and nothing is left behind.
-    let err = berth(
-        &lab,
-        &[
-            "local",
-            "run",
-            "linked",
-            "--image",
-            "local/busybox",
-            "-v",
-            "/srv/berth/link:/x",
-            "--",
-            "sleep",
-            "100000",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "local",
+                "run",
+                "linked",
+                "--image",
+                "local/busybox",
+                "-v",
+                "/srv/berth/link:/x",
+                "--",
+                "sleep",
+                "100000",
+            ],
+        )
+        .assert_failure();
     assert!(
         err.contains("volumes[0].hostPath") && err.contains("symlink"),
         "{err}"
@@ -92,8 +82,8 @@ fn host_path_symlinks_never_give_a_container_the_hosts_etc() {
 
     // The same through the master: the node refuses it and `berth ps`
     // says why.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "linked",
@@ -111,7 +101,7 @@ fn host_path_symlinks_never_give_a_container_the_hosts_etc() {
         Duration::from_secs(60),
         "berth ps to report the refusal",
         || {
-            let table = berth(&lab, &["ps"]).assert_success();
+            let table = lab.berth("h1", &["ps"]).assert_success();
             let line = table.lines().find(|l| l.starts_with("linked-"))?.to_owned();
             line.contains("symlink").then_some(line)
         },
@@ -120,7 +110,7 @@ fn host_path_symlinks_never_give_a_container_the_hosts_etc() {
         phase.contains("Failed") && phase.contains("hostPath"),
         "{phase}"
     );
-    let describe = berth(&lab, &["describe", "linked"]).assert_success();
+    let describe = lab.berth("h1", &["describe", "linked"]).assert_success();
     assert!(describe.contains("symlink"), "{describe}");
     let mounts_of_etc = lab
         .sh(
@@ -134,8 +124,8 @@ fn host_path_symlinks_never_give_a_container_the_hosts_etc() {
     );
 
     // A real directory passes; the container lists it at every start.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "local",
             "run",
@@ -175,7 +165,7 @@ fn host_path_symlinks_never_give_a_container_the_hosts_etc() {
         reason.contains("/srv/berth/data") && reason.contains("symlink"),
         "{reason}"
     );
-    let table = berth(&lab, &["local", "ps", "--all"]).assert_success();
+    let table = lab.berth("h1", &["local", "ps", "--all"]).assert_success();
     assert!(table.contains("refused: host path"), "{table}");
     // Several restarts later the container still never saw /etc.
     std::thread::sleep(Duration::from_secs(5));
@@ -212,8 +202,8 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
     let lab = Lab::up("sp-defaults", 1);
 
     // A plain container: NoNewPrivs and the default PID limit.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "local",
             "run",
@@ -254,8 +244,8 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
     );
 
     // A small limit is a real limit: forking past it fails.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "local",
             "run",
@@ -289,8 +279,8 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
     );
 
     // Opt-in hardening.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "local",
             "run",
@@ -322,21 +312,22 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
         docker_inspect(&lab, "berth.hard.hard", "{{.HostConfig.CapDrop}}"),
         "[NET_RAW]"
     );
-    let err = berth(
-        &lab,
-        &[
-            "local",
-            "run",
-            "bad",
-            "--image",
-            "local/busybox",
-            "--cap-drop",
-            "CAP_NET_RAW",
-            "--user",
-            "a b",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "local",
+                "run",
+                "bad",
+                "--image",
+                "local/busybox",
+                "--cap-drop",
+                "CAP_NET_RAW",
+                "--user",
+                "a b",
+            ],
+        )
+        .assert_failure();
     assert!(
         err.contains("security.capDrop[0]") && err.contains("security.user"),
         "{err}"
@@ -344,41 +335,43 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
 
     // Fixed host ports outside the range: refused by the agent and, at
     // once, by the master, each naming the field. 80 is allowed.
-    let err = berth(
-        &lab,
-        &[
-            "local",
-            "run",
-            "ssh",
-            "--image",
-            "local/busybox",
-            "-p",
-            "22:22",
-            "--",
-            "sleep",
-            "100000",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "local",
+                "run",
+                "ssh",
+                "--image",
+                "local/busybox",
+                "-p",
+                "22:22",
+                "--",
+                "sleep",
+                "100000",
+            ],
+        )
+        .assert_failure();
     assert!(
         err.contains("containers[0].ports[0].hostPort") && err.contains("host-ports-allow"),
         "{err}"
     );
-    let err = berth(
-        &lab,
-        &[
-            "run",
-            "ssh",
-            "--image",
-            "local/busybox",
-            "-p",
-            "22:22",
-            "--",
-            "sleep",
-            "100000",
-        ],
-    )
-    .assert_failure();
+    let err = lab
+        .berth(
+            "h1",
+            &[
+                "run",
+                "ssh",
+                "--image",
+                "local/busybox",
+                "-p",
+                "22:22",
+                "--",
+                "sleep",
+                "100000",
+            ],
+        )
+        .assert_failure();
     assert!(
         err.contains("template.containers[0].ports[0].hostPort") && err.contains("22"),
         "{err}"
@@ -387,8 +380,8 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
         .exec("h1", &["ss", "-Hltn", "sport = :22"])
         .assert_success();
     assert_eq!(listening.trim(), "", "port 22 was bound");
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "local",
             "run",
@@ -407,8 +400,8 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
     .assert_success();
 
     // Through the master, and `describe` shows what applies.
-    berth(
-        &lab,
+    lab.berth(
+        "h1",
         &[
             "run",
             "hardened",
@@ -427,7 +420,7 @@ fn containers_get_no_new_privileges_a_pid_limit_and_opt_in_hardening() {
         ],
     )
     .assert_success();
-    let describe = berth(&lab, &["describe", "hardened"]).assert_success();
+    let describe = lab.berth("h1", &["describe", "hardened"]).assert_success();
     assert!(
         describe.contains(
             "security: no-new-privileges, pids-limit 256, user 1000:1000, \

@@ -8,13 +8,7 @@
 
 use std::time::Duration;
 
-use berth_harness::{Lab, Run};
-
-fn berth(lab: &Lab, host: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["berth"];
-    argv.extend(args);
-    lab.exec(host, &argv)
-}
+use berth_harness::Lab;
 
 /// The "Overall exposure level" `systemd-analyze security` gives a loaded
 /// unit.
@@ -35,13 +29,6 @@ fn exposure(lab: &Lab, host: &str, unit: &str) -> f64 {
         .unwrap_or_else(|| panic!("no exposure level for {unit}:\n{out}\n{}", run.stderr()))
 }
 
-fn is_active(lab: &Lab, host: &str, unit: &str) -> bool {
-    lab.exec(host, &["systemctl", "is-active", unit])
-        .stdout()
-        .trim()
-        == "active"
-}
-
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
@@ -52,13 +39,12 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
     lab.eventually(
         Duration::from_secs(60),
         "berth-router-haproxy active",
-        || is_active(&lab, "h1", "berth-router-haproxy").then_some(()),
+        || lab.is_active("h1", "berth-router-haproxy").then_some(()),
     );
     // A pod without probes, and one whose HTTP readiness probe must pass
     // (from inside the container's network namespace) before its unit
     // is active.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -71,8 +57,7 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
         ],
     )
     .assert_success();
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -98,7 +83,7 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
     let probed = "berth-probed\\x2d0-probed.service";
     for unit in [plain, probed] {
         lab.eventually(Duration::from_secs(90), &format!("{unit} active"), || {
-            is_active(&lab, "h1", unit).then_some(())
+            lab.is_active("h1", unit).then_some(())
         });
     }
     // The probes ran in the sandbox: the endpoint is ready, and no probe
@@ -109,8 +94,7 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
     assert!(!journal.contains("probes cannot run"), "{journal}");
     assert!(!journal.contains("Operation not permitted"), "{journal}");
     // Output still reaches the journal through the sandboxed shim.
-    berth(
-        &lab,
+    lab.berth(
         "h1",
         &[
             "run",
@@ -153,7 +137,7 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
     ];
     let mut over = Vec::new();
     for (unit, target) in targets {
-        assert!(is_active(&lab, "h1", unit), "{unit} is not active");
+        assert!(lab.is_active("h1", unit), "{unit} is not active");
         let level = exposure(&lab, "h1", unit);
         println!("exposure {unit}: {level} (target <= {target})");
         if level > target {
@@ -227,8 +211,7 @@ fn su_promtool_finds_the_agents_page_clean_with_hostile_apps_exporting() {
     // Two apps serve the same families: the page must still describe each
     // family once, with its samples together.
     for service in ["hostile-a", "hostile-b"] {
-        berth(
-            &lab,
+        lab.berth(
             "h1",
             &[
                 "run",
