@@ -3,6 +3,9 @@
 //! it was sent. Each test has its own home directory under cargo's scratch
 //! directory, so the login file of one never leaks into another.
 
+#[allow(dead_code)] // Each test file uses part of it.
+mod fake;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -11,117 +14,24 @@ use std::sync::{Arc, Mutex};
 
 use berth_model::api::Versioned;
 use berth_model::ClusterPod;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
-/// One request as the fake master received it.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    uri: String,
-    authorization: Option<String>,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
+use fake::{respond, text, FakeServer, Received};
 
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// Answers one request with a status and a JSON body.
-type Handler = Arc<dyn Fn(&Received) -> (StatusCode, Value) + Send + Sync>;
-
-/// A fake master serving on 127.0.0.1 from a thread of its own.
-struct FakeMaster {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl FakeMaster {
-    fn start(handler: Handler) -> FakeMaster {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&received);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("fake master runtime");
-            runtime.block_on(serve(listener, handler, log));
-        });
-        FakeMaster { url, received }
-    }
-
-    /// The master answering every request with `handler`, but only to the
-    /// token `good`, as the real one does.
-    fn with_token(handler: Handler) -> FakeMaster {
-        FakeMaster::start(Arc::new(move |request| {
-            if request.authorization.as_deref() == Some("Bearer good") {
-                handler(request)
-            } else {
-                (StatusCode::UNAUTHORIZED, json!({"error": "invalid token"}))
-            }
-        }))
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("request log").clone()
-    }
-}
-
-async fn serve(listener: std::net::TcpListener, handler: Handler, log: Arc<Mutex<Vec<Received>>>) {
-    let listener = TcpListener::from_std(listener).expect("tokio listener");
-    loop {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let handler = Arc::clone(&handler);
-        let log = Arc::clone(&log);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let handler = Arc::clone(&handler);
-                let log = Arc::clone(&log);
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let header = |name: &str| {
-                        parts
-                            .headers
-                            .get(name)
-                            .map(|v| v.to_str().expect("ascii header").to_owned())
-                    };
-                    let received = Received {
-                        method: parts.method.to_string(),
-                        uri: parts.uri.to_string(),
-                        authorization: header("authorization"),
-                        content_type: header("content-type"),
-                        body: body.collect().await?.to_bytes().to_vec(),
-                    };
-                    log.lock().expect("request log").push(received.clone());
-                    let (status, body) = handler(&received);
-                    let response = Response::builder()
-                        .status(status)
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(body.to_string())))
-                        .expect("response");
-                    Ok::<_, hyper::Error>(response)
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+/// A fake master answering with `handler`, but only to the token `good`,
+/// as the real one does.
+fn master(
+    handler: impl Fn(&Received) -> (StatusCode, Value) + Send + Sync + 'static,
+) -> FakeServer {
+    FakeServer::tcp(Arc::new(move |request| {
+        let (status, body) = if request.authorization.as_deref() == Some("Bearer good") {
+            handler(request)
+        } else {
+            (StatusCode::UNAUTHORIZED, json!({"error": "invalid token"}))
+        };
+        respond(status, body)
+    }))
 }
 
 /// A fresh, empty home directory for one test.
@@ -155,16 +65,12 @@ fn berth_with(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
 }
 
 /// `berth ARGS` logged in to `master` through the environment.
-fn berth(master: &FakeMaster, home: &Path, args: &[&str]) -> Output {
+fn berth(master: &FakeServer, home: &Path, args: &[&str]) -> Output {
     berth_with(
         home,
         &[("BERTH_URL", &master.url), ("BERTH_TOKEN", "good")],
         args,
     )
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("utf-8 output")
 }
 
 fn mode(path: &Path) -> u32 {
@@ -269,12 +175,12 @@ fn web_service() -> Value {
 
 #[test]
 fn login_checks_the_token_then_saves_it_for_its_owner_only() {
-    let master = FakeMaster::with_token(Arc::new(|request| {
-        match (request.method.as_str(), request.uri.as_str()) {
+    let master = master(
+        |request| match (request.method.as_str(), request.uri.as_str()) {
             ("GET", "/v1/nodes") => (StatusCode::OK, json!([node_a()])),
             _ => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
-        }
-    }));
+        },
+    );
     let home = home("login");
     let file = config_file(&home);
 
@@ -356,7 +262,7 @@ fn commands_without_a_login_say_to_run_berth_login() {
 
 #[test]
 fn the_environment_overrides_the_saved_login() {
-    let master = FakeMaster::with_token(Arc::new(|_| (StatusCode::OK, json!([]))));
+    let master = master(|_| (StatusCode::OK, json!([])));
     let home = home("env-override");
     let file = config_file(&home);
     fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -395,10 +301,10 @@ fn the_environment_overrides_the_saved_login() {
 
 #[test]
 fn ps_prints_the_pods_as_json_yaml_and_a_table_without_secrets() {
-    let master = FakeMaster::with_token(Arc::new(|request| match request.uri.as_str() {
+    let master = master(|request| match request.uri.as_str() {
         "/v1/pods" => (StatusCode::OK, pods()),
         _ => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
-    }));
+    });
     let home = home("ps");
 
     let output = berth(&master, &home, &["ps", "-o", "json"]);
@@ -436,7 +342,7 @@ other-0   other     node-a   Pending                                            
 #[test]
 fn run_sends_the_service_and_tells_created_from_unchanged() {
     let calls = Arc::new(Mutex::new(0));
-    let master = FakeMaster::with_token(Arc::new(move |request| {
+    let master = master(move |request| {
         let mut calls = calls.lock().unwrap();
         *calls += 1;
         let status = if *calls == 1 {
@@ -447,7 +353,7 @@ fn run_sends_the_service_and_tells_created_from_unchanged() {
         let mut service = request.json();
         service["resourceVersion"] = json!(3);
         (status, service)
-    }));
+    });
     let home = home("run");
     let args = [
         "run",
@@ -527,7 +433,7 @@ fn run_sends_the_service_and_tells_created_from_unchanged() {
 
 #[test]
 fn master_errors_show_the_fields_at_fault() {
-    let master = FakeMaster::with_token(Arc::new(|_| {
+    let master = master(|_| {
         (
             StatusCode::BAD_REQUEST,
             json!({
@@ -538,7 +444,7 @@ fn master_errors_show_the_fields_at_fault() {
                 ]
             }),
         )
-    }));
+    });
     let home = home("field-errors");
     let output = berth(
         &master,
@@ -563,7 +469,7 @@ fn master_errors_show_the_fields_at_fault() {
 
 #[test]
 fn invalid_flags_are_reported_without_asking_the_master() {
-    let master = FakeMaster::with_token(Arc::new(|_| (StatusCode::OK, json!({}))));
+    let master = master(|_| (StatusCode::OK, json!({})));
     let home = home("local-invalid");
     let output = berth(
         &master,
@@ -583,7 +489,7 @@ fn invalid_flags_are_reported_without_asking_the_master() {
 
 #[test]
 fn service_pod_and_node_commands_use_their_routes() {
-    let master = FakeMaster::with_token(Arc::new(|request| {
+    let master = master(|request| {
         let node = json!({
             "name": "node-b",
             "address": "10.0.0.2",
@@ -619,7 +525,7 @@ fn service_pod_and_node_commands_use_their_routes() {
             ),
             _ => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
         }
-    }));
+    });
     let home = home("routes");
     for (args, expected) in [
         (

@@ -2,81 +2,29 @@
 //! server on 127.0.0.1 that lists canned events, or streams them as
 //! newline-delimited JSON when watched.
 
+#[allow(dead_code)] // Each test file uses part of it.
+mod fake;
+
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-type Body = BoxBody<Bytes, Infallible>;
-
-/// Answers one request, given its URI.
-type Handler = Arc<dyn Fn(&str) -> Response<Body> + Send + Sync>;
-
-/// A fake master serving on 127.0.0.1 from a thread of its own; records
-/// the URIs it was asked for.
-struct FakeMaster {
-    url: String,
-    uris: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeMaster {
-    fn start(handler: Handler) -> FakeMaster {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
-        let uris = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&uris);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = TcpListener::from_std(listener).expect("tokio listener");
-                loop {
-                    let (stream, _) = listener.accept().await.expect("accept");
-                    let handler = Arc::clone(&handler);
-                    let log = Arc::clone(&log);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request: Request<Incoming>| {
-                            let uri = request.uri().to_string();
-                            log.lock().expect("log").push(uri.clone());
-                            let response = handler(&uri);
-                            async move { Ok::<_, Infallible>(response) }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        });
-        FakeMaster { url, uris }
-    }
-
-    fn uris(&self) -> Vec<String> {
-        self.uris.lock().expect("log").clone()
-    }
-}
+use fake::{FakeServer, Handler};
+use hyper::body::Frame;
+use hyper::Response;
 
 /// `berth ARGS` logged in to `master` through the environment, with an
 /// empty home of its own.
-fn berth(master: &FakeMaster, test: &str, args: &[&str]) -> Command {
+fn berth(master: &FakeServer, test: &str, args: &[&str]) -> Command {
     let home: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-events-{test}"));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).expect("home");
@@ -99,7 +47,7 @@ fn event(time_ms: u64, kind: &str, object: &str, node: &str) -> serde_json::Valu
 
 #[test]
 fn events_are_listed_as_a_table_with_filters_in_the_query() {
-    let master = FakeMaster::start(Arc::new(|_| {
+    let master = FakeServer::tcp(Arc::new(|_| {
         let body = json!([
             event(1_777_637_107_000, "PodEvicted", "pod/web-1", "h3"),
             event(1_777_637_108_000, "PodScheduled", "pod/web-2", "h1"),
@@ -159,7 +107,7 @@ fn watched_events_are_printed_as_they_arrive() {
                 .expect("response")
         })
     };
-    let master = FakeMaster::start(handler);
+    let master = FakeServer::tcp(handler);
     let mut child = berth(&master, "watch", &["events", "-w", "-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

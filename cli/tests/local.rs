@@ -2,9 +2,12 @@
 //! server on a unix socket that answers with canned responses and records
 //! what it was sent.
 
+#[allow(dead_code)] // Each test file uses part of it.
+mod fake;
+
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,115 +15,13 @@ use std::time::Duration;
 
 use berth_model::{Pod, PodStatus};
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
+use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
-use tokio::net::UnixListener;
 use tokio::sync::Notify;
 
-type Body = BoxBody<Bytes, Infallible>;
-
-/// One request as the fake agent received it.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    uri: String,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
-
-/// Answers one request; `Received` is what came in.
-type Handler = Arc<dyn Fn(&Received) -> Response<Body> + Send + Sync>;
-
-/// A fake agent serving on `socket` from a thread of its own.
-struct FakeAgent {
-    socket: PathBuf,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl FakeAgent {
-    fn start(test: &str, handler: Handler) -> FakeAgent {
-        let socket = socket_path(test);
-        let listener = std::os::unix::net::UnixListener::bind(&socket)
-            .unwrap_or_else(|e| panic!("cannot bind {}: {e}", socket.display()));
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&received);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("fake agent runtime");
-            runtime.block_on(serve(listener, handler, log));
-        });
-        FakeAgent { socket, received }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("request log").clone()
-    }
-}
-
-async fn serve(
-    listener: std::os::unix::net::UnixListener,
-    handler: Handler,
-    log: Arc<Mutex<Vec<Received>>>,
-) {
-    let listener = UnixListener::from_std(listener).expect("tokio listener");
-    loop {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let handler = Arc::clone(&handler);
-        let log = Arc::clone(&log);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let handler = Arc::clone(&handler);
-                let log = Arc::clone(&log);
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await?.to_bytes().to_vec();
-                    let received = Received {
-                        method: parts.method.to_string(),
-                        uri: parts.uri.to_string(),
-                        content_type: parts
-                            .headers
-                            .get("content-type")
-                            .map(|v| v.to_str().expect("ascii header").to_owned()),
-                        body,
-                    };
-                    log.lock().expect("request log").push(received.clone());
-                    Ok::<_, hyper::Error>(handler(&received))
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-/// A fresh socket path under cargo's scratch directory for this test.
-fn socket_path(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{test}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir.join("agent.sock")
-}
-
-fn respond(status: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .expect("response")
-}
+use fake::{respond, socket_path, text, FakeServer, Handler};
+use hyper::body::Frame;
 
 fn berth(socket: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -131,10 +32,6 @@ fn berth(socket: &Path, args: &[&str]) -> Output {
         .env_remove("BERTH_AGENT_SOCKET")
         .output()
         .expect("run berth")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("utf-8 output")
 }
 
 fn web_status(phase: &str) -> Value {
@@ -189,7 +86,7 @@ fn db_status() -> Value {
 
 #[test]
 fn ps_prints_the_agents_pods_as_json_and_as_a_table() {
-    let agent = FakeAgent::start(
+    let agent = FakeServer::unix(
         "ps",
         Arc::new(|request| match request.uri.as_str() {
             "/v1/pods" => respond(StatusCode::OK, json!([web_status("Running")])),
@@ -231,7 +128,7 @@ fn ps_prints_the_agents_pods_as_json_and_as_a_table() {
 
 #[test]
 fn the_socket_can_come_from_the_environment() {
-    let agent = FakeAgent::start(
+    let agent = FakeServer::unix(
         "env-socket",
         Arc::new(|_| respond(StatusCode::OK, json!([]))),
     );
@@ -246,7 +143,7 @@ fn the_socket_can_come_from_the_environment() {
 
 #[test]
 fn run_posts_the_pod_and_reports_the_agents_field_errors() {
-    let agent = FakeAgent::start(
+    let agent = FakeServer::unix(
         "run-invalid",
         Arc::new(|_| {
             respond(
@@ -302,7 +199,7 @@ fn run_posts_the_pod_and_reports_the_agents_field_errors() {
 #[test]
 fn run_prints_a_summary_and_tells_created_from_unchanged() {
     let calls = Arc::new(Mutex::new(0));
-    let agent = FakeAgent::start(
+    let agent = FakeServer::unix(
         "run-ok",
         Arc::new(move |_| {
             let mut calls = calls.lock().unwrap();
@@ -365,7 +262,7 @@ fn invalid_flags_are_reported_without_asking_the_agent() {
 
 #[test]
 fn actions_print_the_phase_and_errors_the_agents_message() {
-    let agent = FakeAgent::start(
+    let agent = FakeServer::unix(
         "actions",
         Arc::new(
             |request| match (request.method.as_str(), request.uri.as_str()) {
@@ -447,7 +344,7 @@ fn logs_are_printed_as_they_arrive() {
                 .unwrap()
         })
     };
-    let agent = FakeAgent::start("logs", handler);
+    let agent = FakeServer::unix("logs", handler);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("local")
