@@ -2,12 +2,14 @@
 //! it has: a file that outlives the process, compaction, the lock, the
 //! file mode, and write throughput.
 
+mod conformance;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use berth_master::store::embedded::{EmbeddedStore, Options};
-use berth_master::store::{conformance, Event, EventKind, Op, Store, StoreError};
+use berth_master::store::{Event, EventKind, Op, Store, StoreError};
 use futures_util::StreamExt;
 
 /// A database path in an empty directory of its own.

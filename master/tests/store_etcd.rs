@@ -7,6 +7,8 @@
 //! These tests never skip: without `/usr/bin/etcd` they fail and say what
 //! to install.
 
+mod conformance;
+
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use berth_master::config::{MasterConfig, StoreBackend, StoreConfig};
 use berth_master::store::etcd::EtcdStore;
-use berth_master::store::{
-    conformance, open_store, Event, EventKind, Op, Store, StoreError, Watch,
-};
+use berth_master::store::{open_store, Event, EventKind, Op, Store, StoreError, Watch};
 use futures_util::StreamExt;
 
 const ETCD: &str = "/usr/bin/etcd";

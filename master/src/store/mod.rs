@@ -16,7 +16,6 @@ use futures_util::Stream;
 
 use crate::config::{MasterConfig, StoreBackend};
 
-pub mod conformance;
 pub mod embedded;
 pub mod etcd;
 pub mod timed;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Entry, Event, EventKind, Op, Store, StoreError, Watch};
+use berth_master::store::{Entry, Event, EventKind, Op, Store, StoreError, Watch};
 
 /// How long a check waits for a watch event before it fails.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
