@@ -257,7 +257,36 @@ fn start_cluster(state: &LabState, store: MasterStore) -> anyhow::Result<()> {
         let argv: Vec<&str> = command.split_whitespace().collect();
         host_run(pid, &argv).with_context(|| format!("joining {} to the master", host.name))?;
     }
-    Ok(())
+    wait_until_nodes_ready(master_pid, state.hosts.len())
+}
+
+/// Waits until the master has heard a heartbeat from every host and counts
+/// each Ready. A node that joined but has not sent its first heartbeat
+/// yet is, once the master is older than a grace period, NotReady, and the
+/// scheduler places nothing there: a service run on a lab that is "up"
+/// must be able to use every host.
+fn wait_until_nodes_ready(master_pid: i32, hosts: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = host_output_checked(master_pid, &["berth", "node", "ls", "-o", "json"])
+            .ok()
+            .and_then(|out| serde_json::from_str::<Vec<serde_json::Value>>(&out).ok())
+            .unwrap_or_default();
+        let ready = listed
+            .iter()
+            .filter(|n| n["condition"] == "Ready" && n["lastHeartbeatMsAgo"].is_u64())
+            .count();
+        if ready == hosts {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "only {ready} of {hosts} nodes are Ready 30 s after joining: {}",
+                serde_json::Value::Array(listed)
+            );
+        }
+        sleep(Duration::from_millis(200));
+    }
 }
 
 fn host_run(pid: i32, argv: &[&str]) -> anyhow::Result<()> {
