@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::store::{StoreBackend, StoreConfig};
+
 /// Where the master looks for its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/master.toml";
 
@@ -217,71 +219,6 @@ impl Default for MasterConfig {
             host_ports: berth_model::PortRange::DEFAULT,
             host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
         }
-    }
-}
-
-/// The `[store]` table: which backend keeps the cluster state.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// `embedded` (SQLite in `<state-dir>/store.db`) or `etcd`.
-    pub backend: StoreBackend,
-    /// etcd client URLs, such as `http://127.0.0.1:2379`; used by the etcd
-    /// backend.
-    pub etcd_endpoints: Vec<String>,
-    /// The etcd key prefix every key of this cluster is stored under, so
-    /// several clusters can share one etcd.
-    pub etcd_prefix: String,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            backend: StoreBackend::Embedded,
-            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
-            etcd_prefix: "/berth".into(),
-        }
-    }
-}
-
-/// The store backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreBackend {
-    /// One SQLite file in the state directory: nothing else to run.
-    #[default]
-    Embedded,
-    /// An etcd v3 cluster.
-    Etcd,
-}
-
-impl StoreConfig {
-    /// What is wrong with the settings, naming the setting.
-    pub fn check(&self) -> Result<(), String> {
-        // Checked whatever the backend, so a typo shows up before the day
-        // someone switches to etcd.
-        if !self.etcd_prefix.starts_with('/') {
-            return Err(format!(
-                "store.etcd-prefix: must be an absolute path, got {:?}",
-                self.etcd_prefix
-            ));
-        }
-        for endpoint in &self.etcd_endpoints {
-            // TLS to etcd is not built in yet; an https URL would fail at
-            // connect time with a less clear message.
-            let host = endpoint.strip_prefix("http://").unwrap_or_default();
-            if host.is_empty() || host.contains(char::is_whitespace) {
-                return Err(format!(
-                    "store.etcd-endpoints: {endpoint:?} is not an http:// URL with a host"
-                ));
-            }
-        }
-        if self.backend == StoreBackend::Etcd && self.etcd_endpoints.is_empty() {
-            return Err(
-                "store.etcd-endpoints: the etcd backend needs at least one endpoint".into(),
-            );
-        }
-        Ok(())
     }
 }
 

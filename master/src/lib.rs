@@ -67,7 +67,7 @@ pub async fn run_with(
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
     let instruments = Arc::new(instruments::Instruments::default());
     let store: Arc<dyn Store> = Arc::new(store::timed::Timed::new(
-        store::open_store(&config).await?,
+        store::open_store(&config.store, &config.state_dir).await?,
         Arc::clone(&instruments),
     ));
     let logs = logs::LogStore::open(&config.state_dir.join("logs.db"))

@@ -432,7 +432,9 @@ async fn open_store_follows_the_config() {
         state_dir: state_dir.clone(),
         ..Default::default()
     };
-    let embedded = open_store(&config).await.expect("open the embedded store");
+    let embedded = open_store(&config.store, &config.state_dir)
+        .await
+        .expect("open the embedded store");
     embedded
         .apply(vec![create("/a", "embedded")])
         .await
@@ -444,7 +446,9 @@ async fn open_store_follows_the_config() {
         etcd_endpoints: etcd.endpoints(),
         etcd_prefix: "/cluster".into(),
     };
-    let remote = open_store(&config).await.expect("open the etcd store");
+    let remote = open_store(&config.store, &config.state_dir)
+        .await
+        .expect("open the etcd store");
     remote
         .apply(vec![create("/a", "etcd")])
         .await
