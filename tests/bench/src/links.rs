@@ -147,12 +147,18 @@ for i in $(seq 1 {runs}); do
   esac
   for way in $ways; do
     name=${{way%%:*}}; target=${{way#*:}}
-    echo "bulk $i $name $(curl -sf -o /dev/null -w '%{{speed_download}}' http://$target/big)"
+    # A failed transfer stops the benchmark: averaged in, it would read as
+    # a slow one (curl -w prints a speed of 0 when -f fails).
+    r=$(curl -sSf -o /dev/null -w '%{{speed_download}} %{{size_download}}' http://$target/big) \
+      || {{ echo "run $i: the transfer of /big through $name ($target) failed" >&2; exit 1; }}
+    echo "bulk $i $name $r"
   done
   for way in $ways; do
     name=${{way%%:*}}; target=${{way#*:}}
     j=0; while [ $j -lt {requests} ]; do
-      echo "small $i $name $(curl -sf -o /dev/null -w '%{{time_total}}' http://$target/small)"
+      r=$(curl -sSf -o /dev/null -w '%{{time_total}} %{{size_download}}' http://$target/small) \
+        || {{ echo "run $i: a request for /small through $name ($target) failed" >&2; exit 1; }}
+      echo "small $i $name $r"
       j=$((j + 1))
     done
   done
@@ -165,11 +171,22 @@ done"#
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             match w.as_slice() {
-                [kind, run, way, value] => {
-                    Some((*kind, run.parse().ok()?, *way, value.parse().ok()?))
+                [kind, run, way, value, size] => {
+                    Some((*kind, run.parse().ok()?, *way, value.parse().ok()?, *size))
                 }
                 _ => None,
             }
+        })
+        .map(|(kind, run, way, value, size)| {
+            // Every transfer must move the whole file: a short one is a
+            // failure, not a sample.
+            let whole = if kind == "bulk" { megabytes << 20 } else { 3 };
+            assert_eq!(
+                size.parse::<usize>().ok(),
+                Some(whole),
+                "run {run}: a {kind} transfer through {way} moved {size} bytes, not {whole}"
+            );
+            (kind, run, way, value)
         })
         .collect();
     let values = |kind: &str, way: &str| -> Vec<f64> {
