@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
+mod cluster_sim;
 mod links;
 mod load;
 mod logs;
@@ -47,6 +48,27 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// A real berth-master with N simulated agents in this process: from
+    /// create to all pods Running, from a scale-up to the node seeing its
+    /// assignment (p50, p99), the master's CPU and RSS in steady state, and
+    /// from a node going silent to its pods Running elsewhere.
+    ClusterSim {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Pods, in services of 100.
+        #[arg(long, default_value_t = 20_000)]
+        pods: usize,
+        /// Where the master keeps its state.
+        #[arg(long, value_enum, default_value = "embedded")]
+        store: cluster_sim::SimStore,
+        /// Scale-ups to time, one at a time.
+        #[arg(long, default_value_t = 200)]
+        scale_ups: usize,
+        /// Seconds of steady state to measure the master's CPU over.
+        #[arg(long, default_value_t = 20)]
+        steady_secs: u64,
+    },
     /// Pod start, API call to running (`berth local run`), against a bare
     /// `docker run -d` of the same image, interleaved.
     PodStart {
@@ -262,6 +284,25 @@ fn main() -> ExitCode {
                 .and_then(|runtime| runtime.block_on(load::run(config)));
             if let Err(error) = result {
                 eprintln!("berth-bench load: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Bench::ClusterSim {
+            nodes,
+            pods,
+            store,
+            scale_ups,
+            steady_secs,
+        } => {
+            let config = cluster_sim::Config {
+                nodes,
+                pods,
+                store,
+                scale_ups,
+                steady_secs,
+            };
+            if let Err(error) = cluster_sim::run(&config) {
+                eprintln!("berth-bench cluster-sim: {error:#}");
                 return ExitCode::FAILURE;
             }
         }

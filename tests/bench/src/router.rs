@@ -13,6 +13,8 @@
 use std::time::Duration;
 
 use berth_harness::{Lab, SERVE_HOSTNAME};
+
+use crate::quantile;
 use serde_json::Value;
 
 /// h1, where the router and the hand-written HAProxy run.
@@ -151,11 +153,6 @@ fn first_seen(lines: &[Value], body: &str, since: u64) -> Option<u64> {
         .filter(|l| l["body"] == body)
         .filter_map(|l| l["timeMs"].as_u64())
         .find(|t| *t >= since)
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// `router-change`: see the module comment.
