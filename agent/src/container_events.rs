@@ -20,7 +20,7 @@ use berth_model::{Event, EventKind};
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use crate::master_link::Joined;
+use crate::joined::Joined;
 
 pub use berth_shim::message_ids::{
     CONTAINER_EVENT as SHIM_EVENT_MESSAGE_ID, POD_EVENT as POD_EVENT_MESSAGE_ID,

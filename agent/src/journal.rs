@@ -212,7 +212,7 @@ pub fn cursor_seqnum(cursor: &str) -> Option<(String, u64)> {
 /// entry of a container unit that is not one of berth-shim's container
 /// events (those go to the master as events, not as log lines).
 pub fn shipped_line(entry: &Entry) -> Option<ShippedLine> {
-    if entry.message_id.as_deref() == Some(crate::container_events::SHIM_EVENT_MESSAGE_ID) {
+    if entry.message_id.as_deref() == Some(berth_shim::message_ids::CONTAINER_EVENT) {
         return None;
     }
     let (pod, container) = container_of_unit(entry.unit.as_deref()?)?;
@@ -283,7 +283,7 @@ mod tests {
         };
         assert!(shipped_line(&output).is_some());
         let event = Entry {
-            message_id: Some(crate::container_events::SHIM_EVENT_MESSAGE_ID.into()),
+            message_id: Some(berth_shim::message_ids::CONTAINER_EVENT.into()),
             message: b"berth-shim: berth.web.app: started (pid 7)".to_vec(),
             ..output
         };
