@@ -144,7 +144,7 @@ fn format_local_line(entry: &journal::Entry) -> String {
     let container = entry
         .unit
         .as_deref()
-        .and_then(journal::container_of_unit)
+        .and_then(crate::unit::name::container_of_unit)
         .map_or_else(|| entry.unit.clone().unwrap_or_default(), |(_, c)| c);
     format!(
         "{} {container} | {}\n",

@@ -97,7 +97,8 @@ impl Translator {
                 (kind, pod, container, reason)
             }
             RESTART_SCHEDULED_MESSAGE_ID => {
-                let (pod, container) = split_container_unit(&field(entry, "UNIT")?)?;
+                let (pod, container) =
+                    crate::unit::name::container_of_unit(&field(entry, "UNIT")?)?;
                 let count = field(entry, "N_RESTARTS").unwrap_or_else(|| "?".into());
                 let reason = match self.last_end.get(&(pod.clone(), container.clone())) {
                     Some(why) => format!("restart {count} by systemd; it had {}", past(why)),
@@ -183,17 +184,6 @@ fn split_docker_name(name: &str) -> Option<(String, String)> {
     let pod = parts.next()?.to_owned();
     let container = parts.next()?.to_owned();
     Some((pod, container))
-}
-
-/// `berth-<pod>-<container>.service`, components escaped -> (pod,
-/// container); `None` for a pod's network unit and anything else.
-fn split_container_unit(unit: &str) -> Option<(String, String)> {
-    let stem = unit.strip_prefix("berth-")?.strip_suffix(".service")?;
-    let (pod, container) = stem.split_once('-')?;
-    Some((
-        crate::reconcile::observe::unescape(pod),
-        crate::reconcile::observe::unescape(container),
-    ))
 }
 
 /// Reads the entries after `cursor` (all of them without one).

@@ -160,40 +160,6 @@ fn keep_field(entry: &mut Entry, name: &[u8], value: &[u8]) {
     }
 }
 
-/// The pod and container of a container unit's name
-/// (`berth-<pod>-<container>.service`, each part escaped with `\xNN`);
-/// `None` for any other unit, the pod network holders included.
-pub fn container_of_unit(unit: &str) -> Option<(String, String)> {
-    let inner = unit.strip_prefix("berth-")?.strip_suffix(".service")?;
-    // Both parts escape `-`, so the one literal `-` separates them.
-    let (pod, container) = inner.split_once('-')?;
-    if container.contains('-') {
-        return None;
-    }
-    Some((unescape(pod)?, unescape(container)?))
-}
-
-fn unescape(part: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(part.len());
-    let bytes = part.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            let hex = part.get(i + 2..i + 4)?;
-            if bytes.get(i + 1) != Some(&b'x') {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let out = String::from_utf8(out).ok()?;
-    (!out.is_empty()).then_some(out)
-}
-
 /// The sequence-number ID and number of a journal cursor (`s=` and `i=`).
 pub fn cursor_seqnum(cursor: &str) -> Option<(String, u64)> {
     let mut id = None;
@@ -215,7 +181,7 @@ pub fn shipped_line(entry: &Entry) -> Option<ShippedLine> {
     if entry.message_id.as_deref() == Some(berth_shim::message_ids::CONTAINER_EVENT) {
         return None;
     }
-    let (pod, container) = container_of_unit(entry.unit.as_deref()?)?;
+    let (pod, container) = crate::unit::name::container_of_unit(entry.unit.as_deref()?)?;
     let (seqnum_id, seqnum) = cursor_seqnum(&entry.cursor)?;
     let (message, raw) = berth_model::logs::message_fields(&entry.message);
     Some(ShippedLine {
@@ -255,23 +221,6 @@ pub fn follow(cursor: Option<&str>) -> std::io::Result<tokio::process::Child> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_units_name_their_pod_and_container() {
-        assert_eq!(
-            container_of_unit("berth-web-app.service"),
-            Some(("web".into(), "app".into()))
-        );
-        assert_eq!(
-            container_of_unit(r"berth-web\x2d1-my\x2dapp.service"),
-            Some(("web-1".into(), "my-app".into()))
-        );
-        assert_eq!(container_of_unit("berth-web.service"), None);
-        assert_eq!(container_of_unit("berth-agent.service"), None);
-        assert_eq!(container_of_unit("docker.service"), None);
-        assert_eq!(container_of_unit("berth-a-b-c.service"), None);
-        assert_eq!(container_of_unit(r"berth-a\x2-b.service"), None);
-    }
 
     #[test]
     fn the_shims_container_events_are_not_shipped_as_log_lines() {

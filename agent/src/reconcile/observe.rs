@@ -79,7 +79,7 @@ pub async fn observe_all(
         pods.entry(pod).or_default().volumes.insert(volume);
     }
     for (unit, contents) in unit_files(units_dir)? {
-        if let Some(pod) = pod_of_unit(&unit) {
+        if let Some(pod) = crate::unit::name::pod_of_unit(&unit) {
             pods.entry(pod)
                 .or_default()
                 .unit_files
@@ -128,57 +128,4 @@ pub fn enabled(units: &[String]) -> BTreeSet<String> {
         .filter(|u| Path::new(WANTS_DIR).join(u).symlink_metadata().is_ok())
         .cloned()
         .collect()
-}
-
-/// The pod a berth unit file name belongs to (`berth-a\x2db-c.service` ->
-/// `a-b`), undoing the escaping of the pod component.
-pub fn pod_of_unit(unit: &str) -> Option<String> {
-    let rest = unit.strip_prefix("berth-")?;
-    let stem = rest
-        .strip_suffix(".service")
-        .or_else(|| rest.strip_suffix(".slice"))?;
-    let escaped = stem.split('-').next()?;
-    Some(unescape(escaped))
-}
-
-/// Undoes systemd's `\xNN` escaping of a unit name component.
-pub fn unescape(s: &str) -> String {
-    let mut out = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
-            if let Some(v) = s
-                .get(i + 2..i + 4)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_pod_of_a_unit() {
-        assert_eq!(pod_of_unit("berth-web.service").as_deref(), Some("web"));
-        assert_eq!(pod_of_unit("berth-web-app.service").as_deref(), Some("web"));
-        assert_eq!(
-            pod_of_unit("berth-web\\x2dapp-x.service").as_deref(),
-            Some("web-app")
-        );
-        assert_eq!(
-            pod_of_unit("berth-web\\x2dapp.slice").as_deref(),
-            Some("web-app")
-        );
-        assert_eq!(pod_of_unit("docker.service"), None);
-    }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::docker::{ContainerSpec, ObservedContainer, LABEL_SPEC_HASH};
 use crate::reconcile::desired::DesiredPod;
 use crate::systemd::UnitState;
+use crate::unit::UnitName;
 
 /// What systemd and Docker show of one pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,19 +120,15 @@ pub fn plan(desired: Option<&DesiredPod>, observed: &ObservedPod, intent: Intent
 
 fn plan_removal(observed: &ObservedPod) -> Vec<Step> {
     let mut steps = Vec::new();
-    // Containers first, then the network holder they depend on. The
-    // holder's unit is the one with no `-` after `berth-`.
+    // Containers first, then the network holder they depend on.
     let services: Vec<&String> = observed
         .unit_files
         .keys()
         .filter(|u| u.ends_with(".service"))
         .collect();
-    let (holders, apps): (Vec<&String>, Vec<&String>) = services.iter().partition(|u| {
-        u.trim_start_matches("berth-")
-            .trim_end_matches(".service")
-            .find('-')
-            .is_none()
-    });
+    let (holders, apps): (Vec<&String>, Vec<&String>) = services
+        .iter()
+        .partition(|u| matches!(UnitName::decode(u), Some(UnitName::Network { .. })));
     for unit in apps.iter().chain(holders.iter()) {
         if !is_down_or_gone(observed.units.get(unit.as_str())) {
             steps.push(step(Action::StopUnit((*unit).clone()), "pod deleted"));
