@@ -1,5 +1,11 @@
-//! The journal, read through `journalctl -o export --follow`: every entry of
-//! berth's container units, resumable from a cursor.
+//! The journal, the one place that runs `journalctl` or writes to
+//! journald: container output followed for shipping ([`follow`]) and read
+//! for `logs` ([`unit_output`]), berth's events read back ([`read_events`],
+//! [`shim_says_oom_killed`]) and the agent's own pod events written
+//! ([`record_pod_event`]).
+//!
+//! Container output is read through `journalctl -o export --follow`: every
+//! entry of berth's container units, resumable from a cursor.
 //!
 //! Why a `journalctl` subprocess rather than sd-journal: it needs no C
 //! bindings (the crate forbids `unsafe`), it follows journal rotation and
@@ -14,9 +20,14 @@
 
 use std::process::Stdio;
 
+use anyhow::{bail, Context};
+use berth_model::EventKind;
+use berth_shim::message_ids::{CONTAINER_EVENT, POD_EVENT, RESTART_SCHEDULED};
+use serde_json::Value;
+
 use berth_model::logs::ShippedLine;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::systemd::Systemd;
 
@@ -178,7 +189,7 @@ pub fn cursor_seqnum(cursor: &str) -> Option<(String, u64)> {
 /// entry of a container unit that is not one of berth-shim's container
 /// events (those go to the master as events, not as log lines).
 pub fn shipped_line(entry: &Entry) -> Option<ShippedLine> {
-    if entry.message_id.as_deref() == Some(berth_shim::message_ids::CONTAINER_EVENT) {
+    if entry.message_id.as_deref() == Some(CONTAINER_EVENT) {
         return None;
     }
     let (pod, container) = crate::unit::name::container_of_unit(entry.unit.as_deref()?)?;
@@ -218,6 +229,144 @@ pub fn follow(cursor: Option<&str>) -> std::io::Result<tokio::process::Child> {
         .spawn()
 }
 
+/// Starts `journalctl` printing the entries of `units` in export format,
+/// merged in time order: the last `tail` of them, then, with `follow`,
+/// each new one until the child is dropped. The export format carries each
+/// `MESSAGE` as it was written, bytes and all; journalctl's text formats
+/// print `[33B blob data]` for a line with one control character in it.
+pub fn unit_output(
+    units: &[String],
+    tail: Option<u32>,
+    follow: bool,
+) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new("journalctl");
+    cmd.args([
+        "--no-pager",
+        "--output=export",
+        "--output-fields=MESSAGE,MESSAGE_ID,_SYSTEMD_UNIT",
+        "--quiet",
+    ]);
+    for unit in units {
+        cmd.arg(format!("--unit={unit}"));
+    }
+    if let Some(tail) = tail {
+        cmd.arg(format!("--lines={tail}"));
+    }
+    if follow {
+        cmd.arg("--follow");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Records an event about `pod` in the journal, where it is kept whether or
+/// not the master is reachable and read back like the shim's. Without a
+/// journal (an agent run by hand), the warning the caller logs is all.
+pub fn record_pod_event(kind: EventKind, pod: &str, reason: &str) {
+    let one_line = |text: &str| text.replace(['\n', '\r'], " ");
+    let entry = format!(
+        "MESSAGE_ID={POD_EVENT}\nMESSAGE=berth-agent: pod {}: {kind}: {}\nPRIORITY=4\nSYSLOG_IDENTIFIER=berth-agent\nBERTH_EVENT={kind}\nBERTH_POD={}\nBERTH_REASON={}\n",
+        one_line(pod),
+        one_line(reason),
+        one_line(pod),
+        one_line(reason),
+    );
+    let sent = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|socket| socket.send_to(entry.as_bytes(), "/run/systemd/journal/socket"));
+    if let Err(e) = sent {
+        debug!(error = %e, "cannot write the pod event to the journal");
+    }
+}
+
+/// The entries of berth's events (the shim's container events, systemd's
+/// restarts, the agent's pod events) after `cursor` (all of them without
+/// one), each with its cursor, as `journalctl -o json` prints them.
+pub async fn read_events(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value)>> {
+    let mut command = tokio::process::Command::new("journalctl");
+    command.args(["--output=json", "--no-pager", "--quiet"]);
+    if let Some(cursor) = cursor {
+        command.arg(format!("--after-cursor={cursor}"));
+    }
+    // Matches on the same field: any of them.
+    command.arg(format!("MESSAGE_ID={CONTAINER_EVENT}"));
+    command.arg(format!("MESSAGE_ID={RESTART_SCHEDULED}"));
+    command.arg(format!("MESSAGE_ID={POD_EVENT}"));
+    let output = command.output().await.context("running journalctl")?;
+    if !output.status.success() {
+        bail!(
+            "journalctl: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let mut entries = Vec::new();
+    for line in output.stdout.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(entry) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if let Some(cursor) = field(&entry, "__CURSOR") {
+            entries.push((cursor, entry));
+        }
+    }
+    Ok(entries)
+}
+
+/// What berth-shim recorded about the end of the run of `container`
+/// (Docker name) that started at `run` (Docker's `State.StartedAt`):
+/// `Some(true)` if the OOM killer ended it, `Some(false)` if it exited
+/// otherwise, `None` if the shim has not said yet. The shim asks Docker's
+/// event log as well as its OOMKilled flag, which Docker 20.10 leaves
+/// false when containerd's OOM event trails the exit.
+pub async fn shim_says_oom_killed(container: &str, run: &str) -> anyhow::Result<Option<bool>> {
+    let output = tokio::process::Command::new("journalctl")
+        .args(["--output=json", "--no-pager", "--quiet", "--lines=1"])
+        .arg(format!("MESSAGE_ID={CONTAINER_EVENT}"))
+        .arg(format!("BERTH_CONTAINER={container}"))
+        .arg(format!("BERTH_RUN={run}"))
+        .arg("BERTH_EVENT=ContainerExited")
+        .arg("BERTH_EVENT=ContainerOOMKilled")
+        .output()
+        .await
+        .context("running journalctl")?;
+    if !output.status.success() {
+        bail!(
+            "journalctl: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let last = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .rev()
+        .find_map(|line| serde_json::from_slice::<Value>(line).ok());
+    Ok(last
+        .and_then(|entry| field(&entry, "BERTH_EVENT"))
+        .map(|kind| kind == "ContainerOOMKilled"))
+}
+
+/// A string field of a `journalctl -o json` entry (binary fields come as
+/// byte arrays and are read lossily).
+pub fn field(entry: &Value, name: &str) -> Option<String> {
+    match entry.get(name)? {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(bytes) => {
+            let bytes: Vec<u8> = bytes
+                .iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +381,7 @@ mod tests {
         };
         assert!(shipped_line(&output).is_some());
         let event = Entry {
-            message_id: Some(berth_shim::message_ids::CONTAINER_EVENT.into()),
+            message_id: Some(CONTAINER_EVENT.into()),
             message: b"berth-shim: berth.web.app: started (pid 7)".to_vec(),
             ..output
         };

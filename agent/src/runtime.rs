@@ -15,9 +15,9 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
-use crate::container_events;
 use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE};
 use crate::host_path;
+use crate::journal;
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
@@ -480,7 +480,7 @@ impl Runtime {
 
     /// Docker's OOMKilled flag, corrected by what berth-shim recorded: a
     /// container killed by SIGKILL (status 137) may have been OOM-killed
-    /// without Docker noticing (see [`container_events::shim_says_oom_killed`]).
+    /// without Docker noticing (see [`journal::shim_says_oom_killed`]).
     async fn with_shim_oom_verdict(&self, name: &str, mut state: InspectedState) -> InspectedState {
         const SIGKILL_STATUS: i64 = 128 + 9;
         if state.running || state.oom_killed || state.exit_code != Some(SIGKILL_STATUS) {
@@ -497,7 +497,7 @@ impl Runtime {
             // journal again on every status.
             Some(OomVerdict::Unsaid(asked)) if asked.elapsed() < OOM_VERDICT_RETRY => None,
             _ => {
-                let said = container_events::shim_says_oom_killed(name, &run).await;
+                let said = journal::shim_says_oom_killed(name, &run).await;
                 if let Err(e) = &said {
                     warn!(error = %format!("{e:#}"), container = name, "reading berth-shim's exit record");
                 }
@@ -924,7 +924,7 @@ impl Runtime {
             due: Instant::now() + wait,
         };
         warn!(pod = %pod.name, reason = %kind, attempts, retry_in = ?wait, error = %failed.failure.message, "the pod did not start");
-        container_events::record_pod_event(
+        journal::record_pod_event(
             kind,
             &pod.name,
             &format!(
