@@ -18,6 +18,7 @@
 //! itself (a container cannot forge it), parsed back from the escaped unit
 //! name `berth-<pod>-<container>.service`.
 
+use std::future::Future;
 use std::process::Stdio;
 
 use anyhow::{bail, Context};
@@ -364,6 +365,37 @@ pub fn field(entry: &Value, name: &str) -> Option<String> {
             Some(String::from_utf8_lossy(&bytes).into_owned())
         }
         _ => None,
+    }
+}
+
+/// What the runtime asks of the journal: the shim's word on how a run
+/// ended, and a place to record why a pod did not start.
+/// [`SystemJournal`] is the real one; tests use a recording fake.
+pub trait EventJournal: Send + Sync {
+    /// See [`shim_says_oom_killed`].
+    fn shim_says_oom_killed(
+        &self,
+        container: &str,
+        run: &str,
+    ) -> impl Future<Output = anyhow::Result<Option<bool>>> + Send;
+    /// See [`record_pod_event`].
+    fn record_pod_event(&self, kind: EventKind, pod: &str, reason: &str);
+}
+
+/// The host's journal, through `journalctl` and journald's socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemJournal;
+
+impl EventJournal for SystemJournal {
+    async fn shim_says_oom_killed(
+        &self,
+        container: &str,
+        run: &str,
+    ) -> anyhow::Result<Option<bool>> {
+        shim_says_oom_killed(container, run).await
+    }
+    fn record_pod_event(&self, kind: EventKind, pod: &str, reason: &str) {
+        record_pod_event(kind, pod, reason);
     }
 }
 

@@ -15,6 +15,8 @@ pub mod cgroup;
 pub mod config;
 pub mod container_events;
 pub mod docker;
+#[cfg(test)]
+pub mod fakes;
 pub mod host_path;
 pub mod joined;
 pub mod journal;

@@ -4,7 +4,7 @@
 //! turns HTTP into these calls and never touches systemd or Docker itself.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_model::{
@@ -15,9 +15,11 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
-use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE};
+use crate::docker::{
+    ContainerEngine, Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE,
+};
 use crate::host_path;
-use crate::journal;
+use crate::journal::{EventJournal, SystemJournal};
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
@@ -25,7 +27,7 @@ use crate::reconcile::execute::{execute, Effects};
 use crate::reconcile::observe::observe_all;
 use crate::reconcile::plan::{plan, Action, Intent, ObservedPod};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
-use crate::systemd::{Systemd, UnitState};
+use crate::systemd::{Systemd, UnitManager, UnitState};
 use crate::unit::pod_slice_name;
 
 /// What deleting a pod does with its named volumes.
@@ -71,13 +73,18 @@ pub enum RequestError {
     Failed(String),
 }
 
-/// The agent's pods and the systems they live in.
+/// The agent's pods and the systems they live in: the container engine
+/// `D`, the service manager `S` and the journal `J` (on a host, Docker,
+/// systemd and the system journal; in tests, recording fakes).
 #[derive(Debug)]
-pub struct Runtime {
+pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     config: AgentConfig,
     store: PodStore,
-    docker: Docker,
-    systemd: Systemd,
+    docker: D,
+    systemd: S,
+    journal: J,
+    /// Where the marks of units started since boot go.
+    started_marks: PathBuf,
     shim_environment: Vec<EnvVar>,
     lock: Mutex<()>,
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
@@ -95,8 +102,30 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime over the given systems.
+    /// A runtime over the host's Docker, systemd and journal.
     pub fn new(config: AgentConfig, store: PodStore, docker: Docker, systemd: Systemd) -> Self {
+        Runtime::with_systems(
+            config,
+            store,
+            docker,
+            systemd,
+            SystemJournal,
+            PathBuf::from(crate::unit::render::STARTED_MARKS_DIR),
+        )
+    }
+}
+
+impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
+    /// A runtime over the given systems; units it starts are marked in
+    /// `started_marks`.
+    pub fn with_systems(
+        config: AgentConfig,
+        store: PodStore,
+        docker: D,
+        systemd: S,
+        journal: J,
+        started_marks: PathBuf,
+    ) -> Self {
         let default_socket = Path::new("/run/docker.sock");
         let shim_environment = if config.docker_socket == default_socket {
             Vec::new()
@@ -111,6 +140,8 @@ impl Runtime {
             store,
             docker,
             systemd,
+            journal,
+            started_marks,
             shim_environment,
             lock: Mutex::new(()),
             oom_verdicts: std::sync::Mutex::default(),
@@ -126,7 +157,7 @@ impl Runtime {
     }
 
     /// The host's systemd.
-    pub fn systemd(&self) -> &Systemd {
+    pub fn systemd(&self) -> &S {
         &self.systemd
     }
 
@@ -137,7 +168,7 @@ impl Runtime {
     }
 
     /// The host's dockerd.
-    pub fn docker(&self) -> &Docker {
+    pub fn docker(&self) -> &D {
         &self.docker
     }
 
@@ -158,11 +189,12 @@ impl Runtime {
         }
     }
 
-    fn effects(&self) -> Effects<'_> {
+    fn effects(&self) -> Effects<'_, D, S> {
         Effects {
             docker: &self.docker,
             systemd: &self.systemd,
             config: &self.config,
+            started_marks: &self.started_marks,
         }
     }
 
@@ -480,7 +512,7 @@ impl Runtime {
 
     /// Docker's OOMKilled flag, corrected by what berth-shim recorded: a
     /// container killed by SIGKILL (status 137) may have been OOM-killed
-    /// without Docker noticing (see [`journal::shim_says_oom_killed`]).
+    /// without Docker noticing (see [`crate::journal::shim_says_oom_killed`]).
     async fn with_shim_oom_verdict(&self, name: &str, mut state: InspectedState) -> InspectedState {
         const SIGKILL_STATUS: i64 = 128 + 9;
         if state.running || state.oom_killed || state.exit_code != Some(SIGKILL_STATUS) {
@@ -497,7 +529,7 @@ impl Runtime {
             // journal again on every status.
             Some(OomVerdict::Unsaid(asked)) if asked.elapsed() < OOM_VERDICT_RETRY => None,
             _ => {
-                let said = journal::shim_says_oom_killed(name, &run).await;
+                let said = self.journal.shim_says_oom_killed(name, &run).await;
                 if let Err(e) = &said {
                     warn!(error = %format!("{e:#}"), container = name, "reading berth-shim's exit record");
                 }
@@ -809,7 +841,7 @@ fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {
     PodPhase::Pending
 }
 
-impl Runtime {
+impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// Makes the master's pods on this host exactly `assigned`: creates
     /// what is missing, replaces what changed, removes master pods that are
     /// no longer assigned here (a node back from a partition stops the pods
@@ -924,7 +956,7 @@ impl Runtime {
             due: Instant::now() + wait,
         };
         warn!(pod = %pod.name, reason = %kind, attempts, retry_in = ?wait, error = %failed.failure.message, "the pod did not start");
-        journal::record_pod_event(
+        self.journal.record_pod_event(
             kind,
             &pod.name,
             &format!(
@@ -1118,3 +1150,6 @@ mod start_backoff_tests {
         assert_eq!(tries, 5);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,12 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::docker::{Docker, DockerError, ObservedContainer, LABEL_CONTAINER, LABEL_POD};
+use crate::docker::{ContainerEngine, DockerError, ObservedContainer, LABEL_CONTAINER, LABEL_POD};
 use crate::reconcile::plan::ObservedPod;
-use crate::systemd::{Systemd, SystemdError};
-
-/// Where systemd keeps the links of units enabled for boot.
-const WANTS_DIR: &str = "/etc/systemd/system/multi-user.target.wants";
+use crate::systemd::{SystemdError, UnitManager};
 
 /// What could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +54,8 @@ pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> 
 /// plus the pods named in `also` (so a pod with nothing yet is observed as
 /// empty).
 pub async fn observe_all(
-    docker: &Docker,
-    systemd: &Systemd,
+    docker: &impl ContainerEngine,
+    systemd: &impl UnitManager,
     units_dir: &Path,
     also: &[String],
 ) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
@@ -106,7 +103,7 @@ pub async fn observe_all(
             .into_iter()
             .collect();
         observed.units = systemd.states(&units).await?;
-        observed.enabled = enabled(&units);
+        observed.enabled = systemd.enabled(&units);
     }
     Ok(pods)
 }
@@ -119,13 +116,4 @@ pub fn unit_of_container(pod: &str, container: &ObservedContainer) -> String {
         Some(name) => crate::unit::container_unit_name(pod, name),
         None => crate::unit::pod_network_unit_name(pod),
     }
-}
-
-/// Units of `units` that are enabled for boot.
-pub fn enabled(units: &[String]) -> BTreeSet<String> {
-    units
-        .iter()
-        .filter(|u| Path::new(WANTS_DIR).join(u).symlink_metadata().is_ok())
-        .cloned()
-        .collect()
 }
