@@ -25,7 +25,7 @@ use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
 use crate::reconcile::execute::{execute, Effects};
 use crate::reconcile::observe::observe_all;
-use crate::reconcile::plan::{plan, Action, Intent, ObservedPod};
+use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
 use crate::systemd::{Systemd, UnitManager, UnitState};
 use crate::unit::pod_slice_name;
@@ -281,8 +281,44 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 pod.name, pod.name
             )));
         }
+        let status = self.start_new(pod, source, &records, false).await?;
+        Ok((status, true))
+    }
+
+    /// Replaces the pod of `pod`'s name by `pod`: the old pod goes (units
+    /// stopped before containers are removed), the new one is created and
+    /// started, by one plan. If the new pod cannot be started, neither pod
+    /// is left behind, as if it had been deleted and then failed to create.
+    pub async fn replace(&self, pod: Pod, source: Source) -> Result<PodStatus, RequestError> {
+        let _guard = self.lock.lock().await;
+        let records = self.records()?;
+        if !records.iter().any(|r| r.pod.name == pod.name) {
+            return Err(RequestError::NotFound(pod.name));
+        }
+        if let Err(refused) = pod
+            .validate()
+            .map_err(RequestError::Invalid)
+            .and_then(|()| self.check_host(&pod))
+        {
+            self.remove_everything(&pod.name, Volumes::Remove).await?;
+            return Err(refused);
+        }
+        self.start_new(pod, source, &records, true).await
+    }
+
+    /// Allocates ports for `pod` (those of the pod it replaces are free),
+    /// saves its record and starts it; on failure removes everything of
+    /// that name.
+    async fn start_new(
+        &self,
+        pod: Pod,
+        source: Source,
+        records: &[PodRecord],
+        replacing: bool,
+    ) -> Result<PodStatus, RequestError> {
         let held: Vec<Held> = records
             .iter()
+            .filter(|r| r.pod.name != pod.name)
             .flat_map(|r| {
                 r.host_ports.iter().map(|b| Held {
                     port: b.host_port,
@@ -291,43 +327,58 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 })
             })
             .collect();
-        let host_ports = ports::allocate(&pod, &held, self.config.host_ports, ports::bound_on_host)
+        let name = pod.name.clone();
+        let prepared = ports::allocate(&pod, &held, self.config.host_ports, ports::bound_on_host)
             .map_err(|e| {
                 let mut errors = ValidationErrors::new();
                 errors.push(e.field(), e.to_string());
                 RequestError::PortTaken(errors)
-            })?;
-        let record = PodRecord {
-            pod,
-            host_ports,
-            desired: Desired::Running,
-            source,
+            })
+            .and_then(|host_ports| {
+                let record = PodRecord {
+                    pod,
+                    host_ports,
+                    desired: Desired::Running,
+                    source,
+                };
+                let desired = self.desired(&record)?;
+                Ok((record, desired))
+            });
+        let (record, desired) = match prepared {
+            Ok(prepared) => prepared,
+            Err(refused) => {
+                if replacing {
+                    self.remove_everything(&name, Volumes::Remove).await?;
+                }
+                return Err(refused);
+            }
         };
-        let desired = self.desired(&record)?;
         self.store
             .save(&record)
             .map_err(|e| RequestError::Failed(format!("saving pod record: {e:#}")))?;
 
-        let observed = self.observe(&record.pod.name).await?;
-        let steps = plan(Some(&desired), &observed, Intent::Start);
-        if let Err(failure) = execute(&record.pod.name, &steps, self.effects()).await {
-            warn!(pod = %record.pod.name, error = %failure, "creating the pod failed; rolling back");
-            let rollback = self
-                .remove_everything(&record.pod.name, Volumes::Remove)
-                .await;
+        let observed = self.observe(&name).await?;
+        let steps = if replacing {
+            plan_replacement(&desired, &observed)
+        } else {
+            plan(Some(&desired), &observed, Intent::Start)
+        };
+        if let Err(failure) = execute(&name, &steps, self.effects()).await {
+            warn!(pod = %name, error = %failure, "starting the pod failed; rolling back");
+            let rollback = self.remove_everything(&name, Volumes::Remove).await;
             let note = match rollback {
                 Ok(()) => "nothing was left behind".to_string(),
                 Err(e) => format!("rolling back also failed ({e}); the agent retries"),
             };
             return Err(RequestError::NotStarted {
-                pod: record.pod.name.clone(),
+                pod: name,
                 kind: failure.kind,
                 cause: failure.to_string(),
                 rollback: note,
             });
         }
-        info!(pod = %record.pod.name, "pod created");
-        Ok((self.status_of(&record).await?, true))
+        info!(pod = %name, replaced = replacing, "pod started");
+        self.status_of(&record).await
     }
 
     /// Removes units, containers and the record of a pod, and its named
@@ -415,19 +466,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 .save(&record)
                 .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
         }
-        self.apply(&record, Intent::Start).await?;
-        let desired = self.desired(&record)?;
-        for container in desired
-            .containers
-            .iter()
-            .filter(|c| c.pod_container.is_some())
-        {
-            self.systemd.reset_failed(&container.unit).await;
-            self.systemd
-                .restart(&container.unit)
-                .await
-                .map_err(|e| RequestError::Failed(e.to_string()))?;
-        }
+        self.apply(&record, Intent::Restart).await?;
         self.status_of(&record).await
     }
 
@@ -883,14 +922,8 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 }
                 Assignment::Replace(pod) => {
                     info!(pod = %pod.name, "the master changed the pod: replacing it");
-                    let replaced = match self.delete(&pod.name).await {
-                        Ok(_) => {
-                            let created = self.create(pod.clone(), Source::Master).await.map(drop);
-                            self.note_start(pod, &created, &mut synced);
-                            created
-                        }
-                        Err(e) => Err(e),
-                    };
+                    let replaced = self.replace(pod.clone(), Source::Master).await.map(drop);
+                    self.note_start(pod, &replaced, &mut synced);
                     (pod.name.as_str(), replaced)
                 }
                 Assignment::Conflict(pod) => {

@@ -97,6 +97,7 @@ fn short(action: &Action) -> String {
         Action::Disable(units) => format!("disable {}", units.join(" ")),
         Action::StartUnit(unit) => format!("start {unit}"),
         Action::StartUnitNoWait(unit) => format!("start {unit} (ready when its probes pass)"),
+        Action::RestartUnit(unit) => format!("restart {unit}"),
     }
 }
 
@@ -147,6 +148,11 @@ async fn apply<D: ContainerEngine, S: UnitManager>(
             mark_started(started_marks, unit)?;
             systemd.reset_failed(unit).await;
             systemd.enqueue_start(unit).await?;
+        }
+        Action::RestartUnit(unit) => {
+            mark_started(started_marks, unit)?;
+            systemd.reset_failed(unit).await;
+            systemd.restart(unit).await?;
         }
     }
     Ok(())

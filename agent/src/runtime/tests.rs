@@ -293,3 +293,55 @@ async fn deleting_a_pod_stops_its_unit_before_removing_its_container() {
     );
     assert!(f.runtime.list(true).await.expect("pods").is_empty());
 }
+#[tokio::test]
+async fn restarting_a_stopped_pod_starts_it_once() {
+    let f = fixture();
+    f.runtime
+        .create(pod("local/app:1", "always"), Source::Local)
+        .await
+        .expect("created");
+    f.runtime.stop("web").await.expect("stopped");
+    f.host.take_effects();
+    let status = f.runtime.restart("web").await.expect("restarted");
+    assert_eq!(
+        f.host.take_effects(),
+        [
+            "systemd enable berth-web-app.service",
+            "systemd start berth-web-app.service",
+        ]
+    );
+    assert_eq!(status.phase, PodPhase::Running);
+}
+
+#[tokio::test]
+async fn a_replacement_that_does_not_start_leaves_neither_pod() {
+    let f = fixture();
+    f.runtime
+        .sync_assigned(&[pod("local/app:1", "always")])
+        .await;
+    f.host.lacks_image("local/app:2");
+    f.host.take_effects();
+
+    let synced = f
+        .runtime
+        .sync_assigned(&[pod("local/app:2", "always")])
+        .await;
+    assert_eq!(synced.failures.len(), 1, "{:?}", synced.failures);
+    assert_eq!(
+        f.host.take_effects(),
+        [
+            "systemd stop berth-web-app.service",
+            "systemd disable berth-web-app.service",
+            "docker rm berth.web.app",
+            "docker pull local/app:2",
+        ]
+    );
+    assert!(f.runtime.list(true).await.expect("pods").is_empty());
+    let (statuses, _) = f.runtime.master_pod_statuses().await;
+    let [status] = statuses.as_slice() else {
+        panic!("one status: {statuses:?}")
+    };
+    assert_eq!(status.spec.containers[0].image, "local/app:2");
+    let failure = status.start_failure.as_ref().expect("a start failure");
+    assert_eq!(failure.reason, EventKind::ImagePullFailed.as_str());
+}
