@@ -5,8 +5,14 @@
 //! The tree names the parts: [`config`] is read once at start, [`api`]
 //! turns HTTP into calls on the [`runtime`], which plans with
 //! [`reconcile`] and acts through [`systemd`] (D-Bus) and [`docker`]
-//! (bollard). [`unit`] renders unit files, [`ports`] hands out host ports and
-//! [`store`] keeps the pod records.
+//! (bollard). [`unit`] renders unit files and names units, [`ports`] hands
+//! out host ports and [`store`] keeps the pod records. [`journal`] is the
+//! one place that runs `journalctl`.
+//!
+//! The runtime reaches each outside system through one narrow trait
+//! ([`docker::ContainerEngine`], [`systemd::UnitManager`],
+//! [`journal::EventJournal`]), so its unit tests run against a recording
+//! fake host instead of root and a lab.
 #![forbid(unsafe_code)]
 
 pub mod api;
