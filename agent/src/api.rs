@@ -144,7 +144,7 @@ fn format_local_line(entry: &journal::Entry) -> String {
     let container = entry
         .unit
         .as_deref()
-        .and_then(journal::container_of_unit)
+        .and_then(crate::unit::name::container_of_unit)
         .map_or_else(|| entry.unit.clone().unwrap_or_default(), |(_, c)| c);
     format!(
         "{} {container} | {}\n",
@@ -182,29 +182,7 @@ async fn pod_logs(
         Ok(units) => units,
         Err(e) => return e.into_response(),
     };
-    // The export format carries each MESSAGE as it was written, bytes and
-    // all; journalctl's text formats print `[33B blob data]` for a line
-    // with one control character in it.
-    let mut cmd = tokio::process::Command::new("journalctl");
-    cmd.args([
-        "--no-pager",
-        "--output=export",
-        "--output-fields=MESSAGE,MESSAGE_ID,_SYSTEMD_UNIT",
-        "--quiet",
-    ]);
-    for unit in &units {
-        cmd.arg(format!("--unit={unit}"));
-    }
-    if let Some(tail) = query.tail {
-        cmd.arg(format!("--lines={tail}"));
-    }
-    if query.follow {
-        cmd.arg("--follow");
-    }
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let mut child = match journal::unit_output(&units, query.tail, query.follow) {
         Ok(child) => child,
         Err(e) => {
             return error(

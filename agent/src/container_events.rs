@@ -4,7 +4,7 @@
 //! unhealthy) as a structured journal entry, and systemd writes one each
 //! time it schedules a unit's restart. Both stay in the journal whether or
 //! not the agent runs. The agent reads them after its cursor
-//! (`journalctl -o json --after-cursor`), sends them to the master in
+//! (see [`journal::read_events`]), sends them to the master in
 //! batches and saves the cursor only once the master has acknowledged the
 //! batch. Each event's id is its journal sequence number, which the master
 //! keeps one event per: a batch resent after a crash or a lost answer is
@@ -20,7 +20,8 @@ use berth_model::{Event, EventKind};
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use crate::master_link::Joined;
+use crate::joined::Joined;
+use crate::journal;
 
 pub use berth_shim::message_ids::{
     CONTAINER_EVENT as SHIM_EVENT_MESSAGE_ID, POD_EVENT as POD_EVENT_MESSAGE_ID,
@@ -34,25 +35,6 @@ const POD_EVENT_KINDS: [EventKind; 4] = [
     EventKind::StartFailed,
     EventKind::PodRefused,
 ];
-
-/// Records an event about `pod` in the journal, where it is kept whether or
-/// not the master is reachable and read back like the shim's. Without a
-/// journal (an agent run by hand), the warning the caller logs is all.
-pub fn record_pod_event(kind: EventKind, pod: &str, reason: &str) {
-    let one_line = |text: &str| text.replace(['\n', '\r'], " ");
-    let entry = format!(
-        "MESSAGE_ID={POD_EVENT_MESSAGE_ID}\nMESSAGE=berth-agent: pod {}: {kind}: {}\nPRIORITY=4\nSYSLOG_IDENTIFIER=berth-agent\nBERTH_EVENT={kind}\nBERTH_POD={}\nBERTH_REASON={}\n",
-        one_line(pod),
-        one_line(reason),
-        one_line(pod),
-        one_line(reason),
-    );
-    let sent = std::os::unix::net::UnixDatagram::unbound()
-        .and_then(|socket| socket.send_to(entry.as_bytes(), "/run/systemd/journal/socket"));
-    if let Err(e) = sent {
-        debug!(error = %e, "cannot write the pod event to the journal");
-    }
-}
 
 /// Events sent in one request.
 const BATCH: usize = 200;
@@ -75,16 +57,20 @@ pub struct Entry {
 }
 
 impl Translator {
-    /// The event a journal entry (as `journalctl -o json` prints it)
+    /// The event a journal entry (as [`journal::read_events`] gives it)
     /// records, if any.
     pub fn translate(&mut self, entry: &Value) -> Option<ReportedEvent> {
-        let id = event_id(&field(entry, "__CURSOR")?)?;
-        let time_ms = field(entry, "__REALTIME_TIMESTAMP")?.parse::<u64>().ok()? / 1000;
-        let (kind, pod, container, reason) = match field(entry, "MESSAGE_ID")?.as_str() {
+        let id = event_id(&journal::field(entry, "__CURSOR")?)?;
+        let time_ms = journal::field(entry, "__REALTIME_TIMESTAMP")?
+            .parse::<u64>()
+            .ok()?
+            / 1000;
+        let (kind, pod, container, reason) = match journal::field(entry, "MESSAGE_ID")?.as_str() {
             SHIM_EVENT_MESSAGE_ID => {
-                let kind: EventKind = field(entry, "BERTH_EVENT")?.parse().ok()?;
-                let (pod, container) = split_docker_name(&field(entry, "BERTH_CONTAINER")?)?;
-                let reason = field(entry, "BERTH_REASON").unwrap_or_default();
+                let kind: EventKind = journal::field(entry, "BERTH_EVENT")?.parse().ok()?;
+                let (pod, container) =
+                    split_docker_name(&journal::field(entry, "BERTH_CONTAINER")?)?;
+                let reason = journal::field(entry, "BERTH_REASON").unwrap_or_default();
                 if matches!(
                     kind,
                     EventKind::ContainerExited
@@ -97,8 +83,9 @@ impl Translator {
                 (kind, pod, container, reason)
             }
             RESTART_SCHEDULED_MESSAGE_ID => {
-                let (pod, container) = split_container_unit(&field(entry, "UNIT")?)?;
-                let count = field(entry, "N_RESTARTS").unwrap_or_else(|| "?".into());
+                let (pod, container) =
+                    crate::unit::name::container_of_unit(&journal::field(entry, "UNIT")?)?;
+                let count = journal::field(entry, "N_RESTARTS").unwrap_or_else(|| "?".into());
                 let reason = match self.last_end.get(&(pod.clone(), container.clone())) {
                     Some(why) => format!("restart {count} by systemd; it had {}", past(why)),
                     None => format!("restart {count} by systemd"),
@@ -107,8 +94,8 @@ impl Translator {
             }
             // Only root writes these (journald sets `_UID` itself): no
             // other process of the host can make one up.
-            POD_EVENT_MESSAGE_ID if field(entry, "_UID").as_deref() == Some("0") => {
-                let kind: EventKind = field(entry, "BERTH_EVENT")?.parse().ok()?;
+            POD_EVENT_MESSAGE_ID if journal::field(entry, "_UID").as_deref() == Some("0") => {
+                let kind: EventKind = journal::field(entry, "BERTH_EVENT")?.parse().ok()?;
                 if !POD_EVENT_KINDS.contains(&kind) {
                     return None;
                 }
@@ -117,9 +104,9 @@ impl Translator {
                     event: Event {
                         time_ms,
                         kind,
-                        object: format!("pod/{}", field(entry, "BERTH_POD")?),
+                        object: format!("pod/{}", journal::field(entry, "BERTH_POD")?),
                         node: None,
-                        reason: field(entry, "BERTH_REASON").unwrap_or_default(),
+                        reason: journal::field(entry, "BERTH_REASON").unwrap_or_default(),
                     },
                 });
             }
@@ -148,22 +135,6 @@ fn past(why: &str) -> String {
     }
 }
 
-/// A string field of a `journalctl -o json` entry (binary fields come as
-/// byte arrays and are read lossily).
-fn field(entry: &Value, name: &str) -> Option<String> {
-    match entry.get(name)? {
-        Value::String(text) => Some(text.clone()),
-        Value::Array(bytes) => {
-            let bytes: Vec<u8> = bytes
-                .iter()
-                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-                .collect();
-            Some(String::from_utf8_lossy(&bytes).into_owned())
-        }
-        _ => None,
-    }
-}
-
 /// The id of the entry at `cursor`: the journal's sequence number ID and
 /// the entry's sequence number (`s=` and `i=`), unique on the host and the
 /// same however often the entry is read.
@@ -183,85 +154,6 @@ fn split_docker_name(name: &str) -> Option<(String, String)> {
     let pod = parts.next()?.to_owned();
     let container = parts.next()?.to_owned();
     Some((pod, container))
-}
-
-/// `berth-<pod>-<container>.service`, components escaped -> (pod,
-/// container); `None` for a pod's network unit and anything else.
-fn split_container_unit(unit: &str) -> Option<(String, String)> {
-    let stem = unit.strip_prefix("berth-")?.strip_suffix(".service")?;
-    let (pod, container) = stem.split_once('-')?;
-    Some((
-        crate::reconcile::observe::unescape(pod),
-        crate::reconcile::observe::unescape(container),
-    ))
-}
-
-/// Reads the entries after `cursor` (all of them without one).
-async fn read_journal(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value)>> {
-    let mut command = tokio::process::Command::new("journalctl");
-    command.args(["--output=json", "--no-pager", "--quiet"]);
-    if let Some(cursor) = cursor {
-        command.arg(format!("--after-cursor={cursor}"));
-    }
-    // Matches on the same field: any of them.
-    command.arg(format!("MESSAGE_ID={SHIM_EVENT_MESSAGE_ID}"));
-    command.arg(format!("MESSAGE_ID={RESTART_SCHEDULED_MESSAGE_ID}"));
-    command.arg(format!("MESSAGE_ID={POD_EVENT_MESSAGE_ID}"));
-    let output = command.output().await.context("running journalctl")?;
-    if !output.status.success() {
-        bail!(
-            "journalctl: {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let mut entries = Vec::new();
-    for line in output.stdout.split(|b| *b == b'\n') {
-        if line.is_empty() {
-            continue;
-        }
-        let Ok(entry) = serde_json::from_slice::<Value>(line) else {
-            continue;
-        };
-        if let Some(cursor) = field(&entry, "__CURSOR") {
-            entries.push((cursor, entry));
-        }
-    }
-    Ok(entries)
-}
-
-/// What berth-shim recorded about the end of the run of `container`
-/// (Docker name) that started at `run` (Docker's `State.StartedAt`):
-/// `Some(true)` if the OOM killer ended it, `Some(false)` if it exited
-/// otherwise, `None` if the shim has not said yet. The shim asks Docker's
-/// event log as well as its OOMKilled flag, which Docker 20.10 leaves
-/// false when containerd's OOM event trails the exit.
-pub async fn shim_says_oom_killed(container: &str, run: &str) -> anyhow::Result<Option<bool>> {
-    let output = tokio::process::Command::new("journalctl")
-        .args(["--output=json", "--no-pager", "--quiet", "--lines=1"])
-        .arg(format!("MESSAGE_ID={SHIM_EVENT_MESSAGE_ID}"))
-        .arg(format!("BERTH_CONTAINER={container}"))
-        .arg(format!("BERTH_RUN={run}"))
-        .arg("BERTH_EVENT=ContainerExited")
-        .arg("BERTH_EVENT=ContainerOOMKilled")
-        .output()
-        .await
-        .context("running journalctl")?;
-    if !output.status.success() {
-        bail!(
-            "journalctl: {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let last = output
-        .stdout
-        .split(|b| *b == b'\n')
-        .rev()
-        .find_map(|line| serde_json::from_slice::<Value>(line).ok());
-    Ok(last
-        .and_then(|entry| field(&entry, "BERTH_EVENT"))
-        .map(|kind| kind == "ContainerOOMKilled"))
 }
 
 fn cursor_path(state_dir: &Path) -> PathBuf {
@@ -314,14 +206,14 @@ async fn ship_once(
     translator: &mut Translator,
     cursor: &mut Option<String>,
 ) -> anyhow::Result<()> {
-    let entries = match read_journal(cursor.as_deref()).await {
+    let entries = match journal::read_events(cursor.as_deref()).await {
         Ok(entries) => entries,
         Err(e) if cursor.is_some() => {
             // A cursor the journal no longer knows (rotated away): read
             // everything again; the master drops what it already has.
             warn!(error = %format!("{e:#}"), "journal cursor unusable; reading from the start");
             *cursor = None;
-            read_journal(None).await?
+            journal::read_events(None).await?
         }
         Err(e) => return Err(e),
     };

@@ -3,6 +3,7 @@
 //! units' business (through the shim).
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use bollard::container::{
     Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
@@ -483,6 +484,94 @@ impl Docker {
             .await
             .map_err(err(format!("inspecting {name}")))?;
         Ok(info.config.and_then(|c| c.env).unwrap_or_default())
+    }
+}
+/// What the runtime asks of the container engine: the calls that observe,
+/// create and remove pods' containers, images and volumes, and nothing
+/// else. [`Docker`] is the real one; tests use a recording fake.
+pub trait ContainerEngine: Send + Sync {
+    /// Pulls `image` unless it is present, with the registry's credentials.
+    fn ensure_image(
+        &self,
+        image: &str,
+        registries: &std::collections::BTreeMap<String, RegistryCredentials>,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Imports the pod network holder's image unless it is present.
+    fn ensure_pause_image(&self) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Creates a container; returns its ID.
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, DockerError>> + Send;
+    /// Removes a container; one that is gone already is no error.
+    fn remove(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Creates a pod's named volume.
+    fn create_volume(
+        &self,
+        name: &str,
+        pod: &str,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Removes a named volume and its data.
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// berth's volumes, with the pod each belongs to.
+    fn list_berth_volumes(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, DockerError>> + Send;
+    /// berth's containers.
+    fn list_berth_containers(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ObservedContainer>, DockerError>> + Send;
+    /// A container's state; `None` if there is no such container.
+    fn inspect(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<InspectedState>, DockerError>> + Send;
+    /// A container's environment (`NAME=value`).
+    fn container_env(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<String>, DockerError>> + Send;
+    /// Waits for one of berth's containers to die or go; returns its name.
+    fn next_container_change(&self) -> impl Future<Output = Result<String, DockerError>> + Send;
+}
+
+impl ContainerEngine for Docker {
+    async fn ensure_image(
+        &self,
+        image: &str,
+        registries: &std::collections::BTreeMap<String, RegistryCredentials>,
+    ) -> Result<(), DockerError> {
+        Docker::ensure_image(self, image, registries).await
+    }
+    async fn ensure_pause_image(&self) -> Result<(), DockerError> {
+        Docker::ensure_pause_image(self).await
+    }
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
+        Docker::create(self, spec).await
+    }
+    async fn remove(&self, name: &str) -> Result<(), DockerError> {
+        Docker::remove(self, name).await
+    }
+    async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
+        Docker::create_volume(self, name, pod).await
+    }
+    async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        Docker::remove_volume(self, name).await
+    }
+    async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {
+        Docker::list_berth_volumes(self).await
+    }
+    async fn list_berth_containers(&self) -> Result<Vec<ObservedContainer>, DockerError> {
+        Docker::list_berth_containers(self).await
+    }
+    async fn inspect(&self, name: &str) -> Result<Option<InspectedState>, DockerError> {
+        Docker::inspect(self, name).await
+    }
+    async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {
+        Docker::container_env(self, name).await
+    }
+    async fn next_container_change(&self) -> Result<String, DockerError> {
+        Docker::next_container_change(self).await
     }
 }
 

@@ -1,5 +1,11 @@
-//! The journal, read through `journalctl -o export --follow`: every entry of
-//! berth's container units, resumable from a cursor.
+//! The journal, the one place that runs `journalctl` or writes to
+//! journald: container output followed for shipping ([`follow`]) and read
+//! for `logs` ([`unit_output`]), berth's events read back ([`read_events`],
+//! [`shim_says_oom_killed`]) and the agent's own pod events written
+//! ([`record_pod_event`]).
+//!
+//! Container output is read through `journalctl -o export --follow`: every
+//! entry of berth's container units, resumable from a cursor.
 //!
 //! Why a `journalctl` subprocess rather than sd-journal: it needs no C
 //! bindings (the crate forbids `unsafe`), it follows journal rotation and
@@ -12,11 +18,17 @@
 //! itself (a container cannot forge it), parsed back from the escaped unit
 //! name `berth-<pod>-<container>.service`.
 
+use std::future::Future;
 use std::process::Stdio;
+
+use anyhow::{bail, Context};
+use berth_model::EventKind;
+use berth_shim::message_ids::{CONTAINER_EVENT, POD_EVENT, RESTART_SCHEDULED};
+use serde_json::Value;
 
 use berth_model::logs::ShippedLine;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::systemd::Systemd;
 
@@ -160,40 +172,6 @@ fn keep_field(entry: &mut Entry, name: &[u8], value: &[u8]) {
     }
 }
 
-/// The pod and container of a container unit's name
-/// (`berth-<pod>-<container>.service`, each part escaped with `\xNN`);
-/// `None` for any other unit, the pod network holders included.
-pub fn container_of_unit(unit: &str) -> Option<(String, String)> {
-    let inner = unit.strip_prefix("berth-")?.strip_suffix(".service")?;
-    // Both parts escape `-`, so the one literal `-` separates them.
-    let (pod, container) = inner.split_once('-')?;
-    if container.contains('-') {
-        return None;
-    }
-    Some((unescape(pod)?, unescape(container)?))
-}
-
-fn unescape(part: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(part.len());
-    let bytes = part.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            let hex = part.get(i + 2..i + 4)?;
-            if bytes.get(i + 1) != Some(&b'x') {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let out = String::from_utf8(out).ok()?;
-    (!out.is_empty()).then_some(out)
-}
-
 /// The sequence-number ID and number of a journal cursor (`s=` and `i=`).
 pub fn cursor_seqnum(cursor: &str) -> Option<(String, u64)> {
     let mut id = None;
@@ -212,10 +190,10 @@ pub fn cursor_seqnum(cursor: &str) -> Option<(String, u64)> {
 /// entry of a container unit that is not one of berth-shim's container
 /// events (those go to the master as events, not as log lines).
 pub fn shipped_line(entry: &Entry) -> Option<ShippedLine> {
-    if entry.message_id.as_deref() == Some(crate::container_events::SHIM_EVENT_MESSAGE_ID) {
+    if entry.message_id.as_deref() == Some(CONTAINER_EVENT) {
         return None;
     }
-    let (pod, container) = container_of_unit(entry.unit.as_deref()?)?;
+    let (pod, container) = crate::unit::name::container_of_unit(entry.unit.as_deref()?)?;
     let (seqnum_id, seqnum) = cursor_seqnum(&entry.cursor)?;
     let (message, raw) = berth_model::logs::message_fields(&entry.message);
     Some(ShippedLine {
@@ -252,26 +230,178 @@ pub fn follow(cursor: Option<&str>) -> std::io::Result<tokio::process::Child> {
         .spawn()
 }
 
+/// Starts `journalctl` printing the entries of `units` in export format,
+/// merged in time order: the last `tail` of them, then, with `follow`,
+/// each new one until the child is dropped. The export format carries each
+/// `MESSAGE` as it was written, bytes and all; journalctl's text formats
+/// print `[33B blob data]` for a line with one control character in it.
+pub fn unit_output(
+    units: &[String],
+    tail: Option<u32>,
+    follow: bool,
+) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new("journalctl");
+    cmd.args([
+        "--no-pager",
+        "--output=export",
+        "--output-fields=MESSAGE,MESSAGE_ID,_SYSTEMD_UNIT",
+        "--quiet",
+    ]);
+    for unit in units {
+        cmd.arg(format!("--unit={unit}"));
+    }
+    if let Some(tail) = tail {
+        cmd.arg(format!("--lines={tail}"));
+    }
+    if follow {
+        cmd.arg("--follow");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Records an event about `pod` in the journal, where it is kept whether or
+/// not the master is reachable and read back like the shim's. Without a
+/// journal (an agent run by hand), the warning the caller logs is all.
+pub fn record_pod_event(kind: EventKind, pod: &str, reason: &str) {
+    let one_line = |text: &str| text.replace(['\n', '\r'], " ");
+    let entry = format!(
+        "MESSAGE_ID={POD_EVENT}\nMESSAGE=berth-agent: pod {}: {kind}: {}\nPRIORITY=4\nSYSLOG_IDENTIFIER=berth-agent\nBERTH_EVENT={kind}\nBERTH_POD={}\nBERTH_REASON={}\n",
+        one_line(pod),
+        one_line(reason),
+        one_line(pod),
+        one_line(reason),
+    );
+    let sent = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|socket| socket.send_to(entry.as_bytes(), "/run/systemd/journal/socket"));
+    if let Err(e) = sent {
+        debug!(error = %e, "cannot write the pod event to the journal");
+    }
+}
+
+/// The entries of berth's events (the shim's container events, systemd's
+/// restarts, the agent's pod events) after `cursor` (all of them without
+/// one), each with its cursor, as `journalctl -o json` prints them.
+pub async fn read_events(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value)>> {
+    let mut command = tokio::process::Command::new("journalctl");
+    command.args(["--output=json", "--no-pager", "--quiet"]);
+    if let Some(cursor) = cursor {
+        command.arg(format!("--after-cursor={cursor}"));
+    }
+    // Matches on the same field: any of them.
+    command.arg(format!("MESSAGE_ID={CONTAINER_EVENT}"));
+    command.arg(format!("MESSAGE_ID={RESTART_SCHEDULED}"));
+    command.arg(format!("MESSAGE_ID={POD_EVENT}"));
+    let output = command.output().await.context("running journalctl")?;
+    if !output.status.success() {
+        bail!(
+            "journalctl: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let mut entries = Vec::new();
+    for line in output.stdout.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(entry) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if let Some(cursor) = field(&entry, "__CURSOR") {
+            entries.push((cursor, entry));
+        }
+    }
+    Ok(entries)
+}
+
+/// What berth-shim recorded about the end of the run of `container`
+/// (Docker name) that started at `run` (Docker's `State.StartedAt`):
+/// `Some(true)` if the OOM killer ended it, `Some(false)` if it exited
+/// otherwise, `None` if the shim has not said yet. The shim asks Docker's
+/// event log as well as its OOMKilled flag, which Docker 20.10 leaves
+/// false when containerd's OOM event trails the exit.
+pub async fn shim_says_oom_killed(container: &str, run: &str) -> anyhow::Result<Option<bool>> {
+    let output = tokio::process::Command::new("journalctl")
+        .args(["--output=json", "--no-pager", "--quiet", "--lines=1"])
+        .arg(format!("MESSAGE_ID={CONTAINER_EVENT}"))
+        .arg(format!("BERTH_CONTAINER={container}"))
+        .arg(format!("BERTH_RUN={run}"))
+        .arg("BERTH_EVENT=ContainerExited")
+        .arg("BERTH_EVENT=ContainerOOMKilled")
+        .output()
+        .await
+        .context("running journalctl")?;
+    if !output.status.success() {
+        bail!(
+            "journalctl: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let last = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .rev()
+        .find_map(|line| serde_json::from_slice::<Value>(line).ok());
+    Ok(last
+        .and_then(|entry| field(&entry, "BERTH_EVENT"))
+        .map(|kind| kind == "ContainerOOMKilled"))
+}
+
+/// A string field of a `journalctl -o json` entry (binary fields come as
+/// byte arrays and are read lossily).
+pub fn field(entry: &Value, name: &str) -> Option<String> {
+    match entry.get(name)? {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(bytes) => {
+            let bytes: Vec<u8> = bytes
+                .iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// What the runtime asks of the journal: the shim's word on how a run
+/// ended, and a place to record why a pod did not start.
+/// [`SystemJournal`] is the real one; tests use a recording fake.
+pub trait EventJournal: Send + Sync {
+    /// See [`shim_says_oom_killed`].
+    fn shim_says_oom_killed(
+        &self,
+        container: &str,
+        run: &str,
+    ) -> impl Future<Output = anyhow::Result<Option<bool>>> + Send;
+    /// See [`record_pod_event`].
+    fn record_pod_event(&self, kind: EventKind, pod: &str, reason: &str);
+}
+
+/// The host's journal, through `journalctl` and journald's socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemJournal;
+
+impl EventJournal for SystemJournal {
+    async fn shim_says_oom_killed(
+        &self,
+        container: &str,
+        run: &str,
+    ) -> anyhow::Result<Option<bool>> {
+        shim_says_oom_killed(container, run).await
+    }
+    fn record_pod_event(&self, kind: EventKind, pod: &str, reason: &str) {
+        record_pod_event(kind, pod, reason);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_units_name_their_pod_and_container() {
-        assert_eq!(
-            container_of_unit("berth-web-app.service"),
-            Some(("web".into(), "app".into()))
-        );
-        assert_eq!(
-            container_of_unit(r"berth-web\x2d1-my\x2dapp.service"),
-            Some(("web-1".into(), "my-app".into()))
-        );
-        assert_eq!(container_of_unit("berth-web.service"), None);
-        assert_eq!(container_of_unit("berth-agent.service"), None);
-        assert_eq!(container_of_unit("docker.service"), None);
-        assert_eq!(container_of_unit("berth-a-b-c.service"), None);
-        assert_eq!(container_of_unit(r"berth-a\x2-b.service"), None);
-    }
 
     #[test]
     fn the_shims_container_events_are_not_shipped_as_log_lines() {
@@ -283,7 +413,7 @@ mod tests {
         };
         assert!(shipped_line(&output).is_some());
         let event = Entry {
-            message_id: Some(crate::container_events::SHIM_EVENT_MESSAGE_ID.into()),
+            message_id: Some(CONTAINER_EVENT.into()),
             message: b"berth-shim: berth.web.app: started (pid 7)".to_vec(),
             ..output
         };

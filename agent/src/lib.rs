@@ -5,8 +5,14 @@
 //! The tree names the parts: [`config`] is read once at start, [`api`]
 //! turns HTTP into calls on the [`runtime`], which plans with
 //! [`reconcile`] and acts through [`systemd`] (D-Bus) and [`docker`]
-//! (bollard). [`unit`] renders unit files, [`ports`] hands out host ports and
-//! [`store`] keeps the pod records.
+//! (bollard). [`unit`] renders unit files and names units, [`ports`] hands
+//! out host ports and [`store`] keeps the pod records. [`journal`] is the
+//! one place that runs `journalctl`.
+//!
+//! The runtime reaches each outside system through one narrow trait
+//! ([`docker::ContainerEngine`], [`systemd::UnitManager`],
+//! [`journal::EventJournal`]), so its unit tests run against a recording
+//! fake host instead of root and a lab.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -15,7 +21,10 @@ pub mod cgroup;
 pub mod config;
 pub mod container_events;
 pub mod docker;
+#[cfg(test)]
+pub mod fakes;
 pub mod host_path;
+pub mod joined;
 pub mod journal;
 pub mod links;
 pub mod log_shipping;
@@ -56,7 +65,7 @@ pub async fn run(
     // Heartbeats start before anything else: a restarted agent must not
     // look like a dead node. Assignments wait for the first resync, which
     // adopts what runs, so that no running pod is taken for missing.
-    let joined = master_link::load_joined(&config.state_dir)?;
+    let joined = joined::load_joined(&config.state_dir)?;
     let standalone = joined.is_none() && config.master.is_none();
     match joined {
         Some(joined) => {

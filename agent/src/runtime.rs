@@ -4,7 +4,7 @@
 //! turns HTTP into these calls and never touches systemd or Docker itself.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_model::{
@@ -15,17 +15,19 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
-use crate::container_events;
-use crate::docker::{Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE};
+use crate::docker::{
+    ContainerEngine, Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE,
+};
 use crate::host_path;
+use crate::journal::{EventJournal, SystemJournal};
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
 use crate::reconcile::execute::{execute, Effects};
 use crate::reconcile::observe::observe_all;
-use crate::reconcile::plan::{plan, Action, Intent, ObservedPod};
+use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
-use crate::systemd::{Systemd, UnitState};
+use crate::systemd::{Systemd, UnitManager, UnitState};
 use crate::unit::pod_slice_name;
 
 /// What deleting a pod does with its named volumes.
@@ -71,13 +73,18 @@ pub enum RequestError {
     Failed(String),
 }
 
-/// The agent's pods and the systems they live in.
+/// The agent's pods and the systems they live in: the container engine
+/// `D`, the service manager `S` and the journal `J` (on a host, Docker,
+/// systemd and the system journal; in tests, recording fakes).
 #[derive(Debug)]
-pub struct Runtime {
+pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     config: AgentConfig,
     store: PodStore,
-    docker: Docker,
-    systemd: Systemd,
+    docker: D,
+    systemd: S,
+    journal: J,
+    /// Where the marks of units started since boot go.
+    started_marks: PathBuf,
     shim_environment: Vec<EnvVar>,
     lock: Mutex<()>,
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
@@ -95,8 +102,30 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime over the given systems.
+    /// A runtime over the host's Docker, systemd and journal.
     pub fn new(config: AgentConfig, store: PodStore, docker: Docker, systemd: Systemd) -> Self {
+        Runtime::with_systems(
+            config,
+            store,
+            docker,
+            systemd,
+            SystemJournal,
+            PathBuf::from(crate::unit::render::STARTED_MARKS_DIR),
+        )
+    }
+}
+
+impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
+    /// A runtime over the given systems; units it starts are marked in
+    /// `started_marks`.
+    pub fn with_systems(
+        config: AgentConfig,
+        store: PodStore,
+        docker: D,
+        systemd: S,
+        journal: J,
+        started_marks: PathBuf,
+    ) -> Self {
         let default_socket = Path::new("/run/docker.sock");
         let shim_environment = if config.docker_socket == default_socket {
             Vec::new()
@@ -111,6 +140,8 @@ impl Runtime {
             store,
             docker,
             systemd,
+            journal,
+            started_marks,
             shim_environment,
             lock: Mutex::new(()),
             oom_verdicts: std::sync::Mutex::default(),
@@ -126,7 +157,7 @@ impl Runtime {
     }
 
     /// The host's systemd.
-    pub fn systemd(&self) -> &Systemd {
+    pub fn systemd(&self) -> &S {
         &self.systemd
     }
 
@@ -137,7 +168,7 @@ impl Runtime {
     }
 
     /// The host's dockerd.
-    pub fn docker(&self) -> &Docker {
+    pub fn docker(&self) -> &D {
         &self.docker
     }
 
@@ -158,11 +189,12 @@ impl Runtime {
         }
     }
 
-    fn effects(&self) -> Effects<'_> {
+    fn effects(&self) -> Effects<'_, D, S> {
         Effects {
             docker: &self.docker,
             systemd: &self.systemd,
             config: &self.config,
+            started_marks: &self.started_marks,
         }
     }
 
@@ -249,8 +281,44 @@ impl Runtime {
                 pod.name, pod.name
             )));
         }
+        let status = self.start_new(pod, source, &records, false).await?;
+        Ok((status, true))
+    }
+
+    /// Replaces the pod of `pod`'s name by `pod`: the old pod goes (units
+    /// stopped before containers are removed), the new one is created and
+    /// started, by one plan. If the new pod cannot be started, neither pod
+    /// is left behind, as if it had been deleted and then failed to create.
+    pub async fn replace(&self, pod: Pod, source: Source) -> Result<PodStatus, RequestError> {
+        let _guard = self.lock.lock().await;
+        let records = self.records()?;
+        if !records.iter().any(|r| r.pod.name == pod.name) {
+            return Err(RequestError::NotFound(pod.name));
+        }
+        if let Err(refused) = pod
+            .validate()
+            .map_err(RequestError::Invalid)
+            .and_then(|()| self.check_host(&pod))
+        {
+            self.remove_everything(&pod.name, Volumes::Remove).await?;
+            return Err(refused);
+        }
+        self.start_new(pod, source, &records, true).await
+    }
+
+    /// Allocates ports for `pod` (those of the pod it replaces are free),
+    /// saves its record and starts it; on failure removes everything of
+    /// that name.
+    async fn start_new(
+        &self,
+        pod: Pod,
+        source: Source,
+        records: &[PodRecord],
+        replacing: bool,
+    ) -> Result<PodStatus, RequestError> {
         let held: Vec<Held> = records
             .iter()
+            .filter(|r| r.pod.name != pod.name)
             .flat_map(|r| {
                 r.host_ports.iter().map(|b| Held {
                     port: b.host_port,
@@ -259,43 +327,58 @@ impl Runtime {
                 })
             })
             .collect();
-        let host_ports = ports::allocate(&pod, &held, self.config.host_ports, ports::bound_on_host)
+        let name = pod.name.clone();
+        let prepared = ports::allocate(&pod, &held, self.config.host_ports, ports::bound_on_host)
             .map_err(|e| {
                 let mut errors = ValidationErrors::new();
                 errors.push(e.field(), e.to_string());
                 RequestError::PortTaken(errors)
-            })?;
-        let record = PodRecord {
-            pod,
-            host_ports,
-            desired: Desired::Running,
-            source,
+            })
+            .and_then(|host_ports| {
+                let record = PodRecord {
+                    pod,
+                    host_ports,
+                    desired: Desired::Running,
+                    source,
+                };
+                let desired = self.desired(&record)?;
+                Ok((record, desired))
+            });
+        let (record, desired) = match prepared {
+            Ok(prepared) => prepared,
+            Err(refused) => {
+                if replacing {
+                    self.remove_everything(&name, Volumes::Remove).await?;
+                }
+                return Err(refused);
+            }
         };
-        let desired = self.desired(&record)?;
         self.store
             .save(&record)
             .map_err(|e| RequestError::Failed(format!("saving pod record: {e:#}")))?;
 
-        let observed = self.observe(&record.pod.name).await?;
-        let steps = plan(Some(&desired), &observed, Intent::Start);
-        if let Err(failure) = execute(&record.pod.name, &steps, self.effects()).await {
-            warn!(pod = %record.pod.name, error = %failure, "creating the pod failed; rolling back");
-            let rollback = self
-                .remove_everything(&record.pod.name, Volumes::Remove)
-                .await;
+        let observed = self.observe(&name).await?;
+        let steps = if replacing {
+            plan_replacement(&desired, &observed)
+        } else {
+            plan(Some(&desired), &observed, Intent::Start)
+        };
+        if let Err(failure) = execute(&name, &steps, self.effects()).await {
+            warn!(pod = %name, error = %failure, "starting the pod failed; rolling back");
+            let rollback = self.remove_everything(&name, Volumes::Remove).await;
             let note = match rollback {
                 Ok(()) => "nothing was left behind".to_string(),
                 Err(e) => format!("rolling back also failed ({e}); the agent retries"),
             };
             return Err(RequestError::NotStarted {
-                pod: record.pod.name.clone(),
+                pod: name,
                 kind: failure.kind,
                 cause: failure.to_string(),
                 rollback: note,
             });
         }
-        info!(pod = %record.pod.name, "pod created");
-        Ok((self.status_of(&record).await?, true))
+        info!(pod = %name, replaced = replacing, "pod started");
+        self.status_of(&record).await
     }
 
     /// Removes units, containers and the record of a pod, and its named
@@ -383,19 +466,7 @@ impl Runtime {
                 .save(&record)
                 .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
         }
-        self.apply(&record, Intent::Start).await?;
-        let desired = self.desired(&record)?;
-        for container in desired
-            .containers
-            .iter()
-            .filter(|c| c.pod_container.is_some())
-        {
-            self.systemd.reset_failed(&container.unit).await;
-            self.systemd
-                .restart(&container.unit)
-                .await
-                .map_err(|e| RequestError::Failed(e.to_string()))?;
-        }
+        self.apply(&record, Intent::Restart).await?;
         self.status_of(&record).await
     }
 
@@ -480,7 +551,7 @@ impl Runtime {
 
     /// Docker's OOMKilled flag, corrected by what berth-shim recorded: a
     /// container killed by SIGKILL (status 137) may have been OOM-killed
-    /// without Docker noticing (see [`container_events::shim_says_oom_killed`]).
+    /// without Docker noticing (see [`crate::journal::shim_says_oom_killed`]).
     async fn with_shim_oom_verdict(&self, name: &str, mut state: InspectedState) -> InspectedState {
         const SIGKILL_STATUS: i64 = 128 + 9;
         if state.running || state.oom_killed || state.exit_code != Some(SIGKILL_STATUS) {
@@ -497,7 +568,7 @@ impl Runtime {
             // journal again on every status.
             Some(OomVerdict::Unsaid(asked)) if asked.elapsed() < OOM_VERDICT_RETRY => None,
             _ => {
-                let said = container_events::shim_says_oom_killed(name, &run).await;
+                let said = self.journal.shim_says_oom_killed(name, &run).await;
                 if let Err(e) = &said {
                     warn!(error = %format!("{e:#}"), container = name, "reading berth-shim's exit record");
                 }
@@ -809,7 +880,7 @@ fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {
     PodPhase::Pending
 }
 
-impl Runtime {
+impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// Makes the master's pods on this host exactly `assigned`: creates
     /// what is missing, replaces what changed, removes master pods that are
     /// no longer assigned here (a node back from a partition stops the pods
@@ -851,14 +922,8 @@ impl Runtime {
                 }
                 Assignment::Replace(pod) => {
                     info!(pod = %pod.name, "the master changed the pod: replacing it");
-                    let replaced = match self.delete(&pod.name).await {
-                        Ok(_) => {
-                            let created = self.create(pod.clone(), Source::Master).await.map(drop);
-                            self.note_start(pod, &created, &mut synced);
-                            created
-                        }
-                        Err(e) => Err(e),
-                    };
+                    let replaced = self.replace(pod.clone(), Source::Master).await.map(drop);
+                    self.note_start(pod, &replaced, &mut synced);
                     (pod.name.as_str(), replaced)
                 }
                 Assignment::Conflict(pod) => {
@@ -924,7 +989,7 @@ impl Runtime {
             due: Instant::now() + wait,
         };
         warn!(pod = %pod.name, reason = %kind, attempts, retry_in = ?wait, error = %failed.failure.message, "the pod did not start");
-        container_events::record_pod_event(
+        self.journal.record_pod_event(
             kind,
             &pod.name,
             &format!(
@@ -1118,3 +1183,6 @@ mod start_backoff_tests {
         assert_eq!(tries, 5);
     }
 }
+
+#[cfg(test)]
+mod tests;

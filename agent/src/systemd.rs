@@ -2,7 +2,8 @@
 //! restart units and wait for their jobs, read their state. Never by
 //! scraping `systemctl`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -359,5 +360,87 @@ impl Systemd {
             }
         }
         Ok(states)
+    }
+}
+
+/// Where systemd keeps the links of units enabled for boot.
+const WANTS_DIR: &str = "/etc/systemd/system/multi-user.target.wants";
+
+impl Systemd {
+    /// Units of `units` that are enabled for boot (linked from
+    /// `multi-user.target.wants`).
+    pub fn enabled(&self, units: &[String]) -> BTreeSet<String> {
+        units
+            .iter()
+            .filter(|u| {
+                std::path::Path::new(WANTS_DIR)
+                    .join(u)
+                    .symlink_metadata()
+                    .is_ok()
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// What the runtime asks of the service manager: the unit calls that run,
+/// stop and enable pods, and the states it reads back, and nothing else.
+/// [`Systemd`] is the real one; tests use a recording fake.
+pub trait UnitManager: Send + Sync {
+    /// Links and enables unit files (by path).
+    fn enable(&self, paths: &[String]) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    /// Disables units (by name).
+    fn disable(&self, names: &[String]) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    /// `daemon-reload`.
+    fn reload(&self) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    /// Starts a unit and waits until it is up.
+    fn start(&self, unit: &str) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    /// Queues a unit's start.
+    fn enqueue_start(&self, unit: &str) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    /// Stops a unit and waits until it is down.
+    fn stop(&self, unit: &str) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    /// Restarts a unit and waits until it runs again.
+    fn restart(&self, unit: &str) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    /// Forgets a failed unit's failure.
+    fn reset_failed(&self, unit: &str) -> impl Future<Output = ()> + Send;
+    /// States of the loaded units among `units`.
+    fn states(
+        &self,
+        units: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, UnitState>, SystemdError>> + Send;
+    /// Units of `units` that are enabled for boot.
+    fn enabled(&self, units: &[String]) -> BTreeSet<String>;
+}
+
+impl UnitManager for Systemd {
+    async fn enable(&self, paths: &[String]) -> Result<(), SystemdError> {
+        Systemd::enable(self, paths).await
+    }
+    async fn disable(&self, names: &[String]) -> Result<(), SystemdError> {
+        Systemd::disable(self, names).await
+    }
+    async fn reload(&self) -> Result<(), SystemdError> {
+        Systemd::reload(self).await
+    }
+    async fn start(&self, unit: &str) -> Result<(), SystemdError> {
+        Systemd::start(self, unit).await
+    }
+    async fn enqueue_start(&self, unit: &str) -> Result<(), SystemdError> {
+        Systemd::enqueue_start(self, unit).await
+    }
+    async fn stop(&self, unit: &str) -> Result<(), SystemdError> {
+        Systemd::stop(self, unit).await
+    }
+    async fn restart(&self, unit: &str) -> Result<(), SystemdError> {
+        Systemd::restart(self, unit).await
+    }
+    async fn reset_failed(&self, unit: &str) {
+        Systemd::reset_failed(self, unit).await;
+    }
+    async fn states(&self, units: &[String]) -> Result<HashMap<String, UnitState>, SystemdError> {
+        Systemd::states(self, units).await
+    }
+    fn enabled(&self, units: &[String]) -> BTreeSet<String> {
+        Systemd::enabled(self, units)
     }
 }

@@ -10,20 +10,31 @@ use berth_model::EventKind;
 use tracing::info;
 
 use crate::config::AgentConfig;
-use crate::docker::Docker;
+use crate::docker::ContainerEngine;
 use crate::reconcile::plan::{Action, Step};
-use crate::systemd::Systemd;
+use crate::systemd::UnitManager;
 
 /// The outside systems a plan acts on.
-#[derive(Debug, Clone, Copy)]
-pub struct Effects<'a> {
-    /// Docker.
-    pub docker: &'a Docker,
-    /// systemd.
-    pub systemd: &'a Systemd,
+#[derive(Debug)]
+pub struct Effects<'a, D, S> {
+    /// The container engine.
+    pub docker: &'a D,
+    /// The service manager.
+    pub systemd: &'a S,
     /// The agent's configuration.
     pub config: &'a AgentConfig,
+    /// Where the marks of units started since boot go
+    /// ([`crate::unit::render::STARTED_MARKS_DIR`] on a host).
+    pub started_marks: &'a Path,
 }
+
+impl<D, S> Clone for Effects<'_, D, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D, S> Copy for Effects<'_, D, S> {}
 
 /// A step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +49,11 @@ pub struct StepFailed {
 }
 
 /// Runs `steps` for `pod`.
-pub async fn execute(pod: &str, steps: &[Step], effects: Effects<'_>) -> Result<(), StepFailed> {
+pub async fn execute<D: ContainerEngine, S: UnitManager>(
+    pod: &str,
+    steps: &[Step],
+    effects: Effects<'_, D, S>,
+) -> Result<(), StepFailed> {
     for step in steps {
         info!(pod, action = ?short(&step.action), reason = %step.reason, "reconcile");
         apply(&step.action, effects)
@@ -82,14 +97,19 @@ fn short(action: &Action) -> String {
         Action::Disable(units) => format!("disable {}", units.join(" ")),
         Action::StartUnit(unit) => format!("start {unit}"),
         Action::StartUnitNoWait(unit) => format!("start {unit} (ready when its probes pass)"),
+        Action::RestartUnit(unit) => format!("restart {unit}"),
     }
 }
 
-async fn apply(action: &Action, effects: Effects<'_>) -> anyhow::Result<()> {
+async fn apply<D: ContainerEngine, S: UnitManager>(
+    action: &Action,
+    effects: Effects<'_, D, S>,
+) -> anyhow::Result<()> {
     let Effects {
         docker,
         systemd,
         config,
+        started_marks,
     } = effects;
     let units_dir = config.units_dir();
     match action {
@@ -120,14 +140,19 @@ async fn apply(action: &Action, effects: Effects<'_>) -> anyhow::Result<()> {
         }
         Action::Disable(units) => systemd.disable(units).await?,
         Action::StartUnit(unit) => {
-            mark_started(unit)?;
+            mark_started(started_marks, unit)?;
             systemd.reset_failed(unit).await;
             systemd.start(unit).await?;
         }
         Action::StartUnitNoWait(unit) => {
-            mark_started(unit)?;
+            mark_started(started_marks, unit)?;
             systemd.reset_failed(unit).await;
             systemd.enqueue_start(unit).await?;
+        }
+        Action::RestartUnit(unit) => {
+            mark_started(started_marks, unit)?;
+            systemd.reset_failed(unit).await;
+            systemd.restart(unit).await?;
         }
     }
     Ok(())
@@ -135,8 +160,7 @@ async fn apply(action: &Action, effects: Effects<'_>) -> anyhow::Result<()> {
 
 /// Marks `unit` as started by the agent since boot: the condition a
 /// never-restarted container's unit starts on.
-fn mark_started(unit: &str) -> std::io::Result<()> {
-    let dir = Path::new(crate::unit::render::STARTED_MARKS_DIR);
+fn mark_started(dir: &Path, unit: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join(unit), b"")
 }

@@ -3,12 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::docker::{Docker, DockerError, ObservedContainer, LABEL_CONTAINER, LABEL_POD};
+use crate::docker::{ContainerEngine, DockerError, ObservedContainer, LABEL_CONTAINER, LABEL_POD};
 use crate::reconcile::plan::ObservedPod;
-use crate::systemd::{Systemd, SystemdError};
-
-/// Where systemd keeps the links of units enabled for boot.
-const WANTS_DIR: &str = "/etc/systemd/system/multi-user.target.wants";
+use crate::systemd::{SystemdError, UnitManager};
 
 /// What could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +54,8 @@ pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> 
 /// plus the pods named in `also` (so a pod with nothing yet is observed as
 /// empty).
 pub async fn observe_all(
-    docker: &Docker,
-    systemd: &Systemd,
+    docker: &impl ContainerEngine,
+    systemd: &impl UnitManager,
     units_dir: &Path,
     also: &[String],
 ) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
@@ -79,7 +76,7 @@ pub async fn observe_all(
         pods.entry(pod).or_default().volumes.insert(volume);
     }
     for (unit, contents) in unit_files(units_dir)? {
-        if let Some(pod) = pod_of_unit(&unit) {
+        if let Some(pod) = crate::unit::name::pod_of_unit(&unit) {
             pods.entry(pod)
                 .or_default()
                 .unit_files
@@ -106,7 +103,7 @@ pub async fn observe_all(
             .into_iter()
             .collect();
         observed.units = systemd.states(&units).await?;
-        observed.enabled = enabled(&units);
+        observed.enabled = systemd.enabled(&units);
     }
     Ok(pods)
 }
@@ -118,67 +115,5 @@ pub fn unit_of_container(pod: &str, container: &ObservedContainer) -> String {
     match container.labels.get(LABEL_CONTAINER) {
         Some(name) => crate::unit::container_unit_name(pod, name),
         None => crate::unit::pod_network_unit_name(pod),
-    }
-}
-
-/// Units of `units` that are enabled for boot.
-pub fn enabled(units: &[String]) -> BTreeSet<String> {
-    units
-        .iter()
-        .filter(|u| Path::new(WANTS_DIR).join(u).symlink_metadata().is_ok())
-        .cloned()
-        .collect()
-}
-
-/// The pod a berth unit file name belongs to (`berth-a\x2db-c.service` ->
-/// `a-b`), undoing the escaping of the pod component.
-pub fn pod_of_unit(unit: &str) -> Option<String> {
-    let rest = unit.strip_prefix("berth-")?;
-    let stem = rest
-        .strip_suffix(".service")
-        .or_else(|| rest.strip_suffix(".slice"))?;
-    let escaped = stem.split('-').next()?;
-    Some(unescape(escaped))
-}
-
-/// Undoes systemd's `\xNN` escaping of a unit name component.
-pub fn unescape(s: &str) -> String {
-    let mut out = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
-            if let Some(v) = s
-                .get(i + 2..i + 4)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_pod_of_a_unit() {
-        assert_eq!(pod_of_unit("berth-web.service").as_deref(), Some("web"));
-        assert_eq!(pod_of_unit("berth-web-app.service").as_deref(), Some("web"));
-        assert_eq!(
-            pod_of_unit("berth-web\\x2dapp-x.service").as_deref(),
-            Some("web-app")
-        );
-        assert_eq!(
-            pod_of_unit("berth-web\\x2dapp.slice").as_deref(),
-            Some("web-app")
-        );
-        assert_eq!(pod_of_unit("docker.service"), None);
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::docker::{ContainerSpec, ObservedContainer, LABEL_SPEC_HASH};
 use crate::reconcile::desired::DesiredPod;
 use crate::systemd::UnitState;
+use crate::unit::UnitName;
 
 /// What systemd and Docker show of one pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum Intent {
     /// As `Converge`, and start every unit that is not running: a pod was
     /// just created or `start` was asked.
     Start,
+    /// As `Start`, and restart every container's unit that runs (not the
+    /// network holder's: the pod keeps its network).
+    Restart,
 }
 
 /// One thing to do.
@@ -78,6 +82,8 @@ pub enum Action {
     /// Start a unit without waiting for it: its probes decide when it is
     /// ready, and until then it is `activating`.
     StartUnitNoWait(String),
+    /// Restart a running unit and wait until it runs again.
+    RestartUnit(String),
 }
 
 /// An action and why it is needed.
@@ -112,29 +118,38 @@ fn is_down_or_gone(state: Option<&UnitState>) -> bool {
 /// Plans one pod. `desired` is `None` when the pod is being deleted.
 pub fn plan(desired: Option<&DesiredPod>, observed: &ObservedPod, intent: Intent) -> Vec<Step> {
     match desired {
-        None => plan_removal(observed),
+        None => plan_removal(observed, "pod deleted"),
         Some(desired) => plan_present(desired, observed, intent),
     }
 }
 
-fn plan_removal(observed: &ObservedPod) -> Vec<Step> {
+/// Plans the replacement of a pod by one of a new spec: everything of the
+/// old pod goes (units stopped before their containers are removed), then
+/// the new pod is created and started as if it were new.
+pub fn plan_replacement(desired: &DesiredPod, observed: &ObservedPod) -> Vec<Step> {
+    let mut steps = plan_removal(observed, "pod replaced");
+    steps.extend(plan_present(
+        desired,
+        &ObservedPod::default(),
+        Intent::Start,
+    ));
+    steps
+}
+
+fn plan_removal(observed: &ObservedPod, why: &str) -> Vec<Step> {
     let mut steps = Vec::new();
-    // Containers first, then the network holder they depend on. The
-    // holder's unit is the one with no `-` after `berth-`.
+    // Containers first, then the network holder they depend on.
     let services: Vec<&String> = observed
         .unit_files
         .keys()
         .filter(|u| u.ends_with(".service"))
         .collect();
-    let (holders, apps): (Vec<&String>, Vec<&String>) = services.iter().partition(|u| {
-        u.trim_start_matches("berth-")
-            .trim_end_matches(".service")
-            .find('-')
-            .is_none()
-    });
+    let (holders, apps): (Vec<&String>, Vec<&String>) = services
+        .iter()
+        .partition(|u| matches!(UnitName::decode(u), Some(UnitName::Network { .. })));
     for unit in apps.iter().chain(holders.iter()) {
         if !is_down_or_gone(observed.units.get(unit.as_str())) {
-            steps.push(step(Action::StopUnit((*unit).clone()), "pod deleted"));
+            steps.push(step(Action::StopUnit((*unit).clone()), why));
         }
     }
     // An empty slice stays loaded and active until stopped, with or
@@ -147,26 +162,26 @@ fn plan_removal(observed: &ObservedPod) -> Vec<Step> {
         .collect();
     for slice in slices {
         if !is_down_or_gone(observed.units.get(slice.as_str())) {
-            steps.push(step(Action::StopUnit(slice.clone()), "pod deleted"));
+            steps.push(step(Action::StopUnit(slice.clone()), why));
         }
     }
     let enabled: Vec<String> = observed.enabled.iter().cloned().collect();
     if !enabled.is_empty() {
-        steps.push(step(Action::Disable(enabled), "pod deleted"));
+        steps.push(step(Action::Disable(enabled), why));
     }
     for unit in observed.unit_files.keys() {
-        steps.push(step(Action::RemoveUnitFile(unit.clone()), "pod deleted"));
+        steps.push(step(Action::RemoveUnitFile(unit.clone()), why));
     }
     let (holder, apps): (Vec<&String>, Vec<&String>) = observed
         .containers
         .keys()
         .partition(|name| name.matches('.').count() == 1);
     for name in apps.into_iter().chain(holder) {
-        steps.push(step(Action::RemoveContainer(name.clone()), "pod deleted"));
+        steps.push(step(Action::RemoveContainer(name.clone()), why));
     }
     // Named volumes live and die with their pod.
     for volume in &observed.volumes {
-        steps.push(step(Action::RemoveVolume(volume.clone()), "pod deleted"));
+        steps.push(step(Action::RemoveVolume(volume.clone()), why));
     }
     steps
 }
@@ -337,7 +352,14 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
             let replaced = recreate.contains(&i);
             // systemd's restart policy owns units that ended on their own:
             // converging only starts a container it just (re)created.
-            let start = replaced || (intent == Intent::Start && !is_up(state));
+            let start = replaced || (intent != Intent::Converge && !is_up(state));
+            if !start && intent == Intent::Restart && c.pod_container.is_some() {
+                steps.push(step(
+                    Action::RestartUnit(c.unit.clone()),
+                    "restart requested",
+                ));
+                continue;
+            }
             if start {
                 let why = if replaced {
                     "container created"
@@ -624,5 +646,52 @@ mod tests {
                 "Disable([\"berth-web-app.service\"])",
             ]
         );
+    }
+
+    #[test]
+    fn a_restart_restarts_running_containers_and_starts_the_rest_once() {
+        let d = two_containers();
+        let mut o = applied(&d);
+        assert_eq!(
+            actions(&plan(Some(&d), &o, Intent::Restart)),
+            ["RestartUnit(\"berth-web-side.service\")"],
+            "the network holder keeps running"
+        );
+        o.units.insert(
+            "berth-web-side.service".into(),
+            UnitState {
+                active_state: "failed".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            actions(&plan(Some(&d), &o, Intent::Restart)),
+            ["StartUnit(\"berth-web-side.service\")"]
+        );
+    }
+
+    #[test]
+    fn a_replaced_pod_is_removed_then_created_afresh() {
+        let old = desired("local/busybox", true);
+        let new = desired("local/other", true);
+        let got = actions(&plan_replacement(&new, &applied(&old)));
+        assert_eq!(
+            got,
+            [
+                "StopUnit(\"berth-web-app.service\")",
+                "Disable([\"berth-web-app.service\"])",
+                "RemoveUnitFile(\"berth-web-app.service\")",
+                "RemoveUnitFile(\"berth-web.slice\")",
+                "RemoveContainer(\"berth.web.app\")",
+                "PullImage(\"local/other\")",
+                "create berth.web.app",
+                "write berth-web.slice",
+                "write berth-web-app.service",
+                "Enable([\"berth-web-app.service\"])",
+                "StartUnit(\"berth-web-app.service\")",
+            ]
+        );
+        let steps = plan_replacement(&new, &applied(&old));
+        assert_eq!(steps[0].reason, "pod replaced");
     }
 }

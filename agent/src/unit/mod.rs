@@ -4,13 +4,14 @@
 //! elsewhere.
 
 pub mod escape;
+pub mod name;
 pub mod render;
 
 pub use escape::{
     escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
 };
+pub use name::{container_unit_name, pod_network_unit_name, pod_slice_name, UnitName};
 pub use render::{
-    container_cgroup_path, container_unit_name, pod_network_cgroup_path, pod_network_unit_name,
-    pod_slice_name, render_container_unit, render_pod_network_unit, render_pod_slice,
-    restart_setting, ContainerUnit, RenderError, NO_PROBES,
+    container_cgroup_path, pod_network_cgroup_path, render_container_unit, render_pod_network_unit,
+    render_pod_slice, restart_setting, ContainerUnit, RenderError, NO_PROBES,
 };

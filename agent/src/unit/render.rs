@@ -3,7 +3,7 @@
 //! One service per container, `berth-<pod>-<container>.service`, inside one
 //! slice per pod, `berth-<pod>.slice`, which systemd nests under
 //! `berth.slice` because of the `-` in its name. Components are escaped with
-//! [`escape_unit_name_component`], so the only unescaped `-` are berth's own
+//! [`super::escape::escape_unit_name_component`], so the only unescaped `-` are berth's own
 //! separators and `berth-a\x2db-c.service` (pod `a-b`, container `c`) can
 //! never be confused with `berth-a-b\x2dc.service` (pod `a`, container `b-c`).
 //!
@@ -16,9 +16,8 @@ use std::fmt::Write as _;
 
 use berth_model::{validate_dns_label, Check, EnvVar, NameError, Probe, Probes, RestartPolicy};
 
-use super::escape::{
-    escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
-};
+use super::escape::{escape_free_text, quote_env_assignment, quote_exec_arg, EscapeError};
+use super::name::{container_unit_name, pod_network_unit_name, pod_slice_name};
 
 /// Longest unit name systemd accepts, suffix included.
 pub const MAX_UNIT_NAME_LEN: usize = 255;
@@ -154,23 +153,6 @@ pub enum RenderError {
     },
 }
 
-/// Name of the service unit of `container` in `pod`:
-/// `berth-<pod>-<container>.service`, components escaped.
-pub fn container_unit_name(pod: &str, container: &str) -> String {
-    format!(
-        "berth-{}-{}.service",
-        escape_unit_name_component(pod),
-        escape_unit_name_component(container)
-    )
-}
-
-/// Name of the service that holds the pod's network namespace:
-/// `berth-<pod>.service`. It has no `-` after `berth-`, so it can never be
-/// a container's unit.
-pub fn pod_network_unit_name(pod: &str) -> String {
-    format!("berth-{}.service", escape_unit_name_component(pod))
-}
-
 /// The cgroup of the pod network unit, for Docker's `--cgroup-parent`.
 pub fn pod_network_cgroup_path(pod: &str) -> String {
     format!(
@@ -178,11 +160,6 @@ pub fn pod_network_cgroup_path(pod: &str) -> String {
         pod_slice_name(pod),
         pod_network_unit_name(pod)
     )
-}
-
-/// Name of the slice of `pod`: `berth-<pod>.slice`, the pod name escaped.
-pub fn pod_slice_name(pod: &str) -> String {
-    format!("berth-{}.slice", escape_unit_name_component(pod))
 }
 
 /// The cgroup systemd gives the unit of `container` in `pod`, relative to the
