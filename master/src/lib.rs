@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod assignments;
 pub mod auth;
 pub mod config;
 pub mod controller;
@@ -80,7 +81,10 @@ pub async fn run_with(
         Serving::InsecureHttp => None,
     };
     let ca_hash = pki.as_ref().map(|p| tls::ca_hash(&p.ca_pem)).transpose()?;
+    let assignments = Arc::new(assignments::AssignmentIndex::default());
+    let assignment_index = tokio::spawn(Arc::clone(&assignments).follow(Arc::clone(&store)));
     let state = api::AppState {
+        assignments,
         ca_pem: pki.as_ref().map(|p| p.ca_pem.clone()),
         ca_hash,
         store: Arc::clone(&store),
@@ -139,6 +143,7 @@ pub async fn run_with(
     controller.abort();
     webhooks.abort();
     log_retention.abort();
+    assignment_index.abort();
     Ok(())
 }
 

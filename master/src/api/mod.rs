@@ -39,6 +39,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Heartbeats.
     pub liveness: Arc<Liveness>,
+    /// Each node's pods, for its assignment long poll.
+    pub assignments: Arc<crate::assignments::AssignmentIndex>,
     /// Hash of the admin token.
     pub admin_token_hash: String,
     /// The URL agents join (printed in join commands).

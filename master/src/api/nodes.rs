@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Assignments, Heartbeat, NodeView};
 use berth_model::{ClusterPod, Node};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::extract::{self, Body, Path, Query};
@@ -156,17 +155,12 @@ pub async fn assignments(
     require_admin_or_node(&caller, &name)?;
     let wait = extract::long_poll_wait(query.timeout)?;
     extract::int64("after", query.after)?;
-    if let Some(after) = query.after {
-        let mut watch = state.store.watch(PODS, after).await?;
-        let _ = tokio::time::timeout(wait, watch.next()).await;
-    }
-    let (pods, revision) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
-    let pods = pods
-        .into_iter()
-        .map(|p| p.object)
-        .filter(|p| p.node.as_deref() == Some(name.as_str()))
-        .collect();
-    Ok(Json(Assignments { revision, pods }))
+    Ok(Json(
+        state
+            .assignments
+            .assignments(&name, query.after, wait)
+            .await,
+    ))
 }
 
 fn not_found(name: &str) -> ApiFailure {

@@ -1,0 +1,297 @@
+//! Which pods each node runs, kept in memory from the store's watch, so
+//! that a node's assignment long poll wakes only for a change to its own
+//! pods and answers without reading the store.
+//!
+//! Before, every long poll watched every pod and listed them all when
+//! woken: each pod change cost a list of the whole cluster per node. A pod
+//! status a node reports wakes no one: nodes do not read statuses from
+//! their assignments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_model::api::Assignments;
+use berth_model::ClusterPod;
+use futures_util::StreamExt;
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+
+use crate::objects::{self, PODS};
+use crate::store::{EventKind, Store, StoreError};
+
+/// The index; see the module documentation.
+#[derive(Debug)]
+pub struct AssignmentIndex {
+    state: Mutex<Index>,
+    /// The store revision the index has caught up with; 0 until it has
+    /// read the pods once.
+    caught_up: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// The store revision every change up to which is applied.
+    revision: u64,
+    /// Every pod, by name.
+    pods: HashMap<String, ClusterPod>,
+    /// Per node: the revision of the last change to its assignments, and
+    /// who waits for the next one.
+    nodes: HashMap<String, NodeEntry>,
+}
+
+#[derive(Debug, Default)]
+struct NodeEntry {
+    changed: u64,
+    waiters: Arc<Notify>,
+}
+
+impl Default for AssignmentIndex {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(Index::default()),
+            caught_up: watch::channel(0).0,
+        }
+    }
+}
+
+impl AssignmentIndex {
+    /// Follows the store's pods forever: lists them, then applies each
+    /// change from the watch; lists again if the watch breaks.
+    pub async fn follow(self: Arc<Self>, store: Arc<dyn Store>) {
+        loop {
+            if let Err(e) = self.follow_once(store.as_ref()).await {
+                warn!(error = %e, "the assignment index lost the store's watch; reading the pods again");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn follow_once(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let (pods, revision) = objects::list::<ClusterPod>(store, PODS).await?;
+        self.reset(pods.into_iter().map(|p| p.object), revision);
+        let mut changes = store.watch(PODS, revision).await?;
+        while let Some(change) = changes.next().await {
+            let change = change?;
+            let name = change.entry.key.trim_start_matches(PODS).to_owned();
+            let pod = match change.kind {
+                EventKind::Put => Some(objects::decode::<ClusterPod>(&change.entry)?.object),
+                EventKind::Delete => None,
+            };
+            self.apply(&name, pod, change.entry.revision);
+        }
+        Err(StoreError::Backend("the pod watch ended".into()))
+    }
+
+    /// Replaces the whole index with `pods` as of `revision`. Every node is
+    /// told, since anything may have changed while the watch was down.
+    fn reset(&self, pods: impl Iterator<Item = ClusterPod>, revision: u64) {
+        let Ok(mut index) = self.state.lock() else {
+            return;
+        };
+        index.pods = pods.map(|p| (p.spec.name.clone(), p)).collect();
+        index.revision = revision;
+        let nodes: Vec<String> = index.pods.values().filter_map(|p| p.node.clone()).collect();
+        for node in nodes {
+            index.nodes.entry(node).or_default();
+        }
+        for entry in index.nodes.values_mut() {
+            entry.changed = revision;
+            entry.waiters.notify_waiters();
+        }
+        drop(index);
+        self.caught_up.send_replace(revision);
+    }
+
+    /// Applies one change: `pod` is the new value, `None` if deleted.
+    fn apply(&self, name: &str, pod: Option<ClusterPod>, revision: u64) {
+        let Ok(mut index) = self.state.lock() else {
+            return;
+        };
+        let before = match &pod {
+            Some(pod) => index.pods.insert(name.to_owned(), pod.clone()),
+            None => index.pods.remove(name),
+        };
+        index.revision = revision;
+        if !same_assignment(before.as_ref(), pod.as_ref()) {
+            let nodes = [before.and_then(|p| p.node), pod.and_then(|p| p.node)];
+            for node in nodes.into_iter().flatten() {
+                let entry = index.nodes.entry(node).or_default();
+                entry.changed = revision;
+                entry.waiters.notify_waiters();
+            }
+        }
+        drop(index);
+        self.caught_up.send_replace(revision);
+    }
+
+    /// The pods assigned to `node`. With `after`, waits (up to `wait`)
+    /// until they change after that revision.
+    pub async fn assignments(&self, node: &str, after: Option<u64>, wait: Duration) -> Assignments {
+        // The first read of the store comes before any answer.
+        let mut caught_up = self.caught_up.subscribe();
+        let _ = caught_up.wait_for(|revision| *revision > 0).await;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let waiters = {
+                let Ok(mut index) = self.state.lock() else {
+                    break;
+                };
+                let entry = index.nodes.entry(node.to_owned()).or_default();
+                match after {
+                    Some(after) if entry.changed <= after => Arc::clone(&entry.waiters),
+                    _ => break,
+                }
+            };
+            let changed = waiters.notified();
+            tokio::pin!(changed);
+            // Registered before the index is looked at again, so a change
+            // in between is not missed.
+            changed.as_mut().enable();
+            let still_unchanged = self.state.lock().ok().is_some_and(|index| {
+                index
+                    .nodes
+                    .get(node)
+                    .is_some_and(|e| after.is_some_and(|after| e.changed <= after))
+            });
+            if !still_unchanged {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break;
+            }
+        }
+        self.snapshot(node)
+    }
+
+    fn snapshot(&self, node: &str) -> Assignments {
+        let Ok(index) = self.state.lock() else {
+            return Assignments {
+                revision: 0,
+                pods: Vec::new(),
+            };
+        };
+        let pods: BTreeMap<&String, &ClusterPod> = index
+            .pods
+            .iter()
+            .filter(|(_, p)| p.node.as_deref() == Some(node))
+            .collect();
+        Assignments {
+            revision: index.revision,
+            pods: pods.into_values().cloned().collect(),
+        }
+    }
+}
+
+/// Whether a change leaves what a node runs as it was: the same pod on
+/// the same node, differing at most in the status the node itself reported.
+fn same_assignment(before: Option<&ClusterPod>, after: Option<&ClusterPod>) -> bool {
+    match (before, after) {
+        (None, None) => true,
+        (Some(before), Some(after)) => {
+            let mut before = before.clone();
+            before.status.clone_from(&after.status);
+            before == *after
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_model::{PodPhase, PodStatus};
+
+    fn pod(name: &str, node: Option<&str>) -> ClusterPod {
+        serde_json::from_value(serde_json::json!({
+            "spec": {"name": name, "containers": [{"name": "app", "image": "local/busybox"}]},
+            "node": node,
+        }))
+        .expect("a cluster pod")
+    }
+
+    fn names(assignments: &Assignments) -> Vec<&str> {
+        assignments
+            .pods
+            .iter()
+            .map(|p| p.spec.name.as_str())
+            .collect()
+    }
+
+    const NO_WAIT: Duration = Duration::from_millis(0);
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_node_sees_only_its_own_pods() {
+        let index = AssignmentIndex::default();
+        index.reset(
+            [pod("a", Some("h1")), pod("b", Some("h2")), pod("c", None)].into_iter(),
+            7,
+        );
+        let h1 = index.assignments("h1", None, NO_WAIT).await;
+        assert_eq!(names(&h1), ["a"]);
+        assert_eq!(h1.revision, 7);
+        assert!(index.assignments("h3", None, NO_WAIT).await.pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_change_to_another_node_does_not_answer_the_long_poll() {
+        let index = Arc::new(AssignmentIndex::default());
+        index.reset([pod("a", Some("h1"))].into_iter(), 7);
+        let waiting = tokio::spawn({
+            let index = Arc::clone(&index);
+            async move { index.assignments("h1", Some(7), WAIT).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        index.apply("b", Some(pod("b", Some("h2"))), 8);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "h1 was woken by a pod of h2");
+        index.apply("c", Some(pod("c", Some("h1"))), 9);
+        let answer = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("h1 woken by its own pod")
+            .expect("the poll");
+        assert_eq!(names(&answer), ["a", "c"]);
+        assert_eq!(answer.revision, 9);
+    }
+
+    #[tokio::test]
+    async fn a_pod_moved_away_or_deleted_wakes_the_node_it_left() {
+        let index = AssignmentIndex::default();
+        index.reset([pod("a", Some("h1")), pod("b", Some("h1"))].into_iter(), 7);
+        index.apply("a", Some(pod("a", Some("h2"))), 8);
+        let h1 = index.assignments("h1", Some(7), NO_WAIT).await;
+        assert_eq!(names(&h1), ["b"]);
+        index.apply("b", None, 9);
+        let h1 = index.assignments("h1", Some(8), NO_WAIT).await;
+        assert!(h1.pods.is_empty());
+        assert_eq!(h1.revision, 9);
+    }
+
+    #[tokio::test]
+    async fn a_reported_status_wakes_no_one() {
+        let index = Arc::new(AssignmentIndex::default());
+        index.reset([pod("a", Some("h1"))].into_iter(), 7);
+        let mut reported = pod("a", Some("h1"));
+        reported.status = Some(PodStatus {
+            name: "a".into(),
+            phase: PodPhase::Running,
+            slice: "berth-a.slice".into(),
+            containers: Vec::new(),
+            spec: reported.spec.clone(),
+            start_failure: None,
+        });
+        index.apply("a", Some(reported), 8);
+        let started = tokio::time::Instant::now();
+        let answer = index
+            .assignments("h1", Some(7), Duration::from_millis(200))
+            .await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "a status report answered the long poll"
+        );
+        // The answer, at the timeout, is current all the same.
+        assert_eq!(answer.revision, 8);
+        assert!(answer.pods[0].status.is_some());
+    }
+}
