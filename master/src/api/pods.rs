@@ -16,9 +16,8 @@ use crate::objects::{self, NODES, PODS};
 
 /// A pod as users see it: secret values blanked. Only a node's own
 /// assignments carry them.
-fn redact(mut pod: ClusterPod) -> ClusterPod {
-    pod.spec = pod.spec.redacted();
-    pod
+fn redact(pod: ClusterPod) -> ClusterPod {
+    pod.redacted()
 }
 
 /// [`redact`], keeping the revision.

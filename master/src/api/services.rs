@@ -7,8 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Scale, Versioned};
 use berth_model::limits::MAX_REPLICAS;
-use berth_model::link::validate_links;
-use berth_model::{validate_dns_label, Event, EventKind, Service, ValidationErrors};
+use berth_model::{Event, EventKind, Service, ValidationErrors};
 
 use super::extract::{Body, Path, Query};
 use super::watch::{self, WatchQuery};
@@ -21,56 +20,16 @@ pub(super) fn validate(
     service: &Service,
     host_ports: &berth_model::HostPortPolicy,
 ) -> Result<(), ApiFailure> {
-    let mut errors = ValidationErrors::new();
-    if let Err(e) = validate_dns_label(&service.name) {
-        errors.push("name", e.to_string());
-    } else if service.name.len() > 50 {
-        // Pods are named `<service>-<n>` and must stay DNS labels.
-        errors.push("name", "must be at most 50 characters (pods add a suffix)");
-    }
-    if service.replicas > MAX_REPLICAS {
-        errors.push("replicas", format!("must be at most {MAX_REPLICAS}"));
-    }
-    validate_links("links", &service.name, &service.links, &mut errors);
-    for (i, var) in service.env.iter().enumerate() {
-        if !is_env_name(&var.name) {
-            errors.push(
-                format!("env[{i}].name"),
-                "must match [A-Za-z_][A-Za-z0-9_]*",
-            );
-        }
-    }
-    for (i, var) in service.publish.iter().enumerate() {
-        if !is_env_name(&var.name) {
-            errors.push(
-                format!("publish[{i}].name"),
-                "must match [A-Za-z_][A-Za-z0-9_]*",
-            );
-        }
-    }
-    let mut template = service.template.clone();
-    template.name = format!("{}-0", service.name);
-    if let Err(template_errors) = template.validate() {
-        for e in template_errors.errors() {
-            if e.field != "name" {
-                errors.push(format!("template.{}", e.field), e.message.clone());
-            }
-        }
-    }
+    let mut errors = service.validate().err().unwrap_or_default();
     host_ports.check(&service.template, "template.", &mut errors);
     errors
         .into_result()
         .map_err(|e| ApiFailure::invalid("service", e))
 }
 
-/// A service as users see it: secret values blanked. Only a node's own
-/// assignments carry them.
-fn redact(mut service: Service) -> Service {
-    service.template = service.template.redacted();
-    for var in &mut service.publish {
-        var.value.clear();
-    }
-    service
+/// A service as users see it: secret values blanked.
+fn redact(service: Service) -> Service {
+    service.redacted()
 }
 
 /// [`redact`], keeping the revision.
@@ -258,13 +217,4 @@ pub async fn delete(
         )])
         .await?;
     Ok(Json(redacted(current)))
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`: a name a shell and Docker accept.
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
