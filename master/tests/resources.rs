@@ -12,19 +12,6 @@ fn service(name: &str, replicas: u32) -> Value {
     json!({"name": name, "replicas": replicas, "template": {"name": name, "containers": [{"name": "web", "image": "local/busybox", "secretEnv": [{"name": "PW", "value": "hunter2"}]}]}, "publish": [{"name": "PASSWORD", "value": "s3cret"}]})
 }
 
-async fn node_credential(master: &common::Master) -> String {
-    let (_, token) = master.admin(Method::POST, "/v1/join-tokens", None).await;
-    let body = json!({"token": token["token"], "node": {"name": "h1", "address": "10.0.0.1", "capacity": {"memoryBytes": 1u64 << 30, "cpuMillis": 1000}}});
-    let (status, joined) = master
-        .call(Method::POST, "/v1/join", None, Some(body))
-        .await;
-    assert_eq!(status, 201, "{joined}");
-    joined["credential"]
-        .as_str()
-        .expect("credential")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn missing_objects_are_404s_naming_their_kind() {
     let master = common::start("master-resources-missing", 5).await;
@@ -175,7 +162,7 @@ async fn routes_differ_only_by_their_claims_and_hint() {
 #[tokio::test]
 async fn nodes_may_not_use_the_generic_handlers() {
     let master = common::start("master-resources-nodes", 5).await;
-    let credential = node_credential(&master).await;
+    let credential = master.join_node("h1").await;
     for (method, path, body) in [
         (Method::GET, "/v1/services", None),
         (Method::GET, "/v1/services/db", None),
