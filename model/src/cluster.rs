@@ -45,6 +45,21 @@ pub struct Node {
     pub unschedulable: bool,
 }
 
+impl Node {
+    /// Checks what a joining node says of itself: its name is a DNS label
+    /// and its address one other hosts can reach.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if let Err(e) = validate_dns_label(&self.name) {
+            errors.push("name", e.to_string());
+        }
+        if let Err(e) = crate::address::validate_node_address(&self.address) {
+            errors.push("address", e.to_string());
+        }
+        errors.into_result()
+    }
+}
+
 /// A node's liveness as the master sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -224,6 +239,19 @@ mod tests {
             .iter()
             .map(|e| (e.field.as_str(), e.message.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn a_node_names_its_bad_name_and_address() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "name": "H1",
+            "address": "not an address",
+            "capacity": {"memoryBytes": 1, "cpuMillis": 1}
+        }))
+        .expect("node");
+        let errors = node.validate().expect_err("invalid");
+        let names: Vec<&str> = fields(&errors).iter().map(|(f, _)| *f).collect();
+        assert_eq!(names, ["name", "address"]);
     }
 
     #[test]

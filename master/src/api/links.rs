@@ -18,6 +18,7 @@ use super::resource::{fetch, shown, written};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, SERVICES};
+use crate::resource;
 
 /// The linked-to service must exist when the link is made (it may go
 /// away later: the link then has no endpoints).
@@ -26,7 +27,7 @@ async fn require_target(state: &AppState, target: &str) -> Result<(), ApiFailure
         Some(_) => Ok(()),
         None => Err(ApiFailure::field(
             "service",
-            format!("service {target} not found"),
+            resource::not_found_message::<Service>(target),
         )),
     }
 }

@@ -6,6 +6,7 @@
 //! [`Resource`] and its own verbs. The checks themselves are the model
 //! crate's, which the command line calls too.
 
+mod node;
 mod pod;
 mod route;
 mod service;
@@ -187,7 +188,7 @@ fn claim_op<R: Resource>(key: String, object: &R) -> Op {
 
 #[cfg(test)]
 mod tests {
-    use berth_model::{ClusterPod, Route, Service};
+    use berth_model::{ClusterPod, Node, Route, Service};
 
     use super::*;
 
@@ -213,6 +214,7 @@ mod tests {
 
     #[test]
     fn kinds_live_under_their_prefixes() {
+        assert_eq!(key::<Node>("h1"), "/nodes/h1");
         assert_eq!(key::<Service>("web"), "/services/web");
         assert_eq!(key::<ClusterPod>("web-0"), "/pods/web-0");
         assert_eq!(key::<Route>("www"), "/routes/www");
@@ -221,6 +223,7 @@ mod tests {
     #[test]
     fn messages_name_the_kind() {
         assert_eq!(not_found_message::<Service>("db"), "service db not found");
+        assert_eq!(not_found_message::<Node>("h9"), "node h9 not found");
         assert_eq!(
             not_found_message::<ClusterPod>("db-0"),
             "pod db-0 not found"
