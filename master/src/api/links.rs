@@ -23,7 +23,7 @@ use crate::resource;
 /// The linked-to service must exist when the link is made (it may go
 /// away later: the link then has no endpoints).
 async fn require_target(state: &AppState, target: &str) -> Result<(), ApiFailure> {
-    match objects::get::<Service>(state.store.as_ref(), SERVICES, target).await? {
+    match resource::get::<Service>(state.store.as_ref(), target).await? {
         Some(_) => Ok(()),
         None => Err(ApiFailure::field(
             "service",

@@ -38,7 +38,7 @@ pub fn not_found<R: Resource>(name: &str) -> ApiFailure {
 
 /// Object `name` of kind `R`, or its 404.
 pub async fn fetch<R: Resource>(state: &AppState, name: &str) -> Result<Versioned<R>, ApiFailure> {
-    objects::get::<R>(state.store.as_ref(), R::PREFIX, name)
+    resource::get::<R>(state.store.as_ref(), name)
         .await?
         .ok_or_else(|| not_found::<R>(name))
 }
@@ -131,7 +131,7 @@ pub async fn create<R: Resource>(
         .into_result()
         .map_err(invalid::<R>)?;
     let store = state.store.as_ref();
-    if let Some(existing) = objects::get::<R>(store, R::PREFIX, object.name()).await? {
+    if let Some(existing) = resource::get::<R>(store, object.name()).await? {
         if existing.object == object {
             return Ok((StatusCode::OK, Json(shown(existing))));
         }

@@ -13,6 +13,7 @@ mod service;
 
 use std::future::Future;
 
+use berth_model::api::Versioned;
 use berth_model::{FieldError, HostPortPolicy, ValidationErrors};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -108,6 +109,19 @@ pub fn key<R: Resource>(name: &str) -> String {
     match R::SCOPE {
         Scope::Cluster => objects::key(R::PREFIX, name),
     }
+}
+
+/// Object `name` of kind `R`, if it exists.
+pub async fn get<R: Resource>(
+    store: &dyn Store,
+    name: &str,
+) -> Result<Option<Versioned<R>>, StoreError> {
+    store
+        .get(&key::<R>(name))
+        .await?
+        .as_ref()
+        .map(objects::decode)
+        .transpose()
 }
 
 /// The answer for an object that does not exist.

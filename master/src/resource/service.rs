@@ -4,7 +4,7 @@
 use berth_model::{Service, ValidationErrors};
 
 use super::{Resource, Settings};
-use crate::objects::{self, SERVICES};
+use crate::objects::SERVICES;
 use crate::store::{Store, StoreError};
 
 impl Resource for Service {
@@ -33,13 +33,10 @@ impl Resource for Service {
     async fn check_references(&self, store: &dyn Store) -> Result<ValidationErrors, StoreError> {
         let mut missing = ValidationErrors::new();
         for (i, link) in self.links.iter().enumerate() {
-            if objects::get::<Service>(store, SERVICES, &link.service)
-                .await?
-                .is_none()
-            {
+            if super::get::<Service>(store, &link.service).await?.is_none() {
                 missing.push(
                     format!("links[{i}].service"),
-                    format!("service {} not found", link.service),
+                    super::not_found_message::<Service>(&link.service),
                 );
             }
         }
