@@ -516,6 +516,25 @@ mod tests {
     }
 
     #[test]
+    fn the_master_s_service_rules_are_checked_before_asking_it() {
+        let long = "w".repeat(51);
+        let service = run_args(&[&long, "--image", "i", "--link-env", "1X=y"]).service();
+        let errors = service.validate().unwrap_err();
+        let found: Vec<(&str, &str)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("name", "must be at most 50 characters (pods add a suffix)"),
+                ("publish[0].name", "must match [A-Za-z_][A-Za-z0-9_]*"),
+            ]
+        );
+    }
+
+    #[test]
     fn secrets_are_blanked_before_printing() {
         let service = run_args(&["web", "--image", "i", "--secret-env", "PW=hunter2"]).service();
         let shown = Versioned {
