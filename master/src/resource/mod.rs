@@ -163,17 +163,15 @@ pub fn update_ops<R: Resource>(current: &R, object: &R, expected: u64) -> (Vec<O
         expected,
     }];
     let (held, wanted) = (current.claims(), object.claims());
+    let released = held.iter().filter(|claim| !wanted.contains(claim));
+    ops.extend(released.map(|key| Op::Delete {
+        key: key.clone(),
+        expected: None,
+    }));
     let taken: Vec<String> = wanted
         .into_iter()
         .filter(|claim| !held.contains(claim))
         .collect();
-    let released = held
-        .into_iter()
-        .filter(|claim| !object.claims().contains(claim));
-    ops.extend(released.map(|key| Op::Delete {
-        key,
-        expected: None,
-    }));
     ops.extend(taken.iter().map(|claim| claim_op(claim.clone(), object)));
     (ops, taken)
 }
