@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use berth_model::api::Versioned;
-use berth_model::{validate_dns_label, ClusterPod, Service, ValidationErrors};
+use berth_model::{ClusterPod, Service, ValidationErrors};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
@@ -293,7 +293,7 @@ async fn create_service(client: &MasterClient, args: &RunArgs) -> anyhow::Result
     let service = args.service();
     // The master judges the service by the same rules; checking here first
     // saves a round trip and names the same fields.
-    validate(&service).map_err(InvalidService)?;
+    service.validate().map_err(InvalidService)?;
     let answer = client.create_service(&service).await?;
     let replicas = answer.service.object.replicas;
     let text = if answer.created {
@@ -326,7 +326,7 @@ async fn list_pods(client: &MasterClient, ps: &PsArgs) -> anyhow::Result<()> {
                 .is_none_or(|service| pod.object.service.as_deref() == Some(service))
         })
         .filter(|pod| ps.all || !finished(&pod.object))
-        .map(redacted_pod)
+        .map(|pod| pod.map(ClusterPod::redacted))
         .collect();
     match output::structured(ps.output, &pods)? {
         Some(text) => output::print(&text),
@@ -348,7 +348,7 @@ async fn describe_pod(client: &MasterClient, name: &str, format: Format) -> anyh
         .await?
         .into_iter()
         .find(|pod| pod.object.spec.name == name)
-        .map(redacted_pod)
+        .map(|pod| pod.map(ClusterPod::redacted))
         .ok_or_else(|| anyhow::anyhow!("pod {name} not found (see berth ps -a)"))?;
     match output::structured(format, &pod)? {
         Some(text) => output::print(&text),
@@ -357,13 +357,13 @@ async fn describe_pod(client: &MasterClient, name: &str, format: Format) -> anyh
 }
 
 async fn describe_service(client: &MasterClient, name: &str, format: Format) -> anyhow::Result<()> {
-    let service = redacted_service(client.get_service(name).await?);
+    let service = client.get_service(name).await?.map(Service::redacted);
     let pods: Vec<_> = client
         .list_pods()
         .await?
         .into_iter()
         .filter(|pod| pod.object.service.as_deref() == Some(name))
-        .map(redacted_pod)
+        .map(|pod| pod.map(ClusterPod::redacted))
         .collect();
     let description = Description { service, pods };
     match output::structured(format, &description)? {
@@ -391,47 +391,6 @@ impl RunArgs {
             publish: self.publish.clone(),
         }
     }
-}
-
-/// The checks the master makes that need no cluster state, with the field
-/// names it uses: the name is a DNS label and the template, named like the
-/// service's first pod, is a valid pod.
-fn validate(service: &Service) -> Result<(), ValidationErrors> {
-    let mut errors = ValidationErrors::new();
-    if let Err(error) = validate_dns_label(&service.name) {
-        errors.push("name", error.to_string());
-    }
-    berth_model::link::validate_links("links", &service.name, &service.links, &mut errors);
-    let mut template = service.template.clone();
-    template.name = format!("{}-0", service.name);
-    if let Err(template_errors) = template.validate() {
-        for error in template_errors.errors() {
-            // The pod's name derives from the service's, checked above.
-            if error.field != "name" {
-                errors.push(format!("template.{}", error.field), error.message.clone());
-            }
-        }
-    }
-    errors.into_result()
-}
-
-/// The service with every secret value blanked; the master keeps them, and
-/// the command line never prints them.
-fn redacted_service(mut service: Versioned<Service>) -> Versioned<Service> {
-    service.object.template = service.object.template.redacted();
-    for var in &mut service.object.publish {
-        var.value.clear();
-    }
-    service
-}
-
-/// The pod with every secret value blanked.
-fn redacted_pod(mut pod: Versioned<ClusterPod>) -> Versioned<ClusterPod> {
-    pod.object.spec = pod.object.spec.redacted();
-    if let Some(status) = &mut pod.object.status {
-        status.spec = status.spec.redacted();
-    }
-    pod
 }
 
 fn plural<N: PartialEq + From<u8>>(
@@ -491,7 +450,7 @@ mod tests {
             "-f",
         ]);
         let service = args.service();
-        assert_eq!(validate(&service), Ok(()));
+        assert_eq!(service.validate(), Ok(()));
         let expected = serde_json::json!({
             "name": "web",
             "replicas": 3,
@@ -543,7 +502,7 @@ mod tests {
     #[test]
     fn validation_names_the_fields_the_master_names() {
         let service = run_args(&["Web", "--image", "", "-e", "1X=y"]).service();
-        let errors = validate(&service).unwrap_err();
+        let errors = service.validate().unwrap_err();
         let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -557,14 +516,34 @@ mod tests {
     }
 
     #[test]
+    fn the_master_s_service_rules_are_checked_before_asking_it() {
+        let long = "w".repeat(51);
+        let service = run_args(&[&long, "--image", "i", "--link-env", "1X=y"]).service();
+        let errors = service.validate().unwrap_err();
+        let found: Vec<(&str, &str)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("name", "must be at most 50 characters (pods add a suffix)"),
+                ("publish[0].name", "must match [A-Za-z_][A-Za-z0-9_]*"),
+            ]
+        );
+    }
+
+    #[test]
     fn secrets_are_blanked_before_printing() {
         let service = run_args(&["web", "--image", "i", "--secret-env", "PW=hunter2"]).service();
-        let shown = redacted_service(Versioned {
+        let shown = Versioned {
             resource_version: 1,
             object: service.clone(),
-        });
+        }
+        .map(Service::redacted);
         assert_eq!(shown.object.template.containers[0].secret_env[0].value, "");
-        let pod = redacted_pod(Versioned {
+        let pod = Versioned {
             resource_version: 1,
             object: ClusterPod {
                 spec: service.template.clone(),
@@ -576,7 +555,8 @@ mod tests {
                 egress: Default::default(),
                 start_failed_on: Default::default(),
             },
-        });
+        }
+        .map(ClusterPod::redacted);
         assert!(!serde_json::to_string(&pod).unwrap().contains("hunter2"));
     }
 

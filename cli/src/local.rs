@@ -143,7 +143,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         LocalCommand::Logs(logs) => stream_logs(&client, &logs).await,
         LocalCommand::Inspect(pod) => {
             let status = client.get_pod(&pod.name).await?;
-            print(&output::json(&redacted(status))?)
+            // The agent already blanks secrets; doing it again here means a
+            // faulty agent still cannot make berth print one.
+            print(&output::json(&status.redacted())?)
         }
     }
 }
@@ -162,7 +164,7 @@ async fn list(client: &AgentClient, args: &PsArgs) -> anyhow::Result<()> {
         .list_pods(args.all)
         .await?
         .into_iter()
-        .map(redacted)
+        .map(PodStatus::redacted)
         .collect();
     match args.output {
         OutputFormat::Table => print(&output::pods_table(&pods)),
@@ -197,13 +199,6 @@ async fn stream_logs(client: &AgentClient, args: &LogsArgs) -> anyhow::Result<()
         stdout.flush().await.context("writing to stdout")?;
     }
     Ok(())
-}
-
-/// The status with every secret value blanked. The agent already does this;
-/// doing it again here means a faulty agent still cannot make berth print one.
-fn redacted(mut status: PodStatus) -> PodStatus {
-    status.spec = status.spec.redacted();
-    status
 }
 
 impl RunArgs {

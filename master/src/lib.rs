@@ -16,6 +16,7 @@ pub mod instruments;
 pub mod logs;
 pub mod metrics;
 pub mod objects;
+pub mod resource;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -19,17 +19,7 @@ impl Master {
     /// Joins `node` and keeps it Ready with a heartbeat every 200 ms until
     /// the returned task is aborted; the node's credential.
     async fn join(&self, node: &str) -> (String, tokio::task::JoinHandle<()>) {
-        let (status, token) = self
-            .admin(reqwest::Method::POST, "/v1/join-tokens", None)
-            .await;
-        assert_eq!(status, 201, "{token}");
-        let token = token["token"].as_str().expect("test").to_owned();
-        let body = json!({"token": token, "node": {"name": node, "address": format!("{node}.lab"), "capacity": {"memoryBytes": 8u64 << 30, "cpuMillis": 8000}}});
-        let (status, joined) = self
-            .call(reqwest::Method::POST, "/v1/join", None, Some(body))
-            .await;
-        assert_eq!(status, 201, "{joined}");
-        let credential = joined["credential"].as_str().expect("test").to_owned();
+        let credential = self.join_node(node).await;
         let (http, url, name, token) = (
             self.http.clone(),
             self.url.clone(),

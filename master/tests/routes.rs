@@ -10,19 +10,6 @@ use serde_json::{json, Value};
 
 mod common;
 
-async fn join(master: &common::Master, node: &str) -> String {
-    let (_, token) = master.admin(Method::POST, "/v1/join-tokens", None).await;
-    let body = json!({"token": token["token"], "node": {"name": node, "address": "10.0.0.1", "capacity": {"memoryBytes": 1u64 << 30, "cpuMillis": 1000}}});
-    let (status, joined) = master
-        .call(Method::POST, "/v1/join", None, Some(body))
-        .await;
-    assert_eq!(status, 201, "{joined}");
-    joined["credential"]
-        .as_str()
-        .expect("credential")
-        .to_owned()
-}
-
 fn fields(answer: &Value) -> Vec<String> {
     answer["fields"]
         .as_array()
@@ -110,7 +97,7 @@ async fn routes_are_checked_unique_generated_replaced_and_followed() {
     assert_eq!(status, 201);
 
     // A router (node credential) long-polls and wakes on a change.
-    let credential = join(&master, "h1").await;
+    let credential = master.join_node("h1").await;
     let (status, view) = master
         .call(Method::GET, "/v1/routes", Some(&credential), None)
         .await;

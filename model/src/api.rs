@@ -138,6 +138,17 @@ pub struct Versioned<T> {
     pub object: T,
 }
 
+impl<T> Versioned<T> {
+    /// The same revision with the object passed through `f` (to redact it,
+    /// say).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Versioned<U> {
+        Versioned {
+            resource_version: self.resource_version,
+            object: f(self.object),
+        }
+    }
+}
+
 /// `POST /v1/nodes/{name}/events`: events a node observed, in the order it
 /// observed them. Sending the same batch again is harmless: the master
 /// keeps one event per `id`.

@@ -5,9 +5,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::{EgressPolicy, Link};
+use crate::limits::MAX_REPLICAS;
+use crate::link::{validate_links, EgressPolicy, Link};
+use crate::name::{validate_dns_label, validate_env_name};
 use crate::pod::{EnvVar, Pod};
 use crate::status::PodStatus;
+use crate::validation::ValidationErrors;
+
+/// Longest service name: its pods are named `<service>-<n>`, and must stay
+/// DNS labels.
+pub const MAX_SERVICE_NAME_LEN: usize = 50;
 
 /// What a node offers to pods.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +43,21 @@ pub struct Node {
     /// Cordoned: no new pods are placed on it.
     #[serde(default)]
     pub unschedulable: bool,
+}
+
+impl Node {
+    /// Checks what a joining node says of itself: its name is a DNS label
+    /// and its address one other hosts can reach.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if let Err(e) = validate_dns_label(&self.name) {
+            errors.push("name", e.to_string());
+        }
+        if let Err(e) = crate::address::validate_node_address(&self.address) {
+            errors.push("address", e.to_string());
+        }
+        errors.into_result()
+    }
 }
 
 /// A node's liveness as the master sees it.
@@ -84,6 +106,66 @@ pub struct Service {
     pub publish: Vec<EnvVar>,
 }
 
+impl Service {
+    /// Checks everything that needs no other object and no node's or
+    /// master's settings (the master adds its host port policy, and that
+    /// linked-to services exist): the name, the replica count, the links,
+    /// the variable names and the template, named like the service's first
+    /// pod. The master and the command line both judge by this.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if let Err(e) = validate_dns_label(&self.name) {
+            errors.push("name", e.to_string());
+        } else if self.name.len() > MAX_SERVICE_NAME_LEN {
+            errors.push(
+                "name",
+                format!("must be at most {MAX_SERVICE_NAME_LEN} characters (pods add a suffix)"),
+            );
+        }
+        if let Err(message) = validate_replicas(self.replicas) {
+            errors.push("replicas", message);
+        }
+        validate_links("links", &self.name, &self.links, &mut errors);
+        for (list, vars) in [("env", &self.env), ("publish", &self.publish)] {
+            for (i, var) in vars.iter().enumerate() {
+                if let Err(message) = validate_env_name(&var.name) {
+                    errors.push(format!("{list}[{i}].name"), message);
+                }
+            }
+        }
+        let mut template = self.template.clone();
+        template.name = format!("{}-0", self.name);
+        if let Err(template_errors) = template.validate() {
+            for e in template_errors.errors() {
+                // The pod's name derives from the service's, checked above.
+                if e.field != "name" {
+                    errors.push(format!("template.{}", e.field), e.message.clone());
+                }
+            }
+        }
+        errors.into_result()
+    }
+
+    /// The service as users see it: every secret value blanked (its
+    /// template's secret variables and the values it publishes). Only a
+    /// node's own assignments carry them.
+    pub fn redacted(mut self) -> Service {
+        self.template = self.template.redacted();
+        for var in &mut self.publish {
+            var.value.clear();
+        }
+        self
+    }
+}
+
+/// Checks a replica count, as a service or a scale request gives it.
+pub fn validate_replicas(replicas: u32) -> Result<(), String> {
+    if replicas > MAX_REPLICAS {
+        return Err(format!("must be at most {MAX_REPLICAS}"));
+    }
+    Ok(())
+}
+
 /// A pod the master manages: its spec, where it is placed and what the
 /// node last reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,4 +198,124 @@ pub struct ClusterPod {
     /// there again (milliseconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub start_failed_on: BTreeMap<String, u64>,
+}
+
+impl ClusterPod {
+    /// The pod as users see it: the secret values of its spec, and of the
+    /// spec its node reported, blanked.
+    pub fn redacted(mut self) -> ClusterPod {
+        self.spec = self.spec.redacted();
+        self.status = self.status.map(PodStatus::redacted);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(json: serde_json::Value) -> Service {
+        let mut base = serde_json::json!({
+            "name": "web",
+            "replicas": 2,
+            "template": {
+                "name": "web",
+                "containers": [{
+                    "name": "web",
+                    "image": "local/busybox",
+                    "secretEnv": [{"name": "PW", "value": "hunter2"}]
+                }]
+            }
+        });
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), json.as_object()) {
+            base.extend(extra.clone());
+        }
+        serde_json::from_value(base).expect("service")
+    }
+
+    fn fields(errors: &ValidationErrors) -> Vec<(&str, &str)> {
+        errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_node_names_its_bad_name_and_address() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "name": "H1",
+            "address": "not an address",
+            "capacity": {"memoryBytes": 1, "cpuMillis": 1}
+        }))
+        .expect("node");
+        let errors = node.validate().expect_err("invalid");
+        let names: Vec<&str> = fields(&errors).iter().map(|(f, _)| *f).collect();
+        assert_eq!(names, ["name", "address"]);
+    }
+
+    #[test]
+    fn a_plain_service_is_valid() {
+        assert_eq!(service(serde_json::json!({})).validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_named_in_field_order() {
+        let bad = service(serde_json::json!({
+            "name": "w".repeat(51),
+            "replicas": MAX_REPLICAS + 1,
+            "env": [{"name": "1X", "value": "y"}, {"name": "", "value": "y"}],
+            "publish": [{"name": "A-B", "value": "s"}],
+        }));
+        let errors = bad.validate().expect_err("invalid");
+        assert_eq!(
+            fields(&errors),
+            [
+                ("name", "must be at most 50 characters (pods add a suffix)"),
+                ("replicas", "must be at most 10000"),
+                ("env[0].name", "must match [A-Za-z_][A-Za-z0-9_]*"),
+                ("env[1].name", "must not be empty"),
+                ("publish[0].name", "must match [A-Za-z_][A-Za-z0-9_]*"),
+            ]
+        );
+    }
+
+    #[test]
+    fn template_problems_are_prefixed_and_its_name_comes_from_the_service() {
+        let mut bad = service(serde_json::json!({"name": "Web"}));
+        bad.template.containers[0].image.clear();
+        let errors = bad.validate().expect_err("invalid");
+        let names: Vec<&str> = fields(&errors).iter().map(|(f, _)| *f).collect();
+        assert_eq!(names, ["name", "template.containers[0].image"]);
+    }
+
+    #[test]
+    fn redaction_blanks_secret_and_published_values() {
+        let shown = service(serde_json::json!({
+            "publish": [{"name": "PASSWORD", "value": "s3cret"}],
+        }))
+        .redacted();
+        let text = serde_json::to_string(&shown).expect("json");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert_eq!(shown.publish[0].name, "PASSWORD");
+    }
+
+    #[test]
+    fn a_pods_reported_spec_is_redacted_too() {
+        let spec = service(serde_json::json!({})).template;
+        let pod: ClusterPod = serde_json::from_value(serde_json::json!({
+            "spec": spec,
+            "status": {
+                "name": "web",
+                "phase": "Running",
+                "slice": "berth-web.slice",
+                "spec": spec,
+                "containers": []
+            }
+        }))
+        .expect("pod");
+        let text = serde_json::to_string(&pod.redacted()).expect("json");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
 }

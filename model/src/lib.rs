@@ -27,7 +27,7 @@ pub use event::{Event, EventKind, UnknownEventKind};
 pub use host_ports::{HostPortPolicy, PortRange};
 pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use link::{EgressPolicy, Link};
-pub use name::{validate_dns_label, NameError};
+pub use name::{is_env_name, validate_dns_label, validate_env_name, NameError};
 pub use pod::{
     Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Security, Volume, VolumeMount,
 };

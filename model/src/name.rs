@@ -2,6 +2,8 @@
 //! unit name, a Docker container name and an iptables comment, so names are
 //! held to DNS-1123 labels.
 
+use crate::limits::MAX_ENV_NAME_LEN;
+
 /// Longest name a DNS-1123 label may have.
 pub const MAX_DNS_LABEL_LEN: usize = 63;
 
@@ -43,9 +45,60 @@ pub fn validate_dns_label(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Whether `name` is `[A-Za-z_][A-Za-z0-9_]*`: a variable name that a
+/// shell, Docker and systemd's `Environment=` all accept.
+pub fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Checks an environment variable's name: not empty, at most
+/// [`MAX_ENV_NAME_LEN`] bytes, and [`is_env_name`]. The one rule for a
+/// container's variables, a service's and the values it publishes.
+pub fn validate_env_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > MAX_ENV_NAME_LEN {
+        return Err(format!(
+            "must be at most {MAX_ENV_NAME_LEN} bytes, got {}",
+            name.len()
+        ));
+    }
+    if !is_env_name(name) {
+        return Err("must match [A-Za-z_][A-Za-z0-9_]*".to_owned());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_names() {
+        for good in ["A", "_", "a_b", "PATH", "X1", "_9"] {
+            assert!(is_env_name(good), "{good}");
+            assert_eq!(validate_env_name(good), Ok(()), "{good}");
+        }
+        for bad in ["1A", "A-B", "A B", "A=B", "É", "a.b"] {
+            assert!(!is_env_name(bad), "{bad}");
+            assert_eq!(
+                validate_env_name(bad),
+                Err("must match [A-Za-z_][A-Za-z0-9_]*".to_owned()),
+                "{bad}"
+            );
+        }
+        assert_eq!(validate_env_name(""), Err("must not be empty".to_owned()));
+        assert_eq!(
+            validate_env_name(&"A".repeat(256)),
+            Err("must be at most 255 bytes, got 256".to_owned())
+        );
+        assert_eq!(validate_env_name(&"A".repeat(255)), Ok(()));
+    }
 
     #[test]
     fn accepts_labels() {

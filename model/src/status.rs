@@ -137,3 +137,11 @@ impl Pod {
         pod
     }
 }
+
+impl PodStatus {
+    /// The status with its spec's secret values blanked.
+    pub fn redacted(mut self) -> PodStatus {
+        self.spec = self.spec.redacted();
+        self
+    }
+}

@@ -79,7 +79,7 @@ pub fn quote_exec_arg(s: &str) -> Result<String, EscapeError> {
 ///
 /// `Environment=` is readable by anyone over D-Bus: never pass secrets.
 pub fn quote_env_assignment(name: &str, value: &str) -> Result<String, EscapeError> {
-    if !is_env_name(name) {
+    if !berth_model::is_env_name(name) {
         return Err(EscapeError::InvalidEnvName(name.to_owned()));
     }
     let mut out = String::with_capacity(name.len() + value.len() + 3);
@@ -111,15 +111,6 @@ pub fn escape_free_text(s: &str) -> String {
     out.trim_start()
         .trim_end_matches(|c: char| c == '\\' || c.is_whitespace())
         .to_owned()
-}
-
-/// Whether `name` can be assigned with `Environment=`.
-fn is_env_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Whether `$` is special where the quoted text goes.

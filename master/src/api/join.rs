@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::{JoinRequest, JoinResponse, JoinToken, JoinTokenRequest, Versioned};
-use berth_model::{validate_dns_label, validate_node_address, Node, ValidationErrors};
+use berth_model::{validate_dns_label, Node, ValidationErrors};
 use serde::{Deserialize, Serialize};
 
 use super::extract::Body;
@@ -196,16 +196,14 @@ pub async fn join(
 ) -> Result<(StatusCode, Json<JoinResponse>), ApiFailure> {
     let request: JoinRequest = parse("join request", &body)?;
     let mut node: Node = request.node;
-    let mut errors = ValidationErrors::new();
-    if let Err(e) = validate_dns_label(&node.name) {
-        errors.push("node.name", e.to_string());
+    if let Err(node_errors) = node.validate() {
+        // Named as the request spells them: under `node`.
+        let mut errors = ValidationErrors::new();
+        for e in node_errors.errors() {
+            errors.push(format!("node.{}", e.field), e.message.clone());
+        }
+        return Err(ApiFailure::invalid("join request", errors));
     }
-    if let Err(e) = validate_node_address(&node.address) {
-        errors.push("node.address", e.to_string());
-    }
-    errors
-        .into_result()
-        .map_err(|e| ApiFailure::invalid("join request", e))?;
     let token_key = objects::key(JOIN_TOKENS, &auth::hash(&request.token));
     let refused = || {
         ApiFailure::new(

@@ -14,25 +14,20 @@ use berth_model::link::validate_links;
 use berth_model::ValidationErrors;
 
 use super::extract::{Body, Path, Query};
-use super::services::redacted;
+use super::resource::{fetch, shown, written};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, SERVICES};
-
-async fn service(state: &AppState, name: &str) -> Result<Versioned<Service>, ApiFailure> {
-    objects::get::<Service>(state.store.as_ref(), SERVICES, name)
-        .await?
-        .ok_or_else(|| ApiFailure::new(StatusCode::NOT_FOUND, format!("service {name} not found")))
-}
+use crate::resource;
 
 /// The linked-to service must exist when the link is made (it may go
 /// away later: the link then has no endpoints).
 async fn require_target(state: &AppState, target: &str) -> Result<(), ApiFailure> {
-    match objects::get::<Service>(state.store.as_ref(), SERVICES, target).await? {
+    match resource::get::<Service>(state.store.as_ref(), target).await? {
         Some(_) => Ok(()),
         None => Err(ApiFailure::field(
             "service",
-            format!("service {target} not found"),
+            resource::not_found_message::<Service>(target),
         )),
     }
 }
@@ -69,9 +64,9 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
     require_admin(&caller)?;
     let link: Link = parse("link", &body)?;
-    let current = service(&state, &name).await?;
+    let current = fetch::<Service>(&state, &name).await?;
     if current.object.links.contains(&link) {
-        return Ok((StatusCode::OK, Json(redacted(current))));
+        return Ok((StatusCode::OK, Json(shown(current))));
     }
     let mut updated = current.object.clone();
     updated.links.push(link.clone());
@@ -86,13 +81,7 @@ pub async fn add(
             current.resource_version,
         )])
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(redacted(Versioned {
-            resource_version: revision,
-            object: updated,
-        })),
-    ))
+    Ok((StatusCode::CREATED, written(updated, revision)))
 }
 
 /// `?port=`: which of the links to the target to remove (all without it).
@@ -109,7 +98,7 @@ pub async fn remove(
     Query(query): Query<UnlinkQuery>,
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
     require_admin(&caller)?;
-    let current = service(&state, &name).await?;
+    let current = fetch::<Service>(&state, &name).await?;
     let mut updated = current.object.clone();
     updated
         .links
@@ -129,8 +118,5 @@ pub async fn remove(
             current.resource_version,
         )])
         .await?;
-    Ok(Json(redacted(Versioned {
-        resource_version: revision,
-        object: updated,
-    })))
+    Ok(written(updated, revision))
 }

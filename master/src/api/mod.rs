@@ -13,6 +13,7 @@ mod nodes;
 mod openapi;
 mod pods;
 mod prometheus;
+pub mod resource;
 mod routes;
 mod services;
 mod watch;
@@ -25,7 +26,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use berth_model::{ApiError, FieldError, ValidationErrors, MAX_REQUEST_BODY_BYTES};
+use berth_model::{
+    ApiError, ClusterPod, FieldError, Route, Service, ValidationErrors, MAX_REQUEST_BODY_BYTES,
+};
 
 use crate::auth::{self, Caller};
 use crate::controller::liveness::Liveness;
@@ -91,25 +94,34 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))
-        .route("/v1/services", get(services::list).post(services::create))
+        .route(
+            "/v1/services",
+            get(resource::list::<Service>).post(resource::create::<Service>),
+        )
         .route(
             "/v1/services/{name}",
-            get(services::get_service)
-                .put(services::update)
-                .delete(services::delete),
+            get(resource::get::<Service>)
+                .put(resource::update::<Service>)
+                .delete(resource::delete::<Service>),
         )
         .route("/v1/services/{name}/scale", post(services::scale))
         .route("/v1/services/{name}/links", post(links::add))
         .route("/v1/services/{name}/links/{target}", delete(links::remove))
-        .route("/v1/pods", get(pods::list))
-        .route("/v1/pods/{name}", get(pods::get_pod).delete(pods::delete))
+        .route("/v1/pods", get(resource::list::<ClusterPod>))
+        .route(
+            "/v1/pods/{name}",
+            get(resource::get::<ClusterPod>).delete(resource::delete::<ClusterPod>),
+        )
         .route("/v1/pods/{name}/move", post(pods::move_pod))
-        .route("/v1/routes", get(routes::list).post(routes::create))
+        .route(
+            "/v1/routes",
+            get(routes::list).post(resource::create::<Route>),
+        )
         .route(
             "/v1/routes/{name}",
-            get(routes::get_route)
-                .put(routes::replace)
-                .delete(routes::delete),
+            get(resource::get::<Route>)
+                .put(resource::update::<Route>)
+                .delete(resource::delete::<Route>),
         )
         .route("/v1/routes/{name}/rejected", post(routes::rejected))
         .route("/v1/endpoints", get(endpoints::list))

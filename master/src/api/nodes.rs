@@ -9,6 +9,7 @@ use berth_model::{ClusterPod, Node};
 use serde::Deserialize;
 
 use super::extract::{self, Body, Path, Query};
+use super::resource::fetch;
 use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -60,9 +61,7 @@ pub async fn get_node(
     Path(name): Path<String>,
 ) -> Result<Json<NodeView>, ApiFailure> {
     require_admin_or_node(&caller, &name)?;
-    let node = objects::get::<Node>(state.store.as_ref(), NODES, &name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
+    let node = fetch::<Node>(&state, &name).await?;
     let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;
     Ok(Json(view(&state, node.object, &pods).await))
 }
@@ -163,21 +162,12 @@ pub async fn assignments(
     ))
 }
 
-fn not_found(name: &str) -> ApiFailure {
-    ApiFailure::new(
-        axum::http::StatusCode::NOT_FOUND,
-        format!("node {name} not found"),
-    )
-}
-
 async fn set_cordon(
     state: &AppState,
     name: &str,
     cordoned: bool,
 ) -> Result<Json<Node>, ApiFailure> {
-    let node = objects::get::<Node>(state.store.as_ref(), NODES, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let node = fetch::<Node>(state, name).await?;
     let mut updated = node.object.clone();
     updated.unschedulable = cordoned;
     let op: Op = objects::update(NODES, name, &updated, node.resource_version);

@@ -1,198 +1,20 @@
 //! Services: replicated pod templates. Writing one is all the API does; the
-//! controller creates, places and removes its pods.
+//! controller creates, places and removes its pods. Listing, watching,
+//! creating, updating and deleting them is [`super::resource`]'s; scaling
+//! is theirs alone.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{Scale, Versioned};
-use berth_model::limits::MAX_REPLICAS;
-use berth_model::link::validate_links;
-use berth_model::{validate_dns_label, Event, EventKind, Service, ValidationErrors};
+use berth_model::cluster::validate_replicas;
+use berth_model::{Event, EventKind, Service};
 
-use super::extract::{Body, Path, Query};
-use super::watch::{self, WatchQuery};
+use super::extract::{Body, Path};
+use super::resource::{fetch, written};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::controller::events;
 use crate::objects::{self, SERVICES};
-
-pub(super) fn validate(
-    service: &Service,
-    host_ports: &berth_model::HostPortPolicy,
-) -> Result<(), ApiFailure> {
-    let mut errors = ValidationErrors::new();
-    if let Err(e) = validate_dns_label(&service.name) {
-        errors.push("name", e.to_string());
-    } else if service.name.len() > 50 {
-        // Pods are named `<service>-<n>` and must stay DNS labels.
-        errors.push("name", "must be at most 50 characters (pods add a suffix)");
-    }
-    if service.replicas > MAX_REPLICAS {
-        errors.push("replicas", format!("must be at most {MAX_REPLICAS}"));
-    }
-    validate_links("links", &service.name, &service.links, &mut errors);
-    for (i, var) in service.env.iter().enumerate() {
-        if !is_env_name(&var.name) {
-            errors.push(
-                format!("env[{i}].name"),
-                "must match [A-Za-z_][A-Za-z0-9_]*",
-            );
-        }
-    }
-    for (i, var) in service.publish.iter().enumerate() {
-        if !is_env_name(&var.name) {
-            errors.push(
-                format!("publish[{i}].name"),
-                "must match [A-Za-z_][A-Za-z0-9_]*",
-            );
-        }
-    }
-    let mut template = service.template.clone();
-    template.name = format!("{}-0", service.name);
-    if let Err(template_errors) = template.validate() {
-        for e in template_errors.errors() {
-            if e.field != "name" {
-                errors.push(format!("template.{}", e.field), e.message.clone());
-            }
-        }
-    }
-    host_ports.check(&service.template, "template.", &mut errors);
-    errors
-        .into_result()
-        .map_err(|e| ApiFailure::invalid("service", e))
-}
-
-/// A service as users see it: secret values blanked. Only a node's own
-/// assignments carry them.
-fn redact(mut service: Service) -> Service {
-    service.template = service.template.redacted();
-    for var in &mut service.publish {
-        var.value.clear();
-    }
-    service
-}
-
-/// [`redact`], keeping the revision.
-pub(super) fn redacted(mut service: Versioned<Service>) -> Versioned<Service> {
-    service.object = redact(service.object);
-    service
-}
-
-fn not_found(name: &str) -> ApiFailure {
-    ApiFailure::new(StatusCode::NOT_FOUND, format!("service {name} not found"))
-}
-
-/// `GET /v1/services`.
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(query): Query<WatchQuery>,
-) -> Result<Response, ApiFailure> {
-    require_admin(&caller)?;
-    query.check()?;
-    if query.watch {
-        return watch::stream(&state, SERVICES, query.after, redact).await;
-    }
-    let (services, _) = objects::list::<Service>(state.store.as_ref(), SERVICES).await?;
-    Ok(Json(services.into_iter().map(redacted).collect::<Vec<_>>()).into_response())
-}
-
-/// `POST /v1/services`: creates a service; the same service again is a no-op.
-pub async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    Body(body): Body,
-) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
-    require_admin(&caller)?;
-    let service: Service = parse("service", &body)?;
-    validate(&service, &state.host_ports)?;
-    // Linked-to services must exist when the links are made, as with
-    // `POST .../links` (they may go away later: a link then has no
-    // endpoints).
-    let mut missing = ValidationErrors::new();
-    for (i, link) in service.links.iter().enumerate() {
-        if objects::get::<Service>(state.store.as_ref(), SERVICES, &link.service)
-            .await?
-            .is_none()
-        {
-            missing.push(
-                format!("links[{i}].service"),
-                format!("service {} not found", link.service),
-            );
-        }
-    }
-    missing
-        .into_result()
-        .map_err(|e| ApiFailure::invalid("service", e))?;
-    if let Some(existing) =
-        objects::get::<Service>(state.store.as_ref(), SERVICES, &service.name).await?
-    {
-        if existing.object == service {
-            return Ok((StatusCode::OK, Json(redacted(existing))));
-        }
-        return Err(ApiFailure::new(
-            StatusCode::CONFLICT,
-            format!("service {} exists with a different spec", service.name),
-        ));
-    }
-    let revision = state
-        .store
-        .apply(vec![objects::create(SERVICES, &service.name, &service)])
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(redacted(Versioned {
-            resource_version: revision,
-            object: service,
-        })),
-    ))
-}
-
-/// `GET /v1/services/{name}`.
-pub async fn get_service(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<Json<Versioned<Service>>, ApiFailure> {
-    require_admin(&caller)?;
-    objects::get::<Service>(state.store.as_ref(), SERVICES, &name)
-        .await?
-        .map(|s| Json(redacted(s)))
-        .ok_or_else(|| not_found(&name))
-}
-
-/// `PUT /v1/services/{name}` with `resourceVersion`: replaces the service if
-/// nobody changed it since it was read.
-pub async fn update(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    Body(body): Body,
-) -> Result<Json<Versioned<Service>>, ApiFailure> {
-    require_admin(&caller)?;
-    let versioned: Versioned<Service> = parse("service with resourceVersion", &body)?;
-    if versioned.object.name != name {
-        return Err(ApiFailure::field(
-            "name",
-            format!("does not match the path ({name})"),
-        ));
-    }
-    validate(&versioned.object, &state.host_ports)?;
-    let revision = state
-        .store
-        .apply(vec![objects::update(
-            SERVICES,
-            &name,
-            &versioned.object,
-            versioned.resource_version,
-        )])
-        .await?;
-    Ok(Json(redacted(Versioned {
-        resource_version: revision,
-        object: versioned.object,
-    })))
-}
 
 /// `POST /v1/services/{name}/scale`.
 pub async fn scale(
@@ -203,15 +25,8 @@ pub async fn scale(
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
     require_admin(&caller)?;
     let scale: Scale = parse("scale", &body)?;
-    if scale.replicas > MAX_REPLICAS {
-        return Err(ApiFailure::field(
-            "replicas",
-            format!("must be at most {MAX_REPLICAS}"),
-        ));
-    }
-    let current = objects::get::<Service>(state.store.as_ref(), SERVICES, &name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
+    validate_replicas(scale.replicas).map_err(|e| ApiFailure::field("replicas", e))?;
+    let current = fetch::<Service>(&state, &name).await?;
     let mut service = current.object;
     let before = service.replicas;
     service.replicas = scale.replicas;
@@ -233,38 +48,5 @@ pub async fn scale(
         }));
     }
     let revision = state.store.apply(ops).await?;
-    Ok(Json(redacted(Versioned {
-        resource_version: revision,
-        object: service,
-    })))
-}
-
-/// `DELETE /v1/services/{name}`: its pods go with it.
-pub async fn delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<Json<Versioned<Service>>, ApiFailure> {
-    require_admin(&caller)?;
-    let current = objects::get::<Service>(state.store.as_ref(), SERVICES, &name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
-    state
-        .store
-        .apply(vec![objects::delete(
-            SERVICES,
-            &name,
-            Some(current.resource_version),
-        )])
-        .await?;
-    Ok(Json(redacted(current)))
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`: a name a shell and Docker accept.
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    Ok(written(service, revision))
 }

@@ -89,3 +89,22 @@ impl Master {
             .await
     }
 }
+
+impl Master {
+    /// Joins `node` with a fresh join token; the node's credential.
+    pub async fn join_node(&self, node: &str) -> String {
+        let (status, token) = self
+            .admin(reqwest::Method::POST, "/v1/join-tokens", None)
+            .await;
+        assert_eq!(status, 201, "{token}");
+        let body = serde_json::json!({"token": token["token"], "node": {"name": node, "address": format!("{node}.lab"), "capacity": {"memoryBytes": 8u64 << 30, "cpuMillis": 8000}}});
+        let (status, joined) = self
+            .call(reqwest::Method::POST, "/v1/join", None, Some(body))
+            .await;
+        assert_eq!(status, 201, "{joined}");
+        joined["credential"]
+            .as_str()
+            .expect("credential")
+            .to_owned()
+    }
+}

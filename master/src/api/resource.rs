@@ -1,0 +1,206 @@
+//! The handlers every kind shares: list (or watch), get, create, update and
+//! delete, for the admin, each object redacted on its way out. What differs
+//! between kinds is said by their [`Resource`] impl; their own verbs
+//! (scale, links, move, rejected) use the helpers here.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use berth_model::api::Versioned;
+use berth_model::FieldError;
+
+use super::extract::{Body, Path, Query};
+use super::watch::{self, WatchQuery};
+use super::{parse, require_admin, ApiFailure, AppState};
+use crate::auth::Caller;
+use crate::objects;
+use crate::resource::{self, Resource, Settings, Update};
+use crate::store::StoreError;
+
+impl AppState {
+    /// What completing and checking objects may consult.
+    pub fn settings(&self) -> Settings<'_> {
+        Settings {
+            host_ports: &self.host_ports,
+            route_suffix: &self.route_suffix,
+        }
+    }
+}
+
+/// The 404 of an object that does not exist.
+pub fn not_found<R: Resource>(name: &str) -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::NOT_FOUND,
+        resource::not_found_message::<R>(name),
+    )
+}
+
+/// Object `name` of kind `R`, or its 404.
+pub async fn fetch<R: Resource>(state: &AppState, name: &str) -> Result<Versioned<R>, ApiFailure> {
+    resource::get::<R>(state.store.as_ref(), name)
+        .await?
+        .ok_or_else(|| not_found::<R>(name))
+}
+
+/// The object as users see it, with its revision.
+pub fn shown<R: Resource>(object: Versioned<R>) -> Versioned<R> {
+    object.map(R::redacted)
+}
+
+/// The answer of a written object, redacted.
+pub fn written<R: Resource>(object: R, resource_version: u64) -> Json<Versioned<R>> {
+    Json(shown(Versioned {
+        resource_version,
+        object,
+    }))
+}
+
+fn invalid<R: Resource>(errors: berth_model::ValidationErrors) -> ApiFailure {
+    ApiFailure::invalid(R::KIND, errors)
+}
+
+fn claim_taken<R: Resource>(object: &R) -> ApiFailure {
+    let FieldError { field, message } = object.claim_taken();
+    ApiFailure::field(&field, message)
+}
+
+/// Refuses the claims another object holds.
+async fn require_free<R: Resource>(
+    state: &AppState,
+    object: &R,
+    claims: &[String],
+) -> Result<(), ApiFailure> {
+    for claim in claims {
+        if state.store.get(claim).await?.is_some() {
+            return Err(claim_taken(object));
+        }
+    }
+    Ok(())
+}
+
+/// A commit that lost a race for a claim says whose it is, like the check
+/// before it.
+fn commit_failure<R: Resource>(object: &R, e: StoreError) -> ApiFailure {
+    match e {
+        StoreError::AlreadyExists(key) if object.claims().contains(&key) => claim_taken(object),
+        e => e.into(),
+    }
+}
+
+/// `GET /v1/<kind>[?watch=true&after=REV]`: every object, or a stream of
+/// their changes.
+pub async fn list<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<WatchQuery>,
+) -> Result<Response, ApiFailure> {
+    require_admin(&caller)?;
+    query.check()?;
+    if query.watch {
+        return watch::stream(&state, R::PREFIX, query.after, R::redacted).await;
+    }
+    let (objects, _) = objects::list::<R>(state.store.as_ref(), R::PREFIX).await?;
+    Ok(Json(objects.into_iter().map(shown).collect::<Vec<_>>()).into_response())
+}
+
+/// `GET /v1/<kind>/{name}`.
+pub async fn get<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Versioned<R>>, ApiFailure> {
+    require_admin(&caller)?;
+    fetch::<R>(&state, &name).await.map(|o| Json(shown(o)))
+}
+
+/// `POST /v1/<kind>`: creates an object; the same object again is a no-op
+/// (200), another one of the same name a 409.
+pub async fn create<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Versioned<R>>), ApiFailure> {
+    require_admin(&caller)?;
+    let settings = state.settings();
+    let object = parse::<R>(R::KIND, &body)?.complete(&settings);
+    object.validate(&settings).map_err(invalid::<R>)?;
+    object
+        .check_references(state.store.as_ref())
+        .await?
+        .into_result()
+        .map_err(invalid::<R>)?;
+    let store = state.store.as_ref();
+    if let Some(existing) = resource::get::<R>(store, object.name()).await? {
+        if existing.object == object {
+            return Ok((StatusCode::OK, Json(shown(existing))));
+        }
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            resource::exists_message::<R>(object.name()),
+        ));
+    }
+    require_free(&state, &object, &object.claims()).await?;
+    let revision = store
+        .apply(resource::create_ops(&object))
+        .await
+        .map_err(|e| commit_failure(&object, e))?;
+    Ok((StatusCode::CREATED, written(object, revision)))
+}
+
+/// `PUT /v1/<kind>/{name}`: replaces the object in one commit, so watchers
+/// never see it missing; with [`Update::IfUnchanged`], only if nobody
+/// changed it since the `resourceVersion` the body carries.
+pub async fn update<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Versioned<R>>, ApiFailure> {
+    require_admin(&caller)?;
+    let settings = state.settings();
+    let (object, expected) = match R::UPDATE {
+        Update::IfUnchanged => {
+            let versioned: Versioned<R> =
+                parse(&format!("{} with resourceVersion", R::KIND), &body)?;
+            (versioned.object, Some(versioned.resource_version))
+        }
+        Update::Replace => (parse::<R>(R::KIND, &body)?, None),
+    };
+    let object = object.complete(&settings);
+    if object.name() != name {
+        return Err(ApiFailure::field(
+            "name",
+            format!("does not match the path ({name})"),
+        ));
+    }
+    object.validate(&settings).map_err(invalid::<R>)?;
+    let current = fetch::<R>(&state, &name).await?;
+    let expected = expected.unwrap_or(current.resource_version);
+    let (ops, taken) = resource::update_ops(&current.object, &object, expected);
+    require_free(&state, &object, &taken).await?;
+    let revision = state
+        .store
+        .apply(ops)
+        .await
+        .map_err(|e| commit_failure(&object, e))?;
+    Ok(written(object, revision))
+}
+
+/// `DELETE /v1/<kind>/{name}`: answers the object as it was.
+pub async fn delete<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Versioned<R>>, ApiFailure> {
+    require_admin(&caller)?;
+    let current = fetch::<R>(&state, &name).await?;
+    state
+        .store
+        .apply(resource::delete_ops(
+            &current.object,
+            current.resource_version,
+        ))
+        .await?;
+    Ok(Json(shown(current)))
+}

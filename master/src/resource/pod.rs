@@ -1,0 +1,30 @@
+//! Pods: the controller creates and updates them; the API lists, watches,
+//! gets and deletes them.
+
+use berth_model::{ClusterPod, ValidationErrors};
+
+use super::{Resource, Settings};
+use crate::objects::PODS;
+
+impl Resource for ClusterPod {
+    const KIND: &'static str = "pod";
+    const PREFIX: &'static str = PODS;
+
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn validate(&self, settings: &Settings<'_>) -> Result<(), ValidationErrors> {
+        // Named as the pod's JSON spells them: under `spec`.
+        let mut errors = ValidationErrors::new();
+        for e in self.spec.validate().err().unwrap_or_default().errors() {
+            errors.push(format!("spec.{}", e.field), e.message.clone());
+        }
+        settings.host_ports.check(&self.spec, "spec.", &mut errors);
+        errors.into_result()
+    }
+
+    fn redacted(self) -> Self {
+        ClusterPod::redacted(self)
+    }
+}
