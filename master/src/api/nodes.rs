@@ -238,7 +238,8 @@ pub async fn drain(
         objects::list::<berth_model::Service>(store, crate::objects::SERVICES).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let drain = crate::controller::plan_drain(&name, &pods, &services);
-    for chunk in drain.evictions.chunks(100) {
+    let ops = crate::controller::commit::ops(&drain.evictions);
+    for chunk in ops.chunks(crate::controller::MAX_COMMIT_OPS) {
         store.apply(chunk.to_vec()).await?;
     }
     let (evicted, kept) = (drain.evicted, drain.kept);
