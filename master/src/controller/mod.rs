@@ -27,11 +27,12 @@ use tracing::{info, warn};
 
 use crate::instruments::Instruments;
 use crate::objects::{self, EVENTS, NODES, PODS, SERVICES};
-use crate::store::{Op, Store};
+use crate::store::{Op, Store, StoreError};
 
 pub use self::change::Change;
 pub use self::commit::{commit, MAX_COMMIT_OPS};
 pub use self::drain::{plan_drain, Drain};
+pub use self::placement::{plan_move, MoveError};
 
 use self::events::{NodeConditions, Retention};
 use self::liveness::{EvictionGate, GateChange, Liveness};
@@ -89,7 +90,7 @@ fn deleted(changes: &[Change]) -> BTreeSet<String> {
 }
 
 /// Reads the cluster from the store with each node's liveness.
-pub async fn read(store: &dyn Store, liveness: &Liveness) -> anyhow::Result<Cluster> {
+pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, StoreError> {
     let (services, _) = objects::list::<Service>(store, SERVICES).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let (nodes, _) = objects::list::<Node>(store, NODES).await?;
@@ -157,7 +158,7 @@ pub async fn run_with(
                 record_link_rewirings(store.as_ref(), &mut link_backends, &cluster).await;
                 commit(store.as_ref(), plan(&cluster), &instruments).await;
             }
-            Err(e) => warn!(error = %format!("{e:#}"), "controller cannot read the cluster"),
+            Err(e) => warn!(error = %e, "controller cannot read the cluster"),
         }
         instruments.controller_rounds.observe(round.elapsed());
         if tokio::time::Instant::now() >= next_prune {

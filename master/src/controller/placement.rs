@@ -212,6 +212,99 @@ pub fn place(
     changes
 }
 
+/// Why a pod cannot move where it was asked to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveError {
+    /// There is no such pod.
+    #[error("pod {0} not found")]
+    NoPod(String),
+    /// There is no such node.
+    #[error("no node named {0}")]
+    NoNode(String),
+    /// The node fails one of the scheduler's filters; `reason` is the
+    /// scheduler's, as for a pod that fits nowhere.
+    #[error("pod {pod} cannot go to {node}: {reason}")]
+    Rejected {
+        /// The pod asked to move.
+        pod: String,
+        /// Where it was asked to go.
+        node: String,
+        /// Why not, e.g. `0/1 nodes fit: 1 cordoned`.
+        reason: String,
+    },
+}
+
+/// Plans moving pod `name` to node `to` on request (the only way a
+/// stateful pod moves): the scheduler decides, with only `to` to choose
+/// from, so a move passes the same filters as any placement (ready, not
+/// cordoned, node selector, memory, CPU, host ports). The old node stops
+/// the pod and the new one starts it, with no status yet.
+pub fn plan_move(cluster: &Cluster, name: &str, to: &str) -> Result<Change, MoveError> {
+    let pod = cluster
+        .pods
+        .iter()
+        .find(|p| p.object.spec.name == name)
+        .ok_or_else(|| MoveError::NoPod(name.to_owned()))?;
+    let (node, condition) = cluster
+        .nodes
+        .iter()
+        .find(|(n, _)| n.name == to)
+        .ok_or_else(|| MoveError::NoNode(to.to_owned()))?;
+    let services = by_name(cluster);
+    let service_of = |pod: &ClusterPod| {
+        pod.service
+            .as_deref()
+            .and_then(|s| services.get(s))
+            .map(|s| &s.object)
+    };
+    let mut view = ClusterView::new();
+    view.upsert_node(node, *condition);
+    if let Some(bytes) = cluster.memory_available.get(to) {
+        let _ = view.set_memory_available(to, *bytes);
+    }
+    // What else holds the node; the pod itself does not count against a
+    // move to where it already is.
+    for other in cluster
+        .pods
+        .iter()
+        .filter(|p| p.object.node.as_deref() == Some(to) && p.object.spec.name != name)
+    {
+        let request = PodRequest::from_cluster_pod(&other.object, service_of(&other.object));
+        let _ = view.assign(to, &request);
+    }
+    let mut moved = pod.object.clone();
+    // The ports its old node gave it are not its to keep.
+    let from = moved.node.take();
+    moved.status = None;
+    let request = request(&moved, service_of(&moved), cluster.now_ms);
+    match decide(&view, &request) {
+        Placement::Placed { node, reason } => {
+            let reason = match from {
+                Some(from) => format!("moved from {from} on request: {reason}"),
+                None => format!("moved on request: {reason}"),
+            };
+            Ok(Change::BindPod {
+                reason: format!("pod {name} placed on {node}: {reason}"),
+                event: Some(pod_event(
+                    cluster.now_ms,
+                    EventKind::PodScheduled,
+                    name,
+                    Some(&node),
+                    reason,
+                )),
+                pod: moved,
+                node,
+                expected_revision: pod.resource_version,
+            })
+        }
+        Placement::Unschedulable { reason } => Err(MoveError::Rejected {
+            pod: name.to_owned(),
+            node: to.to_owned(),
+            reason,
+        }),
+    }
+}
+
 /// The scheduler's view of the cluster's nodes, with nothing on them yet.
 fn view(cluster: &Cluster) -> ClusterView {
     let mut view = ClusterView::new();
@@ -254,7 +347,7 @@ mod tests {
     use super::super::replicas::replica_index;
     use super::super::testing::*;
     use super::super::{plan, Cluster};
-    use super::START_FAILED_AVOID_MS;
+    use super::{plan_move, MoveError, START_FAILED_AVOID_MS};
 
     #[test]
     fn pods_of_a_dead_node_are_replaced_unless_stateful() {
@@ -556,6 +649,127 @@ mod tests {
         assert!(
             changes[0].event().unwrap().reason.starts_with("0/2"),
             "{changes:?}"
+        );
+    }
+
+    /// Where pod `name` is.
+    fn node_of(cluster: &Cluster, name: &str) -> String {
+        cluster
+            .pods
+            .iter()
+            .find(|p| p.object.spec.name == name)
+            .and_then(|p| p.object.node.clone())
+            .unwrap()
+    }
+
+    /// Why moving `pod` to `to` is refused, if it is.
+    fn refusal(cluster: &Cluster, pod: &str, to: &str) -> String {
+        match plan_move(cluster, pod, to) {
+            Err(MoveError::Rejected { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_move_is_bound_by_the_scheduler_to_the_node_asked_for() {
+        let mut cluster = cluster(vec![service("db", 1, true)], ready(&["h1", "h2"]));
+        step(&mut cluster);
+        let from = node_of(&cluster, "db-0");
+        let to = if from == "h1" { "h2" } else { "h1" };
+        let change = plan_move(&cluster, "db-0", to).unwrap();
+        let [(kind, object, node)] = events(std::slice::from_ref(&change)).try_into().unwrap();
+        assert_eq!(
+            (kind, object.as_str(), node.as_deref()),
+            (EventKind::PodScheduled, "pod/db-0", Some(to))
+        );
+        let reason = &change.event().unwrap().reason;
+        assert!(
+            reason.starts_with(&format!("moved from {from} on request: 1/1 nodes fit")),
+            "{reason}"
+        );
+        commit(&mut cluster, &[change]);
+        assert_eq!(node_of(&cluster, "db-0"), to);
+        assert_eq!(cluster.pods[0].object.status, None);
+        assert_eq!(plan(&cluster), [], "the controller leaves a moved pod be");
+
+        assert_eq!(
+            plan_move(&cluster, "db-1", to),
+            Err(MoveError::NoPod("db-1".to_owned()))
+        );
+        assert_eq!(
+            plan_move(&cluster, "db-0", "h9"),
+            Err(MoveError::NoNode("h9".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_move_to_a_node_that_fails_a_filter_says_which() {
+        let mut big = service("big", 1, true);
+        big.object.template.containers[0].resources.memory_bytes = Some(6 << 30);
+        let mut other = big.clone();
+        other.object.name = "other".to_owned();
+        let mut cluster = cluster(vec![big, other], ready(&["h1", "h2", "h3"]));
+        step(&mut cluster);
+        let (big_on, other_on) = (node_of(&cluster, "big-0"), node_of(&cluster, "other-0"));
+        assert_ne!(big_on, other_on);
+        assert_eq!(
+            refusal(&cluster, "big-0", &other_on),
+            "0/1 nodes fit: 1 insufficient memory (needs 6Gi, 2Gi free)"
+        );
+
+        let free = ["h1", "h2", "h3"]
+            .into_iter()
+            .find(|n| *n != big_on && *n != other_on)
+            .unwrap();
+        let index = cluster
+            .nodes
+            .iter()
+            .position(|(n, _)| n.name == free)
+            .unwrap();
+        cluster.nodes[index].0.unschedulable = true;
+        assert_eq!(
+            refusal(&cluster, "big-0", free),
+            "0/1 nodes fit: 1 cordoned"
+        );
+        cluster.nodes[index].0.unschedulable = false;
+        cluster.nodes[index].1 = NodeCondition::NotReady;
+        assert_eq!(
+            refusal(&cluster, "big-0", free),
+            "0/1 nodes fit: 1 not ready"
+        );
+        cluster.nodes[index].1 = NodeCondition::Ready;
+        cluster.memory_available.insert(free.to_owned(), 1 << 30);
+        assert_eq!(
+            refusal(&cluster, "big-0", free),
+            "0/1 nodes fit: 1 insufficient memory (needs 6Gi, 1Gi free)",
+            "what the node measured available counts"
+        );
+        cluster.memory_available.clear();
+        assert!(plan_move(&cluster, "big-0", free).is_ok());
+        assert!(
+            plan_move(&cluster, "big-0", &big_on).is_ok(),
+            "the pod does not count against the node it is on"
+        );
+    }
+
+    #[test]
+    fn a_move_to_a_node_holding_its_host_port_is_refused() {
+        let with_port = |name: &str| {
+            let mut service = service(name, 1, false);
+            service.object.template.containers[0].ports = vec![berth_model::Port {
+                container_port: 80,
+                protocol: Default::default(),
+                host_port: Some(30080),
+            }];
+            service
+        };
+        let mut cluster = cluster(vec![with_port("a"), with_port("b")], ready(&["h1", "h2"]));
+        step(&mut cluster);
+        let b_on = node_of(&cluster, "b-0");
+        assert_ne!(node_of(&cluster, "a-0"), b_on);
+        assert_eq!(
+            refusal(&cluster, "a-0", &b_on),
+            "no node has host port 30080 free"
         );
     }
 }
