@@ -9,6 +9,7 @@ pub mod change;
 pub mod commit;
 pub mod drain;
 pub mod events;
+pub mod heartbeat;
 pub mod links;
 pub mod liveness;
 pub mod placement;
@@ -32,6 +33,7 @@ use crate::store::{Op, Store, StoreError};
 pub use self::change::Change;
 pub use self::commit::{commit, MAX_COMMIT_OPS};
 pub use self::drain::{plan_drain, Drain};
+pub use self::heartbeat::plan_heartbeat;
 pub use self::placement::{plan_move, MoveError};
 
 use self::events::{NodeConditions, Retention};
