@@ -72,8 +72,8 @@ pub struct Cluster {
 /// placements, then pods following their service's links. Each planner
 /// sees what the ones before it delete.
 pub fn plan(cluster: &Cluster) -> Vec<Change> {
-    let bound = placement::review(cluster);
-    let mut changes = bound.evictions.clone();
+    let mut bound = placement::review(cluster);
+    let mut changes = std::mem::take(&mut bound.evictions);
     let replicas = replicas::plan(cluster, &deleted(&changes));
     changes.extend(replicas.deletes);
     let removed = deleted(&changes);

@@ -68,17 +68,18 @@ pub fn review(cluster: &Cluster) -> Bound<'_> {
         let stateful = service.is_some_and(|s| s.object.stateful);
         if may_evict && silent(node) && service.is_some() && !stateful {
             let name = &pod.object.spec.name;
-            let mut change = Change::delete_pod(
-                cluster.now_ms,
-                &pod.object,
-                pod.resource_version,
-                EventKind::PodEvicted,
-                format!("node {node} is not ready; the pod is replaced elsewhere"),
-            );
-            if let Change::DeletePod { reason, .. } = &mut change {
-                *reason = format!("node {node} is not ready: replacing pod {name}");
-            }
-            bound.evictions.push(change);
+            bound.evictions.push(Change::DeletePod {
+                name: name.clone(),
+                expected_revision: pod.resource_version,
+                reason: format!("node {node} is not ready: replacing pod {name}"),
+                event: Some(pod_event(
+                    cluster.now_ms,
+                    EventKind::PodEvicted,
+                    name,
+                    Some(node),
+                    format!("node {node} is not ready; the pod is replaced elsewhere"),
+                )),
+            });
         } else if let Some(why) =
             node_local_start_failure(&pod.object).filter(|_| service.is_some() && !stateful)
         {
