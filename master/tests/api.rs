@@ -394,3 +394,163 @@ async fn pods_can_be_watched_and_a_drained_node_is_emptied() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A stateful service of one replica, with `memory` bytes and host port
+/// 30080 if asked.
+fn stateful(name: &str, memory: Option<u64>, port: bool) -> Value {
+    let mut container =
+        json!({"name": "app", "image": "local/busybox", "command": ["httpd", "-f"]});
+    if let Some(memory) = memory {
+        container["resources"] = json!({"memoryBytes": memory});
+    }
+    if port {
+        container["ports"] = json!([{"containerPort": 80, "hostPort": 30080}]);
+    }
+    json!({"name": name, "replicas": 1, "stateful": true, "template": {"name": name, "containers": [container]}})
+}
+
+#[tokio::test]
+async fn a_move_passes_the_schedulers_filters_or_says_which_it_fails() {
+    let master = start("move").await;
+    let credentials = [
+        master.join("h1").await,
+        master.join("h2").await,
+        master.join("h3").await,
+    ];
+    let beat = |nodes: &'static [usize]| {
+        let master = &master;
+        let credentials = &credentials;
+        async move {
+            for &i in nodes {
+                master
+                    .heartbeat(&format!("h{}", i + 1), &credentials[i])
+                    .await;
+            }
+        }
+    };
+    // a and b hold the same host port, so they are on two nodes; c needs
+    // half of a node's memory.
+    for service in [
+        stateful("a", Some(6 << 30), true),
+        stateful("b", None, true),
+        stateful("c", Some(4 << 30), false),
+    ] {
+        let (status, created) = master
+            .admin(reqwest::Method::POST, "/v1/services", Some(service))
+            .await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let placed: std::collections::BTreeMap<String, String> = loop {
+        beat(&[0, 1, 2]).await;
+        let placed: std::collections::BTreeMap<_, _> = master
+            .placements()
+            .await
+            .into_iter()
+            .filter_map(|(pod, node)| Some((pod, node?)))
+            .collect();
+        if placed.len() == 3 {
+            break placed;
+        }
+        assert!(Instant::now() < deadline, "pods not placed: {placed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (a_on, b_on) = (placed["a-0"].as_str(), placed["b-0"].as_str());
+    let free = ["h1", "h2", "h3"]
+        .into_iter()
+        .find(|n| !placed.values().any(|p| p == n))
+        .expect("a node without pods");
+    let move_to = |pod: &'static str, to: String| {
+        let master = &master;
+        async move {
+            master
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/v1/pods/{pod}/move"),
+                    Some(json!({ "to": to })),
+                )
+                .await
+        }
+    };
+    let refused = |answer: &Value, why: &str| {
+        assert_eq!(answer["fields"][0]["field"], "to", "{answer}");
+        let error = answer["error"].as_str().expect("an error");
+        assert!(error.contains(why), "{answer}");
+    };
+
+    let (status, answer) = move_to("b-0", a_on.to_owned()).await;
+    assert_eq!(status, 409, "{answer}");
+    refused(
+        &answer,
+        &format!("pod b-0 cannot go to {a_on}: no node has host port 30080 free"),
+    );
+    let (status, answer) = move_to("c-0", a_on.to_owned()).await;
+    assert_eq!(status, 409, "{answer}");
+    refused(
+        &answer,
+        "0/1 nodes fit: 1 insufficient memory (needs 4Gi, 2Gi free)",
+    );
+    let (status, answer) = move_to("a-0", "h9".to_owned()).await;
+    assert_eq!(status, 400, "{answer}");
+    refused(&answer, "no node named h9");
+    let (status, answer) = move_to("nope-0", free.to_owned()).await;
+    assert_eq!(status, 404, "{answer}");
+
+    let (status, _) = master
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/nodes/{free}/cordon"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, answer) = move_to("a-0", free.to_owned()).await;
+    assert_eq!(status, 409, "{answer}");
+    refused(&answer, "0/1 nodes fit: 1 cordoned");
+    let (status, _) = master
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/nodes/{free}/uncordon"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The free node falls silent (grace 1 s, counted from its last
+    // heartbeat, before this): no pod goes there once it is not ready.
+    let others: &'static [usize] = match free {
+        "h1" => &[1, 2],
+        "h2" => &[0, 2],
+        _ => &[0, 1],
+    };
+    let silent_at = Instant::now();
+    loop {
+        beat(others).await;
+        let (status, answer) = move_to("a-0", free.to_owned()).await;
+        if status == 409 {
+            refused(&answer, "0/1 nodes fit: 1 not ready");
+            break;
+        }
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            silent_at.elapsed() < Duration::from_millis(1500),
+            "moved to a silent node after {:?}",
+            silent_at.elapsed()
+        );
+        // Moved while the node was still within its grace: back again.
+        let (status, answer) = move_to("a-0", a_on.to_owned()).await;
+        assert_eq!(status, 200, "{answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Back, it takes the pod; the pod keeps its spec and loses its status.
+    beat(&[0, 1, 2]).await;
+    let (status, moved) = move_to("a-0", free.to_owned()).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["node"], free, "{moved}");
+    assert!(moved.get("status").is_none(), "{moved}");
+    assert!(moved["resourceVersion"].as_u64().is_some(), "{moved}");
+    let now: std::collections::BTreeMap<_, _> = master.placements().await.into_iter().collect();
+    assert_eq!(now["a-0"].as_deref(), Some(free));
+    assert_eq!(now["b-0"].as_deref(), Some(b_on), "{now:?}");
+}

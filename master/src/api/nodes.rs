@@ -13,6 +13,7 @@ use super::resource::fetch;
 use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
+use crate::controller;
 use crate::objects::{self, NODES, PODS};
 use crate::store::Op;
 
@@ -92,43 +93,16 @@ pub async fn heartbeat(
         },
     );
     let store = state.store.as_ref();
-    let mut ops = Vec::new();
-    if let Some(node) = objects::get::<Node>(store, NODES, &name).await? {
-        if node.object.capacity != beat.capacity {
-            let mut updated = node.object.clone();
-            updated.capacity = beat.capacity;
-            ops.push(objects::update(
-                NODES,
-                &name,
-                &updated,
-                node.resource_version,
-            ));
-        }
+    let node = objects::get::<Node>(store, NODES, &name).await?;
+    let mut pods = Vec::new();
+    for status in &beat.pods {
+        pods.extend(objects::get::<ClusterPod>(store, PODS, &status.name).await?);
     }
-    // Only changed pod states are written: a heartbeat a second per node
-    // must not cost a disk sync each.
-    for status in beat.pods {
-        let Some(pod) = objects::get::<ClusterPod>(store, PODS, &status.name).await? else {
-            continue;
-        };
-        if pod.object.node.as_deref() != Some(name.as_str())
-            || pod.object.status.as_ref() == Some(&status)
-        {
-            continue;
-        }
-        let mut updated = pod.object.clone();
-        updated.status = Some(status);
-        ops.push(objects::update(
-            PODS,
-            &updated.spec.name,
-            &updated,
-            pod.resource_version,
-        ));
-    }
-    if !ops.is_empty() {
+    let changes = controller::plan_heartbeat(&name, &beat, node.as_ref(), &pods);
+    if !changes.is_empty() {
         // A conflict only means the pod changed meanwhile; the next
         // heartbeat reports again.
-        let _ = store.apply(ops).await;
+        let _ = store.apply(controller::commit::ops(&changes)).await;
     }
     Ok(Json(()))
 }
@@ -221,8 +195,9 @@ pub async fn drain(
     let (services, _) =
         objects::list::<berth_model::Service>(store, crate::objects::SERVICES).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
-    let drain = crate::controller::plan_drain(&name, &pods, &services);
-    for chunk in drain.evictions.chunks(100) {
+    let drain = controller::plan_drain(&name, &pods, &services);
+    let ops = controller::commit::ops(&drain.evictions);
+    for chunk in ops.chunks(controller::MAX_COMMIT_OPS) {
         store.apply(chunk.to_vec()).await?;
     }
     let (evicted, kept) = (drain.evicted, drain.kept);

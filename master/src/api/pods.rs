@@ -3,18 +3,22 @@
 //! only way a stateful pod moves) is theirs alone.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::{Move, Versioned};
-use berth_model::{ClusterPod, Node};
+use berth_model::ClusterPod;
+use tracing::info;
 
 use super::extract::{Body, Path};
-use super::resource::{fetch, written};
+use super::resource::{not_found, written};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
-use crate::objects::{self, NODES, PODS};
+use crate::controller::{self, commit, MoveError};
 
 /// `POST /v1/pods/{name}/move` `{"to": NODE}`: reassigns the pod; the old
-/// node stops it and the new one starts it.
+/// node stops it and the new one starts it. The scheduler decides whether
+/// the pod may go there: a node that fails one of its filters (not ready,
+/// cordoned, short of memory, a host port taken, ...) is a 409 saying which.
 pub async fn move_pod(
     State(state): State<AppState>,
     caller: Caller,
@@ -23,28 +27,22 @@ pub async fn move_pod(
 ) -> Result<Json<Versioned<ClusterPod>>, ApiFailure> {
     require_admin(&caller)?;
     let request: Move = parse("move", &body)?;
+    let cluster = controller::read(state.store.as_ref(), &state.liveness).await?;
     // A pod that does not exist is a 404 whatever the body names.
-    let pod = fetch::<ClusterPod>(&state, &name).await?;
-    if objects::get::<Node>(state.store.as_ref(), NODES, &request.to)
-        .await?
-        .is_none()
-    {
-        return Err(ApiFailure::field(
-            "to",
-            format!("no node named {}", request.to),
-        ));
-    }
-    let mut moved = pod.object.clone();
-    moved.node = Some(request.to);
-    moved.status = None;
-    let revision = state
-        .store
-        .apply(vec![objects::update(
-            PODS,
-            &name,
-            &moved,
-            pod.resource_version,
-        )])
-        .await?;
+    let change = controller::plan_move(&cluster, &name, &request.to).map_err(|e| match e {
+        MoveError::NoPod(_) => not_found::<ClusterPod>(&name),
+        MoveError::NoNode(_) => ApiFailure::field("to", e.to_string()),
+        MoveError::Rejected { .. } => {
+            ApiFailure::field_with_status(StatusCode::CONFLICT, "to", e.to_string())
+        }
+    })?;
+    let moved = change.written_pod().ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a move that moves no pod",
+        )
+    })?;
+    info!(reason = %change.reason(), "move");
+    let revision = state.store.apply(commit::ops(&[change])).await?;
     Ok(written(moved, revision))
 }

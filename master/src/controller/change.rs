@@ -1,0 +1,153 @@
+//! Typed changes: what the planners decide, before anything is encoded for
+//! the store. Each carries why (for the log) and the event that tells users
+//! about it; [`commit`](super::commit) turns them into store operations.
+
+use berth_model::{ClusterPod, Event, EventKind, Node};
+
+/// One change to the cluster's objects, why, and the event that records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new pod, as it is written: a replica bound to its node, or saying
+    /// why it fits nowhere.
+    CreatePod {
+        /// The pod.
+        pod: ClusterPod,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// An existing pod goes to `node`: placed for the first time, placed
+    /// again after failing to start, or moved on request. The commit sets
+    /// its node and clears why it was unschedulable; everything else is
+    /// written as `pod` holds it.
+    BindPod {
+        /// The pod as it is to be written, apart from its binding.
+        pod: ClusterPod,
+        /// Where it goes.
+        node: String,
+        /// The revision it was read at: the bind fails if it moved on.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// An existing pod rewritten in place: why it fits nowhere, the links
+    /// its service has now, or the status its node reports.
+    UpdatePod {
+        /// The pod as it is to be written.
+        pod: ClusterPod,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// A pod goes away: its node stops it.
+    DeletePod {
+        /// The pod's name.
+        name: String,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// A node's object rewritten: the capacity its heartbeat reports.
+    UpdateNode {
+        /// The node as it is to be written.
+        node: Node,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+impl Change {
+    /// Deleting `pod`, read at `expected_revision`, because of `kind`, with
+    /// the event users see: the log line and the event share one reason.
+    pub fn delete_pod(
+        now_ms: u64,
+        pod: &ClusterPod,
+        expected_revision: u64,
+        kind: EventKind,
+        reason: String,
+    ) -> Self {
+        let name = pod.spec.name.clone();
+        let event = pod_event(now_ms, kind, &name, pod.node.as_deref(), &reason);
+        Self::DeletePod {
+            name,
+            expected_revision,
+            reason,
+            event: Some(event),
+        }
+    }
+
+    /// Why, for the log.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::CreatePod { reason, .. }
+            | Self::BindPod { reason, .. }
+            | Self::UpdatePod { reason, .. }
+            | Self::DeletePod { reason, .. }
+            | Self::UpdateNode { reason, .. } => reason,
+        }
+    }
+
+    /// The event that records the change, if users are told of it.
+    pub fn event(&self) -> Option<&Event> {
+        match self {
+            Self::CreatePod { event, .. }
+            | Self::BindPod { event, .. }
+            | Self::UpdatePod { event, .. }
+            | Self::DeletePod { event, .. } => event.as_ref(),
+            Self::UpdateNode { .. } => None,
+        }
+    }
+
+    /// The name of the pod the change deletes, if it deletes one.
+    pub fn deleted_pod(&self) -> Option<&str> {
+        match self {
+            Self::DeletePod { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The pod as the change writes it, if it writes one.
+    pub fn written_pod(&self) -> Option<ClusterPod> {
+        match self {
+            Self::CreatePod { pod, .. } | Self::UpdatePod { pod, .. } => Some(pod.clone()),
+            Self::BindPod { pod, node, .. } => Some(bound(pod, node)),
+            Self::DeletePod { .. } | Self::UpdateNode { .. } => None,
+        }
+    }
+}
+
+/// `pod` bound to `node`: it has a place, so nothing says it has none.
+pub(super) fn bound(pod: &ClusterPod, node: &str) -> ClusterPod {
+    let mut pod = pod.clone();
+    pod.node = Some(node.to_owned());
+    pod.unschedulable_reason = None;
+    pod
+}
+
+/// An event about pod `pod` at `now_ms`.
+pub fn pod_event(
+    now_ms: u64,
+    kind: EventKind,
+    pod: &str,
+    node: Option<&str>,
+    reason: impl Into<String>,
+) -> Event {
+    Event {
+        time_ms: now_ms,
+        kind,
+        object: format!("pod/{pod}"),
+        node: node.map(str::to_owned),
+        reason: reason.into(),
+    }
+}

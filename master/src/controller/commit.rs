@@ -1,0 +1,291 @@
+//! The one step from typed [`Change`]s to the store: each change becomes a
+//! compare-and-swap of its object, committed together with the event that
+//! records it.
+
+use berth_model::EventKind;
+use tracing::{info, warn};
+
+use super::change::{bound, Change};
+use super::events;
+use crate::instruments::Instruments;
+use crate::objects::{self, NODES, PODS};
+use crate::store::{Op, Store};
+
+/// Most operations in one commit: etcd refuses transactions of more than
+/// 128 by default (`--max-txn-ops`), and one huge transaction would hold up
+/// other writers anyway.
+pub const MAX_COMMIT_OPS: usize = 100;
+
+/// The store operation of a change, without its event.
+pub fn encode(change: &Change) -> Op {
+    match change {
+        Change::CreatePod { pod, .. } => objects::create(PODS, &pod.spec.name, pod),
+        Change::BindPod {
+            pod,
+            node,
+            expected_revision,
+            ..
+        } => objects::update(PODS, &pod.spec.name, &bound(pod, node), *expected_revision),
+        Change::UpdatePod {
+            pod,
+            expected_revision,
+            ..
+        } => objects::update(PODS, &pod.spec.name, pod, *expected_revision),
+        Change::DeletePod {
+            name,
+            expected_revision,
+            ..
+        } => objects::delete(PODS, name, Some(*expected_revision)),
+        Change::UpdateNode {
+            node,
+            expected_revision,
+            ..
+        } => objects::update(NODES, &node.name, node, *expected_revision),
+    }
+}
+
+/// The store operations of `changes`, in order: each change, then the
+/// record of its event.
+pub fn ops(changes: &[Change]) -> Vec<Op> {
+    changes
+        .iter()
+        .flat_map(|change| {
+            std::iter::once(encode(change)).chain(change.event().map(events::record))
+        })
+        .collect()
+}
+
+/// Commits planned changes with their events, each change in the same
+/// commit as its event, in commits of at most [`MAX_COMMIT_OPS`]. Every
+/// change is a compare-and-swap of its own, so splitting a plan loses
+/// nothing: a change that conflicts is planned again next round.
+pub async fn commit(store: &dyn Store, changes: Vec<Change>, instruments: &Instruments) {
+    for change in &changes {
+        info!(reason = %change.reason(), "controller");
+    }
+    for batch in batches(&changes) {
+        batch.apply(store, instruments).await;
+    }
+}
+
+/// `changes` split into commits of at most [`MAX_COMMIT_OPS`], in order,
+/// each change with its event.
+fn batches(changes: &[Change]) -> Vec<Batch> {
+    let mut batches = Vec::new();
+    let mut batch = Batch::default();
+    for change in changes {
+        if batch.ops.len() + 2 > MAX_COMMIT_OPS {
+            batches.push(std::mem::take(&mut batch));
+        }
+        batch.add(change);
+    }
+    if !batch.ops.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// One commit's ops, and the scheduler decisions in it: counted once
+/// committed, since a conflicting commit decided nothing.
+#[derive(Debug, Default)]
+struct Batch {
+    ops: Vec<Op>,
+    placed: u64,
+    unschedulable: u64,
+}
+
+impl Batch {
+    fn add(&mut self, change: &Change) {
+        self.ops.push(encode(change));
+        if let Some(event) = change.event() {
+            match event.kind {
+                EventKind::PodScheduled => self.placed += 1,
+                EventKind::PodUnschedulable => self.unschedulable += 1,
+                _ => {}
+            }
+            self.ops.push(events::record(event));
+        }
+    }
+
+    async fn apply(self, store: &dyn Store, instruments: &Instruments) {
+        match store.apply(self.ops).await {
+            Ok(_) => instruments.scheduler_decisions(self.placed, self.unschedulable),
+            Err(e) => warn!(error = %e, "controller commit failed; planning again"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::api::Versioned;
+    use berth_model::{ClusterPod, Event, EventKind, Node, NodeCondition};
+
+    use super::*;
+    use crate::controller::change::pod_event;
+    use crate::controller::testing::{cluster, ready, service, step, NOW};
+
+    /// A placed pod of a fresh cluster of one service on one node.
+    fn placed() -> Versioned<ClusterPod> {
+        let mut cluster = cluster(vec![service("web", 1, false)], ready(&["h1"]));
+        step(&mut cluster);
+        cluster.pods.remove(0)
+    }
+
+    fn scheduled(pod: &str, node: &str) -> Event {
+        pod_event(
+            NOW,
+            EventKind::PodScheduled,
+            pod,
+            Some(node),
+            "1/1 nodes fit",
+        )
+    }
+
+    /// An op as it reads: verb, key, decoded value and expected revision.
+    /// An event's key carries a process-wide sequence number, so only its
+    /// prefix is kept.
+    fn read(op: &Op) -> (&'static str, String, Option<serde_json::Value>, Option<u64>) {
+        let key = |key: &str| match key.strip_prefix(objects::EVENTS) {
+            Some(_) => objects::EVENTS.to_owned(),
+            None => key.to_owned(),
+        };
+        let value = |value: &[u8]| serde_json::from_slice(value).ok();
+        match op {
+            Op::Create { key: k, value: v } => ("create", key(k), value(v), None),
+            Op::Update {
+                key: k,
+                value: v,
+                expected,
+            } => ("update", key(k), value(v), Some(*expected)),
+            Op::Delete { key: k, expected } => ("delete", key(k), None, *expected),
+        }
+    }
+
+    fn read_all(ops: &[Op]) -> Vec<(&'static str, String, Option<serde_json::Value>, Option<u64>)> {
+        ops.iter().map(read).collect()
+    }
+
+    #[test]
+    fn each_change_is_a_compare_and_swap_followed_by_its_event() {
+        let pod = placed().object;
+        let mut unbound = pod.clone();
+        unbound.node = None;
+        unbound.unschedulable_reason = Some("0/1 nodes fit: 1 cordoned".to_owned());
+        let event = scheduled("web-0", "h2");
+        let changes = vec![
+            Change::CreatePod {
+                pod: pod.clone(),
+                reason: "new".to_owned(),
+                event: Some(scheduled("web-0", "h1")),
+            },
+            Change::BindPod {
+                pod: unbound,
+                node: "h2".to_owned(),
+                expected_revision: 7,
+                reason: "bind".to_owned(),
+                event: Some(event.clone()),
+            },
+            Change::UpdatePod {
+                pod: pod.clone(),
+                expected_revision: 8,
+                reason: "links".to_owned(),
+                event: None,
+            },
+            Change::DeletePod {
+                name: "web-0".to_owned(),
+                expected_revision: 9,
+                reason: "gone".to_owned(),
+                event: None,
+            },
+        ];
+        let encoded = ops(&changes);
+        let mut bound = pod.clone();
+        bound.node = Some("h2".to_owned());
+        assert_eq!(
+            read_all(&encoded),
+            read_all(&[
+                objects::create(PODS, "web-0", &pod),
+                events::record(&scheduled("web-0", "h1")),
+                objects::update(PODS, "web-0", &bound, 7),
+                events::record(&event),
+                objects::update(PODS, "web-0", &pod, 8),
+                objects::delete(PODS, "web-0", Some(9)),
+            ])
+        );
+        assert_eq!(
+            changes[1].written_pod(),
+            Some(bound),
+            "a bound pod has its node and no unschedulable reason"
+        );
+    }
+
+    #[test]
+    fn a_node_update_is_a_compare_and_swap_of_the_node() {
+        let (node, _): (Node, NodeCondition) = ready(&["h1"]).remove(0);
+        let change = Change::UpdateNode {
+            node: node.clone(),
+            expected_revision: 3,
+            reason: "capacity".to_owned(),
+        };
+        assert_eq!(change.event(), None);
+        assert_eq!(ops(&[change]), [objects::update(NODES, "h1", &node, 3)]);
+    }
+
+    #[test]
+    fn planned_changes_become_the_ops_a_round_commits() {
+        let mut cluster = cluster(vec![service("web", 2, false)], ready(&["h1", "h2"]));
+        let changes = crate::controller::plan(&cluster);
+        let planned = ops(&changes);
+        // Two new pods, each created with its node and followed by its event.
+        assert_eq!(planned.len(), 4, "{planned:?}");
+        for pair in planned.chunks(2) {
+            let (Op::Create { key, value }, Op::Create { key: event_key, .. }) =
+                (&pair[0], &pair[1])
+            else {
+                panic!("{pair:?}");
+            };
+            assert!(key.starts_with(PODS), "{key}");
+            assert!(event_key.starts_with(objects::EVENTS), "{event_key}");
+            let pod: ClusterPod = serde_json::from_slice(value).unwrap();
+            assert!(pod.node.is_some(), "{pod:?}");
+        }
+        step(&mut cluster);
+        cluster.services.clear();
+        let deletes = ops(&crate::controller::plan(&cluster));
+        assert_eq!(
+            deletes
+                .iter()
+                .filter(|op| matches!(
+                    op,
+                    Op::Delete {
+                        expected: Some(2),
+                        ..
+                    }
+                ))
+                .count(),
+            2,
+            "{deletes:?}"
+        );
+    }
+
+    #[test]
+    fn batches_stay_under_the_limit_with_each_event_beside_its_change() {
+        let change = Change::DeletePod {
+            name: "web-0".to_owned(),
+            expected_revision: 1,
+            reason: "gone".to_owned(),
+            event: Some(scheduled("web-0", "h1")),
+        };
+        let changes = vec![change; MAX_COMMIT_OPS];
+        let batches = batches(&changes);
+        assert_eq!(batches.len(), 2);
+        assert!(batches.iter().all(|b| b.ops.len() <= MAX_COMMIT_OPS));
+        assert_eq!(
+            batches.iter().map(|b| b.placed).collect::<Vec<_>>(),
+            [50, 50],
+            "scheduling decisions are counted in the batch that commits them"
+        );
+        let committed: Vec<Op> = batches.into_iter().flat_map(|b| b.ops).collect();
+        assert_eq!(read_all(&committed), read_all(&ops(&changes)));
+    }
+}

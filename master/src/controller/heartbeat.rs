@@ -1,0 +1,138 @@
+//! Heartbeats: what a node's report changes in the store. Pure; the API
+//! records the node's liveness and commits the changes. Only what changed
+//! is written: a heartbeat a second per node must not cost a disk sync
+//! each.
+
+use berth_model::api::{Heartbeat, Versioned};
+use berth_model::{ClusterPod, Node};
+
+use super::change::Change;
+
+/// Plans what node `name`'s heartbeat `beat` changes: its capacity on
+/// `node` (its stored object, if it has one), and the status of each of
+/// `pods` (the stored pods its report names) that is assigned to it and
+/// whose status differs. A pod no longer assigned to it is not its to
+/// report on.
+pub fn plan_heartbeat(
+    name: &str,
+    beat: &Heartbeat,
+    node: Option<&Versioned<Node>>,
+    pods: &[Versioned<ClusterPod>],
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if let Some(node) = node.filter(|n| n.object.capacity != beat.capacity) {
+        let mut updated = node.object.clone();
+        updated.capacity = beat.capacity;
+        changes.push(Change::UpdateNode {
+            node: updated,
+            expected_revision: node.resource_version,
+            reason: format!("node {name} reports a new capacity"),
+        });
+    }
+    for status in &beat.pods {
+        let Some(pod) = pods.iter().find(|p| p.object.spec.name == status.name) else {
+            continue;
+        };
+        if pod.object.node.as_deref() != Some(name) || pod.object.status.as_ref() == Some(status) {
+            continue;
+        }
+        let mut updated = pod.object.clone();
+        updated.status = Some(status.clone());
+        changes.push(Change::UpdatePod {
+            pod: updated,
+            expected_revision: pod.resource_version,
+            reason: format!("node {name} reports pod {} anew", status.name),
+            event: None,
+        });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::{Capacity, PodStatus};
+
+    use super::*;
+    use crate::controller::testing::{cluster, ready, service, step};
+
+    fn status(pod: &ClusterPod, phase: &str) -> PodStatus {
+        serde_json::from_value(serde_json::json!({
+            "name": pod.spec.name, "phase": phase, "slice": "s", "containers": [],
+            "spec": pod.spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_changed_states_of_the_nodes_own_pods_and_capacity_are_written() {
+        let mut cluster = cluster(vec![service("web", 2, false)], ready(&["h1", "h2"]));
+        step(&mut cluster);
+        let (node, _) = cluster.nodes[0].clone();
+        let node = Versioned {
+            resource_version: 5,
+            object: node,
+        };
+        let mine = cluster
+            .pods
+            .iter()
+            .position(|p| p.object.node.as_deref() == Some("h1"))
+            .unwrap();
+        let theirs = 1 - mine;
+        let beat = |capacity: Capacity, pods: Vec<PodStatus>| Heartbeat {
+            capacity,
+            pods,
+            usage: None,
+            metrics: Vec::new(),
+            engine_unavailable: None,
+        };
+        let running = status(&cluster.pods[mine].object, "Running");
+        let report = beat(
+            node.object.capacity,
+            vec![
+                running.clone(),
+                status(&cluster.pods[theirs].object, "Running"),
+            ],
+        );
+        let changes = plan_heartbeat("h1", &report, Some(&node), &cluster.pods);
+        let mut expected = cluster.pods[mine].object.clone();
+        expected.status = Some(running.clone());
+        assert_eq!(
+            changes.iter().map(Change::written_pod).collect::<Vec<_>>(),
+            [Some(expected.clone())],
+            "only h1's own pod: {changes:?}"
+        );
+        assert_eq!(changes[0].event(), None);
+
+        cluster.pods[mine].object = expected;
+        assert_eq!(
+            plan_heartbeat("h1", &report, Some(&node), &cluster.pods),
+            [],
+            "an unchanged state is not written again"
+        );
+
+        let grown = Capacity {
+            memory_bytes: 16 << 30,
+            ..node.object.capacity
+        };
+        let changes = plan_heartbeat(
+            "h1",
+            &beat(grown, vec![running]),
+            Some(&node),
+            &cluster.pods,
+        );
+        let [Change::UpdateNode {
+            node: updated,
+            expected_revision: 5,
+            ..
+        }] = changes.as_slice()
+        else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(updated.capacity, grown);
+        assert_eq!(
+            plan_heartbeat("h1", &beat(grown, vec![]), None, &[]),
+            [],
+            "a node with no object has nothing to update"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! What the controller's planner tests share: nodes, services, clusters
+//! at a fixed clock, and a commit that applies planned changes to them.
+
+use std::collections::BTreeMap;
+
+use berth_model::api::Versioned;
+use berth_model::{Capacity, ClusterPod, EventKind, Node, NodeCondition, Service};
+
+use super::commit::ops as commit_ops;
+use super::{plan, Change, Cluster};
+use crate::objects::PODS;
+use crate::store::Op;
+
+/// The clock of every planned event.
+pub const NOW: u64 = 1_700_000_000_000;
+
+pub fn node(name: &str) -> Node {
+    Node {
+        name: name.into(),
+        address: format!("{name}.lab"),
+        labels: BTreeMap::new(),
+        capacity: Capacity {
+            memory_bytes: 8 << 30,
+            cpu_millis: 8000,
+        },
+        unschedulable: false,
+    }
+}
+
+pub fn service(name: &str, replicas: u32, stateful: bool) -> Versioned<Service> {
+    let template = serde_json::from_str(
+        r#"{"name":"t","containers":[{"name":"app","image":"local/busybox"}]}"#,
+    )
+    .unwrap();
+    Versioned {
+        resource_version: 1,
+        object: Service {
+            name: name.into(),
+            replicas,
+            stateful,
+            node_selector: BTreeMap::new(),
+            template,
+            env: Vec::new(),
+            links: Vec::new(),
+            egress: Default::default(),
+            publish: Vec::new(),
+        },
+    }
+}
+
+/// A cluster of `services` and `nodes` at [`NOW`], with no pods yet.
+pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeCondition)>) -> Cluster {
+    Cluster {
+        services,
+        pods: vec![],
+        nodes,
+        now_ms: NOW,
+        memory_available: BTreeMap::new(),
+        evictions_held: false,
+    }
+}
+
+/// Plans and applies the changes to the cluster, as a commit would.
+pub fn step(cluster: &mut Cluster) {
+    let changes = plan(cluster);
+    commit(cluster, &changes);
+}
+
+/// Applies planned creates, updates and deletes of pods to the cluster
+/// through the store operations [`commit_ops`] makes of them, as a commit
+/// would.
+pub fn commit(cluster: &mut Cluster, changes: &[Change]) {
+    for op in commit_ops(changes) {
+        match &op {
+            Op::Create { key, value } | Op::Update { key, value, .. } if key.starts_with(PODS) => {
+                let pod: ClusterPod = serde_json::from_slice(value).unwrap();
+                cluster.pods.retain(|p| p.object.spec.name != pod.spec.name);
+                cluster.pods.push(Versioned {
+                    resource_version: 2,
+                    object: pod,
+                });
+            }
+            Op::Delete { key, .. } => cluster
+                .pods
+                .retain(|p| format!("{PODS}{}", p.object.spec.name) != *key),
+            _ => {}
+        }
+    }
+}
+
+pub fn placement(cluster: &Cluster) -> BTreeMap<String, Option<String>> {
+    cluster
+        .pods
+        .iter()
+        .map(|p| (p.object.spec.name.clone(), p.object.node.clone()))
+        .collect()
+}
+
+pub fn ready(names: &[&str]) -> Vec<(Node, NodeCondition)> {
+    names
+        .iter()
+        .map(|n| (node(n), NodeCondition::Ready))
+        .collect()
+}
+
+/// The events of planned changes: kind, object and node.
+pub fn events(changes: &[Change]) -> Vec<(EventKind, String, Option<String>)> {
+    changes
+        .iter()
+        .filter_map(|c| c.event())
+        .map(|e| (e.kind, e.object.clone(), e.node.clone()))
+        .collect()
+}
+
+pub fn event(
+    kind: EventKind,
+    object: &str,
+    node: Option<&str>,
+) -> (EventKind, String, Option<String>) {
+    (kind, object.to_owned(), node.map(str::to_owned))
+}
