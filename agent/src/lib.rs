@@ -56,7 +56,7 @@ pub async fn run(
     // Heartbeats start before anything else: a restarted agent must not
     // look like a dead node. Assignments wait for the first resync, which
     // adopts what runs, so that no running pod is taken for missing.
-    let joined = master_link::load_joined(&config.state_dir)?;
+    let joined = berth_client::Joined::load(&config.state_dir)?;
     let standalone = joined.is_none() && config.master.is_none();
     match joined {
         Some(joined) => {

@@ -10,15 +10,17 @@
 //! restart is `EngineUnavailable`, not a dead node).
 
 use std::net::ToSocketAddrs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use berth_model::api::{Assignments, Heartbeat, JoinRequest, JoinResponse};
+use berth_client::error::report;
+use berth_client::follow::Cursor;
+use berth_client::{Backoff, NodeClient, Timeouts};
+use berth_model::api::{Assignments, Heartbeat, JoinRequest};
 use berth_model::endpoints::EndpointsView;
-use berth_model::{ApiError, Capacity, Node, PodStatus};
-use serde::{Deserialize, Serialize};
+use berth_model::{Capacity, Node, PodStatus};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
@@ -26,44 +28,9 @@ use crate::links;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 
-/// What joining leaves behind: where the master is and this node's
-/// credential. Kept 0600 in the state directory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Joined {
-    /// The master's URL.
-    pub url: String,
-    /// This node's name in the cluster.
-    pub node: String,
-    /// This node's credential.
-    pub credential: String,
-    /// The master's CA certificate (PEM), pinned at join; `None` for a
-    /// plain-HTTP master.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_pem: Option<String>,
-}
-
-/// Where the join state lives.
-pub fn joined_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("master.json")
-}
-
-/// The join state, if this agent has joined a master.
-pub fn load_joined(state_dir: &Path) -> anyhow::Result<Option<Joined>> {
-    let path = joined_path(state_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-fn save_joined(state_dir: &Path, joined: &Joined) -> anyhow::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
-    crate::private_file::write(&joined_path(state_dir), &serde_json::to_vec_pretty(joined)?)
-}
+/// The node's joined credential; it lives in berth-client, which the router
+/// shares.
+pub use berth_client::Joined;
 
 /// This host's capacity: memory from `/proc/meminfo`, CPUs from the kernel.
 pub fn capacity() -> Capacity {
@@ -100,20 +67,15 @@ fn identity() -> (String, String) {
     (name, address)
 }
 
-/// An HTTP client that trusts exactly the master's CA (when it has one).
-fn client(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .use_rustls_tls();
-    if let Some(pem) = ca_pem {
-        let ca =
-            reqwest::Certificate::from_pem(pem.as_bytes()).context("reading the master's CA")?;
-        builder = builder
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca);
-    }
-    Ok(builder.build()?)
-}
+/// How long any request to the master may take, and how long the master
+/// holds a long poll with nothing new.
+const TIMEOUTS: Timeouts = Timeouts {
+    request: Duration::from_secs(60),
+    long_poll: Duration::from_secs(20),
+};
+
+/// Pauses between failed reads of the assignments or the endpoints.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
 
 /// `sha256:<hex>` of a PEM certificate's DER, as `--ca-hash` spells it.
 pub fn certificate_hash(pem: &str) -> anyhow::Result<String> {
@@ -154,14 +116,6 @@ async fn fetch_pinned_ca(url: &str, ca_hash: &str) -> anyhow::Result<String> {
     Ok(pem)
 }
 
-async fn error_of(response: reqwest::Response) -> anyhow::Error {
-    let status = response.status();
-    match response.json::<ApiError>().await {
-        Ok(e) => anyhow::anyhow!("master answered {status}: {}", e.error),
-        Err(_) => anyhow::anyhow!("master answered {status}"),
-    }
-}
-
 /// How to get a node back whose credential is lost or refused, for logs and
 /// errors. Its pods keep running meanwhile.
 pub fn rejoin_hint(node: &str) -> String {
@@ -199,30 +153,13 @@ pub async fn join(
         capacity: capacity(),
         unschedulable: false,
     };
-    let response = client(ca_pem.as_deref())?
-        .post(format!("{url}/v1/join"))
-        .json(&JoinRequest {
-            token: token.to_owned(),
-            node,
-            reuse_name,
-        })
-        .send()
-        .await
-        .with_context(|| format!("reaching the master at {url}"))?;
-    if !response.status().is_success() {
-        return Err(error_of(response).await);
-    }
-    let answer: JoinResponse = response
-        .json()
-        .await
-        .context("reading the master's answer")?;
-    let joined = Joined {
-        url,
-        node: answer.node,
-        credential: answer.credential,
-        ca_pem,
+    let request = JoinRequest {
+        token: token.to_owned(),
+        node,
+        reuse_name,
     };
-    save_joined(state_dir, &joined)?;
+    let joined = berth_client::join(&url, ca_pem.as_deref(), &request, TIMEOUTS.request).await?;
+    joined.save(state_dir)?;
     Ok(joined)
 }
 
@@ -310,10 +247,10 @@ async fn observe_forever(runtime: &Runtime, changed: &Notify, known: &watch::Sen
 
 /// Runs the heartbeat and the assignment loop forever.
 pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
-    let http = match client(joined.ca_pem.as_deref()) {
-        Ok(http) => http,
+    let master = match NodeClient::new(joined, TIMEOUTS) {
+        Ok(master) => master,
         Err(e) => {
-            warn!(error = %format!("{e:#}"), "cannot build the master client; not following the master");
+            warn!(error = %report(&e), "cannot build the master client; not following the master");
             return;
         }
     };
@@ -332,8 +269,8 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     );
     let linking = tokio::spawn(linker.run());
     let following = {
-        let (http, joined) = (http.clone(), joined.clone());
-        tokio::spawn(async move { endpoints(&http, &joined, &endpoints_tx).await })
+        let master = master.clone();
+        tokio::spawn(async move { endpoints(&master, &endpoints_tx).await })
     };
     let (known_tx, known_rx) = watch::channel(LastKnown::default());
     let observer = {
@@ -341,20 +278,20 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         tokio::spawn(async move { observe_forever(&runtime, &changed, &known_tx).await })
     };
     let beat = {
-        let (http, joined) = (http.clone(), joined.clone());
-        tokio::spawn(async move { heartbeats(&http, &joined, &metrics, known_rx).await })
+        let master = master.clone();
+        tokio::spawn(async move { heartbeats(&master, &metrics, known_rx).await })
     };
     let events = tokio::spawn(crate::container_events::run(
-        http.clone(),
-        joined.clone(),
+        master.http().clone(),
+        master.joined().clone(),
         runtime.state_dir().to_owned(),
     ));
     let logs = tokio::spawn(crate::log_shipping::run(
-        http.clone(),
-        joined.clone(),
+        master.http().clone(),
+        master.joined().clone(),
         runtime.config().state_dir.clone(),
     ));
-    assignments(&http, &joined, &runtime, &changed, &assigned_links).await;
+    assignments(&master, &runtime, &changed, &assigned_links).await;
     beat.abort();
     observer.abort();
     linking.abort();
@@ -365,13 +302,7 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
 
 /// Sends a heartbeat every [`HEARTBEAT_INTERVAL`], and at once when the
 /// observer saw something new. It never waits on Docker or D-Bus.
-async fn heartbeats(
-    http: &reqwest::Client,
-    joined: &Joined,
-    metrics: &Metrics,
-    mut known: watch::Receiver<LastKnown>,
-) {
-    let url = format!("{}/v1/nodes/{}/heartbeat", joined.url, joined.node);
+async fn heartbeats(master: &NodeClient, metrics: &Metrics, mut known: watch::Receiver<LastKnown>) {
     loop {
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
@@ -382,24 +313,13 @@ async fn heartbeats(
             metrics,
             engine_unavailable: last.engine_unavailable,
         };
-        let sent = http
-            .put(&url)
-            .bearer_auth(&joined.credential)
-            .timeout(Duration::from_secs(2))
-            .json(&beat)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                let error = error_of(r).await;
-                warn!(error = %error, "the master refused this node's credential; to rejoin, {}", rejoin_hint(&joined.node));
+        match master.heartbeat(&beat, Duration::from_secs(2)).await {
+            Ok(()) => {}
+            Err(e) if e.is_unauthorized() => {
+                warn!(error = %e, "the master refused this node's credential; to rejoin, {}", rejoin_hint(master.node()));
             }
-            Ok(r) => {
-                let error = error_of(r).await;
-                warn!(error = %error, "heartbeat refused");
-            }
-            Err(e) => warn!(error = %e, "heartbeat failed; the master is unreachable"),
+            Err(e @ berth_client::Error::Answered { .. }) => warn!(error = %e, "heartbeat refused"),
+            Err(e) => warn!(error = %report(&e), "heartbeat failed; the master is unreachable"),
         }
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
@@ -408,29 +328,8 @@ async fn heartbeats(
     }
 }
 
-async fn fetch(
-    http: &reqwest::Client,
-    joined: &Joined,
-    after: Option<u64>,
-) -> anyhow::Result<Assignments> {
-    let mut url = format!("{}/v1/nodes/{}/assignments", joined.url, joined.node);
-    if let Some(after) = after {
-        url.push_str(&format!("?after={after}&timeout=20"));
-    }
-    let response = http
-        .get(&url)
-        .bearer_auth(&joined.credential)
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!(error_of(response).await);
-    }
-    Ok(response.json().await?)
-}
-
 async fn assignments(
-    http: &reqwest::Client,
-    joined: &Joined,
+    master: &NodeClient,
     runtime: &Runtime,
     changed: &Notify,
     assigned_links: &watch::Sender<links::Assigned>,
@@ -438,8 +337,9 @@ async fn assignments(
     // Until what runs here is adopted, a running pod of the master's could
     // look missing (a lost state directory) and be created twice.
     runtime.adopted().await;
-    let mut after = None;
-    let mut delay = Duration::from_millis(200);
+    let path = format!("/v1/nodes/{}/assignments", master.node());
+    let fetch = |after| master.get::<Assignments>(&path, after);
+    let mut cursor = Cursor::new(RETRY);
     // The last assignments read, and when to apply them again though the
     // master has nothing new (a failed start's next try).
     let mut known: Vec<berth_model::Pod> = Vec::new();
@@ -447,14 +347,14 @@ async fn assignments(
     loop {
         let fetched = match retry_at {
             Some(at) => tokio::select! {
-                fetched = fetch(http, joined, after) => Some(fetched),
+                fetched = fetch(cursor.after()) => Some(fetched),
                 () = tokio::time::sleep_until(at) => None,
             },
-            None => Some(fetch(http, joined, after).await),
+            None => Some(fetch(cursor.after()).await),
         };
         match fetched {
             Some(Ok(assigned)) => {
-                delay = Duration::from_millis(200);
+                cursor.read(assigned.revision);
                 assigned_links.send_if_modified(|current| {
                     let new = links::assigned(&assigned.pods);
                     let modified = *current != new;
@@ -462,16 +362,13 @@ async fn assignments(
                     modified
                 });
                 known = assigned.pods.into_iter().map(|p| p.spec).collect();
-                after = Some(assigned.revision);
             }
             // Time for a retry: the same assignments again.
             None => {}
             Some(Err(e)) => {
                 // Unreachable master: keep everything running, try again.
-                warn!(error = %format!("{e:#}"), "cannot read assignments; keeping what runs");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                after = None;
+                warn!(error = %report(&e), "cannot read assignments; keeping what runs");
+                tokio::time::sleep(cursor.failed()).await;
                 continue;
             }
         }
@@ -487,48 +384,12 @@ async fn assignments(
 /// Follows `GET /v1/endpoints` with a long poll, publishing each new view.
 /// With the master unreachable the last view stays: links keep their
 /// backends.
-async fn endpoints(
-    http: &reqwest::Client,
-    joined: &Joined,
-    views: &watch::Sender<Option<EndpointsView>>,
-) {
-    let mut after: Option<u64> = None;
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let mut url = format!("{}/v1/endpoints", joined.url);
-        if let Some(after) = after {
-            url.push_str(&format!("?after={after}&timeout=20"));
-        }
-        let fetched = async {
-            let response = http
-                .get(&url)
-                .bearer_auth(&joined.credential)
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                bail!(error_of(response).await);
-            }
-            Ok::<EndpointsView, anyhow::Error>(response.json().await?)
-        }
+async fn endpoints(master: &NodeClient, views: &watch::Sender<Option<EndpointsView>>) {
+    master
+        .follow("/v1/endpoints", RETRY, views, |e| {
+            warn!(error = %report(e), "cannot read endpoints; links keep their backends");
+        })
         .await;
-        match fetched {
-            Ok(view) => {
-                delay = Duration::from_millis(200);
-                after = Some(view.revision);
-                views.send_if_modified(|current| {
-                    let modified = current.as_ref() != Some(&view);
-                    *current = Some(view);
-                    modified
-                });
-            }
-            Err(e) => {
-                warn!(error = %format!("{e:#}"), "cannot read endpoints; links keep their backends");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                after = None;
-            }
-        }
-    }
 }
 
 /// Logs where the agent is joined.
@@ -560,7 +421,10 @@ pub async fn join_from_config(
         .await
         {
             Ok(joined) => break joined,
-            Err(e) if format!("{e:#}").contains("401") => {
+            Err(e)
+                if e.downcast_ref::<berth_client::Error>()
+                    .is_some_and(berth_client::Error::is_unauthorized) =>
+            {
                 warn!(error = %format!("{e:#}"), "the master refused the join token in the config; not joining. If this node lost its credential: {}", rejoin_hint(&identity().0));
                 return;
             }
