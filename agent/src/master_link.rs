@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use berth_client::error::report;
 use berth_client::follow::Cursor;
 use berth_client::{Backoff, NodeClient, Timeouts};
@@ -77,45 +77,6 @@ const TIMEOUTS: Timeouts = Timeouts {
 /// Pauses between failed reads of the assignments or the endpoints.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
 
-/// `sha256:<hex>` of a PEM certificate's DER, as `--ca-hash` spells it.
-pub fn certificate_hash(pem: &str) -> anyhow::Result<String> {
-    use rustls_pki_types::pem::PemObject;
-    use sha2::Digest;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .context("parsing the CA certificate")?;
-    let hex: String = sha2::Sha256::digest(der.as_ref())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(format!("sha256:{hex}"))
-}
-
-/// Fetches the master's CA and checks it against the pinned hash before
-/// anything secret is sent. The fetch itself cannot verify the server (the
-/// CA is what it fetches); the hash is what makes it safe.
-async fn fetch_pinned_ca(url: &str, ca_hash: &str) -> anyhow::Result<String> {
-    let insecure = reqwest::Client::builder()
-        .use_rustls_tls()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let pem = insecure
-        .get(format!("{url}/v1/ca.crt"))
-        .send()
-        .await
-        .with_context(|| format!("reaching the master at {url}"))?
-        .error_for_status()?
-        .text()
-        .await?;
-    let found = certificate_hash(&pem)?;
-    if found != ca_hash {
-        bail!(
-            "the master's CA is {found}, not the pinned {ca_hash}: refusing to send the join token"
-        );
-    }
-    Ok(pem)
-}
-
 /// How to get a node back whose credential is lost or refused, for logs and
 /// errors. Its pods keep running meanwhile.
 pub fn rejoin_hint(node: &str) -> String {
@@ -141,7 +102,7 @@ pub async fn join(
 ) -> anyhow::Result<Joined> {
     let url = url.trim_end_matches('/').to_owned();
     let ca_pem = match (url.starts_with("https://"), ca_hash) {
-        (true, Some(hash)) => Some(fetch_pinned_ca(&url, hash).await?),
+        (true, Some(hash)) => Some(berth_client::ca::fetch_pinned(&url, hash).await?),
         (true, None) => bail!("an https master needs --ca-hash (it is part of the join command `berth node token` prints)"),
         (false, _) => None,
     };

@@ -12,6 +12,19 @@ pub enum Error {
     /// The pinned CA is not a PEM certificate.
     #[error("reading the master's CA")]
     Ca(#[source] reqwest::Error),
+    /// A CA certificate that is not PEM.
+    #[error("parsing the CA certificate")]
+    Certificate(#[source] rustls_pki_types::pem::Error),
+    /// The master's CA is not the one pinned: nothing secret is sent.
+    #[error(
+        "the master's CA is {found}, not the pinned {pinned}: refusing to send the join token"
+    )]
+    CaMismatch {
+        /// The hash of the CA the master served.
+        found: String,
+        /// The hash given at join.
+        pinned: String,
+    },
     /// The HTTP client could not be set up (no TLS backend, for one).
     #[error("cannot set up the HTTP client")]
     Client(#[source] reqwest::Error),

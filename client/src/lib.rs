@@ -2,9 +2,11 @@
 //! and the CLI: the node's joined credential ([`Joined`]), the HTTP client
 //! that trusts exactly the master's pinned CA ([`pinned`]), requests as
 //! this node with typed errors ([`NodeClient`], [`Error`]), and a long-poll
-//! follower that resumes after the last revision read ([`follow`]).
+//! follower that resumes after the last revision read ([`follow`]). The agent
+//! pins the master's CA at join through [`ca`].
 #![forbid(unsafe_code)]
 
+pub mod ca;
 pub mod error;
 pub mod follow;
 pub mod joined;
