@@ -141,21 +141,12 @@ impl AgentConfig {
     /// Reads and checks the configuration at `path`; a missing file at the
     /// default path means all defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && path == Path::new(DEFAULT_CONFIG_PATH) =>
-            {
-                String::new()
+        let text = berth_daemon::config::read(path, DEFAULT_CONFIG_PATH).map_err(|source| {
+            ConfigError::Read {
+                path: path.into(),
+                source,
             }
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.into(),
-                    source,
-                })
-            }
-        };
+        })?;
         Self::parse(&text, path)
     }
 

@@ -20,8 +20,8 @@ use berth_model::{Event, EventKind};
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use crate::joined::Joined;
 use crate::journal;
+use berth_client::Joined;
 
 pub use berth_shim::message_ids::{
     CONTAINER_EVENT as SHIM_EVENT_MESSAGE_ID, POD_EVENT as POD_EVENT_MESSAGE_ID,

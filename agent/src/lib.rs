@@ -24,7 +24,6 @@ pub mod docker;
 #[cfg(test)]
 pub mod fakes;
 pub mod host_path;
-pub mod joined;
 pub mod journal;
 pub mod links;
 pub mod log_shipping;
@@ -65,7 +64,7 @@ pub async fn run(
     // Heartbeats start before anything else: a restarted agent must not
     // look like a dead node. Assignments wait for the first resync, which
     // adopts what runs, so that no running pod is taken for missing.
-    let joined = joined::load_joined(&config.state_dir)?;
+    let joined = berth_client::Joined::load(&config.state_dir)?;
     let standalone = joined.is_none() && config.master.is_none();
     match joined {
         Some(joined) => {

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::joined::Joined;
 use crate::journal;
+use berth_client::Joined;
 
 /// How long a batch waits for more lines once it has one.
 const BATCH_WINDOW: Duration = Duration::from_millis(100);

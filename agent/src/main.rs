@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("berth-agent: {e}");
-            return ExitCode::from(64);
+            return ExitCode::from(berth_daemon::config::BAD_CONFIG_EXIT_CODE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -102,8 +102,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    berth_telemetry::init("berth-agent");
-    match runtime.block_on(berth_agent::run(config, shutdown_signal())) {
+    berth_daemon::telemetry::init("berth-agent");
+    match runtime.block_on(berth_agent::run(
+        config,
+        berth_daemon::shutdown::signal_received(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "berth-agent failed");
@@ -137,16 +140,4 @@ async fn join(
         "joined {} as node {}; berth-agent is enabled and running",
         joined.url, joined.node
     ))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

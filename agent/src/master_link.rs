@@ -14,17 +14,23 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use berth_model::api::{Assignments, Heartbeat, JoinRequest, JoinResponse};
+use anyhow::bail;
+use berth_client::error::report;
+use berth_client::follow::Cursor;
+use berth_client::{Backoff, NodeClient, Timeouts};
+use berth_model::api::{Assignments, Heartbeat, JoinRequest};
 use berth_model::endpoints::EndpointsView;
-use berth_model::{ApiError, Capacity, Node, PodStatus};
+use berth_model::{Capacity, Node, PodStatus};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
-use crate::joined::{save_joined, Joined};
 use crate::links;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
+
+/// The node's joined credential; it lives in berth-client, which the router
+/// shares.
+pub use berth_client::Joined;
 
 /// This host's capacity: memory from `/proc/meminfo`, CPUs from the kernel.
 pub fn capacity() -> Capacity {
@@ -61,67 +67,15 @@ fn identity() -> (String, String) {
     (name, address)
 }
 
-/// An HTTP client that trusts exactly the master's CA (when it has one).
-fn client(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .use_rustls_tls();
-    if let Some(pem) = ca_pem {
-        let ca =
-            reqwest::Certificate::from_pem(pem.as_bytes()).context("reading the master's CA")?;
-        builder = builder
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca);
-    }
-    Ok(builder.build()?)
-}
+/// How long any request to the master may take, and how long the master
+/// holds a long poll with nothing new.
+const TIMEOUTS: Timeouts = Timeouts {
+    request: Duration::from_secs(60),
+    long_poll: Duration::from_secs(20),
+};
 
-/// `sha256:<hex>` of a PEM certificate's DER, as `--ca-hash` spells it.
-pub fn certificate_hash(pem: &str) -> anyhow::Result<String> {
-    use rustls_pki_types::pem::PemObject;
-    use sha2::Digest;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .context("parsing the CA certificate")?;
-    let hex: String = sha2::Sha256::digest(der.as_ref())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(format!("sha256:{hex}"))
-}
-
-/// Fetches the master's CA and checks it against the pinned hash before
-/// anything secret is sent. The fetch itself cannot verify the server (the
-/// CA is what it fetches); the hash is what makes it safe.
-async fn fetch_pinned_ca(url: &str, ca_hash: &str) -> anyhow::Result<String> {
-    let insecure = reqwest::Client::builder()
-        .use_rustls_tls()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let pem = insecure
-        .get(format!("{url}/v1/ca.crt"))
-        .send()
-        .await
-        .with_context(|| format!("reaching the master at {url}"))?
-        .error_for_status()?
-        .text()
-        .await?;
-    let found = certificate_hash(&pem)?;
-    if found != ca_hash {
-        bail!(
-            "the master's CA is {found}, not the pinned {ca_hash}: refusing to send the join token"
-        );
-    }
-    Ok(pem)
-}
-
-async fn error_of(response: reqwest::Response) -> anyhow::Error {
-    let status = response.status();
-    match response.json::<ApiError>().await {
-        Ok(e) => anyhow::anyhow!("master answered {status}: {}", e.error),
-        Err(_) => anyhow::anyhow!("master answered {status}"),
-    }
-}
+/// Pauses between failed reads of the assignments or the endpoints.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
 
 /// How to get a node back whose credential is lost or refused, for logs and
 /// errors. Its pods keep running meanwhile.
@@ -148,7 +102,7 @@ pub async fn join(
 ) -> anyhow::Result<Joined> {
     let url = url.trim_end_matches('/').to_owned();
     let ca_pem = match (url.starts_with("https://"), ca_hash) {
-        (true, Some(hash)) => Some(fetch_pinned_ca(&url, hash).await?),
+        (true, Some(hash)) => Some(berth_client::ca::fetch_pinned(&url, hash).await?),
         (true, None) => bail!("an https master needs --ca-hash (it is part of the join command `berth node token` prints)"),
         (false, _) => None,
     };
@@ -160,30 +114,13 @@ pub async fn join(
         capacity: capacity(),
         unschedulable: false,
     };
-    let response = client(ca_pem.as_deref())?
-        .post(format!("{url}/v1/join"))
-        .json(&JoinRequest {
-            token: token.to_owned(),
-            node,
-            reuse_name,
-        })
-        .send()
-        .await
-        .with_context(|| format!("reaching the master at {url}"))?;
-    if !response.status().is_success() {
-        return Err(error_of(response).await);
-    }
-    let answer: JoinResponse = response
-        .json()
-        .await
-        .context("reading the master's answer")?;
-    let joined = Joined {
-        url,
-        node: answer.node,
-        credential: answer.credential,
-        ca_pem,
+    let request = JoinRequest {
+        token: token.to_owned(),
+        node,
+        reuse_name,
     };
-    save_joined(state_dir, &joined)?;
+    let joined = berth_client::join(&url, ca_pem.as_deref(), &request, TIMEOUTS.request).await?;
+    joined.save(state_dir)?;
     Ok(joined)
 }
 
@@ -271,10 +208,10 @@ async fn observe_forever(runtime: &Runtime, changed: &Notify, known: &watch::Sen
 
 /// Runs the heartbeat and the assignment loop forever.
 pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
-    let http = match client(joined.ca_pem.as_deref()) {
-        Ok(http) => http,
+    let master = match NodeClient::new(joined, TIMEOUTS) {
+        Ok(master) => master,
         Err(e) => {
-            warn!(error = %format!("{e:#}"), "cannot build the master client; not following the master");
+            warn!(error = %report(&e), "cannot build the master client; not following the master");
             return;
         }
     };
@@ -293,8 +230,8 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     );
     let linking = tokio::spawn(linker.run());
     let following = {
-        let (http, joined) = (http.clone(), joined.clone());
-        tokio::spawn(async move { endpoints(&http, &joined, &endpoints_tx).await })
+        let master = master.clone();
+        tokio::spawn(async move { endpoints(&master, &endpoints_tx).await })
     };
     let (known_tx, known_rx) = watch::channel(LastKnown::default());
     let observer = {
@@ -302,20 +239,20 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         tokio::spawn(async move { observe_forever(&runtime, &changed, &known_tx).await })
     };
     let beat = {
-        let (http, joined) = (http.clone(), joined.clone());
-        tokio::spawn(async move { heartbeats(&http, &joined, &metrics, known_rx).await })
+        let master = master.clone();
+        tokio::spawn(async move { heartbeats(&master, &metrics, known_rx).await })
     };
     let events = tokio::spawn(crate::container_events::run(
-        http.clone(),
-        joined.clone(),
+        master.http().clone(),
+        master.joined().clone(),
         runtime.state_dir().to_owned(),
     ));
     let logs = tokio::spawn(crate::log_shipping::run(
-        http.clone(),
-        joined.clone(),
+        master.http().clone(),
+        master.joined().clone(),
         runtime.config().state_dir.clone(),
     ));
-    assignments(&http, &joined, &runtime, &changed, &assigned_links).await;
+    assignments(&master, &runtime, &changed, &assigned_links).await;
     beat.abort();
     observer.abort();
     linking.abort();
@@ -326,13 +263,7 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
 
 /// Sends a heartbeat every [`HEARTBEAT_INTERVAL`], and at once when the
 /// observer saw something new. It never waits on Docker or D-Bus.
-async fn heartbeats(
-    http: &reqwest::Client,
-    joined: &Joined,
-    metrics: &Metrics,
-    mut known: watch::Receiver<LastKnown>,
-) {
-    let url = format!("{}/v1/nodes/{}/heartbeat", joined.url, joined.node);
+async fn heartbeats(master: &NodeClient, metrics: &Metrics, mut known: watch::Receiver<LastKnown>) {
     loop {
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
@@ -343,24 +274,13 @@ async fn heartbeats(
             metrics,
             engine_unavailable: last.engine_unavailable,
         };
-        let sent = http
-            .put(&url)
-            .bearer_auth(&joined.credential)
-            .timeout(Duration::from_secs(2))
-            .json(&beat)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                let error = error_of(r).await;
-                warn!(error = %error, "the master refused this node's credential; to rejoin, {}", rejoin_hint(&joined.node));
+        match master.heartbeat(&beat, Duration::from_secs(2)).await {
+            Ok(()) => {}
+            Err(e) if e.is_unauthorized() => {
+                warn!(error = %e, "the master refused this node's credential; to rejoin, {}", rejoin_hint(master.node()));
             }
-            Ok(r) => {
-                let error = error_of(r).await;
-                warn!(error = %error, "heartbeat refused");
-            }
-            Err(e) => warn!(error = %e, "heartbeat failed; the master is unreachable"),
+            Err(e @ berth_client::Error::Answered { .. }) => warn!(error = %e, "heartbeat refused"),
+            Err(e) => warn!(error = %report(&e), "heartbeat failed; the master is unreachable"),
         }
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
@@ -369,29 +289,8 @@ async fn heartbeats(
     }
 }
 
-async fn fetch(
-    http: &reqwest::Client,
-    joined: &Joined,
-    after: Option<u64>,
-) -> anyhow::Result<Assignments> {
-    let mut url = format!("{}/v1/nodes/{}/assignments", joined.url, joined.node);
-    if let Some(after) = after {
-        url.push_str(&format!("?after={after}&timeout=20"));
-    }
-    let response = http
-        .get(&url)
-        .bearer_auth(&joined.credential)
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!(error_of(response).await);
-    }
-    Ok(response.json().await?)
-}
-
 async fn assignments(
-    http: &reqwest::Client,
-    joined: &Joined,
+    master: &NodeClient,
     runtime: &Runtime,
     changed: &Notify,
     assigned_links: &watch::Sender<links::Assigned>,
@@ -399,8 +298,9 @@ async fn assignments(
     // Until what runs here is adopted, a running pod of the master's could
     // look missing (a lost state directory) and be created twice.
     runtime.adopted().await;
-    let mut after = None;
-    let mut delay = Duration::from_millis(200);
+    let path = format!("/v1/nodes/{}/assignments", master.node());
+    let fetch = |after| master.get::<Assignments>(&path, after);
+    let mut cursor = Cursor::new(RETRY);
     // The last assignments read, and when to apply them again though the
     // master has nothing new (a failed start's next try).
     let mut known: Vec<berth_model::Pod> = Vec::new();
@@ -408,14 +308,14 @@ async fn assignments(
     loop {
         let fetched = match retry_at {
             Some(at) => tokio::select! {
-                fetched = fetch(http, joined, after) => Some(fetched),
+                fetched = fetch(cursor.after()) => Some(fetched),
                 () = tokio::time::sleep_until(at) => None,
             },
-            None => Some(fetch(http, joined, after).await),
+            None => Some(fetch(cursor.after()).await),
         };
         match fetched {
             Some(Ok(assigned)) => {
-                delay = Duration::from_millis(200);
+                cursor.read(assigned.revision);
                 assigned_links.send_if_modified(|current| {
                     let new = links::assigned(&assigned.pods);
                     let modified = *current != new;
@@ -423,16 +323,13 @@ async fn assignments(
                     modified
                 });
                 known = assigned.pods.into_iter().map(|p| p.spec).collect();
-                after = Some(assigned.revision);
             }
             // Time for a retry: the same assignments again.
             None => {}
             Some(Err(e)) => {
                 // Unreachable master: keep everything running, try again.
-                warn!(error = %format!("{e:#}"), "cannot read assignments; keeping what runs");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                after = None;
+                warn!(error = %report(&e), "cannot read assignments; keeping what runs");
+                tokio::time::sleep(cursor.failed()).await;
                 continue;
             }
         }
@@ -448,48 +345,12 @@ async fn assignments(
 /// Follows `GET /v1/endpoints` with a long poll, publishing each new view.
 /// With the master unreachable the last view stays: links keep their
 /// backends.
-async fn endpoints(
-    http: &reqwest::Client,
-    joined: &Joined,
-    views: &watch::Sender<Option<EndpointsView>>,
-) {
-    let mut after: Option<u64> = None;
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let mut url = format!("{}/v1/endpoints", joined.url);
-        if let Some(after) = after {
-            url.push_str(&format!("?after={after}&timeout=20"));
-        }
-        let fetched = async {
-            let response = http
-                .get(&url)
-                .bearer_auth(&joined.credential)
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                bail!(error_of(response).await);
-            }
-            Ok::<EndpointsView, anyhow::Error>(response.json().await?)
-        }
+async fn endpoints(master: &NodeClient, views: &watch::Sender<Option<EndpointsView>>) {
+    master
+        .follow("/v1/endpoints", RETRY, views, |e| {
+            warn!(error = %report(e), "cannot read endpoints; links keep their backends");
+        })
         .await;
-        match fetched {
-            Ok(view) => {
-                delay = Duration::from_millis(200);
-                after = Some(view.revision);
-                views.send_if_modified(|current| {
-                    let modified = current.as_ref() != Some(&view);
-                    *current = Some(view);
-                    modified
-                });
-            }
-            Err(e) => {
-                warn!(error = %format!("{e:#}"), "cannot read endpoints; links keep their backends");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                after = None;
-            }
-        }
-    }
 }
 
 /// Logs where the agent is joined.
@@ -521,7 +382,10 @@ pub async fn join_from_config(
         .await
         {
             Ok(joined) => break joined,
-            Err(e) if format!("{e:#}").contains("401") => {
+            Err(e)
+                if e.downcast_ref::<berth_client::Error>()
+                    .is_some_and(berth_client::Error::is_unauthorized) =>
+            {
                 warn!(error = %format!("{e:#}"), "the master refused the join token in the config; not joining. If this node lost its credential: {}", rejoin_hint(&identity().0));
                 return;
             }

@@ -1,73 +1,13 @@
-//! Small state files only root may read (pod records, the node's
-//! credential, journal cursors), written so that a crash leaves either the
-//! old content or the new, never a mix.
+//! Small state files only root may read (pod records, journal cursors),
+//! written so that a crash leaves either the old content or the new. The
+//! one implementation lives in berth-client, next to the node's credential
+//! it also keeps.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use anyhow::Context;
+pub use berth_client::private_file::read_line;
 
-/// Replaces `path` with `bytes`, mode 0600: write a temporary file, fsync
-/// it, rename it over `path`, fsync the directory.
+/// Replaces `path` with `bytes`, mode 0600, atomically and durably.
 pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = Path::new(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// A one-line file's content without surrounding whitespace; `None` when
-/// it is missing or empty (a journal cursor never saved).
-pub fn read_line(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    #[test]
-    fn writes_are_private_and_replace_the_old_content() {
-        // Under the workspace's target/, never the machine's /tmp.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/tmp")
-            .join(format!("agent-private-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("journal.cursor");
-        assert_eq!(read_line(&path), None);
-        write(&path, b"s=1;i=2\n").unwrap();
-        write(&path, b"s=1;i=3\n").unwrap();
-        assert_eq!(read_line(&path).as_deref(), Some("s=1;i=3"));
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+    Ok(berth_client::private_file::write(path, bytes)?)
 }

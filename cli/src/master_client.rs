@@ -40,7 +40,7 @@ pub enum Error {
     Url(String),
     /// The HTTP client could not be set up (no TLS backend, for one).
     #[error("cannot set up the HTTP client")]
-    Client(#[source] reqwest::Error),
+    Client(#[source] berth_client::Error),
     /// No answer: the master is unreachable, refused the connection, timed
     /// out, or the connection broke.
     #[error("cannot reach the berth master at {url}{}", send_problem(error))]
@@ -162,17 +162,13 @@ impl MasterClient {
         if base.cannot_be_a_base() {
             return Err(Error::Url(config.url.clone()));
         }
-        let mut builder = reqwest::Client::builder()
+        // A master with its own CA: trust that CA, and only it.
+        let http = berth_client::pinned(config.ca_pem.as_deref())
+            .map_err(Error::Client)?
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.ca_pem {
-            // A master with its own CA: trust that CA, and only it.
-            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(Error::Client)?;
-            builder = builder
-                .tls_built_in_root_certs(false)
-                .add_root_certificate(ca);
-        }
-        let http = builder.build().map_err(Error::Client)?;
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Client(berth_client::Error::Client(e)))?;
         Ok(Self {
             base,
             token: config.token.clone(),

@@ -236,21 +236,11 @@ impl MasterConfig {
     /// Reads and checks the configuration; a missing default file means all
     /// defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && path == Path::new(DEFAULT_CONFIG_PATH) =>
-            {
-                String::new()
-            }
-            Err(e) => {
-                return Err(ConfigError {
-                    path: path.into(),
-                    message: format!("reading: {e}"),
-                })
-            }
-        };
+        let text =
+            berth_daemon::config::read(path, DEFAULT_CONFIG_PATH).map_err(|e| ConfigError {
+                path: path.into(),
+                message: format!("reading: {e}"),
+            })?;
         let config: Self = toml::from_str(&text).map_err(|e| ConfigError {
             path: path.into(),
             message: e.to_string(),

@@ -26,10 +26,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("berth-master: {e}");
-            return ExitCode::from(64);
+            return ExitCode::from(berth_daemon::config::BAD_CONFIG_EXIT_CODE);
         }
     };
-    berth_telemetry::init("berth-master");
+    berth_daemon::telemetry::init("berth-master");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,7 +47,13 @@ fn main() -> ExitCode {
         } else {
             berth_master::Serving::Tls
         };
-        berth_master::run_with(config, listener, serving, shutdown_signal()).await
+        berth_master::run_with(
+            config,
+            listener,
+            serving,
+            berth_daemon::shutdown::signal_received(),
+        )
+        .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,16 +61,5 @@ fn main() -> ExitCode {
             tracing::error!(error = %format!("{e:#}"), "berth-master failed");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -19,20 +19,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // Under systemd the journal shows the lines: no colour codes.
-        .with_ansi(std::env::var_os("JOURNAL_STREAM").is_none())
-        .init();
+    berth_daemon::telemetry::init("berth-router");
     let config = match RouterConfig::load(&args.config) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("berth-router: {e}");
-            // EX_USAGE: a bad configuration, not a crash.
-            return ExitCode::from(64);
+            return ExitCode::from(berth_daemon::config::BAD_CONFIG_EXIT_CODE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -3,28 +3,8 @@
 
 use std::time::Duration;
 
+use berth_daemon::systemd::ManagerProxy;
 use futures_util::StreamExt;
-use zbus::zvariant::OwnedObjectPath;
-
-#[zbus::proxy(
-    interface = "org.freedesktop.systemd1.Manager",
-    default_service = "org.freedesktop.systemd1",
-    default_path = "/org/freedesktop/systemd1"
-)]
-trait Manager {
-    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
-    fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
-    fn subscribe(&self) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    fn job_removed(
-        &self,
-        id: u32,
-        job: zbus::zvariant::ObjectPath<'_>,
-        unit: &str,
-        result: &str,
-    ) -> zbus::Result<()>;
-}
 
 /// What can go wrong talking to systemd.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,6 @@
 //! every tracing field as a journal field of its own (`POD=web`,
 //! `NODE=h2`), so `journalctl -u berth-agent POD=web` finds a pod's story;
 //! anywhere else, lines of text on stderr.
-#![forbid(unsafe_code)]
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
