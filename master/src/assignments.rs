@@ -24,9 +24,9 @@ use crate::store::{EventKind, Store, StoreError};
 #[derive(Debug)]
 pub struct AssignmentIndex {
     state: Mutex<Index>,
-    /// The store revision the index has caught up with; 0 until it has
-    /// read the pods once.
-    caught_up: watch::Sender<u64>,
+    /// Whether the index has read the pods once (an empty store's
+    /// revision is 0, so the revision cannot say it).
+    loaded: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +50,7 @@ impl Default for AssignmentIndex {
     fn default() -> Self {
         Self {
             state: Mutex::new(Index::default()),
-            caught_up: watch::channel(0).0,
+            loaded: watch::channel(false).0,
         }
     }
 }
@@ -100,7 +100,7 @@ impl AssignmentIndex {
             entry.waiters.notify_waiters();
         }
         drop(index);
-        self.caught_up.send_replace(revision);
+        self.loaded.send_replace(true);
     }
 
     /// Applies one change: `pod` is the new value, `None` if deleted.
@@ -121,16 +121,14 @@ impl AssignmentIndex {
                 entry.waiters.notify_waiters();
             }
         }
-        drop(index);
-        self.caught_up.send_replace(revision);
     }
 
     /// The pods assigned to `node`. With `after`, waits (up to `wait`)
     /// until they change after that revision.
     pub async fn assignments(&self, node: &str, after: Option<u64>, wait: Duration) -> Assignments {
         // The first read of the store comes before any answer.
-        let mut caught_up = self.caught_up.subscribe();
-        let _ = caught_up.wait_for(|revision| *revision > 0).await;
+        let mut loaded = self.loaded.subscribe();
+        let _ = loaded.wait_for(|loaded| *loaded).await;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let waiters = {
@@ -232,6 +230,20 @@ mod tests {
         assert_eq!(names(&h1), ["a"]);
         assert_eq!(h1.revision, 7);
         assert!(index.assignments("h3", None, NO_WAIT).await.pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_empty_store_answers_at_once() {
+        // A fresh cluster's store is at revision 0 until its first write.
+        let index = AssignmentIndex::default();
+        index.reset(std::iter::empty(), 0);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(1),
+            index.assignments("h1", None, NO_WAIT),
+        )
+        .await
+        .expect("an answer without waiting for a write");
+        assert!(answer.pods.is_empty());
     }
 
     #[tokio::test]
