@@ -68,8 +68,9 @@ impl Translator {
         let (kind, pod, container, reason) = match journal::field(entry, "MESSAGE_ID")?.as_str() {
             SHIM_EVENT_MESSAGE_ID => {
                 let kind: EventKind = journal::field(entry, "BERTH_EVENT")?.parse().ok()?;
-                let (pod, container) =
-                    split_docker_name(&journal::field(entry, "BERTH_CONTAINER")?)?;
+                let (pod, container) = crate::reconcile::desired::pod_of_docker_name(
+                    &journal::field(entry, "BERTH_CONTAINER")?,
+                )?;
                 let reason = journal::field(entry, "BERTH_REASON").unwrap_or_default();
                 if matches!(
                     kind,
@@ -146,14 +147,6 @@ pub fn event_id(cursor: &str) -> Option<String> {
             .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_hexdigit()))
     };
     Some(format!("{}-{}", part("s=")?, part("i=")?))
-}
-
-/// `berth.<pod>.<container>` (labels hold no dots) -> (pod, container).
-fn split_docker_name(name: &str) -> Option<(String, String)> {
-    let mut parts = name.strip_prefix("berth.")?.splitn(2, '.');
-    let pod = parts.next()?.to_owned();
-    let container = parts.next()?.to_owned();
-    Some((pod, container))
 }
 
 fn cursor_path(state_dir: &Path) -> PathBuf {

@@ -17,6 +17,8 @@ use crate::config::RegistryCredentials;
 
 /// Label with the pod a container belongs to.
 pub const LABEL_POD: &str = "berth.pod";
+/// Label with the pod's project, on pods of every project but the default.
+pub const LABEL_PROJECT: &str = "berth.project";
 /// Label with the container's name in the pod (absent on the pod's network holder).
 pub const LABEL_CONTAINER: &str = "berth.container";
 /// Label with the hash of the container's create spec: a changed hash means

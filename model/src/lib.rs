@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod name;
 pub mod pod;
 pub mod probe;
+pub mod project;
 pub mod route;
 pub mod status;
 pub mod validation;
@@ -32,6 +33,7 @@ pub use pod::{
     Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Security, Volume, VolumeMount,
 };
 pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
+pub use project::{Project, DEFAULT_PROJECT};
 pub use route::{Route, RouteTls, TlsTermination};
 pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure};
 pub use validation::{FieldError, ValidationErrors};

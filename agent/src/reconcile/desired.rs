@@ -2,12 +2,13 @@
 //! needs on this host. Pure: the same record always gives the same result,
 //! and each container carries a hash of its own spec so a change shows.
 
+use berth_model::project::{split_qualified, DEFAULT_PROJECT};
 use berth_model::{EnvVar, Pod, Protocol};
 use serde::Serialize;
 
 use crate::docker::{
-    ContainerSpec, LABEL_CONTAINER, LABEL_HOST_PORTS, LABEL_POD, LABEL_POD_SPEC, LABEL_SOURCE,
-    LABEL_SPEC_HASH, PAUSE_IMAGE,
+    ContainerSpec, LABEL_CONTAINER, LABEL_HOST_PORTS, LABEL_POD, LABEL_POD_SPEC, LABEL_PROJECT,
+    LABEL_SOURCE, LABEL_SPEC_HASH, PAUSE_IMAGE,
 };
 use crate::store::{Desired, PodRecord, Source};
 use crate::unit::{
@@ -69,9 +70,23 @@ pub struct HostSettings<'a> {
 }
 
 /// Docker's name of the pod's network holder: `berth.<pod>`. Dots cannot
-/// occur in DNS labels, so names never collide.
+/// occur in DNS labels, so names never collide. A project's pod
+/// (`a.web-1`) is spelled `a_web-1`, since its `.` would be taken for the
+/// container's.
 pub fn holder_container_name(pod: &str) -> String {
-    format!("berth.{pod}")
+    format!("berth.{}", docker_pod_part(pod))
+}
+
+fn docker_pod_part(pod: &str) -> String {
+    pod.replacen('.', "_", 1)
+}
+
+/// The pod and container of a container's Docker name (see
+/// [`app_container_name`]); `None` for any other name.
+pub fn pod_of_docker_name(name: &str) -> Option<(String, String)> {
+    let (pod, container) = name.strip_prefix("berth.")?.split_once('.')?;
+    let pod = pod.replacen('_', ".", 1);
+    (app_container_name(&pod, container) == name).then(|| (pod, container.to_owned()))
 }
 
 /// The Docker container whose network namespace is the pod's: the holder
@@ -85,7 +100,7 @@ pub fn network_container_name(pod: &Pod) -> String {
 
 /// Docker's name of a container of a pod: `berth.<pod>.<container>`.
 pub fn app_container_name(pod: &str, container: &str) -> String {
-    format!("berth.{pod}.{container}")
+    format!("berth.{}.{container}", docker_pod_part(pod))
 }
 
 /// Docker volume of a pod's named volume.
@@ -172,6 +187,17 @@ fn with_hash(mut spec: ContainerSpec, holder: bool) -> (ContainerSpec, String) {
     (spec, hash)
 }
 
+/// The labels naming a container's pod, and its project unless it is the
+/// default one (whose containers predate projects and keep their specs).
+fn pod_labels(pod: &str) -> Vec<(String, String)> {
+    let mut labels = vec![(LABEL_POD.to_string(), pod.to_owned())];
+    let (project, _) = split_qualified(pod);
+    if project != DEFAULT_PROJECT {
+        labels.push((LABEL_PROJECT.to_string(), project.to_owned()));
+    }
+    labels
+}
+
 fn port_key(port: u16, protocol: Protocol) -> String {
     format!("{port}/{}", protocol.as_str())
 }
@@ -244,7 +270,7 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             name: pod_network_unit_name(&pod.name),
             contents: render_pod_network_unit(&holder_unit)?,
         });
-        let mut labels = vec![(LABEL_POD.to_string(), pod.name.clone())];
+        let mut labels = pod_labels(&pod.name);
         labels.extend(adoption_labels.iter().cloned());
         let (mut spec, spec_hash) = with_hash(
             ContainerSpec {
@@ -328,10 +354,8 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
             .chain(container.secret_env.iter())
             .map(|v| format!("{}={}", v.name, v.value))
             .collect();
-        let mut labels = vec![
-            (LABEL_POD.to_string(), pod.name.clone()),
-            (LABEL_CONTAINER.to_string(), container.name.clone()),
-        ];
+        let mut labels = pod_labels(&pod.name);
+        labels.push((LABEL_CONTAINER.to_string(), container.name.clone()));
         if !has_holder {
             labels.extend(adoption_labels.iter().cloned());
         }
@@ -410,6 +434,26 @@ pub fn unit_belongs_to(unit: &str, pod: &str) -> bool {
 mod tests {
     use super::*;
     use crate::store::PortBinding;
+
+    #[test]
+    fn docker_names_keep_projects_apart_and_decode_one_way() {
+        // Without the `_`, project a's pod `web-1` would be the default
+        // project's pod `a` with a container `web-1`.
+        assert_eq!(holder_container_name("a.web-1"), "berth.a_web-1");
+        assert_ne!(
+            holder_container_name("a.web-1"),
+            app_container_name("a", "web-1")
+        );
+        assert_eq!(app_container_name("a.web-1", "app"), "berth.a_web-1.app");
+        for (pod, container) in [("a.web-1", "app"), ("web-1", "app")] {
+            assert_eq!(
+                pod_of_docker_name(&app_container_name(pod, container)),
+                Some((pod.to_owned(), container.to_owned()))
+            );
+        }
+        assert_eq!(pod_of_docker_name("berth.web"), None);
+        assert_eq!(pod_of_docker_name("other.web.app"), None);
+    }
 
     fn record(json: &str) -> PodRecord {
         PodRecord {

@@ -186,6 +186,23 @@ mod tests {
     }
 
     #[test]
+    fn a_projects_pods_carry_the_project_in_their_units() {
+        assert_eq!(
+            container_unit_name("a.web-1", "app"),
+            r"berth-a.web\x2d1-app.service"
+        );
+        assert_eq!(pod_slice_name("a.web-1"), r"berth-a.web\x2d1.slice");
+        assert_ne!(
+            container_unit_name("a.web-1", "app"),
+            container_unit_name("b.web-1", "app")
+        );
+        assert_eq!(
+            container_of_unit(r"berth-a.web\x2d1-app.service"),
+            Some(("a.web-1".to_owned(), "app".to_owned()))
+        );
+    }
+
+    #[test]
     fn decodes_the_kind_and_pod_of_each_unit() {
         assert_eq!(pod_of_unit("berth-web.service").as_deref(), Some("web"));
         assert_eq!(pod_of_unit("berth-web-app.service").as_deref(), Some("web"));

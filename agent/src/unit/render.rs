@@ -14,6 +14,7 @@
 
 use std::fmt::Write as _;
 
+use berth_model::project::validate_qualified_name;
 use berth_model::{validate_dns_label, Check, EnvVar, NameError, Probe, Probes, RestartPolicy};
 
 use super::escape::{escape_free_text, quote_env_assignment, quote_exec_arg, EscapeError};
@@ -189,7 +190,7 @@ pub fn container_cgroup_path(pod: &str, container: &str) -> String {
 /// network unit and starts after it (see [`render_pod_network_unit`]), so
 /// stopping the pod's network stops its containers.
 pub fn render_container_unit(unit: &ContainerUnit<'_>) -> Result<String, RenderError> {
-    check_label("pod", unit.pod)?;
+    check_pod_name(unit.pod)?;
     check_label("container", unit.container)?;
     let name = container_unit_name(unit.pod, unit.container);
     let network_unit = unit
@@ -204,7 +205,7 @@ pub fn render_container_unit(unit: &ContainerUnit<'_>) -> Result<String, RenderE
 /// used for naming (the unit is [`pod_network_unit_name`]) and is only
 /// checked as a label.
 pub fn render_pod_network_unit(unit: &ContainerUnit<'_>) -> Result<String, RenderError> {
-    check_label("pod", unit.pod)?;
+    check_pod_name(unit.pod)?;
     check_label("container", unit.container)?;
     render_service(&pod_network_unit_name(unit.pod), unit, None)
 }
@@ -419,7 +420,7 @@ fn timing_args(probe: &Probe) -> Vec<String> {
 /// Renders the slice unit of `pod`. It only names the slice: limits live on
 /// the container units, and the slice is pulled in by their `Slice=`.
 pub fn render_pod_slice(pod: &str) -> Result<String, RenderError> {
-    check_label("pod", pod)?;
+    check_pod_name(pod)?;
     check_unit_name(&pod_slice_name(pod))?;
     let mut out = String::new();
     let _ = writeln!(
@@ -460,6 +461,16 @@ fn push_description(out: &mut String, description: &str) {
 fn check_label(field: &'static str, name: &str) -> Result<(), RenderError> {
     validate_dns_label(name).map_err(|problem| RenderError::InvalidName {
         field,
+        name: name.to_owned(),
+        problem,
+    })
+}
+
+/// A pod's name on a node carries its project (`a.web-1`, see
+/// `berth_model::project`).
+fn check_pod_name(name: &str) -> Result<(), RenderError> {
+    validate_qualified_name(name).map_err(|problem| RenderError::InvalidName {
+        field: "pod",
         name: name.to_owned(),
         problem,
     })

@@ -20,7 +20,10 @@ impl Pod {
     /// against its allow-list.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        check_label(&mut errors, "name".to_owned(), &self.name);
+        // A node's pods carry their project (see crate::project).
+        if let Err(problem) = crate::project::validate_qualified_name(&self.name) {
+            errors.push("name", problem.to_string());
+        }
 
         let declared_volumes = check_volumes(&mut errors, &self.volumes);
 
