@@ -72,6 +72,9 @@ pub async fn run_with(
         store::open_store(&config.store, &config.state_dir).await?,
         Arc::clone(&instruments),
     ));
+    ensure_default_project(store.as_ref())
+        .await
+        .context("creating the default project")?;
     let logs = logs::LogStore::open(&config.state_dir.join("logs.db"))
         .with_context(|| format!("opening {}", config.state_dir.join("logs.db").display()))?;
     let log_retention = tokio::spawn(prune_logs_forever(Arc::clone(&logs), config.logs));
@@ -227,4 +230,14 @@ fn ensure_admin_token(path: &Path) -> anyhow::Result<String> {
 /// Tells systemd the master is up (Type=notify), if it runs under systemd.
 fn notify_ready() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
+
+/// Creates the `default` project unless it exists: the objects made before
+/// projects, and the API paths without one, are its.
+async fn ensure_default_project(store: &dyn Store) -> Result<(), store::StoreError> {
+    let default = berth_model::Project::named(berth_model::DEFAULT_PROJECT);
+    match store.apply(resource::create_ops(&default)).await {
+        Ok(_) | Err(store::StoreError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -9,6 +9,8 @@ use crate::store::{Entry, Op, Store, StoreError};
 
 /// Where nodes live.
 pub const NODES: &str = "/nodes/";
+/// Where projects live.
+pub const PROJECTS: &str = "/projects/";
 /// Where services live.
 pub const SERVICES: &str = "/services/";
 /// Where pods live.

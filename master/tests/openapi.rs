@@ -81,22 +81,35 @@ impl Master {
 fn routes_in_router() -> Vec<(String, String)> {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/mod.rs");
     let source = std::fs::read_to_string(&file).expect("reading src/api/mod.rs");
-    let start = source
-        .find("pub fn router(")
-        .expect("no `pub fn router(` in src/api/mod.rs");
-    let body = &source[start..];
-    let body = &body[..body.find("\n}\n").expect("router() has no end")];
     let mut routes = Vec::new();
-    let mut rest = body;
-    while let Some(at) = rest.find(".route(") {
-        let call = &rest[at + ".route(".len()..];
-        let args = &call[..call_end(call)];
-        let path = first_string_literal(args)
-            .unwrap_or_else(|| panic!("a .route() without a literal path: {args}"));
-        let methods = method_calls(args);
-        assert!(!methods.is_empty(), "no method found for {path}: {args}");
-        routes.extend(methods.into_iter().map(|m| (m, path.clone())));
-        rest = &call[args.len()..];
+    // `in_project(prefix)` is merged at both prefixes; its paths are
+    // written `format!("{prefix}/services/{{name}}")`.
+    for (function, prefixes) in [
+        ("pub fn router(", &[""][..]),
+        ("fn in_project(", &["/v1", "/v1/projects/{project}"][..]),
+    ] {
+        let start = source
+            .find(function)
+            .unwrap_or_else(|| panic!("no `{function}` in src/api/mod.rs"));
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").expect("the function has no end")];
+        let mut rest = body;
+        while let Some(at) = rest.find(".route(") {
+            let call = &rest[at + ".route(".len()..];
+            let args = &call[..call_end(call)];
+            let path = first_string_literal(args)
+                .unwrap_or_else(|| panic!("a .route() without a literal path: {args}"));
+            let methods = method_calls(args);
+            assert!(!methods.is_empty(), "no method found for {path}: {args}");
+            for prefix in prefixes {
+                let path = path
+                    .replace("{prefix}", prefix)
+                    .replace("{{", "{")
+                    .replace("}}", "}");
+                routes.extend(methods.iter().map(|m| (m.clone(), path.clone())));
+            }
+            rest = &call[args.len()..];
+        }
     }
     assert!(
         routes.len() >= 10,

@@ -67,11 +67,13 @@ pub enum EventKind {
     /// A router could not serve a route (HAProxy refused its part of the
     /// configuration); the other routes keep being served.
     RouteRejected,
+    /// A project was removed, with everything in it.
+    ProjectDeleted,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -94,6 +96,7 @@ impl EventKind {
         EventKind::PodRefused,
         EventKind::WebhookFailed,
         EventKind::RouteRejected,
+        EventKind::ProjectDeleted,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -121,6 +124,7 @@ impl EventKind {
             EventKind::PodRefused => "PodRefused",
             EventKind::WebhookFailed => "WebhookFailed",
             EventKind::RouteRejected => "RouteRejected",
+            EventKind::ProjectDeleted => "ProjectDeleted",
         }
     }
 }

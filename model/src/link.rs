@@ -7,7 +7,6 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::name::validate_dns_label;
 use crate::pod::{EnvVar, Pod};
 use crate::validation::ValidationErrors;
 
@@ -80,7 +79,8 @@ pub fn validate_links(prefix: &str, own_name: &str, links: &[Link], errors: &mut
     }
     for (i, link) in links.iter().enumerate() {
         let field = format!("{prefix}[{i}]");
-        if let Err(e) = validate_dns_label(&link.service) {
+        // Another project's service is `project.service`.
+        if let Err(e) = crate::project::validate_qualified_name(&link.service) {
             errors.push(format!("{field}.service"), e.to_string());
         } else if link.service == own_name {
             errors.push(
@@ -117,9 +117,12 @@ pub fn validate_links(prefix: &str, own_name: &str, links: &[Link], errors: &mut
     }
 }
 
-/// The prefix of a linked service's variables: `db-main` gives `DB_MAIN`.
+/// The prefix of a linked service's variables: `db-main` gives `DB_MAIN`,
+/// and so does another project's `b.db-main`.
 pub fn env_prefix(service: &str) -> String {
-    service.to_ascii_uppercase().replace('-', "_")
+    crate::project::unqualified(service)
+        .to_ascii_uppercase()
+        .replace('-', "_")
 }
 
 /// The variables a link gives the linking pod: `<B>_HOST`, `<B>_PORT`

@@ -107,6 +107,26 @@ pub fn in_project(qualified: &str, project: &str) -> bool {
     split_qualified(qualified).0 == project
 }
 
+/// The qualified name of what an object of `project` calls `reference`:
+/// a plain name is in the same project, `b.db` is project b's `db`.
+pub fn qualify_reference(project: &str, reference: &str) -> String {
+    match reference.split_once('.') {
+        Some((other, name)) => qualify(other, name),
+        None => qualify(project, reference),
+    }
+}
+
+/// How an object of `project` calls the object `qualified`: by its plain
+/// name in the same project, as `b.db` in another.
+pub fn reference_from(project: &str, qualified: &str) -> String {
+    let (other, name) = split_qualified(qualified);
+    if other == project {
+        name.to_owned()
+    } else {
+        format!("{other}.{name}")
+    }
+}
+
 /// Checks a qualified name as nodes receive it: a DNS label, optionally
 /// after a project's name and a `.`.
 pub fn validate_qualified_name(qualified: &str) -> Result<(), NameError> {
@@ -115,6 +135,65 @@ pub fn validate_qualified_name(qualified: &str) -> Result<(), NameError> {
         validate_dns_label(project)?;
     }
     validate_dns_label(name)
+}
+
+impl crate::Service {
+    /// The service as the cluster knows it: its name and its links'
+    /// targets qualified by `project`.
+    pub fn qualified(mut self, project: &str) -> Self {
+        for link in &mut self.links {
+            link.service = qualify_reference(project, &link.service);
+        }
+        self.name = qualify(project, &self.name);
+        self
+    }
+
+    /// The service as its project sees it.
+    pub fn unqualified(mut self) -> Self {
+        let project = split_qualified(&self.name).0.to_owned();
+        for link in &mut self.links {
+            link.service = reference_from(&project, &link.service);
+        }
+        self.name = unqualified(&self.name).to_owned();
+        self
+    }
+}
+
+impl crate::Route {
+    /// The route as the cluster knows it: its name and service qualified
+    /// by `project`.
+    pub fn qualified(mut self, project: &str) -> Self {
+        self.name = qualify(project, &self.name);
+        self.service = qualify(project, &self.service);
+        self
+    }
+
+    /// The route as its project sees it.
+    pub fn unqualified(mut self) -> Self {
+        self.name = unqualified(&self.name).to_owned();
+        self.service = unqualified(&self.service).to_owned();
+        self
+    }
+}
+
+impl crate::ClusterPod {
+    /// The pod as its project sees it (the controller makes pods, already
+    /// qualified, so nothing qualifies one).
+    pub fn unqualified(mut self) -> Self {
+        let project = split_qualified(&self.spec.name).0.to_owned();
+        self.spec.name = unqualified(&self.spec.name).to_owned();
+        if let Some(service) = &mut self.service {
+            *service = unqualified(service).to_owned();
+        }
+        for link in &mut self.links {
+            link.service = reference_from(&project, &link.service);
+        }
+        if let Some(status) = &mut self.status {
+            status.name = unqualified(&status.name).to_owned();
+            status.spec.name = unqualified(&status.spec.name).to_owned();
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -147,12 +226,40 @@ mod tests {
     }
 
     #[test]
+    fn references_are_read_from_the_referring_project() {
+        assert_eq!(qualify_reference("a", "db"), "a.db");
+        assert_eq!(qualify_reference("a", "b.db"), "b.db");
+        assert_eq!(qualify_reference("a", "default.db"), "db");
+        assert_eq!(qualify_reference("default", "db"), "db");
+        assert_eq!(reference_from("a", "a.db"), "db");
+        assert_eq!(reference_from("a", "db"), "default.db");
+        assert_eq!(reference_from("default", "b.db"), "b.db");
+        assert_eq!(reference_from("default", "db"), "db");
+    }
+
+    #[test]
     fn a_project_grants_links_to_itself_and_whom_it_names() {
         let mut b = Project::named("b");
         assert!(b.grants_links_to("b"));
         assert!(!b.grants_links_to("a"));
         b.link_grants.push("a".into());
         assert!(b.grants_links_to("a"));
+    }
+
+    #[test]
+    fn a_service_round_trips_through_its_project() {
+        let service: crate::Service = serde_json::from_value(serde_json::json!({
+            "name": "web", "replicas": 1,
+            "template": {"name": "web", "containers": [{"name": "app", "image": "x"}]},
+            "links": [{"service": "db", "port": 5432}, {"service": "b.cache", "port": 6379}],
+        }))
+        .expect("a service");
+        let qualified = service.clone().qualified("a");
+        assert_eq!(qualified.name, "a.web");
+        assert_eq!(qualified.links[0].service, "a.db");
+        assert_eq!(qualified.links[1].service, "b.cache");
+        assert_eq!(qualified.unqualified(), service);
+        assert_eq!(service.clone().qualified("default"), service);
     }
 
     #[test]

@@ -16,10 +16,6 @@ pub const MAX_HOSTNAME_LEN: usize = 253;
 /// Longest path a route may match on.
 pub const MAX_PATH_LEN: usize = 1024;
 
-/// The namespace every object lives in today; generated hostnames carry it
-/// so that they stay unique once berth has more than one.
-pub const DEFAULT_NAMESPACE: &str = "default";
-
 /// How a route handles TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,8 +86,10 @@ fn root_path() -> String {
 
 impl Route {
     /// The hostname of a route that names none.
-    pub fn generated_host(service: &str, suffix: &str) -> String {
-        format!("{service}-{DEFAULT_NAMESPACE}.{suffix}")
+    /// It carries the service's project, so that two projects' `web`
+    /// routes get hosts of their own.
+    pub fn generated_host(service: &str, project: &str, suffix: &str) -> String {
+        format!("{service}-{project}.{suffix}")
     }
 
     /// Whether the route is served as a TLS passthrough (TCP, by SNI).
@@ -318,8 +316,12 @@ mod tests {
     #[test]
     fn generated_hosts_name_service_and_namespace_and_keys_are_redacted() {
         assert_eq!(
-            Route::generated_host("web", "apps.example.test"),
+            Route::generated_host("web", "default", "apps.example.test"),
             "web-default.apps.example.test"
+        );
+        assert_eq!(
+            Route::generated_host("web", "a", "apps.example.test"),
+            "web-a.apps.example.test"
         );
         let mut edge = route();
         edge.tls = Some(RouteTls {

@@ -4,11 +4,13 @@
 use axum::extract::State;
 use axum::Json;
 use berth_model::endpoints::{self, EndpointsView};
-use berth_model::{ClusterPod, Node, NodeCondition};
+use berth_model::project::unqualified;
+use berth_model::{ClusterPod, Node, NodeCondition, Service};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::extract::{self, Query};
+use super::project::InProject;
 use super::{ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, EVENTS, NODES, PODS};
@@ -30,7 +32,8 @@ pub struct EndpointsQuery {
 /// that can move an endpoint changed after that revision, or on timeout.
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
+    project: InProject,
     Query(query): Query<EndpointsQuery>,
 ) -> Result<Json<EndpointsView>, ApiFailure> {
     let wait = extract::long_poll_wait(query.timeout)?;
@@ -57,13 +60,26 @@ pub async fn list(
     let (nodes, _) = objects::list::<Node>(store, NODES).await?;
     let (pods, revision) = objects::list::<ClusterPod>(store, PODS).await?;
     let nodes: Vec<Node> = nodes.into_iter().map(|n| n.object).collect();
+    // Nodes and routers serve every project, under the cluster's names;
+    // the admin reads one project's.
+    let everything = matches!(caller, Caller::Node(_));
+    let service = query.service.map(|s| project.qualify::<Service>(&s));
     let pods: Vec<ClusterPod> = pods
         .into_iter()
         .map(|p| p.object)
-        .filter(|p| query.service.is_none() || p.service == query.service)
+        .filter(|p| everything || project.holds(p))
+        .filter(|p| service.is_none() || p.service == service)
         .collect();
-    let services = endpoints::derive(&pods, &nodes, |node| {
+    let mut services = endpoints::derive(&pods, &nodes, |node| {
         state.liveness.condition(node) == NodeCondition::Ready
     });
+    if !everything {
+        for service in &mut services {
+            service.service = unqualified(&service.service).to_owned();
+            for endpoint in &mut service.endpoints {
+                endpoint.pod = unqualified(&endpoint.pod).to_owned();
+            }
+        }
+    }
     Ok(Json(EndpointsView { revision, services }))
 }

@@ -7,12 +7,14 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{EventBatch, ReportedEvent, MAX_EVENT_BATCH, MAX_REPORTED_EVENT_ID_LEN};
+use berth_model::project::{in_project, unqualified};
 use berth_model::{Event, EventKind, ValidationErrors};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::warn;
 
 use super::extract::{self, Path, Query};
+use super::project::InProject;
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, EVENTS};
@@ -39,11 +41,24 @@ pub struct EventsQuery {
 struct Filter {
     kind: Option<EventKind>,
     node: Option<String>,
+    /// Events of this project's objects only (the default project's take
+    /// in the nodes' and the projects' own).
+    project: String,
+}
+
+/// The event as its project sees it: its object's name unqualified.
+fn shown(mut event: Event) -> Event {
+    if let Some((kind, name)) = event.object.split_once('/') {
+        event.object = format!("{kind}/{}", unqualified(name));
+    }
+    event
 }
 
 impl Filter {
     fn matches(&self, event: &Event) -> bool {
-        self.kind.is_none_or(|kind| event.kind == kind)
+        let (_, name) = event.object.split_once('/').unwrap_or(("", &event.object));
+        in_project(name, &self.project)
+            && self.kind.is_none_or(|kind| event.kind == kind)
             && self
                 .node
                 .as_deref()
@@ -58,6 +73,7 @@ impl Filter {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    InProject(project): InProject,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
@@ -70,6 +86,7 @@ pub async fn list(
             .transpose()
             .map_err(|e| ApiFailure::field("type", format!("{e}")))?,
         node: query.node,
+        project,
     };
     if query.watch {
         return watch(&state, filter, query.after).await;
@@ -81,6 +98,7 @@ pub async fn list(
         .filter(|e| query.after.is_none_or(|after| e.resource_version > after))
         .map(|e| e.object)
         .filter(|e| filter.matches(e))
+        .map(shown)
         .collect();
     Ok(Json(events).into_response())
 }
@@ -103,7 +121,9 @@ async fn watch(
             // Deletes are pruning: history going away is not an event.
             Ok(change) if change.kind == store::EventKind::Delete => None,
             Ok(change) => match objects::decode::<Event>(&change.entry) {
-                Ok(event) if filter.matches(&event.object) => Some(Ok(ndjson(&event.object))),
+                Ok(event) if filter.matches(&event.object) => {
+                    Some(Ok(ndjson(&shown(event.object))))
+                }
                 Ok(_) => None,
                 Err(e) => {
                     warn!(error = %e, "skipping an event that does not decode");
@@ -181,7 +201,7 @@ fn check_batch(batch: &EventBatch) -> Result<(), ValidationErrors> {
             );
         }
         let pod = event.object.strip_prefix("pod/").unwrap_or_default();
-        if berth_model::validate_dns_label(pod).is_err() {
+        if berth_model::project::validate_qualified_name(pod).is_err() {
             errors.push(format!("{at}.event.object"), "must be pod/<name>");
         }
         if event.reason.len() > MAX_REASON_LEN {

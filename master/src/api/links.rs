@@ -3,6 +3,8 @@
 //! service is all the API does: the controller copies the links onto the
 //! service's pods, and their nodes rewire them without restarting them.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,24 +13,23 @@ use berth_model::{Link, Service};
 use serde::Deserialize;
 
 use berth_model::link::validate_links;
+use berth_model::project::qualify_reference;
 use berth_model::ValidationErrors;
 
 use super::extract::{Body, Path, Query};
+use super::project::Named;
 use super::resource::{fetch, shown, written};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, SERVICES};
-use crate::resource;
+use crate::resource::service::link_target_problem;
 
 /// The linked-to service must exist when the link is made (it may go
 /// away later: the link then has no endpoints).
-async fn require_target(state: &AppState, target: &str) -> Result<(), ApiFailure> {
-    match resource::get::<Service>(state.store.as_ref(), target).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiFailure::field(
-            "service",
-            resource::not_found_message::<Service>(target),
-        )),
+async fn require_target(state: &AppState, from: &str, target: &str) -> Result<(), ApiFailure> {
+    match link_target_problem(state.store.as_ref(), from, target).await? {
+        None => Ok(()),
+        Some(problem) => Err(ApiFailure::field("service", problem)),
     }
 }
 
@@ -59,19 +60,27 @@ fn check_new_link(service: &Service) -> Result<(), ApiFailure> {
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    named: Named,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
     require_admin(&caller)?;
     let link: Link = parse("link", &body)?;
+    let name = named.qualified::<Service>();
     let current = fetch::<Service>(&state, &name).await?;
-    if current.object.links.contains(&link) {
+    // Judged as the project sees it, so that errors name what was sent.
+    let mut seen = current.object.clone().unqualified();
+    if seen.links.contains(&link) {
         return Ok((StatusCode::OK, Json(shown(current))));
     }
-    let mut updated = current.object.clone();
-    updated.links.push(link.clone());
-    check_new_link(&updated)?;
-    require_target(&state, &link.service).await?;
+    seen.links.push(link);
+    check_new_link(&seen)?;
+    let updated = seen.qualified(&named.project.0);
+    let target = updated
+        .links
+        .last()
+        .map(|l| l.service.clone())
+        .unwrap_or_default();
+    require_target(&state, &name, &target).await?;
     let revision = state
         .store
         .apply(vec![objects::update(
@@ -94,10 +103,14 @@ pub struct UnlinkQuery {
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, target)): Path<(String, String)>,
+    named: Named,
+    Path(params): Path<HashMap<String, String>>,
     Query(query): Query<UnlinkQuery>,
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
     require_admin(&caller)?;
+    let shown_target = params.get("target").cloned().unwrap_or_default();
+    let target = qualify_reference(&named.project.0, &shown_target);
+    let name = named.qualified::<Service>();
     let current = fetch::<Service>(&state, &name).await?;
     let mut updated = current.object.clone();
     updated
@@ -106,7 +119,7 @@ pub async fn remove(
     if updated.links.len() == current.object.links.len() {
         return Err(ApiFailure::new(
             StatusCode::NOT_FOUND,
-            format!("service {name} has no such link to {target}"),
+            format!("service {} has no such link to {shown_target}", named.name),
         ));
     }
     let revision = state

@@ -8,10 +8,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::logs::{LogBatch, LogBatchAck, LogPage};
+use berth_model::project::{qualify, unqualified, validate_qualified_name};
 use berth_model::{validate_dns_label, ClusterPod, Service};
 use serde::Deserialize;
 
 use super::extract::{Body, Path, Query};
+use super::project::InProject;
 use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::logs::{LogQuery, LogStore, Mode, Selection};
@@ -31,7 +33,7 @@ pub async fn ship(
     require_admin_or_node(&caller, &node)?;
     let batch: LogBatch = parse("log batch", &body)?;
     for (i, line) in batch.lines.iter().enumerate() {
-        if validate_dns_label(&line.pod).is_err() {
+        if validate_qualified_name(&line.pod).is_err() {
             return Err(ApiFailure::field(
                 &format!("lines[{i}].pod"),
                 "not a pod name",
@@ -73,6 +75,7 @@ pub struct LogsParams {
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
+    InProject(project): InProject,
     Query(params): Query<LogsParams>,
 ) -> Result<Json<LogPage>, ApiFailure> {
     require_admin(&caller)?;
@@ -88,7 +91,7 @@ pub async fn read(
     for (field, value) in [("since", params.since), ("newer-than", params.newer_than)] {
         super::extract::int64(field, value)?;
     }
-    let query = parse_query(&state, &params).await?;
+    let query = parse_query(&state, &project, &params).await?;
     let logs = Arc::clone(&state.logs);
     let mut arrived = logs.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(params.wait);
@@ -96,11 +99,11 @@ pub async fn read(
         let page = run_query(&logs, &query).await?;
         let waiting = matches!(query.mode, Mode::NewerThan(_)) && page.lines.is_empty();
         if !waiting || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(page));
+            return Ok(Json(unqualified_page(page)));
         }
         let query_again = tokio::time::timeout_at(deadline, arrived.changed()).await;
         if !matches!(query_again, Ok(Ok(()))) {
-            return Ok(Json(page));
+            return Ok(Json(unqualified_page(page)));
         }
     }
 }
@@ -113,8 +116,21 @@ async fn run_query(logs: &Arc<LogStore>, query: &LogQuery) -> Result<LogPage, Ap
         .map_err(unavailable)
 }
 
-async fn parse_query(state: &AppState, params: &LogsParams) -> Result<LogQuery, ApiFailure> {
+/// The page as the project sees it: pods by their names there.
+fn unqualified_page(mut page: LogPage) -> LogPage {
+    for line in &mut page.lines {
+        line.pod = unqualified(&line.pod).to_owned();
+    }
+    page
+}
+
+async fn parse_query(
+    state: &AppState,
+    project: &str,
+    params: &LogsParams,
+) -> Result<LogQuery, ApiFailure> {
     validate_dns_label(&params.target).map_err(|e| ApiFailure::field("target", e.to_string()))?;
+    let target = qualify(project, &params.target);
     if let Some(container) = &params.container {
         validate_dns_label(container).map_err(|e| ApiFailure::field("container", e.to_string()))?;
     }
@@ -148,18 +164,18 @@ async fn parse_query(state: &AppState, params: &LogsParams) -> Result<LogQuery, 
         (None, Some(after), None) => Mode::NewerThan(after),
         (None, None, from) => Mode::History { from },
     };
-    let is_service = objects::get::<Service>(state.store.as_ref(), SERVICES, &params.target)
+    let is_service = objects::get::<Service>(state.store.as_ref(), SERVICES, &target)
         .await?
         .is_some();
     let selection = if is_service {
-        Selection::Service(params.target.clone())
+        Selection::Service(target.clone())
     } else {
-        Selection::Pod(params.target.clone())
+        Selection::Pod(target.clone())
     };
     // A pod that is gone keeps its lines readable; a name that never had
     // any is a typo, and says so.
     let is_pod = !is_service
-        && objects::get::<ClusterPod>(state.store.as_ref(), PODS, &params.target)
+        && objects::get::<ClusterPod>(state.store.as_ref(), PODS, &target)
             .await?
             .is_some();
     if !is_service && !is_pod {

@@ -3,8 +3,10 @@
 use axum::extract::State;
 use axum::Json;
 use berth_model::metrics::{ClusterMetrics, NodeMetrics, PodMetricsView};
+use berth_model::project::{in_project, unqualified};
 use berth_model::Node;
 
+use super::project::InProject;
 use super::{require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, NODES};
@@ -13,6 +15,7 @@ use crate::objects::{self, NODES};
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
+    InProject(project): InProject,
 ) -> Result<Json<ClusterMetrics>, ApiFailure> {
     require_admin(&caller)?;
     let (nodes, _) = objects::list::<Node>(state.store.as_ref(), NODES).await?;
@@ -26,12 +29,20 @@ pub async fn read(
             capacity: node.capacity,
             usage: sample.usage.unwrap_or_default(),
         });
-        answer
-            .pods
-            .extend(sample.pods.into_iter().map(|metrics| PodMetricsView {
-                node: node.name.clone(),
-                metrics,
-            }));
+        // Every project sees the nodes; each its own pods.
+        answer.pods.extend(
+            sample
+                .pods
+                .into_iter()
+                .filter(|metrics| in_project(&metrics.pod, &project))
+                .map(|mut metrics| {
+                    metrics.pod = unqualified(&metrics.pod).to_owned();
+                    PodMetricsView {
+                        node: node.name.clone(),
+                        metrics,
+                    }
+                }),
+        );
     }
     answer
         .pods

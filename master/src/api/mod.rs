@@ -12,6 +12,8 @@ mod metrics;
 mod nodes;
 mod openapi;
 mod pods;
+mod project;
+mod projects;
 mod prometheus;
 pub mod resource;
 mod routes;
@@ -27,7 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
-    ApiError, ClusterPod, FieldError, Route, Service, ValidationErrors, MAX_REQUEST_BODY_BYTES,
+    ApiError, ClusterPod, FieldError, Project, Route, Service, ValidationErrors,
+    MAX_REQUEST_BODY_BYTES,
 };
 
 use crate::auth::{self, Caller};
@@ -89,43 +92,22 @@ pub fn router(state: AppState) -> Router {
                 berth_model::logs::MAX_LOG_BATCH_BYTES,
             )),
         )
-        .route("/v1/logs", get(logs::read))
-        .route("/v1/metrics", get(metrics::read))
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))
         .route(
-            "/v1/services",
-            get(resource::list::<Service>).post(resource::create::<Service>),
+            "/v1/projects",
+            get(resource::list::<Project>).post(resource::create::<Project>),
         )
         .route(
-            "/v1/services/{name}",
-            get(resource::get::<Service>)
-                .put(resource::update::<Service>)
-                .delete(resource::delete::<Service>),
+            "/v1/projects/{project}",
+            get(resource::get::<Project>)
+                .put(resource::update::<Project>)
+                .delete(projects::delete),
         )
-        .route("/v1/services/{name}/scale", post(services::scale))
-        .route("/v1/services/{name}/links", post(links::add))
-        .route("/v1/services/{name}/links/{target}", delete(links::remove))
-        .route("/v1/pods", get(resource::list::<ClusterPod>))
-        .route(
-            "/v1/pods/{name}",
-            get(resource::get::<ClusterPod>).delete(resource::delete::<ClusterPod>),
-        )
-        .route("/v1/pods/{name}/move", post(pods::move_pod))
-        .route(
-            "/v1/routes",
-            get(routes::list).post(resource::create::<Route>),
-        )
-        .route(
-            "/v1/routes/{name}",
-            get(resource::get::<Route>)
-                .put(resource::update::<Route>)
-                .delete(resource::delete::<Route>),
-        )
+        .merge(in_project("/v1"))
+        .merge(in_project("/v1/projects/{project}"))
         .route("/v1/routes/{name}/rejected", post(routes::rejected))
-        .route("/v1/endpoints", get(endpoints::list))
-        .route("/v1/events", get(events::list))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(prometheus::page))
         .fallback(|uri: axum::http::Uri| async move {
@@ -149,6 +131,77 @@ pub fn router(state: AppState) -> Router {
             prometheus::count_request,
         ))
         .with_state(state)
+}
+
+/// The paths of a project's objects, after `/v1` (the default project's)
+/// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
+/// OpenAPI document copies their description.
+pub const PROJECT_PATHS: [&str; 14] = [
+    "/services",
+    "/services/{name}",
+    "/services/{name}/scale",
+    "/services/{name}/links",
+    "/services/{name}/links/{target}",
+    "/pods",
+    "/pods/{name}",
+    "/pods/{name}/move",
+    "/routes",
+    "/routes/{name}",
+    "/endpoints",
+    "/events",
+    "/logs",
+    "/metrics",
+];
+
+/// The routes of a project's objects under `prefix`: `/v1` serves the
+/// default project, as before projects existed.
+fn in_project(prefix: &str) -> Router<AppState> {
+    Router::new()
+        .route(
+            &format!("{prefix}/services"),
+            get(resource::list::<Service>).post(resource::create::<Service>),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}"),
+            get(resource::get::<Service>)
+                .put(resource::update::<Service>)
+                .delete(resource::delete::<Service>),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/scale"),
+            post(services::scale),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/links"),
+            post(links::add),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/links/{{target}}"),
+            delete(links::remove),
+        )
+        .route(&format!("{prefix}/pods"), get(resource::list::<ClusterPod>))
+        .route(
+            &format!("{prefix}/pods/{{name}}"),
+            get(resource::get::<ClusterPod>).delete(resource::delete::<ClusterPod>),
+        )
+        .route(
+            &format!("{prefix}/pods/{{name}}/move"),
+            post(pods::move_pod),
+        )
+        .route(
+            &format!("{prefix}/routes"),
+            get(routes::list).post(resource::create::<Route>),
+        )
+        .route(
+            &format!("{prefix}/routes/{{name}}"),
+            get(resource::get::<Route>)
+                .put(resource::update::<Route>)
+                .delete(resource::delete::<Route>),
+        )
+        .route(&format!("{prefix}/endpoints"), get(endpoints::list))
+        .route(&format!("{prefix}/events"), get(events::list))
+        .route(&format!("{prefix}/logs"), get(logs::read))
+        .route(&format!("{prefix}/metrics"), get(metrics::read))
 }
 
 /// An error answer: status, message and the fields at fault.

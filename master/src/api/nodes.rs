@@ -44,7 +44,7 @@ pub async fn list(
     require_admin(&caller)?;
     query.check()?;
     if query.watch {
-        return watch::stream::<Node, _>(&state, NODES, query.after, |node| node).await;
+        return watch::stream::<Node, _>(&state, NODES, query.after, Some).await;
     }
     let (nodes, _) = objects::list::<Node>(state.store.as_ref(), NODES).await?;
     let (pods, _) = objects::list::<ClusterPod>(state.store.as_ref(), PODS).await?;

@@ -9,7 +9,8 @@ use berth_model::api::{Move, Versioned};
 use berth_model::ClusterPod;
 use tracing::info;
 
-use super::extract::{Body, Path};
+use super::extract::Body;
+use super::project::Named;
 use super::resource::{not_found, written};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -22,11 +23,12 @@ use crate::controller::{self, commit, MoveError};
 pub async fn move_pod(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    named: Named,
     Body(body): Body,
 ) -> Result<Json<Versioned<ClusterPod>>, ApiFailure> {
     require_admin(&caller)?;
     let request: Move = parse("move", &body)?;
+    let name = named.qualified::<ClusterPod>();
     let cluster = controller::read(state.store.as_ref(), &state.liveness).await?;
     // A pod that does not exist is a 404 whatever the body names.
     let change = controller::plan_move(&cluster, &name, &request.to).map_err(|e| match e {

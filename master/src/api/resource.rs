@@ -1,7 +1,9 @@
 //! The handlers every kind shares: list (or watch), get, create, update and
 //! delete, for the admin, each object redacted on its way out. What differs
 //! between kinds is said by their [`Resource`] impl; their own verbs
-//! (scale, links, move, rejected) use the helpers here.
+//! (scale, links, move, rejected) use the helpers here. A project's kind
+//! is served in its project ([`InProject`]): names are qualified on the way
+//! in and unqualified on the way out.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +12,8 @@ use axum::Json;
 use berth_model::api::Versioned;
 use berth_model::FieldError;
 
-use super::extract::{Body, Path, Query};
+use super::extract::{Body, Query};
+use super::project::{InProject, Named};
 use super::watch::{self, WatchQuery};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -19,33 +22,35 @@ use crate::resource::{self, Resource, Settings, Update};
 use crate::store::StoreError;
 
 impl AppState {
-    /// What completing and checking objects may consult.
-    pub fn settings(&self) -> Settings<'_> {
+    /// What completing and checking objects of `project` may consult.
+    pub fn settings<'a>(&'a self, project: &'a str) -> Settings<'a> {
         Settings {
             host_ports: &self.host_ports,
             route_suffix: &self.route_suffix,
+            project,
         }
     }
 }
 
-/// The 404 of an object that does not exist.
+/// The 404 of an object that does not exist, named as its project calls
+/// it.
 pub fn not_found<R: Resource>(name: &str) -> ApiFailure {
     ApiFailure::new(
         StatusCode::NOT_FOUND,
-        resource::not_found_message::<R>(name),
+        resource::not_found_message::<R>(berth_model::project::unqualified(name)),
     )
 }
 
-/// Object `name` of kind `R`, or its 404.
+/// Object `name` (qualified) of kind `R`, or its 404.
 pub async fn fetch<R: Resource>(state: &AppState, name: &str) -> Result<Versioned<R>, ApiFailure> {
     resource::get::<R>(state.store.as_ref(), name)
         .await?
         .ok_or_else(|| not_found::<R>(name))
 }
 
-/// The object as users see it, with its revision.
+/// The object as its project's users see it, with its revision.
 pub fn shown<R: Resource>(object: Versioned<R>) -> Versioned<R> {
-    object.map(R::redacted)
+    object.map(|o| o.redacted().unqualified())
 }
 
 /// The answer of a written object, redacted.
@@ -93,25 +98,38 @@ fn commit_failure<R: Resource>(object: &R, e: StoreError) -> ApiFailure {
 pub async fn list<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
+    project: InProject,
     Query(query): Query<WatchQuery>,
 ) -> Result<Response, ApiFailure> {
     require_admin(&caller)?;
     query.check()?;
     if query.watch {
-        return watch::stream(&state, R::PREFIX, query.after, R::redacted).await;
+        return watch::stream(&state, R::PREFIX, query.after, move |object: R| {
+            project
+                .holds(&object)
+                .then(|| object.redacted().unqualified())
+        })
+        .await;
     }
     let (objects, _) = objects::list::<R>(state.store.as_ref(), R::PREFIX).await?;
-    Ok(Json(objects.into_iter().map(shown).collect::<Vec<_>>()).into_response())
+    let shown: Vec<_> = objects
+        .into_iter()
+        .filter(|o| project.holds(&o.object))
+        .map(shown)
+        .collect();
+    Ok(Json(shown).into_response())
 }
 
 /// `GET /v1/<kind>/{name}`.
 pub async fn get<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    named: Named,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
     require_admin(&caller)?;
-    fetch::<R>(&state, &name).await.map(|o| Json(shown(o)))
+    fetch::<R>(&state, &named.qualified::<R>())
+        .await
+        .map(|o| Json(shown(o)))
 }
 
 /// `POST /v1/<kind>`: creates an object; the same object again is a no-op
@@ -119,12 +137,14 @@ pub async fn get<R: Resource>(
 pub async fn create<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
+    InProject(project): InProject,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Versioned<R>>), ApiFailure> {
     require_admin(&caller)?;
-    let settings = state.settings();
+    let settings = state.settings(&project);
     let object = parse::<R>(R::KIND, &body)?.complete(&settings);
     object.validate(&settings).map_err(invalid::<R>)?;
+    let object = object.qualified(&project);
     object
         .check_references(state.store.as_ref())
         .await?
@@ -137,7 +157,7 @@ pub async fn create<R: Resource>(
         }
         return Err(ApiFailure::new(
             StatusCode::CONFLICT,
-            resource::exists_message::<R>(object.name()),
+            resource::exists_message::<R>(berth_model::project::unqualified(object.name())),
         ));
     }
     require_free(&state, &object, &object.claims()).await?;
@@ -154,11 +174,11 @@ pub async fn create<R: Resource>(
 pub async fn update<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    Named { project, name }: Named,
     Body(body): Body,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
     require_admin(&caller)?;
-    let settings = state.settings();
+    let settings = state.settings(&project.0);
     let (object, expected) = match R::UPDATE {
         Update::IfUnchanged => {
             let versioned: Versioned<R> =
@@ -175,7 +195,8 @@ pub async fn update<R: Resource>(
         ));
     }
     object.validate(&settings).map_err(invalid::<R>)?;
-    let current = fetch::<R>(&state, &name).await?;
+    let object = object.qualified(&project.0);
+    let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
     let expected = expected.unwrap_or(current.resource_version);
     let (ops, taken) = resource::update_ops(&current.object, &object, expected);
     require_free(&state, &object, &taken).await?;
@@ -191,10 +212,10 @@ pub async fn update<R: Resource>(
 pub async fn delete<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    named: Named,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
     require_admin(&caller)?;
-    let current = fetch::<R>(&state, &name).await?;
+    let current = fetch::<R>(&state, &named.qualified::<R>()).await?;
     state
         .store
         .apply(resource::delete_ops(

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::extract::{self, Body, Path, Query};
+use super::project::InProject;
 use super::{parse, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::controller::events;
@@ -40,6 +41,7 @@ pub struct RoutesQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    project: InProject,
     Query(query): Query<RoutesQuery>,
 ) -> Result<Json<RoutesView>, ApiFailure> {
     let wait = extract::long_poll_wait(query.timeout)?;
@@ -51,7 +53,11 @@ pub async fn list(
     let (routes, revision) = objects::list::<Route>(state.store.as_ref(), ROUTES).await?;
     let routes: Vec<Route> = routes.into_iter().map(|r| r.object).collect();
     let routes = match &caller {
-        Caller::Admin => routes.into_iter().map(Route::redacted).collect(),
+        Caller::Admin => routes
+            .into_iter()
+            .filter(|r| project.holds(r))
+            .map(|r| r.redacted().unqualified())
+            .collect(),
         Caller::Node(node) => routes_for_router(routes, node),
     };
     Ok(Json(RoutesView { revision, routes }))

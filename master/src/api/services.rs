@@ -9,7 +9,8 @@ use berth_model::api::{Scale, Versioned};
 use berth_model::cluster::validate_replicas;
 use berth_model::{Event, EventKind, Service};
 
-use super::extract::{Body, Path};
+use super::extract::Body;
+use super::project::Named;
 use super::resource::{fetch, written};
 use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
@@ -20,12 +21,13 @@ use crate::objects::{self, SERVICES};
 pub async fn scale(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    named: Named,
     Body(body): Body,
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
     require_admin(&caller)?;
     let scale: Scale = parse("scale", &body)?;
     validate_replicas(scale.replicas).map_err(|e| ApiFailure::field("replicas", e))?;
+    let name = named.qualified::<Service>();
     let current = fetch::<Service>(&state, &name).await?;
     let mut service = current.object;
     let before = service.replicas;

@@ -42,7 +42,8 @@ struct Change<T> {
 }
 
 /// Streams the changes of every object under `prefix`, each passed through
-/// `shape` (to redact secrets) before it is sent.
+/// `shape` (to redact secrets, and to keep a project's own) before it is
+/// sent; what `shape` turns into `None` is not sent.
 pub async fn stream<T, F>(
     state: &AppState,
     prefix: &'static str,
@@ -51,7 +52,7 @@ pub async fn stream<T, F>(
 ) -> Result<Response, ApiFailure>
 where
     T: DeserializeOwned + Serialize + Send + 'static,
-    F: Fn(T) -> T + Send + Sync + 'static,
+    F: Fn(T) -> Option<T> + Send + Sync + 'static,
 {
     let after = match after {
         Some(after) => after,
@@ -61,7 +62,7 @@ where
     let lines = changes.filter_map(move |change| {
         let line = match change {
             Ok(change) => match objects::decode::<T>(&change.entry) {
-                Ok(versioned) => {
+                Ok(versioned) => shape(versioned.object).map(|object| {
                     let kind = if change.kind == store::EventKind::Delete {
                         "Delete"
                     } else {
@@ -69,13 +70,13 @@ where
                     };
                     let change = Change {
                         kind,
-                        object: shape(versioned.object),
+                        object,
                         resource_version: change.entry.revision,
                     };
                     let mut line = objects::encode(&change);
                     line.push(b'\n');
-                    Some(Ok(Bytes::from(line)))
-                }
+                    Ok(Bytes::from(line))
+                }),
                 Err(e) => {
                     warn!(error = %e, "skipping an object that does not decode");
                     None

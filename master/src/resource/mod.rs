@@ -8,8 +8,9 @@
 
 mod node;
 mod pod;
+mod project;
 mod route;
-mod service;
+pub mod service;
 
 use std::future::Future;
 
@@ -21,13 +22,15 @@ use serde::Serialize;
 use crate::objects;
 use crate::store::{Op, Store, StoreError};
 
-/// Where a kind's objects live. Everything is cluster-wide for now; a
-/// project scope becomes a variant here, and [`key`] then places an object
-/// under its project.
+/// Where a kind's objects live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// One namespace for the whole cluster.
+    /// One namespace for the whole cluster: nodes, projects.
     Cluster,
+    /// A project's: inside the cluster the object's name is qualified by
+    /// its project (`a.web`, see `berth_model::project`), so that its key
+    /// and every reference to it are unique cluster-wide.
+    Project,
 }
 
 /// How `PUT` guards against lost updates.
@@ -48,6 +51,8 @@ pub struct Settings<'a> {
     pub host_ports: &'a HostPortPolicy,
     /// DNS suffix of generated route hostnames.
     pub route_suffix: &'a str,
+    /// The project the request is in.
+    pub project: &'a str,
 }
 
 /// A kind of object in the store, as the API serves it.
@@ -65,8 +70,21 @@ pub trait Resource:
     /// Said after the 409 of a create that differs from the stored object.
     const CONFLICT_HINT: &'static str = "";
 
-    /// Its name, unique in its scope.
+    /// Its name, unique in its scope: qualified by the project once
+    /// [`Resource::qualified`].
     fn name(&self) -> &str;
+
+    /// The object as the cluster knows it: its name, and the names it
+    /// refers to, qualified by `project`. Only [`Scope::Project`] kinds
+    /// change.
+    fn qualified(self, _project: &str) -> Self {
+        self
+    }
+
+    /// The object as its project's users see it: the project taken off.
+    fn unqualified(self) -> Self {
+        self
+    }
 
     /// Fills in what the master decides before the object is checked.
     fn complete(self, _settings: &Settings<'_>) -> Self {
@@ -95,7 +113,7 @@ pub trait Resource:
     }
 
     /// Problems with the objects it refers to, checked when it is created
-    /// (they may go away later).
+    /// (they may go away later). Called on the qualified object.
     fn check_references(
         &self,
         _store: &dyn Store,
@@ -104,11 +122,10 @@ pub trait Resource:
     }
 }
 
-/// The store key of object `name` of kind `R`.
+/// The store key of object `name` of kind `R` (qualified, for a
+/// project's kind: every project's objects share the kind's prefix).
 pub fn key<R: Resource>(name: &str) -> String {
-    match R::SCOPE {
-        Scope::Cluster => objects::key(R::PREFIX, name),
-    }
+    objects::key(R::PREFIX, name)
 }
 
 /// Object `name` of kind `R`, if it exists.

@@ -3,12 +3,13 @@
 
 use berth_model::{ClusterPod, ValidationErrors};
 
-use super::{Resource, Settings};
+use super::{Resource, Scope, Settings};
 use crate::objects::PODS;
 
 impl Resource for ClusterPod {
     const KIND: &'static str = "pod";
     const PREFIX: &'static str = PODS;
+    const SCOPE: Scope = Scope::Project;
 
     fn name(&self) -> &str {
         &self.spec.name
@@ -22,6 +23,10 @@ impl Resource for ClusterPod {
         }
         settings.host_ports.check(&self.spec, "spec.", &mut errors);
         errors.into_result()
+    }
+
+    fn unqualified(self) -> Self {
+        ClusterPod::unqualified(self)
     }
 
     fn redacted(self) -> Self {

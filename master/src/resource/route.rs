@@ -7,7 +7,7 @@ use berth_model::{FieldError, Route, ValidationErrors};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{Resource, Settings, Update};
+use super::{Resource, Scope, Settings, Update};
 use crate::objects::{self, ROUTES, ROUTE_CLAIMS};
 
 impl Resource for Route {
@@ -15,6 +15,7 @@ impl Resource for Route {
     const PREFIX: &'static str = ROUTES;
     /// Routers must never see a route missing, and `berth route
     /// --replace` sends the route without a revision.
+    const SCOPE: Scope = Scope::Project;
     const UPDATE: Update = Update::Replace;
     const CONFLICT_HINT: &'static str = " (replace it with --replace)";
 
@@ -25,9 +26,18 @@ impl Resource for Route {
     /// Fills in the generated hostname.
     fn complete(mut self, settings: &Settings<'_>) -> Self {
         if self.host.is_empty() {
-            self.host = Route::generated_host(&self.service, settings.route_suffix);
+            self.host =
+                Route::generated_host(&self.service, settings.project, settings.route_suffix);
         }
         self
+    }
+
+    fn qualified(self, project: &str) -> Self {
+        Route::qualified(self, project)
+    }
+
+    fn unqualified(self) -> Self {
+        Route::unqualified(self)
     }
 
     /// The model's rules, then whether the certificate and key belong
@@ -124,6 +134,7 @@ mod tests {
         let settings = Settings {
             host_ports: &HostPortPolicy::default(),
             route_suffix: "apps.example.test",
+            project: "default",
         };
         assert_eq!(
             route.complete(&settings).host,

@@ -3,13 +3,17 @@
 
 use berth_model::{Service, ValidationErrors};
 
-use super::{Resource, Settings};
+use berth_model::project::{reference_from, split_qualified};
+use berth_model::Project;
+
+use super::{Resource, Scope, Settings};
 use crate::objects::SERVICES;
 use crate::store::{Store, StoreError};
 
 impl Resource for Service {
     const KIND: &'static str = "service";
     const PREFIX: &'static str = SERVICES;
+    const SCOPE: Scope = Scope::Project;
 
     fn name(&self) -> &str {
         &self.name
@@ -23,6 +27,14 @@ impl Resource for Service {
         errors.into_result()
     }
 
+    fn qualified(self, project: &str) -> Self {
+        Service::qualified(self, project)
+    }
+
+    fn unqualified(self) -> Self {
+        Service::unqualified(self)
+    }
+
     fn redacted(self) -> Self {
         Service::redacted(self)
     }
@@ -31,15 +43,40 @@ impl Resource for Service {
     /// `POST .../links` (they may go away later: a link then has no
     /// endpoints).
     async fn check_references(&self, store: &dyn Store) -> Result<ValidationErrors, StoreError> {
-        let mut missing = ValidationErrors::new();
+        let mut problems = ValidationErrors::new();
         for (i, link) in self.links.iter().enumerate() {
-            if super::get::<Service>(store, &link.service).await?.is_none() {
-                missing.push(
-                    format!("links[{i}].service"),
-                    super::not_found_message::<Service>(&link.service),
-                );
+            if let Some(problem) = link_target_problem(store, &self.name, &link.service).await? {
+                problems.push(format!("links[{i}].service"), problem);
             }
         }
-        Ok(missing)
+        Ok(problems)
     }
+}
+
+/// Why service `from` may not link to `target` (both qualified): the
+/// target does not exist, or lives in a project that does not grant links
+/// from `from`'s. Links stay inside a project unless the target's grants
+/// them.
+pub async fn link_target_problem(
+    store: &dyn Store,
+    from: &str,
+    target: &str,
+) -> Result<Option<String>, StoreError> {
+    let (own, target_project) = (split_qualified(from).0, split_qualified(target).0);
+    let shown = reference_from(own, target);
+    if own != target_project {
+        let grants = super::get::<Project>(store, target_project)
+            .await?
+            .is_some_and(|p| p.object.grants_links_to(own));
+        if !grants {
+            return Ok(Some(format!(
+                "project {target_project} does not grant links from project {own} \
+                 (berth project grant-link {target_project} --from {own})"
+            )));
+        }
+    }
+    if super::get::<Service>(store, target).await?.is_none() {
+        return Ok(Some(super::not_found_message::<Service>(&shown)));
+    }
+    Ok(None)
 }
