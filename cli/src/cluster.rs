@@ -262,6 +262,7 @@ pub async fn log_in(args: &LoginArgs) -> anyhow::Result<()> {
         url: config::normalize_url(&args.url)?,
         token: args.token.clone(),
         ca_pem,
+        project: None,
     };
     let client = MasterClient::new(&config)?;
     // Any admin request proves the token; this one also says something

@@ -1,7 +1,9 @@
 //! Where the cluster commands find the master: `berth login` saves the
 //! master's URL and an admin token to `$XDG_CONFIG_HOME/berth/config.json`
 //! (by default `~/.config/berth/config.json`), readable by its owner only;
-//! `BERTH_URL` and `BERTH_TOKEN` override what the file says.
+//! `BERTH_URL` and `BERTH_TOKEN` override what the file says. The project
+//! the commands work in is `berth -p NAME`, else `BERTH_PROJECT`, else the
+//! one `berth project use` saved, else `default`.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -18,6 +20,17 @@ pub const URL_ENV: &str = "BERTH_URL";
 
 /// Overrides the saved token.
 pub const TOKEN_ENV: &str = "BERTH_TOKEN";
+
+/// Overrides the saved project.
+pub const PROJECT_ENV: &str = "BERTH_PROJECT";
+
+/// `berth -p NAME`, which beats everything else; set once, by `main`.
+static PROJECT_FLAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records `berth -p NAME` for every command of this run.
+pub fn set_project_flag(project: String) {
+    let _ = PROJECT_FLAG.set(project);
+}
 
 /// Mode of the config file: it holds an admin token.
 const FILE_MODE: u32 = 0o600;
@@ -37,6 +50,10 @@ pub struct Config {
     /// it serves HTTPS with its own CA (`berth login --ca-cert`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
+    /// The project the commands work in (`berth project use`); `None`
+    /// for `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -44,6 +61,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("url", &self.url)
             .field("token", &"<redacted>")
+            .field("project", &self.project)
             .finish()
     }
 }
@@ -152,10 +170,16 @@ pub fn resolve(env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         Err(error) => return Err(error),
     };
     let config = merge(url, token, saved)?;
+    let project = PROJECT_FLAG
+        .get()
+        .cloned()
+        .or_else(|| var(PROJECT_ENV))
+        .or(config.project);
     Ok(Config {
         url: normalize_url(&config.url)?,
         token: config.token,
         ca_pem: config.ca_pem,
+        project,
     })
 }
 
@@ -166,15 +190,20 @@ fn merge(
     saved: Option<Config>,
 ) -> Result<Config, ConfigError> {
     match (url, token, saved) {
-        (Some(url), Some(token), saved) => Ok(Config {
-            url,
-            token,
-            ca_pem: saved.and_then(|s| s.ca_pem),
-        }),
+        (Some(url), Some(token), saved) => {
+            let (ca_pem, project) = saved.map(|s| (s.ca_pem, s.project)).unwrap_or_default();
+            Ok(Config {
+                url,
+                token,
+                ca_pem,
+                project,
+            })
+        }
         (url, token, Some(saved)) => Ok(Config {
             url: url.unwrap_or(saved.url),
             token: token.unwrap_or(saved.token),
             ca_pem: saved.ca_pem,
+            project: saved.project,
         }),
         (None, None, None) => Err(ConfigError::NotLoggedIn),
         (Some(_), None, None) => Err(ConfigError::Incomplete { missing: TOKEN_ENV }),
@@ -282,6 +311,7 @@ mod tests {
 
     fn config(url: &str, token: &str) -> Config {
         Config {
+            project: None,
             url: url.to_owned(),
             token: token.to_owned(),
             ca_pem: None,

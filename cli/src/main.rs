@@ -22,6 +22,7 @@ mod node;
 mod output;
 mod parse;
 mod pod_flags;
+mod project;
 mod route;
 mod top;
 
@@ -31,6 +32,10 @@ mod top;
 // `--version` must say `berth`.
 #[command(name = "berth", version)]
 struct Cli {
+    /// Work in this project (before the command: `berth -p shop ps`);
+    /// beats BERTH_PROJECT and `berth project use`.
+    #[arg(short = 'p', long = "project", value_name = "PROJECT")]
+    project: Option<String>,
     /// What to do.
     #[command(subcommand)]
     command: Command,
@@ -50,6 +55,9 @@ enum Command {
     /// The cluster, through the master.
     #[command(flatten)]
     Cluster(cluster::ClusterCommand),
+    /// Projects: each holds services, pods and routes under names of its
+    /// own. Commands work in `default` unless told otherwise.
+    Project(project::ProjectArgs),
     /// What happened in the cluster: pods placed, evicted or deleted,
     /// services scaled, nodes lost and back. `-w` follows new events.
     Events(events::EventsArgs),
@@ -68,6 +76,9 @@ enum Command {
 fn main() -> ExitCode {
     // Usage errors exit here with clap's code 2.
     let cli = Cli::parse();
+    if let Some(project) = cli.project {
+        config::set_project_flag(project);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,6 +93,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Login(args) => cluster::log_in(&args).await,
             Command::Cluster(command) => cluster::run(command).await,
+            Command::Project(args) => match cluster::client() {
+                Ok(client) => project::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
             Command::Events(args) => events::run(args).await,
             Command::Logs(args) => logs::run(args).await,
             Command::Top(args) => top::run(args).await,
@@ -137,6 +152,9 @@ fn field_errors(error: &anyhow::Error) -> &[FieldError] {
             return errors.errors();
         }
         if let Some(route::InvalidRoute(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(project::InvalidProject(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
     }

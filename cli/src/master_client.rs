@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
 use berth_model::route::RoutesView;
-use berth_model::{ApiError, ClusterPod, Event, EventKind, Node, Route, Service};
+use berth_model::{ApiError, ClusterPod, Event, EventKind, Node, Project, Route, Service};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
@@ -132,7 +132,21 @@ pub struct MasterClient {
     base: Url,
     token: String,
     http: reqwest::Client,
+    /// The project its requests are in; `None` for `default`.
+    project: Option<String>,
 }
+
+/// The first path segments of a project's objects: requests for them go
+/// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
+const PROJECT_KINDS: [&str; 7] = [
+    "services",
+    "pods",
+    "routes",
+    "endpoints",
+    "events",
+    "logs",
+    "metrics",
+];
 
 impl fmt::Debug for MasterClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -173,7 +187,64 @@ impl MasterClient {
             base,
             token: config.token.clone(),
             http,
+            project: config
+                .project
+                .clone()
+                .filter(|p| p != berth_model::DEFAULT_PROJECT),
         })
+    }
+
+    /// The project requests are in.
+    pub fn project(&self) -> &str {
+        self.project
+            .as_deref()
+            .unwrap_or(berth_model::DEFAULT_PROJECT)
+    }
+
+    /// The same client, working in `project`.
+    pub fn in_project(&self, project: &str) -> MasterClient {
+        MasterClient {
+            project: (project != berth_model::DEFAULT_PROJECT).then(|| project.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// `GET /v1/services`.
+    pub async fn list_services(&self) -> Result<Vec<Versioned<Service>>, Error> {
+        self.call(Method::GET, &["services"], None::<&()>).await
+    }
+
+    /// `GET /v1/projects`.
+    pub async fn list_projects(&self) -> Result<Vec<Versioned<Project>>, Error> {
+        self.call(Method::GET, &["projects"], None::<&()>).await
+    }
+
+    /// `GET /v1/projects/{name}`.
+    pub async fn get_project(&self, name: &str) -> Result<Versioned<Project>, Error> {
+        self.call(Method::GET, &["projects", name], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/projects`: creates `project`, or confirms an identical one.
+    pub async fn create_project(&self, project: &Project) -> Result<Versioned<Project>, Error> {
+        self.call(Method::POST, &["projects"], Some(project)).await
+    }
+
+    /// `PUT /v1/projects/{name}`, if nobody changed it since it was read.
+    pub async fn replace_project(
+        &self,
+        project: &Versioned<Project>,
+    ) -> Result<Versioned<Project>, Error> {
+        let name = project.object.name.clone();
+        self.call(Method::PUT, &["projects", &name], Some(project))
+            .await
+    }
+
+    /// `DELETE /v1/projects/{name}`: the project as it was; what was in it
+    /// goes too.
+    pub async fn delete_project(&self, name: &str) -> Result<Versioned<Project>, Error> {
+        self.call(Method::DELETE, &["projects", name], None::<&()>)
+            .await
     }
 
     /// `GET /v1/nodes`.
@@ -438,7 +509,13 @@ impl MasterClient {
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().push("v1").extend(segments);
+            path.pop_if_empty().push("v1");
+            if let Some(project) = &self.project {
+                if segments.first().is_some_and(|s| PROJECT_KINDS.contains(s)) {
+                    path.push("projects").push(project);
+                }
+            }
+            path.extend(segments);
         }
         url
     }
@@ -578,8 +655,28 @@ mod tests {
             url: url.to_owned(),
             token: "secret".to_owned(),
             ca_pem: None,
+            project: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_projects_objects_go_under_the_project() {
+        let mut master = client("http://127.0.0.1:7070");
+        master.project = Some("a".to_owned());
+        assert_eq!(
+            master.url(&["services", "web"]).as_str(),
+            "http://127.0.0.1:7070/v1/projects/a/services/web"
+        );
+        assert_eq!(
+            master.url(&["nodes", "h1"]).as_str(),
+            "http://127.0.0.1:7070/v1/nodes/h1",
+            "nodes are the cluster's"
+        );
+        assert_eq!(
+            master.url(&["projects", "a"]).as_str(),
+            "http://127.0.0.1:7070/v1/projects/a"
+        );
     }
 
     #[test]

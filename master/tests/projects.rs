@@ -52,7 +52,11 @@ async fn two_projects_each_have_their_own_web() {
     let master = common::start("master-projects", 3).await;
     let (status, projects) = master.admin(Method::GET, "/v1/projects", None).await;
     assert_eq!(status, 200);
-    assert_eq!(names(&projects), ["default"], "default exists from the start");
+    assert_eq!(
+        names(&projects),
+        ["default"],
+        "default exists from the start"
+    );
     for project in ["a", "b"] {
         let (status, created) = master
             .admin(Method::POST, "/v1/projects", Some(json!({"name": project})))
@@ -88,7 +92,10 @@ async fn two_projects_each_have_their_own_web() {
         .admin(Method::GET, "/v1/projects/b/services/web", None)
         .await;
     assert_eq!(status, 200, "{b_web}");
-    assert_eq!(names(&pods(&master, "/v1/projects/b/pods", 1).await), ["web-0"]);
+    assert_eq!(
+        names(&pods(&master, "/v1/projects/b/pods", 1).await),
+        ["web-0"]
+    );
 
     // A project that does not exist is a 404 naming it.
     let (status, error) = master
@@ -97,7 +104,11 @@ async fn two_projects_each_have_their_own_web() {
     assert_eq!(status, 404);
     assert_eq!(error["error"], "project nope not found");
     let (status, error) = master
-        .admin(Method::POST, "/v1/projects", Some(json!({"name": "Bad.Name"})))
+        .admin(
+            Method::POST,
+            "/v1/projects",
+            Some(json!({"name": "Bad.Name"})),
+        )
         .await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(error["fields"][0]["field"], "name");
@@ -122,7 +133,11 @@ async fn links_stay_inside_a_project_until_the_target_grants_them() {
     assert_eq!(status, 201);
     let linked = service("web", json!([{"service": "b.db", "port": 8080}]));
     let (status, error) = master
-        .admin(Method::POST, "/v1/projects/a/services", Some(linked.clone()))
+        .admin(
+            Method::POST,
+            "/v1/projects/a/services",
+            Some(linked.clone()),
+        )
         .await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(error["fields"][0]["field"], "links[0].service");

@@ -1,0 +1,230 @@
+//! `berth project ...`: projects, which hold services, pods and routes
+//! under names of their own, and the project the other commands work in.
+
+use anyhow::Context as _;
+use berth_model::api::Versioned;
+use berth_model::project::validate_project_name;
+use berth_model::{Project, ValidationErrors, DEFAULT_PROJECT};
+use clap::{Args, Subcommand};
+
+use crate::config;
+use crate::master_client::MasterClient;
+use crate::output::{self, Format};
+
+/// `berth project`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  berth project create shop --description 'the web shop'
+  berth project use shop           # later commands work in shop
+  berth -p shop ps                 # one command in shop
+  berth project grant-link db --from shop
+  berth project rm shop            # with everything in it")]
+pub struct ProjectArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ProjectCommand,
+}
+
+/// The `berth project` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project.
+    Create {
+        /// Its name: lowercase letters, digits and '-', at most 30.
+        name: String,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the projects; `*` marks the one commands work in.
+    Ls {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show a project: its grants, services and pods.
+    Describe {
+        /// The project (default: the current one).
+        name: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Remove a project with every service, pod and route in it.
+    Rm {
+        /// The project.
+        name: String,
+    },
+    /// Work in a project from now on (saved with the login); without a
+    /// name, say which one.
+    Use {
+        /// The project.
+        name: Option<String>,
+    },
+    /// Let the services of project FROM link to the services of PROJECT.
+    GrantLink {
+        /// The project whose services are linked to.
+        project: String,
+        /// The project whose services link.
+        #[arg(long)]
+        from: String,
+    },
+    /// Take back a grant: existing links keep working until changed.
+    RevokeLink {
+        /// The project whose services were linked to.
+        project: String,
+        /// The project whose services linked.
+        #[arg(long)]
+        from: String,
+    },
+}
+
+/// The project failed validation before it was sent to the master.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid project")]
+pub struct InvalidProject(pub ValidationErrors);
+
+/// Runs one `berth project` command.
+pub async fn run(client: &MasterClient, command: ProjectCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectCommand::Create { name, description } => {
+            let project = Project {
+                description,
+                ..Project::named(&name)
+            };
+            project.validate().map_err(InvalidProject)?;
+            let created = client
+                .create_project(&project)
+                .await
+                .with_context(|| format!("cannot create project {name}"))?;
+            output::print(&format!(
+                "project {}: created; work in it with `berth -p {0} ...` or `berth project use {0}`\n",
+                created.object.name
+            ))
+        }
+        ProjectCommand::Ls { output: format } => {
+            let projects = client.list_projects().await?;
+            if let Some(text) = output::structured(format, &projects)? {
+                return output::print(&text);
+            }
+            let rows: Vec<Vec<String>> = projects
+                .iter()
+                .map(|p| {
+                    let current = if p.object.name == client.project() {
+                        "*"
+                    } else {
+                        ""
+                    };
+                    vec![
+                        current.to_owned(),
+                        p.object.name.clone(),
+                        p.object.link_grants.join(","),
+                        p.object.description.clone(),
+                    ]
+                })
+                .collect();
+            output::print(&output::table(
+                &["", "NAME", "LINKS FROM", "DESCRIPTION"],
+                &rows,
+            ))
+        }
+        ProjectCommand::Describe {
+            name,
+            output: format,
+        } => {
+            let name = name.unwrap_or_else(|| client.project().to_owned());
+            describe(client, &name, format).await
+        }
+        ProjectCommand::Rm { name } => {
+            let removed = client
+                .delete_project(&name)
+                .await
+                .with_context(|| format!("cannot remove project {name}"))?;
+            output::print(&format!(
+                "project {}: removed with everything in it\n",
+                removed.object.name
+            ))
+        }
+        ProjectCommand::Use { name: None } => output::print(&format!("{}\n", client.project())),
+        ProjectCommand::Use { name: Some(name) } => use_project(client, &name).await,
+        ProjectCommand::GrantLink { project, from } => {
+            change_grant(client, &project, &from, true).await
+        }
+        ProjectCommand::RevokeLink { project, from } => {
+            change_grant(client, &project, &from, false).await
+        }
+    }
+}
+
+async fn describe(client: &MasterClient, name: &str, format: Format) -> anyhow::Result<()> {
+    let project = client.get_project(name).await?;
+    if let Some(text) = output::structured(format, &project)? {
+        return output::print(&text);
+    }
+    let inside = client.in_project(name);
+    let services = inside.list_services().await?;
+    let pods = inside.list_pods().await?;
+    let grants = match project.object.link_grants.as_slice() {
+        [] => "(none)".to_owned(),
+        grants => grants.join(", "),
+    };
+    let mut text = format!("Name:         {}\n", project.object.name);
+    if !project.object.description.is_empty() {
+        text.push_str(&format!("Description:  {}\n", project.object.description));
+    }
+    text.push_str(&format!("Links from:   {grants}\n"));
+    text.push_str(&format!(
+        "Services:     {}\nPods:         {}\n",
+        services.len(),
+        pods.len()
+    ));
+    output::print(&text)
+}
+
+async fn use_project(client: &MasterClient, name: &str) -> anyhow::Result<()> {
+    validate_project_name(name).map_err(|e| anyhow::anyhow!("invalid project {name:?}: {e}"))?;
+    // A typo would otherwise send every later command to a 404.
+    client.get_project(name).await?;
+    let path = config::config_path(&config::process_env)?;
+    let mut saved = config::load(&path)?
+        .context("`berth project use` saves the project with the login: run `berth login` first")?;
+    saved.project = (name != DEFAULT_PROJECT).then(|| name.to_owned());
+    config::save(&path, &saved)?;
+    output::print(&format!("now working in project {name}\n"))
+}
+
+async fn change_grant(
+    client: &MasterClient,
+    project: &str,
+    from: &str,
+    grant: bool,
+) -> anyhow::Result<()> {
+    validate_project_name(from).map_err(|e| anyhow::anyhow!("invalid --from {from:?}: {e}"))?;
+    // Read, change, write back at the revision read: a concurrent change
+    // is a conflict, not lost.
+    let Versioned {
+        resource_version,
+        object: mut target,
+    } = client.get_project(project).await?;
+    let had = target.link_grants.iter().any(|p| p == from);
+    match (grant, had) {
+        (true, false) => target.link_grants.push(from.to_owned()),
+        (false, true) => target.link_grants.retain(|p| p != from),
+        (true, true) => {
+            return output::print(&format!(
+                "project {project}: already grants links from {from}\n"
+            ))
+        }
+        (false, false) => anyhow::bail!("project {project} grants no links from {from}"),
+    }
+    client
+        .replace_project(&Versioned {
+            resource_version,
+            object: target,
+        })
+        .await?;
+    let verb = if grant { "grants" } else { "no longer grants" };
+    output::print(&format!(
+        "project {project}: {verb} links from project {from}\n"
+    ))
+}
