@@ -1,7 +1,9 @@
-//! Who may call the API. Users carry the admin token; nodes carry their own
-//! credential, got by trading a one-time join token. The master keeps only
-//! SHA-256 hashes of join tokens and node credentials, and compares in
-//! constant time.
+//! Who may call the API. The cluster's administrator carries the admin
+//! token; users and robot accounts carry tokens of their own
+//! (`u:<name>:<secret>`), which their roles in projects confine; nodes
+//! carry their own credential, got by trading a one-time join token. The
+//! master keeps only SHA-256 hashes of tokens and credentials, and
+//! compares in constant time.
 
 use std::io::Read;
 
@@ -15,6 +17,23 @@ pub enum Caller {
     Admin,
     /// A node, by name: its own assignments and status only.
     Node(String),
+    /// A user or robot account, by name: what its roles allow.
+    User(String),
+}
+
+/// The prefix of users' tokens, which tells them from node credentials
+/// (`<node>.<secret>`) without a lookup.
+pub const USER_TOKEN_PREFIX: &str = "u:";
+
+/// A new token for `user`.
+pub fn new_user_token(user: &str) -> std::io::Result<String> {
+    Ok(format!("{USER_TOKEN_PREFIX}{user}:{}", new_secret()?))
+}
+
+/// The user a user's token names, if it is one.
+pub fn user_of_token(token: &str) -> Option<&str> {
+    let (user, secret) = token.strip_prefix(USER_TOKEN_PREFIX)?.split_once(':')?;
+    (!user.is_empty() && !secret.is_empty()).then_some(user)
 }
 
 /// A new random secret: 32 bytes from the kernel, hex.
@@ -58,6 +77,15 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(hash(&a), hash(&a));
         assert_ne!(hash(&a), a);
+    }
+
+    #[test]
+    fn user_tokens_name_their_user() {
+        let token = new_user_token("alice").unwrap();
+        assert_eq!(user_of_token(&token), Some("alice"));
+        assert_eq!(user_of_token("h1.secret"), None);
+        assert_eq!(user_of_token("u:alice"), None);
+        assert_eq!(user_of_token("u::x"), None);
     }
 
     #[test]

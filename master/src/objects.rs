@@ -23,6 +23,10 @@ pub const ROUTE_CLAIMS: &str = "/route-claims/";
 /// Where events live, as `<time ms>-<sequence>`, both zero-padded so that
 /// key order is time order.
 pub const EVENTS: &str = "/events/";
+/// Users and robot accounts.
+pub const USERS: &str = "/users/";
+/// Hashes of users' tokens.
+pub const USER_CREDENTIALS: &str = "/user-credentials/";
 /// Hashes of nodes' credentials.
 pub const NODE_CREDENTIALS: &str = "/node-credentials/";
 /// Hashes of unused join tokens, with their expiry.

@@ -399,7 +399,14 @@ async fn every_route_is_documented_and_every_ref_resolves() {
                     (callers, open),
                     (Some("anyone"), true)
                         | (
-                            Some("admin" | "admin-or-own-node" | "admin-or-any-node"),
+                            Some(
+                                "admin"
+                                    | "admin-or-member"
+                                    | "admin-or-user"
+                                    | "any-credential"
+                                    | "admin-or-own-node"
+                                    | "admin-or-any-node"
+                            ),
                             false
                         )
                 ),

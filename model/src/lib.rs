@@ -19,6 +19,7 @@ pub mod probe;
 pub mod project;
 pub mod route;
 pub mod status;
+pub mod user;
 pub mod validation;
 
 pub use address::{validate_node_address, AddressError};
@@ -33,7 +34,8 @@ pub use pod::{
     Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Security, Volume, VolumeMount,
 };
 pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
-pub use project::{Project, DEFAULT_PROJECT};
+pub use project::{Project, Role, DEFAULT_PROJECT};
 pub use route::{Route, RouteTls, TlsTermination};
 pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure};
+pub use user::{User, UserToken, WhoAmI};
 pub use validation::{FieldError, ValidationErrors};

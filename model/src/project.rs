@@ -11,6 +11,9 @@
 //! Users never see a qualified name: the master takes the project off
 //! what it answers inside a project, and puts it on what it is sent.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::name::{validate_dns_label, NameError};
@@ -35,6 +38,56 @@ pub struct Project {
     /// Projects whose services may link to this project's services.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub link_grants: Vec<String>,
+    /// Its users and their roles in it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, Role>,
+}
+
+/// What a user may do in a project; each role may do what the ones before
+/// it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Read its objects and events, but not its logs.
+    ViewNoLogs,
+    /// Read everything in it, logs included.
+    View,
+    /// Create, change and remove its objects.
+    Edit,
+    /// Everything, its members and grants included.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 4] = [Role::ViewNoLogs, Role::View, Role::Edit, Role::Admin];
+
+    /// The role as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ViewNoLogs => "view-no-logs",
+            Role::View => "view",
+            Role::Edit => "edit",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("no role {s:?}: one of view-no-logs, view, edit, admin"))
+    }
 }
 
 impl Project {
@@ -44,6 +97,7 @@ impl Project {
             name: name.to_owned(),
             description: String::new(),
             link_grants: Vec::new(),
+            members: BTreeMap::new(),
         }
     }
 
@@ -58,7 +112,17 @@ impl Project {
                 errors.push(format!("linkGrants[{i}]"), e);
             }
         }
+        for user in self.members.keys() {
+            if let Err(e) = validate_dns_label(user) {
+                errors.push(format!("members.{user}"), e.to_string());
+            }
+        }
         errors.into_result()
+    }
+
+    /// `user`'s role in it, if any.
+    pub fn role_of(&self, user: &str) -> Option<Role> {
+        self.members.get(user).copied()
     }
 
     /// Whether services of `project` may link to this project's.
@@ -260,6 +324,20 @@ mod tests {
         assert_eq!(qualified.links[1].service, "b.cache");
         assert_eq!(qualified.unqualified(), service);
         assert_eq!(service.clone().qualified("default"), service);
+    }
+
+    #[test]
+    fn roles_order_from_view_to_admin_and_parse_as_spelled() {
+        assert!(Role::ViewNoLogs < Role::View && Role::View < Role::Edit);
+        assert!(Role::Edit < Role::Admin);
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(
+                serde_json::to_value(role).expect("json"),
+                serde_json::json!(role.as_str())
+            );
+        }
+        assert!("owner".parse::<Role>().is_err());
     }
 
     #[test]

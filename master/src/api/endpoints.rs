@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use berth_model::endpoints::{self, EndpointsView};
 use berth_model::project::unqualified;
-use berth_model::{ClusterPod, Node, NodeCondition, Service};
+use berth_model::{ClusterPod, Node, NodeCondition, Role, Service};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
@@ -32,7 +32,6 @@ pub struct EndpointsQuery {
 /// that can move an endpoint changed after that revision, or on timeout.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
     project: InProject,
     Query(query): Query<EndpointsQuery>,
 ) -> Result<Json<EndpointsView>, ApiFailure> {
@@ -62,7 +61,10 @@ pub async fn list(
     let nodes: Vec<Node> = nodes.into_iter().map(|n| n.object).collect();
     // Nodes and routers serve every project, under the cluster's names;
     // the admin reads one project's.
-    let everything = matches!(caller, Caller::Node(_));
+    let everything = matches!(project.caller, Caller::Node(_));
+    if !everything {
+        project.require(Role::ViewNoLogs)?;
+    }
     let service = query.service.map(|s| project.qualify::<Service>(&s));
     let pods: Vec<ClusterPod> = pods
         .into_iter()

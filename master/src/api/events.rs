@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::{EventBatch, ReportedEvent, MAX_EVENT_BATCH, MAX_REPORTED_EVENT_ID_LEN};
 use berth_model::project::{in_project, unqualified};
-use berth_model::{Event, EventKind, ValidationErrors};
+use berth_model::{Event, EventKind, Role, ValidationErrors};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::warn;
 
 use super::extract::{self, Path, Query};
 use super::project::InProject;
-use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
+use super::{parse, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::objects::{self, EVENTS};
 use crate::store::{self, Op, StoreError};
@@ -72,11 +72,11 @@ impl Filter {
 /// client goes away.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    InProject(project): InProject,
+    in_project: InProject,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiFailure> {
-    require_admin(&caller)?;
+    in_project.require(Role::ViewNoLogs)?;
+    let project = in_project.name;
     extract::int64("after", query.after)?;
     let filter = Filter {
         kind: query

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::Versioned;
-use berth_model::{Link, Service};
+use berth_model::{Link, Role, Service};
 use serde::Deserialize;
 
 use berth_model::link::validate_links;
@@ -19,8 +19,7 @@ use berth_model::ValidationErrors;
 use super::extract::{Body, Path, Query};
 use super::project::Named;
 use super::resource::{fetch, shown, written};
-use super::{parse, require_admin, ApiFailure, AppState};
-use crate::auth::Caller;
+use super::{parse, ApiFailure, AppState};
 use crate::objects::{self, SERVICES};
 use crate::resource::service::link_target_problem;
 
@@ -59,11 +58,10 @@ fn check_new_link(service: &Service) -> Result<(), ApiFailure> {
 /// created, since a container's environment is fixed when it starts.
 pub async fn add(
     State(state): State<AppState>,
-    caller: Caller,
     named: Named,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Versioned<Service>>), ApiFailure> {
-    require_admin(&caller)?;
+    named.project.require(Role::Edit)?;
     let link: Link = parse("link", &body)?;
     let name = named.qualified::<Service>();
     let current = fetch::<Service>(&state, &name).await?;
@@ -74,7 +72,7 @@ pub async fn add(
     }
     seen.links.push(link);
     check_new_link(&seen)?;
-    let updated = seen.qualified(&named.project.0);
+    let updated = seen.qualified(&named.project.name);
     let target = updated
         .links
         .last()
@@ -102,14 +100,13 @@ pub struct UnlinkQuery {
 /// `DELETE /v1/services/{name}/links/{target}[?port=P]`.
 pub async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
     named: Named,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<UnlinkQuery>,
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
-    require_admin(&caller)?;
+    named.project.require(Role::Edit)?;
     let shown_target = params.get("target").cloned().unwrap_or_default();
-    let target = qualify_reference(&named.project.0, &shown_target);
+    let target = qualify_reference(&named.project.name, &shown_target);
     let name = named.qualified::<Service>();
     let current = fetch::<Service>(&state, &name).await?;
     let mut updated = current.object.clone();

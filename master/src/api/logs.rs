@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use berth_model::logs::{LogBatch, LogBatchAck, LogPage};
 use berth_model::project::{qualify, unqualified, validate_qualified_name};
-use berth_model::{validate_dns_label, ClusterPod, Service};
+use berth_model::{validate_dns_label, ClusterPod, Role, Service};
 use serde::Deserialize;
 
 use super::extract::{Body, Path, Query};
 use super::project::InProject;
-use super::{parse, require_admin, require_admin_or_node, ApiFailure, AppState};
+use super::{parse, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::logs::{LogQuery, LogStore, Mode, Selection};
 use crate::objects::{self, PODS, SERVICES};
@@ -74,11 +74,11 @@ pub struct LogsParams {
 /// `GET /v1/logs` (admin): one page of a service's or pod's lines.
 pub async fn read(
     State(state): State<AppState>,
-    caller: Caller,
-    InProject(project): InProject,
+    in_project: InProject,
     Query(params): Query<LogsParams>,
 ) -> Result<Json<LogPage>, ApiFailure> {
-    require_admin(&caller)?;
+    in_project.require(Role::View)?;
+    let project = in_project.name;
     if params.wait > MAX_WAIT_SECS {
         return Err(ApiFailure::field(
             "wait",

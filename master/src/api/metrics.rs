@@ -4,20 +4,19 @@ use axum::extract::State;
 use axum::Json;
 use berth_model::metrics::{ClusterMetrics, NodeMetrics, PodMetricsView};
 use berth_model::project::{in_project, unqualified};
-use berth_model::Node;
+use berth_model::{Node, Role};
 
 use super::project::InProject;
-use super::{require_admin, ApiFailure, AppState};
-use crate::auth::Caller;
+use super::{ApiFailure, AppState};
 use crate::objects::{self, NODES};
 
 /// `GET /v1/metrics` (admin).
 pub async fn read(
     State(state): State<AppState>,
-    caller: Caller,
-    InProject(project): InProject,
+    scope: InProject,
 ) -> Result<Json<ClusterMetrics>, ApiFailure> {
-    require_admin(&caller)?;
+    scope.require(Role::ViewNoLogs)?;
+    let project = scope.name;
     let (nodes, _) = objects::list::<Node>(state.store.as_ref(), NODES).await?;
     let samples = state.metrics.snapshot();
     let mut answer = ClusterMetrics::default();

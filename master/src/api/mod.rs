@@ -18,6 +18,7 @@ mod prometheus;
 pub mod resource;
 mod routes;
 mod services;
+mod users;
 mod watch;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use berth_model::{
 
 use crate::auth::{self, Caller};
 use crate::controller::liveness::Liveness;
-use crate::objects::{self, NODE_CREDENTIALS};
+use crate::objects::{self, NODE_CREDENTIALS, USER_CREDENTIALS};
 use crate::store::{Store, StoreError};
 
 /// What the handlers share.
@@ -95,16 +96,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{name}/cordon", post(nodes::cordon))
         .route("/v1/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))
-        .route(
-            "/v1/projects",
-            get(resource::list::<Project>).post(resource::create::<Project>),
-        )
+        .route("/v1/projects", get(projects::list).post(projects::create))
         .route(
             "/v1/projects/{project}",
             get(resource::get::<Project>)
                 .put(resource::update::<Project>)
                 .delete(projects::delete),
         )
+        .route("/v1/users", get(users::list).post(users::create))
+        .route("/v1/users/{name}", get(users::get).delete(users::delete))
+        .route("/v1/users/{name}/token", post(users::new_user_token))
+        .route("/v1/whoami", get(users::whoami))
         .merge(in_project("/v1"))
         .merge(in_project("/v1/projects/{project}"))
         .route("/v1/routes/{name}/rejected", post(routes::rejected))
@@ -300,6 +302,9 @@ impl FromRequestParts<AppState> for Caller {
         if auth::same_secret(&hash, &state.admin_token_hash) {
             return Ok(Caller::Admin);
         }
+        if let Some(user) = auth::user_of_token(token) {
+            return user_caller(state, user, &hash).await;
+        }
         // Node credentials are `<node>.<secret>`, so the lookup needs no scan.
         if let Some((node, _)) = token.split_once('.') {
             if let Some(entry) = state
@@ -316,11 +321,39 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Admin only.
+/// The user whose token hashes to `hash`, unless it was revoked (its hash
+/// is gone or replaced) or has expired. Read from the store on every
+/// request, so a revocation holds at once.
+async fn user_caller(state: &AppState, user: &str, hash: &str) -> Result<Caller, ApiFailure> {
+    let refused = |why: &str| ApiFailure::new(StatusCode::UNAUTHORIZED, why.to_owned());
+    let stored = state
+        .store
+        .get(&objects::key(USER_CREDENTIALS, user))
+        .await?
+        .ok_or_else(|| refused("invalid token"))?;
+    if !auth::same_secret(hash, &String::from_utf8_lossy(&stored.value)) {
+        return Err(refused("invalid token"));
+    }
+    let account = crate::resource::get::<berth_model::User>(state.store.as_ref(), user)
+        .await?
+        .ok_or_else(|| refused("invalid token"))?;
+    if account
+        .object
+        .expires_ms
+        .is_some_and(|expiry| crate::controller::events::now_ms() >= expiry)
+    {
+        return Err(refused(
+            "this token has expired: ask for a new one (berth user token)",
+        ));
+    }
+    Ok(Caller::User(user.to_owned()))
+}
+
+/// The cluster's admin only.
 pub fn require_admin(caller: &Caller) -> Result<(), ApiFailure> {
     match caller {
         Caller::Admin => Ok(()),
-        Caller::Node(_) => Err(ApiFailure::forbidden()),
+        Caller::Node(_) | Caller::User(_) => Err(ApiFailure::forbidden()),
     }
 }
 
@@ -329,6 +362,6 @@ pub fn require_admin_or_node(caller: &Caller, node: &str) -> Result<(), ApiFailu
     match caller {
         Caller::Admin => Ok(()),
         Caller::Node(own) if own == node => Ok(()),
-        Caller::Node(_) => Err(ApiFailure::forbidden()),
+        Caller::Node(_) | Caller::User(_) => Err(ApiFailure::forbidden()),
     }
 }

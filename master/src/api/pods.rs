@@ -6,14 +6,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::{Move, Versioned};
-use berth_model::ClusterPod;
+use berth_model::{ClusterPod, Role};
 use tracing::info;
 
 use super::extract::Body;
 use super::project::Named;
 use super::resource::{not_found, written};
-use super::{parse, require_admin, ApiFailure, AppState};
-use crate::auth::Caller;
+use super::{parse, ApiFailure, AppState};
 use crate::controller::{self, commit, MoveError};
 
 /// `POST /v1/pods/{name}/move` `{"to": NODE}`: reassigns the pod; the old
@@ -22,11 +21,10 @@ use crate::controller::{self, commit, MoveError};
 /// cordoned, short of memory, a host port taken, ...) is a 409 saying which.
 pub async fn move_pod(
     State(state): State<AppState>,
-    caller: Caller,
     named: Named,
     Body(body): Body,
 ) -> Result<Json<Versioned<ClusterPod>>, ApiFailure> {
-    require_admin(&caller)?;
+    named.project.require(Role::Edit)?;
     let request: Move = parse("move", &body)?;
     let name = named.qualified::<ClusterPod>();
     let cluster = controller::read(state.store.as_ref(), &state.liveness).await?;

@@ -1,7 +1,10 @@
-//! Which project a request is in: `/v1/projects/{project}/...`, or the
-//! `default` project on the paths that name none (those of the API before
-//! projects, which keep working). A project that does not exist is a 404
-//! before anything else is looked at.
+//! Which project a request is in, and what its caller may do there:
+//! `/v1/projects/{project}/...`, or the `default` project on the paths that
+//! name none (those of the API before projects, which keep working).
+//!
+//! A project that does not exist is a 404 before anything else is looked
+//! at, and so is one the calling user has no role in: names do not leak.
+//! A role too weak for the request is a 403 naming the role it needs.
 
 use std::collections::HashMap;
 
@@ -9,22 +12,30 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use berth_model::project::{in_project, qualify, DEFAULT_PROJECT};
-use berth_model::Project;
+use berth_model::{Project, Role};
 
 use super::extract::Path;
 use super::{ApiFailure, AppState};
+use crate::auth::Caller;
 use crate::resource::{self, Resource, Scope};
 
-/// The request's project, which exists.
+/// The request's project, which exists, and the caller's access to it.
 #[derive(Debug, Clone)]
-pub struct InProject(pub String);
+pub struct InProject {
+    /// The project's name.
+    pub name: String,
+    /// Who calls.
+    pub caller: Caller,
+    /// The calling user's role in it (`None` for the admin and nodes).
+    role: Option<Role>,
+}
 
 impl InProject {
     /// The cluster's name of `R` object `name` in this project.
     pub fn qualify<R: Resource>(&self, name: &str) -> String {
         match R::SCOPE {
             Scope::Cluster => name.to_owned(),
-            Scope::Project => qualify(&self.0, name),
+            Scope::Project => qualify(&self.name, name),
         }
     }
 
@@ -32,7 +43,28 @@ impl InProject {
     pub fn holds<R: Resource>(&self, object: &R) -> bool {
         match R::SCOPE {
             Scope::Cluster => true,
-            Scope::Project => in_project(object.name(), &self.0),
+            Scope::Project => in_project(object.name(), &self.name),
+        }
+    }
+
+    /// Refuses a caller who may not do what needs `needed`: a user with a
+    /// weaker role (403 naming the role), or a node.
+    pub fn require(&self, needed: Role) -> Result<(), ApiFailure> {
+        match (&self.caller, self.role) {
+            (Caller::Admin, _) => Ok(()),
+            (Caller::User(_), Some(role)) if role >= needed => Ok(()),
+            (Caller::User(user), role) => Err(ApiFailure::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this needs the {needed} role in project {}; {user} has {}",
+                    self.name,
+                    role.map_or("none".to_owned(), |r| r.to_string())
+                ),
+            )),
+            (Caller::Node(_), _) => Err(ApiFailure::new(
+                StatusCode::FORBIDDEN,
+                "this credential may not do that",
+            )),
         }
     }
 }
@@ -44,12 +76,35 @@ impl FromRequestParts<AppState> for InProject {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let params = params(parts, state).await?;
-        let Some(project) = params.get("project") else {
-            return Ok(InProject(DEFAULT_PROJECT.to_owned()));
-        };
-        require_project(state, project).await?;
-        Ok(InProject(project.clone()))
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let name = params(parts, state)
+            .await?
+            .remove("project")
+            .unwrap_or_else(|| DEFAULT_PROJECT.to_owned());
+        let role = access(state, &caller, &name).await?;
+        Ok(InProject { name, caller, role })
+    }
+}
+
+/// The caller's role in project `name`; a 404 if it does not exist, or if
+/// the caller is a user without a role in it.
+async fn access(state: &AppState, caller: &Caller, name: &str) -> Result<Option<Role>, ApiFailure> {
+    let not_found = || {
+        ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            resource::not_found_message::<Project>(name),
+        )
+    };
+    // The default project always exists; only a user needs it read.
+    if name == DEFAULT_PROJECT && !matches!(caller, Caller::User(_)) {
+        return Ok(None);
+    }
+    let project = resource::get::<Project>(state.store.as_ref(), name)
+        .await?
+        .ok_or_else(not_found)?;
+    match caller {
+        Caller::User(user) => project.object.role_of(user).map(Some).ok_or_else(not_found),
+        Caller::Admin | Caller::Node(_) => Ok(None),
     }
 }
 
@@ -78,11 +133,9 @@ impl FromRequestParts<AppState> for Named {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let project = InProject::from_request_parts(parts, state).await?;
-        let mut params = params(parts, state).await?;
-        // `/v1/projects/{project}` names the project itself.
-        let name = match params.remove("name") {
+        let name = match params(parts, state).await?.remove("name") {
             Some(name) => name,
-            None => project.0.clone(),
+            None => project.name.clone(),
         };
         Ok(Named { project, name })
     }
@@ -94,19 +147,4 @@ async fn params(
 ) -> Result<HashMap<String, String>, ApiFailure> {
     let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state).await?;
     Ok(params)
-}
-
-/// A 404 unless project `name` exists; `default` always does.
-pub async fn require_project(state: &AppState, name: &str) -> Result<(), ApiFailure> {
-    if name == DEFAULT_PROJECT
-        || resource::get::<Project>(state.store.as_ref(), name)
-            .await?
-            .is_some()
-    {
-        return Ok(());
-    }
-    Err(ApiFailure::new(
-        StatusCode::NOT_FOUND,
-        resource::not_found_message::<Project>(name),
-    ))
 }

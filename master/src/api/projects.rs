@@ -1,30 +1,99 @@
-//! Removing a project removes everything in it, in one commit: its
-//! services, routes (with their claims) and pods, whose nodes then stop
-//! them. `default` stays: the paths without a project serve it.
+//! Projects' own verbs. Users list the projects they have a role in, and
+//! a person (not a robot) may create one, becoming its admin. Removing a
+//! project removes everything in it, in one commit: its services, routes
+//! (with their claims) and pods, whose nodes then stop them. `default`
+//! stays: the paths without a project serve it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::Versioned;
 use berth_model::project::{in_project, DEFAULT_PROJECT};
-use berth_model::{ClusterPod, Event, EventKind, Project, Route, Service};
+use berth_model::{ClusterPod, Event, EventKind, Project, Role, Route, Service, User};
 
+use super::extract::Body;
 use super::project::Named;
-use super::resource::{fetch, shown};
-use super::{require_admin, ApiFailure, AppState};
+use super::resource::{fetch, shown, written};
+use super::{parse, require_admin, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::controller::events;
-use crate::objects;
+use crate::objects::{self, PROJECTS};
 use crate::resource::{self, Resource};
 use crate::store::{Op, Store, StoreError};
+
+/// `GET /v1/projects`: the admin's all; a user's, those it has a role in.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Versioned<Project>>>, ApiFailure> {
+    let (projects, _) = objects::list::<Project>(state.store.as_ref(), PROJECTS).await?;
+    let visible = |p: &Project| match &caller {
+        Caller::Admin => true,
+        Caller::User(user) => p.role_of(user).is_some(),
+        Caller::Node(_) => false,
+    };
+    if matches!(caller, Caller::Node(_)) {
+        require_admin(&caller)?;
+    }
+    Ok(Json(
+        projects
+            .into_iter()
+            .filter(|p| visible(&p.object))
+            .map(shown)
+            .collect(),
+    ))
+}
+
+/// `POST /v1/projects`: the admin, or a person, who becomes its admin; the
+/// same project again is a no-op.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Versioned<Project>>), ApiFailure> {
+    let mut project: Project = parse(Project::KIND, &body)?;
+    project
+        .validate()
+        .map_err(|e| ApiFailure::invalid(Project::KIND, e))?;
+    match &caller {
+        Caller::Admin => {}
+        Caller::User(user) => {
+            let account = fetch::<User>(&state, user).await?;
+            if account.object.robot {
+                return Err(ApiFailure::new(
+                    StatusCode::FORBIDDEN,
+                    "robot accounts cannot create projects: a project admin adds them to one",
+                ));
+            }
+            project.members.insert(user.clone(), Role::Admin);
+        }
+        Caller::Node(_) => require_admin(&caller)?,
+    }
+    let store = state.store.as_ref();
+    if let Some(existing) = resource::get::<Project>(store, &project.name).await? {
+        // Known to its members only: anyone else learns nothing of it.
+        let member = match &caller {
+            Caller::User(user) => existing.object.role_of(user).is_some(),
+            _ => true,
+        };
+        if member && existing.object == project {
+            return Ok((StatusCode::OK, Json(shown(existing))));
+        }
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            resource::exists_message::<Project>(&project.name),
+        ));
+    }
+    let revision = store.apply(resource::create_ops(&project)).await?;
+    Ok((StatusCode::CREATED, written(project, revision)))
+}
 
 /// `DELETE /v1/projects/{project}`: answers the project as it was.
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
     named: Named,
 ) -> Result<Json<Versioned<Project>>, ApiFailure> {
-    require_admin(&caller)?;
+    named.project.require(Role::Admin)?;
     if named.name == DEFAULT_PROJECT {
         return Err(ApiFailure::field_with_status(
             StatusCode::CONFLICT,

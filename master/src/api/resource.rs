@@ -10,13 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::Versioned;
-use berth_model::FieldError;
+use berth_model::{FieldError, Role};
 
 use super::extract::{Body, Query};
 use super::project::{InProject, Named};
 use super::watch::{self, WatchQuery};
-use super::{parse, require_admin, ApiFailure, AppState};
-use crate::auth::Caller;
+use super::{parse, ApiFailure, AppState};
 use crate::objects;
 use crate::resource::{self, Resource, Settings, Update};
 use crate::store::StoreError;
@@ -97,11 +96,10 @@ fn commit_failure<R: Resource>(object: &R, e: StoreError) -> ApiFailure {
 /// their changes.
 pub async fn list<R: Resource>(
     State(state): State<AppState>,
-    caller: Caller,
     project: InProject,
     Query(query): Query<WatchQuery>,
 ) -> Result<Response, ApiFailure> {
-    require_admin(&caller)?;
+    project.require(Role::ViewNoLogs)?;
     query.check()?;
     if query.watch {
         return watch::stream(&state, R::PREFIX, query.after, move |object: R| {
@@ -123,10 +121,9 @@ pub async fn list<R: Resource>(
 /// `GET /v1/<kind>/{name}`.
 pub async fn get<R: Resource>(
     State(state): State<AppState>,
-    caller: Caller,
     named: Named,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
-    require_admin(&caller)?;
+    named.project.require(Role::ViewNoLogs)?;
     fetch::<R>(&state, &named.qualified::<R>())
         .await
         .map(|o| Json(shown(o)))
@@ -136,11 +133,11 @@ pub async fn get<R: Resource>(
 /// (200), another one of the same name a 409.
 pub async fn create<R: Resource>(
     State(state): State<AppState>,
-    caller: Caller,
-    InProject(project): InProject,
+    in_project: InProject,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Versioned<R>>), ApiFailure> {
-    require_admin(&caller)?;
+    in_project.require(R::WRITE_ROLE)?;
+    let project = in_project.name;
     let settings = state.settings(&project);
     let object = parse::<R>(R::KIND, &body)?.complete(&settings);
     object.validate(&settings).map_err(invalid::<R>)?;
@@ -173,12 +170,11 @@ pub async fn create<R: Resource>(
 /// changed it since the `resourceVersion` the body carries.
 pub async fn update<R: Resource>(
     State(state): State<AppState>,
-    caller: Caller,
     Named { project, name }: Named,
     Body(body): Body,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
-    require_admin(&caller)?;
-    let settings = state.settings(&project.0);
+    project.require(R::WRITE_ROLE)?;
+    let settings = state.settings(&project.name);
     let (object, expected) = match R::UPDATE {
         Update::IfUnchanged => {
             let versioned: Versioned<R> =
@@ -195,7 +191,7 @@ pub async fn update<R: Resource>(
         ));
     }
     object.validate(&settings).map_err(invalid::<R>)?;
-    let object = object.qualified(&project.0);
+    let object = object.qualified(&project.name);
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
     let expected = expected.unwrap_or(current.resource_version);
     let (ops, taken) = resource::update_ops(&current.object, &object, expected);
@@ -211,10 +207,9 @@ pub async fn update<R: Resource>(
 /// `DELETE /v1/<kind>/{name}`: answers the object as it was.
 pub async fn delete<R: Resource>(
     State(state): State<AppState>,
-    caller: Caller,
     named: Named,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
-    require_admin(&caller)?;
+    named.project.require(R::WRITE_ROLE)?;
     let current = fetch::<R>(&state, &named.qualified::<R>()).await?;
     state
         .store

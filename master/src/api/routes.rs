@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::route::{RouteRejection, RoutesView};
-use berth_model::{Event, EventKind, Route};
+use berth_model::{Event, EventKind, Role, Route};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
@@ -40,10 +40,12 @@ pub struct RoutesQuery {
 /// revision.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
     project: InProject,
     Query(query): Query<RoutesQuery>,
 ) -> Result<Json<RoutesView>, ApiFailure> {
+    if !matches!(project.caller, Caller::Node(_)) {
+        project.require(Role::ViewNoLogs)?;
+    }
     let wait = extract::long_poll_wait(query.timeout)?;
     extract::int64("after", query.after)?;
     if let Some(after) = query.after {
@@ -52,8 +54,8 @@ pub async fn list(
     }
     let (routes, revision) = objects::list::<Route>(state.store.as_ref(), ROUTES).await?;
     let routes: Vec<Route> = routes.into_iter().map(|r| r.object).collect();
-    let routes = match &caller {
-        Caller::Admin => routes
+    let routes = match &project.caller {
+        Caller::Admin | Caller::User(_) => routes
             .into_iter()
             .filter(|r| project.holds(r))
             .map(|r| r.redacted().unqualified())
@@ -75,6 +77,12 @@ pub async fn rejected(
     let node = match caller {
         Caller::Node(node) => Some(node),
         Caller::Admin => None,
+        Caller::User(_) => {
+            return Err(ApiFailure::new(
+                StatusCode::FORBIDDEN,
+                "routers report rejections",
+            ))
+        }
     };
     let reason: String = rejection.reason.chars().take(2000).collect();
     state

@@ -7,24 +7,22 @@ use axum::extract::State;
 use axum::Json;
 use berth_model::api::{Scale, Versioned};
 use berth_model::cluster::validate_replicas;
-use berth_model::{Event, EventKind, Service};
+use berth_model::{Event, EventKind, Role, Service};
 
 use super::extract::Body;
 use super::project::Named;
 use super::resource::{fetch, written};
-use super::{parse, require_admin, ApiFailure, AppState};
-use crate::auth::Caller;
+use super::{parse, ApiFailure, AppState};
 use crate::controller::events;
 use crate::objects::{self, SERVICES};
 
 /// `POST /v1/services/{name}/scale`.
 pub async fn scale(
     State(state): State<AppState>,
-    caller: Caller,
     named: Named,
     Body(body): Body,
 ) -> Result<Json<Versioned<Service>>, ApiFailure> {
-    require_admin(&caller)?;
+    named.project.require(Role::Edit)?;
     let scale: Scale = parse("scale", &body)?;
     validate_replicas(scale.replicas).map_err(|e| ApiFailure::field("replicas", e))?;
     let name = named.qualified::<Service>();

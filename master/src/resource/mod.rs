@@ -11,11 +11,12 @@ mod pod;
 mod project;
 mod route;
 pub mod service;
+mod user;
 
 use std::future::Future;
 
 use berth_model::api::Versioned;
-use berth_model::{FieldError, HostPortPolicy, ValidationErrors};
+use berth_model::{FieldError, HostPortPolicy, Role, ValidationErrors};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -65,6 +66,9 @@ pub trait Resource:
     const PREFIX: &'static str;
     /// Which objects share its names.
     const SCOPE: Scope = Scope::Cluster;
+    /// The role in its project that creating, changing and removing one
+    /// needs.
+    const WRITE_ROLE: Role = Role::Edit;
     /// What `PUT` expects.
     const UPDATE: Update = Update::IfUnchanged;
     /// Said after the 409 of a create that differs from the stored object.

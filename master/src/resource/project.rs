@@ -2,7 +2,7 @@
 //! qualified names. `default` always exists and cannot be removed; its
 //! objects are the ones made before projects.
 
-use berth_model::{Project, ValidationErrors};
+use berth_model::{Project, Role, ValidationErrors};
 
 use super::{Resource, Settings};
 use crate::objects::PROJECTS;
@@ -10,6 +10,7 @@ use crate::objects::PROJECTS;
 impl Resource for Project {
     const KIND: &'static str = "project";
     const PREFIX: &'static str = PROJECTS;
+    const WRITE_ROLE: Role = Role::Admin;
 
     fn name(&self) -> &str {
         &self.name

@@ -343,6 +343,38 @@ fn packages_install_join_upgrade_and_purge_on_bare_hosts() {
     }
     lab.exec("h1", &["systemctl", "is-active", "berth-master"])
         .assert_success();
+    // The pods are the default project's, under the names they had: the
+    // default project qualifies no name, so no unit or container is renamed.
+    let in_default = lab
+        .exec("h1", &["berth", "-p", "default", "ps", "-o", "json"])
+        .json();
+    let mut names: Vec<&str> = in_default
+        .as_array()
+        .expect("ps -o json is a list")
+        .iter()
+        .filter(|p| p["service"] == "web")
+        .filter_map(|p| p["spec"]["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["web-0", "web-1", "web-2"], "{in_default}");
+    for host in hosts {
+        let units = lab
+            .exec(
+                host,
+                &[
+                    "systemctl",
+                    "list-units",
+                    "--plain",
+                    "--no-legend",
+                    "berth-*.service",
+                ],
+            )
+            .assert_success();
+        assert!(
+            units.lines().all(|l| !l.starts_with("berth-default.")),
+            "{host}: a unit renamed into the default project: {units}"
+        );
+    }
     lab.eventually(
         Duration::from_secs(15),
         "3 Ready nodes after the upgrade",
