@@ -254,6 +254,21 @@ fn run(args: &Args, stop_signals: SigSet) -> Result<Outcome, String> {
                 unhealthy: Arc::clone(&unhealthy),
             })?;
         }
+    } else {
+        // It started, ran and ended before it could be looked at (a quick
+        // `exit 3` on a busy host). It did start: without READY=1 systemd
+        // would call the start itself failed, and a run-once pod's exit
+        // would read as "could not start".
+        journal::record(
+            ContainerEvent::Started,
+            &args.container,
+            &state.started_at,
+            "started (and ended at once)",
+        );
+        notify::send(&format!(
+            "READY=1\nSTATUS=container {} started and ended at once",
+            args.container
+        ));
     }
 
     relay::relay(
