@@ -265,19 +265,47 @@ pub async fn log_in(args: &LoginArgs) -> anyhow::Result<()> {
         project: None,
     };
     let client = MasterClient::new(&config)?;
-    // Any admin request proves the token; this one also says something
-    // useful about the cluster.
-    let nodes = client
-        .list_nodes()
-        .await
-        .with_context(|| format!("cannot log in to {}", config.url))?;
+    let login_failed = || format!("cannot log in to {}", config.url);
+    // A user's token proves itself by who it is; the admin's also says
+    // something useful about the cluster. A master from before users has
+    // no whoami (404): its token can only be the admin's.
+    let who = match client.whoami().await {
+        Ok(who) => Some(who),
+        Err(crate::master_client::Error::Api { status, .. })
+            if status == reqwest::StatusCode::NOT_FOUND =>
+        {
+            None
+        }
+        Err(error) => return Err(error).with_context(login_failed),
+    };
     let path = config::config_path(&config::process_env)?;
+    let summary = match who {
+        Some(who) if who.kind != "admin" => {
+            let roles: Vec<String> = who
+                .roles
+                .iter()
+                .map(|(project, role)| format!("{project}: {role}"))
+                .collect();
+            format!(
+                "as {} {} ({})",
+                who.kind,
+                who.name,
+                if roles.is_empty() {
+                    "no project yet".to_owned()
+                } else {
+                    roles.join(", ")
+                }
+            )
+        }
+        _ => {
+            let nodes = client.list_nodes().await.with_context(login_failed)?;
+            format!("{} {}", nodes.len(), plural(nodes.len(), "node", "nodes"))
+        }
+    };
     config::save(&path, &config)?;
     output::print(&format!(
-        "logged in to {} ({} {}); saved to {}\n",
+        "logged in to {} ({summary}); saved to {}\n",
         config.url,
-        nodes.len(),
-        plural(nodes.len(), "node", "nodes"),
         path.display()
     ))?;
     // Otherwise the next command would quietly use another master or token.

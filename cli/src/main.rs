@@ -25,6 +25,7 @@ mod pod_flags;
 mod project;
 mod route;
 mod top;
+mod user;
 
 /// berth: drive a berth cluster from the command line.
 #[derive(Debug, Parser)]
@@ -58,6 +59,13 @@ enum Command {
     /// Projects: each holds services, pods and routes under names of its
     /// own. Commands work in `default` unless told otherwise.
     Project(project::ProjectArgs),
+    /// Users and robot accounts, each with a token of its own (the
+    /// cluster's admin only).
+    User(user::UserArgs),
+    /// Who this login is, and its role in each project.
+    Whoami,
+    /// What this login may do.
+    Auth(user::AuthArgs),
     /// What happened in the cluster: pods placed, evicted or deleted,
     /// services scaled, nodes lost and back. `-w` follows new events.
     Events(events::EventsArgs),
@@ -97,6 +105,24 @@ fn main() -> ExitCode {
                 Ok(client) => project::run(&client, args.command).await,
                 Err(error) => Err(error),
             },
+            Command::User(args) => match cluster::client() {
+                Ok(client) => user::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::Whoami => match cluster::client() {
+                Ok(client) => user::whoami(&client).await,
+                Err(error) => Err(error),
+            },
+            Command::Auth(user::AuthArgs {
+                command: user::AuthCommand::CanI { verb, kind },
+            }) => match cluster::client() {
+                Ok(client) => match user::can_i(&client, &verb, &kind).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(anyhow::Error::new(AnswerIsNo)),
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            },
             Command::Events(args) => events::run(args).await,
             Command::Logs(args) => logs::run(args).await,
             Command::Top(args) => top::run(args).await,
@@ -115,12 +141,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `berth local logs -f | head` closes the pipe: nothing to report.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if error.is::<AnswerIsNo>() => ExitCode::FAILURE,
         Err(error) => {
             report(&error);
             ExitCode::FAILURE
         }
     }
 }
+
+/// A command that answered "no" (`berth auth can-i`): exit 1, with the
+/// answer already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer is no")]
+struct AnswerIsNo;
 
 /// Prints `berth: <error>` and, indented below it, each field at fault.
 fn report(error: &anyhow::Error) {
@@ -155,6 +188,9 @@ fn field_errors(error: &anyhow::Error) -> &[FieldError] {
             return errors.errors();
         }
         if let Some(project::InvalidProject(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(user::InvalidUser(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
 use berth_model::route::RoutesView;
-use berth_model::{ApiError, ClusterPod, Event, EventKind, Node, Project, Route, Service};
+use berth_model::{
+    ApiError, ClusterPod, Event, EventKind, Node, Project, Route, Service, User, UserToken, WhoAmI,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
@@ -212,6 +214,33 @@ impl MasterClient {
     /// `GET /v1/services`.
     pub async fn list_services(&self) -> Result<Vec<Versioned<Service>>, Error> {
         self.call(Method::GET, &["services"], None::<&()>).await
+    }
+
+    /// `GET /v1/whoami`: who this login is, and its roles.
+    pub async fn whoami(&self) -> Result<WhoAmI, Error> {
+        self.call(Method::GET, &["whoami"], None::<&()>).await
+    }
+
+    /// `GET /v1/users`.
+    pub async fn list_users(&self) -> Result<Vec<Versioned<User>>, Error> {
+        self.call(Method::GET, &["users"], None::<&()>).await
+    }
+
+    /// `POST /v1/users`: the user and its first token.
+    pub async fn create_user(&self, user: &User) -> Result<UserToken, Error> {
+        self.call(Method::POST, &["users"], Some(user)).await
+    }
+
+    /// `POST /v1/users/{name}/token`: a new token, replacing the old.
+    pub async fn new_user_token(&self, name: &str) -> Result<UserToken, Error> {
+        self.call(Method::POST, &["users", name, "token"], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/users/{name}`.
+    pub async fn delete_user(&self, name: &str) -> Result<Versioned<User>, Error> {
+        self.call(Method::DELETE, &["users", name], None::<&()>)
+            .await
     }
 
     /// `GET /v1/projects`.

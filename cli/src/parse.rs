@@ -10,6 +10,29 @@ use std::fmt;
 
 use berth_model::{Check, EnvVar, ExecCheck, HttpCheck, Port, Protocol, TcpCheck};
 
+/// A duration: a whole number and a unit, `s`, `m`, `h` or `d` (`90s`,
+/// `12h`, `30d`).
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| "no unit: add s, m, h or d".to_owned())?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "must start with a whole number".to_owned())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("the unit is s, m, h or d".to_owned()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| "too long".to_owned())
+}
+
 /// A replica count: 0 up to the master's limit. Negative numbers reach
 /// here too (the flag allows them), so the message can say what is allowed.
 pub fn replicas(text: &str) -> Result<u32, String> {
@@ -250,6 +273,18 @@ pub fn volume(text: &str) -> Result<VolumeFlag, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn durations_take_a_number_and_a_unit() {
+        assert_eq!(duration("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            duration("30d"),
+            Ok(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert!(duration("30").is_err());
+        assert!(duration("1w").is_err());
+        assert!(duration("h").is_err());
+    }
 
     #[test]
     fn replicas_are_bounded_by_the_masters_limit_with_negatives_named() {

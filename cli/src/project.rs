@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use berth_model::api::Versioned;
 use berth_model::project::validate_project_name;
-use berth_model::{Project, ValidationErrors, DEFAULT_PROJECT};
+use berth_model::{Project, Role, ValidationErrors, DEFAULT_PROJECT};
 use clap::{Args, Subcommand};
 
 use crate::config;
@@ -17,6 +17,7 @@ use crate::output::{self, Format};
   berth project create shop --description 'the web shop'
   berth project use shop           # later commands work in shop
   berth -p shop ps                 # one command in shop
+  berth project add-member shop alice --role edit
   berth project grant-link db --from shop
   berth project rm shop            # with everything in it")]
 pub struct ProjectArgs {
@@ -68,6 +69,24 @@ pub enum ProjectCommand {
         /// The project whose services link.
         #[arg(long)]
         from: String,
+    },
+    /// Give a user a role in a project (view-no-logs, view, edit, admin),
+    /// replacing the one it had.
+    AddMember {
+        /// The project.
+        project: String,
+        /// The user.
+        user: String,
+        /// Its role there.
+        #[arg(long, default_value = "view")]
+        role: Role,
+    },
+    /// Take a user's role in a project away.
+    RemoveMember {
+        /// The project.
+        project: String,
+        /// The user.
+        user: String,
     },
     /// Take back a grant: existing links keep working until changed.
     RevokeLink {
@@ -147,6 +166,28 @@ pub async fn run(client: &MasterClient, command: ProjectCommand) -> anyhow::Resu
         }
         ProjectCommand::Use { name: None } => output::print(&format!("{}\n", client.project())),
         ProjectCommand::Use { name: Some(name) } => use_project(client, &name).await,
+        ProjectCommand::AddMember {
+            project,
+            user,
+            role,
+        } => {
+            change(client, &project, |p| {
+                p.members.insert(user.clone(), role);
+                Ok(())
+            })
+            .await?;
+            output::print(&format!("project {project}: {user} is {role}\n"))
+        }
+        ProjectCommand::RemoveMember { project, user } => {
+            change(client, &project, |p| {
+                p.members
+                    .remove(&user)
+                    .map(|_| ())
+                    .with_context(|| format!("{user} has no role in project {project}"))
+            })
+            .await?;
+            output::print(&format!("project {project}: {user} has no role any more\n"))
+        }
         ProjectCommand::GrantLink { project, from } => {
             change_grant(client, &project, &from, true).await
         }
@@ -193,6 +234,19 @@ async fn use_project(client: &MasterClient, name: &str) -> anyhow::Result<()> {
     output::print(&format!("now working in project {name}\n"))
 }
 
+/// Reads project `name`, changes it, and writes it back at the revision
+/// read: a concurrent change is a conflict, not lost.
+async fn change(
+    client: &MasterClient,
+    name: &str,
+    edit: impl FnOnce(&mut Project) -> anyhow::Result<()>,
+) -> anyhow::Result<Versioned<Project>> {
+    let mut project = client.get_project(name).await?;
+    edit(&mut project.object)?;
+    project.object.validate().map_err(InvalidProject)?;
+    Ok(client.replace_project(&project).await?)
+}
+
 async fn change_grant(
     client: &MasterClient,
     project: &str,
@@ -200,29 +254,17 @@ async fn change_grant(
     grant: bool,
 ) -> anyhow::Result<()> {
     validate_project_name(from).map_err(|e| anyhow::anyhow!("invalid --from {from:?}: {e}"))?;
-    // Read, change, write back at the revision read: a concurrent change
-    // is a conflict, not lost.
-    let Versioned {
-        resource_version,
-        object: mut target,
-    } = client.get_project(project).await?;
-    let had = target.link_grants.iter().any(|p| p == from);
-    match (grant, had) {
-        (true, false) => target.link_grants.push(from.to_owned()),
-        (false, true) => target.link_grants.retain(|p| p != from),
-        (true, true) => {
-            return output::print(&format!(
-                "project {project}: already grants links from {from}\n"
-            ))
+    change(client, project, |target| {
+        let had = target.link_grants.iter().any(|p| p == from);
+        match (grant, had) {
+            (true, false) => target.link_grants.push(from.to_owned()),
+            (false, true) => target.link_grants.retain(|p| p != from),
+            (true, true) => {}
+            (false, false) => anyhow::bail!("project {project} grants no links from {from}"),
         }
-        (false, false) => anyhow::bail!("project {project} grants no links from {from}"),
-    }
-    client
-        .replace_project(&Versioned {
-            resource_version,
-            object: target,
-        })
-        .await?;
+        Ok(())
+    })
+    .await?;
     let verb = if grant { "grants" } else { "no longer grants" };
     output::print(&format!(
         "project {project}: {verb} links from project {from}\n"

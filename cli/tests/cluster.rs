@@ -177,6 +177,10 @@ fn web_service() -> Value {
 fn login_checks_the_token_then_saves_it_for_its_owner_only() {
     let master = master(
         |request| match (request.method.as_str(), request.uri.as_str()) {
+            ("GET", "/v1/whoami") => (
+                StatusCode::OK,
+                json!({"kind": "admin", "name": "admin", "roles": {}}),
+            ),
             ("GET", "/v1/nodes") => (StatusCode::OK, json!([node_a()])),
             _ => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
         },
@@ -228,21 +232,50 @@ fn login_checks_the_token_then_saves_it_for_its_owner_only() {
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed, json!([node_a()]));
 
+    // Each login asks who the token is (the admin), then counts the nodes.
     let received = master.received();
-    let tokens: Vec<Option<&str>> = received
+    let calls: Vec<(Option<&str>, &str)> = received
         .iter()
-        .map(|r| r.authorization.as_deref())
+        .map(|r| (r.authorization.as_deref(), r.uri.as_str()))
         .collect();
     assert_eq!(
-        tokens,
+        calls,
         [
-            Some("Bearer bad"),
-            Some("Bearer good"),
-            Some("Bearer good"),
-            Some("Bearer good")
+            (Some("Bearer bad"), "/v1/whoami"),
+            (Some("Bearer good"), "/v1/whoami"),
+            (Some("Bearer good"), "/v1/nodes"),
+            (Some("Bearer good"), "/v1/whoami"),
+            (Some("Bearer good"), "/v1/nodes"),
+            (Some("Bearer good"), "/v1/nodes"),
         ]
     );
-    assert!(received.iter().all(|r| r.uri == "/v1/nodes"));
+}
+
+#[test]
+fn a_user_logs_in_with_its_own_token_and_is_told_its_roles() {
+    let master = master(
+        |request| match (request.method.as_str(), request.uri.as_str()) {
+            ("GET", "/v1/whoami") => (
+                StatusCode::OK,
+                json!({"kind": "user", "name": "alice", "roles": {"a": "edit", "b": "view"}}),
+            ),
+            _ => (
+                StatusCode::FORBIDDEN,
+                json!({"error": "this credential may not do that"}),
+            ),
+        },
+    );
+    let home = home("login-user");
+    let output = berth_with(&home, &[], &["login", &master.url, "--token", "good"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        format!(
+            "logged in to {} (as user alice (a: edit, b: view)); saved to {}\n",
+            master.url,
+            config_file(&home).display()
+        )
+    );
 }
 
 #[test]
