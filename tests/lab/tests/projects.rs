@@ -274,3 +274,113 @@ fn a_link_into_another_project_waits_for_its_grant() {
     assert!(described.contains("Links from:   a"), "{described}");
     lab.down();
 }
+
+/// `berth ARGS` on h1 with `token` instead of the saved admin login.
+fn berth_as(lab: &Lab, token: &str, args: &[&str]) -> berth_harness::Run {
+    let variable = format!("BERTH_TOKEN={token}");
+    let mut argv = vec!["env", variable.as_str(), "berth"];
+    argv.extend(args);
+    lab.exec("h1", &argv)
+}
+
+/// The token `berth user create|token` printed (its last line).
+fn printed_token(output: &str) -> String {
+    let token = output.lines().last().unwrap_or_default().trim().to_owned();
+    assert!(token.starts_with("u:"), "no token in {output}");
+    token
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_users_token_does_what_its_role_allows_and_stops_when_replaced() {
+    let lab = Lab::up("project-users", 1);
+    for project in ["a", "b"] {
+        lab.berth("h1", &["project", "create", project])
+            .assert_success();
+    }
+    let command = serve("b");
+    lab.berth(
+        "h1",
+        &[
+            "-p",
+            "b",
+            "run",
+            "web",
+            "--image",
+            "local/busybox",
+            "--",
+            "sh",
+            "-c",
+            &command,
+        ],
+    )
+    .assert_success();
+    let alice = printed_token(
+        &lab.berth("h1", &["user", "create", "alice"])
+            .assert_success(),
+    );
+    lab.berth(
+        "h1",
+        &["project", "add-member", "a", "alice", "--role", "edit"],
+    )
+    .assert_success();
+
+    // edit in a: she runs and lists a's web.
+    let command = serve("a");
+    berth_as(
+        &lab,
+        &alice,
+        &[
+            "-p",
+            "a",
+            "run",
+            "web",
+            "--image",
+            "local/busybox",
+            "--",
+            "sh",
+            "-c",
+            &command,
+        ],
+    )
+    .assert_success();
+    let listed = berth_as(&lab, &alice, &["-p", "a", "ps", "-o", "json"]).json();
+    assert_eq!(listed[0]["spec"]["name"], "web-0", "{listed}");
+    // Nothing in b, not even that its web exists.
+    let refused = berth_as(&lab, &alice, &["-p", "b", "ps"]).assert_failure();
+    assert!(refused.contains("project b not found"), "{refused}");
+    let refused = berth_as(&lab, &alice, &["-p", "b", "rm", "web"]).assert_failure();
+    assert!(refused.contains("project b not found"), "{refused}");
+    running(&lab, "b", 1);
+
+    // view in a: a change is refused naming the role it needs.
+    lab.berth(
+        "h1",
+        &["project", "add-member", "a", "alice", "--role", "view"],
+    )
+    .assert_success();
+    let refused = berth_as(&lab, &alice, &["-p", "a", "scale", "web", "2"]).assert_failure();
+    assert!(
+        refused.contains("this needs the edit role in project a; alice has view"),
+        "{refused}"
+    );
+    let no = berth_as(
+        &lab,
+        &alice,
+        &["-p", "a", "auth", "can-i", "create", "services"],
+    );
+    assert_eq!(no.code(), Some(1));
+    assert_eq!(no.stdout().trim(), "no: needs the edit role in project a");
+    let whoami = berth_as(&lab, &alice, &["whoami"]).assert_success();
+    assert_eq!(whoami, "alice (user)\n  a: view\n");
+
+    // A new token: the old one is refused at once.
+    let renewed = printed_token(
+        &lab.berth("h1", &["user", "token", "alice"])
+            .assert_success(),
+    );
+    let refused = berth_as(&lab, &alice, &["whoami"]).assert_failure();
+    assert!(refused.contains("refused the token"), "{refused}");
+    berth_as(&lab, &renewed, &["-p", "a", "ps"]).assert_success();
+    lab.down();
+}
