@@ -4,12 +4,14 @@
 use anyhow::Context as _;
 use berth_model::api::Versioned;
 use berth_model::project::validate_project_name;
+use berth_model::quota::{Quota, Usage};
 use berth_model::{Project, Role, ValidationErrors, DEFAULT_PROJECT};
 use clap::{Args, Subcommand};
 
 use crate::config;
 use crate::master_client::MasterClient;
 use crate::output::{self, Format};
+use crate::parse;
 
 /// `berth project`.
 #[derive(Debug, Args)]
@@ -18,6 +20,7 @@ use crate::output::{self, Format};
   berth project use shop           # later commands work in shop
   berth -p shop ps                 # one command in shop
   berth project add-member shop alice --role edit
+  berth project quota shop --pods 20 --memory 8G --cpus 4
   berth project grant-link db --from shop
   berth project rm shop            # with everything in it")]
 pub struct ProjectArgs {
@@ -87,6 +90,21 @@ pub enum ProjectCommand {
         project: String,
         /// The user.
         user: String,
+    },
+    /// Set a project's quota (the cluster's admin only): what its services'
+    /// replicas may ask for together. `none` lifts a limit.
+    Quota {
+        /// The project.
+        project: String,
+        /// Most pods.
+        #[arg(long, value_parser = limit(count))]
+        pods: Option<Limit>,
+        /// Most CPUs, summed over the containers' limits (0.5, 2, 1500m).
+        #[arg(long, value_parser = limit(cpus))]
+        cpus: Option<Limit>,
+        /// Most memory, summed over the containers' limits (512M, 4G).
+        #[arg(long, value_parser = limit(parse::memory_bytes))]
+        memory: Option<Limit>,
     },
     /// Take back a grant: existing links keep working until changed.
     RevokeLink {
@@ -188,6 +206,30 @@ pub async fn run(client: &MasterClient, command: ProjectCommand) -> anyhow::Resu
             .await?;
             output::print(&format!("project {project}: {user} has no role any more\n"))
         }
+        ProjectCommand::Quota {
+            project,
+            pods,
+            cpus,
+            memory,
+        } => {
+            let saved = change(client, &project, |p| {
+                for (limit, set) in [
+                    (&mut p.quota.pods, pods),
+                    (&mut p.quota.cpu_millis, cpus),
+                    (&mut p.quota.memory_bytes, memory),
+                ] {
+                    if let Some(Limit(value)) = set {
+                        *limit = value;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            output::print(&format!(
+                "project {project}: quota {}\n",
+                quota_summary(&saved.object.quota)
+            ))
+        }
         ProjectCommand::GrantLink { project, from } => {
             change_grant(client, &project, &from, true).await
         }
@@ -214,6 +256,26 @@ async fn describe(client: &MasterClient, name: &str, format: Format) -> anyhow::
         text.push_str(&format!("Description:  {}\n", project.object.description));
     }
     text.push_str(&format!("Links from:   {grants}\n"));
+    let used = services.iter().fold(Usage::default(), |used, s| {
+        used.plus(Usage::of_service(&s.object))
+    });
+    let quota = &project.object.quota;
+    let against = |used: String, limit: Option<String>| match limit {
+        Some(limit) => format!("{used} of {limit}"),
+        None => format!("{used} (no quota)"),
+    };
+    text.push_str(&format!(
+        "Quota:\n  pods:       {}\n  cpus:       {}\n  memory:     {}\n",
+        against(used.pods.to_string(), quota.pods.map(|n| n.to_string())),
+        against(
+            output::cpus(used.cpu_millis),
+            quota.cpu_millis.map(output::cpus)
+        ),
+        against(
+            output::bytes(used.memory_bytes),
+            quota.memory_bytes.map(output::bytes)
+        ),
+    ));
     text.push_str(&format!(
         "Services:     {}\nPods:         {}\n",
         services.len(),
@@ -232,6 +294,40 @@ async fn use_project(client: &MasterClient, name: &str) -> anyhow::Result<()> {
     saved.project = (name != DEFAULT_PROJECT).then(|| name.to_owned());
     config::save(&path, &saved)?;
     output::print(&format!("now working in project {name}\n"))
+}
+
+/// A quota flag's value: a limit, or `none` to lift it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(Option<u64>);
+
+/// A quota flag's parser: `none` lifts the limit, anything else is `parse`d.
+fn limit(
+    parse: fn(&str) -> Result<u64, String>,
+) -> impl Fn(&str) -> Result<Limit, String> + Clone + Send + Sync + 'static {
+    move |text| match text {
+        "none" => Ok(Limit(None)),
+        text => parse(text).map(|n| Limit(Some(n))),
+    }
+}
+
+fn count(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| "must be a whole number, or none".to_owned())
+}
+
+fn cpus(text: &str) -> Result<u64, String> {
+    parse::cpu_millis(text).map(u64::from)
+}
+
+/// `pods 2, cpus (none), memory 256M`.
+fn quota_summary(quota: &Quota) -> String {
+    let none = || "(none)".to_owned();
+    format!(
+        "pods {}, cpus {}, memory {}",
+        quota.pods.map_or_else(none, |n| n.to_string()),
+        quota.cpu_millis.map_or_else(none, output::cpus),
+        quota.memory_bytes.map_or_else(none, output::bytes)
+    )
 }
 
 /// Reads project `name`, changes it, and writes it back at the revision

@@ -189,3 +189,88 @@ async fn links_stay_inside_a_project_until_the_target_grants_them() {
         .await;
     assert_eq!(events[0]["object"], "project/b", "{events}");
 }
+
+#[tokio::test]
+async fn a_projects_quota_refuses_what_would_pass_it_and_names_it() {
+    let master = common::start("master-project-quota", 3).await;
+    let (status, _) = master
+        .admin(
+            Method::POST,
+            "/v1/projects",
+            Some(json!({"name": "a", "quota": {"pods": 2, "memoryBytes": 268435456}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let mut web = service("web", json!([]));
+    web["replicas"] = json!(2);
+    web["template"]["containers"][0]["resources"] = json!({"memoryBytes": 67108864});
+    let (status, created) = master
+        .admin(Method::POST, "/v1/projects/a/services", Some(web.clone()))
+        .await;
+    assert_eq!(status, 201, "{created}");
+
+    let (status, error) = master
+        .admin(
+            Method::POST,
+            "/v1/projects/a/services/web/scale",
+            Some(json!({"replicas": 3})),
+        )
+        .await;
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(
+        error["error"],
+        "exceeds project a's quota of 2 pods: 0 in use, this asks for 3"
+    );
+    let mut other = service("other", json!([]));
+    other["template"]["containers"][0]["resources"] = json!({"memoryBytes": 67108864});
+    let (status, error) = master
+        .admin(Method::POST, "/v1/projects/a/services", Some(other))
+        .await;
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(
+        error["error"],
+        "exceeds project a's quota of 2 pods: 2 in use, this asks for 1"
+    );
+    // Without a memory limit, nothing can be counted against the quota.
+    let (status, error) = master
+        .admin(
+            Method::POST,
+            "/v1/projects/a/services",
+            Some(service("unlimited", json!([]))),
+        )
+        .await;
+    assert_eq!(status, 403, "{error}");
+    // Scaling down is always allowed.
+    let (status, _) = master
+        .admin(
+            Method::POST,
+            "/v1/projects/a/services/web/scale",
+            Some(json!({"replicas": 1})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    pods(&master, "/v1/projects/a/pods", 1).await;
+
+    // A project's own admin may not raise its quota.
+    let (_, made) = master
+        .admin(Method::POST, "/v1/users", Some(json!({"name": "carol"})))
+        .await;
+    let carol = made["token"].as_str().expect("token").to_owned();
+    let (_, mut a) = master.admin(Method::GET, "/v1/projects/a", None).await;
+    a["members"] = json!({"carol": "admin"});
+    let (status, a) = master.admin(Method::PUT, "/v1/projects/a", Some(a)).await;
+    assert_eq!(status, 200, "{a}");
+    let mut raised = a.clone();
+    raised["quota"]["pods"] = json!(100);
+    let (status, error) = master
+        .call(Method::PUT, "/v1/projects/a", Some(&carol), Some(raised))
+        .await;
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(error["fields"][0]["field"], "quota");
+    let mut described = a.clone();
+    described["description"] = json!("carol's");
+    let (status, _) = master
+        .call(Method::PUT, "/v1/projects/a", Some(&carol), Some(described))
+        .await;
+    assert_eq!(status, 200, "her own project's description is hers");
+}

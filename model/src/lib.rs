@@ -17,6 +17,7 @@ pub mod name;
 pub mod pod;
 pub mod probe;
 pub mod project;
+pub mod quota;
 pub mod route;
 pub mod status;
 pub mod user;

@@ -38,6 +38,9 @@ pub struct Project {
     /// Projects whose services may link to this project's services.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub link_grants: Vec<String>,
+    /// Its limits.
+    #[serde(default, skip_serializing_if = "crate::quota::Quota::is_empty")]
+    pub quota: crate::quota::Quota,
     /// Its users and their roles in it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub members: BTreeMap<String, Role>,
@@ -97,6 +100,7 @@ impl Project {
             name: name.to_owned(),
             description: String::new(),
             link_grants: Vec::new(),
+            quota: crate::quota::Quota::default(),
             members: BTreeMap::new(),
         }
     }

@@ -100,7 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/projects/{project}",
             get(resource::get::<Project>)
-                .put(resource::update::<Project>)
+                .put(projects::update)
                 .delete(projects::delete),
         )
         .route("/v1/users", get(users::list).post(users::create))

@@ -88,6 +88,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, written(project, revision)))
 }
 
+/// `PUT /v1/projects/{project}`: its admins change its description,
+/// grants and members; its quota is the cluster admin's to set.
+pub async fn update(
+    State(state): State<AppState>,
+    named: Named,
+    Body(body): Body,
+) -> Result<Json<Versioned<Project>>, ApiFailure> {
+    if !matches!(named.project.caller, Caller::Admin) {
+        let sent: Versioned<Project> = parse("project with resourceVersion", &body)?;
+        let current = fetch::<Project>(&state, &named.name).await?;
+        if sent.object.quota != current.object.quota {
+            return Err(ApiFailure::field_with_status(
+                StatusCode::FORBIDDEN,
+                "quota",
+                "only the cluster's admin sets a project's quota",
+            ));
+        }
+    }
+    super::resource::update::<Project>(State(state), named, Body(body)).await
+}
+
 /// `DELETE /v1/projects/{project}`: answers the project as it was.
 pub async fn delete(
     State(state): State<AppState>,

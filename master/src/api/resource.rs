@@ -83,6 +83,14 @@ async fn require_free<R: Resource>(
     Ok(())
 }
 
+/// Refuses what its project does not allow (a 403 naming the quota).
+pub async fn require_admitted<R: Resource>(state: &AppState, object: &R) -> Result<(), ApiFailure> {
+    match object.admit(state.store.as_ref()).await? {
+        None => Ok(()),
+        Some(refusal) => Err(ApiFailure::new(StatusCode::FORBIDDEN, refusal)),
+    }
+}
+
 /// A commit that lost a race for a claim says whose it is, like the check
 /// before it.
 fn commit_failure<R: Resource>(object: &R, e: StoreError) -> ApiFailure {
@@ -157,6 +165,7 @@ pub async fn create<R: Resource>(
             resource::exists_message::<R>(berth_model::project::unqualified(object.name())),
         ));
     }
+    require_admitted(&state, &object).await?;
     require_free(&state, &object, &object.claims()).await?;
     let revision = store
         .apply(resource::create_ops(&object))
@@ -193,6 +202,7 @@ pub async fn update<R: Resource>(
     object.validate(&settings).map_err(invalid::<R>)?;
     let object = object.qualified(&project.name);
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
+    require_admitted(&state, &object).await?;
     let expected = expected.unwrap_or(current.resource_version);
     let (ops, taken) = resource::update_ops(&current.object, &object, expected);
     require_free(&state, &object, &taken).await?;

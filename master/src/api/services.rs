@@ -11,7 +11,7 @@ use berth_model::{Event, EventKind, Role, Service};
 
 use super::extract::Body;
 use super::project::Named;
-use super::resource::{fetch, written};
+use super::resource::{fetch, require_admitted, written};
 use super::{parse, ApiFailure, AppState};
 use crate::controller::events;
 use crate::objects::{self, SERVICES};
@@ -30,6 +30,7 @@ pub async fn scale(
     let mut service = current.object;
     let before = service.replicas;
     service.replicas = scale.replicas;
+    require_admitted(&state, &service).await?;
     let mut ops = vec![objects::update(
         SERVICES,
         &name,

@@ -116,6 +116,15 @@ pub trait Resource:
         }
     }
 
+    /// Whether the object, created or replacing another of its name, fits
+    /// what its project allows (its quota); checked after validation.
+    fn admit(
+        &self,
+        _store: &dyn Store,
+    ) -> impl Future<Output = Result<Option<Refusal>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Problems with the objects it refers to, checked when it is created
     /// (they may go away later). Called on the qualified object.
     fn check_references(
@@ -125,6 +134,10 @@ pub trait Resource:
         async { Ok(ValidationErrors::new()) }
     }
 }
+
+/// Why a request is refused for what it would use (a project's quota):
+/// a 403 with this message.
+pub type Refusal = String;
 
 /// The store key of object `name` of kind `R` (qualified, for a
 /// project's kind: every project's objects share the kind's prefix).

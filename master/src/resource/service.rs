@@ -3,11 +3,12 @@
 
 use berth_model::{Service, ValidationErrors};
 
-use berth_model::project::{reference_from, split_qualified};
+use berth_model::project::{in_project, reference_from, split_qualified};
+use berth_model::quota::{self, Unlimited, Usage};
 use berth_model::Project;
 
 use super::{Resource, Scope, Settings};
-use crate::objects::SERVICES;
+use crate::objects::{self, SERVICES};
 use crate::store::{Store, StoreError};
 
 impl Resource for Service {
@@ -42,6 +43,47 @@ impl Resource for Service {
     /// Linked-to services must exist when the links are made, as with
     /// `POST .../links` (they may go away later: a link then has no
     /// endpoints).
+    async fn admit(&self, store: &dyn Store) -> Result<Option<super::Refusal>, StoreError> {
+        let project_name = split_qualified(&self.name).0;
+        let Some(project) = super::get::<Project>(store, project_name).await? else {
+            return Ok(None);
+        };
+        let quota = project.object.quota;
+        if quota.is_empty() {
+            return Ok(None);
+        }
+        // What the project's other services ask for; this one replaces
+        // whatever it asked before.
+        let (services, _) = objects::list::<Service>(store, SERVICES).await?;
+        let asked = Usage::of_service(self);
+        // Asking for no more than before is always allowed: a project over
+        // a lowered quota can still scale down.
+        let before = services.iter().find(|s| s.object.name == self.name);
+        if before.is_some_and(|b| {
+            let was = Usage::of_service(&b.object);
+            asked.pods <= was.pods
+                && asked.cpu_millis <= was.cpu_millis
+                && asked.memory_bytes <= was.memory_bytes
+                && b.object.template == self.template
+        }) {
+            return Ok(None);
+        }
+        let used = services
+            .iter()
+            .map(|s| &s.object)
+            .filter(|s| in_project(&s.name, project_name) && s.name != self.name)
+            .fold(Usage::default(), |used, s| used.plus(Usage::of_service(s)));
+        Ok(quota::check(
+            project_name,
+            &quota,
+            used,
+            asked,
+            Unlimited::of(&self.template),
+        )
+        .err()
+        .map(|over| over.to_string()))
+    }
+
     async fn check_references(&self, store: &dyn Store) -> Result<ValidationErrors, StoreError> {
         let mut problems = ValidationErrors::new();
         for (i, link) in self.links.iter().enumerate() {

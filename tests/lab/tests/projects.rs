@@ -384,3 +384,57 @@ fn a_users_token_does_what_its_role_allows_and_stops_when_replaced() {
     berth_as(&lab, &renewed, &["-p", "a", "ps"]).assert_success();
     lab.down();
 }
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_projects_quota_refuses_a_scale_past_it_naming_its_use() {
+    let lab = Lab::up("project-quota", 1);
+    lab.berth("h1", &["project", "create", "a"])
+        .assert_success();
+    let set = lab
+        .berth(
+            "h1",
+            &["project", "quota", "a", "--pods", "2", "--memory", "256M"],
+        )
+        .assert_success();
+    assert_eq!(set, "project a: quota pods 2, cpus (none), memory 256M\n");
+    let command = serve("a");
+    lab.berth(
+        "h1",
+        &[
+            "-p",
+            "a",
+            "run",
+            "web",
+            "--image",
+            "local/busybox",
+            "--replicas",
+            "2",
+            "--memory",
+            "64M",
+            "--",
+            "sh",
+            "-c",
+            &command,
+        ],
+    )
+    .assert_success();
+    running(&lab, "a", 2);
+    let refused = lab
+        .berth("h1", &["-p", "a", "scale", "web", "3"])
+        .assert_failure();
+    assert!(
+        refused.contains("exceeds project a's quota of 2 pods: 0 in use, this asks for 3"),
+        "{refused}"
+    );
+    running(&lab, "a", 2);
+    let described = lab
+        .berth("h1", &["project", "describe", "a"])
+        .assert_success();
+    assert!(described.contains("pods:       2 of 2"), "{described}");
+    assert!(
+        described.contains("memory:     128M of 256M"),
+        "{described}"
+    );
+    lab.down();
+}
