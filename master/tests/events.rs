@@ -174,7 +174,22 @@ async fn placements_are_listed_and_streamed_as_events() {
             "scaled from 2 to 1 replicas"
         )
     );
-    let deleted = stream.next(Duration::from_secs(10)).await;
+    // The admin's change is audited; the controller's deletion may come
+    // before or after that record.
+    let mut next_two = vec![
+        stream.next(Duration::from_secs(10)).await,
+        stream.next(Duration::from_secs(10)).await,
+    ];
+    let at = next_two
+        .iter()
+        .position(|e| e.kind == EventKind::Audit)
+        .expect("an audit event for the scale");
+    let audit = next_two.remove(at);
+    assert_eq!(
+        (audit.object.as_str(), audit.reason.as_str()),
+        ("service/web", "admin: POST /v1/services/{name}/scale")
+    );
+    let deleted = next_two.remove(0);
     assert_eq!(
         (
             deleted.kind,

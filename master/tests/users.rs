@@ -75,6 +75,31 @@ async fn a_users_role_decides_what_its_token_may_do() {
         )
         .await;
     assert_eq!(status, 200, "{scaled}");
+    // Each change is an audit event in a's stream, saying who.
+    let (_, audit) = master
+        .admin(Method::GET, "/v1/projects/a/events?type=Audit", None)
+        .await;
+    let changes: Vec<(&str, &str)> = audit
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| {
+            (
+                e["object"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("service/web", "alice: POST /v1/projects/{project}/services"),
+            (
+                "service/web",
+                "alice: POST /v1/projects/{project}/services/{name}/scale"
+            ),
+        ]
+    );
 
     // Nothing in b: a 404 for the project and for its objects, as if
     // neither existed; and b is not among her projects.

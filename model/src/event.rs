@@ -69,11 +69,14 @@ pub enum EventKind {
     RouteRejected,
     /// A project was removed, with everything in it.
     ProjectDeleted,
+    /// The admin or a user changed something through the API: who, the
+    /// method and route in the reason.
+    Audit,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -97,6 +100,7 @@ impl EventKind {
         EventKind::WebhookFailed,
         EventKind::RouteRejected,
         EventKind::ProjectDeleted,
+        EventKind::Audit,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -125,6 +129,7 @@ impl EventKind {
             EventKind::WebhookFailed => "WebhookFailed",
             EventKind::RouteRejected => "RouteRejected",
             EventKind::ProjectDeleted => "ProjectDeleted",
+            EventKind::Audit => "Audit",
         }
     }
 }

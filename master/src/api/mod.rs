@@ -2,6 +2,7 @@
 //! field at fault, bodies capped. Handlers read and write the store; the
 //! controller does the rest.
 
+mod audit;
 mod endpoints;
 mod events;
 mod extract;
@@ -128,6 +129,10 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             prometheus::count_request,
