@@ -17,9 +17,10 @@ use super::AppState;
 use crate::auth::Caller;
 use crate::controller::events;
 
-/// Largest answer read back for the name of what it made; larger ones are
-/// audited without it.
-const MAX_READ_BACK: usize = 64 * 1024;
+/// Largest answer read back for the name of what it made. A change answers
+/// at most the object it was sent (bodies are capped at
+/// `MAX_REQUEST_BODY_BYTES`) and its status, far below this.
+const MAX_READ_BACK: usize = 16 * berth_model::MAX_REQUEST_BODY_BYTES;
 
 /// The middleware: runs the request, then records its audit event if it
 /// changed something.
@@ -50,8 +51,8 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         return response;
     }
     let (parts, body) = response.into_parts();
-    // Too large to read back: the client gets an empty body rather than a
-    // half one; no endpoint that changes things answers this much.
+    // Past the cap the client would get an empty body rather than a half
+    // one; no endpoint that changes things answers that much.
     let bytes: axum::body::Bytes = to_bytes(body, MAX_READ_BACK).await.unwrap_or_default();
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let event = Event {
