@@ -577,6 +577,7 @@ mod tests {
             object: ClusterPod {
                 spec: service.template.clone(),
                 service: Some("web".to_owned()),
+                job: None,
                 node: None,
                 unschedulable_reason: None,
                 status: None,

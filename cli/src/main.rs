@@ -14,6 +14,7 @@ mod cluster;
 mod completions;
 mod config;
 mod events;
+mod job;
 mod link;
 mod local;
 mod logs;
@@ -59,6 +60,9 @@ enum Command {
     /// Projects: each holds services, pods and routes under names of its
     /// own. Commands work in `default` unless told otherwise.
     Project(project::ProjectArgs),
+    /// Jobs: work that runs to completion as run-once pods, with retries,
+    /// deadlines, cancel and prerequisites.
+    Job(job::JobArgs),
     /// Users and robot accounts, each with a token of its own (the
     /// cluster's admin only).
     User(user::UserArgs),
@@ -103,6 +107,10 @@ fn main() -> ExitCode {
             Command::Cluster(command) => cluster::run(command).await,
             Command::Project(args) => match cluster::client() {
                 Ok(client) => project::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::Job(args) => match cluster::client() {
+                Ok(client) => job::run(&client, args.command).await,
                 Err(error) => Err(error),
             },
             Command::User(args) => match cluster::client() {
@@ -191,6 +199,9 @@ fn field_errors(error: &anyhow::Error) -> &[FieldError] {
             return errors.errors();
         }
         if let Some(user::InvalidUser(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(job::InvalidJob(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
     }

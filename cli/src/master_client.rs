@@ -10,7 +10,8 @@ use std::time::Duration;
 use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
 use berth_model::route::RoutesView;
 use berth_model::{
-    ApiError, ClusterPod, Event, EventKind, Node, Project, Route, Service, User, UserToken, WhoAmI,
+    ApiError, ClusterPod, Event, EventKind, Job, Node, Project, Route, Service, User, UserToken,
+    WhoAmI,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -140,8 +141,9 @@ pub struct MasterClient {
 
 /// The first path segments of a project's objects: requests for them go
 /// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
-const PROJECT_KINDS: [&str; 7] = [
+const PROJECT_KINDS: [&str; 8] = [
     "services",
+    "jobs",
     "pods",
     "routes",
     "endpoints",
@@ -214,6 +216,46 @@ impl MasterClient {
     /// `GET /v1/services`.
     pub async fn list_services(&self) -> Result<Vec<Versioned<Service>>, Error> {
         self.call(Method::GET, &["services"], None::<&()>).await
+    }
+
+    /// `POST /v1/jobs`: creates `job`, or confirms an identical one.
+    pub async fn create_job(&self, job: &Job) -> Result<Versioned<Job>, Error> {
+        self.call(Method::POST, &["jobs"], Some(job)).await
+    }
+
+    /// `GET /v1/jobs`.
+    pub async fn list_jobs(&self) -> Result<Vec<Versioned<Job>>, Error> {
+        self.call(Method::GET, &["jobs"], None::<&()>).await
+    }
+
+    /// `GET /v1/jobs/{name}[?wait=SECS]`: with `wait`, once it has ended
+    /// or after that long.
+    pub async fn get_job(&self, name: &str, wait: Option<u64>) -> Result<Versioned<Job>, Error> {
+        let mut url = self.url(&["jobs", name]);
+        if let Some(wait) = wait {
+            url.query_pairs_mut().append_pair("wait", &wait.to_string());
+        }
+        let request = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            // The master answers within `wait`; the client's own timeout
+            // must not cut the long poll short.
+            .timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT);
+        let response = request.send().await.map_err(|e| self.send_error(e))?;
+        read_json(response).await
+    }
+
+    /// `POST /v1/jobs/{name}/cancel`.
+    pub async fn cancel_job(&self, name: &str) -> Result<Versioned<Job>, Error> {
+        self.call(Method::POST, &["jobs", name, "cancel"], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/jobs/{name}`.
+    pub async fn delete_job(&self, name: &str) -> Result<Versioned<Job>, Error> {
+        self.call(Method::DELETE, &["jobs", name], None::<&()>)
+            .await
     }
 
     /// `GET /v1/whoami`: who this login is, and its roles.

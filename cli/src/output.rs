@@ -954,6 +954,7 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
             object: ClusterPod {
                 spec: pod_status(name, PodPhase::Pending, Vec::new()).spec,
                 service: Some("web".to_owned()),
+                job: None,
                 node: node.map(str::to_owned),
                 unschedulable_reason: reason.map(str::to_owned),
                 status,
@@ -1024,6 +1025,7 @@ node-b   NotReady,Cordoned   -          0.5    1.5G     3      never
                 resource_version: 1,
                 object: ClusterPod {
                     service: None,
+                    job: None,
                     ..cluster_pod("solo", None, None, None).object
                 },
             },

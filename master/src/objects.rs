@@ -13,6 +13,8 @@ pub const NODES: &str = "/nodes/";
 pub const PROJECTS: &str = "/projects/";
 /// Where services live.
 pub const SERVICES: &str = "/services/";
+/// Where jobs live.
+pub const JOBS: &str = "/jobs/";
 /// Where pods live.
 pub const PODS: &str = "/pods/";
 /// Where routes live.

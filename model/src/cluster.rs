@@ -176,6 +176,9 @@ pub struct ClusterPod {
     /// The service that owns it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The job it is an attempt of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     /// The node it is assigned to; `None` while unschedulable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,

@@ -164,6 +164,7 @@ mod tests {
             }),
             spec,
             service: service.map(str::to_owned),
+            job: None,
             node: node.map(str::to_owned),
             unschedulable_reason: None,
             links: Vec::new(),

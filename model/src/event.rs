@@ -69,6 +69,13 @@ pub enum EventKind {
     RouteRejected,
     /// A project was removed, with everything in it.
     ProjectDeleted,
+    /// A job ended: `completions` pods succeeded.
+    JobSucceeded,
+    /// A job ended without succeeding: too many failed attempts, its
+    /// deadline, or a failed prerequisite; the reason says which.
+    JobFailed,
+    /// A job was cancelled.
+    JobCancelled,
     /// The admin or a user changed something through the API: who, the
     /// method and route in the reason.
     Audit,
@@ -76,7 +83,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -100,6 +107,9 @@ impl EventKind {
         EventKind::WebhookFailed,
         EventKind::RouteRejected,
         EventKind::ProjectDeleted,
+        EventKind::JobSucceeded,
+        EventKind::JobFailed,
+        EventKind::JobCancelled,
         EventKind::Audit,
     ];
 
@@ -129,6 +139,9 @@ impl EventKind {
             EventKind::WebhookFailed => "WebhookFailed",
             EventKind::RouteRejected => "RouteRejected",
             EventKind::ProjectDeleted => "ProjectDeleted",
+            EventKind::JobSucceeded => "JobSucceeded",
+            EventKind::JobFailed => "JobFailed",
+            EventKind::JobCancelled => "JobCancelled",
             EventKind::Audit => "Audit",
         }
     }

@@ -244,14 +244,39 @@ impl crate::Route {
     }
 }
 
+impl crate::Job {
+    /// The job as the cluster knows it: its name and its prerequisites
+    /// qualified by `project`.
+    pub fn qualified(mut self, project: &str) -> Self {
+        for after in &mut self.after {
+            *after = qualify_reference(project, after);
+        }
+        self.name = qualify(project, &self.name);
+        self
+    }
+
+    /// The job as its project sees it.
+    pub fn unqualified(mut self) -> Self {
+        let project = split_qualified(&self.name).0.to_owned();
+        for after in &mut self.after {
+            *after = reference_from(&project, after);
+        }
+        for attempt in &mut self.status.attempts {
+            attempt.pod = unqualified(&attempt.pod).to_owned();
+        }
+        self.name = unqualified(&self.name).to_owned();
+        self
+    }
+}
+
 impl crate::ClusterPod {
     /// The pod as its project sees it (the controller makes pods, already
     /// qualified, so nothing qualifies one).
     pub fn unqualified(mut self) -> Self {
         let project = split_qualified(&self.spec.name).0.to_owned();
         self.spec.name = unqualified(&self.spec.name).to_owned();
-        if let Some(service) = &mut self.service {
-            *service = unqualified(service).to_owned();
+        for owner in [&mut self.service, &mut self.job].into_iter().flatten() {
+            *owner = unqualified(owner).to_owned();
         }
         for link in &mut self.links {
             link.service = reference_from(&project, &link.service);

@@ -105,7 +105,7 @@ pub fn app_container_name(pod: &str, container: &str) -> String {
 
 /// Docker volume of a pod's named volume.
 pub fn named_volume(pod: &str, volume: &str) -> String {
-    format!("berth.{pod}.{volume}")
+    format!("berth.{}.{volume}", docker_pod_part(pod))
 }
 
 /// The container's own cgroup (nested in the unit's) carries the pod's

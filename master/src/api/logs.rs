@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use berth_model::logs::{LogBatch, LogBatchAck, LogPage};
 use berth_model::project::{qualify, unqualified, validate_qualified_name};
-use berth_model::{validate_dns_label, ClusterPod, Role, Service};
+use berth_model::{validate_dns_label, ClusterPod, Job, Role, Service};
 use serde::Deserialize;
 
 use super::extract::{Body, Path, Query};
@@ -17,7 +17,7 @@ use super::project::InProject;
 use super::{parse, require_admin_or_node, ApiFailure, AppState};
 use crate::auth::Caller;
 use crate::logs::{LogQuery, LogStore, Mode, Selection};
-use crate::objects::{self, PODS, SERVICES};
+use crate::objects::{self, JOBS, PODS, SERVICES};
 
 /// Longest a follower's request waits for new lines.
 const MAX_WAIT_SECS: u64 = 30;
@@ -164,9 +164,13 @@ async fn parse_query(
         (None, Some(after), None) => Mode::NewerThan(after),
         (None, None, from) => Mode::History { from },
     };
+    // A job's attempts are named like a service's replicas: `<job>-<n>`.
     let is_service = objects::get::<Service>(state.store.as_ref(), SERVICES, &target)
         .await?
-        .is_some();
+        .is_some()
+        || objects::get::<Job>(state.store.as_ref(), JOBS, &target)
+            .await?
+            .is_some();
     let selection = if is_service {
         Selection::Service(target.clone())
     } else {

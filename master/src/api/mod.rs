@@ -6,6 +6,7 @@ mod audit;
 mod endpoints;
 mod events;
 mod extract;
+mod jobs;
 mod join;
 mod links;
 mod logs;
@@ -31,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
-    ApiError, ClusterPod, FieldError, Project, Route, Service, ValidationErrors,
+    ApiError, ClusterPod, FieldError, Job, Project, Route, Service, ValidationErrors,
     MAX_REQUEST_BODY_BYTES,
 };
 
@@ -143,7 +144,7 @@ pub fn router(state: AppState) -> Router {
 /// The paths of a project's objects, after `/v1` (the default project's)
 /// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
 /// OpenAPI document copies their description.
-pub const PROJECT_PATHS: [&str; 14] = [
+pub const PROJECT_PATHS: [&str; 17] = [
     "/services",
     "/services/{name}",
     "/services/{name}/scale",
@@ -154,6 +155,9 @@ pub const PROJECT_PATHS: [&str; 14] = [
     "/pods/{name}/move",
     "/routes",
     "/routes/{name}",
+    "/jobs",
+    "/jobs/{name}",
+    "/jobs/{name}/cancel",
     "/endpoints",
     "/events",
     "/logs",
@@ -204,6 +208,18 @@ fn in_project(prefix: &str) -> Router<AppState> {
             get(resource::get::<Route>)
                 .put(resource::update::<Route>)
                 .delete(resource::delete::<Route>),
+        )
+        .route(
+            &format!("{prefix}/jobs"),
+            get(resource::list::<Job>).post(resource::create::<Job>),
+        )
+        .route(
+            &format!("{prefix}/jobs/{{name}}"),
+            get(jobs::get).delete(resource::delete::<Job>),
+        )
+        .route(
+            &format!("{prefix}/jobs/{{name}}/cancel"),
+            post(jobs::cancel),
         )
         .route(&format!("{prefix}/endpoints"), get(endpoints::list))
         .route(&format!("{prefix}/events"), get(events::list))

@@ -2,7 +2,7 @@
 //! the store. Each carries why (for the log) and the event that tells users
 //! about it; [`commit`](super::commit) turns them into store operations.
 
-use berth_model::{ClusterPod, Event, EventKind, Node};
+use berth_model::{ClusterPod, Event, EventKind, Job, Node};
 
 /// One change to the cluster's objects, why, and the event that records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,23 @@ pub enum Change {
         /// What users see of it in `berth events`.
         event: Option<Event>,
     },
+    /// A job's step, committed as one: its status written, the pods of
+    /// attempts that ended (or of a job that ended) removed, and new
+    /// attempts' pods made, not yet placed.
+    AdvanceJob {
+        /// The job as it is to be written.
+        job: Job,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Pods removed, each with the revision it was read at.
+        stop: Vec<(String, u64)>,
+        /// New attempts' pods.
+        start: Vec<ClusterPod>,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`: the job's end.
+        event: Option<Event>,
+    },
     /// A node's object rewritten: the capacity its heartbeat reports.
     UpdateNode {
         /// The node as it is to be written.
@@ -94,6 +111,7 @@ impl Change {
             | Self::BindPod { reason, .. }
             | Self::UpdatePod { reason, .. }
             | Self::DeletePod { reason, .. }
+            | Self::AdvanceJob { reason, .. }
             | Self::UpdateNode { reason, .. } => reason,
         }
     }
@@ -104,7 +122,8 @@ impl Change {
             Self::CreatePod { event, .. }
             | Self::BindPod { event, .. }
             | Self::UpdatePod { event, .. }
-            | Self::DeletePod { event, .. } => event.as_ref(),
+            | Self::DeletePod { event, .. }
+            | Self::AdvanceJob { event, .. } => event.as_ref(),
             Self::UpdateNode { .. } => None,
         }
     }
@@ -117,12 +136,20 @@ impl Change {
         }
     }
 
+    /// The pods a job's step removes.
+    pub fn stopped_pods(&self) -> Vec<String> {
+        match self {
+            Self::AdvanceJob { stop, .. } => stop.iter().map(|(pod, _)| pod.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The pod as the change writes it, if it writes one.
     pub fn written_pod(&self) -> Option<ClusterPod> {
         match self {
             Self::CreatePod { pod, .. } | Self::UpdatePod { pod, .. } => Some(pod.clone()),
             Self::BindPod { pod, node, .. } => Some(bound(pod, node)),
-            Self::DeletePod { .. } | Self::UpdateNode { .. } => None,
+            Self::DeletePod { .. } | Self::AdvanceJob { .. } | Self::UpdateNode { .. } => None,
         }
     }
 }

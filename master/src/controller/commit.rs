@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::change::{bound, Change};
 use super::events;
 use crate::instruments::Instruments;
-use crate::objects::{self, NODES, PODS};
+use crate::objects::{self, JOBS, NODES, PODS};
 use crate::store::{Op, Store};
 
 /// Most operations in one commit: etcd refuses transactions of more than
@@ -16,9 +16,29 @@ use crate::store::{Op, Store};
 /// other writers anyway.
 pub const MAX_COMMIT_OPS: usize = 100;
 
-/// The store operation of a change, without its event.
-pub fn encode(change: &Change) -> Op {
-    match change {
+/// The store operations of a change, without its event: one, but for a
+/// job's step, whose parts commit together.
+pub fn encode(change: &Change) -> Vec<Op> {
+    let op = match change {
+        Change::AdvanceJob {
+            job,
+            expected_revision,
+            stop,
+            start,
+            ..
+        } => {
+            let mut ops = vec![objects::update(JOBS, &job.name, job, *expected_revision)];
+            ops.extend(
+                stop.iter()
+                    .map(|(pod, revision)| objects::delete(PODS, pod, Some(*revision))),
+            );
+            ops.extend(
+                start
+                    .iter()
+                    .map(|pod| objects::create(PODS, &pod.spec.name, pod)),
+            );
+            return ops;
+        }
         Change::CreatePod { pod, .. } => objects::create(PODS, &pod.spec.name, pod),
         Change::BindPod {
             pod,
@@ -41,7 +61,8 @@ pub fn encode(change: &Change) -> Op {
             expected_revision,
             ..
         } => objects::update(NODES, &node.name, node, *expected_revision),
-    }
+    };
+    vec![op]
 }
 
 /// The store operations of `changes`, in order: each change, then the
@@ -50,7 +71,9 @@ pub fn ops(changes: &[Change]) -> Vec<Op> {
     changes
         .iter()
         .flat_map(|change| {
-            std::iter::once(encode(change)).chain(change.event().map(events::record))
+            encode(change)
+                .into_iter()
+                .chain(change.event().map(events::record))
         })
         .collect()
 }
@@ -74,7 +97,7 @@ fn batches(changes: &[Change]) -> Vec<Batch> {
     let mut batches = Vec::new();
     let mut batch = Batch::default();
     for change in changes {
-        if batch.ops.len() + 2 > MAX_COMMIT_OPS {
+        if !batch.ops.is_empty() && batch.ops.len() + encode(change).len() + 1 > MAX_COMMIT_OPS {
             batches.push(std::mem::take(&mut batch));
         }
         batch.add(change);
@@ -96,7 +119,7 @@ struct Batch {
 
 impl Batch {
     fn add(&mut self, change: &Change) {
-        self.ops.push(encode(change));
+        self.ops.extend(encode(change));
         if let Some(event) = change.event() {
             match event.kind {
                 EventKind::PodScheduled => self.placed += 1,

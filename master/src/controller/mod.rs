@@ -10,6 +10,7 @@ pub mod commit;
 pub mod drain;
 pub mod events;
 pub mod heartbeat;
+pub mod jobs;
 pub mod links;
 pub mod liveness;
 pub mod placement;
@@ -23,11 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::api::Versioned;
-use berth_model::{ClusterPod, Event, EventKind, Node, NodeCondition, Service};
+use berth_model::{ClusterPod, Event, EventKind, Job, Node, NodeCondition, Service};
 use tracing::{info, warn};
 
 use crate::instruments::Instruments;
-use crate::objects::{self, EVENTS, NODES, PODS, SERVICES};
+use crate::objects::{self, EVENTS, JOBS, NODES, PODS, SERVICES};
 use crate::store::{Op, Store, StoreError};
 
 pub use self::change::Change;
@@ -51,6 +52,8 @@ const PRUNE_BATCH: usize = MAX_COMMIT_OPS;
 pub struct Cluster {
     /// Services with their revisions.
     pub services: Vec<Versioned<Service>>,
+    /// Jobs with their revisions.
+    pub jobs: Vec<Versioned<Job>>,
     /// Pods with their revisions.
     pub pods: Vec<Versioned<ClusterPod>>,
     /// Nodes with their liveness.
@@ -77,6 +80,13 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     let replicas = replicas::plan(cluster, &deleted(&changes));
     changes.extend(replicas.deletes);
     let removed = deleted(&changes);
+    // A job's new attempts are written unplaced; the next round places them.
+    let job_steps = jobs::plan(cluster, &removed);
+    let removed: BTreeSet<String> = removed
+        .into_iter()
+        .chain(job_steps.iter().flat_map(Change::stopped_pods))
+        .collect();
+    changes.extend(job_steps);
     changes.extend(placement::place(cluster, bound, &removed, replicas.new));
     changes.extend(replicas::follow_links(cluster, &removed));
     changes
@@ -94,6 +104,7 @@ fn deleted(changes: &[Change]) -> BTreeSet<String> {
 /// Reads the cluster from the store with each node's liveness.
 pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, StoreError> {
     let (services, _) = objects::list::<Service>(store, SERVICES).await?;
+    let (jobs, _) = objects::list::<Job>(store, JOBS).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let (nodes, _) = objects::list::<Node>(store, NODES).await?;
     let memory_available = nodes
@@ -109,6 +120,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
     });
     Ok(Cluster {
         services,
+        jobs,
         pods,
         nodes: nodes.collect(),
         now_ms: events::now_ms(),

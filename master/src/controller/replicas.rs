@@ -156,6 +156,7 @@ fn replica(
     ClusterPod {
         spec,
         service: Some(service.name.clone()),
+        job: None,
         node: None,
         unschedulable_reason: None,
         status: None,

@@ -52,6 +52,7 @@ pub fn service(name: &str, replicas: u32, stateful: bool) -> Versioned<Service> 
 pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeCondition)>) -> Cluster {
     Cluster {
         services,
+        jobs: vec![],
         pods: vec![],
         nodes,
         now_ms: NOW,

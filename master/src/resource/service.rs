@@ -86,6 +86,18 @@ impl Resource for Service {
 
     async fn check_references(&self, store: &dyn Store) -> Result<ValidationErrors, StoreError> {
         let mut problems = ValidationErrors::new();
+        if super::get::<berth_model::Job>(store, &self.name)
+            .await?
+            .is_some()
+        {
+            problems.push(
+                "name",
+                format!(
+                    "job {0} exists: its pods and the service's would both be {0}-N",
+                    berth_model::project::unqualified(&self.name)
+                ),
+            );
+        }
         for (i, link) in self.links.iter().enumerate() {
             if let Some(problem) = link_target_problem(store, &self.name, &link.service).await? {
                 problems.push(format!("links[{i}].service"), problem);

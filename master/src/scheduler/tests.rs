@@ -496,6 +496,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
     let cluster_pod = ClusterPod {
         spec: pod.clone(),
         service: Some("shop".to_owned()),
+        job: None,
         node: None,
         unschedulable_reason: None,
         status: None,

@@ -186,6 +186,7 @@ impl Workload {
                 ClusterPod {
                     spec: pod,
                     service: Some(name),
+                    job: None,
                     node: None,
                     unschedulable_reason: None,
                     status: None,

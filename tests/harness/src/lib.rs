@@ -313,6 +313,25 @@ impl Lab {
             == "active"
     }
 
+    /// Adds `setting` at the top of `host`'s agent config (before any
+    /// table) and restarts the agent, which keeps its join to the master;
+    /// waits until it answers again.
+    #[track_caller]
+    pub fn configure_agent(&self, host: &str, setting: &str) {
+        self.sh(
+            host,
+            &format!(
+                "mkdir -p /etc/berth && touch /etc/berth/agent.toml && \
+                 {{ echo '{setting}'; cat /etc/berth/agent.toml; }} > /run/agent.toml && \
+                 cat /run/agent.toml > /etc/berth/agent.toml && systemctl restart berth-agent"
+            ),
+        )
+        .assert_success();
+        self.eventually(Duration::from_secs(30), "the agent to answer", || {
+            self.berth(host, &["local", "ps"]).success().then_some(())
+        });
+    }
+
     /// Runs a shell script inside `host` (with `sh -c`).
     pub fn sh(&self, host: &str, script: &str) -> Run {
         self.exec(host, &["sh", "-c", script])

@@ -24,28 +24,11 @@ fn local_reason(lab: &Lab, pod: &str) -> Option<String> {
     status["containers"][0]["reason"].as_str().map(String::from)
 }
 
-/// Adds `setting` at the top of h1's agent config (before any table) and
-/// restarts the agent, which keeps its join to the master.
-fn configure_agent(lab: &Lab, setting: &str) {
-    lab.sh(
-        "h1",
-        &format!(
-            "mkdir -p /etc/berth && touch /etc/berth/agent.toml && \
-             {{ echo '{setting}'; cat /etc/berth/agent.toml; }} > /run/agent.toml && \
-             cat /run/agent.toml > /etc/berth/agent.toml && systemctl restart berth-agent"
-        ),
-    )
-    .assert_success();
-    lab.eventually(Duration::from_secs(30), "the agent to answer", || {
-        lab.berth("h1", &["local", "ps"]).success().then_some(())
-    });
-}
-
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn host_path_symlinks_never_give_a_container_the_hosts_etc() {
     let lab = Lab::up("sp-symlink", 1);
-    configure_agent(&lab, r#"host-path-allow = ["/srv/berth"]"#);
+    lab.configure_agent("h1", r#"host-path-allow = ["/srv/berth"]"#);
     lab.sh(
         "h1",
         "mkdir -p /srv/berth/data && echo from-data > /srv/berth/data/file && ln -s /etc /srv/berth/link",

@@ -1,0 +1,90 @@
+//! Jobs' own verbs: reading one can wait until it ends (the blocking API
+//! behind `berth job wait`), and cancelling one asks the controller to
+//! stop its pods and end it `Cancelled`. Listing, creating and removing
+//! are [`super::resource`]'s.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use berth_model::api::Versioned;
+use berth_model::{Job, Role};
+use serde::Deserialize;
+
+use super::extract::{self, Query};
+use super::project::Named;
+use super::resource::{fetch, shown};
+use super::{ApiFailure, AppState};
+use crate::objects::{self, JOBS};
+use crate::store::StoreError;
+
+/// `?wait=SECS`: answer once the job has ended, or after SECS.
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    wait: Option<u64>,
+}
+
+/// `GET /v1/jobs/{name}[?wait=SECS]`.
+pub async fn get(
+    State(state): State<AppState>,
+    named: Named,
+    Query(query): Query<WaitQuery>,
+) -> Result<Json<Versioned<Job>>, ApiFailure> {
+    named.project.require(Role::ViewNoLogs)?;
+    let name = named.qualified::<Job>();
+    let wait = match query.wait {
+        Some(secs) => extract::long_poll_wait(Some(secs))?,
+        None => Duration::ZERO,
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let job = fetch::<Job>(&state, &name).await?;
+        if job.object.status.phase.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(shown(job)));
+        }
+        // The controller writes the end within its round; a short poll
+        // keeps this simple and the wait within a fraction of a second.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `POST /v1/jobs/{name}/cancel`: the job as marked; the controller stops
+/// its pods and ends it `Cancelled` within a round. An ended job stays as
+/// it ended.
+pub async fn cancel(
+    State(state): State<AppState>,
+    named: Named,
+) -> Result<Json<Versioned<Job>>, ApiFailure> {
+    named.project.require(Role::Edit)?;
+    let name = named.qualified::<Job>();
+    // The controller writes the job's status every round: a cancel that
+    // lost that race reads the job again.
+    let mut attempts = 0;
+    loop {
+        let current = fetch::<Job>(&state, &name).await?;
+        if current.object.cancelled || current.object.status.phase.is_final() {
+            return Ok(Json(shown(current)));
+        }
+        let mut job = current.object.clone();
+        job.cancelled = true;
+        let written = state
+            .store
+            .apply(vec![objects::update(
+                JOBS,
+                &name,
+                &job,
+                current.resource_version,
+            )])
+            .await;
+        match written {
+            Ok(revision) => {
+                return Ok(Json(shown(Versioned {
+                    resource_version: revision,
+                    object: job,
+                })))
+            }
+            Err(StoreError::Conflict { .. }) if attempts < 5 => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
