@@ -190,7 +190,8 @@ async fn wait(client: &MasterClient, name: &str, timeout: Option<Duration>) -> a
     let started = Instant::now();
     loop {
         let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
-        let poll = left.map_or(Duration::from_secs(60), |l| l.min(Duration::from_secs(60)));
+        // The master answers a job's long poll within 30 s.
+        let poll = left.map_or(Duration::from_secs(30), |l| l.min(Duration::from_secs(30)));
         let job = client.get_job(name, Some(poll.as_secs().max(1))).await?;
         let status = &job.object.status;
         if status.phase == JobPhase::Succeeded {

@@ -174,8 +174,10 @@ impl Job {
                 errors.push(field, format!("must be from 1 to {MAX_JOB_PODS}"));
             }
         }
-        if self.deadline_secs == Some(0) {
-            errors.push("deadlineSecs", "must be at least 1");
+        if let Some(secs) = self.deadline_secs {
+            if secs == 0 || i64::try_from(secs).is_err() {
+                errors.push("deadlineSecs", format!("must be from 1 to {}", i64::MAX));
+            }
         }
         for (i, after) in self.after.iter().enumerate() {
             if let Err(e) = crate::project::validate_qualified_name(after) {

@@ -116,6 +116,15 @@ impl Project {
                 errors.push(format!("linkGrants[{i}]"), e);
             }
         }
+        for (field, limit) in [
+            ("quota.pods", self.quota.pods),
+            ("quota.cpuMillis", self.quota.cpu_millis),
+            ("quota.memoryBytes", self.quota.memory_bytes),
+        ] {
+            if limit.is_some_and(|l| i64::try_from(l).is_err()) {
+                errors.push(field, format!("must be at most {}", i64::MAX));
+            }
+        }
         for user in self.members.keys() {
             if let Err(e) = validate_dns_label(user) {
                 errors.push(format!("members.{user}"), e.to_string());

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::{Pod, Service};
 
 /// A project's limits; an absent one is no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Quota {
     /// Most pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,6 +21,39 @@ pub struct Quota {
     /// Most memory, in bytes, summed over the containers' limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+}
+
+/// The wire form of [`Quota`]: an object only (serde's derive would also
+/// take `[pods, cpu, memory]`, which the API documents nowhere).
+impl<'de> Deserialize<'de> for Quota {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            pods: Option<u64>,
+            #[serde(default)]
+            cpu_millis: Option<u64>,
+            #[serde(default)]
+            memory_bytes: Option<u64>,
+        }
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = Quota;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of pods, cpuMillis and memoryBytes")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Quota, A::Error> {
+                let f = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Quota {
+                    pods: f.pods,
+                    cpu_millis: f.cpu_millis,
+                    memory_bytes: f.memory_bytes,
+                })
+            }
+        }
+        deserializer.deserialize_map(Object)
+    }
 }
 
 impl Quota {
@@ -203,6 +236,14 @@ mod tests {
     }
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_quota_is_an_object_only() {
+        let quota: Quota = serde_json::from_str(r#"{"pods": 2}"#).expect("an object");
+        assert_eq!(quota.pods, Some(2));
+        assert!(serde_json::from_str::<Quota>("[null, null]").is_err());
+        assert!(serde_json::from_str::<Quota>(r#"{"cpus": 1}"#).is_err());
+    }
 
     #[test]
     fn a_service_asks_for_its_replicas_times_its_pod() {

@@ -29,6 +29,9 @@ impl User {
         if let Err(e) = validate_dns_label(&self.name) {
             errors.push("name", e.to_string());
         }
+        if self.expires_ms.is_some_and(|ms| i64::try_from(ms).is_err()) {
+            errors.push("expiresMs", format!("must be at most {}", i64::MAX));
+        }
         errors.into_result()
     }
 }

@@ -11,12 +11,15 @@ use berth_model::api::Versioned;
 use berth_model::{Job, Role};
 use serde::Deserialize;
 
-use super::extract::{self, Query};
+use super::extract::Query;
 use super::project::Named;
 use super::resource::{fetch, shown};
 use super::{ApiFailure, AppState};
 use crate::objects::{self, JOBS};
 use crate::store::StoreError;
+
+/// Longest `?wait=`: a job's long poll is answered within this.
+pub const MAX_WAIT_SECS: u64 = 30;
 
 /// `?wait=SECS`: answer once the job has ended, or after SECS.
 #[derive(Debug, Deserialize)]
@@ -32,10 +35,16 @@ pub async fn get(
 ) -> Result<Json<Versioned<Job>>, ApiFailure> {
     named.project.require(Role::ViewNoLogs)?;
     let name = named.qualified::<Job>();
-    let wait = match query.wait {
-        Some(secs) => extract::long_poll_wait(Some(secs))?,
-        None => Duration::ZERO,
-    };
+    let wait = Duration::from_secs(query.wait.unwrap_or(0));
+    if wait.as_secs() > MAX_WAIT_SECS {
+        return Err(ApiFailure::field(
+            "wait",
+            format!(
+                "must be at most {MAX_WAIT_SECS} seconds, got {}",
+                wait.as_secs()
+            ),
+        ));
+    }
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let job = fetch::<Job>(&state, &name).await?;
