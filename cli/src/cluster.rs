@@ -578,6 +578,8 @@ mod tests {
                 spec: service.template.clone(),
                 service: Some("web".to_owned()),
                 job: None,
+                priority: Default::default(),
+                queued_ms: None,
                 node: None,
                 unschedulable_reason: None,
                 status: None,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use berth_model::api::Versioned;
+use berth_model::job::Priority;
 use berth_model::{Job, JobPhase, ValidationErrors};
 use clap::{Args, Subcommand};
 
@@ -95,9 +96,34 @@ pub struct RunJobArgs {
     /// Repeatable.
     #[arg(long = "after", value_name = "JOB")]
     pub after: Vec<String>,
+    /// Its pods' place in the queue for room: high ones are placed first
+    /// (they evict nothing), then first come first placed.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
+    pub priority: PriorityArg,
     /// The pod each attempt runs (its restart policy is always `no`).
     #[command(flatten)]
     pub pod: PodFlags,
+}
+
+/// `--priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorityArg {
+    /// Placed first.
+    High,
+    /// Like services' pods.
+    Normal,
+    /// Placed last.
+    Low,
+}
+
+impl From<PriorityArg> for Priority {
+    fn from(arg: PriorityArg) -> Priority {
+        match arg {
+            PriorityArg::High => Priority::High,
+            PriorityArg::Normal => Priority::Normal,
+            PriorityArg::Low => Priority::Low,
+        }
+    }
 }
 
 impl RunJobArgs {
@@ -110,6 +136,7 @@ impl RunJobArgs {
             backoff_limit: self.backoff_limit,
             deadline_secs: self.deadline.map(|d| d.as_secs().max(1)),
             after: self.after.clone(),
+            priority: self.priority.into(),
             cancelled: false,
             status: Default::default(),
         }

@@ -955,6 +955,8 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
                 spec: pod_status(name, PodPhase::Pending, Vec::new()).spec,
                 service: Some("web".to_owned()),
                 job: None,
+                priority: Default::default(),
+                queued_ms: None,
                 node: node.map(str::to_owned),
                 unschedulable_reason: reason.map(str::to_owned),
                 status,
@@ -1026,6 +1028,8 @@ node-b   NotReady,Cordoned   -          0.5    1.5G     3      never
                 object: ClusterPod {
                     service: None,
                     job: None,
+                    priority: Default::default(),
+                    queued_ms: None,
                     ..cluster_pod("solo", None, None, None).object
                 },
             },

@@ -179,6 +179,13 @@ pub struct ClusterPod {
     /// The job it is an attempt of, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// Its place in the queue while it waits for room: priority first,
+    /// then when it was queued (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "crate::job::Priority::is_normal")]
+    pub priority: crate::job::Priority,
+    /// When it was queued, for first come first placed within a priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_ms: Option<u64>,
     /// The node it is assigned to; `None` while unschedulable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,

@@ -165,6 +165,8 @@ mod tests {
             spec,
             service: service.map(str::to_owned),
             job: None,
+            priority: Default::default(),
+            queued_ms: None,
             node: node.map(str::to_owned),
             unschedulable_reason: None,
             links: Vec::new(),

@@ -31,6 +31,30 @@ fn six() -> u32 {
     6
 }
 
+/// Which queued pods are placed first: by priority, then in the order
+/// they were queued. A `high` pod waits for room like any other (it evicts
+/// nothing), but ahead of the rest.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Placed first.
+    High,
+    /// Services' pods, and jobs' unless told otherwise.
+    #[default]
+    Normal,
+    /// Placed last.
+    Low,
+}
+
+impl Priority {
+    /// Whether this is the default, `normal`.
+    pub fn is_normal(&self) -> bool {
+        *self == Priority::Normal
+    }
+}
+
 /// A job: what to run and how often, and (written by the master) how it
 /// went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +81,9 @@ pub struct Job {
     /// Jobs that must succeed before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
+    /// Its pods' place in the queue for room.
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
     /// Set by `cancel`: the job stops and ends `Cancelled`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,

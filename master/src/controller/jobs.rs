@@ -135,7 +135,7 @@ fn advance(cluster: &Cluster, job: &Versioned<Job>, removed: &BTreeSet<String>) 
                         ));
                     } else {
                         for _ in 0..wanted {
-                            start.push(attempt_pod(spec, status.next_attempt));
+                            start.push(attempt_pod(spec, status.next_attempt, now));
                             status.next_attempt += 1;
                         }
                     }
@@ -225,14 +225,16 @@ fn ended(pod: &ClusterPod) -> Option<Attempt> {
     })
 }
 
-/// Attempt `n`'s pod: `<job>-<n>`, not yet placed.
-fn attempt_pod(job: &Job, n: u32) -> ClusterPod {
+/// Attempt `n`'s pod: `<job>-<n>`, not yet placed, queued at `now`.
+fn attempt_pod(job: &Job, n: u32, now: u64) -> ClusterPod {
     let mut spec = job.template.clone();
     spec.name = format!("{}-{n}", job.name);
     ClusterPod {
         spec,
         service: None,
         job: Some(job.name.clone()),
+        priority: job.priority,
+        queued_ms: Some(now),
         node: None,
         unschedulable_reason: None,
         status: None,
@@ -467,6 +469,33 @@ mod tests {
         assert!(pods(&cluster).is_empty());
         assert_eq!(status(&cluster, "slow").phase, JobPhase::Failed);
         assert_eq!(status(&cluster, "stopped").phase, JobPhase::Cancelled);
+    }
+
+    #[test]
+    fn a_high_job_is_placed_before_a_low_one_queued_earlier() {
+        // Room for one 6 GiB pod on an 8 GiB node.
+        let mut cluster = cluster(vec![], ready(&["h1"]));
+        let big = |name: &str, priority: &str| {
+            let mut job = job(name, serde_json::json!({"priority": priority}));
+            job.object.template.containers[0].resources.memory_bytes = Some(6 << 30);
+            job
+        };
+        cluster.jobs = vec![big("low", "low")];
+        round(&mut cluster);
+        cluster.now_ms = NOW + 1_000;
+        cluster.jobs.push(big("high", "high"));
+        round(&mut cluster);
+        // Both wait unplaced, low queued first; the whole controller
+        // places high.
+        let changes = crate::controller::plan(&cluster);
+        let placed: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::BindPod { pod, .. } => Some(pod.spec.name.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(placed, ["high-0"]);
     }
 
     #[test]

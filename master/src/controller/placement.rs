@@ -122,13 +122,16 @@ pub fn place(
             pod.status = None;
             (Some(p.resource_version), pod, Some(why))
         });
-    let unplaced = cluster
+    let mut unplaced: Vec<_> = cluster
         .pods
         .iter()
         .filter(|p| p.object.node.is_none() && !removed.contains(&p.object.spec.name))
         .map(|p| (Some(p.resource_version), p.object.clone(), None))
         .chain(moved)
-        .chain(new.into_iter().map(|p| (None, p, None)));
+        .chain(new.into_iter().map(|p| (None, p, None)))
+        .collect();
+    // The queue for room: by priority, then first come first placed.
+    unplaced.sort_by_key(|(_, pod, _)| (pod.priority, pod.queued_ms.unwrap_or(0)));
     for (revision, mut pod, moved_because) in unplaced {
         let service = pod
             .service

@@ -157,6 +157,8 @@ fn replica(
         spec,
         service: Some(service.name.clone()),
         job: None,
+        priority: Default::default(),
+        queued_ms: None,
         node: None,
         unschedulable_reason: None,
         status: None,

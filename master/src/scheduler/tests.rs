@@ -497,6 +497,8 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         spec: pod.clone(),
         service: Some("shop".to_owned()),
         job: None,
+        priority: Default::default(),
+        queued_ms: None,
         node: None,
         unschedulable_reason: None,
         status: None,

@@ -187,6 +187,8 @@ impl Workload {
                     spec: pod,
                     service: Some(name),
                     job: None,
+                    priority: Default::default(),
+                    queued_ms: None,
                     node: None,
                     unschedulable_reason: None,
                     status: None,

@@ -332,6 +332,35 @@ impl Lab {
         });
     }
 
+    /// Serves a policy webhook on `host`: busybox httpd with a CGI script
+    /// that keeps each body POSTed to it, one per line. Its URL.
+    #[track_caller]
+    pub fn serve_webhook(&self, host: &str) -> String {
+        self.sh(
+            host,
+            "mkdir -p /run/hook/cgi-bin && cat > /run/hook/cgi-bin/hook <<'EOF'
+#!/bin/sh
+head -c \"$CONTENT_LENGTH\" >> /run/hook.log
+echo >> /run/hook.log
+printf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'
+EOF
+chmod 755 /run/hook/cgi-bin/hook
+systemd-run --unit hook busybox httpd -f -p 8088 -h /run/hook",
+        )
+        .assert_success();
+        format!("http://{}:8088/cgi-bin/hook", self.host(host).address)
+    }
+
+    /// What the webhook [`Lab::serve_webhook`] started on `host` received,
+    /// oldest first.
+    pub fn webhook_received(&self, host: &str) -> Vec<serde_json::Value> {
+        self.exec(host, &["cat", "/run/hook.log"])
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// Runs a shell script inside `host` (with `sh -c`).
     pub fn sh(&self, host: &str, script: &str) -> Run {
         self.exec(host, &["sh", "-c", script])

@@ -346,34 +346,24 @@ fn health_a_failing_liveness_probe_restarts_the_container_and_says_why() {
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn health_an_oom_kill_is_an_event_that_reaches_a_policy_webhook() {
     let lab = Lab::up("health-hook", 2);
-    // The webhook: busybox httpd on h2 with a CGI script that keeps what
-    // is POSTed to it.
-    lab.sh(
-        "h2",
-        "mkdir -p /run/hook/cgi-bin && cat > /run/hook/cgi-bin/hook <<'EOF'
-#!/bin/sh
-head -c \"$CONTENT_LENGTH\" >> /run/hook.log
-echo >> /run/hook.log
-printf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'
-EOF
-chmod 755 /run/hook/cgi-bin/hook
-systemd-run --unit hook busybox httpd -f -p 8088 -h /run/hook",
-    )
-    .assert_success();
+    // The webhook on h2 keeps what is POSTed to it.
+    let hook = lab.serve_webhook("h2");
     // One rule that works, one whose URL refuses connections.
     lab.sh(
         "h1",
-        "mkdir -p /etc/berth && cat > /etc/berth/master.toml <<'EOF'
+        &format!(
+            "mkdir -p /etc/berth && cat > /etc/berth/master.toml <<'EOF'
 [[webhooks]]
 event = \"ContainerOOMKilled\"
-url = \"http://10.231.0.12:8088/cgi-bin/hook\"
+url = \"{hook}\"
 
 [[webhooks]]
 event = \"ContainerOOMKilled\"
 url = \"http://10.231.0.12:9/nobody\"
 attempts = 2
 EOF
-systemctl restart berth-master",
+systemctl restart berth-master"
+        ),
     )
     .assert_success();
     lab.eventually(Duration::from_secs(30), "the master to answer", || {
@@ -429,10 +419,8 @@ systemctl restart berth-master",
     );
 
     let delivered = lab.eventually(Duration::from_secs(30), "the webhook to get it", || {
-        let log = lab.exec("h2", &["cat", "/run/hook.log"]);
-        let log = log.stdout();
-        log.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        lab.webhook_received("h2")
+            .into_iter()
             .find(|e| e["kind"] == "ContainerOOMKilled" && e["object"] == "pod/hog-0")
     });
     assert_eq!(

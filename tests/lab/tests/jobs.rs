@@ -271,3 +271,113 @@ fn jobs_end_on_deadline_or_cancel_and_run_in_parallel_and_in_order() {
     assert!(refused.contains("a cycle"), "{refused}");
     lab.down();
 }
+
+/// h1's memory as the master counts it.
+fn memory_of_h1(lab: &Lab) -> u64 {
+    let nodes = lab.berth("h1", &["node", "ls", "-o", "json"]).json();
+    let h1 = &nodes[0];
+    h1["node"]["capacity"]["memoryBytes"]
+        .as_u64()
+        .or(h1["capacity"]["memoryBytes"].as_u64())
+        .expect("h1's memory")
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn jobs_wait_for_room_and_the_high_one_goes_first() {
+    let lab = Lab::up("jobs-queue", 1);
+    // Each pod asks for 55% of the node: one fits at a time.
+    let share = format!("{}K", memory_of_h1(&lab) * 55 / 100 / 1024);
+    lab.berth(
+        "h1",
+        &[
+            "run",
+            "hog",
+            "--image",
+            "local/busybox",
+            "--memory",
+            &share,
+            "--",
+            "sleep",
+            "1d",
+        ],
+    )
+    .assert_success();
+    lab.eventually(Duration::from_secs(30), "hog running", || {
+        lab.pod("hog-0")
+            .filter(|p| p["status"]["phase"] == "Running")
+            .map(|_| ())
+    });
+    for priority in ["low", "high"] {
+        run(
+            &lab,
+            priority,
+            &[
+                "--priority",
+                priority,
+                "--memory",
+                &share,
+                "--",
+                "sleep",
+                "3",
+            ],
+        );
+        // Queued in this order: low first.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let low = job(&lab, "low");
+    assert_eq!(low["status"]["phase"], "Pending", "{low}");
+    let reason = low["status"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("memory"),
+        "a waiting job says why: {reason}"
+    );
+
+    lab.berth("h1", &["scale", "hog", "0"]).assert_success();
+    let first = lab.eventually(Duration::from_secs(30), "a queued job to run", || {
+        ["low", "high"]
+            .into_iter()
+            .find(|name| job(&lab, name)["status"]["phase"] == "Running")
+    });
+    assert_eq!(first, "high", "the low job, queued first, went first");
+    assert_eq!(job(&lab, "low")["status"]["phase"], "Pending");
+    for name in ["high", "low"] {
+        lab.berth("h1", &["job", "wait", name, "--timeout", "60s"])
+            .assert_success();
+    }
+    lab.down();
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_failed_job_reaches_a_policy_webhook() {
+    let lab = Lab::up("jobs-hook", 2);
+    let hook = lab.serve_webhook("h2");
+    lab.sh(
+        "h1",
+        &format!(
+            "mkdir -p /etc/berth && printf '[[webhooks]]\\nevent = \"JobFailed\"\\nurl = \"{hook}\"\\n' \
+             > /etc/berth/master.toml && systemctl restart berth-master"
+        ),
+    )
+    .assert_success();
+    lab.eventually(Duration::from_secs(30), "the master to answer", || {
+        lab.berth("h1", &["node", "ls"]).success().then_some(())
+    });
+    run(
+        &lab,
+        "doomed",
+        &["--backoff-limit", "1", "--", "sh", "-c", "exit 7"],
+    );
+    let delivered = lab.eventually(Duration::from_secs(30), "the webhook to get it", || {
+        lab.webhook_received("h2")
+            .into_iter()
+            .find(|e| e["kind"] == "JobFailed" && e["object"] == "job/doomed")
+    });
+    let reason = delivered["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("exit code 7"), "{delivered}");
+    lab.down();
+}
