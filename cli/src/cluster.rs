@@ -575,17 +575,8 @@ mod tests {
         let pod = Versioned {
             resource_version: 1,
             object: ClusterPod {
-                spec: service.template.clone(),
                 service: Some("web".to_owned()),
-                job: None,
-                priority: Default::default(),
-                queued_ms: None,
-                node: None,
-                unschedulable_reason: None,
-                status: None,
-                links: Vec::new(),
-                egress: Default::default(),
-                start_failed_on: Default::default(),
+                ..ClusterPod::unplaced(service.template.clone())
             },
         }
         .map(ClusterPod::redacted);

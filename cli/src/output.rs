@@ -952,17 +952,11 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
         Versioned {
             resource_version: 7,
             object: ClusterPod {
-                spec: pod_status(name, PodPhase::Pending, Vec::new()).spec,
                 service: Some("web".to_owned()),
-                job: None,
-                priority: Default::default(),
-                queued_ms: None,
                 node: node.map(str::to_owned),
                 unschedulable_reason: reason.map(str::to_owned),
                 status,
-                links: Vec::new(),
-                egress: Default::default(),
-                start_failed_on: Default::default(),
+                ..ClusterPod::unplaced(pod_status(name, PodPhase::Pending, Vec::new()).spec)
             },
         }
     }
@@ -1027,9 +1021,6 @@ node-b   NotReady,Cordoned   -          0.5    1.5G     3      never
                 resource_version: 1,
                 object: ClusterPod {
                     service: None,
-                    job: None,
-                    priority: Default::default(),
-                    queued_ms: None,
                     ..cluster_pod("solo", None, None, None).object
                 },
             },

@@ -133,16 +133,7 @@ impl Service {
                 }
             }
         }
-        let mut template = self.template.clone();
-        template.name = format!("{}-0", self.name);
-        if let Err(template_errors) = template.validate() {
-            for e in template_errors.errors() {
-                // The pod's name derives from the service's, checked above.
-                if e.field != "name" {
-                    errors.push(format!("template.{}", e.field), e.message.clone());
-                }
-            }
-        }
+        check_template(&self.template, &self.name, &mut errors);
         errors.into_result()
     }
 
@@ -155,6 +146,21 @@ impl Service {
             var.value.clear();
         }
         self
+    }
+}
+
+/// Checks the pod template of an owner (a service, a job) named `owner`,
+/// as its first pod `<owner>-0`, naming fields `template.…`. The pod's
+/// name derives from the owner's, which the owner checks itself.
+pub fn check_template(template: &Pod, owner: &str, errors: &mut ValidationErrors) {
+    let mut pod = template.clone();
+    pod.name = format!("{owner}-0");
+    if let Err(template_errors) = pod.validate() {
+        for e in template_errors.errors() {
+            if e.field != "name" {
+                errors.push(format!("template.{}", e.field), e.message.clone());
+            }
+        }
     }
 }
 
@@ -211,6 +217,24 @@ pub struct ClusterPod {
 }
 
 impl ClusterPod {
+    /// A pod of `spec` that belongs to nothing yet and waits for a place;
+    /// its owner fills in the rest (`ClusterPod { service, ..unplaced }`).
+    pub fn unplaced(spec: Pod) -> ClusterPod {
+        ClusterPod {
+            spec,
+            service: None,
+            job: None,
+            priority: Default::default(),
+            queued_ms: None,
+            node: None,
+            unschedulable_reason: None,
+            status: None,
+            links: Vec::new(),
+            egress: EgressPolicy::default(),
+            start_failed_on: BTreeMap::new(),
+        }
+    }
+
     /// The pod as users see it: the secret values of its spec, and of the
     /// spec its node reported, blanked.
     pub fn redacted(mut self) -> ClusterPod {

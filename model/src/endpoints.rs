@@ -162,16 +162,9 @@ mod tests {
                 spec: Pod::clone(&spec),
                 start_failure: None,
             }),
-            spec,
             service: service.map(str::to_owned),
-            job: None,
-            priority: Default::default(),
-            queued_ms: None,
             node: node.map(str::to_owned),
-            unschedulable_reason: None,
-            links: Vec::new(),
-            egress: Default::default(),
-            start_failed_on: Default::default(),
+            ..ClusterPod::unplaced(spec)
         }
     }
 

@@ -213,15 +213,7 @@ impl Job {
                 errors.push(format!("after[{i}]"), "a job cannot wait for itself");
             }
         }
-        let mut template = self.template.clone();
-        template.name = format!("{}-0", self.name);
-        if let Err(template_errors) = template.validate() {
-            for e in template_errors.errors() {
-                if e.field != "name" {
-                    errors.push(format!("template.{}", e.field), e.message.clone());
-                }
-            }
-        }
+        crate::cluster::check_template(&self.template, &self.name, &mut errors);
         errors.into_result()
     }
 

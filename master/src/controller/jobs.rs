@@ -230,17 +230,10 @@ fn attempt_pod(job: &Job, n: u32, now: u64) -> ClusterPod {
     let mut spec = job.template.clone();
     spec.name = format!("{}-{n}", job.name);
     ClusterPod {
-        spec,
-        service: None,
         job: Some(job.name.clone()),
         priority: job.priority,
         queued_ms: Some(now),
-        node: None,
-        unschedulable_reason: None,
-        status: None,
-        links: Vec::new(),
-        egress: Default::default(),
-        start_failed_on: Default::default(),
+        ..ClusterPod::unplaced(spec)
     }
 }
 

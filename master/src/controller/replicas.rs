@@ -154,17 +154,10 @@ fn replica(
         add_link_env(&mut spec, &plain, &secret);
     }
     ClusterPod {
-        spec,
         service: Some(service.name.clone()),
-        job: None,
-        priority: Default::default(),
-        queued_ms: None,
-        node: None,
-        unschedulable_reason: None,
-        status: None,
         links: service.links.clone(),
         egress: service.egress,
-        start_failed_on: Default::default(),
+        ..ClusterPod::unplaced(spec)
     }
 }
 

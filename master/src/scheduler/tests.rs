@@ -494,17 +494,8 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
     assert!(request.node_selector.is_empty());
 
     let cluster_pod = ClusterPod {
-        spec: pod.clone(),
         service: Some("shop".to_owned()),
-        job: None,
-        priority: Default::default(),
-        queued_ms: None,
-        node: None,
-        unschedulable_reason: None,
-        status: None,
-        links: Vec::new(),
-        egress: Default::default(),
-        start_failed_on: Default::default(),
+        ..ClusterPod::unplaced(pod.clone())
     };
     let service = Service {
         name: "shop".to_owned(),

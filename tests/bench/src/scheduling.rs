@@ -184,17 +184,8 @@ impl Workload {
                     .entry(name.clone())
                     .or_insert_with(|| service(s, &name, &pod));
                 ClusterPod {
-                    spec: pod,
                     service: Some(name),
-                    job: None,
-                    priority: Default::default(),
-                    queued_ms: None,
-                    node: None,
-                    unschedulable_reason: None,
-                    status: None,
-                    links: Vec::new(),
-                    egress: Default::default(),
-                    start_failed_on: Default::default(),
+                    ..ClusterPod::unplaced(pod)
                 }
             })
             .collect();
