@@ -137,6 +137,7 @@ impl RunJobArgs {
             deadline_secs: self.deadline.map(|d| d.as_secs().max(1)),
             after: self.after.clone(),
             priority: self.priority.into(),
+            cron: None,
             cancelled: false,
             status: Default::default(),
         }

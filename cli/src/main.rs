@@ -13,6 +13,7 @@ mod agent_client;
 mod cluster;
 mod completions;
 mod config;
+mod cron;
 mod events;
 mod job;
 mod link;
@@ -63,6 +64,8 @@ enum Command {
     /// Jobs: work that runs to completion as run-once pods, with retries,
     /// deadlines, cancel and prerequisites.
     Job(job::JobArgs),
+    /// Cron jobs: a job made on each slot of a schedule, never twice.
+    Cron(cron::CronArgs),
     /// Users and robot accounts, each with a token of its own (the
     /// cluster's admin only).
     User(user::UserArgs),
@@ -111,6 +114,10 @@ fn main() -> ExitCode {
             },
             Command::Job(args) => match cluster::client() {
                 Ok(client) => job::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::Cron(args) => match cluster::client() {
+                Ok(client) => cron::run(&client, args.command).await,
                 Err(error) => Err(error),
             },
             Command::User(args) => match cluster::client() {
@@ -202,6 +209,9 @@ fn field_errors(error: &anyhow::Error) -> &[FieldError] {
             return errors.errors();
         }
         if let Some(job::InvalidJob(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(cron::InvalidCronJob(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
     }

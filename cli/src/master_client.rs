@@ -10,8 +10,8 @@ use std::time::Duration;
 use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
 use berth_model::route::RoutesView;
 use berth_model::{
-    ApiError, ClusterPod, Event, EventKind, Job, Node, Project, Route, Service, User, UserToken,
-    WhoAmI,
+    ApiError, ClusterPod, CronJob, Event, EventKind, Job, Node, Project, Route, Service, User,
+    UserToken, WhoAmI,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -141,9 +141,10 @@ pub struct MasterClient {
 
 /// The first path segments of a project's objects: requests for them go
 /// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
-const PROJECT_KINDS: [&str; 8] = [
+const PROJECT_KINDS: [&str; 9] = [
     "services",
     "jobs",
+    "cronjobs",
     "pods",
     "routes",
     "endpoints",
@@ -255,6 +256,44 @@ impl MasterClient {
     /// `DELETE /v1/jobs/{name}`.
     pub async fn delete_job(&self, name: &str) -> Result<Versioned<Job>, Error> {
         self.call(Method::DELETE, &["jobs", name], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/cronjobs`.
+    pub async fn create_cron_job(&self, cron: &CronJob) -> Result<Versioned<CronJob>, Error> {
+        self.call(Method::POST, &["cronjobs"], Some(cron)).await
+    }
+
+    /// `GET /v1/cronjobs`.
+    pub async fn list_cron_jobs(&self) -> Result<Vec<Versioned<CronJob>>, Error> {
+        self.call(Method::GET, &["cronjobs"], None::<&()>).await
+    }
+
+    /// `GET /v1/cronjobs/{name}`.
+    pub async fn get_cron_job(&self, name: &str) -> Result<Versioned<CronJob>, Error> {
+        self.call(Method::GET, &["cronjobs", name], None::<&()>)
+            .await
+    }
+
+    /// `PUT /v1/cronjobs/{name}`, if nobody changed it since it was read.
+    pub async fn replace_cron_job(
+        &self,
+        cron: &Versioned<CronJob>,
+    ) -> Result<Versioned<CronJob>, Error> {
+        let name = cron.object.name.clone();
+        self.call(Method::PUT, &["cronjobs", &name], Some(cron))
+            .await
+    }
+
+    /// `DELETE /v1/cronjobs/{name}`.
+    pub async fn delete_cron_job(&self, name: &str) -> Result<Versioned<CronJob>, Error> {
+        self.call(Method::DELETE, &["cronjobs", name], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/cronjobs/{name}/trigger`: the job made.
+    pub async fn trigger_cron_job(&self, name: &str) -> Result<Versioned<Job>, Error> {
+        self.call(Method::POST, &["cronjobs", name, "trigger"], None::<&()>)
             .await
     }
 

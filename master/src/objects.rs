@@ -13,6 +13,8 @@ pub const NODES: &str = "/nodes/";
 pub const PROJECTS: &str = "/projects/";
 /// Where services live.
 pub const SERVICES: &str = "/services/";
+/// Where cron jobs live.
+pub const CRONJOBS: &str = "/cronjobs/";
 /// Where jobs live.
 pub const JOBS: &str = "/jobs/";
 /// Where pods live.

@@ -76,6 +76,11 @@ pub enum EventKind {
     JobFailed,
     /// A job was cancelled.
     JobCancelled,
+    /// A cron job's slot was skipped: its last run still ran (`forbid`).
+    CronJobSkipped,
+    /// Cron job slots were missed: past their starting deadline when the
+    /// master got to them.
+    CronJobMissed,
     /// The admin or a user changed something through the API: who, the
     /// method and route in the reason.
     Audit,
@@ -83,7 +88,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 27] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -110,6 +115,8 @@ impl EventKind {
         EventKind::JobSucceeded,
         EventKind::JobFailed,
         EventKind::JobCancelled,
+        EventKind::CronJobSkipped,
+        EventKind::CronJobMissed,
         EventKind::Audit,
     ];
 
@@ -142,6 +149,8 @@ impl EventKind {
             EventKind::JobSucceeded => "JobSucceeded",
             EventKind::JobFailed => "JobFailed",
             EventKind::JobCancelled => "JobCancelled",
+            EventKind::CronJobSkipped => "CronJobSkipped",
+            EventKind::CronJobMissed => "CronJobMissed",
             EventKind::Audit => "Audit",
         }
     }

@@ -84,6 +84,9 @@ pub struct Job {
     /// Its pods' place in the queue for room.
     #[serde(default, skip_serializing_if = "Priority::is_normal")]
     pub priority: Priority,
+    /// The cron job that made it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
     /// Set by `cancel`: the job stops and ends `Cancelled`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,

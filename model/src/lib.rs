@@ -6,6 +6,7 @@
 pub mod address;
 pub mod api;
 pub mod cluster;
+pub mod cron;
 pub mod endpoints;
 pub mod event;
 pub mod host_ports;
@@ -26,6 +27,7 @@ pub mod validation;
 
 pub use address::{validate_node_address, AddressError};
 pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
+pub use cron::CronJob;
 pub use endpoints::{Endpoint, EndpointsView, ServiceEndpoints};
 pub use event::{Event, EventKind, UnknownEventKind};
 pub use host_ports::{HostPortPolicy, PortRange};

@@ -260,6 +260,9 @@ impl crate::Job {
         for after in &mut self.after {
             *after = qualify_reference(project, after);
         }
+        if let Some(cron) = &mut self.cron {
+            *cron = qualify(project, cron);
+        }
         self.name = qualify(project, &self.name);
         self
     }
@@ -273,7 +276,27 @@ impl crate::Job {
         for attempt in &mut self.status.attempts {
             attempt.pod = unqualified(&attempt.pod).to_owned();
         }
+        if let Some(cron) = &mut self.cron {
+            *cron = unqualified(cron).to_owned();
+        }
         self.name = unqualified(&self.name).to_owned();
+        self
+    }
+}
+
+impl crate::CronJob {
+    /// The cron job as the cluster knows it.
+    pub fn qualified(mut self, project: &str) -> Self {
+        self.name = qualify(project, &self.name);
+        self
+    }
+
+    /// The cron job as its project sees it.
+    pub fn unqualified(mut self) -> Self {
+        self.name = unqualified(&self.name).to_owned();
+        if let Some(job) = &mut self.status.last_job {
+            *job = unqualified(job).to_owned();
+        }
         self
     }
 }

@@ -3,6 +3,7 @@
 //! controller does the rest.
 
 mod audit;
+mod cron;
 mod endpoints;
 mod events;
 mod extract;
@@ -32,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
-    ApiError, ClusterPod, FieldError, Job, Project, Route, Service, ValidationErrors,
+    ApiError, ClusterPod, CronJob, FieldError, Job, Project, Route, Service, ValidationErrors,
     MAX_REQUEST_BODY_BYTES,
 };
 
@@ -144,7 +145,7 @@ pub fn router(state: AppState) -> Router {
 /// The paths of a project's objects, after `/v1` (the default project's)
 /// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
 /// OpenAPI document copies their description.
-pub const PROJECT_PATHS: [&str; 17] = [
+pub const PROJECT_PATHS: [&str; 20] = [
     "/services",
     "/services/{name}",
     "/services/{name}/scale",
@@ -158,6 +159,9 @@ pub const PROJECT_PATHS: [&str; 17] = [
     "/jobs",
     "/jobs/{name}",
     "/jobs/{name}/cancel",
+    "/cronjobs",
+    "/cronjobs/{name}",
+    "/cronjobs/{name}/trigger",
     "/endpoints",
     "/events",
     "/logs",
@@ -220,6 +224,20 @@ fn in_project(prefix: &str) -> Router<AppState> {
         .route(
             &format!("{prefix}/jobs/{{name}}/cancel"),
             post(jobs::cancel),
+        )
+        .route(
+            &format!("{prefix}/cronjobs"),
+            get(resource::list::<CronJob>).post(resource::create::<CronJob>),
+        )
+        .route(
+            &format!("{prefix}/cronjobs/{{name}}"),
+            get(resource::get::<CronJob>)
+                .put(resource::update::<CronJob>)
+                .delete(resource::delete::<CronJob>),
+        )
+        .route(
+            &format!("{prefix}/cronjobs/{{name}}/trigger"),
+            post(cron::trigger),
         )
         .route(&format!("{prefix}/endpoints"), get(endpoints::list))
         .route(&format!("{prefix}/events"), get(events::list))

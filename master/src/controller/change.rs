@@ -2,7 +2,7 @@
 //! the store. Each carries why (for the log) and the event that tells users
 //! about it; [`commit`](super::commit) turns them into store operations.
 
-use berth_model::{ClusterPod, Event, EventKind, Job, Node};
+use berth_model::{ClusterPod, CronJob, Event, EventKind, Job, Node};
 
 /// One change to the cluster's objects, why, and the event that records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,34 @@ pub enum Change {
         /// What users see of it in `berth events`: the job's end.
         event: Option<Event>,
     },
+    /// A cron job's step, committed as one: its status written (the slot
+    /// taken), its new run's job made, running ones cancelled (`replace`)
+    /// and old ended ones removed.
+    AdvanceCron {
+        /// The cron job as it is to be written.
+        cron: CronJob,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// The job of the slot taken, if it runs.
+        start: Option<Job>,
+        /// Jobs marked cancelled, each with the revision it was read at.
+        cancel: Vec<(Job, u64)>,
+        /// Ended jobs removed, each with the revision it was read at.
+        forget: Vec<(String, u64)>,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it: a slot skipped or missed.
+        event: Option<Event>,
+    },
+    /// A job goes, with its pods (its cron job went).
+    DeleteJob {
+        /// The job.
+        name: String,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+    },
     /// A node's object rewritten: the capacity its heartbeat reports.
     UpdateNode {
         /// The node as it is to be written.
@@ -112,6 +140,8 @@ impl Change {
             | Self::UpdatePod { reason, .. }
             | Self::DeletePod { reason, .. }
             | Self::AdvanceJob { reason, .. }
+            | Self::AdvanceCron { reason, .. }
+            | Self::DeleteJob { reason, .. }
             | Self::UpdateNode { reason, .. } => reason,
         }
     }
@@ -123,8 +153,9 @@ impl Change {
             | Self::BindPod { event, .. }
             | Self::UpdatePod { event, .. }
             | Self::DeletePod { event, .. }
-            | Self::AdvanceJob { event, .. } => event.as_ref(),
-            Self::UpdateNode { .. } => None,
+            | Self::AdvanceJob { event, .. }
+            | Self::AdvanceCron { event, .. } => event.as_ref(),
+            Self::UpdateNode { .. } | Self::DeleteJob { .. } => None,
         }
     }
 
@@ -149,7 +180,11 @@ impl Change {
         match self {
             Self::CreatePod { pod, .. } | Self::UpdatePod { pod, .. } => Some(pod.clone()),
             Self::BindPod { pod, node, .. } => Some(bound(pod, node)),
-            Self::DeletePod { .. } | Self::AdvanceJob { .. } | Self::UpdateNode { .. } => None,
+            Self::DeletePod { .. }
+            | Self::AdvanceJob { .. }
+            | Self::AdvanceCron { .. }
+            | Self::DeleteJob { .. }
+            | Self::UpdateNode { .. } => None,
         }
     }
 }

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::change::{bound, Change};
 use super::events;
 use crate::instruments::Instruments;
-use crate::objects::{self, JOBS, NODES, PODS};
+use crate::objects::{self, CRONJOBS, JOBS, NODES, PODS};
 use crate::store::{Op, Store};
 
 /// Most operations in one commit: etcd refuses transactions of more than
@@ -39,6 +39,42 @@ pub fn encode(change: &Change) -> Vec<Op> {
             );
             return ops;
         }
+        Change::AdvanceCron {
+            cron,
+            expected_revision,
+            start,
+            cancel,
+            forget,
+            ..
+        } => {
+            let mut ops = vec![objects::update(
+                CRONJOBS,
+                &cron.name,
+                cron,
+                *expected_revision,
+            )];
+            ops.extend(
+                start
+                    .iter()
+                    .map(|job| objects::create(JOBS, &job.name, job)),
+            );
+            ops.extend(
+                cancel
+                    .iter()
+                    .map(|(job, revision)| objects::update(JOBS, &job.name, job, *revision)),
+            );
+            ops.extend(
+                forget
+                    .iter()
+                    .map(|(job, revision)| objects::delete(JOBS, job, Some(*revision))),
+            );
+            return ops;
+        }
+        Change::DeleteJob {
+            name,
+            expected_revision,
+            ..
+        } => objects::delete(JOBS, name, Some(*expected_revision)),
         Change::CreatePod { pod, .. } => objects::create(PODS, &pod.spec.name, pod),
         Change::BindPod {
             pod,

@@ -7,6 +7,7 @@
 
 pub mod change;
 pub mod commit;
+pub mod cron;
 pub mod drain;
 pub mod events;
 pub mod heartbeat;
@@ -24,11 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::api::Versioned;
-use berth_model::{ClusterPod, Event, EventKind, Job, Node, NodeCondition, Service};
+use berth_model::{ClusterPod, CronJob, Event, EventKind, Job, Node, NodeCondition, Service};
 use tracing::{info, warn};
 
 use crate::instruments::Instruments;
-use crate::objects::{self, EVENTS, JOBS, NODES, PODS, SERVICES};
+use crate::objects::{self, CRONJOBS, EVENTS, JOBS, NODES, PODS, SERVICES};
 use crate::store::{Op, Store, StoreError};
 
 pub use self::change::Change;
@@ -54,6 +55,8 @@ pub struct Cluster {
     pub services: Vec<Versioned<Service>>,
     /// Jobs with their revisions.
     pub jobs: Vec<Versioned<Job>>,
+    /// Cron jobs with their revisions.
+    pub cron_jobs: Vec<Versioned<CronJob>>,
     /// Pods with their revisions.
     pub pods: Vec<Versioned<ClusterPod>>,
     /// Nodes with their liveness.
@@ -87,6 +90,8 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         .chain(job_steps.iter().flat_map(Change::stopped_pods))
         .collect();
     changes.extend(job_steps);
+    // A slot's new job is written alone; the next round starts its pods.
+    changes.extend(cron::plan(cluster));
     changes.extend(placement::place(cluster, bound, &removed, replicas.new));
     changes.extend(replicas::follow_links(cluster, &removed));
     changes
@@ -105,6 +110,7 @@ fn deleted(changes: &[Change]) -> BTreeSet<String> {
 pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, StoreError> {
     let (services, _) = objects::list::<Service>(store, SERVICES).await?;
     let (jobs, _) = objects::list::<Job>(store, JOBS).await?;
+    let (cron_jobs, _) = objects::list::<CronJob>(store, CRONJOBS).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let (nodes, _) = objects::list::<Node>(store, NODES).await?;
     let memory_available = nodes
@@ -121,6 +127,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
     Ok(Cluster {
         services,
         jobs,
+        cron_jobs,
         pods,
         nodes: nodes.collect(),
         now_ms: events::now_ms(),

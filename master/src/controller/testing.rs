@@ -53,6 +53,7 @@ pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeConditio
     Cluster {
         services,
         jobs: vec![],
+        cron_jobs: vec![],
         pods: vec![],
         nodes,
         now_ms: NOW,

@@ -6,6 +6,7 @@
 //! [`Resource`] and its own verbs. The checks themselves are the model
 //! crate's, which the command line calls too.
 
+mod cron;
 mod job;
 mod node;
 mod pod;

@@ -381,3 +381,100 @@ fn a_failed_job_reaches_a_policy_webhook() {
     assert!(reason.contains("exit code 7"), "{delivered}");
     lab.down();
 }
+
+/// `berth cron describe NAME -o json`.
+fn cron(lab: &Lab, name: &str) -> Value {
+    lab.berth("h1", &["cron", "describe", name, "-o", "json"])
+        .json()
+}
+
+/// The Unix second of the wall clock on h1.
+fn unix_now(lab: &Lab) -> u64 {
+    lab.exec("h1", &["date", "+%s"])
+        .assert_success()
+        .trim()
+        .parse()
+        .expect("a Unix time")
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn cron_jobs_run_each_slot_once_skip_overlaps_and_survive_a_killed_master() {
+    let lab = Lab::up("jobs-cron", 1);
+    let create = |name: &str, extra: &[&str], command: &[&str]| {
+        let mut argv = vec![
+            "cron",
+            "create",
+            name,
+            "--schedule",
+            "*/10 * * * * *",
+            "--image",
+            "local/busybox",
+        ];
+        argv.extend(extra);
+        argv.push("--");
+        argv.extend(command);
+        lab.berth("h1", &argv).assert_success();
+    };
+    create("tick", &[], &["true"]);
+    create("slow", &["--concurrency", "forbid"], &["sleep", "25"]);
+    std::thread::sleep(Duration::from_secs(35));
+    let runs = cron(&lab, "tick")["status"]["runs"].as_u64().unwrap_or(0);
+    assert!(
+        (3..=4).contains(&runs),
+        "every 10 s for 35 s ran {runs} times"
+    );
+    let slow = cron(&lab, "slow");
+    assert!(
+        slow["status"]["skipped"].as_u64() >= Some(1),
+        "an overlapping slot was not skipped: {slow}"
+    );
+    let skipped = lab.events("CronJobSkipped");
+    assert!(
+        skipped.iter().any(|e| e["object"] == "cronjob/slow"
+            && e["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("still runs")),
+        "{skipped:#?}"
+    );
+
+    // The master dies hard 2 s before a slot and is away past it: the slot
+    // runs once, late, when it is back.
+    lab.berth("h1", &["cron", "rm", "slow"]).assert_success();
+    let slot = (unix_now(&lab) / 10 + 1) * 10;
+    let until_kill = slot.saturating_sub(2).saturating_sub(unix_now(&lab));
+    std::thread::sleep(Duration::from_secs(until_kill));
+    lab.sh(
+        "h1",
+        "systemctl kill -s KILL berth-master; systemctl stop berth-master",
+    )
+    .assert_success();
+    std::thread::sleep(Duration::from_secs(5));
+    lab.exec("h1", &["systemctl", "start", "berth-master"])
+        .assert_success();
+    let name = format!("tick-{slot}");
+    let ran = lab.eventually(Duration::from_secs(40), "the slot's job to succeed", || {
+        let job = lab.berth("h1", &["job", "describe", &name, "-o", "json"]);
+        let job = job.success().then(|| job.json())?;
+        (job["status"]["phase"] == "Succeeded").then_some(job)
+    });
+    assert_eq!(
+        ran["status"]["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "the slot's job ran more than once: {ran}"
+    );
+    let jobs = lab.berth("h1", &["job", "ls", "-o", "json"]).json();
+    let of_slot = jobs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|j| j["name"] == name.as_str())
+        .count();
+    assert_eq!(of_slot, 1);
+    assert!(
+        lab.events("CronJobMissed").is_empty(),
+        "no deadline: nothing missed"
+    );
+    lab.down();
+}
