@@ -7,7 +7,7 @@ use berth_model::cron::Concurrency;
 use berth_model::{CronJob, ValidationErrors};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::job::PriorityArg;
+use crate::job::RunFlags;
 use crate::master_client::MasterClient;
 use crate::output::{self, Format};
 use crate::parse;
@@ -103,21 +103,9 @@ pub struct CreateCronArgs {
     /// Create it suspended.
     #[arg(long)]
     pub suspend: bool,
-    /// Each run's completions.
-    #[arg(long, default_value_t = 1)]
-    pub completions: u32,
-    /// Each run's parallelism.
-    #[arg(long, default_value_t = 1)]
-    pub parallelism: u32,
-    /// Each run's most failed attempts.
-    #[arg(long = "backoff-limit", default_value_t = 6)]
-    pub backoff_limit: u32,
-    /// Each run's deadline (30s, 10m, 2h).
-    #[arg(long, value_parser = parse::duration)]
-    pub deadline: Option<Duration>,
-    /// Each run's place in the queue for room.
-    #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
-    pub priority: PriorityArg,
+    /// How each run runs.
+    #[command(flatten)]
+    pub run: RunFlags,
     /// The pod each run's attempts run.
     #[command(flatten)]
     pub pod: PodFlags,
@@ -138,11 +126,11 @@ impl CreateCronArgs {
             history: self.history,
             suspend: self.suspend,
             template: self.pod.pod(&self.name),
-            completions: self.completions,
-            parallelism: self.parallelism,
-            backoff_limit: self.backoff_limit,
-            deadline_secs: self.deadline.map(|d| d.as_secs().max(1)),
-            priority: self.priority.into(),
+            completions: self.run.completions,
+            parallelism: self.run.parallelism,
+            backoff_limit: self.run.backoff_limit,
+            deadline_secs: self.run.deadline_secs(),
+            priority: self.run.priority.into(),
             status: Default::default(),
         }
     }

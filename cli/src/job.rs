@@ -78,6 +78,21 @@ pub struct RunJobArgs {
     /// The job's name (a DNS label of at most 50 characters); its pods are
     /// NAME-0, NAME-1, ...
     pub name: String,
+    /// Start only once this job has succeeded; fail if it does not.
+    /// Repeatable.
+    #[arg(long = "after", value_name = "JOB")]
+    pub after: Vec<String>,
+    /// How it runs.
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// The pod each attempt runs (its restart policy is always `no`).
+    #[command(flatten)]
+    pub pod: PodFlags,
+}
+
+/// How a job runs: `berth job run`'s, and each run of `berth cron create`.
+#[derive(Debug, Args)]
+pub struct RunFlags {
     /// How many pods must succeed.
     #[arg(long, default_value_t = 1)]
     pub completions: u32,
@@ -92,17 +107,17 @@ pub struct RunJobArgs {
     /// after it started (30s, 10m, 2h).
     #[arg(long, value_parser = parse::duration)]
     pub deadline: Option<Duration>,
-    /// Start only once this job has succeeded; fail if it does not.
-    /// Repeatable.
-    #[arg(long = "after", value_name = "JOB")]
-    pub after: Vec<String>,
     /// Its pods' place in the queue for room: high ones are placed first
     /// (they evict nothing), then first come first placed.
     #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
     pub priority: PriorityArg,
-    /// The pod each attempt runs (its restart policy is always `no`).
-    #[command(flatten)]
-    pub pod: PodFlags,
+}
+
+impl RunFlags {
+    /// `--deadline` in seconds.
+    pub fn deadline_secs(&self) -> Option<u64> {
+        self.deadline.map(|d| d.as_secs().max(1))
+    }
 }
 
 /// `--priority`.
@@ -131,12 +146,12 @@ impl RunJobArgs {
         Job {
             name: self.name.clone(),
             template: self.pod.pod(&self.name),
-            completions: self.completions,
-            parallelism: self.parallelism,
-            backoff_limit: self.backoff_limit,
-            deadline_secs: self.deadline.map(|d| d.as_secs().max(1)),
+            completions: self.run.completions,
+            parallelism: self.run.parallelism,
+            backoff_limit: self.run.backoff_limit,
+            deadline_secs: self.run.deadline_secs(),
             after: self.after.clone(),
-            priority: self.priority.into(),
+            priority: self.run.priority.into(),
             cron: None,
             cancelled: false,
             status: Default::default(),

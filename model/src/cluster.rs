@@ -133,7 +133,7 @@ impl Service {
                 }
             }
         }
-        check_template(&self.template, &self.name, &mut errors);
+        self.template.validate_as_template(&self.name, &mut errors);
         errors.into_result()
     }
 
@@ -146,21 +146,6 @@ impl Service {
             var.value.clear();
         }
         self
-    }
-}
-
-/// Checks the pod template of an owner (a service, a job) named `owner`,
-/// as its first pod `<owner>-0`, naming fields `template.…`. The pod's
-/// name derives from the owner's, which the owner checks itself.
-pub fn check_template(template: &Pod, owner: &str, errors: &mut ValidationErrors) {
-    let mut pod = template.clone();
-    pod.name = format!("{owner}-0");
-    if let Err(template_errors) = pod.validate() {
-        for e in template_errors.errors() {
-            if e.field != "name" {
-                errors.push(format!("template.{}", e.field), e.message.clone());
-            }
-        }
     }
 }
 

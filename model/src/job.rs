@@ -216,7 +216,7 @@ impl Job {
                 errors.push(format!("after[{i}]"), "a job cannot wait for itself");
             }
         }
-        crate::cluster::check_template(&self.template, &self.name, &mut errors);
+        self.template.validate_as_template(&self.name, &mut errors);
         errors.into_result()
     }
 

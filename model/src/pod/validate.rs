@@ -12,6 +12,22 @@ use crate::name::{validate_dns_label, validate_env_name};
 use crate::validation::ValidationErrors;
 
 impl Pod {
+    /// Checks the pod as the template of an owner (a service, a job)
+    /// named `owner`: as its first pod `<owner>-0`, each problem named
+    /// `template.…`. The pod's name derives from the owner's, which the
+    /// owner checks itself.
+    pub fn validate_as_template(&self, owner: &str, errors: &mut ValidationErrors) {
+        let mut pod = self.clone();
+        pod.name = format!("{owner}-0");
+        if let Err(template_errors) = pod.validate() {
+            for e in template_errors.errors() {
+                if e.field != "name" {
+                    errors.push(format!("template.{}", e.field), e.message.clone());
+                }
+            }
+        }
+    }
+
     /// Checks the pod against every rule and returns all the problems found,
     /// each naming its field the way it is spelled in JSON
     /// (`containers[0].env[2].name`).
