@@ -344,8 +344,11 @@ fn a_users_token_does_what_its_role_allows_and_stops_when_replaced() {
         ],
     )
     .assert_success();
-    let listed = berth_as(&lab, &alice, &["-p", "a", "ps", "-o", "json"]).json();
-    assert_eq!(listed[0]["spec"]["name"], "web-0", "{listed}");
+    // The controller makes the pod within a round of the service.
+    lab.eventually(Duration::from_secs(20), "alice listing a's web-0", || {
+        let listed = berth_as(&lab, &alice, &["-p", "a", "ps", "-o", "json"]).json();
+        (listed[0]["spec"]["name"] == "web-0").then_some(())
+    });
     // Nothing in b, not even that its web exists.
     let refused = berth_as(&lab, &alice, &["-p", "b", "ps"]).assert_failure();
     assert!(refused.contains("project b not found"), "{refused}");
