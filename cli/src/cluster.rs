@@ -418,6 +418,7 @@ impl RunArgs {
             links: self.links.clone(),
             egress: self.egress.into(),
             publish: self.publish.clone(),
+            strategy: Default::default(),
         }
     }
 }

@@ -1071,6 +1071,7 @@ solo    -         -        Unschedulable                                        
                 links: Vec::new(),
                 egress: Default::default(),
                 publish: Vec::new(),
+                strategy: Default::default(),
             },
         };
         let expected = "\

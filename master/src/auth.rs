@@ -21,6 +21,18 @@ pub enum Caller {
     User(String),
 }
 
+impl std::fmt::Display for Caller {
+    /// Who made a change, as records name them: `admin`, `node/h1`, or the
+    /// user's name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Admin => f.write_str("admin"),
+            Caller::Node(node) => write!(f, "node/{node}"),
+            Caller::User(user) => f.write_str(user),
+        }
+    }
+}
+
 /// The prefix of users' tokens, which tells them from node credentials
 /// (`<node>.<secret>`) without a lookup.
 pub const USER_TOKEN_PREFIX: &str = "u:";

@@ -15,6 +15,8 @@ pub const PROJECTS: &str = "/projects/";
 pub const SERVICES: &str = "/services/";
 /// Where cron jobs live.
 pub const CRONJOBS: &str = "/cronjobs/";
+/// Where deployments live, as `<service>-<revision>`.
+pub const DEPLOYMENTS: &str = "/deployments/";
 /// Where jobs live.
 pub const JOBS: &str = "/jobs/";
 /// Where pods live.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deployment::Strategy;
 use crate::limits::MAX_REPLICAS;
 use crate::link::{validate_links, EgressPolicy, Link};
 use crate::name::{validate_dns_label, validate_env_name};
@@ -104,6 +105,9 @@ pub struct Service {
     /// `<SERVICE>_<NAME>` (secret: a password, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<EnvVar>,
+    /// How a change to its template rolls out.
+    #[serde(default, skip_serializing_if = "Strategy::is_default")]
+    pub strategy: Strategy,
 }
 
 impl Service {
@@ -134,6 +138,7 @@ impl Service {
             }
         }
         self.template.validate_as_template(&self.name, &mut errors);
+        self.strategy.validate("strategy.", &mut errors);
         errors.into_result()
     }
 
@@ -199,6 +204,18 @@ pub struct ClusterPod {
     /// there again (milliseconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub start_failed_on: BTreeMap<String, u64>,
+    /// The revision of its service it runs (see [`crate::deployment`]);
+    /// pods made before revisions run the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// Since when it has been ready without a break (Unix milliseconds),
+    /// as the master saw its node's reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since_ms: Option<u64>,
+    /// Since when it has been draining: out of every router's backends and
+    /// link's rules, still running, until it is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_since_ms: Option<u64>,
 }
 
 impl ClusterPod {
@@ -217,7 +234,22 @@ impl ClusterPod {
             links: Vec::new(),
             egress: EgressPolicy::default(),
             start_failed_on: BTreeMap::new(),
+            revision: None,
+            ready_since_ms: None,
+            draining_since_ms: None,
         }
+    }
+
+    /// The revision of its service it runs.
+    pub fn revision(&self) -> u64 {
+        self.revision.unwrap_or(1)
+    }
+
+    /// Whether its node reports it running with every container ready.
+    pub fn reported_ready(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.phase == crate::status::PodPhase::Running && s.containers.iter().all(|c| c.ready)
+        })
     }
 
     /// The pod as users see it: the secret values of its spec, and of the

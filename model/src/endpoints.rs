@@ -93,8 +93,11 @@ pub fn derive(
         let Some(node) = nodes.iter().find(|n| n.name == node_name) else {
             continue;
         };
+        // A draining pod keeps running for the requests it has, and gets
+        // no new ones.
         let ready = status.phase == PodPhase::Running
             && status.containers.iter().all(|c| c.ready)
+            && pod.draining_since_ms.is_none()
             && node_ready(node_name);
         let endpoints = &mut services[index].endpoints;
         for container in &status.containers {

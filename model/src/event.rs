@@ -84,11 +84,20 @@ pub enum EventKind {
     /// The admin or a user changed something through the API: who, the
     /// method and route in the reason.
     Audit,
+    /// A deployment began rolling out a service's new revision.
+    RolloutStarted,
+    /// Every replica of a service runs its new revision and is available.
+    RolloutComplete,
+    /// A rollout failed (no progress, or a hook aborted it); the reason
+    /// says why and whether it was rolled back.
+    RolloutFailed,
+    /// A rollout waits: for a canary's promotion, or while paused.
+    RolloutWaiting,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 29] = [
+    pub const ALL: [EventKind; 33] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -118,6 +127,10 @@ impl EventKind {
         EventKind::CronJobSkipped,
         EventKind::CronJobMissed,
         EventKind::Audit,
+        EventKind::RolloutStarted,
+        EventKind::RolloutComplete,
+        EventKind::RolloutFailed,
+        EventKind::RolloutWaiting,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -152,6 +165,10 @@ impl EventKind {
             EventKind::CronJobSkipped => "CronJobSkipped",
             EventKind::CronJobMissed => "CronJobMissed",
             EventKind::Audit => "Audit",
+            EventKind::RolloutStarted => "RolloutStarted",
+            EventKind::RolloutComplete => "RolloutComplete",
+            EventKind::RolloutFailed => "RolloutFailed",
+            EventKind::RolloutWaiting => "RolloutWaiting",
         }
     }
 }

@@ -301,6 +301,22 @@ impl crate::CronJob {
     }
 }
 
+impl crate::Deployment {
+    /// The deployment as the cluster knows it.
+    pub fn qualified(mut self, project: &str) -> Self {
+        self.name = qualify(project, &self.name);
+        self.service = qualify(project, &self.service);
+        self
+    }
+
+    /// The deployment as its project sees it.
+    pub fn unqualified(mut self) -> Self {
+        self.name = unqualified(&self.name).to_owned();
+        self.service = unqualified(&self.service).to_owned();
+        self
+    }
+}
+
 impl crate::ClusterPod {
     /// The pod as its project sees it (the controller makes pods, already
     /// qualified, so nothing qualifies one).

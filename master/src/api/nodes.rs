@@ -98,7 +98,13 @@ pub async fn heartbeat(
     for status in &beat.pods {
         pods.extend(objects::get::<ClusterPod>(store, PODS, &status.name).await?);
     }
-    let changes = controller::plan_heartbeat(&name, &beat, node.as_ref(), &pods);
+    let changes = controller::plan_heartbeat(
+        &name,
+        &beat,
+        node.as_ref(),
+        &pods,
+        crate::controller::events::now_ms(),
+    );
     if !changes.is_empty() {
         // A conflict only means the pod changed meanwhile; the next
         // heartbeat reports again.

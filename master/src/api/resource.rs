@@ -167,8 +167,11 @@ pub async fn create<R: Resource>(
     }
     require_admitted(&state, &object).await?;
     require_free(&state, &object, &object.claims()).await?;
+    let mut ops = resource::create_ops(&object);
+    let by = in_project.caller.to_string();
+    ops.extend(object.consequences(None, store, &by).await?);
     let revision = store
-        .apply(resource::create_ops(&object))
+        .apply(ops)
         .await
         .map_err(|e| commit_failure(&object, e))?;
     Ok((StatusCode::CREATED, written(object, revision)))
@@ -204,8 +207,14 @@ pub async fn update<R: Resource>(
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
     require_admitted(&state, &object).await?;
     let expected = expected.unwrap_or(current.resource_version);
-    let (ops, taken) = resource::update_ops(&current.object, &object, expected);
+    let (mut ops, taken) = resource::update_ops(&current.object, &object, expected);
     require_free(&state, &object, &taken).await?;
+    let by = project.caller.to_string();
+    ops.extend(
+        object
+            .consequences(Some(&current.object), state.store.as_ref(), &by)
+            .await?,
+    );
     let revision = state
         .store
         .apply(ops)

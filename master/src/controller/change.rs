@@ -2,7 +2,7 @@
 //! the store. Each carries why (for the log) and the event that tells users
 //! about it; [`commit`](super::commit) turns them into store operations.
 
-use berth_model::{ClusterPod, CronJob, Event, EventKind, Job, Node};
+use berth_model::{ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, Service};
 
 /// One change to the cluster's objects, why, and the event that records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,55 @@ pub enum Change {
         /// Why, for the log.
         reason: String,
     },
+    /// A deployment written: its status advanced (`expected_revision` is
+    /// the revision it was read at) or, with none, the record of a revision
+    /// made.
+    WriteDeployment {
+        /// The deployment as it is to be written.
+        deployment: Deployment,
+        /// The revision it was read at; `None` creates it.
+        expected_revision: Option<u64>,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// A failed rollout returns to an earlier revision, committed as one:
+    /// the failed deployment's status, the service's template returned to
+    /// the earlier one, and the new revision that records the rollback.
+    RollBack {
+        /// The failed deployment, as it is to be written.
+        failed: Deployment,
+        /// The revision it was read at.
+        failed_revision: u64,
+        /// The service with the earlier template.
+        service: Service,
+        /// The revision the service was read at.
+        service_revision: u64,
+        /// The new revision.
+        revision: Deployment,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// A deployment record goes: beyond its service's history, or its
+    /// service went.
+    DeleteDeployment {
+        /// Its name.
+        name: String,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// A job made: a rollout's hook.
+    CreateJob {
+        /// The job.
+        job: Job,
+        /// Why, for the log.
+        reason: String,
+    },
     /// A node's object rewritten: the capacity its heartbeat reports.
     UpdateNode {
         /// The node as it is to be written.
@@ -142,6 +191,10 @@ impl Change {
             | Self::AdvanceJob { reason, .. }
             | Self::AdvanceCron { reason, .. }
             | Self::DeleteJob { reason, .. }
+            | Self::WriteDeployment { reason, .. }
+            | Self::RollBack { reason, .. }
+            | Self::DeleteDeployment { reason, .. }
+            | Self::CreateJob { reason, .. }
             | Self::UpdateNode { reason, .. } => reason,
         }
     }
@@ -154,8 +207,13 @@ impl Change {
             | Self::UpdatePod { event, .. }
             | Self::DeletePod { event, .. }
             | Self::AdvanceJob { event, .. }
-            | Self::AdvanceCron { event, .. } => event.as_ref(),
-            Self::UpdateNode { .. } | Self::DeleteJob { .. } => None,
+            | Self::AdvanceCron { event, .. }
+            | Self::WriteDeployment { event, .. }
+            | Self::RollBack { event, .. } => event.as_ref(),
+            Self::UpdateNode { .. }
+            | Self::DeleteJob { .. }
+            | Self::DeleteDeployment { .. }
+            | Self::CreateJob { .. } => None,
         }
     }
 
@@ -184,6 +242,10 @@ impl Change {
             | Self::AdvanceJob { .. }
             | Self::AdvanceCron { .. }
             | Self::DeleteJob { .. }
+            | Self::WriteDeployment { .. }
+            | Self::RollBack { .. }
+            | Self::DeleteDeployment { .. }
+            | Self::CreateJob { .. }
             | Self::UpdateNode { .. } => None,
         }
     }

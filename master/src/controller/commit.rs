@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::change::{bound, Change};
 use super::events;
 use crate::instruments::Instruments;
-use crate::objects::{self, CRONJOBS, JOBS, NODES, PODS};
+use crate::objects::{self, CRONJOBS, DEPLOYMENTS, JOBS, NODES, PODS, SERVICES};
 use crate::store::{Op, Store};
 
 /// Most operations in one commit: etcd refuses transactions of more than
@@ -75,6 +75,34 @@ pub fn encode(change: &Change) -> Vec<Op> {
             expected_revision,
             ..
         } => objects::delete(JOBS, name, Some(*expected_revision)),
+        Change::WriteDeployment {
+            deployment,
+            expected_revision: Some(revision),
+            ..
+        } => objects::update(DEPLOYMENTS, &deployment.name, deployment, *revision),
+        Change::WriteDeployment { deployment, .. } => {
+            objects::create(DEPLOYMENTS, &deployment.name, deployment)
+        }
+        Change::RollBack {
+            failed,
+            failed_revision,
+            service,
+            service_revision,
+            revision,
+            ..
+        } => {
+            return vec![
+                objects::update(DEPLOYMENTS, &failed.name, failed, *failed_revision),
+                objects::update(SERVICES, &service.name, service, *service_revision),
+                objects::create(DEPLOYMENTS, &revision.name, revision),
+            ];
+        }
+        Change::DeleteDeployment {
+            name,
+            expected_revision,
+            ..
+        } => objects::delete(DEPLOYMENTS, name, Some(*expected_revision)),
+        Change::CreateJob { job, .. } => objects::create(JOBS, &job.name, job),
         Change::CreatePod { pod, .. } => objects::create(PODS, &pod.spec.name, pod),
         Change::BindPod {
             pod,

@@ -12,12 +12,13 @@ use super::change::Change;
 /// `node` (its stored object, if it has one), and the status of each of
 /// `pods` (the stored pods its report names) that is assigned to it and
 /// whose status differs. A pod no longer assigned to it is not its to
-/// report on.
+/// report on. A pod that turns ready is marked ready since `now_ms`.
 pub fn plan_heartbeat(
     name: &str,
     beat: &Heartbeat,
     node: Option<&Versioned<Node>>,
     pods: &[Versioned<ClusterPod>],
+    now_ms: u64,
 ) -> Vec<Change> {
     let mut changes = Vec::new();
     if let Some(node) = node.filter(|n| n.object.capacity != beat.capacity) {
@@ -38,6 +39,11 @@ pub fn plan_heartbeat(
         }
         let mut updated = pod.object.clone();
         updated.status = Some(status.clone());
+        updated.ready_since_ms = if updated.reported_ready() {
+            pod.object.ready_since_ms.or(Some(now_ms))
+        } else {
+            None
+        };
         changes.push(Change::UpdatePod {
             pod: updated,
             expected_revision: pod.resource_version,
@@ -93,9 +99,10 @@ mod tests {
                 status(&cluster.pods[theirs].object, "Running"),
             ],
         );
-        let changes = plan_heartbeat("h1", &report, Some(&node), &cluster.pods);
+        let changes = plan_heartbeat("h1", &report, Some(&node), &cluster.pods, 0);
         let mut expected = cluster.pods[mine].object.clone();
         expected.status = Some(running.clone());
+        expected.ready_since_ms = Some(0);
         assert_eq!(
             changes.iter().map(Change::written_pod).collect::<Vec<_>>(),
             [Some(expected.clone())],
@@ -105,7 +112,7 @@ mod tests {
 
         cluster.pods[mine].object = expected;
         assert_eq!(
-            plan_heartbeat("h1", &report, Some(&node), &cluster.pods),
+            plan_heartbeat("h1", &report, Some(&node), &cluster.pods, 0),
             [],
             "an unchanged state is not written again"
         );
@@ -119,6 +126,7 @@ mod tests {
             &beat(grown, vec![running]),
             Some(&node),
             &cluster.pods,
+            0,
         );
         let [Change::UpdateNode {
             node: updated,
@@ -130,7 +138,7 @@ mod tests {
         };
         assert_eq!(updated.capacity, grown);
         assert_eq!(
-            plan_heartbeat("h1", &beat(grown, vec![]), None, &[]),
+            plan_heartbeat("h1", &beat(grown, vec![]), None, &[], 0),
             [],
             "a node with no object has nothing to update"
         );

@@ -16,6 +16,7 @@ pub mod links;
 pub mod liveness;
 pub mod placement;
 pub mod replicas;
+pub mod rollout;
 
 #[cfg(test)]
 mod testing;
@@ -25,11 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::api::Versioned;
-use berth_model::{ClusterPod, CronJob, Event, EventKind, Job, Node, NodeCondition, Service};
+use berth_model::{
+    ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, NodeCondition, Service,
+};
 use tracing::{info, warn};
 
 use crate::instruments::Instruments;
-use crate::objects::{self, CRONJOBS, EVENTS, JOBS, NODES, PODS, SERVICES};
+use crate::objects::{self, CRONJOBS, DEPLOYMENTS, EVENTS, JOBS, NODES, PODS, SERVICES};
 use crate::store::{Op, Store, StoreError};
 
 pub use self::change::Change;
@@ -55,6 +58,8 @@ pub struct Cluster {
     pub services: Vec<Versioned<Service>>,
     /// Jobs with their revisions.
     pub jobs: Vec<Versioned<Job>>,
+    /// Every service's revisions.
+    pub deployments: Vec<Versioned<Deployment>>,
     /// Cron jobs with their revisions.
     pub cron_jobs: Vec<Versioned<CronJob>>,
     /// Pods with their revisions.
@@ -80,9 +85,19 @@ pub struct Cluster {
 pub fn plan(cluster: &Cluster) -> Vec<Change> {
     let mut bound = placement::review(cluster);
     let mut changes = std::mem::take(&mut bound.evictions);
-    let replicas = replicas::plan(cluster, &deleted(&changes));
-    changes.extend(replicas.deletes);
-    let removed = deleted(&changes);
+    changes.extend(replicas::orphans(cluster, &deleted(&changes)));
+    let rollouts = rollout::plan(cluster, &deleted(&changes));
+    changes.extend(rollouts.changes);
+    // A pod the rollouts write is theirs this round: nothing else plans
+    // a write of it that would conflict in the same commit.
+    let removed: BTreeSet<String> = deleted(&changes)
+        .into_iter()
+        .chain(
+            changes
+                .iter()
+                .filter_map(|c| Some(c.written_pod()?.spec.name)),
+        )
+        .collect();
     // A job's new attempts are written unplaced; the next round places them.
     let job_steps = jobs::plan(cluster, &removed);
     let removed: BTreeSet<String> = removed
@@ -92,7 +107,7 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     changes.extend(job_steps);
     // A slot's new job is written alone; the next round starts its pods.
     changes.extend(cron::plan(cluster));
-    changes.extend(placement::place(cluster, bound, &removed, replicas.new));
+    changes.extend(placement::place(cluster, bound, &removed, rollouts.new));
     changes.extend(replicas::follow_links(cluster, &removed));
     changes
 }
@@ -110,6 +125,7 @@ fn deleted(changes: &[Change]) -> BTreeSet<String> {
 pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, StoreError> {
     let (services, _) = objects::list::<Service>(store, SERVICES).await?;
     let (jobs, _) = objects::list::<Job>(store, JOBS).await?;
+    let (deployments, _) = objects::list::<Deployment>(store, DEPLOYMENTS).await?;
     let (cron_jobs, _) = objects::list::<CronJob>(store, CRONJOBS).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let (nodes, _) = objects::list::<Node>(store, NODES).await?;
@@ -127,6 +143,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
     Ok(Cluster {
         services,
         jobs,
+        deployments,
         cron_jobs,
         pods,
         nodes: nodes.collect(),

@@ -606,6 +606,11 @@ mod tests {
             .max()
             .map(|i| format!("web-{i}"))
             .unwrap();
+        // They drain first, out of traffic, then go.
+        let changes = plan(&cluster);
+        assert_eq!(events(&changes), []);
+        commit(&mut cluster, &changes);
+        cluster.now_ms += berth_model::deployment::DRAIN_MS;
         let changes = plan(&cluster);
         assert_eq!(
             events(&changes),

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use berth_model::api::Versioned;
-use berth_model::{Capacity, ClusterPod, EventKind, Node, NodeCondition, Service};
+use berth_model::deployment::{Cause, DeploymentPhase};
+use berth_model::{Capacity, ClusterPod, Deployment, EventKind, Node, NodeCondition, Service};
 
 use super::commit::ops as commit_ops;
 use super::{plan, Change, Cluster};
-use crate::objects::PODS;
+use crate::objects::{DEPLOYMENTS, JOBS, PODS, SERVICES};
 use crate::store::Op;
 
 /// The clock of every planned event.
@@ -44,6 +45,7 @@ pub fn service(name: &str, replicas: u32, stateful: bool) -> Versioned<Service> 
             links: Vec::new(),
             egress: Default::default(),
             publish: Vec::new(),
+            strategy: Default::default(),
         },
     }
 }
@@ -51,6 +53,7 @@ pub fn service(name: &str, replicas: u32, stateful: bool) -> Versioned<Service> 
 /// A cluster of `services` and `nodes` at [`NOW`], with no pods yet.
 pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeCondition)>) -> Cluster {
     Cluster {
+        deployments: services.iter().map(|s| complete(&s.object, 1)).collect(),
         services,
         jobs: vec![],
         cron_jobs: vec![],
@@ -68,6 +71,17 @@ pub fn step(cluster: &mut Cluster) {
     commit(cluster, &changes);
 }
 
+/// Revision `revision` of `service`, complete.
+pub fn complete(service: &Service, revision: u64) -> Versioned<Deployment> {
+    let mut deployment =
+        crate::resource::service::new_revision(service, revision, Cause::ConfigChange, "test");
+    deployment.status.phase = DeploymentPhase::Complete;
+    Versioned {
+        resource_version: 1,
+        object: deployment,
+    }
+}
+
 /// Applies planned creates, updates and deletes of pods to the cluster
 /// through the store operations [`commit_ops`] makes of them, as a commit
 /// would.
@@ -82,6 +96,36 @@ pub fn commit(cluster: &mut Cluster, changes: &[Change]) {
                     object: pod,
                 });
             }
+            Op::Create { key, value } | Op::Update { key, value, .. }
+                if key.starts_with(DEPLOYMENTS) =>
+            {
+                let deployment: Deployment = serde_json::from_slice(value).unwrap();
+                let deployments = &mut cluster.deployments;
+                deployments.retain(|d| d.object.name != deployment.name);
+                deployments.push(Versioned {
+                    resource_version: 2,
+                    object: deployment,
+                });
+                deployments.sort_by_key(|d| d.object.revision);
+            }
+            Op::Create { key, value } if key.starts_with(JOBS) => {
+                cluster.jobs.push(Versioned {
+                    resource_version: 1,
+                    object: serde_json::from_slice(value).unwrap(),
+                });
+            }
+            Op::Update { key, value, .. } if key.starts_with(SERVICES) => {
+                let service: Service = serde_json::from_slice(value).unwrap();
+                for s in &mut cluster.services {
+                    if s.object.name == service.name {
+                        s.object = service.clone();
+                        s.resource_version += 1;
+                    }
+                }
+            }
+            Op::Delete { key, .. } if key.starts_with(DEPLOYMENTS) => cluster
+                .deployments
+                .retain(|d| format!("{DEPLOYMENTS}{}", d.object.name) != *key),
             Op::Delete { key, .. } => cluster
                 .pods
                 .retain(|p| format!("{PODS}{}", p.object.spec.name) != *key),

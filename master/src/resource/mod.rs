@@ -7,6 +7,7 @@
 //! crate's, which the command line calls too.
 
 mod cron;
+pub mod deployment;
 mod job;
 mod node;
 mod pod;
@@ -125,6 +126,18 @@ pub trait Resource:
         _store: &dyn Store,
     ) -> impl Future<Output = Result<Option<Refusal>, StoreError>> + Send {
         async { Ok(None) }
+    }
+
+    /// What else the commit that writes the object writes: the records its
+    /// change makes (a service's new revision). `before` is what it
+    /// replaces (`None` on create); `by` names who asked.
+    fn consequences(
+        &self,
+        _before: Option<&Self>,
+        _store: &dyn Store,
+        _by: &str,
+    ) -> impl Future<Output = Result<Vec<Op>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
     }
 
     /// Problems with the objects it refers to, checked when it is created

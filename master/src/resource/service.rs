@@ -1,15 +1,16 @@
 //! Services: the model's checks plus the master's host port policy; a new
 //! service's links must name services that exist.
 
-use berth_model::{Service, ValidationErrors};
+use berth_model::deployment::{Cause, DeploymentStatus};
+use berth_model::{Deployment, Service, ValidationErrors};
 
 use berth_model::project::{in_project, reference_from, split_qualified};
 use berth_model::quota::{self, Unlimited, Usage};
 use berth_model::Project;
 
 use super::{Resource, Scope, Settings};
-use crate::objects::{self, SERVICES};
-use crate::store::{Store, StoreError};
+use crate::objects::{self, DEPLOYMENTS, SERVICES};
+use crate::store::{Op, Store, StoreError};
 
 impl Resource for Service {
     const KIND: &'static str = "service";
@@ -84,6 +85,30 @@ impl Resource for Service {
         .map(|over| over.to_string()))
     }
 
+    /// A new service, or a changed template or set of variables, is a new
+    /// revision: its deployment is made in the same commit, so no change
+    /// goes unrecorded and none is recorded twice. Scaling is not one.
+    async fn consequences(
+        &self,
+        before: Option<&Self>,
+        store: &dyn Store,
+        by: &str,
+    ) -> Result<Vec<Op>, StoreError> {
+        if before.is_some_and(|b| b.template == self.template && b.env == self.env) {
+            return Ok(Vec::new());
+        }
+        let latest = super::deployment::of_service(store, &self.name)
+            .await?
+            .last()
+            .map_or(0, |d| d.object.revision);
+        let deployment = new_revision(self, latest + 1, Cause::ConfigChange, by);
+        Ok(vec![objects::create(
+            DEPLOYMENTS,
+            &deployment.name,
+            &deployment,
+        )])
+    }
+
     async fn check_references(&self, store: &dyn Store) -> Result<ValidationErrors, StoreError> {
         let mut problems = ValidationErrors::new();
         if super::get::<berth_model::Job>(store, &self.name)
@@ -104,6 +129,26 @@ impl Resource for Service {
             }
         }
         Ok(problems)
+    }
+}
+
+/// Revision `revision` of `service`, rolling out its template and
+/// variables as they are, just begun.
+pub fn new_revision(service: &Service, revision: u64, cause: Cause, by: &str) -> Deployment {
+    let now = crate::controller::events::now_ms();
+    Deployment {
+        name: Deployment::name_of(&service.name, revision),
+        service: service.name.clone(),
+        revision,
+        template: service.template.clone(),
+        env: service.env.clone(),
+        cause,
+        user: by.to_owned(),
+        created_ms: now,
+        status: DeploymentStatus {
+            progress_ms: now,
+            ..DeploymentStatus::default()
+        },
     }
 }
 

@@ -507,6 +507,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         links: Vec::new(),
         egress: Default::default(),
         publish: Vec::new(),
+        strategy: Default::default(),
     };
     let request = PodRequest::from_cluster_pod(&cluster_pod, Some(&service));
     assert_eq!(request.service.as_deref(), Some("shop"));

@@ -247,6 +247,7 @@ fn service(s: usize, name: &str, template: &Pod) -> Service {
         links: Vec::new(),
         egress: Default::default(),
         publish: Vec::new(),
+        strategy: Default::default(),
     }
 }
 

@@ -1,0 +1,1056 @@
+//! Rollouts: every service's pods follow its revisions. Pure.
+//!
+//! A service's target is its latest deployment while that rolls out or is
+//! complete, and otherwise (it failed or was cancelled) the last complete
+//! one. Pods of the target are made up to the replica count; the others
+//! go as the strategy allows:
+//!
+//! - `rolling`: new pods start beside the old, at most `maxSurge` beyond
+//!   the replicas, and an old pod goes only while at least `replicas -
+//!   maxUnavailable` pods stay available (a new one counts once it has
+//!   been ready for `minReadySeconds`);
+//! - `recreate`: every old pod goes, and each is replaced in its place:
+//!   the same name and node, so its named volumes stay.
+//!
+//! A pod never stops at once: it first drains ([`DRAIN_MS`]), out of
+//! every router's backends and link's rules while it still runs, so that
+//! no request is sent to a pod that is stopping. A rollout with no
+//! progress for its deadline fails, and may roll back by itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_model::api::Versioned;
+use berth_model::deployment::{
+    Cause, DeploymentPhase, DeploymentStatus, FailurePolicy, HookPoint, StrategyKind, DRAIN_MS,
+};
+use berth_model::link::{add_link_env, link_env};
+use berth_model::pod::{EnvVar, RestartPolicy};
+use berth_model::{ClusterPod, Deployment, Event, EventKind, Job, JobPhase, Pod, Service};
+
+use super::change::Change;
+use super::replicas::replica_index;
+use super::Cluster;
+
+/// What the rollouts decide.
+#[derive(Debug, Default)]
+pub struct Rollouts {
+    /// Pods drained, stopped or replaced in place, deployments written and
+    /// hook jobs made.
+    pub changes: Vec<Change>,
+    /// New pods, not yet placed: placement binds them.
+    pub new: Vec<ClusterPod>,
+}
+
+/// The revision a service's pods are brought to.
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    revision: u64,
+    template: &'a Pod,
+    env: &'a [EnvVar],
+}
+
+impl<'a> Target<'a> {
+    fn of(deployment: &'a Deployment) -> Self {
+        Target {
+            revision: deployment.revision,
+            template: &deployment.template,
+            env: &deployment.env,
+        }
+    }
+}
+
+/// Plans every service's rollout. Pods in `removed` are going already
+/// (evicted) and count for nothing.
+pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
+    let services = super::replicas::by_name(cluster);
+    let mut deployments: BTreeMap<&str, Vec<&Versioned<Deployment>>> = BTreeMap::new();
+    for deployment in &cluster.deployments {
+        deployments
+            .entry(deployment.object.service.as_str())
+            .or_default()
+            .push(deployment);
+    }
+    let mut pods: BTreeMap<&str, Vec<&Versioned<ClusterPod>>> = BTreeMap::new();
+    for pod in &cluster.pods {
+        if let Some(service) = pod.object.service.as_deref() {
+            pods.entry(service).or_default().push(pod);
+        }
+    }
+    let jobs: BTreeMap<&str, &Job> = cluster
+        .jobs
+        .iter()
+        .map(|j| (j.object.name.as_str(), &j.object))
+        .collect();
+    let mut rollouts = Rollouts::default();
+    for (service, records) in &mut deployments {
+        records.sort_by_key(|d| d.object.revision);
+        if !services.contains_key(service) {
+            for record in records.iter() {
+                rollouts
+                    .changes
+                    .push(forget(record, "its service was deleted"));
+            }
+        }
+    }
+    for service in &cluster.services {
+        let name = service.object.name.as_str();
+        let planner = ServicePlanner {
+            cluster,
+            service: &service.object,
+            service_revision: service.resource_version,
+            deployments: deployments.get(name).map(Vec::as_slice).unwrap_or_default(),
+            pods: pods.get(name).map(Vec::as_slice).unwrap_or_default(),
+            removed,
+            services: &services,
+            jobs: &jobs,
+        };
+        planner.plan(&mut rollouts);
+    }
+    rollouts
+}
+
+/// One service's rollout.
+struct ServicePlanner<'a> {
+    cluster: &'a Cluster,
+    service: &'a Service,
+    service_revision: u64,
+    deployments: &'a [&'a Versioned<Deployment>],
+    pods: &'a [&'a Versioned<ClusterPod>],
+    removed: &'a BTreeSet<String>,
+    services: &'a BTreeMap<&'a str, &'a Versioned<Service>>,
+    jobs: &'a BTreeMap<&'a str, &'a Job>,
+}
+
+/// A hook's state in a rollout.
+enum HookStep {
+    /// Over, or there is none: the rollout goes on.
+    Done,
+    /// Its job runs, or is made now.
+    Waiting(String, Option<Job>),
+    /// It failed and aborts the rollout.
+    Failed(String),
+}
+
+impl ServicePlanner<'_> {
+    fn plan(&self, out: &mut Rollouts) {
+        let now = self.cluster.now_ms;
+        let service = self.service;
+        let name = service.name.as_str();
+        let latest = self.deployments.last().copied();
+        let adopted;
+        let target = match latest {
+            // A service made before revisions: its template is revision 1,
+            // recorded now; its pods run it already.
+            None => {
+                adopted = Deployment {
+                    status: DeploymentStatus {
+                        phase: DeploymentPhase::Complete,
+                        progress_ms: now,
+                        ended_ms: Some(now),
+                        ..DeploymentStatus::default()
+                    },
+                    ..first_revision(service, now)
+                };
+                out.changes.push(Change::WriteDeployment {
+                    deployment: adopted.clone(),
+                    expected_revision: None,
+                    reason: format!("service {name} is recorded as revision 1"),
+                    event: None,
+                });
+                Target::of(&adopted)
+            }
+            Some(latest) if !rolled_away(latest.object.status.phase) => Target::of(&latest.object),
+            Some(latest) => self
+                .deployments
+                .iter()
+                .rev()
+                .find(|d| d.object.status.phase == DeploymentPhase::Complete)
+                .map_or(Target::of(&latest.object), |d| Target::of(&d.object)),
+        };
+        let rolling_out = latest.filter(|d| {
+            d.object.status.phase == DeploymentPhase::Running
+                && d.object.revision == target.revision
+        });
+        self.supersede(latest, out);
+        self.forget_history(target.revision, out);
+
+        let strategy = &service.strategy;
+        let kind = strategy.kind_for(service.stateful);
+        let replicas = service.replicas as usize;
+        let min_ready_ms = u64::from(strategy.min_ready_seconds) * 1000;
+
+        // Draining pods finish draining: stopped, or (recreate) replaced
+        // in their place by the target.
+        let mut live: Vec<&Versioned<ClusterPod>> = Vec::new();
+        let mut old_draining = 0usize;
+        let mut replaced = 0usize;
+        let current = self
+            .pods
+            .iter()
+            .filter(|p| !self.removed.contains(&p.object.spec.name))
+            .filter(|p| {
+                p.object.draining_since_ms.is_none() && p.object.revision() == target.revision
+            })
+            .count();
+        for pod in self.pods.iter().copied() {
+            if self.removed.contains(&pod.object.spec.name) {
+                continue;
+            }
+            let Some(since) = pod.object.draining_since_ms else {
+                live.push(pod);
+                continue;
+            };
+            let old = pod.object.revision() != target.revision;
+            if now < since + DRAIN_MS {
+                old_draining += usize::from(old);
+                continue;
+            }
+            let in_place = kind == StrategyKind::Recreate
+                && old
+                && pod.object.node.is_some()
+                && current + replaced < replicas;
+            if in_place {
+                replaced += 1;
+                out.changes.push(self.replace_in_place(pod, target));
+            } else {
+                out.changes.push(Change::delete_pod(
+                    now,
+                    &pod.object,
+                    pod.resource_version,
+                    EventKind::PodDeleted,
+                    if old {
+                        format!("service {name} rolls out revision {}", target.revision)
+                    } else {
+                        format!("service {name} scaled down to {replicas}")
+                    },
+                ));
+            }
+        }
+        live.sort_by_key(|p| replica_index(name, &p.object.spec.name).unwrap_or(u32::MAX));
+        let (new, old): (Vec<_>, Vec<_>) = live
+            .iter()
+            .copied()
+            .partition(|p| p.object.revision() == target.revision);
+        let available_new = new
+            .iter()
+            .filter(|p| available(&p.object, min_ready_ms, now))
+            .count();
+        let available_old = old.iter().filter(|p| p.object.reported_ready()).count();
+
+        // What holds the rollout: a pause, a hook, a canary.
+        let mut status = rolling_out.map(|d| d.object.status.clone());
+        let mut waiting: Option<String> = None;
+        let mut failed: Option<String> = None;
+        if let (Some(deployment), Some(status)) = (rolling_out, status.as_mut()) {
+            if status.paused {
+                waiting = Some("paused (berth rollout resume)".to_owned());
+            } else if !old.is_empty() || old_draining > 0 {
+                match self.hook(HookPoint::Pre, &deployment.object, status) {
+                    HookStep::Done => {}
+                    HookStep::Waiting(why, job) => {
+                        waiting = Some(why);
+                        out.changes.extend(job.map(|job| Change::CreateJob {
+                            reason: format!("rollout of {name} runs its pre hook"),
+                            job,
+                        }));
+                    }
+                    HookStep::Failed(why) => failed = Some(why),
+                }
+            }
+        }
+        let canary = match rolling_out {
+            Some(d)
+                if kind == StrategyKind::Rolling
+                    && !d.object.status.promoted
+                    && !matches!(d.object.cause, Cause::Rollback { .. })
+                    && !old.is_empty() =>
+            {
+                strategy.canary.min(service.replicas) as usize
+            }
+            _ => 0,
+        };
+
+        if waiting.is_none() && failed.is_none() {
+            let mut drain = Vec::new();
+            // Beyond the replica count: the highest go.
+            drain.extend(new.iter().skip(replicas).rev());
+            let mut create = 0;
+            match kind {
+                StrategyKind::Rolling => {
+                    let (wanted, room) = if canary > 0 {
+                        (canary, usize::MAX)
+                    } else {
+                        let surge = strategy.surge(service.replicas) as usize;
+                        (replicas, (replicas + surge).saturating_sub(live.len()))
+                    };
+                    create = wanted.saturating_sub(new.len()).min(room);
+                    if canary == 0 && !old.is_empty() {
+                        // Unavailable old pods serve nothing: they go first,
+                        // then available ones while enough stay available.
+                        let min_available =
+                            replicas - strategy.unavailable(service.replicas) as usize;
+                        let mut budget =
+                            (available_new + available_old).saturating_sub(min_available);
+                        for pod in old.iter().rev() {
+                            if !pod.object.reported_ready() {
+                                drain.push(pod);
+                            } else if budget > 0 {
+                                budget -= 1;
+                                drain.push(pod);
+                            }
+                        }
+                    }
+                }
+                StrategyKind::Recreate => {
+                    if !old.is_empty() {
+                        drain.extend(old.iter());
+                    } else if old_draining == 0 {
+                        create = replicas.saturating_sub(new.len() + replaced);
+                    }
+                }
+            }
+            for pod in drain {
+                out.changes.push(draining(pod, now, target.revision));
+            }
+            out.new.extend(self.new_pods(create, target, &out.new));
+        }
+
+        let (Some(deployment), Some(mut status)) = (rolling_out, status) else {
+            return;
+        };
+        let counts = (
+            (new.len() + replaced) as u32,
+            available_new as u32,
+            (old.len() + old_draining) as u32,
+        );
+        if counts != (status.updated, status.available, status.old) {
+            (status.updated, status.available, status.old) = counts;
+            status.progress_ms = now;
+        }
+        if canary > 0 && available_new >= canary {
+            waiting = Some(format!(
+                "canary: {available_new} new pod(s) available beside {} old; waiting for berth rollout promote",
+                old.len()
+            ));
+        }
+        let settled = counts == (service.replicas, service.replicas, 0) && canary == 0;
+        if settled && waiting.is_none() && failed.is_none() {
+            match self.hook(HookPoint::Post, &deployment.object, &mut status) {
+                HookStep::Done => {}
+                HookStep::Waiting(why, job) => {
+                    waiting = Some(why);
+                    out.changes.extend(job.map(|job| Change::CreateJob {
+                        reason: format!("rollout of {name} runs its post hook"),
+                        job,
+                    }));
+                }
+                HookStep::Failed(why) => failed = Some(why),
+            }
+        }
+        let record = &deployment.object;
+        let deadline_ms = strategy.progress_deadline_ms();
+        if let Some(why) = &waiting {
+            // A rollout that waits on a person or a hook is not stuck.
+            if status.paused || why.starts_with("canary") {
+                status.progress_ms = now;
+            }
+        }
+        if failed.is_none() && waiting.is_none() && settled {
+            status.phase = DeploymentPhase::Complete;
+            status.reason = None;
+            status.ended_ms = Some(now);
+            let reason = format!(
+                "service {name} runs revision {} on all {} replicas",
+                record.revision, service.replicas
+            );
+            out.changes
+                .push(self.write(deployment, status, EventKind::RolloutComplete, reason));
+            return;
+        }
+        if failed.is_none() && now.saturating_sub(status.progress_ms) > deadline_ms {
+            failed = Some(format!(
+                "no progress for {}s: {available_new} of {} new pods available{}",
+                deadline_ms / 1000,
+                service.replicas,
+                self.why_unready(&new)
+            ));
+        }
+        if let Some(why) = failed {
+            status.phase = DeploymentPhase::Failed;
+            status.ended_ms = Some(now);
+            out.changes.push(self.fail(deployment, status, why));
+            return;
+        }
+        if let Some(why) = waiting {
+            if status.reason.as_deref() != Some(why.as_str()) {
+                status.reason = Some(why.clone());
+                let reason = format!("rollout of {name} revision {}: {why}", record.revision);
+                out.changes
+                    .push(self.write(deployment, status, EventKind::RolloutWaiting, reason));
+                return;
+            }
+        } else {
+            status.reason = None;
+        }
+        if status != record.status {
+            out.changes.push(Change::WriteDeployment {
+                deployment: Deployment {
+                    status,
+                    ..record.clone()
+                },
+                expected_revision: Some(deployment.resource_version),
+                reason: format!("rollout of {name} revision {} moves on", record.revision),
+                event: None,
+            });
+        }
+    }
+
+    /// Older deployments still marked running were replaced by a newer
+    /// revision.
+    fn supersede(&self, latest: Option<&Versioned<Deployment>>, out: &mut Rollouts) {
+        let Some(latest) = latest else {
+            return;
+        };
+        let undone = matches!(
+            latest.object.cause,
+            Cause::Rollback {
+                automatic: false,
+                ..
+            }
+        );
+        for record in self.deployments.iter() {
+            if record.object.revision == latest.object.revision
+                || record.object.status.phase != DeploymentPhase::Running
+            {
+                continue;
+            }
+            let mut status = record.object.status.clone();
+            status.phase = if undone {
+                DeploymentPhase::RolledBack
+            } else {
+                DeploymentPhase::Cancelled
+            };
+            status.reason = Some(format!("replaced by revision {}", latest.object.revision));
+            status.ended_ms = Some(self.cluster.now_ms);
+            out.changes.push(Change::WriteDeployment {
+                deployment: Deployment {
+                    status,
+                    ..record.object.clone()
+                },
+                expected_revision: Some(record.resource_version),
+                reason: format!(
+                    "revision {} of {} replaced by {}",
+                    record.object.revision, self.service.name, latest.object.revision
+                ),
+                event: None,
+            });
+        }
+    }
+
+    /// Ended revisions beyond the service's history limit go, oldest
+    /// first; the target and the latest stay.
+    fn forget_history(&self, target: u64, out: &mut Rollouts) {
+        let limit = self.service.strategy.history_limit() as usize;
+        let excess = self.deployments.len().saturating_sub(limit);
+        let latest = self.deployments.last().map(|d| d.object.revision);
+        let forgettable = self.deployments.iter().filter(|d| {
+            d.object.status.phase.is_final()
+                && d.object.revision != target
+                && Some(d.object.revision) != latest
+        });
+        for record in forgettable.take(excess) {
+            out.changes
+                .push(forget(record, "beyond its service's history limit"));
+        }
+    }
+
+    /// The state of `deployment`'s hook at `point`; a hook found over is
+    /// recorded in `status`.
+    fn hook(
+        &self,
+        point: HookPoint,
+        deployment: &Deployment,
+        status: &mut DeploymentStatus,
+    ) -> HookStep {
+        let Some(hook) = self.service.strategy.hooks.at(point) else {
+            return HookStep::Done;
+        };
+        // A rollback never runs hooks again.
+        if matches!(deployment.cause, Cause::Rollback { .. }) {
+            return HookStep::Done;
+        }
+        if status.hooks_done.contains(&point) {
+            return HookStep::Done;
+        }
+        let job_name = format!("{}-{}-{point}", self.service.name, deployment.revision);
+        let shown = berth_model::project::unqualified(&job_name).to_owned();
+        let Some(job) = self.jobs.get(job_name.as_str()) else {
+            return HookStep::Waiting(
+                format!("running the {point} hook (job {shown})"),
+                Some(hook_job(&job_name, self.service, deployment, point)),
+            );
+        };
+        match job.status.phase {
+            JobPhase::Succeeded => {
+                status.hooks_done.push(point);
+                HookStep::Done
+            }
+            phase if phase.is_final() => {
+                if hook.failure_policy == FailurePolicy::Ignore {
+                    status.hooks_done.push(point);
+                    return HookStep::Done;
+                }
+                let why = job.status.reason.as_deref().unwrap_or("it failed");
+                HookStep::Failed(format!("{point} hook job {shown} failed: {why}"))
+            }
+            _ => HookStep::Waiting(format!("running the {point} hook (job {shown})"), None),
+        }
+    }
+
+    /// The deployment with `status`, and an event of `kind`.
+    fn write(
+        &self,
+        deployment: &Versioned<Deployment>,
+        status: DeploymentStatus,
+        kind: EventKind,
+        reason: String,
+    ) -> Change {
+        Change::WriteDeployment {
+            event: Some(self.event(kind, &reason)),
+            deployment: Deployment {
+                status,
+                ..deployment.object.clone()
+            },
+            expected_revision: Some(deployment.resource_version),
+            reason,
+        }
+    }
+
+    /// A failed deployment: recorded, and with `autoRollback` the service
+    /// returns to its last complete revision as a new one.
+    fn fail(
+        &self,
+        deployment: &Versioned<Deployment>,
+        mut status: DeploymentStatus,
+        why: String,
+    ) -> Change {
+        let name = &self.service.name;
+        let record = &deployment.object;
+        let last_complete = self
+            .deployments
+            .iter()
+            .rev()
+            .find(|d| d.object.status.phase == DeploymentPhase::Complete);
+        let (Some(back), true) = (last_complete, self.service.strategy.auto_rollback) else {
+            status.reason = Some(why.clone());
+            let reason = format!(
+                "rollout of {name} revision {} failed: {why}",
+                record.revision
+            );
+            return self.write(deployment, status, EventKind::RolloutFailed, reason);
+        };
+        let back = &back.object;
+        status.reason = Some(format!("{why}; rolled back to revision {}", back.revision));
+        let mut service = self.service.clone();
+        service.template = back.template.clone();
+        service.env = back.env.clone();
+        let latest = self.deployments.last().map_or(0, |d| d.object.revision);
+        let revision = Deployment {
+            name: Deployment::name_of(name, latest + 1),
+            revision: latest + 1,
+            template: back.template.clone(),
+            env: back.env.clone(),
+            cause: Cause::Rollback {
+                to_revision: back.revision,
+                automatic: true,
+            },
+            user: "berth (autoRollback)".to_owned(),
+            created_ms: self.cluster.now_ms,
+            status: DeploymentStatus {
+                progress_ms: self.cluster.now_ms,
+                ..DeploymentStatus::default()
+            },
+            ..back.clone()
+        };
+        let reason = format!(
+            "rollout of {name} revision {} failed: {why}; rolled back to revision {} as revision {}",
+            record.revision, back.revision, revision.revision
+        );
+        Change::RollBack {
+            failed: Deployment {
+                status,
+                ..record.clone()
+            },
+            failed_revision: deployment.resource_version,
+            service,
+            service_revision: self.service_revision,
+            revision,
+            event: Some(self.event(EventKind::RolloutFailed, &reason)),
+            reason,
+        }
+    }
+
+    fn event(&self, kind: EventKind, reason: &str) -> Event {
+        Event {
+            time_ms: self.cluster.now_ms,
+            kind,
+            object: format!("service/{}", self.service.name),
+            node: None,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// What a new pod that is not ready says of itself, for a failure.
+    fn why_unready(&self, new: &[&Versioned<ClusterPod>]) -> String {
+        new.iter()
+            .find(|p| !p.object.reported_ready())
+            .map(|p| {
+                let pod = berth_model::project::unqualified(&p.object.spec.name);
+                let status = p.object.status.as_ref();
+                let said = status
+                    .and_then(|s| s.containers.iter().find_map(|c| c.health.clone()))
+                    .or_else(|| {
+                        status.and_then(|s| s.start_failure.as_ref().map(|f| f.message.clone()))
+                    })
+                    .or_else(|| p.object.unschedulable_reason.clone())
+                    .unwrap_or_else(|| "not ready".to_owned());
+                format!(" ({pod}: {said})")
+            })
+            .unwrap_or_default()
+    }
+
+    /// `count` new pods of `target`, at the lowest free replica indexes.
+    fn new_pods(&self, count: usize, target: Target<'_>, made: &[ClusterPod]) -> Vec<ClusterPod> {
+        let name = self.service.name.as_str();
+        let mut used: BTreeSet<u32> = self
+            .pods
+            .iter()
+            .filter_map(|p| replica_index(name, &p.object.spec.name))
+            .collect();
+        used.extend(
+            made.iter()
+                .filter_map(|p| replica_index(name, &p.spec.name)),
+        );
+        let mut pods = Vec::with_capacity(count);
+        let mut index = 0;
+        while pods.len() < count {
+            if used.insert(index) {
+                pods.push(replica(self.service, target, index, self.services));
+            }
+            index += 1;
+        }
+        pods
+    }
+
+    /// A drained pod of an earlier revision, rewritten in its place to run
+    /// the target: same name and node, so its volumes stay.
+    fn replace_in_place(&self, pod: &Versioned<ClusterPod>, target: Target<'_>) -> Change {
+        let index = replica_index(&self.service.name, &pod.object.spec.name).unwrap_or_default();
+        let mut fresh = replica(self.service, target, index, self.services);
+        fresh.spec.name = pod.object.spec.name.clone();
+        fresh.node = pod.object.node.clone();
+        Change::UpdatePod {
+            reason: format!(
+                "pod {} runs revision {} of {} in its place",
+                pod.object.spec.name, target.revision, self.service.name
+            ),
+            pod: fresh,
+            expected_revision: pod.resource_version,
+            event: None,
+        }
+    }
+}
+
+/// Whether a deployment in `phase` hands its service back to the last
+/// complete revision.
+fn rolled_away(phase: DeploymentPhase) -> bool {
+    matches!(
+        phase,
+        DeploymentPhase::Failed | DeploymentPhase::Cancelled | DeploymentPhase::RolledBack
+    )
+}
+
+/// Whether a pod of the target counts as available: ready, for at least
+/// `min_ready_ms`.
+fn available(pod: &ClusterPod, min_ready_ms: u64, now: u64) -> bool {
+    pod.reported_ready()
+        && pod
+            .ready_since_ms
+            .is_some_and(|since| since + min_ready_ms <= now)
+}
+
+/// `pod` taken out of traffic, still running, before it stops.
+fn draining(pod: &Versioned<ClusterPod>, now: u64, target: u64) -> Change {
+    let mut drained = pod.object.clone();
+    drained.draining_since_ms = Some(now);
+    Change::UpdatePod {
+        reason: format!(
+            "pod {} drains (its service's target is revision {target})",
+            pod.object.spec.name
+        ),
+        pod: drained,
+        expected_revision: pod.resource_version,
+        event: None,
+    }
+}
+
+fn forget(record: &Versioned<Deployment>, why: &str) -> Change {
+    Change::DeleteDeployment {
+        name: record.object.name.clone(),
+        expected_revision: record.resource_version,
+        reason: format!("deployment {} goes: {why}", record.object.name),
+    }
+}
+
+/// Revision 1 of `service`: its template as it is.
+fn first_revision(service: &Service, now: u64) -> Deployment {
+    Deployment {
+        name: Deployment::name_of(&service.name, 1),
+        service: service.name.clone(),
+        revision: 1,
+        template: service.template.clone(),
+        env: service.env.clone(),
+        cause: Cause::ConfigChange,
+        user: "berth (upgrade)".to_owned(),
+        created_ms: now,
+        status: DeploymentStatus::default(),
+    }
+}
+
+/// The job of `deployment`'s hook at `point`: the hook's image and command
+/// in a pod like the service's first container (its variables, secrets,
+/// resources and volumes), run once.
+fn hook_job(name: &str, service: &Service, deployment: &Deployment, point: HookPoint) -> Job {
+    let hook = service
+        .strategy
+        .hooks
+        .at(point)
+        .expect("a hook's job is made only for a hook");
+    let mut template = deployment.template.clone();
+    template.name = name.to_owned();
+    template.containers.truncate(1);
+    if let Some(container) = template.containers.first_mut() {
+        container.name = "hook".to_owned();
+        container.image = hook.image.clone();
+        container.command = hook.command.clone();
+        container.args.clear();
+        container.ports.clear();
+        container.probes = Default::default();
+        container.restart = RestartPolicy::Never;
+        add_link_env(&mut template, &deployment.env, &[]);
+        add_link_env(&mut template, &hook.env, &[]);
+    }
+    let job = serde_json::json!({
+        "name": name,
+        "template": template,
+        "backoffLimit": if hook.failure_policy == FailurePolicy::Retry { 3 } else { 1 },
+    });
+    serde_json::from_value::<Job>(job)
+        .expect("a hook's job is a job")
+        .completed()
+}
+
+/// The pod object of replica `index` of a service at `target`, with its
+/// links and their variables (`DB_HOST`, ... and what the linked services
+/// publish; the template's own values win). `services` finds what linked
+/// services publish.
+fn replica(
+    service: &Service,
+    target: Target<'_>,
+    index: u32,
+    services: &BTreeMap<&str, &Versioned<Service>>,
+) -> ClusterPod {
+    let mut spec = target.template.clone();
+    spec.name = format!("{}-{index}", service.name);
+    add_link_env(&mut spec, target.env, &[]);
+    for link in &service.links {
+        let published = services
+            .get(link.service.as_str())
+            .map(|s| s.object.publish.as_slice())
+            .unwrap_or_default();
+        let (plain, secret) = link_env(link, published);
+        add_link_env(&mut spec, &plain, &secret);
+    }
+    ClusterPod {
+        service: Some(service.name.clone()),
+        links: service.links.clone(),
+        egress: service.egress,
+        revision: Some(target.revision),
+        ..ClusterPod::unplaced(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::api::Versioned;
+    use berth_model::deployment::{Amount, Cause, DeploymentPhase, FailurePolicy, Hook, DRAIN_MS};
+    use berth_model::{ClusterPod, JobPhase, PodStatus};
+
+    use super::super::testing::*;
+    use super::super::{plan, Cluster};
+    use crate::resource::service::new_revision;
+
+    /// Marks the placed pods that `ready` picks as reported running and
+    /// ready for a long time; the others as running but not ready.
+    fn report(cluster: &mut Cluster, ready: impl Fn(&ClusterPod) -> bool) {
+        for pod in &mut cluster.pods {
+            let p = &mut pod.object;
+            if p.node.is_none() {
+                continue;
+            }
+            let is_ready = ready(p);
+            let status: PodStatus = serde_json::from_value(serde_json::json!({
+                "name": p.spec.name, "phase": "Running", "slice": "s", "spec": p.spec,
+                "containers": [{"name": "app", "unit": "u", "state": "active",
+                    "subState": "running", "restarts": 0, "hostPorts": [], "ready": is_ready,
+                    "health": if is_ready { "ready" } else { "not ready: probe failed" }}],
+            }))
+            .unwrap();
+            p.status = Some(status);
+            p.ready_since_ms = is_ready.then(|| p.ready_since_ms.unwrap_or(cluster.now_ms));
+        }
+    }
+
+    /// A new template for the service, as `PUT` records it.
+    fn change_image(cluster: &mut Cluster, image: &str) {
+        let service = &mut cluster.services[0].object;
+        service.template.containers[0].image = image.to_owned();
+        let revision = cluster.deployments.last().map_or(0, |d| d.object.revision) + 1;
+        cluster.deployments.push(Versioned {
+            resource_version: 1,
+            object: new_revision(service, revision, Cause::ConfigChange, "test"),
+        });
+    }
+
+    fn available(cluster: &Cluster) -> usize {
+        cluster
+            .pods
+            .iter()
+            .filter(|p| p.object.reported_ready() && p.object.draining_since_ms.is_none())
+            .count()
+    }
+
+    fn revisions(cluster: &Cluster) -> Vec<u64> {
+        let mut revisions: Vec<u64> = cluster.pods.iter().map(|p| p.object.revision()).collect();
+        revisions.sort();
+        revisions
+    }
+
+    fn phase(cluster: &Cluster, revision: u64) -> DeploymentPhase {
+        let deployment = cluster
+            .deployments
+            .iter()
+            .find(|d| d.object.revision == revision);
+        deployment.unwrap().object.status.phase
+    }
+
+    /// Rounds a second apart, with `ready` deciding which pods are ready,
+    /// until `done` or 100 rounds; checks after each that `min` pods stay
+    /// available.
+    fn run(
+        cluster: &mut Cluster,
+        min: usize,
+        ready: impl Fn(&ClusterPod) -> bool,
+        done: impl Fn(&Cluster) -> bool,
+    ) {
+        for _ in 0..100 {
+            step(cluster);
+            report(cluster, &ready);
+            assert!(
+                available(cluster) >= min,
+                "{} available: {:?}",
+                available(cluster),
+                revisions(cluster)
+            );
+            if done(cluster) {
+                return;
+            }
+            cluster.now_ms += 1000;
+        }
+        panic!("never done: {:?}", cluster.deployments);
+    }
+
+    fn steady(replicas: u32) -> Cluster {
+        let mut cluster = cluster(
+            vec![service("web", replicas, false)],
+            ready(&["h1", "h2", "h3"]),
+        );
+        run(
+            &mut cluster,
+            0,
+            |_| true,
+            |c| available(c) == replicas as usize,
+        );
+        cluster
+    }
+
+    #[test]
+    fn a_rolling_update_never_drops_below_the_replicas_and_ends_complete() {
+        let mut cluster = steady(4);
+        change_image(&mut cluster, "local/httpd");
+        let mut most = 0;
+        run(
+            &mut cluster,
+            4,
+            |_| true,
+            |c| phase(c, 2) == DeploymentPhase::Complete,
+        );
+        for _ in 0..3 {
+            most = most.max(cluster.pods.len());
+            step(&mut cluster);
+            cluster.now_ms += DRAIN_MS;
+        }
+        assert!(
+            most <= 5 + 1,
+            "surge of 25% of 4 is one more pod (plus draining)"
+        );
+        assert_eq!(revisions(&cluster), [2, 2, 2, 2]);
+        assert_eq!(plan(&cluster), [], "a complete rollout rests");
+    }
+
+    #[test]
+    fn a_rollout_without_progress_fails_and_rolls_back_by_itself() {
+        let mut cluster = steady(4);
+        cluster.services[0]
+            .object
+            .strategy
+            .progress_deadline_seconds = Some(20);
+        cluster.services[0].object.strategy.auto_rollback = true;
+        change_image(&mut cluster, "local/broken");
+        let started = cluster.now_ms;
+        run(
+            &mut cluster,
+            4,
+            |p| p.revision() != 2,
+            |c| phase(c, 2) == DeploymentPhase::Failed,
+        );
+        assert!(
+            cluster.now_ms - started <= 22_000,
+            "failed within the deadline and a round"
+        );
+        let failed = &cluster.deployments[1].object.status;
+        assert!(
+            failed
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("rolled back to revision 1"),
+            "{failed:?}"
+        );
+        let back = &cluster.deployments[2].object;
+        assert_eq!(
+            back.cause,
+            Cause::Rollback {
+                to_revision: 1,
+                automatic: true
+            }
+        );
+        assert_eq!(
+            cluster.services[0].object.template.containers[0].image,
+            "local/busybox"
+        );
+        run(
+            &mut cluster,
+            4,
+            |p| p.revision() != 2,
+            |c| phase(c, 3) == DeploymentPhase::Complete,
+        );
+        assert!(cluster
+            .pods
+            .iter()
+            .all(|p| p.object.spec.containers[0].image == "local/busybox"));
+    }
+
+    #[test]
+    fn recreate_replaces_each_pod_in_its_place() {
+        let mut cluster = cluster(vec![service("db", 1, true)], ready(&["h1", "h2"]));
+        run(&mut cluster, 0, |_| true, |c| available(c) == 1);
+        let node = cluster.pods[0].object.node.clone();
+        change_image(&mut cluster, "local/postgres");
+        run(
+            &mut cluster,
+            0,
+            |_| true,
+            |c| phase(c, 2) == DeploymentPhase::Complete,
+        );
+        let pod = &cluster.pods[0].object;
+        assert_eq!(
+            (pod.spec.name.as_str(), &pod.node, pod.revision()),
+            ("db-0", &node, 2)
+        );
+    }
+
+    #[test]
+    fn a_canary_waits_for_its_promotion() {
+        let mut cluster = steady(4);
+        cluster.services[0].object.strategy.canary = 1;
+        cluster.services[0].object.strategy.max_unavailable = Some(Amount::Count(0));
+        change_image(&mut cluster, "local/httpd");
+        run(
+            &mut cluster,
+            4,
+            |_| true,
+            |c| {
+                c.deployments[1]
+                    .object
+                    .status
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("canary"))
+            },
+        );
+        for _ in 0..30 {
+            step(&mut cluster);
+            cluster.now_ms += 1000;
+        }
+        assert_eq!(
+            revisions(&cluster),
+            [1, 1, 1, 1, 2],
+            "one canary beside the old"
+        );
+        assert_eq!(
+            phase(&cluster, 2),
+            DeploymentPhase::Running,
+            "no deadline while it waits"
+        );
+        cluster.deployments[1].object.status.promoted = true;
+        run(
+            &mut cluster,
+            4,
+            |_| true,
+            |c| phase(c, 2) == DeploymentPhase::Complete,
+        );
+        assert_eq!(revisions(&cluster), [2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn a_failed_pre_hook_aborts_and_the_old_revision_serves() {
+        let mut cluster = steady(2);
+        cluster.services[0].object.strategy.hooks.pre = Some(Hook {
+            image: "local/busybox".to_owned(),
+            command: vec!["false".to_owned()],
+            env: vec![],
+            failure_policy: FailurePolicy::Abort,
+        });
+        change_image(&mut cluster, "local/httpd");
+        step(&mut cluster);
+        assert_eq!(cluster.jobs.len(), 1);
+        assert_eq!(cluster.jobs[0].object.name, "web-2-pre");
+        assert_eq!(revisions(&cluster), [1, 1], "nothing new before the hook");
+        cluster.jobs[0].object.status.phase = JobPhase::Failed;
+        cluster.jobs[0].object.status.reason = Some("exit code 1".to_owned());
+        run(
+            &mut cluster,
+            2,
+            |_| true,
+            |c| phase(c, 2) == DeploymentPhase::Failed,
+        );
+        let reason = cluster.deployments[1].object.status.reason.clone().unwrap();
+        assert_eq!(reason, "pre hook job web-2-pre failed: exit code 1");
+        for _ in 0..5 {
+            step(&mut cluster);
+            cluster.now_ms += 1000;
+        }
+        assert_eq!(revisions(&cluster), [1, 1]);
+    }
+}
