@@ -419,6 +419,7 @@ impl RunArgs {
             egress: self.egress.into(),
             publish: self.publish.clone(),
             strategy: Default::default(),
+            triggers: berth_model::deployment::default_triggers(),
         }
     }
 }

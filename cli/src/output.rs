@@ -1072,6 +1072,7 @@ solo    -         -        Unschedulable                                        
                 egress: Default::default(),
                 publish: Vec::new(),
                 strategy: Default::default(),
+                triggers: berth_model::deployment::default_triggers(),
             },
         };
         let expected = "\

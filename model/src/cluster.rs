@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::deployment::Strategy;
+use crate::deployment::{Strategy, Trigger};
 use crate::limits::MAX_REPLICAS;
 use crate::link::{validate_links, EgressPolicy, Link};
 use crate::name::{validate_dns_label, validate_env_name};
@@ -108,6 +108,12 @@ pub struct Service {
     /// How a change to its template rolls out.
     #[serde(default, skip_serializing_if = "Strategy::is_default")]
     pub strategy: Strategy,
+    /// What rolls it out: by default, any change to its template.
+    #[serde(
+        default = "crate::deployment::default_triggers",
+        skip_serializing_if = "crate::deployment::is_default_triggers"
+    )]
+    pub triggers: Vec<Trigger>,
 }
 
 impl Service {
@@ -139,7 +145,21 @@ impl Service {
         }
         self.template.validate_as_template(&self.name, &mut errors);
         self.strategy.validate("strategy.", &mut errors);
+        crate::deployment::validate_triggers(&self.triggers, &self.template, &mut errors);
         errors.into_result()
+    }
+
+    /// Whether a change to its template rolls out at once.
+    pub fn rolls_out_changes(&self) -> bool {
+        self.triggers.contains(&Trigger::ConfigChange)
+    }
+
+    /// The ports its pods publish, with the containers that publish them.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.template
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().map(|p| p.container_port))
     }
 
     /// The service as users see it: every secret value blanked (its

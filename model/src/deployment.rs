@@ -312,6 +312,68 @@ impl Strategy {
     }
 }
 
+/// What rolls a service out, besides `berth rollout restart`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Trigger {
+    /// A change to its template or variables is rolled out at once;
+    /// without it, changes wait for `berth rollout restart`.
+    ConfigChange,
+    /// A new image on an image stream's tag is rolled out.
+    ImageChange(ImageTrigger),
+}
+
+/// An image stream's tag that a container follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageTrigger {
+    /// `STREAM:TAG`.
+    pub from: String,
+    /// The container whose image it sets.
+    pub container: String,
+    /// Whether a new image rolls out by itself; `berth rollout undo` turns
+    /// it off, so that the next push does not undo the rollback.
+    #[serde(default = "yes")]
+    pub automatic: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service's triggers unless it names its own.
+pub fn default_triggers() -> Vec<Trigger> {
+    vec![Trigger::ConfigChange]
+}
+
+/// Whether `triggers` are the default ones.
+pub fn is_default_triggers(triggers: &[Trigger]) -> bool {
+    triggers == [Trigger::ConfigChange]
+}
+
+/// Checks triggers against the template's containers.
+pub fn validate_triggers(triggers: &[Trigger], template: &Pod, errors: &mut ValidationErrors) {
+    for (i, trigger) in triggers.iter().enumerate() {
+        let Trigger::ImageChange(image) = trigger else {
+            continue;
+        };
+        let field = format!("triggers[{i}].imageChange");
+        let valid_from = image
+            .from
+            .split_once(':')
+            .is_some_and(|(stream, tag)| !stream.is_empty() && !tag.is_empty());
+        if !valid_from {
+            errors.push(format!("{field}.from"), "must be STREAM:TAG");
+        }
+        if !template.containers.iter().any(|c| c.name == image.container) {
+            errors.push(
+                format!("{field}.container"),
+                format!("the template has no container {:?}", image.container),
+            );
+        }
+    }
+}
+
 /// Why a revision was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]

@@ -4,6 +4,7 @@
 
 mod audit;
 mod cron;
+mod deployments;
 mod endpoints;
 mod events;
 mod extract;
@@ -33,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
-    ApiError, ClusterPod, CronJob, FieldError, Job, Project, Route, Service, ValidationErrors,
+    ApiError, ClusterPod, CronJob, Deployment, FieldError, Job, Project, Route, Service, ValidationErrors,
     MAX_REQUEST_BODY_BYTES,
 };
 
@@ -145,10 +146,19 @@ pub fn router(state: AppState) -> Router {
 /// The paths of a project's objects, after `/v1` (the default project's)
 /// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
 /// OpenAPI document copies their description.
-pub const PROJECT_PATHS: [&str; 20] = [
+pub const PROJECT_PATHS: [&str; 29] = [
     "/services",
     "/services/{name}",
     "/services/{name}/scale",
+    "/services/{name}/deployments",
+    "/services/{name}/deployments/{revision}",
+    "/services/{name}/rollback",
+    "/services/{name}/restart",
+    "/services/{name}/pause",
+    "/services/{name}/resume",
+    "/services/{name}/promote",
+    "/services/{name}/cancel",
+    "/deployments",
     "/services/{name}/links",
     "/services/{name}/links/{target}",
     "/pods",
@@ -185,6 +195,42 @@ fn in_project(prefix: &str) -> Router<AppState> {
         .route(
             &format!("{prefix}/services/{{name}}/scale"),
             post(services::scale),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/deployments"),
+            get(deployments::list),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/deployments/{{revision}}"),
+            get(deployments::get),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/rollback"),
+            post(deployments::rollback),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/restart"),
+            post(deployments::restart),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/pause"),
+            post(deployments::pause),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/resume"),
+            post(deployments::resume),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/promote"),
+            post(deployments::promote),
+        )
+        .route(
+            &format!("{prefix}/services/{{name}}/cancel"),
+            post(deployments::cancel),
+        )
+        .route(
+            &format!("{prefix}/deployments"),
+            get(resource::list::<Deployment>),
         )
         .route(
             &format!("{prefix}/services/{{name}}/links"),
@@ -271,6 +317,23 @@ impl ApiFailure {
             body: ApiError {
                 error: format!("invalid {what}"),
                 fields: errors.errors().to_vec(),
+            },
+        }
+    }
+
+    /// A 409: the request conflicts with other objects, each problem
+    /// naming its field.
+    pub fn conflicts(errors: ValidationErrors) -> Self {
+        let fields = errors.errors().to_vec();
+        let first = fields
+            .first()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .unwrap_or_default();
+        Self {
+            status: StatusCode::CONFLICT,
+            body: ApiError {
+                error: first,
+                fields,
             },
         }
     }

@@ -106,7 +106,13 @@ pub async fn update(
             ));
         }
     }
-    super::resource::update::<Project>(State(state), named, Body(body)).await
+    super::resource::update::<Project>(
+        State(state),
+        named,
+        super::extract::Query(Default::default()),
+        Body(body),
+    )
+    .await
 }
 
 /// `DELETE /v1/projects/{project}`: answers the project as it was.

@@ -183,6 +183,7 @@ pub async fn create<R: Resource>(
 pub async fn update<R: Resource>(
     State(state): State<AppState>,
     Named { project, name }: Named,
+    Query(query): Query<UpdateQuery>,
     Body(body): Body,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
     project.require(R::WRITE_ROLE)?;
@@ -205,6 +206,13 @@ pub async fn update<R: Resource>(
     object.validate(&settings).map_err(invalid::<R>)?;
     let object = object.qualified(&project.name);
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
+    if !query.force {
+        object
+            .check_replacement(&current.object, state.store.as_ref())
+            .await?
+            .into_result()
+            .map_err(ApiFailure::conflicts)?;
+    }
     require_admitted(&state, &object).await?;
     let expected = expected.unwrap_or(current.resource_version);
     let (mut ops, taken) = resource::update_ops(&current.object, &object, expected);
@@ -221,6 +229,15 @@ pub async fn update<R: Resource>(
         .await
         .map_err(|e| commit_failure(&object, e))?;
     Ok(written(object, revision))
+}
+
+/// `PUT /v1/<kind>/{name}` query.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct UpdateQuery {
+    /// Replace it even if other objects would suffer (a route whose port
+    /// goes); they are reported broken.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `DELETE /v1/<kind>/{name}`: answers the object as it was.

@@ -46,6 +46,7 @@ pub fn service(name: &str, replicas: u32, stateful: bool) -> Versioned<Service> 
             egress: Default::default(),
             publish: Vec::new(),
             strategy: Default::default(),
+            triggers: berth_model::deployment::default_triggers(),
         },
     }
 }

@@ -140,6 +140,17 @@ pub trait Resource:
         async { Ok(Vec::new()) }
     }
 
+    /// Problems with replacing `before` by the object that other objects
+    /// would suffer (a port a route uses, dropped); `PUT ...?force=true`
+    /// overrides them.
+    fn check_replacement(
+        &self,
+        _before: &Self,
+        _store: &dyn Store,
+    ) -> impl Future<Output = Result<ValidationErrors, StoreError>> + Send {
+        async { Ok(ValidationErrors::new()) }
+    }
+
     /// Problems with the objects it refers to, checked when it is created
     /// (they may go away later). Called on the qualified object.
     fn check_references(

@@ -9,7 +9,7 @@ use berth_model::quota::{self, Unlimited, Usage};
 use berth_model::Project;
 
 use super::{Resource, Scope, Settings};
-use crate::objects::{self, DEPLOYMENTS, SERVICES};
+use crate::objects::{self, DEPLOYMENTS, ROUTES, SERVICES};
 use crate::store::{Op, Store, StoreError};
 
 impl Resource for Service {
@@ -94,7 +94,10 @@ impl Resource for Service {
         store: &dyn Store,
         by: &str,
     ) -> Result<Vec<Op>, StoreError> {
-        if before.is_some_and(|b| b.template == self.template && b.env == self.env) {
+        let unchanged = |b: &&Service| b.template == self.template && b.env == self.env;
+        // Without the configChange trigger a change waits for `berth
+        // rollout restart`.
+        if before.is_some_and(|b| unchanged(&b) || !self.rolls_out_changes()) {
             return Ok(Vec::new());
         }
         let latest = super::deployment::of_service(store, &self.name)
@@ -107,6 +110,53 @@ impl Resource for Service {
             &deployment.name,
             &deployment,
         )])
+    }
+
+    /// A port that a route or another service's link uses may not go: a
+    /// rollout would break them.
+    async fn check_replacement(
+        &self,
+        before: &Self,
+        store: &dyn Store,
+    ) -> Result<ValidationErrors, StoreError> {
+        let mut problems = ValidationErrors::new();
+        let kept: Vec<u16> = self.ports().collect();
+        let dropped: Vec<u16> = before.ports().filter(|p| !kept.contains(p)).collect();
+        if dropped.is_empty() {
+            return Ok(problems);
+        }
+        let project = split_qualified(&self.name).0;
+        let first = before.ports().next();
+        let (routes, _) = objects::list::<berth_model::Route>(store, ROUTES).await?;
+        for route in routes.iter().map(|r| &r.object) {
+            let port = route.port.or(first);
+            if route.service == self.name && port.is_some_and(|p| dropped.contains(&p)) {
+                problems.push(
+                    "template.containers",
+                    format!(
+                        "drops port {}, which route {} uses (force it with --force: the route breaks)",
+                        port.unwrap_or_default(),
+                        reference_from(project, &route.name)
+                    ),
+                );
+            }
+        }
+        let (services, _) = objects::list::<Service>(store, SERVICES).await?;
+        for service in services.iter().map(|s| &s.object) {
+            for link in service.links.iter().filter(|l| l.service == self.name) {
+                if dropped.contains(&link.port) {
+                    problems.push(
+                        "template.containers",
+                        format!(
+                            "drops port {}, which the link from service {} uses (force it with --force: the link breaks)",
+                            link.port,
+                            reference_from(project, &service.name)
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(problems)
     }
 
     async fn check_references(&self, store: &dyn Store) -> Result<ValidationErrors, StoreError> {

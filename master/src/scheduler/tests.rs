@@ -508,6 +508,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         egress: Default::default(),
         publish: Vec::new(),
         strategy: Default::default(),
+        triggers: berth_model::deployment::default_triggers(),
     };
     let request = PodRequest::from_cluster_pod(&cluster_pod, Some(&service));
     assert_eq!(request.service.as_deref(), Some("shop"));

@@ -248,6 +248,7 @@ fn service(s: usize, name: &str, template: &Pod) -> Service {
         egress: Default::default(),
         publish: Vec::new(),
         strategy: Default::default(),
+        triggers: berth_model::deployment::default_triggers(),
     }
 }
 
