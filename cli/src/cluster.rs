@@ -122,6 +122,9 @@ pub struct RunArgs {
     /// <SERVICE>_<NAME> (secret). Repeatable.
     #[arg(long = "link-env", value_name = "NAME=VALUE", value_parser = parse::env_var)]
     pub publish: Vec<berth_model::EnvVar>,
+    /// How later changes roll out.
+    #[command(flatten)]
+    pub strategy: crate::rollout::StrategyFlags,
 
     /// The pod every replica runs.
     #[command(flatten)]
@@ -418,7 +421,7 @@ impl RunArgs {
             links: self.links.clone(),
             egress: self.egress.into(),
             publish: self.publish.clone(),
-            strategy: Default::default(),
+            strategy: self.strategy.apply(Default::default()),
             triggers: berth_model::deployment::default_triggers(),
         }
     }

@@ -25,6 +25,7 @@ mod output;
 mod parse;
 mod pod_flags;
 mod project;
+mod rollout;
 mod route;
 mod top;
 mod user;
@@ -66,6 +67,13 @@ enum Command {
     Job(job::JobArgs),
     /// Cron jobs: a job made on each slot of a schedule, never twice.
     Cron(cron::CronArgs),
+    /// Change a service's image, variables, resources, probes, rollout
+    /// strategy, hooks or triggers: each template change is a new revision,
+    /// rolled out without downtime.
+    Set(rollout::SetArgs),
+    /// Follow, pause, promote, cancel and undo a service's rollouts, and
+    /// show its revisions.
+    Rollout(rollout::RolloutArgs),
     /// Users and robot accounts, each with a token of its own (the
     /// cluster's admin only).
     User(user::UserArgs),
@@ -118,6 +126,14 @@ fn main() -> ExitCode {
             },
             Command::Cron(args) => match cluster::client() {
                 Ok(client) => cron::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::Set(args) => match cluster::client() {
+                Ok(client) => rollout::set(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::Rollout(args) => match cluster::client() {
+                Ok(client) => rollout::run(&client, args.command).await,
                 Err(error) => Err(error),
             },
             Command::User(args) => match cluster::client() {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
 use berth_model::route::RoutesView;
 use berth_model::{
-    ApiError, ClusterPod, CronJob, Event, EventKind, Job, Node, Project, Route, Service, User,
-    UserToken, WhoAmI,
+    ApiError, ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, Project, Route,
+    Service, User, UserToken, WhoAmI,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -141,8 +141,9 @@ pub struct MasterClient {
 
 /// The first path segments of a project's objects: requests for them go
 /// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
-const PROJECT_KINDS: [&str; 9] = [
+const PROJECT_KINDS: [&str; 10] = [
     "services",
+    "deployments",
     "jobs",
     "cronjobs",
     "pods",
@@ -412,6 +413,83 @@ impl MasterClient {
             .await
     }
 
+    /// `PUT /v1/services/{name}`, if nobody changed it since it was read;
+    /// `force` replaces it even if it breaks a route or link.
+    pub async fn replace_service(
+        &self,
+        service: &Versioned<Service>,
+        force: bool,
+    ) -> Result<Versioned<Service>, Error> {
+        let mut url = self.url(&["services", &service.object.name]);
+        if force {
+            url.query_pairs_mut().append_pair("force", "true");
+        }
+        let request = self.http.put(url).bearer_auth(&self.token).json(service);
+        let response = request.send().await.map_err(|e| self.send_error(e))?;
+        read_json(response).await
+    }
+
+    /// `GET /v1/services/{name}/deployments`: its revisions, oldest first.
+    pub async fn list_deployments(
+        &self,
+        service: &str,
+    ) -> Result<Vec<Versioned<Deployment>>, Error> {
+        self.call(
+            Method::GET,
+            &["services", service, "deployments"],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /v1/services/{name}/deployments/{revision}[?wait=SECS]`: with
+    /// `wait`, once the rollout is over or after that long.
+    pub async fn get_deployment(
+        &self,
+        service: &str,
+        revision: u64,
+        wait: Option<u64>,
+    ) -> Result<Versioned<Deployment>, Error> {
+        let revision = revision.to_string();
+        let mut url = self.url(&["services", service, "deployments", &revision]);
+        if let Some(wait) = wait {
+            url.query_pairs_mut().append_pair("wait", &wait.to_string());
+        }
+        let request = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT);
+        let response = request.send().await.map_err(|e| self.send_error(e))?;
+        read_json(response).await
+    }
+
+    /// `POST /v1/services/{name}/rollback`.
+    pub async fn roll_back(
+        &self,
+        service: &str,
+        to_revision: Option<u64>,
+    ) -> Result<RolledBack, Error> {
+        let body = serde_json::json!({ "toRevision": to_revision });
+        self.call(
+            Method::POST,
+            &["services", service, "rollback"],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/services/{name}/{verb}`: `restart`, `pause`, `resume`,
+    /// `promote` or `cancel`; the deployment it made or changed.
+    pub async fn rollout_verb(
+        &self,
+        service: &str,
+        verb: &str,
+    ) -> Result<Versioned<Deployment>, Error> {
+        self.call(Method::POST, &["services", service, verb], None::<&()>)
+            .await
+    }
+
     /// `DELETE /v1/services/{name}`: the service as it was; its pods go too.
     pub async fn delete_service(&self, name: &str) -> Result<Versioned<Service>, Error> {
         self.call(Method::DELETE, &["services", name], None::<&()>)
@@ -629,6 +707,16 @@ impl MasterClient {
         }
         url
     }
+}
+
+/// What `POST /v1/services/{name}/rollback` answers.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    /// The new revision.
+    pub deployment: Versioned<Deployment>,
+    /// Image triggers turned off.
+    pub triggers_disabled: Vec<String>,
 }
 
 /// Adds `type` and `node` to an events URL, when given.

@@ -365,7 +365,11 @@ pub fn validate_triggers(triggers: &[Trigger], template: &Pod, errors: &mut Vali
         if !valid_from {
             errors.push(format!("{field}.from"), "must be STREAM:TAG");
         }
-        if !template.containers.iter().any(|c| c.name == image.container) {
+        if !template
+            .containers
+            .iter()
+            .any(|c| c.name == image.container)
+        {
             errors.push(
                 format!("{field}.container"),
                 format!("the template has no container {:?}", image.container),

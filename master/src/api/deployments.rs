@@ -239,23 +239,35 @@ pub async fn restart(
 
 /// `POST /v1/services/{name}/pause`: the running rollout stops where it
 /// is until resumed.
-pub async fn pause(state: State<AppState>, named: Named) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
+pub async fn pause(
+    state: State<AppState>,
+    named: Named,
+) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
     running_rollout(state, named, |d| d.status.paused = true).await
 }
 
 /// `POST /v1/services/{name}/resume`.
-pub async fn resume(state: State<AppState>, named: Named) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
+pub async fn resume(
+    state: State<AppState>,
+    named: Named,
+) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
     running_rollout(state, named, |d| d.status.paused = false).await
 }
 
 /// `POST /v1/services/{name}/promote`: a canary goes on to every replica.
-pub async fn promote(state: State<AppState>, named: Named) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
+pub async fn promote(
+    state: State<AppState>,
+    named: Named,
+) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
     running_rollout(state, named, |d| d.status.promoted = true).await
 }
 
 /// `POST /v1/services/{name}/cancel`: the running rollout ends
 /// `Cancelled`, and the last complete revision serves again.
-pub async fn cancel(state: State<AppState>, named: Named) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
+pub async fn cancel(
+    state: State<AppState>,
+    named: Named,
+) -> Result<Json<Versioned<Deployment>>, ApiFailure> {
     let by = named.project.caller.to_string();
     running_rollout(state, named, move |d| {
         d.status.phase = DeploymentPhase::Cancelled;

@@ -34,8 +34,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
-    ApiError, ClusterPod, CronJob, Deployment, FieldError, Job, Project, Route, Service, ValidationErrors,
-    MAX_REQUEST_BODY_BYTES,
+    ApiError, ClusterPod, CronJob, Deployment, FieldError, Job, Project, Route, Service,
+    ValidationErrors, MAX_REQUEST_BODY_BYTES,
 };
 
 use crate::auth::{self, Caller};
