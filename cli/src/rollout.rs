@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use berth_model::api::Versioned;
 use berth_model::deployment::{
-    Amount, DeploymentPhase, FailurePolicy, Hook, Strategy, StrategyKind, Trigger,
+    Amount, DeploymentPhase, FailurePolicy, Hook, ImageTrigger, Strategy, StrategyKind, Trigger,
 };
 use berth_model::pod::{Container, EnvVar};
 use berth_model::probe::{Check, Probe};
@@ -190,11 +190,17 @@ pub enum SetCommand {
         /// The service.
         service: String,
         /// Roll out every change at once.
-        #[arg(long, conflicts_with = "manual", required_unless_present = "manual")]
+        #[arg(long, conflicts_with = "manual", required_unless_present_any = ["manual", "from_image"])]
         auto: bool,
         /// Record changes; roll out on `berth rollout restart`.
         #[arg(long)]
         manual: bool,
+        /// Follow an image stream's tag: a new image there rolls out.
+        #[arg(long = "from-image", value_name = "STREAM:TAG")]
+        from_image: Option<String>,
+        /// The container that follows it (by default the only one).
+        #[arg(short, long, requires = "from_image")]
+        container: Option<String>,
     },
 }
 
@@ -437,15 +443,34 @@ fn change(service: &mut Service, command: SetCommand) -> anyhow::Result<()> {
                 HookArg::Post => &mut hooks.post,
             } = hook;
         }
-        SetCommand::Triggers { auto, .. } => {
-            service.triggers.retain(|t| *t != Trigger::ConfigChange);
-            if auto {
-                service.triggers.insert(0, Trigger::ConfigChange);
-            }
-            for trigger in &mut service.triggers {
-                if let Trigger::ImageChange(image) = trigger {
-                    image.automatic = auto;
+        SetCommand::Triggers {
+            auto,
+            manual,
+            from_image,
+            container,
+            ..
+        } => {
+            if auto || manual {
+                service.triggers.retain(|t| *t != Trigger::ConfigChange);
+                if auto {
+                    service.triggers.insert(0, Trigger::ConfigChange);
                 }
+                for trigger in &mut service.triggers {
+                    if let Trigger::ImageChange(image) = trigger {
+                        image.automatic = auto;
+                    }
+                }
+            }
+            if let Some(from) = from_image {
+                let container = container_mut(service, container.as_deref())?.name.clone();
+                service.triggers.retain(
+                    |t| !matches!(t, Trigger::ImageChange(image) if image.container == container),
+                );
+                service.triggers.push(Trigger::ImageChange(ImageTrigger {
+                    from,
+                    container,
+                    automatic: !manual,
+                }));
             }
         }
     }

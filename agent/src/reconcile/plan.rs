@@ -124,10 +124,14 @@ pub fn plan(desired: Option<&DesiredPod>, observed: &ObservedPod, intent: Intent
 }
 
 /// Plans the replacement of a pod by one of a new spec: everything of the
-/// old pod goes (units stopped before their containers are removed), then
-/// the new pod is created and started as if it were new.
+/// old pod goes (units stopped before their containers are removed) but
+/// the named volumes the new spec still has, then the new pod is created
+/// and started as if it were new.
 pub fn plan_replacement(desired: &DesiredPod, observed: &ObservedPod) -> Vec<Step> {
+    // The same pod in a new version (a recreate rollout): the named
+    // volumes it still declares keep their data.
     let mut steps = plan_removal(observed, "pod replaced");
+    steps.retain(|s| !matches!(&s.action, Action::RemoveVolume(v) if desired.volumes.contains(v)));
     steps.extend(plan_present(
         desired,
         &ObservedPod::default(),
@@ -693,5 +697,23 @@ mod tests {
         );
         let steps = plan_replacement(&new, &applied(&old));
         assert_eq!(steps[0].reason, "pod replaced");
+    }
+
+    #[test]
+    fn a_replaced_pod_keeps_the_named_volumes_its_new_spec_still_has() {
+        let mut old = applied(&desired("local/busybox", true));
+        old.volumes = ["berth.web.data".to_owned(), "berth.web.cache".to_owned()].into();
+        let mut new = desired("local/other", true);
+        new.volumes = vec!["berth.web.data".to_owned()];
+        let got = actions(&plan_replacement(&new, &old));
+        assert!(
+            got.contains(&"RemoveVolume(\"berth.web.cache\")".to_owned()),
+            "{got:?}"
+        );
+        // Creating a volume that exists keeps it as it is.
+        assert!(
+            !got.contains(&"RemoveVolume(\"berth.web.data\")".to_owned()),
+            "{got:?}"
+        );
     }
 }

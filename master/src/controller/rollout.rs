@@ -76,10 +76,10 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
             pods.entry(service).or_default().push(pod);
         }
     }
-    let jobs: BTreeMap<&str, &Job> = cluster
+    let jobs: BTreeMap<&str, &Versioned<Job>> = cluster
         .jobs
         .iter()
-        .map(|j| (j.object.name.as_str(), &j.object))
+        .map(|j| (j.object.name.as_str(), j))
         .collect();
     let mut rollouts = Rollouts::default();
     for (service, records) in &mut deployments {
@@ -88,7 +88,7 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
             for record in records.iter() {
                 rollouts
                     .changes
-                    .push(forget(record, "its service was deleted"));
+                    .extend(forget(record, "its service was deleted", &jobs));
             }
         }
     }
@@ -118,7 +118,7 @@ struct ServicePlanner<'a> {
     pods: &'a [&'a Versioned<ClusterPod>],
     removed: &'a BTreeSet<String>,
     services: &'a BTreeMap<&'a str, &'a Versioned<Service>>,
-    jobs: &'a BTreeMap<&'a str, &'a Job>,
+    jobs: &'a BTreeMap<&'a str, &'a Versioned<Job>>,
 }
 
 /// A hook's state in a rollout.
@@ -173,6 +173,14 @@ impl ServicePlanner<'_> {
         });
         self.supersede(latest, out);
         self.forget_history(target.revision, out);
+        // A rollback's pods that run its template already are kept: only
+        // their revision changes, so nothing restarts.
+        if rolling_out.is_some_and(|d| matches!(d.object.cause, Cause::Rollback { .. })) {
+            let adopted = self.adopt(target, out);
+            if adopted {
+                return;
+            }
+        }
 
         let strategy = &service.strategy;
         let kind = strategy.kind_for(service.stateful);
@@ -405,6 +413,41 @@ impl ServicePlanner<'_> {
         }
     }
 
+    /// Marks the live pods whose revision has `target`'s template and
+    /// variables as running `target`; says whether there were any.
+    fn adopt(&self, target: Target<'_>, out: &mut Rollouts) -> bool {
+        let same = |revision: u64| {
+            self.deployments.iter().any(|d| {
+                d.object.revision == revision
+                    && d.object.template == *target.template
+                    && d.object.env == target.env
+            })
+        };
+        let before = out.changes.len();
+        for pod in self.pods.iter() {
+            let p = &pod.object;
+            if self.removed.contains(&p.spec.name)
+                || p.draining_since_ms.is_some()
+                || p.revision() == target.revision
+                || !same(p.revision())
+            {
+                continue;
+            }
+            let mut adopted = p.clone();
+            adopted.revision = Some(target.revision);
+            out.changes.push(Change::UpdatePod {
+                reason: format!(
+                    "pod {} runs the template of revision {} already",
+                    p.spec.name, target.revision
+                ),
+                pod: adopted,
+                expected_revision: pod.resource_version,
+                event: None,
+            });
+        }
+        out.changes.len() > before
+    }
+
     /// Older deployments still marked running were replaced by a newer
     /// revision.
     fn supersede(&self, latest: Option<&Versioned<Deployment>>, out: &mut Rollouts) {
@@ -459,8 +502,11 @@ impl ServicePlanner<'_> {
                 && Some(d.object.revision) != latest
         });
         for record in forgettable.take(excess) {
-            out.changes
-                .push(forget(record, "beyond its service's history limit"));
+            out.changes.extend(forget(
+                record,
+                "beyond its service's history limit",
+                self.jobs,
+            ));
         }
     }
 
@@ -482,9 +528,9 @@ impl ServicePlanner<'_> {
         if status.hooks_done.contains(&point) {
             return HookStep::Done;
         }
-        let job_name = format!("{}-{}-{point}", self.service.name, deployment.revision);
+        let job_name = hook_job_name(&deployment.name, point);
         let shown = berth_model::project::unqualified(&job_name).to_owned();
-        let Some(job) = self.jobs.get(job_name.as_str()) else {
+        let Some(job) = self.jobs.get(job_name.as_str()).map(|j| &j.object) else {
             return HookStep::Waiting(
                 format!("running the {point} hook (job {shown})"),
                 Some(hook_job(&job_name, self.service, deployment, point)),
@@ -694,12 +740,33 @@ fn draining(pod: &Versioned<ClusterPod>, now: u64, target: u64) -> Change {
     }
 }
 
-fn forget(record: &Versioned<Deployment>, why: &str) -> Change {
-    Change::DeleteDeployment {
-        name: record.object.name.clone(),
+/// A deployment record going, with its hooks' jobs.
+fn forget(
+    record: &Versioned<Deployment>,
+    why: &str,
+    jobs: &BTreeMap<&str, &Versioned<Job>>,
+) -> Vec<Change> {
+    let name = &record.object.name;
+    let hooks = [HookPoint::Pre, HookPoint::Mid, HookPoint::Post]
+        .into_iter()
+        .filter_map(|point| jobs.get(hook_job_name(name, point).as_str()))
+        .map(|job| Change::DeleteJob {
+            name: job.object.name.clone(),
+            expected_revision: job.resource_version,
+            reason: format!("hook job {} goes with deployment {name}", job.object.name),
+        });
+    std::iter::once(Change::DeleteDeployment {
+        name: name.clone(),
         expected_revision: record.resource_version,
-        reason: format!("deployment {} goes: {why}", record.object.name),
-    }
+        reason: format!("deployment {name} goes: {why}"),
+    })
+    .chain(hooks)
+    .collect()
+}
+
+/// The job of deployment `deployment`'s hook at `point`.
+fn hook_job_name(deployment: &str, point: HookPoint) -> String {
+    format!("{deployment}-{point}")
 }
 
 /// Revision 1 of `service`: its template as it is.

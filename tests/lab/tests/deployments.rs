@@ -1,0 +1,591 @@
+//! Deployments on lab hosts: a new image rolled out behind a router and a
+//! link under constant load without one failed request, and undone the
+//! same way; a rollout that never gets ready failing within its deadline
+//! and rolling back by itself; a failing pre hook aborting; a stateful pod
+//! recreated in its place with its data; a canary waiting for promotion;
+//! a change that drops a routed port refused.
+//!
+//! Root only: run with
+//! `cargo test -p berth-lab-tests --test deployments -- --ignored --nocapture`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use berth_harness::{Lab, Run};
+
+/// h1's address: the master and the router run there.
+const ROUTER: &str = "10.231.0.11";
+
+/// The page a `local/web:vN` replica serves: its image's version.
+const SERVE_VERSION: &str =
+    "mkdir -p /www; cat /version > /www/index.html; exec httpd -f -p 8080 -h /www";
+
+/// Boots a lab whose h1 runs the master and a router and takes no pods,
+/// with images `local/web:v1` and `local/web:v2` on the other hosts: the
+/// same server, each answering with its version.
+fn boot(name: &str, hosts: usize) -> Lab {
+    let lab = Lab::up(name, hosts);
+    lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
+    for host in (2..=hosts).map(|h| format!("h{h}")) {
+        lab.sh(
+            &host,
+            "set -e; for v in v1 v2; do
+               docker rm -f make-web >/dev/null 2>&1 || true
+               docker run --name make-web local/busybox sh -c \"echo $v > /version\"
+               docker commit make-web local/web:$v >/dev/null
+               docker rm make-web >/dev/null
+             done",
+        )
+        .assert_success();
+    }
+    lab
+}
+
+fn start_router(lab: &Lab) {
+    lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
+        .assert_success();
+    lab.eventually(Duration::from_secs(30), "the router's HAProxy", || {
+        lab.exec("h1", &["systemctl", "is-active", "berth-router-haproxy"])
+            .success()
+            .then_some(())
+    });
+}
+
+/// `berth run NAME` of `local/web:v1` with a readiness probe, and `extra`
+/// flags.
+fn run_web(lab: &Lab, name: &str, replicas: u32, extra: &[&str]) {
+    let replicas = replicas.to_string();
+    let mut args = vec![
+        "run",
+        name,
+        "--image",
+        "local/web:v1",
+        "--replicas",
+        &replicas,
+        "-p",
+        "8080",
+        "--readiness",
+        "tcp:8080",
+    ];
+    args.extend(extra);
+    args.extend(["--", "sh", "-c", SERVE_VERSION]);
+    lab.berth("h1", &args).assert_success();
+}
+
+/// The master's view of `service`'s pods: (name, node, revision, ready).
+fn pods_of(lab: &Lab, service: &str) -> Vec<(String, String, u64, bool)> {
+    lab.pods()
+        .into_iter()
+        .filter(|p| p["service"] == service)
+        .map(|p| {
+            let ready = p["status"]["phase"] == "Running"
+                && p["status"]["containers"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().all(|c| c["ready"] == true))
+                && p["drainingSinceMs"].is_null();
+            (
+                p["spec"]["name"].as_str().unwrap_or_default().to_owned(),
+                p["node"].as_str().unwrap_or_default().to_owned(),
+                p["revision"].as_u64().unwrap_or(1),
+                ready,
+            )
+        })
+        .collect()
+}
+
+/// How many of `service`'s pods of `revision` are ready and not draining.
+fn ready(lab: &Lab, service: &str, revision: u64) -> usize {
+    pods_of(lab, service)
+        .iter()
+        .filter(|(_, _, r, ready)| *r == revision && *ready)
+        .count()
+}
+
+/// `berth rollout history SERVICE -o json`.
+fn history(lab: &Lab, service: &str) -> Vec<serde_json::Value> {
+    let out = lab
+        .berth("h1", &["rollout", "history", service, "-o", "json"])
+        .assert_success();
+    let list: serde_json::Value = serde_json::from_str(&out).expect("history json");
+    list.as_array().cloned().unwrap_or_default()
+}
+
+/// The phase of revision `revision` of `service`.
+fn phase(lab: &Lab, service: &str, revision: u64) -> String {
+    history(lab, service)
+        .iter()
+        .find(|d| d["revision"] == revision)
+        .and_then(|d| d["status"]["phase"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Copies berth-bench onto `host`, where the lab's root can run it.
+fn install_bench(lab: &Lab, host: &str) -> &'static str {
+    const PATH: &str = "/usr/local/bin/berth-bench";
+    lab.copy_in(host, &berth_harness::bin_dir().join("berth-bench"), PATH);
+    lab.exec(host, &["chmod", "0755", PATH]).assert_success();
+    PATH
+}
+
+/// The JSON summary line of a `berth-bench load` run.
+fn summary(run: &Run) -> serde_json::Value {
+    let out = run.assert_success();
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("load summary {last:?}: {e}"))
+}
+
+/// The bodies a load saw.
+fn bodies(summary: &serde_json::Value) -> BTreeSet<String> {
+    summary["bodies"]
+        .as_object()
+        .map(|b| b.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Where `pod` runs and its container's main PID there.
+fn pod_pid(lab: &Lab, pod: &str) -> (String, String) {
+    let node = pods_of(lab, pod.rsplit_once('-').map_or(pod, |(s, _)| s))
+        .into_iter()
+        .find(|(name, ..)| name == pod)
+        .map(|(_, node, ..)| node)
+        .expect("the pod has a node");
+    let service = pod.rsplit_once('-').map_or(pod, |(s, _)| s);
+    let pid = lab
+        .exec(
+            &node,
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.Pid}}",
+                &format!("berth.{pod}.{service}"),
+            ],
+        )
+        .assert_success()
+        .trim()
+        .to_owned();
+    (node, pid)
+}
+
+/// Runs `change` while two loads of `rate` req/s for `seconds` run: one
+/// through the router on h1, one through the client pod's link to web
+/// (from inside its network namespace). Answers both summaries.
+fn under_load(
+    lab: &Lab,
+    bench_router: &str,
+    client: (&str, &str, &str),
+    seconds: u32,
+    change: impl FnOnce(),
+) -> (serde_json::Value, serde_json::Value) {
+    let (client_node, client_pid, bench_client) = client;
+    let rate = "100";
+    let seconds = seconds.to_string();
+    std::thread::scope(|scope| {
+        let routed = scope.spawn(|| {
+            lab.exec(
+                "h1",
+                &[
+                    bench_router,
+                    "load",
+                    "--target",
+                    &format!("{ROUTER}:80"),
+                    "--host",
+                    "www.example.test",
+                    "--rate",
+                    rate,
+                    "--seconds",
+                    &seconds,
+                ],
+            )
+        });
+        let linked = scope.spawn(|| {
+            lab.exec(
+                client_node,
+                &[
+                    "nsenter",
+                    "-t",
+                    client_pid,
+                    "-n",
+                    bench_client,
+                    "load",
+                    "--target",
+                    "127.0.0.1:8080",
+                    "--host",
+                    "web",
+                    "--rate",
+                    rate,
+                    "--seconds",
+                    &seconds,
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        change();
+        (
+            summary(&routed.join().expect("router load")),
+            summary(&linked.join().expect("link load")),
+        )
+    })
+}
+
+/// What `n` requests through the router answer.
+fn routed_answers(lab: &Lab, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .filter_map(|_| {
+            let run = lab.exec(
+                "h1",
+                &[
+                    "curl",
+                    "-sf",
+                    "--max-time",
+                    "5",
+                    "-H",
+                    "Host: www.example.test",
+                    &format!("http://{ROUTER}/"),
+                ],
+            );
+            run.success().then(|| run.stdout().trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn deployments_roll_out_and_back_under_load_without_a_failed_request() {
+    let lab = boot("deploy-load", 3);
+    start_router(&lab);
+    run_web(&lab, "web", 4, &[]);
+    lab.berth("h1", &["route", "add", "web", "www.example.test"])
+        .assert_success();
+    lab.berth(
+        "h1",
+        &[
+            "run",
+            "client",
+            "--image",
+            "local/busybox",
+            "--link",
+            "web:8080",
+            "--",
+            "sleep",
+            "100000",
+        ],
+    )
+    .assert_success();
+    lab.eventually(
+        Duration::from_secs(90),
+        "4 web replicas and the client",
+        || (ready(&lab, "web", 1) == 4 && ready(&lab, "client", 1) == 1).then_some(()),
+    );
+    lab.eventually(Duration::from_secs(30), "v1 routed", || {
+        (routed_answers(&lab, 3) == BTreeSet::from(["v1".to_owned()])).then_some(())
+    });
+    let bench_router = install_bench(&lab, "h1");
+    let (client_node, client_pid) = pod_pid(&lab, "client-0");
+    let bench_client = install_bench(&lab, &client_node);
+    let client = (client_node.as_str(), client_pid.as_str(), bench_client);
+
+    // An image trigger, so that the undo below has one to turn off.
+    lab.berth(
+        "h1",
+        &[
+            "set",
+            "triggers",
+            "web",
+            "--auto",
+            "--from-image",
+            "web:latest",
+        ],
+    )
+    .assert_success();
+
+    // 1. A new image, rolled out under load through the router and the link.
+    let (routed, linked) = under_load(&lab, bench_router, client, 40, || {
+        let set = lab
+            .berth("h1", &["set", "image", "web", "local/web:v2"])
+            .assert_success();
+        assert!(set.contains("revision 2"), "{set}");
+        lab.berth(
+            "h1",
+            &["rollout", "status", "web", "-w", "--timeout", "60s"],
+        )
+        .assert_success();
+    });
+    eprintln!("rollout: routed {routed}\nlinked {linked}");
+    for load in [&routed, &linked] {
+        assert_eq!(load["failed"], 0, "requests failed: {load}");
+        assert!(load["sent"].as_u64().unwrap_or_default() >= 3900, "{load}");
+        let seen = bodies(load);
+        assert!(
+            seen.contains("v2"),
+            "the new version never answered: {load}"
+        );
+        assert!(
+            seen.is_subset(&BTreeSet::from(["v1".into(), "v2".into()])),
+            "{load}"
+        );
+    }
+    assert_eq!(routed_answers(&lab, 10), BTreeSet::from(["v2".to_owned()]));
+    let pods = pods_of(&lab, "web");
+    assert_eq!(pods.len(), 4, "{pods:?}");
+    assert!(
+        pods.iter().all(|(_, _, revision, _)| *revision == 2),
+        "{pods:?}"
+    );
+
+    // 2. History with causes; undo to revision 1, under load again.
+    let shown = lab
+        .berth("h1", &["rollout", "history", "web"])
+        .assert_success();
+    eprintln!("{shown}");
+    let revisions = history(&lab, "web");
+    assert_eq!(revisions.len(), 2, "{shown}");
+    assert_eq!(revisions[1]["cause"]["type"], "configChange", "{shown}");
+    assert_eq!(revisions[1]["status"]["phase"], "Complete", "{shown}");
+    let mut undo_out = String::new();
+    let (routed, linked) = under_load(&lab, bench_router, client, 40, || {
+        undo_out = lab
+            .berth("h1", &["rollout", "undo", "web"])
+            .assert_success();
+        lab.berth(
+            "h1",
+            &["rollout", "status", "web", "-w", "--timeout", "60s"],
+        )
+        .assert_success();
+    });
+    eprintln!("undo: {undo_out}\nrouted {routed}\nlinked {linked}");
+    assert!(
+        undo_out.contains("revision 3 (rollback to 1)"),
+        "{undo_out}"
+    );
+    assert!(undo_out.contains("image triggers turned off"), "{undo_out}");
+    assert!(undo_out.contains("web:latest -> web"), "{undo_out}");
+    for load in [&routed, &linked] {
+        assert_eq!(load["failed"], 0, "requests failed: {load}");
+    }
+    assert_eq!(routed_answers(&lab, 10), BTreeSet::from(["v1".to_owned()]));
+    let revisions = history(&lab, "web");
+    assert_eq!(revisions[2]["cause"]["type"], "rollback");
+    assert_eq!(revisions[2]["cause"]["toRevision"], 1);
+    let service = lab
+        .berth("h1", &["describe", "web", "-o", "json"])
+        .assert_success();
+    assert!(service.contains("\"automatic\": false"), "{service}");
+
+    // 8. A change that drops the routed port is refused, naming the route.
+    let refused = lab.sh(
+        "h1",
+        "set -e
+         auth=\"Authorization: Bearer $(cat /var/lib/berth/master/admin.token)\"
+         url=https://h1:7443/v1/services/web
+         curl -sf --cacert /var/lib/berth/master/ca.crt -H \"$auth\" $url >/tmp/web.json
+         python3 -c 'import json; s = json.load(open(\"/tmp/web.json\")); s[\"template\"][\"containers\"][0][\"ports\"] = []; json.dump(s, open(\"/tmp/web.json\", \"w\"))'
+         curl -s -o /dev/stderr -w '%{http_code}' --cacert /var/lib/berth/master/ca.crt -H \"$auth\" \
+           -H 'Content-Type: application/json' -X PUT --data @/tmp/web.json $url",
+    );
+    eprintln!("refused: {} {}", refused.stdout(), refused.stderr());
+    assert_eq!(refused.stdout().trim(), "409", "{}", refused.stderr());
+    assert!(
+        refused
+            .stderr()
+            .contains("drops port 8080, which route web uses"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(history(&lab, "web").len(), 3, "nothing was recorded");
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn deployments_that_never_get_ready_roll_back_by_themselves_and_a_failing_hook_aborts() {
+    let lab = boot("deploy-fail", 3);
+    run_web(
+        &lab,
+        "flaky",
+        2,
+        &["--progress-deadline", "20", "--auto-rollback"],
+    );
+    lab.eventually(Duration::from_secs(90), "2 replicas ready", || {
+        (ready(&lab, "flaky", 1) == 2).then_some(())
+    });
+
+    // 3. A readiness probe that never passes.
+    let set = Instant::now();
+    lab.berth("h1", &["set", "probe", "flaky", "--readiness", "tcp:9999"])
+        .assert_success();
+    let watch = std::thread::scope(|scope| {
+        let watch = scope.spawn(|| {
+            lab.berth(
+                "h1",
+                &["rollout", "status", "flaky", "-w", "--timeout", "60s"],
+            )
+        });
+        // The old pods never drop below replicas - maxUnavailable (2 - 0).
+        while !watch.is_finished() {
+            let old = ready(&lab, "flaky", 1);
+            assert!(
+                old >= 2,
+                "only {old} old pods ready: {:?}",
+                pods_of(&lab, "flaky")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        watch.join().expect("rollout status")
+    });
+    let failed_after = set.elapsed();
+    let message = watch.assert_failure();
+    eprintln!("rollout status after {failed_after:?}: {message}");
+    assert!(message.contains("failed"), "{message}");
+    assert!(failed_after < Duration::from_secs(25), "{failed_after:?}");
+    let revisions = history(&lab, "flaky");
+    assert_eq!(revisions[1]["status"]["phase"], "Failed");
+    let reason = revisions[1]["status"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("no progress for 20s"), "{reason}");
+    assert!(reason.contains("rolled back to revision 1"), "{reason}");
+    assert_eq!(revisions[2]["cause"]["type"], "rollback");
+    assert_eq!(revisions[2]["cause"]["automatic"], true);
+    lab.eventually(Duration::from_secs(30), "revision 3 complete", || {
+        (phase(&lab, "flaky", 3) == "Complete").then_some(())
+    });
+    let pods = pods_of(&lab, "flaky");
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    assert!(!lab.events("RolloutFailed").is_empty());
+    lab.berth("h1", &["rollout", "status", "flaky"])
+        .assert_success();
+
+    // 6. A pre hook that fails, with abort: the old revision serves on.
+    lab.berth(
+        "h1",
+        &[
+            "set",
+            "hook",
+            "flaky",
+            "pre",
+            "--image",
+            "local/busybox",
+            "--policy",
+            "abort",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    )
+    .assert_success();
+    lab.berth("h1", &["set", "image", "flaky", "local/web:v2"])
+        .assert_success();
+    let message = lab
+        .berth(
+            "h1",
+            &["rollout", "status", "flaky", "-w", "--timeout", "60s"],
+        )
+        .assert_failure();
+    eprintln!("{message}");
+    let revisions = history(&lab, "flaky");
+    let last = revisions.last().expect("a revision");
+    assert_eq!(last["revision"], 4);
+    assert_eq!(last["status"]["phase"], "Failed");
+    let reason = last["status"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("pre hook job flaky-4-pre failed"),
+        "{reason}"
+    );
+    let pods = pods_of(&lab, "flaky");
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    assert!(
+        pods.iter().all(|(_, _, r, ready)| *r == 3 && *ready),
+        "{pods:?}"
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn deployments_recreate_a_stateful_pod_in_place_and_a_canary_waits_for_promotion() {
+    let lab = boot("deploy-place", 3);
+
+    // 4. A stateful service with a named volume.
+    run_web(&lab, "db", 1, &["--stateful", "-v", "data:/data"]);
+    lab.eventually(Duration::from_secs(60), "db ready", || {
+        (ready(&lab, "db", 1) == 1).then_some(())
+    });
+    let (node, _) = pod_pid(&lab, "db-0");
+    lab.exec(
+        &node,
+        &[
+            "docker",
+            "exec",
+            "berth.db-0.db",
+            "sh",
+            "-c",
+            "echo kept > /data/file",
+        ],
+    )
+    .assert_success();
+    lab.berth("h1", &["set", "image", "db", "local/web:v2"])
+        .assert_success();
+    lab.berth("h1", &["rollout", "status", "db", "-w", "--timeout", "60s"])
+        .assert_success();
+    let pods = pods_of(&lab, "db");
+    assert_eq!(pods, [("db-0".to_owned(), node.clone(), 2, true)]);
+    let image = lab
+        .exec(
+            &node,
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.Config.Image}}",
+                "berth.db-0.db",
+            ],
+        )
+        .assert_success();
+    assert_eq!(image.trim(), "local/web:v2");
+    let kept = lab
+        .exec(
+            &node,
+            &["docker", "exec", "berth.db-0.db", "cat", "/data/file"],
+        )
+        .assert_success();
+    assert_eq!(kept.trim(), "kept", "the volume's file is still there");
+
+    // 5. A canary: one new pod beside the old ones, until promoted.
+    run_web(&lab, "shop", 3, &["--canary", "1"]);
+    lab.eventually(Duration::from_secs(60), "shop ready", || {
+        (ready(&lab, "shop", 1) == 3).then_some(())
+    });
+    lab.berth("h1", &["set", "image", "shop", "local/web:v2"])
+        .assert_success();
+    lab.eventually(Duration::from_secs(60), "the canary ready", || {
+        (ready(&lab, "shop", 2) == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(ready(&lab, "shop", 1), 3, "{:?}", pods_of(&lab, "shop"));
+    assert_eq!(
+        pods_of(&lab, "shop").len(),
+        4,
+        "{:?}",
+        pods_of(&lab, "shop")
+    );
+    let status = lab
+        .berth("h1", &["rollout", "status", "shop"])
+        .assert_success();
+    assert!(
+        status.contains("waiting for berth rollout promote"),
+        "{status}"
+    );
+    lab.berth("h1", &["rollout", "promote", "shop"])
+        .assert_success();
+    lab.berth(
+        "h1",
+        &["rollout", "status", "shop", "-w", "--timeout", "90s"],
+    )
+    .assert_success();
+    let pods = pods_of(&lab, "shop");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    assert!(
+        pods.iter().all(|(_, _, r, ready)| *r == 2 && *ready),
+        "{pods:?}"
+    );
+}
