@@ -182,13 +182,16 @@ impl AssignmentIndex {
 }
 
 /// Whether a change leaves what a node runs as it was: the same pod on
-/// the same node, differing at most in the status the node itself reported.
+/// the same node, differing at most in the status the node itself reported
+/// and what the master derives from it (readiness, draining).
 fn same_assignment(before: Option<&ClusterPod>, after: Option<&ClusterPod>) -> bool {
     match (before, after) {
         (None, None) => true,
         (Some(before), Some(after)) => {
             let mut before = before.clone();
             before.status.clone_from(&after.status);
+            before.ready_since_ms = after.ready_since_ms;
+            before.draining_since_ms = after.draining_since_ms;
             before == *after
         }
         _ => false,

@@ -12,7 +12,8 @@ use super::change::Change;
 /// `node` (its stored object, if it has one), and the status of each of
 /// `pods` (the stored pods its report names) that is assigned to it and
 /// whose status differs. A pod no longer assigned to it is not its to
-/// report on. A pod that turns ready is marked ready since `now_ms`.
+/// report on, nor is a spec it no longer has. A pod that turns ready is
+/// marked ready since `now_ms`.
 pub fn plan_heartbeat(
     name: &str,
     beat: &Heartbeat,
@@ -35,6 +36,12 @@ pub fn plan_heartbeat(
             continue;
         };
         if pod.object.node.as_deref() != Some(name) || pod.object.status.as_ref() == Some(status) {
+            continue;
+        }
+        // A report of the spec the pod had before it was replaced in place
+        // (a recreate rollout) says nothing of the new one: the node has
+        // not got to it yet.
+        if status.spec != pod.object.spec.clone().redacted() {
             continue;
         }
         let mut updated = pod.object.clone();

@@ -134,7 +134,7 @@ impl Resource for Service {
                 problems.push(
                     "template.containers",
                     format!(
-                        "drops port {}, which route {} uses (force it with --force: the route breaks)",
+                        "drops port {}, which route {} uses (forcing the change breaks the route)",
                         port.unwrap_or_default(),
                         reference_from(project, &route.name)
                     ),
@@ -148,7 +148,7 @@ impl Resource for Service {
                     problems.push(
                         "template.containers",
                         format!(
-                            "drops port {}, which the link from service {} uses (force it with --force: the link breaks)",
+                            "drops port {}, which the link from service {} uses (forcing the change breaks the link)",
                             link.port,
                             reference_from(project, &service.name)
                         ),
