@@ -410,6 +410,7 @@ impl RunArgs {
     pub fn service(&self) -> Service {
         Service {
             name: self.name.clone(),
+            labels: Default::default(),
             replicas: self.replicas,
             stateful: self.stateful,
             node_selector: self.node_selector.iter().cloned().collect(),

@@ -176,7 +176,9 @@ pub async fn create<R: Resource>(
 
 /// `PUT /v1/<kind>/{name}`: replaces the object in one commit, so watchers
 /// never see it missing; with [`Update::IfUnchanged`], only if nobody
-/// changed it since the `resourceVersion` the body carries.
+/// changed it since the `resourceVersion` the body carries. Secrets sent
+/// blank keep their stored values; an object equal to the stored one is
+/// answered as it is, unwritten.
 pub async fn update<R: Resource>(
     State(state): State<AppState>,
     Named { project, name }: Named,
@@ -202,6 +204,12 @@ pub async fn update<R: Resource>(
     object.validate(&settings).map_err(invalid::<R>)?;
     let object = object.qualified(&project.name);
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
+    let object = object.with_secrets_from(&current.object);
+    // The same object again writes nothing: no new revision, no event,
+    // nothing for watchers (`berth apply` of an unchanged file).
+    if object == current.object {
+        return Ok(Json(shown(current)));
+    }
     require_admitted(&state, &object).await?;
     let expected = expected.unwrap_or(current.resource_version);
     let (ops, taken) = resource::update_ops(&current.object, &object, expected);
