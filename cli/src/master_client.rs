@@ -412,6 +412,18 @@ impl MasterClient {
             .await
     }
 
+    /// `PUT /v1/services/{name}`, if nobody changed it since it was read;
+    /// secret values sent blank keep their stored values, and a service
+    /// equal to the stored one is answered unwritten (same revision).
+    pub async fn replace_service(
+        &self,
+        service: &Versioned<Service>,
+    ) -> Result<Versioned<Service>, Error> {
+        let name = service.object.name.clone();
+        self.call(Method::PUT, &["services", &name], Some(service))
+            .await
+    }
+
     /// `DELETE /v1/services/{name}`: the service as it was; its pods go too.
     pub async fn delete_service(&self, name: &str) -> Result<Versioned<Service>, Error> {
         self.call(Method::DELETE, &["services", name], None::<&()>)
