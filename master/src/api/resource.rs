@@ -205,13 +205,15 @@ pub async fn update<R: Resource>(
     let object = object.qualified(&project.name);
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
     let object = object.with_secrets_from(&current.object);
-    // The same object again writes nothing: no new revision, no event,
-    // nothing for watchers (`berth apply` of an unchanged file).
-    if object == current.object {
+    let expected = expected.unwrap_or(current.resource_version);
+    // The same object again, at the revision stored, writes nothing: no
+    // new revision, no event, nothing for watchers (`berth apply` of a
+    // file whose only news could be secrets). A stale revision is still
+    // refused below.
+    if object == current.object && expected == current.resource_version {
         return Ok(Json(shown(current)));
     }
     require_admitted(&state, &object).await?;
-    let expected = expected.unwrap_or(current.resource_version);
     let (ops, taken) = resource::update_ops(&current.object, &object, expected);
     require_free(&state, &object, &taken).await?;
     let revision = state
