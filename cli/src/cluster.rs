@@ -52,7 +52,8 @@ pub enum ClusterCommand {
     #[command(after_help = "Examples:\n  \
         berth describe web                   the service web\n  \
         berth describe pod web-0             its first pod\n  \
-        berth describe service web -o json")]
+        berth describe service web -o json\n  \
+        berth describe service web -o yaml > web.yaml   a document for berth apply")]
     Describe(DescribeArgs),
     /// Move a pod to another node (the only way a stateful pod moves).
     ///
@@ -191,10 +192,21 @@ pub struct MoveArgs {
 #[error("invalid service")]
 pub struct InvalidService(pub ValidationErrors);
 
-/// What `berth describe -o json|yaml` prints.
+/// What `berth describe service -o json|yaml` prints: an apply document
+/// (`kind: Service`, its revision, its fields), with its pods under
+/// `status`, which `berth apply` ignores, as it does `resourceVersion`.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Description {
+    kind: &'static str,
+    #[serde(flatten)]
     service: Versioned<Service>,
+    status: ServiceStatus,
+}
+
+/// The part of a described service that the master reports.
+#[derive(Debug, Serialize)]
+struct ServiceStatus {
     pods: Vec<Versioned<ClusterPod>>,
 }
 
@@ -397,12 +409,16 @@ async fn describe_service(client: &MasterClient, name: &str, format: Format) -> 
         .filter(|pod| pod.object.service.as_deref() == Some(name))
         .map(|pod| pod.map(ClusterPod::redacted))
         .collect();
-    let description = Description { service, pods };
+    let description = Description {
+        kind: "Service",
+        service,
+        status: ServiceStatus { pods },
+    };
     match output::structured(format, &description)? {
         Some(text) => output::print(&text),
         None => output::print(&output::service_details(
             &description.service,
-            &description.pods,
+            &description.status.pods,
         )),
     }
 }
@@ -413,6 +429,7 @@ impl RunArgs {
     pub fn service(&self) -> Service {
         Service {
             name: self.name.clone(),
+            labels: Default::default(),
             replicas: self.replicas,
             stateful: self.stateful,
             node_selector: self.node_selector.iter().cloned().collect(),

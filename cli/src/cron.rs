@@ -115,6 +115,7 @@ impl CreateCronArgs {
     fn cron_job(&self) -> CronJob {
         CronJob {
             name: self.name.clone(),
+            labels: Default::default(),
             schedule: self.schedule.clone(),
             timezone: self.timezone.clone(),
             concurrency: match self.concurrency {

@@ -145,6 +145,7 @@ impl RunJobArgs {
     fn job(&self) -> Job {
         Job {
             name: self.name.clone(),
+            labels: Default::default(),
             template: self.pod.pod(&self.name),
             completions: self.run.completions,
             parallelism: self.run.parallelism,

@@ -10,6 +10,7 @@ use berth_model::FieldError;
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod agent_client;
+mod apply;
 mod cluster;
 mod completions;
 mod config;
@@ -74,6 +75,46 @@ enum Command {
     /// Follow, pause, promote, cancel and undo a service's rollouts, and
     /// show its revisions.
     Rollout(rollout::RolloutArgs),
+    /// Make the cluster hold the objects of YAML or JSON files (services,
+    /// links, routes, jobs, cron jobs): new ones are created, changed ones
+    /// replaced, unchanged ones left alone; one line per object.
+    ///
+    /// Each document has `kind:` (Service, Link, Route, Job or CronJob)
+    /// and the object's fields, as `berth describe service NAME -o yaml`
+    /// prints them (`resourceVersion` and `status` are ignored). Every
+    /// document is checked first: if any is invalid, nothing is applied.
+    /// Secret values left blank (as describe shows them) keep their stored
+    /// values.
+    #[command(after_help = "Examples:\n  \
+        berth apply -f shop.yaml                         create or update what it declares\n  \
+        berth apply -f deploy/                           every *.yaml, *.yml and *.json in it\n  \
+        berth describe service web -o yaml | berth apply -f -   changes nothing\n  \
+        berth apply -f shop/ --prune -l app=shop         also remove app=shop objects no longer in shop/\n\n\
+        A document:\n  \
+        kind: Service\n  \
+        name: web\n  \
+        labels: {app: shop}\n  \
+        replicas: 2\n  \
+        template:\n    \
+          name: web\n    \
+          containers:\n    \
+          - name: web\n      \
+            image: local/busybox\n      \
+            args: [httpd, -f, -p, \"8080\"]\n      \
+            ports: [{containerPort: 8080, hostPort: 0}]\n  \
+        ---\n  \
+        kind: Link          # service web reaches db at 127.0.0.1:5432\n  \
+        service: web\n  \
+        target: db\n  \
+        port: 5432")]
+    Apply(apply::ApplyArgs),
+    /// What `berth apply` would change: a unified diff of each object that
+    /// would be created, changed or pruned (secret values never shown).
+    /// Exits 1 when there are differences, 0 when there are none.
+    #[command(after_help = "Examples:\n  \
+        berth diff -f shop.yaml\n  \
+        berth diff -f shop/ --prune -l app=shop   also what pruning would remove")]
+    Diff(apply::ApplyArgs),
     /// Users and robot accounts, each with a token of its own (the
     /// cluster's admin only).
     User(user::UserArgs),
@@ -136,6 +177,14 @@ fn main() -> ExitCode {
                 Ok(client) => rollout::run(&client, args.command).await,
                 Err(error) => Err(error),
             },
+            Command::Apply(args) => match cluster::client() {
+                Ok(client) => apply::apply(&client, &args).await,
+                Err(error) => Err(error),
+            },
+            Command::Diff(args) => match cluster::client() {
+                Ok(client) => apply::diff(&client, &args).await,
+                Err(error) => Err(error),
+            },
             Command::User(args) => match cluster::client() {
                 Ok(client) => user::run(&client, args.command).await,
                 Err(error) => Err(error),
@@ -172,7 +221,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `berth local logs -f | head` closes the pipe: nothing to report.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) if error.is::<AnswerIsNo>() => ExitCode::FAILURE,
+        Err(error) if error.is::<AnswerIsNo>() || error.is::<apply::Differences>() => {
+            ExitCode::FAILURE
+        }
         Err(error) => {
             report(&error);
             ExitCode::FAILURE

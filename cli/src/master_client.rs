@@ -414,6 +414,8 @@ impl MasterClient {
     }
 
     /// `PUT /v1/services/{name}`, if nobody changed it since it was read;
+    /// secret values sent blank keep their stored values, a service equal
+    /// to the stored one is answered unwritten (same revision), and
     /// `force` replaces it even if it breaks a route or link.
     pub async fn replace_service(
         &self,

@@ -1063,6 +1063,7 @@ solo    -         -        Unschedulable                                        
             resource_version: 12,
             object: Service {
                 name: "web".to_owned(),
+                labels: Default::default(),
                 replicas: 1,
                 stateful: true,
                 node_selector: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),

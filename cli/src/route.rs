@@ -110,6 +110,7 @@ impl AddArgs {
         };
         Ok(Route {
             name: self.name.clone().unwrap_or_else(|| self.service.clone()),
+            labels: Default::default(),
             service: self.service.clone(),
             host: self.hostname.clone().unwrap_or_default(),
             path: self.path.clone(),

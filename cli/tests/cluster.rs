@@ -593,7 +593,14 @@ fn service_pod_and_node_commands_use_their_routes() {
     let mut service = web_service();
     service["template"] = web_spec("web", "");
     let web_pods = pods_redacted().as_array().unwrap()[..2].to_vec();
-    assert_eq!(printed, json!({"service": service, "pods": web_pods}));
+    // An apply document: kind, revision and fields, pods as status.
+    let mut document = json!({"kind": "Service"});
+    document
+        .as_object_mut()
+        .unwrap()
+        .extend(service.as_object().unwrap().clone());
+    document["status"] = json!({"pods": web_pods});
+    assert_eq!(printed, document);
 
     let output = berth(&master, &home, &["describe", "web"]);
     assert!(output.status.success(), "{output:?}");

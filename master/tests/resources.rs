@@ -92,6 +92,23 @@ async fn services_are_created_once_updated_by_revision_and_redacted() {
         .admin(Method::PUT, "/v1/services/db", Some(update.clone()))
         .await;
     assert_eq!(status, 409, "{answer}");
+
+    // Sent back as shown (secrets blank), secrets keep their values: the
+    // full service with them is then the same object, and writes nothing.
+    let mut shown = updated.clone();
+    shown["replicas"] = json!(2);
+    let (status, rescaled) = master
+        .admin(Method::PUT, "/v1/services/db", Some(shown))
+        .await;
+    assert_eq!(status, 200, "{rescaled}");
+    let mut same = service("db", 2);
+    same["resourceVersion"] = rescaled["resourceVersion"].clone();
+    let (status, unwritten) = master
+        .admin(Method::PUT, "/v1/services/db", Some(same))
+        .await;
+    assert_eq!(status, 200, "{unwritten}");
+    assert_eq!(unwritten["resourceVersion"], rescaled["resourceVersion"]);
+
     let (status, answer) = master
         .admin(Method::PUT, "/v1/services/other", Some(update))
         .await;

@@ -81,6 +81,9 @@ pub enum NodeCondition {
 pub struct Service {
     /// The service's name, a DNS-1123 label; its pods are `<name>-<n>`.
     pub name: String,
+    /// Free `key: value` pairs, e.g. for `berth apply --prune -l KEY=VALUE`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// How many pods should run.
     pub replicas: u32,
     /// Never moved automatically: `berth move` moves its pods explicitly.
@@ -132,6 +135,7 @@ impl Service {
                 format!("must be at most {MAX_SERVICE_NAME_LEN} characters (pods add a suffix)"),
             );
         }
+        crate::labels::validate_labels("labels", &self.labels, &mut errors);
         if let Err(message) = validate_replicas(self.replicas) {
             errors.push("replicas", message);
         }
@@ -170,6 +174,15 @@ impl Service {
         for var in &mut self.publish {
             var.value.clear();
         }
+        self
+    }
+
+    /// The service with the secret values it was sent blank (as
+    /// [`Service::redacted`] shows them) taken from `stored`: its
+    /// template's secret variables and the values it publishes.
+    pub fn with_secrets_from(mut self, stored: &Service) -> Service {
+        self.template = self.template.with_secrets_from(&stored.template);
+        crate::status::restore_blank_values(&mut self.publish, &stored.publish);
         self
     }
 }
@@ -370,6 +383,27 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
         assert_eq!(shown.publish[0].name, "PASSWORD");
+    }
+
+    #[test]
+    fn a_redacted_service_sent_back_keeps_its_secrets() {
+        let stored = service(serde_json::json!({
+            "publish": [{"name": "PASSWORD", "value": "s3cret"}],
+        }));
+        let mut sent = stored.clone().redacted();
+        sent.replicas = 5;
+        let kept = sent.with_secrets_from(&stored);
+        assert_eq!(kept.template, stored.template);
+        assert_eq!(kept.publish, stored.publish);
+        assert_eq!(kept.replicas, 5);
+
+        // A new value wins; a variable the stored service lacks stays blank.
+        let mut changed = stored.clone().redacted();
+        changed.template.containers[0].secret_env[0].value = "new".into();
+        changed.publish.push(EnvVar::new("TOKEN", ""));
+        let kept = changed.with_secrets_from(&stored);
+        assert_eq!(kept.template.containers[0].secret_env[0].value, "new");
+        assert_eq!(kept.publish[1].value, "");
     }
 
     #[test]

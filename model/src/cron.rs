@@ -52,6 +52,9 @@ pub enum Concurrency {
 pub struct CronJob {
     /// Its name, a DNS label of at most [`MAX_CRON_NAME_LEN`].
     pub name: String,
+    /// Free `key: value` pairs, e.g. for `berth apply --prune -l KEY=VALUE`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: crate::labels::Labels,
     /// Standard 5-field cron (`*/5 * * * *`), or 6 fields with seconds
     /// first (`*/10 * * * * *`).
     pub schedule: String,
@@ -153,6 +156,7 @@ impl CronJob {
                 }
             }
         }
+        crate::labels::validate_labels("labels", &self.labels, &mut errors);
         errors.into_result()
     }
 
@@ -216,6 +220,9 @@ impl CronJob {
     pub fn job_at(&self, slot_ms: u64) -> Job {
         Job {
             name: format!("{}-{}", self.name, slot_ms / 1000),
+            // Not the cron job's: a pruning `berth apply` must not take
+            // its runs for objects the files dropped.
+            labels: Default::default(),
             template: self.template.clone(),
             completions: self.completions,
             parallelism: self.parallelism,
@@ -233,6 +240,13 @@ impl CronJob {
     /// The cron job as users see it: secret values blanked.
     pub fn redacted(mut self) -> CronJob {
         self.template = self.template.redacted();
+        self
+    }
+
+    /// The cron job with the secret values it was sent blank taken from
+    /// `stored` (see [`Pod::with_secrets_from`]).
+    pub fn with_secrets_from(mut self, stored: &CronJob) -> CronJob {
+        self.template = self.template.with_secrets_from(&stored.template);
         self
     }
 }

@@ -62,6 +62,9 @@ impl Priority {
 pub struct Job {
     /// Its name, a DNS label; its pods are `<name>-<n>`.
     pub name: String,
+    /// Free `key: value` pairs, e.g. for `berth apply --prune -l KEY=VALUE`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: crate::labels::Labels,
     /// The pod each attempt runs; its name is replaced per attempt and its
     /// restart policy is `no`.
     pub template: Pod,
@@ -217,6 +220,7 @@ impl Job {
             }
         }
         self.template.validate_as_template(&self.name, &mut errors);
+        crate::labels::validate_labels("labels", &self.labels, &mut errors);
         errors.into_result()
     }
 

@@ -13,6 +13,9 @@ use crate::validation::ValidationErrors;
 /// Longest hostname DNS allows.
 pub const MAX_HOSTNAME_LEN: usize = 253;
 
+/// What a route's private key reads as for everyone but routers.
+pub const REDACTED_KEY: &str = "(redacted)";
+
 /// Longest path a route may match on.
 pub const MAX_PATH_LEN: usize = 1024;
 
@@ -59,6 +62,9 @@ pub struct RouteTls {
 pub struct Route {
     /// The route's name, a DNS-1123 label.
     pub name: String,
+    /// Free `key: value` pairs, e.g. for `berth apply --prune -l KEY=VALUE`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: crate::labels::Labels,
     /// The service whose ready endpoints receive the traffic.
     pub service: String,
     /// The DNS name clients use. Empty when creating means "generate
@@ -110,7 +116,21 @@ impl Route {
     /// routers.
     pub fn redacted(mut self) -> Self {
         if let Some(key) = self.tls.as_mut().and_then(|t| t.key.as_mut()) {
-            *key = "(redacted)".to_owned();
+            *key = REDACTED_KEY.to_owned();
+        }
+        self
+    }
+
+    /// The route with the key [`Route::redacted`] blanked taken from
+    /// `stored`, so a shown route sent back keeps its key.
+    pub fn with_secrets_from(mut self, stored: &Route) -> Self {
+        if let (Some(key), Some(old)) = (
+            self.tls.as_mut().and_then(|t| t.key.as_mut()),
+            stored.tls.as_ref().and_then(|t| t.key.as_ref()),
+        ) {
+            if key == REDACTED_KEY {
+                key.clone_from(old);
+            }
         }
         self
     }
@@ -170,6 +190,7 @@ impl Route {
                 }
             },
         }
+        crate::labels::validate_labels("labels", &self.labels, &mut errors);
         errors.into_result()
     }
 }
@@ -236,6 +257,7 @@ mod tests {
     fn route() -> Route {
         Route {
             name: "www".into(),
+            labels: Default::default(),
             service: "web".into(),
             host: "www.example.test".into(),
             path: "/".into(),

@@ -136,6 +136,32 @@ impl Pod {
         }
         pod
     }
+
+    /// The pod with each secret value it was sent blank taken from
+    /// `stored`'s variable of the same container and name: what
+    /// [`Pod::redacted`] blanked comes back unchanged when a user sends a
+    /// shown object again (`berth describe -o yaml | berth apply -f -`).
+    /// A secret that is truly meant to be empty cannot be told apart, and
+    /// keeps its stored value too.
+    pub fn with_secrets_from(mut self, stored: &Pod) -> Pod {
+        for container in &mut self.containers {
+            let Some(old) = stored.containers.iter().find(|c| c.name == container.name) else {
+                continue;
+            };
+            restore_blank_values(&mut container.secret_env, &old.secret_env);
+        }
+        self
+    }
+}
+
+/// Fills each blank value of `vars` from the variable of the same name in
+/// `stored`.
+pub fn restore_blank_values(vars: &mut [crate::pod::EnvVar], stored: &[crate::pod::EnvVar]) {
+    for var in vars.iter_mut().filter(|v| v.value.is_empty()) {
+        if let Some(old) = stored.iter().find(|o| o.name == var.name) {
+            var.value.clone_from(&old.value);
+        }
+    }
 }
 
 impl PodStatus {

@@ -188,6 +188,7 @@ mod tests {
     fn route(name: &str, host: &str, path: &str) -> Route {
         Route {
             name: name.into(),
+            labels: Default::default(),
             service: "web".into(),
             host: host.into(),
             path: path.into(),

@@ -56,6 +56,7 @@ fn certificate(dir: &Path, host: &str) -> (String, String) {
 fn route(name: &str, host: &str, tls: Option<RouteTls>) -> Route {
     Route {
         name: name.into(),
+        labels: Default::default(),
         service: "web".into(),
         host: host.into(),
         path: "/".into(),

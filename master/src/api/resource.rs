@@ -179,7 +179,9 @@ pub async fn create<R: Resource>(
 
 /// `PUT /v1/<kind>/{name}`: replaces the object in one commit, so watchers
 /// never see it missing; with [`Update::IfUnchanged`], only if nobody
-/// changed it since the `resourceVersion` the body carries.
+/// changed it since the `resourceVersion` the body carries. Secrets sent
+/// blank keep their stored values; an object equal to the stored one is
+/// answered as it is, unwritten.
 pub async fn update<R: Resource>(
     State(state): State<AppState>,
     Named { project, name }: Named,
@@ -206,6 +208,15 @@ pub async fn update<R: Resource>(
     object.validate(&settings).map_err(invalid::<R>)?;
     let object = object.qualified(&project.name);
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
+    let object = object.with_secrets_from(&current.object);
+    let expected = expected.unwrap_or(current.resource_version);
+    // The same object again, at the revision stored, writes nothing: no
+    // new revision, no event, nothing for watchers (`berth apply` of a
+    // file whose only news could be secrets). A stale revision is still
+    // refused below.
+    if object == current.object && expected == current.resource_version {
+        return Ok(Json(shown(current)));
+    }
     if !query.force {
         object
             .check_replacement(&current.object, state.store.as_ref())
@@ -214,7 +225,6 @@ pub async fn update<R: Resource>(
             .map_err(ApiFailure::conflicts)?;
     }
     require_admitted(&state, &object).await?;
-    let expected = expected.unwrap_or(current.resource_version);
     let (mut ops, taken) = resource::update_ops(&current.object, &object, expected);
     require_free(&state, &object, &taken).await?;
     let by = project.caller.to_string();

@@ -37,6 +37,7 @@ pub fn service(name: &str, replicas: u32, stateful: bool) -> Versioned<Service> 
         resource_version: 1,
         object: Service {
             name: name.into(),
+            labels: Default::default(),
             replicas,
             stateful,
             node_selector: BTreeMap::new(),

@@ -41,4 +41,8 @@ impl Resource for CronJob {
     fn redacted(self) -> Self {
         CronJob::redacted(self)
     }
+
+    fn with_secrets_from(self, stored: &Self) -> Self {
+        CronJob::with_secrets_from(self, stored)
+    }
 }

@@ -104,6 +104,14 @@ pub trait Resource:
     /// The object as users see it: secrets blanked.
     fn redacted(self) -> Self;
 
+    /// The object sent to replace `stored`, with the secrets it was sent
+    /// blank (as [`Resource::redacted`] shows them) kept from `stored`, so
+    /// that an object read and sent back (`berth describe -o yaml`, then
+    /// `berth apply`) never wipes them. The one place this is decided.
+    fn with_secrets_from(self, _stored: &Self) -> Self {
+        self
+    }
+
     /// Keys the object holds exclusively besides its own (a route's host
     /// and path). They are created, moved and deleted in the same commit as
     /// the object, so two objects never hold one.

@@ -60,6 +60,10 @@ impl Resource for Route {
         Route::redacted(self)
     }
 
+    fn with_secrets_from(self, stored: &Self) -> Self {
+        Route::with_secrets_from(self, stored)
+    }
+
     fn claims(&self) -> Vec<String> {
         vec![objects::key(
             ROUTE_CLAIMS,

@@ -41,6 +41,10 @@ impl Resource for Service {
         Service::redacted(self)
     }
 
+    fn with_secrets_from(self, stored: &Self) -> Self {
+        Service::with_secrets_from(self, stored)
+    }
+
     /// Linked-to services must exist when the links are made, as with
     /// `POST .../links` (they may go away later: a link then has no
     /// endpoints).

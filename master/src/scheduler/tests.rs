@@ -499,6 +499,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
     };
     let service = Service {
         name: "shop".to_owned(),
+        labels: Default::default(),
         replicas: 2,
         stateful: false,
         node_selector: BTreeMap::from([("zone".to_owned(), "eu".to_owned())]),

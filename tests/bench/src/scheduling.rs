@@ -239,6 +239,7 @@ fn service(s: usize, name: &str, template: &Pod) -> Service {
     };
     Service {
         name: name.to_owned(),
+        labels: Default::default(),
         replicas: REPLICAS as u32,
         stateful: false,
         node_selector,

@@ -455,7 +455,13 @@ fn deployments_that_never_get_ready_roll_back_by_themselves_and_a_failing_hook_a
     lab.berth("h1", &["rollout", "status", "flaky"])
         .assert_success();
 
-    // 6. A pre hook that fails, with abort: the old revision serves on.
+    // 6. A pre hook that fails, with abort: the old revision serves on
+    // (without autoRollback, so that nothing but the hook decides).
+    lab.berth(
+        "h1",
+        &["set", "strategy", "flaky", "--auto-rollback", "false"],
+    )
+    .assert_success();
     lab.berth(
         "h1",
         &[

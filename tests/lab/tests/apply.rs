@@ -1,0 +1,202 @@
+//! `berth apply -f` and `berth diff -f` on a real cluster: a file of a
+//! service, a link and a route creates all three; applied again, or
+//! applied back from `berth describe service web -o yaml`, it changes
+//! nothing (no write, no audit event, the same resourceVersion); edited,
+//! `berth diff` shows the change and applying it replaces only the
+//! changed service; and a file with a bad document is refused, naming
+//! the file, the document and the field, with nothing applied.
+//!
+//! Root only: run with
+//! `cargo test -p berth-lab-tests --test apply -- --ignored --nocapture`.
+
+use std::time::Duration;
+
+use berth_harness::Lab;
+use serde_json::Value;
+
+/// A service, a link from it to `db`, and a route to it.
+const SHOP: &str = "\
+kind: Service
+name: web
+labels: {app: shop}
+replicas: 1
+template:
+  name: web
+  containers:
+  - name: web
+    image: local/busybox
+    command: [sleep, '100000']
+    env:
+    - {name: MODE, value: one}
+---
+kind: Link
+service: web
+target: db
+port: 5432
+---
+kind: Route
+name: www
+labels: {app: shop}
+service: web
+host: www.shop.test
+";
+
+/// Writes `text` to `path` on h1.
+fn write(lab: &Lab, path: &str, text: &str) {
+    lab.sh("h1", &format!("cat > {path} <<'EOF'\n{text}EOF\n"))
+        .assert_success();
+}
+
+/// `berth describe service NAME -o json`.
+fn described(lab: &Lab, name: &str) -> Value {
+    lab.berth("h1", &["describe", "service", name, "-o", "json"])
+        .json()
+}
+
+/// The service's resourceVersion, which every write of it changes.
+fn revision(lab: &Lab, name: &str) -> u64 {
+    described(lab, name)["resourceVersion"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} has no resourceVersion"))
+}
+
+/// Every change made through the API, as `berth events` shows it.
+fn audits(lab: &Lab) -> Vec<String> {
+    lab.events("Audit")
+        .iter()
+        .map(|e| format!("{} {}", e["object"], e["reason"]))
+        .collect()
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn apply_creates_then_changes_only_what_the_files_change() {
+    let lab = Lab::up("apply-shop", 1);
+    lab.berth(
+        "h1",
+        &[
+            "run",
+            "db",
+            "--image",
+            "local/busybox",
+            "--",
+            "sleep",
+            "100000",
+        ],
+    )
+    .assert_success();
+    write(&lab, "/tmp/shop.yaml", SHOP);
+
+    let first = lab.berth("h1", &["apply", "-f", "/tmp/shop.yaml"]);
+    assert_eq!(
+        first.assert_success(),
+        "service/web created\nlink/web->db:5432 created\nroute/www created\n"
+    );
+    let web = described(&lab, "web");
+    assert_eq!(web["links"][0]["service"], "db", "{web}");
+    assert_eq!(web["labels"]["app"], "shop", "{web}");
+    let routes = lab.berth("h1", &["route", "ls"]).assert_success();
+    assert!(routes.contains("www.shop.test"), "{routes}");
+    lab.eventually(Duration::from_secs(60), "web-0 running", || {
+        (lab.pod("web-0")?["status"]["phase"] == "Running").then_some(())
+    });
+
+    // Applied again, and applied back from describe: nothing is written.
+    let (web_before, db_before, audits_before) =
+        (revision(&lab, "web"), revision(&lab, "db"), audits(&lab));
+    let again = lab.berth("h1", &["apply", "-f", "/tmp/shop.yaml"]);
+    assert_eq!(
+        again.assert_success(),
+        "service/web unchanged\nlink/web->db:5432 unchanged\nroute/www unchanged\n"
+    );
+    let shown = lab
+        .berth("h1", &["describe", "service", "web", "-o", "yaml"])
+        .assert_success();
+    write(&lab, "/tmp/web.yaml", &shown);
+    let back = lab.berth("h1", &["apply", "-f", "/tmp/web.yaml"]);
+    assert_eq!(back.assert_success(), "service/web unchanged\n");
+    let unchanged = lab.berth("h1", &["diff", "-f", "/tmp/shop.yaml"]);
+    assert_eq!(unchanged.code(), Some(0), "{}", unchanged.stderr());
+    assert_eq!(unchanged.stdout(), "");
+    assert_eq!(revision(&lab, "web"), web_before);
+    assert_eq!(
+        audits(&lab),
+        audits_before,
+        "apply of unchanged files wrote"
+    );
+
+    // Edited: diff shows the change, apply replaces web alone.
+    write(
+        &lab,
+        "/tmp/shop.yaml",
+        &SHOP.replace("value: one", "value: two"),
+    );
+    let diff = lab.berth("h1", &["diff", "-f", "/tmp/shop.yaml"]);
+    assert_eq!(diff.code(), Some(1), "{}", diff.stderr());
+    let shown = diff.stdout();
+    assert!(
+        shown.starts_with("--- service/web (cluster)\n+++ service/web (files)\n"),
+        "{shown}"
+    );
+    let changed: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        changed,
+        ["-      value: one", "+      value: two"],
+        "{shown}"
+    );
+    assert!(!shown.contains("route/www"), "{shown}");
+    let edited = lab.berth("h1", &["apply", "-f", "/tmp/shop.yaml"]);
+    assert_eq!(
+        edited.assert_success(),
+        "service/web configured\nlink/web->db:5432 unchanged\nroute/www unchanged\n"
+    );
+    assert!(revision(&lab, "web") > web_before);
+    assert_eq!(revision(&lab, "db"), db_before);
+    let web = described(&lab, "web");
+    assert_eq!(
+        web["template"]["containers"][0]["env"][0]["value"], "two",
+        "{web}"
+    );
+    let new_audits: Vec<String> = audits(&lab)
+        .into_iter()
+        .filter(|a| !audits_before.contains(a))
+        .collect();
+    assert_eq!(new_audits.len(), 1, "{new_audits:?}");
+    assert!(
+        new_audits[0].contains("service/") && new_audits[0].contains("PUT"),
+        "{new_audits:?}"
+    );
+
+    // A bad document anywhere: nothing at all is applied.
+    let bad = format!(
+        "{}---\n{}",
+        SHOP.split("---")
+            .next()
+            .unwrap_or_default()
+            .replace("name: web", "name: api"),
+        SHOP.split("---")
+            .next()
+            .unwrap_or_default()
+            .replace("local/busybox", "''"),
+    );
+    write(&lab, "/tmp/bad.yaml", &bad);
+    let web_now = revision(&lab, "web");
+    let refused = lab.berth("h1", &["apply", "-f", "/tmp/bad.yaml"]);
+    assert!(!refused.success(), "{}", refused.stdout());
+    assert!(
+        refused
+            .stderr()
+            .contains("/tmp/bad.yaml: document 2: template.containers[0].image: must not be empty"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(refused.stdout(), "");
+    assert!(!lab.berth("h1", &["describe", "service", "api"]).success());
+    assert_eq!(revision(&lab, "web"), web_now);
+
+    lab.down();
+}
