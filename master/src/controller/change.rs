@@ -217,6 +217,17 @@ impl Change {
         }
     }
 
+    /// Whether the change makes work that only the next round acts on: a
+    /// cron slot's new job (whose pods the next round makes) or a job's
+    /// new attempts (which the next round places).
+    pub fn hands_on(&self) -> bool {
+        match self {
+            Self::AdvanceCron { start, .. } => start.is_some(),
+            Self::AdvanceJob { start, .. } => !start.is_empty(),
+            _ => false,
+        }
+    }
+
     /// The name of the pod the change deletes, if it deletes one.
     pub fn deleted_pod(&self) -> Option<&str> {
         match self {

@@ -34,6 +34,18 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     changes
 }
 
+/// The next slot of any cron job not suspended, after the cluster was
+/// read, in Unix milliseconds: the controller wakes for it instead of up
+/// to a round late.
+pub fn next_slot_ms(cluster: &Cluster) -> Option<u64> {
+    cluster
+        .cron_jobs
+        .iter()
+        .filter(|cron| !cron.object.suspend)
+        .filter_map(|cron| cron.object.next_slot(cluster.now_ms))
+        .min()
+}
+
 fn advance(cluster: &Cluster, cron: &Versioned<CronJob>) -> Option<Change> {
     let spec = &cron.object;
     let now = cluster.now_ms;
@@ -312,5 +324,24 @@ mod tests {
         cluster.now_ms += 1;
         round(&mut cluster);
         assert_eq!(cluster.jobs.len(), 2, "{:?}", names(&cluster));
+    }
+
+    #[test]
+    fn the_next_slot_is_the_earliest_of_the_crons_not_suspended_and_a_started_run_hands_on() {
+        let mut cluster = cluster(vec![], ready(&["h1"]));
+        let base = NOW - NOW % 10_000;
+        cluster.now_ms = base + 3_000;
+        cluster.cron_jobs = vec![
+            cron(serde_json::json!({})),
+            cron(serde_json::json!({"name": "fast", "schedule": "* * * * * *", "suspend": true})),
+        ];
+        assert_eq!(next_slot_ms(&cluster), Some(base + 10_000));
+        assert!(plan(&cluster).iter().all(|c| !c.hands_on()), "first seen");
+        round(&mut cluster);
+        cluster.now_ms = base + 10_000;
+        let changes = plan(&cluster);
+        assert!(changes.iter().any(Change::hands_on), "{changes:?}");
+        cluster.cron_jobs[1].object.suspend = false;
+        assert_eq!(next_slot_ms(&cluster), Some(base + 11_000));
     }
 }

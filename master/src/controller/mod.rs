@@ -48,6 +48,11 @@ use self::liveness::{EvictionGate, GateChange, Liveness};
 /// cost more than the rounds themselves.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Most rounds in a row that follow at once, without the interval, because
+/// the round before handed work on (see [`Change::hands_on`]): a plan that
+/// keeps doing so, or keeps conflicting, still leaves the store a rest.
+const MAX_PROMPT_ROUNDS: u32 = 4;
+
 /// Most deletes in one pruning commit.
 const PRUNE_BATCH: usize = MAX_COMMIT_OPS;
 
@@ -168,8 +173,9 @@ pub async fn run(store: Arc<dyn Store>, liveness: Arc<Liveness>, interval: Durat
     .await;
 }
 
-/// Plans and commits every `interval`, forever. A conflict (someone wrote
-/// in between) just means the next round plans again from fresh state.
+/// Plans and commits every `interval`, forever; at once after a round that
+/// handed work on, and at each cron slot. A conflict (someone wrote in
+/// between) just means the next round plans again from fresh state.
 /// Node Ready/NotReady transitions are recorded as events, and events
 /// beyond `retention` are pruned every [`PRUNE_INTERVAL`]. When more than
 /// `unhealthy_threshold` (0 to 1) of the nodes go silent at once,
@@ -186,15 +192,31 @@ pub async fn run_with(
     let mut gate = EvictionGate::new(liveness.grace(), unhealthy_threshold);
     let mut link_backends: Option<links::LinkBackends> = None;
     let mut next_prune = tokio::time::Instant::now();
+    let mut prompt_rounds = 0;
     loop {
         let round = std::time::Instant::now();
+        let mut pause = interval;
         match read(store.as_ref(), &liveness).await {
             Ok(mut cluster) => {
                 cluster.evictions_held =
                     observe_gate(store.as_ref(), &mut gate, &liveness, &cluster).await;
                 record_node_transitions(store.as_ref(), &mut conditions, &cluster).await;
                 record_link_rewirings(store.as_ref(), &mut link_backends, &cluster).await;
-                commit(store.as_ref(), plan(&cluster), &instruments).await;
+                let changes = plan(&cluster);
+                // A cron run or a job attempt takes a round per step (job,
+                // pod, placement): those rounds follow at once.
+                let hands_on = changes.iter().any(Change::hands_on);
+                commit(store.as_ref(), changes, &instruments).await;
+                if hands_on && prompt_rounds < MAX_PROMPT_ROUNDS {
+                    prompt_rounds += 1;
+                    pause = Duration::ZERO;
+                } else {
+                    prompt_rounds = 0;
+                }
+                if let Some(slot) = cron::next_slot_ms(&cluster) {
+                    let until = slot.saturating_sub(events::now_ms());
+                    pause = pause.min(Duration::from_millis(until));
+                }
             }
             Err(e) => warn!(error = %e, "controller cannot read the cluster"),
         }
@@ -203,7 +225,7 @@ pub async fn run_with(
             prune_events(store.as_ref(), &retention).await;
             next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(pause).await;
     }
 }
 

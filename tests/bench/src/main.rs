@@ -18,6 +18,13 @@
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench metrics-cpu --pods 100
 //! ```
 //!
+//! So do the job benchmarks:
+//!
+//! ```text
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench cron-precision --runs 30
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench job-throughput --jobs 300
+//! ```
+//!
 //! `scheduling` needs no lab and no root: it runs the master's scheduler
 //! and embedded store in-process.
 //!
@@ -32,6 +39,7 @@ use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
 mod cluster_sim;
+mod jobs;
 mod links;
 mod load;
 mod logs;
@@ -75,6 +83,28 @@ enum Bench {
         /// Pairs of starts to measure.
         #[arg(long, default_value_t = 30)]
         runs: usize,
+    },
+    /// Cron job start delay, scheduled second to container started (p50,
+    /// p99), against a systemd timer running `docker run --rm` on the
+    /// same host, firing on the other half of the period.
+    CronPrecision {
+        /// Runs to time on each side.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Seconds between runs (a divisor of 60).
+        #[arg(long, default_value_t = 4)]
+        period: u64,
+    },
+    /// Run-once jobs of `true` on 3 nodes, submission to all Succeeded,
+    /// against the same count of bare `docker run --rm` spread over the
+    /// same hosts.
+    JobThroughput {
+        /// Jobs per side and round.
+        #[arg(long, default_value_t = 300)]
+        jobs: usize,
+        /// Rounds, alternating which side goes first; medians reported.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// berth-agent's RSS idle and with N pods, and the shims' RSS.
     AgentMemory {
@@ -308,6 +338,8 @@ fn main() -> ExitCode {
         }
         Bench::PodStart { runs } => pod_start(runs),
         Bench::AgentMemory { pods } => agent_memory(pods),
+        Bench::CronPrecision { runs, period } => jobs::cron_precision(runs, period),
+        Bench::JobThroughput { jobs, rounds } => jobs::job_throughput(jobs, rounds),
         Bench::LinkThroughput {
             runs,
             megabytes,
