@@ -224,6 +224,7 @@ impl Change {
         match self {
             Self::AdvanceCron { start, .. } => start.is_some(),
             Self::AdvanceJob { start, .. } => !start.is_empty(),
+            Self::CreateJob { .. } => true,
             _ => false,
         }
     }

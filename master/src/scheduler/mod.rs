@@ -76,6 +76,9 @@ pub fn decide(cluster: &ClusterView, pod: &PodRequest) -> Placement {
             // `fits` guarantees the pod's memory is free.
             node.free_memory() - pod.memory_bytes,
             node.capacity.memory_bytes,
+            // Memory spreads pods that ask for some; those that ask for
+            // none (a burst of jobs) would all tie, and go by count.
+            if pod.memory_bytes == 0 { node.pods } else { 0 },
         );
         let better = match &best {
             None => true,

@@ -123,6 +123,17 @@ fn least_loaded_by_free_memory_fraction() {
 }
 
 #[test]
+fn pods_that_ask_for_no_memory_spread_by_count() {
+    let mut view = view(&[
+        node("a", 8 * GI, 4000),
+        node("b", 8 * GI, 4000),
+        node("c", 8 * GI, 4000),
+    ]);
+    let placed: Vec<String> = (0..6).map(|_| place(&mut view, &request(0, 0))).collect();
+    assert_eq!(placed, ["a", "b", "c", "a", "b", "c"]);
+}
+
+#[test]
 fn ties_are_broken_by_name_whatever_the_insertion_order() {
     let pod = request(MI, 1);
     let forward = view(&[
