@@ -26,6 +26,10 @@ pub struct LinkArgs {
     /// route_localnet.
     #[arg(long, value_name = "ADDRESS")]
     pub address: Option<std::net::Ipv4Addr>,
+    /// Start order: SERVICE's new pods start only once TARGET has a ready
+    /// endpoint, and wait (placed nowhere, never crash-looping) until then.
+    #[arg(long = "wait-ready")]
+    pub wait_ready: bool,
 }
 
 /// `berth unlink`.
@@ -72,6 +76,7 @@ pub fn parse_link(text: &str) -> Result<Link, String> {
         port: number(port)?,
         local_port: parts.next().map(number).transpose()?,
         address: None,
+        wait_ready: false,
     };
     if parts.next().is_some() {
         return Err("expected SERVICE:PORT[:LOCAL_PORT], e.g. db:3306".into());
@@ -86,6 +91,7 @@ pub async fn link(client: &MasterClient, args: &LinkArgs) -> anyhow::Result<()> 
         port: args.port,
         local_port: args.local_port,
         address: args.address,
+        wait_ready: args.wait_ready,
     };
     client.add_link(&args.service, &link).await?;
     let prefix = env_prefix(&args.target);

@@ -403,11 +403,15 @@ fn ready_count(pod: &ClusterPod) -> String {
     }
 }
 
-/// Where a pod of the cluster stands: `Unschedulable` (with the reason)
-/// while no node fits it, the phase its node last reported, or `Pending`
+/// Where a pod of the cluster stands: `Waiting` while a `--wait-ready`
+/// link holds it back, `Unschedulable` (with the reason) while no node
+/// fits it, the phase its node last reported, or `Pending`
 /// until the node reports.
 pub fn cluster_phase(pod: &ClusterPod) -> String {
     match (&pod.node, &pod.status) {
+        (None, _) if pod.waiting_for.is_some() => {
+            format!("Waiting: {}", pod.waiting_for.as_deref().unwrap_or_default())
+        }
         (None, _) => match &pod.unschedulable_reason {
             Some(reason) if !reason.is_empty() => format!("Unschedulable: {reason}"),
             _ => "Unschedulable".to_owned(),

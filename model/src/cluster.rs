@@ -249,6 +249,10 @@ pub struct ClusterPod {
     /// link's rules, still running, until it is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draining_since_ms: Option<u64>,
+    /// Held back, placed nowhere: the service it links to with
+    /// `waitReady` has no ready endpoint yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 impl ClusterPod {
@@ -270,6 +274,7 @@ impl ClusterPod {
             revision: None,
             ready_since_ms: None,
             draining_since_ms: None,
+            waiting_for: None,
         }
     }
 

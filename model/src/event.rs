@@ -84,8 +84,6 @@ pub enum EventKind {
     /// The admin or a user changed something through the API: who, the
     /// method and route in the reason.
     Audit,
-    /// A deployment began rolling out a service's new revision.
-    RolloutStarted,
     /// Every replica of a service runs its new revision and is available.
     RolloutComplete,
     /// A rollout failed (no progress, or a hook aborted it); the reason
@@ -93,6 +91,9 @@ pub enum EventKind {
     RolloutFailed,
     /// A rollout waits: for a canary's promotion, or while paused.
     RolloutWaiting,
+    /// A pod waits to be placed until a service it links to with
+    /// `--wait-ready` has a ready endpoint.
+    PodWaiting,
 }
 
 impl EventKind {
@@ -127,10 +128,10 @@ impl EventKind {
         EventKind::CronJobSkipped,
         EventKind::CronJobMissed,
         EventKind::Audit,
-        EventKind::RolloutStarted,
         EventKind::RolloutComplete,
         EventKind::RolloutFailed,
         EventKind::RolloutWaiting,
+        EventKind::PodWaiting,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -165,10 +166,10 @@ impl EventKind {
             EventKind::CronJobSkipped => "CronJobSkipped",
             EventKind::CronJobMissed => "CronJobMissed",
             EventKind::Audit => "Audit",
-            EventKind::RolloutStarted => "RolloutStarted",
             EventKind::RolloutComplete => "RolloutComplete",
             EventKind::RolloutFailed => "RolloutFailed",
             EventKind::RolloutWaiting => "RolloutWaiting",
+            EventKind::PodWaiting => "PodWaiting",
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Link {
     /// (which needs `route_localnet`); from this address they need none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Ipv4Addr>,
+    /// Start order: A's new pods start only once B has a ready endpoint,
+    /// waiting (placed nowhere, with an event) until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_ready: bool,
 }
 
 impl Link {
@@ -178,6 +182,7 @@ mod tests {
             port,
             local_port,
             address: None,
+            wait_ready: false,
         }
     }
 

@@ -318,6 +318,7 @@ mod tests {
             port,
             local_port,
             address: None,
+            wait_ready: false,
         }
     }
 

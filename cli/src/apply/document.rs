@@ -47,6 +47,9 @@ pub struct LinkDocument {
     /// A stable link-local address A connects to instead of 127.0.0.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Ipv4Addr>,
+    /// A's new pods wait for a ready endpoint of the target.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_ready: bool,
 }
 
 impl LinkDocument {
@@ -57,6 +60,7 @@ impl LinkDocument {
             port: self.port,
             local_port: self.local_port,
             address: self.address,
+            wait_ready: self.wait_ready,
         }
     }
 

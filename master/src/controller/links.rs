@@ -87,6 +87,7 @@ mod tests {
                 port,
                 local_port: None,
                 address: None,
+                wait_ready: false,
             },
         )
     }

@@ -125,7 +125,8 @@ pub fn place(
     let mut unplaced: Vec<_> = cluster
         .pods
         .iter()
-        .filter(|p| p.object.node.is_none() && !removed.contains(&p.object.spec.name))
+        .filter(|p| p.object.node.is_none() && p.object.waiting_for.is_none())
+        .filter(|p| !removed.contains(&p.object.spec.name))
         .map(|p| (Some(p.resource_version), p.object.clone(), None))
         .chain(moved)
         .chain(new.into_iter().map(|p| (None, p, None)))

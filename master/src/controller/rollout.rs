@@ -25,7 +25,9 @@ use berth_model::deployment::{
 };
 use berth_model::link::{add_link_env, link_env};
 use berth_model::pod::{EnvVar, RestartPolicy};
-use berth_model::{ClusterPod, Deployment, Event, EventKind, Job, JobPhase, Pod, Service};
+use berth_model::{
+    ClusterPod, Deployment, Event, EventKind, Job, JobPhase, NodeCondition, Pod, Service,
+};
 
 use super::change::Change;
 use super::replicas::replica_index;
@@ -81,6 +83,21 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
         .iter()
         .map(|j| (j.object.name.as_str(), j))
         .collect();
+    // Services with a ready endpoint, for links that wait for one.
+    let ready_nodes: BTreeSet<&str> = cluster
+        .nodes
+        .iter()
+        .filter(|(_, condition)| *condition == NodeCondition::Ready)
+        .map(|(node, _)| node.name.as_str())
+        .collect();
+    let ready_services: BTreeSet<&str> = cluster
+        .pods
+        .iter()
+        .map(|p| &p.object)
+        .filter(|p| p.reported_ready() && p.draining_since_ms.is_none())
+        .filter(|p| p.node.as_deref().is_some_and(|n| ready_nodes.contains(n)))
+        .filter_map(|p| p.service.as_deref())
+        .collect();
     let mut rollouts = Rollouts::default();
     for (service, records) in &mut deployments {
         records.sort_by_key(|d| d.object.revision);
@@ -103,6 +120,7 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
             removed,
             services: &services,
             jobs: &jobs,
+            ready_services: &ready_services,
         };
         planner.plan(&mut rollouts);
     }
@@ -119,6 +137,7 @@ struct ServicePlanner<'a> {
     removed: &'a BTreeSet<String>,
     services: &'a BTreeMap<&'a str, &'a Versioned<Service>>,
     jobs: &'a BTreeMap<&'a str, &'a Versioned<Job>>,
+    ready_services: &'a BTreeSet<&'a str>,
 }
 
 /// A hook's state in a rollout.
@@ -173,6 +192,10 @@ impl ServicePlanner<'_> {
         });
         self.supersede(latest, out);
         self.forget_history(target.revision, out);
+        // Pods held back by a --wait-ready link go on once it is ready.
+        if self.release_waiting(out) {
+            return;
+        }
         // A rollback's pods that run its template already are kept: only
         // their revision changes, so nothing restarts.
         if rolling_out.is_some_and(|d| matches!(d.object.cause, Cause::Rollback { .. })) {
@@ -320,7 +343,26 @@ impl ServicePlanner<'_> {
             for pod in drain {
                 out.changes.push(draining(pod, now, target.revision));
             }
-            out.new.extend(self.new_pods(create, target, &out.new));
+            let new_pods = self.new_pods(create, target, &out.new);
+            match self.waits_for() {
+                None => out.new.extend(new_pods),
+                Some(why) => out.changes.extend(new_pods.into_iter().map(|mut pod| {
+                    pod.waiting_for = Some(why.clone());
+                    pod.unschedulable_reason = Some(why.clone());
+                    let name = pod.spec.name.clone();
+                    Change::CreatePod {
+                        event: Some(super::change::pod_event(
+                            now,
+                            EventKind::PodWaiting,
+                            &name,
+                            None,
+                            &why,
+                        )),
+                        reason: format!("pod {name} {why}"),
+                        pod,
+                    }
+                })),
+            }
         }
 
         let (Some(deployment), Some(mut status)) = (rolling_out, status) else {
@@ -411,6 +453,48 @@ impl ServicePlanner<'_> {
                 event: None,
             });
         }
+    }
+
+    /// Why new pods must wait: a `waitReady` link whose service has no
+    /// ready endpoint.
+    fn waits_for(&self) -> Option<String> {
+        let link = self
+            .service
+            .links
+            .iter()
+            .find(|l| l.wait_ready && !self.ready_services.contains(l.service.as_str()))?;
+        let project = berth_model::project::split_qualified(&self.service.name).0;
+        let target = berth_model::project::reference_from(project, &link.service);
+        Some(format!(
+            "waiting for {target}: no ready endpoint yet (a --wait-ready link)"
+        ))
+    }
+
+    /// Lets the pods held back by a `waitReady` link be placed once they
+    /// need wait no more; says whether there were any.
+    fn release_waiting(&self, out: &mut Rollouts) -> bool {
+        if self.waits_for().is_some() {
+            return false;
+        }
+        let before = out.changes.len();
+        for pod in self.pods.iter().filter(|p| p.object.waiting_for.is_some()) {
+            if self.removed.contains(&pod.object.spec.name) {
+                continue;
+            }
+            let mut released = pod.object.clone();
+            released.waiting_for = None;
+            released.unschedulable_reason = None;
+            out.changes.push(Change::UpdatePod {
+                reason: format!(
+                    "pod {} waits no more: its --wait-ready links are ready",
+                    pod.object.spec.name
+                ),
+                pod: released,
+                expected_revision: pod.resource_version,
+                event: None,
+            });
+        }
+        out.changes.len() > before
     }
 
     /// Marks the live pods whose revision has `target`'s template and
@@ -1119,5 +1203,39 @@ mod tests {
             cluster.now_ms += 1000;
         }
         assert_eq!(revisions(&cluster), [1, 1]);
+    }
+
+    #[test]
+    fn a_wait_ready_link_holds_new_pods_until_its_service_is_ready() {
+        let mut web = service("web", 2, false);
+        web.object.links = vec![berth_model::Link {
+            service: "db".to_owned(),
+            port: 5432,
+            local_port: None,
+            address: None,
+            wait_ready: true,
+        }];
+        let mut cluster = cluster(vec![web, service("db", 1, false)], ready(&["h1", "h2"]));
+        for _ in 0..3 {
+            step(&mut cluster);
+            report(&mut cluster, |p| p.service.as_deref() != Some("db"));
+            cluster.now_ms += 1000;
+        }
+        let waiting: Vec<_> = cluster
+            .pods
+            .iter()
+            .filter(|p| p.object.service.as_deref() == Some("web"))
+            .map(|p| (p.object.node.clone(), p.object.waiting_for.clone()))
+            .collect();
+        assert_eq!(waiting.len(), 2, "{waiting:?}");
+        for (node, why) in &waiting {
+            assert_eq!(node, &None);
+            assert_eq!(
+                why.as_deref(),
+                Some("waiting for db: no ready endpoint yet (a --wait-ready link)")
+            );
+        }
+        run(&mut cluster, 0, |_| true, |c| available(c) == 3);
+        assert!(cluster.pods.iter().all(|p| p.object.waiting_for.is_none()));
     }
 }

@@ -309,6 +309,7 @@ fn wiring(links: usize) -> PodWiring {
                     port: 8080,
                     local_port: Some(10_000 + i as u16),
                     address: None,
+                    wait_ready: false,
                 };
                 let backend = Backend {
                     address: Ipv4Addr::new(10, 231, 0, 12),

@@ -594,4 +594,37 @@ fn deployments_recreate_a_stateful_pod_in_place_and_a_canary_waits_for_promotion
         pods.iter().all(|(_, _, r, ready)| *r == 2 && *ready),
         "{pods:?}"
     );
+
+    // Start order: api's new pods wait for db2 to have a ready endpoint,
+    // placed nowhere (so nothing crash-loops), then start by themselves.
+    run_web(&lab, "db2", 0, &[]);
+    run_web(&lab, "api", 0, &[]);
+    lab.berth(
+        "h1",
+        &["link", "api", "db2", "--port", "8080", "--wait-ready"],
+    )
+    .assert_success();
+    lab.berth("h1", &["scale", "api", "1"]).assert_success();
+    let waiting = lab.eventually(Duration::from_secs(20), "api-0 waiting", || {
+        let pod = lab.pod("api-0")?;
+        pod["waitingFor"].as_str().map(str::to_owned)
+    });
+    assert_eq!(
+        waiting,
+        "waiting for db2: no ready endpoint yet (a --wait-ready link)"
+    );
+    let ps = lab.berth("h1", &["ps", "api"]).assert_success();
+    assert!(ps.contains("waiting for db2"), "{ps}");
+    assert!(!lab.events("PodWaiting").is_empty());
+    std::thread::sleep(Duration::from_secs(5));
+    let pod = lab.pod("api-0").expect("api-0");
+    assert!(pod["node"].is_null(), "placed while waiting: {pod}");
+    lab.berth("h1", &["scale", "db2", "1"]).assert_success();
+    lab.eventually(Duration::from_secs(60), "api-0 ready once db2 is", || {
+        (ready(&lab, "api", 1) == 1).then_some(())
+    });
+    let restarts = lab
+        .pod("api-0")
+        .and_then(|p| p["status"]["containers"][0]["restarts"].as_u64());
+    assert_eq!(restarts, Some(0), "it never crash-looped");
 }
