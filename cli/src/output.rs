@@ -410,7 +410,10 @@ fn ready_count(pod: &ClusterPod) -> String {
 pub fn cluster_phase(pod: &ClusterPod) -> String {
     match (&pod.node, &pod.status) {
         (None, _) if pod.waiting_for.is_some() => {
-            format!("Waiting: {}", pod.waiting_for.as_deref().unwrap_or_default())
+            format!(
+                "Waiting: {}",
+                pod.waiting_for.as_deref().unwrap_or_default()
+            )
         }
         (None, _) => match &pod.unschedulable_reason {
             Some(reason) if !reason.is_empty() => format!("Unschedulable: {reason}"),

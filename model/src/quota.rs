@@ -61,6 +61,27 @@ impl Quota {
     pub fn is_empty(&self) -> bool {
         *self == Quota::default()
     }
+
+    /// How many more pods each asking for `one` fit beside `used`, with
+    /// the limit that allows the fewest (`None`: nothing limits them).
+    pub fn room(&self, used: Usage, one: Usage) -> Option<(u64, &'static str)> {
+        [
+            (self.pods, used.pods, one.pods, "pods"),
+            (self.cpu_millis, used.cpu_millis, one.cpu_millis, "cpu"),
+            (
+                self.memory_bytes,
+                used.memory_bytes,
+                one.memory_bytes,
+                "memory",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(limit, used, each, what)| {
+            let limit = limit?;
+            (each > 0).then(|| (limit.saturating_sub(used) / each, what))
+        })
+        .min_by_key(|(room, _)| *room)
+    }
 }
 
 /// What a set of pods asks for.
@@ -314,5 +335,26 @@ mod tests {
             Unlimited::of(&none.template)
         )
         .is_ok());
+    }
+
+    #[test]
+    fn room_is_what_the_tightest_limit_leaves() {
+        let quota = Quota {
+            pods: Some(4),
+            cpu_millis: None,
+            memory_bytes: Some(256 << 20),
+        };
+        let used = Usage {
+            pods: 2,
+            cpu_millis: 0,
+            memory_bytes: 192 << 20,
+        };
+        let one = Usage {
+            pods: 1,
+            cpu_millis: 500,
+            memory_bytes: 64 << 20,
+        };
+        assert_eq!(quota.room(used, one), Some((1, "memory")));
+        assert_eq!(Quota::default().room(used, one), None);
     }
 }

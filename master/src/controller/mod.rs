@@ -26,13 +26,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::api::Versioned;
+use berth_model::quota::Quota;
 use berth_model::{
-    ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, NodeCondition, Service,
+    ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, NodeCondition, Project, Service,
 };
 use tracing::{info, warn};
 
 use crate::instruments::Instruments;
-use crate::objects::{self, CRONJOBS, DEPLOYMENTS, EVENTS, JOBS, NODES, PODS, SERVICES};
+use crate::objects::{self, CRONJOBS, DEPLOYMENTS, EVENTS, JOBS, NODES, PODS, PROJECTS, SERVICES};
 use crate::store::{Op, Store, StoreError};
 
 pub use self::change::Change;
@@ -80,6 +81,8 @@ pub struct Cluster {
     /// Evictions are held back: too many nodes went silent at once (see
     /// [`liveness::EvictionGate`]).
     pub evictions_held: bool,
+    /// The quotas of the projects that have one, by project.
+    pub quotas: BTreeMap<String, Quota>,
 }
 
 /// Plans the changes that bring the cluster to what its services ask for,
@@ -131,6 +134,13 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
     let (services, _) = objects::list::<Service>(store, SERVICES).await?;
     let (jobs, _) = objects::list::<Job>(store, JOBS).await?;
     let (deployments, _) = objects::list::<Deployment>(store, DEPLOYMENTS).await?;
+    let (projects, _) = objects::list::<Project>(store, PROJECTS).await?;
+    let quotas = projects
+        .into_iter()
+        .map(|p| p.object)
+        .filter(|p| !p.quota.is_empty())
+        .map(|p| (p.name, p.quota))
+        .collect();
     let (cron_jobs, _) = objects::list::<CronJob>(store, CRONJOBS).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let (nodes, _) = objects::list::<Node>(store, NODES).await?;
@@ -155,6 +165,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
         now_ms: events::now_ms(),
         memory_available,
         evictions_held: false,
+        quotas,
     })
 }
 

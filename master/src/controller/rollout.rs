@@ -25,6 +25,7 @@ use berth_model::deployment::{
 };
 use berth_model::link::{add_link_env, link_env};
 use berth_model::pod::{EnvVar, RestartPolicy};
+use berth_model::quota::Usage;
 use berth_model::{
     ClusterPod, Deployment, Event, EventKind, Job, JobPhase, NodeCondition, Pod, Service,
 };
@@ -301,6 +302,7 @@ impl ServicePlanner<'_> {
             _ => 0,
         };
 
+        let mut note: Option<String> = None;
         if waiting.is_none() && failed.is_none() {
             let mut drain = Vec::new();
             // Beyond the replica count: the highest go.
@@ -308,18 +310,41 @@ impl ServicePlanner<'_> {
             let mut create = 0;
             match kind {
                 StrategyKind::Rolling => {
+                    let mut surge = strategy.surge(service.replicas) as usize;
+                    let mut unavailable = strategy.unavailable(service.replicas) as usize;
+                    if canary == 0 && !old.is_empty() {
+                        // The quota caps the service's pods at what it
+                        // runs now plus the room left: the same cap whether
+                        // an old pod has just gone or a new one just came.
+                        if let Some((room, what)) = self.quota_room(target) {
+                            let cap = live
+                                .len()
+                                .saturating_add(usize::try_from(room).unwrap_or(usize::MAX));
+                            let allowed = cap.saturating_sub(replicas);
+                            if allowed < surge {
+                                let project = berth_model::project::split_qualified(name).0;
+                                let mut why = format!(
+                                    "surging {allowed} instead of {surge} within project {project}'s {what} quota"
+                                );
+                                surge = allowed;
+                                if surge == 0 && unavailable == 0 {
+                                    unavailable = 1;
+                                    why.push_str(": replacing one pod at a time");
+                                }
+                                note = Some(why);
+                            }
+                        }
+                    }
                     let (wanted, room) = if canary > 0 {
                         (canary, usize::MAX)
                     } else {
-                        let surge = strategy.surge(service.replicas) as usize;
                         (replicas, (replicas + surge).saturating_sub(live.len()))
                     };
                     create = wanted.saturating_sub(new.len()).min(room);
                     if canary == 0 && !old.is_empty() {
                         // Unavailable old pods serve nothing: they go first,
                         // then available ones while enough stay available.
-                        let min_available =
-                            replicas - strategy.unavailable(service.replicas) as usize;
+                        let min_available = replicas - unavailable.min(replicas);
                         let mut budget =
                             (available_new + available_old).saturating_sub(min_available);
                         for pod in old.iter().rev() {
@@ -407,7 +432,8 @@ impl ServicePlanner<'_> {
         }
         if failed.is_none() && waiting.is_none() && settled {
             status.phase = DeploymentPhase::Complete;
-            status.reason = None;
+            // A rollout held back by its quota keeps saying so.
+            status.reason = note.or(status.reason.filter(|r| r.starts_with("surging")));
             status.ended_ms = Some(now);
             let reason = format!(
                 "service {name} runs revision {} on all {} replicas",
@@ -440,7 +466,7 @@ impl ServicePlanner<'_> {
                 return;
             }
         } else {
-            status.reason = None;
+            status.reason = note;
         }
         if status != record.status {
             out.changes.push(Change::WriteDeployment {
@@ -453,6 +479,24 @@ impl ServicePlanner<'_> {
                 event: None,
             });
         }
+    }
+
+    /// How many more pods of `target` the service's project quota allows
+    /// beside its pods now, and which limit binds; `None` without a quota.
+    fn quota_room(&self, target: Target<'_>) -> Option<(u64, &'static str)> {
+        let project = berth_model::project::split_qualified(&self.service.name).0;
+        let quota = self.cluster.quotas.get(project)?;
+        let used = self
+            .cluster
+            .pods
+            .iter()
+            .map(|p| &p.object)
+            .filter(|p| p.draining_since_ms.is_none())
+            .filter(|p| berth_model::project::in_project(&p.spec.name, project))
+            .fold(Usage::default(), |used, p| {
+                used.plus(Usage::of_pod(&p.spec))
+            });
+        quota.room(used, Usage::of_pod(target.template))
     }
 
     /// Why new pods must wait: a `waitReady` link whose service has no
@@ -1237,5 +1281,40 @@ mod tests {
         }
         run(&mut cluster, 0, |_| true, |c| available(c) == 3);
         assert!(cluster.pods.iter().all(|p| p.object.waiting_for.is_none()));
+    }
+
+    #[test]
+    fn a_rollout_surges_only_within_its_projects_quota() {
+        let mut cluster = steady(4);
+        let quota = berth_model::quota::Quota {
+            pods: Some(4),
+            ..Default::default()
+        };
+        cluster.quotas.insert("default".to_owned(), quota);
+        change_image(&mut cluster, "local/httpd");
+        let mut said = None;
+        for _ in 0..100 {
+            step(&mut cluster);
+            report(&mut cluster, |_| true);
+            let running = cluster
+                .pods
+                .iter()
+                .filter(|p| p.object.draining_since_ms.is_none())
+                .count();
+            assert!(running <= 4, "over the quota: {:?}", revisions(&cluster));
+            said = said.or(cluster.deployments[1].object.status.reason.clone());
+            if phase(&cluster, 2) == DeploymentPhase::Complete {
+                break;
+            }
+            cluster.now_ms += 1000;
+        }
+        assert_eq!(phase(&cluster, 2), DeploymentPhase::Complete);
+        assert_eq!(
+            said.as_deref(),
+            Some(
+                "surging 0 instead of 1 within project default's pods quota: \
+                 replacing one pod at a time"
+            )
+        );
     }
 }

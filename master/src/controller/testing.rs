@@ -64,6 +64,7 @@ pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeConditio
         now_ms: NOW,
         memory_available: BTreeMap::new(),
         evictions_held: false,
+        quotas: BTreeMap::new(),
     }
 }
 

@@ -439,5 +439,46 @@ fn a_projects_quota_refuses_a_scale_past_it_naming_its_use() {
         described.contains("memory:     128M of 256M"),
         "{described}"
     );
+
+    // A rollout that would surge past the quota stays within it: one pod
+    // at a time, and says so.
+    lab.berth("h1", &["-p", "a", "set", "env", "web", "V=2"])
+        .assert_success();
+    std::thread::scope(|scope| {
+        let watch = scope.spawn(|| {
+            lab.berth(
+                "h1",
+                &[
+                    "-p",
+                    "a",
+                    "rollout",
+                    "status",
+                    "web",
+                    "-w",
+                    "--timeout",
+                    "90s",
+                ],
+            )
+        });
+        while !watch.is_finished() {
+            let serving = pods_in(&lab, "a")
+                .iter()
+                .filter(|p| p["drainingSinceMs"].is_null())
+                .count();
+            assert!(
+                serving <= 2,
+                "the rollout went past the quota: {serving} pods"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        watch.join().expect("rollout status").assert_success();
+    });
+    let history = lab
+        .berth("h1", &["-p", "a", "rollout", "history", "web"])
+        .assert_success();
+    assert!(
+        history.contains("surging 0 instead of 1 within project a's pods quota"),
+        "{history}"
+    );
     lab.down();
 }
