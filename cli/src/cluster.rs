@@ -208,6 +208,9 @@ struct Description {
 #[derive(Debug, Serialize)]
 struct ServiceStatus {
     pods: Vec<Versioned<ClusterPod>>,
+    /// The latest revision and how its rollout went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment: Option<Versioned<berth_model::Deployment>>,
 }
 
 /// Runs one cluster command.
@@ -409,17 +412,27 @@ async fn describe_service(client: &MasterClient, name: &str, format: Format) -> 
         .filter(|pod| pod.object.service.as_deref() == Some(name))
         .map(|pod| pod.map(ClusterPod::redacted))
         .collect();
+    let deployment = client.list_deployments(name).await?.pop();
     let description = Description {
         kind: "Service",
         service,
-        status: ServiceStatus { pods },
+        status: ServiceStatus { pods, deployment },
     };
     match output::structured(format, &description)? {
         Some(text) => output::print(&text),
-        None => output::print(&output::service_details(
-            &description.service,
-            &description.status.pods,
-        )),
+        None => {
+            let mut text = output::service_details(&description.service, &description.status.pods);
+            if let Some(d) = &description.status.deployment {
+                let d = &d.object;
+                let mut line =
+                    format!("revision: {} ({}), {}", d.revision, d.cause, d.status.phase);
+                if let Some(reason) = &d.status.reason {
+                    line.push_str(&format!(": {reason}"));
+                }
+                text.push_str(&format!("{line} (berth rollout history {name})\n"));
+            }
+            output::print(&text)
+        }
     }
 }
 
