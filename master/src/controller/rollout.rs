@@ -323,6 +323,7 @@ impl ServicePlanner<'_> {
                             let allowed = cap.saturating_sub(replicas);
                             if allowed < surge {
                                 let project = berth_model::project::split_qualified(name).0;
+                                // Read back by `is_quota_note`.
                                 let mut why = format!(
                                     "surging {allowed} instead of {surge} within project {project}'s {what} quota"
                                 );
@@ -433,7 +434,7 @@ impl ServicePlanner<'_> {
         if failed.is_none() && waiting.is_none() && settled {
             status.phase = DeploymentPhase::Complete;
             // A rollout held back by its quota keeps saying so.
-            status.reason = note.or(status.reason.filter(|r| r.starts_with("surging")));
+            status.reason = note.or(status.reason.filter(|r| is_quota_note(r)));
             status.ended_ms = Some(now);
             let reason = format!(
                 "service {name} runs revision {} on all {} replicas",
@@ -466,7 +467,7 @@ impl ServicePlanner<'_> {
                 return;
             }
         } else {
-            status.reason = note;
+            status.reason = note.or(status.reason.filter(|r| is_quota_note(r)));
         }
         if status != record.status {
             out.changes.push(Change::WriteDeployment {
@@ -833,6 +834,12 @@ impl ServicePlanner<'_> {
             event: None,
         }
     }
+}
+
+/// Whether a deployment's reason is the note that its project's quota
+/// held its surge back: it stays for the rest of the rollout.
+fn is_quota_note(reason: &str) -> bool {
+    reason.starts_with("surging ")
 }
 
 /// Whether a deployment in `phase` hands its service back to the last
