@@ -162,12 +162,12 @@ pub enum SetCommand {
         #[command(flatten)]
         flags: StrategyFlags,
     },
-    /// Set (or --remove) a hook: a job run before (pre) or after (post)
-    /// the new pods, or between stop and start (mid, recreate only).
+    /// Set (or --remove) a hook: a job run before the first new pod (pre)
+    /// or once they are all ready (post).
     Hook {
         /// The service.
         service: String,
-        /// pre, mid or post.
+        /// pre or post.
         #[arg(value_enum)]
         point: HookArg,
         /// The hook's image.
@@ -209,8 +209,6 @@ pub enum SetCommand {
 pub enum HookArg {
     /// Before the first new pod.
     Pre,
-    /// Between stop and start (recreate).
-    Mid,
     /// Once every new pod is ready.
     Post,
 }
@@ -439,7 +437,6 @@ fn change(service: &mut Service, command: SetCommand) -> anyhow::Result<()> {
             let hooks = &mut service.strategy.hooks;
             *match point {
                 HookArg::Pre => &mut hooks.pre,
-                HookArg::Mid => &mut hooks.mid,
                 HookArg::Post => &mut hooks.post,
             } = hook;
         }

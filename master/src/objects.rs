@@ -17,6 +17,8 @@ pub const SERVICES: &str = "/services/";
 pub const CRONJOBS: &str = "/cronjobs/";
 /// Where deployments live, as `<service>-<revision>`.
 pub const DEPLOYMENTS: &str = "/deployments/";
+/// Where image streams live.
+pub const IMAGESTREAMS: &str = "/imagestreams/";
 /// Where jobs live.
 pub const JOBS: &str = "/jobs/";
 /// Where pods live.

@@ -137,8 +137,6 @@ pub struct Hook {
 pub enum HookPoint {
     /// Before the first new pod.
     Pre,
-    /// With `recreate`, once the old pods stopped and before the new start.
-    Mid,
     /// Once every new pod is ready, before the deployment is complete.
     Post,
 }
@@ -147,7 +145,6 @@ impl fmt::Display for HookPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HookPoint::Pre => "pre",
-            HookPoint::Mid => "mid",
             HookPoint::Post => "post",
         })
     }
@@ -160,9 +157,6 @@ pub struct Hooks {
     /// Before the first new pod starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre: Option<Hook>,
-    /// Between stopping and starting, with `recreate`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mid: Option<Hook>,
     /// Once every new pod is ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post: Option<Hook>,
@@ -173,14 +167,13 @@ impl Hooks {
     pub fn at(&self, point: HookPoint) -> Option<&Hook> {
         match point {
             HookPoint::Pre => self.pre.as_ref(),
-            HookPoint::Mid => self.mid.as_ref(),
             HookPoint::Post => self.post.as_ref(),
         }
     }
 
     /// Whether there is none.
     pub fn is_empty(&self) -> bool {
-        self.pre.is_none() && self.mid.is_none() && self.post.is_none()
+        self.pre.is_none() && self.post.is_none()
     }
 }
 
@@ -291,13 +284,7 @@ impl Strategy {
                 "a recreate rollout has no old pods to keep beside a canary",
             );
         }
-        if self.hooks.mid.is_some() && self.kind != Some(StrategyKind::Recreate) {
-            errors.push(
-                format!("{prefix}hooks.mid"),
-                "only a recreate rollout has a middle (set type: recreate)",
-            );
-        }
-        for point in [HookPoint::Pre, HookPoint::Mid, HookPoint::Post] {
+        for point in [HookPoint::Pre, HookPoint::Post] {
             if let Some(hook) = self.hooks.at(point) {
                 if hook.image.trim().is_empty() {
                     errors.push(format!("{prefix}hooks.{point}.image"), "must not be empty");

@@ -94,11 +94,13 @@ pub enum EventKind {
     /// A pod waits to be placed until a service it links to with
     /// `--wait-ready` has a ready endpoint.
     PodWaiting,
+    /// An image stream's tag points at a new image (tag, webhook, alias).
+    ImageTagged,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 33] = [
+    pub const ALL: [EventKind; 34] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -132,6 +134,7 @@ impl EventKind {
         EventKind::RolloutFailed,
         EventKind::RolloutWaiting,
         EventKind::PodWaiting,
+        EventKind::ImageTagged,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -170,6 +173,7 @@ impl EventKind {
             EventKind::RolloutFailed => "RolloutFailed",
             EventKind::RolloutWaiting => "RolloutWaiting",
             EventKind::PodWaiting => "PodWaiting",
+            EventKind::ImageTagged => "ImageTagged",
         }
     }
 }

@@ -301,6 +301,20 @@ impl crate::CronJob {
     }
 }
 
+impl crate::ImageStream {
+    /// The stream as the cluster knows it.
+    pub fn qualified(mut self, project: &str) -> Self {
+        self.name = qualify(project, &self.name);
+        self
+    }
+
+    /// The stream as its project sees it.
+    pub fn unqualified(mut self) -> Self {
+        self.name = unqualified(&self.name).to_owned();
+        self
+    }
+}
+
 impl crate::Deployment {
     /// The deployment as the cluster knows it.
     pub fn qualified(mut self, project: &str) -> Self {

@@ -8,6 +8,7 @@ mod deployments;
 mod endpoints;
 mod events;
 mod extract;
+mod image_streams;
 mod jobs;
 mod join;
 mod links;
@@ -34,8 +35,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
-    ApiError, ClusterPod, CronJob, Deployment, FieldError, Job, Project, Route, Service,
-    ValidationErrors, MAX_REQUEST_BODY_BYTES,
+    ApiError, ClusterPod, CronJob, Deployment, FieldError, ImageStream, Job, Project, Route,
+    Service, ValidationErrors, MAX_REQUEST_BODY_BYTES,
 };
 
 use crate::auth::{self, Caller};
@@ -146,7 +147,7 @@ pub fn router(state: AppState) -> Router {
 /// The paths of a project's objects, after `/v1` (the default project's)
 /// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
 /// OpenAPI document copies their description.
-pub const PROJECT_PATHS: [&str; 29] = [
+pub const PROJECT_PATHS: [&str; 34] = [
     "/services",
     "/services/{name}",
     "/services/{name}/scale",
@@ -159,6 +160,11 @@ pub const PROJECT_PATHS: [&str; 29] = [
     "/services/{name}/promote",
     "/services/{name}/cancel",
     "/deployments",
+    "/imagestreams",
+    "/imagestreams/{name}",
+    "/imagestreams/{name}/tags",
+    "/imagestreams/{name}/webhook",
+    "/imagestreams/{name}/webhook/{secret}",
     "/services/{name}/links",
     "/services/{name}/links/{target}",
     "/pods",
@@ -231,6 +237,28 @@ fn in_project(prefix: &str) -> Router<AppState> {
         .route(
             &format!("{prefix}/deployments"),
             get(resource::list::<Deployment>),
+        )
+        .route(
+            &format!("{prefix}/imagestreams"),
+            get(resource::list::<ImageStream>).post(resource::create::<ImageStream>),
+        )
+        .route(
+            &format!("{prefix}/imagestreams/{{name}}"),
+            get(resource::get::<ImageStream>)
+                .put(resource::update::<ImageStream>)
+                .delete(resource::delete::<ImageStream>),
+        )
+        .route(
+            &format!("{prefix}/imagestreams/{{name}}/tags"),
+            post(image_streams::tag),
+        )
+        .route(
+            &format!("{prefix}/imagestreams/{{name}}/webhook"),
+            get(image_streams::webhook_path),
+        )
+        .route(
+            &format!("{prefix}/imagestreams/{{name}}/webhook/{{secret}}"),
+            post(image_streams::webhook),
         )
         .route(
             &format!("{prefix}/services/{{name}}/links"),

@@ -2,9 +2,14 @@
 //! the store. Each carries why (for the log) and the event that tells users
 //! about it; [`commit`](super::commit) turns them into store operations.
 
-use berth_model::{ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, Service};
+use berth_model::{
+    ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node, Service,
+};
 
 /// One change to the cluster's objects, why, and the event that records it.
+// A round makes and commits each change once: boxing the big ones (a
+// rollback carries two deployments and a service) would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A new pod, as it is written: a replica bound to its node, or saying
@@ -143,6 +148,29 @@ pub enum Change {
         /// Why, for the log.
         reason: String,
     },
+    /// An image stream's tags moved: aliases following their sources.
+    WriteImageStream {
+        /// The stream as it is to be written.
+        stream: ImageStream,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// A service follows the tag its image-change trigger names, committed
+    /// as one: its container's image set, and the revision that records it.
+    FollowImage {
+        /// The service with the tag's image.
+        service: Service,
+        /// The revision the service was read at.
+        service_revision: u64,
+        /// The new revision.
+        deployment: Deployment,
+        /// Why, for the log.
+        reason: String,
+    },
     /// A job made: a rollout's hook.
     CreateJob {
         /// The job.
@@ -195,6 +223,8 @@ impl Change {
             | Self::RollBack { reason, .. }
             | Self::DeleteDeployment { reason, .. }
             | Self::CreateJob { reason, .. }
+            | Self::WriteImageStream { reason, .. }
+            | Self::FollowImage { reason, .. }
             | Self::UpdateNode { reason, .. } => reason,
         }
     }
@@ -209,10 +239,12 @@ impl Change {
             | Self::AdvanceJob { event, .. }
             | Self::AdvanceCron { event, .. }
             | Self::WriteDeployment { event, .. }
-            | Self::RollBack { event, .. } => event.as_ref(),
+            | Self::RollBack { event, .. }
+            | Self::WriteImageStream { event, .. } => event.as_ref(),
             Self::UpdateNode { .. }
             | Self::DeleteJob { .. }
             | Self::DeleteDeployment { .. }
+            | Self::FollowImage { .. }
             | Self::CreateJob { .. } => None,
         }
     }
@@ -258,6 +290,8 @@ impl Change {
             | Self::RollBack { .. }
             | Self::DeleteDeployment { .. }
             | Self::CreateJob { .. }
+            | Self::WriteImageStream { .. }
+            | Self::FollowImage { .. }
             | Self::UpdateNode { .. } => None,
         }
     }

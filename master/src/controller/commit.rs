@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::change::{bound, Change};
 use super::events;
 use crate::instruments::Instruments;
-use crate::objects::{self, CRONJOBS, DEPLOYMENTS, JOBS, NODES, PODS, SERVICES};
+use crate::objects::{self, CRONJOBS, DEPLOYMENTS, IMAGESTREAMS, JOBS, NODES, PODS, SERVICES};
 use crate::store::{Op, Store};
 
 /// Most operations in one commit: etcd refuses transactions of more than
@@ -103,6 +103,22 @@ pub fn encode(change: &Change) -> Vec<Op> {
             ..
         } => objects::delete(DEPLOYMENTS, name, Some(*expected_revision)),
         Change::CreateJob { job, .. } => objects::create(JOBS, &job.name, job),
+        Change::WriteImageStream {
+            stream,
+            expected_revision,
+            ..
+        } => objects::update(IMAGESTREAMS, &stream.name, stream, *expected_revision),
+        Change::FollowImage {
+            service,
+            service_revision,
+            deployment,
+            ..
+        } => {
+            return vec![
+                objects::update(SERVICES, &service.name, service, *service_revision),
+                objects::create(DEPLOYMENTS, &deployment.name, deployment),
+            ];
+        }
         Change::CreatePod { pod, .. } => objects::create(PODS, &pod.spec.name, pod),
         Change::BindPod {
             pod,

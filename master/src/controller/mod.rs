@@ -11,6 +11,7 @@ pub mod cron;
 pub mod drain;
 pub mod events;
 pub mod heartbeat;
+pub mod images;
 pub mod jobs;
 pub mod links;
 pub mod liveness;
@@ -28,12 +29,15 @@ use std::time::Duration;
 use berth_model::api::Versioned;
 use berth_model::quota::Quota;
 use berth_model::{
-    ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, NodeCondition, Project, Service,
+    ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node, NodeCondition,
+    Project, Service,
 };
 use tracing::{info, warn};
 
 use crate::instruments::Instruments;
-use crate::objects::{self, CRONJOBS, DEPLOYMENTS, EVENTS, JOBS, NODES, PODS, PROJECTS, SERVICES};
+use crate::objects::{
+    self, CRONJOBS, DEPLOYMENTS, EVENTS, IMAGESTREAMS, JOBS, NODES, PODS, PROJECTS, SERVICES,
+};
 use crate::store::{Op, Store, StoreError};
 
 pub use self::change::Change;
@@ -66,6 +70,8 @@ pub struct Cluster {
     pub jobs: Vec<Versioned<Job>>,
     /// Every service's revisions.
     pub deployments: Vec<Versioned<Deployment>>,
+    /// Image streams with their revisions.
+    pub image_streams: Vec<Versioned<ImageStream>>,
     /// Cron jobs with their revisions.
     pub cron_jobs: Vec<Versioned<CronJob>>,
     /// Pods with their revisions.
@@ -115,6 +121,8 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     changes.extend(job_steps);
     // A slot's new job is written alone; the next round starts its pods.
     changes.extend(cron::plan(cluster));
+    // A tag's move is a new revision; the next round rolls it out.
+    changes.extend(images::plan(cluster));
     changes.extend(placement::place(cluster, bound, &removed, rollouts.new));
     changes.extend(replicas::follow_links(cluster, &removed));
     changes
@@ -135,6 +143,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
     let (jobs, _) = objects::list::<Job>(store, JOBS).await?;
     let (deployments, _) = objects::list::<Deployment>(store, DEPLOYMENTS).await?;
     let (projects, _) = objects::list::<Project>(store, PROJECTS).await?;
+    let (image_streams, _) = objects::list::<ImageStream>(store, IMAGESTREAMS).await?;
     let quotas = projects
         .into_iter()
         .map(|p| p.object)
@@ -159,6 +168,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
         services,
         jobs,
         deployments,
+        image_streams,
         cron_jobs,
         pods,
         nodes: nodes.collect(),

@@ -146,7 +146,7 @@ enum HookStep {
     /// Over, or there is none: the rollout goes on.
     Done,
     /// Its job runs, or is made now.
-    Waiting(String, Option<Job>),
+    Waiting(String, Option<Box<Job>>),
     /// It failed and aborts the rollout.
     Failed(String),
 }
@@ -283,7 +283,7 @@ impl ServicePlanner<'_> {
                         waiting = Some(why);
                         out.changes.extend(job.map(|job| Change::CreateJob {
                             reason: format!("rollout of {name} runs its pre hook"),
-                            job,
+                            job: *job,
                         }));
                     }
                     HookStep::Failed(why) => failed = Some(why),
@@ -417,7 +417,7 @@ impl ServicePlanner<'_> {
                     waiting = Some(why);
                     out.changes.extend(job.map(|job| Change::CreateJob {
                         reason: format!("rollout of {name} runs its post hook"),
-                        job,
+                        job: *job,
                     }));
                 }
                 HookStep::Failed(why) => failed = Some(why),
@@ -662,7 +662,12 @@ impl ServicePlanner<'_> {
         let Some(job) = self.jobs.get(job_name.as_str()).map(|j| &j.object) else {
             return HookStep::Waiting(
                 format!("running the {point} hook (job {shown})"),
-                Some(hook_job(&job_name, self.service, deployment, point)),
+                Some(Box::new(hook_job(
+                    &job_name,
+                    self.service,
+                    deployment,
+                    point,
+                ))),
             );
         };
         match job.status.phase {
@@ -882,7 +887,7 @@ fn forget(
     jobs: &BTreeMap<&str, &Versioned<Job>>,
 ) -> Vec<Change> {
     let name = &record.object.name;
-    let hooks = [HookPoint::Pre, HookPoint::Mid, HookPoint::Post]
+    let hooks = [HookPoint::Pre, HookPoint::Post]
         .into_iter()
         .filter_map(|point| jobs.get(hook_job_name(name, point).as_str()))
         .map(|job| Change::DeleteJob {

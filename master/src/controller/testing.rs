@@ -9,7 +9,7 @@ use berth_model::{Capacity, ClusterPod, Deployment, EventKind, Node, NodeConditi
 
 use super::commit::ops as commit_ops;
 use super::{plan, Change, Cluster};
-use crate::objects::{DEPLOYMENTS, JOBS, PODS, SERVICES};
+use crate::objects::{DEPLOYMENTS, IMAGESTREAMS, JOBS, PODS, SERVICES};
 use crate::store::Op;
 
 /// The clock of every planned event.
@@ -58,6 +58,7 @@ pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeConditio
         deployments: services.iter().map(|s| complete(&s.object, 1)).collect(),
         services,
         jobs: vec![],
+        image_streams: vec![],
         cron_jobs: vec![],
         pods: vec![],
         nodes,
@@ -116,6 +117,14 @@ pub fn commit(cluster: &mut Cluster, changes: &[Change]) {
                     resource_version: 1,
                     object: serde_json::from_slice(value).unwrap(),
                 });
+            }
+            Op::Update { key, value, .. } if key.starts_with(IMAGESTREAMS) => {
+                let stream: berth_model::ImageStream = serde_json::from_slice(value).unwrap();
+                for s in &mut cluster.image_streams {
+                    if s.object.name == stream.name {
+                        s.object = stream.clone();
+                    }
+                }
             }
             Op::Update { key, value, .. } if key.starts_with(SERVICES) => {
                 let service: Service = serde_json::from_slice(value).unwrap();

@@ -8,6 +8,7 @@
 
 mod cron;
 pub mod deployment;
+pub mod image_stream;
 mod job;
 mod node;
 mod pod;
