@@ -336,12 +336,6 @@ impl ServicePlanner<'_> {
                             }
                         }
                     }
-                    let (wanted, room) = if canary > 0 {
-                        (canary, usize::MAX)
-                    } else {
-                        (replicas, (replicas + surge).saturating_sub(live.len()))
-                    };
-                    create = wanted.saturating_sub(new.len()).min(room);
                     if canary == 0 && !old.is_empty() {
                         // Unavailable old pods serve nothing: they go first,
                         // then available ones while enough stay available.
@@ -357,6 +351,15 @@ impl ServicePlanner<'_> {
                             }
                         }
                     }
+                    // The pods that drain now leave the surge at once: the
+                    // next wave starts in this round, not the next one.
+                    let (wanted, room) = if canary > 0 {
+                        (canary, usize::MAX)
+                    } else {
+                        let staying = live.len().saturating_sub(drain.len());
+                        (replicas, (replicas + surge).saturating_sub(staying))
+                    };
+                    create = wanted.saturating_sub(new.len()).min(room);
                 }
                 StrategyKind::Recreate => {
                     if !old.is_empty() {
@@ -1113,6 +1116,35 @@ mod tests {
         );
         assert_eq!(revisions(&cluster), [2, 2, 2, 2]);
         assert_eq!(plan(&cluster), [], "a complete rollout rests");
+    }
+
+    #[test]
+    fn the_next_wave_starts_in_the_round_the_last_one_lets_old_pods_drain() {
+        let mut cluster = steady(12);
+        change_image(&mut cluster, "local/httpd");
+        let new = |c: &Cluster| c.pods.iter().filter(|p| p.object.revision() == 2).count();
+        let draining = |c: &Cluster| {
+            c.pods
+                .iter()
+                .filter(|p| p.object.draining_since_ms.is_some())
+                .count()
+        };
+        step(&mut cluster);
+        assert_eq!((new(&cluster), draining(&cluster)), (3, 0), "25% of 12");
+        report(&mut cluster, |_| true);
+        cluster.now_ms += 1000;
+        step(&mut cluster);
+        assert_eq!(
+            (new(&cluster), draining(&cluster)),
+            (6, 3),
+            "three old pods drain and three new ones start in the same round"
+        );
+        assert_eq!(
+            cluster.pods.len() - draining(&cluster),
+            15,
+            "the surge still holds"
+        );
+        assert!(available(&cluster) >= 12);
     }
 
     #[test]

@@ -25,6 +25,13 @@
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench job-throughput --jobs 300
 //! ```
 //!
+//! And the deployment benchmark, a rolling update and its rollback under
+//! load:
+//!
+//! ```text
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench rollout --replicas 12
+//! ```
+//!
 //! `scheduling` needs no lab and no root: it runs the master's scheduler
 //! and embedded store in-process.
 //!
@@ -43,6 +50,7 @@ mod jobs;
 mod links;
 mod load;
 mod logs;
+mod rollout;
 mod router;
 mod scheduling;
 
@@ -105,6 +113,30 @@ enum Bench {
         /// Rounds, alternating which side goes first; medians reported.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+    },
+    /// A rolling update (`berth set image`) of N replicas under constant
+    /// load through a router, from its deployment's creation to Complete,
+    /// against the ideal `waves x (pod start + minReady)` from the same
+    /// run's single-pod start; then `berth rollout undo` the same way.
+    Rollout {
+        /// Replicas of the service.
+        #[arg(long, default_value_t = 12)]
+        replicas: u32,
+        /// maxSurge: a count or a share.
+        #[arg(long, default_value = "25%")]
+        max_surge: String,
+        /// minReadySeconds.
+        #[arg(long, default_value_t = 2)]
+        min_ready: u32,
+        /// Seconds between readiness checks.
+        #[arg(long, default_value_t = 1)]
+        probe_period: u32,
+        /// Requests per second through the router.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// Single-pod starts to time (the median is the pod start).
+        #[arg(long, default_value_t = 5)]
+        starts: usize,
     },
     /// berth-agent's RSS idle and with N pods, and the shims' RSS.
     AgentMemory {
@@ -333,6 +365,27 @@ fn main() -> ExitCode {
             };
             if let Err(error) = cluster_sim::run(&config) {
                 eprintln!("berth-bench cluster-sim: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Bench::Rollout {
+            replicas,
+            max_surge,
+            min_ready,
+            probe_period,
+            rate,
+            starts,
+        } => {
+            let config = rollout::Config {
+                replicas,
+                max_surge,
+                min_ready,
+                probe_period,
+                rate,
+                starts,
+            };
+            if let Err(error) = rollout::run(&config) {
+                eprintln!("berth-bench rollout: {error:#}");
                 return ExitCode::FAILURE;
             }
         }
