@@ -125,7 +125,7 @@ pub struct RunArgs {
     pub publish: Vec<berth_model::EnvVar>,
     /// How later changes roll out.
     #[command(flatten)]
-    pub strategy: crate::rollout::StrategyFlags,
+    pub strategy: crate::strategy_flags::StrategyFlags,
 
     /// The pod every replica runs.
     #[command(flatten)]

@@ -28,6 +28,7 @@ mod pod_flags;
 mod project;
 mod rollout;
 mod route;
+mod strategy_flags;
 mod top;
 mod user;
 

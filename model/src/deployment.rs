@@ -505,6 +505,31 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Revision `revision` of `service`, rolling out its template and
+    /// variables as they are, begun at `now_ms` by `by`.
+    pub fn begin(
+        service: &crate::Service,
+        revision: u64,
+        cause: Cause,
+        by: &str,
+        now_ms: u64,
+    ) -> Deployment {
+        Deployment {
+            name: Deployment::name_of(&service.name, revision),
+            service: service.name.clone(),
+            revision,
+            template: service.template.clone(),
+            env: service.env.clone(),
+            cause,
+            user: by.to_owned(),
+            created_ms: now_ms,
+            status: DeploymentStatus {
+                progress_ms: now_ms,
+                ..DeploymentStatus::default()
+            },
+        }
+    }
+
     /// The name of revision `revision` of `service`.
     pub fn name_of(service: &str, revision: u64) -> String {
         format!("{service}-{revision}")

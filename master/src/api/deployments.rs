@@ -19,9 +19,9 @@ use super::extract::{Body, Query};
 use super::project::Named;
 use super::resource::{fetch, shown};
 use super::{parse, ApiFailure, AppState};
+use crate::controller::events;
 use crate::objects::{self, DEPLOYMENTS, SERVICES};
 use crate::resource::deployment::of_service;
-use crate::resource::service::new_revision;
 use crate::store::{Op, StoreError};
 
 /// Longest `?wait=` on a deployment.
@@ -175,7 +175,7 @@ pub async fn rollback(
             to_revision: back.object.revision,
             automatic: false,
         };
-        let deployment = new_revision(&service, latest + 1, cause, &by);
+        let deployment = Deployment::begin(&service, latest + 1, cause, &by, events::now_ms());
         let ops = vec![
             objects::update(SERVICES, &name, &service, current.resource_version),
             objects::create(DEPLOYMENTS, &deployment.name, &deployment),
@@ -213,7 +213,13 @@ pub async fn restart(
             .await?
             .last()
             .map_or(0, |d| d.object.revision);
-        let deployment = new_revision(&current.object, latest + 1, Cause::Manual, &by);
+        let deployment = Deployment::begin(
+            &current.object,
+            latest + 1,
+            Cause::Manual,
+            &by,
+            events::now_ms(),
+        );
         // The service is rewritten unchanged so that a concurrent change
         // to it conflicts instead of slipping between revisions.
         let ops = vec![
@@ -272,7 +278,7 @@ pub async fn cancel(
     running_rollout(state, named, move |d| {
         d.status.phase = DeploymentPhase::Cancelled;
         d.status.reason = Some(format!("cancelled by {by}"));
-        d.status.ended_ms = Some(crate::controller::events::now_ms());
+        d.status.ended_ms = Some(events::now_ms());
     })
     .await
 }

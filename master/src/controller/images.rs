@@ -13,7 +13,6 @@ use berth_model::{Deployment, Event, ImageStream};
 
 use super::change::Change;
 use super::Cluster;
-use crate::resource::service::new_revision;
 
 /// Plans the tags that follow other tags, and the rollouts of services
 /// that follow tags.
@@ -129,8 +128,13 @@ fn follow_triggers(
         let cause = Cause::ImageChange {
             image: causes.join(", "),
         };
-        let deployment: Deployment =
-            new_revision(&updated, revision, cause, "berth (image trigger)");
+        let deployment: Deployment = Deployment::begin(
+            &updated,
+            revision,
+            cause,
+            "berth (image trigger)",
+            cluster.now_ms,
+        );
         let reason = format!(
             "service {} follows {}: revision {revision}",
             unqualified(&s.name),

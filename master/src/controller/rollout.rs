@@ -994,11 +994,10 @@ fn replica(
 mod tests {
     use berth_model::api::Versioned;
     use berth_model::deployment::{Amount, Cause, DeploymentPhase, FailurePolicy, Hook, DRAIN_MS};
-    use berth_model::{ClusterPod, JobPhase, PodStatus};
+    use berth_model::{ClusterPod, Deployment, JobPhase, PodStatus};
 
     use super::super::testing::*;
     use super::super::{plan, Cluster};
-    use crate::resource::service::new_revision;
 
     /// Marks the placed pods that `ready` picks as reported running and
     /// ready for a long time; the others as running but not ready.
@@ -1028,7 +1027,7 @@ mod tests {
         let revision = cluster.deployments.last().map_or(0, |d| d.object.revision) + 1;
         cluster.deployments.push(Versioned {
             resource_version: 1,
-            object: new_revision(service, revision, Cause::ConfigChange, "test"),
+            object: Deployment::begin(service, revision, Cause::ConfigChange, "test", NOW),
         });
     }
 

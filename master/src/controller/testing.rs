@@ -77,8 +77,7 @@ pub fn step(cluster: &mut Cluster) {
 
 /// Revision `revision` of `service`, complete.
 pub fn complete(service: &Service, revision: u64) -> Versioned<Deployment> {
-    let mut deployment =
-        crate::resource::service::new_revision(service, revision, Cause::ConfigChange, "test");
+    let mut deployment = Deployment::begin(service, revision, Cause::ConfigChange, "test", NOW);
     deployment.status.phase = DeploymentPhase::Complete;
     Versioned {
         resource_version: 1,

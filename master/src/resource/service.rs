@@ -1,7 +1,7 @@
 //! Services: the model's checks plus the master's host port policy; a new
 //! service's links must name services that exist.
 
-use berth_model::deployment::{Cause, DeploymentStatus};
+use berth_model::deployment::Cause;
 use berth_model::{Deployment, Service, ValidationErrors};
 
 use berth_model::project::{in_project, reference_from, split_qualified};
@@ -108,7 +108,10 @@ impl Resource for Service {
             .await?
             .last()
             .map_or(0, |d| d.object.revision);
-        let deployment = new_revision(self, latest + 1, Cause::ConfigChange, by);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let deployment = Deployment::begin(self, latest + 1, Cause::ConfigChange, by, now);
         Ok(vec![objects::create(
             DEPLOYMENTS,
             &deployment.name,
@@ -183,26 +186,6 @@ impl Resource for Service {
             }
         }
         Ok(problems)
-    }
-}
-
-/// Revision `revision` of `service`, rolling out its template and
-/// variables as they are, just begun.
-pub fn new_revision(service: &Service, revision: u64, cause: Cause, by: &str) -> Deployment {
-    let now = crate::controller::events::now_ms();
-    Deployment {
-        name: Deployment::name_of(&service.name, revision),
-        service: service.name.clone(),
-        revision,
-        template: service.template.clone(),
-        env: service.env.clone(),
-        cause,
-        user: by.to_owned(),
-        created_ms: now,
-        status: DeploymentStatus {
-            progress_ms: now,
-            ..DeploymentStatus::default()
-        },
     }
 }
 
