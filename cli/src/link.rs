@@ -128,6 +128,7 @@ mod tests {
                 port: 3306,
                 local_port: Some(13306),
                 address: None,
+                wait_ready: false,
             })
         );
         assert_eq!(parse_link("db:3306").map(|l| l.local_port()), Ok(3306));

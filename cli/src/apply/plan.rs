@@ -505,6 +505,7 @@ service: web
                         port: 5432,
                         local_port: None,
                         address: None,
+                        wait_ready: false,
                     });
                     current.services.push(Versioned {
                         resource_version: 7,
