@@ -185,6 +185,27 @@ fn apply_creates_then_changes_only_what_the_files_change() {
             shown.contains(&format!("\n-{description})\n+{description}:v2)\n")),
             "{pod}'s unit change on {node} not in\n{shown}"
         );
+        // The "now" side is the file the node's agent wrote.
+        let file = lab
+            .sh(
+                &node,
+                &format!("cat \"$(systemctl show -P FragmentPath '{unit}')\""),
+            )
+            .assert_success();
+        let now: String = shown
+            .split(&expected)
+            .nth(1)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with([' ', '-', '+']) && !l.starts_with("---"))
+            .filter_map(|l| l.strip_prefix([' ', '-']))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            file.contains(&now),
+            "{node}'s {unit}:\n{file}\nshown as:\n{now}"
+        );
     }
     let edited = lab.berth("h1", &["apply", "-f", "/tmp/shop.yaml"]);
     assert_eq!(
