@@ -165,7 +165,7 @@ async fn planned(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<(Vec
         cron_jobs: client.list_cron_jobs().await?,
     };
     let steps = plan::plan(&documents, &current, args.prune_selector().as_ref())
-        .map_err(|problems| InvalidDocuments(problems))?;
+        .map_err(InvalidDocuments)?;
     Ok((steps, current))
 }
 
