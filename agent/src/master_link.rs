@@ -20,7 +20,7 @@ use berth_client::follow::Cursor;
 use berth_client::{Backoff, NodeClient, Timeouts};
 use berth_model::api::{Assignments, Heartbeat, JoinRequest};
 use berth_model::endpoints::EndpointsView;
-use berth_model::{Capacity, Node, PodStatus};
+use berth_model::{Capacity, Node, PodStatus, UnitSettings};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
@@ -113,6 +113,8 @@ pub async fn join(
         labels: labels.clone(),
         capacity: capacity(),
         unschedulable: false,
+        // The first heartbeat reports them.
+        unit_settings: None,
     };
     let request = JoinRequest {
         token: token.to_owned(),
@@ -240,7 +242,8 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     };
     let beat = {
         let master = master.clone();
-        tokio::spawn(async move { heartbeats(&master, &metrics, known_rx).await })
+        let settings = runtime.unit_settings().clone();
+        tokio::spawn(async move { heartbeats(&master, &metrics, &settings, known_rx).await })
     };
     let events = tokio::spawn(crate::container_events::run(
         master.http().clone(),
@@ -263,7 +266,12 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
 
 /// Sends a heartbeat every [`HEARTBEAT_INTERVAL`], and at once when the
 /// observer saw something new. It never waits on Docker or D-Bus.
-async fn heartbeats(master: &NodeClient, metrics: &Metrics, mut known: watch::Receiver<LastKnown>) {
+async fn heartbeats(
+    master: &NodeClient,
+    metrics: &Metrics,
+    settings: &UnitSettings,
+    mut known: watch::Receiver<LastKnown>,
+) {
     loop {
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
@@ -273,6 +281,7 @@ async fn heartbeats(master: &NodeClient, metrics: &Metrics, mut known: watch::Re
             usage,
             metrics,
             engine_unavailable: last.engine_unavailable,
+            unit_settings: Some(settings.clone()),
         };
         match master.heartbeat(&beat, Duration::from_secs(2)).await {
             Ok(()) => {}

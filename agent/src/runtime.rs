@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth_model::{
     ContainerStatus, EnvVar, EventKind, HostPort, Pod, PodPhase, PodStatus, RestartPolicy,
-    StartFailure, ValidationErrors,
+    StartFailure, UnitSettings, ValidationErrors,
 };
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -22,7 +22,7 @@ use crate::host_path;
 use crate::journal::{EventJournal, SystemJournal};
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
-use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod, HostSettings};
+use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod};
 use crate::reconcile::execute::{execute, Effects};
 use crate::reconcile::observe::observe_all;
 use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
@@ -85,7 +85,9 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     journal: J,
     /// Where the marks of units started since boot go.
     started_marks: PathBuf,
-    shim_environment: Vec<EnvVar>,
+    /// What the agent's configuration puts into every unit file; the
+    /// heartbeat reports it, for `berth diff`.
+    unit_settings: UnitSettings,
     lock: Mutex<()>,
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
     /// kill, by (container ID, start of the run): asked once per run.
@@ -135,6 +137,11 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 format!("unix://{}", config.docker_socket.display()),
             )]
         };
+        // A path that is not UTF-8 stays empty, and rendering refuses it.
+        let unit_settings = UnitSettings {
+            shim_path: config.shim_path.to_str().unwrap_or_default().to_owned(),
+            shim_environment,
+        };
         Self {
             config,
             store,
@@ -142,7 +149,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             systemd,
             journal,
             started_marks,
-            shim_environment,
+            unit_settings,
             lock: Mutex::new(()),
             oom_verdicts: std::sync::Mutex::default(),
             failed_starts: std::sync::Mutex::default(),
@@ -182,11 +189,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         &self.config.state_dir
     }
 
-    fn host(&self) -> HostSettings<'_> {
-        HostSettings {
-            shim_path: self.config.shim_path.to_str().unwrap_or_default(),
-            shim_environment: &self.shim_environment,
-        }
+    /// What the agent's configuration puts into every unit file it
+    /// writes.
+    pub fn unit_settings(&self) -> &UnitSettings {
+        &self.unit_settings
     }
 
     fn effects(&self) -> Effects<'_, D, S> {
@@ -199,7 +205,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     }
 
     fn desired(&self, record: &PodRecord) -> Result<DesiredPod, RequestError> {
-        desired_pod(record, self.host()).map_err(|e| {
+        desired_pod(record, &self.unit_settings).map_err(|e| {
             let mut errors = ValidationErrors::new();
             errors.push("name", e.to_string());
             RequestError::Invalid(errors)

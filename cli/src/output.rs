@@ -942,6 +942,7 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
                     cpu_millis: 2000,
                 },
                 unschedulable: cordoned,
+                unit_settings: None,
             },
             condition,
             engine_error: None,

@@ -79,6 +79,10 @@ pub struct Heartbeat {
     /// look, if it did not (`pods` is then the status last known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_unavailable: Option<String>,
+    /// The agent's unit settings, recorded on its node; absent from an
+    /// agent older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_settings: Option<crate::cluster::UnitSettings>,
 }
 
 /// A node as `GET /v1/nodes` shows it.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deployment::{Strategy, Trigger};
 use crate::limits::MAX_REPLICAS;
-use crate::link::{validate_links, EgressPolicy, Link};
+use crate::link::{add_link_env, link_env, validate_links, EgressPolicy, Link};
 use crate::name::{validate_dns_label, validate_env_name};
 use crate::pod::{EnvVar, Pod};
 use crate::status::PodStatus;
@@ -44,6 +44,25 @@ pub struct Node {
     /// Cordoned: no new pods are placed on it.
     #[serde(default)]
     pub unschedulable: bool,
+    /// The agent's settings that shape its pods' unit files, as its last
+    /// heartbeat reported them; `None` from an agent too old to report
+    /// them. `berth diff` renders the node's unit files with these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_settings: Option<UnitSettings>,
+}
+
+/// What an agent's configuration puts into every unit file it writes:
+/// with a pod's spec, all that is needed to render them exactly as the
+/// agent does. Never secret: anyone on the host can read unit settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnitSettings {
+    /// The berth-shim the units run (`ExecStart=`).
+    pub shim_path: String,
+    /// The shim's environment (`Environment=`): `DOCKER_HOST` when
+    /// Docker's socket is not the default one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shim_environment: Vec<EnvVar>,
 }
 
 impl Node {
@@ -120,6 +139,35 @@ pub struct Service {
 }
 
 impl Service {
+    /// The spec of the service's pod number `index` at a revision whose
+    /// template and variables are `template` and `env`: the template named
+    /// `<service>-<index>`, with the service's variables added, then each
+    /// link's (see [`add_link_env`]); `published` says what a linked
+    /// service publishes. The master makes its pods with this, and
+    /// `berth diff` what they would become.
+    pub fn replica_spec<'p>(
+        &self,
+        template: &Pod,
+        env: &[EnvVar],
+        index: u32,
+        published: impl Fn(&str) -> &'p [EnvVar],
+    ) -> Pod {
+        let mut spec = template.clone();
+        spec.name = format!("{}-{index}", self.name);
+        add_link_env(&mut spec, env, &[]);
+        for link in &self.links {
+            let (plain, secret) = link_env(link, published(&link.service));
+            add_link_env(&mut spec, &plain, &secret);
+        }
+        spec
+    }
+
+    /// The replica index in the name of one of its pods (`web-2` of `web`
+    /// is 2); `None` for another service's pod.
+    pub fn replica_index(service: &str, pod: &str) -> Option<u32> {
+        pod.strip_prefix(service)?.strip_prefix('-')?.parse().ok()
+    }
+
     /// Checks everything that needs no other object and no node's or
     /// master's settings (the master adds its host port policy, and that
     /// linked-to services exist): the name, the replica count, the links,

@@ -29,7 +29,7 @@ pub mod user;
 pub mod validation;
 
 pub use address::{validate_node_address, AddressError};
-pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service};
+pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service, UnitSettings};
 pub use cron::CronJob;
 pub use deployment::{Deployment, DeploymentPhase, Strategy};
 pub use endpoints::{Endpoint, EndpointsView, ServiceEndpoints};

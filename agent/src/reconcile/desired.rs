@@ -3,7 +3,7 @@
 //! and each container carries a hash of its own spec so a change shows.
 
 use berth_model::project::{split_qualified, DEFAULT_PROJECT};
-use berth_model::{EnvVar, Pod, Protocol};
+use berth_model::{Pod, Protocol, UnitSettings};
 use serde::Serialize;
 
 use crate::docker::{
@@ -11,20 +11,12 @@ use crate::docker::{
     LABEL_SOURCE, LABEL_SPEC_HASH, PAUSE_IMAGE,
 };
 use crate::store::{Desired, PodRecord, Source};
+pub use crate::unit::pod::{app_container_name, holder_container_name, UnitFile};
+use crate::unit::pod::{docker_pod_part, has_network_holder, pod_unit_files};
 use crate::unit::{
     container_cgroup_path, container_unit_name, pod_network_cgroup_path, pod_network_unit_name,
-    pod_slice_name, render_container_unit, render_pod_network_unit, render_pod_slice,
-    ContainerUnit, RenderError,
+    pod_slice_name, RenderError,
 };
-
-/// One unit file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitFile {
-    /// `berth-web-app.service`.
-    pub name: String,
-    /// Its contents.
-    pub contents: String,
-}
 
 /// One container and the unit that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,27 +52,6 @@ pub struct DesiredPod {
     pub volumes: Vec<String>,
 }
 
-/// Settings of the agent that shape every pod.
-#[derive(Debug, Clone, Copy)]
-pub struct HostSettings<'a> {
-    /// The shim the units run.
-    pub shim_path: &'a str,
-    /// Environment for the shim (`DOCKER_HOST` when Docker's socket is not the default).
-    pub shim_environment: &'a [EnvVar],
-}
-
-/// Docker's name of the pod's network holder: `berth.<pod>`. Dots cannot
-/// occur in DNS labels, so names never collide. A project's pod
-/// (`a.web-1`) is spelled `a_web-1`, since its `.` would be taken for the
-/// container's.
-pub fn holder_container_name(pod: &str) -> String {
-    format!("berth.{}", docker_pod_part(pod))
-}
-
-fn docker_pod_part(pod: &str) -> String {
-    pod.replacen('.', "_", 1)
-}
-
 /// The pod and container of a container's Docker name (see
 /// [`app_container_name`]); `None` for any other name.
 pub fn pod_of_docker_name(name: &str) -> Option<(String, String)> {
@@ -98,20 +69,10 @@ pub fn network_container_name(pod: &Pod) -> String {
     }
 }
 
-/// Docker's name of a container of a pod: `berth.<pod>.<container>`.
-pub fn app_container_name(pod: &str, container: &str) -> String {
-    format!("berth.{}.{container}", docker_pod_part(pod))
-}
-
 /// Docker volume of a pod's named volume.
 pub fn named_volume(pod: &str, volume: &str) -> String {
     format!("berth.{}.{volume}", docker_pod_part(pod))
 }
-
-/// The container's own cgroup (nested in the unit's) carries the pod's
-/// limit exactly, so the container hits it first: Docker then records the
-/// OOM kill, which `ps` reports.
-pub use berth_model::limits::SHIM_MEMORY_HEADROOM;
 
 /// A stable 64-bit FNV-1a hash, hex: stable across builds and Rust versions,
 /// unlike `DefaultHasher`, so an agent upgrade does not recreate containers.
@@ -212,19 +173,17 @@ fn source_label(record: &PodRecord) -> (String, String) {
 }
 
 /// Everything a record needs on this host.
-pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<DesiredPod, RenderError> {
+pub fn desired_pod(record: &PodRecord, host: &UnitSettings) -> Result<DesiredPod, RenderError> {
     let pod: &Pod = &record.pod;
     let mut containers = Vec::new();
-    let mut unit_files = vec![UnitFile {
-        name: pod_slice_name(&pod.name),
-        contents: render_pod_slice(&pod.name)?,
-    }];
+    // The unit files are the shared renderer's, so that `berth diff`
+    // shows exactly these.
+    let unit_files = pod_unit_files(pod, host)?;
 
     // A pod of several containers gets a network holder that owns the
-    // network namespace and the published ports, so they outlive restarts of
-    // any one container. A pod of one container owns them itself: one Docker
-    // start fewer on the way to running.
-    let has_holder = pod.containers.len() > 1;
+    // network namespace and the published ports (see
+    // [`has_network_holder`]).
+    let has_holder = has_network_holder(pod);
     let holder_name = holder_container_name(&pod.name);
     let published: Vec<(String, u16)> = record
         .host_ports
@@ -252,24 +211,6 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
         ),
     ];
     if has_holder {
-        let holder_unit = ContainerUnit {
-            pod: &pod.name,
-            container: "pod",
-            description: &format!("berth pod {} (network)", pod.name),
-            shim_path: host.shim_path,
-            container_name: &holder_name,
-            stop_timeout_secs: 1,
-            restart: berth_model::RestartPolicy::Always,
-            memory_max: None,
-            cpu_millis: None,
-            joins_pod_network: false,
-            environment: host.shim_environment,
-            probes: &crate::unit::NO_PROBES,
-        };
-        unit_files.push(UnitFile {
-            name: pod_network_unit_name(&pod.name),
-            contents: render_pod_network_unit(&holder_unit)?,
-        });
         let mut labels = pod_labels(&pod.name);
         labels.extend(adoption_labels.iter().cloned());
         let (mut spec, spec_hash) = with_hash(
@@ -311,30 +252,6 @@ pub fn desired_pod(record: &PodRecord, host: HostSettings<'_>) -> Result<Desired
     let mut images = Vec::new();
     for container in &pod.containers {
         let docker_name = app_container_name(&pod.name, &container.name);
-        let unit = ContainerUnit {
-            pod: &pod.name,
-            container: &container.name,
-            description: &format!(
-                "berth pod {}, container {} ({})",
-                pod.name, container.name, container.image
-            ),
-            shim_path: host.shim_path,
-            container_name: &docker_name,
-            stop_timeout_secs: container.stop_timeout_secs,
-            restart: container.restart,
-            memory_max: container
-                .resources
-                .memory_bytes
-                .map(|m| m.saturating_add(SHIM_MEMORY_HEADROOM)),
-            cpu_millis: container.resources.cpu_millis,
-            joins_pod_network: has_holder,
-            environment: host.shim_environment,
-            probes: &container.probes,
-        };
-        unit_files.push(UnitFile {
-            name: container_unit_name(&pod.name, &container.name),
-            contents: render_container_unit(&unit)?,
-        });
         let binds = container
             .volume_mounts
             .iter()
@@ -464,10 +381,12 @@ mod tests {
         }
     }
 
-    const HOST: HostSettings<'static> = HostSettings {
-        shim_path: "/usr/bin/berth-shim",
-        shim_environment: &[],
-    };
+    fn host() -> UnitSettings {
+        UnitSettings {
+            shim_path: "/usr/bin/berth-shim".into(),
+            shim_environment: Vec::new(),
+        }
+    }
 
     #[test]
     fn a_pod_gets_a_slice_a_network_unit_and_a_unit_per_container() {
@@ -480,7 +399,7 @@ mod tests {
             protocol: Protocol::Tcp,
             host_port: 31000,
         }];
-        let d = desired_pod(&r, HOST).unwrap();
+        let d = desired_pod(&r, &host()).unwrap();
         let names: Vec<&str> = d.unit_files.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["berth-web.slice", "berth-web-app.service"]);
         // One container: it owns the network namespace and the ports.
@@ -513,7 +432,7 @@ mod tests {
         let r = record(
             r#"{"name":"web","containers":[{"name":"app","image":"i","ports":[{"containerPort":80,"hostPort":0}]},{"name":"side","image":"i"}]}"#,
         );
-        let d = desired_pod(&r, HOST).unwrap();
+        let d = desired_pod(&r, &host()).unwrap();
         let names: Vec<&str> = d.unit_files.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(
             names,
@@ -543,17 +462,17 @@ mod tests {
     fn the_hash_follows_the_spec() {
         let a = desired_pod(
             &record(r#"{"name":"p","containers":[{"name":"c","image":"i"}]}"#),
-            HOST,
+            &host(),
         )
         .unwrap();
         let b = desired_pod(
             &record(r#"{"name":"p","containers":[{"name":"c","image":"i"}]}"#),
-            HOST,
+            &host(),
         )
         .unwrap();
         let c = desired_pod(
             &record(r#"{"name":"p","containers":[{"name":"c","image":"j"}]}"#),
-            HOST,
+            &host(),
         )
         .unwrap();
         assert_eq!(a.containers[0].spec_hash, b.containers[0].spec_hash);
@@ -567,7 +486,7 @@ mod tests {
             &record(
                 r#"{"name":"p","containers":[{"name":"c","image":"i"},{"name":"d","image":"i"}]}"#,
             ),
-            HOST,
+            &host(),
         )
         .unwrap();
         // What is hashed for a plain pod is what berth hashed before the

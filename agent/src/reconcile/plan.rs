@@ -402,13 +402,15 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::desired::{desired_pod, HostSettings};
+    use crate::reconcile::desired::desired_pod;
     use crate::store::{Desired, PodRecord};
 
-    const HOST: HostSettings<'static> = HostSettings {
-        shim_path: "/usr/bin/berth-shim",
-        shim_environment: &[],
-    };
+    fn host() -> berth_model::UnitSettings {
+        berth_model::UnitSettings {
+            shim_path: "/usr/bin/berth-shim".into(),
+            shim_environment: Vec::new(),
+        }
+    }
 
     fn desired(image: &str, running: bool) -> DesiredPod {
         let json = format!(r#"{{"name":"web","containers":[{{"name":"app","image":"{image}"}}]}}"#);
@@ -422,7 +424,7 @@ mod tests {
             },
             source: crate::store::Source::Local,
         };
-        desired_pod(&record, HOST).unwrap()
+        desired_pod(&record, &host()).unwrap()
     }
 
     fn two_containers() -> DesiredPod {
@@ -436,7 +438,7 @@ mod tests {
             desired: Desired::Running,
             source: crate::store::Source::Local,
         };
-        let mut d = desired_pod(&record, HOST).unwrap();
+        let mut d = desired_pod(&record, &host()).unwrap();
         // Keep the example small: the network holder and one container.
         d.containers.truncate(2);
         d.unit_files.retain(|u| !u.name.contains("two"));
@@ -453,7 +455,7 @@ mod tests {
             desired: Desired::Running,
             source: crate::store::Source::Local,
         };
-        let d = desired_pod(&record, HOST).unwrap();
+        let d = desired_pod(&record, &host()).unwrap();
         let got = actions(&plan(Some(&d), &ObservedPod::default(), Intent::Start));
         assert_eq!(
             got.last().map(String::as_str),

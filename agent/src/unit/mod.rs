@@ -1,17 +1,5 @@
-//! systemd unit files for pods, rendered by pure functions from typed
-//! values: no user string reaches a unit file without being escaped for the
-//! setting it lands in. Writing the files and talking to systemd is done
-//! elsewhere.
+//! systemd unit files for pods: rendered by the `berth-unitfiles` crate,
+//! which the command line shares to show what a change would write.
+//! Writing the files and talking to systemd is done elsewhere.
 
-pub mod escape;
-pub mod name;
-pub mod render;
-
-pub use escape::{
-    escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
-};
-pub use name::{container_unit_name, pod_network_unit_name, pod_slice_name, UnitName};
-pub use render::{
-    container_cgroup_path, pod_network_cgroup_path, render_container_unit, render_pod_network_unit,
-    render_pod_slice, restart_setting, ContainerUnit, RenderError, NO_PROBES,
-};
+pub use berth_unitfiles::*;

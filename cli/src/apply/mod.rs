@@ -7,6 +7,7 @@
 mod document;
 mod plan;
 mod unified;
+mod units;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -70,7 +71,7 @@ pub struct Differences;
 /// `berth apply`: makes the master hold what the files say, printing one
 /// line per object.
 pub async fn apply(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<()> {
-    let steps = planned(client, args).await?;
+    let (steps, _) = planned(client, args).await?;
     for step in &steps {
         let outcome = match &step.write {
             None => step.outcome,
@@ -88,10 +89,31 @@ pub async fn apply(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<()
     Ok(())
 }
 
-/// `berth diff`: what `apply` would change, as a unified diff per object.
+/// `berth diff`: what `apply` would change, as a unified diff per object,
+/// and for a changed service's pods, per unit file on each pod's node.
 pub async fn diff(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<()> {
-    let steps = planned(client, args).await?;
-    let text = diff_text(&steps);
+    let (steps, current) = planned(client, args).await?;
+    let changes_pods = steps
+        .iter()
+        .any(|s| matches!(s.write, Some(Write::UpdateService(_))));
+    let text = if changes_pods {
+        let pods = client.list_pods().await?;
+        // Nodes are the admin's to read: without them, each pod says so.
+        let nodes = client.list_nodes().await;
+        let why = match &nodes {
+            Ok(_) => String::new(),
+            Err(e) => format!("the nodes cannot be read: {e}"),
+        };
+        let cluster = units::Cluster {
+            services: &current.services,
+            pods: &pods,
+            nodes: nodes.as_deref().map_err(|_| why.as_str()),
+            project: client.project(),
+        };
+        diff_text(&steps, Some(&cluster))
+    } else {
+        diff_text(&steps, None)
+    };
     if text.is_empty() {
         return Ok(());
     }
@@ -99,8 +121,9 @@ pub async fn diff(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<()>
     Err(Differences.into())
 }
 
-/// The object diffs of `steps`, in order.
-fn diff_text(steps: &[Step]) -> String {
+/// The object diffs of `steps`, in order, each changed service's followed
+/// by its pods' unit diffs on `cluster`.
+fn diff_text(steps: &[Step], cluster: Option<&units::Cluster<'_>>) -> String {
     let mut text = String::new();
     for step in steps {
         let object = format!("{}/{}", step.kind, step.name);
@@ -122,6 +145,10 @@ fn diff_text(steps: &[Step]) -> String {
                     None => ("", "/dev/null".to_owned()),
                 };
                 text.push_str(&unified::unified(before, after, &from, &to));
+                if let (Some(Write::UpdateService(wanted)), Some(cluster)) = (&step.write, cluster)
+                {
+                    text.push_str(&units::unit_diffs(&wanted.object, cluster));
+                }
             }
         }
     }
@@ -129,7 +156,7 @@ fn diff_text(steps: &[Step]) -> String {
 }
 
 /// Reads and checks every document, reads the master, and plans.
-async fn planned(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<Vec<Step>> {
+async fn planned(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<(Vec<Step>, Current)> {
     let documents = read_documents(args)?;
     let current = Current {
         services: client.list_services().await?,
@@ -137,8 +164,9 @@ async fn planned(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<Vec<
         jobs: client.list_jobs().await?,
         cron_jobs: client.list_cron_jobs().await?,
     };
-    plan::plan(&documents, &current, args.prune_selector().as_ref())
-        .map_err(|problems| InvalidDocuments(problems).into())
+    let steps = plan::plan(&documents, &current, args.prune_selector().as_ref())
+        .map_err(InvalidDocuments)?;
+    Ok((steps, current))
 }
 
 /// Every document of every file, checked alone and together.

@@ -572,7 +572,7 @@ service: web
             other => panic!("{other:?}"),
         }
         assert!(steps[1..].iter().all(|s| s.outcome == Outcome::Unchanged));
-        let diff = super::super::diff_text(&steps);
+        let diff = super::super::diff_text(&steps, None);
         assert!(diff.contains("-replicas: 2\n+replicas: 3\n"), "{diff}");
     }
 

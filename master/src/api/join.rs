@@ -297,6 +297,7 @@ mod tests {
             labels: Default::default(),
             capacity: Capacity::default(),
             unschedulable: false,
+            unit_settings: None,
         }
     }
 

@@ -166,6 +166,7 @@ mod tests {
             labels: BTreeMap::new(),
             capacity: Capacity::default(),
             unschedulable: false,
+            unit_settings: None,
         };
         (node, condition)
     }

@@ -8,8 +8,9 @@ use berth_model::{ClusterPod, Node};
 
 use super::change::Change;
 
-/// Plans what node `name`'s heartbeat `beat` changes: its capacity on
-/// `node` (its stored object, if it has one), and the status of each of
+/// Plans what node `name`'s heartbeat `beat` changes: its capacity and
+/// unit settings on `node` (its stored object, if it has one; an agent
+/// too old to report unit settings leaves none, not stale ones), and the status of each of
 /// `pods` (the stored pods its report names) that is assigned to it and
 /// whose status differs. A pod no longer assigned to it is not its to
 /// report on, nor is a spec it no longer has. A pod that turns ready is
@@ -22,13 +23,21 @@ pub fn plan_heartbeat(
     now_ms: u64,
 ) -> Vec<Change> {
     let mut changes = Vec::new();
-    if let Some(node) = node.filter(|n| n.object.capacity != beat.capacity) {
+    if let Some(node) = node.filter(|n| {
+        n.object.capacity != beat.capacity || n.object.unit_settings != beat.unit_settings
+    }) {
         let mut updated = node.object.clone();
         updated.capacity = beat.capacity;
+        updated.unit_settings.clone_from(&beat.unit_settings);
+        let what = if node.object.capacity == beat.capacity {
+            "unit settings"
+        } else {
+            "capacity"
+        };
         changes.push(Change::UpdateNode {
             node: updated,
             expected_revision: node.resource_version,
-            reason: format!("node {name} reports a new capacity"),
+            reason: format!("node {name} reports a new {what}"),
         });
     }
     for status in &beat.pods {
@@ -97,6 +106,7 @@ mod tests {
             usage: None,
             metrics: Vec::new(),
             engine_unavailable: None,
+            unit_settings: None,
         };
         let running = status(&cluster.pods[mine].object, "Running");
         let report = beat(
@@ -149,5 +159,46 @@ mod tests {
             [],
             "a node with no object has nothing to update"
         );
+    }
+
+    #[test]
+    fn unit_settings_are_recorded_and_cleared_by_an_agent_too_old_to_send_them() {
+        let cluster = cluster(Vec::new(), ready(&["h1"]));
+        let (node, _) = cluster.nodes[0].clone();
+        let node = Versioned {
+            resource_version: 3,
+            object: node,
+        };
+        let settings = berth_model::UnitSettings {
+            shim_path: "/usr/lib/berth/berth-shim".into(),
+            shim_environment: Vec::new(),
+        };
+        let beat = |unit_settings| Heartbeat {
+            capacity: node.object.capacity,
+            pods: Vec::new(),
+            usage: None,
+            metrics: Vec::new(),
+            engine_unavailable: None,
+            unit_settings,
+        };
+        let changes = plan_heartbeat("h1", &beat(Some(settings.clone())), Some(&node), &[], 0);
+        let [Change::UpdateNode { node: updated, .. }] = changes.as_slice() else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(updated.unit_settings.as_ref(), Some(&settings));
+        let recorded = Versioned {
+            resource_version: 4,
+            object: updated.clone(),
+        };
+        assert_eq!(
+            plan_heartbeat("h1", &beat(Some(settings)), Some(&recorded), &[], 0),
+            [],
+            "the same settings are not written again"
+        );
+        let changes = plan_heartbeat("h1", &beat(None), Some(&recorded), &[], 0);
+        let [Change::UpdateNode { node: updated, .. }] = changes.as_slice() else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(updated.unit_settings, None, "an older agent's are unknown");
     }
 }

@@ -80,7 +80,7 @@ pub(super) fn links_current(pod: &ClusterPod, service: &Service) -> bool {
 
 /// The replica index in a pod's name (`web-2` of `web` is 2).
 pub(super) fn replica_index(service: &str, pod: &str) -> Option<u32> {
-    pod.strip_prefix(service)?.strip_prefix('-')?.parse().ok()
+    Service::replica_index(service, pod)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use berth_model::api::Versioned;
 use berth_model::deployment::{
     Cause, DeploymentPhase, DeploymentStatus, FailurePolicy, HookPoint, StrategyKind, DRAIN_MS,
 };
-use berth_model::link::{add_link_env, link_env};
+use berth_model::link::add_link_env;
 use berth_model::pod::{EnvVar, RestartPolicy};
 use berth_model::quota::Usage;
 use berth_model::{
@@ -970,17 +970,12 @@ fn replica(
     index: u32,
     services: &BTreeMap<&str, &Versioned<Service>>,
 ) -> ClusterPod {
-    let mut spec = target.template.clone();
-    spec.name = format!("{}-{index}", service.name);
-    add_link_env(&mut spec, target.env, &[]);
-    for link in &service.links {
-        let published = services
-            .get(link.service.as_str())
+    let spec = service.replica_spec(target.template, target.env, index, |linked| {
+        services
+            .get(linked)
             .map(|s| s.object.publish.as_slice())
-            .unwrap_or_default();
-        let (plain, secret) = link_env(link, published);
-        add_link_env(&mut spec, &plain, &secret);
-    }
+            .unwrap_or_default()
+    });
     ClusterPod {
         service: Some(service.name.clone()),
         links: service.links.clone(),

@@ -25,6 +25,7 @@ pub fn node(name: &str) -> Node {
             cpu_millis: 8000,
         },
         unschedulable: false,
+        unit_settings: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn node(name: &str, memory_bytes: u64, cpu_millis: u64) -> Node {
             cpu_millis,
         },
         unschedulable: false,
+        unit_settings: None,
     }
 }
 

@@ -321,6 +321,7 @@ impl Node {
             usage: None,
             metrics: Vec::new(),
             engine_unavailable: None,
+            unit_settings: None,
         };
         let answer = self
             .http

@@ -168,6 +168,7 @@ impl Workload {
                     cpu_millis: 32_000,
                 },
                 unschedulable: false,
+                unit_settings: None,
             })
             .collect();
         let mut services = HashMap::new();

@@ -2,8 +2,9 @@
 //! service, a link and a route creates all three; applied again, or
 //! applied back from `berth describe service web -o yaml`, it changes
 //! nothing (no write, no audit event, the same resourceVersion); edited,
-//! `berth diff` shows the change and applying it replaces only the
-//! changed service; and a file with a bad document is refused, naming
+//! `berth diff` shows the change, and for each node running a pod of
+//! the service the unified diff of that pod's unit file, and applying it
+//! replaces only the changed service; and a file with a bad document is refused, naming
 //! the file, the document and the field, with nothing applied.
 //!
 //! Root only: run with
@@ -19,7 +20,7 @@ const SHOP: &str = "\
 kind: Service
 name: web
 labels: {app: shop}
-replicas: 1
+replicas: 2
 template:
   name: web
   containers:
@@ -71,7 +72,12 @@ fn audits(lab: &Lab) -> Vec<String> {
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn apply_creates_then_changes_only_what_the_files_change() {
-    let lab = Lab::up("apply-shop", 1);
+    let lab = Lab::up("udiff-apply-shop", 2);
+    // A second tag of the image, for the edit to roll out to.
+    for host in ["h1", "h2"] {
+        lab.sh(host, "docker tag local/busybox local/busybox:v2")
+            .assert_success();
+    }
     lab.berth(
         "h1",
         &[
@@ -97,8 +103,14 @@ fn apply_creates_then_changes_only_what_the_files_change() {
     assert_eq!(web["labels"]["app"], "shop", "{web}");
     let routes = lab.berth("h1", &["route", "ls"]).assert_success();
     assert!(routes.contains("www.shop.test"), "{routes}");
-    lab.eventually(Duration::from_secs(60), "web-0 running", || {
-        (lab.pod("web-0")?["status"]["phase"] == "Running").then_some(())
+    lab.eventually(Duration::from_secs(60), "web-0 and web-1 running", || {
+        ["web-0", "web-1"]
+            .iter()
+            .all(|p| {
+                lab.pod(p)
+                    .is_some_and(|p| p["status"]["phase"] == "Running")
+            })
+            .then_some(())
     });
 
     // Applied again, and applied back from describe: nothing is written.
@@ -125,30 +137,76 @@ fn apply_creates_then_changes_only_what_the_files_change() {
         "apply of unchanged files wrote"
     );
 
-    // Edited: diff shows the change, apply replaces web alone.
+    // Edited: diff shows the change, the object's and each pod's unit
+    // file on its node; apply replaces web alone.
     write(
         &lab,
         "/tmp/shop.yaml",
-        &SHOP.replace("value: one", "value: two"),
+        &SHOP
+            .replace("value: one", "value: two")
+            .replace("image: local/busybox\n", "image: local/busybox:v2\n"),
     );
     let diff = lab.berth("h1", &["diff", "-f", "/tmp/shop.yaml"]);
     assert_eq!(diff.code(), Some(1), "{}", diff.stderr());
     let shown = diff.stdout();
+    println!("berth diff -f /tmp/shop.yaml:\n{shown}");
     assert!(
         shown.starts_with("--- service/web (cluster)\n+++ service/web (files)\n"),
         "{shown}"
     );
-    let changed: Vec<&str> = shown
+    let object = shown.split("\n# node ").next().unwrap_or_default();
+    let changed: Vec<&str> = object
         .lines()
         .filter(|l| l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++"))
         .map(str::trim)
         .collect();
     assert_eq!(
         changed,
-        ["-      value: one", "+      value: two"],
+        [
+            "-    image: local/busybox",
+            "+    image: local/busybox:v2",
+            "-      value: one",
+            "+      value: two"
+        ],
         "{shown}"
     );
     assert!(!shown.contains("route/www"), "{shown}");
+    for (index, pod) in ["web-0", "web-1"].iter().enumerate() {
+        let node = lab
+            .pod(pod)
+            .and_then(|p| p["node"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("{pod} has no node"));
+        let unit = format!("berth-web\\x2d{index}-web.service");
+        let expected =
+            format!("--- node {node}: {unit} (now)\n+++ node {node}: {unit} (after apply)\n");
+        assert!(shown.contains(&expected), "no {expected:?} in\n{shown}");
+        let description = format!("Description=berth pod {pod}, container web (local/busybox");
+        assert!(
+            shown.contains(&format!("\n-{description})\n+{description}:v2)\n")),
+            "{pod}'s unit change on {node} not in\n{shown}"
+        );
+        // The "now" side is the file the node's agent wrote.
+        let file = lab
+            .sh(
+                &node,
+                &format!("cat \"$(systemctl show -P FragmentPath '{unit}')\""),
+            )
+            .assert_success();
+        let now: String = shown
+            .split(&expected)
+            .nth(1)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with([' ', '-', '+']) && !l.starts_with("---"))
+            .filter_map(|l| l.strip_prefix([' ', '-']))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            file.contains(&now),
+            "{node}'s {unit}:\n{file}\nshown as:\n{now}"
+        );
+    }
     let edited = lab.berth("h1", &["apply", "-f", "/tmp/shop.yaml"]);
     assert_eq!(
         edited.assert_success(),

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use berth_agent::unit::{render_container_unit, render_pod_slice, ContainerUnit};
 use berth_model::{EnvVar, Probe, Probes, RestartPolicy, TcpCheck};
+use berth_unitfiles::{render_container_unit, render_pod_slice, ContainerUnit};
 
 const SHIM: &str = "/usr/lib/berth/berth-shim";
 
@@ -56,7 +56,7 @@ fn minimal_container() {
         cpu_millis: None,
         joins_pod_network: true,
         environment: &[],
-        probes: &berth_agent::unit::NO_PROBES,
+        probes: &berth_unitfiles::NO_PROBES,
     };
     check_golden("minimal.service", &render(&unit));
 }
@@ -79,7 +79,7 @@ fn container_with_limits_and_environment() {
         cpu_millis: Some(1500),
         joins_pod_network: false,
         environment: &environment,
-        probes: &berth_agent::unit::NO_PROBES,
+        probes: &berth_unitfiles::NO_PROBES,
     };
     check_golden("limits.service", &render(&unit));
 }
@@ -105,7 +105,7 @@ fn nasty_values_are_escaped() {
         cpu_millis: Some(15),
         joins_pod_network: false,
         environment: &environment,
-        probes: &berth_agent::unit::NO_PROBES,
+        probes: &berth_unitfiles::NO_PROBES,
     };
     check_golden("nasty.service", &render(&unit));
 }

@@ -1,0 +1,163 @@
+//! A pod's unit files, exactly as the agent of a node writes them: the
+//! pod's spec and the node's [`UnitSettings`] are all they depend on.
+
+use berth_model::limits::SHIM_MEMORY_HEADROOM;
+use berth_model::{Pod, RestartPolicy, UnitSettings};
+
+use crate::name::{container_unit_name, pod_network_unit_name, pod_slice_name};
+use crate::render::{
+    render_container_unit, render_pod_network_unit, render_pod_slice, ContainerUnit, RenderError,
+    NO_PROBES,
+};
+
+/// One unit file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    /// `berth-web-app.service`.
+    pub name: String,
+    /// Its contents.
+    pub contents: String,
+}
+
+/// Docker's name of the pod's network holder: `berth.<pod>`. Dots cannot
+/// occur in DNS labels, so names never collide. A project's pod
+/// (`a.web-1`) is spelled `a_web-1`, since its `.` would be taken for the
+/// container's.
+pub fn holder_container_name(pod: &str) -> String {
+    format!("berth.{}", docker_pod_part(pod))
+}
+
+/// Docker's name of a container of a pod: `berth.<pod>.<container>`.
+pub fn app_container_name(pod: &str, container: &str) -> String {
+    format!("berth.{}.{container}", docker_pod_part(pod))
+}
+
+/// The pod's part of its Docker names (see [`holder_container_name`]).
+pub fn docker_pod_part(pod: &str) -> String {
+    pod.replacen('.', "_", 1)
+}
+
+/// Whether the pod gets a network holder: a pod of several containers
+/// does, so that its network namespace and published ports outlive
+/// restarts of any one container. A pod of one container owns them
+/// itself: one Docker start fewer on the way to running.
+pub fn has_network_holder(pod: &Pod) -> bool {
+    pod.containers.len() > 1
+}
+
+/// The unit files of `pod` (its name as on the node, project included) on
+/// a node with `settings`: the slice, the network unit (if any), then one
+/// unit per container in spec order. Secrets never reach them: a
+/// container's environment is Docker's, only the shim's is the unit's.
+pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile>, RenderError> {
+    let mut files = vec![UnitFile {
+        name: pod_slice_name(&pod.name),
+        contents: render_pod_slice(&pod.name)?,
+    }];
+    let has_holder = has_network_holder(pod);
+    if has_holder {
+        let holder = ContainerUnit {
+            pod: &pod.name,
+            container: "pod",
+            description: &format!("berth pod {} (network)", pod.name),
+            shim_path: &settings.shim_path,
+            container_name: &holder_container_name(&pod.name),
+            stop_timeout_secs: 1,
+            restart: RestartPolicy::Always,
+            memory_max: None,
+            cpu_millis: None,
+            joins_pod_network: false,
+            environment: &settings.shim_environment,
+            probes: &NO_PROBES,
+        };
+        files.push(UnitFile {
+            name: pod_network_unit_name(&pod.name),
+            contents: render_pod_network_unit(&holder)?,
+        });
+    }
+    for container in &pod.containers {
+        let unit = ContainerUnit {
+            pod: &pod.name,
+            container: &container.name,
+            description: &format!(
+                "berth pod {}, container {} ({})",
+                pod.name, container.name, container.image
+            ),
+            shim_path: &settings.shim_path,
+            container_name: &app_container_name(&pod.name, &container.name),
+            stop_timeout_secs: container.stop_timeout_secs,
+            restart: container.restart,
+            // The container's own cgroup carries the pod's limit exactly;
+            // the unit's adds room for the shim.
+            memory_max: container
+                .resources
+                .memory_bytes
+                .map(|m| m.saturating_add(SHIM_MEMORY_HEADROOM)),
+            cpu_millis: container.resources.cpu_millis,
+            joins_pod_network: has_holder,
+            environment: &settings.shim_environment,
+            probes: &container.probes,
+        };
+        files.push(UnitFile {
+            name: container_unit_name(&pod.name, &container.name),
+            contents: render_container_unit(&unit)?,
+        });
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::EnvVar;
+
+    use super::*;
+
+    fn pod(json: &str) -> Pod {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
+    }
+
+    fn settings() -> UnitSettings {
+        UnitSettings {
+            shim_path: "/usr/lib/berth/berth-shim".into(),
+            shim_environment: vec![EnvVar::new("DOCKER_HOST", "unix:///run/d.sock")],
+        }
+    }
+
+    #[test]
+    fn a_pod_of_several_containers_gets_a_network_unit_and_the_node_settings() {
+        let p = pod(
+            r#"{"name":"a.web-1","containers":[{"name":"app","image":"i:1"},{"name":"side","image":"j"}]}"#,
+        );
+        let files = pod_unit_files(&p, &settings()).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "berth-a.web\\x2d1.slice",
+                "berth-a.web\\x2d1.service",
+                "berth-a.web\\x2d1-app.service",
+                "berth-a.web\\x2d1-side.service"
+            ]
+        );
+        let app = &files[2].contents;
+        assert!(app.contains("\nDescription=berth pod a.web-1, container app (i:1)\n"));
+        assert!(app.contains(
+            "\nExecStart=/usr/lib/berth/berth-shim run \"berth.a_web-1.app\" --stop-timeout"
+        ));
+        assert!(app.contains("\nEnvironment=\"DOCKER_HOST=unix:///run/d.sock\"\n"));
+        assert!(app.contains("\nRequires=berth-a.web\\x2d1.service\n"));
+    }
+
+    #[test]
+    fn container_environment_and_secrets_stay_out_of_unit_files() {
+        let p = pod(
+            r#"{"name":"web-1","containers":[{"name":"app","image":"i","env":[{"name":"MODE","value":"plain"}],"secretEnv":[{"name":"PW","value":"s3cret"}]}]}"#,
+        );
+        let files = pod_unit_files(&p, &settings()).unwrap();
+        assert_eq!(files.len(), 2, "one container: no network unit");
+        for file in &files {
+            assert!(!file.contents.contains("s3cret"), "{}", file.contents);
+            assert!(!file.contents.contains("MODE"), "{}", file.contents);
+        }
+    }
+}
