@@ -412,7 +412,12 @@ async fn describe_service(client: &MasterClient, name: &str, format: Format) -> 
         .filter(|pod| pod.object.service.as_deref() == Some(name))
         .map(|pod| pod.map(ClusterPod::redacted))
         .collect();
-    let deployment = client.list_deployments(name).await?.pop();
+    // A master from before deployments has no revisions to show.
+    let deployment = client
+        .list_deployments(name)
+        .await
+        .ok()
+        .and_then(|mut revisions| revisions.pop());
     let description = Description {
         kind: "Service",
         service,
