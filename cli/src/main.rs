@@ -16,6 +16,7 @@ mod completions;
 mod config;
 mod cron;
 mod events;
+mod image_stream;
 mod job;
 mod link;
 mod local;
@@ -76,6 +77,13 @@ enum Command {
     /// Follow, pause, promote, cancel and undo a service's rollouts, and
     /// show its revisions.
     Rollout(rollout::RolloutArgs),
+    /// Image streams: images under one name, with tags and each tag's
+    /// history; services follow a tag with `berth set triggers --from-image`.
+    #[command(name = "image-stream", visible_alias = "is")]
+    ImageStream(image_stream::ImageStreamArgs),
+    /// Point an image stream's tag at an image, or at another tag
+    /// (`--alias` keeps following it).
+    Tag(image_stream::TagArgs),
     /// Make the cluster hold the objects of YAML or JSON files (services,
     /// links, routes, jobs, cron jobs): new ones are created, changed ones
     /// replaced, unchanged ones left alone; one line per object.
@@ -176,6 +184,14 @@ fn main() -> ExitCode {
             },
             Command::Rollout(args) => match cluster::client() {
                 Ok(client) => rollout::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::ImageStream(args) => match cluster::client() {
+                Ok(client) => image_stream::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::Tag(args) => match cluster::client() {
+                Ok(client) => image_stream::tag(&client, &args).await,
                 Err(error) => Err(error),
             },
             Command::Apply(args) => match cluster::client() {
@@ -280,6 +296,9 @@ fn field_errors(error: &anyhow::Error) -> &[FieldError] {
             return errors.errors();
         }
         if let Some(cron::InvalidCronJob(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(image_stream::InvalidImageStream(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
     }

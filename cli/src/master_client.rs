@@ -10,8 +10,8 @@ use std::time::Duration;
 use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
 use berth_model::route::RoutesView;
 use berth_model::{
-    ApiError, ClusterPod, CronJob, Deployment, Event, EventKind, Job, Node, Project, Route,
-    Service, User, UserToken, WhoAmI,
+    ApiError, ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node, Project,
+    Route, Service, User, UserToken, WhoAmI,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -141,9 +141,10 @@ pub struct MasterClient {
 
 /// The first path segments of a project's objects: requests for them go
 /// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
-const PROJECT_KINDS: [&str; 10] = [
+const PROJECT_KINDS: [&str; 11] = [
     "services",
     "deployments",
+    "imagestreams",
     "jobs",
     "cronjobs",
     "pods",
@@ -464,6 +465,58 @@ impl MasterClient {
             .timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT);
         let response = request.send().await.map_err(|e| self.send_error(e))?;
         read_json(response).await
+    }
+
+    /// `POST /v1/imagestreams`.
+    pub async fn create_image_stream(
+        &self,
+        stream: &ImageStream,
+    ) -> Result<Versioned<ImageStream>, Error> {
+        self.call(Method::POST, &["imagestreams"], Some(stream))
+            .await
+    }
+
+    /// `GET /v1/imagestreams`.
+    pub async fn list_image_streams(&self) -> Result<Vec<Versioned<ImageStream>>, Error> {
+        self.call(Method::GET, &["imagestreams"], None::<&()>).await
+    }
+
+    /// `GET /v1/imagestreams/{name}`.
+    pub async fn get_image_stream(&self, name: &str) -> Result<Versioned<ImageStream>, Error> {
+        self.call(Method::GET, &["imagestreams", name], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/imagestreams/{name}`.
+    pub async fn delete_image_stream(&self, name: &str) -> Result<Versioned<ImageStream>, Error> {
+        self.call(Method::DELETE, &["imagestreams", name], None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/imagestreams/{name}/webhook`: the webhook's path.
+    pub async fn image_stream_webhook(&self, name: &str) -> Result<String, Error> {
+        let answer: serde_json::Value = self
+            .call(Method::GET, &["imagestreams", name, "webhook"], None::<&()>)
+            .await?;
+        Ok(answer["path"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// `POST /v1/imagestreams/{stream}/tags`: points `tag` at `from`.
+    pub async fn tag_image(
+        &self,
+        stream: &str,
+        tag: &str,
+        from: &str,
+        alias: bool,
+    ) -> Result<Versioned<ImageStream>, Error> {
+        let body = serde_json::json!({ "tag": tag, "from": from, "alias": alias });
+        self.call(Method::POST, &["imagestreams", stream, "tags"], Some(&body))
+            .await
+    }
+
+    /// The master's URL, as the login gave it.
+    pub fn base(&self) -> String {
+        self.base_url()
     }
 
     /// `POST /v1/services/{name}/rollback`.

@@ -628,3 +628,120 @@ fn deployments_recreate_a_stateful_pod_in_place_and_a_canary_waits_for_promotion
         .and_then(|p| p["status"]["containers"][0]["restarts"].as_u64());
     assert_eq!(restarts, Some(0), "it never crash-looped");
 }
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn deployments_follow_an_image_stream_tag_and_its_webhook() {
+    let lab = boot("deploy-images", 3);
+    lab.berth("h1", &["is", "create", "web"]).assert_success();
+    let tagged = lab
+        .berth("h1", &["tag", "local/web:v1", "web:v1"])
+        .assert_success();
+    assert_eq!(tagged, "web:v1 now points at local/web:v1\n");
+    run_web(&lab, "api", 2, &[]);
+    lab.eventually(Duration::from_secs(60), "api ready", || {
+        (ready(&lab, "api", 1) == 2).then_some(())
+    });
+
+    // Following the tag: the service takes its image as a new revision.
+    lab.berth("h1", &["set", "triggers", "api", "--from-image", "web:v1"])
+        .assert_success();
+    lab.eventually(Duration::from_secs(10), "revision 2 from the tag", || {
+        let revisions = history(&lab, "api");
+        (revisions.len() == 2).then_some(())
+    });
+    lab.berth(
+        "h1",
+        &["rollout", "status", "api", "-w", "--timeout", "60s"],
+    )
+    .assert_success();
+
+    // 2. The tag moves: a rollout starts by itself within 2 s.
+    let moved = Instant::now();
+    lab.berth("h1", &["tag", "local/web:v2", "web:v1"])
+        .assert_success();
+    let revision = lab.eventually(Duration::from_secs(5), "an image-change rollout", || {
+        history(&lab, "api")
+            .into_iter()
+            .find(|d| d["revision"] == 3)
+    });
+    let started = moved.elapsed();
+    eprintln!("rollout started {started:?} after the tag moved: {revision}");
+    assert!(started < Duration::from_secs(2), "{started:?}");
+    assert_eq!(revision["cause"]["type"], "imageChange");
+    assert_eq!(revision["cause"]["image"], "web:v1 (local/web:v2)");
+    lab.berth(
+        "h1",
+        &["rollout", "status", "api", "-w", "--timeout", "60s"],
+    )
+    .assert_success();
+    for (pod, node, revision, _) in pods_of(&lab, "api") {
+        assert_eq!(revision, 3);
+        let image = lab
+            .exec(
+                &node,
+                &[
+                    "docker",
+                    "inspect",
+                    "-f",
+                    "{{.Config.Image}}",
+                    &format!("berth.{pod}.api"),
+                ],
+            )
+            .assert_success();
+        assert_eq!(image.trim(), "local/web:v2", "{pod}");
+    }
+    let shown = lab.berth("h1", &["is", "describe", "web"]).assert_success();
+    assert!(shown.contains("tag v1: local/web:v2"), "{shown}");
+    assert!(
+        shown.contains("tag      local/web:v1"),
+        "the history keeps v1: {shown}"
+    );
+
+    // 3. The webhook: the right secret registers an image, a wrong one
+    // gets 403 and changes nothing.
+    let url = lab
+        .berth("h1", &["is", "webhook", "web"])
+        .assert_success()
+        .trim()
+        .to_owned();
+    let post = |url: &str| {
+        lab.exec(
+            "h1",
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                "/var/lib/berth/master/ca.crt",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                r#"{"tag": "v3", "image": "registry.example/web@sha256:0123456789abcdef"}"#,
+                url,
+            ],
+        )
+        .assert_success()
+    };
+    let (base, _) = url.rsplit_once('/').expect("a secret in the path");
+    let before = lab
+        .berth("h1", &["is", "describe", "web", "-o", "json"])
+        .json();
+    assert_eq!(post(&format!("{base}/wrong")), "403");
+    let after = lab
+        .berth("h1", &["is", "describe", "web", "-o", "json"])
+        .json();
+    assert_eq!(before, after, "a wrong secret changed the stream");
+    assert_eq!(post(&url), "200");
+    let stream = lab
+        .berth("h1", &["is", "describe", "web", "-o", "json"])
+        .json();
+    let v3 = &stream["status"]["tags"]["v3"][0];
+    assert_eq!(v3["image"], "registry.example/web@sha256:0123456789abcdef");
+    assert_eq!(v3["digest"], "sha256:0123456789abcdef");
+    assert_eq!(v3["cause"], "webhook");
+    assert!(!lab.events("ImageTagged").is_empty());
+}
