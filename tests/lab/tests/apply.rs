@@ -55,6 +55,14 @@ fn described(lab: &Lab, name: &str) -> Value {
 }
 
 /// The service's resourceVersion, which every write of it changes.
+/// How many revisions `service` has (`berth rollout history`).
+fn revisions(lab: &Lab, service: &str) -> usize {
+    let history = lab
+        .berth("h1", &["rollout", "history", service, "-o", "json"])
+        .json();
+    history.as_array().map_or(0, Vec::len)
+}
+
 fn revision(lab: &Lab, name: &str) -> u64 {
     described(lab, name)["resourceVersion"]
         .as_u64()
@@ -136,6 +144,7 @@ fn apply_creates_then_changes_only_what_the_files_change() {
         audits_before,
         "apply of unchanged files wrote"
     );
+    assert_eq!(revisions(&lab, "web"), 1, "no new revision");
 
     // Edited: diff shows the change, the object's and each pod's unit
     // file on its node; apply replaces web alone.
@@ -214,6 +223,14 @@ fn apply_creates_then_changes_only_what_the_files_change() {
     );
     assert!(revision(&lab, "web") > web_before);
     assert_eq!(revision(&lab, "db"), db_before);
+    // Only the changed service rolls out.
+    assert_eq!(revisions(&lab, "web"), 2);
+    assert_eq!(revisions(&lab, "db"), 1);
+    lab.berth(
+        "h1",
+        &["rollout", "status", "web", "-w", "--timeout", "90s"],
+    )
+    .assert_success();
     let web = described(&lab, "web");
     assert_eq!(
         web["template"]["containers"][0]["env"][0]["value"], "two",

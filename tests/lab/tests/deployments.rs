@@ -635,15 +635,16 @@ fn deployments_follow_an_image_stream_tag_and_its_webhook() {
     let lab = boot("deploy-images", 3);
     lab.berth("h1", &["is", "create", "web"]).assert_success();
     let tagged = lab
-        .berth("h1", &["tag", "local/web:v1", "web:v1"])
+        .berth("h1", &["tag", "local/web:v2", "web:v1"])
         .assert_success();
-    assert_eq!(tagged, "web:v1 now points at local/web:v1\n");
+    assert_eq!(tagged, "web:v1 now points at local/web:v2\n");
     run_web(&lab, "api", 2, &[]);
     lab.eventually(Duration::from_secs(60), "api ready", || {
         (ready(&lab, "api", 1) == 2).then_some(())
     });
 
-    // Following the tag: the service takes its image as a new revision.
+    // Following the tag: the service takes its image (v2) as a new
+    // revision.
     lab.berth("h1", &["set", "triggers", "api", "--from-image", "web:v1"])
         .assert_success();
     lab.eventually(Duration::from_secs(10), "revision 2 from the tag", || {
@@ -658,7 +659,7 @@ fn deployments_follow_an_image_stream_tag_and_its_webhook() {
 
     // 2. The tag moves: a rollout starts by itself within 2 s.
     let moved = Instant::now();
-    lab.berth("h1", &["tag", "local/web:v2", "web:v1"])
+    lab.berth("h1", &["tag", "local/web:v1", "web:v1"])
         .assert_success();
     let revision = lab.eventually(Duration::from_secs(5), "an image-change rollout", || {
         history(&lab, "api")
@@ -669,7 +670,7 @@ fn deployments_follow_an_image_stream_tag_and_its_webhook() {
     eprintln!("rollout started {started:?} after the tag moved: {revision}");
     assert!(started < Duration::from_secs(2), "{started:?}");
     assert_eq!(revision["cause"]["type"], "imageChange");
-    assert_eq!(revision["cause"]["image"], "web:v1 (local/web:v2)");
+    assert_eq!(revision["cause"]["image"], "web:v1 (local/web:v1)");
     lab.berth(
         "h1",
         &["rollout", "status", "api", "-w", "--timeout", "60s"],
@@ -689,13 +690,13 @@ fn deployments_follow_an_image_stream_tag_and_its_webhook() {
                 ],
             )
             .assert_success();
-        assert_eq!(image.trim(), "local/web:v2", "{pod}");
+        assert_eq!(image.trim(), "local/web:v1", "{pod}");
     }
     let shown = lab.berth("h1", &["is", "describe", "web"]).assert_success();
-    assert!(shown.contains("tag v1: local/web:v2"), "{shown}");
+    assert!(shown.contains("tag v1: local/web:v1"), "{shown}");
     assert!(
-        shown.contains("tag      local/web:v1"),
-        "the history keeps v1: {shown}"
+        shown.contains("tag      local/web:v2"),
+        "the history keeps v2: {shown}"
     );
 
     // 3. The webhook: the right secret registers an image, a wrong one
