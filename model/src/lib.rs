@@ -25,6 +25,7 @@ pub mod project;
 pub mod quota;
 pub mod route;
 pub mod status;
+pub mod template;
 pub mod user;
 pub mod validation;
 
