@@ -141,7 +141,8 @@ pub struct MasterClient {
 
 /// The first path segments of a project's objects: requests for them go
 /// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
-const PROJECT_KINDS: [&str; 11] = [
+const PROJECT_KINDS: [&str; 12] = [
+    "batch",
     "services",
     "deployments",
     "imagestreams",
@@ -214,6 +215,13 @@ impl MasterClient {
             project: (project != berth_model::DEFAULT_PROJECT).then(|| project.to_owned()),
             ..self.clone()
         }
+    }
+
+    /// `POST /v1/batch`: creates every object (each with its `kind`) in
+    /// one commit, or none.
+    pub async fn create_batch(&self, objects: &[serde_json::Value]) -> Result<BatchCreated, Error> {
+        let body = serde_json::json!({ "objects": objects });
+        self.call(Method::POST, &["batch"], Some(&body)).await
     }
 
     /// `GET /v1/services`.
@@ -762,6 +770,14 @@ impl MasterClient {
         }
         url
     }
+}
+
+/// What `POST /v1/batch` answers.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchCreated {
+    /// Each object as `kind/name`, in the order sent.
+    pub created: Vec<String>,
 }
 
 /// What `POST /v1/services/{name}/rollback` answers.

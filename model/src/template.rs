@@ -3,7 +3,8 @@
 //! A parameter is given, defaulted, or generated from an expression such
 //! as `[a-zA-Z0-9]{16}`; `${NAME}` inside a string substitutes its text,
 //! and a string that is exactly `${{NAME}}` becomes its value read as JSON,
-//! so replicas and ports can be parameters. Rendering is pure: the caller
+//! so replicas and ports can be parameters; `$${X}` stays `${X}` (for a
+//! shell). Rendering is pure: the caller
 //! supplies the randomness.
 
 use std::collections::BTreeMap;
@@ -407,6 +408,13 @@ fn substitute_text(
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
+        // `$${X}` is a literal `${X}`, for the shell of a command.
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
@@ -507,6 +515,10 @@ mod tests {
             rendered.objects[1].get("labels").is_none(),
             "links carry none"
         );
+        let mut shell = template.clone();
+        shell.objects = vec![json!({"args": ["echo $${HOME} ${NAME}"]})];
+        let rendered = shell.render(&values).expect("rendered");
+        assert_eq!(rendered.objects[0]["args"][0], "echo ${HOME} shop");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! controller does the rest.
 
 mod audit;
+mod batch;
 mod cron;
 mod deployments;
 mod endpoints;
@@ -147,7 +148,8 @@ pub fn router(state: AppState) -> Router {
 /// The paths of a project's objects, after `/v1` (the default project's)
 /// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
 /// OpenAPI document copies their description.
-pub const PROJECT_PATHS: [&str; 34] = [
+pub const PROJECT_PATHS: [&str; 35] = [
+    "/batch",
     "/services",
     "/services/{name}",
     "/services/{name}/scale",
@@ -188,6 +190,7 @@ pub const PROJECT_PATHS: [&str; 34] = [
 /// default project, as before projects existed.
 fn in_project(prefix: &str) -> Router<AppState> {
     Router::new()
+        .route(&format!("{prefix}/batch"), post(batch::create))
         .route(
             &format!("{prefix}/services"),
             get(resource::list::<Service>).post(resource::create::<Service>),
@@ -384,6 +387,12 @@ impl ApiFailure {
                 }],
             },
         }
+    }
+
+    /// The same failure, said of `what` (`objects[1] (service db)`).
+    pub fn about(mut self, what: &str) -> Self {
+        self.body.error = format!("{what}: {}", self.body.error);
+        self
     }
 
     fn forbidden() -> Self {

@@ -1,0 +1,386 @@
+//! `berth process` and `berth new-app`: a template file's parameters
+//! resolved (given, defaulted or generated from the OS's random source),
+//! its objects rendered and checked as `berth apply` checks documents, and
+//! for `new-app` created on the master in one commit, all or nothing.
+//! Generated values are printed once; afterwards they live only where
+//! the template puts them, as secrets (a service's `publish` or a
+//! container's `secretEnv`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use berth_model::template::{Template, Values};
+use berth_model::{Job, Service};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use crate::apply::document::{self, Document, Object, Problem, Source};
+use crate::apply::InvalidDocuments;
+use crate::master_client::MasterClient;
+use crate::output;
+use crate::parse;
+
+/// What `berth process` and `berth new-app` share: the template and its
+/// parameters.
+#[derive(Debug, Args)]
+pub struct TemplateInput {
+    /// A template file (YAML or JSON, `kind: Template`).
+    #[arg(value_name = "TEMPLATE_FILE")]
+    pub template: PathBuf,
+    /// A parameter's value, NAME=VALUE (repeatable); wins over --param-file.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse::label)]
+    pub params: Vec<(String, String)>,
+    /// A file of NAME=VALUE lines (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    pub param_file: Option<PathBuf>,
+}
+
+/// `berth process`.
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// The template and its parameters.
+    #[command(flatten)]
+    pub input: TemplateInput,
+    /// List the template's parameters instead of rendering it.
+    #[arg(long)]
+    pub parameters: bool,
+    /// Output format of the rendered objects.
+    #[arg(short, long, value_enum, default_value_t = RenderFormat::Yaml)]
+    pub output: RenderFormat,
+}
+
+/// How `berth process` prints the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    /// Documents separated by `---`, as `berth apply -f` reads them.
+    Yaml,
+    /// A JSON array of the objects.
+    Json,
+}
+
+/// `berth new-app`.
+#[derive(Debug, Args)]
+pub struct NewAppArgs {
+    /// The template and its parameters.
+    #[command(flatten)]
+    pub input: TemplateInput,
+    /// Wait for the template's script job to end; exit 1 naming it if it
+    /// did not succeed (the objects stay).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// A template's objects, checked, and its script job.
+struct Rendered {
+    documents: Vec<Document>,
+    script: Option<Job>,
+    values: Values,
+}
+
+/// `berth process`: the rendered objects, or with `--parameters` the
+/// parameters; nothing is sent.
+pub fn process(args: &ProcessArgs) -> anyhow::Result<()> {
+    let (file, template) = read_template(&args.input.template)?;
+    if args.parameters {
+        return output::print(&parameters_table(&template));
+    }
+    let rendered = render(&file, &template, &args.input)?;
+    let mut objects: Vec<Value> = rendered
+        .documents
+        .iter()
+        .map(|d| as_sent(&d.object))
+        .collect();
+    if let Some(script) = &rendered.script {
+        objects.push(with_kind("Job", script));
+    }
+    let text = match args.output {
+        RenderFormat::Json => output::json(&objects)?,
+        RenderFormat::Yaml => {
+            let documents: Vec<String> = objects
+                .iter()
+                .map(output::yaml)
+                .collect::<Result<_, _>>()
+                .context("cannot encode the objects as YAML")?;
+            documents.join("---\n")
+        }
+    };
+    output::print(&text)
+}
+
+/// `berth new-app`: every object created in one commit, the generated
+/// values shown once, then the script job run (and with `--wait` waited
+/// for).
+pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result<()> {
+    let (file, template) = read_template(&args.input.template)?;
+    let rendered = render(&file, &template, &args.input)?;
+    let objects = batch_objects(&rendered.documents)?;
+    let created = client
+        .create_batch(&objects)
+        .await
+        .with_context(|| format!("nothing created from {file}"))?;
+    let mut text: String = created
+        .created
+        .iter()
+        .map(|object| format!("{object} created\n"))
+        .collect();
+    for link in rendered.documents.iter().filter_map(|d| match &d.object {
+        Object::Link(link) => Some(link.name()),
+        _ => None,
+    }) {
+        text.push_str(&format!("link/{link} created\n"));
+    }
+    if !rendered.values.generated.is_empty() {
+        text.push_str("generated (shown only now; kept as secrets):\n");
+        for name in &rendered.values.generated {
+            text.push_str(&format!("  {name}={}\n", rendered.values.values[name]));
+        }
+    }
+    output::print(&text)?;
+    let Some(script) = rendered.script else {
+        return Ok(());
+    };
+    let name = script.name.clone();
+    client
+        .create_job(&script)
+        .await
+        .with_context(|| format!("the objects exist, but the script job {name} was not created"))?;
+    output::print(&format!("job/{name} created (the template's script)\n"))?;
+    if args.wait {
+        crate::job::wait(client, &name, None)
+            .await
+            .with_context(|| format!("the template's script job {name} did not succeed"))?;
+    }
+    Ok(())
+}
+
+/// The template of `path`: its file name for messages, and the template.
+fn read_template(path: &Path) -> anyhow::Result<(String, Template)> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+    let mut value: Value =
+        serde_norway::from_str(&text).with_context(|| format!("{file}: not YAML or JSON"))?;
+    if let Value::Object(fields) = &mut value {
+        match fields.remove("kind") {
+            None => {}
+            Some(Value::String(kind)) if kind == "Template" => {}
+            Some(other) => anyhow::bail!("{file}: kind: must be Template, not {other}"),
+        }
+    }
+    let template = serde_path_to_error::deserialize(value)
+        .map_err(|e| anyhow::anyhow!("{file}: {}: {}", e.path(), e.inner()))?;
+    Ok((file, template))
+}
+
+/// The parameters given: the file's lines, then `-p`.
+fn given(input: &TemplateInput) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut given = BTreeMap::new();
+    if let Some(path) = &input.param_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, value) = parse::label(line)
+                .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+            given.insert(name, value);
+        }
+    }
+    given.extend(input.params.iter().cloned());
+    Ok(given)
+}
+
+/// Resolves the parameters and renders the objects, each checked by the
+/// model's rules as `berth apply` checks a document, naming the file,
+/// object and field of every problem.
+fn render(file: &str, template: &Template, input: &TemplateInput) -> anyhow::Result<Rendered> {
+    let given = given(input)?;
+    let mut random = OsRandom::open()?;
+    let values = template
+        .values(&given, &mut |below| random.below(below))
+        .with_context(|| format!("{file}"))?;
+    random.check()?;
+    let rendered = template
+        .render(&values)
+        .with_context(|| format!("{file}"))?;
+    let mut documents = Vec::new();
+    let mut problems: Vec<Problem> = Vec::new();
+    for (index, object) in rendered.objects.into_iter().enumerate() {
+        let source = Source {
+            file: file.to_owned(),
+            index,
+            in_template: true,
+        };
+        let value = serde_norway::to_value(&object).context("re-encoding an object")?;
+        match document::read(source, value) {
+            Ok(document) => documents.push(document),
+            Err(found) => problems.extend(found),
+        }
+    }
+    problems.extend(document::check_together(&documents));
+    let script = match rendered.script {
+        None => None,
+        Some(script) => match read_script(file, script) {
+            Ok(job) => Some(job),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(InvalidDocuments(problems).into());
+    }
+    Ok(Rendered {
+        documents,
+        script,
+        values,
+    })
+}
+
+/// The script: a job, checked as `berth job run` checks one.
+fn read_script(file: &str, script: Value) -> Result<Job, Problem> {
+    let problem = |field: Option<String>, message: String| Problem {
+        source: Source {
+            file: format!("{file}: script"),
+            index: 0,
+            in_template: false,
+        },
+        field,
+        message,
+    };
+    let mut script = script;
+    if let Value::Object(fields) = &mut script {
+        fields.remove("kind");
+    }
+    let job: Job = serde_path_to_error::deserialize(script)
+        .map_err(|e| problem(Some(e.path().to_string()), e.inner().to_string()))?;
+    if let Err(errors) = job.clone().completed().validate() {
+        let first = &errors.errors()[0];
+        return Err(problem(Some(first.field.clone()), first.message.clone()));
+    }
+    Ok(job)
+}
+
+/// The objects as the batch sends them: a link is added to its service,
+/// which must be one of the template's.
+fn batch_objects(documents: &[Document]) -> anyhow::Result<Vec<Value>> {
+    let mut services: BTreeMap<String, Service> = documents
+        .iter()
+        .filter_map(|d| match &d.object {
+            Object::Service(s) => Some((s.name.clone(), s.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for document in documents {
+        if let Object::Link(link) = &document.object {
+            match services.get_mut(&link.service) {
+                Some(service) => service.links.push(link.link()),
+                None => problems.push(Problem {
+                    source: document.source.clone(),
+                    field: Some("service".into()),
+                    message: format!(
+                        "{} is not one of the template's services (a template links only its own)",
+                        link.service
+                    ),
+                }),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(InvalidDocuments(problems).into());
+    }
+    Ok(documents
+        .iter()
+        .filter_map(|d| match &d.object {
+            Object::Link(_) => None,
+            Object::Service(s) => Some(with_kind("Service", &services[&s.name])),
+            other => Some(as_sent(other)),
+        })
+        .collect())
+}
+
+/// An object as a document spells it, `kind:` first.
+fn as_sent(object: &Object) -> Value {
+    match object {
+        Object::Service(s) => with_kind("Service", s),
+        Object::Link(l) => with_kind("Link", l),
+        Object::Route(r) => with_kind("Route", r),
+        Object::Job(j) => with_kind("Job", j),
+        Object::CronJob(c) => with_kind("CronJob", c),
+    }
+}
+
+fn with_kind<T: serde::Serialize>(kind: &str, object: &T) -> Value {
+    let mut fields = serde_json::Map::new();
+    fields.insert("kind".into(), Value::String(kind.into()));
+    if let Ok(Value::Object(own)) = serde_json::to_value(object) {
+        fields.extend(own);
+    }
+    Value::Object(fields)
+}
+
+/// `berth process --parameters`: one row per parameter, a generated one
+/// marked with its expression.
+fn parameters_table(template: &Template) -> String {
+    let rows: Vec<Vec<String>> = template
+        .parameters
+        .iter()
+        .map(|p| {
+            let value = match (&p.value, &p.from) {
+                (Some(value), _) => value.clone(),
+                (None, Some(from)) => format!("generated from {from}"),
+                (None, None) if p.required => "(required)".to_owned(),
+                (None, None) => String::new(),
+            };
+            vec![p.name.clone(), value, p.description.clone()]
+        })
+        .collect();
+    output::table(&["NAME", "VALUE", "DESCRIPTION"], &rows)
+}
+
+/// Uniform draws from the kernel's random source (`/dev/urandom`); a
+/// read error is kept and reported once the draws are done.
+struct OsRandom {
+    source: File,
+    failed: Option<std::io::Error>,
+}
+
+impl OsRandom {
+    fn open() -> anyhow::Result<Self> {
+        Ok(Self {
+            source: File::open("/dev/urandom").context("opening /dev/urandom")?,
+            failed: None,
+        })
+    }
+
+    /// A number below `below`, without modulo bias: draws that fall in
+    /// the last, partial run of `below` are drawn again.
+    fn below(&mut self, below: usize) -> usize {
+        let below = u32::try_from(below.max(1)).unwrap_or(u32::MAX);
+        let limit = u32::MAX - u32::MAX % below;
+        loop {
+            let mut bytes = [0u8; 4];
+            if let Err(e) = self.source.read_exact(&mut bytes) {
+                self.failed.get_or_insert(e);
+                return 0;
+            }
+            let drawn = u32::from_le_bytes(bytes);
+            if drawn < limit {
+                return (drawn % below) as usize;
+            }
+        }
+    }
+
+    fn check(self) -> anyhow::Result<()> {
+        match self.failed {
+            None => Ok(()),
+            Some(e) => Err(e).context("reading /dev/urandom"),
+        }
+    }
+}
