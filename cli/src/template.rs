@@ -202,11 +202,9 @@ fn render(file: &str, template: &Template, input: &TemplateInput) -> anyhow::Res
     let mut random = OsRandom::open()?;
     let values = template
         .values(&given, &mut |below| random.below(below))
-        .with_context(|| format!("{file}"))?;
+        .with_context(|| file.to_owned())?;
     random.check()?;
-    let rendered = template
-        .render(&values)
-        .with_context(|| format!("{file}"))?;
+    let rendered = template.render(&values).with_context(|| file.to_owned())?;
     let mut documents = Vec::new();
     let mut problems: Vec<Problem> = Vec::new();
     for (index, object) in rendered.objects.into_iter().enumerate() {
