@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use berth_model::template::{Template, Values};
-use berth_model::{Job, Service};
+use berth_model::Job;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
@@ -116,7 +116,11 @@ pub fn process(args: &ProcessArgs) -> anyhow::Result<()> {
 pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result<()> {
     let (file, template) = read_template(&args.input.template)?;
     let rendered = render(&file, &template, &args.input)?;
-    let objects = batch_objects(&rendered.documents)?;
+    let objects: Vec<Value> = rendered
+        .documents
+        .iter()
+        .map(|d| as_sent(&d.object))
+        .collect();
     let created = client
         .create_batch(&objects)
         .await
@@ -126,12 +130,6 @@ pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result
         .iter()
         .map(|object| format!("{object} created\n"))
         .collect();
-    for link in rendered.documents.iter().filter_map(|d| match &d.object {
-        Object::Link(link) => Some(link.name()),
-        _ => None,
-    }) {
-        text.push_str(&format!("link/{link} created\n"));
-    }
     if !rendered.values.generated.is_empty() {
         text.push_str("generated (shown only now; kept as secrets):\n");
         for name in &rendered.values.generated {
@@ -262,45 +260,6 @@ fn read_script(file: &str, script: Value) -> Result<Job, Problem> {
         return Err(problem(Some(first.field.clone()), first.message.clone()));
     }
     Ok(job)
-}
-
-/// The objects as the batch sends them: a link is added to its service,
-/// which must be one of the template's.
-fn batch_objects(documents: &[Document]) -> anyhow::Result<Vec<Value>> {
-    let mut services: BTreeMap<String, Service> = documents
-        .iter()
-        .filter_map(|d| match &d.object {
-            Object::Service(s) => Some((s.name.clone(), s.clone())),
-            _ => None,
-        })
-        .collect();
-    let mut problems = Vec::new();
-    for document in documents {
-        if let Object::Link(link) = &document.object {
-            match services.get_mut(&link.service) {
-                Some(service) => service.links.push(link.link()),
-                None => problems.push(Problem {
-                    source: document.source.clone(),
-                    field: Some("service".into()),
-                    message: format!(
-                        "{} is not one of the template's services (a template links only its own)",
-                        link.service
-                    ),
-                }),
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(InvalidDocuments(problems).into());
-    }
-    Ok(documents
-        .iter()
-        .filter_map(|d| match &d.object {
-            Object::Link(_) => None,
-            Object::Service(s) => Some(with_kind("Service", &services[&s.name])),
-            other => Some(as_sent(other)),
-        })
-        .collect())
 }
 
 /// An object as a document spells it, `kind:` first.

@@ -29,16 +29,24 @@ async fn a_batch_is_created_whole_or_not_at_all() {
 
     // web links to db and a route points at web: all in the same batch.
     let objects = json!({"objects": [
-        service("web", json!([{"service": "db", "port": 8080}])),
+        service("web", json!([])),
         service("db", json!([])),
+        {"kind": "Link", "service": "web", "target": "db", "port": 8080},
         route("www", "web", "www.shop.test"),
     ]});
     let (status, answer) = master.admin(Method::POST, "/v1/batch", Some(objects)).await;
     assert_eq!(status, 201, "{answer}");
     assert_eq!(
         answer["created"],
-        json!(["service/web", "service/db", "route/www"])
+        json!([
+            "service/web",
+            "service/db",
+            "link/web->db:8080",
+            "route/www"
+        ])
     );
+    let (_, web) = master.admin(Method::GET, "/v1/services/web", None).await;
+    assert_eq!(web["links"][0]["service"], "db", "{web}");
     let (_, db) = master.admin(Method::GET, "/v1/services/db", None).await;
     assert_eq!(db["publish"][0]["value"], "", "a published value was shown");
     let (_, deployments) = master.admin(Method::GET, "/v1/deployments", None).await;

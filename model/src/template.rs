@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::name::validate_env_name;
-use crate::Labels;
+use crate::{validate_dns_label, Labels, ValidationErrors};
 
 /// A template as its file spells it (`kind: Template`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +129,56 @@ pub struct Values {
 }
 
 impl Template {
+    /// The rules a stored template must pass, each problem naming its
+    /// field: a DNS-label name, parameters declared well (once each), and
+    /// objects that say their `kind`. The objects themselves are checked
+    /// once rendered, as `berth apply` checks documents.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if let Err(e) = validate_dns_label(&self.name) {
+            errors.push("name", e.to_string());
+        }
+        for (i, parameter) in self.parameters.iter().enumerate() {
+            if let Err(e) = parameter.check() {
+                errors.push(format!("parameters[{i}]"), e.to_string());
+            }
+            if self.parameters[..i]
+                .iter()
+                .any(|p| p.name == parameter.name)
+            {
+                errors.push(
+                    format!("parameters[{i}].name"),
+                    format!("{} is declared twice", parameter.name),
+                );
+            }
+        }
+        if self.objects.is_empty() {
+            errors.push("objects", "must hold at least one object");
+        }
+        for (i, object) in self.objects.iter().enumerate() {
+            if object.get("kind").and_then(Value::as_str).is_none() {
+                errors.push(
+                    format!("objects[{i}].kind"),
+                    "missing: each object says its kind",
+                );
+            }
+        }
+        errors.into_result()
+    }
+
+    /// The template as the cluster knows it: its name qualified by
+    /// `project` (its objects are named when they are made).
+    pub fn qualified(mut self, project: &str) -> Self {
+        self.name = crate::project::qualify(project, &self.name);
+        self
+    }
+
+    /// The template as its project's users see it.
+    pub fn unqualified(mut self) -> Self {
+        self.name = crate::project::unqualified(&self.name).to_owned();
+        self
+    }
+
     /// Every parameter's value: given, else its default, else generated
     /// from its expression with `random` (a uniform draw below its
     /// argument). A given value for no parameter, a required one missing,
@@ -580,6 +630,23 @@ mod tests {
         let expression = Expression::parse(r"[\d]{6}").expect("digits");
         let value = generate(&expression, &mut counting());
         assert_eq!(value, "123456");
+    }
+
+    #[test]
+    fn a_stored_template_names_its_bad_fields() {
+        let mut template = template();
+        assert_eq!(template.validate(), Ok(()));
+        template.name = "Web_DB".into();
+        template.parameters.push(template.parameters[0].clone());
+        template.objects.push(json!({"name": "no-kind"}));
+        let fields: Vec<String> = template
+            .validate()
+            .expect_err("invalid")
+            .errors()
+            .iter()
+            .map(|e| e.field.clone())
+            .collect();
+        assert_eq!(fields, ["name", "parameters[3].name", "objects[2].kind"]);
     }
 
     #[test]

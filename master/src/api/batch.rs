@@ -1,6 +1,7 @@
-//! `POST /v1/[projects/P/]batch`: several objects (services, routes, jobs,
-//! cron jobs) created in one store commit, all or nothing, as `berth
-//! new-app` creates a template's objects. Each object is completed and
+//! `POST /v1/[projects/P/]batch`: several objects (services, links,
+//! routes, jobs, cron jobs) created in one store commit, all or nothing,
+//! as `berth new-app` creates a template's objects. A link, as `berth
+//! apply` spells it, is added to its service, which must be in the batch. Each object is completed and
 //! checked exactly as its kind's own create does ([`Resource`]); the
 //! objects of the batch may refer to each other (a service linking to
 //! another of the batch, a route to one), so references are checked
@@ -24,7 +25,7 @@ use crate::resource::{self, Resource, Settings};
 use crate::store::{Entry, Op, Store, StoreError, StoreFuture, Watch};
 
 /// The kinds a batch may hold, as `kind:` spells them.
-const KINDS: [&str; 4] = ["Service", "Route", "Job", "CronJob"];
+const KINDS: [&str; 5] = ["Service", "Link", "Route", "Job", "CronJob"];
 
 /// What a batch request holds.
 #[derive(Debug, Deserialize)]
@@ -61,9 +62,13 @@ pub async fn create(
     let request: BatchRequest = parse("batch", &body)?;
     let project = in_project.name.clone();
     let settings = state.settings(&project);
+    let mut objects = request.objects;
+    let links = fold_links(&mut objects)?;
     let mut prepared = Vec::new();
-    for (index, value) in request.objects.into_iter().enumerate() {
-        prepared.push(prepare(index, value, &settings, &in_project)?);
+    for (index, value) in objects.into_iter().enumerate() {
+        if !value.is_null() {
+            prepared.push((index, prepare(index, value, &settings, &in_project)?));
+        }
     }
     // The store as it will be: references between the batch's objects
     // hold.
@@ -71,7 +76,7 @@ pub async fn create(
         inner: state.store.clone(),
         created: BTreeMap::new(),
     };
-    for object in &prepared {
+    for (_, object) in &prepared {
         for op in object.create_ops() {
             if let Op::Create { key, value } = op {
                 pending.created.insert(key, value);
@@ -81,7 +86,8 @@ pub async fn create(
     let by = in_project.caller.to_string();
     let mut ops = Vec::new();
     let mut created = Vec::new();
-    for (index, object) in prepared.iter().enumerate() {
+    for (index, object) in &prepared {
+        let index = *index;
         let found = match object {
             Prepared::Service(o) => checked(&state, &pending, o, &by).await,
             Prepared::Route(o) => checked(&state, &pending, o, &by).await,
@@ -89,8 +95,10 @@ pub async fn create(
             Prepared::CronJob(o) => checked(&state, &pending, o, &by).await,
         };
         ops.extend(found.map_err(|e| e.about(&object.named(index)))?);
-        created.push(object.shown());
+        created.push((index, object.shown()));
     }
+    created.extend(links);
+    created.sort();
     let revision = state.store.apply(ops).await.map_err(|e| match e {
         // Two objects of the batch claiming one key (two routes of one
         // host and path), or another writer first.
@@ -104,9 +112,69 @@ pub async fn create(
         StatusCode::CREATED,
         Json(BatchCreated {
             resource_version: revision,
-            created,
+            created: created.into_iter().map(|(_, shown)| shown).collect(),
         }),
     ))
+}
+
+/// Adds each `Link` object to the links of the batch's service it names,
+/// leaving null in its place; answers the links as `link/web->db:5432`,
+/// each with its index.
+fn fold_links(objects: &mut [Value]) -> Result<Vec<(usize, String)>, ApiFailure> {
+    let mut links = Vec::new();
+    for index in 0..objects.len() {
+        if objects[index].get("kind").and_then(Value::as_str) != Some("Link") {
+            continue;
+        }
+        let Value::Object(mut fields) = objects[index].take() else {
+            continue;
+        };
+        fields.remove("kind");
+        let text = |field: &str| fields.get(field).and_then(Value::as_str).map(str::to_owned);
+        let (Some(service), Some(target)) = (text("service"), text("target")) else {
+            return Err(ApiFailure::field(
+                &format!("objects[{index}]"),
+                "a link needs service and target",
+            ));
+        };
+        let port = fields.get("port").cloned().unwrap_or(Value::Null);
+        let owner = objects.iter_mut().find(|o| {
+            o.get("kind").and_then(Value::as_str) == Some("Service")
+                && o.get("name").and_then(Value::as_str) == Some(service.as_str())
+        });
+        let Some(Value::Object(owner)) = owner else {
+            return Err(ApiFailure::field(
+                &format!("objects[{index}].service"),
+                format!("{service} is not a service of the batch"),
+            ));
+        };
+        let mut link = serde_json::Map::new();
+        link.insert("service".into(), Value::String(target.clone()));
+        link.insert("port".into(), port.clone());
+        for (from, to) in [
+            ("localPort", "localPort"),
+            ("address", "address"),
+            ("waitReady", "waitReady"),
+        ] {
+            if let Some(value) = fields.get(from) {
+                link.insert(to.into(), value.clone());
+            }
+        }
+        match owner
+            .entry("links")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            Value::Array(list) => list.push(Value::Object(link)),
+            _ => {
+                return Err(ApiFailure::field(
+                    &format!("objects[{index}].service"),
+                    format!("service {service}'s links are not a list"),
+                ))
+            }
+        }
+        links.push((index, format!("link/{service}->{target}:{port}")));
+    }
+    Ok(links)
 }
 
 /// Object `index` read as its kind, completed and checked alone, then

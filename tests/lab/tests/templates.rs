@@ -5,7 +5,8 @@
 //! generated and which no world-readable file and no `systemctl show`
 //! holds; a second instance with another NAME runs side by side; and a
 //! template with one bad object (a bad port, or a route host another route
-//! holds) creates nothing: no service, link, route or event.
+//! holds) creates nothing: no service, link, route or event; and a failing
+//! script job makes `new-app --wait` fail naming it, the objects kept.
 //!
 //! Root only: run with
 //! `cargo test -p berth-lab-tests --test templates -- --ignored --nocapture`.
@@ -17,6 +18,34 @@ use berth_harness::Lab;
 
 /// h1's address: the master and the router run there.
 const ROUTER: &str = "10.231.0.11";
+
+/// A template whose script job fails.
+const SEEDED: &str = "\
+kind: Template
+name: seeded
+parameters:
+- name: NAME
+  required: true
+objects:
+- kind: Service
+  name: ${NAME}
+  replicas: 1
+  template:
+    name: ${NAME}
+    containers:
+    - name: app
+      image: local/busybox
+      args: [sleep, '100000']
+script:
+  name: ${NAME}-seed
+  backoffLimit: 1
+  template:
+    name: ${NAME}-seed
+    containers:
+    - name: seed
+      image: local/busybox
+      args: [sh, -c, 'echo seeding; exit 3']
+";
 
 /// Where the example is copied on h1.
 const EXAMPLE: &str = "/root/web-db.yaml";
@@ -235,6 +264,35 @@ fn templates_create_linked_services_with_a_generated_password_all_or_nothing() {
         !events.contains("other-db") && !events.contains("bad-db"),
         "events of a refused template:\n{events}"
     );
+
+    // The script job runs once the objects exist; when it fails,
+    // `new-app --wait` exits non-zero naming it, and the objects stay.
+    lab.sh(
+        "h1",
+        &format!("cat > /root/seeded.yaml <<'EOF'\n{SEEDED}EOF\n"),
+    )
+    .assert_success();
+    let run = lab.berth(
+        "h1",
+        &[
+            "new-app",
+            "/root/seeded.yaml",
+            "-p",
+            "NAME=seeded",
+            "--wait",
+        ],
+    );
+    let failed = run.assert_failure();
+    assert!(
+        failed.contains("script job seeded-seed did not succeed"),
+        "{failed}"
+    );
+    assert!(
+        run.stdout().contains("job/seeded-seed created"),
+        "{}",
+        run.stdout()
+    );
+    assert!(service_exists(&lab, "seeded"), "the objects were removed");
 
     lab.down();
 }
