@@ -142,6 +142,9 @@ enum Command {
         berth new-app examples/templates/web-db.yaml -p NAME=shop\n  \
         berth new-app examples/templates/web-db.yaml -p NAME=shop2 --wait")]
     NewApp(template::NewAppArgs),
+    /// Templates stored in the project: `berth new-app NAME` makes one's
+    /// objects.
+    Template(template::TemplateArgs),
     /// Users and robot accounts, each with a token of its own (the
     /// cluster's admin only).
     User(user::UserArgs),
@@ -220,7 +223,11 @@ fn main() -> ExitCode {
                 Ok(client) => apply::diff(&client, &args).await,
                 Err(error) => Err(error),
             },
-            Command::Process(args) => template::process(&args),
+            Command::Process(args) => template::process(&args).await,
+            Command::Template(args) => match cluster::client() {
+                Ok(client) => template::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
             Command::NewApp(args) => match cluster::client() {
                 Ok(client) => template::new_app(&client, &args).await,
                 Err(error) => Err(error),

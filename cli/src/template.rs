@@ -20,15 +20,16 @@ use serde_json::Value;
 use crate::apply::document::{self, Document, Object, Problem, Source};
 use crate::apply::InvalidDocuments;
 use crate::master_client::MasterClient;
-use crate::output;
+use crate::output::{self, Format};
 use crate::parse;
 
 /// What `berth process` and `berth new-app` share: the template and its
 /// parameters.
 #[derive(Debug, Args)]
 pub struct TemplateInput {
-    /// A template file (YAML or JSON, `kind: Template`).
-    #[arg(value_name = "TEMPLATE_FILE")]
+    /// A template file (YAML or JSON, `kind: Template`), or the name of a
+    /// template stored in the project (`berth template create`).
+    #[arg(value_name = "TEMPLATE_FILE|NAME")]
     pub template: PathBuf,
     /// A parameter's value, NAME=VALUE (repeatable); wins over --param-file.
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse::label)]
@@ -82,8 +83,12 @@ struct Rendered {
 
 /// `berth process`: the rendered objects, or with `--parameters` the
 /// parameters; nothing is sent.
-pub fn process(args: &ProcessArgs) -> anyhow::Result<()> {
-    let (file, template) = read_template(&args.input.template)?;
+pub async fn process(args: &ProcessArgs) -> anyhow::Result<()> {
+    let (file, template) = if args.input.template.is_file() {
+        read_template(&args.input.template)?
+    } else {
+        stored(&crate::cluster::client()?, &args.input.template).await?
+    };
     if args.parameters {
         return output::print(&parameters_table(&template));
     }
@@ -114,7 +119,11 @@ pub fn process(args: &ProcessArgs) -> anyhow::Result<()> {
 /// values shown once, then the script job run (and with `--wait` waited
 /// for).
 pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result<()> {
-    let (file, template) = read_template(&args.input.template)?;
+    let (file, template) = if args.input.template.is_file() {
+        read_template(&args.input.template)?
+    } else {
+        stored(client, &args.input.template).await?
+    };
     let rendered = render(&file, &template, &args.input)?;
     let objects: Vec<Value> = rendered
         .documents
@@ -152,6 +161,123 @@ pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result
             .with_context(|| format!("the template's script job {name} did not succeed"))?;
     }
     Ok(())
+}
+
+/// The stored template named `name` (the argument was no file).
+async fn stored(client: &MasterClient, name: &Path) -> anyhow::Result<(String, Template)> {
+    let name = name.display().to_string();
+    let template = client
+        .get_template(&name)
+        .await
+        .with_context(|| format!("{name} is neither a file nor a stored template"))?;
+    Ok((format!("template {name}"), template.object))
+}
+
+/// `berth template`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    berth template create -f examples/templates/web-db.yaml\n  \
+    berth new-app web-db -p NAME=shop\n  \
+    berth template describe web-db\n  \
+    berth template rm web-db")]
+pub struct TemplateArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TemplateCommand,
+}
+
+/// The `berth template` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TemplateCommand {
+    /// Store a template file in the project, for `berth new-app NAME`.
+    Create {
+        /// The template file.
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List the project's templates.
+    Ls {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show a template: its description and parameters, or all of it.
+    Describe {
+        /// The template.
+        name: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Remove a template (what was made from it stays).
+    Rm {
+        /// The template.
+        name: String,
+    },
+}
+
+/// Runs one `berth template` command.
+pub async fn run(client: &MasterClient, command: TemplateCommand) -> anyhow::Result<()> {
+    match command {
+        TemplateCommand::Create { file } => {
+            let (shown, template) = read_template(&file)?;
+            if let Err(errors) = template.validate() {
+                let lines: Vec<String> = errors
+                    .errors()
+                    .iter()
+                    .map(|e| format!("{shown}: {}: {}", e.field, e.message))
+                    .collect();
+                anyhow::bail!("template not stored:\n  {}", lines.join("\n  "));
+            }
+            let stored = client.create_template(&template).await?;
+            output::print(&format!("template/{} stored\n", stored.object.name))
+        }
+        TemplateCommand::Ls { output } => {
+            let templates = client.list_templates().await?;
+            if let Some(text) = output::structured(output, &templates)? {
+                return output::print(&text);
+            }
+            let rows: Vec<Vec<String>> = templates
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.object.name.clone(),
+                        t.object.parameters.len().to_string(),
+                        t.object.objects.len().to_string(),
+                        t.object.description.clone(),
+                    ]
+                })
+                .collect();
+            output::print(&output::table(
+                &["NAME", "PARAMETERS", "OBJECTS", "DESCRIPTION"],
+                &rows,
+            ))
+        }
+        TemplateCommand::Describe { name, output } => {
+            let template = client.get_template(&name).await?;
+            if let Some(text) = output::structured(output, &template)? {
+                return output::print(&text);
+            }
+            let t = &template.object;
+            let kinds: Vec<&str> = t
+                .objects
+                .iter()
+                .filter_map(|o| o.get("kind").and_then(Value::as_str))
+                .collect();
+            output::print(&format!(
+                "Name:         {}\nDescription:  {}\nObjects:      {}\nScript:       {}\n\n{}",
+                t.name,
+                t.description,
+                kinds.join(", "),
+                if t.script.is_some() { "yes" } else { "none" },
+                parameters_table(t)
+            ))
+        }
+        TemplateCommand::Rm { name } => {
+            client.delete_template(&name).await?;
+            output::print(&format!("template/{name} removed\n"))
+        }
+    }
 }
 
 /// The template of `path`: its file name for messages, and the template.

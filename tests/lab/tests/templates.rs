@@ -3,7 +3,8 @@
 //! page served through the route shows that the web pod reached the
 //! database with the generated password, which `berth process` marks as
 //! generated and which no world-readable file and no `systemctl show`
-//! holds; a second instance with another NAME runs side by side; and a
+//! holds; a second instance with another NAME, from the template stored
+//! with `berth template create`, runs side by side; and a
 //! template with one bad object (a bad port, or a route host another route
 //! holds) creates nothing: no service, link, route or event; and a failing
 //! script job makes `new-app --wait` fail naming it, the objects kept.
@@ -199,8 +200,15 @@ fn templates_create_linked_services_with_a_generated_password_all_or_nothing() {
 
     // The same template again under another name, side by side, with a
     // password of its own.
+    // This time from the template stored in the project.
+    let stored = lab
+        .berth("h1", &["template", "create", "-f", EXAMPLE])
+        .assert_success();
+    assert_eq!(stored, "template/web-db stored\n");
+    let listed = lab.berth("h1", &["template", "ls"]).assert_success();
+    assert!(listed.contains("web-db"), "{listed}");
     let second = lab
-        .berth("h1", &["new-app", EXAMPLE, "-p", "NAME=shop2"])
+        .berth("h1", &["new-app", "web-db", "-p", "NAME=shop2"])
         .assert_success();
     assert_ne!(generated_password(&second), password);
     lab.eventually(Duration::from_secs(90), "shop2's page", || {
