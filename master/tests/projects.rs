@@ -81,6 +81,11 @@ async fn two_projects_each_have_their_own_web() {
     assert_eq!(names(&default_services), Vec::<String>::new());
     let (_, default_pods) = master.admin(Method::GET, "/v1/pods", None).await;
     assert_eq!(names(&default_pods), Vec::<String>::new());
+    // A dotted name asked for in one project never reaches another's.
+    for path in ["/v1/services/b.web", "/v1/projects/a/services/b.web"] {
+        let (status, answer) = master.admin(Method::GET, path, None).await;
+        assert_eq!(status, 404, "{path}: {answer}");
+    }
 
     // Removing a's web leaves b's.
     let (status, _) = master

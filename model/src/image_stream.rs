@@ -137,6 +137,7 @@ impl ImageStream {
         if let Err(e) = validate_dns_label(&self.name) {
             errors.push("name", e.to_string());
         }
+        crate::labels::validate_labels("labels", &self.labels, &mut errors);
         for (i, alias) in self.aliases.iter().enumerate() {
             if let Err(message) = validate_tag(&alias.tag) {
                 errors.push(format!("aliases[{i}].tag"), message);

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::Versioned;
@@ -13,10 +13,10 @@ use berth_model::image_stream::{
     parse_stream_tag, tagged_event, validate_tag, TagAlias, TagCause, TagEvent,
 };
 use berth_model::project::{qualify, unqualified, DEFAULT_PROJECT};
-use berth_model::{ImageStream, Role};
+use berth_model::{validate_dns_label, ImageStream, Role};
 use serde::{Deserialize, Serialize};
 
-use super::extract::Body;
+use super::extract::{Body, Path};
 use super::project::Named;
 use super::resource::{fetch, shown};
 use super::{parse, ApiFailure, AppState};
@@ -52,6 +52,7 @@ pub async fn tag(
 ) -> Result<Json<Versioned<ImageStream>>, ApiFailure> {
     named.project.require(Role::Edit)?;
     let request: TagRequest = parse("tag", &body)?;
+    validate_dns_label(&named.name).map_err(|e| ApiFailure::field("name", e.to_string()))?;
     validate_tag(&request.tag).map_err(|e| ApiFailure::field("tag", e))?;
     let project = named.project.name.clone();
     let source = match parse_stream_tag(&request.from) {

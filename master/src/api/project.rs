@@ -137,6 +137,15 @@ impl FromRequestParts<AppState> for Named {
             Some(name) => name,
             None => project.name.clone(),
         };
+        // No object's name has a `.`: inside the cluster a dot separates a
+        // project from a name, so `team.web` asked for in `default` would
+        // reach project team's `web`.
+        if name.contains('.') {
+            return Err(ApiFailure::new(
+                StatusCode::NOT_FOUND,
+                format!("no object is named {name:?}: names have no \".\""),
+            ));
+        }
         Ok(Named { project, name })
     }
 }

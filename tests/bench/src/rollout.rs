@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use berth_harness::{Lab, Run};
+use berth_harness::{Lab, Run, SERVE_VERSION};
 use serde_json::{json, Value};
 
 use crate::quantile;
@@ -33,10 +33,6 @@ const ROUTER: &str = "10.231.0.11";
 
 /// The route's host name.
 const HOST: &str = "www.example.test";
-
-/// The page a `local/web:vN` replica serves: its image's version.
-const SERVE_VERSION: &str =
-    "mkdir -p /www; cat /version > /www/index.html; exec httpd -f -p 8080 -h /www";
 
 /// The Unix time on h1 in milliseconds (the master's clock: the machine's).
 const NOW_MS: &str = "echo $(( $(date +%s%N) / 1000000 ))";
@@ -64,7 +60,7 @@ pub struct Config {
 /// `berth-bench rollout`.
 pub fn run(config: &Config) -> anyhow::Result<()> {
     let lab = boot();
-    let bench = install_bench(&lab);
+    let bench = lab.install_bench("h1");
 
     let starts = single_pod_starts(&lab, config);
     let mut sorted = starts.clone();
@@ -200,33 +196,10 @@ fn boot() -> Lab {
     });
     lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
     for host in WORKERS {
-        lab.sh(
-            host,
-            "set -e; for v in v1 v2; do
-               docker rm -f make-web >/dev/null 2>&1 || true
-               docker run --name make-web local/busybox sh -c \"echo $v > /version\"
-               docker commit make-web local/web:$v >/dev/null
-               docker rm make-web >/dev/null
-             done",
-        )
-        .assert_success();
+        lab.make_web_images(host);
     }
-    lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
-        .assert_success();
-    lab.eventually(Duration::from_secs(30), "the router's HAProxy", || {
-        lab.exec("h1", &["systemctl", "is-active", "berth-router-haproxy"])
-            .success()
-            .then_some(())
-    });
+    lab.start_router("h1");
     lab
-}
-
-/// Copies berth-bench onto h1, where the load runs.
-fn install_bench(lab: &Lab) -> &'static str {
-    const PATH: &str = "/usr/local/bin/berth-bench";
-    lab.copy_in("h1", &berth_harness::bin_dir().join("berth-bench"), PATH);
-    lab.exec("h1", &["chmod", "0755", PATH]).assert_success();
-    PATH
 }
 
 /// `berth run NAME` of `local/web:v1` with `replicas`, the readiness probe

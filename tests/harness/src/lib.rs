@@ -54,6 +54,12 @@ pub const MASTER: &str = "https://h1:7443";
 pub const SERVE_HOSTNAME: &str =
     "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www";
 
+/// A web server script for `sh -c` in a `local/web:vN` image (see
+/// [`Lab::make_web_images`]): httpd on 8080 serving the image's version, so
+/// that answers tell which revision served.
+pub const SERVE_VERSION: &str =
+    "mkdir -p /www; cat /version > /www/index.html; exec httpd -f -p 8080 -h /www";
+
 /// A lab host as `berth-lab status --json` reports it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Host {
@@ -330,6 +336,51 @@ impl Lab {
         self.eventually(Duration::from_secs(30), "the agent to answer", || {
             self.berth(host, &["local", "ps"]).success().then_some(())
         });
+    }
+
+    /// Makes images `local/web:v1` and `local/web:v2` on `host`: busybox
+    /// with a `/version` file each ([`SERVE_VERSION`] serves it), two
+    /// versions of one server for rollouts.
+    #[track_caller]
+    pub fn make_web_images(&self, host: &str) {
+        self.sh(
+            host,
+            "set -e; for v in v1 v2; do
+               docker rm -f make-web >/dev/null 2>&1 || true
+               docker run --name make-web local/busybox sh -c \"echo $v > /version\"
+               docker commit make-web local/web:$v >/dev/null
+               docker rm make-web >/dev/null
+             done",
+        )
+        .assert_success();
+    }
+
+    /// Starts berth-router on `host` the way an operator would, and waits
+    /// until its HAProxy runs.
+    #[track_caller]
+    pub fn start_router(&self, host: &str) {
+        self.exec(host, &["systemctl", "enable", "--now", "berth-router"])
+            .assert_success();
+        self.eventually(
+            Duration::from_secs(30),
+            "berth-router-haproxy active",
+            || {
+                self.exec(host, &["systemctl", "is-active", "berth-router-haproxy"])
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Copies the berth-bench binary onto `host`, where the lab's root can
+    /// run it (hosts see the machine's files through their overlay root,
+    /// but not its /tmp, where a checkout may be). Its path there.
+    #[track_caller]
+    pub fn install_bench(&self, host: &str) -> &'static str {
+        const PATH: &str = "/usr/local/bin/berth-bench";
+        self.copy_in(host, &bin_dir().join("berth-bench"), PATH);
+        self.exec(host, &["chmod", "0755", PATH]).assert_success();
+        PATH
     }
 
     /// Serves a policy webhook on `host`: busybox httpd with a CGI script

@@ -11,14 +11,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use berth_harness::{Lab, Run};
+use berth_harness::{Lab, Run, SERVE_VERSION};
 
 /// h1's address: the master and the router run there.
 const ROUTER: &str = "10.231.0.11";
-
-/// The page a `local/web:vN` replica serves: its image's version.
-const SERVE_VERSION: &str =
-    "mkdir -p /www; cat /version > /www/index.html; exec httpd -f -p 8080 -h /www";
 
 /// Boots a lab whose h1 runs the master and a router and takes no pods,
 /// with images `local/web:v1` and `local/web:v2` on the other hosts: the
@@ -27,28 +23,9 @@ fn boot(name: &str, hosts: usize) -> Lab {
     let lab = Lab::up(name, hosts);
     lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
     for host in (2..=hosts).map(|h| format!("h{h}")) {
-        lab.sh(
-            &host,
-            "set -e; for v in v1 v2; do
-               docker rm -f make-web >/dev/null 2>&1 || true
-               docker run --name make-web local/busybox sh -c \"echo $v > /version\"
-               docker commit make-web local/web:$v >/dev/null
-               docker rm make-web >/dev/null
-             done",
-        )
-        .assert_success();
+        lab.make_web_images(&host);
     }
     lab
-}
-
-fn start_router(lab: &Lab) {
-    lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
-        .assert_success();
-    lab.eventually(Duration::from_secs(30), "the router's HAProxy", || {
-        lab.exec("h1", &["systemctl", "is-active", "berth-router-haproxy"])
-            .success()
-            .then_some(())
-    });
 }
 
 /// `berth run NAME` of `local/web:v1` with a readiness probe, and `extra`
@@ -117,14 +94,6 @@ fn phase(lab: &Lab, service: &str, revision: u64) -> String {
         .find(|d| d["revision"] == revision)
         .and_then(|d| d["status"]["phase"].as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// Copies berth-bench onto `host`, where the lab's root can run it.
-fn install_bench(lab: &Lab, host: &str) -> &'static str {
-    const PATH: &str = "/usr/local/bin/berth-bench";
-    lab.copy_in(host, &berth_harness::bin_dir().join("berth-bench"), PATH);
-    lab.exec(host, &["chmod", "0755", PATH]).assert_success();
-    PATH
 }
 
 /// The JSON summary line of a `berth-bench load` run.
@@ -253,7 +222,7 @@ fn routed_answers(lab: &Lab, n: usize) -> BTreeSet<String> {
 #[ignore = "lab test: needs root; run by scripts/test"]
 fn deployments_roll_out_and_back_under_load_without_a_failed_request() {
     let lab = boot("deploy-load", 3);
-    start_router(&lab);
+    lab.start_router("h1");
     run_web(&lab, "web", 4, &[]);
     lab.berth("h1", &["route", "add", "web", "www.example.test"])
         .assert_success();
@@ -280,9 +249,9 @@ fn deployments_roll_out_and_back_under_load_without_a_failed_request() {
     lab.eventually(Duration::from_secs(30), "v1 routed", || {
         (routed_answers(&lab, 3) == BTreeSet::from(["v1".to_owned()])).then_some(())
     });
-    let bench_router = install_bench(&lab, "h1");
+    let bench_router = lab.install_bench("h1");
     let (client_node, client_pid) = pod_pid(&lab, "client-0");
-    let bench_client = install_bench(&lab, &client_node);
+    let bench_client = lab.install_bench(&client_node);
     let client = (client_node.as_str(), client_pid.as_str(), bench_client);
 
     // An image trigger, so that the undo below has one to turn off.

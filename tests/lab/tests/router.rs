@@ -19,24 +19,8 @@ const ROUTER: &str = "10.231.0.11";
 fn boot(name: &str, hosts: usize) -> Lab {
     let lab = Lab::up(name, hosts);
     lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
-    start_router(&lab, "h1");
+    lab.start_router("h1");
     lab
-}
-
-/// Starts berth-router on `host` the way an operator would, and waits
-/// until its HAProxy runs.
-fn start_router(lab: &Lab, host: &str) {
-    lab.exec(host, &["systemctl", "enable", "--now", "berth-router"])
-        .assert_success();
-    lab.eventually(
-        Duration::from_secs(30),
-        "berth-router-haproxy active",
-        || {
-            lab.exec(host, &["systemctl", "is-active", "berth-router-haproxy"])
-                .success()
-                .then_some(())
-        },
-    );
 }
 
 /// `berth run web` with `replicas` busybox httpd replicas, each answering
@@ -95,7 +79,7 @@ fn router_serves_a_route_from_both_replicas_on_two_routers() {
     lab.berth("h1", &["route", "add", "web", "www.example.test"])
         .assert_success();
     // Several routers at once: h2 runs one too, following the same master.
-    start_router(&lab, "h2");
+    lab.start_router("h2");
 
     for router in [ROUTER, "10.231.0.12"] {
         let bodies = lab.eventually(
@@ -112,16 +96,6 @@ fn router_serves_a_route_from_both_replicas_on_two_routers() {
     assert_eq!(get(&lab, "h3", ROUTER, "nobody.example.test", "/"), None);
     let ls = lab.berth("h1", &["route", "ls"]).assert_success();
     assert!(ls.contains("www.example.test"), "{ls}");
-}
-
-/// Copies berth-bench into `host` and returns its path there. The hosts
-/// see the machine's files through their overlay root, but not its /tmp,
-/// where a checkout (and its target/) may be.
-fn install_bench(lab: &Lab, host: &str) -> &'static str {
-    const PATH: &str = "/usr/local/bin/berth-bench";
-    lab.copy_in(host, &berth_harness::bin_dir().join("berth-bench"), PATH);
-    lab.exec(host, &["chmod", "0755", PATH]).assert_success();
-    PATH
 }
 
 /// The JSON summary of a `berth-bench load` run.
@@ -156,7 +130,7 @@ fn router_fails_no_request_under_load_while_scaling_losing_a_host_and_changing_t
         (answers(&lab, "h2", ROUTER, "www.example.test", 10).len() == 2).then_some(())
     });
 
-    let bench = install_bench(&lab, "h2");
+    let bench = lab.install_bench("h2");
     let seconds = 45;
     let rate = 200;
     let summary = std::thread::scope(|scope| {
