@@ -56,17 +56,7 @@ const EXAMPLE: &str = "/root/web-db.yaml";
 fn boot(name: &str, hosts: usize) -> Lab {
     let lab = Lab::up(name, hosts);
     lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
-    lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
-        .assert_success();
-    lab.eventually(
-        Duration::from_secs(30),
-        "berth-router-haproxy active",
-        || {
-            lab.exec("h1", &["systemctl", "is-active", "berth-router-haproxy"])
-                .success()
-                .then_some(())
-        },
-    );
+    lab.start_router("h1");
     let example =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates/web-db.yaml");
     lab.copy_in("h1", &example, EXAMPLE);
