@@ -85,6 +85,12 @@ async fn a_batch_is_created_whole_or_not_at_all() {
     assert!(!exists(&master, "/v1/services/other").await);
     assert!(!exists(&master, "/v1/routes/other").await);
 
+    // Nothing, or something that is no object, is refused.
+    for body in [json!({"objects": []}), json!({"objects": [null]})] {
+        let (status, error) = master.admin(Method::POST, "/v1/batch", Some(body)).await;
+        assert_eq!(status, 400, "{error}");
+    }
+
     // An object that exists refuses the batch too.
     let objects = json!({"objects": [service("fresh", json!([])), service("db", json!([]))]});
     let (status, error) = master.admin(Method::POST, "/v1/batch", Some(objects)).await;

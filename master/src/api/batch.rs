@@ -63,6 +63,18 @@ pub async fn create(
     let project = in_project.name.clone();
     let settings = state.settings(&project);
     let mut objects = request.objects;
+    if objects.is_empty() {
+        return Err(ApiFailure::field(
+            "objects",
+            "must hold at least one object",
+        ));
+    }
+    if let Some(index) = objects.iter().position(|o| !o.is_object()) {
+        return Err(ApiFailure::field(
+            &format!("objects[{index}]"),
+            "must be an object with its kind",
+        ));
+    }
     let links = fold_links(&mut objects)?;
     let mut prepared = Vec::new();
     for (index, value) in objects.into_iter().enumerate() {
