@@ -156,12 +156,23 @@ impl Template {
             errors.push("objects", "must hold at least one object");
         }
         for (i, object) in self.objects.iter().enumerate() {
-            if object.get("kind").and_then(Value::as_str).is_none() {
+            if object
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 errors.push(
                     format!("objects[{i}].kind"),
                     "missing: each object says its kind",
                 );
             }
+        }
+        if self
+            .script
+            .as_ref()
+            .is_some_and(|script| !script.is_object())
+        {
+            errors.push("script", "must be a Job document (a mapping)");
         }
         errors.into_result()
     }
@@ -639,6 +650,7 @@ mod tests {
         template.name = "Web_DB".into();
         template.parameters.push(template.parameters[0].clone());
         template.objects.push(json!({"name": "no-kind"}));
+        template.script = Some(json!([null]));
         let fields: Vec<String> = template
             .validate()
             .expect_err("invalid")
@@ -646,7 +658,10 @@ mod tests {
             .iter()
             .map(|e| e.field.clone())
             .collect();
-        assert_eq!(fields, ["name", "parameters[3].name", "objects[2].kind"]);
+        assert_eq!(
+            fields,
+            ["name", "parameters[3].name", "objects[2].kind", "script"]
+        );
     }
 
     #[test]
