@@ -230,7 +230,11 @@ pub async fn run(client: &MasterClient, command: JobCommand) -> anyhow::Result<(
 }
 
 /// Waits in long polls until the job ends or `timeout` passes.
-async fn wait(client: &MasterClient, name: &str, timeout: Option<Duration>) -> anyhow::Result<()> {
+pub async fn wait(
+    client: &MasterClient,
+    name: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let left = timeout.map(|t| t.saturating_sub(started.elapsed()));

@@ -30,6 +30,7 @@ mod project;
 mod rollout;
 mod route;
 mod strategy_flags;
+mod template;
 mod top;
 mod user;
 
@@ -124,6 +125,26 @@ enum Command {
         berth diff -f shop.yaml\n  \
         berth diff -f shop/ --prune -l app=shop   also what pruning would remove")]
     Diff(apply::ApplyArgs),
+    /// Render a template file without creating anything: its objects as
+    /// documents `berth apply -f` reads, or with --parameters its
+    /// parameters. A missing required parameter, an unknown one or a bad
+    /// expression is an error naming it.
+    #[command(after_help = "Examples:\n  \
+        berth process examples/templates/web-db.yaml -p NAME=shop\n  \
+        berth process examples/templates/web-db.yaml --parameters\n  \
+        berth process web-db.yaml --param-file shop.env -o json")]
+    Process(template::ProcessArgs),
+    /// Create every object of a template file in one commit, all or
+    /// nothing; generated values (passwords) are printed once and kept
+    /// only as secrets. The template's script job runs afterwards: --wait
+    /// waits for it, and exits 1 naming it if it fails (the objects stay).
+    #[command(after_help = "Examples:\n  \
+        berth new-app examples/templates/web-db.yaml -p NAME=shop\n  \
+        berth new-app examples/templates/web-db.yaml -p NAME=shop2 --wait")]
+    NewApp(template::NewAppArgs),
+    /// Templates stored in the project: `berth new-app NAME` makes one's
+    /// objects.
+    Template(template::TemplateArgs),
     /// Users and robot accounts, each with a token of its own (the
     /// cluster's admin only).
     User(user::UserArgs),
@@ -200,6 +221,15 @@ fn main() -> ExitCode {
             },
             Command::Diff(args) => match cluster::client() {
                 Ok(client) => apply::diff(&client, &args).await,
+                Err(error) => Err(error),
+            },
+            Command::Process(args) => template::process(&args).await,
+            Command::Template(args) => match cluster::client() {
+                Ok(client) => template::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::NewApp(args) => match cluster::client() {
+                Ok(client) => template::new_app(&client, &args).await,
                 Err(error) => Err(error),
             },
             Command::User(args) => match cluster::client() {

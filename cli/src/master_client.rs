@@ -141,7 +141,9 @@ pub struct MasterClient {
 
 /// The first path segments of a project's objects: requests for them go
 /// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
-const PROJECT_KINDS: [&str; 11] = [
+const PROJECT_KINDS: [&str; 13] = [
+    "templates",
+    "batch",
     "services",
     "deployments",
     "imagestreams",
@@ -214,6 +216,45 @@ impl MasterClient {
             project: (project != berth_model::DEFAULT_PROJECT).then(|| project.to_owned()),
             ..self.clone()
         }
+    }
+
+    /// `POST /v1/batch`: creates every object (each with its `kind`) in
+    /// one commit, or none.
+    pub async fn create_batch(&self, objects: &[serde_json::Value]) -> Result<BatchCreated, Error> {
+        let body = serde_json::json!({ "objects": objects });
+        self.call(Method::POST, &["batch"], Some(&body)).await
+    }
+
+    /// `POST /v1/templates`: stores `template`, or confirms an identical one.
+    pub async fn create_template(
+        &self,
+        template: &berth_model::Template,
+    ) -> Result<Versioned<berth_model::Template>, Error> {
+        self.call(Method::POST, &["templates"], Some(template))
+            .await
+    }
+
+    /// `GET /v1/templates`.
+    pub async fn list_templates(&self) -> Result<Vec<Versioned<berth_model::Template>>, Error> {
+        self.call(Method::GET, &["templates"], None::<&()>).await
+    }
+
+    /// `GET /v1/templates/{name}`.
+    pub async fn get_template(
+        &self,
+        name: &str,
+    ) -> Result<Versioned<berth_model::Template>, Error> {
+        self.call(Method::GET, &["templates", name], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/templates/{name}`.
+    pub async fn delete_template(
+        &self,
+        name: &str,
+    ) -> Result<Versioned<berth_model::Template>, Error> {
+        self.call(Method::DELETE, &["templates", name], None::<&()>)
+            .await
     }
 
     /// `GET /v1/services`.
@@ -762,6 +803,14 @@ impl MasterClient {
         }
         url
     }
+}
+
+/// What `POST /v1/batch` answers.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchCreated {
+    /// Each object as `kind/name`, in the order sent.
+    pub created: Vec<String>,
 }
 
 /// What `POST /v1/services/{name}/rollback` answers.

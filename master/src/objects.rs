@@ -25,6 +25,8 @@ pub const JOBS: &str = "/jobs/";
 pub const PODS: &str = "/pods/";
 /// Where routes live.
 pub const ROUTES: &str = "/routes/";
+/// Where templates live.
+pub const TEMPLATES: &str = "/templates/";
 /// Which route claims each `<host><path>`: created in the same commit as
 /// the route, so two routes can never claim the same host and path.
 pub const ROUTE_CLAIMS: &str = "/route-claims/";

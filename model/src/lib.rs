@@ -25,6 +25,7 @@ pub mod project;
 pub mod quota;
 pub mod route;
 pub mod status;
+pub mod template;
 pub mod user;
 pub mod validation;
 
@@ -48,5 +49,6 @@ pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
 pub use project::{Project, Role, DEFAULT_PROJECT};
 pub use route::{Route, RouteTls, TlsTermination};
 pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure};
+pub use template::Template;
 pub use user::{User, UserToken, WhoAmI};
 pub use validation::{FieldError, ValidationErrors};

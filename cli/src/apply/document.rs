@@ -20,13 +20,20 @@ use serde_norway::Value;
 pub struct Source {
     /// The file as it was named.
     pub file: String,
-    /// The document's number in its file, from 1.
+    /// The document's number in its file, from 1; for a template's
+    /// object, its index in `objects:`, from 0.
     pub index: usize,
+    /// An object of a template file rather than a document.
+    pub in_template: bool,
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: document {}", self.file, self.index)
+        if self.in_template {
+            write!(f, "{}: objects[{}]", self.file, self.index)
+        } else {
+            write!(f, "{}: document {}", self.file, self.index)
+        }
     }
 }
 
@@ -190,38 +197,50 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Document>, Vec<Problem>> {
         let source = Source {
             file: file.to_owned(),
             index: i + 1,
-        };
-        let problem = |field: Option<String>, message: String| Problem {
-            source: source.clone(),
-            field,
-            message,
+            in_template: false,
         };
         let value = match Value::deserialize(deserializer) {
             Ok(Value::Null) => continue,
             Ok(value) => value,
             Err(e) => {
-                problems.push(problem(None, format!("not YAML or JSON: {e}")));
+                problems.push(Problem {
+                    source,
+                    field: None,
+                    message: format!("not YAML or JSON: {e}"),
+                });
                 // The rest of the stream cannot be read past a syntax error.
                 break;
             }
         };
-        match read_object(value) {
-            Ok(object) => match object.validate() {
-                Ok(()) => documents.push(Document { source, object }),
-                Err(errors) => problems.extend(
-                    errors
-                        .errors()
-                        .iter()
-                        .map(|e| problem(Some(e.field.clone()), e.message.clone())),
-                ),
-            },
-            Err((field, message)) => problems.push(problem(field, message)),
+        match read(source, value) {
+            Ok(document) => documents.push(document),
+            Err(found) => problems.extend(found),
         }
     }
     if problems.is_empty() {
         Ok(documents)
     } else {
         Err(problems)
+    }
+}
+
+/// One document's object, checked by the model's rules; or its problems.
+pub fn read(source: Source, value: Value) -> Result<Document, Vec<Problem>> {
+    let problem = |field: Option<String>, message: String| Problem {
+        source: source.clone(),
+        field,
+        message,
+    };
+    match read_object(value) {
+        Ok(object) => match object.validate() {
+            Ok(()) => Ok(Document { source, object }),
+            Err(errors) => Err(errors
+                .errors()
+                .iter()
+                .map(|e| problem(Some(e.field.clone()), e.message.clone()))
+                .collect()),
+        },
+        Err((field, message)) => Err(vec![problem(field, message)]),
     }
 }
 

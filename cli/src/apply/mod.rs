@@ -4,7 +4,7 @@
 //! ([`plan`]); only then is anything written, one request per object
 //! that differs, and nothing at all for one that does not.
 
-mod document;
+pub mod document;
 mod plan;
 mod unified;
 mod units;

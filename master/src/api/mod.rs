@@ -3,6 +3,7 @@
 //! controller does the rest.
 
 mod audit;
+mod batch;
 mod cron;
 mod deployments;
 mod endpoints;
@@ -36,7 +37,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
     ApiError, ClusterPod, CronJob, Deployment, FieldError, ImageStream, Job, Project, Route,
-    Service, ValidationErrors, MAX_REQUEST_BODY_BYTES,
+    Service, Template, ValidationErrors, MAX_REQUEST_BODY_BYTES,
 };
 
 use crate::auth::{self, Caller};
@@ -147,7 +148,8 @@ pub fn router(state: AppState) -> Router {
 /// The paths of a project's objects, after `/v1` (the default project's)
 /// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
 /// OpenAPI document copies their description.
-pub const PROJECT_PATHS: [&str; 34] = [
+pub const PROJECT_PATHS: [&str; 37] = [
+    "/batch",
     "/services",
     "/services/{name}",
     "/services/{name}/scale",
@@ -172,6 +174,8 @@ pub const PROJECT_PATHS: [&str; 34] = [
     "/pods/{name}/move",
     "/routes",
     "/routes/{name}",
+    "/templates",
+    "/templates/{name}",
     "/jobs",
     "/jobs/{name}",
     "/jobs/{name}/cancel",
@@ -188,6 +192,17 @@ pub const PROJECT_PATHS: [&str; 34] = [
 /// default project, as before projects existed.
 fn in_project(prefix: &str) -> Router<AppState> {
     Router::new()
+        .route(&format!("{prefix}/batch"), post(batch::create))
+        .route(
+            &format!("{prefix}/templates"),
+            get(resource::list::<Template>).post(resource::create::<Template>),
+        )
+        .route(
+            &format!("{prefix}/templates/{{name}}"),
+            get(resource::get::<Template>)
+                .put(resource::update::<Template>)
+                .delete(resource::delete::<Template>),
+        )
         .route(
             &format!("{prefix}/services"),
             get(resource::list::<Service>).post(resource::create::<Service>),
@@ -384,6 +399,12 @@ impl ApiFailure {
                 }],
             },
         }
+    }
+
+    /// The same failure, said of `what` (`objects[1] (service db)`).
+    pub fn about(mut self, what: &str) -> Self {
+        self.body.error = format!("{what}: {}", self.body.error);
+        self
     }
 
     fn forbidden() -> Self {

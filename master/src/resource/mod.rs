@@ -15,6 +15,7 @@ mod pod;
 mod project;
 mod route;
 pub mod service;
+mod template;
 mod user;
 
 use std::future::Future;

@@ -1,0 +1,356 @@
+//! `POST /v1/[projects/P/]batch`: several objects (services, links,
+//! routes, jobs, cron jobs) created in one store commit, all or nothing,
+//! as `berth new-app` creates a template's objects. A link, as `berth
+//! apply` spells it, is added to its service, which must be in the batch. Each object is completed and
+//! checked exactly as its kind's own create does ([`Resource`]); the
+//! objects of the batch may refer to each other (a service linking to
+//! another of the batch, a route to one), so references are checked
+//! against the store as it will be once the batch is in. Any problem
+//! refuses the whole batch, naming the object and its field.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use berth_model::{CronJob, Job, Route, Service};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extract::Body;
+use super::project::InProject;
+use super::{parse, ApiFailure, AppState};
+use crate::resource::{self, Resource, Settings};
+use crate::store::{Entry, Op, Store, StoreError, StoreFuture, Watch};
+
+/// The kinds a batch may hold, as `kind:` spells them.
+const KINDS: [&str; 5] = ["Service", "Link", "Route", "Job", "CronJob"];
+
+/// What a batch request holds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    /// Each object with its `kind:`.
+    objects: Vec<Value>,
+}
+
+/// What a created batch answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchCreated {
+    /// The revision of the commit that wrote them all.
+    pub resource_version: u64,
+    /// Each object, as `kind/name`, in the order sent.
+    pub created: Vec<String>,
+}
+
+/// One object of the batch, completed, checked alone and qualified.
+enum Prepared {
+    Service(Service),
+    Route(Route),
+    Job(Job),
+    CronJob(CronJob),
+}
+
+/// `POST /v1/batch`: creates every object, or none.
+pub async fn create(
+    State(state): State<AppState>,
+    in_project: InProject,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<BatchCreated>), ApiFailure> {
+    let request: BatchRequest = parse("batch", &body)?;
+    let project = in_project.name.clone();
+    let settings = state.settings(&project);
+    let mut objects = request.objects;
+    if objects.is_empty() {
+        return Err(ApiFailure::field(
+            "objects",
+            "must hold at least one object",
+        ));
+    }
+    if let Some(index) = objects.iter().position(|o| !o.is_object()) {
+        return Err(ApiFailure::field(
+            &format!("objects[{index}]"),
+            "must be an object with its kind",
+        ));
+    }
+    let links = fold_links(&mut objects)?;
+    let mut prepared = Vec::new();
+    for (index, value) in objects.into_iter().enumerate() {
+        if !value.is_null() {
+            prepared.push((index, prepare(index, value, &settings, &in_project)?));
+        }
+    }
+    // The store as it will be: references between the batch's objects
+    // hold.
+    let mut pending = Pending {
+        inner: state.store.clone(),
+        created: BTreeMap::new(),
+    };
+    for (_, object) in &prepared {
+        for op in object.create_ops() {
+            if let Op::Create { key, value } = op {
+                pending.created.insert(key, value);
+            }
+        }
+    }
+    let by = in_project.caller.to_string();
+    let mut ops = Vec::new();
+    let mut created = Vec::new();
+    for (index, object) in &prepared {
+        let index = *index;
+        let found = match object {
+            Prepared::Service(o) => checked(&state, &pending, o, &by).await,
+            Prepared::Route(o) => checked(&state, &pending, o, &by).await,
+            Prepared::Job(o) => checked(&state, &pending, o, &by).await,
+            Prepared::CronJob(o) => checked(&state, &pending, o, &by).await,
+        };
+        ops.extend(found.map_err(|e| e.about(&object.named(index)))?);
+        created.push((index, object.shown()));
+    }
+    created.extend(links);
+    created.sort();
+    let revision = state.store.apply(ops).await.map_err(|e| match e {
+        // Two objects of the batch claiming one key (two routes of one
+        // host and path), or another writer first.
+        StoreError::AlreadyExists(key) => ApiFailure::new(
+            StatusCode::CONFLICT,
+            format!("{key} is taken (by another object of the batch, or meanwhile)"),
+        ),
+        e => e.into(),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchCreated {
+            resource_version: revision,
+            created: created.into_iter().map(|(_, shown)| shown).collect(),
+        }),
+    ))
+}
+
+/// Adds each `Link` object to the links of the batch's service it names,
+/// leaving null in its place; answers the links as `link/web->db:5432`,
+/// each with its index.
+fn fold_links(objects: &mut [Value]) -> Result<Vec<(usize, String)>, ApiFailure> {
+    let mut links = Vec::new();
+    for index in 0..objects.len() {
+        if objects[index].get("kind").and_then(Value::as_str) != Some("Link") {
+            continue;
+        }
+        let Value::Object(mut fields) = objects[index].take() else {
+            continue;
+        };
+        fields.remove("kind");
+        let text = |field: &str| fields.get(field).and_then(Value::as_str).map(str::to_owned);
+        let (Some(service), Some(target)) = (text("service"), text("target")) else {
+            return Err(ApiFailure::field(
+                &format!("objects[{index}]"),
+                "a link needs service and target",
+            ));
+        };
+        let port = fields.get("port").cloned().unwrap_or(Value::Null);
+        let owner = objects.iter_mut().find(|o| {
+            o.get("kind").and_then(Value::as_str) == Some("Service")
+                && o.get("name").and_then(Value::as_str) == Some(service.as_str())
+        });
+        let Some(Value::Object(owner)) = owner else {
+            return Err(ApiFailure::field(
+                &format!("objects[{index}].service"),
+                format!("{service} is not a service of the batch"),
+            ));
+        };
+        let mut link = serde_json::Map::new();
+        link.insert("service".into(), Value::String(target.clone()));
+        link.insert("port".into(), port.clone());
+        for (from, to) in [
+            ("localPort", "localPort"),
+            ("address", "address"),
+            ("waitReady", "waitReady"),
+        ] {
+            if let Some(value) = fields.get(from) {
+                link.insert(to.into(), value.clone());
+            }
+        }
+        match owner
+            .entry("links")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            Value::Array(list) => list.push(Value::Object(link)),
+            _ => {
+                return Err(ApiFailure::field(
+                    &format!("objects[{index}].service"),
+                    format!("service {service}'s links are not a list"),
+                ))
+            }
+        }
+        links.push((index, format!("link/{service}->{target}:{port}")));
+    }
+    Ok(links)
+}
+
+/// Object `index` read as its kind, completed and checked alone, then
+/// qualified by the project.
+fn prepare(
+    index: usize,
+    value: Value,
+    settings: &Settings<'_>,
+    in_project: &InProject,
+) -> Result<Prepared, ApiFailure> {
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut fields = value;
+    if let Value::Object(map) = &mut fields {
+        map.remove("kind");
+    }
+    let at = format!("objects[{index}]");
+    Ok(match kind.as_str() {
+        "Service" => Prepared::Service(read(&at, fields, settings, in_project)?),
+        "Route" => Prepared::Route(read(&at, fields, settings, in_project)?),
+        "Job" => Prepared::Job(read(&at, fields, settings, in_project)?),
+        "CronJob" => Prepared::CronJob(read(&at, fields, settings, in_project)?),
+        other => {
+            return Err(ApiFailure::field(
+                &format!("{at}.kind"),
+                format!("{other:?} is not one of {}", KINDS.join(", ")),
+            ))
+        }
+    })
+}
+
+fn read<R: Resource>(
+    at: &str,
+    fields: Value,
+    settings: &Settings<'_>,
+    in_project: &InProject,
+) -> Result<R, ApiFailure> {
+    in_project.require(R::WRITE_ROLE)?;
+    let object: R = serde_json::from_value(fields)
+        .map_err(|e| ApiFailure::field(at, format!("not a valid {}: {e}", R::KIND)))?;
+    let object = object.complete(settings);
+    let named = format!("{at} ({} {})", R::KIND, object.name());
+    object
+        .validate(settings)
+        .map_err(|errors| ApiFailure::invalid(R::KIND, errors).about(&named))?;
+    Ok(object.qualified(settings.project))
+}
+
+/// The commit of one object: refused if it exists, if it refers to what
+/// neither the store nor the batch holds, if its project's quota refuses
+/// it or if its claims are taken.
+async fn checked<R: Resource>(
+    state: &AppState,
+    pending: &Pending,
+    object: &R,
+    by: &str,
+) -> Result<Vec<Op>, ApiFailure> {
+    object
+        .check_references(pending)
+        .await?
+        .into_result()
+        .map_err(|errors| ApiFailure::invalid(R::KIND, errors))?;
+    let store = state.store.as_ref();
+    if resource::get::<R>(store, object.name()).await?.is_some() {
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            format!("{} exists", R::KIND),
+        ));
+    }
+    super::resource::require_admitted(state, object).await?;
+    for claim in object.claims() {
+        if store.get(&claim).await?.is_some() {
+            let taken = object.claim_taken();
+            return Err(ApiFailure::field_with_status(
+                StatusCode::CONFLICT,
+                &taken.field,
+                taken.message,
+            ));
+        }
+    }
+    let mut ops = resource::create_ops(object);
+    ops.extend(object.consequences(None, store, by).await?);
+    Ok(ops)
+}
+
+impl Prepared {
+    fn create_ops(&self) -> Vec<Op> {
+        match self {
+            Prepared::Service(o) => resource::create_ops(o),
+            Prepared::Route(o) => resource::create_ops(o),
+            Prepared::Job(o) => resource::create_ops(o),
+            Prepared::CronJob(o) => resource::create_ops(o),
+        }
+    }
+
+    /// `service/shop-db`, as its project calls it.
+    fn shown(&self) -> String {
+        let (kind, name) = match self {
+            Prepared::Service(o) => (Service::KIND, o.name()),
+            Prepared::Route(o) => (Route::KIND, o.name()),
+            Prepared::Job(o) => (Job::KIND, o.name()),
+            Prepared::CronJob(o) => (CronJob::KIND, o.name()),
+        };
+        format!("{kind}/{}", berth_model::project::unqualified(name))
+    }
+
+    /// `objects[1] (service shop-db)`, for errors.
+    fn named(&self, index: usize) -> String {
+        let shown = self.shown().replacen('/', " ", 1);
+        format!("objects[{index}] ({shown})")
+    }
+}
+
+/// The store with the batch's creations added, for reading only: what
+/// the batch's objects refer to is checked against it.
+struct Pending {
+    inner: Arc<dyn Store>,
+    created: BTreeMap<String, Vec<u8>>,
+}
+
+impl Store for Pending {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
+        Box::pin(async move {
+            if let Some(value) = self.created.get(key) {
+                return Ok(Some(Entry {
+                    key: key.to_owned(),
+                    value: value.clone(),
+                    revision: 0,
+                }));
+            }
+            self.inner.get(key).await
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, (Vec<Entry>, u64)> {
+        Box::pin(async move {
+            let (mut entries, revision) = self.inner.list(prefix).await?;
+            entries.extend(
+                self.created
+                    .iter()
+                    .filter(|(key, _)| key.starts_with(prefix))
+                    .map(|(key, value)| Entry {
+                        key: key.clone(),
+                        value: value.clone(),
+                        revision: 0,
+                    }),
+            );
+            entries.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok((entries, revision))
+        })
+    }
+
+    fn apply<'a>(&'a self, _ops: Vec<Op>) -> StoreFuture<'a, u64> {
+        Box::pin(async { Err(StoreError::Backend("a batch's checks only read".into())) })
+    }
+
+    fn watch<'a>(&'a self, prefix: &'a str, after: u64) -> StoreFuture<'a, Watch> {
+        self.inner.watch(prefix, after)
+    }
+
+    fn revision(&self) -> StoreFuture<'_, u64> {
+        self.inner.revision()
+    }
+}
