@@ -600,12 +600,26 @@ impl ServicePlanner<'_> {
                 continue;
             }
             let mut status = record.object.status.clone();
-            status.phase = if undone {
-                DeploymentPhase::RolledBack
+            // Every replica of it ran and was ready, though no round had
+            // recorded so yet: it is a revision a rollback can return to.
+            let serving = self
+                .pods
+                .iter()
+                .map(|p| &p.object)
+                .filter(|p| p.revision() == record.object.revision)
+                .filter(|p| p.reported_ready() && p.draining_since_ms.is_none())
+                .count();
+            if serving >= self.service.replicas as usize && serving > 0 {
+                status.phase = DeploymentPhase::Complete;
+                status.reason = None;
             } else {
-                DeploymentPhase::Cancelled
-            };
-            status.reason = Some(format!("replaced by revision {}", latest.object.revision));
+                status.phase = if undone {
+                    DeploymentPhase::RolledBack
+                } else {
+                    DeploymentPhase::Cancelled
+                };
+                status.reason = Some(format!("replaced by revision {}", latest.object.revision));
+            }
             status.ended_ms = Some(self.cluster.now_ms);
             out.changes.push(Change::WriteDeployment {
                 deployment: Deployment {
@@ -1354,5 +1368,18 @@ mod tests {
                  replacing one pod at a time"
             )
         );
+    }
+
+    #[test]
+    fn a_revision_replaced_before_its_round_recorded_it_complete_is_complete() {
+        let mut cluster = cluster(vec![service("web", 2, false)], ready(&["h1", "h2"]));
+        cluster.deployments[0].object.status.phase = DeploymentPhase::Running;
+        step(&mut cluster);
+        report(&mut cluster, |_| true);
+        // A change lands before the round that would mark revision 1
+        // complete.
+        change_image(&mut cluster, "local/httpd");
+        step(&mut cluster);
+        assert_eq!(phase(&cluster, 1), DeploymentPhase::Complete);
     }
 }
