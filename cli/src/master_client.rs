@@ -275,19 +275,7 @@ impl MasterClient {
     /// `GET /v1/jobs/{name}[?wait=SECS]`: with `wait`, once it has ended
     /// or after that long.
     pub async fn get_job(&self, name: &str, wait: Option<u64>) -> Result<Versioned<Job>, Error> {
-        let mut url = self.url(&["jobs", name]);
-        if let Some(wait) = wait {
-            url.query_pairs_mut().append_pair("wait", &wait.to_string());
-        }
-        let request = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            // The master answers within `wait`; the client's own timeout
-            // must not cut the long poll short.
-            .timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT);
-        let response = request.send().await.map_err(|e| self.send_error(e))?;
-        read_json(response).await
+        self.get_waiting(&["jobs", name], wait).await
     }
 
     /// `POST /v1/jobs/{name}/cancel`.
@@ -495,17 +483,8 @@ impl MasterClient {
         wait: Option<u64>,
     ) -> Result<Versioned<Deployment>, Error> {
         let revision = revision.to_string();
-        let mut url = self.url(&["services", service, "deployments", &revision]);
-        if let Some(wait) = wait {
-            url.query_pairs_mut().append_pair("wait", &wait.to_string());
-        }
-        let request = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT);
-        let response = request.send().await.map_err(|e| self.send_error(e))?;
-        read_json(response).await
+        self.get_waiting(&["services", service, "deployments", &revision], wait)
+            .await
     }
 
     /// `POST /v1/imagestreams`.
@@ -753,6 +732,26 @@ impl MasterClient {
         body: Option<&B>,
     ) -> Result<T, Error> {
         let response = self.send(method, segments, body).await?;
+        read_json(response).await
+    }
+
+    /// `GET /v1/<segments...>[?wait=SECS]`: a long poll the master answers
+    /// within `wait`, which the client's own timeout must not cut short.
+    async fn get_waiting<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        wait: Option<u64>,
+    ) -> Result<T, Error> {
+        let mut url = self.url(segments);
+        if let Some(wait) = wait {
+            url.query_pairs_mut().append_pair("wait", &wait.to_string());
+        }
+        let request = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT);
+        let response = request.send().await.map_err(|e| self.send_error(e))?;
         read_json(response).await
     }
 

@@ -169,7 +169,7 @@ impl ServicePlanner<'_> {
                         ended_ms: Some(now),
                         ..DeploymentStatus::default()
                     },
-                    ..first_revision(service, now)
+                    ..Deployment::begin(service, 1, Cause::ConfigChange, "berth (upgrade)", now)
                 };
                 out.changes.push(Change::WriteDeployment {
                     deployment: adopted.clone(),
@@ -924,21 +924,6 @@ fn forget(
 /// The job of deployment `deployment`'s hook at `point`.
 fn hook_job_name(deployment: &str, point: HookPoint) -> String {
     format!("{deployment}-{point}")
-}
-
-/// Revision 1 of `service`: its template as it is.
-fn first_revision(service: &Service, now: u64) -> Deployment {
-    Deployment {
-        name: Deployment::name_of(&service.name, 1),
-        service: service.name.clone(),
-        revision: 1,
-        template: service.template.clone(),
-        env: service.env.clone(),
-        cause: Cause::ConfigChange,
-        user: "berth (upgrade)".to_owned(),
-        created_ms: now,
-        status: DeploymentStatus::default(),
-    }
 }
 
 /// The job of `deployment`'s hook at `point`: the hook's image and command
