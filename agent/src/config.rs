@@ -22,6 +22,8 @@ pub struct AgentConfig {
     pub docker_socket: PathBuf,
     /// The per-container helper the units run.
     pub shim_path: PathBuf,
+    /// This berth-agent, as build pods' units run it (`build DIR`).
+    pub agent_path: PathBuf,
     /// Host ports handed out to pods that ask for one without naming it;
     /// fixed host ports must lie in it too, or in `host_ports_allow`.
     pub host_ports: PortRange,
@@ -93,6 +95,7 @@ impl Default for AgentConfig {
             socket: PathBuf::from("/run/berth/agent.sock"),
             docker_socket: PathBuf::from("/run/docker.sock"),
             shim_path: PathBuf::from("/usr/bin/berth-shim"),
+            agent_path: PathBuf::from("/usr/bin/berth-agent"),
             host_ports: PortRange::DEFAULT,
             host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
             host_path_allow: Vec::new(),
@@ -171,6 +174,7 @@ impl AgentConfig {
             ("socket", &self.socket),
             ("docker-socket", &self.docker_socket),
             ("shim-path", &self.shim_path),
+            ("agent-path", &self.agent_path),
         ] {
             if !value.is_absolute() {
                 return Err(invalid(

@@ -198,37 +198,56 @@ impl Docker {
         self.client.ping().await.map(drop).map_err(err("ping"))
     }
 
-    /// Pulls `image` unless it is present, with the registry's credentials.
+    /// Pulls `image` unless it is present, with the registry's credentials,
+    /// recording how far it has come in `progress`.
     pub async fn ensure_image(
         &self,
         image: &str,
-        registries: &std::collections::BTreeMap<String, RegistryCredentials>,
+        auth: Option<&PullAuth>,
+        progress: &PullProgress,
     ) -> Result<(), DockerError> {
         if self.client.inspect_image(image).await.is_ok() {
             return Ok(());
         }
-        let registry = image
-            .split('/')
-            .next()
-            .filter(|first| first.contains('.') || first.contains(':'));
-        let credentials =
-            registry
-                .and_then(|r| registries.get(r))
-                .map(|c| bollard::auth::DockerCredentials {
-                    username: Some(c.username.clone()),
-                    password: Some(c.password.clone()),
-                    serveraddress: registry.map(String::from),
-                    ..Default::default()
-                });
+        let serveraddress = registry_of(image).map(String::from);
+        let credentials = auth.map(|auth| match auth {
+            PullAuth::Password(c) => bollard::auth::DockerCredentials {
+                username: Some(c.username.clone()),
+                password: Some(c.password.clone()),
+                serveraddress,
+                ..Default::default()
+            },
+            // dockerd sends a registry token as it is, asking no realm.
+            PullAuth::Token(token) => bollard::auth::DockerCredentials {
+                registrytoken: Some(token.clone()),
+                serveraddress,
+                ..Default::default()
+            },
+        });
         let (from_image, tag) = split_tag(image);
         let options = CreateImageOptions {
             from_image,
             tag,
             ..Default::default()
         };
-        let mut progress = self.client.create_image(Some(options), None, credentials);
-        while let Some(step) = progress.next().await {
-            step.map_err(err(format!("pulling {image}")))?;
+        let mut pulled = self.client.create_image(Some(options), None, credentials);
+        while let Some(step) = pulled.next().await {
+            let step = step.map_err(err(format!("pulling {image}")))?;
+            if let (Some(layer), Some(status)) = (&step.id, &step.status) {
+                let detail = step.progress_detail.as_ref();
+                let bytes = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
+                match status.as_str() {
+                    "Downloading" => progress.record(
+                        layer,
+                        detail.and_then(|d| bytes(d.current)).unwrap_or(0),
+                        detail.and_then(|d| bytes(d.total)).unwrap_or(0),
+                    ),
+                    "Download complete" | "Pull complete" | "Already exists" => {
+                        progress.complete(layer);
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
@@ -488,6 +507,69 @@ impl Docker {
         Ok(info.config.and_then(|c| c.env).unwrap_or_default())
     }
 }
+/// How a pull authenticates: a user and password from the agent's
+/// configuration, or a registry token (the cluster registry's).
+#[derive(Clone)]
+pub enum PullAuth {
+    Password(RegistryCredentials),
+    Token(String),
+}
+
+impl std::fmt::Debug for PullAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PullAuth::Password(_) => "PullAuth::Password",
+            PullAuth::Token(_) => "PullAuth::Token",
+        })
+    }
+}
+
+/// How far a pull has come: each layer's bytes downloaded and to
+/// download, as dockerd reports them.
+#[derive(Debug, Default)]
+pub struct PullProgress {
+    layers: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+}
+
+impl PullProgress {
+    fn layers(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, (u64, u64)>> {
+        self.layers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `layer` has `current` of `total` bytes.
+    pub fn record(&self, layer: &str, current: u64, total: u64) {
+        self.layers().insert(layer.to_owned(), (current, total));
+    }
+
+    /// `layer` is downloaded.
+    pub fn complete(&self, layer: &str) {
+        if let Some((current, total)) = self.layers().get_mut(layer) {
+            *current = *total;
+        }
+    }
+
+    /// `pulling 12.3/40.1 MB` (of the layers dockerd has sized so far).
+    pub fn summary(&self) -> String {
+        let (current, total) = self
+            .layers()
+            .values()
+            .fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
+        if total == 0 {
+            return "pulling".to_owned();
+        }
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        format!("pulling {:.1}/{:.1} MB", mb(current), mb(total))
+    }
+}
+
+/// The registry an image names (`HOST[:PORT]/...`), if it names one.
+pub fn registry_of(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
 /// What the runtime asks of the container engine: the calls that observe,
 /// create and remove pods' containers, images and volumes, and nothing
 /// else. [`Docker`] is the real one; tests use a recording fake.
@@ -496,7 +578,8 @@ pub trait ContainerEngine: Send + Sync {
     fn ensure_image(
         &self,
         image: &str,
-        registries: &std::collections::BTreeMap<String, RegistryCredentials>,
+        auth: Option<&PullAuth>,
+        progress: &PullProgress,
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// Imports the pod network holder's image unless it is present.
     fn ensure_pause_image(&self) -> impl Future<Output = Result<(), DockerError>> + Send;
@@ -541,9 +624,10 @@ impl ContainerEngine for Docker {
     async fn ensure_image(
         &self,
         image: &str,
-        registries: &std::collections::BTreeMap<String, RegistryCredentials>,
+        auth: Option<&PullAuth>,
+        progress: &PullProgress,
     ) -> Result<(), DockerError> {
-        Docker::ensure_image(self, image, registries).await
+        Docker::ensure_image(self, image, auth, progress).await
     }
     async fn ensure_pause_image(&self) -> Result<(), DockerError> {
         Docker::ensure_pause_image(self).await
@@ -640,6 +724,10 @@ pub fn create_config(spec: &ContainerSpec) -> Config<String> {
 /// `repo[:tag]` -> (`repo`, `tag`), defaulting the tag to `latest`. A `:`
 /// before the last `/` belongs to a registry's port.
 pub fn split_tag(image: &str) -> (&str, &str) {
+    // By digest: dockerd takes the digest where the tag goes.
+    if let Some((name, digest)) = image.split_once('@') {
+        return (name, digest);
+    }
     match image.rfind(':') {
         Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
         _ => (image, "latest"),
@@ -742,6 +830,17 @@ mod tests {
     }
 
     #[test]
+    fn pull_progress_sums_the_layers_dockerd_sized() {
+        let progress = PullProgress::default();
+        assert_eq!(progress.summary(), "pulling");
+        progress.record("a", 1_000_000, 4_000_000);
+        progress.record("b", 0, 10_000_000);
+        assert_eq!(progress.summary(), "pulling 1.0/14.0 MB");
+        progress.complete("a");
+        assert_eq!(progress.summary(), "pulling 4.0/14.0 MB");
+    }
+
+    #[test]
     fn splits_tags_but_not_registry_ports() {
         assert_eq!(split_tag("local/busybox"), ("local/busybox", "latest"));
         assert_eq!(split_tag("web:1.2"), ("web", "1.2"));
@@ -750,6 +849,10 @@ mod tests {
             ("registry:5000/web", "latest")
         );
         assert_eq!(split_tag("registry:5000/web:2"), ("registry:5000/web", "2"));
+        assert_eq!(
+            split_tag("registry:5000/a/web@sha256:ab"),
+            ("registry:5000/a/web", "sha256:ab")
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use berth_model::EventKind;
 
-use crate::config::RegistryCredentials;
 use crate::docker::{
     ContainerEngine, ContainerSpec, DockerError, InspectedState, ObservedContainer, LABEL_POD,
 };
@@ -80,6 +79,7 @@ impl FakeHost {
                 sub_state: if code == 0 { "dead" } else { "failed" }.into(),
                 result: result.into(),
                 exec_main_status: i32::try_from(code).unwrap_or(1),
+                main_exit: Some(code),
                 ..UnitState::default()
             },
         );
@@ -146,7 +146,8 @@ impl ContainerEngine for FakeHost {
     async fn ensure_image(
         &self,
         image: &str,
-        _registries: &BTreeMap<String, RegistryCredentials>,
+        _auth: Option<&crate::docker::PullAuth>,
+        _progress: &crate::docker::PullProgress,
     ) -> Result<(), DockerError> {
         self.record(format!("docker pull {image}"));
         if self.world().missing_images.contains(image) {

@@ -17,7 +17,9 @@
 
 pub mod api;
 pub mod app_metrics;
+pub mod build;
 pub mod cgroup;
+pub mod cluster_registry;
 pub mod config;
 pub mod container_events;
 pub mod docker;

@@ -51,10 +51,32 @@ enum Command {
     /// it after stopping berth-agent; a joined node's pods are replaced on
     /// other nodes by the master.
     Teardown,
+    /// Run the build a build pod's unit was prepared for in DIR (the
+    /// agent writes DIR/spec.json and DIR/input.tar): build through
+    /// dockerd, push to the cluster registry, print the build's log.
+    /// Exits 0 once pushed, 1 when the build failed, 143 when stopped.
+    Build {
+        /// The build's directory (`/var/lib/berth/builds/POD`).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Build { dir }) = &args.command {
+        // The runner reads its own spec; the agent's configuration is not
+        // its business.
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => ExitCode::from(runtime.block_on(berth_agent::build::run(dir))),
+            Err(e) => {
+                eprintln!("berth-agent build: starting the async runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match AgentConfig::load(&args.config) {
         Ok(config) => config,
         Err(e) => {

@@ -235,6 +235,10 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         let master = master.clone();
         tokio::spawn(async move { endpoints(&master, &endpoints_tx).await })
     };
+    let registry = {
+        let (master, registry) = (master.clone(), Arc::clone(runtime.registry()));
+        tokio::spawn(async move { registry.learn(&master).await })
+    };
     let (known_tx, known_rx) = watch::channel(LastKnown::default());
     let observer = {
         let (runtime, changed) = (Arc::clone(&runtime), Arc::clone(&changed));
@@ -257,6 +261,7 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     ));
     assignments(&master, &runtime, &changed, &assigned_links).await;
     beat.abort();
+    registry.abort();
     observer.abort();
     linking.abort();
     following.abort();

@@ -157,6 +157,7 @@ mod tests {
             name: "web".into(),
             containers: vec![container],
             volumes: vec![],
+            build: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_model::{
@@ -14,6 +15,7 @@ use berth_model::{
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use crate::cluster_registry::ClusterRegistry;
 use crate::config::AgentConfig;
 use crate::docker::{
     ContainerEngine, Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE,
@@ -23,7 +25,7 @@ use crate::journal::{EventJournal, SystemJournal};
 use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod};
-use crate::reconcile::execute::{execute, Effects};
+use crate::reconcile::execute::{execute, Effects, Pulls};
 use crate::reconcile::observe::observe_all;
 use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
@@ -101,6 +103,10 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     /// then the records may lack running pods, and the master's
     /// assignments must wait (see [`Runtime::adopted`]).
     adopted: tokio::sync::watch::Sender<bool>,
+    /// The cluster's registry, and this node's pull tokens for it.
+    registry: Arc<ClusterRegistry>,
+    /// The pulls under way, by pod.
+    pulls: Pulls,
 }
 
 impl Runtime {
@@ -129,6 +135,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         started_marks: PathBuf,
     ) -> Self {
         let default_socket = Path::new("/run/docker.sock");
+        // dockerd reads a registry's CA from /etc/docker/certs.d; another
+        // engine (a test's) gets none installed.
+        let certs_dir = (config.docker_socket == default_socket)
+            .then(|| PathBuf::from(crate::cluster_registry::DOCKER_CERTS_DIR));
         let shim_environment = if config.docker_socket == default_socket {
             Vec::new()
         } else {
@@ -141,6 +151,11 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let unit_settings = UnitSettings {
             shim_path: config.shim_path.to_str().unwrap_or_default().to_owned(),
             shim_environment,
+            agent_path: non_default(&config.agent_path, berth_model::cluster::DEFAULT_AGENT_PATH),
+            builds_dir: non_default(
+                &config.state_dir.join(crate::build::BUILDS_DIR),
+                berth_model::cluster::DEFAULT_BUILDS_DIR,
+            ),
         };
         Self {
             config,
@@ -154,6 +169,8 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             oom_verdicts: std::sync::Mutex::default(),
             failed_starts: std::sync::Mutex::default(),
             adopted: tokio::sync::watch::Sender::new(false),
+            registry: Arc::new(ClusterRegistry::new(certs_dir)),
+            pulls: Pulls::default(),
         }
     }
 
@@ -179,6 +196,11 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         &self.docker
     }
 
+    /// The cluster's registry, as this node pulls from it.
+    pub fn registry(&self) -> &Arc<ClusterRegistry> {
+        &self.registry
+    }
+
     /// The agent's configuration.
     pub fn config(&self) -> &AgentConfig {
         &self.config
@@ -200,6 +222,8 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             docker: &self.docker,
             systemd: &self.systemd,
             config: &self.config,
+            registry: &self.registry,
+            pulls: &self.pulls,
             started_marks: &self.started_marks,
         }
     }
@@ -230,6 +254,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             &self.docker,
             &self.systemd,
             &self.config.units_dir(),
+            &self.config.state_dir,
             &[name.to_owned()],
         )
         .await
@@ -516,12 +541,18 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     ) -> Result<Vec<String>, RequestError> {
         let record = self.record(name)?;
         let desired = self.desired(&record)?;
+        let build = desired
+            .build
+            .iter()
+            .filter(|_| container.is_none_or(|want| want == berth_model::build::BUILD_CONTAINER))
+            .map(|b| b.unit.clone());
         let units: Vec<String> = desired
             .containers
             .iter()
             .filter(|c| c.pod_container.is_some())
             .filter(|c| container.is_none_or(|want| c.pod_container.as_deref() == Some(want)))
             .map(|c| c.unit.clone())
+            .chain(build)
             .collect();
         if units.is_empty() {
             return Err(RequestError::NotFound(format!(
@@ -534,7 +565,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
 
     async fn status_of(&self, record: &PodRecord) -> Result<PodStatus, RequestError> {
         let desired = self.desired(record)?;
-        let units: Vec<String> = desired.containers.iter().map(|c| c.unit.clone()).collect();
+        let units = desired.service_units();
         let states = self
             .systemd
             .states(&units)
@@ -552,7 +583,24 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 inspected.insert(c.spec.name.clone(), state);
             }
         }
-        Ok(pod_status(record, &states, &inspected))
+        let mut status = pod_status(record, &states, &inspected);
+        // A build whose unit has not run since a reboot never will: it
+        // runs once, and the host restarting cut it short.
+        if record.pod.build.is_some()
+            && status.phase == PodPhase::Pending
+            && crate::build::prepare::prepared_before_this_boot(
+                &self.config.state_dir,
+                &record.pod.name,
+            )
+        {
+            interrupted(&mut status);
+        }
+        if let Some(pulling) = self.pulls.summary(&record.pod.name) {
+            for container in status.containers.iter_mut().filter(|c| !c.ready) {
+                container.reason = Some(format!("ContainerCreating: {pulling}"));
+            }
+        }
+        Ok(status)
     }
 
     /// Docker's OOMKilled flag, corrected by what berth-shim recorded: a
@@ -615,6 +663,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             &self.docker,
             &self.systemd,
             &self.config.units_dir(),
+            &self.config.state_dir,
             &names,
         )
         .await?;
@@ -762,24 +811,42 @@ pub fn pod_status(
     inspected: &HashMap<String, InspectedState>,
 ) -> PodStatus {
     let pod = &record.pod;
+    let is_build = pod.build.is_some();
     let mut containers = Vec::new();
     for container in &pod.containers {
         let unit = crate::unit::container_unit_name(&pod.name, &container.name);
         let docker_name = app_container_name(&pod.name, &container.name);
-        let state = states.get(&unit).cloned().unwrap_or_default();
+        let mut state = states.get(&unit).cloned().unwrap_or_default();
+        if is_build && state.main_exit.is_some() && state.active_state == "active" {
+            // The build unit stays active (exited) once the runner ended
+            // well (`RemainAfterExit=`, so systemd keeps its status): the
+            // build is over.
+            state.active_state = "inactive".into();
+            state.sub_state = "exited".into();
+        }
         let docker = inspected.get(&docker_name);
         let ended = !matches!(
             state.active_state.as_str(),
             "active" | "activating" | "reloading"
         );
-        let exit_code = docker
-            .filter(|d| !d.running && ended)
-            .and_then(|d| d.exit_code);
+        // A build has no container of its own: its unit's main process,
+        // the runner, ends with the build's status.
+        let exit_code = if is_build {
+            state.main_exit.filter(|_| ended)
+        } else {
+            docker
+                .filter(|d| !d.running && ended)
+                .and_then(|d| d.exit_code)
+        };
         // berth-shim refusing a start (a host path became a symlink)
         // says so in the unit's status; that outranks the last run's exit.
         let refused = state.sub_state != "running" && state.status_text.starts_with("refused: ");
         let reason = match docker {
             _ if refused => Some(state.status_text.clone()),
+            // The runner's last word: what it pushed, or why it did not.
+            _ if is_build && ended && !state.status_text.is_empty() => {
+                Some(state.status_text.clone())
+            }
             Some(d) if d.oom_killed => Some("OOMKilled".to_string()),
             _ if state.result == "oom-kill" => Some("OOMKilled".to_string()),
             Some(d) if ended && d.error.is_some() => d.error.clone(),
@@ -830,6 +897,30 @@ pub fn pod_status(
     }
 }
 
+/// `path` as unit settings say it: empty when it is the default (see
+/// [`UnitSettings::agent_path`]).
+fn non_default(path: &Path, default: &str) -> String {
+    // A path that is not UTF-8 keeps a replacement character, which
+    // rendering refuses.
+    let path = path.to_string_lossy();
+    if path == default {
+        String::new()
+    } else {
+        path.into_owned()
+    }
+}
+
+/// Marks a build pod's status as ended by a restart of the host.
+pub fn interrupted(status: &mut PodStatus) {
+    status.phase = PodPhase::Failed;
+    for container in &mut status.containers {
+        container.reason = Some(INTERRUPTED.to_owned());
+    }
+}
+
+/// Why a build that a restart of its host cut short failed.
+pub const INTERRUPTED: &str = "Interrupted: the node restarted during the build";
+
 /// What the shim last said about the container's probes (its `STATUS=`),
 /// while the unit is up and the container has probes.
 fn health(container: &berth_model::Container, state: &UnitState) -> Option<String> {
@@ -852,6 +943,10 @@ fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {
         return PodPhase::Stopped;
     }
     let policy = |name: &str| {
+        if record.pod.build.is_some() {
+            // A build runs once, whatever its container says.
+            return RestartPolicy::Never;
+        }
         record
             .pod
             .containers
@@ -982,7 +1077,14 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             .get(&pod.name)
             .filter(|failed| failed.pod == *pod)
             .map_or(1, |failed| failed.failure.attempts + 1);
-        let wait = start_backoff(attempts);
+        // A build that could not start is its job's failed attempt (its
+        // status says Failed): the master decides on another, so this
+        // node tries again only as late as it ever does.
+        let wait = if pod.build.is_some() {
+            MAX_START_BACKOFF
+        } else {
+            start_backoff(attempts)
+        };
         let next_attempt_ms = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let failed = FailedStart {
             pod: pod.clone(),
@@ -1099,7 +1201,9 @@ fn now_ms() -> u64 {
 /// failure's name (the refusal itself, for a refused pod), as `berth ps`
 /// shows it.
 pub fn failed_start_status(pod: &Pod, failure: &StartFailure) -> PodStatus {
-    let refused = failure.reason == EventKind::PodRefused.as_str();
+    // A build pod that did not start is over: a failed attempt of its
+    // job, which says why as a refused pod does.
+    let refused = failure.reason == EventKind::PodRefused.as_str() || pod.build.is_some();
     let container_reason = if refused {
         &failure.message
     } else {

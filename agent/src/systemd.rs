@@ -21,6 +21,10 @@ pub struct UnitState {
     pub result: String,
     /// Exit status of the last main process.
     pub exec_main_status: i32,
+    /// How the main process ended, as a shell says it (its status, or 128
+    /// plus the signal that killed it), once it has ended; `None` while it
+    /// runs or before it ever ran.
+    pub main_exit: Option<i64>,
     /// PID of the main process (the shim), 0 when none.
     pub main_pid: u32,
     /// Restarts systemd made.
@@ -229,6 +233,14 @@ impl Systemd {
                 .map_err(call("service proxy"))?;
             state.result = service.result().await.map_err(read)?;
             state.exec_main_status = service.exec_main_status().await.map_err(read)?;
+            let exited = service
+                .exec_main_exit_timestamp_monotonic()
+                .await
+                .map_err(read)?;
+            if exited != 0 {
+                let code = service.exec_main_code().await.map_err(read)?;
+                state.main_exit = Some(main_exit(code, state.exec_main_status));
+            }
             state.main_pid = service.main_pid().await.map_err(read)?;
             state.restarts = service.n_restarts().await.map_err(read)?;
             state.status_text = service.status_text().await.map_err(read)?;
@@ -292,6 +304,17 @@ impl Systemd {
             }
         }
         Ok(states)
+    }
+}
+
+/// A main process's end as a shell says it: `CLD_EXITED` (1) gives its
+/// exit status, a signal (`CLD_KILLED`, `CLD_DUMPED`) 128 plus its number.
+pub fn main_exit(code: i32, status: i32) -> i64 {
+    const CLD_EXITED: i32 = 1;
+    if code == CLD_EXITED {
+        i64::from(status)
+    } else {
+        128 + i64::from(status)
     }
 }
 

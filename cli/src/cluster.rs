@@ -90,6 +90,7 @@ pub struct LoginArgs {
 
 /// `berth run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("the_image").args(["image", "image_stream"]).required(true)))]
 pub struct RunArgs {
     /// The service's name, also its container's name (a DNS label of at most
     /// 50 characters); its pods are NAME-0, NAME-1, ...
@@ -123,9 +124,21 @@ pub struct RunArgs {
     /// <SERVICE>_<NAME> (secret). Repeatable.
     #[arg(long = "link-env", value_name = "NAME=VALUE", value_parser = parse::env_var)]
     pub publish: Vec<berth_model::EnvVar>,
+    /// A secret variable generated once, now, from an expression such as
+    /// '[a-zA-Z0-9]{16}' (as a template's generated parameters), and
+    /// printed only now. `berth set env NAME=VALUE` overrides it; `berth
+    /// set env NAME-` brings it back. Repeatable.
+    #[arg(long = "generate-env", value_name = "NAME=EXPRESSION", value_parser = parse::generated_env)]
+    pub generate_env: Vec<(String, String)>,
     /// How later changes roll out.
     #[command(flatten)]
     pub strategy: crate::strategy_flags::StrategyFlags,
+
+    /// Run the image an image stream's tag points at (by digest), and
+    /// roll out whenever the tag moves, as `berth set triggers
+    /// --from-image` does. Instead of --image.
+    #[arg(long, value_name = "STREAM:TAG", conflicts_with = "image")]
+    pub image_stream: Option<String>,
 
     /// The pod every replica runs.
     #[command(flatten)]
@@ -336,8 +349,45 @@ pub async fn log_in(args: &LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The integrated registry tells the master of a push a moment after
+/// `docker push` returns, so `docker push && berth run --image-stream` can
+/// find the tag still empty: then the registry itself is asked (an import
+/// from it), and the tag it holds is used.
+async fn pushed_but_not_yet_noticed(
+    client: &MasterClient,
+    stream: &str,
+    tag: &str,
+) -> Option<berth_model::image_stream::TagEvent> {
+    let registry = client.registry().await.ok()?;
+    let address = registry.get("address")?.as_str()?;
+    let from = format!("{address}/{}/{stream}:{tag}", client.project());
+    let imported = client.import_image(stream, tag, &from, false).await.ok()?;
+    imported.object.current(tag).cloned()
+}
+
 async fn create_service(client: &MasterClient, args: &RunArgs) -> anyhow::Result<()> {
-    let service = args.service();
+    let mut service = args.service();
+    if let Some(from) = &args.image_stream {
+        // The master resolves the tag again as it writes the service; here
+        // a tag without an image is refused before anything is made.
+        let (stream, tag) = berth_model::image_stream::parse_stream_tag(from)
+            .map_err(|e| anyhow::anyhow!("--image-stream: {e}"))?;
+        let found = client.get_image_stream(stream).await.ok();
+        let now = match found.as_ref().and_then(|s| s.object.current(tag)) {
+            Some(now) => Some(now.clone()),
+            None => pushed_but_not_yet_noticed(client, stream, tag).await,
+        };
+        let Some(now) = now else {
+            anyhow::bail!(
+                "--image-stream: {from} points at no image yet: push one (docker push $(berth registry info)/{}/{stream}:{tag}) or `berth tag IMAGE {from}`",
+                client.project()
+            );
+        };
+        for container in &mut service.template.containers {
+            container.image.clone_from(&now.image);
+        }
+    }
+    service.generated_env = crate::generate::generate_vars(&args.generate_env)?;
     // The master judges the service by the same rules; checking here first
     // saves a round trip and names the same fields.
     service.validate().map_err(InvalidService)?;
@@ -355,7 +405,16 @@ async fn create_service(client: &MasterClient, args: &RunArgs) -> anyhow::Result
             answer.service.object.name
         )
     };
-    output::print(&text)
+    output::print(&text)?;
+    if answer.created && !service.generated_env.is_empty() {
+        output::print(&crate::generate::shown_once(
+            service
+                .generated_env
+                .iter()
+                .map(|var| (var.name.as_str(), var.value.as_str())),
+        ))?;
+    }
+    Ok(())
 }
 
 async fn list_pods(client: &MasterClient, ps: &PsArgs) -> anyhow::Result<()> {
@@ -456,9 +515,25 @@ impl RunArgs {
             links: self.links.clone(),
             egress: self.egress.into(),
             publish: self.publish.clone(),
+            generated_env: Vec::new(),
             strategy: self.strategy.apply(Default::default()),
-            triggers: berth_model::deployment::default_triggers(),
+            triggers: self.triggers(),
         }
+    }
+
+    /// The default triggers, and following `--image-stream`'s tag.
+    fn triggers(&self) -> Vec<berth_model::deployment::Trigger> {
+        let mut triggers = berth_model::deployment::default_triggers();
+        if let Some(from) = &self.image_stream {
+            triggers.push(berth_model::deployment::Trigger::ImageChange(
+                berth_model::deployment::ImageTrigger {
+                    from: from.clone(),
+                    container: self.name.clone(),
+                    automatic: true,
+                },
+            ));
+        }
+        triggers
     }
 }
 

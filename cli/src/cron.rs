@@ -80,6 +80,7 @@ pub enum ConcurrencyArg {
 
 /// `berth cron create`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("the_image").args(["image"]).required(true)))]
 pub struct CreateCronArgs {
     /// Its name (a DNS label of at most 38 characters).
     pub name: String,

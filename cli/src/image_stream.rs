@@ -20,7 +20,8 @@ use crate::output::{self, Format};
   berth tag web:v1 web:prod --alias               # prod follows v1 from now on
   berth set triggers api --from-image web:prod    # api rolls out when prod moves
   berth is describe web                           # every tag, where it points, its history
-  berth is webhook web                            # the URL a third party posts images to")]
+  berth is webhook web                            # the URL a third party posts images to
+  berth -p shop is grant-view web --to staging    # staging's services may run shop/web's images")]
 pub struct ImageStreamArgs {
     /// What to do.
     #[command(subcommand)]
@@ -54,6 +55,24 @@ pub enum ImageStreamCommand {
         /// The stream.
         name: String,
     },
+    /// Let another project's services run the stream's images, and its
+    /// members pull them (the stream's project's admin only).
+    GrantView {
+        /// The stream.
+        name: String,
+        /// The project to share it with.
+        #[arg(long, value_name = "PROJECT")]
+        to: String,
+    },
+    /// Take a share back: the project's running pods keep their images,
+    /// and new services naming them are refused.
+    RevokeView {
+        /// The stream.
+        name: String,
+        /// The project it was shared with.
+        #[arg(long, value_name = "PROJECT")]
+        to: String,
+    },
     /// The path of the stream's webhook, secret included: POST
     /// `{"tag": "v1", "image": "REF@sha256:..."}` (or Docker Hub's payload)
     /// to the master at that path to point a tag.
@@ -81,6 +100,47 @@ pub struct TagArgs {
     pub alias: bool,
 }
 
+/// `berth import-image`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  berth import-image web:v1 --from registry.example/web:1.2
+  berth import-image base:latest --from debian:12 --scheduled     re-checked every 15 minutes")]
+pub struct ImportImageArgs {
+    /// The tag to point, STREAM:TAG; the stream is made if it does not
+    /// exist.
+    pub target: String,
+    /// The image reference whose registry is asked for its digest (only
+    /// metadata is imported: nodes pull the image when a pod needs it).
+    #[arg(long, value_name = "REF")]
+    pub from: String,
+    /// Ask again on the master's schedule ([registry] import-interval-secs,
+    /// 15 minutes by default), moving the tag when REF moves.
+    #[arg(long)]
+    pub scheduled: bool,
+}
+
+/// Runs `berth import-image`.
+pub async fn import(client: &MasterClient, args: &ImportImageArgs) -> anyhow::Result<()> {
+    let (stream, tag) = match parse_stream_tag(&args.target) {
+        Ok(parsed) => parsed,
+        Err(e) => bail!("the target {e}"),
+    };
+    let written = client
+        .import_image(stream, tag, &args.from, args.scheduled)
+        .await?;
+    let now = written
+        .object
+        .current(tag)
+        .map_or_else(|| "nothing".to_owned(), |e| e.image.clone());
+    let schedule = if args.scheduled {
+        ", and is checked again on the master's schedule"
+    } else {
+        ""
+    };
+    println!("{stream}:{tag} now points at {now}{schedule}");
+    Ok(())
+}
+
 /// Runs a `berth image-stream` subcommand.
 pub async fn run(client: &MasterClient, command: ImageStreamCommand) -> anyhow::Result<()> {
     match command {
@@ -89,6 +149,8 @@ pub async fn run(client: &MasterClient, command: ImageStreamCommand) -> anyhow::
                 name: name.clone(),
                 labels: Default::default(),
                 aliases: Vec::new(),
+                scheduled_imports: Vec::new(),
+                docker_image_repository: String::new(),
                 webhook_secret: String::new(),
                 status: Default::default(),
             };
@@ -128,6 +190,21 @@ pub async fn run(client: &MasterClient, command: ImageStreamCommand) -> anyhow::
             println!("image stream {name}: removed");
             Ok(())
         }
+        ImageStreamCommand::GrantView { name, to } => {
+            let shared = client.share_image_stream(&name, &to, true).await?;
+            println!(
+                "image stream {name}: project {to} may run its images ({})",
+                shared.object.docker_image_repository
+            );
+            Ok(())
+        }
+        ImageStreamCommand::RevokeView { name, to } => {
+            client.share_image_stream(&name, &to, false).await?;
+            println!(
+                "image stream {name}: no longer shared with project {to} (its running pods keep their images)"
+            );
+            Ok(())
+        }
         ImageStreamCommand::Webhook { name } => {
             let path = client.image_stream_webhook(&name).await?;
             println!("{}{}", client.base(), path);
@@ -162,6 +239,16 @@ pub async fn tag(client: &MasterClient, args: &TagArgs) -> anyhow::Result<()> {
 fn details(stream: &ImageStream) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "image stream: {}", stream.name);
+    if !stream.docker_image_repository.is_empty() {
+        let _ = writeln!(
+            out,
+            "push to: {}:TAG (berth registry login first)",
+            stream.docker_image_repository
+        );
+    }
+    if !stream.status.shared_with.is_empty() {
+        let _ = writeln!(out, "shared with: {}", stream.status.shared_with.join(", "));
+    }
     for alias in &stream.aliases {
         let _ = writeln!(out, "alias: {} follows {}", alias.tag, alias.from);
     }
@@ -179,7 +266,10 @@ fn details(stream: &ImageStream) -> String {
                 out,
                 "  {}  {:<8} {}",
                 output::utc_time_of_ms(event.created_ms),
-                event.cause.to_string(),
+                match &event.build {
+                    Some(build) => format!("build {build}"),
+                    None => event.cause.to_string(),
+                },
                 event.image
             );
         }

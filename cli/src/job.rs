@@ -74,6 +74,7 @@ pub enum JobCommand {
 
 /// `berth job run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("the_image").args(["image"]).required(true)))]
 pub struct RunJobArgs {
     /// The job's name (a DNS label of at most 50 characters); its pods are
     /// NAME-0, NAME-1, ...

@@ -63,6 +63,7 @@ pub struct NameArg {
 
 /// `berth local run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("the_image").args(["image"]).required(true)))]
 pub struct RunArgs {
     /// The pod's name, also its container's name (a DNS label: a-z, 0-9, '-').
     pub name: String,

@@ -143,6 +143,21 @@ async fn history(
     }
 }
 
+/// Prints the lines' messages alone (a build's log, whose one pod needs
+/// no naming), escaped as `berth logs` escapes them.
+pub fn print_messages(lines: &[LogLine]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&escape_message(line.bytes()));
+        text.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
 fn print_lines(lines: &[LogLine], style: Style) -> anyhow::Result<()> {
     if lines.is_empty() {
         return Ok(());

@@ -11,11 +11,13 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod agent_client;
 mod apply;
+mod build;
 mod cluster;
 mod completions;
 mod config;
 mod cron;
 mod events;
+mod generate;
 mod image_stream;
 mod job;
 mod link;
@@ -27,6 +29,7 @@ mod output;
 mod parse;
 mod pod_flags;
 mod project;
+mod registry;
 mod rollout;
 mod route;
 mod strategy_flags;
@@ -71,6 +74,9 @@ enum Command {
     Job(job::JobArgs),
     /// Cron jobs: a job made on each slot of a schedule, never twice.
     Cron(cron::CronArgs),
+    /// Builds: source (git, or a directory sent along) to an image of a
+    /// stream, Docker or source-to-image style, run as jobs.
+    Build(build::BuildArgs),
     /// Change a service's image, variables, resources, probes, rollout
     /// strategy, hooks or triggers: each template change is a new revision,
     /// rolled out without downtime.
@@ -85,6 +91,14 @@ enum Command {
     /// Point an image stream's tag at an image, or at another tag
     /// (`--alias` keeps following it).
     Tag(image_stream::TagArgs),
+    /// Point an image stream's tag at the digest an image reference of
+    /// another registry points at now (and, with --scheduled, later).
+    ImportImage(image_stream::ImportImageArgs),
+    /// The integrated registry: its address, and `docker login` to it
+    /// with your berth token.
+    Registry(registry::RegistryArgs),
+    /// Images in the integrated registry: prune those nothing needs.
+    Image(registry::ImageArgs),
     /// Make the cluster hold the objects of YAML or JSON files (services,
     /// links, routes, jobs, cron jobs): new ones are created, changed ones
     /// replaced, unchanged ones left alone; one line per object.
@@ -137,10 +151,14 @@ enum Command {
     /// Create every object of a template file in one commit, all or
     /// nothing; generated values (passwords) are printed once and kept
     /// only as secrets. The template's script job runs afterwards: --wait
-    /// waits for it, and exits 1 naming it if it fails (the objects stay).
+    /// waits for it, and exits 1 naming it if it fails. The objects stay
+    /// when the script fails, as OpenShift's do: remove them, or fix the
+    /// cause and run the job again. --link-to links an existing service
+    /// to the template's linkable services in the same commit.
     #[command(after_help = "Examples:\n  \
         berth new-app examples/templates/web-db.yaml -p NAME=shop\n  \
-        berth new-app examples/templates/web-db.yaml -p NAME=shop2 --wait")]
+        berth new-app examples/templates/web-db.yaml -p NAME=shop2 --link-to web\n  \
+        berth new-app examples/templates/web-db-seeded.yaml -p NAME=shop3 -p ROUTER=10.0.0.1 --wait")]
     NewApp(template::NewAppArgs),
     /// Templates stored in the project: `berth new-app NAME` makes one's
     /// objects.
@@ -199,6 +217,10 @@ fn main() -> ExitCode {
                 Ok(client) => cron::run(&client, args.command).await,
                 Err(error) => Err(error),
             },
+            Command::Build(args) => match cluster::client() {
+                Ok(client) => build::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
             Command::Set(args) => match cluster::client() {
                 Ok(client) => rollout::set(&client, args.command).await,
                 Err(error) => Err(error),
@@ -213,6 +235,18 @@ fn main() -> ExitCode {
             },
             Command::Tag(args) => match cluster::client() {
                 Ok(client) => image_stream::tag(&client, &args).await,
+                Err(error) => Err(error),
+            },
+            Command::ImportImage(args) => match cluster::client() {
+                Ok(client) => image_stream::import(&client, &args).await,
+                Err(error) => Err(error),
+            },
+            Command::Registry(args) => match cluster::client() {
+                Ok(client) => registry::run(&client, args.command).await,
+                Err(error) => Err(error),
+            },
+            Command::Image(args) => match cluster::client() {
+                Ok(client) => registry::image(&client, args.command).await,
                 Err(error) => Err(error),
             },
             Command::Apply(args) => match cluster::client() {
@@ -326,6 +360,9 @@ fn field_errors(error: &anyhow::Error) -> &[FieldError] {
             return errors.errors();
         }
         if let Some(cron::InvalidCronJob(errors)) = cause.downcast_ref() {
+            return errors.errors();
+        }
+        if let Some(build::InvalidBuildConfig(errors)) = cause.downcast_ref() {
             return errors.errors();
         }
         if let Some(image_stream::InvalidImageStream(errors)) = cause.downcast_ref() {

@@ -7,11 +7,13 @@ use std::fmt;
 use std::pin::Pin;
 use std::time::Duration;
 
-use berth_model::api::{JoinToken, JoinTokenRequest, Move, NodeView, Scale, Versioned};
+use berth_model::api::{
+    JoinToken, JoinTokenRequest, Move, NodeView, ProjectUsage, Scale, Versioned,
+};
 use berth_model::route::RoutesView;
 use berth_model::{
-    ApiError, ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node, Project,
-    Route, Service, User, UserToken, WhoAmI,
+    ApiError, Build, BuildConfig, ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream,
+    Job, Node, Project, Route, Service, User, UserToken, WhoAmI,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -141,8 +143,12 @@ pub struct MasterClient {
 
 /// The first path segments of a project's objects: requests for them go
 /// under `/v1/projects/{project}` (the master's `PROJECT_PATHS`).
-const PROJECT_KINDS: [&str; 13] = [
+const PROJECT_KINDS: [&str; 17] = [
+    "usage",
+    "buildconfigs",
+    "builds",
     "templates",
+    "export",
     "batch",
     "services",
     "deployments",
@@ -156,6 +162,17 @@ const PROJECT_KINDS: [&str; 13] = [
     "logs",
     "metrics",
 ];
+
+impl Error {
+    /// Whether the master answered 404: the object (or project) does not
+    /// exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::Api { status, .. } | Error::Status { status, .. } if *status == StatusCode::NOT_FOUND
+        )
+    }
+}
 
 impl fmt::Debug for MasterClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -257,6 +274,58 @@ impl MasterClient {
             .await
     }
 
+    /// `POST /v1/export`: `services` with their links and routes as
+    /// template `name`, every secret a generated parameter.
+    pub async fn export_template(
+        &self,
+        name: &str,
+        services: &[String],
+        parameterize: &[String],
+    ) -> Result<berth_model::Template, Error> {
+        let body = serde_json::json!({
+            "name": name,
+            "services": services,
+            "parameterize": parameterize,
+        });
+        self.call(Method::POST, &["export"], Some(&body)).await
+    }
+
+    /// `POST /v1/shared/templates`: stores `template` in the shared
+    /// library (the admin only).
+    pub async fn create_shared_template(
+        &self,
+        template: &berth_model::Template,
+    ) -> Result<Versioned<berth_model::Template>, Error> {
+        self.call(Method::POST, &["shared", "templates"], Some(template))
+            .await
+    }
+
+    /// `GET /v1/shared/templates`.
+    pub async fn list_shared_templates(
+        &self,
+    ) -> Result<Vec<Versioned<berth_model::Template>>, Error> {
+        self.call(Method::GET, &["shared", "templates"], None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/shared/templates/{name}`.
+    pub async fn get_shared_template(
+        &self,
+        name: &str,
+    ) -> Result<Versioned<berth_model::Template>, Error> {
+        self.call(Method::GET, &["shared", "templates", name], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/shared/templates/{name}` (the admin only).
+    pub async fn delete_shared_template(
+        &self,
+        name: &str,
+    ) -> Result<Versioned<berth_model::Template>, Error> {
+        self.call(Method::DELETE, &["shared", "templates", name], None::<&()>)
+            .await
+    }
+
     /// `GET /v1/services`.
     pub async fn list_services(&self) -> Result<Vec<Versioned<Service>>, Error> {
         self.call(Method::GET, &["services"], None::<&()>).await
@@ -281,6 +350,106 @@ impl MasterClient {
     /// `POST /v1/jobs/{name}/cancel`.
     pub async fn cancel_job(&self, name: &str) -> Result<Versioned<Job>, Error> {
         self.call(Method::POST, &["jobs", name, "cancel"], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/buildconfigs`.
+    pub async fn create_build_config(
+        &self,
+        config: &BuildConfig,
+    ) -> Result<Versioned<BuildConfig>, Error> {
+        self.call(Method::POST, &["buildconfigs"], Some(config))
+            .await
+    }
+
+    /// `GET /v1/buildconfigs`.
+    pub async fn list_build_configs(&self) -> Result<Vec<Versioned<BuildConfig>>, Error> {
+        self.call(Method::GET, &["buildconfigs"], None::<&()>).await
+    }
+
+    /// `PUT /v1/buildconfigs/{name}` at the revision read.
+    pub async fn replace_build_config(
+        &self,
+        config: &Versioned<BuildConfig>,
+    ) -> Result<Versioned<BuildConfig>, Error> {
+        self.call(
+            Method::PUT,
+            &["buildconfigs", &config.object.name],
+            Some(config),
+        )
+        .await
+    }
+
+    /// `GET /v1/buildconfigs/{name}`.
+    pub async fn get_build_config(&self, name: &str) -> Result<Versioned<BuildConfig>, Error> {
+        self.call(Method::GET, &["buildconfigs", name], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/buildconfigs/{name}`.
+    pub async fn delete_build_config(&self, name: &str) -> Result<Versioned<BuildConfig>, Error> {
+        self.call(Method::DELETE, &["buildconfigs", name], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/buildconfigs/{name}/instantiate`.
+    pub async fn start_build(
+        &self,
+        name: &str,
+        commit: Option<&str>,
+    ) -> Result<Versioned<Build>, Error> {
+        let body = serde_json::json!({ "commit": commit });
+        self.call(
+            Method::POST,
+            &["buildconfigs", name, "instantiate"],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/buildconfigs/{name}/instantiatebinary` with `tar`.
+    pub async fn start_binary_build(
+        &self,
+        name: &str,
+        tar: Vec<u8>,
+    ) -> Result<Versioned<Build>, Error> {
+        let response = self
+            .http
+            .post(self.url(&["buildconfigs", name, "instantiatebinary"]))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(REQUEST_TIMEOUT * 10)
+            .body(tar)
+            .send()
+            .await
+            .map_err(|error| self.send_error(error))?;
+        read_json(response).await
+    }
+
+    /// `GET /v1/buildconfigs/{name}/webhooks`: the paths, secret included.
+    pub async fn build_webhooks(&self, name: &str) -> Result<BuildWebhooks, Error> {
+        self.call(
+            Method::GET,
+            &["buildconfigs", name, "webhooks"],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /v1/builds`.
+    pub async fn list_builds(&self) -> Result<Vec<Versioned<Build>>, Error> {
+        self.call(Method::GET, &["builds"], None::<&()>).await
+    }
+
+    /// `GET /v1/builds/{name}`.
+    pub async fn get_build(&self, name: &str) -> Result<Versioned<Build>, Error> {
+        self.call(Method::GET, &["builds", name], None::<&()>).await
+    }
+
+    /// `POST /v1/builds/{name}/cancel`.
+    pub async fn cancel_build(&self, name: &str) -> Result<Versioned<Build>, Error> {
+        self.call(Method::POST, &["builds", name, "cancel"], None::<&()>)
             .await
     }
 
@@ -331,6 +500,34 @@ impl MasterClient {
     /// `GET /v1/whoami`: who this login is, and its roles.
     pub async fn whoami(&self) -> Result<WhoAmI, Error> {
         self.call(Method::GET, &["whoami"], None::<&()>).await
+    }
+
+    /// `GET /v1/registry`: the integrated registry's address and CA.
+    pub async fn registry(&self) -> Result<serde_json::Value, Error> {
+        self.call(Method::GET, &["registry"], None::<&()>).await
+    }
+
+    /// `GET /v1/usage`: what the project's images take.
+    pub async fn project_usage(&self) -> Result<ProjectUsage, Error> {
+        self.call(Method::GET, &["usage"], None::<&()>).await
+    }
+
+    /// `POST /v1/registry/prune`.
+    pub async fn prune_registry(
+        &self,
+        keep_tag_revisions: usize,
+        confirm: bool,
+    ) -> Result<serde_json::Value, Error> {
+        let body =
+            serde_json::json!({ "keepTagRevisions": keep_tag_revisions, "confirm": confirm });
+        self.call(Method::POST, &["registry", "prune"], Some(&body))
+            .await
+    }
+
+    /// The token this client carries: `berth registry login` hands it to
+    /// docker as a password.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// `GET /v1/users`.
@@ -532,6 +729,39 @@ impl MasterClient {
         let body = serde_json::json!({ "tag": tag, "from": from, "alias": alias });
         self.call(Method::POST, &["imagestreams", stream, "tags"], Some(&body))
             .await
+    }
+
+    /// `POST /v1/imagestreams/{name}/share`.
+    pub async fn share_image_stream(
+        &self,
+        stream: &str,
+        project: &str,
+        shared: bool,
+    ) -> Result<Versioned<ImageStream>, Error> {
+        let body = serde_json::json!({ "project": project, "shared": shared });
+        self.call(
+            Method::POST,
+            &["imagestreams", stream, "share"],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/imagestreams/{name}/import`.
+    pub async fn import_image(
+        &self,
+        stream: &str,
+        tag: &str,
+        from: &str,
+        scheduled: bool,
+    ) -> Result<Versioned<ImageStream>, Error> {
+        let body = serde_json::json!({ "tag": tag, "from": from, "scheduled": scheduled });
+        self.call(
+            Method::POST,
+            &["imagestreams", stream, "import"],
+            Some(&body),
+        )
+        .await
     }
 
     /// The master's URL, as the login gave it.
@@ -802,6 +1032,15 @@ impl MasterClient {
         }
         url
     }
+}
+
+/// What `GET /v1/buildconfigs/{name}/webhooks` answers.
+#[derive(Debug, serde::Deserialize)]
+pub struct BuildWebhooks {
+    /// The GitHub webhook's path.
+    pub github: String,
+    /// The generic webhook's path.
+    pub generic: String,
 }
 
 /// What `POST /v1/batch` answers.

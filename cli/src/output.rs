@@ -454,6 +454,15 @@ pub fn service_details(service: &Versioned<Service>, pods: &[Versioned<ClusterPo
     );
     let _ = writeln!(out, "node selector: {}", or_none(selector.join(", ")));
     let _ = writeln!(out, "resource version: {}", service.resource_version);
+    if !spec.generated_env.is_empty() {
+        // Names and expressions only: the values were shown once.
+        let generated: Vec<String> = spec
+            .generated_env
+            .iter()
+            .map(|var| format!("{} (from {})", var.name, var.from))
+            .collect();
+        let _ = writeln!(out, "generated env: {}", generated.join(", "));
+    }
     for container in &spec.template.containers {
         let _ = writeln!(out, "container {}:", container.name);
         container_details(&mut out, container, &spec.template.volumes);
@@ -829,6 +838,7 @@ mod tests {
                     })
                     .collect(),
                 volumes: Vec::new(),
+                build: None,
             },
             containers,
             start_failure: None,
@@ -1080,6 +1090,7 @@ solo    -         -        Unschedulable                                        
                 links: Vec::new(),
                 egress: Default::default(),
                 publish: Vec::new(),
+                generated_env: Vec::new(),
                 strategy: Default::default(),
                 triggers: berth_model::deployment::default_triggers(),
             },
@@ -1110,6 +1121,18 @@ web-0   web       node-a   Running   1/1     31001->8080/tcp
         assert_eq!(service_details(&service, &[running_web_0()]), expected);
         let alone = service_details(&service, &[]);
         assert!(alone.ends_with("cap-drop -\npods: 0\n"), "{alone}");
+        let mut generated = service.clone();
+        generated.object.generated_env = vec![berth_model::template::GeneratedVar {
+            name: "TOKEN".into(),
+            from: "[a-z]{8}".into(),
+            value: "s3cretvalue".into(),
+        }];
+        let shown = service_details(&generated, &[]);
+        assert!(
+            shown.contains("resource version: 12\ngenerated env: TOKEN (from [a-z]{8})\n"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cretvalue"), "{shown}");
     }
 
     #[test]

@@ -180,6 +180,18 @@ pub fn env_var(text: &str) -> Result<EnvVar, String> {
     }
 }
 
+/// `NAME=EXPRESSION` of `--generate-env`: a variable name and a generator
+/// expression (`[a-zA-Z0-9]{16}`), both checked by the model's rules.
+pub fn generated_env(text: &str) -> Result<(String, String), String> {
+    let Some((name, from)) = text.split_once('=') else {
+        return Err("expected NAME=EXPRESSION, e.g. PASSWORD='[a-zA-Z0-9]{16}'".to_owned());
+    };
+    berth_model::validate_env_name(name).map_err(|why| format!("name {name:?} {why}"))?;
+    berth_model::template::Expression::parse(from)
+        .map_err(|why| format!("{name}: bad expression {from:?}: {why}"))?;
+    Ok((name.to_owned(), from.to_owned()))
+}
+
 /// A node label `KEY=VALUE`, as `--node-selector` takes it; the value may be
 /// empty, the key may not.
 pub fn label(text: &str) -> Result<(String, String), String> {
@@ -492,5 +504,22 @@ mod tests {
         for text in ["", "/srv", ":/data", "/srv:", "a:/b:rx", "a:/b:ro:x"] {
             assert!(volume(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn generated_env_takes_a_name_and_an_expression() {
+        assert_eq!(
+            generated_env("PASSWORD=[a-zA-Z0-9]{16}"),
+            Ok(("PASSWORD".into(), "[a-zA-Z0-9]{16}".into()))
+        );
+        let no_value = generated_env("PASSWORD").expect_err("no expression");
+        assert!(
+            no_value.starts_with("expected NAME=EXPRESSION"),
+            "{no_value}"
+        );
+        let bad_name = generated_env("PASS-WORD=[a-z]").expect_err("bad name");
+        assert!(bad_name.starts_with("name \"PASS-WORD\""), "{bad_name}");
+        let bad = generated_env("PASSWORD=[z-a]").expect_err("bad expression");
+        assert!(bad.starts_with("PASSWORD: bad expression"), "{bad}");
     }
 }

@@ -19,7 +19,7 @@ use crate::parse::{self, SecretEnvVar, VolumeFlag, VolumeSource};
 pub struct PodFlags {
     /// Image to run, e.g. `local/busybox` or `registry.example/web:1.2`.
     #[arg(long, value_name = "IMAGE")]
-    pub image: String,
+    pub image: Option<String>,
 
     /// Publish a container port on the host; without HOSTPORT (or with 0)
     /// the agent picks a free one from its range. Repeatable.
@@ -177,7 +177,7 @@ impl PodFlags {
         let (volumes, volume_mounts) = volumes_and_mounts(&self.volumes);
         let container = Container {
             name: name.to_owned(),
-            image: self.image.clone(),
+            image: self.image.clone().unwrap_or_default(),
             command: self.command.clone(),
             args: Vec::new(),
             env: self.env.clone(),
@@ -214,6 +214,7 @@ impl PodFlags {
             name: name.to_owned(),
             containers: vec![container],
             volumes,
+            build: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::parse;
   berth project use shop           # later commands work in shop
   berth -p shop ps                 # one command in shop
   berth project add-member shop alice --role edit
-  berth project quota shop --pods 20 --memory 8G --cpus 4
+  berth project quota shop --pods 20 --memory 8G --cpus 4 --image-streams 10 --image-bytes 5G
   berth project grant-link db --from shop
   berth project rm shop            # with everything in it")]
 pub struct ProjectArgs {
@@ -105,6 +105,13 @@ pub enum ProjectCommand {
         /// Most memory, summed over the containers' limits (512M, 4G).
         #[arg(long, value_parser = limit(parse::memory_bytes))]
         memory: Option<Limit>,
+        /// Most image streams.
+        #[arg(long, value_parser = limit(count))]
+        image_streams: Option<Limit>,
+        /// Most bytes of images in the integrated registry (2G): once its
+        /// images take this much, pushes are refused until some are pruned.
+        #[arg(long, value_parser = limit(parse::memory_bytes))]
+        image_bytes: Option<Limit>,
     },
     /// Take back a grant: existing links keep working until changed.
     RevokeLink {
@@ -211,12 +218,16 @@ pub async fn run(client: &MasterClient, command: ProjectCommand) -> anyhow::Resu
             pods,
             cpus,
             memory,
+            image_streams,
+            image_bytes,
         } => {
             let saved = change(client, &project, |p| {
                 for (limit, set) in [
                     (&mut p.quota.pods, pods),
                     (&mut p.quota.cpu_millis, cpus),
                     (&mut p.quota.memory_bytes, memory),
+                    (&mut p.quota.image_streams, image_streams),
+                    (&mut p.quota.image_bytes, image_bytes),
                 ] {
                     if let Some(Limit(value)) = set {
                         *limit = value;
@@ -276,6 +287,18 @@ async fn describe(client: &MasterClient, name: &str, format: Format) -> anyhow::
             quota.memory_bytes.map(output::bytes)
         ),
     ));
+    let images = inside.project_usage().await?;
+    text.push_str(&format!(
+        "  streams:    {}\n  images:     {}\n",
+        against(
+            images.image_streams.to_string(),
+            quota.image_streams.map(|n| n.to_string())
+        ),
+        against(
+            output::bytes(images.image_bytes),
+            quota.image_bytes.map(output::bytes)
+        ),
+    ));
     text.push_str(&format!(
         "Services:     {}\nPods:         {}\n",
         services.len(),
@@ -323,10 +346,12 @@ fn cpus(text: &str) -> Result<u64, String> {
 fn quota_summary(quota: &Quota) -> String {
     let none = || "(none)".to_owned();
     format!(
-        "pods {}, cpus {}, memory {}",
+        "pods {}, cpus {}, memory {}, image streams {}, image bytes {}",
         quota.pods.map_or_else(none, |n| n.to_string()),
         quota.cpu_millis.map_or_else(none, output::cpus),
-        quota.memory_bytes.map_or_else(none, output::bytes)
+        quota.memory_bytes.map_or_else(none, output::bytes),
+        quota.image_streams.map_or_else(none, |n| n.to_string()),
+        quota.image_bytes.map_or_else(none, output::bytes)
     )
 }
 

@@ -7,18 +7,17 @@
 //! container's `secretEnv`).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use berth_model::template::{Template, Values};
+use berth_model::template::{with_kind, Template, Values};
 use berth_model::Job;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use crate::apply::document::{self, Document, Object, Problem, Source};
 use crate::apply::InvalidDocuments;
+use crate::generate;
 use crate::master_client::MasterClient;
 use crate::output::{self, Format};
 use crate::parse;
@@ -69,9 +68,15 @@ pub struct NewAppArgs {
     #[command(flatten)]
     pub input: TemplateInput,
     /// Wait for the template's script job to end; exit 1 naming it if it
-    /// did not succeed (the objects stay).
+    /// did not succeed. The objects stay, as OpenShift's do: fix the
+    /// cause and run the job again, or remove them.
     #[arg(long)]
     pub wait: bool,
+    /// Link this existing service to the template's `linkable` services,
+    /// in the same all-or-nothing commit (repeatable). Links are rewired
+    /// live: the service is not restarted.
+    #[arg(long = "link-to", value_name = "SERVICE")]
+    pub link_to: Vec<String>,
 }
 
 /// A template's objects, checked, and its script job.
@@ -79,6 +84,7 @@ struct Rendered {
     documents: Vec<Document>,
     script: Option<Job>,
     values: Values,
+    linkable: Vec<berth_model::template::Linkable>,
 }
 
 /// `berth process`: the rendered objects, or with `--parameters` the
@@ -125,11 +131,12 @@ pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result
         stored(client, &args.input.template).await?
     };
     let rendered = render(&file, &template, &args.input)?;
-    let objects: Vec<Value> = rendered
+    let mut objects: Vec<Value> = rendered
         .documents
         .iter()
         .map(|d| as_sent(&d.object))
         .collect();
+    objects.extend(links_to(&file, &args.link_to, &rendered.linkable)?);
     let created = client
         .create_batch(&objects)
         .await
@@ -139,12 +146,25 @@ pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result
         .iter()
         .map(|object| format!("{object} created\n"))
         .collect();
-    if !rendered.values.generated.is_empty() {
-        text.push_str("generated (shown only now; kept as secrets):\n");
-        for name in &rendered.values.generated {
-            text.push_str(&format!("  {name}={}\n", rendered.values.values[name]));
-        }
+    if !args.link_to.is_empty() {
+        let variables: Vec<String> = rendered
+            .linkable
+            .iter()
+            .map(|l| format!("{}_HOST/_PORT", berth_model::link::env_prefix(&l.service)))
+            .collect();
+        text.push_str(&format!(
+            "note: {} running pods reach the new services now; {} reach pods created from now on\n",
+            args.link_to.join(", "),
+            variables.join(", ")
+        ));
     }
+    text.push_str(&generate::shown_once(
+        rendered
+            .values
+            .generated
+            .iter()
+            .map(|name| (name.as_str(), rendered.values.values[name].as_str())),
+    ));
     output::print(&text)?;
     let Some(script) = rendered.script else {
         return Ok(());
@@ -163,23 +183,78 @@ pub async fn new_app(client: &MasterClient, args: &NewAppArgs) -> anyhow::Result
     Ok(())
 }
 
-/// The stored template named `name` (the argument was no file).
+/// The `Link` objects of `--link-to`: each service named there linked to
+/// each of the template's linkable services.
+fn links_to(
+    file: &str,
+    link_to: &[String],
+    linkable: &[berth_model::template::Linkable],
+) -> anyhow::Result<Vec<Value>> {
+    if link_to.is_empty() {
+        return Ok(Vec::new());
+    }
+    if linkable.is_empty() {
+        anyhow::bail!("--link-to: {file} has no linkable services (its linkable: list is empty)");
+    }
+    let mut links = Vec::new();
+    for service in link_to {
+        berth_model::validate_dns_label(service)
+            .map_err(|e| anyhow::anyhow!("--link-to {service}: {e}"))?;
+        for target in linkable {
+            links.push(serde_json::json!({
+                "kind": "Link",
+                "service": service,
+                "target": target.service,
+                "port": target.port,
+            }));
+        }
+    }
+    Ok(links)
+}
+
+/// The stored template named `name` (the argument was no file): the
+/// project's, else the shared library's.
 async fn stored(client: &MasterClient, name: &Path) -> anyhow::Result<(String, Template)> {
     let name = name.display().to_string();
-    let template = client
-        .get_template(&name)
-        .await
-        .with_context(|| format!("{name} is neither a file nor a stored template"))?;
-    Ok((format!("template {name}"), template.object))
+    let (shown, template) = find_stored(client, &name).await.with_context(|| {
+        format!(
+            "{name} is neither a file, a template of project {} nor a shared one",
+            client.project()
+        )
+    })?;
+    Ok((shown, template.object))
+}
+
+/// Template `name` of the project, else of the shared library, with how
+/// messages call it.
+async fn find_stored(
+    client: &MasterClient,
+    name: &str,
+) -> anyhow::Result<(String, berth_model::api::Versioned<Template>)> {
+    match client.get_template(name).await {
+        Ok(template) => Ok((format!("template {name}"), template)),
+        Err(e) if e.is_not_found() => {
+            let shared = client.get_shared_template(name).await?;
+            Ok((format!("shared template {name}"), shared))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `berth template`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "A template is found in the project first, then in the shared library,
+which every user of every project reads and only the cluster's admin writes.
+
+Examples:\n  \
     berth template create -f examples/templates/web-db.yaml\n  \
+    berth template create -f examples/templates/web-db.yaml --shared\n  \
     berth new-app web-db -p NAME=shop\n  \
     berth template describe web-db\n  \
-    berth template rm web-db")]
+    berth template export shop-web shop-db --as shop --parameterize image,replicas\n  \
+    berth template rm web-db"
+)]
 pub struct TemplateArgs {
     /// What to do.
     #[command(subcommand)]
@@ -189,19 +264,25 @@ pub struct TemplateArgs {
 /// The `berth template` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum TemplateCommand {
-    /// Store a template file in the project, for `berth new-app NAME`.
+    /// Store a template file in the project, for `berth new-app NAME`
+    /// (or with --shared in the library every project reads).
     Create {
         /// The template file.
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
         file: PathBuf,
+        /// Store it in the shared library, which every user of every
+        /// project reads (the cluster's admin only).
+        #[arg(long)]
+        shared: bool,
     },
-    /// List the project's templates.
+    /// List the project's templates and the shared library's.
     Ls {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
-    /// Show a template: its description and parameters, or all of it.
+    /// Show a template (the project's, else the shared one): its
+    /// description and parameters, or all of it.
     Describe {
         /// The template.
         name: String,
@@ -209,17 +290,37 @@ pub enum TemplateCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Capture existing services, with their links and the routes to
+    /// them, as a template: printed as YAML, or stored with --as. Every
+    /// secret becomes a generated parameter (never a copied value), and
+    /// the names' common prefix the NAME parameter, so `berth new-app`
+    /// makes a working copy under another name.
+    Export {
+        /// The services.
+        #[arg(required = true, value_name = "SERVICE")]
+        services: Vec<String>,
+        /// Store the template in the project under this name.
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+        /// Also make parameters of each container's image and each
+        /// service's replicas (defaulting to today's).
+        #[arg(long, value_delimiter = ',', value_parser = ["image", "replicas"])]
+        parameterize: Vec<String>,
+    },
     /// Remove a template (what was made from it stays).
     Rm {
         /// The template.
         name: String,
+        /// Remove it from the shared library (the cluster's admin only).
+        #[arg(long)]
+        shared: bool,
     },
 }
 
 /// Runs one `berth template` command.
 pub async fn run(client: &MasterClient, command: TemplateCommand) -> anyhow::Result<()> {
     match command {
-        TemplateCommand::Create { file } => {
+        TemplateCommand::Create { file, shared } => {
             let (shown, template) = read_template(&file)?;
             if let Err(errors) = template.validate() {
                 let lines: Vec<String> = errors
@@ -229,19 +330,38 @@ pub async fn run(client: &MasterClient, command: TemplateCommand) -> anyhow::Res
                     .collect();
                 anyhow::bail!("template not stored:\n  {}", lines.join("\n  "));
             }
+            if shared {
+                let stored = client.create_shared_template(&template).await?;
+                return output::print(&format!(
+                    "template/{} stored in the shared library\n",
+                    stored.object.name
+                ));
+            }
             let stored = client.create_template(&template).await?;
             output::print(&format!("template/{} stored\n", stored.object.name))
         }
         TemplateCommand::Ls { output } => {
-            let templates = client.list_templates().await?;
-            if let Some(text) = output::structured(output, &templates)? {
+            let own = client.list_templates().await?;
+            // A master from before the shared library has none.
+            let shared = match client.list_shared_templates().await {
+                Err(e) if e.is_not_found() => Vec::new(),
+                found => found?,
+            };
+            if let Some(text) = output::structured(
+                output,
+                &serde_json::json!({"project": own, "shared": shared}),
+            )? {
                 return output::print(&text);
             }
-            let rows: Vec<Vec<String>> = templates
+            let scope = format!("project {}", client.project());
+            let rows: Vec<Vec<String>> = own
                 .iter()
-                .map(|t| {
+                .map(|t| (scope.as_str(), t))
+                .chain(shared.iter().map(|t| ("shared", t)))
+                .map(|(scope, t)| {
                     vec![
                         t.object.name.clone(),
+                        scope.to_owned(),
                         t.object.parameters.len().to_string(),
                         t.object.objects.len().to_string(),
                         t.object.description.clone(),
@@ -249,12 +369,12 @@ pub async fn run(client: &MasterClient, command: TemplateCommand) -> anyhow::Res
                 })
                 .collect();
             output::print(&output::table(
-                &["NAME", "PARAMETERS", "OBJECTS", "DESCRIPTION"],
+                &["NAME", "FROM", "PARAMETERS", "OBJECTS", "DESCRIPTION"],
                 &rows,
             ))
         }
         TemplateCommand::Describe { name, output } => {
-            let template = client.get_template(&name).await?;
+            let (_, template) = find_stored(client, &name).await?;
             if let Some(text) = output::structured(output, &template)? {
                 return output::print(&text);
             }
@@ -264,16 +384,47 @@ pub async fn run(client: &MasterClient, command: TemplateCommand) -> anyhow::Res
                 .iter()
                 .filter_map(|o| o.get("kind").and_then(Value::as_str))
                 .collect();
+            let linkable: Vec<String> = t
+                .linkable
+                .iter()
+                .map(|l| format!("{}:{}", l.service, l.port))
+                .collect();
             output::print(&format!(
-                "Name:         {}\nDescription:  {}\nObjects:      {}\nScript:       {}\n\n{}",
+                "Name:         {}\nDescription:  {}\nObjects:      {}\nScript:       {}\nLinkable:     {}\n\n{}",
                 t.name,
                 t.description,
                 kinds.join(", "),
                 if t.script.is_some() { "yes" } else { "none" },
+                if linkable.is_empty() { "none".to_owned() } else { linkable.join(", ") },
                 parameters_table(t)
             ))
         }
-        TemplateCommand::Rm { name } => {
+        TemplateCommand::Export {
+            services,
+            name,
+            parameterize,
+        } => {
+            let shown = name.clone().unwrap_or_else(|| services[0].clone());
+            let template = client
+                .export_template(&shown, &services, &parameterize)
+                .await?;
+            if name.is_some() {
+                let stored = client.create_template(&template).await?;
+                return output::print(&format!(
+                    "template/{} stored (berth new-app {} -p NAME=...)\n",
+                    stored.object.name, stored.object.name
+                ));
+            }
+            let value = with_kind("Template", &template);
+            output::print(&output::yaml(&value).context("cannot encode the template as YAML")?)
+        }
+        TemplateCommand::Rm { name, shared } => {
+            if shared {
+                client.delete_shared_template(&name).await?;
+                return output::print(&format!(
+                    "template/{name} removed from the shared library\n"
+                ));
+            }
             client.delete_template(&name).await?;
             output::print(&format!("template/{name} removed\n"))
         }
@@ -323,7 +474,7 @@ fn given(input: &TemplateInput) -> anyhow::Result<BTreeMap<String, String>> {
 /// object and field of every problem.
 fn render(file: &str, template: &Template, input: &TemplateInput) -> anyhow::Result<Rendered> {
     let given = given(input)?;
-    let mut random = OsRandom::open()?;
+    let mut random = generate::OsRandom::open()?;
     let values = template
         .values(&given, &mut |below| random.below(below))
         .with_context(|| file.to_owned())?;
@@ -361,6 +512,7 @@ fn render(file: &str, template: &Template, input: &TemplateInput) -> anyhow::Res
         documents,
         script,
         values,
+        linkable: rendered.linkable,
     })
 }
 
@@ -396,16 +548,8 @@ fn as_sent(object: &Object) -> Value {
         Object::Route(r) => with_kind("Route", r),
         Object::Job(j) => with_kind("Job", j),
         Object::CronJob(c) => with_kind("CronJob", c),
+        Object::BuildConfig(b) => with_kind("BuildConfig", b),
     }
-}
-
-fn with_kind<T: serde::Serialize>(kind: &str, object: &T) -> Value {
-    let mut fields = serde_json::Map::new();
-    fields.insert("kind".into(), Value::String(kind.into()));
-    if let Ok(Value::Object(own)) = serde_json::to_value(object) {
-        fields.extend(own);
-    }
-    Value::Object(fields)
 }
 
 /// `berth process --parameters`: one row per parameter, a generated one
@@ -427,43 +571,70 @@ fn parameters_table(template: &Template) -> String {
     output::table(&["NAME", "VALUE", "DESCRIPTION"], &rows)
 }
 
-/// Uniform draws from the kernel's random source (`/dev/urandom`); a
-/// read error is kept and reported once the draws are done.
-struct OsRandom {
-    source: File,
-    failed: Option<std::io::Error>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl OsRandom {
-    fn open() -> anyhow::Result<Self> {
-        Ok(Self {
-            source: File::open("/dev/urandom").context("opening /dev/urandom")?,
-            failed: None,
-        })
+    fn example(name: &str) -> (String, Template) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/templates")
+            .join(name);
+        read_template(&path).expect("example")
     }
 
-    /// A number below `below`, without modulo bias: draws that fall in
-    /// the last, partial run of `below` are drawn again.
-    fn below(&mut self, below: usize) -> usize {
-        let below = u32::try_from(below.max(1)).unwrap_or(u32::MAX);
-        let limit = u32::MAX - u32::MAX % below;
-        loop {
-            let mut bytes = [0u8; 4];
-            if let Err(e) = self.source.read_exact(&mut bytes) {
-                self.failed.get_or_insert(e);
-                return 0;
-            }
-            let drawn = u32::from_le_bytes(bytes);
-            if drawn < limit {
-                return (drawn % below) as usize;
-            }
+    fn input(params: &[(&str, &str)]) -> TemplateInput {
+        TemplateInput {
+            template: PathBuf::from("unused"),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            param_file: None,
         }
     }
 
-    fn check(self) -> anyhow::Result<()> {
-        match self.failed {
-            None => Ok(()),
-            Some(e) => Err(e).context("reading /dev/urandom"),
-        }
+    #[test]
+    fn the_examples_render_with_their_script_and_linkable_services() {
+        let (file, template) = example("web-db-seeded.yaml");
+        let rendered = render(
+            &file,
+            &template,
+            &input(&[("NAME", "shop"), ("ROUTER", "10.0.0.1")]),
+        )
+        .expect("rendered");
+        let script = rendered.script.expect("a script job");
+        assert_eq!(script.name, "shop-seed");
+        let password = &rendered.values.values["DB_PASSWORD"];
+        assert_eq!(script.template.containers[0].secret_env[0].value, *password);
+        assert_eq!(rendered.linkable[0].service, "shop-db");
+        let (file, template) = example("web-db.yaml");
+        let rendered = render(&file, &template, &input(&[("NAME", "a")])).expect("rendered");
+        assert!(rendered.script.is_none());
+        assert_eq!(rendered.linkable[0].port, 5432);
+    }
+
+    #[test]
+    fn link_to_links_each_service_to_each_linkable_one() {
+        let linkable = [berth_model::template::Linkable {
+            service: "shop-db".into(),
+            port: 5432,
+        }];
+        let links = links_to("t.yaml", &["web".into(), "api".into()], &linkable).expect("links");
+        assert_eq!(
+            links,
+            [
+                serde_json::json!({"kind": "Link", "service": "web", "target": "shop-db", "port": 5432}),
+                serde_json::json!({"kind": "Link", "service": "api", "target": "shop-db", "port": 5432}),
+            ]
+        );
+        assert!(links_to("t.yaml", &[], &[]).expect("none").is_empty());
+        let none = links_to("t.yaml", &["web".into()], &[]).expect_err("no linkable");
+        assert!(
+            none.to_string()
+                .starts_with("--link-to: t.yaml has no linkable"),
+            "{none}"
+        );
+        let bad = links_to("t.yaml", &["Web_1".into()], &linkable).expect_err("bad name");
+        assert!(bad.to_string().starts_with("--link-to Web_1:"), "{bad}");
     }
 }

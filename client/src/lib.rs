@@ -6,6 +6,7 @@
 //! pins the master's CA at join through [`ca`].
 #![forbid(unsafe_code)]
 
+pub mod build_context;
 pub mod ca;
 pub mod error;
 pub mod follow;

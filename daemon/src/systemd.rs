@@ -69,6 +69,13 @@ pub trait Service {
     fn result(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn exec_main_status(&self) -> zbus::Result<i32>;
+    /// How the main process ended: `CLD_EXITED` (1), `CLD_KILLED` (2) or
+    /// `CLD_DUMPED` (3); its status is then the exit status or signal.
+    #[zbus(property)]
+    fn exec_main_code(&self) -> zbus::Result<i32>;
+    /// When the main process ended; 0 while it has not (since its start).
+    #[zbus(property)]
+    fn exec_main_exit_timestamp_monotonic(&self) -> zbus::Result<u64>;
     #[zbus(property, name = "MainPID")]
     fn main_pid(&self) -> zbus::Result<u32>;
     #[zbus(property, name = "NRestarts")]

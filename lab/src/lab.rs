@@ -234,6 +234,7 @@ fn start_cluster(state: &LabState, store: MasterStore) -> anyhow::Result<()> {
             MASTER_CA,
         ],
     )?;
+    start_registry(master_pid, &master.name)?;
     let header = format!("Authorization: Bearer {admin}");
     let tokens_url = format!("{url}/v1/join-tokens");
     for host in &state.hosts {
@@ -258,6 +259,58 @@ fn start_cluster(state: &LabState, store: MasterStore) -> anyhow::Result<()> {
         host_run(pid, &argv).with_context(|| format!("joining {} to the master", host.name))?;
     }
     wait_until_nodes_ready(master_pid, state.hosts.len())
+}
+
+/// The integrated registry's port in the lab (the default).
+pub const REGISTRY_PORT: u16 = 5000;
+
+/// Starts the integrated registry beside the master, the one documented
+/// way (`systemctl enable --now berth-registry`), and waits until it
+/// answers: 401, asking for a token from the master.
+fn start_registry(master_pid: i32, host: &str) -> anyhow::Result<()> {
+    host_run(
+        master_pid,
+        &["systemctl", "enable", "--now", "berth-registry"],
+    )
+    .context("starting berth-registry (is Debian's docker-registry installed?)")?;
+    let url = format!("https://{host}:{REGISTRY_PORT}/v2/");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = host_output_checked(
+            master_pid,
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                MASTER_CA,
+                &url,
+            ],
+        )
+        .unwrap_or_default();
+        if status == "401" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let journal = host_output_checked(
+                master_pid,
+                &[
+                    "journalctl",
+                    "-u",
+                    "berth-registry",
+                    "--no-pager",
+                    "-n",
+                    "20",
+                ],
+            )
+            .unwrap_or_default();
+            anyhow::bail!("the registry at {url} answers {status:?}, not 401:\n{journal}");
+        }
+        sleep(Duration::from_millis(200));
+    }
 }
 
 /// Waits until the master has heard a heartbeat from every host and counts

@@ -50,6 +50,8 @@ pub struct MasterConfig {
     pub host_ports: berth_model::PortRange,
     /// ...and these ports outside it.
     pub host_ports_allow: Vec<u16>,
+    /// The integrated registry: `[registry]`.
+    pub registry: RegistryConfig,
 }
 
 /// The `[connections]` table: how many API connections may be open and how
@@ -108,6 +110,36 @@ impl ConnectionsConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The `[registry]` table: where berth-registry.service listens and keeps
+/// its images, and the address nodes and users reach it at.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// `HOST:PORT` of the registry as nodes and users reach it, in image
+    /// references (`HOST:PORT/PROJECT/STREAM`); by default the host of the
+    /// master's public URL, port 5000.
+    pub address: Option<String>,
+    /// Address the registry listens on.
+    pub listen: SocketAddr,
+    /// Its storage (images under `data/`). Another path than the default
+    /// needs `ReadWritePaths=` in a drop-in of berth-registry.service.
+    pub storage: PathBuf,
+    /// Seconds between two checks of the tags imported with
+    /// `berth import-image --scheduled`.
+    pub import_interval_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            address: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            storage: PathBuf::from("/var/lib/berth/registry"),
+            import_interval_secs: 900,
+        }
     }
 }
 
@@ -218,6 +250,7 @@ impl Default for MasterConfig {
             connections: ConnectionsConfig::default(),
             host_ports: berth_model::PortRange::DEFAULT,
             host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -296,6 +329,27 @@ impl MasterConfig {
             return Err(invalid("logs.max-megabytes: must be at least 1".into()));
         }
         config.connections.check().map_err(invalid)?;
+        if let Some(address) = &config.registry.address {
+            let port_ok = address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok || address.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(invalid(format!(
+                    "registry.address: must be HOST:PORT, got {address:?}"
+                )));
+            }
+        }
+        if config.registry.import_interval_secs == 0 {
+            return Err(invalid(
+                "registry.import-interval-secs: must be at least 1".into(),
+            ));
+        }
+        if !config.registry.storage.is_absolute() {
+            return Err(invalid(format!(
+                "registry.storage: must be an absolute path, got {}",
+                config.registry.storage.display()
+            )));
+        }
         Ok(config)
     }
 
@@ -308,6 +362,23 @@ impl MasterConfig {
     }
 
     /// The URL in join commands.
+    /// The registry's `HOST:PORT` in image references.
+    pub fn registry_address(&self) -> String {
+        self.registry.address.clone().unwrap_or_else(|| {
+            let url = self.public_url("https");
+            let authority = url.split("://").nth(1).unwrap_or(&url);
+            let authority = authority.split('/').next().unwrap_or(authority);
+            let host = match authority.strip_prefix('[') {
+                Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or(v6)),
+                None => authority
+                    .rsplit_once(':')
+                    .map_or(authority, |(host, _)| host)
+                    .to_owned(),
+            };
+            format!("{host}:{}", self.registry.listen.port())
+        })
+    }
+
     pub fn public_url(&self, scheme: &str) -> String {
         self.public_url.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname")

@@ -16,6 +16,7 @@ pub mod instruments;
 pub mod logs;
 pub mod metrics;
 pub mod objects;
+pub mod registry;
 pub mod resource;
 pub mod scheduler;
 pub mod server;
@@ -85,6 +86,11 @@ pub async fn run_with(
         Serving::InsecureHttp => None,
     };
     let ca_hash = pki.as_ref().map(|p| tls::ca_hash(&p.ca_pem)).transpose()?;
+    let registry = pki
+        .as_ref()
+        .map(|p| registry::Registry::open(&config, &p.ca_pem).map(Arc::new))
+        .transpose()
+        .context("loading the registry's keys")?;
     let assignments = Arc::new(assignments::AssignmentIndex::default());
     let assignment_index = tokio::spawn(Arc::clone(&assignments).follow(Arc::clone(&store)));
     let state = api::AppState {
@@ -95,6 +101,8 @@ pub async fn run_with(
         logs,
         metrics: Arc::new(metrics::MetricsCache::default()),
         instruments: Arc::clone(&instruments),
+        registry,
+        build_inputs: config.state_dir.join("build-inputs"),
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
         route_suffix: config.route_suffix.clone(),
@@ -106,6 +114,10 @@ pub async fn run_with(
         }),
     };
     let webhooks = tokio::spawn(webhooks::run(Arc::clone(&store), config.webhooks.clone()));
+    let imports = tokio::spawn(api::image_streams::import_forever(
+        state.clone(),
+        Duration::from_secs(config.registry.import_interval_secs),
+    ));
     let retention = controller::events::Retention {
         max_events: config.events.max_count,
         max_age: Duration::from_secs(config.events.max_age_secs),
@@ -146,6 +158,7 @@ pub async fn run_with(
     };
     controller.abort();
     webhooks.abort();
+    imports.abort();
     log_retention.abort();
     assignment_index.abort();
     Ok(())

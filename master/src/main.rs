@@ -18,6 +18,21 @@ struct Args {
     /// tokens then cross the network in clear text.
     #[arg(long)]
     insecure_http: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Writes the integrated registry's configuration and certificates
+    /// (run by berth-registry.service before it starts the registry).
+    ///
+    /// Example: berth-master registry-config --out /run/berth-registry
+    RegistryConfig {
+        /// Where to write config.yml, ca.crt, tls.crt and tls.key.
+        #[arg(long, default_value = berth_master::registry::setup::DEFAULT_OUT_DIR)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -29,6 +44,18 @@ fn main() -> ExitCode {
             return ExitCode::from(berth_daemon::config::BAD_CONFIG_EXIT_CODE);
         }
     };
+    if let Some(Command::RegistryConfig { out }) = &args.command {
+        return match berth_master::registry::setup::write_config(&config, out) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth-master registry-config: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     berth_daemon::telemetry::init("berth-master");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

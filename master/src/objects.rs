@@ -19,6 +19,10 @@ pub const CRONJOBS: &str = "/cronjobs/";
 pub const DEPLOYMENTS: &str = "/deployments/";
 /// Where image streams live.
 pub const IMAGESTREAMS: &str = "/imagestreams/";
+/// Where build configs live.
+pub const BUILDCONFIGS: &str = "/buildconfigs/";
+/// Where builds (each run of a build config) live.
+pub const BUILDS: &str = "/builds/";
 /// Where jobs live.
 pub const JOBS: &str = "/jobs/";
 /// Where pods live.
@@ -27,6 +31,8 @@ pub const PODS: &str = "/pods/";
 pub const ROUTES: &str = "/routes/";
 /// Where templates live.
 pub const TEMPLATES: &str = "/templates/";
+/// Where the shared library's templates live.
+pub const SHARED_TEMPLATES: &str = "/shared-templates/";
 /// Which route claims each `<host><path>`: created in the same commit as
 /// the route, so two routes can never claim the same host and path.
 pub const ROUTE_CLAIMS: &str = "/route-claims/";

@@ -39,14 +39,30 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
     Ok(params)
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
+/// Writes `text` to `path`, readable by its owner only.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    write_owner_only(path, text, false)
+}
+
+/// Writes `text` to `path` (owner only) unless the file exists: of two
+/// processes making the same secret, the first one's stays.
+pub fn write_private_once(path: &Path, text: &str) -> anyhow::Result<()> {
+    write_owner_only(path, text, true)
+}
+
+fn write_owner_only(path: &Path, text: &str, only_new: bool) -> anyhow::Result<()> {
+    let opened = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create(!only_new)
+        .truncate(!only_new)
+        .create_new(only_new)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if only_new && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("writing {}", path.display())),
+    };
     std::io::Write::write_all(&mut file, text.as_bytes())?;
     file.sync_all()?;
     Ok(())
@@ -70,10 +86,39 @@ pub fn ensure(dir: &Path, names: &[String]) -> anyhow::Result<Pki> {
     let issuer = Issuer::new(ca_params()?, &ca_key);
 
     let server_key = KeyPair::generate()?;
+    let server_cert = issue_with(&issuer, "berth-master", names, &server_key)?;
+    Ok(Pki {
+        ca_pem,
+        server_cert_pem: server_cert,
+        server_key_pem: server_key.serialize_pem(),
+    })
+}
+
+/// A certificate (PEM) for `key`, named `common_name` and covering
+/// `names` (DNS names or IP addresses), from the CA kept in `dir`.
+pub fn issue(
+    dir: &Path,
+    common_name: &str,
+    names: &[String],
+    key: &KeyPair,
+) -> anyhow::Result<String> {
+    let ca_key = KeyPair::from_pem(
+        &std::fs::read_to_string(dir.join("ca.key")).context("reading the CA key")?,
+    )
+    .context("reading the CA key")?;
+    issue_with(&Issuer::new(ca_params()?, &ca_key), common_name, names, key)
+}
+
+fn issue_with(
+    issuer: &Issuer<'_, &KeyPair>,
+    common_name: &str,
+    names: &[String],
+    key: &KeyPair,
+) -> anyhow::Result<String> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params
         .distinguished_name
-        .push(DnType::CommonName, "berth-master");
+        .push(DnType::CommonName, common_name);
     for name in names {
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => rcgen::SanType::IpAddress(ip),
@@ -85,12 +130,7 @@ pub fn ensure(dir: &Path, names: &[String]) -> anyhow::Result<Pki> {
         };
         params.subject_alt_names.push(san);
     }
-    let server_cert = params.signed_by(&server_key, &issuer)?;
-    Ok(Pki {
-        ca_pem,
-        server_cert_pem: server_cert.pem(),
-        server_key_pem: server_key.serialize_pem(),
-    })
+    Ok(params.signed_by(key, issuer)?.pem())
 }
 
 /// `sha256:<hex>` of the CA certificate's DER: what `--ca-hash` pins.

@@ -306,6 +306,92 @@ async fn secrets_reach_the_assigned_node_only() {
     }
 }
 
+/// The pods assigned to `node` once it has `count` of them.
+async fn assigned(master: &Master, node: &str, credential: &str, count: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        master.heartbeat(node, credential).await;
+        let (status, assigned) = master
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/nodes/{node}/assignments"),
+                Some(credential),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        if assigned["pods"]
+            .as_array()
+            .is_some_and(|p| p.len() >= count)
+        {
+            return assigned;
+        }
+        assert!(Instant::now() < deadline, "not {count} pods on {node}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_generated_value_is_kept_secret_required_on_create_and_kept_when_sent_blank() {
+    let master = start("generated-env").await;
+    let h1 = master.join("h1").await;
+    let mut service = web(1);
+    service["generatedEnv"] = json!([{"name": "PASSWORD", "from": "[a-z]{16}", "value": ""}]);
+    let (status, error) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(service.clone()))
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(
+        error["fields"][0]["field"], "generatedEnv[0].value",
+        "{error}"
+    );
+
+    service["generatedEnv"][0]["value"] = json!("generatedsecretx");
+    let (status, created) = master
+        .admin(reqwest::Method::POST, "/v1/services", Some(service))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["generatedEnv"][0]["value"], "", "{created}");
+    let first = assigned(&master, "h1", &h1, 1).await;
+    assert!(
+        first.to_string().contains("generatedsecretx"),
+        "the pod lacks its generated value: {first}"
+    );
+
+    // Sent back as shown (blank), with a label: the value stays, and a
+    // new pod gets it.
+    let (_, mut shown) = master
+        .admin(reqwest::Method::GET, "/v1/services/web", None)
+        .await;
+    shown["object"]["labels"] = json!({"tier": "front"});
+    let (status, updated) = master
+        .admin(reqwest::Method::PUT, "/v1/services/web", Some(shown))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert!(
+        !updated.to_string().contains("generatedsecretx"),
+        "{updated}"
+    );
+    let (status, _) = master
+        .admin(
+            reqwest::Method::POST,
+            "/v1/services/web/scale",
+            Some(json!({"replicas": 2})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let both = assigned(&master, "h1", &h1, 2).await;
+    let second = both["pods"]
+        .as_array()
+        .and_then(|pods| pods.iter().find(|p| p.to_string().contains("web-1")))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        second.to_string().contains("generatedsecretx"),
+        "the new pod lacks the kept value: {both}"
+    );
+}
+
 #[tokio::test]
 async fn pods_can_be_watched_and_a_drained_node_is_emptied() {
     use futures_util::StreamExt;

@@ -98,3 +98,86 @@ async fn a_batch_is_created_whole_or_not_at_all() {
     assert_eq!(error["error"], "objects[1] (service db): service exists");
     assert!(!exists(&master, "/v1/services/fresh").await);
 }
+
+#[tokio::test]
+async fn a_batch_links_an_existing_service_to_its_own_all_or_nothing() {
+    let master = common::start("master-batch-link-to", 3).await;
+    let (status, answer) = master
+        .admin(
+            Method::POST,
+            "/v1/batch",
+            Some(json!({"objects": [service("web", json!([]))]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+
+    // web exists; the batch makes db and links web to it in one commit.
+    let objects = json!({"objects": [
+        service("db", json!([])),
+        {"kind": "Link", "service": "web", "target": "db", "port": 8080},
+    ]});
+    let (status, answer) = master.admin(Method::POST, "/v1/batch", Some(objects)).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["created"],
+        json!(["service/db", "link/web->db:8080"])
+    );
+    let (_, web) = master.admin(Method::GET, "/v1/services/web", None).await;
+    assert_eq!(
+        web["links"],
+        json!([{"service": "db", "port": 8080}]),
+        "{web}"
+    );
+
+    // A bad object after the link: web keeps its links, nothing is made.
+    let mut bad = service("db2", json!([]));
+    bad["template"]["containers"][0]["image"] = json!("");
+    let objects = json!({"objects": [
+        bad,
+        {"kind": "Link", "service": "web", "target": "db2", "port": 8080},
+    ]});
+    let (status, error) = master.admin(Method::POST, "/v1/batch", Some(objects)).await;
+    assert_eq!(status, 400, "{error}");
+    let (_, web) = master.admin(Method::GET, "/v1/services/web", None).await;
+    assert_eq!(web["links"].as_array().map(Vec::len), Some(1), "{web}");
+
+    // A link from a service that exists nowhere, or to one that exists
+    // nowhere, is named.
+    let objects = json!({"objects": [
+        service("db3", json!([])),
+        {"kind": "Link", "service": "nosuch", "target": "db3", "port": 8080},
+    ]});
+    let (status, error) = master.admin(Method::POST, "/v1/batch", Some(objects)).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(
+        error["error"],
+        "objects[1].service: nosuch is neither a service of the batch nor an existing one",
+        "{error}"
+    );
+    let objects = json!({"objects": [
+        service("db4", json!([])),
+        {"kind": "Link", "service": "web", "target": "gone", "port": 8080, "localPort": 9090},
+    ]});
+    let (status, error) = master.admin(Method::POST, "/v1/batch", Some(objects)).await;
+    assert_eq!(status, 400, "{error}");
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("objects[1].target:") && message.contains("gone"),
+        "{error}"
+    );
+    assert!(!exists(&master, "/v1/services/db3").await);
+    assert!(!exists(&master, "/v1/services/db4").await);
+
+    // Two links on one local port of web are refused, naming web's field.
+    let objects = json!({"objects": [
+        service("db5", json!([])),
+        {"kind": "Link", "service": "web", "target": "db5", "port": 8080},
+    ]});
+    let (status, error) = master.admin(Method::POST, "/v1/batch", Some(objects)).await;
+    assert_eq!(status, 400, "{error}");
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("service web: links[1].localPort"),
+        "{error}"
+    );
+}

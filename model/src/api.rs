@@ -180,3 +180,15 @@ pub const MAX_REPORTED_EVENT_ID_LEN: usize = 64;
 
 /// Most events in one [`EventBatch`].
 pub const MAX_EVENT_BATCH: usize = 1000;
+
+/// `GET /v1/usage`: what a project's images take, counted as its quotas
+/// count them (its pods, CPU and memory are its services' to sum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectUsage {
+    /// Its image streams.
+    pub image_streams: u64,
+    /// The bytes its repositories hold in the integrated registry, each
+    /// blob once.
+    pub image_bytes: u64,
+}

@@ -63,6 +63,43 @@ pub struct UnitSettings {
     /// Docker's socket is not the default one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shim_environment: Vec<EnvVar>,
+    /// The berth-agent a build pod's unit runs (`ExecStart=... build
+    /// DIR`); empty for [`DEFAULT_AGENT_PATH`]. Empty is what an agent at
+    /// the defaults sends, so that a master older than builds, which
+    /// refuses fields it does not know, still takes its heartbeats.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent_path: String,
+    /// Where build pods' directories are; empty for
+    /// [`DEFAULT_BUILDS_DIR`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub builds_dir: String,
+}
+
+/// Where packages install berth-agent.
+pub const DEFAULT_AGENT_PATH: &str = "/usr/bin/berth-agent";
+
+/// Where an agent at its default state directory keeps build pods'
+/// directories.
+pub const DEFAULT_BUILDS_DIR: &str = "/var/lib/berth/builds";
+
+impl UnitSettings {
+    /// The berth-agent build units run.
+    pub fn agent_path(&self) -> &str {
+        if self.agent_path.is_empty() {
+            DEFAULT_AGENT_PATH
+        } else {
+            &self.agent_path
+        }
+    }
+
+    /// Where build pods' directories are.
+    pub fn builds_dir(&self) -> &str {
+        if self.builds_dir.is_empty() {
+            DEFAULT_BUILDS_DIR
+        } else {
+            &self.builds_dir
+        }
+    }
 }
 
 impl Node {
@@ -127,6 +164,10 @@ pub struct Service {
     /// `<SERVICE>_<NAME>` (secret: a password, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<EnvVar>,
+    /// Secret variables generated once when it was made; its `env`
+    /// overrides them, and link variables yield to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated_env: Vec<crate::template::GeneratedVar>,
     /// How a change to its template rolls out.
     #[serde(default, skip_serializing_if = "Strategy::is_default")]
     pub strategy: Strategy,
@@ -155,6 +196,12 @@ impl Service {
         let mut spec = template.clone();
         spec.name = format!("{}-{index}", self.name);
         add_link_env(&mut spec, env, &[]);
+        let generated: Vec<EnvVar> = self
+            .generated_env
+            .iter()
+            .map(|var| EnvVar::new(var.name.clone(), var.value.clone()))
+            .collect();
+        add_link_env(&mut spec, &[], &generated);
         for link in &self.links {
             let (plain, secret) = link_env(link, published(&link.service));
             add_link_env(&mut spec, &plain, &secret);
@@ -195,6 +242,15 @@ impl Service {
                 }
             }
         }
+        for (i, var) in self.generated_env.iter().enumerate() {
+            var.check(&format!("generatedEnv[{i}]"), &mut errors);
+            if self.generated_env[..i].iter().any(|v| v.name == var.name) {
+                errors.push(
+                    format!("generatedEnv[{i}].name"),
+                    format!("{} is generated twice", var.name),
+                );
+            }
+        }
         self.template.validate_as_template(&self.name, &mut errors);
         self.strategy.validate("strategy.", &mut errors);
         crate::deployment::validate_triggers(&self.triggers, &self.template, &mut errors);
@@ -222,6 +278,9 @@ impl Service {
         for var in &mut self.publish {
             var.value.clear();
         }
+        for var in &mut self.generated_env {
+            var.value.clear();
+        }
         self
     }
 
@@ -231,6 +290,13 @@ impl Service {
     pub fn with_secrets_from(mut self, stored: &Service) -> Service {
         self.template = self.template.with_secrets_from(&stored.template);
         crate::status::restore_blank_values(&mut self.publish, &stored.publish);
+        for var in &mut self.generated_env {
+            if var.value.is_empty() {
+                if let Some(kept) = stored.generated_env.iter().find(|s| s.name == var.name) {
+                    var.value.clone_from(&kept.value);
+                }
+            }
+        }
         self
     }
 }
@@ -475,5 +541,91 @@ mod tests {
         .expect("pod");
         let text = serde_json::to_string(&pod.redacted()).expect("json");
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn a_generated_variable_yields_to_the_service_env_and_comes_back_without_it() {
+        let web = service(serde_json::json!({
+            "generatedEnv": [{"name": "TOKEN", "from": "[a-z]{8}", "value": "abcdefgh"}],
+            "links": [{"service": "db", "port": 5432}],
+        }));
+        assert_eq!(web.validate(), Ok(()));
+        let published = [EnvVar::new("TOKEN", "from-db")];
+        let spec = |env: &[EnvVar]| {
+            let pod = web.replica_spec(&web.template, env, 0, |_| &published);
+            let c = &pod.containers[0];
+            let pairs = |vars: &[EnvVar]| -> Vec<(String, String)> {
+                vars.iter()
+                    .map(|v| (v.name.clone(), v.value.clone()))
+                    .collect()
+            };
+            (pairs(&c.env), pairs(&c.secret_env))
+        };
+        // Generated, as a secret; the link's DB_TOKEN is another name.
+        let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        let (plain, secret) = spec(&[]);
+        assert!(secret.contains(&pair("TOKEN", "abcdefgh")), "{secret:?}");
+        assert!(secret.contains(&pair("DB_TOKEN", "from-db")), "{secret:?}");
+        assert!(!plain.iter().any(|(n, _)| n == "TOKEN"), "{plain:?}");
+        // The user's override wins, and only it is set.
+        let (plain, secret) = spec(&[EnvVar::new("TOKEN", "mine")]);
+        assert!(plain.contains(&pair("TOKEN", "mine")), "{plain:?}");
+        assert!(!secret.iter().any(|(n, _)| n == "TOKEN"), "{secret:?}");
+        // Without it, the generated value is back.
+        assert!(spec(&[]).1.contains(&pair("TOKEN", "abcdefgh")));
+    }
+
+    #[test]
+    fn a_generated_value_is_shown_blank_and_kept_when_sent_back_blank() {
+        let stored = service(serde_json::json!({
+            "generatedEnv": [{"name": "TOKEN", "from": "[a-z]{8}", "value": "abcdefgh"}],
+        }));
+        let shown = stored.clone().redacted();
+        assert_eq!(shown.generated_env[0].value, "");
+        assert_eq!(shown.generated_env[0].from, "[a-z]{8}");
+        assert!(!format!("{:?}", stored).contains("abcdefgh"));
+        let kept = shown.with_secrets_from(&stored);
+        assert_eq!(kept.generated_env, stored.generated_env);
+    }
+
+    #[test]
+    fn bad_generated_variables_are_named() {
+        let web = service(serde_json::json!({
+            "generatedEnv": [
+                {"name": "A-B", "from": "[a-z]{8}", "value": "x"},
+                {"name": "OK", "from": "[z-a]", "value": "x"},
+                {"name": "OK", "from": "x", "value": "x"},
+            ],
+        }));
+        let fields: Vec<String> = web
+            .validate()
+            .expect_err("invalid")
+            .errors()
+            .iter()
+            .map(|e| e.field.clone())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "generatedEnv[0].name",
+                "generatedEnv[1].from",
+                "generatedEnv[2].name"
+            ]
+        );
+    }
+
+    #[test]
+    fn unit_settings_at_the_defaults_say_nothing_of_builds() {
+        let settings = UnitSettings {
+            shim_path: "/usr/bin/berth-shim".into(),
+            ..UnitSettings::default()
+        };
+        // What a master older than builds takes: no field it does not know.
+        assert_eq!(
+            serde_json::to_string(&settings).unwrap(),
+            r#"{"shimPath":"/usr/bin/berth-shim"}"#
+        );
+        assert_eq!(settings.agent_path(), DEFAULT_AGENT_PATH);
+        assert_eq!(settings.builds_dir(), DEFAULT_BUILDS_DIR);
     }
 }

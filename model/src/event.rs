@@ -96,11 +96,19 @@ pub enum EventKind {
     PodWaiting,
     /// An image stream's tag points at a new image (tag, webhook, alias).
     ImageTagged,
+    /// A build's pod started (its job placed and running).
+    BuildStarted,
+    /// A build pushed its image.
+    BuildComplete,
+    /// A build failed: its step, its input or its push; the reason says.
+    BuildFailed,
+    /// A build was cancelled, or superseded by a newer one.
+    BuildCancelled,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 34] = [
+    pub const ALL: [EventKind; 38] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -135,6 +143,10 @@ impl EventKind {
         EventKind::RolloutWaiting,
         EventKind::PodWaiting,
         EventKind::ImageTagged,
+        EventKind::BuildStarted,
+        EventKind::BuildComplete,
+        EventKind::BuildFailed,
+        EventKind::BuildCancelled,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -174,6 +186,10 @@ impl EventKind {
             EventKind::RolloutWaiting => "RolloutWaiting",
             EventKind::PodWaiting => "PodWaiting",
             EventKind::ImageTagged => "ImageTagged",
+            EventKind::BuildStarted => "BuildStarted",
+            EventKind::BuildComplete => "BuildComplete",
+            EventKind::BuildFailed => "BuildFailed",
+            EventKind::BuildCancelled => "BuildCancelled",
         }
     }
 }

@@ -113,6 +113,7 @@ mod tests {
             name: "web".into(),
             containers: vec![Container { ports, ..container }],
             volumes: Vec::new(),
+            build: None,
         }
     }
 

@@ -29,6 +29,14 @@ pub struct ImageStream {
     /// Tags that track another stream's tag (`berth tag --alias`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<TagAlias>,
+    /// Tags re-imported from another registry on the master's schedule
+    /// (`berth import-image --scheduled`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled_imports: Vec<ScheduledImport>,
+    /// Where its images are pushed (`REGISTRY/PROJECT/STREAM`), as
+    /// OpenShift names it; the master's to set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub docker_image_repository: String,
     /// The secret of its webhook, made by the master when the stream is
     /// created; shown blank on reads.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -48,6 +56,17 @@ pub struct TagAlias {
     pub from: String,
 }
 
+/// A tag that follows an image reference of another registry: the master
+/// asks that registry where it points, on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduledImport {
+    /// The tag of this stream.
+    pub tag: String,
+    /// The image reference (`registry.example/web:1.2`).
+    pub from: String,
+}
+
 /// Where a stream's tags point, each with its history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,6 +74,10 @@ pub struct ImageStreamStatus {
     /// Per tag, newest first.
     #[serde(default)]
     pub tags: BTreeMap<String, Vec<TagEvent>>,
+    /// Other projects whose services may run its images, as its project's
+    /// admin granted (`berth image-stream grant-view`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<String>,
 }
 
 /// Why a tag moved.
@@ -69,6 +92,8 @@ pub enum TagCause {
     Tag,
     /// The stream's webhook.
     Webhook,
+    /// A build pushed it (the event names the build).
+    Build,
 }
 
 impl fmt::Display for TagCause {
@@ -78,6 +103,7 @@ impl fmt::Display for TagCause {
             TagCause::Import => "import",
             TagCause::Tag => "tag",
             TagCause::Webhook => "webhook",
+            TagCause::Build => "build",
         })
     }
 }
@@ -96,6 +122,9 @@ pub struct TagEvent {
     pub created_ms: u64,
     /// Why.
     pub cause: TagCause,
+    /// The build that pushed it, when one did (qualified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
 }
 
 impl TagEvent {
@@ -138,6 +167,21 @@ impl ImageStream {
             errors.push("name", e.to_string());
         }
         crate::labels::validate_labels("labels", &self.labels, &mut errors);
+        for (i, import) in self.scheduled_imports.iter().enumerate() {
+            if let Err(message) = validate_tag(&import.tag) {
+                errors.push(format!("scheduledImports[{i}].tag"), message);
+            }
+            if import.from.trim().is_empty()
+                || import
+                    .from
+                    .contains(|c: char| c.is_whitespace() || c.is_control())
+            {
+                errors.push(
+                    format!("scheduledImports[{i}].from"),
+                    "must be an image reference",
+                );
+            }
+        }
         for (i, alias) in self.aliases.iter().enumerate() {
             if let Err(message) = validate_tag(&alias.tag) {
                 errors.push(format!("aliases[{i}].tag"), message);
@@ -208,6 +252,7 @@ mod tests {
             digest: None,
             created_ms: at,
             cause: TagCause::Tag,
+            build: None,
         }
     }
 
@@ -217,6 +262,8 @@ mod tests {
             name: "web".to_owned(),
             labels: BTreeMap::new(),
             aliases: vec![],
+            scheduled_imports: vec![],
+            docker_image_repository: String::new(),
             webhook_secret: String::new(),
             status: ImageStreamStatus::default(),
         };

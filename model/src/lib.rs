@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod api;
+pub mod build;
 pub mod cluster;
 pub mod cron;
 pub mod deployment;
@@ -26,10 +27,12 @@ pub mod quota;
 pub mod route;
 pub mod status;
 pub mod template;
+pub mod template_export;
 pub mod user;
 pub mod validation;
 
 pub use address::{validate_node_address, AddressError};
+pub use build::{Build, BuildConfig, BuildPhase};
 pub use cluster::{Capacity, ClusterPod, Node, NodeCondition, Service, UnitSettings};
 pub use cron::CronJob;
 pub use deployment::{Deployment, DeploymentPhase, Strategy};

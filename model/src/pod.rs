@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{DEFAULT_PIDS_LIMIT, DEFAULT_STOP_TIMEOUT_SECS};
 use crate::probe::Probes;
 
+pub mod build_task;
 mod security;
 mod validate;
 
@@ -28,6 +29,10 @@ pub struct Pod {
     /// Volumes the containers may mount.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// A build pod's build: its one container, named `build`, runs it
+    /// instead of a command of its image (see `berth_model::build`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<build_task::BuildTask>,
 }
 
 /// One container of a pod; it becomes one systemd unit.

@@ -120,6 +120,8 @@ impl Project {
             ("quota.pods", self.quota.pods),
             ("quota.cpuMillis", self.quota.cpu_millis),
             ("quota.memoryBytes", self.quota.memory_bytes),
+            ("quota.imageStreams", self.quota.image_streams),
+            ("quota.imageBytes", self.quota.image_bytes),
         ] {
             if limit.is_some_and(|l| i64::try_from(l).is_err()) {
                 errors.push(field, format!("must be at most {}", i64::MAX));

@@ -21,6 +21,14 @@ pub struct Quota {
     /// Most memory, in bytes, summed over the containers' limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// Most image streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_streams: Option<u64>,
+    /// Most bytes of images in the integrated registry: once the project's
+    /// repositories hold this much, pushes are refused until images are
+    /// pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_bytes: Option<u64>,
 }
 
 /// The wire form of [`Quota`]: an object only (serde's derive would also
@@ -36,12 +44,18 @@ impl<'de> Deserialize<'de> for Quota {
             cpu_millis: Option<u64>,
             #[serde(default)]
             memory_bytes: Option<u64>,
+            #[serde(default)]
+            image_streams: Option<u64>,
+            #[serde(default)]
+            image_bytes: Option<u64>,
         }
         struct Object;
         impl<'de> serde::de::Visitor<'de> for Object {
             type Value = Quota;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object of pods, cpuMillis and memoryBytes")
+                f.write_str(
+                    "an object of pods, cpuMillis, memoryBytes, imageStreams and imageBytes",
+                )
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Quota, A::Error> {
                 let f = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
@@ -49,6 +63,8 @@ impl<'de> Deserialize<'de> for Quota {
                     pods: f.pods,
                     cpu_millis: f.cpu_millis,
                     memory_bytes: f.memory_bytes,
+                    image_streams: f.image_streams,
+                    image_bytes: f.image_bytes,
                 })
             }
         }
@@ -343,6 +359,7 @@ mod tests {
             pods: Some(4),
             cpu_millis: None,
             memory_bytes: Some(256 << 20),
+            ..Quota::default()
         };
         let used = Usage {
             pods: 2,

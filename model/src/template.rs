@@ -35,6 +35,91 @@ pub struct Template {
     /// A job run once the objects exist (a `Job` document without `kind:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<Value>,
+    /// The template's services an existing service may be linked to
+    /// (`berth new-app --link-to web`), each on its port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linkable: Vec<Linkable>,
+}
+
+/// A secret variable of a service whose value was generated once, when
+/// the service was made (`berth run --generate-env NAME=EXPRESSION`), from
+/// the same expressions as a template's generated parameters. Its pods
+/// get it as a secret variable; the service's own `env` of the same name
+/// overrides it, and removing that override brings it back.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneratedVar {
+    /// `[A-Za-z_][A-Za-z0-9_]*`.
+    pub name: String,
+    /// The expression it was generated from: `[a-zA-Z0-9]{16}`.
+    pub from: String,
+    /// The value, made by the client that created the service; shown
+    /// blank by the API, and a blank one sent back keeps the stored one.
+    #[serde(default)]
+    pub value: String,
+}
+
+impl std::fmt::Debug for GeneratedVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedVar")
+            .field("name", &self.name)
+            .field("from", &self.from)
+            .field(
+                "value",
+                &if self.value.is_empty() {
+                    ""
+                } else {
+                    "<secret>"
+                },
+            )
+            .finish()
+    }
+}
+
+impl GeneratedVar {
+    /// `name` with a value generated from `from` with `random`; a bad
+    /// name or expression is an error naming the variable.
+    pub fn generate(
+        name: &str,
+        from: &str,
+        random: &mut dyn FnMut(usize) -> usize,
+    ) -> Result<Self, TemplateError> {
+        validate_env_name(name).map_err(|why| TemplateError::BadParameter {
+            name: name.to_owned(),
+            why: format!("name {why}"),
+        })?;
+        let expression = Expression::parse(from).map_err(|why| TemplateError::BadExpression {
+            name: name.to_owned(),
+            from: from.to_owned(),
+            why,
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            from: from.to_owned(),
+            value: generate(&expression, random),
+        })
+    }
+
+    /// The variable's own rules, each problem under `field` (a list
+    /// element's path): a variable name and a parseable expression.
+    pub fn check(&self, field: &str, errors: &mut ValidationErrors) {
+        if let Err(why) = validate_env_name(&self.name) {
+            errors.push(format!("{field}.name"), why);
+        }
+        if let Err(why) = Expression::parse(&self.from) {
+            errors.push(format!("{field}.from"), format!("bad expression: {why}"));
+        }
+    }
+}
+
+/// A service of the template that others may link to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Linkable {
+    /// The service's name, as the template spells it (`${NAME}-db`).
+    pub service: String,
+    /// The container port a link reaches.
+    pub port: u16,
 }
 
 /// One value a template asks for.
@@ -99,6 +184,14 @@ pub enum TemplateError {
         name: String,
         /// What is wrong with it.
         why: String,
+    },
+    /// A `linkable` entry names no service of the template.
+    #[error("linkable[{index}].service: {service} is not a service of the template")]
+    NotLinkable {
+        /// Its place in `linkable`.
+        index: usize,
+        /// The name, rendered.
+        service: String,
     },
     /// `${NAME}` names no parameter.
     #[error("objects[{index}]: ${{{name}}} names no parameter")]
@@ -173,6 +266,14 @@ impl Template {
             .is_some_and(|script| !script.is_object())
         {
             errors.push("script", "must be a Job document (a mapping)");
+        }
+        for (i, linkable) in self.linkable.iter().enumerate() {
+            if linkable.service.is_empty() {
+                errors.push(format!("linkable[{i}].service"), "must not be empty");
+            }
+            if linkable.port == 0 {
+                errors.push(format!("linkable[{i}].port"), "must be 1 to 65535");
+            }
         }
         errors.into_result()
     }
@@ -257,7 +358,26 @@ impl Template {
             }
             None => None,
         };
-        Ok(Rendered { objects, script })
+        let mut linkable = Vec::new();
+        for (index, entry) in self.linkable.iter().enumerate() {
+            let service = substitute_text(&entry.service, &values.values, self.objects.len())?;
+            let is_service = objects.iter().any(|o| {
+                o.get("kind").and_then(Value::as_str) == Some("Service")
+                    && o.get("name").and_then(Value::as_str) == Some(service.as_str())
+            });
+            if !is_service {
+                return Err(TemplateError::NotLinkable { index, service });
+            }
+            linkable.push(Linkable {
+                service,
+                port: entry.port,
+            });
+        }
+        Ok(Rendered {
+            objects,
+            script,
+            linkable,
+        })
     }
 }
 
@@ -268,6 +388,8 @@ pub struct Rendered {
     pub objects: Vec<Value>,
     /// The script job.
     pub script: Option<Value>,
+    /// The services `--link-to` links to, named as rendered.
+    pub linkable: Vec<Linkable>,
 }
 
 impl Parameter {
@@ -515,6 +637,17 @@ fn add_labels(object: &mut Value, labels: &Value) {
     }
 }
 
+/// An object as a template document spells it: `kind:` first, then its
+/// own fields.
+pub fn with_kind<T: Serialize>(kind: &str, object: &T) -> Value {
+    let mut fields = serde_json::Map::new();
+    fields.insert("kind".into(), Value::String(kind.into()));
+    if let Ok(Value::Object(own)) = serde_json::to_value(object) {
+        fields.extend(own);
+    }
+    Value::Object(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -662,6 +795,44 @@ mod tests {
             fields,
             ["name", "parameters[3].name", "objects[2].kind", "script"]
         );
+    }
+
+    #[test]
+    fn linkable_services_are_rendered_and_must_be_the_templates() {
+        let mut template = template();
+        template.linkable = vec![Linkable {
+            service: "${NAME}-db".into(),
+            port: 5432,
+        }];
+        assert_eq!(template.validate(), Ok(()));
+        let values = template
+            .values(&given(&[("NAME", "shop")]), &mut counting())
+            .expect("values");
+        let rendered = template.render(&values).expect("rendered");
+        assert_eq!(
+            rendered.linkable,
+            [Linkable {
+                service: "shop-db".into(),
+                port: 5432
+            }]
+        );
+        template.linkable[0].service = "${NAME}-web".into();
+        assert_eq!(
+            template
+                .render(&values)
+                .expect_err("no such service")
+                .to_string(),
+            "linkable[0].service: shop-web is not a service of the template"
+        );
+        template.linkable[0].port = 0;
+        let fields: Vec<String> = template
+            .validate()
+            .expect_err("port 0")
+            .errors()
+            .iter()
+            .map(|e| e.field.clone())
+            .collect();
+        assert_eq!(fields, ["linkable[0].port"]);
     }
 
     #[test]

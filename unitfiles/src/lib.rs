@@ -15,6 +15,7 @@ pub use escape::{
 pub use name::{container_unit_name, pod_network_unit_name, pod_slice_name, UnitName};
 pub use pod::{app_container_name, holder_container_name, pod_unit_files, UnitFile};
 pub use render::{
-    container_cgroup_path, pod_network_cgroup_path, render_container_unit, render_pod_network_unit,
-    render_pod_slice, restart_setting, ContainerUnit, RenderError, NO_PROBES,
+    container_cgroup_path, pod_network_cgroup_path, render_build_unit, render_container_unit,
+    render_pod_network_unit, render_pod_slice, restart_setting, BuildUnit, ContainerUnit,
+    RenderError, NO_PROBES,
 };

@@ -1,13 +1,14 @@
 //! A pod's unit files, exactly as the agent of a node writes them: the
 //! pod's spec and the node's [`UnitSettings`] are all they depend on.
 
+use berth_model::build::BUILD_CONTAINER;
 use berth_model::limits::SHIM_MEMORY_HEADROOM;
 use berth_model::{Pod, RestartPolicy, UnitSettings};
 
 use crate::name::{container_unit_name, pod_network_unit_name, pod_slice_name};
 use crate::render::{
-    render_container_unit, render_pod_network_unit, render_pod_slice, ContainerUnit, RenderError,
-    NO_PROBES,
+    render_build_unit, render_container_unit, render_pod_network_unit, render_pod_slice, BuildUnit,
+    ContainerUnit, RenderError, NO_PROBES,
 };
 
 /// One unit file.
@@ -54,6 +55,29 @@ pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile
         name: pod_slice_name(&pod.name),
         contents: render_pod_slice(&pod.name)?,
     }];
+    if let (Some(task), [container]) = (&pod.build, pod.containers.as_slice()) {
+        // A build pod runs its build, not a container: one unit, named
+        // as its one container's would be.
+        let build_dir = format!("{}/{}", settings.builds_dir(), pod.name);
+        let unit = BuildUnit {
+            pod: &pod.name,
+            description: &format!("berth pod {}, build {}", pod.name, task.build),
+            agent_path: settings.agent_path(),
+            build_dir: &build_dir,
+            stop_timeout_secs: container.stop_timeout_secs,
+            memory_max: container
+                .resources
+                .memory_bytes
+                .map(|m| m.saturating_add(SHIM_MEMORY_HEADROOM)),
+            cpu_millis: container.resources.cpu_millis,
+            environment: &settings.shim_environment,
+        };
+        files.push(UnitFile {
+            name: container_unit_name(&pod.name, BUILD_CONTAINER),
+            contents: render_build_unit(&unit)?,
+        });
+        return Ok(files);
+    }
     let has_holder = has_network_holder(pod);
     if has_holder {
         let holder = ContainerUnit {
@@ -120,6 +144,7 @@ mod tests {
         UnitSettings {
             shim_path: "/usr/lib/berth/berth-shim".into(),
             shim_environment: vec![EnvVar::new("DOCKER_HOST", "unix:///run/d.sock")],
+            ..Default::default()
         }
     }
 
@@ -146,6 +171,51 @@ mod tests {
         ));
         assert!(app.contains("\nEnvironment=\"DOCKER_HOST=unix:///run/d.sock\"\n"));
         assert!(app.contains("\nRequires=berth-a.web\\x2d1.service\n"));
+    }
+
+    #[test]
+    fn a_build_pod_gets_its_slice_and_one_unit_that_runs_the_build() {
+        let p = pod(
+            r#"{"name":"a.site-3-build-0","containers":[{"name":"build","image":"b",
+                "resources":{"memoryBytes":536870912,"cpuMillis":1500},"stopTimeoutSecs":20}],
+                "build":{"build":"a.site-3","strategy":{"docker":{}},
+                "input":{"archive":{"digest":"sha256:00"}},"output":"h1:5000/a/site:latest"}}"#,
+        );
+        // The defaults, as an agent at them says nothing of them.
+        let mut settings = settings();
+        let files = pod_unit_files(&p, &settings).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "berth-a.site\\x2d3\\x2dbuild\\x2d0.slice",
+                "berth-a.site\\x2d3\\x2dbuild\\x2d0-build.service"
+            ]
+        );
+        let unit = &files[1].contents;
+        for line in [
+            "Description=berth pod a.site-3-build-0, build a.site-3",
+            "ConditionPathExists=/run/berth/started/%n",
+            "Type=exec",
+            "NotifyAccess=main",
+            "Slice=berth-a.site\\x2d3\\x2dbuild\\x2d0.slice",
+            "Environment=\"DOCKER_HOST=unix:///run/d.sock\"",
+            "ExecStart=/usr/bin/berth-agent build \"/var/lib/berth/builds/a.site-3-build-0\"",
+            "Restart=no",
+            "RemainAfterExit=yes",
+            "TimeoutStopSec=25",
+            "CPUQuota=150%",
+            "StandardOutput=journal",
+            "ProtectSystem=strict",
+            "RestrictAddressFamilies=AF_UNIX",
+        ] {
+            assert!(
+                unit.contains(&format!("\n{line}\n")),
+                "{line} missing from\n{unit}"
+            );
+        }
+        settings.agent_path = "relative/agent".into();
+        assert!(pod_unit_files(&p, &settings).is_err());
     }
 
     #[test]

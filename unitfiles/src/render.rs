@@ -255,16 +255,7 @@ fn render_service(
     // with the container's own timeout. Whatever is left at TimeoutStopSec=
     // is killed by systemd, the container's processes included.
     out.push_str("KillMode=mixed\n");
-    for (i, var) in unit.environment.iter().enumerate() {
-        let assignment =
-            quote_env_assignment(&var.name, &var.value).map_err(|problem| RenderError::Escape {
-                field: format!("environment[{i}]"),
-                problem,
-            })?;
-        let line = format!("Environment={assignment}\n");
-        check_line_len("Environment", &line)?;
-        out.push_str(&line);
-    }
+    push_environment(&mut out, unit.environment)?;
     // The shim gets the stop timeout too: its `docker stop` must finish within
     // TimeoutStopSec=, which is derived from the same number.
     let exec = format!(
@@ -300,6 +291,106 @@ fn render_service(
 
     push_shim_sandbox(&mut out, unit.probes);
 
+    out.push_str("\n[Install]\n");
+    out.push_str("WantedBy=multi-user.target\n");
+    Ok(out)
+}
+
+/// Everything needed to render a build pod's unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildUnit<'a> {
+    /// Pod name (qualified).
+    pub pod: &'a str,
+    /// Free text for `Description=`.
+    pub description: &'a str,
+    /// Absolute path of berth-agent, whose `build` command is the runner;
+    /// made of `[A-Za-z0-9/._+-]` only.
+    pub agent_path: &'a str,
+    /// The build's directory, where the agent prepared its spec and
+    /// sources; any text without NUL.
+    pub build_dir: &'a str,
+    /// Seconds the runner gets to stop its containers after SIGTERM;
+    /// `TimeoutStopSec=` is this plus [`STOP_TIMEOUT_MARGIN_SECS`].
+    pub stop_timeout_secs: u32,
+    /// `MemoryMax=` in bytes.
+    pub memory_max: Option<u64>,
+    /// CPU limit in thousandths of a CPU (`CPUQuota=`).
+    pub cpu_millis: Option<u32>,
+    /// Plain variables for the runner (`DOCKER_HOST`); never secrets.
+    pub environment: &'a [EnvVar],
+}
+
+/// Renders a build pod's unit, named like the unit of its one container
+/// (`berth-<pod>-build.service`): `<agent> build <dir>` runs the build
+/// through dockerd and pushes its image, its output is the build's log in
+/// the journal, and its exit status is the build's. It runs once: never
+/// restarted, and, like a never-restarted container, enabled but not run
+/// again after a reboot. The builder containers it makes go under its cgroup (hence
+/// `Delegate=yes` and the shim's sandbox, which keeps off the cgroup).
+pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
+    check_pod_name(unit.pod)?;
+    let name = container_unit_name(unit.pod, berth_model::build::BUILD_CONTAINER);
+    check_unit_name(&name)?;
+    check_unit_name(&pod_slice_name(unit.pod))?;
+    if !is_plain_absolute_path(unit.agent_path) {
+        return Err(RenderError::ShimPath(unit.agent_path.to_owned()));
+    }
+    let build_dir = quote_exec_arg(unit.build_dir).map_err(|problem| RenderError::Escape {
+        field: "build_dir".to_owned(),
+        problem,
+    })?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Written by berth-agent for pod {}, build; changes are overwritten.",
+        unit.pod
+    );
+    out.push_str("[Unit]\n");
+    push_description(&mut out, unit.description);
+    out.push_str("After=docker.service\n");
+    out.push_str("Requires=docker.service\n");
+    out.push_str("StartLimitIntervalSec=0\n");
+    let _ = writeln!(out, "ConditionPathExists={STARTED_MARKS_DIR}/%n");
+
+    out.push_str("\n[Service]\n");
+    out.push_str("Type=exec\n");
+    // The runner leaves the build's outcome as its status text.
+    out.push_str("NotifyAccess=main\n");
+    let _ = writeln!(out, "Slice={}", pod_slice_name(unit.pod));
+    out.push_str("Delegate=yes\n");
+    // SIGTERM to the runner only: it stops and removes its containers.
+    out.push_str("KillMode=mixed\n");
+    push_environment(&mut out, unit.environment)?;
+    let exec = format!("ExecStart={} build {build_dir}\n", unit.agent_path);
+    check_line_len("ExecStart", &exec)?;
+    out.push_str(&exec);
+    out.push_str("Restart=no\n");
+    // A unit that ends well goes inactive and systemd forgets it, and
+    // with it the runner's exit status, the build's outcome. Staying
+    // active (exited) keeps it loaded until the pod is removed; a failed
+    // unit is kept anyway.
+    out.push_str("RemainAfterExit=yes\n");
+    let _ = writeln!(
+        out,
+        "TimeoutStopSec={}",
+        u64::from(unit.stop_timeout_secs) + STOP_TIMEOUT_MARGIN_SECS
+    );
+    if let Some(bytes) = unit.memory_max {
+        check_limit("MemoryMax", bytes, MAX_MEMORY_MAX)?;
+        let _ = writeln!(out, "MemoryMax={bytes}");
+    }
+    if let Some(millis) = unit.cpu_millis {
+        check_limit("CPUQuota", millis.into(), MAX_CPU_MILLIS.into())?;
+        let _ = writeln!(out, "CPUQuota={}", cpu_quota(millis));
+    }
+    out.push_str("StandardOutput=journal\n");
+    out.push_str("StandardError=journal\n");
+    // The runner reads its directory and talks to dockerd's socket, as
+    // the shim does: the same sandbox fits.
+    push_shim_sandbox(&mut out, &NO_PROBES);
+
+    // Enabling links the file where systemd finds it; at boot the
+    // condition above keeps it from running again.
     out.push_str("\n[Install]\n");
     out.push_str("WantedBy=multi-user.target\n");
     Ok(out)
@@ -448,6 +539,21 @@ fn cpu_quota(millis: u32) -> String {
         0 => format!("{}%", millis / 10),
         tenths => format!("{}.{tenths}%", millis / 10),
     }
+}
+
+/// `Environment=` lines, each assignment quoted.
+fn push_environment(out: &mut String, environment: &[EnvVar]) -> Result<(), RenderError> {
+    for (i, var) in environment.iter().enumerate() {
+        let assignment =
+            quote_env_assignment(&var.name, &var.value).map_err(|problem| RenderError::Escape {
+                field: format!("environment[{i}]"),
+                problem,
+            })?;
+        let line = format!("Environment={assignment}\n");
+        check_line_len("Environment", &line)?;
+        out.push_str(&line);
+    }
+    Ok(())
 }
 
 fn push_description(out: &mut String, description: &str) {

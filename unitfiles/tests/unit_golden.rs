@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use berth_model::{EnvVar, Probe, Probes, RestartPolicy, TcpCheck};
-use berth_unitfiles::{render_container_unit, render_pod_slice, ContainerUnit};
+use berth_unitfiles::{
+    render_build_unit, render_container_unit, render_pod_slice, BuildUnit, ContainerUnit,
+};
 
 const SHIM: &str = "/usr/lib/berth/berth-shim";
 
@@ -149,4 +151,20 @@ fn pod_slices() {
     let slice = |pod| render_pod_slice(pod).unwrap_or_else(|e| panic!("render failed: {e}"));
     check_golden("web.slice", &slice("web"));
     check_golden("dashed-pod.slice", &slice("my-pod"));
+}
+
+#[test]
+fn build_unit() {
+    let unit = BuildUnit {
+        pod: "shop.site-3-build-0",
+        description: "berth pod shop.site-3-build-0, build shop.site-3",
+        agent_path: "/usr/bin/berth-agent",
+        build_dir: "/var/lib/berth/builds/shop.site-3-build-0",
+        stop_timeout_secs: 30,
+        memory_max: Some(1 << 30),
+        cpu_millis: Some(2000),
+        environment: &[],
+    };
+    let rendered = render_build_unit(&unit).unwrap_or_else(|e| panic!("render failed: {e}"));
+    check_golden("build.service", &rendered);
 }

@@ -2,8 +2,9 @@
 //! needs on this host. Pure: the same record always gives the same result,
 //! and each container carries a hash of its own spec so a change shows.
 
+use berth_model::build::{BuildTask, BUILD_CONTAINER};
 use berth_model::project::{split_qualified, DEFAULT_PROJECT};
-use berth_model::{Pod, Protocol, UnitSettings};
+use berth_model::{Pod, Protocol, Resources, UnitSettings};
 use serde::Serialize;
 
 use crate::docker::{
@@ -34,6 +35,20 @@ pub struct DesiredContainer {
     pub gated_by_probes: bool,
 }
 
+/// A build pod's build: no container of the agent's, a unit that runs
+/// `berth-agent build` over a directory prepared first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredBuild {
+    /// The pod.
+    pub pod: String,
+    /// The unit that runs the build, named as the pod's one container's.
+    pub unit: String,
+    /// What to build.
+    pub task: BuildTask,
+    /// The build's limits (its one container's).
+    pub resources: Resources,
+}
+
 /// A pod as it should exist on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredPod {
@@ -50,6 +65,19 @@ pub struct DesiredPod {
     pub images: Vec<String>,
     /// Docker volumes for the pod's named volumes.
     pub volumes: Vec<String>,
+    /// A build pod's build, in place of containers.
+    pub build: Option<DesiredBuild>,
+}
+
+impl DesiredPod {
+    /// The units that run the pod's containers (or its build), in order.
+    pub fn service_units(&self) -> Vec<String> {
+        self.containers
+            .iter()
+            .map(|c| c.unit.clone())
+            .chain(self.build.iter().map(|b| b.unit.clone()))
+            .collect()
+    }
 }
 
 /// The pod and container of a container's Docker name (see
@@ -179,6 +207,22 @@ pub fn desired_pod(record: &PodRecord, host: &UnitSettings) -> Result<DesiredPod
     // The unit files are the shared renderer's, so that `berth diff`
     // shows exactly these.
     let unit_files = pod_unit_files(pod, host)?;
+    if let (Some(task), [container]) = (&pod.build, pod.containers.as_slice()) {
+        return Ok(DesiredPod {
+            name: pod.name.clone(),
+            running: record.desired == Desired::Running,
+            containers: Vec::new(),
+            unit_files,
+            images: Vec::new(),
+            volumes: Vec::new(),
+            build: Some(DesiredBuild {
+                pod: pod.name.clone(),
+                unit: container_unit_name(&pod.name, BUILD_CONTAINER),
+                task: task.clone(),
+                resources: container.resources,
+            }),
+        });
+    }
 
     // A pod of several containers gets a network holder that owns the
     // network namespace and the published ports (see
@@ -333,6 +377,7 @@ pub fn desired_pod(record: &PodRecord, host: &UnitSettings) -> Result<DesiredPod
             .filter(|v| v.host_path.is_none())
             .map(|v| named_volume(&pod.name, &v.name))
             .collect(),
+        build: None,
     })
 }
 
@@ -385,6 +430,7 @@ mod tests {
         UnitSettings {
             shim_path: "/usr/bin/berth-shim".into(),
             shim_environment: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -5,12 +5,15 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use berth_model::EventKind;
 use tracing::info;
 
+use crate::build::prepare::{self, Host, Preparation};
+use crate::cluster_registry::ClusterRegistry;
 use crate::config::AgentConfig;
-use crate::docker::ContainerEngine;
+use crate::docker::{registry_of, ContainerEngine, PullAuth, PullProgress};
 use crate::reconcile::plan::{Action, Step};
 use crate::systemd::UnitManager;
 
@@ -23,6 +26,10 @@ pub struct Effects<'a, D, S> {
     pub systemd: &'a S,
     /// The agent's configuration.
     pub config: &'a AgentConfig,
+    /// The cluster's registry, and this node's tokens for it.
+    pub registry: &'a ClusterRegistry,
+    /// The pulls under way, by pod.
+    pub pulls: &'a Pulls,
     /// Where the marks of units started since boot go
     /// ([`crate::unit::render::STARTED_MARKS_DIR`] on a host).
     pub started_marks: &'a Path,
@@ -56,7 +63,7 @@ pub async fn execute<D: ContainerEngine, S: UnitManager>(
 ) -> Result<(), StepFailed> {
     for step in steps {
         info!(pod, action = ?short(&step.action), reason = %step.reason, "reconcile");
-        apply(&step.action, effects)
+        apply(&step.action, pod, effects)
             .await
             .map_err(|error| StepFailed {
                 what: short(&step.action),
@@ -98,23 +105,70 @@ fn short(action: &Action) -> String {
         Action::StartUnit(unit) => format!("start {unit}"),
         Action::StartUnitNoWait(unit) => format!("start {unit} (ready when its probes pass)"),
         Action::RestartUnit(unit) => format!("restart {unit}"),
+        Action::PrepareBuild(build) => format!("prepare build {}", build.task.build),
+        Action::RemoveBuildDir => "remove the build's directory".into(),
+    }
+}
+
+/// The pulls under way, by pod: while a pod's image comes, its status
+/// says how far (`ContainerCreating: pulling 12.3/40.1 MB`).
+#[derive(Debug, Default)]
+pub struct Pulls(std::sync::Mutex<std::collections::BTreeMap<String, Arc<PullProgress>>>);
+
+impl Pulls {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Arc<PullProgress>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn begin(&self, pod: &str) -> Arc<PullProgress> {
+        let progress = Arc::new(PullProgress::default());
+        self.map().insert(pod.to_owned(), Arc::clone(&progress));
+        progress
+    }
+
+    fn end(&self, pod: &str) {
+        self.map().remove(pod);
+    }
+
+    /// How far `pod`'s pull has come, while one is under way.
+    pub fn summary(&self, pod: &str) -> Option<String> {
+        self.map().get(pod).map(|p| p.summary())
     }
 }
 
 async fn apply<D: ContainerEngine, S: UnitManager>(
     action: &Action,
+    pod: &str,
     effects: Effects<'_, D, S>,
 ) -> anyhow::Result<()> {
     let Effects {
         docker,
         systemd,
         config,
+        registry,
+        pulls,
         started_marks,
     } = effects;
     let units_dir = config.units_dir();
     match action {
         Action::ImportPauseImage => docker.ensure_pause_image().await?,
-        Action::PullImage(image) => docker.ensure_image(image, &config.registries).await?,
+        Action::PullImage(image) => {
+            let configured = registry_of(image)
+                .and_then(|r| config.registries.get(r))
+                .map(|c| PullAuth::Password(c.clone()));
+            let auth = match configured {
+                Some(auth) => Some(auth),
+                None => registry.auth_for(image).await,
+            };
+            let progress = pulls.begin(pod);
+            let pulled = docker.ensure_image(image, auth.as_ref(), &progress).await;
+            pulls.end(pod);
+            pulled?
+        }
         Action::StopUnit(unit) => {
             systemd.stop(unit).await?;
             systemd.reset_failed(unit).await;
@@ -154,6 +208,20 @@ async fn apply<D: ContainerEngine, S: UnitManager>(
             systemd.reset_failed(unit).await;
             systemd.restart(unit).await?;
         }
+        Action::PrepareBuild(build) => {
+            let preparation = Preparation {
+                pod: &build.pod,
+                task: &build.task,
+                resources: &build.resources,
+            };
+            let host = Host {
+                state_dir: &config.state_dir,
+                docker_socket: &config.docker_socket,
+                registry,
+            };
+            prepare::prepare(preparation, host).await?;
+        }
+        Action::RemoveBuildDir => prepare::remove(&config.state_dir, pod)?,
     }
     Ok(())
 }

@@ -52,11 +52,12 @@ pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> 
 
 /// Observes every pod that has a container or a unit file on this host,
 /// plus the pods named in `also` (so a pod with nothing yet is observed as
-/// empty).
+/// empty). Build directories are looked for under `state_dir`.
 pub async fn observe_all(
     docker: &impl ContainerEngine,
     systemd: &impl UnitManager,
     units_dir: &Path,
+    state_dir: &Path,
     also: &[String],
 ) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
     let mut pods: BTreeMap<String, ObservedPod> = also
@@ -103,6 +104,8 @@ pub async fn observe_all(
             .into_iter()
             .collect();
         observed.units = systemd.states(&units).await?;
+        (observed.build_dir, observed.build_prepared) =
+            crate::build::prepare::dir_state(state_dir, pod);
         observed.enabled = systemd.enabled(&units);
     }
     Ok(pods)

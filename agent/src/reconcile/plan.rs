@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::docker::{ContainerSpec, ObservedContainer, LABEL_SPEC_HASH};
-use crate::reconcile::desired::DesiredPod;
+use crate::reconcile::desired::{DesiredBuild, DesiredPod};
 use crate::systemd::UnitState;
 use crate::unit::UnitName;
 
@@ -24,6 +24,11 @@ pub struct ObservedPod {
     pub enabled: BTreeSet<String>,
     /// Its named volumes in Docker.
     pub volumes: BTreeSet<String>,
+    /// Whether it has a build directory, prepared or not (a build pod's).
+    pub build_dir: bool,
+    /// Whether its build directory is prepared: the runner's spec is
+    /// written.
+    pub build_prepared: bool,
 }
 
 /// What was asked of the pod.
@@ -84,6 +89,11 @@ pub enum Action {
     StartUnitNoWait(String),
     /// Restart a running unit and wait until it runs again.
     RestartUnit(String),
+    /// Write a build pod's directory: its input, the commit, a push
+    /// token and the runner's spec.
+    PrepareBuild(Box<DesiredBuild>),
+    /// Remove the pod's build directory.
+    RemoveBuildDir,
 }
 
 /// An action and why it is needed.
@@ -186,6 +196,9 @@ fn plan_removal(observed: &ObservedPod, why: &str) -> Vec<Step> {
     // Named volumes live and die with their pod.
     for volume in &observed.volumes {
         steps.push(step(Action::RemoveVolume(volume.clone()), why));
+    }
+    if observed.build_dir {
+        steps.push(step(Action::RemoveBuildDir, why));
     }
     steps
 }
@@ -314,6 +327,19 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
         ));
     }
 
+    // A build runs once: prepared, then started, when first planned;
+    // converging never starts it again, whatever became of it.
+    let first_build = desired
+        .build
+        .as_ref()
+        .filter(|_| desired.running && !observed.build_prepared);
+    if let Some(build) = first_build {
+        steps.push(step(
+            Action::PrepareBuild(Box::new(build.clone())),
+            "the build's input is not here yet",
+        ));
+    }
+
     // Unit files: write what differs; a unit systemd already loaded needs
     // one reload, batched for the whole pod.
     let mut reload = false;
@@ -341,7 +367,8 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
         steps.push(step(Action::Reload, "loaded units changed on disk"));
     }
 
-    let services: Vec<&str> = desired.containers.iter().map(|c| c.unit.as_str()).collect();
+    let service_units = desired.service_units();
+    let services: Vec<&str> = service_units.iter().map(String::as_str).collect();
     if desired.running {
         let to_enable: Vec<String> = services
             .iter()
@@ -378,7 +405,18 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
                 steps.push(step(action, why));
             }
         }
+        if let Some(build) = first_build {
+            steps.push(step(
+                Action::StartUnit(build.unit.clone()),
+                "the build is prepared",
+            ));
+        }
     } else {
+        if let Some(build) = &desired.build {
+            if is_up(observed.units.get(&build.unit)) {
+                steps.push(step(Action::StopUnit(build.unit.clone()), "pod stopped"));
+            }
+        }
         for c in desired.containers.iter().rev() {
             if is_up(observed.units.get(&c.unit)) {
                 steps.push(step(Action::StopUnit(c.unit.clone()), "pod stopped"));
@@ -409,6 +447,7 @@ mod tests {
         berth_model::UnitSettings {
             shim_path: "/usr/bin/berth-shim".into(),
             shim_environment: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -526,6 +565,7 @@ mod tests {
             .map(|s| match &s.action {
                 Action::CreateContainer(spec) => format!("create {}", spec.name),
                 Action::WriteUnitFile { name, .. } => format!("write {name}"),
+                Action::PrepareBuild(build) => format!("prepare {}", build.task.build),
                 other => format!("{other:?}"),
             })
             .collect()
@@ -716,6 +756,76 @@ mod tests {
         assert!(
             !got.contains(&"RemoveVolume(\"berth.web.data\")".to_owned()),
             "{got:?}"
+        );
+    }
+
+    fn build_pod() -> DesiredPod {
+        let json = r#"{"name":"a.site-1-build-0","containers":[{"name":"build","image":"b",
+            "restart":"never"}],"build":{"build":"a.site-1","strategy":{"docker":{}},
+            "input":{"git":{"url":"https://git.example/site.git","ref":"main"}},
+            "output":"h1:5000/a/site:latest"}}"#;
+        let record = PodRecord {
+            pod: serde_json::from_str(json).unwrap(),
+            host_ports: vec![],
+            desired: Desired::Running,
+            source: crate::store::Source::Master,
+        };
+        desired_pod(&record, &host()).unwrap()
+    }
+
+    const BUILD_UNIT: &str = "berth-a.site\\x2d1\\x2dbuild\\x2d0-build.service";
+
+    #[test]
+    fn a_build_pod_is_prepared_then_started_once_with_no_container_or_pull() {
+        let d = build_pod();
+        let got = actions(&plan(Some(&d), &ObservedPod::default(), Intent::Start));
+        assert_eq!(
+            got,
+            [
+                "prepare a.site-1".to_owned(),
+                "write berth-a.site\\x2d1\\x2dbuild\\x2d0.slice".to_owned(),
+                format!("write {BUILD_UNIT}"),
+                format!("Enable([{BUILD_UNIT:?}])"),
+                format!("StartUnit({BUILD_UNIT:?})"),
+            ]
+        );
+
+        // Once prepared, nothing starts it again: not converging, not a
+        // start, whether it runs, succeeded or failed.
+        let mut o = ObservedPod {
+            build_dir: true,
+            build_prepared: true,
+            enabled: [BUILD_UNIT.to_owned()].into(),
+            ..ObservedPod::default()
+        };
+        for f in &d.unit_files {
+            o.unit_files.insert(f.name.clone(), f.contents.clone());
+        }
+        for state in ["active", "inactive", "failed"] {
+            o.units.insert(
+                BUILD_UNIT.to_owned(),
+                UnitState {
+                    active_state: state.into(),
+                    ..Default::default()
+                },
+            );
+            for intent in [Intent::Converge, Intent::Start, Intent::Restart] {
+                assert_eq!(plan(Some(&d), &o, intent), [], "{state} {intent:?}");
+            }
+        }
+
+        // Removed: the runner is stopped (it removes its containers), its
+        // unit and directory go.
+        o.units.insert(BUILD_UNIT.to_owned(), active());
+        assert_eq!(
+            actions(&plan(None, &o, Intent::Converge)),
+            [
+                format!("StopUnit({BUILD_UNIT:?})"),
+                format!("Disable([{BUILD_UNIT:?}])"),
+                format!("RemoveUnitFile({BUILD_UNIT:?})"),
+                "RemoveUnitFile(\"berth-a.site\\\\x2d1\\\\x2dbuild\\\\x2d0.slice\")".to_owned(),
+                "RemoveBuildDir".to_owned(),
+            ]
         );
     }
 }

@@ -345,3 +345,114 @@ async fn a_replacement_that_does_not_start_leaves_neither_pod() {
     let failure = status.start_failure.as_ref().expect("a start failure");
     assert_eq!(failure.reason, EventKind::ImagePullFailed.as_str());
 }
+
+fn build_pod(url: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "name": "site-1-build-0",
+        "containers": [{"name": "build", "image": "builder", "restart": "never"}],
+        "build": {
+            "build": "site-1",
+            "strategy": {"source": {"builderImage": "h1:5000/default/builder@sha256:00"}},
+            "input": {"git": {"url": url, "ref": "main"}},
+            "output": "h1:5000/default/site:latest",
+        },
+    }))
+    .expect("a build pod")
+}
+
+const BUILD_UNIT: &str = "berth-site\\x2d1\\x2dbuild\\x2d0-build.service";
+
+#[tokio::test]
+async fn a_build_whose_input_cannot_be_fetched_fails_visibly_and_leaves_nothing() {
+    let f = fixture();
+    let pod = build_pod("https://127.0.0.1:1/nowhere.git");
+    let synced = f.runtime.sync_assigned(std::slice::from_ref(&pod)).await;
+    assert_eq!(synced.failures.len(), 1, "{:?}", synced.failures);
+    assert_eq!(
+        f.host.take_effects(),
+        Vec::<String>::new(),
+        "no pull, no container, no start"
+    );
+    assert!(!f.state_dir.path().join("builds/site-1-build-0").exists());
+    assert!(!f.state_dir.path().join("units").join(BUILD_UNIT).exists());
+
+    // The master sees a failed attempt, with git's word on why.
+    let (statuses, _) = f.runtime.master_pod_statuses().await;
+    let [status] = statuses.as_slice() else {
+        panic!("one status: {statuses:?}")
+    };
+    assert_eq!(status.phase, PodPhase::Failed);
+    let failure = status.start_failure.as_ref().expect("a start failure");
+    assert_eq!(failure.reason, EventKind::StartFailed.as_str());
+    assert!(
+        failure.message.contains(
+            "prepare build site-1: cloning branch main of https://127.0.0.1:1/nowhere.git"
+        ),
+        "{}",
+        failure.message
+    );
+    assert_eq!(status.containers[0].reason.as_ref(), Some(&failure.message));
+    let events = f.host.events();
+    assert_eq!(
+        (events[0].0, events[0].1.as_str()),
+        (EventKind::StartFailed, "site-1-build-0")
+    );
+}
+
+#[test]
+fn a_build_pods_phase_is_its_runners_exit_and_never_started_is_pending() {
+    use std::collections::HashMap;
+
+    let record = crate::store::PodRecord {
+        pod: build_pod("https://git.example/site.git"),
+        host_ports: Vec::new(),
+        desired: crate::store::Desired::Running,
+        source: Source::Master,
+    };
+    let status = |active: &str, main_exit: Option<i64>| {
+        let state = crate::systemd::UnitState {
+            active_state: active.to_owned(),
+            sub_state: "dead".to_owned(),
+            main_exit,
+            status_text: match main_exit {
+                Some(0) => "pushed h1:5000/default/site@sha256:ab".to_owned(),
+                Some(_) => "build failed: assemble failed with exit code 3".to_owned(),
+                None => String::new(),
+            },
+            ..Default::default()
+        };
+        let states = HashMap::from([(BUILD_UNIT.to_owned(), state)]);
+        super::pod_status(&record, &states, &HashMap::new())
+    };
+    // The runner ended well; its unit remains active (exited).
+    let done = status("active", Some(0));
+    assert_eq!(done.phase, PodPhase::Succeeded);
+    assert_eq!(done.containers[0].state, "inactive");
+    assert_eq!(done.containers[0].unit, BUILD_UNIT);
+    assert_eq!(
+        done.containers[0].reason.as_deref(),
+        Some("pushed h1:5000/default/site@sha256:ab")
+    );
+    let failed = status("failed", Some(1));
+    assert_eq!(failed.phase, PodPhase::Failed);
+    assert_eq!(failed.containers[0].exit_code, Some(1));
+    assert_eq!(
+        failed.containers[0].reason.as_deref(),
+        Some("build failed: assemble failed with exit code 3")
+    );
+    assert_eq!(status("active", None).phase, PodPhase::Running);
+    // Loaded but never run (or not since a reboot): no exit to read.
+    let mut never = status("inactive", None);
+    assert_eq!(never.phase, PodPhase::Pending);
+    // Prepared before a reboot, it never will run: it failed.
+    super::interrupted(&mut never);
+    assert_eq!(never.phase, PodPhase::Failed);
+    assert_eq!(
+        never.containers[0].reason.as_deref(),
+        Some(super::INTERRUPTED)
+    );
+    assert_eq!(
+        super::pod_status(&record, &HashMap::new(), &HashMap::new()).phase,
+        PodPhase::Pending
+    );
+}

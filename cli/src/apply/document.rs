@@ -9,7 +9,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use berth_model::link::validate_links;
-use berth_model::{validate_dns_label, CronJob, Job, Link, Route, Service, ValidationErrors};
+use berth_model::{
+    validate_dns_label, BuildConfig, CronJob, Job, Link, Route, Service, ValidationErrors,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
@@ -107,10 +109,12 @@ pub enum Object {
     Job(Job),
     /// A cron job.
     CronJob(CronJob),
+    /// A build config.
+    BuildConfig(BuildConfig),
 }
 
 /// The kinds a document may have, as `kind:` spells them.
-pub const KINDS: [&str; 5] = ["Service", "Link", "Route", "Job", "CronJob"];
+pub const KINDS: [&str; 6] = ["Service", "Link", "Route", "Job", "CronJob", "BuildConfig"];
 
 impl Object {
     /// `service`, `link`, ...: how `berth apply` prints the kind.
@@ -121,6 +125,7 @@ impl Object {
             Object::Route(_) => "route",
             Object::Job(_) => "job",
             Object::CronJob(_) => "cronjob",
+            Object::BuildConfig(_) => "buildconfig",
         }
     }
 
@@ -132,6 +137,7 @@ impl Object {
             Object::Route(r) => r.name.clone(),
             Object::Job(j) => j.name.clone(),
             Object::CronJob(c) => c.name.clone(),
+            Object::BuildConfig(b) => b.name.clone(),
         }
     }
 
@@ -143,6 +149,7 @@ impl Object {
             Object::Route(r) => Some(&r.labels),
             Object::Job(j) => Some(&j.labels),
             Object::CronJob(c) => Some(&c.labels),
+            Object::BuildConfig(b) => Some(&b.labels),
         }
     }
 
@@ -155,6 +162,7 @@ impl Object {
             Object::Route(r) => r.validate(),
             Object::Job(j) => j.clone().completed().validate(),
             Object::CronJob(c) => c.validate(),
+            Object::BuildConfig(b) => b.validate(),
         }
     }
 }
@@ -273,6 +281,7 @@ fn read_object(value: Value) -> Result<Object, (Option<String>, String)> {
         "Route" => Object::Route(fields(value)?),
         "Job" => Object::Job(fields(value)?),
         "CronJob" => Object::CronJob(fields(value)?),
+        "BuildConfig" => Object::BuildConfig(fields_as_json(value)?),
         other => {
             return Err((
                 Some("kind".into()),
@@ -285,6 +294,18 @@ fn read_object(value: Value) -> Result<Object, (Option<String>, String)> {
 /// The kind's fields, or the path of the first one that does not fit.
 fn fields<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        (field, e.into_inner().to_string())
+    })
+}
+
+/// Like [`fields`], read as the API's JSON reads it: YAML's own reading of
+/// an externally tagged enum wants a YAML tag (`!source`), where the API
+/// and `describe -o yaml` write a one-key map (`source: {...}`).
+fn fields_as_json<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, String)> {
+    let json = serde_json::to_value(&value).map_err(|e| (None, e.to_string()))?;
+    serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let field = (path != ".").then_some(path);
         (field, e.into_inner().to_string())
@@ -418,11 +439,11 @@ template:
     fn kinds_must_be_known() {
         assert_eq!(
             problems("name: web\n"),
-            ["web.yaml: document 1: kind: missing: one of Service, Link, Route, Job, CronJob"]
+            ["web.yaml: document 1: kind: missing: one of Service, Link, Route, Job, CronJob, BuildConfig"]
         );
         assert_eq!(
             problems("kind: Pod\nname: web\n"),
-            ["web.yaml: document 1: kind: unknown kind \"Pod\": one of Service, Link, Route, Job, CronJob"]
+            ["web.yaml: document 1: kind: unknown kind \"Pod\": one of Service, Link, Route, Job, CronJob, BuildConfig"]
         );
     }
 

@@ -163,6 +163,7 @@ async fn planned(client: &MasterClient, args: &ApplyArgs) -> anyhow::Result<(Vec
         routes: client.list_routes().await?.routes,
         jobs: client.list_jobs().await?,
         cron_jobs: client.list_cron_jobs().await?,
+        build_configs: client.list_build_configs().await?,
     };
     let steps = plan::plan(&documents, &current, args.prune_selector().as_ref())
         .map_err(InvalidDocuments)?;
@@ -271,12 +272,21 @@ async fn carry_out(client: &MasterClient, step: &Step, write: &Write) -> anyhow:
             let answer = client.replace_cron_job(cron).await?;
             written(cron.resource_version, answer.resource_version)
         }
+        Write::CreateBuildConfig(config) => {
+            client.create_build_config(config).await?;
+            Outcome::Created
+        }
+        Write::UpdateBuildConfig(config) => {
+            let answer = client.replace_build_config(config).await?;
+            written(config.resource_version, answer.resource_version)
+        }
         Write::Delete => {
             match step.kind {
                 "service" => drop(client.delete_service(&step.name).await?),
                 "route" => drop(client.delete_route(&step.name).await?),
                 "job" => drop(client.delete_job(&step.name).await?),
                 "cronjob" => drop(client.delete_cron_job(&step.name).await?),
+                "buildconfig" => drop(client.delete_build_config(&step.name).await?),
                 other => anyhow::bail!("cannot prune a {other}"),
             }
             Outcome::Pruned

@@ -7,7 +7,7 @@
 
 use berth_model::api::Versioned;
 use berth_model::labels::matches;
-use berth_model::{CronJob, Job, Labels, Link, Route, Service};
+use berth_model::{BuildConfig, CronJob, Job, Labels, Link, Route, Service};
 use serde::Serialize;
 
 use super::document::{Document, LinkDocument, Object, Problem, Source};
@@ -23,6 +23,8 @@ pub struct Current {
     pub jobs: Vec<Versioned<Job>>,
     /// Its cron jobs.
     pub cron_jobs: Vec<Versioned<CronJob>>,
+    /// Its build configs.
+    pub build_configs: Vec<Versioned<BuildConfig>>,
 }
 
 /// What happens to one object.
@@ -72,6 +74,10 @@ pub enum Write {
     CreateCronJob(CronJob),
     /// `PUT /v1/cronjobs/{name}` with the revision read.
     UpdateCronJob(Versioned<CronJob>),
+    /// `POST /v1/buildconfigs`.
+    CreateBuildConfig(BuildConfig),
+    /// `PUT /v1/buildconfigs/{name}` with the revision read.
+    UpdateBuildConfig(Versioned<BuildConfig>),
     /// `DELETE /v1/{kind}/{name}` of a pruned object.
     Delete,
 }
@@ -125,6 +131,7 @@ pub fn plan(
         match &document.object {
             Object::Route(route) => steps.push(route_step(route, current)),
             Object::CronJob(cron) => steps.push(cron_step(cron, current)),
+            Object::BuildConfig(config) => steps.push(build_config_step(config, current)),
             _ => {}
         }
     }
@@ -388,6 +395,41 @@ fn cron_step(cron: &CronJob, current: &Current) -> Step {
     }
 }
 
+fn build_config_step(config: &BuildConfig, current: &Current) -> Step {
+    let existing = current
+        .build_configs
+        .iter()
+        .find(|c| c.object.name == config.name);
+    let mut wanted = config.clone();
+    let Some(existing) = existing else {
+        return Step {
+            kind: "buildconfig",
+            name: config.name.clone(),
+            outcome: Outcome::Created,
+            after: Some(shown_yaml("BuildConfig", &wanted.clone().redacted())),
+            write: Some(Write::CreateBuildConfig(wanted)),
+            before: None,
+        };
+    };
+    // Where it pushes and how many builds it had are the master's.
+    wanted
+        .output_image
+        .clone_from(&existing.object.output_image);
+    wanted.last_version = existing.object.last_version;
+    let outcome = compare(&wanted, &existing.object, BuildConfig::redacted);
+    Step {
+        kind: "buildconfig",
+        name: config.name.clone(),
+        outcome,
+        before: Some(shown_yaml("BuildConfig", &existing.object)),
+        after: Some(shown_yaml("BuildConfig", &wanted.clone().redacted())),
+        write: (outcome != Outcome::Unchanged).then_some(Write::UpdateBuildConfig(Versioned {
+            resource_version: existing.resource_version,
+            object: wanted,
+        })),
+    }
+}
+
 /// A job is fixed once made: the same one again is unchanged, another
 /// of its name cannot be applied.
 fn job_step(job: &Job, current: &Current) -> Result<Step, String> {
@@ -455,6 +497,15 @@ fn pruned(documents: &[Document], current: &Current, selector: &Labels) -> Vec<S
     for j in &current.jobs {
         let j = &j.object;
         prune("job", &j.name, &j.labels, shown_yaml("Job", j));
+    }
+    for b in &current.build_configs {
+        let b = &b.object;
+        prune(
+            "buildconfig",
+            &b.name,
+            &b.labels,
+            shown_yaml("BuildConfig", b),
+        );
     }
     for s in &current.services {
         let s = &s.object;
@@ -574,6 +625,45 @@ service: web
         assert!(steps[1..].iter().all(|s| s.outcome == Outcome::Unchanged));
         let diff = super::super::diff_text(&steps, None);
         assert!(diff.contains("-replicas: 2\n+replicas: 3\n"), "{diff}");
+    }
+
+    #[test]
+    fn a_build_config_as_described_is_unchanged_and_an_edit_is_sent() {
+        const BUILD: &str = "kind: BuildConfig
+name: site
+strategy: {source: {builder: 'builder:latest'}}
+git: {url: 'git://h1/site.git'}
+to: 'site:latest'
+";
+        let steps = plan(&documents(BUILD), &Current::default(), None).expect("plan");
+        assert_eq!(lines(&steps), ["buildconfig/site created"]);
+        // As the master shows it: where it pushes and its count are the
+        // master's, its secret blank.
+        let Object::BuildConfig(mut stored) = documents(BUILD).remove(0).object else {
+            panic!("a build config")
+        };
+        stored.output_image = "h1:5000/default/site:latest".into();
+        stored.last_version = 4;
+        let current = Current {
+            build_configs: vec![Versioned {
+                resource_version: 9,
+                object: stored,
+            }],
+            ..Current::default()
+        };
+        let steps = plan(&documents(BUILD), &current, None).expect("plan");
+        assert_eq!(lines(&steps), ["buildconfig/site unchanged"]);
+        let edited = BUILD.replace("site.git", "site2.git");
+        let steps = plan(&documents(&edited), &current, None).expect("plan");
+        match &steps[0].write {
+            Some(Write::UpdateBuildConfig(config)) => {
+                assert_eq!(
+                    (config.resource_version, config.object.last_version),
+                    (9, 4)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -212,6 +212,7 @@ mod tests {
         Some(UnitSettings {
             shim_path: "/usr/lib/berth/berth-shim".into(),
             shim_environment: Vec::new(),
+            ..Default::default()
         })
     }
 

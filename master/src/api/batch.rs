@@ -1,7 +1,9 @@
 //! `POST /v1/[projects/P/]batch`: several objects (services, links,
 //! routes, jobs, cron jobs) created in one store commit, all or nothing,
 //! as `berth new-app` creates a template's objects. A link, as `berth
-//! apply` spells it, is added to its service, which must be in the batch. Each object is completed and
+//! apply` spells it, is added to its service: one of the batch, or an
+//! existing one (`berth new-app --link-to web`), which the same commit
+//! updates, as `POST .../links` would. Each object is completed and
 //! checked exactly as its kind's own create does ([`Resource`]); the
 //! objects of the batch may refer to each other (a service linking to
 //! another of the batch, a route to one), so references are checked
@@ -14,7 +16,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use berth_model::{CronJob, Job, Route, Service};
+use berth_model::link::validate_links;
+use berth_model::project::qualify;
+use berth_model::{BuildConfig, CronJob, Job, Link, Role, Route, Service, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -25,7 +29,7 @@ use crate::resource::{self, Resource, Settings};
 use crate::store::{Entry, Op, Store, StoreError, StoreFuture, Watch};
 
 /// The kinds a batch may hold, as `kind:` spells them.
-const KINDS: [&str; 5] = ["Service", "Link", "Route", "Job", "CronJob"];
+const KINDS: [&str; 6] = ["Service", "Link", "Route", "Job", "CronJob", "BuildConfig"];
 
 /// What a batch request holds.
 #[derive(Debug, Deserialize)]
@@ -51,6 +55,7 @@ enum Prepared {
     Route(Route),
     Job(Job),
     CronJob(CronJob),
+    BuildConfig(BuildConfig),
 }
 
 /// `POST /v1/batch`: creates every object, or none.
@@ -61,7 +66,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<BatchCreated>), ApiFailure> {
     let request: BatchRequest = parse("batch", &body)?;
     let project = in_project.name.clone();
-    let settings = state.settings(&project);
+    let shared = state.shared_with(&project).await?;
+    let settings = state.settings(&project, &shared);
     let mut objects = request.objects;
     if objects.is_empty() {
         return Err(ApiFailure::field(
@@ -75,7 +81,7 @@ pub async fn create(
             "must be an object with its kind",
         ));
     }
-    let links = fold_links(&mut objects)?;
+    let (links, outside) = fold_links(&mut objects)?;
     let mut prepared = Vec::new();
     for (index, value) in objects.into_iter().enumerate() {
         if !value.is_null() {
@@ -105,11 +111,17 @@ pub async fn create(
             Prepared::Route(o) => checked(&state, &pending, o, &by).await,
             Prepared::Job(o) => checked(&state, &pending, o, &by).await,
             Prepared::CronJob(o) => checked(&state, &pending, o, &by).await,
+            Prepared::BuildConfig(o) => checked(&state, &pending, o, &by).await,
         };
         ops.extend(found.map_err(|e| e.about(&object.named(index)))?);
         created.push((index, object.shown()));
     }
     created.extend(links);
+    for (service, added) in group_by_service(outside) {
+        let (op, shown) = link_existing(&state, &pending, &in_project, &service, added).await?;
+        ops.push(op);
+        created.extend(shown);
+    }
     created.sort();
     let revision = state.store.apply(ops).await.map_err(|e| match e {
         // Two objects of the batch claiming one key (two routes of one
@@ -129,11 +141,19 @@ pub async fn create(
     ))
 }
 
+/// A link to add to a service outside the batch: its object's index,
+/// the service's name as sent, and the link as a service holds it.
+type Outside = (usize, String, serde_json::Map<String, Value>);
+
+/// A link as the answer lists it (`link/web->db:5432`), with its index.
+type Shown = (usize, String);
+
 /// Adds each `Link` object to the links of the batch's service it names,
 /// leaving null in its place; answers the links as `link/web->db:5432`,
-/// each with its index.
-fn fold_links(objects: &mut [Value]) -> Result<Vec<(usize, String)>, ApiFailure> {
+/// each with its index, and the links of services outside the batch.
+fn fold_links(objects: &mut [Value]) -> Result<(Vec<Shown>, Vec<Outside>), ApiFailure> {
     let mut links = Vec::new();
+    let mut outside = Vec::new();
     for index in 0..objects.len() {
         if objects[index].get("kind").and_then(Value::as_str) != Some("Link") {
             continue;
@@ -150,16 +170,6 @@ fn fold_links(objects: &mut [Value]) -> Result<Vec<(usize, String)>, ApiFailure>
             ));
         };
         let port = fields.get("port").cloned().unwrap_or(Value::Null);
-        let owner = objects.iter_mut().find(|o| {
-            o.get("kind").and_then(Value::as_str) == Some("Service")
-                && o.get("name").and_then(Value::as_str) == Some(service.as_str())
-        });
-        let Some(Value::Object(owner)) = owner else {
-            return Err(ApiFailure::field(
-                &format!("objects[{index}].service"),
-                format!("{service} is not a service of the batch"),
-            ));
-        };
         let mut link = serde_json::Map::new();
         link.insert("service".into(), Value::String(target.clone()));
         link.insert("port".into(), port.clone());
@@ -172,6 +182,14 @@ fn fold_links(objects: &mut [Value]) -> Result<Vec<(usize, String)>, ApiFailure>
                 link.insert(to.into(), value.clone());
             }
         }
+        let owner = objects.iter_mut().find(|o| {
+            o.get("kind").and_then(Value::as_str) == Some("Service")
+                && o.get("name").and_then(Value::as_str) == Some(service.as_str())
+        });
+        let Some(Value::Object(owner)) = owner else {
+            outside.push((index, service, link));
+            continue;
+        };
         match owner
             .entry("links")
             .or_insert_with(|| Value::Array(Vec::new()))
@@ -186,7 +204,88 @@ fn fold_links(objects: &mut [Value]) -> Result<Vec<(usize, String)>, ApiFailure>
         }
         links.push((index, format!("link/{service}->{target}:{port}")));
     }
-    Ok(links)
+    Ok((links, outside))
+}
+
+/// The links to services outside the batch, by service, in the order
+/// sent.
+fn group_by_service(outside: Vec<Outside>) -> BTreeMap<String, Vec<(usize, Value)>> {
+    let mut grouped: BTreeMap<String, Vec<(usize, Value)>> = BTreeMap::new();
+    for (index, service, link) in outside {
+        grouped
+            .entry(service)
+            .or_default()
+            .push((index, Value::Object(link)));
+    }
+    grouped
+}
+
+/// The update that adds `added` to existing service `service`, checked as
+/// `POST .../links` checks one (the targets may be the batch's), and the
+/// links as the answer lists them. A link the service has already is
+/// kept once.
+async fn link_existing(
+    state: &AppState,
+    pending: &Pending,
+    in_project: &InProject,
+    service: &str,
+    added: Vec<(usize, Value)>,
+) -> Result<(Op, Vec<(usize, String)>), ApiFailure> {
+    in_project.require(Role::Edit)?;
+    let first = added.first().map_or(0, |(index, _)| *index);
+    let name = qualify(&in_project.name, service);
+    let Some(current) = resource::get::<Service>(state.store.as_ref(), &name).await? else {
+        return Err(ApiFailure::field(
+            &format!("objects[{first}].service"),
+            format!("{service} is neither a service of the batch nor an existing one"),
+        ));
+    };
+    let mut seen = current.object.clone().unqualified();
+    let mut shown = Vec::new();
+    let mut news = Vec::new();
+    for (index, value) in added {
+        let link: Link = serde_json::from_value(value).map_err(|e| {
+            ApiFailure::field(
+                &format!("objects[{index}]"),
+                format!("not a valid link: {e}"),
+            )
+        })?;
+        shown.push((
+            index,
+            format!("link/{service}->{}:{}", link.service, link.port),
+        ));
+        if !seen.links.contains(&link) {
+            seen.links.push(link);
+            news.push(index);
+        }
+    }
+    let mut all = ValidationErrors::new();
+    validate_links("links", &seen.name, &seen.links, &mut all);
+    if let Some(e) = all.errors().first() {
+        return Err(ApiFailure::field(
+            &format!("objects[{first}]"),
+            format!("service {service}: {}: {}", e.field, e.message),
+        ));
+    }
+    let updated = seen.qualified(&in_project.name);
+    let new_links = &updated.links[updated.links.len() - news.len()..];
+    for (index, link) in news.iter().zip(new_links) {
+        if let Some(problem) =
+            crate::resource::service::link_target_problem(pending, &name, &link.service).await?
+        {
+            return Err(ApiFailure::field(
+                &format!("objects[{index}].target"),
+                problem,
+            ));
+        }
+    }
+    let op = crate::objects::update(
+        crate::objects::SERVICES,
+        &name,
+        &updated,
+        current.resource_version,
+    );
+    Ok((op, shown))
 }
 
 /// Object `index` read as its kind, completed and checked alone, then
@@ -212,6 +311,7 @@ fn prepare(
         "Route" => Prepared::Route(read(&at, fields, settings, in_project)?),
         "Job" => Prepared::Job(read(&at, fields, settings, in_project)?),
         "CronJob" => Prepared::CronJob(read(&at, fields, settings, in_project)?),
+        "BuildConfig" => Prepared::BuildConfig(read(&at, fields, settings, in_project)?),
         other => {
             return Err(ApiFailure::field(
                 &format!("{at}.kind"),
@@ -282,6 +382,7 @@ impl Prepared {
             Prepared::Route(o) => resource::create_ops(o),
             Prepared::Job(o) => resource::create_ops(o),
             Prepared::CronJob(o) => resource::create_ops(o),
+            Prepared::BuildConfig(o) => resource::create_ops(o),
         }
     }
 
@@ -292,6 +393,7 @@ impl Prepared {
             Prepared::Route(o) => (Route::KIND, o.name()),
             Prepared::Job(o) => (Job::KIND, o.name()),
             Prepared::CronJob(o) => (CronJob::KIND, o.name()),
+            Prepared::BuildConfig(o) => (BuildConfig::KIND, o.name()),
         };
         format!("{kind}/{}", berth_model::project::unqualified(name))
     }

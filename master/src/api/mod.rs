@@ -4,12 +4,14 @@
 
 mod audit;
 mod batch;
+mod builds;
 mod cron;
 mod deployments;
 mod endpoints;
 mod events;
+mod export;
 mod extract;
-mod image_streams;
+pub mod image_streams;
 mod jobs;
 mod join;
 mod links;
@@ -21,9 +23,11 @@ mod pods;
 mod project;
 mod projects;
 mod prometheus;
+mod registry;
 pub mod resource;
 mod routes;
 mod services;
+mod shared_templates;
 mod users;
 mod watch;
 
@@ -36,8 +40,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
-    ApiError, ClusterPod, CronJob, Deployment, FieldError, ImageStream, Job, Project, Route,
-    Service, Template, ValidationErrors, MAX_REQUEST_BODY_BYTES,
+    ApiError, Build, BuildConfig, ClusterPod, CronJob, Deployment, FieldError, ImageStream, Job,
+    Project, Route, Service, Template, ValidationErrors, MAX_REQUEST_BODY_BYTES,
 };
 
 use crate::auth::{self, Caller};
@@ -72,6 +76,10 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::MetricsCache>,
     /// The master's own figures, served at `/metrics`.
     pub instruments: Arc<crate::instruments::Instruments>,
+    /// The integrated registry's keys and address (when serving TLS).
+    pub registry: Option<Arc<crate::registry::Registry>>,
+    /// Where binary builds' inputs are kept, by digest.
+    pub build_inputs: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for AppState {
@@ -113,6 +121,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{name}", get(users::get).delete(users::delete))
         .route("/v1/users/{name}/token", post(users::new_user_token))
         .route("/v1/whoami", get(users::whoami))
+        .route("/v1/registry", get(registry::info))
+        .route("/v1/registry/token", get(registry::token))
+        .route("/v1/buildinputs/{digest}", get(builds::input))
+        .route("/v1/registry/events", post(registry::events))
+        .route("/v1/registry/prune", post(registry::prune))
+        .route(
+            "/v1/shared/templates",
+            get(shared_templates::list).post(shared_templates::create),
+        )
+        .route(
+            "/v1/shared/templates/{name}",
+            get(shared_templates::get)
+                .put(shared_templates::update)
+                .delete(shared_templates::delete),
+        )
         .merge(in_project("/v1"))
         .merge(in_project("/v1/projects/{project}"))
         .route("/v1/routes/{name}/rejected", post(routes::rejected))
@@ -148,8 +171,9 @@ pub fn router(state: AppState) -> Router {
 /// The paths of a project's objects, after `/v1` (the default project's)
 /// and after `/v1/projects/{project}`: [`in_project`] serves them, and the
 /// OpenAPI document copies their description.
-pub const PROJECT_PATHS: [&str; 37] = [
+pub const PROJECT_PATHS: [&str; 50] = [
     "/batch",
+    "/export",
     "/services",
     "/services/{name}",
     "/services/{name}/scale",
@@ -165,6 +189,9 @@ pub const PROJECT_PATHS: [&str; 37] = [
     "/imagestreams",
     "/imagestreams/{name}",
     "/imagestreams/{name}/tags",
+    "/imagestreams/{name}/import",
+    "/imagestreams/{name}/share",
+    "/usage",
     "/imagestreams/{name}/webhook",
     "/imagestreams/{name}/webhook/{secret}",
     "/services/{name}/links",
@@ -182,6 +209,15 @@ pub const PROJECT_PATHS: [&str; 37] = [
     "/cronjobs",
     "/cronjobs/{name}",
     "/cronjobs/{name}/trigger",
+    "/buildconfigs",
+    "/buildconfigs/{name}",
+    "/buildconfigs/{name}/instantiate",
+    "/buildconfigs/{name}/instantiatebinary",
+    "/buildconfigs/{name}/webhooks",
+    "/buildconfigs/{name}/webhooks/{secret}/{kind}",
+    "/builds",
+    "/builds/{name}",
+    "/builds/{name}/cancel",
     "/endpoints",
     "/events",
     "/logs",
@@ -193,6 +229,7 @@ pub const PROJECT_PATHS: [&str; 37] = [
 fn in_project(prefix: &str) -> Router<AppState> {
     Router::new()
         .route(&format!("{prefix}/batch"), post(batch::create))
+        .route(&format!("{prefix}/export"), post(export::export))
         .route(
             &format!("{prefix}/templates"),
             get(resource::list::<Template>).post(resource::create::<Template>),
@@ -268,6 +305,15 @@ fn in_project(prefix: &str) -> Router<AppState> {
             post(image_streams::tag),
         )
         .route(
+            &format!("{prefix}/imagestreams/{{name}}/import"),
+            post(image_streams::import),
+        )
+        .route(
+            &format!("{prefix}/imagestreams/{{name}}/share"),
+            post(image_streams::share),
+        )
+        .route(&format!("{prefix}/usage"), get(registry::usage))
+        .route(
             &format!("{prefix}/imagestreams/{{name}}/webhook"),
             get(image_streams::webhook_path),
         )
@@ -327,6 +373,42 @@ fn in_project(prefix: &str) -> Router<AppState> {
         .route(
             &format!("{prefix}/cronjobs/{{name}}/trigger"),
             post(cron::trigger),
+        )
+        .route(
+            &format!("{prefix}/buildconfigs"),
+            get(resource::list::<BuildConfig>).post(resource::create::<BuildConfig>),
+        )
+        .route(
+            &format!("{prefix}/buildconfigs/{{name}}"),
+            get(resource::get::<BuildConfig>)
+                .put(resource::update::<BuildConfig>)
+                .delete(resource::delete::<BuildConfig>),
+        )
+        .route(
+            &format!("{prefix}/buildconfigs/{{name}}/instantiate"),
+            post(builds::instantiate),
+        )
+        .route(
+            &format!("{prefix}/buildconfigs/{{name}}/instantiatebinary"),
+            post(builds::instantiate_binary)
+                .layer(DefaultBodyLimit::max(builds::MAX_BUILD_INPUT_BYTES)),
+        )
+        .route(
+            &format!("{prefix}/buildconfigs/{{name}}/webhooks"),
+            get(builds::webhook_paths),
+        )
+        .route(
+            &format!("{prefix}/buildconfigs/{{name}}/webhooks/{{secret}}/{{kind}}"),
+            post(builds::webhook),
+        )
+        .route(&format!("{prefix}/builds"), get(resource::list::<Build>))
+        .route(
+            &format!("{prefix}/builds/{{name}}"),
+            get(resource::get::<Build>),
+        )
+        .route(
+            &format!("{prefix}/builds/{{name}}/cancel"),
+            post(builds::cancel),
         )
         .route(&format!("{prefix}/endpoints"), get(endpoints::list))
         .route(&format!("{prefix}/events"), get(events::list))
@@ -449,27 +531,33 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(auth::bearer)
             .ok_or_else(|| ApiFailure::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
-        let hash = auth::hash(token);
-        if auth::same_secret(&hash, &state.admin_token_hash) {
-            return Ok(Caller::Admin);
-        }
-        if let Some(user) = auth::user_of_token(token) {
-            return user_caller(state, user, &hash).await;
-        }
-        // Node credentials are `<node>.<secret>`, so the lookup needs no scan.
-        if let Some((node, _)) = token.split_once('.') {
-            if let Some(entry) = state
-                .store
-                .get(&objects::key(NODE_CREDENTIALS, node))
-                .await?
-            {
-                if auth::same_secret(&hash, &String::from_utf8_lossy(&entry.value)) {
-                    return Ok(Caller::Node(node.to_owned()));
-                }
+        identify(state, token).await
+    }
+}
+
+/// Who carries `token`: the admin, a user, or a node; 401 for anything
+/// else.
+pub async fn identify(state: &AppState, token: &str) -> Result<Caller, ApiFailure> {
+    let hash = auth::hash(token);
+    if auth::same_secret(&hash, &state.admin_token_hash) {
+        return Ok(Caller::Admin);
+    }
+    if let Some(user) = auth::user_of_token(token) {
+        return user_caller(state, user, &hash).await;
+    }
+    // Node credentials are `<node>.<secret>`, so the lookup needs no scan.
+    if let Some((node, _)) = token.split_once('.') {
+        if let Some(entry) = state
+            .store
+            .get(&objects::key(NODE_CREDENTIALS, node))
+            .await?
+        {
+            if auth::same_secret(&hash, &String::from_utf8_lossy(&entry.value)) {
+                return Ok(Caller::Node(node.to_owned()));
             }
         }
-        Err(ApiFailure::new(StatusCode::UNAUTHORIZED, "invalid token"))
     }
+    Err(ApiFailure::new(StatusCode::UNAUTHORIZED, "invalid token"))
 }
 
 /// The user whose token hashes to `hash`, unless it was revoked (its hash

@@ -31,6 +31,26 @@ pub struct InProject {
 }
 
 impl InProject {
+    /// The cluster admin in the default project: for cluster-wide kinds
+    /// whose handlers have checked the caller themselves.
+    pub fn cluster_admin() -> Self {
+        InProject {
+            name: DEFAULT_PROJECT.to_owned(),
+            caller: Caller::Admin,
+            role: None,
+        }
+    }
+
+    /// Where this project's API paths start: `/v1` for the default
+    /// project, `/v1/projects/NAME` for the others.
+    pub fn api_prefix(&self) -> String {
+        if self.name == DEFAULT_PROJECT {
+            "/v1".to_owned()
+        } else {
+            format!("/v1/projects/{}", self.name)
+        }
+    }
+
     /// The cluster's name of `R` object `name` in this project.
     pub fn qualify<R: Resource>(&self, name: &str) -> String {
         match R::SCOPE {

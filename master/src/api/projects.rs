@@ -9,7 +9,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use berth_model::api::Versioned;
 use berth_model::project::{in_project, DEFAULT_PROJECT};
-use berth_model::{ClusterPod, Event, EventKind, Project, Role, Route, Service, User};
+use berth_model::{
+    BuildConfig, ClusterPod, CronJob, Event, EventKind, ImageStream, Job, Project, Role, Route,
+    Service, User,
+};
 
 use super::extract::Body;
 use super::project::Named;
@@ -137,6 +140,11 @@ pub async fn delete(
         .into_iter()
         .chain(contents_of::<Route>(store, &named.name).await?)
         .chain(contents_of::<ClusterPod>(store, &named.name).await?)
+        .chain(contents_of::<Job>(store, &named.name).await?)
+        .chain(contents_of::<CronJob>(store, &named.name).await?)
+        .chain(contents_of::<ImageStream>(store, &named.name).await?)
+        // Its builds go with it: the controller forgets a config's builds.
+        .chain(contents_of::<BuildConfig>(store, &named.name).await?)
     {
         removed += 1;
         ops.extend(op);

@@ -5,12 +5,14 @@
 //! is served in its project ([`InProject`]): names are qualified on the way
 //! in and unqualified on the way out.
 
+use std::collections::BTreeSet;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_model::api::Versioned;
-use berth_model::{FieldError, Role};
+use berth_model::{FieldError, ImageStream, Role};
 
 use super::extract::{Body, Query};
 use super::project::{InProject, Named};
@@ -21,13 +23,34 @@ use crate::resource::{self, Resource, Settings, Update};
 use crate::store::StoreError;
 
 impl AppState {
-    /// What completing and checking objects of `project` may consult.
-    pub fn settings<'a>(&'a self, project: &'a str) -> Settings<'a> {
+    /// What completing and checking objects of `project` may consult;
+    /// `shared` is [`AppState::shared_with`] the project.
+    pub fn settings<'a>(&'a self, project: &'a str, shared: &'a BTreeSet<String>) -> Settings<'a> {
         Settings {
             host_ports: &self.host_ports,
             route_suffix: &self.route_suffix,
             project,
+            registry: self.registry.as_deref().map(|r| r.address.as_str()),
+            shared,
         }
+    }
+
+    /// The repositories (`PROJECT/STREAM`) of other projects' image
+    /// streams shared with `project`, read from the store now, so that a
+    /// revoked share refuses the next object at once.
+    pub async fn shared_with(&self, project: &str) -> Result<BTreeSet<String>, ApiFailure> {
+        if self.registry.is_none() {
+            return Ok(BTreeSet::new());
+        }
+        let streams = resource::list::<ImageStream>(self.store.as_ref()).await?;
+        Ok(streams
+            .into_iter()
+            .filter(|s| s.object.status.shared_with.iter().any(|p| p == project))
+            .map(|s| {
+                let (owner, stream) = berth_model::project::split_qualified(&s.object.name);
+                crate::registry::repository(owner, stream)
+            })
+            .collect())
     }
 }
 
@@ -146,7 +169,8 @@ pub async fn create<R: Resource>(
 ) -> Result<(StatusCode, Json<Versioned<R>>), ApiFailure> {
     in_project.require(R::WRITE_ROLE)?;
     let project = in_project.name;
-    let settings = state.settings(&project);
+    let shared = state.shared_with(&project).await?;
+    let settings = state.settings(&project, &shared);
     let object = parse::<R>(R::KIND, &body)?.complete(&settings);
     object.validate(&settings).map_err(invalid::<R>)?;
     let object = object.qualified(&project);
@@ -156,6 +180,7 @@ pub async fn create<R: Resource>(
         .into_result()
         .map_err(invalid::<R>)?;
     let store = state.store.as_ref();
+    let object = object.resolve(store).await?.map_err(invalid::<R>)?;
     if let Some(existing) = resource::get::<R>(store, object.name()).await? {
         if existing.object == object {
             return Ok((StatusCode::OK, Json(shown(existing))));
@@ -189,7 +214,8 @@ pub async fn update<R: Resource>(
     Body(body): Body,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
     project.require(R::WRITE_ROLE)?;
-    let settings = state.settings(&project.name);
+    let shared = state.shared_with(&project.name).await?;
+    let settings = state.settings(&project.name, &shared);
     let (object, expected) = match R::UPDATE {
         Update::IfUnchanged => {
             let versioned: Versioned<R> =
@@ -208,7 +234,11 @@ pub async fn update<R: Resource>(
     object.validate(&settings).map_err(invalid::<R>)?;
     let object = object.qualified(&project.name);
     let current = fetch::<R>(&state, &project.qualify::<R>(&name)).await?;
-    let object = object.with_secrets_from(&current.object);
+    let object = object
+        .with_secrets_from(&current.object)
+        .resolve(state.store.as_ref())
+        .await?
+        .map_err(invalid::<R>)?;
     let expected = expected.unwrap_or(current.resource_version);
     // The same object again, at the revision stored, writes nothing: no
     // new revision, no event, nothing for watchers (`berth apply` of a

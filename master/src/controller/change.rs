@@ -3,7 +3,8 @@
 //! about it; [`commit`](super::commit) turns them into store operations.
 
 use berth_model::{
-    ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node, Service,
+    Build, BuildConfig, ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node,
+    Service,
 };
 
 /// One change to the cluster's objects, why, and the event that records it.
@@ -178,6 +179,47 @@ pub enum Change {
         /// Why, for the log.
         reason: String,
     },
+    /// A build's step, committed as one: its record written, and its job
+    /// made (it starts), cancelled (on request), or removed (it ended).
+    AdvanceBuild {
+        /// The build as it is to be written.
+        build: Build,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// The job that runs it, made now.
+        create_job: Option<Job>,
+        /// Its job, rewritten (cancelled), with the revision read.
+        update_job: Option<(Job, u64)>,
+        /// Its job removed, with the revision read: the build ended.
+        delete_job: Option<(String, u64)>,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// A new build of a config (its builder image moved), with the
+    /// config's count of builds.
+    StartBuild {
+        /// The config with its new count.
+        config: BuildConfig,
+        /// The revision it was read at.
+        config_revision: u64,
+        /// The build.
+        build: Build,
+        /// Why, for the log.
+        reason: String,
+        /// What users see of it in `berth events`.
+        event: Option<Event>,
+    },
+    /// A build goes: past its config's history, or its config is gone.
+    DeleteBuild {
+        /// The build's name.
+        name: String,
+        /// The revision it was read at.
+        expected_revision: u64,
+        /// Why, for the log.
+        reason: String,
+    },
     /// A node's object rewritten: the capacity its heartbeat reports.
     UpdateNode {
         /// The node as it is to be written.
@@ -225,6 +267,9 @@ impl Change {
             | Self::CreateJob { reason, .. }
             | Self::WriteImageStream { reason, .. }
             | Self::FollowImage { reason, .. }
+            | Self::AdvanceBuild { reason, .. }
+            | Self::StartBuild { reason, .. }
+            | Self::DeleteBuild { reason, .. }
             | Self::UpdateNode { reason, .. } => reason,
         }
     }
@@ -240,8 +285,11 @@ impl Change {
             | Self::AdvanceCron { event, .. }
             | Self::WriteDeployment { event, .. }
             | Self::RollBack { event, .. }
-            | Self::WriteImageStream { event, .. } => event.as_ref(),
+            | Self::WriteImageStream { event, .. }
+            | Self::AdvanceBuild { event, .. }
+            | Self::StartBuild { event, .. } => event.as_ref(),
             Self::UpdateNode { .. }
+            | Self::DeleteBuild { .. }
             | Self::DeleteJob { .. }
             | Self::DeleteDeployment { .. }
             | Self::FollowImage { .. }
@@ -256,7 +304,8 @@ impl Change {
         match self {
             Self::AdvanceCron { start, .. } => start.is_some(),
             Self::AdvanceJob { start, .. } => !start.is_empty(),
-            Self::CreateJob { .. } => true,
+            Self::CreateJob { .. } | Self::StartBuild { .. } => true,
+            Self::AdvanceBuild { create_job, .. } => create_job.is_some(),
             _ => false,
         }
     }
@@ -292,6 +341,9 @@ impl Change {
             | Self::CreateJob { .. }
             | Self::WriteImageStream { .. }
             | Self::FollowImage { .. }
+            | Self::AdvanceBuild { .. }
+            | Self::StartBuild { .. }
+            | Self::DeleteBuild { .. }
             | Self::UpdateNode { .. } => None,
         }
     }

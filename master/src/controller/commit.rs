@@ -8,7 +8,9 @@ use tracing::{info, warn};
 use super::change::{bound, Change};
 use super::events;
 use crate::instruments::Instruments;
-use crate::objects::{self, CRONJOBS, DEPLOYMENTS, IMAGESTREAMS, JOBS, NODES, PODS, SERVICES};
+use crate::objects::{
+    self, BUILDCONFIGS, BUILDS, CRONJOBS, DEPLOYMENTS, IMAGESTREAMS, JOBS, NODES, PODS, SERVICES,
+};
 use crate::store::{Op, Store};
 
 /// Most operations in one commit: etcd refuses transactions of more than
@@ -103,6 +105,53 @@ pub fn encode(change: &Change) -> Vec<Op> {
             ..
         } => objects::delete(DEPLOYMENTS, name, Some(*expected_revision)),
         Change::CreateJob { job, .. } => objects::create(JOBS, &job.name, job),
+        Change::AdvanceBuild {
+            build,
+            expected_revision,
+            create_job,
+            update_job,
+            delete_job,
+            ..
+        } => {
+            let mut ops = vec![objects::update(
+                BUILDS,
+                &build.name,
+                build,
+                *expected_revision,
+            )];
+            ops.extend(
+                create_job
+                    .iter()
+                    .map(|job| objects::create(JOBS, &job.name, job)),
+            );
+            ops.extend(
+                update_job
+                    .iter()
+                    .map(|(job, revision)| objects::update(JOBS, &job.name, job, *revision)),
+            );
+            ops.extend(
+                delete_job
+                    .iter()
+                    .map(|(job, revision)| objects::delete(JOBS, job, Some(*revision))),
+            );
+            return ops;
+        }
+        Change::StartBuild {
+            config,
+            config_revision,
+            build,
+            ..
+        } => {
+            return vec![
+                objects::update(BUILDCONFIGS, &config.name, config, *config_revision),
+                objects::create(BUILDS, &build.name, build),
+            ];
+        }
+        Change::DeleteBuild {
+            name,
+            expected_revision,
+            ..
+        } => objects::delete(BUILDS, name, Some(*expected_revision)),
         Change::WriteImageStream {
             stream,
             expected_revision,

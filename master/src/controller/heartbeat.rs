@@ -172,6 +172,7 @@ mod tests {
         let settings = berth_model::UnitSettings {
             shim_path: "/usr/lib/berth/berth-shim".into(),
             shim_environment: Vec::new(),
+            ..Default::default()
         };
         let beat = |unit_settings| Heartbeat {
             capacity: node.object.capacity,

@@ -165,6 +165,8 @@ mod tests {
             name: name.to_owned(),
             labels: Default::default(),
             aliases,
+            scheduled_imports: Vec::new(),
+            docker_image_repository: String::new(),
             webhook_secret: "s".to_owned(),
             status: ImageStreamStatus::default(),
         };
@@ -176,6 +178,7 @@ mod tests {
                     digest: image.split_once('@').map(|(_, d)| d.to_owned()),
                     created_ms: 1,
                     cause: TagCause::Push,
+                    build: None,
                 },
             );
         }

@@ -5,6 +5,7 @@
 //! [`Change`]s; [`run`] reads the store, plans and [`commit()`]s, again and
 //! again, recording each change as an event in the same commit.
 
+pub mod builds;
 pub mod change;
 pub mod commit;
 pub mod cron;
@@ -29,14 +30,15 @@ use std::time::Duration;
 use berth_model::api::Versioned;
 use berth_model::quota::Quota;
 use berth_model::{
-    ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node, NodeCondition,
-    Project, Service,
+    Build, BuildConfig, ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node,
+    NodeCondition, Project, Service,
 };
 use tracing::{info, warn};
 
 use crate::instruments::Instruments;
 use crate::objects::{
-    self, CRONJOBS, DEPLOYMENTS, EVENTS, IMAGESTREAMS, JOBS, NODES, PODS, PROJECTS, SERVICES,
+    self, BUILDCONFIGS, BUILDS, CRONJOBS, DEPLOYMENTS, EVENTS, IMAGESTREAMS, JOBS, NODES, PODS,
+    PROJECTS, SERVICES,
 };
 use crate::store::{Op, Store, StoreError};
 
@@ -68,6 +70,10 @@ pub struct Cluster {
     pub services: Vec<Versioned<Service>>,
     /// Jobs with their revisions.
     pub jobs: Vec<Versioned<Job>>,
+    /// Build configs with their revisions.
+    pub build_configs: Vec<Versioned<BuildConfig>>,
+    /// Builds with their revisions.
+    pub builds: Vec<Versioned<Build>>,
     /// Every service's revisions.
     pub deployments: Vec<Versioned<Deployment>>,
     /// Image streams with their revisions.
@@ -121,6 +127,8 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     changes.extend(job_steps);
     // A slot's new job is written alone; the next round starts its pods.
     changes.extend(cron::plan(cluster));
+    // A build's new job likewise.
+    changes.extend(builds::plan(cluster));
     // A tag's move is a new revision; the next round rolls it out.
     changes.extend(images::plan(cluster));
     changes.extend(placement::place(cluster, bound, &removed, rollouts.new));
@@ -141,6 +149,8 @@ fn deleted(changes: &[Change]) -> BTreeSet<String> {
 pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, StoreError> {
     let (services, _) = objects::list::<Service>(store, SERVICES).await?;
     let (jobs, _) = objects::list::<Job>(store, JOBS).await?;
+    let (build_configs, _) = objects::list::<BuildConfig>(store, BUILDCONFIGS).await?;
+    let (builds, _) = objects::list::<Build>(store, BUILDS).await?;
     let (deployments, _) = objects::list::<Deployment>(store, DEPLOYMENTS).await?;
     let (projects, _) = objects::list::<Project>(store, PROJECTS).await?;
     let (image_streams, _) = objects::list::<ImageStream>(store, IMAGESTREAMS).await?;
@@ -167,6 +177,8 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
     Ok(Cluster {
         services,
         jobs,
+        build_configs,
+        builds,
         deployments,
         image_streams,
         cron_jobs,

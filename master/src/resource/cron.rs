@@ -32,9 +32,7 @@ impl Resource for CronJob {
 
     fn validate(&self, settings: &Settings<'_>) -> Result<(), ValidationErrors> {
         let mut errors = CronJob::validate(self).err().unwrap_or_default();
-        settings
-            .host_ports
-            .check(&self.template, "template.", &mut errors);
+        settings.check_template(&self.template, &mut errors);
         errors.into_result()
     }
 

@@ -6,6 +6,7 @@
 //! [`Resource`] and its own verbs. The checks themselves are the model
 //! crate's, which the command line calls too.
 
+pub mod build;
 mod cron;
 pub mod deployment;
 pub mod image_stream;
@@ -15,9 +16,10 @@ mod pod;
 mod project;
 mod route;
 pub mod service;
-mod template;
+pub mod template;
 mod user;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use berth_model::api::Versioned;
@@ -59,6 +61,36 @@ pub struct Settings<'a> {
     pub route_suffix: &'a str,
     /// The project the request is in.
     pub project: &'a str,
+    /// The integrated registry's `HOST:PORT`, when the master runs one.
+    pub registry: Option<&'a str>,
+    /// Other projects' repositories (`PROJECT/STREAM`) shared with this
+    /// project, whose images its pods may name.
+    pub shared: &'a BTreeSet<String>,
+}
+
+impl Settings<'_> {
+    /// What this master refuses in the pod template (field `template.`)
+    /// that every kind with one holds (service, job, cron job): a build,
+    /// fixed host ports outside the policy, and other projects' registry
+    /// images.
+    pub fn check_template(&self, template: &berth_model::Pod, errors: &mut ValidationErrors) {
+        if template.build.is_some() {
+            // Build pods may push: only a build config's builds make them.
+            errors.push(
+                "template.build",
+                "is the master's to set, for a build config's builds (berth build create)",
+            );
+        }
+        self.host_ports.check(template, "template.", errors);
+        crate::registry::check_images(
+            self.registry,
+            self.project,
+            self.shared,
+            template,
+            "template.",
+            errors,
+        );
+    }
 }
 
 /// A kind of object in the store, as the API serves it.
@@ -150,6 +182,18 @@ pub trait Resource:
         async { Ok(Vec::new()) }
     }
 
+    /// The object with what it follows filled in from the store (a
+    /// service's images from the image stream tags its triggers follow,
+    /// so that pods run by digest), or the problems naming the fields that
+    /// follow nothing yet. Called on the qualified object, before it is
+    /// written.
+    fn resolve(
+        self,
+        _store: &dyn Store,
+    ) -> impl Future<Output = Result<Result<Self, ValidationErrors>, StoreError>> + Send {
+        async { Ok(Ok(self)) }
+    }
+
     /// Problems with replacing `before` by the object that other objects
     /// would suffer (a port a route uses, dropped); `PUT ...?force=true`
     /// overrides them.
@@ -192,6 +236,11 @@ pub async fn get<R: Resource>(
         .as_ref()
         .map(objects::decode)
         .transpose()
+}
+
+/// Every object of kind `R`, of every project.
+pub async fn list<R: Resource>(store: &dyn Store) -> Result<Vec<Versioned<R>>, StoreError> {
+    Ok(objects::list(store, R::PREFIX).await?.0)
 }
 
 /// The answer for an object that does not exist.

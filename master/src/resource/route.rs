@@ -139,6 +139,8 @@ mod tests {
             host_ports: &HostPortPolicy::default(),
             route_suffix: "apps.example.test",
             project: "default",
+            registry: None,
+            shared: &Default::default(),
         };
         assert_eq!(
             route.complete(&settings).host,

@@ -295,6 +295,7 @@ fn any_host_port_never_conflicts() {
             }],
         )],
         volumes: Vec::new(),
+        build: None,
     };
     let pod = PodRequest::from_pod(&pod);
     assert!(pod.host_ports.is_empty());
@@ -488,6 +489,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
             ),
         ],
         volumes: Vec::new(),
+        build: None,
     };
     let request = PodRequest::from_pod(&pod);
     assert_eq!(request.memory_bytes, 320 * MI);
@@ -520,6 +522,7 @@ fn requests_sum_container_limits_and_collect_fixed_ports() {
         links: Vec::new(),
         egress: Default::default(),
         publish: Vec::new(),
+        generated_env: Vec::new(),
         strategy: Default::default(),
         triggers: berth_model::deployment::default_triggers(),
     };

@@ -46,6 +46,20 @@ impl Pod {
         if self.containers.is_empty() {
             errors.push("containers", "must have at least one container");
         }
+        if let Some(build) = &self.build {
+            let one_build = matches!(self.containers.as_slice(),
+                [only] if only.name == super::build_task::BUILD_CONTAINER);
+            if !one_build {
+                errors.push(
+                    "containers",
+                    format!(
+                        "a build pod has one container, named {}",
+                        super::build_task::BUILD_CONTAINER
+                    ),
+                );
+            }
+            build.validate(&mut errors, "build.");
+        }
         let mut container_names: HashMap<&str, usize> = HashMap::new();
         // Host ports are shared by the whole pod: two containers cannot
         // publish the same port, whatever their container ports are.
@@ -376,6 +390,7 @@ mod tests {
             name: "web".to_owned(),
             containers,
             volumes: Vec::new(),
+            build: None,
         }
     }
 

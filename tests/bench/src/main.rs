@@ -32,6 +32,18 @@
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench rollout --replicas 12
 //! ```
 //!
+//! And the integrated registry's, push to rollout start and pulls:
+//!
+//! ```text
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench push-to-rollout --pushes 10
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench registry-pull --runs 5
+//!
+//! And builds', git push to serving and a no-op build's overhead:
+//!
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench push-to-serving --pushes 5
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench build-overhead --runs 5
+//! ```
+//!
 //! `scheduling` needs no lab and no root: it runs the master's scheduler
 //! and embedded store in-process.
 //!
@@ -45,11 +57,13 @@ use std::process::ExitCode;
 use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
+mod builds;
 mod cluster_sim;
 mod jobs;
 mod links;
 mod load;
 mod logs;
+mod registry;
 mod rollout;
 mod router;
 mod scheduling;
@@ -137,6 +151,40 @@ enum Bench {
         /// Single-pod starts to time (the median is the pod start).
         #[arg(long, default_value_t = 5)]
         starts: usize,
+    },
+    /// From `docker push` returning to the first pod of the new revision
+    /// scheduled, for a service following the tag (p50, p99), against the
+    /// same rollout started by `berth tag`, interleaved.
+    PushToRollout {
+        /// Pushes (and tag moves) to time.
+        #[arg(long, default_value_t = 10)]
+        pushes: usize,
+    },
+    /// From `git push` returning to the route serving the pushed page,
+    /// by stage, against docker build, docker push and berth set image.
+    PushToServing {
+        /// Pushes (and by-hand changes) to time.
+        #[arg(long, default_value_t = 5)]
+        pushes: usize,
+    },
+    /// A no-op source build against a bare docker build of the Dockerfile
+    /// source-to-image would generate.
+    BuildOverhead {
+        /// Builds of each to time.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// `berth run --image-stream` of an image only the integrated registry
+    /// has, to its container started, against `docker pull` + `docker
+    /// run` of an image of the same size from the same registry with a
+    /// node's credential.
+    RegistryPull {
+        /// Pairs to time.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Size of each image's own layer, MiB.
+        #[arg(long, default_value_t = 32)]
+        megabytes: usize,
     },
     /// berth-agent's RSS idle and with N pods, and the shims' RSS.
     AgentMemory {
@@ -390,6 +438,10 @@ fn main() -> ExitCode {
             }
         }
         Bench::PodStart { runs } => pod_start(runs),
+        Bench::PushToRollout { pushes } => registry::push_to_rollout(pushes),
+        Bench::RegistryPull { runs, megabytes } => registry::registry_pull(runs, megabytes),
+        Bench::PushToServing { pushes } => builds::push_to_serving(pushes),
+        Bench::BuildOverhead { runs } => builds::build_overhead(runs),
         Bench::AgentMemory { pods } => agent_memory(pods),
         Bench::CronPrecision { runs, period } => jobs::cron_precision(runs, period),
         Bench::JobThroughput { jobs, rounds } => jobs::job_throughput(jobs, rounds),

@@ -180,6 +180,7 @@ impl Workload {
                     name: format!("{name}-{}", i % REPLICAS),
                     containers: vec![container(s)],
                     volumes: Vec::new(),
+                    build: None,
                 };
                 services
                     .entry(name.clone())
@@ -249,6 +250,7 @@ fn service(s: usize, name: &str, template: &Pod) -> Service {
         links: Vec::new(),
         egress: Default::default(),
         publish: Vec::new(),
+        generated_env: Vec::new(),
         strategy: Default::default(),
         triggers: berth_model::deployment::default_triggers(),
     }

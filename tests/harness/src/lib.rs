@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+/// The checkout's root: examples and scripts live there.
+pub fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// Where cargo put the workspace's binaries (`berth-lab`, `berth-agent`, ...).
 pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("BERTH_BIN_DIR") {
@@ -48,6 +53,17 @@ pub fn lab_binary() -> PathBuf {
 
 /// The master's URL inside the lab: h1 runs it.
 pub const MASTER: &str = "https://h1:7443";
+
+/// The integrated registry of a lab (on h1), as image references name it.
+pub const REGISTRY: &str = "h1:5000";
+
+/// Now, in Unix milliseconds: the master's records use the same clock.
+pub fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    u64::try_from(since.as_millis()).expect("a sane clock")
+}
 
 /// A web server script for `sh -c`: httpd on 8080 serving the name of the
 /// host it runs on, so that answers tell which replica served.
@@ -353,6 +369,197 @@ impl Lab {
              done",
         )
         .assert_success();
+    }
+
+    /// Makes image `local/NAME` on `host`: busybox with `bytes` of noise
+    /// of its own, so that it shares no layer with any other image.
+    #[track_caller]
+    pub fn make_noise_image(&self, host: &str, name: &str, bytes: usize) {
+        self.sh(
+            host,
+            &format!(
+                "set -e; docker rm -f make-noise >/dev/null 2>&1 || true
+                 docker run --name make-noise local/busybox sh -c 'head -c {bytes} /dev/urandom > /noise'
+                 docker commit make-noise local/{name} >/dev/null; docker rm make-noise >/dev/null"
+            ),
+        )
+        .assert_success();
+    }
+
+    /// `docker tag LOCAL REGISTRY/default/REPO_TAG` and `docker push` on
+    /// h1 (logged in to the integrated registry); the pushed digest.
+    #[track_caller]
+    pub fn push_image(&self, local: &str, repo_tag: &str) -> String {
+        let remote = format!("{REGISTRY}/default/{repo_tag}");
+        self.exec("h1", &["docker", "tag", local, &remote])
+            .assert_success();
+        let out = self
+            .exec("h1", &["docker", "push", &remote])
+            .assert_success();
+        out.find("digest: sha256:")
+            .map(|at| out[at + "digest: ".len()..][..71].to_owned())
+            .unwrap_or_else(|| panic!("no digest in docker push's output: {out}"))
+    }
+
+    /// Builds `local/s2i-httpd` on `host` from the example builder
+    /// (`examples/builders/busybox-httpd`): source-to-image's labels and
+    /// scripts over busybox; its assemble refuses sources without an
+    /// `index.html`.
+    #[track_caller]
+    pub fn make_builder_image(&self, host: &str) {
+        let example = repository_root().join("examples/builders/busybox-httpd");
+        self.exec(host, &["mkdir", "-p", "/root/builder/s2i/bin"])
+            .assert_success();
+        for file in [
+            "Dockerfile",
+            "s2i/bin/assemble",
+            "s2i/bin/run",
+            "s2i/bin/usage",
+        ] {
+            self.copy_in(host, &example.join(file), &format!("/root/builder/{file}"));
+        }
+        self.sh(
+            host,
+            "chmod +x /root/builder/s2i/bin/* && docker build -q -t local/s2i-httpd /root/builder",
+        )
+        .assert_success();
+    }
+
+    /// Serves bare repositories under `/srv/git` of `host` with `git
+    /// daemon` (`git://HOST/NAME.git`, pushes allowed), as a unit of its
+    /// own, and waits until it listens.
+    #[track_caller]
+    pub fn start_git_server(&self, host: &str) {
+        self.sh(
+            host,
+            "mkdir -p /srv/git && systemd-run --unit=lab-git-daemon --collect \
+               git daemon --reuseaddr --export-all --enable=receive-pack \
+               --base-path=/srv/git /srv/git",
+        )
+        .assert_success();
+        self.eventually(Duration::from_secs(15), "git daemon listening", || {
+            self.sh(host, "ss -ltn | grep -q ':9418 '")
+                .success()
+                .then_some(())
+        });
+    }
+
+    /// Makes the bare repository `/srv/git/NAME.git` on `host` whose
+    /// `post-receive` hook (`examples/git/post-receive`) posts each push to
+    /// `webhook` (the GitHub URL `berth build webhook` prints), signed with
+    /// its secret, trusting the master's CA.
+    #[track_caller]
+    pub fn make_git_repository(&self, host: &str, name: &str, webhook: Option<&str>) {
+        let repository = format!("/srv/git/{name}.git");
+        self.exec(
+            host,
+            &["git", "init", "-q", "--bare", "-b", "main", &repository],
+        )
+        .assert_success();
+        let hook = format!("{repository}/hooks/post-receive");
+        self.copy_in(
+            host,
+            &repository_root().join("examples/git/post-receive"),
+            &hook,
+        );
+        self.exec(host, &["chmod", "+x", &hook]).assert_success();
+        if let Some(webhook) = webhook {
+            self.hook_webhook(host, name, webhook);
+        }
+    }
+
+    /// The GitHub webhook URL of build config NAME, as `berth build
+    /// webhook` prints it.
+    #[track_caller]
+    pub fn build_webhook(&self, name: &str) -> String {
+        let out = self
+            .berth("h1", &["build", "webhook", name])
+            .assert_success();
+        out.lines()
+            .find_map(|l| l.strip_prefix("github:"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no github webhook in {out}"))
+            .to_owned()
+    }
+
+    /// What the router at `router` serves for `host` (curl on h1), if it
+    /// answers within 2 s.
+    pub fn routed(&self, router: &str, host: &str) -> Option<String> {
+        let run = self.exec(
+            "h1",
+            &[
+                "curl",
+                "-sf",
+                "--max-time",
+                "2",
+                "-H",
+                &format!("Host: {host}"),
+                &format!("http://{router}/"),
+            ],
+        );
+        run.success().then(|| run.stdout().trim().to_owned())
+    }
+
+    /// Points repository NAME's hook at `webhook`.
+    #[track_caller]
+    pub fn hook_webhook(&self, host: &str, name: &str, webhook: &str) {
+        let repository = format!("/srv/git/{name}.git");
+        let secret = webhook
+            .trim_end_matches("/github")
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        for (key, value) in [
+            ("berth.webhook", webhook),
+            ("berth.secret", secret),
+            ("berth.cacert", "/var/lib/berth/master/ca.crt"),
+        ] {
+            self.exec(host, &["git", "-C", &repository, "config", key, value])
+                .assert_success();
+        }
+    }
+
+    /// `git push` of `files` (name, contents) as a new commit of the work
+    /// tree `/root/work/NAME` on `host` (cloned from `git://HOST/NAME.git`
+    /// at first), files not named removed; the commit id and what the push
+    /// printed (the hook's answer included).
+    #[track_caller]
+    pub fn git_push(&self, host: &str, name: &str, files: &[(&str, &str)]) -> (String, String) {
+        let work = format!("/root/work/{name}");
+        let mut script = format!(
+            "set -e; export HOME=/root
+             git config --global user.email lab@berth.test; git config --global user.name lab
+             [ -d {work}/.git ] || git clone -q git://{host}/{name}.git {work} 2>/dev/null || \
+               {{ mkdir -p {work}; git -C {work} init -q -b main; git -C {work} remote add origin git://{host}/{name}.git; }}
+             cd {work}; git rm -rq --ignore-unmatch . >/dev/null
+"
+        );
+        for (file, contents) in files {
+            script.push_str(&format!(
+                "mkdir -p \"$(dirname '{file}')\"; printf '%s' '{}' > '{file}'; git add '{file}'\n",
+                contents.replace('\'', "'\\''")
+            ));
+        }
+        script.push_str(
+            "git commit -qm change --allow-empty; git push -q origin HEAD:main 2>&1; echo \"commit=$(git rev-parse HEAD)\"",
+        );
+        let out = self.sh(host, &script).assert_success();
+        let commit = out
+            .lines()
+            .find_map(|l| l.strip_prefix("commit="))
+            .expect("the commit")
+            .to_owned();
+        (commit, out)
+    }
+
+    /// The credential `host`'s agent got when it joined.
+    #[track_caller]
+    pub fn node_credential(&self, host: &str) -> String {
+        self.exec(host, &["cat", "/var/lib/berth/master.json"])
+            .json()["credential"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{host} has no credential"))
+            .to_owned()
     }
 
     /// Starts berth-router on `host` the way an operator would, and waits

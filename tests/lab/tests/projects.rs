@@ -400,7 +400,10 @@ fn a_projects_quota_refuses_a_scale_past_it_naming_its_use() {
             &["project", "quota", "a", "--pods", "2", "--memory", "256M"],
         )
         .assert_success();
-    assert_eq!(set, "project a: quota pods 2, cpus (none), memory 256M\n");
+    assert_eq!(
+        set,
+        "project a: quota pods 2, cpus (none), memory 256M, image streams (none), image bytes (none)\n"
+    );
     let command = serve("a");
     lab.berth(
         "h1",

@@ -130,6 +130,7 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
     let targets = [
         ("berth-agent.service", 6.0),
         ("berth-master.service", 3.0),
+        ("berth-registry.service", 3.0),
         ("berth-router.service", 3.0),
         ("berth-router-haproxy.service", 3.0),
         (plain, 4.0),
@@ -150,6 +151,7 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
     let mut files: Vec<String> = [
         "berth-agent.service",
         "berth-master.service",
+        "berth-registry.service",
         "berth-router.service",
         "berth-router-haproxy.service",
     ]

@@ -9,6 +9,16 @@
 //! holds) creates nothing: no service, link, route or event; and a failing
 //! script job makes `new-app --wait` fail naming it, the objects kept.
 //!
+//!
+//! A second test covers what a template can do with what exists: a
+//! template from the shared library, seen from another project, made
+//! with `--link-to web` links the running `web` service to its database
+//! (web reaches it at once, unrestarted) and its script job seeds that
+//! database; `berth template export` of the pair makes a working copy
+//! under another name with a password of its own; and `berth run
+//! --generate-env` makes a secret once that `berth set env` overrides and
+//! its removal brings back.
+//!
 //! Root only: run with
 //! `cargo test -p berth-lab-tests --test templates -- --ignored --nocapture`.
 
@@ -51,6 +61,9 @@ script:
 /// Where the example is copied on h1.
 const EXAMPLE: &str = "/root/web-db.yaml";
 
+/// Where the seeded example is copied on h1.
+const SEEDED_EXAMPLE: &str = "/root/web-db-seeded.yaml";
+
 /// Boots a lab whose h1 runs the master and a router and takes no pods,
 /// with the example template on h1.
 fn boot(name: &str, hosts: usize) -> Lab {
@@ -60,6 +73,9 @@ fn boot(name: &str, hosts: usize) -> Lab {
     let example =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates/web-db.yaml");
     lab.copy_in("h1", &example, EXAMPLE);
+    let seeded =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates/web-db-seeded.yaml");
+    lab.copy_in("h1", &seeded, SEEDED_EXAMPLE);
     lab
 }
 
@@ -291,6 +307,297 @@ fn templates_create_linked_services_with_a_generated_password_all_or_nothing() {
         run.stdout()
     );
     assert!(service_exists(&lab, "seeded"), "the objects were removed");
+
+    lab.down();
+}
+
+/// The value `name` that a command printed once: `  NAME=...`.
+fn shown_once(output: &str, name: &str) -> String {
+    let prefix = format!("{name}=");
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no generated {name} in:\n{output}"))
+        .to_owned()
+}
+
+/// `berth ARGS` on h1 with `token` instead of the saved admin login.
+fn berth_as(lab: &Lab, token: &str, args: &[&str]) -> berth_harness::Run {
+    let variable = format!("BERTH_TOKEN={token}");
+    let mut argv = vec!["env", variable.as_str(), "berth"];
+    argv.extend(args);
+    lab.exec("h1", &argv)
+}
+
+/// The running pods of `service`: each pod's name and node.
+fn running_pods(lab: &Lab, service: &str) -> Vec<(String, String)> {
+    lab.pods()
+        .into_iter()
+        .filter(|p| p["service"] == service && p["status"]["phase"] == "Running")
+        .filter_map(|p| {
+            Some((
+                p["spec"]["name"].as_str()?.to_owned(),
+                p["node"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// A shell command's output inside the container `container` of `pod`
+/// on `node`, if it succeeded.
+fn in_container(lab: &Lab, node: &str, pod: &str, container: &str, script: &str) -> Option<String> {
+    let name = format!("berth.{pod}.{container}");
+    let run = lab.exec(node, &["docker", "exec", &name, "sh", "-c", script]);
+    run.success().then(|| run.stdout().trim().to_owned())
+}
+
+/// `TOKEN`'s value in every running pod of `web`, once there is one
+/// and they all agree.
+fn web_token(lab: &Lab) -> Option<String> {
+    let pods = running_pods(lab, "web");
+    let mut values = Vec::new();
+    for (pod, node) in &pods {
+        values.push(in_container(lab, node, pod, "web", "echo \"$TOKEN\"")?);
+    }
+    values.dedup();
+    (values.len() == 1).then(|| values.remove(0))
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn templates_link_to_a_running_service_come_from_the_shared_library_and_export_copies() {
+    let lab = boot("tpl-more", 3);
+
+    // A running service with a secret generated once, shown once.
+    let run = lab
+        .berth(
+            "h1",
+            &[
+                "run",
+                "web",
+                "--image",
+                "local/busybox",
+                "--generate-env",
+                "TOKEN=[a-z]{12}",
+                "--",
+                "sleep",
+                "1d",
+            ],
+        )
+        .assert_success();
+    let token = shown_once(&run, "TOKEN");
+    assert_eq!(token.len(), 12, "{run}");
+    assert!(token.chars().all(|c| c.is_ascii_lowercase()), "{run}");
+    let shown = lab
+        .berth("h1", &["describe", "service", "web", "-o", "json"])
+        .assert_success();
+    assert!(
+        !shown.contains(&token),
+        "describe shows the token:\n{shown}"
+    );
+    let (web_pod, web_node) = lab.eventually(Duration::from_secs(60), "web running", || {
+        running_pods(&lab, "web").pop()
+    });
+    assert_eq!(
+        lab.eventually(Duration::from_secs(30), "web's token", || web_token(&lab)),
+        token
+    );
+    let found = leaks(&lab, &web_node, &token);
+    assert!(
+        found.is_empty(),
+        "the token is readable on {web_node}:\n{found}"
+    );
+    let container = format!("berth.{web_pod}.web");
+    let started = lab
+        .exec(
+            &web_node,
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.StartedAt}}",
+                &container,
+            ],
+        )
+        .assert_success();
+
+    // The seeded template in the shared library, which another project
+    // reads too.
+    let stored = lab
+        .berth(
+            "h1",
+            &["template", "create", "--shared", "-f", SEEDED_EXAMPLE],
+        )
+        .assert_success();
+    assert_eq!(
+        stored,
+        "template/web-db-seeded stored in the shared library\n"
+    );
+    lab.berth("h1", &["project", "create", "team"])
+        .assert_success();
+    let created = lab.berth("h1", &["user", "create", "ana"]).assert_success();
+    let ana = created.lines().last().unwrap_or_default().trim().to_owned();
+    assert!(ana.starts_with("u:"), "no token in {created}");
+    lab.berth(
+        "h1",
+        &["project", "add-member", "team", "ana", "--role", "edit"],
+    )
+    .assert_success();
+    // ana, who has a role in team only, finds it from there.
+    let listed = berth_as(&lab, &ana, &["-p", "team", "template", "ls"]).assert_success();
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("web-db-seeded"))
+        .unwrap_or_else(|| panic!("no shared template in team's list:\n{listed}"));
+    assert!(row.contains("shared"), "{listed}");
+    let parameters = berth_as(
+        &lab,
+        &ana,
+        &["-p", "team", "process", "web-db-seeded", "--parameters"],
+    )
+    .assert_success();
+    assert!(parameters.contains("ROUTER"), "{parameters}");
+    // Only the cluster's admin writes the library.
+    let refused =
+        berth_as(&lab, &ana, &["template", "rm", "--shared", "web-db-seeded"]).assert_failure();
+    assert!(!refused.is_empty());
+    assert!(lab
+        .berth("h1", &["template", "describe", "web-db-seeded"])
+        .success());
+
+    // new-app from the library: web is linked to the new database in the
+    // same commit, and the script job seeds it; --wait sees it succeed.
+    let created = lab
+        .berth(
+            "h1",
+            &[
+                "new-app",
+                "web-db-seeded",
+                "-p",
+                "NAME=shop",
+                "-p",
+                &format!("ROUTER={ROUTER}"),
+                "--link-to",
+                "web",
+                "--wait",
+            ],
+        )
+        .assert_success();
+    for object in [
+        "service/shop-db created",
+        "link/web->shop-db:5432 created",
+        "job/shop-seed created",
+    ] {
+        assert!(created.contains(object), "{object} missing in:\n{created}");
+    }
+    let password = generated_password(&created);
+    let seeded = lab.eventually(Duration::from_secs(90), "shop's seeded page", || {
+        page(&lab, "shop.example.test").filter(|p| p.contains("rows"))
+    });
+    assert_eq!(seeded, "shop-web: db: ok, 3 rows");
+
+    // web reaches the database through the new link, without a restart.
+    let reached = lab.eventually(Duration::from_secs(60), "web reaching shop-db", || {
+        in_container(
+            &lab,
+            &web_node,
+            &web_pod,
+            "web",
+            &format!("timeout 5 wget -q -O - http://127.0.0.1:5432/{password}/"),
+        )
+    });
+    assert_eq!(reached, "db: ok, 3 rows");
+    let still = lab
+        .exec(
+            &web_node,
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.StartedAt}}",
+                &container,
+            ],
+        )
+        .assert_success();
+    assert_eq!(still, started, "web was restarted");
+
+    // A template with no linkable service refuses --link-to, creating
+    // nothing.
+    lab.sh(
+        "h1",
+        &format!("cat > /root/seeded.yaml <<'EOF'\n{SEEDED}EOF\n"),
+    )
+    .assert_success();
+    let refused = lab
+        .berth(
+            "h1",
+            &[
+                "new-app",
+                "/root/seeded.yaml",
+                "-p",
+                "NAME=x",
+                "--link-to",
+                "web",
+            ],
+        )
+        .assert_failure();
+    assert!(refused.contains("--link-to"), "{refused}");
+    assert!(
+        !service_exists(&lab, "x"),
+        "a refused template made its service"
+    );
+
+    // Export the pair, and make a copy under another name: it works, with
+    // a password of its own, and no secret is in the template.
+    let exported = lab
+        .berth("h1", &["template", "export", "shop-web", "shop-db"])
+        .assert_success();
+    assert!(
+        !exported.contains(&password),
+        "the password was exported:\n{exported}"
+    );
+    assert!(exported.contains("generate: expression"), "{exported}");
+    lab.berth(
+        "h1",
+        &[
+            "template",
+            "export",
+            "shop-web",
+            "shop-db",
+            "--as",
+            "shop-copy",
+        ],
+    )
+    .assert_success();
+    let copy = lab
+        .berth("h1", &["new-app", "shop-copy", "-p", "NAME=copy"])
+        .assert_success();
+    assert!(copy.contains("service/copy-db created"), "{copy}");
+    let copy_password = generated_password(&copy);
+    assert_ne!(copy_password, password);
+    let copied = lab.eventually(Duration::from_secs(90), "copy's page", || {
+        page(&lab, "copy.example.test").filter(|p| p.contains("db: ok"))
+    });
+    assert_eq!(copied, "copy-web: db: ok, empty");
+    assert_eq!(
+        page(&lab, "shop.example.test").as_deref(),
+        Some("shop-web: db: ok, 3 rows")
+    );
+
+    // The generated token: a user's value overrides it, and removing
+    // that brings the generated one back.
+    lab.berth("h1", &["set", "env", "web", "TOKEN=mine"])
+        .assert_success();
+    lab.eventually(Duration::from_secs(90), "web's overridden token", || {
+        web_token(&lab).filter(|t| t == "mine")
+    });
+    lab.berth("h1", &["set", "env", "web", "TOKEN-"])
+        .assert_success();
+    lab.eventually(
+        Duration::from_secs(90),
+        "web's generated token back",
+        || web_token(&lab).filter(|t| *t == token),
+    );
 
     lab.down();
 }
