@@ -834,8 +834,10 @@ pub fn pod_status(
         let exit_code = if is_build {
             state.main_exit.filter(|_| ended)
         } else {
+            // Docker says exit code 0 for a container created and not yet
+            // started: only a container that ran has an exit code.
             docker
-                .filter(|d| !d.running && ended)
+                .filter(|d| !d.running && ended && d.started_at.is_some())
                 .and_then(|d| d.exit_code)
         };
         // berth-shim refusing a start (a host path became a symlink)
@@ -1259,6 +1261,7 @@ mod start_backoff_tests {
         let unit = crate::unit::container_unit_name("once", "once");
         let ended = InspectedState {
             exit_code: Some(3),
+            started_at: Some("2026-12-05T10:00:00.000000000Z".into()),
             ..InspectedState::default()
         };
         let inspected = HashMap::from([(app_container_name("once", "once"), ended)]);
@@ -1273,6 +1276,32 @@ mod start_backoff_tests {
         // Failed before the reboot, its unit skipped at boot after it.
         assert_eq!(with_unit("failed"), PodPhase::Failed);
         assert_eq!(with_unit("inactive"), PodPhase::Failed);
+    }
+
+    #[test]
+    fn a_run_once_container_created_but_not_yet_started_has_not_succeeded() {
+        // CI caught a job's attempt counted a success because its status
+        // was read between the container's creation and its unit's start.
+        let pod: Pod = serde_json::from_str(
+            r#"{"name":"once","containers":[{"name":"once","image":"i","restart":"never"}]}"#,
+        )
+        .expect("a pod");
+        let record = PodRecord {
+            pod,
+            host_ports: Vec::new(),
+            desired: Desired::Running,
+            source: Source::Master,
+        };
+        let created = InspectedState {
+            id: "c0ffee".into(),
+            exit_code: Some(0),
+            ..InspectedState::default()
+        };
+        let inspected = HashMap::from([(app_container_name("once", "once"), created)]);
+        let status = pod_status(&record, &HashMap::new(), &inspected);
+        assert_eq!(status.phase, PodPhase::Pending);
+        assert_eq!(status.containers[0].exit_code, None);
+        assert_eq!(status.containers[0].reason, None);
     }
 
     #[test]

@@ -133,7 +133,17 @@ fn jobs_run_once_are_retried_and_leave_nothing_behind() {
         .iter()
         .map(|a| a["exitCode"].clone())
         .collect();
-    assert_eq!(codes, [1, 1, 0], "{lucky:#}");
+    assert_eq!(
+        codes,
+        [1, 1, 0],
+        "{lucky:#}\n{}\n{}",
+        lab.berth("h1", &["job", "logs", "lucky"]).stdout(),
+        lab.sh(
+            "h1",
+            "journalctl -o cat -u berth-agent -u 'berth-lucky*' | grep -i lucky"
+        )
+        .stdout()
+    );
     assert_eq!(lucky["status"]["failed"], 2);
     let pods: Vec<&str> = lucky["status"]["attempts"]
         .as_array()
