@@ -469,11 +469,27 @@ fn cron_jobs_run_each_slot_once_skip_overlaps_and_survive_a_killed_master() {
     lab.exec("h1", &["systemctl", "start", "berth-master"])
         .assert_success();
     let name = format!("tick-{slot}");
-    let ran = lab.eventually(Duration::from_secs(40), "the slot's job to succeed", || {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let ran = loop {
         let job = lab.berth("h1", &["job", "describe", &name, "-o", "json"]);
-        let job = job.success().then(|| job.json())?;
-        (job["status"]["phase"] == "Succeeded").then_some(job)
-    });
+        let last = format!("{}{}", job.stdout(), job.stderr());
+        if let Some(job) = job.success().then(|| job.json()) {
+            if job["status"]["phase"] == "Succeeded" {
+                break job;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 40 s waiting for {name} to succeed; last answer:\n{last}\n\
+             cron:\n{}\njobs:\n{}\nevents:\n{}\nmaster:\n{}",
+            lab.berth("h1", &["cron", "describe", "tick"]).stdout(),
+            lab.berth("h1", &["job", "ls"]).stdout(),
+            lab.berth("h1", &["events"]).stdout(),
+            lab.sh("h1", "journalctl -o cat -u berth-master -n 60")
+                .stdout()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(
         ran["status"]["attempts"].as_array().map(Vec::len),
         Some(1),
