@@ -31,6 +31,12 @@ pub struct AgentConfig {
     pub host_ports_allow: Vec<u16>,
     /// Host directories pods may mount (each with everything below it).
     pub host_path_allow: Vec<PathBuf>,
+    /// Volume classes: `[volume-classes]`, a class name to the directory
+    /// (on a device of that class) where pods' volumes of the class live.
+    pub volume_classes: BTreeMap<String, PathBuf>,
+    /// Servers pods may mount network volumes (GlusterFS, NFS) from, by
+    /// host name or address; none by default.
+    pub network_volume_servers: Vec<String>,
     /// Seconds between two full reconciliations.
     pub resync_interval_secs: u64,
     /// Registry credentials by registry host (`registry.example:5000`).
@@ -99,6 +105,8 @@ impl Default for AgentConfig {
             host_ports: PortRange::DEFAULT,
             host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
             host_path_allow: Vec::new(),
+            volume_classes: BTreeMap::new(),
+            network_volume_servers: Vec::new(),
             resync_interval_secs: 10,
             registries: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -210,6 +218,37 @@ impl AgentConfig {
                 ));
             }
         }
+        for (class, dir) in &self.volume_classes {
+            if let Err(problem) = berth_model::validate_dns_label(class) {
+                return Err(invalid("volume-classes", format!("{class:?}: {problem}")));
+            }
+            let plain = dir.to_str().is_some_and(|d| {
+                d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/._+-".contains(c))
+            });
+            if !dir.is_absolute()
+                || !plain
+                || dir
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(invalid(
+                    "volume-classes",
+                    format!(
+                        "{class} = {}: must be an absolute path of [A-Za-z0-9/._+-], without ..",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        for server in &self.network_volume_servers {
+            if server.contains(':') || berth_model::validate_node_address(server).is_err() {
+                return Err(invalid(
+                    "network-volume-servers",
+                    format!("{server:?} is not a host name or IPv4 address"),
+                ));
+            }
+        }
         for key in self.labels.keys() {
             if key.is_empty()
                 || key.len() > 63
@@ -265,6 +304,15 @@ impl AgentConfig {
             range: self.host_ports,
             allow: self.host_ports_allow.clone(),
         }
+    }
+
+    /// The volume classes as the heartbeat reports them: class to
+    /// directory.
+    pub fn volume_class_names(&self) -> BTreeMap<String, String> {
+        self.volume_classes
+            .iter()
+            .map(|(class, dir)| (class.clone(), dir.display().to_string()))
+            .collect()
     }
 
     /// Whether `host_path` lies inside one of the allowed directories.

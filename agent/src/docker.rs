@@ -298,15 +298,28 @@ impl Docker {
     }
 
     /// Creates a pod's named volume, labelled with its pod; an existing one
-    /// (with its data) is kept.
-    pub async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
+    /// (with its data) is kept. With `device`, the volume keeps its data in
+    /// that directory (a volume class's): a local volume bound there.
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        pod: &str,
+        device: Option<&str>,
+    ) -> Result<(), DockerError> {
+        let driver_opts = match device {
+            Some(device) => [("type", "none"), ("o", "bind"), ("device", device)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            None => HashMap::new(),
+        };
         let options = bollard::volume::CreateVolumeOptions {
             name: name.to_owned(),
             driver: "local".to_owned(),
+            driver_opts,
             labels: [(LABEL_POD.to_owned(), pod.to_owned())]
                 .into_iter()
                 .collect(),
-            ..Default::default()
         };
         self.client
             .create_volume(options)
@@ -590,11 +603,12 @@ pub trait ContainerEngine: Send + Sync {
     ) -> impl Future<Output = Result<String, DockerError>> + Send;
     /// Removes a container; one that is gone already is no error.
     fn remove(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
-    /// Creates a pod's named volume.
+    /// Creates a pod's named volume, in directory `device` if given.
     fn create_volume(
         &self,
         name: &str,
         pod: &str,
+        device: Option<&str>,
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// Removes a named volume and its data.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
@@ -638,8 +652,13 @@ impl ContainerEngine for Docker {
     async fn remove(&self, name: &str) -> Result<(), DockerError> {
         Docker::remove(self, name).await
     }
-    async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
-        Docker::create_volume(self, name, pod).await
+    async fn create_volume(
+        &self,
+        name: &str,
+        pod: &str,
+        device: Option<&str>,
+    ) -> Result<(), DockerError> {
+        Docker::create_volume(self, name, pod, device).await
     }
     async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
         Docker::remove_volume(self, name).await

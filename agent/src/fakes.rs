@@ -127,7 +127,7 @@ fn container_of<'w>(
     let name = match UnitName::decode(unit)? {
         UnitName::Container { pod, container } => app_container_name(&pod, &container),
         UnitName::Network { pod } => holder_container_name(&pod),
-        UnitName::Slice { .. } => return None,
+        UnitName::Slice { .. } | UnitName::Mount { .. } => return None,
     };
     world.containers.get_mut(&name)
 }
@@ -187,8 +187,16 @@ impl ContainerEngine for FakeHost {
         Ok(())
     }
 
-    async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
-        self.record(format!("docker volume create {name}"));
+    async fn create_volume(
+        &self,
+        name: &str,
+        pod: &str,
+        device: Option<&str>,
+    ) -> Result<(), DockerError> {
+        match device {
+            Some(device) => self.record(format!("docker volume create {name} in {device}")),
+            None => self.record(format!("docker volume create {name}")),
+        }
         self.world().volumes.insert(name.into(), pod.into());
         Ok(())
     }

@@ -273,7 +273,22 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                     errors.push(format!("volumes[{i}].hostPath"), e.to_string());
                 }
             }
+            if let Some(class) = &volume.class {
+                if !self.config.volume_classes.contains_key(class) {
+                    errors.push(
+                        format!("volumes[{i}].class"),
+                        format!("this node has no volume class {class:?} (volume-classes)"),
+                    );
+                }
+            }
         }
+        berth_model::pod::check_network_servers(
+            pod,
+            &self.config.network_volume_servers,
+            "this node's",
+            "",
+            &mut errors,
+        );
         self.config.host_port_policy().check(pod, "", &mut errors);
         errors.into_result().map_err(RequestError::Invalid)
     }
@@ -993,6 +1008,34 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// status and as an event) and tried again after a wait that doubles
     /// with each failure; the outcome says when the next try is due.
     pub async fn sync_assigned(&self, assigned: &[Pod]) -> Synced {
+        self.sync_assigned_inner(assigned).await
+    }
+
+    /// Removes the master's pods whose data is all on the network (see
+    /// [`Pod::network_backed`]): this node has not reached the master for
+    /// [`NETWORK_FENCE_AFTER_SECS`](berth_model::pod::NETWORK_FENCE_AFTER_SECS),
+    /// and the master may start them on another node, where they must be
+    /// their volumes' only writers. Their containers are stopped and their
+    /// mounts unmounted; once the master answers again, the pods it still
+    /// assigns here are created anew. Returns the pods removed.
+    pub async fn fence_network_pods(&self) -> Vec<String> {
+        let records = self.records().unwrap_or_default();
+        let mut fenced = Vec::new();
+        for record in records
+            .iter()
+            .filter(|r| r.source == Source::Master && r.pod.network_backed())
+        {
+            let name = &record.pod.name;
+            warn!(pod = %name, "the master is unreachable: stopping this pod, whose data is on the network, so that it runs nowhere twice");
+            match self.delete(name).await {
+                Ok(_) => fenced.push(name.clone()),
+                Err(e) => warn!(pod = %name, error = %e, "fencing the pod failed"),
+            }
+        }
+        fenced
+    }
+
+    async fn sync_assigned_inner(&self, assigned: &[Pod]) -> Synced {
         let mut synced = Synced::default();
         let records = match self.records() {
             Ok(records) => records,

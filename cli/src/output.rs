@@ -953,6 +953,7 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
                 },
                 unschedulable: cordoned,
                 unit_settings: None,
+                volume_classes: Default::default(),
             },
             condition,
             engine_error: None,

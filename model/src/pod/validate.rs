@@ -126,8 +126,68 @@ fn check_volumes<'a>(errors: &mut ValidationErrors, volumes: &'a [Volume]) -> Ha
                 errors.push(format!("{at}.hostPath"), problem);
             }
         }
+        if let Some(class) = &volume.class {
+            check_label(errors, format!("{at}.class"), class);
+        }
+        for (kind, source) in [("glusterfs", &volume.glusterfs), ("nfs", &volume.nfs)] {
+            if let Some(source) = source {
+                check_network_source(errors, &format!("{at}.{kind}"), kind, source);
+            }
+        }
+        let sources: Vec<&str> = [
+            ("hostPath", volume.host_path.is_some()),
+            ("class", volume.class.is_some()),
+            ("glusterfs", volume.glusterfs.is_some()),
+            ("nfs", volume.nfs.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect();
+        if sources.len() > 1 {
+            errors.push(
+                at.clone(),
+                format!("sets {}: at most one of them", sources.join(" and ")),
+            );
+        }
     }
     volumes.iter().map(|volume| volume.name.as_str()).collect()
+}
+
+/// Checks a network volume's server and path: they go into a mount unit's
+/// `What=` and onto `mount`'s command line, so only plain names pass.
+fn check_network_source(
+    errors: &mut ValidationErrors,
+    at: &str,
+    kind: &str,
+    source: &super::NetworkSource,
+) {
+    if source.server.contains(':') {
+        // `server:path` would be ambiguous for mount.
+        errors.push(
+            format!("{at}.server"),
+            "an IPv6 address cannot be mounted from; use a host name",
+        );
+    } else if let Err(problem) = crate::validate_node_address(&source.server) {
+        errors.push(format!("{at}.server"), problem.to_string());
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._~+-".contains(c);
+    let components: Vec<&str> = source.path.split('/').skip(1).collect();
+    let well_formed = source.path.starts_with('/')
+        && source.path.len() <= MAX_PATH_LEN
+        && components
+            .iter()
+            .all(|c| !c.is_empty() && *c != "." && *c != ".." && c.chars().all(plain));
+    if !well_formed {
+        errors.push(
+            format!("{at}.path"),
+            "must be an absolute, normalized path of [A-Za-z0-9._~+-] components",
+        );
+    } else if kind == "glusterfs" && components.is_empty() {
+        errors.push(
+            format!("{at}.path"),
+            "must name the GlusterFS volume: /VOLUME or /VOLUME/SUBDIR",
+        );
+    }
 }
 
 fn check_container<'a>(

@@ -322,6 +322,7 @@ impl Node {
             metrics: Vec::new(),
             engine_unavailable: None,
             unit_settings: None,
+            volume_classes: Default::default(),
         };
         let answer = self
             .http
