@@ -865,6 +865,73 @@ mod tests {
     }
 
     #[test]
+    fn classes_and_network_sources_are_checked_and_exclusive() {
+        use crate::pod::NetworkKind;
+        let mut p = pod(vec![container("app")]);
+        p.volumes = vec![
+            Volume::classed("data", "fast"),
+            Volume::on_network("files", NetworkKind::Glusterfs, "h1", "/v1/sub"),
+            Volume::on_network("nas", NetworkKind::Nfs, "10.0.0.9", "/exports/a"),
+        ];
+        assert_eq!(p.validate(), Ok(()));
+
+        p.volumes = vec![
+            Volume::classed("a", "Fast"),
+            Volume::on_network("b", NetworkKind::Glusterfs, "h1", "/"),
+            Volume::on_network("c", NetworkKind::Nfs, "h 1", "/x/../y"),
+            Volume::on_network("d", NetworkKind::Glusterfs, "fe80::1", "/v1%n"),
+            Volume {
+                class: Some("fast".into()),
+                ..Volume::host_path("e", "/srv")
+            },
+        ];
+        let fields: Vec<String> = problems(&p).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "volumes[0].class",
+                "volumes[1].glusterfs.path",
+                "volumes[2].nfs.server",
+                "volumes[2].nfs.path",
+                "volumes[3].glusterfs.server",
+                "volumes[3].glusterfs.path",
+                "volumes[4]",
+            ]
+        );
+    }
+
+    #[test]
+    fn network_servers_must_be_allowed() {
+        use crate::pod::{check_network_servers, NetworkKind};
+        let mut p = pod(vec![container("app")]);
+        p.volumes = vec![
+            Volume::named("data"),
+            Volume::on_network("files", NetworkKind::Glusterfs, "H1", "/v1"),
+            Volume::on_network("nas", NetworkKind::Nfs, "nas.example", "/x"),
+        ];
+        let mut errors = ValidationErrors::new();
+        check_network_servers(
+            &p,
+            &["h1".to_owned()],
+            "the master's",
+            "template.",
+            &mut errors,
+        );
+        let found: Vec<(String, String)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.clone(), e.message.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [pair(
+                "template.volumes[2].nfs.server",
+                "server \"nas.example\" is not on the master's allow-list of network volume servers (network-volume-servers)"
+            )]
+        );
+    }
+
+    #[test]
     fn host_paths_are_absolute_and_normalized() {
         for good in [
             "/",
