@@ -346,6 +346,18 @@ impl Docker {
             .collect())
     }
 
+    /// Where a volume's data is on this host; `None` for a volume that is
+    /// not there.
+    pub async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, DockerError> {
+        match self.client.inspect_volume(name).await {
+            Ok(volume) => Ok(Some(volume.mountpoint)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(err(format!("inspecting volume {name}"))(e)),
+        }
+    }
+
     /// Removes a volume and its data; one that is gone already is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
         let removed = self.client.remove_volume(name, None).await;
@@ -612,6 +624,11 @@ pub trait ContainerEngine: Send + Sync {
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// Removes a named volume and its data.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Where a named volume's data is on this host, if it is there.
+    fn volume_mountpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, DockerError>> + Send;
     /// berth's volumes, with the pod each belongs to.
     fn list_berth_volumes(
         &self,
@@ -662,6 +679,9 @@ impl ContainerEngine for Docker {
     }
     async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
         Docker::remove_volume(self, name).await
+    }
+    async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, DockerError> {
+        Docker::volume_mountpoint(self, name).await
     }
     async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {
         Docker::list_berth_volumes(self).await

@@ -207,6 +207,11 @@ impl ContainerEngine for FakeHost {
         Ok(())
     }
 
+    async fn volume_mountpoint(&self, _name: &str) -> Result<Option<String>, DockerError> {
+        // The fake keeps no data.
+        Ok(None)
+    }
+
     async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {
         Ok(self.world().volumes.clone().into_iter().collect())
     }

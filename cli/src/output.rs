@@ -853,6 +853,7 @@ mod tests {
             },
             containers,
             start_failure: None,
+            volumes: Vec::new(),
         }
     }
 

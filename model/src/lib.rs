@@ -52,7 +52,9 @@ pub use pod::{
 pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
 pub use project::{Project, Role, DEFAULT_PROJECT};
 pub use route::{Route, RouteTls, TlsTermination};
-pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure};
+pub use status::{
+    ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure, VolumeUsage,
+};
 pub use template::Template;
 pub use user::{User, UserToken, WhoAmI};
 pub use validation::{FieldError, ValidationErrors};

@@ -416,6 +416,7 @@ fn running(pod: &ClusterPod) -> PodStatus {
             .collect(),
         spec: pod.spec.clone(),
         start_failure: None,
+        volumes: Vec::new(),
     }
 }
 

@@ -96,6 +96,28 @@ fn a_pod_asking_for_volume_classes_waits_for_a_node_with_all_of_them() {
         .assert_success();
     assert_eq!(files, "row\nline\n700 root\n700 root\n", "{files}");
 
+    // As volume objects: node, class, size, pod, and on the node.
+    let name = pod["spec"]["name"].as_str().expect("a name").to_owned();
+    let data = lab.eventually(Duration::from_secs(40), "db's volumes with sizes", || {
+        let volumes = lab.berth("h1", &["volume", "ls", "-o", "json"]).json();
+        volumes
+            .as_array()?
+            .iter()
+            .find(|v| v["name"] == format!("{name}/data") && v["bytes"].as_u64() == Some(4))
+            .cloned()
+    });
+    assert_eq!(data["node"], "h2", "{data}");
+    assert_eq!(data["class"], "fast", "{data}");
+    assert_eq!(data["network"], false, "{data}");
+    assert_eq!(data["pods"], serde_json::json!([name]), "{data}");
+    let described = lab
+        .berth("h1", &["volume", "describe", &format!("{name}/log")])
+        .assert_success();
+    assert!(
+        described.contains("class: bulk") && described.contains("node: h2"),
+        "{described}"
+    );
+
     // Removing the service removes its volumes' data with them.
     lab.berth("h1", &["rm", "db"]).assert_success();
     lab.eventually(
@@ -241,6 +263,15 @@ fn a_glusterfs_volume_is_mounted_by_a_unit_the_container_requires() {
         let written = lab.sh("h1", "cat /srv/brick1/b/written-by");
         written.success().then_some(())
     });
+
+    // A network volume object, with the pod that mounts it.
+    let volumes = lab.berth("h1", &["volume", "ls"]).assert_success();
+    assert!(
+        volumes.lines().any(|l| l.starts_with("glusterfs://h1/v1")
+            && l.contains("network")
+            && l.contains(&name)),
+        "{volumes}"
+    );
 
     // systemd mounted it, by a unit of its own that the container's unit
     // requires.
