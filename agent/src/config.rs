@@ -351,6 +351,8 @@ mod tests {
         let all = AgentConfig::parse(&uncommented(example), path).unwrap();
         assert_eq!(all.labels.get("zone").map(String::as_str), Some("a"));
         assert!(all.master.is_some() && all.registries.len() == 1);
+        assert_eq!(all.volume_classes.len(), 2);
+        assert_eq!(all.network_volume_servers, ["gluster-1.example"]);
     }
 
     #[test]
@@ -382,6 +384,40 @@ mod tests {
         );
         let err = AgentConfig::parse("no-such = 1", Path::new("a.toml")).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn volume_classes_and_network_servers_are_checked_naming_the_setting() {
+        for (text, setting) in [
+            ("[volume-classes]\nFast = \"/srv/fast\"\n", "volume-classes"),
+            ("[volume-classes]\nfast = \"srv/fast\"\n", "volume-classes"),
+            ("[volume-classes]\nfast = \"/srv/a b\"\n", "volume-classes"),
+            (
+                "[volume-classes]\nfast = \"/srv/../etc\"\n",
+                "volume-classes",
+            ),
+            (
+                "network-volume-servers = [\"h 1\"]\n",
+                "network-volume-servers",
+            ),
+            (
+                "network-volume-servers = [\"fe80::1\"]\n",
+                "network-volume-servers",
+            ),
+        ] {
+            match AgentConfig::parse(text, Path::new("agent.toml")) {
+                Err(ConfigError::Invalid { setting: got, .. }) => {
+                    assert_eq!(got, setting, "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let good = "network-volume-servers = [\"h1\", \"10.0.0.9\"]\n[volume-classes]\nfast = \"/srv/nvme/berth\"\n";
+        let config = AgentConfig::parse(good, Path::new("agent.toml")).unwrap();
+        assert_eq!(
+            config.volume_class_names().get("fast").map(String::as_str),
+            Some("/srv/nvme/berth")
+        );
     }
 
     #[test]
