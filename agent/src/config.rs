@@ -31,6 +31,12 @@ pub struct AgentConfig {
     pub host_ports_allow: Vec<u16>,
     /// Host directories pods may mount (each with everything below it).
     pub host_path_allow: Vec<PathBuf>,
+    /// Volume classes: `[volume-classes]`, a class name to the directory
+    /// (on a device of that class) where pods' volumes of the class live.
+    pub volume_classes: BTreeMap<String, PathBuf>,
+    /// Servers pods may mount network volumes (GlusterFS, NFS) from, by
+    /// host name or address; none by default.
+    pub network_volume_servers: Vec<String>,
     /// Seconds between two full reconciliations.
     pub resync_interval_secs: u64,
     /// Registry credentials by registry host (`registry.example:5000`).
@@ -99,6 +105,8 @@ impl Default for AgentConfig {
             host_ports: PortRange::DEFAULT,
             host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
             host_path_allow: Vec::new(),
+            volume_classes: BTreeMap::new(),
+            network_volume_servers: Vec::new(),
             resync_interval_secs: 10,
             registries: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -210,6 +218,37 @@ impl AgentConfig {
                 ));
             }
         }
+        for (class, dir) in &self.volume_classes {
+            if let Err(problem) = berth_model::validate_dns_label(class) {
+                return Err(invalid("volume-classes", format!("{class:?}: {problem}")));
+            }
+            let plain = dir.to_str().is_some_and(|d| {
+                d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/._+-".contains(c))
+            });
+            if !dir.is_absolute()
+                || !plain
+                || dir
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(invalid(
+                    "volume-classes",
+                    format!(
+                        "{class} = {}: must be an absolute path of [A-Za-z0-9/._+-], without ..",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        for server in &self.network_volume_servers {
+            if server.contains(':') || berth_model::validate_node_address(server).is_err() {
+                return Err(invalid(
+                    "network-volume-servers",
+                    format!("{server:?} is not a host name or IPv4 address"),
+                ));
+            }
+        }
         for key in self.labels.keys() {
             if key.is_empty()
                 || key.len() > 63
@@ -267,6 +306,15 @@ impl AgentConfig {
         }
     }
 
+    /// The volume classes as the heartbeat reports them: class to
+    /// directory.
+    pub fn volume_class_names(&self) -> BTreeMap<String, String> {
+        self.volume_classes
+            .iter()
+            .map(|(class, dir)| (class.clone(), dir.display().to_string()))
+            .collect()
+    }
+
     /// Whether `host_path` lies inside one of the allowed directories.
     pub fn host_path_allowed(&self, host_path: &Path) -> bool {
         self.host_path_allow
@@ -303,6 +351,8 @@ mod tests {
         let all = AgentConfig::parse(&uncommented(example), path).unwrap();
         assert_eq!(all.labels.get("zone").map(String::as_str), Some("a"));
         assert!(all.master.is_some() && all.registries.len() == 1);
+        assert_eq!(all.volume_classes.len(), 2);
+        assert_eq!(all.network_volume_servers, ["gluster-1.example"]);
     }
 
     #[test]
@@ -334,6 +384,40 @@ mod tests {
         );
         let err = AgentConfig::parse("no-such = 1", Path::new("a.toml")).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn volume_classes_and_network_servers_are_checked_naming_the_setting() {
+        for (text, setting) in [
+            ("[volume-classes]\nFast = \"/srv/fast\"\n", "volume-classes"),
+            ("[volume-classes]\nfast = \"srv/fast\"\n", "volume-classes"),
+            ("[volume-classes]\nfast = \"/srv/a b\"\n", "volume-classes"),
+            (
+                "[volume-classes]\nfast = \"/srv/../etc\"\n",
+                "volume-classes",
+            ),
+            (
+                "network-volume-servers = [\"h 1\"]\n",
+                "network-volume-servers",
+            ),
+            (
+                "network-volume-servers = [\"fe80::1\"]\n",
+                "network-volume-servers",
+            ),
+        ] {
+            match AgentConfig::parse(text, Path::new("agent.toml")) {
+                Err(ConfigError::Invalid { setting: got, .. }) => {
+                    assert_eq!(got, setting, "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let good = "network-volume-servers = [\"h1\", \"10.0.0.9\"]\n[volume-classes]\nfast = \"/srv/nvme/berth\"\n";
+        let config = AgentConfig::parse(good, Path::new("agent.toml")).unwrap();
+        assert_eq!(
+            config.volume_class_names().get("fast").map(String::as_str),
+            Some("/srv/nvme/berth")
+        );
     }
 
     #[test]

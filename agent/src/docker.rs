@@ -298,15 +298,28 @@ impl Docker {
     }
 
     /// Creates a pod's named volume, labelled with its pod; an existing one
-    /// (with its data) is kept.
-    pub async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
+    /// (with its data) is kept. With `device`, the volume keeps its data in
+    /// that directory (a volume class's): a local volume bound there.
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        pod: &str,
+        device: Option<&str>,
+    ) -> Result<(), DockerError> {
+        let driver_opts = match device {
+            Some(device) => [("type", "none"), ("o", "bind"), ("device", device)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            None => HashMap::new(),
+        };
         let options = bollard::volume::CreateVolumeOptions {
             name: name.to_owned(),
             driver: "local".to_owned(),
+            driver_opts,
             labels: [(LABEL_POD.to_owned(), pod.to_owned())]
                 .into_iter()
                 .collect(),
-            ..Default::default()
         };
         self.client
             .create_volume(options)
@@ -331,6 +344,18 @@ impl Docker {
             .into_iter()
             .filter_map(|v| Some((v.name.clone(), v.labels.get(LABEL_POD)?.clone())))
             .collect())
+    }
+
+    /// Where a volume's data is on this host; `None` for a volume that is
+    /// not there.
+    pub async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, DockerError> {
+        match self.client.inspect_volume(name).await {
+            Ok(volume) => Ok(Some(volume.mountpoint)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(err(format!("inspecting volume {name}"))(e)),
+        }
     }
 
     /// Removes a volume and its data; one that is gone already is fine.
@@ -590,14 +615,20 @@ pub trait ContainerEngine: Send + Sync {
     ) -> impl Future<Output = Result<String, DockerError>> + Send;
     /// Removes a container; one that is gone already is no error.
     fn remove(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
-    /// Creates a pod's named volume.
+    /// Creates a pod's named volume, in directory `device` if given.
     fn create_volume(
         &self,
         name: &str,
         pod: &str,
+        device: Option<&str>,
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// Removes a named volume and its data.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Where a named volume's data is on this host, if it is there.
+    fn volume_mountpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, DockerError>> + Send;
     /// berth's volumes, with the pod each belongs to.
     fn list_berth_volumes(
         &self,
@@ -638,11 +669,19 @@ impl ContainerEngine for Docker {
     async fn remove(&self, name: &str) -> Result<(), DockerError> {
         Docker::remove(self, name).await
     }
-    async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
-        Docker::create_volume(self, name, pod).await
+    async fn create_volume(
+        &self,
+        name: &str,
+        pod: &str,
+        device: Option<&str>,
+    ) -> Result<(), DockerError> {
+        Docker::create_volume(self, name, pod, device).await
     }
     async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
         Docker::remove_volume(self, name).await
+    }
+    async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, DockerError> {
+        Docker::volume_mountpoint(self, name).await
     }
     async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {
         Docker::list_berth_volumes(self).await

@@ -127,7 +127,7 @@ fn container_of<'w>(
     let name = match UnitName::decode(unit)? {
         UnitName::Container { pod, container } => app_container_name(&pod, &container),
         UnitName::Network { pod } => holder_container_name(&pod),
-        UnitName::Slice { .. } => return None,
+        UnitName::Slice { .. } | UnitName::Mount { .. } => return None,
     };
     world.containers.get_mut(&name)
 }
@@ -187,8 +187,16 @@ impl ContainerEngine for FakeHost {
         Ok(())
     }
 
-    async fn create_volume(&self, name: &str, pod: &str) -> Result<(), DockerError> {
-        self.record(format!("docker volume create {name}"));
+    async fn create_volume(
+        &self,
+        name: &str,
+        pod: &str,
+        device: Option<&str>,
+    ) -> Result<(), DockerError> {
+        match device {
+            Some(device) => self.record(format!("docker volume create {name} in {device}")),
+            None => self.record(format!("docker volume create {name}")),
+        }
         self.world().volumes.insert(name.into(), pod.into());
         Ok(())
     }
@@ -197,6 +205,11 @@ impl ContainerEngine for FakeHost {
         self.record(format!("docker volume rm {name}"));
         self.world().volumes.remove(name);
         Ok(())
+    }
+
+    async fn volume_mountpoint(&self, _name: &str) -> Result<Option<String>, DockerError> {
+        // The fake keeps no data.
+        Ok(None)
     }
 
     async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {

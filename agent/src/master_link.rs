@@ -115,6 +115,7 @@ pub async fn join(
         unschedulable: false,
         // The first heartbeat reports them.
         unit_settings: None,
+        volume_classes: Default::default(),
     };
     let request = JoinRequest {
         token: token.to_owned(),
@@ -247,7 +248,11 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     let beat = {
         let master = master.clone();
         let settings = runtime.unit_settings().clone();
-        tokio::spawn(async move { heartbeats(&master, &metrics, &settings, known_rx).await })
+        let classes = runtime.config().volume_class_names();
+        let runtime = Arc::clone(&runtime);
+        tokio::spawn(async move {
+            heartbeats(&master, &runtime, &metrics, &settings, &classes, known_rx).await
+        })
     };
     let events = tokio::spawn(crate::container_events::run(
         master.http().clone(),
@@ -273,10 +278,16 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
 /// observer saw something new. It never waits on Docker or D-Bus.
 async fn heartbeats(
     master: &NodeClient,
+    runtime: &Runtime,
     metrics: &Metrics,
     settings: &UnitSettings,
+    volume_classes: &std::collections::BTreeMap<String, String>,
     mut known: watch::Receiver<LastKnown>,
 ) {
+    // When the master last took a heartbeat, and whether this node fenced
+    // its network-backed pods since.
+    let mut last_ok = tokio::time::Instant::now();
+    let mut fenced = false;
     loop {
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
@@ -287,8 +298,24 @@ async fn heartbeats(
             metrics,
             engine_unavailable: last.engine_unavailable,
             unit_settings: Some(settings.clone()),
+            volume_classes: volume_classes.clone(),
         };
-        match master.heartbeat(&beat, Duration::from_secs(2)).await {
+        let sent = master.heartbeat(&beat, Duration::from_secs(2)).await;
+        if sent.is_ok() {
+            last_ok = tokio::time::Instant::now();
+            fenced = false;
+        } else if !fenced
+            && last_ok.elapsed() >= Duration::from_secs(berth_model::pod::NETWORK_FENCE_AFTER_SECS)
+        {
+            // Cut off long enough for the master to move the pods whose
+            // data is on the network: stop them here first.
+            fenced = true;
+            let pods = runtime.fence_network_pods().await;
+            if !pods.is_empty() {
+                warn!(pods = ?pods, "fenced network-backed pods: the master is unreachable");
+            }
+        }
+        match sent {
             Ok(()) => {}
             Err(e) if e.is_unauthorized() => {
                 warn!(error = %e, "the master refused this node's credential; to rejoin, {}", rejoin_hint(master.node()));

@@ -107,6 +107,37 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     registry: Arc<ClusterRegistry>,
     /// The pulls under way, by pod.
     pulls: Pulls,
+    /// The size of each named volume (by Docker name) and when it was
+    /// measured: walked at most every [`VOLUME_SIZE_TTL`].
+    volume_sizes: std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>,
+}
+
+/// How long a measured volume size is reported before it is measured
+/// again: walking a volume's files costs I/O, and statuses go out every
+/// second.
+const VOLUME_SIZE_TTL: Duration = Duration::from_secs(30);
+
+/// Bytes of the regular files under `dir` (symlinks not followed); 0 for
+/// what cannot be read.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    total
 }
 
 impl Runtime {
@@ -171,6 +202,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             adopted: tokio::sync::watch::Sender::new(false),
             registry: Arc::new(ClusterRegistry::new(certs_dir)),
             pulls: Pulls::default(),
+            volume_sizes: std::sync::Mutex::default(),
         }
     }
 
@@ -273,7 +305,22 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                     errors.push(format!("volumes[{i}].hostPath"), e.to_string());
                 }
             }
+            if let Some(class) = &volume.class {
+                if !self.config.volume_classes.contains_key(class) {
+                    errors.push(
+                        format!("volumes[{i}].class"),
+                        format!("this node has no volume class {class:?} (volume-classes)"),
+                    );
+                }
+            }
         }
+        berth_model::pod::check_network_servers(
+            pod,
+            &self.config.network_volume_servers,
+            "this node's",
+            "",
+            &mut errors,
+        );
         self.config.host_port_policy().check(pod, "", &mut errors);
         errors.into_result().map_err(RequestError::Invalid)
     }
@@ -600,7 +647,57 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 container.reason = Some(format!("ContainerCreating: {pulling}"));
             }
         }
+        status.volumes = self.volume_usage(&record.pod).await;
         Ok(status)
+    }
+
+    /// The data each named volume of `pod` holds here, measured at most
+    /// every [`VOLUME_SIZE_TTL`]; a volume not (yet) in Docker is left out.
+    async fn volume_usage(&self, pod: &Pod) -> Vec<berth_model::VolumeUsage> {
+        let mut usage = Vec::new();
+        for volume in pod.volumes.iter().filter(|v| v.is_named()) {
+            let docker_name = crate::reconcile::desired::named_volume(&pod.name, &volume.name);
+            let cached = self
+                .volume_sizes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&docker_name)
+                .filter(|(at, _)| at.elapsed() < VOLUME_SIZE_TTL)
+                .map(|(_, bytes)| *bytes);
+            let bytes = match cached {
+                Some(bytes) => bytes,
+                None => {
+                    let dir = match volume
+                        .class
+                        .as_ref()
+                        .and_then(|c| self.config.volume_classes.get(c))
+                    {
+                        Some(root) => Some(root.join(&docker_name)),
+                        None => self
+                            .docker
+                            .volume_mountpoint(&docker_name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(PathBuf::from),
+                    };
+                    let Some(dir) = dir else { continue };
+                    let bytes = tokio::task::spawn_blocking(move || dir_bytes(&dir))
+                        .await
+                        .unwrap_or(0);
+                    self.volume_sizes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(docker_name, (std::time::Instant::now(), bytes));
+                    bytes
+                }
+            };
+            usage.push(berth_model::VolumeUsage {
+                name: volume.name.clone(),
+                bytes,
+            });
+        }
+        usage
     }
 
     /// Docker's OOMKilled flag, corrected by what berth-shim recorded: a
@@ -896,6 +993,7 @@ pub fn pod_status(
         containers,
         spec: pod.redacted(),
         start_failure: None,
+        volumes: Vec::new(),
     }
 }
 
@@ -993,6 +1091,34 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// status and as an event) and tried again after a wait that doubles
     /// with each failure; the outcome says when the next try is due.
     pub async fn sync_assigned(&self, assigned: &[Pod]) -> Synced {
+        self.sync_assigned_inner(assigned).await
+    }
+
+    /// Removes the master's pods whose data is all on the network (see
+    /// [`Pod::network_backed`]): this node has not reached the master for
+    /// [`NETWORK_FENCE_AFTER_SECS`](berth_model::pod::NETWORK_FENCE_AFTER_SECS),
+    /// and the master may start them on another node, where they must be
+    /// their volumes' only writers. Their containers are stopped and their
+    /// mounts unmounted; once the master answers again, the pods it still
+    /// assigns here are created anew. Returns the pods removed.
+    pub async fn fence_network_pods(&self) -> Vec<String> {
+        let records = self.records().unwrap_or_default();
+        let mut fenced = Vec::new();
+        for record in records
+            .iter()
+            .filter(|r| r.source == Source::Master && r.pod.network_backed())
+        {
+            let name = &record.pod.name;
+            warn!(pod = %name, "the master is unreachable: stopping this pod, whose data is on the network, so that it runs nowhere twice");
+            match self.delete(name).await {
+                Ok(_) => fenced.push(name.clone()),
+                Err(e) => warn!(pod = %name, error = %e, "fencing the pod failed"),
+            }
+        }
+        fenced
+    }
+
+    async fn sync_assigned_inner(&self, assigned: &[Pod]) -> Synced {
         let mut synced = Synced::default();
         let records = match self.records() {
             Ok(records) => records,
@@ -1238,6 +1364,7 @@ pub fn failed_start_status(pod: &Pod, failure: &StartFailure) -> PodStatus {
             })
             .collect(),
         spec: pod.redacted(),
+        volumes: Vec::new(),
         start_failure: Some(failure.clone()),
     }
 }

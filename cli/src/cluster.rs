@@ -68,6 +68,10 @@ pub enum ClusterCommand {
     /// edge or passthrough by SNI, websockets).
     #[command(subcommand)]
     Route(crate::route::RouteCommand),
+    /// Volumes: each named volume with its node, class, size and pod, and
+    /// each network volume with the pods that mount it.
+    #[command(subcommand)]
+    Volume(crate::volume::VolumeCommand),
 }
 
 /// `berth login`.
@@ -232,6 +236,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Node(node) => node::run(&client, node).await,
         ClusterCommand::Route(route) => crate::route::run(&client, route).await,
+        ClusterCommand::Volume(volume) => crate::volume::run(&client, volume).await,
         ClusterCommand::Run(run) => create_service(&client, &run).await,
         ClusterCommand::Ps(ps) => list_pods(&client, &ps).await,
         ClusterCommand::Scale(scale) => {

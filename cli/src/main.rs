@@ -36,6 +36,7 @@ mod strategy_flags;
 mod template;
 mod top;
 mod user;
+mod volume;
 
 /// berth: drive a berth cluster from the command line.
 #[derive(Debug, Parser)]

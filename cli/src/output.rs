@@ -631,12 +631,23 @@ fn container_details(out: &mut String, container: &Container, volumes: &[berth_m
         .volume_mounts
         .iter()
         .map(|mount| {
-            let source = volumes
-                .iter()
-                .find(|volume| volume.name == mount.volume)
-                .and_then(|volume| volume.host_path.clone())
-                .unwrap_or_else(|| mount.volume.clone());
+            // As `-v` spells it: a host path, a network URL, or the
+            // volume's name (with its class).
+            let volume = volumes.iter().find(|volume| volume.name == mount.volume);
+            let source = match volume {
+                Some(v) if v.host_path.is_some() => v.host_path.clone().unwrap_or_default(),
+                Some(v) => match v.network() {
+                    Some((kind, net)) => format!("{kind}://{}{}", net.server, net.path),
+                    None => mount.volume.clone(),
+                },
+                None => mount.volume.clone(),
+            };
+            let class = volume
+                .and_then(|v| v.class.as_deref())
+                .map(|class| format!(" (class {class})"))
+                .unwrap_or_default();
             let mode = if mount.read_only { ":ro" } else { "" };
+            let mode = format!("{mode}{class}");
             format!("{source}:{}{mode}", mount.path)
         })
         .collect();
@@ -842,6 +853,7 @@ mod tests {
             },
             containers,
             start_failure: None,
+            volumes: Vec::new(),
         }
     }
 
@@ -953,6 +965,7 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
                 },
                 unschedulable: cordoned,
                 unit_settings: None,
+                volume_classes: Default::default(),
             },
             condition,
             engine_error: None,

@@ -236,7 +236,7 @@ impl fmt::Debug for SecretEnvVar {
     }
 }
 
-/// A `-v SRC:DST[:ro|:rw]` flag before it becomes a pod volume and a mount.
+/// A `-v SRC:DST[:OPTIONS]` flag before it becomes a pod volume and a mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeFlag {
     /// Where the data comes from.
@@ -245,6 +245,8 @@ pub struct VolumeFlag {
     pub path: String,
     /// Mount read-only (`:ro`).
     pub read_only: bool,
+    /// The volume class of a named volume (`:class=NAME`).
+    pub class: Option<String>,
 }
 
 /// The `SRC` of a `-v` flag.
@@ -252,34 +254,98 @@ pub struct VolumeFlag {
 pub enum VolumeSource {
     /// An absolute `SRC`: a directory of the host, bound into the container.
     HostPath(String),
+    /// `glusterfs://SERVER/VOLUME[/SUBDIR]` or `nfs://SERVER/EXPORT`: a
+    /// network file system the node mounts.
+    Network {
+        /// GlusterFS or NFS.
+        kind: berth_model::NetworkKind,
+        /// The server.
+        server: String,
+        /// The absolute path on it.
+        path: String,
+    },
     /// Any other `SRC`: the name of a Docker volume.
     Named(String),
 }
 
-/// A volume flag: `SRC:DST`, `SRC:DST:ro` or `SRC:DST:rw`. An absolute `SRC`
-/// is a host directory, anything else a named volume.
+/// A volume flag: `SRC:DST` with options `ro`, `rw` and `class=NAME`
+/// after another `:`, separated by commas (`data:/db:ro,class=fast`). An
+/// absolute `SRC` is a host directory, `glusterfs://SERVER/VOLUME[/SUBDIR]`
+/// and `nfs://SERVER/EXPORT` are network file systems, anything else a
+/// named volume.
 pub fn volume(text: &str) -> Result<VolumeFlag, String> {
-    const USAGE: &str = "expected SRC:DST or SRC:DST:ro";
-    let parts: Vec<&str> = text.split(':').collect();
-    let (source, path, read_only) = match parts.as_slice() {
-        [source, path] => (*source, *path, false),
-        [source, path, "ro"] => (*source, *path, true),
-        [source, path, "rw"] => (*source, *path, false),
-        [_, _, _] => return Err("unknown mount option: use ro or rw".to_owned()),
-        _ => return Err(USAGE.to_owned()),
+    const USAGE: &str = "expected SRC:DST or SRC:DST:OPTIONS (ro, rw, class=NAME)";
+    let network = [
+        berth_model::NetworkKind::Glusterfs,
+        berth_model::NetworkKind::Nfs,
+    ]
+    .into_iter()
+    .find_map(|kind| {
+        let rest = text.strip_prefix(kind.as_str())?.strip_prefix("://")?;
+        Some((kind, rest))
+    });
+    let (source, rest) = match network {
+        Some((kind, rest)) => {
+            let (location, rest) = rest.split_once(':').ok_or(USAGE)?;
+            let (server, path) = location
+                .split_once('/')
+                .ok_or_else(|| format!("{kind}://{location}: expected {kind}://SERVER/PATH"))?;
+            if server.is_empty() || path.is_empty() {
+                return Err(format!(
+                    "{kind}://{location}: expected {kind}://SERVER/PATH"
+                ));
+            }
+            let source = VolumeSource::Network {
+                kind,
+                server: server.to_owned(),
+                path: format!("/{}", path.trim_end_matches('/')),
+            };
+            (source, rest)
+        }
+        None => {
+            let (source, rest) = text.split_once(':').ok_or(USAGE)?;
+            if source.is_empty() {
+                return Err(USAGE.to_owned());
+            }
+            let source = if source.starts_with('/') {
+                VolumeSource::HostPath(source.to_owned())
+            } else {
+                VolumeSource::Named(source.to_owned())
+            };
+            (source, rest)
+        }
     };
-    if source.is_empty() || path.is_empty() {
+    let (path, options) = match rest.split_once(':') {
+        Some((path, options)) => (path, Some(options)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
         return Err(USAGE.to_owned());
     }
-    let source = if source.starts_with('/') {
-        VolumeSource::HostPath(source.to_owned())
-    } else {
-        VolumeSource::Named(source.to_owned())
-    };
+    let mut read_only = false;
+    let mut class = None;
+    for option in options.into_iter().flat_map(|o| o.split(',')) {
+        match option {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            _ => match option.strip_prefix("class=") {
+                Some(name) if !name.is_empty() => class = Some(name.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "unknown mount option {option:?}: use ro, rw or class=NAME"
+                    ))
+                }
+            },
+        }
+    }
+    if class.is_some() && !matches!(source, VolumeSource::Named(_)) {
+        return Err("class=NAME applies to named volumes only".to_owned());
+    }
     Ok(VolumeFlag {
         source,
         path: path.to_owned(),
         read_only,
+        class,
     })
 }
 
@@ -480,6 +546,7 @@ mod tests {
         assert_eq!(
             volume("/srv/data:/data"),
             Ok(VolumeFlag {
+                class: None,
                 source: VolumeSource::HostPath("/srv/data".to_owned()),
                 path: "/data".to_owned(),
                 read_only: false,
@@ -488,6 +555,7 @@ mod tests {
         assert_eq!(
             volume("cache:/var/cache:ro"),
             Ok(VolumeFlag {
+                class: None,
                 source: VolumeSource::Named("cache".to_owned()),
                 path: "/var/cache".to_owned(),
                 read_only: true,
@@ -501,9 +569,59 @@ mod tests {
 
     #[test]
     fn volumes_reject_nonsense() {
-        for text in ["", "/srv", ":/data", "/srv:", "a:/b:rx", "a:/b:ro:x"] {
+        for text in [
+            "",
+            "/srv",
+            ":/data",
+            "/srv:",
+            "a:/b:rx",
+            "a:/b:ro:x",
+            "a:/b:class=",
+            "/srv:/b:class=fast",
+            "glusterfs://h1:/data",
+            "glusterfs:///v1:/data",
+            "nfs://h1/x:/data:class=fast",
+        ] {
             assert!(volume(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn volumes_take_classes_and_network_sources() {
+        assert_eq!(
+            volume("data:/var/lib/db:class=fast"),
+            Ok(VolumeFlag {
+                source: VolumeSource::Named("data".to_owned()),
+                path: "/var/lib/db".to_owned(),
+                read_only: false,
+                class: Some("fast".to_owned()),
+            })
+        );
+        assert_eq!(
+            volume("log:/var/log:ro,class=bulk").map(|v| (v.read_only, v.class)),
+            Ok((true, Some("bulk".to_owned())))
+        );
+        assert_eq!(
+            volume("glusterfs://h1/v1/sub:/data:ro"),
+            Ok(VolumeFlag {
+                source: VolumeSource::Network {
+                    kind: berth_model::NetworkKind::Glusterfs,
+                    server: "h1".to_owned(),
+                    path: "/v1/sub".to_owned(),
+                },
+                path: "/data".to_owned(),
+                read_only: true,
+                class: None,
+            })
+        );
+        assert_eq!(
+            volume("nfs://nas.example/exports/a:/data").map(|v| v.source),
+            Ok(VolumeSource::Network {
+                kind: berth_model::NetworkKind::Nfs,
+                server: "nas.example".to_owned(),
+                path: "/exports/a".to_owned(),
+            })
+        );
     }
 
     #[test]

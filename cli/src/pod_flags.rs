@@ -54,12 +54,15 @@ pub struct PodFlags {
     pub cpus: Option<u32>,
 
     /// Mount a volume: an absolute SRC is a host directory (the agent must
-    /// allow it), any other SRC names a Docker volume. `:ro` mounts it
-    /// read-only. Repeatable.
+    /// allow it), `glusterfs://SERVER/VOLUME[/SUBDIR]` or
+    /// `nfs://SERVER/EXPORT` a network file system (the master and the
+    /// node must allow the server), any other SRC names a Docker volume,
+    /// in the node's directory of a volume class with `:class=NAME`.
+    /// `:ro` mounts it read-only. Repeatable.
     #[arg(
         short = 'v',
         long = "volume",
-        value_name = "SRC:DST[:ro]",
+        value_name = "SRC:DST[:ro,class=NAME]",
         value_parser = parse::volume
     )]
     pub volumes: Vec<VolumeFlag>,
@@ -244,32 +247,48 @@ impl ProbeFlags {
     }
 }
 
-/// Declares one volume per named volume and per host directory, in flag
-/// order, and mounts them. Host directories get the first free name of
-/// `vol0`, `vol1`, ...
+/// Declares one volume per named volume, per host directory and per
+/// network source, in flag order, and mounts them. Host directories and
+/// network sources get the first free name of `vol0`, `vol1`, ...
 fn volumes_and_mounts(flags: &[VolumeFlag]) -> (Vec<Volume>, Vec<VolumeMount>) {
     let named: HashSet<&str> = flags
         .iter()
         .filter_map(|flag| match &flag.source {
             VolumeSource::Named(name) => Some(name.as_str()),
-            VolumeSource::HostPath(_) => None,
+            _ => None,
         })
         .collect();
     let mut next_index = 0;
     let mut volumes: Vec<Volume> = Vec::new();
     let mut mounts = Vec::new();
     for flag in flags {
+        let wanted = match &flag.source {
+            VolumeSource::Named(name) => Volume {
+                class: flag.class.clone(),
+                ..Volume::named(name.clone())
+            },
+            VolumeSource::HostPath(path) => Volume::host_path("", path.clone()),
+            VolumeSource::Network { kind, server, path } => {
+                Volume::on_network("", *kind, server.clone(), path.clone())
+            }
+        };
+        // The same source twice is one volume; a named volume is known by
+        // its name (a second class for it is left to validation).
         let existing = volumes.iter().find(|volume| match &flag.source {
-            VolumeSource::Named(name) => volume.host_path.is_none() && volume.name == *name,
-            VolumeSource::HostPath(path) => volume.host_path.as_deref() == Some(path.as_str()),
+            VolumeSource::Named(name) => volume.is_named() && volume.name == *name,
+            _ => {
+                volume.host_path == wanted.host_path
+                    && volume.glusterfs == wanted.glusterfs
+                    && volume.nfs == wanted.nfs
+            }
         });
         let volume = match (existing, &flag.source) {
             (Some(volume), _) => volume.name.clone(),
             (None, VolumeSource::Named(name)) => {
-                volumes.push(Volume::named(name.clone()));
+                volumes.push(wanted);
                 name.clone()
             }
-            (None, VolumeSource::HostPath(path)) => {
+            (None, _) => {
                 let name = loop {
                     let candidate = format!("vol{next_index}");
                     next_index += 1;
@@ -277,7 +296,10 @@ fn volumes_and_mounts(flags: &[VolumeFlag]) -> (Vec<Volume>, Vec<VolumeMount>) {
                         break candidate;
                     }
                 };
-                volumes.push(Volume::host_path(name.clone(), path.clone()));
+                volumes.push(Volume {
+                    name: name.clone(),
+                    ..wanted
+                });
                 name
             }
         };

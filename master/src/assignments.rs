@@ -295,6 +295,7 @@ mod tests {
             containers: Vec::new(),
             spec: reported.spec.clone(),
             start_failure: None,
+            volumes: Vec::new(),
         });
         index.apply("a", Some(reported), 8);
         let started = tokio::time::Instant::now();

@@ -50,6 +50,10 @@ pub struct MasterConfig {
     pub host_ports: berth_model::PortRange,
     /// ...and these ports outside it.
     pub host_ports_allow: Vec<u16>,
+    /// Servers pods may mount network volumes (GlusterFS, NFS) from, by
+    /// host name or address; none by default. Each node's agent has its
+    /// own list too.
+    pub network_volume_servers: Vec<String>,
     /// The integrated registry: `[registry]`.
     pub registry: RegistryConfig,
 }
@@ -250,6 +254,7 @@ impl Default for MasterConfig {
             connections: ConnectionsConfig::default(),
             host_ports: berth_model::PortRange::DEFAULT,
             host_ports_allow: berth_model::host_ports::DEFAULT_HOST_PORTS_ALLOW.to_vec(),
+            network_volume_servers: Vec::new(),
             registry: RegistryConfig::default(),
         }
     }

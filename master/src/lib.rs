@@ -107,6 +107,7 @@ pub async fn run_with(
         admin_token_hash: auth::hash(&admin_token),
         route_suffix: config.route_suffix.clone(),
         host_ports: config.host_port_policy(),
+        network_volume_servers: config.network_volume_servers.clone(),
         public_url: config.public_url(if serving == Serving::Tls {
             "https"
         } else {

@@ -83,6 +83,10 @@ pub struct Heartbeat {
     /// agent older than the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_settings: Option<crate::cluster::UnitSettings>,
+    /// The agent's volume classes, class to directory, recorded on its
+    /// node.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub volume_classes: std::collections::BTreeMap<String, String>,
 }
 
 /// A node as `GET /v1/nodes` shows it.

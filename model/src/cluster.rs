@@ -49,6 +49,11 @@ pub struct Node {
     /// them. `berth diff` renders the node's unit files with these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_settings: Option<UnitSettings>,
+    /// The volume classes its agent offers (`[volume-classes]` of its
+    /// agent.toml), each with its directory, as its last heartbeat
+    /// reported them: pods asking for a class go only to nodes that have it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_classes: BTreeMap<String, String>,
 }
 
 /// What an agent's configuration puts into every unit file it writes:
@@ -233,6 +238,8 @@ impl Service {
         crate::labels::validate_labels("labels", &self.labels, &mut errors);
         if let Err(message) = validate_replicas(self.replicas) {
             errors.push("replicas", message);
+        } else if let Err(message) = self.check_single_writer(self.replicas) {
+            errors.push("replicas", message);
         }
         validate_links("links", &self.name, &self.links, &mut errors);
         for (list, vars) in [("env", &self.env), ("publish", &self.publish)] {
@@ -298,6 +305,20 @@ impl Service {
             }
         }
         self
+    }
+}
+
+impl Service {
+    /// Refuses more than one replica of a stateful service whose pods write
+    /// to a network volume: its volumes have a single writer, which is also
+    /// what lets the master move the pod when its node dies.
+    pub fn check_single_writer(&self, replicas: u32) -> Result<(), String> {
+        if self.stateful && replicas > 1 && self.template.writes_network_volume() {
+            return Err(format!(
+                "a stateful service writing to a network volume runs one replica at most (the volume has a single writer), got {replicas}"
+            ));
+        }
+        Ok(())
     }
 }
 

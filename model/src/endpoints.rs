@@ -164,6 +164,7 @@ mod tests {
                 containers: vec![container],
                 spec: Pod::clone(&spec),
                 start_failure: None,
+                volumes: Vec::new(),
             }),
             service: service.map(str::to_owned),
             node: node.map(str::to_owned),

@@ -46,12 +46,15 @@ pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use link::{EgressPolicy, Link};
 pub use name::{is_env_name, validate_dns_label, validate_env_name, NameError};
 pub use pod::{
-    Container, EnvVar, Pod, Port, Protocol, Resources, RestartPolicy, Security, Volume, VolumeMount,
+    Container, EnvVar, NetworkKind, NetworkSource, Pod, Port, Protocol, Resources, RestartPolicy,
+    Security, Volume, VolumeMount,
 };
 pub use probe::{Check, ExecCheck, HttpCheck, Probe, Probes, TcpCheck};
 pub use project::{Project, Role, DEFAULT_PROJECT};
 pub use route::{Route, RouteTls, TlsTermination};
-pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure};
+pub use status::{
+    ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, StartFailure, VolumeUsage,
+};
 pub use template::Template;
 pub use user::{User, UserToken, WhoAmI};
 pub use validation::{FieldError, ValidationErrors};

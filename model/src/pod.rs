@@ -259,8 +259,11 @@ impl fmt::Display for RestartPolicy {
     }
 }
 
-/// Storage shared by the containers of a pod: a named Docker volume, or a
-/// directory of the host when `host_path` is set.
+/// Storage shared by the containers of a pod: a named Docker volume (in
+/// the node's directory of a volume class when `class` is set), a
+/// directory of the host when `host_path` is set, or a network file system
+/// (`glusterfs`, `nfs`) that the node mounts through a systemd mount unit.
+/// At most one of `host_path`, `class`, `glusterfs` and `nfs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Volume {
@@ -271,6 +274,17 @@ pub struct Volume {
     /// the host knows which of its directories may be handed to a pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
+    /// A volume class (a DNS-1123 label): the named volume lives in the
+    /// directory the node's agent maps this class to, and only nodes that
+    /// have the class take the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// A GlusterFS volume, mounted by the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glusterfs: Option<NetworkSource>,
+    /// An NFS export, mounted by the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NetworkSource>,
 }
 
 impl Volume {
@@ -279,16 +293,169 @@ impl Volume {
         Self {
             name: name.into(),
             host_path: None,
+            class: None,
+            glusterfs: None,
+            nfs: None,
         }
     }
 
     /// A bind mount of a host directory.
     pub fn host_path(name: impl Into<String>, path: impl Into<String>) -> Self {
         Self {
-            name: name.into(),
             host_path: Some(path.into()),
+            ..Self::named(name)
         }
     }
+
+    /// A named volume in the node's directory of volume class `class`.
+    pub fn classed(name: impl Into<String>, class: impl Into<String>) -> Self {
+        Self {
+            class: Some(class.into()),
+            ..Self::named(name)
+        }
+    }
+
+    /// A network volume of `kind` at `server`, `path`.
+    pub fn on_network(
+        name: impl Into<String>,
+        kind: NetworkKind,
+        server: impl Into<String>,
+        path: impl Into<String>,
+    ) -> Self {
+        let source = Some(NetworkSource {
+            server: server.into(),
+            path: path.into(),
+        });
+        let mut volume = Self::named(name);
+        match kind {
+            NetworkKind::Glusterfs => volume.glusterfs = source,
+            NetworkKind::Nfs => volume.nfs = source,
+        }
+        volume
+    }
+
+    /// Whether Docker keeps the volume's data as a named volume of the
+    /// node (not a host directory nor a network file system).
+    pub fn is_named(&self) -> bool {
+        self.host_path.is_none() && self.network().is_none()
+    }
+
+    /// The network file system the volume is, if it is one.
+    pub fn network(&self) -> Option<(NetworkKind, &NetworkSource)> {
+        match (&self.glusterfs, &self.nfs) {
+            (Some(source), _) => Some((NetworkKind::Glusterfs, source)),
+            (None, Some(source)) => Some((NetworkKind::Nfs, source)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Which network file system a volume is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NetworkKind {
+    /// GlusterFS, mounted with FUSE (`mount -t glusterfs`).
+    Glusterfs,
+    /// NFS, mounted by the kernel's client.
+    Nfs,
+}
+
+impl NetworkKind {
+    /// The field of [`Volume`], the URL scheme of `-v` and the file system
+    /// type of the mount: `glusterfs` or `nfs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkKind::Glusterfs => "glusterfs",
+            NetworkKind::Nfs => "nfs",
+        }
+    }
+}
+
+impl fmt::Display for NetworkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a network volume is served: `server:path` as `mount` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSource {
+    /// The server's host name or IP address; it must be on the allow-list
+    /// of the master and of the node.
+    pub server: String,
+    /// Absolute, normalized path of `[A-Za-z0-9._~+-]` components: for
+    /// GlusterFS `/VOLUME` or `/VOLUME/SUBDIR`, for NFS the export.
+    pub path: String,
+}
+
+impl NetworkSource {
+    /// `server:path`, as `mount` and the unit's `What=` take it.
+    pub fn what(&self) -> String {
+        format!("{}:{}", self.server, self.path)
+    }
+}
+
+/// Checks that every network volume of `pod` is served by a server on
+/// `allowed`, pushing each one that is not as `{prefix}volumes[i].KIND.server`.
+/// `whose` says whose allow-list it is, for the message.
+pub fn check_network_servers(
+    pod: &Pod,
+    allowed: &[String],
+    whose: &str,
+    prefix: &str,
+    errors: &mut crate::ValidationErrors,
+) {
+    for (i, volume) in pod.volumes.iter().enumerate() {
+        if let Some((kind, source)) = volume.network() {
+            if !allowed
+                .iter()
+                .any(|server| server.eq_ignore_ascii_case(&source.server))
+            {
+                errors.push(
+                    format!("{prefix}volumes[{i}].{kind}.server"),
+                    format!(
+                        "server {:?} is not on {whose} allow-list of network volume servers (network-volume-servers)",
+                        source.server
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// How long a node's agent goes without reaching the master before it
+/// stops its network-backed pods (fences them): past this, the master may
+/// start them on another node, and the data must have one writer.
+pub const NETWORK_FENCE_AFTER_SECS: u64 = 5;
+
+impl Pod {
+    /// Whether all of the pod's data is on the network: it has volumes, and
+    /// each is a network volume. Such a pod, even a stateful one, may start
+    /// on another node when its node dies, once that node fenced it.
+    pub fn network_backed(&self) -> bool {
+        !self.volumes.is_empty() && self.volumes.iter().all(|v| v.network().is_some())
+    }
+
+    /// Whether a container writes to one of the pod's network volumes.
+    pub fn writes_network_volume(&self) -> bool {
+        self.containers.iter().any(|c| {
+            c.volume_mounts.iter().any(|m| {
+                !m.read_only
+                    && self
+                        .volumes
+                        .iter()
+                        .any(|v| v.name == m.volume && v.network().is_some())
+            })
+        })
+    }
+}
+
+/// The volume classes `pod` asks for, sorted, each once.
+pub fn volume_classes(pod: &Pod) -> Vec<String> {
+    let mut classes: Vec<String> = pod.volumes.iter().filter_map(|v| v.class.clone()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    classes
 }
 
 #[cfg(test)]

@@ -95,6 +95,20 @@ pub struct PodStatus {
     /// trying: nothing of it runs meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_failure: Option<StartFailure>,
+    /// How much data each of its named volumes holds on its node, as the
+    /// node last measured it (at most every 30 s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeUsage>,
+}
+
+/// The data one named volume of a pod holds on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeUsage {
+    /// The volume's name in the pod.
+    pub name: String,
+    /// Bytes of its files.
+    pub bytes: u64,
 }
 
 /// A pod start that failed on its node, and when the node tries again.

@@ -12,10 +12,13 @@ pub mod render;
 pub use escape::{
     escape_free_text, escape_unit_name_component, quote_env_assignment, quote_exec_arg, EscapeError,
 };
-pub use name::{container_unit_name, pod_network_unit_name, pod_slice_name, UnitName};
+pub use name::{
+    container_unit_name, network_volume_path, network_volume_unit_name, pod_network_unit_name,
+    pod_slice_name, UnitName,
+};
 pub use pod::{app_container_name, holder_container_name, pod_unit_files, UnitFile};
 pub use render::{
     container_cgroup_path, pod_network_cgroup_path, render_build_unit, render_container_unit,
-    render_pod_network_unit, render_pod_slice, restart_setting, BuildUnit, ContainerUnit,
-    RenderError, NO_PROBES,
+    render_network_mount_unit, render_pod_network_unit, render_pod_slice, restart_setting,
+    BuildUnit, ContainerUnit, NetworkMountUnit, RenderError, NO_PROBES,
 };

@@ -7,6 +7,10 @@
 //! are berth's own separators, so a name decodes one way only. A name is
 //! berth's only if encoding what it decodes to gives it back; anything else
 //! (another unit, a hand-made name with a stray escape) is not.
+//!
+//! A pod's network volume is mounted at
+//! `/run/berth/volumes/<pod>/<volume>` by a mount unit, whose name systemd
+//! derives from that path: `run-berth-volumes-<pod>-<volume>.mount`.
 
 use super::escape::escape_unit_name_component;
 
@@ -30,12 +34,33 @@ pub enum UnitName {
         /// The container.
         container: String,
     },
+    /// `run-berth-volumes-<pod>-<volume>.mount`: the mount of a pod's
+    /// network volume at [`network_volume_path`].
+    Mount {
+        /// The pod.
+        pod: String,
+        /// The volume.
+        volume: String,
+    },
 }
+
+/// Where network volumes are mounted: one directory per pod, one mount
+/// point per volume in it.
+pub const NETWORK_VOLUMES_DIR: &str = "/run/berth/volumes";
+
+/// The unit name prefix of [`NETWORK_VOLUMES_DIR`], as systemd escapes
+/// the path.
+const NETWORK_VOLUMES_UNIT_PREFIX: &str = "run-berth-volumes-";
 
 impl UnitName {
     /// The unit name, components escaped.
     pub fn encode(&self) -> String {
         match self {
+            UnitName::Mount { pod, volume } => format!(
+                "{NETWORK_VOLUMES_UNIT_PREFIX}{}-{}.mount",
+                escape_unit_name_component(pod),
+                escape_unit_name_component(volume)
+            ),
             UnitName::Slice { pod } => format!("berth-{}.slice", escape_unit_name_component(pod)),
             UnitName::Network { pod } => {
                 format!("berth-{}.service", escape_unit_name_component(pod))
@@ -50,6 +75,17 @@ impl UnitName {
 
     /// The berth unit `unit` names; `None` for any other unit.
     pub fn decode(unit: &str) -> Option<UnitName> {
+        if let Some(stem) = unit
+            .strip_prefix(NETWORK_VOLUMES_UNIT_PREFIX)
+            .and_then(|rest| rest.strip_suffix(".mount"))
+        {
+            let (pod, volume) = stem.split_once('-')?;
+            let decoded = UnitName::Mount {
+                pod: unescape(pod)?,
+                volume: unescape(volume)?,
+            };
+            return (decoded.encode() == unit).then_some(decoded);
+        }
         let rest = unit.strip_prefix("berth-")?;
         let decoded = if let Some(stem) = rest.strip_suffix(".slice") {
             UnitName::Slice {
@@ -76,7 +112,7 @@ impl UnitName {
     pub fn pod(&self) -> &str {
         match self {
             UnitName::Slice { pod } | UnitName::Network { pod } => pod,
-            UnitName::Container { pod, .. } => pod,
+            UnitName::Container { pod, .. } | UnitName::Mount { pod, .. } => pod,
         }
     }
 }
@@ -97,6 +133,20 @@ pub fn container_unit_name(pod: &str, container: &str) -> String {
 pub fn pod_network_unit_name(pod: &str) -> String {
     UnitName::Network {
         pod: pod.to_owned(),
+    }
+    .encode()
+}
+
+/// Where `volume`, a network volume of `pod`, is mounted.
+pub fn network_volume_path(pod: &str, volume: &str) -> String {
+    format!("{NETWORK_VOLUMES_DIR}/{pod}/{volume}")
+}
+
+/// Name of the mount unit of `volume`, a network volume of `pod`.
+pub fn network_volume_unit_name(pod: &str, volume: &str) -> String {
+    UnitName::Mount {
+        pod: pod.to_owned(),
+        volume: volume.to_owned(),
     }
     .encode()
 }
@@ -167,6 +217,10 @@ mod tests {
                 container(pod, "app"),
                 container(pod, "my-app"),
                 container("p", pod),
+                UnitName::Mount {
+                    pod: pod.into(),
+                    volume: "my-data".into(),
+                },
             ] {
                 let encoded = name.encode();
                 assert_eq!(UnitName::decode(&encoded), Some(name), "{encoded}");
@@ -183,6 +237,19 @@ mod tests {
         );
         assert_eq!(pod_network_unit_name("web-1"), r"berth-web\x2d1.service");
         assert_eq!(pod_slice_name("web-1"), r"berth-web\x2d1.slice");
+        // As `systemd-escape --path --suffix=mount` spells the mount point.
+        assert_eq!(
+            network_volume_unit_name("a.web-1", "my-data"),
+            r"run-berth-volumes-a.web\x2d1-my\x2ddata.mount"
+        );
+        assert_eq!(
+            network_volume_path("a.web-1", "my-data"),
+            "/run/berth/volumes/a.web-1/my-data"
+        );
+        assert_eq!(
+            pod_of_unit(r"run-berth-volumes-a.web\x2d1-my\x2ddata.mount").as_deref(),
+            Some("a.web-1")
+        );
     }
 
     #[test]

@@ -5,10 +5,13 @@ use berth_model::build::BUILD_CONTAINER;
 use berth_model::limits::SHIM_MEMORY_HEADROOM;
 use berth_model::{Pod, RestartPolicy, UnitSettings};
 
-use crate::name::{container_unit_name, pod_network_unit_name, pod_slice_name};
+use crate::name::{
+    container_unit_name, network_volume_path, network_volume_unit_name, pod_network_unit_name,
+    pod_slice_name,
+};
 use crate::render::{
-    render_build_unit, render_container_unit, render_pod_network_unit, render_pod_slice, BuildUnit,
-    ContainerUnit, RenderError, NO_PROBES,
+    render_build_unit, render_container_unit, render_network_mount_unit, render_pod_network_unit,
+    render_pod_slice, BuildUnit, ContainerUnit, NetworkMountUnit, RenderError, NO_PROBES,
 };
 
 /// One unit file.
@@ -47,8 +50,8 @@ pub fn has_network_holder(pod: &Pod) -> bool {
 }
 
 /// The unit files of `pod` (its name as on the node, project included) on
-/// a node with `settings`: the slice, the network unit (if any), then one
-/// unit per container in spec order. Secrets never reach them: a
+/// a node with `settings`: the slice, the network unit (if any), one mount
+/// unit per network volume, then one unit per container in spec order. Secrets never reach them: a
 /// container's environment is Docker's, only the shim's is the unit's.
 pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile>, RenderError> {
     let mut files = vec![UnitFile {
@@ -93,13 +96,47 @@ pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile
             joins_pod_network: false,
             environment: &settings.shim_environment,
             probes: &NO_PROBES,
+            mounts_for: &[],
         };
         files.push(UnitFile {
             name: pod_network_unit_name(&pod.name),
             contents: render_pod_network_unit(&holder)?,
         });
     }
+    for volume in &pod.volumes {
+        let Some((kind, source)) = volume.network() else {
+            continue;
+        };
+        // Read-only when no container writes to it.
+        let read_only = pod
+            .containers
+            .iter()
+            .flat_map(|c| &c.volume_mounts)
+            .filter(|m| m.volume == volume.name)
+            .all(|m| m.read_only);
+        let unit = NetworkMountUnit {
+            pod: &pod.name,
+            volume: &volume.name,
+            fs_type: kind.as_str(),
+            what: &source.what(),
+            read_only,
+        };
+        files.push(UnitFile {
+            name: network_volume_unit_name(&pod.name, &volume.name),
+            contents: render_network_mount_unit(&unit)?,
+        });
+    }
     for container in &pod.containers {
+        let mounts_for: Vec<String> = container
+            .volume_mounts
+            .iter()
+            .filter(|m| {
+                pod.volumes
+                    .iter()
+                    .any(|v| v.name == m.volume && v.network().is_some())
+            })
+            .map(|m| network_volume_path(&pod.name, &m.volume))
+            .collect();
         let unit = ContainerUnit {
             pod: &pod.name,
             container: &container.name,
@@ -121,6 +158,7 @@ pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile
             joins_pod_network: has_holder,
             environment: &settings.shim_environment,
             probes: &container.probes,
+            mounts_for: &mounts_for,
         };
         files.push(UnitFile {
             name: container_unit_name(&pod.name, &container.name),

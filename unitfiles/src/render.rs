@@ -88,6 +88,10 @@ pub struct ContainerUnit<'a> {
     pub environment: &'a [EnvVar],
     /// Health probes, run by the shim (validated by the model).
     pub probes: &'a Probes,
+    /// Mount points of network volumes the container binds
+    /// (`RequiresMountsFor=`): systemd mounts them first, and a container
+    /// never starts on an empty directory in place of its data.
+    pub mounts_for: &'a [String],
 }
 
 /// No probes, for units that have none (the pod network holder).
@@ -123,6 +127,14 @@ pub enum RenderError {
     /// systemd would treat specially in an executable path.
     #[error("shim path {0:?} must be an absolute, normalized path of [A-Za-z0-9/._+-]")]
     ShimPath(String),
+    /// A mount point is not an absolute, normalized path of plain
+    /// characters.
+    #[error("mount point {0:?} must be an absolute, normalized path of [A-Za-z0-9/._+-]")]
+    MountPath(String),
+    /// A network volume's server or path holds characters a mount unit
+    /// cannot take (the model's validation refuses them).
+    #[error("network volume {0:?} must be SERVER:/PATH of [A-Za-z0-9._~+-] components")]
+    NetworkSource(String),
     /// A value cannot be written into a unit file.
     #[error("{field}: {problem}")]
     Escape {
@@ -241,6 +253,12 @@ fn render_service(
         let _ = writeln!(out, "After={network_unit}");
         let _ = writeln!(out, "Requires={network_unit}");
     }
+    for path in unit.mounts_for {
+        if !is_plain_absolute_path(path) {
+            return Err(RenderError::MountPath(path.clone()));
+        }
+        let _ = writeln!(out, "RequiresMountsFor={path}");
+    }
     out.push_str("StartLimitIntervalSec=0\n");
     if unit.restart == RestartPolicy::Never {
         let _ = writeln!(out, "ConditionPathExists={STARTED_MARKS_DIR}/%n");
@@ -291,6 +309,84 @@ fn render_service(
 
     push_shim_sandbox(&mut out, unit.probes);
 
+    out.push_str("\n[Install]\n");
+    out.push_str("WantedBy=multi-user.target\n");
+    Ok(out)
+}
+
+/// Everything needed to render the mount unit of a pod's network volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkMountUnit<'a> {
+    /// Pod name (its project included).
+    pub pod: &'a str,
+    /// Volume name, a DNS-1123 label.
+    pub volume: &'a str,
+    /// The file system type: `glusterfs` or `nfs`.
+    pub fs_type: &'a str,
+    /// `server:/path`, as `mount` takes it.
+    pub what: &'a str,
+    /// Mount read-only: every container mounts it so.
+    pub read_only: bool,
+}
+
+/// Renders the mount unit of a pod's network volume, at
+/// [`network_volume_path`](crate::name::network_volume_path), named as
+/// systemd names the mount of that path. The container units that bind it
+/// require it with `RequiresMountsFor=`, so systemd mounts it before they
+/// start and tries again whenever one of them starts again.
+pub fn render_network_mount_unit(unit: &NetworkMountUnit<'_>) -> Result<String, RenderError> {
+    check_pod_name(unit.pod)?;
+    check_label("volume", unit.volume)?;
+    let name = crate::name::network_volume_unit_name(unit.pod, unit.volume);
+    check_unit_name(&name)?;
+    // Checked here too, as the renderer takes no string on trust: only
+    // `host:/plain/path` reaches `What=`, so nothing needs escaping there
+    // and no `%` specifier can appear.
+    let plain_what = unit.what.split_once(":/").is_some_and(|(server, path)| {
+        !server.is_empty()
+            && server
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._~+-".contains(&b))
+    });
+    if !plain_what || !matches!(unit.fs_type, "glusterfs" | "nfs") {
+        return Err(RenderError::NetworkSource(unit.what.to_owned()));
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Written by berth-agent for pod {}, volume {}; changes are overwritten.",
+        unit.pod, unit.volume
+    );
+    out.push_str("[Unit]\n");
+    push_description(
+        &mut out,
+        &format!(
+            "berth pod {}, network volume {} ({} {})",
+            unit.pod, unit.volume, unit.fs_type, unit.what
+        ),
+    );
+    out.push_str("\n[Mount]\n");
+    let _ = writeln!(out, "What={}", unit.what);
+    let _ = writeln!(
+        out,
+        "Where={}",
+        crate::name::network_volume_path(unit.pod, unit.volume)
+    );
+    let _ = writeln!(out, "Type={}", unit.fs_type);
+    let options = if unit.read_only {
+        "_netdev,ro"
+    } else {
+        "_netdev"
+    };
+    let _ = writeln!(out, "Options={options}");
+    // A server that does not answer fails the mount, and with it the
+    // container's start, which its unit's restart policy tries again.
+    out.push_str("TimeoutSec=30\n");
+    // Enabled like the pod's containers: the agent links it in (its file
+    // lives in the agent's unit directory), and it mounts at boot.
     out.push_str("\n[Install]\n");
     out.push_str("WantedBy=multi-user.target\n");
     Ok(out)
@@ -647,6 +743,7 @@ mod tests {
             joins_pod_network: false,
             environment: &[],
             probes: &NO_PROBES,
+            mounts_for: &[],
         }
     }
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use berth_model::{EnvVar, Probe, Probes, RestartPolicy, TcpCheck};
 use berth_unitfiles::{
-    render_build_unit, render_container_unit, render_pod_slice, BuildUnit, ContainerUnit,
+    render_build_unit, render_container_unit, render_network_mount_unit, render_pod_slice,
+    BuildUnit, ContainerUnit, NetworkMountUnit,
 };
 
 const SHIM: &str = "/usr/lib/berth/berth-shim";
@@ -59,6 +60,7 @@ fn minimal_container() {
         joins_pod_network: true,
         environment: &[],
         probes: &berth_unitfiles::NO_PROBES,
+        mounts_for: &[],
     };
     check_golden("minimal.service", &render(&unit));
 }
@@ -82,6 +84,7 @@ fn container_with_limits_and_environment() {
         joins_pod_network: false,
         environment: &environment,
         probes: &berth_unitfiles::NO_PROBES,
+        mounts_for: &[],
     };
     check_golden("limits.service", &render(&unit));
 }
@@ -108,6 +111,7 @@ fn nasty_values_are_escaped() {
         joins_pod_network: false,
         environment: &environment,
         probes: &berth_unitfiles::NO_PROBES,
+        mounts_for: &[],
     };
     check_golden("nasty.service", &render(&unit));
 }
@@ -142,6 +146,7 @@ fn container_with_network_probes_may_join_its_namespace() {
         joins_pod_network: false,
         environment: &[],
         probes: &probes,
+        mounts_for: &[],
     };
     check_golden("probed.service", &render(&unit));
 }
@@ -167,4 +172,64 @@ fn build_unit() {
     };
     let rendered = render_build_unit(&unit).unwrap_or_else(|e| panic!("render failed: {e}"));
     check_golden("build.service", &rendered);
+}
+
+#[test]
+fn network_volume_mount_and_the_container_that_requires_it() {
+    let mount = NetworkMountUnit {
+        pod: "shop.db-0",
+        volume: "data",
+        fs_type: "glusterfs",
+        what: "gluster-1.example:/v1/shop",
+        read_only: false,
+    };
+    let rendered =
+        render_network_mount_unit(&mount).unwrap_or_else(|e| panic!("render failed: {e}"));
+    check_golden("network-volume.mount", &rendered);
+    let mounts_for = [berth_unitfiles::network_volume_path("shop.db-0", "data")];
+    let unit = ContainerUnit {
+        pod: "shop.db-0",
+        container: "pg",
+        description: "berth pod shop.db-0, container pg",
+        shim_path: SHIM,
+        container_name: "berth.shop_db-0.pg",
+        stop_timeout_secs: 10,
+        restart: RestartPolicy::Always,
+        memory_max: None,
+        cpu_millis: None,
+        joins_pod_network: false,
+        environment: &[],
+        probes: &berth_unitfiles::NO_PROBES,
+        mounts_for: &mounts_for,
+    };
+    check_golden("network-volume.service", &render(&unit));
+}
+
+#[test]
+fn a_mount_unit_takes_no_string_on_trust() {
+    for what in [
+        "h1:/v1 x",
+        "h1:/v1%n",
+        "h1:/v1\nExecStart=/bin/sh",
+        "h1 :/v1",
+        "h1",
+        ":/v1",
+    ] {
+        let mount = NetworkMountUnit {
+            pod: "db",
+            volume: "data",
+            fs_type: "glusterfs",
+            what,
+            read_only: false,
+        };
+        assert!(render_network_mount_unit(&mount).is_err(), "{what:?}");
+    }
+    let mount = NetworkMountUnit {
+        pod: "db",
+        volume: "data",
+        fs_type: "ext4",
+        what: "h1:/v1",
+        read_only: true,
+    };
+    assert!(render_network_mount_unit(&mount).is_err());
 }

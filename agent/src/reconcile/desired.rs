@@ -15,8 +15,8 @@ use crate::store::{Desired, PodRecord, Source};
 pub use crate::unit::pod::{app_container_name, holder_container_name, UnitFile};
 use crate::unit::pod::{docker_pod_part, has_network_holder, pod_unit_files};
 use crate::unit::{
-    container_cgroup_path, container_unit_name, pod_network_cgroup_path, pod_network_unit_name,
-    pod_slice_name, RenderError,
+    container_cgroup_path, container_unit_name, network_volume_path, pod_network_cgroup_path,
+    pod_network_unit_name, pod_slice_name, RenderError,
 };
 
 /// One container and the unit that runs it.
@@ -65,6 +65,8 @@ pub struct DesiredPod {
     pub images: Vec<String>,
     /// Docker volumes for the pod's named volumes.
     pub volumes: Vec<String>,
+    /// The volume class of each of `volumes` that has one, by Docker name.
+    pub volume_classes: std::collections::BTreeMap<String, String>,
     /// A build pod's build, in place of containers.
     pub build: Option<DesiredBuild>,
 }
@@ -215,6 +217,7 @@ pub fn desired_pod(record: &PodRecord, host: &UnitSettings) -> Result<DesiredPod
             unit_files,
             images: Vec::new(),
             volumes: Vec::new(),
+            volume_classes: Default::default(),
             build: Some(DesiredBuild {
                 pod: pod.name.clone(),
                 unit: container_unit_name(&pod.name, BUILD_CONTAINER),
@@ -301,9 +304,10 @@ pub fn desired_pod(record: &PodRecord, host: &UnitSettings) -> Result<DesiredPod
             .iter()
             .filter_map(|mount| {
                 let volume = pod.volumes.iter().find(|v| v.name == mount.volume)?;
-                let source = match &volume.host_path {
-                    Some(path) => path.clone(),
-                    None => named_volume(&pod.name, &volume.name),
+                let source = match (&volume.host_path, volume.network()) {
+                    (Some(path), _) => path.clone(),
+                    (None, Some(_)) => network_volume_path(&pod.name, &volume.name),
+                    (None, None) => named_volume(&pod.name, &volume.name),
                 };
                 let mode = if mount.read_only { ":ro" } else { "" };
                 Some(format!("{source}:{}{mode}", mount.path))
@@ -374,16 +378,27 @@ pub fn desired_pod(record: &PodRecord, host: &UnitSettings) -> Result<DesiredPod
         volumes: pod
             .volumes
             .iter()
-            .filter(|v| v.host_path.is_none())
+            .filter(|v| v.is_named())
             .map(|v| named_volume(&pod.name, &v.name))
+            .collect(),
+        volume_classes: pod
+            .volumes
+            .iter()
+            .filter(|v| v.is_named())
+            .filter_map(|v| Some((named_volume(&pod.name, &v.name), v.class.clone()?)))
             .collect(),
         build: None,
     })
 }
 
-/// Whether a unit file name belongs to `pod`: its slice, its network unit or
-/// one of its container units.
+/// Whether a unit file name belongs to `pod`: its slice, its network unit,
+/// one of its container units or the mount of one of its network volumes.
 pub fn unit_belongs_to(unit: &str, pod: &str) -> bool {
+    if let Some(crate::unit::UnitName::Mount { pod: owner, .. }) =
+        crate::unit::UnitName::decode(unit)
+    {
+        return owner == pod;
+    }
     let network = pod_network_unit_name(pod);
     let slice = pod_slice_name(pod);
     let container_prefix = format!("{}-", network.trim_end_matches(".service"));

@@ -3,10 +3,11 @@
 //! what was done) or rolls back.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use berth_model::EventKind;
 use tracing::info;
 
@@ -174,8 +175,18 @@ async fn apply<D: ContainerEngine, S: UnitManager>(
             systemd.reset_failed(unit).await;
         }
         Action::RemoveContainer(name) => docker.remove(name).await?,
-        Action::CreateVolume { name, pod } => docker.create_volume(name, pod).await?,
-        Action::RemoveVolume(name) => docker.remove_volume(name).await?,
+        Action::CreateVolume { name, pod, class } => {
+            let device = match class {
+                Some(class) => Some(class_volume_dir(config, class, name)?),
+                None => None,
+            };
+            let device = device.as_ref().map(|d| d.display().to_string());
+            docker.create_volume(name, pod, device.as_deref()).await?;
+        }
+        Action::RemoveVolume(name) => {
+            docker.remove_volume(name).await?;
+            remove_class_volume_dirs(config, name)?;
+        }
         Action::CreateContainer(spec) => {
             docker.create(spec).await?;
         }
@@ -235,6 +246,47 @@ fn mark_started(dir: &Path, unit: &str) -> std::io::Result<()> {
 
 /// Writes a unit file atomically. Unit files hold no secrets (systemd shows
 /// them to everyone anyway), so they are 0644 like any unit.
+/// Makes the directory of volume `name` in the directory of volume class
+/// `class` (0700, root's), and returns it; an existing one is kept with its
+/// data.
+fn class_volume_dir(
+    config: &AgentConfig,
+    class: &str,
+    name: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let Some(root) = config.volume_classes.get(class) else {
+        // The pod was checked when it came; the class went from the
+        // configuration since.
+        anyhow::bail!("this node has no volume class {class:?} (volume-classes)");
+    };
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("creating volume class directory {}", root.display()))?;
+    let dir = root.join(name);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(anyhow::Error::new(e).context(format!("creating {}", dir.display())))
+        }
+        _ => {}
+    }
+    Ok(dir)
+}
+
+/// Removes the data of volume `name` from every volume class's directory:
+/// Docker forgets a bound volume but leaves its data. Docker's volume names
+/// hold no `/`, so only a direct child of a class's directory goes.
+fn remove_class_volume_dirs(config: &AgentConfig, name: &str) -> std::io::Result<()> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Ok(());
+    }
+    for root in config.volume_classes.values() {
+        match std::fs::remove_dir_all(root.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn write_unit_file(dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));

@@ -43,7 +43,7 @@ pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> 
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
             continue;
         };
-        if name.ends_with(".service") || name.ends_with(".slice") {
+        if name.ends_with(".service") || name.ends_with(".slice") || name.ends_with(".mount") {
             files.insert(name, std::fs::read_to_string(&path).map_err(io)?);
         }
     }

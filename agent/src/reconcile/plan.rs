@@ -64,6 +64,8 @@ pub enum Action {
         name: String,
         /// The pod it belongs to (its label).
         pod: String,
+        /// Its volume class: its data lives in the class's directory.
+        class: Option<String>,
     },
     /// Remove a named volume and its data.
     RemoveVolume(String),
@@ -179,6 +181,18 @@ fn plan_removal(observed: &ObservedPod, why: &str) -> Vec<Step> {
             steps.push(step(Action::StopUnit(slice.clone()), why));
         }
     }
+    // Network volumes are unmounted once no container binds them.
+    let mounts: BTreeSet<&String> = observed
+        .unit_files
+        .keys()
+        .chain(observed.units.keys())
+        .filter(|u| u.ends_with(".mount"))
+        .collect();
+    for mount in mounts {
+        if !is_down_or_gone(observed.units.get(mount.as_str())) {
+            steps.push(step(Action::StopUnit(mount.clone()), why));
+        }
+    }
     let enabled: Vec<String> = observed.enabled.iter().cloned().collect();
     if !enabled.is_empty() {
         steps.push(step(Action::Disable(enabled), why));
@@ -273,6 +287,7 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
             Action::CreateVolume {
                 name: volume.clone(),
                 pod: desired.name.clone(),
+                class: desired.volume_classes.get(volume).cloned(),
             },
             "volume missing",
         ));
@@ -370,10 +385,16 @@ fn plan_present(desired: &DesiredPod, observed: &ObservedPod, intent: Intent) ->
     let service_units = desired.service_units();
     let services: Vec<&str> = service_units.iter().map(String::as_str).collect();
     if desired.running {
-        let to_enable: Vec<String> = services
+        // Network volumes' mounts first: linked in before a container that
+        // requires one is loaded.
+        let to_enable: Vec<String> = desired
+            .unit_files
             .iter()
-            .filter(|u| !observed.enabled.contains(**u))
-            .map(|u| u.to_string())
+            .map(|f| f.name.as_str())
+            .filter(|u| u.ends_with(".mount"))
+            .chain(services.iter().copied())
+            .filter(|u| !observed.enabled.contains(*u))
+            .map(str::to_owned)
             .collect();
         if !to_enable.is_empty() {
             steps.push(step(Action::Enable(to_enable), "the pod runs, at boot too"));

@@ -200,6 +200,7 @@ mod tests {
                 capacity: Capacity::default(),
                 unschedulable: false,
                 unit_settings: settings,
+                volume_classes: Default::default(),
             },
             condition: NodeCondition::Ready,
             last_heartbeat_ms_ago: None,

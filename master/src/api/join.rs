@@ -298,6 +298,7 @@ mod tests {
             capacity: Capacity::default(),
             unschedulable: false,
             unit_settings: None,
+            volume_classes: Default::default(),
         }
     }
 

@@ -70,6 +70,8 @@ pub struct AppState {
     pub route_suffix: String,
     /// The fixed host ports pods may publish.
     pub host_ports: berth_model::HostPortPolicy,
+    /// Servers pods may mount network volumes from.
+    pub network_volume_servers: Vec<String>,
     /// Container logs.
     pub logs: Arc<crate::logs::LogStore>,
     /// The latest resource sample of each node and pod.

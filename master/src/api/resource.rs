@@ -28,6 +28,7 @@ impl AppState {
     pub fn settings<'a>(&'a self, project: &'a str, shared: &'a BTreeSet<String>) -> Settings<'a> {
         Settings {
             host_ports: &self.host_ports,
+            network_volume_servers: &self.network_volume_servers,
             route_suffix: &self.route_suffix,
             project,
             registry: self.registry.as_deref().map(|r| r.address.as_str()),

@@ -28,6 +28,9 @@ pub async fn scale(
     let name = named.qualified::<Service>();
     let current = fetch::<Service>(&state, &name).await?;
     let mut service = current.object;
+    service
+        .check_single_writer(scale.replicas)
+        .map_err(|e| ApiFailure::field("replicas", e))?;
     let before = service.replicas;
     service.replicas = scale.replicas;
     require_admitted(&state, &service).await?;

@@ -24,15 +24,20 @@ pub fn plan_heartbeat(
 ) -> Vec<Change> {
     let mut changes = Vec::new();
     if let Some(node) = node.filter(|n| {
-        n.object.capacity != beat.capacity || n.object.unit_settings != beat.unit_settings
+        n.object.capacity != beat.capacity
+            || n.object.unit_settings != beat.unit_settings
+            || n.object.volume_classes != beat.volume_classes
     }) {
         let mut updated = node.object.clone();
         updated.capacity = beat.capacity;
         updated.unit_settings.clone_from(&beat.unit_settings);
-        let what = if node.object.capacity == beat.capacity {
+        updated.volume_classes.clone_from(&beat.volume_classes);
+        let what = if node.object.capacity != beat.capacity {
+            "capacity"
+        } else if node.object.unit_settings != beat.unit_settings {
             "unit settings"
         } else {
-            "capacity"
+            "set of volume classes"
         };
         changes.push(Change::UpdateNode {
             node: updated,
@@ -107,6 +112,7 @@ mod tests {
             metrics: Vec::new(),
             engine_unavailable: None,
             unit_settings: None,
+            volume_classes: Default::default(),
         };
         let running = status(&cluster.pods[mine].object, "Running");
         let report = beat(
@@ -180,6 +186,7 @@ mod tests {
             usage: None,
             metrics: Vec::new(),
             engine_unavailable: None,
+            volume_classes: Default::default(),
             unit_settings,
         };
         let changes = plan_heartbeat("h1", &beat(Some(settings.clone())), Some(&node), &[], 0);

@@ -348,6 +348,7 @@ mod tests {
             }],
             spec: pod.object.spec.clone(),
             start_failure: None,
+            volumes: Vec::new(),
         });
     }
 

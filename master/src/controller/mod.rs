@@ -93,6 +93,10 @@ pub struct Cluster {
     /// Evictions are held back: too many nodes went silent at once (see
     /// [`liveness::EvictionGate`]).
     pub evictions_held: bool,
+    /// Milliseconds since each node's last heartbeat, for the nodes this
+    /// master heard from: a network-backed stateful pod moves only once its
+    /// silent node has had time to fence it.
+    pub silence_ms: BTreeMap<String, u64>,
     /// The quotas of the projects that have one, by project.
     pub quotas: BTreeMap<String, Quota>,
 }
@@ -170,6 +174,13 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
             Some((name.clone(), liveness.memory_available(name)?))
         })
         .collect();
+    let silence_ms = nodes
+        .iter()
+        .filter_map(|n| {
+            let name = &n.object.name;
+            Some((name.clone(), liveness.since_last_ms(name)?))
+        })
+        .collect();
     let nodes = nodes.into_iter().map(|n| {
         let condition = liveness.condition(&n.object.name);
         (n.object, condition)
@@ -187,6 +198,7 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
         now_ms: events::now_ms(),
         memory_available,
         evictions_held: false,
+        silence_ms,
         quotas,
     })
 }

@@ -66,7 +66,16 @@ pub fn review(cluster: &Cluster) -> Bound<'_> {
         };
         let service = pod.object.service.as_deref().and_then(|s| services.get(s));
         let stateful = service.is_some_and(|s| s.object.stateful);
-        if may_evict && silent(node) && service.is_some() && !stateful {
+        // A stateful pod whose data is all on the network moves too, once
+        // its node has fenced it (stopped it on its own, cut off from the
+        // master): its volumes then have no writer left.
+        let movable = !stateful
+            || (pod.object.spec.network_backed()
+                && cluster
+                    .silence_ms
+                    .get(node)
+                    .is_some_and(|&ms| ms >= fence_wait_ms(&pod.object.spec)));
+        if may_evict && silent(node) && service.is_some() && movable {
             let name = &pod.object.spec.name;
             bound.evictions.push(Change::DeletePod {
                 name: name.clone(),
@@ -92,6 +101,22 @@ pub fn review(cluster: &Cluster) -> Bound<'_> {
         }
     }
     bound
+}
+
+/// How long a node must have been silent before its network-backed pod
+/// may start elsewhere: the agent fences after
+/// [`NETWORK_FENCE_AFTER_SECS`](berth_model::pod::NETWORK_FENCE_AFTER_SECS)
+/// without reaching the master (noticed within one heartbeat and its
+/// timeout, 3 s), then stops the pod's containers (each within its stop
+/// timeout), with 2 s to spare.
+pub fn fence_wait_ms(pod: &berth_model::Pod) -> u64 {
+    let stop = pod
+        .containers
+        .iter()
+        .map(|c| u64::from(c.stop_timeout_secs))
+        .max()
+        .unwrap_or(0);
+    (berth_model::pod::NETWORK_FENCE_AFTER_SECS + 3 + stop + 2) * 1000
 }
 
 /// Places what has no node: pods that could not be placed before, pods
@@ -392,6 +417,48 @@ mod tests {
                 .filter(|p| p.object.service.as_deref() == Some("web"))
                 .count(),
             3
+        );
+    }
+
+    #[test]
+    fn a_network_backed_stateful_pod_moves_once_its_node_had_time_to_fence_it() {
+        let mut db = service("db", 1, true);
+        db.object.template.volumes = vec![berth_model::Volume::on_network(
+            "data",
+            berth_model::NetworkKind::Glusterfs,
+            "h9",
+            "/v1",
+        )];
+        db.object.template.containers[0].volume_mounts = vec![berth_model::VolumeMount {
+            volume: "data".into(),
+            path: "/data".into(),
+            read_only: false,
+        }];
+        let wait = super::fence_wait_ms(&db.object.template);
+        assert_eq!(wait, (5 + 3 + 10 + 2) * 1000);
+        let mut cluster = cluster(vec![db], ready(&["h1", "h2"]));
+        step(&mut cluster);
+        let first = cluster.pods[0].object.node.clone().expect("placed");
+        let i = cluster
+            .nodes
+            .iter()
+            .position(|n| n.0.name == first)
+            .unwrap();
+        cluster.nodes[i].1 = NodeCondition::NotReady;
+        // Silent, but not yet for long enough to have fenced the pod; or
+        // never heard from by this master: the pod stays.
+        for silence in [Some(wait - 1), None] {
+            cluster.silence_ms = silence.map(|ms| (first.clone(), ms)).into_iter().collect();
+            assert_eq!(plan(&cluster), vec![], "{silence:?}");
+        }
+        cluster.silence_ms = [(first.clone(), wait)].into();
+        step(&mut cluster);
+        step(&mut cluster);
+        assert_eq!(cluster.pods.len(), 1);
+        let moved = cluster.pods[0].object.node.as_deref();
+        assert!(
+            moved.is_some() && moved != Some(first.as_str()),
+            "{moved:?}"
         );
     }
 

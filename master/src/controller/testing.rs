@@ -26,6 +26,7 @@ pub fn node(name: &str) -> Node {
         },
         unschedulable: false,
         unit_settings: None,
+        volume_classes: Default::default(),
     }
 }
 
@@ -68,6 +69,7 @@ pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeConditio
         nodes,
         now_ms: NOW,
         memory_available: BTreeMap::new(),
+        silence_ms: BTreeMap::new(),
         evictions_held: false,
         quotas: BTreeMap::new(),
     }

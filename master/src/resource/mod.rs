@@ -57,6 +57,8 @@ pub enum Update {
 pub struct Settings<'a> {
     /// The fixed host ports pods may publish.
     pub host_ports: &'a HostPortPolicy,
+    /// Servers pods may mount network volumes from.
+    pub network_volume_servers: &'a [String],
     /// DNS suffix of generated route hostnames.
     pub route_suffix: &'a str,
     /// The project the request is in.
@@ -82,6 +84,13 @@ impl Settings<'_> {
             );
         }
         self.host_ports.check(template, "template.", errors);
+        berth_model::pod::check_network_servers(
+            template,
+            self.network_volume_servers,
+            "the master's",
+            "template.",
+            errors,
+        );
         crate::registry::check_images(
             self.registry,
             self.project,

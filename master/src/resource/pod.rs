@@ -22,6 +22,13 @@ impl Resource for ClusterPod {
             errors.push(format!("spec.{}", e.field), e.message.clone());
         }
         settings.host_ports.check(&self.spec, "spec.", &mut errors);
+        berth_model::pod::check_network_servers(
+            &self.spec,
+            settings.network_volume_servers,
+            "the master's",
+            "spec.",
+            &mut errors,
+        );
         errors.into_result()
     }
 

@@ -137,6 +137,7 @@ mod tests {
             serde_json::from_str(r#"{"name":"web","service":"web"}"#).expect("route");
         let settings = Settings {
             host_ports: &HostPortPolicy::default(),
+            network_volume_servers: &[],
             route_suffix: "apps.example.test",
             project: "default",
             registry: None,

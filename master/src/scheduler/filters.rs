@@ -15,6 +15,8 @@ pub(super) enum Rejection {
     Cordoned,
     /// A label of the pod's node selector is missing or different.
     SelectorMismatch,
+    /// The node lacks a volume class the pod asks for.
+    MissingVolumeClass,
     /// The pod needs more memory than is left; `free` is what is left.
     InsufficientMemory { free: u64 },
     /// The pod needs more CPU than is left; `free` is what is left.
@@ -40,6 +42,7 @@ pub(super) fn fits(node: &NodeState, pod: &PodRequest) -> bool {
         && pod.memory_bytes <= node.free_memory()
         && pod.cpu_millis <= node.free_cpu()
         && (pod.node_selector.is_empty() || matches_selector(node, pod))
+        && (pod.volume_classes.is_empty() || missing_volume_class(node, pod).is_none())
         && (pod.host_ports.is_empty() || port_in_use(node, pod).is_none())
         && (pod.avoid_nodes.is_empty() || !pod.avoid_nodes.contains(&node.name))
 }
@@ -56,6 +59,9 @@ pub(super) fn check(node: &NodeState, pod: &PodRequest) -> Result<(), Rejection>
     }
     if !matches_selector(node, pod) {
         return Err(Rejection::SelectorMismatch);
+    }
+    if missing_volume_class(node, pod).is_some() {
+        return Err(Rejection::MissingVolumeClass);
     }
     let free = node.free_memory();
     if pod.memory_bytes > free {
@@ -79,6 +85,14 @@ fn matches_selector(node: &NodeState, pod: &PodRequest) -> bool {
     pod.node_selector
         .iter()
         .all(|(key, value)| node.labels.get(key) == Some(value))
+}
+
+/// The first of the pod's volume classes the node does not have.
+pub(super) fn missing_volume_class<'a>(node: &NodeState, pod: &'a PodRequest) -> Option<&'a str> {
+    pod.volume_classes
+        .iter()
+        .find(|class| !node.volume_classes.contains_key(class.as_str()))
+        .map(String::as_str)
 }
 
 /// The first of the pod's fixed host ports that a pod on the node holds.

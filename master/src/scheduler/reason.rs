@@ -36,6 +36,15 @@ pub(super) fn unschedulable(cluster: &ClusterView, pod: &PodRequest) -> String {
     let mut tally = Tally::default();
     for node in &cluster.nodes {
         if let Err(rejection) = filters::check(node, pod) {
+            if rejection == Rejection::MissingVolumeClass {
+                for class in pod
+                    .volume_classes
+                    .iter()
+                    .filter(|class| !node.volume_classes.contains_key(class.as_str()))
+                {
+                    *tally.missing_classes.entry(class.clone()).or_insert(0) += 1;
+                }
+            }
             tally.record(rejection);
         }
     }
@@ -48,6 +57,10 @@ struct Tally {
     not_ready: usize,
     cordoned: usize,
     selector: usize,
+    classes: usize,
+    /// Each class the nodes rejected for classes lack, with how many lack
+    /// it.
+    missing_classes: std::collections::BTreeMap<String, usize>,
     memory: usize,
     /// The most memory free on a node rejected for memory: how close the
     /// pod came to fitting.
@@ -65,6 +78,7 @@ impl Tally {
             Rejection::NotReady => self.not_ready += 1,
             Rejection::Cordoned => self.cordoned += 1,
             Rejection::SelectorMismatch => self.selector += 1,
+            Rejection::MissingVolumeClass => self.classes += 1,
             Rejection::InsufficientMemory { free } => {
                 self.memory += 1;
                 self.memory_most_free = self.memory_most_free.max(free);
@@ -99,6 +113,13 @@ impl Tally {
                 "{} not matching node selector {selector}",
                 self.selector
             ));
+        }
+        // Per class, most often missing first: the class that keeps the
+        // pod out of most nodes is the one to add.
+        let mut missing: Vec<(&String, &usize)> = self.missing_classes.iter().collect();
+        missing.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (class, count) in missing {
+            causes.push(format!("{count} missing volume class {class}"));
         }
         // With several nodes, the largest free amount tells how far the pod
         // is from fitting anywhere; "at most" says it is not every node's.

@@ -43,6 +43,8 @@ pub struct PodRequest {
     /// Nodes where the pod could not start for a cause of the node's own,
     /// not to be tried again for now.
     pub avoid_nodes: Vec<String>,
+    /// Volume classes a node must have, sorted, each once.
+    pub volume_classes: Vec<String>,
 }
 
 impl PodRequest {
@@ -80,6 +82,7 @@ impl PodRequest {
             service: None,
             node_selector: BTreeMap::new(),
             avoid_nodes: Vec::new(),
+            volume_classes: berth_model::pod::volume_classes(pod),
         }
     }
 

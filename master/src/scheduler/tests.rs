@@ -22,6 +22,7 @@ fn node(name: &str, memory_bytes: u64, cpu_millis: u64) -> Node {
         },
         unschedulable: false,
         unit_settings: None,
+        volume_classes: Default::default(),
     }
 }
 
@@ -672,5 +673,41 @@ fn a_node_where_the_pod_could_not_start_is_left_out_and_named_in_the_reason() {
     assert_eq!(
         unschedulable_reason(&view, &pod),
         "0/2 nodes fit: 2 where it could not start lately (tried again after 5 minutes)"
+    );
+}
+
+#[test]
+fn a_pod_goes_only_to_a_node_with_every_volume_class_it_asks_for() {
+    let classed = |name: &str, classes: &[&str]| {
+        let mut n = node(name, GI, 1000);
+        n.volume_classes = classes
+            .iter()
+            .map(|c| ((*c).to_owned(), format!("/srv/{c}")))
+            .collect();
+        n
+    };
+    let mut pod = request(0, 0);
+    pod.volume_classes = vec!["bulk".to_owned(), "fast".to_owned()];
+    let cluster = view(&[
+        classed("h1", &["fast"]),
+        classed("h2", &["bulk", "fast"]),
+        classed("h3", &["bulk"]),
+    ]);
+    assert!(matches!(decide(&cluster, &pod), Placement::Placed { node, .. } if node == "h2"));
+
+    let cluster = view(&[classed("h1", &["fast"]), classed("h3", &[])]);
+    assert_eq!(
+        decide(&cluster, &pod),
+        Placement::Unschedulable {
+            reason: "0/2 nodes fit: 2 missing volume class bulk, 1 missing volume class fast"
+                .to_owned()
+        }
+    );
+    let cluster = view(&[classed("h1", &["fast"])]);
+    assert_eq!(
+        decide(&cluster, &pod),
+        Placement::Unschedulable {
+            reason: "0/1 nodes fit: 1 missing volume class bulk".to_owned()
+        }
     );
 }

@@ -22,6 +22,8 @@ pub enum ViewError {
 pub(super) struct NodeState {
     pub(super) name: String,
     pub(super) labels: BTreeMap<String, String>,
+    /// The volume classes the node offers, with their directories.
+    pub(super) volume_classes: BTreeMap<String, String>,
     pub(super) capacity: Capacity,
     pub(super) ready: bool,
     pub(super) cordoned: bool,
@@ -147,6 +149,7 @@ impl ClusterView {
         if let Some(&i) = self.index.get(&node.name) {
             let state = &mut self.nodes[i];
             state.labels.clone_from(&node.labels);
+            state.volume_classes.clone_from(&node.volume_classes);
             state.capacity = node.capacity;
             state.cordoned = node.unschedulable;
             state.ready = ready;
@@ -161,6 +164,7 @@ impl ClusterView {
         self.nodes.push(NodeState {
             name: node.name.clone(),
             labels: node.labels.clone(),
+            volume_classes: node.volume_classes.clone(),
             capacity: node.capacity,
             ready,
             cordoned: node.unschedulable,

@@ -126,8 +126,68 @@ fn check_volumes<'a>(errors: &mut ValidationErrors, volumes: &'a [Volume]) -> Ha
                 errors.push(format!("{at}.hostPath"), problem);
             }
         }
+        if let Some(class) = &volume.class {
+            check_label(errors, format!("{at}.class"), class);
+        }
+        for (kind, source) in [("glusterfs", &volume.glusterfs), ("nfs", &volume.nfs)] {
+            if let Some(source) = source {
+                check_network_source(errors, &format!("{at}.{kind}"), kind, source);
+            }
+        }
+        let sources: Vec<&str> = [
+            ("hostPath", volume.host_path.is_some()),
+            ("class", volume.class.is_some()),
+            ("glusterfs", volume.glusterfs.is_some()),
+            ("nfs", volume.nfs.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect();
+        if sources.len() > 1 {
+            errors.push(
+                at.clone(),
+                format!("sets {}: at most one of them", sources.join(" and ")),
+            );
+        }
     }
     volumes.iter().map(|volume| volume.name.as_str()).collect()
+}
+
+/// Checks a network volume's server and path: they go into a mount unit's
+/// `What=` and onto `mount`'s command line, so only plain names pass.
+fn check_network_source(
+    errors: &mut ValidationErrors,
+    at: &str,
+    kind: &str,
+    source: &super::NetworkSource,
+) {
+    if source.server.contains(':') {
+        // `server:path` would be ambiguous for mount.
+        errors.push(
+            format!("{at}.server"),
+            "an IPv6 address cannot be mounted from; use a host name",
+        );
+    } else if let Err(problem) = crate::validate_node_address(&source.server) {
+        errors.push(format!("{at}.server"), problem.to_string());
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._~+-".contains(c);
+    let components: Vec<&str> = source.path.split('/').skip(1).collect();
+    let well_formed = source.path.starts_with('/')
+        && source.path.len() <= MAX_PATH_LEN
+        && components
+            .iter()
+            .all(|c| !c.is_empty() && *c != "." && *c != ".." && c.chars().all(plain));
+    if !well_formed {
+        errors.push(
+            format!("{at}.path"),
+            "must be an absolute, normalized path of [A-Za-z0-9._~+-] components",
+        );
+    } else if kind == "glusterfs" && components.is_empty() {
+        errors.push(
+            format!("{at}.path"),
+            "must name the GlusterFS volume: /VOLUME or /VOLUME/SUBDIR",
+        );
+    }
 }
 
 fn check_container<'a>(
@@ -801,6 +861,73 @@ mod tests {
                 "volumes[2].name",
                 "duplicate volume name \"a\", also declared at volumes[0]"
             )
+        );
+    }
+
+    #[test]
+    fn classes_and_network_sources_are_checked_and_exclusive() {
+        use crate::pod::NetworkKind;
+        let mut p = pod(vec![container("app")]);
+        p.volumes = vec![
+            Volume::classed("data", "fast"),
+            Volume::on_network("files", NetworkKind::Glusterfs, "h1", "/v1/sub"),
+            Volume::on_network("nas", NetworkKind::Nfs, "10.0.0.9", "/exports/a"),
+        ];
+        assert_eq!(p.validate(), Ok(()));
+
+        p.volumes = vec![
+            Volume::classed("a", "Fast"),
+            Volume::on_network("b", NetworkKind::Glusterfs, "h1", "/"),
+            Volume::on_network("c", NetworkKind::Nfs, "h 1", "/x/../y"),
+            Volume::on_network("d", NetworkKind::Glusterfs, "fe80::1", "/v1%n"),
+            Volume {
+                class: Some("fast".into()),
+                ..Volume::host_path("e", "/srv")
+            },
+        ];
+        let fields: Vec<String> = problems(&p).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "volumes[0].class",
+                "volumes[1].glusterfs.path",
+                "volumes[2].nfs.server",
+                "volumes[2].nfs.path",
+                "volumes[3].glusterfs.server",
+                "volumes[3].glusterfs.path",
+                "volumes[4]",
+            ]
+        );
+    }
+
+    #[test]
+    fn network_servers_must_be_allowed() {
+        use crate::pod::{check_network_servers, NetworkKind};
+        let mut p = pod(vec![container("app")]);
+        p.volumes = vec![
+            Volume::named("data"),
+            Volume::on_network("files", NetworkKind::Glusterfs, "H1", "/v1"),
+            Volume::on_network("nas", NetworkKind::Nfs, "nas.example", "/x"),
+        ];
+        let mut errors = ValidationErrors::new();
+        check_network_servers(
+            &p,
+            &["h1".to_owned()],
+            "the master's",
+            "template.",
+            &mut errors,
+        );
+        let found: Vec<(String, String)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.clone(), e.message.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [pair(
+                "template.volumes[2].nfs.server",
+                "server \"nas.example\" is not on the master's allow-list of network volume servers (network-volume-servers)"
+            )]
         );
     }
 

@@ -322,6 +322,7 @@ impl Node {
             metrics: Vec::new(),
             engine_unavailable: None,
             unit_settings: None,
+            volume_classes: Default::default(),
         };
         let answer = self
             .http
@@ -415,6 +416,7 @@ fn running(pod: &ClusterPod) -> PodStatus {
             .collect(),
         spec: pod.spec.clone(),
         start_failure: None,
+        volumes: Vec::new(),
     }
 }
 

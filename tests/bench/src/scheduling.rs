@@ -169,6 +169,7 @@ impl Workload {
                 },
                 unschedulable: false,
                 unit_settings: None,
+                volume_classes: Default::default(),
             })
             .collect();
         let mut services = HashMap::new();
