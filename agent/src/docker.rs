@@ -315,6 +315,16 @@ impl Docker {
         Ok(())
     }
 
+    /// Where a named volume's data lives on this host.
+    pub async fn volume_mountpoint(&self, name: &str) -> Result<String, DockerError> {
+        let volume = self
+            .client
+            .inspect_volume(name)
+            .await
+            .map_err(err(format!("inspecting volume {name}")))?;
+        Ok(volume.mountpoint)
+    }
+
     /// Named volumes of berth's pods, as (volume, pod).
     pub async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {
         let mut filters = HashMap::new();

@@ -259,7 +259,14 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         master.joined().clone(),
         runtime.config().state_dir.clone(),
     ));
-    assignments(&master, &runtime, &changed, &assigned_links).await;
+    let (move_orders, orders_rx) = watch::channel(Vec::new());
+    let moves = tokio::spawn(crate::volume_move::run(
+        master.clone(),
+        Arc::clone(&runtime),
+        orders_rx,
+    ));
+    assignments(&master, &runtime, &changed, &assigned_links, &move_orders).await;
+    moves.abort();
     beat.abort();
     registry.abort();
     observer.abort();
@@ -308,6 +315,7 @@ async fn assignments(
     runtime: &Runtime,
     changed: &Notify,
     assigned_links: &watch::Sender<links::Assigned>,
+    move_orders: &watch::Sender<Vec<berth_model::MoveOrder>>,
 ) {
     // Until what runs here is adopted, a running pod of the master's could
     // look missing (a lost state directory) and be created twice.
@@ -318,6 +326,7 @@ async fn assignments(
     // The last assignments read, and when to apply them again though the
     // master has nothing new (a failed start's next try).
     let mut known: Vec<berth_model::Pod> = Vec::new();
+    let mut moving_out: Vec<String> = Vec::new();
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let fetched = match retry_at {
@@ -337,6 +346,20 @@ async fn assignments(
                     modified
                 });
                 known = assigned.pods.into_iter().map(|p| p.spec).collect();
+                // A pod leaving with its data keeps its volumes here.
+                moving_out = assigned
+                    .moves
+                    .iter()
+                    .filter(|m| m.role == berth_model::MoveRole::Source)
+                    .map(|m| m.pod.clone())
+                    .collect();
+                move_orders.send_if_modified(|current| {
+                    let modified = *current != assigned.moves;
+                    if modified {
+                        current.clone_from(&assigned.moves);
+                    }
+                    modified
+                });
             }
             // Time for a retry: the same assignments again.
             None => {}
@@ -347,7 +370,7 @@ async fn assignments(
                 continue;
             }
         }
-        let synced = runtime.sync_assigned(&known).await;
+        let synced = runtime.sync_assigned(&known, &moving_out).await;
         changed.notify_one();
         for (pod, error) in &synced.failures {
             warn!(pod = %pod, error = %error, "applying an assignment failed; retrying");

@@ -236,6 +236,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         })
     }
 
+    /// Whether this node has a record of pod `name` (it runs, is stopped,
+    /// or is being deleted).
+    pub fn holds(&self, name: &str) -> Result<bool, RequestError> {
+        Ok(self.records()?.iter().any(|r| r.pod.name == name))
+    }
+
     fn records(&self) -> Result<Vec<PodRecord>, RequestError> {
         self.store
             .load_all()
@@ -449,7 +455,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let _guard = self.lock.lock().await;
         let mut record = self.record(name)?;
         let mut status = self.status_of(&record).await?;
-        record.desired = Desired::Deleting;
+        record.desired = match volumes {
+            Volumes::Remove => Desired::Deleting,
+            Volumes::Keep => Desired::DeletingKeepingVolumes,
+        };
         self.store
             .save(&record)
             .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
@@ -680,11 +689,13 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             }
         }
         for record in self.store.load_all()? {
-            if record.desired == Desired::Deleting {
-                if let Err(e) = self
-                    .remove_everything(&record.pod.name, Volumes::Remove)
-                    .await
-                {
+            let deleting = match record.desired {
+                Desired::Deleting => Some(Volumes::Remove),
+                Desired::DeletingKeepingVolumes => Some(Volumes::Keep),
+                Desired::Running | Desired::Stopped => None,
+            };
+            if let Some(volumes) = deleting {
+                if let Err(e) = self.remove_everything(&record.pod.name, volumes).await {
                     warn!(pod = %record.pod.name, error = %e, "finishing a deletion failed; retrying at the next resync");
                 }
                 continue;
@@ -992,7 +1003,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// A pod that fails to start is recorded with why (reported in its
     /// status and as an event) and tried again after a wait that doubles
     /// with each failure; the outcome says when the next try is due.
-    pub async fn sync_assigned(&self, assigned: &[Pod]) -> Synced {
+    pub async fn sync_assigned(&self, assigned: &[Pod], moving_out: &[String]) -> Synced {
         let mut synced = Synced::default();
         let records = match self.records() {
             Ok(records) => records,
@@ -1035,6 +1046,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                         pod.name
                     ));
                     (pod.name.as_str(), Err(conflict))
+                }
+                Assignment::Remove(name) if moving_out.iter().any(|m| m == name) => {
+                    info!(pod = %name, "moving to another node with its data: stopping it, keeping its volumes");
+                    (name, self.delete_with(name, Volumes::Keep).await.map(drop))
                 }
                 Assignment::Remove(name) => {
                     info!(pod = %name, "no longer assigned here: removing it");

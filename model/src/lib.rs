@@ -30,6 +30,7 @@ pub mod template;
 pub mod template_export;
 pub mod user;
 pub mod validation;
+pub mod volume_move;
 
 pub use address::{validate_node_address, AddressError};
 pub use build::{Build, BuildConfig, BuildPhase};
@@ -55,3 +56,4 @@ pub use status::{ApiError, ContainerStatus, HostPort, PodPhase, PodStatus, Start
 pub use template::Template;
 pub use user::{User, UserToken, WhoAmI};
 pub use validation::{FieldError, ValidationErrors};
+pub use volume_move::{MoveOrder, MovePhase, MoveReport, MoveRole, NodeCertificate, PodMove};
