@@ -680,6 +680,15 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             if records.iter().any(|r| &r.pod.name == name) {
                 continue;
             }
+            // Volumes alone are no pod to adopt: a pod's data kept here
+            // (moved away with --keep-source) or arriving (moving here).
+            if seen.containers.is_empty()
+                && seen.unit_files.is_empty()
+                && seen.units.is_empty()
+                && !seen.build_dir
+            {
+                continue;
+            }
             match self.adopt(name, seen).await {
                 Ok(record) => {
                     info!(pod = %name, "adopted a pod found on this host without a record");

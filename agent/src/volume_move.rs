@@ -356,7 +356,8 @@ async fn send_once(
     )
     .await?;
     let started = Instant::now();
-    let mut total = ring::digest::Context::new(&ring::digest::SHA256);
+    // Each volume's stream is hashed once; the report names them all.
+    let mut checksums: Vec<(String, String)> = Vec::new();
     let mut sent: u64 = 0;
     let mut last_report = Instant::now();
     for volume in &order.volumes {
@@ -372,7 +373,6 @@ async fn send_once(
         let mut bytes: u64 = 0;
         while let Some(frame) = rx.recv().await {
             hash.update(&frame);
-            total.update(&frame);
             writer
                 .write_all(&(frame.len() as u32).to_be_bytes())
                 .await?;
@@ -418,12 +418,20 @@ async fn send_once(
                 received.sha256
             );
         }
+        checksums.push((volume.clone(), ours));
     }
     let _ = writer.shutdown().await;
     Ok(MoveReport::Copied {
         bytes_copied: sent,
         rate_bytes_per_sec: rate(sent, started),
-        checksum: format!("sha256:{}", hex(total.finish().as_ref())),
+        checksum: match checksums.as_slice() {
+            [(_, only)] => format!("sha256:{only}"),
+            all => all
+                .iter()
+                .map(|(volume, sum)| format!("{volume}=sha256:{sum}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
     })
 }
 

@@ -161,7 +161,8 @@ pub enum MoveReport {
         bytes_copied: u64,
         /// Bytes per second over the attempt.
         rate_bytes_per_sec: u64,
-        /// `sha256:<hex>` of the volumes' tar streams, as both ends saw it.
+        /// `sha256:<hex>` of the volume's tar stream, as both ends saw it
+        /// (`NAME=sha256:<hex>, ...` for several volumes).
         checksum: String,
     },
     /// An attempt failed; the source tries again.

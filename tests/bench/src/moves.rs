@@ -1,7 +1,8 @@
 //! `move-throughput`: a stateful pod's named volume moved with its data
 //! (`berth move`, agent to agent over TLS, SHA-256 on both ends), against
 //! plain `tar | nc` of the same directory between the same two lab hosts,
-//! in the same run, alternating direction each round. The move's rate is
+//! in the same run, alternating direction each round (`tar -c` into
+//! bash's `/dev/tcp` on the sender, `nc -l | tar -x` on the receiver). The move's rate is
 //! the source agent's (the volume's tar stream over the copy's time, as
 //! its `MoveCopied` event says); the baseline's is the same bytes over
 //! the time from starting `tar | nc` to the receiving `tar -x` done.
@@ -104,9 +105,11 @@ fn baseline(lab: &Lab, from: &str, to: &str) -> f64 {
     lab.exec(
         from,
         &[
-            "sh",
+            "bash",
             "-c",
-            &format!("tar -C {dir} -cf - . | busybox nc {} {PORT}", address(to)),
+            // bash's /dev/tcp sends: busybox's nc closes the connection
+            // early once its stdin ends.
+            &format!("tar -C {dir} -cf - . > /dev/tcp/{}/{PORT}", address(to)),
         ],
     )
     .assert_success();
