@@ -1,8 +1,8 @@
 //! Moves with data: a stateful pod's named volume goes with it, agent to
 //! agent over TLS, checksum verified; the source's copy goes once the pod
 //! runs on the target (or stays with `--keep-source`); a target agent
-//! killed mid-copy costs a retry, never the data, and the pod never runs
-//! on two nodes.
+//! and the master killed mid-copy cost a retry, never the data, and the
+//! pod never runs on two nodes.
 //!
 //! Root only: run with `cargo test -p berth-lab-tests -- --ignored`.
 
@@ -141,7 +141,13 @@ fn moving(lab: &Lab) -> Value {
 fn moved_to(lab: &Lab, host: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while std::time::Instant::now() < deadline {
-        if let Some(pod) = lab.pod("db-0") {
+        // The master may be restarting: no answer is no news.
+        let ps = lab.berth("h1", &["ps", "-o", "json"]);
+        let pods: Value = serde_json::from_str(&ps.stdout()).unwrap_or(Value::Null);
+        let pod = pods
+            .as_array()
+            .and_then(|pods| pods.iter().find(|p| p["spec"]["name"] == "db-0"));
+        if let Some(pod) = pod {
             if pod["moving"].is_null() && pod["node"] == host {
                 return;
             }
@@ -237,8 +243,11 @@ fn a_target_agent_killed_mid_copy_costs_a_retry_not_the_data() {
         .assert_success();
     assert!(describe.contains("moving: h2 -> h3"), "{describe}");
     assert!(describe.contains("MB/s"), "{describe}");
-    // The target agent dies mid-copy; systemd brings it back.
+    // The target agent dies mid-copy, and the master with it; systemd
+    // brings both back, and the move goes on from the master's store.
     lab.exec("h3", &["systemctl", "kill", "-s", "KILL", "berth-agent"])
+        .assert_success();
+    lab.exec("h1", &["systemctl", "kill", "-s", "KILL", "berth-master"])
         .assert_success();
     assert_eq!(running_copies(&lab), 0, "nothing runs while the data moves");
     lab.exec("h2", &["tc", "qdisc", "del", "dev", &dev, "root"])
