@@ -259,7 +259,7 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         master.joined().clone(),
         runtime.config().state_dir.clone(),
     ));
-    let (move_orders, orders_rx) = watch::channel(Vec::new());
+    let (move_orders, orders_rx) = watch::channel(crate::volume_move::Orders::default());
     let moves = tokio::spawn(crate::volume_move::run(
         master.clone(),
         Arc::clone(&runtime),
@@ -315,7 +315,7 @@ async fn assignments(
     runtime: &Runtime,
     changed: &Notify,
     assigned_links: &watch::Sender<links::Assigned>,
-    move_orders: &watch::Sender<Vec<berth_model::MoveOrder>>,
+    move_orders: &watch::Sender<crate::volume_move::Orders>,
 ) {
     // Until what runs here is adopted, a running pod of the master's could
     // look missing (a lost state directory) and be created twice.
@@ -353,10 +353,14 @@ async fn assignments(
                     .filter(|m| m.role == berth_model::MoveRole::Source)
                     .map(|m| m.pod.clone())
                     .collect();
+                let orders = crate::volume_move::Orders {
+                    moves: assigned.moves.clone(),
+                    assigned: known.iter().map(|p| p.name.clone()).collect(),
+                };
                 move_orders.send_if_modified(|current| {
-                    let modified = *current != assigned.moves;
+                    let modified = *current != orders;
                     if modified {
-                        current.clone_from(&assigned.moves);
+                        *current = orders;
                     }
                     modified
                 });

@@ -97,6 +97,47 @@ fn tls(cert: &NodeCertificate) -> anyhow::Result<Tls> {
     })
 }
 
+/// What the assignments say to the mover: this node's move orders, and
+/// the pods it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Orders {
+    /// The moves this node is an end of.
+    pub moves: Vec<MoveOrder>,
+    /// The pods assigned to it.
+    pub assigned: Vec<String>,
+}
+
+/// The partial copies this node received for moves given up since
+/// `before` (its target orders then): the order of a copy never verified
+/// is gone, and the pod is not this node's to run. Their volumes go.
+fn abandoned(before: &[MoveOrder], now: &Orders) -> Vec<MoveOrder> {
+    before
+        .iter()
+        .filter(|o| o.role == MoveRole::Target && o.phase.before_copy_verified())
+        .filter(|o| !now.moves.iter().any(|m| m.pod == o.pod))
+        .filter(|o| !now.assigned.contains(&o.pod))
+        .cloned()
+        .collect()
+}
+
+/// Removes a given-up move's partial copy, unless the pod is here after all.
+async fn discard(runtime: &Runtime, order: &MoveOrder) {
+    if runtime.holds(&order.pod).unwrap_or(true) {
+        return;
+    }
+    for volume in &order.volumes {
+        let name = named_volume(&order.pod, volume);
+        match runtime.docker().remove_volume(&name).await {
+            Ok(()) => {
+                info!(pod = %order.pod, volume = %volume, "removed the partial copy of a move given up")
+            }
+            Err(e) => {
+                warn!(pod = %order.pod, error = %e, "cannot remove the partial copy of a move given up")
+            }
+        }
+    }
+}
+
 /// Asks the master for this node's certificate until it answers.
 async fn certificate(master: &NodeClient) -> Tls {
     let url = format!(
@@ -130,13 +171,9 @@ async fn certificate(master: &NodeClient) -> Tls {
 /// Carries out this node's move orders as they come, forever: receives
 /// for moves it is the target of, sends (and later removes its copy) for
 /// moves it is the source of.
-pub async fn run(
-    master: NodeClient,
-    runtime: Arc<Runtime>,
-    mut orders: watch::Receiver<Vec<MoveOrder>>,
-) {
+pub async fn run(master: NodeClient, runtime: Arc<Runtime>, mut orders: watch::Receiver<Orders>) {
     // No certificate is asked for until a move needs one.
-    let _ = orders.wait_for(|o: &Vec<MoveOrder>| !o.is_empty()).await;
+    let _ = orders.wait_for(|o: &Orders| !o.moves.is_empty()).await;
     let tls = certificate(&master).await;
     let expected: Arc<Mutex<Vec<MoveOrder>>> = Arc::default();
     let listener = {
@@ -148,16 +185,24 @@ pub async fn run(
         tokio::spawn(async move { listen(server, runtime, expected).await })
     };
     let mut tasks: BTreeMap<(String, berth_model::MovePhase), JoinHandle<()>> = BTreeMap::new();
+    let mut arriving: Vec<MoveOrder> = Vec::new();
     loop {
-        let current = orders.borrow_and_update().clone();
-        if let Ok(mut expected) = expected.lock() {
-            *expected = current
-                .iter()
-                .filter(|o| o.role == MoveRole::Target)
-                .cloned()
-                .collect();
+        let now = orders.borrow_and_update().clone();
+        for order in abandoned(&arriving, &now) {
+            let runtime = Arc::clone(&runtime);
+            tokio::spawn(async move { discard(&runtime, &order).await });
         }
-        let mine: BTreeMap<(String, berth_model::MovePhase), MoveOrder> = current
+        arriving = now
+            .moves
+            .iter()
+            .filter(|o| o.role == MoveRole::Target)
+            .cloned()
+            .collect();
+        if let Ok(mut expected) = expected.lock() {
+            expected.clone_from(&arriving);
+        }
+        let mine: BTreeMap<(String, berth_model::MovePhase), MoveOrder> = now
+            .moves
             .into_iter()
             .filter(|o| o.role == MoveRole::Source)
             .map(|o| ((o.pod.clone(), o.phase), o))
@@ -663,6 +708,46 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn order(pod: &str, role: MoveRole, phase: berth_model::MovePhase) -> MoveOrder {
+        MoveOrder {
+            pod: pod.into(),
+            volumes: vec!["data".into()],
+            role,
+            from: "h2".into(),
+            to: "h3".into(),
+            to_address: "10.0.0.3".into(),
+            phase,
+            keep_source: false,
+        }
+    }
+
+    #[test]
+    fn only_a_copy_given_up_before_it_was_verified_is_discarded() {
+        use berth_model::MovePhase::{Copying, Starting};
+        let copying = order("db-0", MoveRole::Target, Copying);
+        let gone = Orders::default();
+        let discarded = abandoned(std::slice::from_ref(&copying), &gone);
+        assert_eq!(discarded.len(), 1);
+        assert_eq!(discarded[0], copying);
+        // Still moving, or the pod runs here now: kept.
+        let still = Orders {
+            moves: vec![copying.clone()],
+            assigned: Vec::new(),
+        };
+        assert!(abandoned(std::slice::from_ref(&copying), &still).is_empty());
+        let here = Orders {
+            moves: Vec::new(),
+            assigned: vec!["db-0".into()],
+        };
+        assert!(abandoned(std::slice::from_ref(&copying), &here).is_empty());
+        // A verified copy is the pod's data: never discarded here.
+        let verified = order("db-0", MoveRole::Target, Starting);
+        assert!(abandoned(&[verified], &gone).is_empty());
+        // The source's copy is the source's business.
+        let source = order("db-0", MoveRole::Source, Copying);
+        assert!(abandoned(&[source], &gone).is_empty());
+    }
 
     #[test]
     fn a_volume_packed_into_frames_unpacks_the_same() {
