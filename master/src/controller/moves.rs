@@ -149,8 +149,9 @@ pub fn apply_report(
             if !moving.phase.before_copy_verified() {
                 return Ok(None);
             }
+            // A failure is no news of progress: copies that keep failing
+            // are failed back like a silent one.
             record.last_error = Some(error.clone());
-            record.updated_ms = now_ms;
             Some(pod_event(
                 now_ms,
                 EventKind::MoveFailed,
@@ -386,8 +387,17 @@ mod tests {
     fn a_stalled_copy_fails_back_to_the_source() {
         let (pod, _) = begin(&db("h2"), "h2", &h3(), false, 1);
         assert!(plan(&cluster(pod.clone(), MOVE_STALL_MS)).is_empty());
-        let back = written(&plan(&cluster(pod, MOVE_STALL_MS + 2)));
+        let back = written(&plan(&cluster(pod.clone(), MOVE_STALL_MS + 2)));
         assert_eq!(back.moving, None);
+        assert_eq!(back.node.as_deref(), Some("h2"));
+        // Failing attempts are no progress: they fail back all the same.
+        let failed = MoveReport::Failed {
+            error: "refused".into(),
+        };
+        let (failing, _) = apply_report(&pod, "h2", &failed, MOVE_STALL_MS)
+            .unwrap()
+            .unwrap();
+        let back = written(&plan(&cluster(failing, MOVE_STALL_MS + 2)));
         assert_eq!(back.node.as_deref(), Some("h2"));
     }
 }
