@@ -38,6 +38,7 @@ pub mod runtime;
 pub mod store;
 pub mod systemd;
 pub mod unit;
+pub mod volume_move;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::sync::Arc;

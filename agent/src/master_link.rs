@@ -264,7 +264,14 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         master.joined().clone(),
         runtime.config().state_dir.clone(),
     ));
-    assignments(&master, &runtime, &changed, &assigned_links).await;
+    let (move_orders, orders_rx) = watch::channel(crate::volume_move::Orders::default());
+    let moves = tokio::spawn(crate::volume_move::run(
+        master.clone(),
+        Arc::clone(&runtime),
+        orders_rx,
+    ));
+    assignments(&master, &runtime, &changed, &assigned_links, &move_orders).await;
+    moves.abort();
     beat.abort();
     registry.abort();
     observer.abort();
@@ -335,6 +342,7 @@ async fn assignments(
     runtime: &Runtime,
     changed: &Notify,
     assigned_links: &watch::Sender<links::Assigned>,
+    move_orders: &watch::Sender<crate::volume_move::Orders>,
 ) {
     // Until what runs here is adopted, a running pod of the master's could
     // look missing (a lost state directory) and be created twice.
@@ -345,6 +353,7 @@ async fn assignments(
     // The last assignments read, and when to apply them again though the
     // master has nothing new (a failed start's next try).
     let mut known: Vec<berth_model::Pod> = Vec::new();
+    let mut moving_out: Vec<String> = Vec::new();
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let fetched = match retry_at {
@@ -364,6 +373,24 @@ async fn assignments(
                     modified
                 });
                 known = assigned.pods.into_iter().map(|p| p.spec).collect();
+                // A pod leaving with its data keeps its volumes here.
+                moving_out = assigned
+                    .moves
+                    .iter()
+                    .filter(|m| m.role == berth_model::MoveRole::Source)
+                    .map(|m| m.pod.clone())
+                    .collect();
+                let orders = crate::volume_move::Orders {
+                    moves: assigned.moves.clone(),
+                    assigned: known.iter().map(|p| p.name.clone()).collect(),
+                };
+                move_orders.send_if_modified(|current| {
+                    let modified = *current != orders;
+                    if modified {
+                        *current = orders;
+                    }
+                    modified
+                });
             }
             // Time for a retry: the same assignments again.
             None => {}
@@ -374,7 +401,7 @@ async fn assignments(
                 continue;
             }
         }
-        let synced = runtime.sync_assigned(&known).await;
+        let synced = runtime.sync_assigned(&known, &moving_out).await;
         changed.notify_one();
         for (pod, error) in &synced.failures {
             warn!(pod = %pod, error = %error, "applying an assignment failed; retrying");

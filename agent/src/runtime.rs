@@ -268,6 +268,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         })
     }
 
+    /// Whether this node has a record of pod `name` (it runs, is stopped,
+    /// or is being deleted).
+    pub fn holds(&self, name: &str) -> Result<bool, RequestError> {
+        Ok(self.records()?.iter().any(|r| r.pod.name == name))
+    }
+
     fn records(&self) -> Result<Vec<PodRecord>, RequestError> {
         self.store
             .load_all()
@@ -496,7 +502,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let _guard = self.lock.lock().await;
         let mut record = self.record(name)?;
         let mut status = self.status_of(&record).await?;
-        record.desired = Desired::Deleting;
+        record.desired = match volumes {
+            Volumes::Remove => Desired::Deleting,
+            Volumes::Keep => Desired::DeletingKeepingVolumes,
+        };
         self.store
             .save(&record)
             .map_err(|e| RequestError::Failed(format!("{e:#}")))?;
@@ -768,6 +777,15 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             if records.iter().any(|r| &r.pod.name == name) {
                 continue;
             }
+            // Volumes alone are no pod to adopt: a pod's data kept here
+            // (moved away with --keep-source) or arriving (moving here).
+            if seen.containers.is_empty()
+                && seen.unit_files.is_empty()
+                && seen.units.is_empty()
+                && !seen.build_dir
+            {
+                continue;
+            }
             match self.adopt(name, seen).await {
                 Ok(record) => {
                     info!(pod = %name, "adopted a pod found on this host without a record");
@@ -777,11 +795,13 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             }
         }
         for record in self.store.load_all()? {
-            if record.desired == Desired::Deleting {
-                if let Err(e) = self
-                    .remove_everything(&record.pod.name, Volumes::Remove)
-                    .await
-                {
+            let deleting = match record.desired {
+                Desired::Deleting => Some(Volumes::Remove),
+                Desired::DeletingKeepingVolumes => Some(Volumes::Keep),
+                Desired::Running | Desired::Stopped => None,
+            };
+            if let Some(volumes) = deleting {
+                if let Err(e) = self.remove_everything(&record.pod.name, volumes).await {
                     warn!(pod = %record.pod.name, error = %e, "finishing a deletion failed; retrying at the next resync");
                 }
                 continue;
@@ -1082,18 +1102,6 @@ fn phase(record: &PodRecord, containers: &[ContainerStatus]) -> PodPhase {
 }
 
 impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
-    /// Makes the master's pods on this host exactly `assigned`: creates
-    /// what is missing, replaces what changed, removes master pods that are
-    /// no longer assigned here (a node back from a partition stops the pods
-    /// that were moved away meanwhile). Local pods are never touched.
-    ///
-    /// A pod that fails to start is recorded with why (reported in its
-    /// status and as an event) and tried again after a wait that doubles
-    /// with each failure; the outcome says when the next try is due.
-    pub async fn sync_assigned(&self, assigned: &[Pod]) -> Synced {
-        self.sync_assigned_inner(assigned).await
-    }
-
     /// Removes the master's pods whose data is all on the network (see
     /// [`Pod::network_backed`]): this node has not reached the master for
     /// [`NETWORK_FENCE_AFTER_SECS`](berth_model::pod::NETWORK_FENCE_AFTER_SECS),
@@ -1118,7 +1126,15 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         fenced
     }
 
-    async fn sync_assigned_inner(&self, assigned: &[Pod]) -> Synced {
+    /// Makes the master's pods on this host exactly `assigned`: creates
+    /// what is missing, replaces what changed, removes master pods that are
+    /// no longer assigned here (a node back from a partition stops the pods
+    /// that were moved away meanwhile). Local pods are never touched.
+    ///
+    /// A pod that fails to start is recorded with why (reported in its
+    /// status and as an event) and tried again after a wait that doubles
+    /// with each failure; the outcome says when the next try is due.
+    pub async fn sync_assigned(&self, assigned: &[Pod], moving_out: &[String]) -> Synced {
         let mut synced = Synced::default();
         let records = match self.records() {
             Ok(records) => records,
@@ -1161,6 +1177,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                         pod.name
                     ));
                     (pod.name.as_str(), Err(conflict))
+                }
+                Assignment::Remove(name) if moving_out.iter().any(|m| m == name) => {
+                    info!(pod = %name, "moving to another node with its data: stopping it, keeping its volumes");
+                    (name, self.delete_with(name, Volumes::Keep).await.map(drop))
                 }
                 Assignment::Remove(name) => {
                     info!(pod = %name, "no longer assigned here: removing it");

@@ -21,6 +21,10 @@ pub enum Desired {
     Stopped,
     /// Being deleted: a crash half-way is finished by the next resync.
     Deleting,
+    /// Being deleted, its named volumes kept (their data is moving to
+    /// another node): a crash half-way is finished likewise, keeping them.
+    #[serde(rename = "deletingkeepingvolumes")]
+    DeletingKeepingVolumes,
 }
 
 /// A host port given to one container port of the pod.

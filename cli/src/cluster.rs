@@ -202,6 +202,11 @@ pub struct MoveArgs {
     /// The node to move it to (see `berth node ls`).
     #[arg(long, value_name = "NODE")]
     pub to: String,
+
+    /// A pod with named volumes moves with their data; keep the old
+    /// node's copy once it runs on the new one.
+    #[arg(long)]
+    pub keep_source: bool,
 }
 
 /// The service failed validation before it was sent to the master.
@@ -269,11 +274,17 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Link(args) => crate::link::link(&client, &args).await,
         ClusterCommand::Unlink(args) => crate::link::unlink(&client, &args).await,
         ClusterCommand::Move(request) => {
-            let moved = client.move_pod(&request.pod, &request.to).await?;
+            let moved = client
+                .move_pod(&request.pod, &request.to, request.keep_source)
+                .await?;
+            let with_data = if moved.object.moving.is_some() {
+                " with its data (see berth describe pod)"
+            } else {
+                ""
+            };
             output::print(&format!(
-                "pod {}: moving to {}\n",
-                moved.object.spec.name,
-                moved.object.node.as_deref().unwrap_or(&request.to)
+                "pod {}: moving to {}{with_data}\n",
+                moved.object.spec.name, request.to
             ))
         }
     }
@@ -743,7 +754,7 @@ mod tests {
         ));
         assert!(matches!(
             cluster_command(&["move", "web-0", "--to", "node-b"]),
-            ClusterCommand::Move(MoveArgs { pod, to }) if pod == "web-0" && to == "node-b"
+            ClusterCommand::Move(MoveArgs { pod, to, keep_source: false }) if pod == "web-0" && to == "node-b"
         ));
         assert!(matches!(
             cluster_command(&["node", "show", "node-a", "-o", "json"]),

@@ -864,9 +864,18 @@ impl MasterClient {
         self.call(Method::GET, &["pods"], None::<&()>).await
     }
 
-    /// `POST /v1/pods/{name}/move`: reassigns the pod to node `to`.
-    pub async fn move_pod(&self, name: &str, to: &str) -> Result<Versioned<ClusterPod>, Error> {
-        let body = Move { to: to.to_owned() };
+    /// `POST /v1/pods/{name}/move`: reassigns the pod to node `to` (with
+    /// its named volumes' data, the old node's copy kept on request).
+    pub async fn move_pod(
+        &self,
+        name: &str,
+        to: &str,
+        keep_source: bool,
+    ) -> Result<Versioned<ClusterPod>, Error> {
+        let body = Move {
+            to: to.to_owned(),
+            keep_source,
+        };
         self.call(Method::POST, &["pods", name, "move"], Some(&body))
             .await
     }

@@ -552,6 +552,29 @@ pub fn pod_details(pod: &Versioned<ClusterPod>) -> String {
     );
     let _ = writeln!(out, "phase: {}", cluster_phase(object));
     let _ = writeln!(out, "resource version: {}", pod.resource_version);
+    if let Some(moving) = &object.moving {
+        let _ = writeln!(
+            out,
+            "moving: {} -> {} ({}), {:.1} MB copied at {:.1} MB/s, attempt {}{}",
+            moving.from,
+            moving.to,
+            moving.phase,
+            moving.bytes_copied as f64 / 1e6,
+            moving.rate_bytes_per_sec as f64 / 1e6,
+            moving.attempts.max(1),
+            if moving.keep_source {
+                ", keeping the source's copy"
+            } else {
+                ""
+            }
+        );
+        if let Some(checksum) = &moving.checksum {
+            let _ = writeln!(out, "  verified: {checksum}");
+        }
+        if let Some(error) = &moving.last_error {
+            let _ = writeln!(out, "  last error: {error}");
+        }
+    }
     if !object.start_failed_on.is_empty() {
         let nodes: Vec<String> = object
             .start_failed_on

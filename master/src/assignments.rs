@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_model::api::Assignments;
-use berth_model::ClusterPod;
+use berth_model::{ClusterPod, MoveOrder};
 use futures_util::StreamExt;
 use tokio::sync::{watch, Notify};
 use tracing::warn;
@@ -114,8 +114,9 @@ impl AssignmentIndex {
         };
         index.revision = revision;
         if !same_assignment(before.as_ref(), pod.as_ref()) {
-            let nodes = [before.and_then(|p| p.node), pod.and_then(|p| p.node)];
-            for node in nodes.into_iter().flatten() {
+            let mut nodes = nodes_of(before);
+            nodes.extend(nodes_of(pod));
+            for node in nodes {
                 let entry = index.nodes.entry(node).or_default();
                 entry.changed = revision;
                 entry.waiters.notify_waiters();
@@ -167,18 +168,49 @@ impl AssignmentIndex {
             return Assignments {
                 revision: 0,
                 pods: Vec::new(),
+                moves: Vec::new(),
             };
         };
         let pods: BTreeMap<&String, &ClusterPod> = index
             .pods
             .iter()
-            .filter(|(_, p)| p.node.as_deref() == Some(node))
+            .filter(|(_, p)| runs_on(p, node))
             .collect();
+        let mut moves: Vec<MoveOrder> = index
+            .pods
+            .values()
+            .filter_map(|p| MoveOrder::for_node(p, node))
+            .collect();
+        moves.sort_by(|a, b| a.pod.cmp(&b.pod));
         Assignments {
             revision: index.revision,
             pods: pods.into_values().cloned().collect(),
+            moves,
         }
     }
+}
+
+/// Whether `pod` is `node`'s to run: bound there, and not stopped there
+/// for a move with data whose copy is not yet verified.
+fn runs_on(pod: &ClusterPod, node: &str) -> bool {
+    pod.node.as_deref() == Some(node)
+        && !pod
+            .moving
+            .as_ref()
+            .is_some_and(|m| m.from == node && m.phase.before_copy_verified())
+}
+
+/// The nodes a pod concerns: its own and its move's two ends.
+fn nodes_of(pod: Option<ClusterPod>) -> Vec<String> {
+    let Some(pod) = pod else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<String> = pod.node.into_iter().collect();
+    if let Some(moving) = pod.moving {
+        nodes.push(moving.from);
+        nodes.push(moving.to);
+    }
+    nodes
 }
 
 /// Whether a change leaves what a node runs as it was: the same pod on
@@ -192,6 +224,12 @@ fn same_assignment(before: Option<&ClusterPod>, after: Option<&ClusterPod>) -> b
             before.status.clone_from(&after.status);
             before.ready_since_ms = after.ready_since_ms;
             before.draining_since_ms = after.draining_since_ms;
+            // A move's progress is for people; the nodes act on its phase.
+            if let (Some(b), Some(a)) = (before.moving.as_mut(), after.moving.as_ref()) {
+                if b.phase == a.phase {
+                    b.clone_from(a);
+                }
+            }
             before == *after
         }
         _ => false,

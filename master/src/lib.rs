@@ -103,6 +103,7 @@ pub async fn run_with(
         instruments: Arc::clone(&instruments),
         registry,
         build_inputs: config.state_dir.join("build-inputs"),
+        ca_dir: pki.as_ref().map(|_| config.state_dir.clone()),
         liveness: Arc::clone(&liveness),
         admin_token_hash: auth::hash(&admin_token),
         route_suffix: config.route_suffix.clone(),

@@ -116,6 +116,9 @@ pub struct Assignments {
     pub revision: u64,
     /// The pods.
     pub pods: Vec<ClusterPod>,
+    /// The moves with data this node is an end of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<crate::MoveOrder>,
 }
 
 /// `POST /v1/services/{name}/scale`.
@@ -132,6 +135,10 @@ pub struct Scale {
 pub struct Move {
     /// The node to move the pod to.
     pub to: String,
+    /// Keep the source node's copy of the pod's named volumes once it runs
+    /// on the new node. Left out when false, for masters from before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_source: bool,
 }
 
 /// An object with the store revision it was read at, for optimistic

@@ -388,6 +388,9 @@ pub struct ClusterPod {
     /// `waitReady` has no ready endpoint yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Its move with data to another node, while one is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<crate::PodMove>,
 }
 
 impl ClusterPod {
@@ -410,6 +413,7 @@ impl ClusterPod {
             ready_since_ms: None,
             draining_since_ms: None,
             waiting_for: None,
+            moving: None,
         }
     }
 

@@ -104,11 +104,21 @@ pub enum EventKind {
     BuildFailed,
     /// A build was cancelled, or superseded by a newer one.
     BuildCancelled,
+    /// A move with data began: the pod stops on its node.
+    MoveStarted,
+    /// A move's volumes arrived on the target, checksum verified.
+    MoveCopied,
+    /// A moved pod runs on its new node (and the source's copy is gone,
+    /// or kept on request).
+    MoveFinished,
+    /// A move's copy attempt failed (retried), or the move was failed
+    /// back: the pod stays on its node with its data.
+    MoveFailed,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (for help texts and errors).
-    pub const ALL: [EventKind; 38] = [
+    pub const ALL: [EventKind; 42] = [
         EventKind::NodeReady,
         EventKind::NodeNotReady,
         EventKind::NodeEngineUnavailable,
@@ -147,6 +157,10 @@ impl EventKind {
         EventKind::BuildComplete,
         EventKind::BuildFailed,
         EventKind::BuildCancelled,
+        EventKind::MoveStarted,
+        EventKind::MoveCopied,
+        EventKind::MoveFinished,
+        EventKind::MoveFailed,
     ];
 
     /// The kind as the API spells it (`PodScheduled`).
@@ -190,6 +204,10 @@ impl EventKind {
             EventKind::BuildComplete => "BuildComplete",
             EventKind::BuildFailed => "BuildFailed",
             EventKind::BuildCancelled => "BuildCancelled",
+            EventKind::MoveStarted => "MoveStarted",
+            EventKind::MoveCopied => "MoveCopied",
+            EventKind::MoveFinished => "MoveFinished",
+            EventKind::MoveFailed => "MoveFailed",
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod template;
 pub mod template_export;
 pub mod user;
 pub mod validation;
+pub mod volume_move;
 
 pub use address::{validate_node_address, AddressError};
 pub use build::{Build, BuildConfig, BuildPhase};
@@ -58,3 +59,4 @@ pub use status::{
 pub use template::Template;
 pub use user::{User, UserToken, WhoAmI};
 pub use validation::{FieldError, ValidationErrors};
+pub use volume_move::{MoveOrder, MovePhase, MoveReport, MoveRole, NodeCertificate, PodMove};

@@ -249,7 +249,7 @@ fn mark_started(dir: &Path, unit: &str) -> std::io::Result<()> {
 /// Makes the directory of volume `name` in the directory of volume class
 /// `class` (0700, root's), and returns it; an existing one is kept with its
 /// data.
-fn class_volume_dir(
+pub(crate) fn class_volume_dir(
     config: &AgentConfig,
     class: &str,
     name: &str,
@@ -274,7 +274,7 @@ fn class_volume_dir(
 /// Removes the data of volume `name` from every volume class's directory:
 /// Docker forgets a bound volume but leaves its data. Docker's volume names
 /// hold no `/`, so only a direct child of a class's directory goes.
-fn remove_class_volume_dirs(config: &AgentConfig, name: &str) -> std::io::Result<()> {
+pub(crate) fn remove_class_volume_dirs(config: &AgentConfig, name: &str) -> std::io::Result<()> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Ok(());
     }

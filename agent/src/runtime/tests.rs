@@ -99,7 +99,7 @@ async fn a_failed_start_is_rolled_back_and_reported_with_its_backoff() {
     f.host.fail_starts_of(UNIT);
     let assigned = [pod("local/app:1", "always")];
     let before_ms = super::now_ms();
-    let synced = f.runtime.sync_assigned(&assigned).await;
+    let synced = f.runtime.sync_assigned(&assigned, &[]).await;
 
     assert_eq!(synced.failures.len(), 1, "{:?}", synced.failures);
     assert_eq!(synced.failures[0].0, "web");
@@ -153,7 +153,7 @@ async fn a_failed_start_is_rolled_back_and_reported_with_its_backoff() {
     assert!(events[0].2.contains("attempt 1; next in 2s"), "{events:?}");
 
     // Asked again before the wait is over, the agent does not try.
-    let again = f.runtime.sync_assigned(&assigned).await;
+    let again = f.runtime.sync_assigned(&assigned, &[]).await;
     assert_eq!(f.host.take_effects(), Vec::<String>::new());
     assert!(again
         .retry_at
@@ -165,7 +165,7 @@ async fn an_image_that_does_not_pull_is_reported_as_such() {
     let f = fixture();
     f.host.lacks_image("nosuch/app:1");
     f.runtime
-        .sync_assigned(&[pod("nosuch/app:1", "always")])
+        .sync_assigned(&[pod("nosuch/app:1", "always")], &[])
         .await;
     assert_eq!(f.host.take_effects(), ["docker pull nosuch/app:1"]);
     let (statuses, _) = f.runtime.master_pod_statuses().await;
@@ -178,14 +178,14 @@ async fn a_changed_spec_replaces_the_pod() {
     let f = fixture();
     let synced = f
         .runtime
-        .sync_assigned(&[pod("local/app:1", "always")])
+        .sync_assigned(&[pod("local/app:1", "always")], &[])
         .await;
     assert!(synced.failures.is_empty(), "{:?}", synced.failures);
     f.host.take_effects();
 
     let synced = f
         .runtime
-        .sync_assigned(&[pod("local/app:2", "always")])
+        .sync_assigned(&[pod("local/app:2", "always")], &[])
         .await;
     assert!(synced.failures.is_empty(), "{:?}", synced.failures);
     assert_eq!(
@@ -212,7 +212,7 @@ async fn a_changed_spec_replaces_the_pod() {
 
     // The same assignment again changes nothing.
     f.runtime
-        .sync_assigned(&[pod("local/app:2", "always")])
+        .sync_assigned(&[pod("local/app:2", "always")], &[])
         .await;
     assert_eq!(f.host.take_effects(), Vec::<String>::new());
 }
@@ -317,14 +317,14 @@ async fn restarting_a_stopped_pod_starts_it_once() {
 async fn a_replacement_that_does_not_start_leaves_neither_pod() {
     let f = fixture();
     f.runtime
-        .sync_assigned(&[pod("local/app:1", "always")])
+        .sync_assigned(&[pod("local/app:1", "always")], &[])
         .await;
     f.host.lacks_image("local/app:2");
     f.host.take_effects();
 
     let synced = f
         .runtime
-        .sync_assigned(&[pod("local/app:2", "always")])
+        .sync_assigned(&[pod("local/app:2", "always")], &[])
         .await;
     assert_eq!(synced.failures.len(), 1, "{:?}", synced.failures);
     assert_eq!(
@@ -366,7 +366,10 @@ const BUILD_UNIT: &str = "berth-site\\x2d1\\x2dbuild\\x2d0-build.service";
 async fn a_build_whose_input_cannot_be_fetched_fails_visibly_and_leaves_nothing() {
     let f = fixture();
     let pod = build_pod("https://127.0.0.1:1/nowhere.git");
-    let synced = f.runtime.sync_assigned(std::slice::from_ref(&pod)).await;
+    let synced = f
+        .runtime
+        .sync_assigned(std::slice::from_ref(&pod), &[])
+        .await;
     assert_eq!(synced.failures.len(), 1, "{:?}", synced.failures);
     assert_eq!(
         f.host.take_effects(),

@@ -82,6 +82,9 @@ pub struct AppState {
     pub registry: Option<Arc<crate::registry::Registry>>,
     /// Where binary builds' inputs are kept, by digest.
     pub build_inputs: std::path::PathBuf,
+    /// Where the cluster CA is kept (when serving TLS): it issues nodes
+    /// the certificates of their agents' volume transfers.
+    pub ca_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -103,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
         .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
         .route("/v1/nodes/{name}/events", post(events::report))
+        .route("/v1/nodes/{name}/certificate", post(nodes::certificate))
+        .route("/v1/nodes/{name}/moves/{pod}", post(pods::move_report))
         .route(
             "/v1/nodes/{name}/logs",
             post(logs::ship).layer(DefaultBodyLimit::max(

@@ -213,3 +213,36 @@ pub async fn drain(
         kept,
     }))
 }
+
+/// `POST /v1/nodes/{name}/certificate` (the node, or the admin): a certificate
+/// and key from the cluster's CA for the node's name and address, which its
+/// agent serves and presents in volume transfers to other nodes. Each call
+/// issues a new one; the agent keeps it.
+pub async fn certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<berth_model::NodeCertificate>, ApiFailure> {
+    require_admin_or_node(&caller, &name)?;
+    let (Some(dir), Some(ca_pem)) = (&state.ca_dir, &state.ca_pem) else {
+        return Err(ApiFailure::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "this master serves plain HTTP: there is no CA to issue node certificates",
+        ));
+    };
+    let node = fetch::<Node>(&state, &name).await?;
+    let internal = |e: anyhow::Error| {
+        ApiFailure::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("issuing a certificate for node {name}: {e:#}"),
+        )
+    };
+    let key = rcgen::KeyPair::generate().map_err(|e| internal(e.into()))?;
+    let names = [name.clone(), node.object.address.clone()];
+    let certificate_pem = crate::tls::issue(dir, &name, &names, &key).map_err(internal)?;
+    Ok(Json(berth_model::NodeCertificate {
+        certificate_pem,
+        key_pem: key.serialize_pem(),
+        ca_pem: ca_pem.clone(),
+    }))
+}

@@ -16,6 +16,7 @@ pub mod images;
 pub mod jobs;
 pub mod links;
 pub mod liveness;
+pub mod moves;
 pub mod placement;
 pub mod replicas;
 pub mod rollout;
@@ -137,6 +138,16 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     changes.extend(images::plan(cluster));
     changes.extend(placement::place(cluster, bound, &removed, rollouts.new));
     changes.extend(replicas::follow_links(cluster, &removed));
+    // A move's step waits a round for a pod another planner writes.
+    let written: BTreeSet<String> = changes
+        .iter()
+        .filter_map(|c| Some(c.written_pod()?.spec.name))
+        .chain(deleted(&changes))
+        .collect();
+    changes.extend(moves::plan(cluster).into_iter().filter(|c| {
+        c.written_pod()
+            .is_some_and(|p| !written.contains(&p.spec.name))
+    }));
     changes
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_model::api::Versioned;
-use berth_model::{ClusterPod, EventKind, NodeCondition, Service};
+use berth_model::{ClusterPod, EventKind, Node, NodeCondition, Service};
 
 use super::change::{pod_event, Change};
 use super::replicas::{by_name, links_current};
@@ -269,7 +269,12 @@ pub enum MoveError {
 /// from, so a move passes the same filters as any placement (ready, not
 /// cordoned, node selector, memory, CPU, host ports). The old node stops
 /// the pod and the new one starts it, with no status yet.
-pub fn plan_move(cluster: &Cluster, name: &str, to: &str) -> Result<Change, MoveError> {
+pub fn plan_move(
+    cluster: &Cluster,
+    name: &str,
+    to: &str,
+    keep_source: bool,
+) -> Result<Change, MoveError> {
     let pod = cluster
         .pods
         .iter()
@@ -309,6 +314,17 @@ pub fn plan_move(cluster: &Cluster, name: &str, to: &str) -> Result<Change, Move
     let request = request(&moved, service_of(&moved), cluster.now_ms);
     match decide(&view, &request) {
         Placement::Placed { node, reason } => {
+            if let Some(from) = from.as_deref().filter(|f| *f != node) {
+                if super::moves::carries_data(&pod.object) {
+                    return move_with_data(
+                        cluster,
+                        pod,
+                        from,
+                        node_object(cluster, &node)?,
+                        keep_source,
+                    );
+                }
+            }
             let reason = match from {
                 Some(from) => format!("moved from {from} on request: {reason}"),
                 None => format!("moved on request: {reason}"),
@@ -333,6 +349,54 @@ pub fn plan_move(cluster: &Cluster, name: &str, to: &str) -> Result<Change, Move
             reason,
         }),
     }
+}
+
+fn node_object<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a Node, MoveError> {
+    cluster
+        .nodes
+        .iter()
+        .map(|(n, _)| n)
+        .find(|n| n.name == name)
+        .ok_or_else(|| MoveError::NoNode(name.to_owned()))
+}
+
+/// A pod with named volumes moves with its data: it stays bound to its
+/// source, which must be ready to stop it and send the volumes.
+fn move_with_data(
+    cluster: &Cluster,
+    pod: &Versioned<ClusterPod>,
+    from: &str,
+    to: &Node,
+    keep_source: bool,
+) -> Result<Change, MoveError> {
+    let name = &pod.object.spec.name;
+    let reject = |reason: String| MoveError::Rejected {
+        pod: name.clone(),
+        node: to.name.clone(),
+        reason,
+    };
+    if let Some(moving) = &pod.object.moving {
+        return Err(reject(format!(
+            "it is moving to {} already ({})",
+            moving.to, moving.phase
+        )));
+    }
+    let source_ready = cluster
+        .nodes
+        .iter()
+        .any(|(n, c)| n.name == from && *c == NodeCondition::Ready);
+    if !source_ready {
+        return Err(reject(format!(
+            "its node {from} is not ready, and its named volumes' data is there"
+        )));
+    }
+    let (moving, event) = super::moves::begin(&pod.object, from, to, keep_source, cluster.now_ms);
+    Ok(Change::UpdatePod {
+        reason: format!("pod {name} moves from {from} to {} with its data", to.name),
+        pod: moving,
+        expected_revision: pod.resource_version,
+        event: Some(event),
+    })
 }
 
 /// The scheduler's view of the cluster's nodes, with nothing on them yet.
@@ -741,7 +805,7 @@ mod tests {
 
     /// Why moving `pod` to `to` is refused, if it is.
     fn refusal(cluster: &Cluster, pod: &str, to: &str) -> String {
-        match plan_move(cluster, pod, to) {
+        match plan_move(cluster, pod, to, false) {
             Err(MoveError::Rejected { reason, .. }) => reason,
             other => panic!("{other:?}"),
         }
@@ -753,7 +817,7 @@ mod tests {
         step(&mut cluster);
         let from = node_of(&cluster, "db-0");
         let to = if from == "h1" { "h2" } else { "h1" };
-        let change = plan_move(&cluster, "db-0", to).unwrap();
+        let change = plan_move(&cluster, "db-0", to, false).unwrap();
         let [(kind, object, node)] = events(std::slice::from_ref(&change)).try_into().unwrap();
         assert_eq!(
             (kind, object.as_str(), node.as_deref()),
@@ -770,11 +834,11 @@ mod tests {
         assert_eq!(plan(&cluster), [], "the controller leaves a moved pod be");
 
         assert_eq!(
-            plan_move(&cluster, "db-1", to),
+            plan_move(&cluster, "db-1", to, false),
             Err(MoveError::NoPod("db-1".to_owned()))
         );
         assert_eq!(
-            plan_move(&cluster, "db-0", "h9"),
+            plan_move(&cluster, "db-0", "h9", false),
             Err(MoveError::NoNode("h9".to_owned()))
         );
     }
@@ -822,9 +886,9 @@ mod tests {
             "what the node measured available counts"
         );
         cluster.memory_available.clear();
-        assert!(plan_move(&cluster, "big-0", free).is_ok());
+        assert!(plan_move(&cluster, "big-0", free, false).is_ok());
         assert!(
-            plan_move(&cluster, "big-0", &big_on).is_ok(),
+            plan_move(&cluster, "big-0", &big_on, false).is_ok(),
             "the pod does not count against the node it is on"
         );
     }

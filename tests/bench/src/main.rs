@@ -44,6 +44,12 @@
 //! BERTH_BIN_DIR=target/dist target/dist/berth-bench build-overhead --runs 5
 //! ```
 //!
+//! And a stateful move with data against `tar | nc`:
+//!
+//! ```text
+//! BERTH_BIN_DIR=target/dist target/dist/berth-bench move-throughput --megabytes 200
+//! ```
+//!
 //! `scheduling` needs no lab and no root: it runs the master's scheduler
 //! and embedded store in-process.
 //!
@@ -63,6 +69,7 @@ mod jobs;
 mod links;
 mod load;
 mod logs;
+mod moves;
 mod registry;
 mod rollout;
 mod router;
@@ -267,6 +274,17 @@ enum Bench {
         #[arg(long, default_value_t = 100)]
         requests: usize,
     },
+    /// A stateful pod's named volume moved with its data (`berth move`,
+    /// agent to agent over TLS, checksum verified), MB/s against plain
+    /// `tar | nc` between the same lab hosts, alternating direction.
+    MoveThroughput {
+        /// Size of the volume's data, MiB.
+        #[arg(long, default_value_t = 200)]
+        megabytes: u32,
+        /// Rounds (one move and one `tar | nc` each); medians reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Time to add one link to a pod with N links installed, against
     /// adding the first link.
     LinkAdd {
@@ -451,6 +469,12 @@ fn main() -> ExitCode {
             requests,
         } => links::throughput(runs, megabytes, requests),
         Bench::LinkAdd { installed, runs } => links::add(&installed, runs),
+        Bench::MoveThroughput { megabytes, rounds } => {
+            if let Err(error) = moves::throughput(megabytes, rounds) {
+                eprintln!("berth-bench move-throughput: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
         Bench::LinkAddInHost {
             pid,
             installed,
