@@ -293,25 +293,42 @@ fn render_service(
     if unit.restart != RestartPolicy::Never {
         let _ = writeln!(out, "RestartSec={RESTART_DELAY_SECS}");
     }
-    let _ = writeln!(
-        out,
-        "TimeoutStopSec={}",
-        u64::from(unit.stop_timeout_secs) + STOP_TIMEOUT_MARGIN_SECS
-    );
-    if let Some(bytes) = unit.memory_max {
-        check_limit("MemoryMax", bytes, MAX_MEMORY_MAX)?;
-        let _ = writeln!(out, "MemoryMax={bytes}");
-    }
-    if let Some(millis) = unit.cpu_millis {
-        check_limit("CPUQuota", millis.into(), MAX_CPU_MILLIS.into())?;
-        let _ = writeln!(out, "CPUQuota={}", cpu_quota(millis));
-    }
+    push_stop_and_limits(
+        &mut out,
+        unit.stop_timeout_secs,
+        unit.memory_max,
+        unit.cpu_millis,
+    )?;
 
     push_shim_sandbox(&mut out, unit.probes);
 
     out.push_str("\n[Install]\n");
     out.push_str("WantedBy=multi-user.target\n");
     Ok(out)
+}
+
+/// `TimeoutStopSec=` (the stop timeout plus the margin), `MemoryMax=` and
+/// `CPUQuota=`, as container and build units set them.
+fn push_stop_and_limits(
+    out: &mut String,
+    stop_timeout_secs: u32,
+    memory_max: Option<u64>,
+    cpu_millis: Option<u32>,
+) -> Result<(), RenderError> {
+    let _ = writeln!(
+        out,
+        "TimeoutStopSec={}",
+        u64::from(stop_timeout_secs) + STOP_TIMEOUT_MARGIN_SECS
+    );
+    if let Some(bytes) = memory_max {
+        check_limit("MemoryMax", bytes, MAX_MEMORY_MAX)?;
+        let _ = writeln!(out, "MemoryMax={bytes}");
+    }
+    if let Some(millis) = cpu_millis {
+        check_limit("CPUQuota", millis.into(), MAX_CPU_MILLIS.into())?;
+        let _ = writeln!(out, "CPUQuota={}", cpu_quota(millis));
+    }
+    Ok(())
 }
 
 /// Everything needed to render the mount unit of a pod's network volume.
@@ -466,19 +483,12 @@ pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
     // active (exited) keeps it loaded until the pod is removed; a failed
     // unit is kept anyway.
     out.push_str("RemainAfterExit=yes\n");
-    let _ = writeln!(
-        out,
-        "TimeoutStopSec={}",
-        u64::from(unit.stop_timeout_secs) + STOP_TIMEOUT_MARGIN_SECS
-    );
-    if let Some(bytes) = unit.memory_max {
-        check_limit("MemoryMax", bytes, MAX_MEMORY_MAX)?;
-        let _ = writeln!(out, "MemoryMax={bytes}");
-    }
-    if let Some(millis) = unit.cpu_millis {
-        check_limit("CPUQuota", millis.into(), MAX_CPU_MILLIS.into())?;
-        let _ = writeln!(out, "CPUQuota={}", cpu_quota(millis));
-    }
+    push_stop_and_limits(
+        &mut out,
+        unit.stop_timeout_secs,
+        unit.memory_max,
+        unit.cpu_millis,
+    )?;
     out.push_str("StandardOutput=journal\n");
     out.push_str("StandardError=journal\n");
     // The runner reads its directory and talks to dockerd's socket, as

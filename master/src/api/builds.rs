@@ -244,37 +244,13 @@ pub async fn cancel(
 ) -> Result<Json<Versioned<Build>>, ApiFailure> {
     named.project.require(Role::Edit)?;
     let name = named.qualified::<Build>();
-    for _ in 0..START_TRIES {
-        let current = fetch::<Build>(&state, &name).await?;
-        if current.object.cancelled || current.object.phase.is_final() {
-            return Ok(Json(shown(current)));
-        }
-        let mut build = current.object.clone();
-        build.cancelled = true;
-        let written = state
-            .store
-            .apply(vec![objects::update(
-                BUILDS,
-                &name,
-                &build,
-                current.resource_version,
-            )])
-            .await;
-        match written {
-            Ok(revision) => {
-                return Ok(Json(shown(Versioned {
-                    resource_version: revision,
-                    object: build,
-                })))
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiFailure::new(
-        StatusCode::CONFLICT,
-        "the build kept changing; try again",
-    ))
+    super::resource::cancel::<Build>(&state, &name, |build| {
+        (!build.cancelled && !build.phase.is_final()).then(|| Build {
+            cancelled: true,
+            ..build.clone()
+        })
+    })
+    .await
 }
 
 /// Where a build config's webhooks are.

@@ -15,8 +15,6 @@ use super::extract::Query;
 use super::project::Named;
 use super::resource::{fetch, shown};
 use super::{ApiFailure, AppState};
-use crate::objects::{self, JOBS};
-use crate::store::StoreError;
 
 /// Longest `?wait=`: a job's long poll is answered within this.
 pub const MAX_WAIT_SECS: u64 = 30;
@@ -66,34 +64,11 @@ pub async fn cancel(
 ) -> Result<Json<Versioned<Job>>, ApiFailure> {
     named.project.require(Role::Edit)?;
     let name = named.qualified::<Job>();
-    // The controller writes the job's status every round: a cancel that
-    // lost that race reads the job again.
-    let mut attempts = 0;
-    loop {
-        let current = fetch::<Job>(&state, &name).await?;
-        if current.object.cancelled || current.object.status.phase.is_final() {
-            return Ok(Json(shown(current)));
-        }
-        let mut job = current.object.clone();
-        job.cancelled = true;
-        let written = state
-            .store
-            .apply(vec![objects::update(
-                JOBS,
-                &name,
-                &job,
-                current.resource_version,
-            )])
-            .await;
-        match written {
-            Ok(revision) => {
-                return Ok(Json(shown(Versioned {
-                    resource_version: revision,
-                    object: job,
-                })))
-            }
-            Err(StoreError::Conflict { .. }) if attempts < 5 => attempts += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    super::resource::cancel::<Job>(&state, &name, |job| {
+        (!job.cancelled && !job.status.phase.is_final()).then(|| Job {
+            cancelled: true,
+            ..job.clone()
+        })
+    })
+    .await
 }

@@ -84,6 +84,34 @@ pub fn written<R: Resource>(object: R, resource_version: u64) -> Json<Versioned<
     }))
 }
 
+/// Writes what `cancelled` makes of object `name` (qualified), or answers
+/// it as it is when `cancelled` says there is nothing to cancel (cancelled
+/// already, or over). The controller writes such objects every round: a
+/// cancel that loses that race reads the object again.
+pub async fn cancel<R: Resource>(
+    state: &AppState,
+    name: &str,
+    cancelled: impl Fn(&R) -> Option<R>,
+) -> Result<Json<Versioned<R>>, ApiFailure> {
+    const TRIES: usize = 6;
+    for _ in 0..TRIES {
+        let current = fetch::<R>(state, name).await?;
+        let Some(object) = cancelled(&current.object) else {
+            return Ok(Json(shown(current)));
+        };
+        let op = objects::update(R::PREFIX, name, &object, current.resource_version);
+        match state.store.apply(vec![op]).await {
+            Ok(revision) => return Ok(written(object, revision)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiFailure::new(
+        StatusCode::CONFLICT,
+        format!("the {} kept changing; try again", R::KIND),
+    ))
+}
+
 fn invalid<R: Resource>(errors: berth_model::ValidationErrors) -> ApiFailure {
     ApiFailure::invalid(R::KIND, errors)
 }
