@@ -130,6 +130,13 @@ pub async fn join(
 /// How often the heartbeat goes out, whatever Docker and systemd do.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long one heartbeat may wait for the master's answer. The master
+/// counts a heartbeat when it arrives, so a slow answer costs nothing; the
+/// next one goes out when the interval is up, counted from when this one
+/// went out, so two arrivals are never more than this apart (within the
+/// master's 3 s grace even when every answer is late).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long Docker may take to answer a ping before it counts as
 /// unavailable.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -295,6 +302,10 @@ async fn heartbeats(
     // its network-backed pods since.
     let mut last_ok = tokio::time::Instant::now();
     let mut fenced = false;
+    // Ticks count from each send, not from each answer: a heartbeat that
+    // waited its whole timeout is followed at once, not a second later.
+    let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
@@ -307,7 +318,7 @@ async fn heartbeats(
             unit_settings: Some(settings.clone()),
             volume_classes: volume_classes.clone(),
         };
-        let sent = master.heartbeat(&beat, Duration::from_secs(2)).await;
+        let sent = master.heartbeat(&beat, HEARTBEAT_TIMEOUT).await;
         if sent.is_ok() {
             last_ok = tokio::time::Instant::now();
             fenced = false;
@@ -331,7 +342,7 @@ async fn heartbeats(
             Err(e) => warn!(error = %report(&e), "heartbeat failed; the master is unreachable"),
         }
         tokio::select! {
-            () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            _ = ticks.tick() => {}
             Ok(()) = known.changed() => {}
         }
     }

@@ -183,9 +183,30 @@ fn restarting_docker_restarts_pods_in_place_and_evicts_nothing() {
         engine_down.iter().any(|e| e["object"] == "node/h2"),
         "no NodeEngineUnavailable for h2: {engine_down:#?}"
     );
+    let not_ready = lab.events("NodeNotReady");
+    if !not_ready.is_empty() {
+        for host in ["h1", "h2", "h3"] {
+            eprintln!(
+                "--- {host}'s agent journal (warnings):\n{}",
+                lab.sh(
+                    host,
+                    "journalctl -u berth-agent -p warning --no-pager -o short-precise | tail -40"
+                )
+                .stdout()
+            );
+        }
+        eprintln!(
+            "--- the master's journal:\n{}",
+            lab.sh(
+                "h1",
+                "journalctl -u berth-master --no-pager -o short-precise | tail -60"
+            )
+            .stdout()
+        );
+    }
     assert!(
-        lab.events("NodeNotReady").is_empty(),
-        "a docker restart made a node NotReady"
+        not_ready.is_empty(),
+        "a docker restart made a node NotReady: {not_ready:#?}"
     );
 }
 
