@@ -311,6 +311,14 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                     errors.push(format!("volumes[{i}].hostPath"), e.to_string());
                 }
             }
+            if let (Some(defined), None) = (&volume.network_volume, volume.network()) {
+                // Mounting nothing would give the pod an empty directory
+                // of the node's instead of its data.
+                errors.push(
+                    format!("volumes[{i}].networkVolume"),
+                    format!("the master sent network volume {defined:?} without its source"),
+                );
+            }
             if let Some(class) = &volume.class {
                 if !self.config.volume_classes.contains_key(class) {
                     errors.push(

@@ -326,6 +326,30 @@ impl MasterClient {
             .await
     }
 
+    /// `POST /v1/volumes`: defines a network volume (the admin only).
+    pub async fn create_network_volume(
+        &self,
+        volume: &berth_model::NetworkVolume,
+    ) -> Result<Versioned<berth_model::NetworkVolume>, Error> {
+        self.call(Method::POST, &["volumes"], Some(volume)).await
+    }
+
+    /// `GET /v1/volumes`: the network volumes an admin defined.
+    pub async fn list_network_volumes(
+        &self,
+    ) -> Result<Vec<Versioned<berth_model::NetworkVolume>>, Error> {
+        self.call(Method::GET, &["volumes"], None::<&()>).await
+    }
+
+    /// `DELETE /v1/volumes/{name}` (the admin only).
+    pub async fn delete_network_volume(
+        &self,
+        name: &str,
+    ) -> Result<Versioned<berth_model::NetworkVolume>, Error> {
+        self.call(Method::DELETE, &["volumes", name], None::<&()>)
+            .await
+    }
+
     /// `GET /v1/services`.
     pub async fn list_services(&self) -> Result<Vec<Versioned<Service>>, Error> {
         self.call(Method::GET, &["services"], None::<&()>).await

@@ -264,6 +264,9 @@ pub enum VolumeSource {
         /// The absolute path on it.
         path: String,
     },
+    /// `volume://NAME`: a network volume an admin defined (`berth volume
+    /// create`); the master fills in its source.
+    Defined(String),
     /// Any other `SRC`: the name of a Docker volume.
     Named(String),
 }
@@ -271,8 +274,8 @@ pub enum VolumeSource {
 /// A volume flag: `SRC:DST` with options `ro`, `rw` and `class=NAME`
 /// after another `:`, separated by commas (`data:/db:ro,class=fast`). An
 /// absolute `SRC` is a host directory, `glusterfs://SERVER/VOLUME[/SUBDIR]`
-/// and `nfs://SERVER/EXPORT` are network file systems, anything else a
-/// named volume.
+/// and `nfs://SERVER/EXPORT` are network file systems, `volume://NAME` a
+/// network volume an admin defined, anything else a named volume.
 pub fn volume(text: &str) -> Result<VolumeFlag, String> {
     const USAGE: &str = "expected SRC:DST or SRC:DST:OPTIONS (ro, rw, class=NAME)";
     let network = [
@@ -284,8 +287,16 @@ pub fn volume(text: &str) -> Result<VolumeFlag, String> {
         let rest = text.strip_prefix(kind.as_str())?.strip_prefix("://")?;
         Some((kind, rest))
     });
-    let (source, rest) = match network {
-        Some((kind, rest)) => {
+    let defined = text.strip_prefix("volume://").map(|rest| {
+        let (name, rest) = rest.split_once(':').unwrap_or((rest, ""));
+        (VolumeSource::Defined(name.to_owned()), rest)
+    });
+    let (source, rest) = match (defined, network) {
+        (Some((VolumeSource::Defined(name), _)), _) if name.is_empty() => {
+            return Err("volume://NAME: name the network volume (berth volume ls)".to_owned())
+        }
+        (Some(defined), _) => defined,
+        (None, Some((kind, rest))) => {
             let (location, rest) = rest.split_once(':').ok_or(USAGE)?;
             let (server, path) = location
                 .split_once('/')
@@ -302,7 +313,7 @@ pub fn volume(text: &str) -> Result<VolumeFlag, String> {
             };
             (source, rest)
         }
-        None => {
+        (None, None) => {
             let (source, rest) = text.split_once(':').ok_or(USAGE)?;
             if source.is_empty() {
                 return Err(USAGE.to_owned());
@@ -581,6 +592,9 @@ mod tests {
             "glusterfs://h1:/data",
             "glusterfs:///v1:/data",
             "nfs://h1/x:/data:class=fast",
+            "volume://:/data",
+            "volume://shared",
+            "volume://shared:/data:class=fast",
         ] {
             assert!(volume(text).is_err(), "{text}");
         }
@@ -621,6 +635,10 @@ mod tests {
                 server: "nas.example".to_owned(),
                 path: "/exports/a".to_owned(),
             })
+        );
+        assert_eq!(
+            volume("volume://shared:/data:ro").map(|v| (v.source, v.read_only)),
+            Ok((VolumeSource::Defined("shared".to_owned()), true))
         );
     }
 

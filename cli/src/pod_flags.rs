@@ -56,7 +56,8 @@ pub struct PodFlags {
     /// Mount a volume: an absolute SRC is a host directory (the agent must
     /// allow it), `glusterfs://SERVER/VOLUME[/SUBDIR]` or
     /// `nfs://SERVER/EXPORT` a network file system (the master and the
-    /// node must allow the server), any other SRC names a Docker volume,
+    /// node must allow the server), `volume://NAME` a network volume an
+    /// admin defined (berth volume create), any other SRC names a Docker volume,
     /// in the node's directory of a volume class with `:class=NAME`.
     /// `:ro` mounts it read-only. Repeatable.
     #[arg(
@@ -271,6 +272,7 @@ fn volumes_and_mounts(flags: &[VolumeFlag]) -> (Vec<Volume>, Vec<VolumeMount>) {
             VolumeSource::Network { kind, server, path } => {
                 Volume::on_network("", *kind, server.clone(), path.clone())
             }
+            VolumeSource::Defined(name) => Volume::defined("", name.clone()),
         };
         // The same source twice is one volume; a named volume is known by
         // its name (a second class for it is left to validation).
@@ -280,12 +282,22 @@ fn volumes_and_mounts(flags: &[VolumeFlag]) -> (Vec<Volume>, Vec<VolumeMount>) {
                 volume.host_path == wanted.host_path
                     && volume.glusterfs == wanted.glusterfs
                     && volume.nfs == wanted.nfs
+                    && volume.network_volume == wanted.network_volume
             }
         });
         let volume = match (existing, &flag.source) {
             (Some(volume), _) => volume.name.clone(),
             (None, VolumeSource::Named(name)) => {
                 volumes.push(wanted);
+                name.clone()
+            }
+            // A defined volume is called by its own name in the pod,
+            // unless a named volume of the pod already is.
+            (None, VolumeSource::Defined(name)) if !named.contains(name.as_str()) => {
+                volumes.push(Volume {
+                    name: name.clone(),
+                    ..wanted
+                });
                 name.clone()
             }
             (None, _) => {

@@ -33,6 +33,12 @@ pub const ROUTES: &str = "/routes/";
 pub const TEMPLATES: &str = "/templates/";
 /// Where the shared library's templates live.
 pub const SHARED_TEMPLATES: &str = "/shared-templates/";
+/// Network volumes an admin defined, by name.
+pub const NETWORK_VOLUMES: &str = "/network-volumes/";
+/// Which service writes each network volume, as `<kind>/<server><path>`:
+/// created in the same commit as the service, so two services never
+/// write one volume.
+pub const VOLUME_WRITERS: &str = "/volume-writers/";
 /// Which route claims each `<host><path>`: created in the same commit as
 /// the route, so two routes can never claim the same host and path.
 pub const ROUTE_CLAIMS: &str = "/route-claims/";

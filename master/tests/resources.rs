@@ -154,7 +154,7 @@ async fn routes_differ_only_by_their_claims_and_hint() {
             Some(json!({"name": "other", "service": "web", "host": "www.example.test"})),
         )
         .await;
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(status, 409, "{answer}");
     assert_eq!(
         answer,
         json!({

@@ -84,7 +84,7 @@ async fn routes_are_checked_unique_generated_replaced_and_followed() {
             Some(json!({"name": "other", "service": "web", "host": "www.example.test"})),
         )
         .await;
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(status, 409, "{answer}");
     assert_eq!(fields(&answer), ["host"]);
     // Another path on the same host is another route.
     let (status, _) = master

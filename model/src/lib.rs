@@ -20,6 +20,7 @@ pub mod link;
 pub mod logs;
 pub mod metrics;
 pub mod name;
+pub mod network_volume;
 pub mod pod;
 pub mod probe;
 pub mod project;
@@ -46,6 +47,7 @@ pub use labels::Labels;
 pub use limits::MAX_REQUEST_BODY_BYTES;
 pub use link::{EgressPolicy, Link};
 pub use name::{is_env_name, validate_dns_label, validate_env_name, NameError};
+pub use network_volume::NetworkVolume;
 pub use pod::{
     Container, EnvVar, NetworkKind, NetworkSource, Pod, Port, Protocol, Resources, RestartPolicy,
     Security, Volume, VolumeMount,

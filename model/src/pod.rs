@@ -13,6 +13,8 @@ pub mod build_task;
 mod security;
 mod validate;
 
+pub(crate) use validate::check_network_source;
+
 pub use security::{Security, CAPABILITIES};
 
 /// Containers that run together on one host and share its network namespace
@@ -262,8 +264,10 @@ impl fmt::Display for RestartPolicy {
 /// Storage shared by the containers of a pod: a named Docker volume (in
 /// the node's directory of a volume class when `class` is set), a
 /// directory of the host when `host_path` is set, or a network file system
-/// (`glusterfs`, `nfs`) that the node mounts through a systemd mount unit.
-/// At most one of `host_path`, `class`, `glusterfs` and `nfs`.
+/// (`glusterfs`, `nfs`) that the node mounts through a systemd mount unit,
+/// given directly or by the name of a network volume an admin defined
+/// (`network_volume`, whose source the master fills in). At most one of
+/// `host_path`, `class`, `glusterfs` and `nfs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Volume {
@@ -285,6 +289,12 @@ pub struct Volume {
     /// An NFS export, mounted by the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nfs: Option<NetworkSource>,
+    /// A network volume an admin defined (`berth volume create`), by name.
+    /// The master fills in its `glusterfs` or `nfs` source when the object
+    /// holding this pod template is written, so nodes mount what it was
+    /// then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_volume: Option<String>,
 }
 
 impl Volume {
@@ -296,6 +306,7 @@ impl Volume {
             class: None,
             glusterfs: None,
             nfs: None,
+            network_volume: None,
         }
     }
 
@@ -334,10 +345,24 @@ impl Volume {
         volume
     }
 
+    /// A reference to the network volume an admin defined as `volume`.
+    pub fn defined(name: impl Into<String>, volume: impl Into<String>) -> Self {
+        Self {
+            network_volume: Some(volume.into()),
+            ..Self::named(name)
+        }
+    }
+
     /// Whether Docker keeps the volume's data as a named volume of the
     /// node (not a host directory nor a network file system).
     pub fn is_named(&self) -> bool {
-        self.host_path.is_none() && self.network().is_none()
+        self.host_path.is_none() && !self.is_on_network()
+    }
+
+    /// Whether its data is on a network file system, given directly or by
+    /// a defined network volume's name (filled in or not yet).
+    pub fn is_on_network(&self) -> bool {
+        self.network().is_some() || self.network_volume.is_some()
     }
 
     /// The network file system the volume is, if it is one.
@@ -433,7 +458,7 @@ impl Pod {
     /// each is a network volume. Such a pod, even a stateful one, may start
     /// on another node when its node dies, once that node fenced it.
     pub fn network_backed(&self) -> bool {
-        !self.volumes.is_empty() && self.volumes.iter().all(|v| v.network().is_some())
+        !self.volumes.is_empty() && self.volumes.iter().all(Volume::is_on_network)
     }
 
     /// Whether a container writes to one of the pod's network volumes.
@@ -444,7 +469,7 @@ impl Pod {
                     && self
                         .volumes
                         .iter()
-                        .any(|v| v.name == m.volume && v.network().is_some())
+                        .any(|v| v.name == m.volume && v.is_on_network())
             })
         })
     }

@@ -85,7 +85,12 @@ pub async fn create(
     let mut prepared = Vec::new();
     for (index, value) in objects.into_iter().enumerate() {
         if !value.is_null() {
-            prepared.push((index, prepare(index, value, &settings, &in_project)?));
+            let object = prepare(index, value, &settings, &in_project)?;
+            let object = object
+                .resolve(state.store.as_ref())
+                .await
+                .map_err(|e| e.about(&format!("objects[{index}]")))?;
+            prepared.push((index, object));
         }
     }
     // The store as it will be: references between the batch's objects
@@ -360,22 +365,32 @@ async fn checked<R: Resource>(
         ));
     }
     super::resource::require_admitted(state, object).await?;
-    for claim in object.claims() {
-        if store.get(&claim).await?.is_some() {
-            let taken = object.claim_taken();
-            return Err(ApiFailure::field_with_status(
-                StatusCode::CONFLICT,
-                &taken.field,
-                taken.message,
-            ));
-        }
-    }
+    super::resource::require_free(store, object, &object.claims()).await?;
     let mut ops = resource::create_ops(object);
     ops.extend(object.consequences(None, store, by).await?);
     Ok(ops)
 }
 
+/// `object` with what it follows filled in from the store, as a single
+/// create does it.
+async fn resolved<R: Resource>(object: R, store: &dyn Store) -> Result<R, ApiFailure> {
+    object
+        .resolve(store)
+        .await?
+        .map_err(|errors| ApiFailure::invalid(R::KIND, errors))
+}
+
 impl Prepared {
+    async fn resolve(self, store: &dyn Store) -> Result<Self, ApiFailure> {
+        Ok(match self {
+            Prepared::Service(o) => Prepared::Service(resolved(o, store).await?),
+            Prepared::Route(o) => Prepared::Route(resolved(o, store).await?),
+            Prepared::Job(o) => Prepared::Job(resolved(o, store).await?),
+            Prepared::CronJob(o) => Prepared::CronJob(resolved(o, store).await?),
+            Prepared::BuildConfig(o) => Prepared::BuildConfig(resolved(o, store).await?),
+        })
+    }
+
     fn create_ops(&self) -> Vec<Op> {
         match self {
             Prepared::Service(o) => resource::create_ops(o),

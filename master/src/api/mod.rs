@@ -2,6 +2,7 @@
 //! field at fault, bodies capped. Handlers read and write the store; the
 //! controller does the rest.
 
+mod admin_written;
 mod audit;
 mod batch;
 mod builds;
@@ -27,7 +28,6 @@ mod registry;
 pub mod resource;
 mod routes;
 mod services;
-mod shared_templates;
 mod users;
 mod watch;
 
@@ -41,12 +41,13 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use berth_model::{
     ApiError, Build, BuildConfig, ClusterPod, CronJob, Deployment, FieldError, ImageStream, Job,
-    Project, Route, Service, Template, ValidationErrors, MAX_REQUEST_BODY_BYTES,
+    NetworkVolume, Project, Route, Service, Template, ValidationErrors, MAX_REQUEST_BODY_BYTES,
 };
 
 use crate::auth::{self, Caller};
 use crate::controller::liveness::Liveness;
 use crate::objects::{self, NODE_CREDENTIALS, USER_CREDENTIALS};
+use crate::resource::template::SharedTemplate;
 use crate::store::{Store, StoreError};
 
 /// What the handlers share.
@@ -135,13 +136,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/registry/prune", post(registry::prune))
         .route(
             "/v1/shared/templates",
-            get(shared_templates::list).post(shared_templates::create),
+            get(admin_written::list::<SharedTemplate>)
+                .post(admin_written::create::<SharedTemplate>),
         )
         .route(
             "/v1/shared/templates/{name}",
-            get(shared_templates::get)
-                .put(shared_templates::update)
-                .delete(shared_templates::delete),
+            get(admin_written::get::<SharedTemplate>)
+                .put(admin_written::update::<SharedTemplate>)
+                .delete(admin_written::delete::<SharedTemplate>),
+        )
+        .route(
+            "/v1/volumes",
+            get(admin_written::list::<NetworkVolume>).post(admin_written::create::<NetworkVolume>),
+        )
+        .route(
+            "/v1/volumes/{name}",
+            get(admin_written::get::<NetworkVolume>).delete(admin_written::delete::<NetworkVolume>),
         )
         .merge(in_project("/v1"))
         .merge(in_project("/v1/projects/{project}"))

@@ -116,20 +116,21 @@ fn invalid<R: Resource>(errors: berth_model::ValidationErrors) -> ApiFailure {
     ApiFailure::invalid(R::KIND, errors)
 }
 
-fn claim_taken<R: Resource>(object: &R) -> ApiFailure {
-    let FieldError { field, message } = object.claim_taken();
-    ApiFailure::field(&field, message)
+fn claim_taken<R: Resource>(object: &R, claim: &str, holder: Option<&str>) -> ApiFailure {
+    let FieldError { field, message } = object.claim_taken(claim, holder);
+    ApiFailure::field_with_status(StatusCode::CONFLICT, &field, message)
 }
 
-/// Refuses the claims another object holds.
-async fn require_free<R: Resource>(
-    state: &AppState,
+/// Refuses the claims another object holds, naming it.
+pub async fn require_free<R: Resource>(
+    store: &dyn crate::store::Store,
     object: &R,
     claims: &[String],
 ) -> Result<(), ApiFailure> {
     for claim in claims {
-        if state.store.get(claim).await?.is_some() {
-            return Err(claim_taken(object));
+        if let Some(held) = store.get(claim).await? {
+            let holder = String::from_utf8_lossy(&held.value);
+            return Err(claim_taken(object, claim, Some(&holder)));
         }
     }
     Ok(())
@@ -147,7 +148,9 @@ pub async fn require_admitted<R: Resource>(state: &AppState, object: &R) -> Resu
 /// before it.
 fn commit_failure<R: Resource>(object: &R, e: StoreError) -> ApiFailure {
     match e {
-        StoreError::AlreadyExists(key) if object.claims().contains(&key) => claim_taken(object),
+        StoreError::AlreadyExists(key) if object.claims().contains(&key) => {
+            claim_taken(object, &key, None)
+        }
         e => e.into(),
     }
 }
@@ -220,7 +223,7 @@ pub async fn create<R: Resource>(
         ));
     }
     require_admitted(&state, &object).await?;
-    require_free(&state, &object, &object.claims()).await?;
+    require_free(state.store.as_ref(), &object, &object.claims()).await?;
     let mut ops = resource::create_ops(&object);
     let by = in_project.caller.to_string();
     ops.extend(object.consequences(None, store, &by).await?);
@@ -285,7 +288,7 @@ pub async fn update<R: Resource>(
     }
     require_admitted(&state, &object).await?;
     let (mut ops, taken) = resource::update_ops(&current.object, &object, expected);
-    require_free(&state, &object, &taken).await?;
+    require_free(state.store.as_ref(), &object, &taken).await?;
     let by = project.caller.to_string();
     ops.extend(
         object
@@ -316,6 +319,12 @@ pub async fn delete<R: Resource>(
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
     named.project.require(R::WRITE_ROLE)?;
     let current = fetch::<R>(&state, &named.qualified::<R>()).await?;
+    current
+        .object
+        .check_removal(state.store.as_ref())
+        .await?
+        .into_result()
+        .map_err(ApiFailure::conflicts)?;
     state
         .store
         .apply(resource::delete_ops(

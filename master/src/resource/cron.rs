@@ -40,6 +40,14 @@ impl Resource for CronJob {
         CronJob::redacted(self)
     }
 
+    async fn resolve(
+        mut self,
+        store: &dyn crate::store::Store,
+    ) -> Result<Result<Self, ValidationErrors>, crate::store::StoreError> {
+        let undefined = super::network_volume::fill_in_sources(&mut self.template, store).await?;
+        Ok(undefined.into_result().map(|()| self))
+    }
+
     fn with_secrets_from(self, stored: &Self) -> Self {
         CronJob::with_secrets_from(self, stored)
     }

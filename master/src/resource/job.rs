@@ -40,6 +40,14 @@ impl Resource for Job {
         Job::redacted(self)
     }
 
+    async fn resolve(
+        mut self,
+        store: &dyn crate::store::Store,
+    ) -> Result<Result<Self, ValidationErrors>, crate::store::StoreError> {
+        let undefined = super::network_volume::fill_in_sources(&mut self.template, store).await?;
+        Ok(undefined.into_result().map(|()| self))
+    }
+
     async fn check_references(&self, store: &dyn Store) -> Result<ValidationErrors, StoreError> {
         let mut problems = ValidationErrors::new();
         if super::get::<berth_model::Service>(store, &self.name)

@@ -11,6 +11,7 @@ mod cron;
 pub mod deployment;
 pub mod image_stream;
 mod job;
+pub mod network_volume;
 mod node;
 mod pod;
 mod project;
@@ -162,8 +163,9 @@ pub trait Resource:
         Vec::new()
     }
 
-    /// The problem to report when another object holds one of its claims.
-    fn claim_taken(&self) -> FieldError {
+    /// The problem to report when another object, `holder` if known (by
+    /// its qualified name), holds `claim`, one of this one's claims.
+    fn claim_taken(&self, _claim: &str, _holder: Option<&str>) -> FieldError {
         FieldError {
             field: "name".to_owned(),
             message: format!("another {} holds what it claims", Self::KIND),
@@ -209,6 +211,15 @@ pub trait Resource:
     fn check_replacement(
         &self,
         _before: &Self,
+        _store: &dyn Store,
+    ) -> impl Future<Output = Result<ValidationErrors, StoreError>> + Send {
+        async { Ok(ValidationErrors::new()) }
+    }
+
+    /// Why the object may not be removed now (objects that still use it):
+    /// a 409 naming them.
+    fn check_removal(
+        &self,
         _store: &dyn Store,
     ) -> impl Future<Output = Result<ValidationErrors, StoreError>> + Send {
         async { Ok(ValidationErrors::new()) }

@@ -71,7 +71,7 @@ impl Resource for Route {
         )]
     }
 
-    fn claim_taken(&self) -> FieldError {
+    fn claim_taken(&self, _claim: &str, _holder: Option<&str>) -> FieldError {
         FieldError {
             field: "host".to_owned(),
             message: format!("another route already serves {}{}", self.host, self.path),

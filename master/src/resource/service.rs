@@ -43,6 +43,18 @@ impl Resource for Service {
         Service::with_secrets_from(self, stored)
     }
 
+    /// The network volumes its pods write: one service writes each.
+    fn claims(&self) -> Vec<String> {
+        super::network_volume::writer_claims(&self.template)
+    }
+
+    fn claim_taken(&self, claim: &str, holder: Option<&str>) -> berth_model::FieldError {
+        berth_model::FieldError {
+            field: "template.volumes".to_owned(),
+            message: super::network_volume::writer_taken(&self.name, claim, holder),
+        }
+    }
+
     /// Linked-to services must exist when the links are made, as with
     /// `POST .../links` (they may go away later: a link then has no
     /// endpoints).
@@ -173,6 +185,10 @@ impl Resource for Service {
         mut self,
         store: &dyn Store,
     ) -> Result<Result<Self, ValidationErrors>, StoreError> {
+        let undefined = super::network_volume::fill_in_sources(&mut self.template, store).await?;
+        if !undefined.is_empty() {
+            return Ok(Err(undefined));
+        }
         let project = split_qualified(&self.name).0.to_owned();
         for trigger in &self.triggers {
             let berth_model::deployment::Trigger::ImageChange(image) = trigger else {

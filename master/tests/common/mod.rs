@@ -21,14 +21,20 @@ pub struct Master {
 /// first), with `node_grace_secs` and a fast controller, and waits until it
 /// has made its admin token.
 pub async fn start(dir: &str, node_grace_secs: u64) -> Master {
+    start_with(dir, |config| config.node_grace_secs = node_grace_secs).await
+}
+
+/// Starts a master as [`start`] does, with its configuration changed by
+/// `configure` first.
+pub async fn start_with(dir: &str, configure: impl FnOnce(&mut MasterConfig)) -> Master {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
     let _ = std::fs::remove_dir_all(&dir);
-    let config = MasterConfig {
+    let mut config = MasterConfig {
         state_dir: dir.clone(),
-        node_grace_secs,
         controller_interval_ms: 50,
         ..Default::default()
     };
+    configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding a port");

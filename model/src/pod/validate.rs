@@ -134,11 +134,23 @@ fn check_volumes<'a>(errors: &mut ValidationErrors, volumes: &'a [Volume]) -> Ha
                 check_network_source(errors, &format!("{at}.{kind}"), kind, source);
             }
         }
+        if let Some(defined) = &volume.network_volume {
+            check_label(errors, format!("{at}.networkVolume"), defined);
+        }
+        // A defined volume's source is the master's to fill in: it may be
+        // there beside the name, not instead of another kind of storage.
         let sources: Vec<&str> = [
             ("hostPath", volume.host_path.is_some()),
             ("class", volume.class.is_some()),
-            ("glusterfs", volume.glusterfs.is_some()),
-            ("nfs", volume.nfs.is_some()),
+            (
+                "glusterfs",
+                volume.glusterfs.is_some() && volume.network_volume.is_none(),
+            ),
+            (
+                "nfs",
+                volume.nfs.is_some() && volume.network_volume.is_none(),
+            ),
+            ("networkVolume", volume.network_volume.is_some()),
         ]
         .into_iter()
         .filter_map(|(field, set)| set.then_some(field))
@@ -155,7 +167,7 @@ fn check_volumes<'a>(errors: &mut ValidationErrors, volumes: &'a [Volume]) -> Ha
 
 /// Checks a network volume's server and path: they go into a mount unit's
 /// `What=` and onto `mount`'s command line, so only plain names pass.
-fn check_network_source(
+pub(crate) fn check_network_source(
     errors: &mut ValidationErrors,
     at: &str,
     kind: &str,
