@@ -60,12 +60,17 @@ pub struct DescribeArgs {
 
 /// `berth volume create`.
 #[derive(Debug, Args)]
-#[group(id = "source", required = true, multiple = false, args = ["glusterfs", "nfs"])]
 pub struct CreateArgs {
     /// Its name (a DNS label).
     pub name: String,
     /// A GlusterFS volume: SERVER:/VOLUME[/SUBDIR].
-    #[arg(long, value_name = "SERVER:/VOLUME", value_parser = parse_source)]
+    #[arg(
+        long,
+        value_name = "SERVER:/VOLUME",
+        value_parser = parse_source,
+        conflicts_with = "nfs",
+        required_unless_present = "nfs"
+    )]
     pub glusterfs: Option<NetworkSource>,
     /// An NFS export: SERVER:/EXPORT.
     #[arg(long, value_name = "SERVER:/EXPORT", value_parser = parse_source)]
@@ -293,6 +298,43 @@ mod tests {
         Versioned {
             resource_version: 1,
             object: serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}")),
+        }
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    }
+
+    fn create(args: &[&str]) -> Result<CreateArgs, clap::Error> {
+        use clap::Parser as _;
+        let argv = ["volume", "create"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            VolumeCommand::Create(args) => Ok(args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_takes_a_name_and_exactly_one_source() {
+        let args = create(&["shared", "--glusterfs", "h1:/v1/"]).expect("valid");
+        assert_eq!(args.name, "shared");
+        assert_eq!(
+            args.glusterfs,
+            Some(NetworkSource {
+                server: "h1".to_owned(),
+                path: "/v1".to_owned()
+            })
+        );
+        assert!(create(&["shared", "--nfs", "nas:/exports/a"]).is_ok_and(|a| a.nfs.is_some()));
+        for wrong in [
+            &["shared"][..],
+            &["shared", "--glusterfs", "h1:/v1", "--nfs", "nas:/x"],
+            &["shared", "--glusterfs", "h1/v1"],
+            &["shared", "--glusterfs", ":/v1"],
+        ] {
+            assert!(create(wrong).is_err(), "{wrong:?}");
         }
     }
 

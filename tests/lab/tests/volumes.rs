@@ -334,6 +334,137 @@ fn a_glusterfs_volume_is_mounted_by_a_unit_the_container_requires() {
     lab.down();
 }
 
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_defined_network_volume_is_mounted_by_name_written_by_one_service_and_kept_while_used() {
+    let lab = up_with_glusterfs("vol-defined");
+    let refused = lab
+        .berth(
+            "h1",
+            &[
+                "volume",
+                "create",
+                "far",
+                "--glusterfs",
+                "files.example:/v1",
+            ],
+        )
+        .assert_failure();
+    assert!(refused.contains("glusterfs.server"), "{refused}");
+    let created = lab
+        .berth(
+            "h1",
+            &["volume", "create", "shared", "--glusterfs", "h1:/v1"],
+        )
+        .assert_success();
+    assert!(created.contains("glusterfs://h1/v1"), "{created}");
+
+    let run = |name: &str, mount: &str, script: &str| {
+        lab.berth(
+            "h1",
+            &[
+                "run",
+                name,
+                "--image",
+                "local/busybox",
+                "--stateful",
+                "-v",
+                mount,
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+        )
+    };
+    run(
+        "writer",
+        "volume://shared:/data",
+        "echo from-writer > /data/by-name; exec sleep 100000",
+    )
+    .assert_success();
+    lab.eventually(
+        Duration::from_secs(60),
+        "the writer's file in h1's brick",
+        || {
+            let written = lab.sh("h1", "cat /srv/brick1/b/by-name");
+            (written.stdout().trim() == "from-writer").then_some(())
+        },
+    );
+
+    // A second writer is refused, naming the first; a reader is not.
+    let refused = run(
+        "other",
+        "volume://shared:/data",
+        "echo other > /data/by-name; exec sleep 100000",
+    )
+    .assert_failure();
+    assert!(
+        refused.contains("service writer already writes network volume glusterfs://h1/v1"),
+        "{refused}"
+    );
+    assert!(
+        lab.berth("h1", &["describe", "other"])
+            .assert_failure()
+            .contains("not found"),
+        "the refused service was not made"
+    );
+    run(
+        "reader",
+        "volume://shared:/data:ro",
+        "cat /data/by-name; exec sleep 100000",
+    )
+    .assert_success();
+    lab.eventually(
+        Duration::from_secs(60),
+        "the reader to read the writer's file",
+        || {
+            let logs = lab.berth("h1", &["logs", "reader"]);
+            logs.stdout().contains("from-writer").then_some(())
+        },
+    );
+
+    // The volume by name, with the pods of both.
+    let volumes = lab.berth("h1", &["volume", "ls"]).assert_success();
+    let line = volumes
+        .lines()
+        .find(|l| l.starts_with("shared "))
+        .unwrap_or_else(|| panic!("no volume shared:\n{volumes}"));
+    assert!(
+        line.contains("glusterfs://h1/v1")
+            && line.contains("writer-0")
+            && line.contains("reader-0"),
+        "{volumes}"
+    );
+
+    // In use, the definition stays; once unused, it goes, and the data
+    // stays on its server.
+    let refused = lab
+        .berth("h1", &["volume", "rm", "shared"])
+        .assert_failure();
+    assert!(
+        refused.contains("service writer") && refused.contains("service reader"),
+        "{refused}"
+    );
+    for service in ["writer", "reader"] {
+        lab.berth("h1", &["rm", service]).assert_success();
+    }
+    lab.berth("h1", &["volume", "rm", "shared"])
+        .assert_success();
+    // Its pods stop with their services, and then nothing shows it.
+    lab.eventually(
+        Duration::from_secs(60),
+        "shared gone from volume ls",
+        || {
+            let volumes = lab.berth("h1", &["volume", "ls"]).assert_success();
+            (!volumes.lines().any(|l| l.starts_with("shared "))).then_some(())
+        },
+    );
+    let kept = lab.sh("h1", "cat /srv/brick1/b/by-name").assert_success();
+    assert_eq!(kept.trim(), "from-writer");
+    lab.down();
+}
+
 /// The monotonic time (µs) of the first line of `unit`'s journal on `host`
 /// that matches `grep`.
 fn journal_time(lab: &Lab, host: &str, unit: &str, grep: &str) -> Option<u64> {
