@@ -79,8 +79,11 @@ fn mountpoint(lab: &Lab, host: &str) -> String {
     .to_owned()
 }
 
-/// `tar | nc` of db-0's volume from `from` to `to`: seconds until the
-/// receiving `tar -x` is done.
+/// `tar | nc` of db-0's volume from `from` to `to`: seconds from the
+/// sender's start to the receiving `tar -x` being done, both stamped in
+/// the hosts themselves (they share the machine's clock), so that no
+/// command's start-up or polling counts; berth's rate is its own agents'
+/// measure of the same span.
 fn baseline(lab: &Lab, from: &str, to: &str) -> f64 {
     let dir = mountpoint(lab, from);
     lab.exec(to, &["rm", "-rf", "/var/lib/docker/bench-recv"]);
@@ -93,7 +96,10 @@ fn baseline(lab: &Lab, from: &str, to: &str) -> f64 {
             "--unit=bench-recv",
             "sh",
             "-c",
-            &format!("busybox nc -l -p {PORT} | tar -x -C /var/lib/docker/bench-recv"),
+            &format!(
+                "busybox nc -l -p {PORT} | tar -x -C /var/lib/docker/bench-recv && \
+                 date +%s%N > /var/lib/docker/bench-recv.done"
+            ),
         ],
     )
     .assert_success();
@@ -101,22 +107,33 @@ fn baseline(lab: &Lab, from: &str, to: &str) -> f64 {
         let out = lab.exec(to, &["sh", "-c", &format!("ss -ltn | grep -q ':{PORT} '")]);
         out.success().then_some(())
     });
-    let started = Instant::now();
-    lab.exec(
-        from,
-        &[
-            "bash",
-            "-c",
-            // bash's /dev/tcp sends: busybox's nc closes the connection
-            // early once its stdin ends.
-            &format!("tar -C {dir} -cf - . > /dev/tcp/{}/{PORT}", address(to)),
-        ],
-    )
-    .assert_success();
+    let sent = lab
+        .exec(
+            from,
+            &[
+                "bash",
+                "-c",
+                // bash's /dev/tcp sends: busybox's nc closes the connection
+                // early once its stdin ends.
+                &format!(
+                    "date +%s%N; tar -C {dir} -cf - . > /dev/tcp/{}/{PORT}",
+                    address(to)
+                ),
+            ],
+        )
+        .assert_success();
     wait("the receiver done", Duration::from_secs(300), || {
         (!lab.is_active(to, "bench-recv")).then_some(())
     });
-    let secs = started.elapsed().as_secs_f64();
+    let nanos = |text: &str| {
+        text.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    };
+    let done = lab
+        .exec(to, &["cat", "/var/lib/docker/bench-recv.done"])
+        .assert_success();
+    let secs = (nanos(&done) - nanos(&sent)) as f64 / 1e9;
     let copied = lab
         .exec(to, &["sha256sum", "/var/lib/docker/bench-recv/blob"])
         .assert_success();
@@ -125,7 +142,15 @@ fn baseline(lab: &Lab, from: &str, to: &str) -> f64 {
         checksum(lab, from),
         "tar | nc copied the blob intact"
     );
-    lab.exec(to, &["rm", "-rf", "/var/lib/docker/bench-recv"]);
+    lab.exec(
+        to,
+        &[
+            "rm",
+            "-rf",
+            "/var/lib/docker/bench-recv",
+            "/var/lib/docker/bench-recv.done",
+        ],
+    );
     lab.exec(to, &["systemctl", "reset-failed", "bench-recv"]);
     secs
 }
