@@ -314,10 +314,38 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 and length of a volume's tar stream, taken on the thread
+/// that packs or unpacks it: hashing beside the tar work, not on the
+/// runtime's thread beside TLS, uses both cores.
+struct Tally {
+    hash: ring::digest::Context,
+    bytes: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            hash: ring::digest::Context::new(&ring::digest::SHA256),
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, data: &[u8]) {
+        self.hash.update(data);
+        self.bytes += data.len() as u64;
+    }
+
+    /// The hex SHA-256 and the byte count.
+    fn finish(self) -> (String, u64) {
+        (hex(self.hash.finish().as_ref()), self.bytes)
+    }
+}
+
 /// Writes a volume's tar stream into frames of [`FRAME`] bytes.
 struct FrameWriter {
     tx: mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
+    tally: Tally,
 }
 
 impl Write for FrameWriter {
@@ -334,6 +362,7 @@ impl Write for FrameWriter {
             return Ok(());
         }
         let frame = std::mem::replace(&mut self.buf, Vec::with_capacity(FRAME));
+        self.tally.add(&frame);
         self.tx
             .blocking_send(frame)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "transfer ended"))
@@ -345,6 +374,7 @@ struct FrameReader {
     rx: mpsc::Receiver<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
+    tally: Tally,
 }
 
 impl Read for FrameReader {
@@ -352,6 +382,7 @@ impl Read for FrameReader {
         while self.at >= self.current.len() {
             match self.rx.blocking_recv() {
                 Some(frame) => {
+                    self.tally.add(&frame);
                     self.current = frame;
                     self.at = 0;
                 }
@@ -420,15 +451,11 @@ async fn send_once(
             .with_context(|| format!("volume {volume} is not on this node"))?;
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
         let packing = tokio::task::spawn_blocking(move || pack(std::path::Path::new(&dir), tx));
-        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut bytes: u64 = 0;
         while let Some(frame) = rx.recv().await {
-            hash.update(&frame);
             writer
                 .write_all(&(frame.len() as u32).to_be_bytes())
                 .await?;
             writer.write_all(&frame).await?;
-            bytes += frame.len() as u64;
             sent += frame.len() as u64;
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
@@ -445,7 +472,7 @@ async fn send_once(
                 });
             }
         }
-        packing
+        let (ours, bytes) = packing
             .await?
             .map_err(|e| anyhow!("reading volume {volume}: {}", chain(&e)))?;
         writer.write_all(&0u32.to_be_bytes()).await?;
@@ -460,7 +487,6 @@ async fn send_once(
         if let Some(error) = received.error {
             bail!("{} refused volume {volume}: {error}", order.to);
         }
-        let ours = hex(hash.finish().as_ref());
         if received.sha256 != ours || received.bytes != bytes {
             bail!(
                 "volume {volume}: {} received {} bytes with sha256 {}, {bytes} bytes with sha256 {ours} were sent",
@@ -632,9 +658,7 @@ async fn receive(
             .with_context(|| format!("volume {volume} is not here after its creation"))?;
         let (tx, rx) = mpsc::channel::<Vec<u8>>(8);
         let unpacking = tokio::task::spawn_blocking(move || unpack(std::path::Path::new(&dir), rx));
-        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut bytes: u64 = 0;
-        let mut frame = Vec::with_capacity(FRAME);
+        let mut received: u64 = 0;
         loop {
             let len = reader.read_u32().await? as usize;
             if len == 0 {
@@ -643,51 +667,52 @@ async fn receive(
             if len > 4 * FRAME {
                 bail!("a frame of {len} bytes");
             }
-            frame.resize(len, 0);
+            let mut frame = vec![0; len];
             reader.read_exact(&mut frame).await?;
-            hash.update(&frame);
-            bytes += len as u64;
-            if tx.send(std::mem::take(&mut frame)).await.is_err() {
+            received += len as u64;
+            if tx.send(frame).await.is_err() {
                 break;
             }
         }
         drop(tx);
-        let unpacked = unpacking.await?;
-        let answer = match unpacked {
-            Ok(()) => Received {
+        let answer = match unpacking.await? {
+            Ok((sha256, bytes)) => Received {
                 volume: volume.clone(),
                 bytes,
-                sha256: hex(hash.finish().as_ref()),
+                sha256,
                 error: None,
             },
             Err(e) => Received {
                 volume: volume.clone(),
-                bytes,
+                bytes: received,
                 sha256: String::new(),
                 error: Some(format!("unpacking volume {volume}: {}", chain(&e))),
             },
         };
         write_line(&mut writer, &answer).await?;
-        info!(pod = %order.pod, volume = %volume, bytes, "volume received");
+        info!(pod = %order.pod, volume = %volume, bytes = answer.bytes, "volume received");
     }
     Ok(())
 }
 
-/// Packs `dir` into frames sent on `tx` (a blocking call).
-fn pack(dir: &std::path::Path, tx: mpsc::Sender<Vec<u8>>) -> std::io::Result<()> {
+/// Packs `dir` into frames sent on `tx` (a blocking call); the stream's
+/// SHA-256 and length.
+fn pack(dir: &std::path::Path, tx: mpsc::Sender<Vec<u8>>) -> std::io::Result<(String, u64)> {
     let mut builder = tar::Builder::new(FrameWriter {
         tx,
         buf: Vec::with_capacity(FRAME),
+        tally: Tally::new(),
     });
     builder.follow_symlinks(false);
     builder.append_dir_all(".", dir)?;
     let mut out = builder.into_inner()?;
-    out.flush()
+    out.flush()?;
+    Ok(out.tally.finish())
 }
 
 /// Empties `dir`, then unpacks the frames from `rx` into it (a blocking
-/// call).
-fn unpack(dir: &std::path::Path, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
+/// call); the SHA-256 and length of every byte received.
+fn unpack(dir: &std::path::Path, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<(String, u64)> {
     // Every attempt starts over on an empty volume.
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -701,6 +726,7 @@ fn unpack(dir: &std::path::Path, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result
         rx,
         current: Vec::new(),
         at: 0,
+        tally: Tally::new(),
     });
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
@@ -710,7 +736,7 @@ fn unpack(dir: &std::path::Path, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result
     // Whatever follows the archive's end in the stream is drained.
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())?;
-    Ok(())
+    Ok(rest.tally.finish())
 }
 
 /// An error with its causes, for a report.
@@ -787,11 +813,12 @@ mod tests {
             let from = from.clone();
             std::thread::spawn(move || pack(&from, tx))
         };
-        let unpacked = unpack(&to, rx);
-        packing.join().unwrap().unwrap();
-        if let Err(e) = unpacked {
-            panic!("{}", chain(&e));
-        }
+        let unpacked = unpack(&to, rx).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let packed = packing.join().unwrap().unwrap();
+        // Both ends tally the same stream: a tar of more than the files.
+        assert_eq!(packed, unpacked);
+        assert!(packed.1 > 3_000_000, "{packed:?}");
+        assert_eq!(packed.0.len(), 64, "{packed:?}");
         assert_eq!(std::fs::read(to.join("blob")).unwrap(), blob);
         assert_eq!(std::fs::read(to.join("sub/small")).unwrap(), b"x");
         assert!(!to.join("stale").exists());
