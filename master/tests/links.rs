@@ -16,17 +16,6 @@ fn service(name: &str, env: Value, links: Value) -> Value {
                         "env": env, "ports": [{"containerPort": 3306, "hostPort": 0}]}]}})
 }
 
-fn fields(error: &Value) -> Vec<String> {
-    error["fields"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .map(|f| f["field"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The pod of `service` once the controller made it.
 async fn pod(master: &common::Master, name: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -64,7 +53,7 @@ async fn links_are_checked_carried_to_pods_and_removed() {
     let (status, error) = master.admin(Method::POST, "/v1/services", Some(bad)).await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(
-        fields(&error),
+        common::fields(&error),
         [
             "links[0].service",
             "links[0].port",
@@ -105,7 +94,7 @@ async fn links_are_checked_carried_to_pods_and_removed() {
         )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(fields(&error), ["service"]);
+    assert_eq!(common::fields(&error), ["service"]);
     let (status, error) = master
         .admin(
             Method::POST,
@@ -114,7 +103,7 @@ async fn links_are_checked_carried_to_pods_and_removed() {
         )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(fields(&error), ["localPort"], "{error}");
+    assert_eq!(common::fields(&error), ["localPort"], "{error}");
     let (status, linked) = master
         .admin(
             Method::POST,

@@ -16,17 +16,6 @@ fn service(name: &str, volume: &str, read_only: bool) -> Value {
                         "volumes": [{"name": "data", "networkVolume": volume}]}})
 }
 
-fn fields(error: &Value) -> Vec<String> {
-    error["fields"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .map(|f| f["field"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_defined_network_volume_is_filled_in_written_by_one_service_and_kept_while_used() {
     let master = common::start_with("master-network-volumes", |config| {
@@ -50,7 +39,7 @@ async fn a_defined_network_volume_is_filled_in_written_by_one_service_and_kept_w
         )
         .await;
     assert_eq!(status, 400, "{refused}");
-    assert_eq!(fields(&refused), ["nfs.server"], "{refused}");
+    assert_eq!(common::fields(&refused), ["nfs.server"], "{refused}");
     assert!(
         refused["fields"][0]["message"]
             .as_str()
@@ -61,7 +50,7 @@ async fn a_defined_network_volume_is_filled_in_written_by_one_service_and_kept_w
         .admin(Method::POST, "/v1/volumes", Some(json!({"name": "none"})))
         .await;
     assert_eq!(status, 400, "{refused}");
-    assert_eq!(fields(&refused), ["glusterfs"], "{refused}");
+    assert_eq!(common::fields(&refused), ["glusterfs"], "{refused}");
 
     // A user with no role reads the definitions, and may not write them.
     let (status, user) = master
@@ -104,7 +93,7 @@ async fn a_defined_network_volume_is_filled_in_written_by_one_service_and_kept_w
         )
         .await;
     assert_eq!(status, 409, "{refused}");
-    assert_eq!(fields(&refused), ["template.volumes"], "{refused}");
+    assert_eq!(common::fields(&refused), ["template.volumes"], "{refused}");
     assert!(
         refused["error"].as_str().is_some_and(
             |e| e.contains("service a already writes network volume glusterfs://h1/v1")
@@ -139,7 +128,7 @@ async fn a_defined_network_volume_is_filled_in_written_by_one_service_and_kept_w
         .await;
     assert_eq!(status, 400, "{refused}");
     assert_eq!(
-        fields(&refused),
+        common::fields(&refused),
         ["template.volumes[0].networkVolume"],
         "{refused}"
     );

@@ -10,17 +10,6 @@ use serde_json::{json, Value};
 
 mod common;
 
-fn fields(answer: &Value) -> Vec<String> {
-    answer["fields"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .filter_map(|f| f["field"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn routes_are_checked_unique_generated_replaced_and_followed() {
     let master = common::start("master-routes", 5).await;
@@ -53,7 +42,7 @@ async fn routes_are_checked_unique_generated_replaced_and_followed() {
             .await;
         assert_eq!(status, 400, "{route}: {answer}");
         assert!(
-            fields(&answer).contains(&field.to_owned()),
+            common::fields(&answer).contains(&field.to_owned()),
             "{route}: {answer}"
         );
     }
@@ -85,7 +74,7 @@ async fn routes_are_checked_unique_generated_replaced_and_followed() {
         )
         .await;
     assert_eq!(status, 409, "{answer}");
-    assert_eq!(fields(&answer), ["host"]);
+    assert_eq!(common::fields(&answer), ["host"]);
     // Another path on the same host is another route.
     let (status, _) = master
         .admin(

@@ -114,3 +114,15 @@ impl Master {
             .to_owned()
     }
 }
+
+/// The fields an error answer names, in order.
+pub fn fields(error: &Value) -> Vec<String> {
+    error["fields"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|f| f["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
