@@ -56,6 +56,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Heartbeats.
     pub liveness: Arc<Liveness>,
+    /// With etcd: shares the heartbeats this master hears with the leader.
+    pub heartbeat_sharing: Option<Arc<crate::controller::shared_liveness::HeartbeatSharing>>,
     /// Each node's pods, for its assignment long poll.
     pub assignments: Arc<crate::assignments::AssignmentIndex>,
     /// Hash of the admin token.
@@ -513,7 +515,7 @@ impl From<StoreError> for ApiFailure {
             StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => StatusCode::CONFLICT,
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Compacted { .. } => StatusCode::GONE,
-            StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Backend(_) | StoreError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
     }
