@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use berth_model::api::{NodeView, Versioned};
+use berth_model::api::{MasterView, NodeView, Versioned};
 use berth_model::{
     ClusterPod, Container, ContainerStatus, Event, HostPort, NodeCondition, PodPhase, PodStatus,
     Service,
@@ -240,6 +240,24 @@ pub fn nodes_table(nodes: &[NodeView]) -> String {
         })
         .collect();
     table(&NODE_HEADERS, &rows)
+}
+
+const MASTER_HEADERS: [&str; 4] = ["NAME", "URL", "HEALTHY", "LEADER"];
+
+/// `berth master ls`: one master a row, the leader marked.
+pub fn masters_table(masters: &[MasterView]) -> String {
+    let rows: Vec<Vec<String>> = masters
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.url.clone(),
+                if m.healthy { "yes" } else { "no" }.into(),
+                if m.leader { "*" } else { "" }.into(),
+            ]
+        })
+        .collect();
+    table(&MASTER_HEADERS, &rows)
 }
 
 /// `berth node show`: one node, a line per property.

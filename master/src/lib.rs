@@ -129,6 +129,7 @@ pub async fn run_with(
         route_suffix: config.route_suffix.clone(),
         host_ports: config.host_port_policy(),
         network_volume_servers: config.network_volume_servers.clone(),
+        master_name: master_name(),
         public_url: config.public_url(if serving == Serving::Tls {
             "https"
         } else {
@@ -145,7 +146,7 @@ pub async fn run_with(
     let leading = match etcd {
         Some(etcd) => {
             let me = store::etcd::election::Member {
-                name: master_name(),
+                name: state.master_name.clone(),
                 url: state.public_url.clone(),
             };
             let (terms, elected) = tokio::sync::watch::channel(None);

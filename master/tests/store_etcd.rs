@@ -518,7 +518,7 @@ async fn one_master_leads_and_a_frozen_leader_commits_nothing() {
     old.apply(vec![create("/pods/p1", "first leader")])
         .await
         .expect("the leader writes");
-    let registered = stores[0].list(election::MEMBERS).await.expect("list").0;
+    let registered = stores[0].list(election::LIVE).await.expect("list").0;
     assert_eq!(registered.len(), 2, "both masters are registered");
 
     // Freeze the leader: its campaign no longer renews, as a stopped

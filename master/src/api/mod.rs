@@ -16,6 +16,7 @@ mod jobs;
 mod join;
 mod links;
 mod logs;
+mod masters;
 mod metrics;
 mod nodes;
 mod openapi;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub admin_token_hash: String,
     /// The URL agents join (printed in join commands).
     pub public_url: String,
+    /// This master's name among several (its host name).
+    pub master_name: String,
     /// The CA certificate (PEM) when serving TLS.
     pub ca_pem: Option<String>,
     /// Its `sha256:` hash, which join commands pin.
@@ -103,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/join", post(join::join))
         .route("/v1/join-tokens", post(join::new_join_token))
         .route("/v1/ca.crt", get(join::ca_certificate))
+        .route("/v1/masters", get(masters::list))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{name}", get(nodes::get_node))
         .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))

@@ -28,7 +28,10 @@ use crate::store::{Entry, Op, Store, StoreError, StoreFuture, Watch};
 pub const LEADER_KEY: &str = "/masters/leader";
 /// Each master registers itself here, under its name, bound to its lease:
 /// the key disappears when the master stops renewing it.
-pub const MEMBERS: &str = "/masters/members/";
+pub const LIVE: &str = "/masters/live/";
+/// ...and here, for good: the masters that ever ran, so that a dead one is
+/// listed as unhealthy rather than forgotten.
+pub const KNOWN: &str = "/masters/known/";
 
 /// How often a candidate that does not lead tries to take the election
 /// key: a dead leader's key is gone when its lease ends, and the next try
@@ -158,7 +161,7 @@ impl Term {
     }
 }
 
-/// A master as it registers itself under [`MEMBERS`].
+/// A master as it registers itself under [`LIVE`] and [`KNOWN`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
@@ -262,7 +265,13 @@ impl EtcdStore {
         let registration = serde_json::to_vec(me)
             .map_err(|e| backend(format!("encoding this master's registration: {e}")))?;
         timed(kv.put(
-            self.etcd_key(&format!("{MEMBERS}{}", me.name))?,
+            self.etcd_key(&format!("{KNOWN}{}", me.name))?,
+            registration.clone(),
+            None,
+        ))
+        .await?;
+        timed(kv.put(
+            self.etcd_key(&format!("{LIVE}{}", me.name))?,
             registration,
             Some(PutOptions::new().with_lease(lease)),
         ))
