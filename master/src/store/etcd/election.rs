@@ -295,7 +295,7 @@ impl EtcdStore {
                     .await;
                     match answer {
                         Err(_) => return Err(StoreError::NotLeader(format!(
-                            "no keep-alive of lease {lease:x} answered within {:?} of the last",
+                            "lease {lease:x} not renewed for {:?}: stopped acting before it could expire on etcd",
                             times.ttl - times.margin()
                         ))),
                         Ok(Err(e)) => return Err(super::etcd(e)),
