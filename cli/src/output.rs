@@ -1069,6 +1069,28 @@ node-b   NotReady,Cordoned   -          0.5    1.5G     3      never
     }
 
     #[test]
+    fn masters_table_marks_the_leader_and_the_unhealthy() {
+        let master = |name: &str, healthy, leader| MasterView {
+            name: name.into(),
+            url: format!("https://{name}:7443"),
+            healthy,
+            leader,
+        };
+        let table = masters_table(&[
+            master("h1", false, false),
+            master("h2", true, true),
+            master("h3", true, false),
+        ]);
+        let expected = "\
+NAME   URL               HEALTHY   LEADER
+h1     https://h1:7443   no
+h2     https://h2:7443   yes       *
+h3     https://h3:7443   yes
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
     fn node_details_list_every_property() {
         let details = node_details(&node_view("node-a", NodeCondition::Ready, true));
         assert_eq!(
