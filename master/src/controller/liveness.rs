@@ -290,6 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn a_new_leader_gives_every_node_a_fresh_grace() {
+        let liveness = Liveness::new(Duration::from_millis(50));
+        liveness.heartbeat("h1");
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(liveness.condition("h1"), NodeCondition::NotReady);
+        assert_eq!(liveness.condition("h2"), NodeCondition::NotReady);
+        liveness.fresh_grace();
+        assert_eq!(liveness.condition("h1"), NodeCondition::Ready);
+        assert_eq!(liveness.condition("h2"), NodeCondition::Ready);
+        assert!(liveness.silence("h1") < Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(
+            liveness.condition("h1"),
+            NodeCondition::NotReady,
+            "one grace only"
+        );
+    }
+
+    #[test]
     fn one_silent_node_of_three_is_evicted_two_are_held() {
         let one = silences(&[("h1", 300), ("h2", 900), ("h3", 3_100)]);
         assert_eq!(mass_silence(&one, GRACE, 0.55), None);

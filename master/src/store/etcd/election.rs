@@ -35,8 +35,9 @@ pub const KNOWN: &str = "/masters/known/";
 
 /// How often a candidate that does not lead tries to take the election
 /// key: a dead leader's key is gone when its lease ends, and the next try
-/// after that wins, so this bounds the failover beyond the lease.
-const CAMPAIGN_POLL: Duration = Duration::from_millis(200);
+/// after that wins, so this bounds the failover beyond the lease. A read
+/// of one key: cheap for etcd even from many masters.
+const CAMPAIGN_POLL: Duration = Duration::from_millis(100);
 /// Pause before standing again after a term or a campaign ended.
 const RESTAND_PAUSE: Duration = Duration::from_millis(200);
 /// How long revoking the lease of an ended term may take; best effort,
