@@ -143,7 +143,10 @@ pub async fn run_with(
         instruments,
         follow_heartbeats: etcd.is_some(),
     };
-    let leading = match etcd {
+    // On stop, requests in flight get a second to finish: long polls and
+    // log streams must not hold a stop up (or a host's shutdown).
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let (campaign, leading) = match etcd {
         Some(etcd) => {
             let me = store::etcd::election::Member {
                 name: state.master_name.clone(),
@@ -156,18 +159,16 @@ pub async fn run_with(
                 me,
                 ttl,
                 terms,
+                stop.clone(),
             ));
             let lead = tokio::spawn(lead_each_term(leader_work, etcd, elected));
-            vec![campaign, lead]
+            (Some(campaign), vec![lead])
         }
         // The embedded store has one master: it always leads.
-        None => leader_work.start(store),
+        None => (None, leader_work.start(store)),
     };
     info!(listen = %listener.local_addr()?, url = %state.public_url, "berth-master serving");
     notify_ready();
-    // On stop, requests in flight get a second to finish: long polls and
-    // log streams must not hold a stop up (or a host's shutdown).
-    let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stopping.send(true);
@@ -189,6 +190,11 @@ pub async fn run_with(
             tokio::time::sleep(Duration::from_secs(1)).await;
         } => {}
     };
+    // A stopping leader revokes its lease (the campaign does on stop), so
+    // that another master takes over at once rather than after the lease.
+    if let Some(campaign) = campaign {
+        let _ = tokio::time::timeout(Duration::from_secs(2), campaign).await;
+    }
     for task in leading {
         task.abort();
     }

@@ -467,22 +467,34 @@ async fn open_store_follows_the_config() {
     assert_eq!(stored.as_deref(), Some(&b"etcd"[..]));
 }
 
-/// A campaign of a master named `name` on `store`, and the terms it wins.
-fn campaign(
-    store: &EtcdStore,
-    name: &str,
-    lease: Duration,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::watch::Receiver<Option<Term>>,
-) {
+/// A master's campaign in a test: its task, the terms it wins, and its
+/// stop switch.
+struct Candidate {
+    task: tokio::task::JoinHandle<()>,
+    elected: tokio::sync::watch::Receiver<Option<Term>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// A campaign of a master named `name` on `store`.
+fn campaign(store: &EtcdStore, name: &str, lease: Duration) -> Candidate {
     let (terms, elected) = tokio::sync::watch::channel(None);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let me = Member {
         name: name.into(),
         url: format!("https://{name}:7443"),
     };
-    let task = tokio::spawn(election::campaign(store.clone(), me, lease, terms));
-    (task, elected)
+    let task = tokio::spawn(election::campaign(
+        store.clone(),
+        me,
+        lease,
+        terms,
+        stopping,
+    ));
+    Candidate {
+        task,
+        elected,
+        stop,
+    }
 }
 
 /// Waits until one of `candidates` leads; returns its index and term.
@@ -511,9 +523,9 @@ async fn one_master_leads_and_a_frozen_leader_commits_nothing() {
     let etcd = Etcd::start("election");
     let stores = [etcd.store("/ha").await, etcd.store("/ha").await];
     let lease = Duration::from_secs(2);
-    let (task_a, a) = campaign(&stores[0], "a", lease);
-    let (task_b, b) = campaign(&stores[1], "b", lease);
-    let (first, term) = leader_of(&[&a, &b]).await;
+    let a = campaign(&stores[0], "a", lease);
+    let b = campaign(&stores[1], "b", lease);
+    let (first, term) = leader_of(&[&a.elected, &b.elected]).await;
     let old = term.fenced(&stores[first]);
     old.apply(vec![create("/pods/p1", "first leader")])
         .await
@@ -524,8 +536,8 @@ async fn one_master_leads_and_a_frozen_leader_commits_nothing() {
     // Freeze the leader: its campaign no longer renews, as a stopped
     // process would not.
     let frozen_at = Instant::now();
-    [&task_a, &task_b][first].abort();
-    let other = [&a, &b][1 - first];
+    [&a.task, &b.task][first].abort();
+    let other = [&a.elected, &b.elected][1 - first];
     let (_, new_term) = leader_of(&[other]).await;
     let failover = frozen_at.elapsed();
     eprintln!("measured: takeover {failover:?} after the leader froze (lease {lease:?})");
@@ -557,8 +569,8 @@ async fn one_master_leads_and_a_frozen_leader_commits_nothing() {
 async fn the_compare_on_the_election_key_fences_a_leader_etcd_deposed() {
     let etcd = Etcd::start("fencing");
     let store = etcd.store("/ha").await;
-    let (_task, elected) = campaign(&store, "a", Duration::from_secs(3));
-    let (_, term) = leader_of(&[&elected]).await;
+    let a = campaign(&store, "a", Duration::from_secs(3));
+    let (_, term) = leader_of(&[&a.elected]).await;
     let fenced = term.fenced(&store);
     etcd.client()
         .await
@@ -574,7 +586,7 @@ async fn the_compare_on_the_election_key_fences_a_leader_etcd_deposed() {
     // key itself is what shows that nothing committed.)
     assert!(store.get("/pods/p1").await.expect("get").is_none());
     // The term ends at once, and the master wins a new one.
-    let mut elected = elected;
+    let mut elected = a.elected;
     tokio::time::timeout(
         Duration::from_secs(5),
         elected.wait_for(|t| t.as_ref().map(Term::created) != Some(term.created())),
@@ -584,4 +596,32 @@ async fn the_compare_on_the_election_key_fences_a_leader_etcd_deposed() {
     .expect("the campaign goes on");
     let (_, next) = leader_of(&[&elected]).await;
     assert!(next.created() > term.created());
+}
+
+/// A leader that stops (`systemctl stop`, an upgrade) revokes its lease:
+/// another master leads at once, not a lease later.
+#[tokio::test]
+async fn a_stopping_leader_hands_the_lead_on_at_once() {
+    let etcd = Etcd::start("handover");
+    let stores = [etcd.store("/ha").await, etcd.store("/ha").await];
+    let lease = Duration::from_secs(10);
+    let a = campaign(&stores[0], "a", lease);
+    let b = campaign(&stores[1], "b", lease);
+    let (first, _) = leader_of(&[&a.elected, &b.elected]).await;
+    let (leader, other) = if first == 0 { (a, b) } else { (b, a) };
+    let stopped = Instant::now();
+    leader.stop.send(true).expect("the campaign listens");
+    tokio::time::timeout(Duration::from_secs(5), leader.task)
+        .await
+        .expect("the campaign ends")
+        .expect("the campaign does not panic");
+    leader_of(&[&other.elected]).await;
+    let handover = stopped.elapsed();
+    eprintln!("measured: handover {handover:?} after the leader stopped (lease {lease:?})");
+    assert!(
+        handover < Duration::from_secs(2),
+        "waited for the lease: {handover:?}"
+    );
+    let live = stores[0].list(election::LIVE).await.expect("list").0;
+    assert_eq!(live.len(), 1, "the stopped master is no longer live");
 }

@@ -202,25 +202,44 @@ impl Store for FencedStore {
     }
 }
 
-/// Registers `me` and campaigns for the lead, forever: publishes each
-/// term this master wins on `terms`, and `None` as soon as it ends (the
-/// lease could not be renewed in time, or a fenced write found the key
-/// taken), with a warning that says why; then stands again.
+/// Registers `me` and campaigns for the lead until `stop` turns true:
+/// publishes each term this master wins on `terms`, and `None` as soon as
+/// it ends (the lease could not be renewed in time, or a fenced write
+/// found the key taken), with a warning that says why; then stands again.
+/// On stop it revokes its lease, so that another master leads at once.
 pub async fn campaign(
     store: EtcdStore,
     me: Member,
     ttl: Duration,
     terms: watch::Sender<Option<Term>>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let times = LeaseTimes::new(ttl);
     loop {
-        let (reason, led) = store.stand(&me, times, &terms).await;
+        let (reason, led) = store.stand(&me, times, &terms, &mut stop).await;
+        let stopped = *stop.borrow();
+        if stopped {
+            return info!(led, "left the election: this master is stopping");
+        }
         if led {
             warn!(reason = %reason, "stepped down as leader; campaigning again");
         } else {
             warn!(reason = %reason, "campaign for the lead failed; trying again");
         }
         tokio::time::sleep(RESTAND_PAUSE).await;
+    }
+}
+
+/// Resolves once `stop` turns true (never, if its sender is gone).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    loop {
+        let stopped = *stop.borrow_and_update();
+        if stopped {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -232,6 +251,7 @@ impl EtcdStore {
         me: &Member,
         times: LeaseTimes,
         terms: &watch::Sender<Option<Term>>,
+        stop: &mut watch::Receiver<bool>,
     ) -> (StoreError, bool) {
         let mut leases = self.lease.clone();
         let sent = Instant::now();
@@ -240,7 +260,7 @@ impl EtcdStore {
             Err(e) => return (e, false),
         };
         let until = Arc::new(Mutex::new(times.acting_until(sent)));
-        let reason = match self.hold(lease, me, times, &until, terms).await {
+        let reason = match self.hold(lease, me, times, &until, terms, stop).await {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -259,6 +279,7 @@ impl EtcdStore {
         times: LeaseTimes,
         until: &Arc<Mutex<Instant>>,
         terms: &watch::Sender<Option<Term>>,
+        stop: &mut watch::Receiver<bool>,
     ) -> Result<std::convert::Infallible, StoreError> {
         let mut leases = self.lease.clone();
         let (mut keeper, mut answers) = timed(leases.keep_alive(lease)).await?;
@@ -322,6 +343,9 @@ impl EtcdStore {
                             },
                         }));
                     }
+                }
+                () = stopping(stop) => {
+                    return Err(StoreError::NotLeader("this master is stopping".into()));
                 }
                 () = deposed.notified() => {
                     return Err(StoreError::NotLeader(
