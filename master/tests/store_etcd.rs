@@ -604,11 +604,14 @@ async fn the_compare_on_the_election_key_fences_a_leader_etcd_deposed() {
 async fn a_stopping_leader_hands_the_lead_on_at_once() {
     let etcd = Etcd::start("handover");
     let stores = [etcd.store("/ha").await, etcd.store("/ha").await];
-    let lease = Duration::from_secs(10);
+    let lease = Duration::from_secs(3);
     let a = campaign(&stores[0], "a", lease);
     let b = campaign(&stores[1], "b", lease);
     let (first, _) = leader_of(&[&a.elected, &b.elected]).await;
     let (leader, other) = if first == 0 { (a, b) } else { (b, a) };
+    // A master that started under a leader waits a lease before it claims
+    // (see `HoldBack`); one that has run longer takes over at once.
+    tokio::time::sleep(lease).await;
     let stopped = Instant::now();
     leader.stop.send(true).expect("the campaign listens");
     tokio::time::timeout(Duration::from_secs(5), leader.task)

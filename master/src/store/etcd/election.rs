@@ -215,8 +215,11 @@ pub async fn campaign(
     mut stop: watch::Receiver<bool>,
 ) {
     let times = LeaseTimes::new(ttl);
+    let mut hold_back = HoldBack::new(Instant::now() + ttl);
     loop {
-        let (reason, led) = store.stand(&me, times, &terms, &mut stop).await;
+        let (reason, led) = store
+            .stand(&me, (times, &mut hold_back), &terms, &mut stop)
+            .await;
         let stopped = *stop.borrow();
         if stopped {
             return info!(led, "left the election: this master is stopping");
@@ -227,6 +230,38 @@ pub async fn campaign(
             warn!(reason = %reason, "campaign for the lead failed; trying again");
         }
         tokio::time::sleep(RESTAND_PAUSE).await;
+    }
+}
+
+/// Whether a master that just started may claim the lead. One that finds
+/// the lead held when it starts (by a live master, or by its own previous
+/// run that crashed) leaves the next term to the masters that were waiting
+/// already, for one lease: they are warm, and a master that crashes again
+/// and again does not keep taking the lead. A master that finds no leader
+/// (a new cluster, a graceful handover) claims at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldBack {
+    until: Instant,
+    found_held: bool,
+}
+
+impl HoldBack {
+    /// Holding back until `until`, if the lead is found held before then.
+    pub fn new(until: Instant) -> Self {
+        Self {
+            until,
+            found_held: false,
+        }
+    }
+
+    /// Notes that a claim found the lead held.
+    pub fn found_held(&mut self) {
+        self.found_held = true;
+    }
+
+    /// Whether a claim may be tried at `now`.
+    pub fn may_claim(&self, now: Instant) -> bool {
+        !self.found_held || now >= self.until
     }
 }
 
@@ -249,7 +284,7 @@ impl EtcdStore {
     async fn stand(
         &self,
         me: &Member,
-        times: LeaseTimes,
+        (times, hold_back): (LeaseTimes, &mut HoldBack),
         terms: &watch::Sender<Option<Term>>,
         stop: &mut watch::Receiver<bool>,
     ) -> (StoreError, bool) {
@@ -260,7 +295,10 @@ impl EtcdStore {
             Err(e) => return (e, false),
         };
         let until = Arc::new(Mutex::new(times.acting_until(sent)));
-        let reason = match self.hold(lease, me, times, &until, terms, stop).await {
+        let reason = match self
+            .hold(lease, me, (times, hold_back), &until, terms, stop)
+            .await
+        {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -276,7 +314,7 @@ impl EtcdStore {
         &self,
         lease: i64,
         me: &Member,
-        times: LeaseTimes,
+        (times, hold_back): (LeaseTimes, &mut HoldBack),
         until: &Arc<Mutex<Instant>>,
         terms: &watch::Sender<Option<Term>>,
         stop: &mut watch::Receiver<bool>,
@@ -330,19 +368,21 @@ impl EtcdStore {
                         }
                     }
                 }
-                _ = poll.tick(), if !leading => {
-                    if let Some(created) = self.claim(lease, &me.name).await? {
-                        leading = true;
-                        info!(term = created, lease = format!("{lease:x}"), "elected leader");
-                        terms.send_replace(Some(Term {
-                            fence: Fence {
-                                key: self.etcd_key(LEADER_KEY)?,
-                                created,
-                                until: Arc::clone(until),
-                                deposed: Arc::clone(&deposed),
-                            },
-                        }));
-                    }
+                _ = poll.tick(), if !leading && hold_back.may_claim(Instant::now()) => {
+                    let Some(created) = self.claim(lease, &me.name).await? else {
+                        hold_back.found_held();
+                        continue;
+                    };
+                    leading = true;
+                    info!(term = created, lease = format!("{lease:x}"), "elected leader");
+                    terms.send_replace(Some(Term {
+                        fence: Fence {
+                            key: self.etcd_key(LEADER_KEY)?,
+                            created,
+                            until: Arc::clone(until),
+                            deposed: Arc::clone(&deposed),
+                        },
+                    }));
                 }
                 () = stopping(stop) => {
                     return Err(StoreError::NotLeader("this master is stopping".into()));
@@ -411,6 +451,20 @@ mod tests {
         assert_eq!(until - sent, Duration::from_millis(2250));
         // A renewal is due several times before the acting window closes.
         assert!(times.renew_every() * 4 < until - sent);
+    }
+
+    #[tokio::test]
+    async fn a_master_that_starts_under_a_leader_lets_the_waiting_ones_go_first() {
+        let started = Instant::now();
+        let lease = Duration::from_secs(2);
+        let mut fresh = HoldBack::new(started + lease);
+        assert!(
+            fresh.may_claim(started),
+            "no leader found yet: claims at once"
+        );
+        fresh.found_held();
+        assert!(!fresh.may_claim(started + lease / 2));
+        assert!(fresh.may_claim(started + lease));
     }
 
     #[tokio::test]
