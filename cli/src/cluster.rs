@@ -21,6 +21,10 @@ pub enum ClusterCommand {
     /// ones with a join token.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The masters sharing the cluster's store: list them, with the one
+    /// that leads.
+    #[command(subcommand)]
+    Master(crate::master::MasterCommand),
     /// Create a service: replicas of a pod of one container, which the
     /// master places on nodes and keeps running.
     ///
@@ -240,6 +244,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let client = client()?;
     match command {
         ClusterCommand::Node(node) => node::run(&client, node).await,
+        ClusterCommand::Master(master) => crate::master::run(&client, master).await,
         ClusterCommand::Route(route) => crate::route::run(&client, route).await,
         ClusterCommand::Volume(volume) => crate::volume::run(&client, volume).await,
         ClusterCommand::Run(run) => create_service(&client, &run).await,

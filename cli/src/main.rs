@@ -23,6 +23,7 @@ mod job;
 mod link;
 mod local;
 mod logs;
+mod master;
 mod master_client;
 mod node;
 mod output;

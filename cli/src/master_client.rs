@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_model::api::{
-    JoinToken, JoinTokenRequest, Move, NodeView, ProjectUsage, Scale, Versioned,
+    JoinToken, JoinTokenRequest, MasterView, Move, NodeView, ProjectUsage, Scale, Versioned,
 };
 use berth_model::route::RoutesView;
 use berth_model::{
@@ -612,6 +612,11 @@ impl MasterClient {
     /// `GET /v1/nodes`.
     pub async fn list_nodes(&self) -> Result<Vec<NodeView>, Error> {
         self.call(Method::GET, &["nodes"], None::<&()>).await
+    }
+
+    /// `GET /v1/masters`.
+    pub async fn list_masters(&self) -> Result<Vec<MasterView>, Error> {
+        self.call(Method::GET, &["masters"], None::<&()>).await
     }
 
     /// `GET /v1/nodes/{name}`.

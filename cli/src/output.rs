@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use berth_model::api::{NodeView, Versioned};
+use berth_model::api::{MasterView, NodeView, Versioned};
 use berth_model::{
     ClusterPod, Container, ContainerStatus, Event, HostPort, NodeCondition, PodPhase, PodStatus,
     Service,
@@ -240,6 +240,24 @@ pub fn nodes_table(nodes: &[NodeView]) -> String {
         })
         .collect();
     table(&NODE_HEADERS, &rows)
+}
+
+const MASTER_HEADERS: [&str; 4] = ["NAME", "URL", "HEALTHY", "LEADER"];
+
+/// `berth master ls`: one master a row, the leader marked.
+pub fn masters_table(masters: &[MasterView]) -> String {
+    let rows: Vec<Vec<String>> = masters
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.url.clone(),
+                if m.healthy { "yes" } else { "no" }.into(),
+                if m.leader { "*" } else { "" }.into(),
+            ]
+        })
+        .collect();
+    table(&MASTER_HEADERS, &rows)
 }
 
 /// `berth node show`: one node, a line per property.
@@ -1046,6 +1064,28 @@ web    Running   sidecar     berth-web-sidecar.service   activating/auto-restart
 NAME     STATUS              ADDRESS    CPUS   MEMORY   PODS   HEARTBEAT
 node-a   Ready               10.0.0.1   2      4G       3      2s ago
 node-b   NotReady,Cordoned   -          0.5    1.5G     3      never
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn masters_table_marks_the_leader_and_the_unhealthy() {
+        let master = |name: &str, healthy, leader| MasterView {
+            name: name.into(),
+            url: format!("https://{name}:7443"),
+            healthy,
+            leader,
+        };
+        let table = masters_table(&[
+            master("h1", false, false),
+            master("h2", true, true),
+            master("h3", true, false),
+        ]);
+        let expected = "\
+NAME   URL               HEALTHY   LEADER
+h1     https://h1:7443   no
+h2     https://h2:7443   yes       *
+h3     https://h3:7443   yes
 ";
         assert_eq!(table, expected);
     }

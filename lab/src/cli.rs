@@ -47,6 +47,10 @@ enum Command {
         /// The store of the master on h1.
         #[arg(long, value_enum, default_value_t = MasterStore::Embedded)]
         store: MasterStore,
+        /// Run a master on each of h1..hN, beside an etcd cluster of N
+        /// members (implies --store etcd). Agents join h1's master.
+        #[arg(long, default_value_t = 1)]
+        masters: usize,
     },
     /// Stop every host and remove everything the lab made.
     Down,
@@ -104,7 +108,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bin_dir,
             bare,
             store,
+            masters,
         } => {
+            // Several masters share state through etcd only.
+            let store = if masters > 1 {
+                MasterStore::Etcd
+            } else {
+                store
+            };
             let berth_bin_dir = if bare {
                 None
             } else {
@@ -120,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     hosts,
                     berth_bin_dir,
                     store,
+                    masters,
                 },
             )?;
             println!(

@@ -44,6 +44,9 @@ pub struct UpOptions {
     pub berth_bin_dir: Option<PathBuf>,
     /// The master's store.
     pub store: MasterStore,
+    /// How many hosts (h1, h2, ...) run a master, each beside a member of
+    /// one etcd cluster; more than one needs the etcd store.
+    pub masters: usize,
 }
 
 /// Which store the lab's master uses.
@@ -77,6 +80,16 @@ pub fn up(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabState> {
     validate_lab_name(&paths.name)?;
     if options.hosts == 0 || options.hosts > 50 {
         bail!("--hosts must be between 1 and 50, got {}", options.hosts);
+    }
+    if options.masters == 0 || options.masters > options.hosts {
+        bail!(
+            "--masters must be between 1 and --hosts ({}), got {}",
+            options.hosts,
+            options.masters
+        );
+    }
+    if options.masters > 1 && options.store != MasterStore::Etcd {
+        bail!("--masters {} needs --store etcd", options.masters);
     }
     if paths.root().exists() {
         bail!(
@@ -152,7 +165,11 @@ fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabStat
             units: &units,
         };
         rootfs::prepare_upper(&paths.host(&name), &files)?;
-        if i == 0 && options.store == MasterStore::Etcd && !binaries.is_empty() {
+        if options.masters > 1 && i < options.masters && !binaries.is_empty() {
+            let members = &state.hosts[..options.masters];
+            rootfs::write_etcd_config(&paths.host(&name), &etcd_member_config(members, i))?;
+            rootfs::write_master_config(&paths.host(&name), &ha_master_config(members))?;
+        } else if i == 0 && options.store == MasterStore::Etcd && !binaries.is_empty() {
             rootfs::write_master_config(&paths.host(&name), ETCD_MASTER_CONFIG)?;
         }
         let init = boot::boot_host(&paths.name, &name, &paths.host(&name), &hierarchies)?;
@@ -183,7 +200,7 @@ fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabStat
             .collect::<anyhow::Result<Vec<()>>>()
     })?;
     if binaries.iter().any(|b| b.ends_with("berth-master")) {
-        start_cluster(&state, options.store)?;
+        start_cluster(&state, options.store, options.masters)?;
     }
     Ok(state)
 }
@@ -191,6 +208,58 @@ fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabStat
 /// berth-master's configuration for a lab whose master keeps its state in
 /// the etcd on h1.
 const ETCD_MASTER_CONFIG: &str = "# Written by berth-lab up --store etcd.\n[store]\nbackend = \"etcd\"\netcd-endpoints = [\"http://127.0.0.1:2379\"]\netcd-prefix = \"/berth\"\n";
+
+/// etcd's client and peer ports in the lab.
+const ETCD_PORTS: (u16, u16) = (2379, 2380);
+
+/// The `/etc/default/etcd` of member `index` of an etcd cluster on
+/// `members` (Debian's etcd.service reads it): a 3-member cluster across
+/// the master hosts, answering clients on the lab network and loopback.
+fn etcd_member_config(members: &[HostState], index: usize) -> String {
+    let (client, peer) = ETCD_PORTS;
+    let me = &members[index];
+    let cluster: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}=http://{}:{peer}", m.name, m.address))
+        .collect();
+    format!(
+        "# Written by berth-lab up --masters {count}.\n\
+         ETCD_NAME={name}\n\
+         ETCD_LISTEN_PEER_URLS=http://{addr}:{peer}\n\
+         ETCD_INITIAL_ADVERTISE_PEER_URLS=http://{addr}:{peer}\n\
+         ETCD_LISTEN_CLIENT_URLS=http://{addr}:{client},http://127.0.0.1:{client}\n\
+         ETCD_ADVERTISE_CLIENT_URLS=http://{addr}:{client}\n\
+         ETCD_INITIAL_CLUSTER={cluster}\n\
+         ETCD_INITIAL_CLUSTER_STATE=new\n\
+         ETCD_INITIAL_CLUSTER_TOKEN=berth-lab\n\
+         ETCD_MAX_TXN_OPS=1024\n",
+        count = members.len(),
+        name = me.name,
+        addr = me.address,
+        cluster = cluster.join(","),
+    )
+}
+
+/// berth-master's configuration on each master host of a lab with several
+/// masters: the whole etcd cluster as endpoints, and a 2 s leader lease,
+/// so that a failover fits in the 3 s target.
+fn ha_master_config(members: &[HostState]) -> String {
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|m| format!("\"http://{}:{}\"", m.address, ETCD_PORTS.0))
+        .collect();
+    format!(
+        "# Written by berth-lab up --masters {}.\n[store]\nbackend = \"etcd\"\netcd-endpoints = [{}]\netcd-prefix = \"/berth\"\nleader-lease-secs = 2\n",
+        members.len(),
+        endpoints.join(", ")
+    )
+}
+
+/// What the first master makes and every other master must share: the CA,
+/// the admin token and the registry's keys. A lab shortcut: the lab copies
+/// them, before the other masters start, in place of a `berth-master join`.
+const SHARED_MASTER_FILES: &str =
+    "ca.crt ca.key admin.token registry-token.key registry-notify.secret";
 
 /// The master's port in the lab.
 const MASTER_PORT: u16 = 7443;
@@ -202,11 +271,13 @@ const MASTER_CA: &str = "/var/lib/berth/master/ca.crt";
 /// agent to it the way an operator would: a one-time join command per host
 /// from the master's API (token and CA hash), run on the host. `berth` on
 /// h1 is logged in as admin.
-fn start_cluster(state: &LabState, store: MasterStore) -> anyhow::Result<()> {
+fn start_cluster(state: &LabState, store: MasterStore, masters: usize) -> anyhow::Result<()> {
     let master = state.hosts.first().context("a lab without hosts")?;
     let master_pid = master.pid.context("h1 is not running")?;
     let url = format!("https://{}:{MASTER_PORT}", master.name);
-    if store == MasterStore::Etcd {
+    if masters > 1 {
+        start_etcd_cluster(&state.hosts[..masters])?;
+    } else if store == MasterStore::Etcd {
         // The master's config names etcd as its store (written before boot).
         host_run(master_pid, &["systemctl", "start", "etcd"])?;
         wait_for_output(master_pid, &["curl", "-sf", "http://127.0.0.1:2379/health"])?;
@@ -222,6 +293,9 @@ fn start_cluster(state: &LabState, store: MasterStore) -> anyhow::Result<()> {
         master_pid,
         &["curl", "-sSf", "--cacert", MASTER_CA, &ca_url],
     )?;
+    for other in state.hosts.iter().take(masters).skip(1) {
+        start_another_master(master_pid, other)?;
+    }
     host_run(
         master_pid,
         &[
@@ -259,6 +333,52 @@ fn start_cluster(state: &LabState, store: MasterStore) -> anyhow::Result<()> {
         host_run(pid, &argv).with_context(|| format!("joining {} to the master", host.name))?;
     }
     wait_until_nodes_ready(master_pid, state.hosts.len())
+}
+
+/// Starts etcd on every member at once (each waits for the others before
+/// it reports started) and waits until each answers healthy.
+fn start_etcd_cluster(members: &[HostState]) -> anyhow::Result<()> {
+    for member in members {
+        let pid = member.pid.context("host is not running")?;
+        host_run(pid, &["systemctl", "start", "--no-block", "etcd"])?;
+    }
+    for member in members {
+        let pid = member.pid.context("host is not running")?;
+        wait_for_output(pid, &["curl", "-sf", "http://127.0.0.1:2379/health"])
+            .with_context(|| format!("etcd on {} is not healthy", member.name))?;
+    }
+    Ok(())
+}
+
+/// Gives `host` the first master's shared files, then starts its master
+/// and waits until it serves.
+fn start_another_master(first_pid: i32, host: &HostState) -> anyhow::Result<()> {
+    let pid = host.pid.context("host is not running")?;
+    let pack =
+        format!("cd /var/lib/berth/master && tar -cf - $(ls {SHARED_MASTER_FILES} 2>/dev/null)");
+    let files = crate::cmd::run(&mut host_command(
+        first_pid,
+        &["sh".into(), "-c".into(), pack],
+    ))
+    .context("packing the first master's CA and keys")?
+    .stdout;
+    let unpack = "install -d -m 0700 /var/lib/berth/master && tar -C /var/lib/berth/master -xf -";
+    let mut child = host_command(pid, &["sh".into(), "-c".into(), unpack.into()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("copying the CA and keys to {}", host.name))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, &files)?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("copying the CA and keys to {} failed ({status})", host.name);
+    }
+    host_run(pid, &["systemctl", "enable", "--now", "berth-master"])?;
+    let ca_url = format!("https://{}:{MASTER_PORT}/v1/ca.crt", host.name);
+    wait_for_output(pid, &["curl", "-sSf", "--cacert", MASTER_CA, &ca_url])
+        .with_context(|| format!("the master on {} does not serve", host.name))?;
+    Ok(())
 }
 
 /// The integrated registry's port in the lab (the default).

@@ -103,6 +103,11 @@ pub fn write_master_config(paths: &HostPaths, text: &str) -> anyhow::Result<()> 
     write(&paths.upper().join("etc/berth/master.toml"), text)
 }
 
+/// Writes `/etc/default/etcd` into a host's upper layer (before boot).
+pub fn write_etcd_config(paths: &HostPaths, text: &str) -> anyhow::Result<()> {
+    write(&paths.upper().join("etc/default/etcd"), text)
+}
+
 /// Disables, in the upper layer, every unit the machine enabled except the
 /// container runtime. A whiteout (a 0/0 character device) hides the lower
 /// layer's `*.wants/` link, exactly as `systemctl disable` would remove it.

@@ -505,6 +505,7 @@ mod tests {
         assert_eq!(config.store.backend, StoreBackend::Etcd);
         assert_eq!(config.store.etcd_endpoints.len(), 2);
         assert_eq!(config.store.etcd_prefix, "/prod");
+        assert_eq!(config.store.leader_lease_secs, 3);
     }
 
     #[test]
@@ -521,6 +522,14 @@ mod tests {
             ),
             ("[store]\nbackend = \"consul\"\n", "backend"),
             ("[store]\netcd-prefx = \"/b\"\n", "etcd-prefx"),
+            (
+                "[store]\nleader-lease-secs = 1\n",
+                "store.leader-lease-secs",
+            ),
+            (
+                "[store]\nleader-lease-secs = 61\n",
+                "store.leader-lease-secs",
+            ),
         ];
         for (text, setting) in cases {
             let err = parse(text).expect_err(text);

@@ -69,10 +69,24 @@ pub async fn run_with(
         .create(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
     let instruments = Arc::new(instruments::Instruments::default());
-    let store: Arc<dyn Store> = Arc::new(store::timed::Timed::new(
-        store::open_store(&config.store, &config.state_dir).await?,
-        Arc::clone(&instruments),
-    ));
+    // With etcd, several masters may share the store: keep the etcd handle
+    // for the election and for sharing heartbeats.
+    let etcd = match config.store.backend {
+        store::StoreBackend::Etcd => Some(
+            store::etcd::EtcdStore::connect(
+                &config.store.etcd_endpoints,
+                &config.store.etcd_prefix,
+            )
+            .await?,
+        ),
+        store::StoreBackend::Embedded => None,
+    };
+    let opened: Arc<dyn Store> = match &etcd {
+        Some(etcd) => Arc::new(etcd.clone()),
+        None => store::open_store(&config.store, &config.state_dir).await?,
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(store::timed::Timed::new(opened, Arc::clone(&instruments)));
     ensure_default_project(store.as_ref())
         .await
         .context("creating the default project")?;
@@ -105,38 +119,56 @@ pub async fn run_with(
         build_inputs: config.state_dir.join("build-inputs"),
         ca_dir: pki.as_ref().map(|_| config.state_dir.clone()),
         liveness: Arc::clone(&liveness),
+        heartbeat_sharing: etcd.as_ref().map(|etcd| {
+            Arc::new(controller::shared_liveness::HeartbeatSharing::new(
+                etcd.clone(),
+                Duration::from_secs(config.node_grace_secs),
+            ))
+        }),
         admin_token_hash: auth::hash(&admin_token),
         route_suffix: config.route_suffix.clone(),
         host_ports: config.host_port_policy(),
         network_volume_servers: config.network_volume_servers.clone(),
+        master_name: master_name(),
         public_url: config.public_url(if serving == Serving::Tls {
             "https"
         } else {
             "http"
         }),
     };
-    let webhooks = tokio::spawn(webhooks::run(Arc::clone(&store), config.webhooks.clone()));
-    let imports = tokio::spawn(api::image_streams::import_forever(
-        state.clone(),
-        Duration::from_secs(config.registry.import_interval_secs),
-    ));
-    let retention = controller::events::Retention {
-        max_events: config.events.max_count,
-        max_age: Duration::from_secs(config.events.max_age_secs),
-    };
-    let controller = tokio::spawn(controller::run_with(
-        store,
+    let leader_work = LeaderWork {
+        state: state.clone(),
+        config: config.clone(),
         liveness,
-        Duration::from_millis(config.controller_interval_ms),
-        retention,
-        config.unhealthy_node_threshold,
         instruments,
-    ));
-    info!(listen = %listener.local_addr()?, url = %state.public_url, "berth-master serving");
-    notify_ready();
+        follow_heartbeats: etcd.is_some(),
+    };
     // On stop, requests in flight get a second to finish: long polls and
     // log streams must not hold a stop up (or a host's shutdown).
     let (stopping, stop) = tokio::sync::watch::channel(false);
+    let (campaign, leading) = match etcd {
+        Some(etcd) => {
+            let me = store::etcd::election::Member {
+                name: state.master_name.clone(),
+                url: state.public_url.clone(),
+            };
+            let (terms, elected) = tokio::sync::watch::channel(None);
+            let ttl = Duration::from_secs(config.store.leader_lease_secs);
+            let campaign = tokio::spawn(store::etcd::election::campaign(
+                etcd.clone(),
+                me,
+                ttl,
+                terms,
+                stop.clone(),
+            ));
+            let lead = tokio::spawn(lead_each_term(leader_work, etcd, elected));
+            (Some(campaign), vec![lead])
+        }
+        // The embedded store has one master: it always leads.
+        None => (None, leader_work.start(store)),
+    };
+    info!(listen = %listener.local_addr()?, url = %state.public_url, "berth-master serving");
+    notify_ready();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stopping.send(true);
@@ -158,12 +190,105 @@ pub async fn run_with(
             tokio::time::sleep(Duration::from_secs(1)).await;
         } => {}
     };
-    controller.abort();
-    webhooks.abort();
-    imports.abort();
+    // A stopping leader revokes its lease (the campaign does on stop), so
+    // that another master takes over at once rather than after the lease.
+    if let Some(campaign) = campaign {
+        let _ = tokio::time::timeout(Duration::from_secs(2), campaign).await;
+    }
+    for task in leading {
+        task.abort();
+    }
     log_retention.abort();
     assignment_index.abort();
     Ok(())
+}
+
+/// What only the leader runs, and what it needs for it.
+struct LeaderWork {
+    state: api::AppState,
+    config: MasterConfig,
+    liveness: Arc<Liveness>,
+    instruments: Arc<instruments::Instruments>,
+    /// Whether other masters share heartbeats through the store.
+    follow_heartbeats: bool,
+}
+
+impl LeaderWork {
+    /// Starts the controller, webhook delivery and scheduled image imports,
+    /// writing through `store` (fenced on the term with etcd), after giving
+    /// every node a fresh grace period.
+    fn start(&self, store: Arc<dyn Store>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.liveness.fresh_grace();
+        let config = &self.config;
+        let retention = controller::events::Retention {
+            max_events: config.events.max_count,
+            max_age: Duration::from_secs(config.events.max_age_secs),
+        };
+        let mut tasks = vec![
+            tokio::spawn(webhooks::run(Arc::clone(&store), config.webhooks.clone())),
+            tokio::spawn(api::image_streams::import_forever(
+                api::AppState {
+                    store: Arc::clone(&store),
+                    ..self.state.clone()
+                },
+                Duration::from_secs(config.registry.import_interval_secs),
+            )),
+        ];
+        if self.follow_heartbeats {
+            tasks.push(tokio::spawn(controller::shared_liveness::follow(
+                Arc::clone(&store),
+                Arc::clone(&self.liveness),
+            )));
+        }
+        tasks.push(tokio::spawn(controller::run_with(
+            store,
+            Arc::clone(&self.liveness),
+            Duration::from_millis(config.controller_interval_ms),
+            retention,
+            config.unhealthy_node_threshold,
+            Arc::clone(&self.instruments),
+        )));
+        tasks
+    }
+}
+
+/// Runs the leader's work during each term this master wins, through the
+/// store fenced on that term, and stops it the moment the term ends.
+async fn lead_each_term(
+    work: LeaderWork,
+    etcd: store::etcd::EtcdStore,
+    mut elected: tokio::sync::watch::Receiver<Option<store::etcd::election::Term>>,
+) {
+    loop {
+        let Ok(term) = elected.wait_for(Option::is_some).await.map(|t| t.clone()) else {
+            return;
+        };
+        let Some(term) = term else { continue };
+        let fenced: Arc<dyn Store> = Arc::new(store::timed::Timed::new(
+            Arc::new(term.fenced(&etcd)),
+            Arc::clone(&work.instruments),
+        ));
+        let tasks = work.start(fenced);
+        let created = term.created();
+        let ended = elected
+            .wait_for(|now| now.as_ref().map(store::etcd::election::Term::created) != Some(created))
+            .await;
+        for task in tasks {
+            task.abort();
+        }
+        if ended.is_err() {
+            return;
+        }
+    }
+}
+
+/// This master's name among several: its host name.
+fn master_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "master".into())
 }
 
 /// Warns when the open-file limit leaves no room for the connection cap:

@@ -640,3 +640,23 @@ async fn a_move_passes_the_schedulers_filters_or_says_which_it_fails() {
     assert_eq!(now["a-0"].as_deref(), Some(free));
     assert_eq!(now["b-0"].as_deref(), Some(b_on), "{now:?}");
 }
+
+/// With the embedded store there is one master, and it leads; only the
+/// admin may list the masters.
+#[tokio::test]
+async fn the_one_master_of_an_embedded_store_is_listed_as_healthy_leader() {
+    let master = start("masters").await;
+    let (status, listed) = master
+        .admin(reqwest::Method::GET, "/v1/masters", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed.as_array().expect("a list").clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["healthy"], true);
+    assert_eq!(listed[0]["leader"], true);
+    let h1 = master.join("h1").await;
+    let (status, _) = master
+        .call(reqwest::Method::GET, "/v1/masters", Some(&h1), None)
+        .await;
+    assert_eq!(status, 403, "a node lists no masters");
+}

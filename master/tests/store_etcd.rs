@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_master::config::{MasterConfig, StoreBackend, StoreConfig};
+use berth_master::store::etcd::election::{self, Member, Term};
 use berth_master::store::etcd::EtcdStore;
 use berth_master::store::{open_store, Event, EventKind, Op, Store, StoreError, Watch};
 use futures_util::StreamExt;
@@ -445,6 +446,7 @@ async fn open_store_follows_the_config() {
         backend: StoreBackend::Etcd,
         etcd_endpoints: etcd.endpoints(),
         etcd_prefix: "/cluster".into(),
+        ..StoreConfig::default()
     };
     let remote = open_store(&config.store, &config.state_dir)
         .await
@@ -463,4 +465,166 @@ async fn open_store_follows_the_config() {
         .first()
         .map(|kv| kv.value().to_vec());
     assert_eq!(stored.as_deref(), Some(&b"etcd"[..]));
+}
+
+/// A master's campaign in a test: its task, the terms it wins, and its
+/// stop switch.
+struct Candidate {
+    task: tokio::task::JoinHandle<()>,
+    elected: tokio::sync::watch::Receiver<Option<Term>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// A campaign of a master named `name` on `store`.
+fn campaign(store: &EtcdStore, name: &str, lease: Duration) -> Candidate {
+    let (terms, elected) = tokio::sync::watch::channel(None);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let me = Member {
+        name: name.into(),
+        url: format!("https://{name}:7443"),
+    };
+    let task = tokio::spawn(election::campaign(
+        store.clone(),
+        me,
+        lease,
+        terms,
+        stopping,
+    ));
+    Candidate {
+        task,
+        elected,
+        stop,
+    }
+}
+
+/// Waits until one of `candidates` leads; returns its index and term.
+async fn leader_of(candidates: &[&tokio::sync::watch::Receiver<Option<Term>>]) -> (usize, Term) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leading: Vec<(usize, Term)> = candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.borrow().clone()?)))
+            .collect();
+        assert!(leading.len() <= 1, "two leaders at once");
+        if let Some(found) = leading.into_iter().next() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "nobody was elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two masters campaign: one leads and its fenced writes commit. When it
+/// stops renewing its lease (a frozen process), the other leads once the
+/// lease ends, and the old term's writes commit nothing.
+#[tokio::test]
+async fn one_master_leads_and_a_frozen_leader_commits_nothing() {
+    let etcd = Etcd::start("election");
+    let stores = [etcd.store("/ha").await, etcd.store("/ha").await];
+    let lease = Duration::from_secs(2);
+    let a = campaign(&stores[0], "a", lease);
+    let b = campaign(&stores[1], "b", lease);
+    let (first, term) = leader_of(&[&a.elected, &b.elected]).await;
+    let old = term.fenced(&stores[first]);
+    old.apply(vec![create("/pods/p1", "first leader")])
+        .await
+        .expect("the leader writes");
+    let registered = stores[0].list(election::LIVE).await.expect("list").0;
+    assert_eq!(registered.len(), 2, "both masters are registered");
+
+    // Freeze the leader: its campaign no longer renews, as a stopped
+    // process would not.
+    let frozen_at = Instant::now();
+    [&a.task, &b.task][first].abort();
+    let other = [&a.elected, &b.elected][1 - first];
+    let (_, new_term) = leader_of(&[other]).await;
+    let failover = frozen_at.elapsed();
+    eprintln!("measured: takeover {failover:?} after the leader froze (lease {lease:?})");
+    assert!(
+        failover >= lease - lease / 4,
+        "took over before the lease ended"
+    );
+    assert_ne!(new_term.created(), term.created());
+
+    let before = stores[0].revision().await.expect("revision");
+    let refused = old
+        .apply(vec![create("/pods/p2", "deposed leader")])
+        .await
+        .expect_err("a deposed leader's write");
+    assert!(matches!(refused, StoreError::NotLeader(_)), "{refused}");
+    assert_eq!(stores[0].revision().await.expect("revision"), before);
+    assert!(stores[0].get("/pods/p2").await.expect("get").is_none());
+    new_term
+        .fenced(&stores[1 - first])
+        .apply(vec![create("/pods/p2", "new leader")])
+        .await
+        .expect("the new leader writes");
+}
+
+/// A leader whose election key is taken from it while its lease is still
+/// renewed (its local deadline has not passed) is stopped by etcd itself:
+/// the fenced transaction fails, nothing commits, and it steps down.
+#[tokio::test]
+async fn the_compare_on_the_election_key_fences_a_leader_etcd_deposed() {
+    let etcd = Etcd::start("fencing");
+    let store = etcd.store("/ha").await;
+    let a = campaign(&store, "a", Duration::from_secs(3));
+    let (_, term) = leader_of(&[&a.elected]).await;
+    let fenced = term.fenced(&store);
+    etcd.client()
+        .await
+        .delete("/ha/masters/leader", None)
+        .await
+        .expect("delete the election key");
+    let refused = fenced
+        .apply(vec![create("/pods/p1", "deposed")])
+        .await
+        .expect_err("a write of a deposed term");
+    assert!(refused.to_string().contains("election key"), "{refused}");
+    // (The store's revision moves on as the master stands again, so the
+    // key itself is what shows that nothing committed.)
+    assert!(store.get("/pods/p1").await.expect("get").is_none());
+    // The term ends at once, and the master wins a new one.
+    let mut elected = a.elected;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        elected.wait_for(|t| t.as_ref().map(Term::created) != Some(term.created())),
+    )
+    .await
+    .expect("the term ends")
+    .expect("the campaign goes on");
+    let (_, next) = leader_of(&[&elected]).await;
+    assert!(next.created() > term.created());
+}
+
+/// A leader that stops (`systemctl stop`, an upgrade) revokes its lease:
+/// another master leads at once, not a lease later.
+#[tokio::test]
+async fn a_stopping_leader_hands_the_lead_on_at_once() {
+    let etcd = Etcd::start("handover");
+    let stores = [etcd.store("/ha").await, etcd.store("/ha").await];
+    let lease = Duration::from_secs(3);
+    let a = campaign(&stores[0], "a", lease);
+    let b = campaign(&stores[1], "b", lease);
+    let (first, _) = leader_of(&[&a.elected, &b.elected]).await;
+    let (leader, other) = if first == 0 { (a, b) } else { (b, a) };
+    // A master that started under a leader waits a lease before it claims
+    // (see `HoldBack`); one that has run longer takes over at once.
+    tokio::time::sleep(lease).await;
+    let stopped = Instant::now();
+    leader.stop.send(true).expect("the campaign listens");
+    tokio::time::timeout(Duration::from_secs(5), leader.task)
+        .await
+        .expect("the campaign ends")
+        .expect("the campaign does not panic");
+    leader_of(&[&other.elected]).await;
+    let handover = stopped.elapsed();
+    eprintln!("measured: handover {handover:?} after the leader stopped (lease {lease:?})");
+    assert!(
+        handover < Duration::from_secs(2),
+        "waited for the lease: {handover:?}"
+    );
+    let live = stores[0].list(election::LIVE).await.expect("list").0;
+    assert_eq!(live.len(), 1, "the stopped master is no longer live");
 }

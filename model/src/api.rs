@@ -107,6 +107,20 @@ pub struct NodeView {
     pub pods: u32,
 }
 
+/// A master as `GET /v1/masters` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterView {
+    /// The master's name (its host name).
+    pub name: String,
+    /// The URL its API is reached at.
+    pub url: String,
+    /// Whether it is up: it keeps its lease in the store renewed.
+    pub healthy: bool,
+    /// Whether it leads: it runs the controllers.
+    pub leader: bool,
+}
+
 /// The pods assigned to one node, with the store revision they were read at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -17,6 +17,7 @@ mod jobs;
 mod join;
 mod links;
 mod logs;
+mod masters;
 mod metrics;
 mod nodes;
 mod openapi;
@@ -57,12 +58,16 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Heartbeats.
     pub liveness: Arc<Liveness>,
+    /// With etcd: shares the heartbeats this master hears with the leader.
+    pub heartbeat_sharing: Option<Arc<crate::controller::shared_liveness::HeartbeatSharing>>,
     /// Each node's pods, for its assignment long poll.
     pub assignments: Arc<crate::assignments::AssignmentIndex>,
     /// Hash of the admin token.
     pub admin_token_hash: String,
     /// The URL agents join (printed in join commands).
     pub public_url: String,
+    /// This master's name among several (its host name).
+    pub master_name: String,
     /// The CA certificate (PEM) when serving TLS.
     pub ca_pem: Option<String>,
     /// Its `sha256:` hash, which join commands pin.
@@ -102,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/join", post(join::join))
         .route("/v1/join-tokens", post(join::new_join_token))
         .route("/v1/ca.crt", get(join::ca_certificate))
+        .route("/v1/masters", get(masters::list))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{name}", get(nodes::get_node))
         .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
@@ -523,7 +529,7 @@ impl From<StoreError> for ApiFailure {
             StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => StatusCode::CONFLICT,
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Compacted { .. } => StatusCode::GONE,
-            StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Backend(_) | StoreError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
     }

@@ -85,6 +85,15 @@ pub async fn heartbeat(
             .liveness
             .report_memory_available(&name, usage.memory_available_bytes);
     }
+    if let Some(sharing) = &state.heartbeat_sharing {
+        sharing.share(
+            &name,
+            crate::controller::shared_liveness::HeardHeartbeat {
+                memory_available: beat.usage.map(|u| u.memory_available_bytes),
+                engine_error: beat.engine_unavailable.clone(),
+            },
+        );
+    }
     state.metrics.record(
         &name,
         crate::metrics::NodeSample {

@@ -15,7 +15,9 @@ use berth_model::NodeCondition;
 /// NotReady.
 #[derive(Debug)]
 pub struct Liveness {
-    started: Instant,
+    /// When this master started, or last became leader: a node not heard
+    /// from since counts from here.
+    started: Mutex<Instant>,
     grace: Duration,
     last: Mutex<HashMap<String, Instant>>,
     /// Why each node's container engine did not answer its agent, as its
@@ -30,12 +32,29 @@ impl Liveness {
     /// Starts tracking with a grace period (default 3 s).
     pub fn new(grace: Duration) -> Self {
         Self {
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             grace,
             last: Mutex::new(HashMap::new()),
             engine_errors: Mutex::new(HashMap::new()),
             memory_available: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Gives every node a fresh grace period from now, as if none had been
+    /// heard from yet: a master that becomes leader judges no node on what
+    /// it heard (or did not hear) before, so a failover evicts nothing.
+    pub fn fresh_grace(&self) {
+        if let Ok(mut started) = self.started.lock() {
+            *started = Instant::now();
+        }
+        if let Ok(mut last) = self.last.lock() {
+            last.clear();
+        }
+    }
+
+    /// When tracking started, or last started afresh.
+    fn started(&self) -> Instant {
+        self.started.lock().map_or_else(|p| *p.into_inner(), |s| *s)
     }
 
     /// Records a heartbeat from `node` now.
@@ -73,7 +92,7 @@ impl Liveness {
     /// the master started if it has not sent one since.
     pub fn silence(&self, node: &str) -> Duration {
         let seen = self.last.lock().ok().and_then(|l| l.get(node).copied());
-        seen.unwrap_or(self.started).elapsed()
+        seen.unwrap_or_else(|| self.started()).elapsed()
     }
 
     /// Records the memory `node` measured available.
@@ -99,7 +118,7 @@ impl Liveness {
         let seen = self.last.lock().ok().and_then(|l| l.get(node).copied());
         let alive = match seen {
             Some(at) => now.duration_since(at) <= self.grace,
-            None => now.duration_since(self.started) <= self.grace,
+            None => now.duration_since(self.started()) <= self.grace,
         };
         if !alive {
             NodeCondition::NotReady
@@ -268,6 +287,25 @@ mod tests {
         of.iter()
             .map(|(n, ms)| ((*n).to_owned(), Duration::from_millis(*ms)))
             .collect()
+    }
+
+    #[test]
+    fn a_new_leader_gives_every_node_a_fresh_grace() {
+        let liveness = Liveness::new(Duration::from_millis(50));
+        liveness.heartbeat("h1");
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(liveness.condition("h1"), NodeCondition::NotReady);
+        assert_eq!(liveness.condition("h2"), NodeCondition::NotReady);
+        liveness.fresh_grace();
+        assert_eq!(liveness.condition("h1"), NodeCondition::Ready);
+        assert_eq!(liveness.condition("h2"), NodeCondition::Ready);
+        assert!(liveness.silence("h1") < Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(
+            liveness.condition("h1"),
+            NodeCondition::NotReady,
+            "one grace only"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod moves;
 pub mod placement;
 pub mod replicas;
 pub mod rollout;
+pub mod shared_liveness;
 
 #[cfg(test)]
 mod testing;

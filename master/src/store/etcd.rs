@@ -22,13 +22,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, KvClient, Txn,
-    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, KvClient,
+    LeaseClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse, WatchStream,
 };
 use futures_util::stream;
 use tokio::time::Instant;
 
 use super::{Entry, Event, EventKind, Op, Store, StoreError, StoreFuture, Watch};
+
+pub mod election;
+
+use self::election::Fence;
 
 /// How long a request may take before the store gives up on it. etcd
 /// itself fails a proposal that cannot commit after a few seconds; this
@@ -76,6 +80,8 @@ const RESUME_PATIENCE: Duration = Duration::from_secs(30);
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
+    /// For the leader election's lease.
+    lease: LeaseClient,
     endpoints: Vec<String>,
     /// The prefix without its trailing `/`: every store key (which starts
     /// with `/`) is appended to it, and every range starts with
@@ -124,6 +130,7 @@ impl EtcdStore {
             watch: client
                 .watch_client()
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            lease: client.lease_client(),
             endpoints: endpoints.to_vec(),
             root: prefix.trim_end_matches('/').to_owned(),
         };
@@ -261,7 +268,13 @@ impl EtcdStore {
         Ok((entries, revision(at)?))
     }
 
-    async fn apply_ops(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
+    /// Applies `ops` in one transaction; with a `fence`, only while it
+    /// holds: this master still acts as leader, and etcd still has the
+    /// election key it won with.
+    async fn apply_ops(&self, ops: Vec<Op>, fence: Option<&Fence>) -> Result<u64, StoreError> {
+        if let Some(fence) = fence {
+            fence.check()?;
+        }
         if ops.is_empty() {
             return self.current_revision().await;
         }
@@ -312,6 +325,15 @@ impl EtcdStore {
                 Some(GetOptions::new().with_keys_only()),
             ));
         }
+        if let Some(fence) = fence {
+            // Same transaction as the writes: a leader deposed after its
+            // last local check still cannot commit.
+            compares.push(fence.compare());
+            reads.push(TxnOp::get(
+                fence.key().to_vec(),
+                Some(GetOptions::new().with_keys_only()),
+            ));
+        }
         let txn = Txn::new().when(compares).and_then(writes).or_else(reads);
         let mut kv = self.kv.clone();
         let response = timed(kv.txn(txn))
@@ -320,8 +342,15 @@ impl EtcdStore {
         if response.succeeded() {
             return header_revision(response.header());
         }
-        let found = response
-            .op_responses()
+        let mut responses = response.op_responses();
+        if let Some(fence) = fence {
+            let held = match responses.pop() {
+                Some(TxnOpResponse::Get(get)) => get.kvs().first().map(KeyValue::create_revision),
+                _ => return Err(backend("etcd answered a read with a write".into())),
+            };
+            fence.verify(held)?;
+        }
+        let found = responses
             .into_iter()
             .map(|read| match read {
                 TxnOpResponse::Get(get) => get
@@ -385,7 +414,7 @@ impl Store for EtcdStore {
         // Dropping this future (or a timeout) does not withdraw a
         // transaction already sent: it may still commit, as with any etcd
         // client.
-        Box::pin(self.apply_ops(ops))
+        Box::pin(self.apply_ops(ops, None))
     }
 
     fn watch<'a>(&'a self, prefix: &'a str, after: u64) -> StoreFuture<'a, Watch> {

@@ -108,6 +108,11 @@ pub enum StoreError {
     /// The backend failed (disk, network, etcd).
     #[error("store backend: {0}")]
     Backend(String),
+    /// A leader's fenced write: this master no longer leads (its lease was
+    /// not renewed in time, or another master won the election since), so
+    /// nothing was written.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
 }
 
 /// A stream of changes, in revision order, without gaps.
@@ -165,6 +170,12 @@ pub async fn open_store(
     }
 }
 
+/// Shortest leader lease: etcd's minimum TTL with its default timings,
+/// rounded up.
+pub const MIN_LEADER_LEASE_SECS: u64 = 2;
+/// Longest leader lease: a failover takes about this long.
+pub const MAX_LEADER_LEASE_SECS: u64 = 60;
+
 /// The `[store]` table: which backend keeps the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -177,6 +188,10 @@ pub struct StoreConfig {
     /// The etcd key prefix every key of this cluster is stored under, so
     /// several clusters can share one etcd.
     pub etcd_prefix: String,
+    /// Seconds of the etcd lease behind the leader election (etcd
+    /// backend): a leader whose master stops renewing it loses the lead
+    /// within this time, and stops acting before it ends.
+    pub leader_lease_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -185,6 +200,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Embedded,
             etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
             etcd_prefix: "/berth".into(),
+            leader_lease_secs: 3,
         }
     }
 }
@@ -220,6 +236,14 @@ impl StoreConfig {
                     "store.etcd-endpoints: {endpoint:?} is not an http:// URL with a host"
                 ));
             }
+        }
+        // etcd refuses leases shorter than its own election allows (about
+        // 1.5 s with its default timings); a long one makes failover slow.
+        if !(MIN_LEADER_LEASE_SECS..=MAX_LEADER_LEASE_SECS).contains(&self.leader_lease_secs) {
+            return Err(format!(
+                "store.leader-lease-secs: must be between {MIN_LEADER_LEASE_SECS} and {MAX_LEADER_LEASE_SECS}, got {}",
+                self.leader_lease_secs
+            ));
         }
         if self.backend == StoreBackend::Etcd && self.etcd_endpoints.is_empty() {
             return Err(

@@ -1,0 +1,319 @@
+//! Several masters on a 3-member etcd (`berth-lab up --masters 3`): one
+//! leads, a killed leader is replaced within the 3 s target and scheduling
+//! goes on, and a frozen leader that wakes after another took over commits
+//! nothing and steps down.
+//!
+//! Root only: run with `cargo test -p berth-lab-tests -- --ignored`.
+
+use std::time::{Duration, Instant};
+
+use berth_harness::Lab;
+use serde_json::Value;
+
+/// The failover target: from the leader's death to a new leader.
+const FAILOVER_TARGET: Duration = Duration::from_secs(3);
+
+fn up(name: &str) -> Lab {
+    Lab::up_with(name, 3, &["--masters", "3"])
+}
+
+/// `berth master ls -o json`, run on h1 against the master on `via`.
+fn masters(lab: &Lab, via: &str) -> Vec<Value> {
+    let script = format!("BERTH_URL=https://{via}:7443 berth master ls -o json");
+    match lab.sh("h1", &script).json() {
+        Value::Array(masters) => masters,
+        other => panic!("berth master ls -o json printed no list: {other}"),
+    }
+}
+
+/// Every pod, as `berth ps -o json` lists it through the master on `via`.
+fn pods(lab: &Lab, via: &str) -> Vec<Value> {
+    let script = format!("BERTH_URL=https://{via}:7443 berth ps -o json");
+    match lab.sh("h1", &script).json() {
+        Value::Array(pods) => pods,
+        other => panic!("berth ps -o json printed no list: {other}"),
+    }
+}
+
+/// The events of one kind, as `berth events -o json` lists them through
+/// the master on `via`.
+fn events(lab: &Lab, via: &str, kind: &str) -> Vec<Value> {
+    let script = format!("BERTH_URL=https://{via}:7443 berth events -o json");
+    match lab.sh("h1", &script).json() {
+        Value::Array(events) => events.into_iter().filter(|e| e["kind"] == kind).collect(),
+        other => panic!("berth events -o json printed no list: {other}"),
+    }
+}
+
+/// How many of web's pods are placed on a node.
+fn placed(lab: &Lab, via: &str) -> usize {
+    pods(lab, via)
+        .iter()
+        .filter(|p| p["service"] == "web" && p["node"].is_string())
+        .count()
+}
+
+/// The election key as etcd has it: the leader's name and its term (the
+/// key's create revision), read with etcdctl on `host`.
+fn election_key(lab: &Lab, host: &str) -> Option<(String, u64)> {
+    let run = lab.exec(
+        host,
+        &["etcdctl", "get", "/berth/masters/leader", "-w", "json"],
+    );
+    if !run.success() {
+        return None;
+    }
+    let term = run.json()["kvs"].get(0)?["create_revision"].as_u64()?;
+    let name = lab
+        .exec(
+            host,
+            &[
+                "etcdctl",
+                "get",
+                "/berth/masters/leader",
+                "--print-value-only",
+            ],
+        )
+        .assert_success();
+    Some((name.trim().to_owned(), term))
+}
+
+/// When (Unix milliseconds) the master on `host` last logged that it was
+/// elected leader.
+fn elected_at_ms(lab: &Lab, host: &str) -> u64 {
+    let journal = lab
+        .exec(
+            host,
+            &[
+                "journalctl",
+                "-u",
+                "berth-master",
+                "--no-pager",
+                "-o",
+                "json",
+            ],
+        )
+        .assert_success();
+    let entry: Value = journal
+        .lines()
+        .rev()
+        .find(|l| l.contains("elected leader"))
+        .map(|l| serde_json::from_str(l).expect("journalctl -o json"))
+        .unwrap_or_else(|| panic!("{host}'s master never logged that it was elected"));
+    let micros: u64 = entry["__REALTIME_TIMESTAMP"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("a journal entry's time");
+    micros / 1000
+}
+
+/// The main PID of berth-master on `host`.
+fn master_pid(lab: &Lab, host: &str) -> String {
+    lab.main_pid(host, "berth-master")
+}
+
+/// Another master host than `leader`.
+fn other_than(leader: &str) -> &'static str {
+    if leader == "h2" {
+        "h3"
+    } else {
+        "h2"
+    }
+}
+
+/// Waits until etcd names a leader of a term other than `old`; returns
+/// it and when it was seen.
+fn next_term(lab: &Lab, old: u64, within: Duration) -> ((String, u64), Instant) {
+    lab.eventually(within, "a new leader term", || {
+        election_key(lab, other_than("h1"))
+            .filter(|(_, term)| *term != old)
+            .map(|found| (found, Instant::now()))
+    })
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn three_masters_on_a_three_member_etcd_show_one_leader() {
+    let lab = up("ha-leader");
+    let members = lab
+        .exec("h2", &["etcdctl", "member", "list"])
+        .assert_success();
+    assert_eq!(members.lines().count(), 3, "{members}");
+    for via in ["h1", "h2", "h3"] {
+        let listed = masters(&lab, via);
+        let names: Vec<&str> = listed.iter().filter_map(|m| m["name"].as_str()).collect();
+        assert_eq!(names, ["h1", "h2", "h3"], "{listed:#?}");
+        assert!(listed.iter().all(|m| m["healthy"] == true), "{listed:#?}");
+        let leaders: Vec<&Value> = listed.iter().filter(|m| m["leader"] == true).collect();
+        assert_eq!(leaders.len(), 1, "not exactly one leader: {listed:#?}");
+    }
+    let table = lab.berth("h1", &["master", "ls"]).assert_success();
+    assert!(table.contains("LEADER"), "{table}");
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_killed_leader_is_replaced_within_3_s_and_scheduling_goes_on() {
+    let lab = up("ha-failover");
+    let (leader, term) = lab.eventually(Duration::from_secs(10), "a leader", || {
+        election_key(&lab, "h2")
+    });
+    let via = other_than(&leader);
+    let berth = |args: &str| lab.sh("h1", &format!("BERTH_URL=https://{via}:7443 berth {args}"));
+    berth("run web --image local/busybox --replicas 1 -- sleep 100000").assert_success();
+    lab.eventually(Duration::from_secs(20), "web's first pod placed", || {
+        (placed(&lab, via) == 1).then_some(())
+    });
+
+    let not_ready_before = events(&lab, via, "NodeNotReady").len();
+    let pid = master_pid(&lab, &leader);
+    let killed = Instant::now();
+    let killed_ms = berth_harness::now_ms();
+    lab.exec(&leader, &["kill", "-9", &pid]).assert_success();
+    let ((new_leader, _), seen) = next_term(&lab, term, Duration::from_secs(10));
+    // The lab's hosts share the machine's clock: the new leader's own log
+    // says when it won, without the test's polling in the figure.
+    let failover = Duration::from_millis(elected_at_ms(&lab, &new_leader) - killed_ms);
+    eprintln!(
+        "measured: kill -9 of {leader}'s master to a new leader ({new_leader}): {failover:?} \
+         (seen by the test after {:?})",
+        seen.duration_since(killed)
+    );
+
+    // systemd restarts the killed master a second later; it waits a lease
+    // before it claims, so a master that was waiting takes over.
+    assert_ne!(new_leader, leader, "another master leads");
+    berth("scale web 3").assert_success();
+    let scheduled = lab.eventually(Duration::from_secs(20), "web's 3 pods placed", || {
+        (placed(&lab, via) == 3).then(Instant::now)
+    });
+    eprintln!(
+        "measured: kill -9 to web scaled to 3 and placed: {:?}",
+        scheduled.duration_since(killed)
+    );
+    // The new leader gave every node a fresh grace: none was judged on the
+    // heartbeats the dead master alone had heard.
+    let not_ready = events(&lab, via, "NodeNotReady");
+    assert_eq!(
+        not_ready.len(),
+        not_ready_before,
+        "a node was NotReady across the failover: {not_ready:#?}"
+    );
+    assert!(
+        events(&lab, via, "PodEvicted").is_empty(),
+        "a failover evicted pods"
+    );
+    let listed = masters(&lab, via);
+    let leaders: Vec<&str> = listed
+        .iter()
+        .filter(|m| m["leader"] == true)
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(leaders, [new_leader.as_str()], "{listed:#?}");
+    assert!(
+        failover <= FAILOVER_TARGET,
+        "the new leader took {failover:?}, more than {FAILOVER_TARGET:?}"
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root; run by scripts/test"]
+fn a_frozen_leader_commits_nothing_after_another_took_over_and_steps_down() {
+    let lab = up("ha-fencing");
+    let (leader, term) = lab.eventually(Duration::from_secs(10), "a leader", || {
+        election_key(&lab, "h2")
+    });
+    let via = other_than(&leader);
+    let berth = |args: &str| lab.sh("h1", &format!("BERTH_URL=https://{via}:7443 berth {args}"));
+    berth("run web --image local/busybox --replicas 1 -- sleep 100000").assert_success();
+
+    let scheduled_before = lab.events("PodScheduled");
+    let pid = master_pid(&lab, &leader);
+    let frozen_ms = berth_harness::now_ms();
+    let frozen = Instant::now();
+    lab.exec(&leader, &["kill", "-STOP", &pid]).assert_success();
+    // Work for the controllers while the old leader sleeps: whoever leads
+    // when it wakes places these pods.
+    berth("scale web 3").assert_success();
+    let ((new_leader, new_term), elected) = next_term(&lab, term, Duration::from_secs(10));
+    eprintln!(
+        "measured: kill -STOP of {leader}'s master to a new leader ({new_leader}): {:?}",
+        elected.duration_since(frozen)
+    );
+    assert_ne!(new_leader, leader, "the frozen master cannot have won");
+    // Asleep well past its lease, as a long GC pause or a stalled VM.
+    std::thread::sleep(Duration::from_secs(2));
+    lab.exec(&leader, &["kill", "-CONT", &pid]).assert_success();
+
+    // The journal keeps the reason as a field of the entry.
+    let step_down = lab.eventually(
+        Duration::from_secs(10),
+        "the old leader stepping down",
+        || {
+            let journal = lab
+                .exec(
+                    &leader,
+                    &[
+                        "journalctl",
+                        "-u",
+                        "berth-master",
+                        "--no-pager",
+                        "-o",
+                        "json",
+                    ],
+                )
+                .assert_success();
+            journal
+                .lines()
+                .find(|l| l.contains("stepped down as leader"))
+                .map(|l| serde_json::from_str::<Value>(l).expect("journalctl -o json"))
+        },
+    );
+    let reason = step_down["REASON"].as_str().unwrap_or_default().to_owned();
+    eprintln!("the old leader logged: stepped down as leader, reason: {reason}");
+    assert!(
+        reason.contains("lease") || reason.contains("election key"),
+        "{step_down:#}"
+    );
+
+    // The placements since the freeze were all planned after it: a stale
+    // round of the old leader would carry the time it read the cluster,
+    // before it froze. And no pod is bound twice.
+    lab.eventually(Duration::from_secs(20), "web's 3 pods placed", || {
+        (placed(&lab, via) == 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let scheduled: Vec<Value> = lab
+        .events("PodScheduled")
+        .into_iter()
+        .filter(|e| !scheduled_before.contains(e))
+        .collect();
+    for event in &scheduled {
+        let time_ms = event["timeMs"].as_u64().unwrap_or_default();
+        assert!(
+            time_ms >= frozen_ms,
+            "a placement planned before the freeze was committed after it: {event}"
+        );
+    }
+    let mut objects: Vec<&str> = scheduled
+        .iter()
+        .filter_map(|e| e["object"].as_str())
+        .collect();
+    let placements = objects.len();
+    objects.sort_unstable();
+    objects.dedup();
+    assert_eq!(
+        objects.len(),
+        placements,
+        "a pod placed twice: {scheduled:#?}"
+    );
+    assert_eq!(
+        election_key(&lab, "h2").map(|(_, term)| term),
+        Some(new_term),
+        "the lead changed hands again"
+    );
+    let listed = masters(&lab, via);
+    let leaders: Vec<&Value> = listed.iter().filter(|m| m["leader"] == true).collect();
+    assert_eq!(leaders.len(), 1, "{listed:#?}");
+    assert!(listed.iter().all(|m| m["healthy"] == true), "{listed:#?}");
+}
