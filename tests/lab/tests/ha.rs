@@ -226,8 +226,15 @@ fn a_frozen_leader_commits_nothing_after_another_took_over_and_steps_down() {
     let via = other_than(&leader);
     let berth = |args: &str| lab.sh("h1", &format!("BERTH_URL=https://{via}:7443 berth {args}"));
     berth("run web --image local/busybox --replicas 1 -- sleep 100000").assert_success();
-
-    let scheduled_before = lab.events("PodScheduled");
+    // web-0's placement is the old leader's, before the freeze: wait for
+    // it, so that only what came after is judged below.
+    let scheduled_before = lab.eventually(Duration::from_secs(20), "web-0 placed", || {
+        let scheduled = lab.events("PodScheduled");
+        let web_0 = scheduled
+            .iter()
+            .any(|e| e["object"].as_str().is_some_and(|o| o.ends_with("/web-0")));
+        (placed(&lab, via) == 1 && web_0).then_some(scheduled)
+    });
     let pid = master_pid(&lab, &leader);
     let frozen_ms = berth_harness::now_ms();
     let frozen = Instant::now();
