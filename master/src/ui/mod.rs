@@ -204,9 +204,11 @@ async fn secure_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: under it browsers send `Origin: null` with forms,
+    // which the origin check refuses.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers
         .entry(header::CACHE_CONTROL)
@@ -371,8 +373,9 @@ async fn logout(
         .into_response()
 }
 
-/// The role the session's caller has in `project` (`None` for the admin,
-/// who may do everything), as `/v1/whoami` says.
+/// Whether the session's caller has a role in `project` that may scale
+/// and roll back (edit or more; the admin everywhere), as `/v1/whoami`
+/// says. Only for hiding controls: the API decides each action.
 async fn may_edit(console: &Console, session: &Session, project: &str) -> Result<bool, Refusal> {
     let whoami: WhoAmI = console.read(session, "/v1/whoami").await?;
     Ok(whoami.kind == "admin"

@@ -34,12 +34,13 @@ fn head(out: &mut Html, title: &str, session: Option<&Session>, live: Option<&st
         csrf(out, session);
         out.raw("<button type=\"submit\">Log out</button></form>");
     }
-    out.raw("</nav></header><main>");
+    // Actions report here, at the top, where nothing covers it.
+    out.raw("</nav></header><main><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>");
 }
 
-/// The end of every page, with the region actions report into.
+/// The end of every page.
 fn foot(out: &mut Html) {
-    out.raw("</main><p id=\"status\" role=\"status\" aria-live=\"polite\"></p></body></html>\n");
+    out.raw("</main></body></html>\n");
 }
 
 /// The hidden field that proves a form comes from this session's page.
@@ -203,7 +204,7 @@ fn events_table(events: &[Event]) -> Html {
     out.raw("<table><thead><tr><th scope=\"col\">Time (UTC)</th><th scope=\"col\">Event</th>")
         .raw("<th scope=\"col\">Object</th><th scope=\"col\">Node</th><th scope=\"col\">Reason</th></tr></thead><tbody>");
     for event in events {
-        out.raw("<tr><td>")
+        out.raw("<tr><td class=\"time\">")
             .text(utc(event.time_ms))
             .raw("</td><td>")
             .text(event.kind)
@@ -465,7 +466,7 @@ fn history(session: &Session, data: &ServiceData) -> Html {
             .text(&d.cause)
             .raw("</td><td>")
             .text(&d.user)
-            .raw("</td><td>")
+            .raw("</td><td class=\"time\">")
             .text(utc(d.created_ms))
             .raw("</td><td>")
             .text(d.status.phase)
