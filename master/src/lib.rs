@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod ui;
 pub mod webhooks;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -175,13 +176,10 @@ pub async fn run_with(
     });
     let tls = pki.as_ref().map(tls::server_config).transpose()?;
     check_open_file_limit(&config.connections);
-    let server = server::serve(
-        listener,
-        tls,
-        api::router(state),
-        config.connections,
-        stop.clone(),
-    );
+    // The web console calls the API's router in process.
+    let api = api::router(state);
+    let app = ui::router(api.clone(), serving == Serving::Tls).merge(api);
+    let server = server::serve(listener, tls, app, config.connections, stop.clone());
     let mut deadline = stop;
     tokio::select! {
         () = server => {}
