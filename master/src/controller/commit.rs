@@ -11,7 +11,7 @@ use crate::instruments::Instruments;
 use crate::objects::{
     self, BUILDCONFIGS, BUILDS, CRONJOBS, DEPLOYMENTS, IMAGESTREAMS, JOBS, NODES, PODS, SERVICES,
 };
-use crate::store::{Op, Store};
+use crate::store::{Op, Store, StoreError};
 
 /// Most operations in one commit: etcd refuses transactions of more than
 /// 128 by default (`--max-txn-ops`), and one huge transaction would hold up
@@ -226,42 +226,96 @@ fn batches(changes: &[Change]) -> Vec<Batch> {
     let mut batches = Vec::new();
     let mut batch = Batch::default();
     for change in changes {
-        if !batch.ops.is_empty() && batch.ops.len() + encode(change).len() + 1 > MAX_COMMIT_OPS {
+        let part = Part::of(change);
+        if !batch.parts.is_empty() && batch.len() + part.ops.len() > MAX_COMMIT_OPS {
             batches.push(std::mem::take(&mut batch));
         }
-        batch.add(change);
+        batch.parts.push(part);
     }
-    if !batch.ops.is_empty() {
+    if !batch.parts.is_empty() {
         batches.push(batch);
     }
     batches
 }
 
-/// One commit's ops, and the scheduler decisions in it: counted once
-/// committed, since a conflicting commit decided nothing.
+/// One commit: the parts of its changes.
 #[derive(Debug, Default)]
 struct Batch {
+    parts: Vec<Part>,
+}
+
+/// One change's ops with its event's, and the scheduler decision in it:
+/// counted once committed, since a conflicting commit decided nothing.
+#[derive(Debug)]
+struct Part {
     ops: Vec<Op>,
     placed: u64,
     unschedulable: u64,
 }
 
-impl Batch {
-    fn add(&mut self, change: &Change) {
-        self.ops.extend(encode(change));
+impl Part {
+    fn of(change: &Change) -> Self {
+        let mut part = Part {
+            ops: encode(change),
+            placed: 0,
+            unschedulable: 0,
+        };
         if let Some(event) = change.event() {
             match event.kind {
-                EventKind::PodScheduled => self.placed += 1,
-                EventKind::PodUnschedulable => self.unschedulable += 1,
+                EventKind::PodScheduled => part.placed = 1,
+                EventKind::PodUnschedulable => part.unschedulable = 1,
                 _ => {}
             }
-            self.ops.push(events::record(event));
+            part.ops.push(events::record(event));
         }
+        part
     }
 
+    async fn apply(self, store: &dyn Store, instruments: &Instruments) -> Result<(), StoreError> {
+        store.apply(self.ops).await?;
+        instruments.scheduler_decisions(self.placed, self.unschedulable);
+        Ok(())
+    }
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.ops.len()).sum()
+    }
+
+    /// Commits the batch at once; if one of its changes lost a race, each
+    /// change alone. Without that, one change that keeps losing (a pod whose
+    /// status its node rewrites every second) would hold back every other
+    /// change planned beside it, round after round: a cron slot's job
+    /// would never be made.
     async fn apply(self, store: &dyn Store, instruments: &Instruments) {
-        match store.apply(self.ops).await {
-            Ok(_) => instruments.scheduler_decisions(self.placed, self.unschedulable),
+        if self.parts.len() == 1 {
+            if let Some(part) = self.parts.into_iter().next() {
+                if let Err(e) = part.apply(store, instruments).await {
+                    warn!(error = %e, "controller commit failed; planning again");
+                }
+            }
+            return;
+        }
+        let ops: Vec<Op> = self.parts.iter().flat_map(|p| p.ops.clone()).collect();
+        match store.apply(ops).await {
+            Ok(_) => {
+                let placed = self.parts.iter().map(|p| p.placed).sum();
+                let unschedulable = self.parts.iter().map(|p| p.unschedulable).sum();
+                instruments.scheduler_decisions(placed, unschedulable);
+            }
+            Err(
+                e @ (StoreError::Conflict { .. }
+                | StoreError::AlreadyExists(_)
+                | StoreError::NotFound(_)),
+            ) => {
+                warn!(error = %e, "controller commit lost a race; committing its changes one by one");
+                for part in self.parts {
+                    if let Err(e) = part.apply(store, instruments).await {
+                        warn!(error = %e, "controller commit failed; planning again");
+                    }
+                }
+            }
             Err(e) => warn!(error = %e, "controller commit failed; planning again"),
         }
     }
@@ -431,13 +485,67 @@ mod tests {
         let changes = vec![change; MAX_COMMIT_OPS];
         let batches = batches(&changes);
         assert_eq!(batches.len(), 2);
-        assert!(batches.iter().all(|b| b.ops.len() <= MAX_COMMIT_OPS));
+        assert!(batches.iter().all(|b| b.len() <= MAX_COMMIT_OPS));
         assert_eq!(
-            batches.iter().map(|b| b.placed).collect::<Vec<_>>(),
+            batches
+                .iter()
+                .map(|b| b.parts.iter().map(|p| p.placed).sum::<u64>())
+                .collect::<Vec<_>>(),
             [50, 50],
             "scheduling decisions are counted in the batch that commits them"
         );
-        let committed: Vec<Op> = batches.into_iter().flat_map(|b| b.ops).collect();
+        let committed: Vec<Op> = batches
+            .into_iter()
+            .flat_map(|b| b.parts)
+            .flat_map(|p| p.ops)
+            .collect();
         assert_eq!(read_all(&committed), read_all(&ops(&changes)));
+    }
+
+    #[tokio::test]
+    async fn a_change_that_lost_its_race_holds_back_none_planned_beside_it() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/commit-unit-test");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let store = crate::store::embedded::EmbeddedStore::open(&dir.join("state.db"))
+            .expect("an embedded store");
+        let mut revisions = Vec::new();
+        for name in ["stale-0", "gone-0"] {
+            let pod: ClusterPod = serde_json::from_value(serde_json::json!({
+                "spec": {"name": name, "containers": []}
+            }))
+            .expect("a pod");
+            let revision = store
+                .apply(vec![objects::create(PODS, name, &pod)])
+                .await
+                .expect("a pod");
+            revisions.push(revision);
+        }
+        let delete = |name: &str, expected_revision| Change::DeletePod {
+            name: name.to_owned(),
+            expected_revision,
+            reason: "gone".to_owned(),
+            event: None,
+        };
+        // stale-0 changed since it was read; gone-0 did not.
+        let changes = vec![
+            delete("stale-0", revisions[0] - 1),
+            delete("gone-0", revisions[1]),
+        ];
+        commit(&store, changes, &Instruments::default()).await;
+        let left = |name: &'static str| {
+            let store = &store;
+            async move { store.get(&objects::key(PODS, name)).await.expect("a read") }
+        };
+        assert!(
+            left("stale-0").await.is_some(),
+            "a stale change writes nothing"
+        );
+        assert!(
+            left("gone-0").await.is_none(),
+            "the change beside it is made"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleaning up");
     }
 }
