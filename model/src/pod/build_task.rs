@@ -64,6 +64,7 @@ pub enum TaskStrategy {
 pub enum BuildInput {
     /// A git repository at a commit (or the branch's head, when the commit
     /// is not known yet).
+    #[serde(rename_all = "camelCase")]
     Git {
         /// Clone URL.
         url: String,
@@ -73,8 +74,14 @@ pub enum BuildInput {
         /// The commit, when a webhook named it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
-        /// The context directory inside the repository.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
+        /// The context directory inside the repository. Spelled
+        /// `context_dir` before it followed the API's camel case: pods
+        /// stored then still read.
+        #[serde(
+            default,
+            skip_serializing_if = "String::is_empty",
+            alias = "context_dir"
+        )]
         context_dir: String,
     },
     /// A tar archive the master keeps, by its digest
@@ -141,4 +148,29 @@ pub fn is_relative_path(path: &str) -> bool {
         && !path.starts_with('/')
         && !path.contains('\0')
         && path.split('/').all(|part| part != "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_git_input_is_camel_case_as_the_api_says_and_reads_its_old_spelling() {
+        let input = BuildInput::Git {
+            url: "https://git.example/shop.git".to_owned(),
+            git_ref: "main".to_owned(),
+            commit: None,
+            context_dir: "web".to_owned(),
+        };
+        let json = serde_json::to_value(&input).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"git": {"url": "https://git.example/shop.git", "ref": "main", "contextDir": "web"}})
+        );
+        let old = serde_json::json!({"git": {"url": "https://git.example/shop.git", "ref": "main", "context_dir": "web"}});
+        assert_eq!(
+            serde_json::from_value::<BuildInput>(old).expect("old"),
+            input
+        );
+    }
 }
