@@ -392,14 +392,35 @@ fn an_image_the_registry_lacks_says_not_found_backs_off_and_recovers_when_the_ta
     lab.berth("h1", &["registry", "login"]).assert_success();
     let fixed = lab.push_image("local/web:v1", "ghost:v1");
     let by_digest = format!("h1:5000/default/ghost@{fixed}");
-    lab.eventually(
-        Duration::from_secs(60),
-        "ghost running the pushed image",
-        || {
-            let images = running_images(&lab, "ghost");
-            (images == vec![by_digest.clone()]).then_some(())
-        },
-    );
+    let pushed = std::time::Instant::now();
+    loop {
+        if running_images(&lab, "ghost") == vec![by_digest.clone()] {
+            eprintln!(
+                "measured: push of the fixed tag to ghost running it: {:.1?}",
+                pushed.elapsed()
+            );
+            break;
+        }
+        if pushed.elapsed() > Duration::from_secs(90) {
+            // What a user would look at, for whoever reads the failure.
+            for args in [
+                &["describe", "ghost"][..],
+                &["rollout", "history", "ghost"],
+                &["ps"],
+                &["events"],
+            ] {
+                let out = lab.berth("h1", args);
+                eprintln!(
+                    "--- berth {}:\n{}{}",
+                    args.join(" "),
+                    out.stdout(),
+                    out.stderr()
+                );
+            }
+            panic!("ghost is not running {by_digest} 90 s after the push");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // While a big image comes, `berth ps` says how far the pull is.
     lab.make_noise_image("h1", "big", 300_000_000);
