@@ -212,15 +212,17 @@ pub fn table(volumes: &[VolumeObject]) -> String {
                 v.name.clone(),
                 v.node.clone().unwrap_or_else(|| "-".to_owned()),
                 v.class.clone().unwrap_or_else(|| "-".to_owned()),
-                v.source
-                    .clone()
-                    .unwrap_or_else(|| if v.network { "network" } else { "node" }.to_owned()),
+                if v.network { "network" } else { "node" }.to_owned(),
+                v.source.clone().unwrap_or_else(|| "-".to_owned()),
                 size(v.bytes),
                 v.pods.join(","),
             ]
         })
         .collect();
-    output::table(&["NAME", "NODE", "CLASS", "DATA ON", "SIZE", "PODS"], &rows)
+    output::table(
+        &["NAME", "NODE", "CLASS", "DATA ON", "SOURCE", "SIZE", "PODS"],
+        &rows,
+    )
 }
 
 /// Runs a `berth volume` subcommand.
