@@ -28,6 +28,7 @@ use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod};
 use crate::reconcile::execute::{execute, Effects, Pulls};
 use crate::reconcile::observe::observe_all;
 use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
+use crate::status_cache::StatusCache;
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
 use crate::systemd::{Systemd, UnitManager, UnitState};
 use crate::unit::pod_slice_name;
@@ -110,6 +111,8 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     /// The size of each named volume (by Docker name) and when it was
     /// measured: walked at most every [`VOLUME_SIZE_TTL`].
     volume_sizes: std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>,
+    /// Unit and container states as last read, for the heartbeat.
+    status_cache: Arc<StatusCache>,
 }
 
 /// How long a measured volume size is reported before it is measured
@@ -203,6 +206,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             registry: Arc::new(ClusterRegistry::new(certs_dir)),
             pulls: Pulls::default(),
             volume_sizes: std::sync::Mutex::default(),
+            status_cache: Arc::default(),
         }
     }
 
@@ -210,6 +214,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     pub async fn adopted(&self) {
         let mut adopted = self.adopted.subscribe();
         let _ = adopted.wait_for(|done| *done).await;
+    }
+
+    /// The unit and container states the heartbeat reports from; events
+    /// keep it fresh (see [`crate::status_cache::follow`]).
+    pub fn status_cache(&self) -> &Arc<StatusCache> {
+        &self.status_cache
     }
 
     /// The host's systemd.
@@ -455,7 +465,9 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         } else {
             plan(Some(&desired), &observed, Intent::Start)
         };
-        if let Err(failure) = execute(&name, &steps, self.effects()).await {
+        let executed = execute(&name, &steps, self.effects()).await;
+        self.forget_states(&desired);
+        if let Err(failure) = executed {
             warn!(pod = %name, error = %failure, "starting the pod failed; rolling back");
             let rollback = self.remove_everything(&name, Volumes::Remove).await;
             let note = match rollback {
@@ -569,9 +581,22 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let desired = self.desired(record)?;
         let observed = self.observe(&record.pod.name).await?;
         let steps = plan(Some(&desired), &observed, intent);
-        execute(&record.pod.name, &steps, self.effects())
-            .await
-            .map_err(|e| RequestError::Failed(e.to_string()))
+        let executed = execute(&record.pod.name, &steps, self.effects()).await;
+        self.forget_states(&desired);
+        executed.map_err(|e| RequestError::Failed(e.to_string()))
+    }
+
+    /// Forgets the cached states of a pod the agent just acted on: the
+    /// heartbeat right after reads them, rather than waiting for the
+    /// events of what the agent did.
+    fn forget_states(&self, desired: &DesiredPod) {
+        let containers: Vec<String> = desired
+            .containers
+            .iter()
+            .map(|c| c.spec.name.clone())
+            .collect();
+        self.status_cache
+            .forget(&desired.service_units(), &containers);
     }
 
     /// The status of one pod.
@@ -628,23 +653,50 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     }
 
     async fn status_of(&self, record: &PodRecord) -> Result<PodStatus, RequestError> {
+        self.status_with(record, false).await
+    }
+
+    /// The status of a pod; `cached`, from the states last read where
+    /// nothing changed since (see [`StatusCache`]), reading only the rest.
+    async fn status_with(
+        &self,
+        record: &PodRecord,
+        cached: bool,
+    ) -> Result<PodStatus, RequestError> {
+        let failed = |e: &dyn std::fmt::Display| RequestError::Failed(e.to_string());
         let desired = self.desired(record)?;
-        let units = desired.service_units();
-        let states = self
-            .systemd
-            .states(&units)
-            .await
-            .map_err(|e| RequestError::Failed(e.to_string()))?;
+        let cache = &self.status_cache;
+        let mark = cache.read_mark();
+        let mut states = HashMap::new();
+        let mut unread = Vec::new();
+        for unit in desired.service_units() {
+            match cache.unit(&unit).filter(|_| cached) {
+                Some(known) => states.extend(known.map(|s| (unit, s))),
+                None => unread.push(unit),
+            }
+        }
+        if !unread.is_empty() {
+            let read = self.systemd.states(&unread).await.map_err(|e| failed(&e))?;
+            for unit in unread {
+                let state = read.get(&unit).cloned();
+                cache.store_unit(&unit, state.clone(), mark);
+                states.extend(state.map(|s| (unit, s)));
+            }
+        }
         let mut inspected = HashMap::new();
         for c in &desired.containers {
-            if let Some(state) = self
-                .docker
-                .inspect(&c.spec.name)
-                .await
-                .map_err(|e| RequestError::Failed(e.to_string()))?
-            {
-                let state = self.with_shim_oom_verdict(&c.spec.name, state).await;
-                inspected.insert(c.spec.name.clone(), state);
+            let name = &c.spec.name;
+            let state = match cache.container(name).filter(|_| cached) {
+                Some(known) => known,
+                None => {
+                    let state = self.docker.inspect(name).await.map_err(|e| failed(&e))?;
+                    cache.store_container(name, state.clone(), mark);
+                    state
+                }
+            };
+            if let Some(state) = state {
+                let state = self.with_shim_oom_verdict(name, state).await;
+                inspected.insert(name.clone(), state);
             }
         }
         let mut status = pod_status(record, &states, &inspected);
@@ -823,7 +875,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             };
             let seen = observed.get(&record.pod.name).cloned().unwrap_or_default();
             let steps = plan(Some(&desired), &seen, Intent::Converge);
-            if let Err(e) = execute(&record.pod.name, &steps, self.effects()).await {
+            if steps.is_empty() {
+                continue;
+            }
+            let executed = execute(&record.pod.name, &steps, self.effects()).await;
+            self.forget_states(&desired);
+            if let Err(e) = executed {
                 warn!(pod = %record.pod.name, error = %e, "reconciling failed; retrying at the next resync");
             }
         }
@@ -1284,7 +1341,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             .iter()
             .filter(|r| r.source == Source::Master)
         {
-            match self.status_of(record).await {
+            match self.status_with(record, true).await {
                 Ok(status) => statuses.push(status),
                 Err(e) => {
                     first_error.get_or_insert_with(|| e.to_string());
