@@ -31,7 +31,7 @@ use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod};
 use crate::reconcile::execute::{execute, Effects, Pulls};
 use crate::reconcile::observe::observe_all;
 use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
-use crate::status_cache::StatusCache;
+use crate::status_cache::{CachedUnits, StatusCache};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
 use crate::systemd::{Systemd, UnitManager, UnitState};
 use crate::unit::pod_slice_name;
@@ -614,6 +614,13 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             .forget(&desired.service_units(), &containers);
     }
 
+    fn cached_units(&self) -> CachedUnits<'_, S> {
+        CachedUnits {
+            systemd: &self.systemd,
+            cache: &self.status_cache,
+        }
+    }
+
     fn pod_lock(&self, name: &str) -> Arc<Mutex<u64>> {
         let mut locks = self
             .pod_locks
@@ -714,22 +721,13 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let desired = self.desired(record)?;
         let cache = &self.status_cache;
         let mark = cache.read_mark();
-        let mut states = HashMap::new();
-        let mut unread = Vec::new();
-        for unit in desired.service_units() {
-            match cache.unit(&unit).filter(|_| cached) {
-                Some(known) => states.extend(known.map(|s| (unit, s))),
-                None => unread.push(unit),
-            }
+        let units = desired.service_units();
+        let states = if cached {
+            self.cached_units().states(&units).await
+        } else {
+            self.systemd.states(&units).await
         }
-        if !unread.is_empty() {
-            let read = self.systemd.states(&unread).await.map_err(|e| failed(&e))?;
-            for unit in unread {
-                let state = read.get(&unit).cloned();
-                cache.store_unit(&unit, state.clone(), mark);
-                states.extend(state.map(|s| (unit, s)));
-            }
-        }
+        .map_err(|e| failed(&e))?;
         let mut inspected = HashMap::new();
         for c in &desired.containers {
             let name = &c.spec.name;
@@ -880,9 +878,11 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             .iter()
             .map(|n| (n.clone(), self.times_acted_on(n)))
             .collect();
+        // Units as last read, where no signal said they changed since:
+        // a resync of idle pods reads no unit again.
         let observed = observe_all(
             &self.docker,
-            &self.systemd,
+            &self.cached_units(),
             &self.config.units_dir(),
             &self.config.state_dir,
             &names,

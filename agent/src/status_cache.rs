@@ -10,7 +10,7 @@
 //! (re)connects and when Docker is back from a restart, so a missed event
 //! cannot leave a status wrong for long.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use tracing::{debug, warn};
 
 use crate::docker::{Docker, InspectedState};
-use crate::systemd::{Systemd, UnitState};
+use crate::systemd::{Systemd, SystemdError, UnitManager, UnitState};
 
 /// How often everything is read again, whatever the events said.
 pub const FULL_RESYNC: Duration = Duration::from_secs(30);
@@ -146,6 +146,67 @@ impl StatusCache {
     pub fn flush(&self) {
         locked(&self.units).flush();
         locked(&self.containers).flush();
+    }
+}
+
+/// A service manager whose unit states come from the cache where nothing
+/// changed since they were read: what the heartbeat and the periodic
+/// resync look at. Everything else goes to systemd.
+#[derive(Debug)]
+pub struct CachedUnits<'a, S> {
+    /// The service manager.
+    pub systemd: &'a S,
+    /// The states last read.
+    pub cache: &'a StatusCache,
+}
+
+impl<S: UnitManager> UnitManager for CachedUnits<'_, S> {
+    async fn enable(&self, paths: &[String]) -> Result<(), SystemdError> {
+        self.systemd.enable(paths).await
+    }
+    async fn disable(&self, names: &[String]) -> Result<(), SystemdError> {
+        self.systemd.disable(names).await
+    }
+    async fn reload(&self) -> Result<(), SystemdError> {
+        self.systemd.reload().await
+    }
+    async fn start(&self, unit: &str) -> Result<(), SystemdError> {
+        self.systemd.start(unit).await
+    }
+    async fn enqueue_start(&self, unit: &str) -> Result<(), SystemdError> {
+        self.systemd.enqueue_start(unit).await
+    }
+    async fn stop(&self, unit: &str) -> Result<(), SystemdError> {
+        self.systemd.stop(unit).await
+    }
+    async fn restart(&self, unit: &str) -> Result<(), SystemdError> {
+        self.systemd.restart(unit).await
+    }
+    async fn reset_failed(&self, unit: &str) {
+        self.systemd.reset_failed(unit).await;
+    }
+    async fn states(&self, units: &[String]) -> Result<HashMap<String, UnitState>, SystemdError> {
+        let mark = self.cache.read_mark();
+        let mut states = HashMap::new();
+        let mut unread = Vec::new();
+        for unit in units {
+            match self.cache.unit(unit) {
+                Some(known) => states.extend(known.map(|s| (unit.clone(), s))),
+                None => unread.push(unit.clone()),
+            }
+        }
+        if !unread.is_empty() {
+            let mut read = self.systemd.states(&unread).await?;
+            for unit in unread {
+                let state = read.remove(&unit);
+                self.cache.store_unit(&unit, state.clone(), mark);
+                states.extend(state.map(|s| (unit, s)));
+            }
+        }
+        Ok(states)
+    }
+    fn enabled(&self, units: &[String]) -> BTreeSet<String> {
+        self.systemd.enabled(units)
     }
 }
 
