@@ -127,9 +127,9 @@ fn agent_cpu_share(lab: &Lab, seconds: u64) -> f64 {
 pub fn agent_cpu(pods: usize, seconds: u64, agent: Option<&Path>) {
     // Its own lab name, so a before and an after can run side by side.
     let name = if agent.is_some() {
-        "as-agent-cpu-other"
+        "agent-cpu-other"
     } else {
-        "as-agent-cpu"
+        "agent-cpu"
     };
     let lab = one_node(name, agent);
     // Past the agent's start and its first full reads.
@@ -180,7 +180,7 @@ fn now_ms(lab: &Lab) -> u64 {
 /// `berth-bench burst`: `pods` pods at once, against `pods` bare
 /// `docker run -d` with `concurrency` at a time.
 pub fn burst(pods: usize, concurrency: usize, rounds: usize) {
-    let lab = one_node("as-burst", None);
+    let lab = one_node("burst", None);
     let mut berth = Vec::new();
     let mut ready = Vec::new();
     let mut docker = Vec::new();
