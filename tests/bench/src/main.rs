@@ -223,7 +223,7 @@ enum Bench {
         pods: usize,
         /// Bare `docker run -d` at once (the agent's bound on the pods
         /// it starts at once).
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = berth_agent::runtime::START_CONCURRENCY)]
         concurrency: usize,
         /// Rounds, alternating which side goes first; medians reported.
         #[arg(long, default_value_t = 1)]
