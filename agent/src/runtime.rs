@@ -1274,14 +1274,18 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         };
         self.failed_starts()
             .retain(|name, failed| assigned.iter().any(|p| &p.name == name && *p == failed.pod));
-        let (creates, others): (Vec<_>, Vec<_>) = plan_assignments(&records, assigned)
-            .into_iter()
-            .partition(|step| matches!(step, Assignment::Create(_)));
         // Pods that go or change first: the host ports they free are then
         // free for the new ones.
-        for step in others {
+        let mut due = Vec::new();
+        for step in plan_assignments(&records, assigned) {
             let (name, result) = match step {
-                Assignment::Create(_) => continue,
+                Assignment::Create(pod) => {
+                    match self.start_not_due(pod) {
+                        Some(at) => synced.retry_by(at),
+                        None => due.push(pod),
+                    }
+                    continue;
+                }
                 Assignment::Claim(record) => {
                     let mut claimed = record.clone();
                     claimed.source = Source::Master;
@@ -1315,16 +1319,6 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             };
             if let Err(e) = result {
                 synced.failed(name, &e);
-            }
-        }
-        let mut due = Vec::new();
-        for step in creates {
-            let Assignment::Create(pod) = step else {
-                continue;
-            };
-            match self.start_not_due(pod) {
-                Some(at) => synced.retry_by(at),
-                None => due.push(pod),
             }
         }
         // New pods start side by side, each its own containers in order;
