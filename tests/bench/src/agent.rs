@@ -178,9 +178,15 @@ fn now_ms(lab: &Lab) -> u64 {
 }
 
 /// `berth-bench burst`: `pods` pods at once, against `pods` bare
-/// `docker run -d` with `concurrency` at a time.
-pub fn burst(pods: usize, concurrency: usize, rounds: usize) {
-    let lab = one_node("burst", None);
+/// `docker run -d` with `concurrency` at a time; with `agent` instead of
+/// the freshly built berth-agent if given.
+pub fn burst(pods: usize, concurrency: usize, rounds: usize, agent: Option<&Path>) {
+    let name = if agent.is_some() {
+        "burst-other"
+    } else {
+        "burst"
+    };
+    let lab = one_node(name, agent);
     let mut berth = Vec::new();
     let mut ready = Vec::new();
     let mut docker = Vec::new();

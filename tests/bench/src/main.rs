@@ -228,6 +228,10 @@ enum Bench {
         /// Rounds, alternating which side goes first; medians reported.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+        /// A berth-agent binary to measure instead of the freshly built
+        /// one.
+        #[arg(long)]
+        agent: Option<PathBuf>,
     },
     /// Log lines per second from the journal to the master, durably
     /// stored, against `journalctl -o export` piped into the same durable
@@ -500,7 +504,8 @@ fn main() -> ExitCode {
             pods,
             concurrency,
             rounds,
-        } => agent::burst(pods, concurrency, rounds),
+            agent,
+        } => agent::burst(pods, concurrency, rounds, agent.as_deref()),
         Bench::CronPrecision { runs, period } => jobs::cron_precision(runs, period),
         Bench::JobThroughput { jobs, rounds } => jobs::job_throughput(jobs, rounds),
         Bench::LinkThroughput {
