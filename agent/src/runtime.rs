@@ -29,7 +29,7 @@ use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod};
 use crate::reconcile::execute::{execute, Effects, Pulls};
-use crate::reconcile::observe::observe_all;
+use crate::reconcile::observe::{observe_all, observe_pod};
 use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
 use crate::status_cache::{CachedUnits, StatusCache};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
@@ -308,16 +308,15 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     }
 
     async fn observe(&self, name: &str) -> Result<ObservedPod, RequestError> {
-        let mut all = observe_all(
+        observe_pod(
             &self.docker,
             &self.systemd,
             &self.config.units_dir(),
             &self.config.state_dir,
-            &[name.to_owned()],
+            name,
         )
         .await
-        .map_err(|e| RequestError::Failed(e.to_string()))?;
-        Ok(all.remove(name).unwrap_or_default())
+        .map_err(|e| RequestError::Failed(e.to_string()))
     }
 
     /// Checks what only this host can judge: host paths against the
