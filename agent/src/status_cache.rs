@@ -1,5 +1,6 @@
 //! The pods' unit states and container states as last read, so that a
-//! heartbeat with many idle pods costs no D-Bus or Docker call.
+//! heartbeat with many idle pods costs no D-Bus or Docker call, and the
+//! periodic resync reads no unit again.
 //!
 //! An entry is read once and kept until something says it changed:
 //! systemd's `PropertiesChanged` (and `UnitNew`/`UnitRemoved`) for a unit,

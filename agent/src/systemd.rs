@@ -394,8 +394,9 @@ impl Systemd {
             .path("/org/freedesktop/systemd1")
             .map_err(call("match rule"))?
             .build();
-        // A flood of changes beyond the queue loses the oldest; the full
-        // resync of the status cache repairs that.
+        // A full queue holds up every message of the connection, replies
+        // included: the caller reads the stream without pause, and a
+        // burst of changes has room.
         const QUEUED: Option<usize> = Some(4096);
         let properties = zbus::MessageStream::for_match_rule(properties, &self.connection, QUEUED)
             .await
