@@ -457,6 +457,45 @@ impl Docker {
         }
     }
 
+    /// The names of berth's containers as they change (created, started,
+    /// died, OOM-killed, removed), from a second before the call on: a
+    /// caller that re-reads everything just before subscribing misses
+    /// nothing in between. The stream ends or errs when dockerd goes.
+    pub fn container_changes(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
+        let mut filters = HashMap::new();
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        filters.insert(
+            "event".to_string(),
+            ["create", "start", "die", "oom", "destroy"]
+                .map(String::from)
+                .to_vec(),
+        );
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs().saturating_sub(1));
+        let options = bollard::system::EventsOptions::<String> {
+            since: Some(since.to_string()),
+            until: None,
+            filters,
+        };
+        self.client.events(Some(options)).map(|event| {
+            event
+                .map(|e| {
+                    e.actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|mut attributes| attributes.remove("name"))
+                        .unwrap_or_default()
+                })
+                .map_err(|cause| DockerError {
+                    action: "watching container changes".into(),
+                    cause,
+                })
+        })
+    }
+
     /// Every start of one of berth's containers from now on, as the name
     /// of its pod: a restarted container has a new network namespace,
     /// which its links must be wired into again.

@@ -30,6 +30,8 @@ struct World {
     missing_images: BTreeSet<String>,
     events: Vec<(EventKind, String, String)>,
     runs: u64,
+    /// States read: units and containers.
+    reads: u64,
 }
 
 /// Docker, systemd and the journal of one fake host, sharing one world:
@@ -44,6 +46,11 @@ impl FakeHost {
 
     fn record(&self, effect: String) {
         self.world().effects.push(effect);
+    }
+
+    /// How many unit and container states were read so far.
+    pub fn reads(&self) -> u64 {
+        self.world().reads
     }
 
     /// Every effect so far, in order; forgets them.
@@ -227,7 +234,9 @@ impl ContainerEngine for FakeHost {
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<InspectedState>, DockerError> {
-        Ok(self.world().containers.get(name).map(|(_, s)| s.clone()))
+        let mut world = self.world();
+        world.reads += 1;
+        Ok(world.containers.get(name).map(|(_, s)| s.clone()))
     }
 
     async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {
@@ -314,7 +323,8 @@ impl UnitManager for FakeHost {
     }
 
     async fn states(&self, units: &[String]) -> Result<HashMap<String, UnitState>, SystemdError> {
-        let world = self.world();
+        let mut world = self.world();
+        world.reads += units.len() as u64;
         Ok(units
             .iter()
             .filter_map(|u| Some((u.clone(), world.units.get(u)?.clone())))

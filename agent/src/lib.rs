@@ -35,6 +35,7 @@ pub mod ports;
 pub mod private_file;
 pub mod reconcile;
 pub mod runtime;
+pub mod status_cache;
 pub mod store;
 pub mod systemd;
 pub mod unit;
@@ -62,6 +63,11 @@ pub async fn run(
     let systemd = wait_for("systemd", systemd::Systemd::connect).await;
     journal::lift_rate_limit(&systemd).await;
     let runtime = Arc::new(Runtime::new(config.clone(), store, docker, systemd));
+    let status_events = tokio::spawn(status_cache::follow(
+        Arc::clone(runtime.status_cache()),
+        runtime.docker().clone(),
+        runtime.systemd().clone(),
+    ));
 
     let metrics = metrics::Metrics::new();
     // Heartbeats start before anything else: a restarted agent must not
@@ -148,6 +154,7 @@ pub async fn run(
     };
     resync.abort();
     sampler.abort();
+    status_events.abort();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = std::fs::remove_file(&config.socket);
     served.context("serving the local API")

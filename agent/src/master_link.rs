@@ -188,10 +188,19 @@ async fn engine_condition(runtime: &Runtime) -> Result<(), String> {
 
 /// Looks at Docker and at the master's pods every [`HEARTBEAT_INTERVAL`]
 /// (at once when `changed`), publishing what it saw. Every look is bounded
-/// in time, so a hung Docker or D-Bus only makes the news older.
+/// in time, so a hung Docker or D-Bus only makes the news older. The pods'
+/// states come from the status cache: with nothing changed, a look costs
+/// a ping of Docker and of its unit, whatever the number of pods.
 async fn observe_forever(runtime: &Runtime, changed: &Notify, known: &watch::Sender<LastKnown>) {
+    let mut engine_was_down = false;
     loop {
         let engine = engine_condition(runtime).await;
+        if engine_was_down && engine.is_ok() {
+            // Docker is back from a restart: its events while it went
+            // down may be lost, so every state is read again.
+            runtime.status_cache().flush();
+        }
+        engine_was_down = engine.is_err();
         let fresh = if engine.is_ok() {
             tokio::time::timeout(OBSERVE_TIMEOUT, runtime.master_pod_statuses())
                 .await

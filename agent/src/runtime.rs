@@ -1,5 +1,7 @@
-//! The agent's pods: every request and every resync goes through here,
-//! one at a time (a single lock), so port allocation and plans never race.
+//! The agent's pods: every request and every resync goes through here.
+//! Each pod is acted on by one caller at a time (its own lock), and port
+//! allocation and the records of what runs are read and written under one
+//! lock, so allocations never race; different pods start at once.
 //! Requests are commands: create, delete, start, stop, restart; the API
 //! turns HTTP into these calls and never touches systemd or Docker itself.
 
@@ -12,6 +14,7 @@ use berth_model::{
     ContainerStatus, EnvVar, EventKind, HostPort, Pod, PodPhase, PodStatus, RestartPolicy,
     StartFailure, UnitSettings, ValidationErrors,
 };
+use futures_util::StreamExt;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -26,8 +29,9 @@ use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod};
 use crate::reconcile::execute::{execute, Effects, Pulls};
-use crate::reconcile::observe::observe_all;
+use crate::reconcile::observe::{observe_all, observe_pod};
 use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
+use crate::status_cache::{CachedUnits, StatusCache};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
 use crate::systemd::{Systemd, UnitManager, UnitState};
 use crate::unit::pod_slice_name;
@@ -90,7 +94,13 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     /// What the agent's configuration puts into every unit file; the
     /// heartbeat reports it, for `berth diff`.
     unit_settings: UnitSettings,
+    /// Held while records are read to allocate ports or adopt pods, and
+    /// while a pod's record is first saved.
     lock: Mutex<()>,
+    /// One lock per pod: whoever acts on a pod holds it; it counts the
+    /// times the pod was acted on, so a resync skips a pod acted on since
+    /// it looked.
+    pod_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<u64>>>>,
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
     /// kill, by (container ID, start of the run): asked once per run.
     oom_verdicts: std::sync::Mutex<HashMap<(String, String), OomVerdict>>,
@@ -110,6 +120,8 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     /// The size of each named volume (by Docker name) and when it was
     /// measured: walked at most every [`VOLUME_SIZE_TTL`].
     volume_sizes: std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>,
+    /// Unit and container states as last read, for the heartbeat.
+    status_cache: Arc<StatusCache>,
 }
 
 /// How long a measured volume size is reported before it is measured
@@ -197,12 +209,14 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             started_marks,
             unit_settings,
             lock: Mutex::new(()),
+            pod_locks: std::sync::Mutex::default(),
             oom_verdicts: std::sync::Mutex::default(),
             failed_starts: std::sync::Mutex::default(),
             adopted: tokio::sync::watch::Sender::new(false),
             registry: Arc::new(ClusterRegistry::new(certs_dir)),
             pulls: Pulls::default(),
             volume_sizes: std::sync::Mutex::default(),
+            status_cache: Arc::default(),
         }
     }
 
@@ -210,6 +224,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     pub async fn adopted(&self) {
         let mut adopted = self.adopted.subscribe();
         let _ = adopted.wait_for(|done| *done).await;
+    }
+
+    /// The unit and container states the heartbeat reports from; events
+    /// keep it fresh (see [`crate::status_cache::follow`]).
+    pub fn status_cache(&self) -> &Arc<StatusCache> {
+        &self.status_cache
     }
 
     /// The host's systemd.
@@ -288,16 +308,15 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     }
 
     async fn observe(&self, name: &str) -> Result<ObservedPod, RequestError> {
-        let mut all = observe_all(
+        observe_pod(
             &self.docker,
             &self.systemd,
             &self.config.units_dir(),
             &self.config.state_dir,
-            &[name.to_owned()],
+            name,
         )
         .await
-        .map_err(|e| RequestError::Failed(e.to_string()))?;
-        Ok(all.remove(name).unwrap_or_default())
+        .map_err(|e| RequestError::Failed(e.to_string()))
     }
 
     /// Checks what only this host can judge: host paths against the
@@ -362,7 +381,8 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     ) -> Result<(PodStatus, bool), RequestError> {
         pod.validate().map_err(RequestError::Invalid)?;
         self.check_host(&pod)?;
-        let _guard = self.lock.lock().await;
+        let _acting = self.act_on(&pod.name).await;
+        let guard = self.lock.lock().await;
         let records = self.records()?;
         if let Some(existing) = records.iter().find(|r| r.pod.name == pod.name) {
             if existing.pod == pod {
@@ -373,7 +393,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 pod.name, pod.name
             )));
         }
-        let status = self.start_new(pod, source, &records, false).await?;
+        let status = self.start_new(pod, source, &records, false, guard).await?;
         Ok((status, true))
     }
 
@@ -382,7 +402,8 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// started, by one plan. If the new pod cannot be started, neither pod
     /// is left behind, as if it had been deleted and then failed to create.
     pub async fn replace(&self, pod: Pod, source: Source) -> Result<PodStatus, RequestError> {
-        let _guard = self.lock.lock().await;
+        let _acting = self.act_on(&pod.name).await;
+        let guard = self.lock.lock().await;
         let records = self.records()?;
         if !records.iter().any(|r| r.pod.name == pod.name) {
             return Err(RequestError::NotFound(pod.name));
@@ -395,18 +416,20 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             self.remove_everything(&pod.name, Volumes::Remove).await?;
             return Err(refused);
         }
-        self.start_new(pod, source, &records, true).await
+        self.start_new(pod, source, &records, true, guard).await
     }
 
     /// Allocates ports for `pod` (those of the pod it replaces are free),
     /// saves its record and starts it; on failure removes everything of
-    /// that name.
+    /// that name. `allocating` (the records lock) is let go once the record
+    /// is saved: starting it takes the pod's own lock only.
     async fn start_new(
         &self,
         pod: Pod,
         source: Source,
         records: &[PodRecord],
         replacing: bool,
+        allocating: tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<PodStatus, RequestError> {
         let held: Vec<Held> = records
             .iter()
@@ -448,6 +471,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         self.store
             .save(&record)
             .map_err(|e| RequestError::Failed(format!("saving pod record: {e:#}")))?;
+        drop(allocating);
 
         let observed = self.observe(&name).await?;
         let steps = if replacing {
@@ -455,7 +479,9 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         } else {
             plan(Some(&desired), &observed, Intent::Start)
         };
-        if let Err(failure) = execute(&name, &steps, self.effects()).await {
+        let executed = execute(&name, &steps, self.effects()).await;
+        self.forget_states(&desired);
+        if let Err(failure) = executed {
             warn!(pod = %name, error = %failure, "starting the pod failed; rolling back");
             let rollback = self.remove_everything(&name, Volumes::Remove).await;
             let note = match rollback {
@@ -507,7 +533,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         name: &str,
         volumes: Volumes,
     ) -> Result<PodStatus, RequestError> {
-        let _guard = self.lock.lock().await;
+        let _acting = self.act_on(name).await;
         let mut record = self.record(name)?;
         let mut status = self.status_of(&record).await?;
         record.desired = match volumes {
@@ -541,7 +567,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         desired: Desired,
         intent: Intent,
     ) -> Result<PodStatus, RequestError> {
-        let _guard = self.lock.lock().await;
+        let _acting = self.act_on(name).await;
         let mut record = self.record(name)?;
         record.desired = desired;
         self.store
@@ -553,7 +579,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
 
     /// Restarts the pod's containers (not its network holder).
     pub async fn restart(&self, name: &str) -> Result<PodStatus, RequestError> {
-        let _guard = self.lock.lock().await;
+        let _acting = self.act_on(name).await;
         let mut record = self.record(name)?;
         if record.desired != Desired::Running {
             record.desired = Desired::Running;
@@ -569,9 +595,61 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let desired = self.desired(record)?;
         let observed = self.observe(&record.pod.name).await?;
         let steps = plan(Some(&desired), &observed, intent);
-        execute(&record.pod.name, &steps, self.effects())
-            .await
-            .map_err(|e| RequestError::Failed(e.to_string()))
+        let executed = execute(&record.pod.name, &steps, self.effects()).await;
+        self.forget_states(&desired);
+        executed.map_err(|e| RequestError::Failed(e.to_string()))
+    }
+
+    /// Forgets the cached states of a pod the agent just acted on: the
+    /// heartbeat right after reads them, rather than waiting for the
+    /// events of what the agent did.
+    fn forget_states(&self, desired: &DesiredPod) {
+        let containers: Vec<String> = desired
+            .containers
+            .iter()
+            .map(|c| c.spec.name.clone())
+            .collect();
+        self.status_cache
+            .forget(&desired.service_units(), &containers);
+    }
+
+    fn cached_units(&self) -> CachedUnits<'_, S> {
+        CachedUnits {
+            systemd: &self.systemd,
+            cache: &self.status_cache,
+        }
+    }
+
+    fn pod_lock(&self, name: &str) -> Arc<Mutex<u64>> {
+        let mut locks = self
+            .pod_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(locks.entry(name.to_owned()).or_default())
+    }
+
+    /// Waits until no one else acts on pod `name`; it is this caller's
+    /// until the guard goes.
+    async fn act_on(&self, name: &str) -> tokio::sync::OwnedMutexGuard<u64> {
+        let mut acting = self.pod_lock(name).lock_owned().await;
+        *acting += 1;
+        acting
+    }
+
+    /// How often pod `name` was acted on; `None` while someone acts on it.
+    fn times_acted_on(&self, name: &str) -> Option<u64> {
+        self.pod_lock(name).try_lock().ok().map(|acted| *acted)
+    }
+
+    /// Forgets the locks of pods without a record that no one holds or
+    /// waits for.
+    fn prune_pod_locks(&self, records: &[PodRecord]) {
+        self.pod_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|name, lock| {
+                Arc::strong_count(lock) > 1 || records.iter().any(|r| &r.pod.name == name)
+            });
     }
 
     /// The status of one pod.
@@ -628,23 +706,41 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     }
 
     async fn status_of(&self, record: &PodRecord) -> Result<PodStatus, RequestError> {
+        self.status_with(record, false).await
+    }
+
+    /// The status of a pod; `cached`, from the states last read where
+    /// nothing changed since (see [`StatusCache`]), reading only the rest.
+    async fn status_with(
+        &self,
+        record: &PodRecord,
+        cached: bool,
+    ) -> Result<PodStatus, RequestError> {
+        let failed = |e: &dyn std::fmt::Display| RequestError::Failed(e.to_string());
         let desired = self.desired(record)?;
+        let cache = &self.status_cache;
+        let mark = cache.read_mark();
         let units = desired.service_units();
-        let states = self
-            .systemd
-            .states(&units)
-            .await
-            .map_err(|e| RequestError::Failed(e.to_string()))?;
+        let states = if cached {
+            self.cached_units().states(&units).await
+        } else {
+            self.systemd.states(&units).await
+        }
+        .map_err(|e| failed(&e))?;
         let mut inspected = HashMap::new();
         for c in &desired.containers {
-            if let Some(state) = self
-                .docker
-                .inspect(&c.spec.name)
-                .await
-                .map_err(|e| RequestError::Failed(e.to_string()))?
-            {
-                let state = self.with_shim_oom_verdict(&c.spec.name, state).await;
-                inspected.insert(c.spec.name.clone(), state);
+            let name = &c.spec.name;
+            let state = match cache.container(name).filter(|_| cached) {
+                Some(known) => known,
+                None => {
+                    let state = self.docker.inspect(name).await.map_err(|e| failed(&e))?;
+                    cache.store_container(name, state.clone(), mark);
+                    state
+                }
+            };
+            if let Some(state) = state {
+                let state = self.with_shim_oom_verdict(name, state).await;
+                inspected.insert(name.clone(), state);
             }
         }
         let mut status = pod_status(record, &states, &inspected);
@@ -769,13 +865,23 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// One full reconciliation: every record is converged, pods being
     /// deleted are finished off, and pods found on the host without a
     /// record (the state directory was lost) are adopted, never removed.
+    /// A pod someone acts on meanwhile is left to the next one.
     pub async fn resync(&self) -> anyhow::Result<()> {
-        let _guard = self.lock.lock().await;
+        // Records and what runs are read as one: no pod gets a record (or
+        // a container) in between.
+        let allocating = self.lock.lock().await;
         let records = self.store.load_all()?;
+        self.prune_pod_locks(&records);
         let names: Vec<String> = records.iter().map(|r| r.pod.name.clone()).collect();
+        let mut acted: HashMap<String, Option<u64>> = names
+            .iter()
+            .map(|n| (n.clone(), self.times_acted_on(n)))
+            .collect();
+        // Units as last read, where no signal said they changed since:
+        // a resync of idle pods reads no unit again.
         let observed = observe_all(
             &self.docker,
-            &self.systemd,
+            &self.cached_units(),
             &self.config.units_dir(),
             &self.config.state_dir,
             &names,
@@ -798,11 +904,20 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 Ok(record) => {
                     info!(pod = %name, "adopted a pod found on this host without a record");
                     self.store.save(&record)?;
+                    acted.insert(name.clone(), self.times_acted_on(name));
                 }
                 Err(e) => warn!(pod = %name, error = %e, "cannot adopt pod; leaving it alone"),
             }
         }
-        for record in self.store.load_all()? {
+        let records = self.store.load_all()?;
+        drop(allocating);
+        for record in records {
+            let acting = self.act_on(&record.pod.name).await;
+            let seen_at = acted.get(&record.pod.name).copied().flatten();
+            if seen_at != Some(*acting - 1) {
+                // Acted on since it was observed: what was seen is stale.
+                continue;
+            }
             let deleting = match record.desired {
                 Desired::Deleting => Some(Volumes::Remove),
                 Desired::DeletingKeepingVolumes => Some(Volumes::Keep),
@@ -823,7 +938,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             };
             let seen = observed.get(&record.pod.name).cloned().unwrap_or_default();
             let steps = plan(Some(&desired), &seen, Intent::Converge);
-            if let Err(e) = execute(&record.pod.name, &steps, self.effects()).await {
+            if steps.is_empty() {
+                continue;
+            }
+            let executed = execute(&record.pod.name, &steps, self.effects()).await;
+            self.forget_states(&desired);
+            if let Err(e) = executed {
                 warn!(pod = %record.pod.name, error = %e, "reconciling failed; retrying at the next resync");
             }
         }
@@ -1153,16 +1273,17 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         };
         self.failed_starts()
             .retain(|name, failed| assigned.iter().any(|p| &p.name == name && *p == failed.pod));
+        // Pods that go or change first: the host ports they free are then
+        // free for the new ones.
+        let mut due = Vec::new();
         for step in plan_assignments(&records, assigned) {
             let (name, result) = match step {
                 Assignment::Create(pod) => {
-                    if let Some(due) = self.start_not_due(pod) {
-                        synced.retry_by(due);
-                        continue;
+                    match self.start_not_due(pod) {
+                        Some(at) => synced.retry_by(at),
+                        None => due.push(pod),
                     }
-                    let created = self.create(pod.clone(), Source::Master).await.map(drop);
-                    self.note_start(pod, &created, &mut synced);
-                    (pod.name.as_str(), created)
+                    continue;
                 }
                 Assignment::Claim(record) => {
                     let mut claimed = record.clone();
@@ -1197,6 +1318,22 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             };
             if let Err(e) = result {
                 synced.failed(name, &e);
+            }
+        }
+        // New pods start side by side, each its own containers in order;
+        // their host ports are allocated one at a time.
+        let starts = due.into_iter().cloned().map(|pod: Pod| async move {
+            let created = self.create(pod.clone(), Source::Master).await.map(drop);
+            (pod, created)
+        });
+        let started: Vec<(Pod, Result<(), RequestError>)> = futures_util::stream::iter(starts)
+            .buffer_unordered(START_CONCURRENCY)
+            .collect()
+            .await;
+        for (pod, created) in started {
+            self.note_start(&pod, &created, &mut synced);
+            if let Err(e) = created {
+                synced.failed(&pod.name, &e);
             }
         }
         synced
@@ -1284,7 +1421,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             .iter()
             .filter(|r| r.source == Source::Master)
         {
-            match self.status_of(record).await {
+            match self.status_with(record, true).await {
                 Ok(status) => statuses.push(status),
                 Err(e) => {
                     first_error.get_or_insert_with(|| e.to_string());
@@ -1297,6 +1434,11 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         (statuses, first_error)
     }
 }
+
+/// How many of the master's new pods start at once: Docker and systemd
+/// work on several starts in parallel, and a bound keeps a burst from
+/// crowding out everything else on the host.
+pub const START_CONCURRENCY: usize = 8;
 
 /// What applying the master's assignments left to do.
 #[derive(Debug, Default)]

@@ -307,6 +307,111 @@ impl Systemd {
     }
 }
 
+/// The properties of a unit that a pod's status shows (see [`UnitState`]):
+/// a signal that changes none of them changes no status.
+const STATUS_PROPERTIES: [&str; 9] = [
+    "ActiveState",
+    "SubState",
+    "Result",
+    "ExecMainStatus",
+    "ExecMainCode",
+    "ExecMainExitTimestampMonotonic",
+    "MainPID",
+    "NRestarts",
+    "StatusText",
+];
+
+/// Whether a `PropertiesChanged` naming `properties` (changed or
+/// invalidated) changes what a pod's status shows.
+pub fn changes_status<'a>(mut properties: impl Iterator<Item = &'a str>) -> bool {
+    properties.any(|p| STATUS_PROPERTIES.contains(&p))
+}
+
+/// The unit of a systemd object path (`/org/freedesktop/systemd1/unit/`
+/// and the name with each byte other than a letter or digit written as
+/// `_` and two hex digits, as sd-bus escapes it).
+pub fn unit_of_path(path: &str) -> Option<String> {
+    let label = path.strip_prefix("/org/freedesktop/systemd1/unit/")?;
+    let mut bytes = Vec::with_capacity(label.len());
+    let mut rest = label.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'_' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// The berth unit a `PropertiesChanged` is about, if it changes a status.
+fn changed_unit(message: &zbus::Message) -> Option<String> {
+    let unit = unit_of_path(message.header().path()?.as_str())?;
+    if !unit.starts_with("berth") {
+        return None;
+    }
+    let body = message.body();
+    let (_, changed, invalidated): (&str, HashMap<&str, zbus::zvariant::Value<'_>>, Vec<&str>) =
+        body.deserialize().ok()?;
+    changes_status(changed.keys().copied().chain(invalidated)).then_some(unit)
+}
+
+/// The berth unit a `UnitNew` or `UnitRemoved` is about.
+fn loaded_unit(message: &zbus::Message) -> Option<String> {
+    let header = message.header();
+    let member = header.member()?.as_str();
+    if member != "UnitNew" && member != "UnitRemoved" {
+        return None;
+    }
+    let (unit, _): (String, OwnedObjectPath) = message.body().deserialize().ok()?;
+    unit.starts_with("berth").then_some(unit)
+}
+
+impl Systemd {
+    /// berth's units as they change, by name: those whose state a status
+    /// shows changed (`PropertiesChanged`), or that were loaded or unloaded
+    /// (`UnitNew`, `UnitRemoved`). Signals sent before the call are not
+    /// seen; the stream ends when the bus connection does.
+    pub async fn unit_changes(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = String> + Send + 'static, SystemdError> {
+        let rule = |interface: &'static str| {
+            zbus::MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .sender("org.freedesktop.systemd1")
+                .and_then(|b| b.interface(interface))
+                .map_err(call("match rule"))
+        };
+        let properties = rule("org.freedesktop.DBus.Properties")?
+            .member("PropertiesChanged")
+            .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
+            .map_err(call("match rule"))?
+            .build();
+        let loaded = rule("org.freedesktop.systemd1.Manager")?
+            .path("/org/freedesktop/systemd1")
+            .map_err(call("match rule"))?
+            .build();
+        // A full queue holds up every message of the connection, replies
+        // included: the caller reads the stream without pause, and a
+        // burst of changes has room.
+        const QUEUED: Option<usize> = Some(4096);
+        let properties = zbus::MessageStream::for_match_rule(properties, &self.connection, QUEUED)
+            .await
+            .map_err(call("watching PropertiesChanged"))?;
+        let loaded = zbus::MessageStream::for_match_rule(loaded, &self.connection, QUEUED)
+            .await
+            .map_err(call("watching UnitNew and UnitRemoved"))?;
+        let properties = properties
+            .filter_map(|m| futures_util::future::ready(m.ok().as_ref().and_then(changed_unit)));
+        let loaded = loaded
+            .filter_map(|m| futures_util::future::ready(m.ok().as_ref().and_then(loaded_unit)));
+        Ok(futures_util::stream::select(properties, loaded))
+    }
+}
+
 /// A main process's end as a shell says it: `CLD_EXITED` (1) gives its
 /// exit status, a signal (`CLD_KILLED`, `CLD_DUMPED`) 128 plus its number.
 pub fn main_exit(code: i32, status: i32) -> i64 {
@@ -397,5 +502,36 @@ impl UnitManager for Systemd {
     }
     fn enabled(&self, units: &[String]) -> BTreeSet<String> {
         Systemd::enabled(self, units)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_name_their_units() {
+        assert_eq!(
+            unit_of_path("/org/freedesktop/systemd1/unit/berth_2dweb_2d0_2dapp_2eservice")
+                .as_deref(),
+            Some("berth-web-0-app.service")
+        );
+        assert_eq!(
+            unit_of_path("/org/freedesktop/systemd1/unit/berth_2eslice").as_deref(),
+            Some("berth.slice")
+        );
+        assert_eq!(unit_of_path("/org/freedesktop/systemd1/unit/x_2"), None);
+        assert_eq!(unit_of_path("/org/freedesktop/systemd1/job/42"), None);
+    }
+
+    #[test]
+    fn only_what_a_status_shows_counts_as_a_change() {
+        assert!(changes_status(["ActiveState", "SubState"].into_iter()));
+        assert!(changes_status(["StatusText"].into_iter()), "probes");
+        assert!(changes_status(["NRestarts"].into_iter()));
+        assert!(!changes_status(
+            ["CPUUsageNSec", "MemoryCurrent"].into_iter()
+        ));
+        assert!(!changes_status(std::iter::empty()));
     }
 }

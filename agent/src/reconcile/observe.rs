@@ -60,6 +60,34 @@ pub async fn observe_all(
     state_dir: &Path,
     also: &[String],
 ) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
+    observe_where(docker, systemd, units_dir, state_dir, also, |_| true).await
+}
+
+/// Observes pod `name` alone: its units' states are read, no other pod's
+/// (a start among a hundred pods must not read three hundred units).
+pub async fn observe_pod(
+    docker: &impl ContainerEngine,
+    systemd: &impl UnitManager,
+    units_dir: &Path,
+    state_dir: &Path,
+    name: &str,
+) -> Result<ObservedPod, ObserveError> {
+    let also = [name.to_owned()];
+    let mut pods = observe_where(docker, systemd, units_dir, state_dir, &also, |pod| {
+        pod == name
+    })
+    .await?;
+    Ok(pods.remove(name).unwrap_or_default())
+}
+
+async fn observe_where(
+    docker: &impl ContainerEngine,
+    systemd: &impl UnitManager,
+    units_dir: &Path,
+    state_dir: &Path,
+    also: &[String],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
     let mut pods: BTreeMap<String, ObservedPod> = also
         .iter()
         .map(|n| (n.clone(), ObservedPod::default()))
@@ -84,6 +112,7 @@ pub async fn observe_all(
                 .insert(unit, contents);
         }
     }
+    pods.retain(|pod, _| wanted(pod));
     for (pod, observed) in &mut pods {
         // Units are known by their files and by their containers: a unit
         // whose file went with a lost state directory still runs, and

@@ -459,3 +459,61 @@ fn a_build_pods_phase_is_its_runners_exit_and_never_started_is_pending() {
         PodPhase::Pending
     );
 }
+
+#[tokio::test]
+async fn a_heartbeat_of_unchanged_pods_reads_nothing_until_an_event_says_what_changed() {
+    let f = fixture();
+    f.runtime
+        .sync_assigned(&[pod("local/app:1", "never")], &[])
+        .await;
+    let (statuses, _) = f.runtime.master_pod_statuses().await;
+    assert_eq!(statuses[0].phase, PodPhase::Running);
+    let reads = f.host.reads();
+    let (again, _) = f.runtime.master_pod_statuses().await;
+    assert_eq!(again, statuses);
+    assert_eq!(f.host.reads(), reads, "nothing changed, nothing read");
+
+    // The container ends; until systemd's and Docker's events say so, the
+    // heartbeat reports what it last read (a full resync would read it).
+    f.host.exits(UNIT, 3);
+    let (stale, _) = f.runtime.master_pod_statuses().await;
+    assert_eq!(stale[0].phase, PodPhase::Running);
+    f.runtime.status_cache().unit_changed(UNIT);
+    f.runtime.status_cache().container_changed("berth.web.app");
+    let (fresh, _) = f.runtime.master_pod_statuses().await;
+    assert_eq!(fresh[0].phase, PodPhase::Failed);
+    assert_eq!(fresh[0].containers[0].exit_code, Some(3));
+    assert_eq!(f.host.reads(), reads + 2, "the unit and the container");
+}
+
+#[tokio::test]
+async fn new_pods_start_side_by_side_each_with_its_steps_in_order() {
+    let f = fixture();
+    let pods: Vec<Pod> = (0..12)
+        .map(|i| {
+            serde_json::from_value(serde_json::json!({
+                "name": format!("web-{i}"),
+                "containers": [{"name": "app", "image": "local/app:1"}],
+            }))
+            .expect("a pod")
+        })
+        .collect();
+    let synced = f.runtime.sync_assigned(&pods, &[]).await;
+    assert!(synced.failures.is_empty(), "{:?}", synced.failures);
+    let effects = f.host.take_effects();
+    for i in 0..12 {
+        let at = |effect: String| {
+            effects
+                .iter()
+                .position(|e| *e == effect)
+                .unwrap_or_else(|| panic!("{effect} missing from {effects:?}"))
+        };
+        let created = at(format!("docker create berth.web-{i}.app local/app:1"));
+        let enabled = at(format!("systemd enable berth-web\\x2d{i}-app.service"));
+        let started = at(format!("systemd start berth-web\\x2d{i}-app.service"));
+        assert!(created < enabled && enabled < started, "{effects:?}");
+    }
+    let (statuses, _) = f.runtime.master_pod_statuses().await;
+    assert_eq!(statuses.len(), 12);
+    assert!(statuses.iter().all(|s| s.phase == PodPhase::Running));
+}

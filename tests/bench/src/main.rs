@@ -63,6 +63,7 @@ use std::process::ExitCode;
 use berth_harness::Lab;
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod builds;
 mod cluster_sim;
 mod jobs;
@@ -198,6 +199,39 @@ enum Bench {
         /// Pods to start.
         #[arg(long, default_value_t = 100)]
         pods: usize,
+    },
+    /// berth-agent's CPU, as a share of one core, with no pods and with N
+    /// idle pods of a service, on one node joined to a master.
+    AgentCpu {
+        /// Idle pods.
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        /// Seconds each is measured over.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// A berth-agent binary to measure instead of the freshly built
+        /// one (one built from an earlier commit, for a before and after).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
+    /// N pods of one service on one node at once, from the API call to
+    /// the last container started and to all Running, against N bare
+    /// `docker run -d` at the agent's concurrency.
+    Burst {
+        /// Pods (and bare containers) per round.
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        /// Bare `docker run -d` at once (the agent's bound on the pods
+        /// it starts at once).
+        #[arg(long, default_value_t = berth_agent::runtime::START_CONCURRENCY)]
+        concurrency: usize,
+        /// Rounds, alternating which side goes first; medians reported.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// A berth-agent binary to measure instead of the freshly built
+        /// one.
+        #[arg(long)]
+        agent: Option<PathBuf>,
     },
     /// Log lines per second from the journal to the master, durably
     /// stored, against `journalctl -o export` piped into the same durable
@@ -461,6 +495,17 @@ fn main() -> ExitCode {
         Bench::PushToServing { pushes } => builds::push_to_serving(pushes),
         Bench::BuildOverhead { runs } => builds::build_overhead(runs),
         Bench::AgentMemory { pods } => agent_memory(pods),
+        Bench::AgentCpu {
+            pods,
+            seconds,
+            agent,
+        } => agent::agent_cpu(pods, seconds, agent.as_deref()),
+        Bench::Burst {
+            pods,
+            concurrency,
+            rounds,
+            agent,
+        } => agent::burst(pods, concurrency, rounds, agent.as_deref()),
         Bench::CronPrecision { runs, period } => jobs::cron_precision(runs, period),
         Bench::JobThroughput { jobs, rounds } => jobs::job_throughput(jobs, rounds),
         Bench::LinkThroughput {

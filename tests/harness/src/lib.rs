@@ -179,9 +179,10 @@ pub fn berth_lab(args: &[&str]) -> Run {
 }
 
 impl Lab {
-    /// Boots a lab named `berth-test-<name>` with `hosts` hosts and berth's
-    /// freshly built binaries installed. A lab of that name left over from an
-    /// earlier, interrupted run is torn down first.
+    /// Boots a lab named `t-<name>` (`$BERTH_LAB_PREFIX<name>`: runs from
+    /// several checkouts at once keep apart) with `hosts` hosts and berth's
+    /// freshly built binaries installed. A lab of that name left over from
+    /// an earlier, interrupted run is torn down first.
     #[track_caller]
     pub fn up(name: &str, hosts: usize) -> Lab {
         Self::up_with(name, hosts, &[])
@@ -190,7 +191,8 @@ impl Lab {
     /// Like [`Lab::up`], with extra `berth-lab up` arguments (e.g. `--bare`).
     #[track_caller]
     pub fn up_with(name: &str, hosts: usize, extra: &[&str]) -> Lab {
-        let name = format!("t-{name}");
+        let prefix = std::env::var("BERTH_LAB_PREFIX").unwrap_or_else(|_| "t-".into());
+        let name = format!("{prefix}{name}");
         berth_lab(&["down", "--name", &name]);
         let hosts = hosts.to_string();
         let bin_dir = bin_dir();
