@@ -4,7 +4,7 @@
 //! unhealthy) as a structured journal entry, and systemd writes one each
 //! time it schedules a unit's restart. Both stay in the journal whether or
 //! not the agent runs. The agent reads them after its cursor
-//! (see [`journal::read_events`]), sends them to the master in
+//! (see [`journal::follow_events`]), sends them to the master in
 //! batches and saves the cursor only once the master has acknowledged the
 //! batch. Each event's id is its journal sequence number, which the master
 //! keeps one event per: a batch resent after a crash or a lost answer is
@@ -18,6 +18,7 @@ use anyhow::{bail, Context};
 use berth_model::api::{EventBatch, ReportedEvent};
 use berth_model::{Event, EventKind};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tracing::{debug, warn};
 
 use crate::journal;
@@ -57,7 +58,15 @@ pub struct Entry {
 }
 
 impl Translator {
-    /// The event a journal entry (as [`journal::read_events`] gives it)
+    /// One line `journalctl` printed, with the event it records, if it is
+    /// a journal entry.
+    fn entry(&mut self, line: &str) -> Option<Entry> {
+        let (cursor, entry) = journal::event_entry(line)?;
+        let event = self.translate(&entry);
+        Some(Entry { cursor, event })
+    }
+
+    /// The event a journal entry (as [`journal::follow_events`] prints it)
     /// records, if any.
     pub fn translate(&mut self, entry: &Value) -> Option<ReportedEvent> {
         let id = event_id(&journal::field(entry, "__CURSOR")?)?;
@@ -163,14 +172,16 @@ fn save_cursor(state_dir: &Path, cursor: &str) -> anyhow::Result<()> {
     crate::private_file::write(&cursor_path(state_dir), cursor.as_bytes())
 }
 
-/// Ships container events to the master, forever.
+/// Ships container events to the master, forever: follows the journal
+/// from the saved cursor and, if `journalctl` ends or the master cannot
+/// take a batch, starts again from the cursor after a back-off.
 pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
     let url = format!("{}/v1/nodes/{}/events", joined.url, joined.node);
     let mut translator = Translator::default();
     let mut cursor = load_cursor(&state_dir);
     let mut backoff = Duration::from_secs(1);
     loop {
-        match ship_once(
+        let followed = follow_and_ship(
             &http,
             &url,
             &joined,
@@ -178,65 +189,106 @@ pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
             &mut translator,
             &mut cursor,
         )
-        .await
-        {
-            Ok(()) => backoff = Duration::from_secs(1),
-            Err(e) => {
-                warn!(error = %format!("{e:#}"), "shipping container events; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
+        .await;
+        match followed {
+            Ok(Followed { shipped: true }) => backoff = Duration::from_secs(1),
+            Ok(Followed { shipped: false }) => {}
+            Err(e) => warn!(error = %format!("{e:#}"), "shipping container events; retrying"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
-async fn ship_once(
+/// How one run of `journalctl` went.
+struct Followed {
+    /// Whether any batch reached the master.
+    shipped: bool,
+}
+
+/// How long a batch waits for more entries once it has one: a burst of
+/// events (a node's pods starting) goes in one request.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+async fn follow_and_ship(
     http: &reqwest::Client,
     url: &str,
     joined: &Joined,
     state_dir: &Path,
     translator: &mut Translator,
     cursor: &mut Option<String>,
-) -> anyhow::Result<()> {
-    let entries = match journal::read_events(cursor.as_deref()).await {
-        Ok(entries) => entries,
-        Err(e) if cursor.is_some() => {
-            // A cursor the journal no longer knows (rotated away): read
-            // everything again; the master drops what it already has.
-            warn!(error = %format!("{e:#}"), "journal cursor unusable; reading from the start");
-            *cursor = None;
-            journal::read_events(None).await?
-        }
-        Err(e) => return Err(e),
-    };
-    let entries: Vec<Entry> = entries
-        .into_iter()
-        .map(|(cursor, entry)| Entry {
-            event: translator.translate(&entry),
-            cursor,
-        })
-        .collect();
-    for chunk in entries.chunks(BATCH) {
-        let events: Vec<ReportedEvent> = chunk.iter().filter_map(|e| e.event.clone()).collect();
-        if !events.is_empty() {
-            let response = http
-                .post(url)
-                .bearer_auth(&joined.credential)
-                .timeout(Duration::from_secs(10))
-                .json(&EventBatch { events })
-                .send()
-                .await
-                .context("reaching the master")?;
-            if !response.status().is_success() {
-                bail!("the master answered {}", response.status());
+) -> anyhow::Result<Followed> {
+    let mut child = journal::follow_events(cursor.as_deref()).context("starting journalctl")?;
+    let stdout = child.stdout.take().context("journalctl has no stdout")?;
+    let mut stderr = child.stderr.take().context("journalctl has no stderr")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut followed = Followed { shipped: false };
+    let mut read_any = false;
+    // `next_line` is cancel safe: a line cut off by the window is read whole
+    // by the next call.
+    while let Some(first) = lines.next_line().await.context("reading journalctl")? {
+        read_any = true;
+        let mut entries: Vec<Entry> = translator.entry(&first).into_iter().collect();
+        let mut ended = false;
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        while !ended && entries.len() < BATCH {
+            match tokio::time::timeout_at(deadline, lines.next_line()).await {
+                Ok(Ok(Some(line))) => entries.extend(translator.entry(&line)),
+                Ok(Ok(None)) => ended = true,
+                Ok(Err(e)) => return Err(e).context("reading journalctl"),
+                Err(_) => break,
             }
         }
-        if let Some(last) = chunk.last() {
-            save_cursor(state_dir, &last.cursor).context("saving the journal cursor")?;
-            debug!(events = chunk.len(), "container events acknowledged");
-            *cursor = Some(last.cursor.clone());
+        ship(http, url, joined, state_dir, &entries, cursor).await?;
+        followed.shipped = true;
+        if ended {
+            break;
         }
+    }
+    let mut complaint = String::new();
+    let _ = stderr.read_to_string(&mut complaint).await;
+    let status = child.wait().await.context("waiting for journalctl")?;
+    if !status.success() && !read_any && cursor.is_some() {
+        // A cursor the journal no longer knows (rotated away): read
+        // everything again; the master drops what it already has.
+        warn!(
+            complaint = complaint.trim(),
+            "journal cursor unusable; reading from the start"
+        );
+        *cursor = None;
+        return Ok(followed);
+    }
+    bail!("journalctl ended ({status}): {}", complaint.trim())
+}
+
+/// Sends the events among `entries` and, once the master has them, saves
+/// the last entry's cursor.
+async fn ship(
+    http: &reqwest::Client,
+    url: &str,
+    joined: &Joined,
+    state_dir: &Path,
+    entries: &[Entry],
+    cursor: &mut Option<String>,
+) -> anyhow::Result<()> {
+    let events: Vec<ReportedEvent> = entries.iter().filter_map(|e| e.event.clone()).collect();
+    if !events.is_empty() {
+        let response = http
+            .post(url)
+            .bearer_auth(&joined.credential)
+            .timeout(Duration::from_secs(10))
+            .json(&EventBatch { events })
+            .send()
+            .await
+            .context("reaching the master")?;
+        if !response.status().is_success() {
+            bail!("the master answered {}", response.status());
+        }
+    }
+    if let Some(last) = entries.last() {
+        save_cursor(state_dir, &last.cursor).context("saving the journal cursor")?;
+        debug!(events = entries.len(), "container events acknowledged");
+        *cursor = Some(last.cursor.clone());
     }
     Ok(())
 }

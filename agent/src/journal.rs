@@ -1,6 +1,6 @@
 //! The journal, the one place that runs `journalctl` or writes to
 //! journald: container output followed for shipping ([`follow`]) and read
-//! for `logs` ([`unit_output`]), berth's events read back ([`read_events`],
+//! for `logs` ([`unit_output`]), berth's events followed ([`follow_events`],
 //! [`shim_says_oom_killed`]) and the agent's own pod events written
 //! ([`record_pod_event`]).
 //!
@@ -282,40 +282,40 @@ pub fn record_pod_event(kind: EventKind, pod: &str, reason: &str) {
     }
 }
 
-/// The entries of berth's events (the shim's container events, systemd's
-/// restarts, the agent's pod events) after `cursor` (all of them without
-/// one), each with its cursor, as `journalctl -o json` prints them.
-pub async fn read_events(cursor: Option<&str>) -> anyhow::Result<Vec<(String, Value)>> {
-    let mut command = tokio::process::Command::new("journalctl");
-    command.args(["--output=json", "--no-pager", "--quiet"]);
+/// Starts `journalctl` following berth's events (the shim's container
+/// events, systemd's restarts, the agent's pod events) after `cursor` (from
+/// the journal's start without one), one JSON entry per line, each with its
+/// `__CURSOR`. One long-lived child, not one per poll: spawning
+/// `journalctl` every second was most of an idle agent's CPU.
+pub fn follow_events(cursor: Option<&str>) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new("journalctl");
+    cmd.args([
+        "--output=json",
+        "--no-pager",
+        "--quiet",
+        "--follow",
+        "--no-tail",
+    ]);
     if let Some(cursor) = cursor {
-        command.arg(format!("--after-cursor={cursor}"));
+        cmd.arg(format!("--after-cursor={cursor}"));
     }
     // Matches on the same field: any of them.
-    command.arg(format!("MESSAGE_ID={CONTAINER_EVENT}"));
-    command.arg(format!("MESSAGE_ID={RESTART_SCHEDULED}"));
-    command.arg(format!("MESSAGE_ID={POD_EVENT}"));
-    let output = command.output().await.context("running journalctl")?;
-    if !output.status.success() {
-        bail!(
-            "journalctl: {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let mut entries = Vec::new();
-    for line in output.stdout.split(|b| *b == b'\n') {
-        if line.is_empty() {
-            continue;
-        }
-        let Ok(entry) = serde_json::from_slice::<Value>(line) else {
-            continue;
-        };
-        if let Some(cursor) = field(&entry, "__CURSOR") {
-            entries.push((cursor, entry));
-        }
-    }
-    Ok(entries)
+    cmd.arg(format!("MESSAGE_ID={CONTAINER_EVENT}"));
+    cmd.arg(format!("MESSAGE_ID={RESTART_SCHEDULED}"));
+    cmd.arg(format!("MESSAGE_ID={POD_EVENT}"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// One line of [`follow_events`]' output: the entry's cursor and the
+/// entry, or `None` for a line that is not a journal entry.
+pub fn event_entry(line: &str) -> Option<(String, Value)> {
+    let entry = serde_json::from_str::<Value>(line).ok()?;
+    let cursor = field(&entry, "__CURSOR")?;
+    Some((cursor, entry))
 }
 
 /// What berth-shim recorded about the end of the run of `container`

@@ -297,6 +297,9 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     logs.abort();
 }
 
+/// How often the node's capacity is read again.
+const CAPACITY_REREAD: Duration = Duration::from_secs(60);
+
 /// Sends a heartbeat every [`HEARTBEAT_INTERVAL`], and at once when the
 /// observer saw something new. It never waits on Docker or D-Bus.
 async fn heartbeats(
@@ -315,11 +318,17 @@ async fn heartbeats(
     // waited its whole timeout is followed at once, not a second later.
     let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Read again now and then, not each second: the standard library's CPU
+    // count reads this process's cgroup files each time it is asked.
+    let mut capacity_read = (capacity(), tokio::time::Instant::now());
     loop {
+        if capacity_read.1.elapsed() >= CAPACITY_REREAD {
+            capacity_read = (capacity(), tokio::time::Instant::now());
+        }
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
         let beat = Heartbeat {
-            capacity: capacity(),
+            capacity: capacity_read.0.clone(),
             pods: last.pods,
             usage,
             metrics,
