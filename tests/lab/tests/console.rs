@@ -414,14 +414,21 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
     );
     assert!(browser.still_marked(), "the page was reloaded");
 
-    // (4) A line web-0 prints now, after the page was opened, appears in
-    // the page's log tail without a reload, escaped like `berth logs`.
-    let web0 = lab
+    // (4) A line a pod of web prints now, after the page was opened,
+    // appears in the page's log tail without a reload, escaped like
+    // `berth logs`. (Which pods there are depends on the rollouts.)
+    let pod = lab
         .pods()
         .into_iter()
-        .find(|p| p["spec"]["name"] == "web-0")
-        .expect("web-0 in berth ps");
-    let node = web0["node"].as_str().expect("web-0's node").to_owned();
+        .find(|p| {
+            let ready = p["status"]["containers"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["ready"] == true));
+            p["service"] == "web" && p["node"].is_string() && ready
+        })
+        .expect("a ready pod of web in berth ps");
+    let name = pod["spec"]["name"].as_str().expect("its name").to_owned();
+    let node = pod["node"].as_str().expect("its node").to_owned();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
@@ -437,7 +444,7 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
         &[
             "docker",
             "exec",
-            "berth.web-0.web",
+            &format!("berth.{name}.web"),
             "sh",
             "-c",
             "printf '%s\\n' \"$1\" > /proc/1/fd/1",
@@ -446,7 +453,7 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
         ],
     )
     .assert_success();
-    let expected = format!("web-0@{node} | {marker}");
+    let expected = format!("{name}@{node} | {marker}");
     lab.eventually(
         Duration::from_secs(30),
         "the marker in the log tail",
@@ -459,7 +466,7 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
         },
     );
     println!(
-        "log tail: the marker showed {:.1?} after web-0 printed it",
+        "log tail: the marker showed {:.1?} after {name} printed it",
         printed.elapsed()
     );
     assert!(browser.still_marked(), "the page was reloaded");
