@@ -22,6 +22,29 @@
     source.addEventListener("gone", () => window.location.reload());
   }
 
+  // A log tail: each `lines` event is the server's HTML of new lines,
+  // escaped there, appended below the others. The view follows the end
+  // unless it was scrolled up; the oldest lines go past a limit.
+  const MAX_LOG_LINES = 1000;
+  document.querySelectorAll("[data-stream]").forEach((log) => {
+    log.scrollTop = log.scrollHeight;
+    if (!window.EventSource) {
+      return;
+    }
+    const source = new EventSource(log.dataset.stream);
+    source.addEventListener("lines", (event) => {
+      const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+      log.querySelectorAll("[data-empty]").forEach((e) => e.remove());
+      log.insertAdjacentHTML("beforeend", event.data);
+      while (log.childElementCount > MAX_LOG_LINES) {
+        log.firstElementChild.remove();
+      }
+      if (atEnd) {
+        log.scrollTop = log.scrollHeight;
+      }
+    });
+  });
+
   // Actions post in the background and report in the status line; the
   // live updates show their effect.
   document.addEventListener("submit", async (event) => {

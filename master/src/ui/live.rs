@@ -10,14 +10,16 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, Method, Request, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use berth_model::api::{NodeView, Versioned};
+use berth_model::logs::LogPage;
 use berth_model::{ClusterPod, Deployment, Event, Project, Service};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use futures_util::FutureExt as _;
+use serde::Deserialize;
 use tower::ServiceExt as _;
 
 use super::session::Session;
@@ -255,6 +257,111 @@ where
                     while let Some(Some(())) = changes.next().now_or_never() {}
                 }
                 () = tokio::time::sleep(wait) => {}
+                () = sender.closed() => return,
+            }
+        }
+    });
+    let events = stream::unfold(receiver, |mut receiver| async move {
+        let event = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(event), receiver))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// How many of a service's latest lines its page's log tail starts with.
+pub const LOG_TAIL: usize = 100;
+
+/// How long one follow request waits at the API for new lines (the API
+/// takes at most 30 s).
+const LOG_WAIT: Duration = Duration::from_secs(25);
+
+/// The API's log lines of `service`, with `query` added (`tail=N`,
+/// `newer-than=ID&wait=S`). The names are checked DNS labels, so they
+/// need no encoding.
+fn logs_path(project: &str, service: &str, query: &str) -> String {
+    format!("{}/logs?target={service}&{query}", api_prefix(project))
+}
+
+/// The start of a service page's log tail: its latest lines, or why the
+/// caller may not read them (a `view-no-logs` role gets the API's 403).
+pub async fn log_tail(
+    console: &Console,
+    session: &Session,
+    project: &str,
+    service: &str,
+) -> Result<Result<LogPage, String>, Refusal> {
+    let path = logs_path(project, service, &format!("tail={LOG_TAIL}"));
+    allowed(console.read(session, &path).await)
+}
+
+/// Where a log stream starts: after the line the page ended with.
+#[derive(Debug, Deserialize)]
+pub struct LogsFrom {
+    /// The page's `last_id`.
+    after: Option<u64>,
+}
+
+/// `GET /ui/live/projects/{project}/services/{service}/logs?after=ID`:
+/// the service's new lines as they arrive, each batch one `lines` event
+/// of escaped HTML whose id is where to go on from. The API's own
+/// follow (`newer-than` with `wait`) is called as the session's caller,
+/// so the role that may not read logs gets nothing here either.
+pub async fn logs(
+    State(console): State<Console>,
+    logged_in: LoggedIn,
+    Path((project, service)): Path<(String, String)>,
+    Query(from): Query<LogsFrom>,
+    headers: HeaderMap,
+) -> Response {
+    let (project, service) = match (name(&project), name(&service)) {
+        (Ok(p), Ok(s)) => (p.to_owned(), s.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    // A browser that reconnects says which batch it had last.
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let Some(mut after) = resumed.or(from.after) else {
+        return super::refused(StatusCode::BAD_REQUEST, "after: required");
+    };
+    // What arrived since the page was read, and the check that the
+    // caller may read these logs at all, in one.
+    let first = logs_path(&project, &service, &format!("newer-than={after}"));
+    let first: LogPage = match console.read(&logged_in.session, &first).await {
+        Ok(page) => page,
+        Err(refusal) => return failed(&console, &logged_in, refusal),
+    };
+    let session = logged_in.session.clone();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<SseEvent>(16);
+    tokio::spawn(async move {
+        let mut page = first;
+        loop {
+            after = after.max(page.last_id);
+            if !page.lines.is_empty() {
+                let html = pages::log_lines(&page.lines).finish();
+                let event = SseEvent::default()
+                    .event("lines")
+                    .id(after.to_string())
+                    .data(html);
+                if sender.send(event).await.is_err() {
+                    return;
+                }
+            }
+            let path = logs_path(
+                &project,
+                &service,
+                &format!("newer-than={after}&wait={}", LOG_WAIT.as_secs()),
+            );
+            tokio::select! {
+                read = console.read::<LogPage>(&session, &path) => match read {
+                    Ok(next) => page = next,
+                    // The stream ends; the browser's reconnection meets
+                    // the refusal (or the login) and stops.
+                    Err(_) => return,
+                },
                 () = sender.closed() => return,
             }
         }

@@ -64,6 +64,10 @@ pub fn router(api: Router, tls: bool) -> Router {
             "/ui/live/projects/{project}/services/{service}",
             get(live::service),
         )
+        .route(
+            "/ui/live/projects/{project}/services/{service}/logs",
+            get(live::logs),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(console)
@@ -435,8 +439,12 @@ async fn service_page(
         (Ok(p), Ok(s)) => (p, s),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    match live::service_data(&console, &logged_in.session, project, service).await {
-        Ok(data) => page(pages::service(&logged_in.session, &data)),
+    let data = match live::service_data(&console, &logged_in.session, project, service).await {
+        Ok(data) => data,
+        Err(refusal) => return failed(&console, &logged_in, refusal),
+    };
+    match live::log_tail(&console, &logged_in.session, project, service).await {
+        Ok(logs) => page(pages::service(&logged_in.session, &data, &logs)),
         Err(refusal) => failed(&console, &logged_in, refusal),
     }
 }

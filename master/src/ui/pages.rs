@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use berth_model::api::{NodeView, Versioned};
 use berth_model::deployment::DeploymentPhase;
+use berth_model::logs::{escape_message, LogLine, LogPage};
 use berth_model::{ClusterPod, Deployment, Event, NodeCondition};
 
 use super::html::Html;
@@ -275,8 +276,9 @@ fn pod_ready(pod: &ClusterPod) -> bool {
         .is_some_and(|s| !s.containers.is_empty() && s.containers.iter().all(|c| c.ready))
 }
 
-/// A service's page.
-pub fn service(session: &Session, data: &ServiceData) -> String {
+/// A service's page; `logs` is the start of its log tail, or why the
+/// caller may not read it.
+pub fn service(session: &Session, data: &ServiceData, logs: &Result<LogPage, String>) -> String {
     let name = &data.service.object.name;
     let mut out = Html::new();
     let live = format!("/ui/live/projects/{}/services/{name}", data.project);
@@ -313,8 +315,47 @@ pub fn service(session: &Session, data: &ServiceData) -> String {
     out.raw("</div></section><section aria-labelledby=\"history-title\"><h2 id=\"history-title\">Deployment history</h2><div id=\"history\" data-fragment>");
     push_fragment(&mut out, &fragments, "history");
     out.raw("</div></section>");
+    out.raw("<section aria-labelledby=\"log-title\"><h2 id=\"log-title\">Log</h2>");
+    match logs {
+        Ok(page) => {
+            // Focusable, so that the keyboard scrolls it; the stream
+            // appends what arrives after `last_id`.
+            out.raw("<div id=\"log\" class=\"log\" role=\"log\" tabindex=\"0\" aria-labelledby=\"log-title\" data-stream=\"")
+                .text(&live)
+                .raw("/logs?after=")
+                .text(page.last_id)
+                .raw("\">");
+            if page.lines.is_empty() {
+                out.raw("<div class=\"line muted\" data-empty>No lines yet.</div>");
+            }
+            out.append(&log_lines(&page.lines)).raw("</div>");
+        }
+        Err(why) => {
+            out.raw("<p class=\"muted\" id=\"log-refused\">")
+                .text(why)
+                .raw("</p>");
+        }
+    }
+    out.raw("</section>");
     foot(&mut out);
     out.finish()
+}
+
+/// Log lines as a service page's tail shows them: `pod@node | message`,
+/// the message escaped as `berth logs` escapes it (no control character
+/// or invisible mark reaches the page), then as HTML.
+pub fn log_lines(lines: &[LogLine]) -> Html {
+    let mut out = Html::new();
+    for line in lines {
+        out.raw("<div class=\"line\"><span class=\"source\">")
+            .text(&line.pod)
+            .raw("@")
+            .text(&line.node)
+            .raw("</span> | ")
+            .text(escape_message(line.bytes()))
+            .raw("</div>");
+    }
+    out
 }
 
 /// A service page's live parts: `summary`, `pods` and `history`.
@@ -337,21 +378,17 @@ fn summary(session: &Session, data: &ServiceData) -> Html {
         .raw("</span> pods ready.</p>");
     if data.may_edit {
         let action = format!("{}/scale", service_url(&data.project, &service.name));
-        for (delta, label, text) in [
-            ("-1", "Scale down by one", "−1"),
-            ("1", "Scale up by one", "+1"),
-        ] {
+        // The visible text starts the name, as speech input expects.
+        for (delta, text) in [("-1", "−1"), ("1", "+1")] {
             out.raw("<form method=\"post\" action=\"")
                 .text(&action)
                 .raw("\" class=\"inline\" data-action>");
             csrf(&mut out, session);
             out.raw("<input type=\"hidden\" name=\"delta\" value=\"")
                 .text(delta)
-                .raw("\"><button type=\"submit\" aria-label=\"")
-                .text(label)
-                .raw("\">")
+                .raw("\"><button type=\"submit\">")
                 .text(text)
-                .raw("</button></form>");
+                .raw("<span class=\"visually-hidden\"> replica</span></button></form>");
         }
     }
     if let Some(latest) = data.deployments.last() {
@@ -536,6 +573,25 @@ fn utc(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_are_escaped_for_the_terminal_and_for_html() {
+        let line = LogLine {
+            id: 7,
+            time_us: 0,
+            node: "h2".to_owned(),
+            pod: "web-0".to_owned(),
+            container: "web".to_owned(),
+            priority: 6,
+            message: "<b>hi</b> & \u{1b}[2J\r".to_owned(),
+            raw: None,
+        };
+        assert_eq!(
+            log_lines(&[line]).finish(),
+            "<div class=\"line\"><span class=\"source\">web-0@h2</span> | \
+             &lt;b&gt;hi&lt;/b&gt; &amp; \\x1b[2J\\r</div>"
+        );
+    }
 
     #[test]
     fn times_are_utc() {

@@ -9,7 +9,11 @@
 //! a reload (and `berth ps` agrees); watches a rollout started with the
 //! CLI complete on the page and rolls back with the button, authored by
 //! the console's user; shows a `view` user no scale or rollback button
-//! and has forged POSTs refused; and saves screenshots under target/.
+//! and has forged POSTs refused; shows in the service page's log tail a
+//! line the container prints after the page was opened, and no log to a
+//! `view-no-logs` user; finds no serious or critical accessibility
+//! violation with axe-core (from npm) on the overview and service pages;
+//! and saves screenshots under target/.
 //!
 //! Root only: run with
 //! `cargo test -p berth-lab-tests --test console -- --ignored --nocapture`.
@@ -181,6 +185,68 @@ impl Drop for Browser {
     }
 }
 
+/// Where axe-core's browser build is: scripts/install-deps installs it
+/// from npm.
+fn axe_script() -> String {
+    let path = std::env::var("BERTH_AXE_JS")
+        .unwrap_or_else(|_| "/opt/berth-ci/node_modules/axe-core/axe.min.js".to_owned());
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {path} (scripts/install-deps installs axe-core): {e}"))
+}
+
+/// Runs axe-core on the open page (injected through WebDriver, which the
+/// page's CSP does not govern) and fails on any violation of serious or
+/// critical impact, printing each with the elements at fault.
+#[track_caller]
+fn assert_accessible(browser: &mut Browser, page: &str) {
+    let started = std::time::Instant::now();
+    browser.js(&format!("{}\nreturn typeof axe;", axe_script()));
+    let violations = browser.call(json!({"op": "async_js", "script":
+        "const done = arguments[0];
+         axe.run(document).then(
+           r => done(r.violations
+             .filter(v => v.impact === 'serious' || v.impact === 'critical')
+             .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                         nodes: v.nodes.map(n => n.target.join(' ') + ': ' + (n.failureSummary || ''))}))),
+           e => done('axe failed: ' + e));"}));
+    let Some(violations) = violations.as_array() else {
+        panic!("axe-core on the {page} page: {violations}");
+    };
+    for v in violations {
+        println!(
+            "axe-core, {page} page: {} ({}): {}",
+            v["id"], v["impact"], v["help"]
+        );
+        for node in v["nodes"].as_array().into_iter().flatten() {
+            println!("    {}", node.as_str().unwrap_or_default());
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "axe-core found {} serious or critical violations on the {page} page (printed above)",
+        violations.len()
+    );
+    println!(
+        "axe-core: no serious or critical violations on the {page} page ({:.1?})",
+        started.elapsed()
+    );
+}
+
+/// The status of a GET of `path` from the page's origin with its cookie
+/// (the answer's body is not read: a stream would not end).
+fn get_status(browser: &mut Browser, path: &str) -> u64 {
+    let script = format!(
+        "const done = arguments[0]; const stop = new AbortController();
+         fetch({}, {{signal: stop.signal}})
+           .then(r => {{ done(r.status); stop.abort(); }}, e => done(String(e)));",
+        json!(path)
+    );
+    let status = browser.call(json!({"op": "async_js", "script": script}));
+    status
+        .as_u64()
+        .unwrap_or_else(|| panic!("the GET of {path} failed: {status}"))
+}
+
 /// The rows of the table in `#id`, each as its cells' text.
 fn rows(browser: &mut Browser, id: &str) -> Vec<Vec<String>> {
     let script = format!(
@@ -255,6 +321,7 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
     .assert_success();
     let operator = user(&lab, "operator", "edit");
     let viewer = user(&lab, "viewer", "view");
+    let auditor = user(&lab, "auditor", "view-no-logs");
     let admin = lab
         .exec("h1", &["cat", "/var/lib/berth/master/admin.token"])
         .assert_success()
@@ -278,6 +345,8 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
     let names: Vec<&str> = nodes.iter().map(|n| n[0].as_str()).collect();
     assert_eq!(names, ["h1", "h2", "h3"], "{nodes:?}");
     let overview = browser.screenshot("overview.png");
+    // (6) axe-core finds nothing serious on the overview.
+    assert_accessible(&mut browser, "overview");
     browser.log_out();
     browser.wait_for_page("Log in");
 
@@ -345,6 +414,72 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
     );
     assert!(browser.still_marked(), "the page was reloaded");
 
+    // (4) A line a pod of web prints now, after the page was opened,
+    // appears in the page's log tail without a reload, escaped like
+    // `berth logs`. (Which pods there are depends on the rollouts.)
+    let pod = lab
+        .pods()
+        .into_iter()
+        .find(|p| {
+            let ready = p["status"]["containers"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["ready"] == true));
+            p["service"] == "web" && p["node"].is_string() && ready
+        })
+        .expect("a ready pod of web in berth ps");
+    let name = pod["spec"]["name"].as_str().expect("its name").to_owned();
+    let node = pod["node"].as_str().expect("its node").to_owned();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_nanos();
+    let marker = format!("<b>console-marker-{nanos}</b> & done");
+    assert!(
+        !browser.text("#log").contains(&marker),
+        "the marker is not printed yet"
+    );
+    let printed = std::time::Instant::now();
+    lab.exec(
+        &node,
+        &[
+            "docker",
+            "exec",
+            &format!("berth.{name}.web"),
+            "sh",
+            "-c",
+            "printf '%s\\n' \"$1\" > /proc/1/fd/1",
+            "sh",
+            &marker,
+        ],
+    )
+    .assert_success();
+    let expected = format!("{name}@{node} | {marker}");
+    lab.eventually(
+        Duration::from_secs(30),
+        "the marker in the log tail",
+        || {
+            browser
+                .text("#log")
+                .lines()
+                .any(|l| l == expected)
+                .then_some(())
+        },
+    );
+    println!(
+        "log tail: the marker showed {:.1?} after {name} printed it",
+        printed.elapsed()
+    );
+    assert!(browser.still_marked(), "the page was reloaded");
+    assert_eq!(
+        browser.js("return document.querySelectorAll('#log b').length;"),
+        json!(0),
+        "the line's markup is shown as text, not applied"
+    );
+
+    // (6) axe-core finds nothing serious on the service page, with its
+    // forms, buttons and log tail.
+    assert_accessible(&mut browser, "service");
+
     // (5) Without the session's CSRF token, a POST is refused.
     assert_eq!(
         browser.post(
@@ -388,6 +523,45 @@ fn the_console_shows_the_cluster_live_and_acts_with_the_users_role() {
         browser.post(
             "/ui/projects/default/services/web/rollback",
             &json!({"toRevision": "2", "csrf": csrf})
+        ),
+        403
+    );
+    assert!(
+        browser.text("#log").contains(&expected),
+        "a view user reads the logs"
+    );
+    browser.log_out();
+    browser.wait_for_page("Log in");
+
+    // A view-no-logs user sees the service but not its log, neither on
+    // the page nor from the log stream.
+    browser.log_in(&auditor);
+    browser.wait_for_page("Overview");
+    browser.open("projects/default/services/web");
+    browser.wait_for_page("Service web");
+    assert_eq!(
+        rows(&mut browser, "pods").len(),
+        4,
+        "the auditor sees the pods"
+    );
+    assert_eq!(
+        browser.js("return document.querySelectorAll('#log').length;"),
+        json!(0),
+        "a view-no-logs user gets no log tail"
+    );
+    let refusal = browser.text("#log-refused");
+    assert!(!refusal.is_empty(), "the page says why there is no log");
+    assert!(
+        !browser
+            .js("return document.body.innerText;")
+            .to_string()
+            .contains("console-marker"),
+        "no log line reaches a view-no-logs user's page"
+    );
+    assert_eq!(
+        get_status(
+            &mut browser,
+            "/ui/live/projects/default/services/web/logs?after=0"
         ),
         403
     );
