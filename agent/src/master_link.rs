@@ -328,7 +328,7 @@ async fn heartbeats(
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
         let beat = Heartbeat {
-            capacity: capacity_read.0.clone(),
+            capacity: capacity_read.0,
             pods: last.pods,
             usage,
             metrics,
