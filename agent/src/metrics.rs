@@ -2,6 +2,7 @@
 //! interval, kept as the latest sample, served as Prometheus text at
 //! `/metrics` and sent to the master with the heartbeat.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -252,6 +253,7 @@ pub async fn run(
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut endpoints = Endpoints::new();
     loop {
         ticks.tick().await;
         let pods = runtime.pod_containers();
@@ -267,22 +269,66 @@ pub async fn run(
         })
         .await;
         if let Some(docker) = &docker {
-            poll_applications(&metrics, docker, &pods).await;
+            endpoints = poll_applications(&metrics, docker, &runtime, &pods, endpoints).await;
         }
     }
 }
 
+/// What each container's labels declared (its metrics endpoint, if any),
+/// by Docker name, with the run (`id@startedAt`) it was read for. Labels
+/// and address change only with a new run, so a container costs an
+/// inspect when it starts, not every round.
+type Endpoints = HashMap<String, (String, Option<app_metrics::Endpoint>)>;
+
 /// The application metrics hook: polls, concurrently, each container whose
-/// labels declare an endpoint.
-async fn poll_applications(metrics: &Metrics, docker: &Docker, pods: &[(String, Vec<String>)]) {
-    let polls = pods.iter().flat_map(|(pod, containers)| {
-        containers.iter().map(move |container| async move {
+/// labels declare an endpoint. Returns the endpoints known for the next
+/// round.
+async fn poll_applications(
+    metrics: &Metrics,
+    docker: &Docker,
+    runtime: &Runtime,
+    pods: &[(String, Vec<String>)],
+    mut known: Endpoints,
+) -> Endpoints {
+    let mut lookups = Vec::new();
+    for (pod, containers) in pods {
+        for container in containers {
             let name = app_container_name(pod, container);
-            let endpoint = docker.metrics_endpoint(&name).await?;
-            let scrape = app_metrics::poll(&endpoint, APP_POLL_TIMEOUT).await?;
-            Some((pod, container, scrape))
-        })
-    });
+            let run = runtime
+                .status_cache()
+                .container(&name)
+                .flatten()
+                .map(|s| format!("{}@{}", s.id, s.started_at.unwrap_or_default()));
+            let seen = known.remove(&name);
+            lookups.push((pod, container, name, run, seen));
+        }
+    }
+    let resolved = futures_util::future::join_all(lookups.into_iter().map(
+        |(pod, container, name, run, seen)| async move {
+            let endpoint = match (&run, seen) {
+                (Some(run), Some((seen_run, endpoint))) if *run == seen_run => endpoint,
+                _ => docker.metrics_endpoint(&name).await,
+            };
+            (pod, container, name, run, endpoint)
+        },
+    ))
+    .await;
+    let mut next = Endpoints::new();
+    let mut polls = Vec::new();
+    for (pod, container, name, run, endpoint) in resolved {
+        if let Some(endpoint) = &endpoint {
+            let endpoint = endpoint.clone();
+            polls.push(async move {
+                let scrape = app_metrics::poll(&endpoint, APP_POLL_TIMEOUT).await?;
+                Some((pod, container, scrape))
+            });
+        }
+        // Only a run the status cache knows is remembered: without one, a
+        // restart could not be told apart.
+        if let Some(run) = run {
+            next.insert(name, (run, endpoint));
+        }
+    }
     for (pod, container, scrape) in futures_util::future::join_all(polls)
         .await
         .into_iter()
@@ -290,6 +336,7 @@ async fn poll_applications(metrics: &Metrics, docker: &Docker, pods: &[(String, 
     {
         metrics.attach_app(pod, container, scrape);
     }
+    next
 }
 
 /// `GET /metrics`.

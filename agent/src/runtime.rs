@@ -870,7 +870,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         // Records and what runs are read as one: no pod gets a record (or
         // a container) in between.
         let allocating = self.lock.lock().await;
-        let records = self.store.load_all()?;
+        let records = self.store.reread()?;
         self.prune_pod_locks(&records);
         let names: Vec<String> = records.iter().map(|r| r.pod.name.clone()).collect();
         let mut acted: HashMap<String, Option<u64>> = names

@@ -3,9 +3,11 @@
 //! a crash leaves either the old record or the new one. Records hold secret
 //! values, so the directory is 0700 and every file 0600.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
 use berth_model::{Pod, Protocol};
@@ -67,10 +69,16 @@ pub struct PodRecord {
     pub source: Source,
 }
 
-/// The records on disk.
+/// The records on disk, and a copy in memory: the agent reads every
+/// record each second (its pods' statuses), and parsing a hundred files
+/// each time was most of an idle agent's work. The agent is the records'
+/// only writer; a resync reads the disk again ([`PodStore::reread`]), so a
+/// state directory changed behind its back is seen within one.
 #[derive(Debug, Clone)]
 pub struct PodStore {
     dir: PathBuf,
+    /// The records as last read or written, by name; `None` until read.
+    known: Arc<Mutex<Option<BTreeMap<String, PodRecord>>>>,
 }
 
 impl PodStore {
@@ -85,7 +93,12 @@ impl PodStore {
         fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         Ok(Self {
             dir: dir.to_owned(),
+            known: Arc::default(),
         })
+    }
+
+    fn known(&self) -> MutexGuard<'_, Option<BTreeMap<String, PodRecord>>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -94,6 +107,28 @@ impl PodStore {
 
     /// Every record, by pod name.
     pub fn load_all(&self) -> anyhow::Result<Vec<PodRecord>> {
+        if let Some(known) = self.known().as_ref() {
+            return Ok(known.values().cloned().collect());
+        }
+        self.reread()
+    }
+
+    /// Every record, by pod name, read from the disk.
+    pub fn reread(&self) -> anyhow::Result<Vec<PodRecord>> {
+        // Held across the read: a save meanwhile lands after it, not
+        // under it.
+        let mut known = self.known();
+        let records = self.read_dir()?;
+        *known = Some(
+            records
+                .iter()
+                .map(|r| (r.pod.name.clone(), r.clone()))
+                .collect(),
+        );
+        Ok(records)
+    }
+
+    fn read_dir(&self) -> anyhow::Result<Vec<PodRecord>> {
         let mut records = Vec::new();
         for entry in
             fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
@@ -115,18 +150,71 @@ impl PodStore {
     /// Writes a record durably.
     pub fn save(&self, record: &PodRecord) -> anyhow::Result<()> {
         let text = serde_json::to_vec_pretty(record)?;
-        crate::private_file::write(&self.path(&record.pod.name), &text)
+        let mut known = self.known();
+        crate::private_file::write(&self.path(&record.pod.name), &text)?;
+        if let Some(known) = known.as_mut() {
+            known.insert(record.pod.name.clone(), record.clone());
+        }
+        Ok(())
     }
 
     /// Removes a record; removing one that is not there is fine.
     pub fn remove(&self, name: &str) -> anyhow::Result<()> {
+        let mut known = self.known();
         match fs::remove_file(self.path(name)) {
-            Ok(()) => {
-                File::open(&self.dir)?.sync_all()?;
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing the record of pod {name}")),
+            Ok(()) => File::open(&self.dir)?.sync_all()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing the record of pod {name}")),
         }
+        if let Some(known) = known.as_mut() {
+            known.remove(name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::ScratchDir;
+
+    fn record(name: &str) -> PodRecord {
+        PodRecord {
+            pod: serde_json::from_value(serde_json::json!({
+                "name": name,
+                "containers": [{"name": "app", "image": "local/app:1"}],
+            }))
+            .expect("a pod"),
+            host_ports: Vec::new(),
+            desired: Desired::Running,
+            source: Source::Master,
+        }
+    }
+
+    fn names(records: &[PodRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.pod.name.as_str()).collect()
+    }
+
+    #[test]
+    fn records_are_served_from_memory_and_a_reread_sees_the_disk() {
+        let dir = ScratchDir::new("store");
+        let store = PodStore::open(dir.path()).expect("a store");
+        store.save(&record("b")).expect("saved");
+        store.save(&record("a")).expect("saved");
+        assert_eq!(names(&store.load_all().expect("loaded")), ["a", "b"]);
+
+        // Another handle on the same directory (a restarted agent) reads
+        // what was written durably.
+        let other = PodStore::open(dir.path()).expect("a store");
+        assert_eq!(names(&other.load_all().expect("loaded")), ["a", "b"]);
+
+        store.remove("a").expect("removed");
+        assert_eq!(names(&store.load_all().expect("loaded")), ["b"]);
+
+        // Written behind the agent's back: seen at the next reread.
+        fs::remove_file(dir.path().join("b.json")).expect("removed by hand");
+        assert_eq!(names(&store.load_all().expect("loaded")), ["b"]);
+        assert!(store.reread().expect("reread").is_empty());
+        assert!(store.load_all().expect("loaded").is_empty());
     }
 }
