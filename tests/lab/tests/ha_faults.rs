@@ -589,6 +589,15 @@ fn a_partitioned_leader_is_replaced_without_evicting_healthy_hosts_and_heals_to_
         cut.elapsed()
     );
     assert_ne!(new_leader, leader, "a cut-off master cannot keep the lead");
+    // A lease (2 s in the lab), an etcd election if the cut-off member led
+    // (which renews every lease), and the time the other masters take to
+    // drop their connections to the silent member (1 s pings, 2 s
+    // timeout). With 5 s pings this took 10 s.
+    assert!(
+        cut.elapsed() <= Duration::from_secs(8),
+        "the lead changed hands {:?} after the partition",
+        cut.elapsed()
+    );
     // Long enough for the liveness verdicts of the healthy hosts to come
     // in, had the failover upset them.
     std::thread::sleep(Duration::from_secs(8));
