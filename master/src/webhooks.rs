@@ -237,6 +237,16 @@ pub async fn run(store: Arc<dyn Store>, rules: Vec<WebhookRule>) {
                 change = changes.next() => {
                     let change = match change {
                         Some(Ok(change)) => change,
+                        // etcd reports compaction on the stream.
+                        Some(Err(StoreError::Compacted { oldest, .. })) => {
+                            warn!(
+                                cursor = after,
+                                oldest, "events after the webhook cursor were compacted; some are not delivered"
+                            );
+                            after = oldest.saturating_sub(1).max(after);
+                            in_flight.saw(after, 0);
+                            break;
+                        }
                         Some(Err(e)) => {
                             warn!(error = %e, "the event watch broke; resuming");
                             break;
