@@ -206,7 +206,10 @@ pub async fn run(store: Arc<dyn Store>, rules: Vec<WebhookRule>) {
         "webhook delivery resumes after the saved cursor"
     );
     let mut in_flight = InFlight::new(saved);
-    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    // Owned here, so that stopping this task (the term ended) stops every
+    // delivery it started: a deposed leader must not go on retrying what
+    // the next leader delivers.
+    let mut deliveries: tokio::task::JoinSet<u64> = tokio::task::JoinSet::new();
     let mut save_tick = tokio::time::interval(CURSOR_SAVE_INTERVAL);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut after = saved;
@@ -260,7 +263,6 @@ pub async fn run(store: Arc<dyn Store>, rules: Vec<WebhookRule>) {
                         if let Ok(event) = objects::decode::<Event>(&change.entry) {
                             for rule in matching(&rules, &event.object) {
                                 started += 1;
-                                let ended = ended_tx.clone();
                                 let delivery = deliver(
                                     http.clone(),
                                     Arc::clone(&store),
@@ -268,9 +270,9 @@ pub async fn run(store: Arc<dyn Store>, rules: Vec<WebhookRule>) {
                                     change.entry.key.clone(),
                                     event.object.clone(),
                                 );
-                                tokio::spawn(async move {
+                                deliveries.spawn(async move {
                                     delivery.await;
-                                    let _ = ended.send(revision);
+                                    revision
                                 });
                             }
                         }
@@ -278,8 +280,12 @@ pub async fn run(store: Arc<dyn Store>, rules: Vec<WebhookRule>) {
                     in_flight.saw(revision, started);
                     false
                 }
-                Some(revision) = ended_rx.recv() => {
-                    in_flight.ended(revision);
+                Some(ended) = deliveries.join_next(), if !deliveries.is_empty() => {
+                    match ended {
+                        Ok(revision) => in_flight.ended(revision),
+                        // Its event stays pending: the next leader sends it.
+                        Err(e) => warn!(error = %e, "a webhook delivery panicked"),
+                    }
                     true
                 }
                 _ = save_tick.tick() => true,
