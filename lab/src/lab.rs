@@ -232,7 +232,8 @@ fn etcd_member_config(members: &[HostState], index: usize) -> String {
          ETCD_INITIAL_CLUSTER={cluster}\n\
          ETCD_INITIAL_CLUSTER_STATE=new\n\
          ETCD_INITIAL_CLUSTER_TOKEN=berth-lab\n\
-         ETCD_MAX_TXN_OPS=1024\n",
+         ETCD_MAX_TXN_OPS=1024\n\
+         ETCD_GRPC_KEEPALIVE_MIN_TIME=1s\n",
         count = members.len(),
         name = me.name,
         addr = me.address,

@@ -5,9 +5,26 @@
 //! failure is recorded as a `WebhookFailed` event (which is never itself
 //! reported as failed, so a dead URL cannot start a loop).
 //!
-//! Deliveries follow the store's watch from the revision the master started
-//! at; events committed while no master ran are not delivered.
+//! Delivery resumes across restarts and leader changes. The leader keeps a
+//! cursor in the store (`/webhooks/cursor`, a store revision): every event
+//! at or below it has been handled, delivered or recorded as failed. The
+//! cursor only moves past an event once all of its deliveries have ended,
+//! and it is written through the leader's store, which is fenced on its
+//! term, so a deposed leader cannot move it. A new leader (or a restarted
+//! single master) watches the events from the cursor on, so an event that
+//! was pending when the last leader died is delivered by the next.
+//!
+//! The guarantee is at least once, and once in practice: a second delivery
+//! needs the leader to die between the receiver's 2xx and the cursor's
+//! commit, which follows at once. Every POST carries the event's store key
+//! as `X-Berth-Event-Id`, the same on every attempt and on every master, so
+//! a receiver that must never act twice drops what it has seen.
+//!
+//! With no cursor yet (the first start), delivery starts at the store's
+//! revision; if the history since the cursor was compacted away, at the
+//! oldest revision kept, with a warning.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +35,15 @@ use tracing::{info, warn};
 use crate::config::WebhookRule;
 use crate::controller::events::{self, record};
 use crate::objects::{self, EVENTS};
-use crate::store::{self, Store};
+use crate::store::{self, Op, Store, StoreError};
+
+/// The key of the delivery cursor: the store revision up to which every
+/// event has been handled.
+pub const CURSOR: &str = "/webhooks/cursor";
+/// The header that carries the event's id (its store key).
+pub const EVENT_ID_HEADER: &str = "X-Berth-Event-Id";
+/// How often a cursor that only moved past events no rule matched is saved.
+const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The wait before the first retry; it doubles each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -65,7 +90,84 @@ pub fn failure_event(rule: &WebhookRule, event: &Event, why: &str, now_ms: u64) 
     })
 }
 
-/// Delivers every new event to the matching rules, forever.
+/// Deliveries under way, by the revision of their event: the cursor may
+/// not pass the oldest.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    /// Deliveries not ended yet, per event revision.
+    pending: BTreeMap<u64, usize>,
+    /// The last event revision seen on the watch.
+    seen: u64,
+}
+
+impl InFlight {
+    /// Starts at `cursor`: everything at or below it was handled.
+    pub fn new(cursor: u64) -> Self {
+        Self {
+            pending: BTreeMap::new(),
+            seen: cursor,
+        }
+    }
+
+    /// The watch got to `revision`, with `deliveries` started for it.
+    pub fn saw(&mut self, revision: u64, deliveries: usize) {
+        self.seen = self.seen.max(revision);
+        if deliveries > 0 {
+            *self.pending.entry(revision).or_default() += deliveries;
+        }
+    }
+
+    /// One delivery of the event at `revision` ended.
+    pub fn ended(&mut self, revision: u64) {
+        if let Some(left) = self.pending.get_mut(&revision) {
+            *left -= 1;
+            if *left == 0 {
+                self.pending.remove(&revision);
+            }
+        }
+    }
+
+    /// The revision up to which everything was handled.
+    pub fn cursor(&self) -> u64 {
+        match self.pending.keys().next() {
+            Some(oldest) => oldest - 1,
+            None => self.seen,
+        }
+    }
+}
+
+/// The saved cursor and the revision of its key, if there is one.
+async fn load_cursor(store: &dyn Store) -> Result<Option<(u64, u64)>, StoreError> {
+    Ok(store.get(CURSOR).await?.and_then(|entry| {
+        let text = String::from_utf8(entry.value).ok()?;
+        Some((text.trim().parse().ok()?, entry.revision))
+    }))
+}
+
+/// Saves `cursor` over the key last written at `key_revision` (`None`:
+/// create it); returns the key's new revision.
+async fn save_cursor(
+    store: &dyn Store,
+    cursor: u64,
+    key_revision: Option<u64>,
+) -> Result<u64, StoreError> {
+    let value = cursor.to_string().into_bytes();
+    let op = match key_revision {
+        Some(expected) => Op::Update {
+            key: CURSOR.into(),
+            value,
+            expected,
+        },
+        None => Op::Create {
+            key: CURSOR.into(),
+            value,
+        },
+    };
+    store.apply(vec![op]).await
+}
+
+/// Delivers every event after the saved cursor to the matching rules,
+/// forever, moving the cursor as deliveries end.
 pub async fn run(store: Arc<dyn Store>, rules: Vec<WebhookRule>) {
     if rules.is_empty() {
         return;
@@ -78,65 +180,158 @@ pub async fn run(store: Arc<dyn Store>, rules: Vec<WebhookRule>) {
         }
     };
     let rules = Arc::new(rules);
-    let mut after = None;
-    loop {
-        let from = match after {
-            Some(revision) => revision,
-            None => match store.revision().await {
-                Ok(revision) => revision,
-                Err(e) => {
-                    warn!(error = %e, "webhooks cannot read the store revision");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+    let (mut saved, mut key_revision) = loop {
+        let loaded = match load_cursor(store.as_ref()).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => match store.revision().await {
+                Ok(now) => save_cursor(store.as_ref(), now, None)
+                    .await
+                    .map(|key| (now, key)),
+                Err(e) => Err(e),
             },
+            Err(e) => Err(e),
         };
-        after = Some(from);
-        let mut changes = match store.watch(EVENTS, from).await {
+        match loaded {
+            Ok(found) => break found,
+            // Deposed before it began: the next leader delivers.
+            Err(StoreError::NotLeader(_)) => return,
+            Err(e) => {
+                warn!(error = %e, "webhooks cannot read their cursor");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    info!(
+        cursor = saved,
+        "webhook delivery resumes after the saved cursor"
+    );
+    let mut in_flight = InFlight::new(saved);
+    // Owned here, so that stopping this task (the term ended) stops every
+    // delivery it started: a deposed leader must not go on retrying what
+    // the next leader delivers.
+    let mut deliveries: tokio::task::JoinSet<u64> = tokio::task::JoinSet::new();
+    let mut save_tick = tokio::time::interval(CURSOR_SAVE_INTERVAL);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut after = saved;
+    loop {
+        let mut changes = match store.watch(EVENTS, after).await {
             Ok(changes) => changes,
+            Err(StoreError::Compacted { oldest, .. }) => {
+                warn!(
+                    cursor = after,
+                    oldest,
+                    "events after the webhook cursor were compacted; some are not delivered"
+                );
+                after = oldest.saturating_sub(1).max(after);
+                in_flight.saw(after, 0);
+                continue;
+            }
             Err(e) => {
                 warn!(error = %e, "webhooks cannot watch events");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        while let Some(change) = changes.next().await {
-            let change = match change {
-                Ok(change) => change,
-                Err(e) => {
-                    warn!(error = %e, "the event watch broke; resuming");
-                    break;
+        loop {
+            // A delivery that ended may let the cursor move at once: the
+            // sooner it is saved, the smaller the window for a second
+            // delivery after a failover.
+            let save_now = tokio::select! {
+                change = changes.next() => {
+                    let change = match change {
+                        Some(Ok(change)) => change,
+                        // etcd reports compaction on the stream.
+                        Some(Err(StoreError::Compacted { oldest, .. })) => {
+                            warn!(
+                                cursor = after,
+                                oldest, "events after the webhook cursor were compacted; some are not delivered"
+                            );
+                            after = oldest.saturating_sub(1).max(after);
+                            in_flight.saw(after, 0);
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            warn!(error = %e, "the event watch broke; resuming");
+                            break;
+                        }
+                        None => break,
+                    };
+                    let revision = change.entry.revision;
+                    after = revision;
+                    let mut started = 0;
+                    if change.kind == store::EventKind::Put {
+                        if let Ok(event) = objects::decode::<Event>(&change.entry) {
+                            for rule in matching(&rules, &event.object) {
+                                started += 1;
+                                let delivery = deliver(
+                                    http.clone(),
+                                    Arc::clone(&store),
+                                    rule.clone(),
+                                    change.entry.key.clone(),
+                                    event.object.clone(),
+                                );
+                                deliveries.spawn(async move {
+                                    delivery.await;
+                                    revision
+                                });
+                            }
+                        }
+                    }
+                    in_flight.saw(revision, started);
+                    false
                 }
+                Some(ended) = deliveries.join_next(), if !deliveries.is_empty() => {
+                    match ended {
+                        Ok(revision) => in_flight.ended(revision),
+                        // Its event stays pending: the next leader sends it.
+                        Err(e) => warn!(error = %e, "a webhook delivery panicked"),
+                    }
+                    true
+                }
+                _ = save_tick.tick() => true,
             };
-            after = Some(change.entry.revision);
-            if change.kind == store::EventKind::Delete {
-                continue;
-            }
-            let Ok(event) = objects::decode::<Event>(&change.entry) else {
-                continue;
-            };
-            for rule in matching(&rules, &event.object) {
-                tokio::spawn(deliver(
-                    http.clone(),
-                    Arc::clone(&store),
-                    rule.clone(),
-                    event.object.clone(),
-                ));
+            let cursor = in_flight.cursor();
+            if save_now && cursor > saved {
+                match save_cursor(store.as_ref(), cursor, Some(key_revision)).await {
+                    Ok(revision) => {
+                        saved = cursor;
+                        key_revision = revision;
+                    }
+                    // Another leader owns the cursor now; this term's
+                    // tasks are being stopped.
+                    Err(StoreError::NotLeader(_)) => return,
+                    Err(e) => {
+                        warn!(error = %e, "cannot save the webhook cursor");
+                        if let Ok(Some((_, revision))) = load_cursor(store.as_ref()).await {
+                            key_revision = revision;
+                        }
+                    }
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// POSTs `event` to the rule's URL until it is accepted (2xx) or the
-/// attempts are used up.
-async fn deliver(http: reqwest::Client, store: Arc<dyn Store>, rule: WebhookRule, event: Event) {
+/// POSTs `event` (whose store key is `id`) to the rule's URL until it is
+/// accepted (2xx) or the attempts are used up.
+async fn deliver(
+    http: reqwest::Client,
+    store: Arc<dyn Store>,
+    rule: WebhookRule,
+    id: String,
+    event: Event,
+) {
     let mut last_error = String::new();
     for attempt in 0..rule.attempts {
         tokio::time::sleep(backoff(attempt)).await;
-        match http.post(&rule.url).json(&event).send().await {
+        let request = http
+            .post(&rule.url)
+            .header(EVENT_ID_HEADER, &id)
+            .json(&event);
+        match request.send().await {
             Ok(response) if response.status().is_success() => {
-                info!(url = %rule.url, kind = %event.kind, object = %event.object, "webhook delivered");
+                info!(url = %rule.url, id = %id, kind = %event.kind, object = %event.object, "webhook delivered");
                 return;
             }
             Ok(response) => last_error = format!("answered {}", response.status()),
@@ -200,6 +395,23 @@ mod tests {
             ["http://hooks/containeroomkilled", "http://hooks/*"]
         );
         assert_eq!(urls(EventKind::PodScheduled), ["http://hooks/*"]);
+    }
+
+    #[test]
+    fn the_cursor_stops_before_the_oldest_delivery_under_way() {
+        let mut in_flight = InFlight::new(10);
+        assert_eq!(in_flight.cursor(), 10);
+        in_flight.saw(12, 2);
+        in_flight.saw(13, 0);
+        in_flight.saw(15, 1);
+        assert_eq!(in_flight.cursor(), 11, "12 is not delivered yet");
+        in_flight.ended(12);
+        assert_eq!(in_flight.cursor(), 11, "one of 12's two rules is left");
+        in_flight.ended(12);
+        assert_eq!(in_flight.cursor(), 14, "15 is under way");
+        in_flight.ended(15);
+        in_flight.saw(16, 0);
+        assert_eq!(in_flight.cursor(), 16);
     }
 
     #[test]
