@@ -165,11 +165,14 @@ fn save_cursor(state_dir: &Path, cursor: &str) -> anyhow::Result<()> {
 
 /// Ships container events to the master, forever.
 pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
-    let url = format!("{}/v1/nodes/{}/events", joined.url, joined.node);
+    // After a failure the next round goes to the next master (HA masters).
+    let masters = joined.masters();
     let mut translator = Translator::default();
     let mut cursor = load_cursor(&state_dir);
     let mut backoff = Duration::from_secs(1);
     loop {
+        let master = masters.current().to_owned();
+        let url = format!("{master}/v1/nodes/{}/events", joined.node);
         match ship_once(
             &http,
             &url,
@@ -183,6 +186,7 @@ pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
             Ok(()) => backoff = Duration::from_secs(1),
             Err(e) => {
                 warn!(error = %format!("{e:#}"), "shipping container events; retrying");
+                masters.failed(&master);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }

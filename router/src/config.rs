@@ -25,6 +25,17 @@ pub struct RouterConfig {
     /// The systemd unit running HAProxy; its `ExecStart=` reads
     /// `haproxy.cfg` in [`STATE_DIR`].
     pub haproxy_unit: String,
+    /// `[master]`: the masters to follow, over the agent's list.
+    pub master: MasterUrls,
+}
+
+/// `[master]` of the router's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MasterUrls {
+    /// Every master's URL (HA masters), tried in turn when one is gone;
+    /// empty for the masters the agent joined (`master.json`).
+    pub urls: Vec<String>,
 }
 
 /// Where the router keeps HAProxy's configuration and the routes'
@@ -44,6 +55,7 @@ impl Default for RouterConfig {
             https_port: 443,
             haproxy: PathBuf::from("/usr/sbin/haproxy"),
             haproxy_unit: "berth-router-haproxy.service".into(),
+            master: MasterUrls::default(),
         }
     }
 }
@@ -89,6 +101,14 @@ impl RouterConfig {
                 "haproxy-unit: must be a service unit name, got {:?}",
                 config.haproxy_unit
             ));
+        }
+        if let Some(url) = config
+            .master
+            .urls
+            .iter()
+            .find(|url| !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return Err(format!("master.urls: must be http(s) URLs, got {url:?}"));
         }
         for (setting, path) in [
             ("agent-state-dir", &config.agent_state_dir),
