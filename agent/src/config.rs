@@ -385,6 +385,29 @@ mod tests {
     }
 
     #[test]
+    fn the_master_table_takes_one_url_or_several() {
+        let path = Path::new("agent.toml");
+        let one = "[master]\nurl = \"http://m1:7070\"\ntoken = \"t\"\n";
+        let one = AgentConfig::parse(one, path).unwrap().master.unwrap();
+        assert_eq!(one.urls(), ["http://m1:7070"]);
+        let several =
+            "[master]\nurls = [\"https://m1:7443\", \"https://m2:7443\"]\ntoken = \"t\"\nca-hash = \"sha256:x\"\n";
+        let several = AgentConfig::parse(several, path).unwrap().master.unwrap();
+        assert_eq!(several.urls(), ["https://m1:7443", "https://m2:7443"]);
+        for (text, setting) in [
+            ("[master]\ntoken = \"t\"\n", "master.url"),
+            ("[master]\nurls = [\"m2\"]\ntoken = \"t\"\n", "master.urls"),
+            (
+                "[master]\nurls = [\"https://m2\"]\ntoken = \"t\"\n",
+                "master.ca-hash",
+            ),
+        ] {
+            let err = AgentConfig::parse(text, path).unwrap_err().to_string();
+            assert!(err.contains(setting), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let config = AgentConfig::parse("", Path::new("agent.toml")).unwrap();
         assert_eq!(

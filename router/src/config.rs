@@ -137,6 +137,14 @@ mod tests {
     }
 
     #[test]
+    fn master_urls_override_the_agents_list_and_must_be_urls() {
+        let config = RouterConfig::parse("[master]\nurls = [\"https://m1:7443\"]\n").unwrap();
+        assert_eq!(config.master.urls, ["https://m1:7443"]);
+        let err = RouterConfig::parse("[master]\nurls = [\"m1\"]\n").unwrap_err();
+        assert!(err.starts_with("master.urls"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         for (text, setting) in [
             ("http-port = 0", "http-port"),
