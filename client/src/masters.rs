@@ -112,6 +112,12 @@ impl Masters {
                 Err(source) => {
                     let retry = source.is_connect() || (idempotent && !source.is_builder());
                     if !retry || is_last {
+                        // The next request starts at the next master: this
+                        // one may be gone even if the request could not be
+                        // sent again.
+                        if !source.is_builder() {
+                            self.failed(url);
+                        }
                         return Err(Unreachable {
                             url: url.clone(),
                             source,
@@ -215,6 +221,11 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.source.is_connect(), "{error:?}");
+        assert_eq!(
+            none.current(),
+            none.urls()[0],
+            "after no answer at all, the next request starts over"
+        );
     }
 
     #[test]
