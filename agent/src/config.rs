@@ -57,8 +57,13 @@ pub struct AgentConfig {
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct MasterJoin {
-    /// The master's URL.
+    /// The master's URL (one master).
+    #[serde(default)]
     pub url: String,
+    /// Every master's URL (HA masters): the agent joins at the first that
+    /// answers and fails over between them from then on.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// A one-time join token.
     pub token: String,
     /// The master's CA hash (`sha256:...`), required for https.
@@ -69,8 +74,20 @@ impl std::fmt::Debug for MasterJoin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MasterJoin")
             .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("ca_hash", &self.ca_hash)
             .finish_non_exhaustive()
+    }
+}
+
+impl MasterJoin {
+    /// The masters to join: `url` first when given, then `urls`.
+    pub fn urls(&self) -> Vec<String> {
+        std::iter::once(&self.url)
+            .chain(&self.urls)
+            .filter(|url| !url.is_empty())
+            .cloned()
+            .collect()
     }
 }
 
@@ -263,13 +280,25 @@ impl AgentConfig {
             }
         }
         if let Some(master) = &self.master {
-            if !(master.url.starts_with("https://") || master.url.starts_with("http://")) {
+            let urls = master.urls();
+            if urls.is_empty() {
+                return Err(invalid("master.url", "or master.urls is required".into()));
+            }
+            if let Some(url) = urls
+                .iter()
+                .find(|url| !(url.starts_with("https://") || url.starts_with("http://")))
+            {
+                let field = if master.urls.contains(url) {
+                    "master.urls"
+                } else {
+                    "master.url"
+                };
                 return Err(invalid(
-                    "master.url",
-                    format!("must be an http(s) URL, got {:?}", master.url),
+                    field,
+                    format!("must be an http(s) URL, got {url:?}"),
                 ));
             }
-            if master.url.starts_with("https://") && master.ca_hash.is_none() {
+            if urls.iter().any(|url| url.starts_with("https://")) && master.ca_hash.is_none() {
                 return Err(invalid(
                     "master.ca-hash",
                     "is required for an https master".into(),
@@ -353,6 +382,29 @@ mod tests {
         assert!(all.master.is_some() && all.registries.len() == 1);
         assert_eq!(all.volume_classes.len(), 2);
         assert_eq!(all.network_volume_servers, ["gluster-1.example"]);
+    }
+
+    #[test]
+    fn the_master_table_takes_one_url_or_several() {
+        let path = Path::new("agent.toml");
+        let one = "[master]\nurl = \"http://m1:7070\"\ntoken = \"t\"\n";
+        let one = AgentConfig::parse(one, path).unwrap().master.unwrap();
+        assert_eq!(one.urls(), ["http://m1:7070"]);
+        let several =
+            "[master]\nurls = [\"https://m1:7443\", \"https://m2:7443\"]\ntoken = \"t\"\nca-hash = \"sha256:x\"\n";
+        let several = AgentConfig::parse(several, path).unwrap().master.unwrap();
+        assert_eq!(several.urls(), ["https://m1:7443", "https://m2:7443"]);
+        for (text, setting) in [
+            ("[master]\ntoken = \"t\"\n", "master.url"),
+            ("[master]\nurls = [\"m2\"]\ntoken = \"t\"\n", "master.urls"),
+            (
+                "[master]\nurls = [\"https://m2\"]\ntoken = \"t\"\n",
+                "master.ca-hash",
+            ),
+        ] {
+            let err = AgentConfig::parse(text, path).unwrap_err().to_string();
+            assert!(err.contains(setting), "{text}: {err}");
+        }
     }
 
     #[test]

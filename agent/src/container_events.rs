@@ -176,11 +176,14 @@ fn save_cursor(state_dir: &Path, cursor: &str) -> anyhow::Result<()> {
 /// from the saved cursor and, if `journalctl` ends or the master cannot
 /// take a batch, starts again from the cursor after a back-off.
 pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
-    let url = format!("{}/v1/nodes/{}/events", joined.url, joined.node);
+    // After a failure the next round goes to the next master (HA masters).
+    let masters = joined.masters();
     let mut translator = Translator::default();
     let mut cursor = load_cursor(&state_dir);
     let mut backoff = Duration::from_secs(1);
     loop {
+        let master = masters.current().to_owned();
+        let url = format!("{master}/v1/nodes/{}/events", joined.node);
         let followed = follow_and_ship(
             &http,
             &url,
@@ -193,7 +196,10 @@ pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
         match followed {
             Ok(Followed { shipped: true }) => backoff = Duration::from_secs(1),
             Ok(Followed { shipped: false }) => {}
-            Err(e) => warn!(error = %format!("{e:#}"), "shipping container events; retrying"),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "shipping container events; retrying");
+                masters.failed(&master);
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -76,7 +76,17 @@ pub async fn run(
     let joined = berth_client::Joined::load(&config.state_dir)?;
     let standalone = joined.is_none() && config.master.is_none();
     match joined {
-        Some(joined) => {
+        Some(mut joined) => {
+            // `[master] urls` added after the join (a single master that
+            // became several): the node follows the list from now on.
+            if let Some(urls) = config.master.as_ref().map(|m| m.urls()) {
+                if urls.len() > 1 && joined.urls != urls {
+                    joined.urls = urls;
+                    if let Err(e) = joined.save(&config.state_dir) {
+                        warn!(error = %format!("{e:#}"), "cannot save the masters' URLs");
+                    }
+                }
+            }
             master_link::announce(&joined);
             tokio::spawn(master_link::run(
                 joined,

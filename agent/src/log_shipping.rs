@@ -55,13 +55,17 @@ struct Read {
 
 /// Ships forever; restarts `journalctl` from the checkpoint if it ends.
 pub async fn run(http: reqwest::Client, joined: Joined, state_dir: PathBuf) {
-    let url = format!("{}/v1/nodes/{}/logs", joined.url, joined.node);
+    // After a failure shipping resumes at the next master (HA masters).
+    let masters = joined.masters();
     loop {
+        let master = masters.current().to_owned();
+        let url = format!("{master}/v1/nodes/{}/logs", joined.node);
         let cursor = load_checkpoint(&state_dir);
         match ship_from(&http, &url, &joined.credential, &state_dir, cursor).await {
             Ok(()) => warn!("journalctl ended; restarting it from the checkpoint"),
             Err(e) => {
-                warn!(error = %format!("{e:#}"), "log shipping stopped; restarting from the checkpoint")
+                warn!(error = %format!("{e:#}"), "log shipping stopped; restarting from the checkpoint");
+                masters.failed(&master);
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -88,16 +88,57 @@ pub fn rejoin_hint(node: &str) -> String {
 }
 
 /// Joins the master at `url` with a one-time `token` and saves the node's
-/// credential in `state_dir`. An `https` master needs `ca_hash` (printed in
-/// its join command); its CA is then the only one this node trusts. With
-/// `reuse_name`, the node takes over the cluster's node of its name (its
-/// credential was lost); the master's token must allow that.
+/// credential in `state_dir`. `url` may list several masters
+/// (`URL1,URL2,...`, HA masters sharing one store): the first that answers
+/// takes the join, and the node talks to all of them from then on. An
+/// `https` master needs `ca_hash` (printed in its join command); its CA is
+/// then the only one this node trusts. With `reuse_name`, the node takes
+/// over the cluster's node of its name (its credential was lost); the
+/// master's token must allow that.
 pub async fn join(
     url: &str,
     token: &str,
     ca_hash: Option<&str>,
     labels: &std::collections::BTreeMap<String, String>,
     state_dir: &Path,
+    reuse_name: bool,
+) -> anyhow::Result<Joined> {
+    let urls = berth_client::masters::split_list(url);
+    let Some(first) = urls.first() else {
+        bail!("no master URL given");
+    };
+    let mut failure = None;
+    for url in &urls {
+        match join_one(url, token, ca_hash, labels, reuse_name).await {
+            Ok(mut joined) => {
+                if urls.len() > 1 {
+                    joined.urls = urls.clone();
+                }
+                joined.save(state_dir)?;
+                return Ok(joined);
+            }
+            // A master that answered decided: the token is spent or bad.
+            Err(e)
+                if e.downcast_ref::<berth_client::Error>()
+                    .is_some_and(|e| matches!(e, berth_client::Error::Answered { status, .. } if !status.is_server_error())) =>
+            {
+                return Err(e)
+            }
+            Err(e) => {
+                warn!(master = %url, error = %format!("{e:#}"), "cannot join at this master; trying the next");
+                failure = Some(e);
+            }
+        }
+    }
+    Err(failure.unwrap_or_else(|| anyhow::anyhow!("cannot join at {first}")))
+}
+
+/// Joins at one master.
+async fn join_one(
+    url: &str,
+    token: &str,
+    ca_hash: Option<&str>,
+    labels: &std::collections::BTreeMap<String, String>,
     reuse_name: bool,
 ) -> anyhow::Result<Joined> {
     let url = url.trim_end_matches('/').to_owned();
@@ -122,9 +163,7 @@ pub async fn join(
         node,
         reuse_name,
     };
-    let joined = berth_client::join(&url, ca_pem.as_deref(), &request, TIMEOUTS.request).await?;
-    joined.save(state_dir)?;
-    Ok(joined)
+    Ok(berth_client::join(&url, ca_pem.as_deref(), &request, TIMEOUTS.request).await?)
 }
 
 /// How often the heartbeat goes out, whatever Docker and systemd do.
@@ -452,7 +491,7 @@ async fn endpoints(master: &NodeClient, views: &watch::Sender<Option<EndpointsVi
 
 /// Logs where the agent is joined.
 pub fn announce(joined: &Joined) {
-    info!(master = %joined.url, node = %joined.node, "joined to a master");
+    info!(masters = ?joined.masters().urls(), node = %joined.node, "joined to a master");
 }
 
 /// Joins through the `[master]` section of the agent's config, retrying
@@ -469,7 +508,7 @@ pub async fn join_from_config(
     let mut delay = Duration::from_secs(1);
     let joined = loop {
         match join(
-            &master.url,
+            &master.urls().join(","),
             &master.token,
             master.ca_hash.as_deref(),
             &config.labels,

@@ -147,7 +147,7 @@ async fn discard(runtime: &Runtime, order: &MoveOrder) {
 async fn certificate(master: &NodeClient) -> Tls {
     let url = format!(
         "{}/v1/nodes/{}/certificate",
-        master.joined().url,
+        master.masters().current(),
         master.node()
     );
     loop {

@@ -81,7 +81,8 @@ pub enum ClusterCommand {
 /// `berth login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The master's URL, e.g. http://master.example:7070.
+    /// The master's URL, e.g. http://master.example:7070; several masters
+    /// (HA) as URL1,URL2,..., tried in turn when one is gone.
     pub url: String,
 
     /// The master's admin token. Taken from BERTH_TOKEN when not given, which

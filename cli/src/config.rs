@@ -275,8 +275,28 @@ pub fn save(path: &Path, config: &Config) -> Result<(), ConfigError> {
 }
 
 /// The URL checked to be `http://` or `https://` with a host, without a
-/// trailing slash (paths are appended to it).
+/// trailing slash (paths are appended to it). Several masters' URLs
+/// (`URL1,URL2,...`, HA masters) are each checked, and kept as a list.
 pub fn normalize_url(text: &str) -> Result<String, ConfigError> {
+    if !text.contains(',') {
+        return normalize_one_url(text);
+    }
+    let urls = berth_client::masters::split_list(text);
+    if urls.is_empty() {
+        return Err(ConfigError::InvalidUrl {
+            url: text.to_owned(),
+            reason: "expected http://HOST:PORT or https://HOST:PORT".to_owned(),
+        });
+    }
+    let urls: Vec<String> = urls
+        .iter()
+        .map(|url| normalize_one_url(url))
+        .collect::<Result<_, _>>()?;
+    Ok(urls.join(","))
+}
+
+/// One master's URL, checked as [`normalize_url`] says.
+fn normalize_one_url(text: &str) -> Result<String, ConfigError> {
     let invalid = |reason: &str| ConfigError::InvalidUrl {
         url: text.to_owned(),
         reason: reason.to_owned(),
@@ -413,9 +433,16 @@ mod tests {
             "http://master?x=1",
             "http://admin:pw@master",
             "unix:/run/berth.sock",
+            "https://h1:7443,ftp://h2",
+            ",",
         ] {
             assert!(normalize_url(text).is_err(), "{text}");
         }
+        assert_eq!(
+            normalize_url("https://h1:7443/, https://h2:7443").unwrap(),
+            "https://h1:7443,https://h2:7443",
+            "several masters stay a list"
+        );
     }
 
     #[test]

@@ -134,7 +134,11 @@ pub struct CreatedService {
 /// The master's API, on behalf of one token.
 #[derive(Clone)]
 pub struct MasterClient {
+    /// The first master's URL: request URLs are built on it, then moved to
+    /// whichever master [`Self::masters`] sends them to.
     base: Url,
+    /// Every master (`berth login URL1,URL2,...`) and the one that answered.
+    masters: berth_client::Masters,
     token: String,
     http: reqwest::Client,
     /// The project its requests are in; `None` for `default`.
@@ -198,10 +202,14 @@ impl MasterClient {
     /// A client for the master at `config.url`, authenticating with
     /// `config.token`.
     pub fn new(config: &Config) -> Result<Self, Error> {
-        let base = Url::parse(&config.url).map_err(|_| Error::Url(config.url.clone()))?;
-        if base.cannot_be_a_base() {
-            return Err(Error::Url(config.url.clone()));
+        let urls = berth_client::masters::split_list(&config.url);
+        let first = urls.first().ok_or_else(|| Error::Url(config.url.clone()))?;
+        for url in &urls {
+            if Url::parse(url).map_or(true, |url| url.cannot_be_a_base()) {
+                return Err(Error::Url(url.clone()));
+            }
         }
+        let base = Url::parse(first).map_err(|_| Error::Url(config.url.clone()))?;
         // A master with its own CA: trust that CA, and only it.
         let http = berth_client::pinned(config.ca_pem.as_deref())
             .map_err(Error::Client)?
@@ -211,6 +219,7 @@ impl MasterClient {
             .map_err(|e| Error::Client(berth_client::Error::Client(e)))?;
         Ok(Self {
             base,
+            masters: berth_client::Masters::new(urls),
             token: config.token.clone(),
             http,
             project: config
@@ -437,17 +446,16 @@ impl MasterClient {
         name: &str,
         tar: Vec<u8>,
     ) -> Result<Versioned<Build>, Error> {
+        let url = self.url(&["buildconfigs", name, "instantiatebinary"]);
         let response = self
-            .http
-            .post(self.url(&["buildconfigs", name, "instantiatebinary"]))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .timeout(REQUEST_TIMEOUT * 10)
-            .body(tar)
-            .send()
-            .await
-            .map_err(|error| self.send_error(error))?;
+            .failover(Method::POST, &url, |request| {
+                request
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .timeout(REQUEST_TIMEOUT * 10)
+                    .body(tar.clone())
+            })
+            .await?;
         read_json(response).await
     }
 
@@ -682,8 +690,9 @@ impl MasterClient {
         if force {
             url.query_pairs_mut().append_pair("force", "true");
         }
-        let request = self.http.put(url).bearer_auth(&self.token).json(service);
-        let response = request.send().await.map_err(|e| self.send_error(e))?;
+        let response = self
+            .failover(Method::PUT, &url, |request| request.json(service))
+            .await?;
         read_json(response).await
     }
 
@@ -919,14 +928,12 @@ impl MasterClient {
         let mut url = self.url(&["logs"]);
         url.query_pairs_mut().extend_pairs(query);
         let response = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(REQUEST_TIMEOUT + wait)
-            .send()
-            .await
-            .map_err(|error| self.send_error(error))?;
+            .failover(Method::GET, &url, |request| {
+                request
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .timeout(REQUEST_TIMEOUT + wait)
+            })
+            .await?;
         read_json(response).await
     }
 
@@ -945,13 +952,10 @@ impl MasterClient {
         let mut url = self.url(&["events"]);
         add_event_filter(&mut url, kind, node);
         let response = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|error| self.send_error(error))?;
+            .failover(Method::GET, &url, |request| {
+                request.header(reqwest::header::ACCEPT, "application/json")
+            })
+            .await?;
         read_json(response).await
     }
 
@@ -965,27 +969,24 @@ impl MasterClient {
         let mut url = self.url(&["events"]);
         url.query_pairs_mut().append_pair("watch", "true");
         add_event_filter(&mut url, kind, node);
-        let request = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/x-ndjson")
-            .timeout(WATCH_TIMEOUT)
-            .send();
+        let request = self.failover(Method::GET, &url, |request| {
+            request
+                .header(reqwest::header::ACCEPT, "application/x-ndjson")
+                .timeout(WATCH_TIMEOUT)
+        });
         // The answer's head comes at once; only the body is open-ended.
         let response = tokio::time::timeout(REQUEST_TIMEOUT, request)
             .await
             .map_err(|_| Error::TimedOut {
                 url: self.base_url(),
-            })?
-            .map_err(|error| self.send_error(error))?;
+            })??;
         let status = response.status();
         if !status.is_success() {
             let body = read_capped(response).await?;
             return Err(error_from(status, &body));
         }
         Ok(EventWatch {
-            url: self.base_url(),
+            url: self.masters.current().to_owned(),
             status,
             body: Box::pin(response.bytes_stream()),
             buffer: Vec::new(),
@@ -1014,12 +1015,11 @@ impl MasterClient {
         if let Some(wait) = wait {
             url.query_pairs_mut().append_pair("wait", &wait.to_string());
         }
-        let request = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT);
-        let response = request.send().await.map_err(|e| self.send_error(e))?;
+        let response = self
+            .failover(Method::GET, &url, |request| {
+                request.timeout(Duration::from_secs(wait.unwrap_or(0)) + REQUEST_TIMEOUT)
+            })
+            .await?;
         read_json(response).await
     }
 
@@ -1031,28 +1031,51 @@ impl MasterClient {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<Response, Error> {
-        let mut request: RequestBuilder = self
-            .http
-            .request(method, self.url(segments))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        request.send().await.map_err(|error| self.send_error(error))
+        let url = self.url(segments);
+        self.failover(method, &url, |request| {
+            let request = request.header(reqwest::header::ACCEPT, "application/json");
+            match body {
+                Some(body) => request.json(body),
+                None => request,
+            }
+        })
+        .await
+    }
+
+    /// Sends `method url` with the token, shaped by `finish`, to a master
+    /// that answers: `url` is built on the first master's URL and moved to
+    /// each master in turn while the one tried is gone (see
+    /// [`berth_client::Masters::send`]).
+    async fn failover(
+        &self,
+        method: Method,
+        url: &Url,
+        finish: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        let first = self.base_url();
+        let tail = url
+            .as_str()
+            .strip_prefix(first.as_str())
+            .unwrap_or_default();
+        let idempotent = berth_client::masters::idempotent(&method);
+        self.masters
+            .send(idempotent, |master| {
+                let request = self
+                    .http
+                    .request(method.clone(), format!("{master}{tail}"))
+                    .bearer_auth(&self.token);
+                finish(request)
+            })
+            .await
+            .map_err(|e| Error::Send {
+                url: e.url,
+                error: e.source.without_url(),
+            })
     }
 
     /// The master's URL as users wrote it, for messages.
     fn base_url(&self) -> String {
         self.base.as_str().trim_end_matches('/').to_owned()
-    }
-
-    /// A request that got no answer.
-    fn send_error(&self, error: reqwest::Error) -> Error {
-        Error::Send {
-            url: self.base_url(),
-            error: error.without_url(),
-        }
     }
 
     /// The base URL with `v1` and `segments` appended, each segment

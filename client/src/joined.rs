@@ -14,8 +14,12 @@ use crate::private_file;
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Joined {
-    /// The master's URL.
+    /// The master's URL (the one joined at).
     pub url: String,
+    /// Every master's URL when there are several (HA masters), in the
+    /// order to try them; empty for `url` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     /// This node's name in the cluster.
     pub node: String,
     /// This node's credential.
@@ -31,6 +35,7 @@ impl std::fmt::Debug for Joined {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Joined")
             .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("node", &self.node)
             .field("pinned_ca", &self.ca_pem.is_some())
             .finish_non_exhaustive()
@@ -73,6 +78,15 @@ pub enum JoinedError {
 }
 
 impl Joined {
+    /// The masters to talk to: `urls`, or `url` alone.
+    pub fn masters(&self) -> crate::Masters {
+        if self.urls.is_empty() {
+            crate::Masters::new([self.url.clone()])
+        } else {
+            crate::Masters::new(self.urls.iter().cloned())
+        }
+    }
+
     /// Where the join state lives in the agent's state directory.
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("master.json")
@@ -124,6 +138,7 @@ mod tests {
     fn joined(ca_pem: Option<&str>) -> Joined {
         Joined {
             url: "https://h1:7443".into(),
+            urls: Vec::new(),
             node: "h2".into(),
             credential: "secret".into(),
             ca_pem: ca_pem.map(str::to_owned),

@@ -11,6 +11,7 @@ pub mod ca;
 pub mod error;
 pub mod follow;
 pub mod joined;
+pub mod masters;
 pub mod private_file;
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 pub use crate::error::Error;
 pub use crate::follow::{Backoff, Revisioned};
 pub use crate::joined::{Joined, JoinedError};
+pub use crate::masters::Masters;
 
 /// An HTTP client builder over rustls that, given the master's CA (PEM),
 /// trusts that CA and only it; without one, the usual roots (a plain-HTTP
@@ -66,6 +68,7 @@ pub async fn join(
     let answer: JoinResponse = response.json().await.map_err(Error::Decode)?;
     Ok(Joined {
         url: url.to_owned(),
+        urls: Vec::new(),
         node: answer.node,
         credential: answer.credential,
         ca_pem: ca_pem.map(str::to_owned),
@@ -87,6 +90,7 @@ pub struct Timeouts {
 pub struct NodeClient {
     http: reqwest::Client,
     joined: Joined,
+    masters: Masters,
     long_poll: Duration,
 }
 
@@ -99,6 +103,7 @@ impl NodeClient {
             .map_err(Error::Client)?;
         Ok(Self {
             http,
+            masters: joined.masters(),
             joined,
             long_poll: timeouts.long_poll,
         })
@@ -115,6 +120,11 @@ impl NodeClient {
         &self.joined
     }
 
+    /// The masters this client fails over between.
+    pub fn masters(&self) -> &Masters {
+        &self.masters
+    }
+
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.joined.node
@@ -127,42 +137,51 @@ impl NodeClient {
         path: &str,
         after: Option<u64>,
     ) -> Result<T, Error> {
-        let mut request = self
-            .http
-            .get(format!("{}{path}", self.joined.url))
-            .bearer_auth(&self.joined.credential);
-        if let Some(after) = after {
-            request = request.query(&[("after", after), ("timeout", self.long_poll.as_secs())]);
-        }
-        let response = self.checked(request).await?;
+        // On another master the poll goes on after the same revision: the
+        // masters share one store, and so its revisions.
+        let response = self
+            .checked(true, |url| {
+                let request = self
+                    .http
+                    .get(format!("{url}{path}"))
+                    .bearer_auth(&self.joined.credential);
+                match after {
+                    Some(after) => {
+                        request.query(&[("after", after), ("timeout", self.long_poll.as_secs())])
+                    }
+                    None => request,
+                }
+            })
+            .await?;
         response.json().await.map_err(Error::Decode)
     }
 
     /// `POST {path}` as this node with a JSON body; the answer's body is
     /// not read.
     pub async fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<(), Error> {
-        let request = self
-            .http
-            .post(format!("{}{path}", self.joined.url))
-            .bearer_auth(&self.joined.credential)
-            .json(body);
-        self.checked(request).await.map(drop)
+        self.checked(false, |url| {
+            self.http
+                .post(format!("{url}{path}"))
+                .bearer_auth(&self.joined.credential)
+                .json(body)
+        })
+        .await
+        .map(drop)
     }
 
     /// `PUT /v1/nodes/{node}/heartbeat`, given at most `timeout`: the
     /// heartbeat is the node's liveness and must not queue behind a slow
     /// master.
     pub async fn heartbeat(&self, beat: &Heartbeat, timeout: Duration) -> Result<(), Error> {
-        let request = self
-            .http
-            .put(format!(
-                "{}/v1/nodes/{}/heartbeat",
-                self.joined.url, self.joined.node
-            ))
-            .bearer_auth(&self.joined.credential)
-            .timeout(timeout)
-            .json(beat);
-        self.checked(request).await.map(drop)
+        self.checked(true, |url| {
+            self.http
+                .put(format!("{url}/v1/nodes/{}/heartbeat", self.joined.node))
+                .bearer_auth(&self.joined.credential)
+                .timeout(timeout)
+                .json(beat)
+        })
+        .await
+        .map(drop)
     }
 
     /// Follows the view at `path` by long poll into `out`, pausing by
@@ -180,12 +199,22 @@ impl NodeClient {
         follow::follow(backoff, |after| self.get(path, after), out, failed).await;
     }
 
-    /// Sends `request`, turning an error status into [`Error::Answered`].
-    async fn checked(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
-        let response = request.send().await.map_err(|source| Error::Send {
-            url: self.joined.url.clone(),
-            source,
-        })?;
+    /// Sends `build(master_url)` to a master that answers (see
+    /// [`Masters::send`]), turning an error status into
+    /// [`Error::Answered`].
+    async fn checked(
+        &self,
+        idempotent: bool,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let response = self
+            .masters
+            .send(idempotent, build)
+            .await
+            .map_err(|e| Error::Send {
+                url: e.url,
+                source: e.source,
+            })?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -267,6 +296,7 @@ mod tests {
         let seen = Seen::default();
         let joined = Joined {
             url: master(Arc::clone(&seen)).await,
+            urls: Vec::new(),
             node: "h2".into(),
             credential: "secret".into(),
             ca_pem: None,
@@ -315,5 +345,58 @@ mod tests {
         let afters: Vec<_> = seen.iter().take(4).map(|(after, _)| *after).collect();
         assert_eq!(afters, [None, None, Some(1), Some(1)]);
         assert!(seen.iter().all(|(_, auth)| auth == "Bearer secret"));
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_resumes_on_another_master_after_the_last_revision() {
+        // The first master answers revision 5 once, then is gone (503, as
+        // a master without its store); the second one sees the poll.
+        let calls = Arc::new(Mutex::new(0));
+        let first = {
+            let calls = Arc::clone(&calls);
+            let app = axum::Router::new().route(
+                "/v1/routes",
+                axum::routing::get(move || {
+                    let calls = Arc::clone(&calls);
+                    async move {
+                        *calls.lock().unwrap() += 1;
+                        if *calls.lock().unwrap() == 1 {
+                            Ok(Json(RoutesView {
+                                revision: 5,
+                                routes: Vec::new(),
+                            }))
+                        } else {
+                            Err(StatusCode::SERVICE_UNAVAILABLE)
+                        }
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            url
+        };
+        let seen = Seen::default();
+        let second = master(Arc::clone(&seen)).await;
+        // The second master's script starts with a failure: skip it.
+        seen.lock().unwrap().push((None, String::new()));
+        let joined = Joined {
+            url: first.clone(),
+            urls: vec![first, second.clone()],
+            node: "h2".into(),
+            credential: "secret".into(),
+            ca_pem: None,
+        };
+        let timeouts = Timeouts {
+            request: Duration::from_secs(10),
+            long_poll: Duration::from_secs(7),
+        };
+        let client = NodeClient::new(joined, timeouts).unwrap();
+        let view: RoutesView = client.get("/v1/routes", None).await.unwrap();
+        assert_eq!(view.revision, 5);
+        let view: RoutesView = client.get("/v1/routes", Some(5)).await.unwrap();
+        assert_eq!(view.revision, 1, "the second master's answer");
+        assert_eq!(seen.lock().unwrap()[1].0, Some(5), "polled after 5 there");
+        assert_eq!(client.masters().current(), second, "and stays there");
     }
 }

@@ -276,6 +276,15 @@ fn start_cluster(state: &LabState, store: MasterStore, masters: usize) -> anyhow
     let master = state.hosts.first().context("a lab without hosts")?;
     let master_pid = master.pid.context("h1 is not running")?;
     let url = format!("https://{}:{MASTER_PORT}", master.name);
+    // What the CLI and every agent (and so every router) are given: all
+    // the masters, so that they fail over on their own.
+    let all_masters: Vec<String> = state
+        .hosts
+        .iter()
+        .take(masters)
+        .map(|host| format!("https://{}:{MASTER_PORT}", host.name))
+        .collect();
+    let all_masters = all_masters.join(",");
     if masters > 1 {
         start_etcd_cluster(&state.hosts[..masters])?;
     } else if store == MasterStore::Etcd {
@@ -302,7 +311,7 @@ fn start_cluster(state: &LabState, store: MasterStore, masters: usize) -> anyhow
         &[
             "berth",
             "login",
-            &url,
+            &all_masters,
             "--token",
             admin,
             "--ca-cert",
@@ -330,7 +339,16 @@ fn start_cluster(state: &LabState, store: MasterStore, masters: usize) -> anyhow
         let command = issued["command"]
             .as_str()
             .context("join token without a command")?;
-        let argv: Vec<&str> = command.split_whitespace().collect();
+        let argv: Vec<&str> = command
+            .split_whitespace()
+            .map(|arg| {
+                if arg == url {
+                    all_masters.as_str()
+                } else {
+                    arg
+                }
+            })
+            .collect();
         host_run(pid, &argv).with_context(|| format!("joining {} to the master", host.name))?;
     }
     wait_until_nodes_ready(master_pid, state.hosts.len())

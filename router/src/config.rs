@@ -25,6 +25,17 @@ pub struct RouterConfig {
     /// The systemd unit running HAProxy; its `ExecStart=` reads
     /// `haproxy.cfg` in [`STATE_DIR`].
     pub haproxy_unit: String,
+    /// `[master]`: the masters to follow, over the agent's list.
+    pub master: MasterUrls,
+}
+
+/// `[master]` of the router's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MasterUrls {
+    /// Every master's URL (HA masters), tried in turn when one is gone;
+    /// empty for the masters the agent joined (`master.json`).
+    pub urls: Vec<String>,
 }
 
 /// Where the router keeps HAProxy's configuration and the routes'
@@ -44,6 +55,7 @@ impl Default for RouterConfig {
             https_port: 443,
             haproxy: PathBuf::from("/usr/sbin/haproxy"),
             haproxy_unit: "berth-router-haproxy.service".into(),
+            master: MasterUrls::default(),
         }
     }
 }
@@ -90,6 +102,14 @@ impl RouterConfig {
                 config.haproxy_unit
             ));
         }
+        if let Some(url) = config
+            .master
+            .urls
+            .iter()
+            .find(|url| !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return Err(format!("master.urls: must be http(s) URLs, got {url:?}"));
+        }
         for (setting, path) in [
             ("agent-state-dir", &config.agent_state_dir),
             ("haproxy", &config.haproxy),
@@ -114,6 +134,14 @@ mod tests {
         assert_eq!(RouterConfig::parse(""), Ok(RouterConfig::default()));
         let example = include_str!("../router.toml.example");
         assert_eq!(RouterConfig::parse(example), Ok(RouterConfig::default()));
+    }
+
+    #[test]
+    fn master_urls_override_the_agents_list_and_must_be_urls() {
+        let config = RouterConfig::parse("[master]\nurls = [\"https://m1:7443\"]\n").unwrap();
+        assert_eq!(config.master.urls, ["https://m1:7443"]);
+        let err = RouterConfig::parse("[master]\nurls = [\"m1\"]\n").unwrap_err();
+        assert!(err.starts_with("master.urls"), "{err}");
     }
 
     #[test]

@@ -35,7 +35,10 @@ use crate::systemd::Systemd;
 /// Runs the router until the process is stopped. Stopping it leaves
 /// HAProxy serving what it serves.
 pub async fn run(config: RouterConfig) -> anyhow::Result<()> {
-    let joined = master::load_joined(&config.agent_state_dir)?;
+    let mut joined = master::load_joined(&config.agent_state_dir)?;
+    if !config.master.urls.is_empty() {
+        joined.urls.clone_from(&config.master.urls);
+    }
     let master = Master::new(joined)?;
     let systemd = Systemd::connect().await?;
     let state_dir = PathBuf::from(STATE_DIR);

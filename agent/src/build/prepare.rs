@@ -252,7 +252,7 @@ async fn download(registry: &ClusterRegistry, digest: &str) -> anyhow::Result<Ve
         .master()
         .await
         .context("no master to fetch the build's input from")?;
-    let url = format!("{}/v1/buildinputs/{digest}", master.joined().url);
+    let url = format!("{}/v1/buildinputs/{digest}", master.masters().current());
     let response = master
         .http()
         .get(&url)
@@ -427,6 +427,7 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let joined = berth_client::Joined {
             url,
+            urls: Vec::new(),
             node: "h2".into(),
             credential: "node-secret".into(),
             ca_pem: None,

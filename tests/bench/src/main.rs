@@ -66,6 +66,7 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod builds;
 mod cluster_sim;
+mod failover;
 mod jobs;
 mod links;
 mod load;
@@ -113,6 +114,13 @@ enum Bench {
         /// Pairs of starts to measure.
         #[arg(long, default_value_t = 30)]
         runs: usize,
+    },
+    /// Master failover on three masters: `kill -9` of the leader to the
+    /// next pod scheduled by the new leader (p50, p99).
+    Failover {
+        /// Leader kills to time.
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
     },
     /// Cron job start delay, scheduled second to container started (p50,
     /// p99), against a systemd timer running `docker run --rm` on the
@@ -506,6 +514,7 @@ fn main() -> ExitCode {
             rounds,
             agent,
         } => agent::burst(pods, concurrency, rounds, agent.as_deref()),
+        Bench::Failover { trials } => failover::failover(trials),
         Bench::CronPrecision { runs, period } => jobs::cron_precision(runs, period),
         Bench::JobThroughput { jobs, rounds } => jobs::job_throughput(jobs, rounds),
         Bench::LinkThroughput {
