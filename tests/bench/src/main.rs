@@ -67,6 +67,7 @@ mod agent;
 mod builds;
 mod cluster_sim;
 mod failover;
+mod writes;
 mod jobs;
 mod links;
 mod load;
@@ -121,6 +122,42 @@ enum Bench {
         /// Leader kills to time.
         #[arg(long, default_value_t = 10)]
         trials: usize,
+    },
+    /// Creates per second through three masters on a 3-member etcd,
+    /// against one master on one etcd member in the same run.
+    WriteThroughput {
+        /// Clients creating at once.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds a round.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds on each side, interleaved.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// (Used by write-throughput inside a lab host.) Creates services as
+    /// fast as `clients` at once can, spread over `urls`; prints a JSON
+    /// summary.
+    CreateLoad {
+        /// Master URLs, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        urls: Vec<String>,
+        /// A file holding the admin's token.
+        #[arg(long)]
+        token_file: std::path::PathBuf,
+        /// The cluster's CA certificate.
+        #[arg(long)]
+        ca: std::path::PathBuf,
+        /// Clients at once.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Names are PREFIX-CLIENT-N.
+        #[arg(long)]
+        prefix: String,
     },
     /// Cron job start delay, scheduled second to container started (p50,
     /// p99), against a systemd timer running `docker run --rm` on the
@@ -515,6 +552,33 @@ fn main() -> ExitCode {
             agent,
         } => agent::burst(pods, concurrency, rounds, agent.as_deref()),
         Bench::Failover { trials } => failover::failover(trials),
+        Bench::WriteThroughput {
+            clients,
+            seconds,
+            rounds,
+        } => writes::write_throughput(clients, seconds, rounds),
+        Bench::CreateLoad {
+            urls,
+            token_file,
+            ca,
+            clients,
+            seconds,
+            prefix,
+        } => {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(writes::create_load(
+                        urls, token_file, ca, clients, seconds, prefix,
+                    ))
+                });
+            if let Err(error) = result {
+                eprintln!("berth-bench create-load: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
         Bench::CronPrecision { runs, period } => jobs::cron_precision(runs, period),
         Bench::JobThroughput { jobs, rounds } => jobs::job_throughput(jobs, rounds),
         Bench::LinkThroughput {
