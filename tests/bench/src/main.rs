@@ -67,7 +67,6 @@ mod agent;
 mod builds;
 mod cluster_sim;
 mod failover;
-mod writes;
 mod jobs;
 mod links;
 mod load;
@@ -77,6 +76,7 @@ mod registry;
 mod rollout;
 mod router;
 mod scheduling;
+mod writes;
 
 /// Benchmarks berth on lab hosts against baselines measured in the same run.
 #[derive(Debug, Parser)]

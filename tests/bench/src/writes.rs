@@ -154,9 +154,23 @@ pub fn write_throughput(clients: usize, seconds: u64, rounds: usize) {
         // machine.
         if r % 2 == 1 {
             through_one.push(round(&one, bench_one, one_url, clients, seconds, &prefix));
-            through_three.push(round(&three, bench_three, three_urls, clients, seconds, &prefix));
+            through_three.push(round(
+                &three,
+                bench_three,
+                three_urls,
+                clients,
+                seconds,
+                &prefix,
+            ));
         } else {
-            through_three.push(round(&three, bench_three, three_urls, clients, seconds, &prefix));
+            through_three.push(round(
+                &three,
+                bench_three,
+                three_urls,
+                clients,
+                seconds,
+                &prefix,
+            ));
             through_one.push(round(&one, bench_one, one_url, clients, seconds, &prefix));
         }
     }
