@@ -256,12 +256,6 @@ fn ha_master_config(members: &[HostState]) -> String {
     )
 }
 
-/// What the first master makes and every other master must share: the CA,
-/// the admin token and the registry's keys. A lab shortcut: the lab copies
-/// them, before the other masters start, in place of a `berth-master join`.
-const SHARED_MASTER_FILES: &str =
-    "ca.crt ca.key admin.token registry-token.key registry-notify.secret";
-
 /// The master's port in the lab.
 const MASTER_PORT: u16 = 7443;
 
@@ -303,8 +297,11 @@ fn start_cluster(state: &LabState, store: MasterStore, masters: usize) -> anyhow
         master_pid,
         &["curl", "-sSf", "--cacert", MASTER_CA, &ca_url],
     )?;
-    for other in state.hosts.iter().take(masters).skip(1) {
-        start_another_master(master_pid, other)?;
+    if masters > 1 {
+        let token = init_masters(master_pid)?;
+        for other in state.hosts.iter().take(masters).skip(1) {
+            start_another_master(other, &url, &token)?;
+        }
     }
     host_run(
         master_pid,
@@ -369,35 +366,31 @@ fn start_etcd_cluster(members: &[HostState]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Gives `host` the first master's shared files, then starts its master
-/// and waits until it serves.
-fn start_another_master(first_pid: i32, host: &HostState) -> anyhow::Result<()> {
+/// Joins `host`'s master to the cluster of the master at `first` with the
+/// join token (`berth-master join`), then starts it and waits until it
+/// serves.
+fn start_another_master(host: &HostState, first: &str, token: &str) -> anyhow::Result<()> {
     let pid = host.pid.context("host is not running")?;
-    let pack =
-        format!("cd /var/lib/berth/master && tar -cf - $(ls {SHARED_MASTER_FILES} 2>/dev/null)");
-    let files = crate::cmd::run(&mut host_command(
-        first_pid,
-        &["sh".into(), "-c".into(), pack],
-    ))
-    .context("packing the first master's CA and keys")?
-    .stdout;
-    let unpack = "install -d -m 0700 /var/lib/berth/master && tar -C /var/lib/berth/master -xf -";
-    let mut child = host_command(pid, &["sh".into(), "-c".into(), unpack.into()])
-        .stdin(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("copying the CA and keys to {}", host.name))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        std::io::Write::write_all(&mut stdin, &files)?;
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("copying the CA and keys to {} failed ({status})", host.name);
-    }
+    host_run(pid, &["berth-master", "join", first, "--token", token])
+        .with_context(|| format!("joining the master on {} to {first}", host.name))?;
     host_run(pid, &["systemctl", "enable", "--now", "berth-master"])?;
     let ca_url = format!("https://{}:{MASTER_PORT}/v1/ca.crt", host.name);
     wait_for_output(pid, &["curl", "-sSf", "--cacert", MASTER_CA, &ca_url])
         .with_context(|| format!("the master on {} does not serve", host.name))?;
     Ok(())
+}
+
+/// `berth-master init` on the first master, the documented way: its CA
+/// and keys sealed in etcd. The join token it printed.
+fn init_masters(first_pid: i32) -> anyhow::Result<String> {
+    let printed = host_output_checked(first_pid, &["berth-master", "init"])
+        .context("berth-master init on the first master")?;
+    printed
+        .split_whitespace()
+        .skip_while(|word| *word != "--token")
+        .nth(1)
+        .map(str::to_owned)
+        .with_context(|| format!("berth-master init printed no join token: {printed}"))
 }
 
 /// The integrated registry's port in the lab (the default).

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod controller;
 pub mod instruments;
+pub mod joining;
 pub mod logs;
 pub mod metrics;
 pub mod objects;
@@ -324,7 +325,7 @@ async fn prune_logs_forever(logs: Arc<logs::LogStore>, config: config::LogsConfi
 
 /// The names the server certificate covers: the host's name, the public
 /// URL's host, the listen address and loopback.
-fn server_names(config: &MasterConfig) -> Vec<String> {
+pub(crate) fn server_names(config: &MasterConfig) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
         names.push(host.trim().to_owned());
@@ -348,7 +349,7 @@ fn server_names(config: &MasterConfig) -> Vec<String> {
 }
 
 /// The admin token, made at first start: 0600, read by `berth login`.
-fn ensure_admin_token(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn ensure_admin_token(path: &Path) -> anyhow::Result<String> {
     if let Ok(token) = std::fs::read_to_string(path) {
         return Ok(token.trim().to_owned());
     }

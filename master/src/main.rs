@@ -33,6 +33,32 @@ enum Command {
         #[arg(long, default_value = berth_master::registry::setup::DEFAULT_OUT_DIR)]
         out: PathBuf,
     },
+    /// On the first of several masters sharing etcd: makes the CA, the
+    /// admin token and the registry's keys (if this master has none yet),
+    /// keeps them in etcd sealed with a new key, and prints the join
+    /// command for the other masters. The key is printed once and kept
+    /// nowhere.
+    ///
+    /// Example: berth-master init
+    Init {
+        /// The cluster is initialised already: seal its secrets under a
+        /// new key and print a new token (earlier tokens stop working).
+        #[arg(long)]
+        new_token: bool,
+    },
+    /// On each other master, before its first start: fetches the
+    /// cluster's CA, admin token and registry keys from etcd with the
+    /// token `berth-master init` printed, after checking that the master
+    /// at URL serves the same CA.
+    ///
+    /// Example: berth-master join https://m1.example:7443 --token bjt1.…
+    Join {
+        /// A master of the cluster.
+        url: String,
+        /// The join token `berth-master init` printed.
+        #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +81,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(command @ (Command::Init { .. } | Command::Join { .. })) = &args.command {
+        return joining(&config, command);
     }
     berth_daemon::telemetry::init("berth-master");
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -86,6 +115,54 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "berth-master failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `berth-master init` and `join`.
+fn joining(config: &MasterConfig, command: &Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("berth-master: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let done = runtime.block_on(async {
+        match command {
+            Command::Init { new_token } => {
+                let token = berth_master::joining::init(config, *new_token).await?;
+                let url = config.public_url("https");
+                println!("The cluster's CA, admin token and registry keys are in etcd, sealed.");
+                println!("On each other master (its master.toml naming the same etcd), run:");
+                println!();
+                println!("  berth-master join {url} --token {token}");
+                println!("  systemctl enable --now berth-master");
+                println!();
+                println!("The token opens the cluster's secrets: pass it like a password.");
+                Ok(())
+            }
+            Command::Join { url, token } => {
+                let files = berth_master::joining::join(config, url, token).await?;
+                println!(
+                    "joined the cluster of {url}: wrote {} to {}; now run: systemctl enable --now berth-master",
+                    files.join(", "),
+                    config.state_dir.display()
+                );
+                Ok(())
+            }
+            Command::RegistryConfig { .. } => Ok(()),
+        }
+    });
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let e: anyhow::Error = e;
+            eprintln!("berth-master: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -186,7 +186,7 @@ fn next_term(lab: &Lab, old: u64, within: Duration) -> ((String, u64), Instant) 
 
 #[test]
 #[ignore = "lab test: needs root; run by scripts/test"]
-fn three_masters_on_a_three_member_etcd_show_one_leader() {
+fn three_masters_on_a_three_member_etcd_show_one_leader_and_share_their_secrets_sealed() {
     let lab = up("ha-leader");
     let members = lab
         .exec("h2", &["etcdctl", "member", "list"])
@@ -202,6 +202,78 @@ fn three_masters_on_a_three_member_etcd_show_one_leader() {
     }
     let table = lab.berth("h1", &["master", "ls"]).assert_success();
     assert!(table.contains("LEADER"), "{table}");
+
+    // The lab made h2 and h3 masters with `berth-master join`: they hold
+    // h1's CA key and admin token, which etcd keeps only sealed.
+    let shared = "cat /var/lib/berth/master/ca.key /var/lib/berth/master/admin.token";
+    let first = lab.sh("h1", shared).assert_success();
+    for host in ["h2", "h3"] {
+        assert_eq!(
+            lab.sh(host, shared).assert_success(),
+            first,
+            "{host}'s secrets"
+        );
+    }
+    let admin = lab
+        .sh("h1", "cat /var/lib/berth/master/admin.token")
+        .assert_success();
+    let stored = lab
+        .exec(
+            "h2",
+            &[
+                "etcdctl",
+                "get",
+                "/berth/cluster-secrets",
+                "--print-value-only",
+            ],
+        )
+        .assert_success();
+    assert!(
+        stored.contains("sealed"),
+        "no sealed secrets in etcd: {stored}"
+    );
+    assert!(
+        !stored.contains(admin.trim()),
+        "the admin token is in etcd in clear"
+    );
+    assert!(
+        !stored.contains("PRIVATE KEY"),
+        "a private key is in etcd in clear"
+    );
+
+    // A wrong token opens nothing and writes nothing; a second init is
+    // refused; a new token works and the old one stops working.
+    let join = |token: &str| {
+        lab.exec(
+            "h3",
+            &["berth-master", "join", "https://h1:7443", "--token", token],
+        )
+    };
+    let wrong = join("bjt1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    assert!(!wrong.success(), "a wrong token joined");
+    assert!(
+        wrong.stderr().contains("does not open"),
+        "{}",
+        wrong.stderr()
+    );
+    let again = lab.exec("h1", &["berth-master", "init"]);
+    assert!(!again.success(), "a second init was accepted");
+    assert!(again.stderr().contains("--new-token"), "{}", again.stderr());
+    let renewed = lab
+        .exec("h1", &["berth-master", "init", "--new-token"])
+        .assert_success();
+    let token = renewed
+        .split_whitespace()
+        .skip_while(|word| *word != "--token")
+        .nth(1)
+        .expect("init --new-token prints a join command")
+        .to_owned();
+    join(&token).assert_success();
+    assert_eq!(
+        lab.sh("h3", shared).assert_success(),
+        first,
+        "h3's secrets after a rejoin"
+    );
 }
 
 /// Must-shows 2a-2c: the leader is h1's master, the one the CLI and every
