@@ -86,15 +86,8 @@ fn main() -> ExitCode {
         return joining(&config, command);
     }
     berth_daemon::telemetry::init("berth-master");
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("berth-master: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = async_runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -122,15 +115,8 @@ fn main() -> ExitCode {
 
 /// `berth-master init` and `join`.
 fn joining(config: &MasterConfig, command: &Command) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("berth-master: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = async_runtime() else {
+        return ExitCode::FAILURE;
     };
     let done = runtime.block_on(async {
         match command {
@@ -164,6 +150,20 @@ fn joining(config: &MasterConfig, command: &Command) -> ExitCode {
             let e: anyhow::Error = e;
             eprintln!("berth-master: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The master's async runtime: one thread (the master's work is I/O).
+fn async_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("berth-master: starting the async runtime: {e}");
+            None
         }
     }
 }
