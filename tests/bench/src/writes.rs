@@ -134,7 +134,7 @@ fn round(lab: &Lab, bench: &str, urls: &str, clients: usize, seconds: u64, prefi
     );
     let summary: Value = serde_json::from_str(run.assert_success().trim())
         .expect("create-load prints one JSON line");
-    println!("  {prefix}: {summary}");
+    println!("  {prefix} {}: {summary}", lab.name());
     summary["perSecond"].as_f64().unwrap_or(0.0)
 }
 
