@@ -362,8 +362,22 @@ fn an_image_the_registry_lacks_says_not_found_backs_off_and_recovers_when_the_ta
     let ghost = format!("{REGISTRY}/default/ghost@sha256:{}", "0".repeat(64));
     lab.berth("h1", &["tag", &ghost, "ghost:v1"])
         .assert_success();
-    lab.berth("h1", &["run", "ghost", "--image-stream", "ghost:v1"])
-        .assert_success();
+    // A command that keeps running: the fixed image's own (from `docker
+    // commit` of a one-shot `sh -c`) exits at once, so the container would
+    // be Running only between restarts.
+    lab.berth(
+        "h1",
+        &[
+            "run",
+            "ghost",
+            "--image-stream",
+            "ghost:v1",
+            "--",
+            "sleep",
+            "100000",
+        ],
+    )
+    .assert_success();
     let asked = Instant::now();
     lab.eventually(Duration::from_secs(5), "berth ps says why", || {
         lab.berth("h1", &["ps"])
