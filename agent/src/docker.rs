@@ -481,16 +481,27 @@ impl Docker {
             until: None,
             filters,
         };
-        self.client.events(Some(options)).map(|event| {
+        self.events_attribute(options, "name", "watching container changes")
+    }
+
+    /// Docker's events that `options` selects, each as the value of its
+    /// actor's `attribute` (a label or `name`; empty if absent).
+    fn events_attribute(
+        &self,
+        options: bollard::system::EventsOptions<String>,
+        attribute: &'static str,
+        action: &'static str,
+    ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
+        self.client.events(Some(options)).map(move |event| {
             event
                 .map(|e| {
                     e.actor
                         .and_then(|a| a.attributes)
-                        .and_then(|mut attributes| attributes.remove("name"))
+                        .and_then(|mut attributes| attributes.remove(attribute))
                         .unwrap_or_default()
                 })
                 .map_err(|cause| DockerError {
-                    action: "watching container changes".into(),
+                    action: action.into(),
                     cause,
                 })
         })
@@ -511,19 +522,7 @@ impl Docker {
             until: None,
             filters,
         };
-        self.client.events(Some(options)).map(|event| {
-            event
-                .map(|e| {
-                    e.actor
-                        .and_then(|a| a.attributes)
-                        .and_then(|mut labels| labels.remove(LABEL_POD))
-                        .unwrap_or_default()
-                })
-                .map_err(|cause| DockerError {
-                    action: "watching container starts".into(),
-                    cause,
-                })
-        })
+        self.events_attribute(options, LABEL_POD, "watching container starts")
     }
 
     /// Where the application metrics hook polls a container: the endpoint

@@ -261,13 +261,7 @@ where
             }
         }
     });
-    let events = stream::unfold(receiver, |mut receiver| async move {
-        let event = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(event), receiver))
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    sse_response(receiver)
 }
 
 /// How many of a service's latest lines its page's log tail starts with.
@@ -366,6 +360,12 @@ pub async fn logs(
             }
         }
     });
+    sse_response(receiver)
+}
+
+/// The server-sent events a page's task sends into `receiver`, until it
+/// ends or the browser goes.
+fn sse_response(receiver: tokio::sync::mpsc::Receiver<SseEvent>) -> Response {
     let events = stream::unfold(receiver, |mut receiver| async move {
         let event = receiver.recv().await?;
         Some((Ok::<_, Infallible>(event), receiver))
