@@ -288,8 +288,8 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
     );
     let linking = tokio::spawn(linker.run());
     let following = {
-        let master = master.clone();
-        tokio::spawn(async move { endpoints(&master, &endpoints_tx).await })
+        let (master, assigned) = (master.clone(), assigned_links.subscribe());
+        tokio::spawn(async move { endpoints(&master, assigned, &endpoints_tx).await })
     };
     let registry = {
         let (master, registry) = (master.clone(), Arc::clone(runtime.registry()));
@@ -478,15 +478,69 @@ async fn assignments(
     }
 }
 
-/// Follows `GET /v1/endpoints` with a long poll, publishing each new view.
-/// With the master unreachable the last view stays: links keep their
-/// backends.
-async fn endpoints(master: &NodeClient, views: &watch::Sender<Option<EndpointsView>>) {
-    master
-        .follow("/v1/endpoints", RETRY, views, |e| {
-            warn!(error = %report(e), "cannot read endpoints; links keep their backends");
-        })
-        .await;
+/// Follows `GET /v1/endpoints` with a long poll for the services this
+/// node's pods link to, publishing each new view, so that a pod change
+/// elsewhere wakes only the nodes that link to its service. With no link
+/// on the node nothing is followed, and an empty view lets the linker
+/// apply outbound policies. With the master unreachable the last view
+/// stays: links keep their backends.
+async fn endpoints(
+    master: &NodeClient,
+    mut assigned: watch::Receiver<links::Assigned>,
+    views: &watch::Sender<Option<EndpointsView>>,
+) {
+    // The first assignments decide: until then the linker waits, and an
+    // agent that just restarted unwires nothing.
+    if assigned.changed().await.is_err() {
+        return;
+    }
+    loop {
+        let linked = linked_services(&assigned.borrow_and_update());
+        let follow = async {
+            if linked.is_empty() {
+                views.send_if_modified(|view| {
+                    let empty = view.is_none();
+                    if empty {
+                        *view = Some(EndpointsView {
+                            revision: 0,
+                            services: Vec::new(),
+                        });
+                    }
+                    empty
+                });
+                return std::future::pending().await;
+            }
+            let path = format!("/v1/endpoints?services={}", linked.join(","));
+            master
+                .follow(&path, RETRY, views, |e| {
+                    warn!(error = %report(e), "cannot read endpoints; links keep their backends");
+                })
+                .await;
+        };
+        let relinked = async {
+            loop {
+                if assigned.changed().await.is_err() {
+                    return false;
+                }
+                if linked_services(&assigned.borrow()) != linked {
+                    return true;
+                }
+            }
+        };
+        tokio::select! {
+            () = follow => return,
+            relinked = relinked => if !relinked { return },
+        }
+    }
+}
+
+/// The services that this node's pods link to, sorted.
+fn linked_services(assigned: &links::Assigned) -> Vec<String> {
+    let services: std::collections::BTreeSet<&String> = assigned
+        .values()
+        .flat_map(|pod| pod.links.iter().map(|link| &link.service))
+        .collect();
+    services.into_iter().cloned().collect()
 }
 
 /// Logs where the agent is joined.

@@ -16,6 +16,7 @@ pub mod instruments;
 pub mod joining;
 pub mod logs;
 pub mod metrics;
+pub mod mirror;
 pub mod objects;
 pub mod registry;
 pub mod resource;
@@ -109,8 +110,11 @@ pub async fn run_with(
         .context("loading the registry's keys")?;
     let assignments = Arc::new(assignments::AssignmentIndex::default());
     let assignment_index = tokio::spawn(Arc::clone(&assignments).follow(Arc::clone(&store)));
+    let mirror = Arc::new(mirror::ClusterMirror::default());
+    let mirroring = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
     let state = api::AppState {
         assignments,
+        mirror,
         ca_pem: pki.as_ref().map(|p| p.ca_pem.clone()),
         ca_hash,
         store: Arc::clone(&store),
@@ -199,6 +203,7 @@ pub async fn run_with(
     }
     log_retention.abort();
     assignment_index.abort();
+    mirroring.abort();
     Ok(())
 }
 
@@ -239,8 +244,9 @@ impl LeaderWork {
                 Arc::clone(&self.liveness),
             )));
         }
-        tasks.push(tokio::spawn(controller::run_with(
+        tasks.push(tokio::spawn(controller::run(
             store,
+            Arc::clone(&self.state.mirror),
             Arc::clone(&self.liveness),
             Duration::from_millis(config.controller_interval_ms),
             retention,

@@ -6,20 +6,21 @@ use axum::Json;
 use berth_model::endpoints::{self, EndpointsView};
 use berth_model::project::unqualified;
 use berth_model::{ClusterPod, Node, NodeCondition, Role, Service};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::extract::{self, Query};
 use super::project::InProject;
 use super::{ApiFailure, AppState};
 use crate::auth::Caller;
-use crate::objects::{self, EVENTS, NODES, PODS};
 
 /// `GET /v1/endpoints` query.
 #[derive(Debug, Deserialize)]
 pub struct EndpointsQuery {
     /// Only this service.
     service: Option<String>,
+    /// Only these services, comma-separated (an agent asks for the
+    /// services its pods link to). A long poll then wakes only for them.
+    services: Option<String>,
     /// Wait until pods, nodes or node conditions change after this
     /// revision (long poll).
     after: Option<u64>,
@@ -37,40 +38,54 @@ pub async fn list(
 ) -> Result<Json<EndpointsView>, ApiFailure> {
     let wait = extract::long_poll_wait(query.timeout)?;
     extract::int64("after", query.after)?;
+    let mut only: Option<Vec<String>> = query.services.as_deref().map(|list| {
+        list.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| project.qualify::<Service>(s))
+            .collect()
+    });
+    if let Some(service) = &query.service {
+        only.get_or_insert_with(Vec::new)
+            .push(project.qualify::<Service>(service));
+    }
     if let Some(after) = query.after {
         // A node going silent changes no pod at first, but the controller
-        // records it as an event at once: waking on events catches it.
-        let store = state.store.as_ref();
-        let (mut pods, mut nodes, mut events) = (
-            store.watch(PODS, after).await?,
-            store.watch(NODES, after).await?,
-            store.watch(EVENTS, after).await?,
-        );
-        let changed = async {
-            tokio::select! {
-                _ = pods.next() => {}
-                _ = nodes.next() => {}
-                _ = events.next() => {}
-            }
-        };
-        let _ = tokio::time::timeout(wait, changed).await;
+        // records it as an event at once: the mirror wakes on that too.
+        state
+            .mirror
+            .endpoints_changed(only.as_deref(), after, wait)
+            .await;
     }
-    let store = state.store.as_ref();
-    let (nodes, _) = objects::list::<Node>(store, NODES).await?;
-    let (pods, revision) = objects::list::<ClusterPod>(store, PODS).await?;
-    let nodes: Vec<Node> = nodes.into_iter().map(|n| n.object).collect();
+    let (nodes, pods, revision) = state
+        .mirror
+        .with(|objects| {
+            let nodes: Vec<Node> = objects
+                .nodes
+                .to_vec()
+                .into_iter()
+                .map(|n| n.object)
+                .collect();
+            let pods: Vec<ClusterPod> = objects
+                .pods
+                .values()
+                .filter(|p| {
+                    only.as_ref()
+                        .is_none_or(|only| p.service.as_ref().is_some_and(|s| only.contains(s)))
+                })
+                .cloned()
+                .collect();
+            (nodes, pods, state.mirror.revision())
+        })
+        .await;
     // Nodes and routers serve every project, under the cluster's names;
     // the admin reads one project's.
     let everything = matches!(project.caller, Caller::Node(_));
     if !everything {
         project.require(Role::ViewNoLogs)?;
     }
-    let service = query.service.map(|s| project.qualify::<Service>(&s));
     let pods: Vec<ClusterPod> = pods
         .into_iter()
-        .map(|p| p.object)
         .filter(|p| everything || project.holds(p))
-        .filter(|p| service.is_none() || p.service == service)
         .collect();
     let mut services = endpoints::derive(&pods, &nodes, |node| {
         state.liveness.condition(node) == NodeCondition::Ready

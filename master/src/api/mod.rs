@@ -62,6 +62,8 @@ pub struct AppState {
     pub heartbeat_sharing: Option<Arc<crate::controller::shared_liveness::HeartbeatSharing>>,
     /// Each node's pods, for its assignment long poll.
     pub assignments: Arc<crate::assignments::AssignmentIndex>,
+    /// The objects the controller and heartbeats read, kept in memory.
+    pub mirror: Arc<crate::mirror::ClusterMirror>,
     /// Hash of the admin token.
     pub admin_token_hash: String,
     /// The URL agents join (printed in join commands).

@@ -101,23 +101,28 @@ pub async fn heartbeat(
             pods: beat.metrics.clone(),
         },
     );
-    let store = state.store.as_ref();
-    let node = objects::get::<Node>(store, NODES, &name).await?;
-    let mut pods = Vec::new();
-    for status in &beat.pods {
-        pods.extend(objects::get::<ClusterPod>(store, PODS, &status.name).await?);
-    }
-    let changes = controller::plan_heartbeat(
-        &name,
-        &beat,
-        node.as_ref(),
-        &pods,
-        crate::controller::events::now_ms(),
-    );
+    // From memory: a heartbeat that changes nothing reads and writes
+    // nothing in the store. A write based on a mirror a little behind is a
+    // compare-and-swap that fails, and the next heartbeat reports again.
+    let changes = state
+        .mirror
+        .with(|objects| {
+            let pods: Vec<_> = beat
+                .pods
+                .iter()
+                .filter_map(|status| objects.pods.get(&status.name).cloned())
+                .collect();
+            controller::plan_heartbeat(
+                &name,
+                &beat,
+                objects.nodes.get(&name),
+                &pods,
+                crate::controller::events::now_ms(),
+            )
+        })
+        .await;
     if !changes.is_empty() {
-        // A conflict only means the pod changed meanwhile; the next
-        // heartbeat reports again.
-        let _ = store.apply(controller::commit::ops(&changes)).await;
+        let _ = state.store.apply(controller::commit::ops(&changes)).await;
     }
     Ok(Json(()))
 }

@@ -29,7 +29,8 @@ pub async fn move_pod(
     named.project.require(Role::Edit)?;
     let request: Move = parse("move", &body)?;
     let name = named.qualified::<ClusterPod>();
-    let cluster = controller::read(state.store.as_ref(), &state.liveness).await?;
+    let objects = state.mirror.read(state.store.as_ref()).await?;
+    let cluster = controller::cluster(objects, &state.liveness);
     // A pod that does not exist is a 404 whatever the body names.
     let change =
         controller::plan_move(&cluster, &name, &request.to, request.keep_source).map_err(|e| {

@@ -33,16 +33,14 @@ use berth_model::api::Versioned;
 use berth_model::quota::Quota;
 use berth_model::{
     Build, BuildConfig, ClusterPod, CronJob, Deployment, Event, EventKind, ImageStream, Job, Node,
-    NodeCondition, Project, Service,
+    NodeCondition, Service,
 };
 use tracing::{info, warn};
 
 use crate::instruments::Instruments;
-use crate::objects::{
-    self, BUILDCONFIGS, BUILDS, CRONJOBS, DEPLOYMENTS, EVENTS, IMAGESTREAMS, JOBS, NODES, PODS,
-    PROJECTS, SERVICES,
-};
-use crate::store::{Op, Store, StoreError};
+use crate::mirror::{ClusterMirror, Objects};
+use crate::objects::EVENTS;
+use crate::store::{Op, Store};
 
 pub use self::change::Change;
 pub use self::commit::{commit, MAX_COMMIT_OPS};
@@ -61,6 +59,11 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 /// the round before handed work on (see [`Change::hands_on`]): a plan that
 /// keeps doing so, or keeps conflicting, still leaves the store a rest.
 const MAX_PROMPT_ROUNDS: u32 = 4;
+
+/// How long a round woken by a change waits for the changes that come
+/// with it (a heartbeat's statuses, a burst of creates), so that a burst
+/// costs one round rather than one per commit.
+const CHANGE_SETTLE: Duration = Duration::from_millis(5);
 
 /// Most deletes in one pruning commit.
 const PRUNE_BATCH: usize = MAX_COMMIT_OPS;
@@ -161,24 +164,17 @@ fn deleted(changes: &[Change]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Reads the cluster from the store with each node's liveness.
-pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, StoreError> {
-    let (services, _) = objects::list::<Service>(store, SERVICES).await?;
-    let (jobs, _) = objects::list::<Job>(store, JOBS).await?;
-    let (build_configs, _) = objects::list::<BuildConfig>(store, BUILDCONFIGS).await?;
-    let (builds, _) = objects::list::<Build>(store, BUILDS).await?;
-    let (deployments, _) = objects::list::<Deployment>(store, DEPLOYMENTS).await?;
-    let (projects, _) = objects::list::<Project>(store, PROJECTS).await?;
-    let (image_streams, _) = objects::list::<ImageStream>(store, IMAGESTREAMS).await?;
-    let quotas = projects
+/// The cluster as `objects` hold it, with each node's liveness.
+pub fn cluster(objects: Objects, liveness: &Liveness) -> Cluster {
+    let quotas = objects
+        .projects
+        .to_vec()
         .into_iter()
         .map(|p| p.object)
         .filter(|p| !p.quota.is_empty())
         .map(|p| (p.name, p.quota))
         .collect();
-    let (cron_jobs, _) = objects::list::<CronJob>(store, CRONJOBS).await?;
-    let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
-    let (nodes, _) = objects::list::<Node>(store, NODES).await?;
+    let nodes = objects.nodes.to_vec();
     let memory_available = nodes
         .iter()
         .filter_map(|n| {
@@ -197,48 +193,36 @@ pub async fn read(store: &dyn Store, liveness: &Liveness) -> Result<Cluster, Sto
         let condition = liveness.condition(&n.object.name);
         (n.object, condition)
     });
-    Ok(Cluster {
-        services,
-        jobs,
-        build_configs,
-        builds,
-        deployments,
-        image_streams,
-        cron_jobs,
-        pods,
+    Cluster {
+        services: objects.services.to_vec(),
+        jobs: objects.jobs.to_vec(),
+        build_configs: objects.build_configs.to_vec(),
+        builds: objects.builds.to_vec(),
+        deployments: objects.deployments.to_vec(),
+        image_streams: objects.image_streams.to_vec(),
+        cron_jobs: objects.cron_jobs.to_vec(),
+        pods: objects.pods.to_vec(),
         nodes: nodes.collect(),
         now_ms: events::now_ms(),
         memory_available,
         evictions_held: false,
         silence_ms,
         quotas,
-    })
+    }
 }
 
-/// Plans and commits every `interval`, forever, keeping the default
-/// [`Retention`] of events and holding evictions back at the default
-/// unhealthy threshold.
-pub async fn run(store: Arc<dyn Store>, liveness: Arc<Liveness>, interval: Duration) {
-    run_with(
-        store,
-        liveness,
-        interval,
-        Retention::default(),
-        liveness::DEFAULT_UNHEALTHY_THRESHOLD,
-        Arc::new(Instruments::default()),
-    )
-    .await;
-}
-
-/// Plans and commits every `interval`, forever; at once after a round that
-/// handed work on, and at each cron slot. A conflict (someone wrote in
-/// between) just means the next round plans again from fresh state.
+/// Plans and commits at each change to the cluster and at least every
+/// `interval`, forever; at once after a round that handed work on, and at
+/// each cron slot. It reads the cluster from `mirror` once the mirror holds
+/// every commit `store` had made. A conflict (someone wrote in between)
+/// just means the next round plans again from fresh state.
 /// Node Ready/NotReady transitions are recorded as events, and events
 /// beyond `retention` are pruned every [`PRUNE_INTERVAL`]. When more than
 /// `unhealthy_threshold` (0 to 1) of the nodes go silent at once,
 /// evictions are held back, with an event that says why.
-pub async fn run_with(
+pub async fn run(
     store: Arc<dyn Store>,
+    mirror: Arc<ClusterMirror>,
     liveness: Arc<Liveness>,
     interval: Duration,
     retention: Retention,
@@ -251,9 +235,15 @@ pub async fn run_with(
     let mut next_prune = tokio::time::Instant::now();
     let mut prompt_rounds = 0;
     loop {
+        // Enabled before the read, so that a change while the round runs
+        // (its own commits included) brings the next round at once.
+        let changed = mirror.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let round = std::time::Instant::now();
         let mut pause = interval;
-        match read(store.as_ref(), &liveness).await {
+        let read = mirror.read(store.as_ref()).await;
+        match read.map(|objects| cluster(objects, &liveness)) {
             Ok(mut cluster) => {
                 cluster.evictions_held =
                     observe_gate(store.as_ref(), &mut gate, &liveness, &cluster).await;
@@ -282,7 +272,10 @@ pub async fn run_with(
             prune_events(store.as_ref(), &retention).await;
             next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
         }
-        tokio::time::sleep(pause).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = changed => tokio::time::sleep(CHANGE_SETTLE).await,
+        }
     }
 }
 

@@ -1,0 +1,553 @@
+//! The objects the controller and the heartbeats read, kept decoded in
+//! memory from one watch of the whole store.
+//!
+//! Before, every controller round listed and decoded every service, pod
+//! and node, and every heartbeat read its node and each of its pods from
+//! the store: at 1,000 nodes and 20,000 pods that is 21,000 store reads a
+//! second, and a round that takes seconds. Now a round copies what the
+//! mirror holds, after waiting until the mirror has applied everything the
+//! store had committed when the round began, so it plans on nothing older
+//! than a fresh list would have shown. A commit that touches a mirrored
+//! kind wakes the controller at once, instead of at its next interval.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_model::api::Versioned;
+use berth_model::{
+    Build, BuildConfig, ClusterPod, CronJob, Deployment, ImageStream, Job, Node, Project, Service,
+};
+use futures_util::{FutureExt, StreamExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+
+use crate::objects::{
+    self, BUILDCONFIGS, BUILDS, CRONJOBS, DEPLOYMENTS, EVENTS, IMAGESTREAMS, JOBS, NODES, PODS,
+    PROJECTS, SERVICES,
+};
+use crate::store::{Entry, Event, EventKind, Store, StoreError};
+
+/// Every object of the mirrored kinds, by kind, in key order (the order a
+/// list of the store gives).
+#[derive(Debug, Default, Clone)]
+pub struct Objects {
+    pub services: Kind<Service>,
+    pub jobs: Kind<Job>,
+    pub build_configs: Kind<BuildConfig>,
+    pub builds: Kind<Build>,
+    pub deployments: Kind<Deployment>,
+    pub projects: Kind<Project>,
+    pub image_streams: Kind<ImageStream>,
+    pub cron_jobs: Kind<CronJob>,
+    pub pods: Kind<ClusterPod>,
+    pub nodes: Kind<Node>,
+}
+
+/// One kind's objects by name.
+#[derive(Debug, Clone)]
+pub struct Kind<T>(BTreeMap<String, Versioned<T>>);
+
+impl<T> Default for Kind<T> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<T: Clone> Kind<T> {
+    /// The object called `name`.
+    pub fn get(&self, name: &str) -> Option<&Versioned<T>> {
+        self.0.get(name)
+    }
+
+    /// Every object, in name order, without its revision.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.values().map(|v| &v.object)
+    }
+
+    /// Every object, in name order.
+    pub fn to_vec(&self) -> Vec<Versioned<T>> {
+        self.0.values().cloned().collect()
+    }
+}
+
+/// What the mirror does with one kind's changes, whatever its type.
+trait Mirrored {
+    fn replace(&mut self, prefix: &str, entries: &[Entry]) -> Result<(), StoreError>;
+    fn put(&mut self, name: &str, entry: &Entry) -> Result<(), StoreError>;
+    fn remove(&mut self, name: &str);
+}
+
+impl<T: DeserializeOwned> Mirrored for Kind<T> {
+    fn replace(&mut self, prefix: &str, entries: &[Entry]) -> Result<(), StoreError> {
+        self.0 = entries
+            .iter()
+            .map(|e| {
+                Ok((
+                    e.key.trim_start_matches(prefix).to_owned(),
+                    objects::decode(e)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(())
+    }
+
+    fn put(&mut self, name: &str, entry: &Entry) -> Result<(), StoreError> {
+        self.0.insert(name.to_owned(), objects::decode(entry)?);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+}
+
+impl Objects {
+    /// Each mirrored kind with its key prefix.
+    fn kinds(&mut self) -> [(&'static str, &mut dyn Mirrored); 10] {
+        [
+            (SERVICES, &mut self.services),
+            (JOBS, &mut self.jobs),
+            (BUILDCONFIGS, &mut self.build_configs),
+            (BUILDS, &mut self.builds),
+            (DEPLOYMENTS, &mut self.deployments),
+            (PROJECTS, &mut self.projects),
+            (IMAGESTREAMS, &mut self.image_streams),
+            (CRONJOBS, &mut self.cron_jobs),
+            (PODS, &mut self.pods),
+            (NODES, &mut self.nodes),
+        ]
+    }
+
+    const PREFIXES: [&'static str; 10] = [
+        SERVICES,
+        JOBS,
+        BUILDCONFIGS,
+        BUILDS,
+        DEPLOYMENTS,
+        PROJECTS,
+        IMAGESTREAMS,
+        CRONJOBS,
+        PODS,
+        NODES,
+    ];
+
+    /// Applies one change; what it touched. A change at or before the
+    /// revision its kind was listed at is in already.
+    fn apply(
+        &mut self,
+        event: &Event,
+        listed_at: &BTreeMap<&str, u64>,
+    ) -> Result<Touched, StoreError> {
+        let key = event.entry.key.as_str();
+        let mut touched = Touched::default();
+        if let Some(name) = key.strip_prefix(PODS) {
+            // A pod moves the endpoints of the services it was and is in.
+            touched
+                .services
+                .extend(self.pods.get(name).and_then(|p| p.object.service.clone()));
+            if event.kind == EventKind::Put {
+                let pod = objects::decode::<ClusterPod>(&event.entry)?;
+                touched.services.extend(pod.object.service);
+            }
+        } else if key.starts_with(NODES)
+            || (key.starts_with(EVENTS) && names_a_node_condition(&event.entry))
+        {
+            // An address or a condition: any service's endpoints.
+            touched.every_service = true;
+        }
+        for (prefix, kind) in self.kinds() {
+            let Some(name) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            if event.entry.revision <= listed_at.get(prefix).copied().unwrap_or(0) {
+                return Ok(touched);
+            }
+            match event.kind {
+                EventKind::Put => kind.put(name, &event.entry)?,
+                EventKind::Delete => kind.remove(name),
+            }
+            touched.mirrored = true;
+            return Ok(touched);
+        }
+        Ok(touched)
+    }
+}
+
+/// What a commit changed.
+#[derive(Debug, Default)]
+struct Touched {
+    /// A mirrored object.
+    mirrored: bool,
+    /// The services whose endpoints it may move.
+    services: BTreeSet<String>,
+    /// Something that may move every service's endpoints.
+    every_service: bool,
+}
+
+impl Touched {
+    fn add(&mut self, other: Touched) {
+        self.mirrored |= other.mirrored;
+        self.services.extend(other.services);
+        self.every_service |= other.every_service;
+    }
+}
+
+/// Whether an event records a node going Ready or NotReady: endpoints are
+/// only those on Ready nodes.
+fn names_a_node_condition(entry: &Entry) -> bool {
+    #[derive(serde::Deserialize)]
+    struct KindOnly {
+        kind: berth_model::EventKind,
+    }
+    serde_json::from_slice::<KindOnly>(&entry.value).is_ok_and(|e| {
+        matches!(
+            e.kind,
+            berth_model::EventKind::NodeReady | berth_model::EventKind::NodeNotReady
+        )
+    })
+}
+
+/// Per service, the revision of the last change that may move its
+/// endpoints, and who waits for the next one: a change wakes only the
+/// long polls of the services it concerns.
+#[derive(Debug, Default)]
+struct EndpointChanges {
+    services: HashMap<String, (u64, Arc<Notify>)>,
+    /// The last change that may move any service's endpoints.
+    every_service: u64,
+    /// Woken at every change that may move any endpoint.
+    any: Arc<Notify>,
+}
+
+impl EndpointChanges {
+    fn record(&mut self, touched: &Touched, revision: u64) {
+        if touched.every_service {
+            self.every_service = revision;
+            for (_, waiters) in self.services.values() {
+                waiters.notify_waiters();
+            }
+        }
+        for service in &touched.services {
+            let entry = self.services.entry(service.clone()).or_default();
+            entry.0 = revision;
+            entry.1.notify_waiters();
+        }
+        if touched.every_service || !touched.services.is_empty() {
+            self.any.notify_waiters();
+        }
+    }
+
+    /// Whether the endpoints of `services` (all, when `None`) may have
+    /// moved after `after`.
+    fn changed_after(&self, services: Option<&[String]>, after: u64) -> bool {
+        if self.every_service > after {
+            return true;
+        }
+        match services {
+            Some(services) => services.iter().any(|s| {
+                self.services
+                    .get(s)
+                    .is_some_and(|(changed, _)| *changed > after)
+            }),
+            None => self.services.values().any(|(changed, _)| *changed > after),
+        }
+    }
+
+    fn waiters(&mut self, services: Option<&[String]>) -> Vec<Arc<Notify>> {
+        match services {
+            Some(services) => services
+                .iter()
+                .map(|s| Arc::clone(&self.services.entry(s.clone()).or_default().1))
+                .collect(),
+            None => vec![Arc::clone(&self.any)],
+        }
+    }
+}
+
+/// The mirror; see the module documentation.
+#[derive(Debug)]
+pub struct ClusterMirror {
+    objects: Mutex<Objects>,
+    endpoint_changes: Mutex<EndpointChanges>,
+    /// The store revision every change up to which is applied; `None`
+    /// until the store has been read once.
+    applied: watch::Sender<Option<u64>>,
+    /// Told of every applied commit that changed a mirrored object.
+    changed: Notify,
+}
+
+impl Default for ClusterMirror {
+    fn default() -> Self {
+        Self {
+            objects: Mutex::new(Objects::default()),
+            endpoint_changes: Mutex::new(EndpointChanges::default()),
+            applied: watch::channel(None).0,
+            changed: Notify::new(),
+        }
+    }
+}
+
+/// How long a reader waits for the mirror to catch up with the store
+/// before it gives up (the watch is down or far behind).
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+impl ClusterMirror {
+    /// Follows the store forever: lists the mirrored kinds, then applies
+    /// each commit from one watch of every key; lists again if the watch
+    /// breaks (compacted, or fell behind).
+    pub async fn follow(self: Arc<Self>, store: Arc<dyn Store>) {
+        loop {
+            if let Err(e) = self.follow_once(store.as_ref()).await {
+                warn!(error = %e, "the cluster mirror lost the store's watch; reading the store again");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn follow_once(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut lists = Vec::new();
+        for prefix in Objects::PREFIXES {
+            lists.push((prefix, store.list(prefix).await?));
+        }
+        let listed_at: BTreeMap<&str, u64> = lists.iter().map(|(p, (_, rev))| (*p, *rev)).collect();
+        let oldest = listed_at.values().copied().min().unwrap_or(0);
+        let newest = listed_at.values().copied().max().unwrap_or(0);
+        let mut fresh = Objects::default();
+        for ((prefix, kind), (_, (entries, _))) in fresh.kinds().into_iter().zip(&lists) {
+            kind.replace(prefix, entries)?;
+        }
+        drop(lists);
+        *self.lock() = fresh;
+        let everything = Touched {
+            mirrored: true,
+            services: BTreeSet::new(),
+            every_service: true,
+        };
+        self.publish(newest, &everything);
+        // From the oldest list on: each kind skips what its own list held.
+        let mut changes = store.watch("/", oldest).await?;
+        loop {
+            let Some(change) = changes.next().await else {
+                return Err(StoreError::Backend("the store's watch ended".into()));
+            };
+            // The changes of one commit arrive together: apply all that are
+            // ready, then publish, so no reader sees half a commit.
+            let mut next = Some(change);
+            let mut touched = Touched::default();
+            let mut revision = 0;
+            let mut objects = self.lock();
+            while let Some(change) = next {
+                let change = change?;
+                revision = revision.max(change.entry.revision);
+                touched.add(objects.apply(&change, &listed_at)?);
+                next = changes.next().now_or_never().flatten();
+            }
+            drop(objects);
+            self.publish(revision, &touched);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
+        // A panic while holding the lock leaves maps that are still whole.
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, revision: u64, touched: &Touched) {
+        self.endpoint_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(touched, revision);
+        self.applied.send_if_modified(|applied| {
+            let newer = applied.is_none_or(|a| revision > a);
+            if newer {
+                *applied = Some(revision);
+            }
+            newer
+        });
+        if touched.mirrored {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits until the mirror holds every change up to `revision`; false
+    /// if it has not within [`CATCH_UP`].
+    pub async fn caught_up(&self, revision: u64) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(
+            CATCH_UP,
+            applied.wait_for(|a| a.is_some_and(|a| a >= revision)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the mirror holds what `store` has committed so far, and
+    /// copies it.
+    pub async fn read(&self, store: &dyn Store) -> Result<Objects, StoreError> {
+        let revision = store.revision().await?;
+        if !self.caught_up(revision).await {
+            return Err(StoreError::Backend(format!(
+                "the cluster mirror is not at the store's revision {revision} after {CATCH_UP:?}"
+            )));
+        }
+        Ok(self.lock().clone())
+    }
+
+    /// Reads one object from what is mirrored, once the store has been read
+    /// once (it may be a little behind the store: writes based on it are
+    /// compare-and-swaps that fail if so).
+    pub async fn with<R>(&self, read: impl FnOnce(&Objects) -> R) -> R {
+        let mut applied = self.applied.subscribe();
+        let _ = applied.wait_for(Option::is_some).await;
+        read(&self.lock())
+    }
+
+    /// Waits (up to `wait`) until the endpoints of `services` (of every
+    /// service, when `None`) may have moved after revision `after`.
+    pub async fn endpoints_changed(&self, services: Option<&[String]>, after: u64, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let waiters = self
+                .endpoint_changes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .waiters(services);
+            let mut woken: Vec<_> = waiters.iter().map(|w| Box::pin(w.notified())).collect();
+            // Registered before looking, so a change in between is not missed.
+            for w in &mut woken {
+                w.as_mut().enable();
+            }
+            let changed = self
+                .endpoint_changes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .changed_after(services, after);
+            if changed {
+                return;
+            }
+            if woken.is_empty() {
+                // No service asked about: nothing can change.
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            let any = futures_util::future::select_all(woken);
+            if tokio::time::timeout_at(deadline, any).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The store revision the mirror holds everything up to.
+    pub fn revision(&self) -> u64 {
+        self.applied.borrow().unwrap_or(0)
+    }
+
+    /// Resolves at the next commit that changes a mirrored object.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::Op;
+
+    fn pod(name: &str) -> Op {
+        pod_of(name, None)
+    }
+
+    fn pod_of(name: &str, service: Option<&str>) -> Op {
+        objects::create(
+            PODS,
+            name,
+            &serde_json::json!({
+                "spec": {"name": name, "containers": [{"name": "app", "image": "local/busybox"}]},
+                "service": service,
+            }),
+        )
+    }
+
+    fn scratch_store(name: &str) -> (Arc<dyn Store>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("berth-mirror-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(EmbeddedStore::open(&dir.join("store.db")).unwrap());
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_pod_change_wakes_only_the_endpoint_polls_of_its_service() {
+        let (store, dir) = scratch_store("endpoints");
+        let mirror = Arc::new(ClusterMirror::default());
+        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
+        mirror.read(store.as_ref()).await.unwrap();
+        let after = mirror.revision();
+        let poll = |service: &'static str| {
+            let mirror = Arc::clone(&mirror);
+            tokio::spawn(async move {
+                let only = [service.to_owned()];
+                mirror
+                    .endpoints_changed(Some(&only), after, Duration::from_secs(5))
+                    .await;
+            })
+        };
+        let (web, db) = (poll("web"), poll("db"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store
+            .apply(vec![pod_of("web-1", Some("web"))])
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), web)
+            .await
+            .expect("web's poll woken by a web pod")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!db.is_finished(), "a web pod woke the poll of db");
+        db.abort();
+        following.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_read_sees_every_commit_before_it_and_a_change_wakes_the_controller() {
+        let (store, dir) = scratch_store("read");
+        store.apply(vec![pod("a")]).await.unwrap();
+        let mirror = Arc::new(ClusterMirror::default());
+        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
+        let first = mirror.read(store.as_ref()).await.unwrap();
+        assert_eq!(first.pods.to_vec().len(), 1);
+
+        let woken = {
+            let mirror = Arc::clone(&mirror);
+            tokio::spawn(async move { mirror.changed().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store.apply(vec![pod("b")]).await.unwrap();
+        // The write is acknowledged: a read from now on holds it.
+        let second = mirror.read(store.as_ref()).await.unwrap();
+        let names: Vec<String> = second
+            .pods
+            .to_vec()
+            .into_iter()
+            .map(|p| p.object.spec.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        tokio::time::timeout(Duration::from_secs(1), woken)
+            .await
+            .expect("a new pod wakes the controller")
+            .unwrap();
+
+        store
+            .apply(vec![objects::delete(PODS, "a", None)])
+            .await
+            .unwrap();
+        let third = mirror.read(store.as_ref()).await.unwrap();
+        assert!(third.pods.get("a").is_none());
+        following.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
