@@ -7,7 +7,7 @@
 //! status a node reports wakes no one: nodes do not read statuses from
 //! their assignments.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,9 @@ struct Index {
 struct NodeEntry {
     changed: u64,
     waiters: Arc<Notify>,
+    /// The pods that concern the node (see [`nodes_of`]): an answer looks
+    /// at these, not at every pod in the cluster.
+    pods: BTreeSet<String>,
 }
 
 impl Default for AssignmentIndex {
@@ -91,9 +94,20 @@ impl AssignmentIndex {
         };
         index.pods = pods.map(|p| (p.spec.name.clone(), p)).collect();
         index.revision = revision;
-        let nodes: Vec<String> = index.pods.values().filter_map(|p| p.node.clone()).collect();
-        for node in nodes {
-            index.nodes.entry(node).or_default();
+        for entry in index.nodes.values_mut() {
+            entry.pods.clear();
+        }
+        let concerns: Vec<(String, String)> = index
+            .pods
+            .values()
+            .flat_map(|p| {
+                nodes_of(Some(p))
+                    .into_iter()
+                    .map(|n| (n, p.spec.name.clone()))
+            })
+            .collect();
+        for (node, pod) in concerns {
+            index.nodes.entry(node).or_default().pods.insert(pod);
         }
         for entry in index.nodes.values_mut() {
             entry.changed = revision;
@@ -114,9 +128,21 @@ impl AssignmentIndex {
         };
         index.revision = revision;
         if !same_assignment(before.as_ref(), pod.as_ref()) {
-            let mut nodes = nodes_of(before);
-            nodes.extend(nodes_of(pod));
-            for node in nodes {
+            for node in nodes_of(before.as_ref()) {
+                if let Some(entry) = index.nodes.get_mut(&node) {
+                    entry.pods.remove(name);
+                }
+            }
+            let now = nodes_of(pod.as_ref());
+            for node in &now {
+                index
+                    .nodes
+                    .entry(node.clone())
+                    .or_default()
+                    .pods
+                    .insert(name.to_owned());
+            }
+            for node in nodes_of(before.as_ref()).into_iter().chain(now) {
                 let entry = index.nodes.entry(node).or_default();
                 entry.changed = revision;
                 entry.waiters.notify_waiters();
@@ -171,14 +197,24 @@ impl AssignmentIndex {
                 moves: Vec::new(),
             };
         };
-        let pods: BTreeMap<&String, &ClusterPod> = index
-            .pods
+        let concerned: Vec<&ClusterPod> = index
+            .nodes
+            .get(node)
+            .map(|entry| {
+                entry
+                    .pods
+                    .iter()
+                    .filter_map(|p| index.pods.get(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pods: BTreeMap<&String, &ClusterPod> = concerned
             .iter()
-            .filter(|(_, p)| runs_on(p, node))
+            .filter(|p| runs_on(p, node))
+            .map(|p| (&p.spec.name, *p))
             .collect();
-        let mut moves: Vec<MoveOrder> = index
-            .pods
-            .values()
+        let mut moves: Vec<MoveOrder> = concerned
+            .iter()
             .filter_map(|p| MoveOrder::for_node(p, node))
             .collect();
         moves.sort_by(|a, b| a.pod.cmp(&b.pod));
@@ -201,14 +237,14 @@ fn runs_on(pod: &ClusterPod, node: &str) -> bool {
 }
 
 /// The nodes a pod concerns: its own and its move's two ends.
-fn nodes_of(pod: Option<ClusterPod>) -> Vec<String> {
+fn nodes_of(pod: Option<&ClusterPod>) -> Vec<String> {
     let Some(pod) = pod else {
         return Vec::new();
     };
-    let mut nodes: Vec<String> = pod.node.into_iter().collect();
-    if let Some(moving) = pod.moving {
-        nodes.push(moving.from);
-        nodes.push(moving.to);
+    let mut nodes: Vec<String> = pod.node.iter().cloned().collect();
+    if let Some(moving) = &pod.moving {
+        nodes.push(moving.from.clone());
+        nodes.push(moving.to.clone());
     }
     nodes
 }

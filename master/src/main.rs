@@ -154,9 +154,13 @@ fn joining(config: &MasterConfig, command: &Command) -> ExitCode {
     }
 }
 
-/// The master's async runtime: one thread (the master's work is I/O).
+/// The master's async runtime: a thread per core, up to four. Most of the
+/// master's work is I/O, but a controller round over tens of thousands of
+/// pods is not, and must not hold up heartbeats and long polls meanwhile.
 fn async_runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_current_thread()
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.clamp(1, 4))
         .enable_all()
         .build()
     {

@@ -5,10 +5,12 @@
 //! and node, and every heartbeat read its node and each of its pods from
 //! the store: at 1,000 nodes and 20,000 pods that is 21,000 store reads a
 //! second, and a round that takes seconds. Now a round copies what the
-//! mirror holds, after waiting until the mirror has applied everything the
-//! store had committed when the round began, so it plans on nothing older
-//! than a fresh list would have shown. A commit that touches a mirrored
-//! kind wakes the controller at once, instead of at its next interval.
+//! mirror holds, after waiting until the mirror has applied the round
+//! before's own commits. What others wrote may be a moment behind, as it
+//! was between the lists of one round before: every write is a
+//! compare-and-swap or a create, so a plan on a stale object fails and is
+//! planned again. A commit that touches a mirrored kind wakes the
+//! controller at once, instead of at its next interval.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -45,9 +47,10 @@ pub struct Objects {
     pub nodes: Kind<Node>,
 }
 
-/// One kind's objects by name.
+/// One kind's objects by name, each shared: a controller round copies
+/// pointers, not tens of thousands of objects.
 #[derive(Debug, Clone)]
-pub struct Kind<T>(BTreeMap<String, Versioned<T>>);
+pub struct Kind<T>(BTreeMap<String, Arc<Versioned<T>>>);
 
 impl<T> Default for Kind<T> {
     fn default() -> Self {
@@ -58,7 +61,12 @@ impl<T> Default for Kind<T> {
 impl<T: Clone> Kind<T> {
     /// The object called `name`.
     pub fn get(&self, name: &str) -> Option<&Versioned<T>> {
-        self.0.get(name)
+        self.0.get(name).map(|o| &**o)
+    }
+
+    /// The object called `name`, shared.
+    pub fn get_shared(&self, name: &str) -> Option<Arc<Versioned<T>>> {
+        self.0.get(name).cloned()
     }
 
     /// Every object, in name order, without its revision.
@@ -68,6 +76,11 @@ impl<T: Clone> Kind<T> {
 
     /// Every object, in name order.
     pub fn to_vec(&self) -> Vec<Versioned<T>> {
+        self.0.values().map(|o| (**o).clone()).collect()
+    }
+
+    /// Every object, in name order, shared.
+    pub fn shared(&self) -> Vec<Arc<Versioned<T>>> {
         self.0.values().cloned().collect()
     }
 }
@@ -86,7 +99,7 @@ impl<T: DeserializeOwned> Mirrored for Kind<T> {
             .map(|e| {
                 Ok((
                     e.key.trim_start_matches(prefix).to_owned(),
-                    objects::decode(e)?,
+                    Arc::new(objects::decode(e)?),
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
@@ -94,7 +107,8 @@ impl<T: DeserializeOwned> Mirrored for Kind<T> {
     }
 
     fn put(&mut self, name: &str, entry: &Entry) -> Result<(), StoreError> {
-        self.0.insert(name.to_owned(), objects::decode(entry)?);
+        self.0
+            .insert(name.to_owned(), Arc::new(objects::decode(entry)?));
         Ok(())
     }
 
@@ -383,13 +397,13 @@ impl ClusterMirror {
         .is_ok_and(|r| r.is_ok())
     }
 
-    /// Waits until the mirror holds what `store` has committed so far, and
-    /// copies it.
-    pub async fn read(&self, store: &dyn Store) -> Result<Objects, StoreError> {
-        let revision = store.revision().await?;
+    /// Waits until the mirror holds every change up to `revision` (the
+    /// reader's own last write, so that it never plans again on a state
+    /// its own commit has changed), and copies it.
+    pub async fn read_after(&self, revision: u64) -> Result<Objects, StoreError> {
         if !self.caught_up(revision).await {
             return Err(StoreError::Backend(format!(
-                "the cluster mirror is not at the store's revision {revision} after {CATCH_UP:?}"
+                "the cluster mirror is not at revision {revision} after {CATCH_UP:?}"
             )));
         }
         Ok(self.lock().clone())
@@ -484,7 +498,10 @@ mod tests {
         let (store, dir) = scratch_store("endpoints");
         let mirror = Arc::new(ClusterMirror::default());
         let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
-        mirror.read(store.as_ref()).await.unwrap();
+        mirror
+            .read_after(store.revision().await.unwrap())
+            .await
+            .unwrap();
         let after = mirror.revision();
         let poll = |service: &'static str| {
             let mirror = Arc::clone(&mirror);
@@ -518,7 +535,10 @@ mod tests {
         store.apply(vec![pod("a")]).await.unwrap();
         let mirror = Arc::new(ClusterMirror::default());
         let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
-        let first = mirror.read(store.as_ref()).await.unwrap();
+        let first = mirror
+            .read_after(store.revision().await.unwrap())
+            .await
+            .unwrap();
         assert_eq!(first.pods.to_vec().len(), 1);
 
         let woken = {
@@ -528,7 +548,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         store.apply(vec![pod("b")]).await.unwrap();
         // The write is acknowledged: a read from now on holds it.
-        let second = mirror.read(store.as_ref()).await.unwrap();
+        let second = mirror
+            .read_after(store.revision().await.unwrap())
+            .await
+            .unwrap();
         let names: Vec<String> = second
             .pods
             .to_vec()
@@ -545,7 +568,10 @@ mod tests {
             .apply(vec![objects::delete(PODS, "a", None)])
             .await
             .unwrap();
-        let third = mirror.read(store.as_ref()).await.unwrap();
+        let third = mirror
+            .read_after(store.revision().await.unwrap())
+            .await
+            .unwrap();
         assert!(third.pods.get("a").is_none());
         following.abort();
         let _ = std::fs::remove_dir_all(&dir);

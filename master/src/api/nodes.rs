@@ -110,7 +110,7 @@ pub async fn heartbeat(
             let pods: Vec<_> = beat
                 .pods
                 .iter()
-                .filter_map(|status| objects.pods.get(&status.name).cloned())
+                .filter_map(|status| objects.pods.get_shared(&status.name))
                 .collect();
             controller::plan_heartbeat(
                 &name,
@@ -215,6 +215,7 @@ pub async fn drain(
     let (services, _) =
         objects::list::<berth_model::Service>(store, crate::objects::SERVICES).await?;
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
+    let pods: Vec<_> = pods.into_iter().map(std::sync::Arc::new).collect();
     let drain = controller::plan_drain(&name, &pods, &services);
     let ops = controller::commit::ops(&drain.evictions);
     for chunk in ops.chunks(controller::MAX_COMMIT_OPS) {

@@ -29,7 +29,7 @@ pub async fn move_pod(
     named.project.require(Role::Edit)?;
     let request: Move = parse("move", &body)?;
     let name = named.qualified::<ClusterPod>();
-    let objects = state.mirror.read(state.store.as_ref()).await?;
+    let objects = state.mirror.with(Clone::clone).await;
     let cluster = controller::cluster(objects, &state.liveness);
     // A pod that does not exist is a 404 whatever the body names.
     let change =

@@ -323,6 +323,8 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use berth_model::api::Versioned;
     use berth_model::{ClusterPod, Event, EventKind, Node, NodeCondition};
 
@@ -334,7 +336,7 @@ mod tests {
     fn placed() -> Versioned<ClusterPod> {
         let mut cluster = cluster(vec![service("web", 1, false)], ready(&["h1"]));
         step(&mut cluster);
-        cluster.pods.remove(0)
+        Arc::unwrap_or_clone(cluster.pods.remove(0))
     }
 
     fn scheduled(pod: &str, node: &str) -> Event {

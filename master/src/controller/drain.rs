@@ -1,6 +1,8 @@
 //! Draining a node: which of its pods go and which stay. Pure; the API
 //! cordons the node and commits the evictions.
 
+use std::sync::Arc;
+
 use berth_model::api::Versioned;
 use berth_model::{ClusterPod, Service};
 
@@ -22,7 +24,7 @@ pub struct Drain {
 /// Plans draining `node`: which of its pods go and which stay.
 pub fn plan_drain(
     node: &str,
-    pods: &[Versioned<ClusterPod>],
+    pods: &[Arc<Versioned<ClusterPod>>],
     services: &[Versioned<Service>],
 ) -> Drain {
     let stateless = |service: Option<&str>| {
@@ -66,8 +68,8 @@ mod tests {
         );
         step(&mut cluster);
         let mut bare = cluster.pods[0].clone();
-        bare.object.spec.name = "bare".to_owned();
-        bare.object.service = None;
+        Arc::make_mut(&mut bare).object.spec.name = "bare".to_owned();
+        Arc::make_mut(&mut bare).object.service = None;
         cluster.pods.push(bare);
         let drain = plan_drain("h1", &cluster.pods, &cluster.services);
         assert_eq!(drain.evicted, ["web-0"]);

@@ -3,6 +3,8 @@
 //! is written: a heartbeat a second per node must not cost a disk sync
 //! each.
 
+use std::sync::Arc;
+
 use berth_model::api::{Heartbeat, Versioned};
 use berth_model::{ClusterPod, Node};
 
@@ -19,7 +21,7 @@ pub fn plan_heartbeat(
     name: &str,
     beat: &Heartbeat,
     node: Option<&Versioned<Node>>,
-    pods: &[Versioned<ClusterPod>],
+    pods: &[Arc<Versioned<ClusterPod>>],
     now_ms: u64,
 ) -> Vec<Change> {
     let mut changes = Vec::new();
@@ -133,7 +135,7 @@ mod tests {
         );
         assert_eq!(changes[0].event(), None);
 
-        cluster.pods[mine].object = expected;
+        Arc::make_mut(&mut cluster.pods[mine]).object = expected;
         assert_eq!(
             plan_heartbeat("h1", &report, Some(&node), &cluster.pods, 0),
             [],

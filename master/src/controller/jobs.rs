@@ -267,6 +267,8 @@ fn waiting_for<'a>(cluster: &Cluster, job: &'a Job) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use berth_model::{ContainerStatus, PodStatus};
 
     use super::*;
@@ -300,12 +302,12 @@ mod tests {
             cluster
                 .pods
                 .retain(|p| !stop.iter().any(|(n, _)| *n == p.object.spec.name));
-            cluster
-                .pods
-                .extend(start.into_iter().map(|object| Versioned {
+            cluster.pods.extend(start.into_iter().map(|object| {
+                Arc::new(Versioned {
                     resource_version: 1,
                     object,
-                }));
+                })
+            }));
             let at = cluster.jobs.iter().position(|j| j.object.name == job.name);
             cluster.jobs[at.expect("the job")].object = job;
         }
@@ -323,6 +325,7 @@ mod tests {
             .iter_mut()
             .find(|p| p.object.spec.name == pod)
             .expect("the pod");
+        let pod = Arc::make_mut(pod);
         pod.object.node = Some("h1".into());
         pod.object.status = Some(PodStatus {
             name: pod.object.spec.name.clone(),

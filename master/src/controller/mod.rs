@@ -40,6 +40,7 @@ use tracing::{info, warn};
 use crate::instruments::Instruments;
 use crate::mirror::{ClusterMirror, Objects};
 use crate::objects::EVENTS;
+use crate::store::remembering::Remembering;
 use crate::store::{Op, Store};
 
 pub use self::change::Change;
@@ -85,8 +86,9 @@ pub struct Cluster {
     pub image_streams: Vec<Versioned<ImageStream>>,
     /// Cron jobs with their revisions.
     pub cron_jobs: Vec<Versioned<CronJob>>,
-    /// Pods with their revisions.
-    pub pods: Vec<Versioned<ClusterPod>>,
+    /// Pods with their revisions (shared with the mirror: a round copies
+    /// no pod).
+    pub pods: Vec<Arc<Versioned<ClusterPod>>>,
     /// Nodes with their liveness.
     pub nodes: Vec<(Node, NodeCondition)>,
     /// The wall clock when the cluster was read, in Unix milliseconds: the
@@ -201,7 +203,7 @@ pub fn cluster(objects: Objects, liveness: &Liveness) -> Cluster {
         deployments: objects.deployments.to_vec(),
         image_streams: objects.image_streams.to_vec(),
         cron_jobs: objects.cron_jobs.to_vec(),
-        pods: objects.pods.to_vec(),
+        pods: objects.pods.shared(),
         nodes: nodes.collect(),
         now_ms: events::now_ms(),
         memory_available,
@@ -214,7 +216,7 @@ pub fn cluster(objects: Objects, liveness: &Liveness) -> Cluster {
 /// Plans and commits at each change to the cluster and at least every
 /// `interval`, forever; at once after a round that handed work on, and at
 /// each cron slot. It reads the cluster from `mirror` once the mirror holds
-/// every commit `store` had made. A conflict (someone wrote in between)
+/// its own commits. A conflict (someone wrote in between)
 /// just means the next round plans again from fresh state.
 /// Node Ready/NotReady transitions are recorded as events, and events
 /// beyond `retention` are pruned every [`PRUNE_INTERVAL`]. When more than
@@ -229,6 +231,7 @@ pub async fn run(
     unhealthy_threshold: f64,
     instruments: Arc<Instruments>,
 ) {
+    let store = Arc::new(Remembering::new(store));
     let mut conditions = NodeConditions::default();
     let mut gate = EvictionGate::new(liveness.grace(), unhealthy_threshold);
     let mut link_backends: Option<links::LinkBackends> = None;
@@ -242,7 +245,7 @@ pub async fn run(
         changed.as_mut().enable();
         let round = std::time::Instant::now();
         let mut pause = interval;
-        let read = mirror.read(store.as_ref()).await;
+        let read = mirror.read_after(store.last_write()).await;
         match read.map(|objects| cluster(objects, &liveness)) {
             Ok(mut cluster) => {
                 cluster.evictions_held =
@@ -272,9 +275,13 @@ pub async fn run(
             prune_events(store.as_ref(), &retention).await;
             next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
         }
+        // A round woken by a change waits at least as long as the round
+        // before took: under a stream of changes the controller takes at
+        // most half a core, and what it plans on is batched.
+        let settle = CHANGE_SETTLE.max(round.elapsed());
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = changed => tokio::time::sleep(CHANGE_SETTLE).await,
+            () = changed => tokio::time::sleep(settle).await,
         }
     }
 }

@@ -280,6 +280,8 @@ fn step(pod: &Versioned<ClusterPod>, now_ms: u64) -> Option<Change> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn db(node: &str) -> ClusterPod {
@@ -345,10 +347,10 @@ mod tests {
 
     fn cluster(pod: ClusterPod, now_ms: u64) -> Cluster {
         Cluster {
-            pods: vec![Versioned {
+            pods: vec![Arc::new(Versioned {
                 resource_version: 1,
                 object: pod,
-            }],
+            })],
             now_ms,
             ..Cluster::default()
         }

@@ -434,6 +434,8 @@ fn node_local_start_failure(pod: &ClusterPod) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use std::collections::{BTreeMap, BTreeSet};
 
     use berth_model::{Capacity, EventKind, Node, NodeCondition};
@@ -612,7 +614,7 @@ mod tests {
         }))
         .unwrap();
         status.start_failure = Some(failure.clone());
-        cluster.pods[0].object.status = Some(status.clone());
+        Arc::make_mut(&mut cluster.pods[0]).object.status = Some(status.clone());
 
         let changes = plan(&cluster);
         let [(kind, object, node)] = events(&changes).try_into().unwrap();
@@ -636,7 +638,7 @@ mod tests {
 
         // Held on the second node too: it waits, and tries again once the
         // wait is over.
-        cluster.pods[0].object.status = Some(status);
+        Arc::make_mut(&mut cluster.pods[0]).object.status = Some(status);
         step(&mut cluster);
         let waiting = &cluster.pods[0].object;
         assert_eq!(waiting.node, None);

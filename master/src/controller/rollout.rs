@@ -986,6 +986,8 @@ fn replica(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use berth_model::api::Versioned;
     use berth_model::deployment::{Amount, Cause, DeploymentPhase, FailurePolicy, Hook, DRAIN_MS};
     use berth_model::{ClusterPod, Deployment, JobPhase, PodStatus};
@@ -997,7 +999,7 @@ mod tests {
     /// ready for a long time; the others as running but not ready.
     fn report(cluster: &mut Cluster, ready: impl Fn(&ClusterPod) -> bool) {
         for pod in &mut cluster.pods {
-            let p = &mut pod.object;
+            let p = &mut Arc::make_mut(pod).object;
             if p.node.is_none() {
                 continue;
             }

@@ -2,6 +2,7 @@
 //! at a fixed clock, and a commit that applies planned changes to them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use berth_model::api::Versioned;
 use berth_model::deployment::{Cause, DeploymentPhase};
@@ -100,10 +101,10 @@ pub fn commit(cluster: &mut Cluster, changes: &[Change]) {
             Op::Create { key, value } | Op::Update { key, value, .. } if key.starts_with(PODS) => {
                 let pod: ClusterPod = serde_json::from_slice(value).unwrap();
                 cluster.pods.retain(|p| p.object.spec.name != pod.spec.name);
-                cluster.pods.push(Versioned {
+                cluster.pods.push(Arc::new(Versioned {
                     resource_version: 2,
                     object: pod,
-                });
+                }));
             }
             Op::Create { key, value } | Op::Update { key, value, .. }
                 if key.starts_with(DEPLOYMENTS) =>

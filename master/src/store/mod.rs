@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 pub mod embedded;
 pub mod etcd;
+pub mod remembering;
 pub mod timed;
 
 /// One key with its value and the revision of its last change.
