@@ -137,8 +137,31 @@ pub fn throughput(runs: usize, megabytes: usize, requests: usize) {
     // Timed by curl itself, inside the host: one shell, no `berth-lab
     // exec` per sample. Which side goes first alternates run by run, and
     // each run's ratio is taken within the pair (the machine is shared).
+    // curl runs pinned to one CPU, the same for every way, and each way
+    // moves the file once untimed first (connection tracking, the sink's
+    // page cache and httpd warm for all three alike).
+    let pin = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        "taskset -c 1 "
+    } else {
+        ""
+    };
     let script = format!(
         r#"set -e
+# One transfer: prints "speed size" or stops the benchmark with why. curl's
+# own status is checked (a reset or a timeout mid-transfer), and so are the
+# HTTP status and the size (a short body is a failure, not a slow sample).
+fetch() {{
+  want=$3
+  r=$({pin}curl -sS -o /dev/null -w '%{{http_code}} %{{speed_download}} %{{size_download}}' "$2") \
+    || {{ rc=$?; echo "$1: curl $2 failed with exit status $rc" >&2; exit 1; }}
+  set -- "$1" "$2" $r
+  [ "$3" = 200 ] || {{ echo "$1: curl $2 answered HTTP $3" >&2; exit 1; }}
+  [ "$5" = "$want" ] || {{ echo "$1: curl $2 moved $5 bytes, not $want" >&2; exit 1; }}
+  echo "$4 $5"
+}}
+for way in link:{linked} stable:{stable} direct:{direct}; do
+  fetch "warm-up through ${{way%%:*}}" "http://${{way#*:}}/big" {bulk_bytes} >/dev/null
+done
 for i in $(seq 1 {runs}); do
   case $((i % 3)) in
     0) ways="link:{linked} stable:{stable} direct:{direct}" ;;
@@ -148,34 +171,39 @@ for i in $(seq 1 {runs}); do
   for way in $ways; do
     name=${{way%%:*}}; target=${{way#*:}}
     # A failed transfer stops the benchmark: averaged in, it would read as
-    # a slow one (curl -w prints a speed of 0 when -f fails).
-    r=$(curl -sSf -o /dev/null -w '%{{speed_download}} %{{size_download}}' http://$target/big) \
-      || {{ echo "run $i: the transfer of /big through $name ($target) failed" >&2; exit 1; }}
+    # a slow one (curl -w prints a speed of 0 when a transfer fails).
+    r=$(fetch "run $i through $name" "http://$target/big" {bulk_bytes})
     echo "bulk $i $name $r"
   done
   for way in $ways; do
     name=${{way%%:*}}; target=${{way#*:}}
     j=0; while [ $j -lt {requests} ]; do
-      r=$(curl -sSf -o /dev/null -w '%{{time_total}} %{{size_download}}' http://$target/small) \
-        || {{ echo "run $i: a request for /small through $name ($target) failed" >&2; exit 1; }}
-      echo "small $i $name $r"
+      r=$({pin}curl -sS -o /dev/null -w '%{{http_code}} %{{time_total}} %{{size_download}}' http://$target/small) \
+        || {{ rc=$?; echo "run $i: a request for /small through $name ($target) failed with exit status $rc" >&2; exit 1; }}
+      case "$r" in
+        "200 "*" 3") echo "small $i $name ${{r#200 }}" ;;
+        *) echo "run $i: a request for /small through $name ($target) ended with $r" >&2; exit 1 ;;
+      esac
       j=$((j + 1))
     done
   done
-done"#
+done"#,
+        bulk_bytes = megabytes << 20,
     );
     let out = in_client(&script).assert_success();
     // (run, way, value)
+    // Every line is a sample: one that does not parse is a failure too.
     let rows: Vec<(&str, usize, &str, f64)> = out
         .lines()
-        .filter_map(|l| {
+        .map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            match w.as_slice() {
+            let parsed = match w.as_slice() {
                 [kind, run, way, value, size] => {
-                    Some((*kind, run.parse().ok()?, *way, value.parse().ok()?, *size))
+                    (|| Some((*kind, run.parse().ok()?, *way, value.parse().ok()?, *size)))()
                 }
                 _ => None,
-            }
+            };
+            parsed.unwrap_or_else(|| panic!("link-throughput: not a sample: {l:?}"))
         })
         .map(|(kind, run, way, value, size)| {
             // Every transfer must move the whole file: a short one is a
@@ -189,6 +217,16 @@ done"#
             (kind, run, way, value)
         })
         .collect();
+    // And every transfer has its sample: none lost on the way.
+    for (kind, each) in [("bulk", 1), ("small", requests)] {
+        let count = rows.iter().filter(|r| r.0 == kind).count();
+        assert_eq!(
+            count,
+            runs * 3 * each,
+            "link-throughput: {count} {kind} samples, not {}",
+            runs * 3 * each
+        );
+    }
     let values = |kind: &str, way: &str| -> Vec<f64> {
         let mut v: Vec<f64> = rows
             .iter()
@@ -222,6 +260,7 @@ done"#
     );
     for (way, target) in [("link", linked), ("stable", stable)] {
         let ratios = pair_ratios(way);
+        assert_eq!(ratios.len(), runs, "{way}: a run without its pair");
         println!(
             "  link at {target:<24} {:8.1} MiB/s  ratio to direct: median of per-run ratios {:.3}x (min {:.3}x, max {:.3}x)",
             mib(quantile(&values("bulk", way), 0.5)),
