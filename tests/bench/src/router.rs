@@ -8,7 +8,10 @@
 //!   HAProxy beside it. Failed requests are counted on both.
 //! - `router-throughput`: requests/s through berth's generated configuration
 //!   against a minimal hand-written one for the same backend, closed loop,
-//!   rounds alternating.
+//!   rounds alternating; each round's ratio and their median, and each
+//!   HAProxy's CPU time per request. Both HAProxies are pinned to the same
+//!   CPU and the load generator to another, so neither proxy gets more of
+//!   the machine than the other and the load does not take their CPU.
 
 use std::time::Duration;
 
@@ -39,9 +42,29 @@ fn bench_binary() -> String {
 /// The hand-written HAProxy runs as a systemd unit like berth's: started
 /// outside systemd it would sit in another cgroup and get another share of
 /// a busy machine's CPU, which skewed the ratio by 15-20 %.
+///
+/// With two CPUs or more, both HAProxies start pinned to CPU 0
+/// ([`PROXY_CPU`]), so they also run as many threads as each other
+/// (HAProxy starts one per CPU it may use).
 fn setup(name: &str) -> (Lab, String, String) {
     let lab = Lab::up(name, 3);
     lab.berth("h1", &["node", "cordon", "h1"]).assert_success();
+    let affinity = match pinned() {
+        Some(_) => {
+            lab.sh(
+                "h1",
+                &format!(
+                    "mkdir -p /run/systemd/system/berth-router-haproxy.service.d && \
+                     printf '[Service]\\nCPUAffinity={PROXY_CPU}\\n' \
+                     > /run/systemd/system/berth-router-haproxy.service.d/bench-cpu.conf && \
+                     systemctl daemon-reload"
+                ),
+            )
+            .assert_success();
+            format!("-p CPUAffinity={PROXY_CPU}")
+        }
+        None => String::new(),
+    };
     lab.exec("h1", &["systemctl", "enable", "--now", "berth-router"])
         .assert_success();
     for service in ["blue", "green"] {
@@ -100,7 +123,7 @@ fn setup(name: &str) -> (Lab, String, String) {
         "h1",
         &format!(
             "mkdir -p /run/hand && cat > /run/hand/haproxy.cfg <<'EOF'\n{hand}EOF\n\
-             systemd-run --unit=bench-hand-haproxy -p Type=notify \\
+             systemd-run --unit=bench-hand-haproxy -p Type=notify {affinity} \\
              /usr/sbin/haproxy -Ws -f /run/hand/haproxy.cfg"
         ),
     )
@@ -133,6 +156,37 @@ fn setup(name: &str) -> (Lab, String, String) {
         .trim()
         .to_owned();
     (lab, blue_body, green_body)
+}
+
+/// The CPU both HAProxies are pinned to.
+const PROXY_CPU: usize = 0;
+/// The CPU the load generator is pinned to.
+const LOAD_CPU: usize = 1;
+
+/// `Some(())` when the machine has a CPU for the proxies and another for
+/// the load: lab hosts share the machine's CPUs.
+fn pinned() -> Option<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus > LOAD_CPU).then_some(())
+}
+
+/// The CPU time (ns) the unit's processes have used so far, every thread
+/// counted, read inside h1.
+fn unit_cpu_ns(lab: &Lab, unit: &str) -> f64 {
+    let out = lab
+        .sh(
+            "h1",
+            &format!(
+                "cg=$(systemctl show -p ControlGroup --value {unit}); \
+                 for p in $(cat /sys/fs/cgroup/systemd$cg/cgroup.procs); do \
+                 cat /proc/$p/task/*/schedstat 2>/dev/null; done | \
+                 awk '{{s += $1}} END {{printf \"%.0f\\n\", s}}'"
+            ),
+        )
+        .assert_success();
+    out.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{unit}: CPU time {out:?}: {e}"))
 }
 
 /// Runs `script` on h1 and returns the wall-clock ms just before it ran.
@@ -255,54 +309,111 @@ pub fn change(switches: usize) {
     }
 }
 
+/// One round: (req/s, HAProxy CPU us per request) of berth's side, then
+/// of the hand-written one.
+type Round = ((f64, f64), (f64, f64));
+
 /// `router-throughput`: see the module comment.
 pub fn throughput(seconds: u64, rounds: usize, concurrency: u32) {
     let (lab, _, _) = setup("bench-router-rps");
-    let run = |port: u16, host: &str| -> f64 {
-        let out = lab
-            .exec(
-                "h2",
-                &[
-                    &bench_binary(),
-                    "load",
-                    "--target",
-                    &format!("{ROUTER}:{port}"),
-                    "--host",
-                    host,
-                    "--seconds",
-                    &seconds.to_string(),
-                    "--concurrency",
-                    &concurrency.to_string(),
-                ],
-            )
-            .assert_success();
+    // (req/s, HAProxy CPU us per request) of one run of `seconds`.
+    let run = |port: u16, host: &str, unit: &str, seconds: u64| -> (f64, f64) {
+        let mut argv: Vec<String> = Vec::new();
+        if pinned().is_some() {
+            argv.extend(["taskset", "-c", &LOAD_CPU.to_string()].map(String::from));
+        }
+        argv.extend(
+            [
+                &bench_binary(),
+                "load",
+                "--target",
+                &format!("{ROUTER}:{port}"),
+                "--host",
+                host,
+                "--seconds",
+                &seconds.to_string(),
+                "--concurrency",
+                &concurrency.to_string(),
+            ]
+            .map(String::from),
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let cpu_before = unit_cpu_ns(&lab, unit);
+        let out = lab.exec("h2", &argv).assert_success();
+        let cpu = unit_cpu_ns(&lab, unit) - cpu_before;
         let summary: Value = out
             .lines()
             .last()
             .and_then(|l| serde_json::from_str(l).ok())
             .unwrap_or_default();
         assert_eq!(summary["failed"], 0, "failed requests: {summary}");
-        summary["ratePerSec"].as_f64().unwrap_or_default()
+        let ok = summary["ok"].as_f64().unwrap_or_default().max(1.0);
+        (
+            summary["ratePerSec"].as_f64().unwrap_or_default(),
+            cpu / 1e3 / ok,
+        )
     };
-    let (mut berth_rates, mut hand_rates) = (Vec::new(), Vec::new());
+    let berth = |seconds| {
+        run(
+            80,
+            "www.example.test",
+            "berth-router-haproxy.service",
+            seconds,
+        )
+    };
+    let hand = |seconds| run(HAND_PORT, "hand", "bench-hand-haproxy.service", seconds);
+    // Warm-up, not counted: the first seconds after setup are slower
+    // (the cluster still settling), and would count against whoever went
+    // first.
+    berth(2);
+    hand(2);
+    let mut per_round: Vec<Round> = Vec::new();
     for round in 0..rounds {
-        // Alternate which goes first, so warm-up favours neither.
-        if round % 2 == 0 {
-            berth_rates.push(run(80, "www.example.test"));
-            hand_rates.push(run(HAND_PORT, "hand"));
+        // Alternate which goes first, so neither always runs right after
+        // the other's load.
+        let (b, h) = if round % 2 == 0 {
+            let b = berth(seconds);
+            (b, hand(seconds))
         } else {
-            hand_rates.push(run(HAND_PORT, "hand"));
-            berth_rates.push(run(80, "www.example.test"));
-        }
+            let h = hand(seconds);
+            (berth(seconds), h)
+        };
+        println!(
+            "  round {}: berth {:.0} req/s ({:.1} us CPU/req), hand {:.0} req/s ({:.1} us CPU/req), ratio {:.3}x",
+            round + 1,
+            b.0,
+            b.1,
+            h.0,
+            h.1,
+            b.0 / h.0
+        );
+        per_round.push((b, h));
     }
-    berth_rates.sort_by(f64::total_cmp);
-    hand_rates.sort_by(f64::total_cmp);
-    let (b, h) = (quantile(&berth_rates, 0.5), quantile(&hand_rates, 0.5));
+    let sorted = |f: &dyn Fn(&Round) -> f64| {
+        let mut v: Vec<f64> = per_round.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let ratios = sorted(&|(b, h)| b.0 / h.0);
+    let cpu_ratios = sorted(&|(b, h)| b.1 / h.1);
+    let pinning = if pinned().is_some() {
+        format!("both HAProxies on CPU {PROXY_CPU}, load on CPU {LOAD_CPU}")
+    } else {
+        "one CPU: nothing pinned".to_owned()
+    };
     println!(
-        "router-throughput: {rounds} rounds of {seconds} s, {concurrency} clients, new connection per request\n  \
-         berth's config: {b:.0} req/s (median of {berth_rates:.0?})\n  \
-         hand-written:   {h:.0} req/s (median of {hand_rates:.0?})\n  \
-         ratio {:.3}x (target >= 0.98x)",
-        b / h
+        "router-throughput: {rounds} rounds of {seconds} s, {concurrency} clients, new connection per request, {pinning}\n  \
+         berth's config: {:.0} req/s, {:.1} us CPU/req (medians)\n  \
+         hand-written:   {:.0} req/s, {:.1} us CPU/req\n  \
+         ratio: median of per-round ratios {:.3}x (min {:.3}x, max {:.3}x; target >= 0.98x)\n  \
+         HAProxy CPU per request, berth/hand: median {:.3}x",
+        quantile(&sorted(&|(b, _)| b.0), 0.5),
+        quantile(&sorted(&|(b, _)| b.1), 0.5),
+        quantile(&sorted(&|(_, h)| h.0), 0.5),
+        quantile(&sorted(&|(_, h)| h.1), 0.5),
+        quantile(&ratios, 0.5),
+        ratios.first().copied().unwrap_or_default(),
+        ratios.last().copied().unwrap_or_default(),
+        quantile(&cpu_ratios, 0.5),
     );
 }
