@@ -154,10 +154,69 @@ fn err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Dock
     move |cause| DockerError { action, cause }
 }
 
-/// The host's dockerd.
+/// The host's dockerd, or another engine serving Docker's API.
 #[derive(Debug, Clone)]
 pub struct Docker {
     client: bollard::Docker,
+    engine: Engine,
+}
+
+/// Where `podman.socket` serves Podman's API (root).
+pub const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+
+/// Which engine answers on the socket: they speak one API, with a few
+/// differences the agent works around (see [`Docker::connect`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// dockerd.
+    #[default]
+    Docker,
+    /// Podman's Docker-compatible API (`podman system service`).
+    Podman,
+}
+
+impl Engine {
+    /// The engine's name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+
+    /// The systemd unit pods' units require and start after: dockerd's
+    /// service, or the socket that starts Podman's API service on demand
+    /// (the service itself exits when idle; containers outlive it).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker.service",
+            Engine::Podman => "podman.socket",
+        }
+    }
+
+    /// The engine's event for a container removed: Docker's `destroy`
+    /// is Podman's `remove`, which its compat API passes on as it is.
+    fn removed_event(self) -> &'static str {
+        match self {
+            Engine::Docker => "destroy",
+            Engine::Podman => "remove",
+        }
+    }
+
+    /// Which engine `GET /version` describes: Podman names itself among
+    /// the components.
+    pub fn of_version(version: &bollard::system::Version) -> Self {
+        let podman = version
+            .components
+            .iter()
+            .flatten()
+            .any(|c| c.name.starts_with("Podman"));
+        if podman {
+            Engine::Podman
+        } else {
+            Engine::Docker
+        }
+    }
 }
 
 /// State of a container from inspect: what `ps` needs beyond systemd.
@@ -190,7 +249,17 @@ impl Docker {
             .negotiate_version()
             .await
             .map_err(err("negotiating the API version"))?;
-        Ok(Self { client })
+        let version = client
+            .version()
+            .await
+            .map_err(err("asking for the engine's version"))?;
+        let engine = Engine::of_version(&version);
+        Ok(Self { client, engine })
+    }
+
+    /// Which engine answers.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Whether dockerd answers at all (`GET /_ping`).
@@ -259,9 +328,9 @@ impl Docker {
         }
         let (repo, tag) = split_tag(PAUSE_IMAGE);
         let options = CreateImageOptions {
-            from_src: "-",
-            repo,
-            tag,
+            from_src: QueryParam(Some("-")),
+            repo: QueryParam(Some(repo)),
+            tag: QueryParam(Some(tag)),
             ..Default::default()
         };
         let rootfs = bytes::Bytes::from(single_file_tar("pause", PAUSE_BINARY));
@@ -434,19 +503,15 @@ impl Docker {
     /// removed (by anyone, `docker rm -f` included), then returns. An error
     /// means the event stream broke; the caller resubscribes.
     pub async fn next_container_change(&self) -> Result<String, DockerError> {
-        let mut filters = HashMap::new();
-        filters.insert("type".to_string(), vec!["container".to_string()]);
-        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
-        filters.insert(
-            "event".to_string(),
-            vec!["die".to_string(), "destroy".to_string()],
-        );
         let options = bollard::system::EventsOptions::<String> {
             since: None,
             until: None,
-            filters,
+            filters: self.berth_container_events(&["die", self.engine.removed_event()]),
         };
-        let mut events = self.client.events(Some(options));
+        let mut events = self
+            .client
+            .events(Some(options))
+            .filter(|event| std::future::ready(event.as_ref().map_or(true, is_berth_event)));
         match events.next().await {
             Some(Ok(event)) => Ok(event.action.unwrap_or_default()),
             Some(Err(e)) => Err(DockerError {
@@ -464,15 +529,13 @@ impl Docker {
     pub fn container_changes(
         &self,
     ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
-        let mut filters = HashMap::new();
-        filters.insert("type".to_string(), vec!["container".to_string()]);
-        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
-        filters.insert(
-            "event".to_string(),
-            ["create", "start", "die", "oom", "destroy"]
-                .map(String::from)
-                .to_vec(),
-        );
+        let filters = self.berth_container_events(&[
+            "create",
+            "start",
+            "die",
+            "oom",
+            self.engine.removed_event(),
+        ]);
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs().saturating_sub(1));
@@ -484,6 +547,25 @@ impl Docker {
         self.events_attribute(options, "name", "watching container changes")
     }
 
+    /// The events filter for `events` of berth's containers. Podman's
+    /// compat API matches a label filter only as `key=value`, so a bare
+    /// `label=berth.pod` would select nothing there: Podman gets no label
+    /// filter, and [`is_berth_event`] picks berth's containers out on
+    /// this side (labels are in every container event's attributes on
+    /// both engines).
+    fn berth_container_events(&self, events: &[&str]) -> HashMap<String, Vec<String>> {
+        let mut filters = HashMap::new();
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        if self.engine == Engine::Docker {
+            filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        }
+        filters.insert(
+            "event".to_string(),
+            events.iter().map(|e| (*e).to_owned()).collect(),
+        );
+        filters
+    }
+
     /// Docker's events that `options` selects, each as the value of its
     /// actor's `attribute` (a label or `name`; empty if absent).
     fn events_attribute(
@@ -492,7 +574,11 @@ impl Docker {
         attribute: &'static str,
         action: &'static str,
     ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
-        self.client.events(Some(options)).map(move |event| {
+        let events = self
+            .client
+            .events(Some(options))
+            .filter(|event| std::future::ready(event.as_ref().map_or(true, is_berth_event)));
+        events.map(move |event| {
             event
                 .map(|e| {
                     e.actor
@@ -513,14 +599,10 @@ impl Docker {
     pub fn container_starts(
         &self,
     ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
-        let mut filters = HashMap::new();
-        filters.insert("type".to_string(), vec!["container".to_string()]);
-        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
-        filters.insert("event".to_string(), vec!["start".to_string()]);
         let options = bollard::system::EventsOptions::<String> {
             since: None,
             until: None,
-            filters,
+            filters: self.berth_container_events(&["start"]),
         };
         self.events_attribute(options, LABEL_POD, "watching container starts")
     }
@@ -570,6 +652,16 @@ impl Docker {
         Ok(info.config.and_then(|c| c.env).unwrap_or_default())
     }
 }
+/// Whether an event is about one of berth's containers (its actor has the
+/// `berth.pod` label among its attributes).
+fn is_berth_event(event: &bollard::models::EventMessage) -> bool {
+    event
+        .actor
+        .as_ref()
+        .and_then(|a| a.attributes.as_ref())
+        .is_some_and(|attributes| attributes.contains_key(LABEL_POD))
+}
+
 /// How a pull authenticates: a user and password from the agent's
 /// configuration, or a registry token (the cluster registry's).
 #[derive(Clone)]
@@ -687,6 +779,10 @@ pub trait ContainerEngine: Send + Sync {
     ) -> impl Future<Output = Result<Vec<String>, DockerError>> + Send;
     /// Waits for one of berth's containers to die or go; returns its name.
     fn next_container_change(&self) -> impl Future<Output = Result<String, DockerError>> + Send;
+    /// Which engine this is.
+    fn engine(&self) -> Engine {
+        Engine::Docker
+    }
 }
 
 impl ContainerEngine for Docker {
@@ -735,6 +831,9 @@ impl ContainerEngine for Docker {
     }
     async fn next_container_change(&self) -> Result<String, DockerError> {
         Docker::next_container_change(self).await
+    }
+    fn engine(&self) -> Engine {
+        self.engine
     }
 }
 
@@ -795,6 +894,19 @@ pub fn create_config(spec: &ContainerSpec) -> Config<String> {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// A query parameter that is left out of the request when `None`. An
+/// import must not send `fromImage=` at all: dockerd reads an empty one
+/// as none, but Podman's compat API then takes the request for a pull of
+/// the image "" ("invalid reference format").
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct QueryParam(Option<&'static str>);
+
+impl From<QueryParam> for String {
+    fn from(param: QueryParam) -> String {
+        param.0.unwrap_or_default().to_owned()
     }
 }
 
@@ -904,6 +1016,35 @@ mod tests {
             json["HostConfig"]["SecurityOpt"],
             serde_json::json!(["no-new-privileges"])
         );
+    }
+
+    #[test]
+    fn podman_names_itself_among_the_version_components() {
+        let version = |name: &str| bollard::system::Version {
+            components: Some(vec![bollard::system::VersionComponents {
+                name: name.into(),
+                version: "4.3.1".into(),
+                details: None,
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(Engine::of_version(&version("Engine")), Engine::Docker);
+        assert_eq!(
+            Engine::of_version(&version("Podman Engine")),
+            Engine::Podman
+        );
+        assert_eq!(Engine::of_version(&Default::default()), Engine::Docker);
+    }
+
+    #[test]
+    fn unset_query_parameters_are_left_out() {
+        let options = CreateImageOptions {
+            from_src: QueryParam(Some("-")),
+            repo: QueryParam(Some("berth/pause")),
+            ..Default::default()
+        };
+        let query = serde_urlencoded::to_string(options).unwrap();
+        assert_eq!(query, "fromSrc=-&repo=berth%2Fpause");
     }
 
     #[test]
