@@ -159,6 +159,7 @@ fn err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Dock
 pub struct Docker {
     client: bollard::Docker,
     engine: Engine,
+    socket: std::path::PathBuf,
 }
 
 /// Where `podman.socket` serves Podman's API (root).
@@ -254,7 +255,11 @@ impl Docker {
             .await
             .map_err(err("asking for the engine's version"))?;
         let engine = Engine::of_version(&version);
-        Ok(Self { client, engine })
+        Ok(Self {
+            client,
+            engine,
+            socket: socket.to_owned(),
+        })
     }
 
     /// Which engine answers.
@@ -485,6 +490,26 @@ impl Docker {
                     error: state.error.filter(|e| !e.is_empty()),
                 }))
             }
+            // Podman's compat API passes its own states on, e.g.
+            // `stopped` for a container that exited and is not cleaned up
+            // yet, which bollard's typed answer refuses: read it untyped.
+            Err(bollard::errors::Error::JsonDataError { .. }) if self.engine == Engine::Podman => {
+                let path = format!("/containers/{}/json", urlencoding_path(name));
+                match self.get_json(&path).await {
+                    Ok(json) => Ok(Some(inspected_state(&json))),
+                    Err(e) => {
+                        let e = DockerError {
+                            action: format!("inspecting {name}"),
+                            cause: e,
+                        };
+                        if e.is_not_found() {
+                            Ok(None)
+                        } else {
+                            Err(e)
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 let e = DockerError {
                     action: format!("inspecting {name}"),
@@ -497,6 +522,31 @@ impl Docker {
                 }
             }
         }
+    }
+
+    /// `GET path` on the engine's socket, its JSON answer untyped: for the
+    /// answers of Podman's that bollard's types refuse.
+    async fn get_json(&self, path: &str) -> Result<serde_json::Value, bollard::errors::Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        // HTTP/1.0: the answer ends with the connection, never chunked.
+        let request = format!("GET {path} HTTP/1.0\r\nHost: engine\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+        let (status, body) = split_http_answer(&answer);
+        if status != 200 {
+            return Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: status,
+                message: String::from_utf8_lossy(body).trim().to_owned(),
+            });
+        }
+        serde_json::from_slice(body).map_err(|err| bollard::errors::Error::JsonSerdeError { err })
     }
 
     /// Waits for the next time one of berth's containers dies or is
@@ -644,14 +694,77 @@ impl Docker {
     /// The environment a container was created with (to recover secrets when
     /// adopting a pod whose record was lost).
     pub async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {
-        let info = self
+        let info = match self
             .client
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
-            .map_err(err(format!("inspecting {name}")))?;
+        {
+            // Podman's own states: see `inspect`.
+            Err(bollard::errors::Error::JsonDataError { .. }) if self.engine == Engine::Podman => {
+                let path = format!("/containers/{}/json", urlencoding_path(name));
+                let json = self
+                    .get_json(&path)
+                    .await
+                    .map_err(err(format!("inspecting {name}")))?;
+                let env = json["Config"]["Env"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                return Ok(env
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect());
+            }
+            other => other.map_err(err(format!("inspecting {name}")))?,
+        };
         Ok(info.config.and_then(|c| c.env).unwrap_or_default())
     }
 }
+/// The status code and body of an HTTP/1.0 answer; status 0 if it has
+/// none.
+fn split_http_answer(answer: &[u8]) -> (u16, &[u8]) {
+    let status = answer
+        .split(|b| *b == b' ')
+        .nth(1)
+        .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&answer[answer.len()..], |end| &answer[end + 4..]);
+    (status, body)
+}
+
+/// A container name or ID as a path segment: anything but
+/// `[A-Za-z0-9_.-]` percent-encoded.
+fn urlencoding_path(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What [`Docker::inspect`] reads from an untyped inspect answer.
+fn inspected_state(json: &serde_json::Value) -> InspectedState {
+    let state = &json["State"];
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    InspectedState {
+        id: text(&json["Id"]).unwrap_or_default(),
+        running: state["Running"].as_bool().unwrap_or(false),
+        pid: state["Pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p != 0),
+        exit_code: state["ExitCode"].as_i64(),
+        oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
+        started_at: text(&state["StartedAt"]).filter(|t| !t.starts_with("0001-")),
+        error: text(&state["Error"]).filter(|e| !e.is_empty()),
+    }
+}
+
 /// Whether an event is about one of berth's containers (its actor has the
 /// `berth.pod` label among its attributes).
 fn is_berth_event(event: &bollard::models::EventMessage) -> bool {
@@ -1034,6 +1147,31 @@ mod tests {
             Engine::Podman
         );
         assert_eq!(Engine::of_version(&Default::default()), Engine::Docker);
+    }
+
+    #[test]
+    fn podman_states_bollard_refuses_are_read_untyped() {
+        let answer = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Id\":\"5173cc\",\"State\":{\"Status\":\"stopped\",\"Running\":false,\"Pid\":0,\"ExitCode\":137,\"OOMKilled\":false,\"Error\":\"\",\"StartedAt\":\"2026-12-06T09:00:01.5Z\"}}";
+        let (status, body) = split_http_answer(answer);
+        assert_eq!(status, 200);
+        let state = inspected_state(&serde_json::from_slice(body).unwrap());
+        assert_eq!(
+            state,
+            InspectedState {
+                id: "5173cc".into(),
+                running: false,
+                pid: None,
+                exit_code: Some(137),
+                oom_killed: false,
+                started_at: Some("2026-12-06T09:00:01.5Z".into()),
+                error: None,
+            }
+        );
+        assert_eq!(
+            split_http_answer(b"HTTP/1.0 404 Not Found\r\n\r\nno").0,
+            404
+        );
+        assert_eq!(urlencoding_path("berth.a-b.c/x"), "berth.a-b.c%2Fx");
     }
 
     #[test]

@@ -212,7 +212,35 @@ fn podman_hosts_run_pods_as_units_with_logs_probes_links_and_events() {
         (ask_db(&lab, other)? == "db-page").then_some(())
     });
 
-    // 6. Removing the services leaves no container behind in Podman.
+    // 6. The memory limit holds: the container's cgroup is inside the
+    // unit's. (Podman does not say OOMKilled: see the README.)
+    lab.berth(
+        other,
+        &[
+            "local",
+            "run",
+            "hog",
+            "--image",
+            "local/busybox",
+            "--memory",
+            "32M",
+            "--restart",
+            "no",
+            "--",
+            "sh",
+            "-c",
+            "echo allocating; awk 'BEGIN { s = \"x\"; while (1) s = s s s }'",
+        ],
+    )
+    .assert_success();
+    let hog = lab.eventually(Duration::from_secs(30), "the hog killed", || {
+        let status = lab.berth(other, &["local", "inspect", "hog"]).json();
+        (status["phase"] == "Failed").then_some(status)
+    });
+    assert_eq!(hog["containers"][0]["exitCode"], 137, "{hog:#}");
+    lab.berth(other, &["local", "rm", "hog"]).assert_success();
+
+    // 7. Removing the services leaves no container behind in Podman.
     for service in ["web", "db"] {
         lab.berth("h1", &["rm", service]).assert_success();
     }
