@@ -331,11 +331,11 @@ impl Docker {
         if self.client.inspect_image(PAUSE_IMAGE).await.is_ok() {
             return Ok(());
         }
-        let (repo, tag) = split_tag(PAUSE_IMAGE);
+        let (repo, tag) = pause_import_reference(self.engine);
         let options = CreateImageOptions {
             from_src: QueryParam(Some("-")),
             repo: QueryParam(Some(repo)),
-            tag: QueryParam(Some(tag)),
+            tag: QueryParam(tag),
             ..Default::default()
         };
         let rootfs = bytes::Bytes::from(single_file_tar("pause", PAUSE_BINARY));
@@ -1020,6 +1020,20 @@ struct QueryParam(Option<&'static str>);
 impl From<QueryParam> for String {
     fn from(param: QueryParam) -> String {
         param.0.unwrap_or_default().to_owned()
+    }
+}
+
+/// The `repo` and `tag` parameters that import the pause image. Podman's
+/// compat import ignores `tag` (it named the image
+/// `docker.io/berth/pause:latest`), but takes a tag in `repo`, as
+/// Docker's API allows too; dockerd keeps getting them apart.
+fn pause_import_reference(engine: Engine) -> (&'static str, Option<&'static str>) {
+    match engine {
+        Engine::Docker => {
+            let (repo, tag) = split_tag(PAUSE_IMAGE);
+            (repo, Some(tag))
+        }
+        Engine::Podman => (PAUSE_IMAGE, None),
     }
 }
 

@@ -240,7 +240,50 @@ fn podman_hosts_run_pods_as_units_with_logs_probes_links_and_events() {
     assert_eq!(hog["containers"][0]["exitCode"], 137, "{hog:#}");
     lab.berth(other, &["local", "rm", "hog"]).assert_success();
 
-    // 7. Removing the services leaves no container behind in Podman.
+    // 7. A pod of two containers: the network holder (the pause image,
+    // imported into Podman) gives them one loopback, and a named volume
+    // is shared.
+    let duo = r#"{"name":"duo","volumes":[{"name":"shared"}],"containers":[
+      {"name":"server","image":"local/busybox",
+       "command":["sh","-c","echo shared-data > /data/file; mkdir -p /www; echo from-server > /www/index.html; exec httpd -f -p 8080 -h /www"],
+       "volumeMounts":[{"volume":"shared","path":"/data"}]},
+      {"name":"client","image":"local/busybox",
+       "command":["sh","-c","for i in $(seq 1 50); do wget -qO- http://127.0.0.1:8080/ && break; sleep 0.2; done; cat /data/file; exec sleep 3600"],
+       "volumeMounts":[{"volume":"shared","path":"/data"}]}]}"#;
+    let created = lab.exec(
+        other,
+        &[
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "--unix-socket",
+            "/run/berth/agent.sock",
+            "-XPOST",
+            "http://localhost/v1/pods",
+            "-d",
+            duo,
+        ],
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&created.assert_success()).expect("status JSON");
+    assert_eq!(status["phase"], "Running", "{status:#}");
+    assert!(lab.is_active(other, "berth-duo.service"));
+    lab.eventually(
+        Duration::from_secs(15),
+        "the client reaching the server",
+        || {
+            let out = lab
+                .exec(
+                    other,
+                    &["journalctl", "-u", "berth-duo-client.service", "-o", "cat"],
+                )
+                .assert_success();
+            (out.contains("from-server") && out.contains("shared-data")).then_some(())
+        },
+    );
+    lab.berth(other, &["local", "rm", "duo"]).assert_success();
+
+    // 8. Removing the services leaves no container behind in Podman.
     for service in ["web", "db"] {
         lab.berth("h1", &["rm", service]).assert_success();
     }
