@@ -18,8 +18,11 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The local API's unix socket (root only).
     pub socket: PathBuf,
-    /// Docker's API socket.
+    /// The container engine's API socket (Docker's, or Podman's
+    /// Docker-compatible one); `[engine] socket` sets it too.
     pub docker_socket: PathBuf,
+    /// `[engine]`: which container engine runs the pods.
+    pub engine: EngineConfig,
     /// The per-container helper the units run.
     pub shim_path: PathBuf,
     /// This berth-agent, as build pods' units run it (`build DIR`).
@@ -52,6 +55,20 @@ pub struct AgentConfig {
     /// `berth-agent join`).
     pub master: Option<MasterJoin>,
 }
+
+/// `[engine]`: the container engine the pods run on, by its API socket.
+/// Docker's by default; Podman's (`unix:///run/podman/podman.sock`, from
+/// `podman.socket`) serves the same API. The agent asks the engine which
+/// it is when it connects.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `unix:///PATH` of the engine's API socket.
+    pub socket: Option<String>,
+}
+
+/// Docker's API socket, where the agent looks by default.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/run/docker.sock";
 
 /// `[master]`: the master to join at start.
 #[derive(Clone, Deserialize)]
@@ -116,7 +133,8 @@ impl Default for AgentConfig {
         Self {
             state_dir: PathBuf::from("/var/lib/berth"),
             socket: PathBuf::from("/run/berth/agent.sock"),
-            docker_socket: PathBuf::from("/run/docker.sock"),
+            docker_socket: PathBuf::from(DEFAULT_DOCKER_SOCKET),
+            engine: EngineConfig::default(),
             shim_path: PathBuf::from("/usr/bin/berth-shim"),
             agent_path: PathBuf::from("/usr/bin/berth-agent"),
             host_ports: PortRange::DEFAULT,
@@ -180,12 +198,39 @@ impl AgentConfig {
 
     /// Parses and checks a configuration text; `path` is only for messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
         })?;
+        config.resolve_engine_socket(path)?;
         config.check(path)?;
         Ok(config)
+    }
+
+    /// `[engine] socket` becomes the socket the agent uses; a
+    /// `docker-socket` that says otherwise is an error, not a silent pick.
+    fn resolve_engine_socket(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let Some(url) = &self.engine.socket else {
+            return Ok(());
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            setting: "engine.socket",
+            message,
+        };
+        let socket = url
+            .strip_prefix("unix://")
+            .map(PathBuf::from)
+            .filter(|socket| socket.is_absolute())
+            .ok_or_else(|| invalid(format!("must be unix:///PATH, got {url:?}")))?;
+        if self.docker_socket != Path::new(DEFAULT_DOCKER_SOCKET) && self.docker_socket != socket {
+            return Err(invalid(format!(
+                "{url:?} and docker-socket {} disagree: set one",
+                self.docker_socket.display()
+            )));
+        }
+        self.docker_socket = socket;
+        Ok(())
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
@@ -405,6 +450,29 @@ mod tests {
             let err = AgentConfig::parse(text, path).unwrap_err().to_string();
             assert!(err.contains(setting), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_engine_socket_is_a_unix_url_and_must_agree_with_docker_socket() {
+        let path = Path::new("agent.toml");
+        let podman = "[engine]\nsocket = \"unix:///run/podman/podman.sock\"\n";
+        let config = AgentConfig::parse(podman, path).unwrap();
+        assert_eq!(config.docker_socket, Path::new("/run/podman/podman.sock"));
+        let same = format!("docker-socket = \"/run/podman/podman.sock\"\n{podman}");
+        assert!(AgentConfig::parse(&same, path).is_ok());
+        for text in [
+            "[engine]\nsocket = \"/run/podman/podman.sock\"\n",
+            "[engine]\nsocket = \"tcp://127.0.0.1:2375\"\n",
+            "[engine]\nsocket = \"unix://run/x.sock\"\n",
+            "docker-socket = \"/run/d.sock\"\n[engine]\nsocket = \"unix:///run/p.sock\"\n",
+        ] {
+            match AgentConfig::parse(text, path) {
+                Err(ConfigError::Invalid { setting, .. }) => assert_eq!(setting, "engine.socket"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let default = AgentConfig::parse("", path).unwrap();
+        assert_eq!(default.docker_socket, Path::new(DEFAULT_DOCKER_SOCKET));
     }
 
     #[test]

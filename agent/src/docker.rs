@@ -154,10 +154,70 @@ fn err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Dock
     move |cause| DockerError { action, cause }
 }
 
-/// The host's dockerd.
+/// The host's dockerd, or another engine serving Docker's API.
 #[derive(Debug, Clone)]
 pub struct Docker {
     client: bollard::Docker,
+    engine: Engine,
+    socket: std::path::PathBuf,
+}
+
+/// Where `podman.socket` serves Podman's API (root).
+pub const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+
+/// Which engine answers on the socket: they speak one API, with a few
+/// differences the agent works around (see [`Docker::connect`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// dockerd.
+    #[default]
+    Docker,
+    /// Podman's Docker-compatible API (`podman system service`).
+    Podman,
+}
+
+impl Engine {
+    /// The engine's name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+
+    /// The systemd unit pods' units require and start after: dockerd's
+    /// service, or the socket that starts Podman's API service on demand
+    /// (the service itself exits when idle; containers outlive it).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker.service",
+            Engine::Podman => "podman.socket",
+        }
+    }
+
+    /// The engine's event for a container removed: Docker's `destroy`
+    /// is Podman's `remove`, which its compat API passes on as it is.
+    fn removed_event(self) -> &'static str {
+        match self {
+            Engine::Docker => "destroy",
+            Engine::Podman => "remove",
+        }
+    }
+
+    /// Which engine `GET /version` describes: Podman names itself among
+    /// the components.
+    pub fn of_version(version: &bollard::system::Version) -> Self {
+        let podman = version
+            .components
+            .iter()
+            .flatten()
+            .any(|c| c.name.starts_with("Podman"));
+        if podman {
+            Engine::Podman
+        } else {
+            Engine::Docker
+        }
+    }
 }
 
 /// State of a container from inspect: what `ps` needs beyond systemd.
@@ -190,7 +250,21 @@ impl Docker {
             .negotiate_version()
             .await
             .map_err(err("negotiating the API version"))?;
-        Ok(Self { client })
+        let version = client
+            .version()
+            .await
+            .map_err(err("asking for the engine's version"))?;
+        let engine = Engine::of_version(&version);
+        Ok(Self {
+            client,
+            engine,
+            socket: socket.to_owned(),
+        })
+    }
+
+    /// Which engine answers.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Whether dockerd answers at all (`GET /_ping`).
@@ -257,11 +331,11 @@ impl Docker {
         if self.client.inspect_image(PAUSE_IMAGE).await.is_ok() {
             return Ok(());
         }
-        let (repo, tag) = split_tag(PAUSE_IMAGE);
+        let (repo, tag) = pause_import_reference(self.engine);
         let options = CreateImageOptions {
-            from_src: "-",
-            repo,
-            tag,
+            from_src: QueryParam(Some("-")),
+            repo: QueryParam(Some(repo)),
+            tag: QueryParam(tag),
             ..Default::default()
         };
         let rootfs = bytes::Bytes::from(single_file_tar("pause", PAUSE_BINARY));
@@ -416,6 +490,26 @@ impl Docker {
                     error: state.error.filter(|e| !e.is_empty()),
                 }))
             }
+            // Podman's compat API passes its own states on, e.g.
+            // `stopped` for a container that exited and is not cleaned up
+            // yet, which bollard's typed answer refuses: read it untyped.
+            Err(bollard::errors::Error::JsonDataError { .. }) if self.engine == Engine::Podman => {
+                let path = format!("/containers/{}/json", urlencoding_path(name));
+                match self.get_json(&path).await {
+                    Ok(json) => Ok(Some(inspected_state(&json))),
+                    Err(e) => {
+                        let e = DockerError {
+                            action: format!("inspecting {name}"),
+                            cause: e,
+                        };
+                        if e.is_not_found() {
+                            Ok(None)
+                        } else {
+                            Err(e)
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 let e = DockerError {
                     action: format!("inspecting {name}"),
@@ -430,23 +524,44 @@ impl Docker {
         }
     }
 
+    /// `GET path` on the engine's socket, its JSON answer untyped: for the
+    /// answers of Podman's that bollard's types refuse.
+    async fn get_json(&self, path: &str) -> Result<serde_json::Value, bollard::errors::Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        // HTTP/1.0: the answer ends with the connection, never chunked.
+        let request = format!("GET {path} HTTP/1.0\r\nHost: engine\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+        let (status, body) = split_http_answer(&answer);
+        if status != 200 {
+            return Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: status,
+                message: String::from_utf8_lossy(body).trim().to_owned(),
+            });
+        }
+        serde_json::from_slice(body).map_err(|err| bollard::errors::Error::JsonSerdeError { err })
+    }
+
     /// Waits for the next time one of berth's containers dies or is
     /// removed (by anyone, `docker rm -f` included), then returns. An error
     /// means the event stream broke; the caller resubscribes.
     pub async fn next_container_change(&self) -> Result<String, DockerError> {
-        let mut filters = HashMap::new();
-        filters.insert("type".to_string(), vec!["container".to_string()]);
-        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
-        filters.insert(
-            "event".to_string(),
-            vec!["die".to_string(), "destroy".to_string()],
-        );
         let options = bollard::system::EventsOptions::<String> {
             since: None,
             until: None,
-            filters,
+            filters: self.berth_container_events(&["die", self.engine.removed_event()]),
         };
-        let mut events = self.client.events(Some(options));
+        let mut events = self
+            .client
+            .events(Some(options))
+            .filter(|event| std::future::ready(event.as_ref().map_or(true, is_berth_event)));
         match events.next().await {
             Some(Ok(event)) => Ok(event.action.unwrap_or_default()),
             Some(Err(e)) => Err(DockerError {
@@ -464,15 +579,13 @@ impl Docker {
     pub fn container_changes(
         &self,
     ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
-        let mut filters = HashMap::new();
-        filters.insert("type".to_string(), vec!["container".to_string()]);
-        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
-        filters.insert(
-            "event".to_string(),
-            ["create", "start", "die", "oom", "destroy"]
-                .map(String::from)
-                .to_vec(),
-        );
+        let filters = self.berth_container_events(&[
+            "create",
+            "start",
+            "die",
+            "oom",
+            self.engine.removed_event(),
+        ]);
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs().saturating_sub(1));
@@ -484,6 +597,25 @@ impl Docker {
         self.events_attribute(options, "name", "watching container changes")
     }
 
+    /// The events filter for `events` of berth's containers. Podman's
+    /// compat API matches a label filter only as `key=value`, so a bare
+    /// `label=berth.pod` would select nothing there: Podman gets no label
+    /// filter, and [`is_berth_event`] picks berth's containers out on
+    /// this side (labels are in every container event's attributes on
+    /// both engines).
+    fn berth_container_events(&self, events: &[&str]) -> HashMap<String, Vec<String>> {
+        let mut filters = HashMap::new();
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        if self.engine == Engine::Docker {
+            filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        }
+        filters.insert(
+            "event".to_string(),
+            events.iter().map(|e| (*e).to_owned()).collect(),
+        );
+        filters
+    }
+
     /// Docker's events that `options` selects, each as the value of its
     /// actor's `attribute` (a label or `name`; empty if absent).
     fn events_attribute(
@@ -492,7 +624,11 @@ impl Docker {
         attribute: &'static str,
         action: &'static str,
     ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
-        self.client.events(Some(options)).map(move |event| {
+        let events = self
+            .client
+            .events(Some(options))
+            .filter(|event| std::future::ready(event.as_ref().map_or(true, is_berth_event)));
+        events.map(move |event| {
             event
                 .map(|e| {
                     e.actor
@@ -513,14 +649,10 @@ impl Docker {
     pub fn container_starts(
         &self,
     ) -> impl futures_util::Stream<Item = Result<String, DockerError>> + Send + 'static {
-        let mut filters = HashMap::new();
-        filters.insert("type".to_string(), vec!["container".to_string()]);
-        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
-        filters.insert("event".to_string(), vec!["start".to_string()]);
         let options = bollard::system::EventsOptions::<String> {
             since: None,
             until: None,
-            filters,
+            filters: self.berth_container_events(&["start"]),
         };
         self.events_attribute(options, LABEL_POD, "watching container starts")
     }
@@ -562,14 +694,87 @@ impl Docker {
     /// The environment a container was created with (to recover secrets when
     /// adopting a pod whose record was lost).
     pub async fn container_env(&self, name: &str) -> Result<Vec<String>, DockerError> {
-        let info = self
+        let info = match self
             .client
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
-            .map_err(err(format!("inspecting {name}")))?;
+        {
+            // Podman's own states: see `inspect`.
+            Err(bollard::errors::Error::JsonDataError { .. }) if self.engine == Engine::Podman => {
+                let path = format!("/containers/{}/json", urlencoding_path(name));
+                let json = self
+                    .get_json(&path)
+                    .await
+                    .map_err(err(format!("inspecting {name}")))?;
+                let env = json["Config"]["Env"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                return Ok(env
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect());
+            }
+            other => other.map_err(err(format!("inspecting {name}")))?,
+        };
         Ok(info.config.and_then(|c| c.env).unwrap_or_default())
     }
 }
+/// The status code and body of an HTTP/1.0 answer; status 0 if it has
+/// none.
+fn split_http_answer(answer: &[u8]) -> (u16, &[u8]) {
+    let status = answer
+        .split(|b| *b == b' ')
+        .nth(1)
+        .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&answer[answer.len()..], |end| &answer[end + 4..]);
+    (status, body)
+}
+
+/// A container name or ID as a path segment: anything but
+/// `[A-Za-z0-9_.-]` percent-encoded.
+fn urlencoding_path(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What [`Docker::inspect`] reads from an untyped inspect answer.
+fn inspected_state(json: &serde_json::Value) -> InspectedState {
+    let state = &json["State"];
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    InspectedState {
+        id: text(&json["Id"]).unwrap_or_default(),
+        running: state["Running"].as_bool().unwrap_or(false),
+        pid: state["Pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p != 0),
+        exit_code: state["ExitCode"].as_i64(),
+        oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
+        started_at: text(&state["StartedAt"]).filter(|t| !t.starts_with("0001-")),
+        error: text(&state["Error"]).filter(|e| !e.is_empty()),
+    }
+}
+
+/// Whether an event is about one of berth's containers (its actor has the
+/// `berth.pod` label among its attributes).
+fn is_berth_event(event: &bollard::models::EventMessage) -> bool {
+    event
+        .actor
+        .as_ref()
+        .and_then(|a| a.attributes.as_ref())
+        .is_some_and(|attributes| attributes.contains_key(LABEL_POD))
+}
+
 /// How a pull authenticates: a user and password from the agent's
 /// configuration, or a registry token (the cluster registry's).
 #[derive(Clone)]
@@ -687,6 +892,10 @@ pub trait ContainerEngine: Send + Sync {
     ) -> impl Future<Output = Result<Vec<String>, DockerError>> + Send;
     /// Waits for one of berth's containers to die or go; returns its name.
     fn next_container_change(&self) -> impl Future<Output = Result<String, DockerError>> + Send;
+    /// Which engine this is.
+    fn engine(&self) -> Engine {
+        Engine::Docker
+    }
 }
 
 impl ContainerEngine for Docker {
@@ -735,6 +944,9 @@ impl ContainerEngine for Docker {
     }
     async fn next_container_change(&self) -> Result<String, DockerError> {
         Docker::next_container_change(self).await
+    }
+    fn engine(&self) -> Engine {
+        self.engine
     }
 }
 
@@ -795,6 +1007,33 @@ pub fn create_config(spec: &ContainerSpec) -> Config<String> {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// A query parameter that is left out of the request when `None`. An
+/// import must not send `fromImage=` at all: dockerd reads an empty one
+/// as none, but Podman's compat API then takes the request for a pull of
+/// the image "" ("invalid reference format").
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct QueryParam(Option<&'static str>);
+
+impl From<QueryParam> for String {
+    fn from(param: QueryParam) -> String {
+        param.0.unwrap_or_default().to_owned()
+    }
+}
+
+/// The `repo` and `tag` parameters that import the pause image. Podman's
+/// compat import ignores `tag` (it named the image
+/// `docker.io/berth/pause:latest`), but takes a tag in `repo`, as
+/// Docker's API allows too; dockerd keeps getting them apart.
+fn pause_import_reference(engine: Engine) -> (&'static str, Option<&'static str>) {
+    match engine {
+        Engine::Docker => {
+            let (repo, tag) = split_tag(PAUSE_IMAGE);
+            (repo, Some(tag))
+        }
+        Engine::Podman => (PAUSE_IMAGE, None),
     }
 }
 
@@ -904,6 +1143,60 @@ mod tests {
             json["HostConfig"]["SecurityOpt"],
             serde_json::json!(["no-new-privileges"])
         );
+    }
+
+    #[test]
+    fn podman_names_itself_among_the_version_components() {
+        let version = |name: &str| bollard::system::Version {
+            components: Some(vec![bollard::system::VersionComponents {
+                name: name.into(),
+                version: "4.3.1".into(),
+                details: None,
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(Engine::of_version(&version("Engine")), Engine::Docker);
+        assert_eq!(
+            Engine::of_version(&version("Podman Engine")),
+            Engine::Podman
+        );
+        assert_eq!(Engine::of_version(&Default::default()), Engine::Docker);
+    }
+
+    #[test]
+    fn podman_states_bollard_refuses_are_read_untyped() {
+        let answer = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Id\":\"5173cc\",\"State\":{\"Status\":\"stopped\",\"Running\":false,\"Pid\":0,\"ExitCode\":137,\"OOMKilled\":false,\"Error\":\"\",\"StartedAt\":\"2026-12-06T09:00:01.5Z\"}}";
+        let (status, body) = split_http_answer(answer);
+        assert_eq!(status, 200);
+        let state = inspected_state(&serde_json::from_slice(body).unwrap());
+        assert_eq!(
+            state,
+            InspectedState {
+                id: "5173cc".into(),
+                running: false,
+                pid: None,
+                exit_code: Some(137),
+                oom_killed: false,
+                started_at: Some("2026-12-06T09:00:01.5Z".into()),
+                error: None,
+            }
+        );
+        assert_eq!(
+            split_http_answer(b"HTTP/1.0 404 Not Found\r\n\r\nno").0,
+            404
+        );
+        assert_eq!(urlencoding_path("berth.a-b.c/x"), "berth.a-b.c%2Fx");
+    }
+
+    #[test]
+    fn unset_query_parameters_are_left_out() {
+        let options = CreateImageOptions {
+            from_src: QueryParam(Some("-")),
+            repo: QueryParam(Some("berth/pause")),
+            ..Default::default()
+        };
+        let query = serde_urlencoded::to_string(options).unwrap();
+        assert_eq!(query, "fromSrc=-&repo=berth%2Fpause");
     }
 
     #[test]

@@ -21,7 +21,8 @@ use tracing::{info, warn};
 use crate::cluster_registry::ClusterRegistry;
 use crate::config::AgentConfig;
 use crate::docker::{
-    ContainerEngine, Docker, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC, LABEL_SOURCE,
+    ContainerEngine, Docker, Engine, InspectedState, LABEL_HOST_PORTS, LABEL_POD_SPEC,
+    LABEL_SOURCE, PODMAN_SOCKET,
 };
 use crate::host_path;
 use crate::journal::{EventJournal, SystemJournal};
@@ -177,10 +178,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         journal: J,
         started_marks: PathBuf,
     ) -> Self {
-        let default_socket = Path::new("/run/docker.sock");
-        // dockerd reads a registry's CA from /etc/docker/certs.d; another
-        // engine (a test's) gets none installed.
-        let certs_dir = (config.docker_socket == default_socket)
+        let default_socket = Path::new(crate::config::DEFAULT_DOCKER_SOCKET);
+        let engine = docker.engine();
+        // dockerd reads a registry's CA from /etc/docker/certs.d, and so
+        // does Podman (after /etc/containers/certs.d); another engine (a
+        // test's) gets none installed.
+        let certs_dir = (config.docker_socket == default_socket || engine == Engine::Podman)
             .then(|| PathBuf::from(crate::cluster_registry::DOCKER_CERTS_DIR));
         let shim_environment = if config.docker_socket == default_socket {
             Vec::new()
@@ -199,6 +202,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 &config.state_dir.join(crate::build::BUILDS_DIR),
                 berth_model::cluster::DEFAULT_BUILDS_DIR,
             ),
+            engine_unit: match engine {
+                Engine::Docker => String::new(),
+                Engine::Podman => engine.unit().to_owned(),
+            },
         };
         Self {
             config,
@@ -238,9 +245,15 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     }
 
     /// The systemd unit of the container engine, when the agent uses the
-    /// default Docker socket (another engine's unit is not known).
+    /// default Docker socket or Podman's (another engine's unit is not
+    /// known).
     pub fn engine_unit(&self) -> Option<&'static str> {
-        (self.config.docker_socket == Path::new("/run/docker.sock")).then_some("docker.service")
+        let engine = self.docker.engine();
+        let default_socket = match engine {
+            Engine::Docker => crate::config::DEFAULT_DOCKER_SOCKET,
+            Engine::Podman => PODMAN_SOCKET,
+        };
+        (self.config.docker_socket == Path::new(default_socket)).then_some(engine.unit())
     }
 
     /// The host's dockerd.

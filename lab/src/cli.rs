@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::host_exec::host_command;
 use crate::lab::{self, MasterStore, UpOptions};
 use crate::paths::{LabPaths, DEFAULT_STATE_ROOT};
+use crate::rootfs::Engine;
 
 /// Real multi-host test bed on one machine: every host has its own
 /// namespaces, overlay root and cgroup subtree, with systemd as PID 1,
@@ -51,6 +52,11 @@ enum Command {
         /// members (implies --store etcd). Agents join h1's master.
         #[arg(long, default_value_t = 1)]
         masters: usize,
+        /// The container engine the hosts' agents run pods with; with
+        /// `podman`, dockerd is masked and `podman.socket` serves the
+        /// Docker API on `/run/podman/podman.sock`.
+        #[arg(long, value_enum, default_value_t = Engine::Docker)]
+        engine: Engine,
     },
     /// Stop every host and remove everything the lab made.
     Down,
@@ -109,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bare,
             store,
             masters,
+            engine,
         } => {
             // Several masters share state through etcd only.
             let store = if masters > 1 {
@@ -132,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     berth_bin_dir,
                     store,
                     masters,
+                    engine,
                 },
             )?;
             println!(

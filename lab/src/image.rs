@@ -55,19 +55,21 @@ pub fn build_tarball(work_dir: &Path, tar: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Imports the image into the host's dockerd unless it is already there
-/// (it survives reboots with `/var/lib/docker`).
-pub fn ensure_loaded(pid: i32, tar: &Path) -> anyhow::Result<()> {
-    let inspect = ["docker", "image", "inspect", IMAGE].map(String::from);
+/// Imports the image into the host's engine unless it is already there
+/// (it survives reboots with `/var/lib/docker` or `/var/lib/containers`).
+/// Podman names it `localhost/local/busybox`; `local/busybox` finds it.
+pub fn ensure_loaded(pid: i32, tar: &Path, podman: bool) -> anyhow::Result<()> {
+    let engine = if podman { "podman" } else { "docker" };
+    let inspect = [engine, "image", "inspect", IMAGE].map(String::from);
     let present = host_command(pid, &inspect)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .context("running docker image inspect")?;
+        .with_context(|| format!("running {engine} image inspect"))?;
     if present.success() {
         return Ok(());
     }
-    let import = ["docker", "import", "--change", "CMD [\"sh\"]", "-", IMAGE].map(String::from);
+    let import = [engine, "import", "--change", "CMD [\"sh\"]", "-", IMAGE].map(String::from);
     let input = fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
     run(host_command(pid, &import).stdin(input)).context("importing local/busybox")?;
     Ok(())

@@ -16,7 +16,7 @@ use crate::host_exec::host_command;
 use crate::image;
 use crate::network;
 use crate::paths::LabPaths;
-use crate::rootfs::{self, HostFiles};
+use crate::rootfs::{self, Engine, HostFiles};
 use crate::state::{HostState, LabState};
 use crate::units::UNITS;
 
@@ -47,6 +47,8 @@ pub struct UpOptions {
     /// How many hosts (h1, h2, ...) run a master, each beside a member of
     /// one etcd cluster; more than one needs the etcd store.
     pub masters: usize,
+    /// The container engine of every host.
+    pub engine: Engine,
 }
 
 /// Which store the lab's master uses.
@@ -163,6 +165,7 @@ fn boot_new_lab(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<LabStat
             hosts_file: hosts_file.clone(),
             binaries: binaries.clone(),
             units: &units,
+            engine: options.engine,
         };
         rootfs::prepare_upper(&paths.host(&name), &files)?;
         if options.masters > 1 && i < options.masters && !binaries.is_empty() {
@@ -556,7 +559,9 @@ fn berth_binaries(dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
 fn finish_boot(paths: &LabPaths, host: &HostState) -> anyhow::Result<()> {
     let pid = host.pid.context("host has no PID")?;
     wait_until_running(pid, &host.name, &paths.host(&host.name).console_log())?;
-    image::ensure_loaded(pid, &paths.busybox_tar()).with_context(|| format!("host {}", host.name))
+    let podman = rootfs::runs_podman(&paths.host(&host.name));
+    image::ensure_loaded(pid, &paths.busybox_tar(), podman)
+        .with_context(|| format!("host {}", host.name))
 }
 
 fn wait_until_running(pid: i32, name: &str, console_log: &Path) -> anyhow::Result<()> {

@@ -81,6 +81,11 @@ impl HostPaths {
     pub fn docker(&self) -> PathBuf {
         self.dir.join("docker")
     }
+    /// `/var/lib/containers` of the host (Podman's storage), on the tmpfs
+    /// for the same reason as [`HostPaths::docker`].
+    pub fn containers(&self) -> PathBuf {
+        self.dir.join("containers")
+    }
     /// What the host's systemd prints on its console.
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")

@@ -41,11 +41,47 @@ pub struct HostFiles<'a> {
     pub binaries: Vec<PathBuf>,
     /// berth's unit files to install into `/usr/lib/systemd/system`.
     pub units: &'a [(&'a str, &'a str)],
+    /// The container engine the host's agent runs pods with.
+    pub engine: Engine,
+}
+
+/// The container engine of a lab host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// dockerd (Debian's docker.io), as on every host by default.
+    #[default]
+    Docker,
+    /// Podman's Docker-compatible API (`podman.socket`); dockerd is masked.
+    Podman,
+}
+
+/// Podman's storage in a lab host: overlay cannot stack on the host's
+/// overlay root, nor make whiteouts on a tmpfs here, so vfs.
+const PODMAN_STORAGE_CONF: &str = "# Written by berth-lab up --engine podman.\n[storage]\ndriver = \"vfs\"\nrunroot = \"/run/containers/storage\"\ngraphroot = \"/var/lib/containers/storage\"\n";
+
+/// Podman's engine settings in a lab host: cgroupfs, so that a container's
+/// cgroup nests under its systemd unit's (`--cgroup-parent` is a path, not
+/// a slice), as with dockerd's cgroupfs driver; events in the journal.
+const PODMAN_CONTAINERS_CONF: &str = "# Written by berth-lab up --engine podman.\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"journald\"\n";
+
+/// The agent's configuration in a Podman host.
+const PODMAN_AGENT_CONF: &str =
+    "# Written by berth-lab up --engine podman.\n[engine]\nsocket = \"unix:///run/podman/podman.sock\"\n";
+
+/// Whether the host was prepared for Podman (its upper layer says so).
+pub fn runs_podman(paths: &HostPaths) -> bool {
+    paths.upper().join("etc/containers/storage.conf").exists()
 }
 
 /// Writes the host's own files into its (not yet mounted) upper layer.
 pub fn prepare_upper(paths: &HostPaths, files: &HostFiles<'_>) -> anyhow::Result<()> {
-    for dir in [paths.upper(), paths.work(), paths.rootfs(), paths.docker()] {
+    for dir in [
+        paths.upper(),
+        paths.work(),
+        paths.rootfs(),
+        paths.docker(),
+        paths.containers(),
+    ] {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let upper = paths.upper();
@@ -72,10 +108,31 @@ pub fn prepare_upper(paths: &HostPaths, files: &HostFiles<'_>) -> anyhow::Result
     }
     let wants = systemd_etc.join("multi-user.target.wants");
     fs::create_dir_all(&wants)?;
-    replace_symlink(
-        Path::new("/lib/systemd/system/docker.service"),
-        &wants.join("docker.service"),
-    )?;
+    match files.engine {
+        Engine::Docker => replace_symlink(
+            Path::new("/lib/systemd/system/docker.service"),
+            &wants.join("docker.service"),
+        )?,
+        Engine::Podman => {
+            // dockerd masked: nothing of a Podman host may lean on it.
+            for unit in ["docker.service", "docker.socket", "containerd.service"] {
+                replace_symlink(Path::new("/dev/null"), &systemd_etc.join(unit))?;
+            }
+            replace_symlink(
+                Path::new("/lib/systemd/system/podman.socket"),
+                &systemd_etc.join("sockets.target.wants/podman.socket"),
+            )?;
+            write(
+                &upper.join("etc/containers/storage.conf"),
+                PODMAN_STORAGE_CONF,
+            )?;
+            write(
+                &upper.join("etc/containers/containers.conf"),
+                PODMAN_CONTAINERS_CONF,
+            )?;
+            write(&upper.join("etc/berth/agent.toml"), PODMAN_AGENT_CONF)?;
+        }
+    }
 
     // Debian's /bin and /lib are symlinks into /usr: write below usr/ so the
     // upper layer never shadows those links with real directories.
@@ -243,6 +300,16 @@ pub fn enter_root(
         none,
     )
     .context("binding /var/lib/docker")?;
+    let containers_dir = root.join("var/lib/containers");
+    fs::create_dir_all(&containers_dir)?;
+    mount(
+        Some(&paths.containers()),
+        &containers_dir,
+        none,
+        MsFlags::MS_BIND,
+        none,
+    )
+    .context("binding /var/lib/containers")?;
 
     nix::unistd::sethostname(hostname).context("setting hostname")?;
 

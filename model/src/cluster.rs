@@ -78,7 +78,15 @@ pub struct UnitSettings {
     /// [`DEFAULT_BUILDS_DIR`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub builds_dir: String,
+    /// The container engine's systemd unit, which container units require;
+    /// empty for [`DEFAULT_ENGINE_UNIT`] (dockerd), for the same reason as
+    /// `agent_path`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub engine_unit: String,
 }
+
+/// The container engine's unit when none is named: dockerd's.
+pub const DEFAULT_ENGINE_UNIT: &str = "docker.service";
 
 /// Where packages install berth-agent.
 pub const DEFAULT_AGENT_PATH: &str = "/usr/bin/berth-agent";
@@ -94,6 +102,15 @@ impl UnitSettings {
             DEFAULT_AGENT_PATH
         } else {
             &self.agent_path
+        }
+    }
+
+    /// The unit of the container engine that container units require.
+    pub fn engine_unit(&self) -> &str {
+        if self.engine_unit.is_empty() {
+            DEFAULT_ENGINE_UNIT
+        } else {
+            &self.engine_unit
         }
     }
 

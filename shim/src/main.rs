@@ -42,7 +42,8 @@ its exit status. A failing liveness or startup probe stops the container.
 SIGTERM stops the container.
 
 environment:
-  DOCKER_HOST     unix:///path/to/docker.sock (default unix:///run/docker.sock)
+  DOCKER_HOST     unix:///path/to/docker.sock (default unix:///run/docker.sock;
+                  Podman's Docker API: unix:///run/podman/podman.sock)
   NOTIFY_SOCKET   set by systemd";
 
 struct Args {

@@ -97,6 +97,7 @@ pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile
             environment: &settings.shim_environment,
             probes: &NO_PROBES,
             mounts_for: &[],
+            engine_unit: settings.engine_unit(),
         };
         files.push(UnitFile {
             name: pod_network_unit_name(&pod.name),
@@ -159,6 +160,7 @@ pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile
             environment: &settings.shim_environment,
             probes: &container.probes,
             mounts_for: &mounts_for,
+            engine_unit: settings.engine_unit(),
         };
         files.push(UnitFile {
             name: container_unit_name(&pod.name, &container.name),

@@ -92,6 +92,9 @@ pub struct ContainerUnit<'a> {
     /// (`RequiresMountsFor=`): systemd mounts them first, and a container
     /// never starts on an empty directory in place of its data.
     pub mounts_for: &'a [String],
+    /// The container engine's systemd unit (`docker.service`,
+    /// `podman.socket`), which the unit requires and starts after.
+    pub engine_unit: &'a str,
 }
 
 /// No probes, for units that have none (the pod network holder).
@@ -164,6 +167,10 @@ pub enum RenderError {
         /// Length of the rendered line in bytes.
         len: usize,
     },
+    /// The engine's unit is not a plain `NAME.service` or `NAME.socket`
+    /// (it comes from the agent's configuration).
+    #[error("engine unit {0:?} must be NAME.service or NAME.socket of [A-Za-z0-9._-]")]
+    EngineUnit(String),
 }
 
 /// The cgroup of the pod network unit, for Docker's `--cgroup-parent`.
@@ -185,6 +192,20 @@ pub fn container_cgroup_path(pod: &str, container: &str) -> String {
         pod_slice_name(pod),
         container_unit_name(pod, container)
     )
+}
+
+/// Whether `name` is a unit the container units may depend on: a plain
+/// service or socket name.
+fn is_engine_unit_name(name: &str) -> bool {
+    let stem = name
+        .strip_suffix(".service")
+        .or_else(|| name.strip_suffix(".socket"));
+    stem.is_some_and(|stem| {
+        !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    })
 }
 
 /// Renders the service unit of one container.
@@ -247,8 +268,11 @@ fn render_service(
     );
     out.push_str("[Unit]\n");
     push_description(&mut out, unit.description);
-    out.push_str("After=docker.service\n");
-    out.push_str("Requires=docker.service\n");
+    if !is_engine_unit_name(unit.engine_unit) {
+        return Err(RenderError::EngineUnit(unit.engine_unit.to_owned()));
+    }
+    let _ = writeln!(out, "After={}", unit.engine_unit);
+    let _ = writeln!(out, "Requires={}", unit.engine_unit);
     if let Some(network_unit) = network_unit {
         let _ = writeln!(out, "After={network_unit}");
         let _ = writeln!(out, "Requires={network_unit}");
@@ -754,6 +778,7 @@ mod tests {
             environment: &[],
             probes: &NO_PROBES,
             mounts_for: &[],
+            engine_unit: "docker.service",
         }
     }
 

@@ -61,6 +61,7 @@ fn minimal_container() {
         environment: &[],
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &[],
+        engine_unit: "docker.service",
     };
     check_golden("minimal.service", &render(&unit));
 }
@@ -85,6 +86,7 @@ fn container_with_limits_and_environment() {
         environment: &environment,
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &[],
+        engine_unit: "docker.service",
     };
     check_golden("limits.service", &render(&unit));
 }
@@ -112,6 +114,7 @@ fn nasty_values_are_escaped() {
         environment: &environment,
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &[],
+        engine_unit: "docker.service",
     };
     check_golden("nasty.service", &render(&unit));
 }
@@ -147,6 +150,7 @@ fn container_with_network_probes_may_join_its_namespace() {
         environment: &[],
         probes: &probes,
         mounts_for: &[],
+        engine_unit: "docker.service",
     };
     check_golden("probed.service", &render(&unit));
 }
@@ -201,6 +205,7 @@ fn network_volume_mount_and_the_container_that_requires_it() {
         environment: &[],
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &mounts_for,
+        engine_unit: "docker.service",
     };
     check_golden("network-volume.service", &render(&unit));
 }

@@ -115,6 +115,10 @@ enum Bench {
         /// Pairs of starts to measure.
         #[arg(long, default_value_t = 30)]
         runs: usize,
+        /// The host's container engine: with `podman` (a lab booted with
+        /// `--engine podman`), the baseline is a bare `podman run -d`.
+        #[arg(long, value_enum, default_value_t = Engine::Docker)]
+        engine: Engine,
     },
     /// Master failover on three masters: `kill -9` of the leader to the
     /// next pod scheduled by the new leader (p50, p99).
@@ -535,7 +539,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        Bench::PodStart { runs } => pod_start(runs),
+        Bench::PodStart { runs, engine } => pod_start(runs, engine),
         Bench::PushToRollout { pushes } => registry::push_to_rollout(pushes),
         Bench::RegistryPull { runs, megabytes } => registry::registry_pull(runs, megabytes),
         Bench::PushToServing { pushes } => builds::push_to_serving(pushes),
@@ -654,19 +658,36 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn pod_start(runs: usize) {
-    let lab = lab_with_agent("bench-start");
+/// The container engine of the lab host a benchmark runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    /// dockerd.
+    Docker,
+    /// Podman's Docker-compatible API (`berth-lab up --engine podman`).
+    Podman,
+}
+
+fn pod_start(runs: usize, engine: Engine) {
+    let (lab, bare) = match engine {
+        Engine::Docker => (lab_with_agent("bench-start"), "docker"),
+        Engine::Podman => {
+            let lab = Lab::up_with("bench-start-podman", 1, &["--engine", "podman"]);
+            lab.exec("h1", &["systemctl", "start", "berth-agent"])
+                .assert_success();
+            (lab, "podman")
+        }
+    };
     // Timed inside the host, so `berth-lab exec` costs nothing to either side.
     // Both sides are a CLI calling an API that returns once the container runs.
     let script = format!(
         r#"set -e
-docker run --rm local/busybox true >/dev/null
+{bare} run --rm local/busybox true >/dev/null
 for i in $(seq 1 {runs}); do
-  t0=$(date +%s%N); docker run -d --name base-$i local/busybox sleep 1000 >/dev/null; t1=$(date +%s%N)
+  t0=$(date +%s%N); {bare} run -d --name base-$i local/busybox sleep 1000 >/dev/null; t1=$(date +%s%N)
   echo docker $((t1 - t0))
   t0=$(date +%s%N); berth local run bench-$i --image local/busybox -- sleep 1000 >/dev/null; t1=$(date +%s%N)
   echo berth $((t1 - t0))
-  docker rm -f base-$i >/dev/null; berth local rm bench-$i >/dev/null
+  {bare} rm -f base-$i >/dev/null; berth local rm bench-$i >/dev/null
 done"#
     );
     let out = lab.sh("h1", &script).assert_success();
@@ -696,10 +717,10 @@ done"#
         quantile(&berth, 0.99),
     );
     println!("pod start, {runs} interleaved pairs (ms):");
-    println!("  docker run -d       p50 {d50:7.1}  p99 {d99:7.1}");
+    println!("  {bare} run -d       p50 {d50:7.1}  p99 {d99:7.1}");
     println!("  berth local run     p50 {b50:7.1}  p99 {b99:7.1}");
     println!(
-        "  ratio berth/docker  p50 {:7.2}x p99 {:7.2}x  (targets 1.10x, 1.25x)",
+        "  ratio berth/{bare}  p50 {:7.2}x p99 {:7.2}x  (targets 1.10x, 1.25x)",
         b50 / d50,
         b99 / d99
     );
