@@ -341,6 +341,13 @@ pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result
             let mut before = Arc::new(wiring(n));
             converge(pid, Arc::clone(&before), None).await?;
             let setup = setup.elapsed();
+            // A resync reads the whole table back; over an unchanged
+            // table it must write nothing.
+            let resync = Instant::now();
+            if let Some(changes) = converge(pid, Arc::clone(&before), None).await? {
+                anyhow::bail!("a resync of {n} unchanged links made {changes} changes");
+            }
+            let resync = resync.elapsed();
             let mut samples = Vec::with_capacity(runs);
             for i in 0..runs {
                 let after = Arc::new(wiring(n + i + 1));
@@ -353,7 +360,7 @@ pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result
             let (p50, p99) = (quantile(&samples, 0.5), quantile(&samples, 0.99));
             let (base50, base99) = *baseline.get_or_insert((p50, p99));
             println!(
-                "  {n:6} installed  p50 {p50:6.3}  p99 {p99:6.3}  ratio to the first link: p50 {:5.2}x  p99 {:5.2}x  (installing them took {setup:.2?})",
+                "  {n:6} installed  p50 {p50:6.3}  p99 {p99:6.3}  ratio to the first link: p50 {:5.2}x  p99 {:5.2}x  (installing them took {setup:.2?}, a resync reading them back {resync:.2?})",
                 p50 / base50,
                 p99 / base99
             );
