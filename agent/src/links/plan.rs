@@ -57,6 +57,9 @@ pub struct Backend {
     pub port: u16,
 }
 
+/// A link and its ready backends.
+pub type LinkBackends = (Link, Vec<Backend>);
+
 /// What one pod should have: its links, each with its ready backends, and
 /// its outbound policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -392,14 +395,21 @@ pub fn changes_since(old: &PodWiring, new: &PodWiring) -> Option<Vec<Change>> {
         return None;
     }
     let (o, n) = (&old.links, &new.links);
-    let prefix = o.iter().zip(n).take_while(|(a, b)| a == b).count();
+    // Elements depend on a link's address, port and backends only; these
+    // are compared without touching its service's name.
+    let same = |a: &LinkBackends, b: &LinkBackends| {
+        a.0.local_port() == b.0.local_port()
+            && a.0.local_address() == b.0.local_address()
+            && a.1 == b.1
+    };
+    let prefix = o.iter().zip(n).take_while(|(a, b)| same(a, b)).count();
     let room = o.len().min(n.len()) - prefix;
     let suffix = o
         .iter()
         .rev()
         .zip(n.iter().rev())
         .take(room)
-        .take_while(|(a, b)| a == b)
+        .take_while(|(a, b)| same(a, b))
         .count();
     // The rules stay as they are when every backend count the changed
     // links had or have is had by both wirings: by a changed link on

