@@ -102,12 +102,12 @@ impl Nftables {
         while !waiting.is_empty() {
             for reply in self.receive().map_err(NetlinkError::Socket)? {
                 if let Reply::Status { seq, errno } = reply {
-                    let Some(what) = waiting.remove(&seq) else {
-                        continue;
-                    };
+                    let what = waiting.remove(&seq);
+                    // An error for a message not acknowledged one by one
+                    // (the batch's begin or end) fails the batch too.
                     if errno != 0 {
                         return Err(NetlinkError::Refused {
-                            what,
+                            what: what.unwrap_or_else(|| "the batch".into()),
                             source: std::io::Error::from_raw_os_error(errno),
                         });
                     }
