@@ -7,16 +7,20 @@
 //! should hold (pure), and the [`Linker`] converges every pod's namespace
 //! to them: at once when either input changes, and all of them every
 //! resync interval, which brings back rules someone flushed. The work
-//! happens on a thread inside the pod's namespace ([`netns`]) through
-//! `iptables-restore --noflush` ([`iptables`]); nothing is written into
-//! the host's own namespace.
+//! happens on a thread inside the pod's namespace ([`netns`]): berth's
+//! nftables table there (`ip berth`, rules in [`plan`], messages in
+//! [`nft`]) is read and changed over netlink ([`netlink`]), each change
+//! one transaction, with no process spawned; nothing is written into the
+//! host's own namespace.
 
-pub mod iptables;
+pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_model::endpoints::EndpointsView;
@@ -28,7 +32,9 @@ use tracing::{info, warn};
 use crate::docker::Docker;
 use crate::reconcile::desired::network_container_name;
 
-use self::plan::{append_script, desired_rules, observe, restore_script, Backend, PodWiring};
+use self::netlink::Nftables;
+use self::nft::Dump;
+use self::plan::{changes, desired, Backend, Observed, PodWiring, TABLE};
 
 /// One of this node's pods with links or an outbound policy, as the master
 /// assigned it.
@@ -98,9 +104,9 @@ pub fn wiring(pod: &AssignedLinks, view: &EndpointsView) -> PodWiring {
 /// Why a pod could not be wired.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// iptables failed.
+    /// nf_tables refused a change or could not be read.
     #[error(transparent)]
-    Iptables(#[from] iptables::IptablesError),
+    Nftables(#[from] netlink::NetlinkError),
     /// The namespace could not be entered.
     #[error(transparent)]
     Netns(#[from] netns::NetnsError),
@@ -109,22 +115,69 @@ pub enum LinkError {
     RouteLocalnet(std::io::Error),
 }
 
-/// Converges the calling thread's namespace to `wiring`; returns the
-/// script applied, if anything had to change. `previous` is what the
-/// namespace was last converged to, when that is known to hold: links
-/// appended to it are written without reading the chains back.
+/// Reads berth's table back: its chains' rule tags and its sets'
+/// elements.
+fn read_table(nft: &mut Nftables) -> Result<Observed, LinkError> {
+    let mut observed = Observed::default();
+    let ours =
+        |what: &Dump, attrs: &_| nft::object_name(what, attrs).filter(|(table, _)| table == TABLE);
+    observed.table = nft
+        .dump(TABLE, &Dump::Tables)?
+        .iter()
+        .any(|t| ours(&Dump::Tables, t).is_some());
+    if !observed.table {
+        return Ok(observed);
+    }
+    for chain in nft.dump(TABLE, &Dump::Chains)? {
+        if let Some((_, name)) = ours(&Dump::Chains, &chain) {
+            observed.chains.insert(name, Vec::new());
+        }
+    }
+    for rule in nft.dump(TABLE, &Dump::Rules)? {
+        if let Some((table, chain, userdata)) = nft::rule(&rule) {
+            if table == TABLE {
+                observed.chains.entry(chain).or_default().push(userdata);
+            }
+        }
+    }
+    let sets: Vec<String> = nft
+        .dump(TABLE, &Dump::Sets)?
+        .iter()
+        .filter_map(|s| ours(&Dump::Sets, s).map(|(_, name)| name))
+        .collect();
+    for set in sets {
+        let elements = nft
+            .dump(TABLE, &Dump::Elements(set.clone()))?
+            .iter()
+            .flat_map(nft::elements)
+            .collect();
+        observed.sets.insert(set, elements);
+    }
+    Ok(observed)
+}
+
+/// Converges the calling thread's namespace to `wiring`; returns how many
+/// changes were applied (in one transaction), if any had to be. `previous`
+/// is what the namespace was last converged to, when that is known to
+/// hold: the changes are then computed from it, without reading the table
+/// back, so adding a link costs the same however many are installed.
 fn converge_here(
     wiring: &PodWiring,
     previous: Option<&PodWiring>,
-) -> Result<Option<String>, LinkError> {
+) -> Result<Option<usize>, LinkError> {
     let on_loopback = |w: &PodWiring| w.links.iter().any(|(link, _)| link.address.is_none());
     let previous = previous.filter(|p| on_loopback(p) == on_loopback(wiring));
-    if let Some(script) = previous.and_then(|p| append_script(p, wiring)) {
-        iptables::restore(&script)?;
-        return Ok(Some(script));
+    let mut nft = Nftables::open()?;
+    if let Some(previous) = previous {
+        let changes = plan::changes_since(previous, wiring).unwrap_or_else(|| {
+            let before = Observed::of(desired(previous).as_ref());
+            changes(desired(wiring).as_ref(), &before)
+        });
+        nft.apply(TABLE, &changes)?;
+        return Ok((!changes.is_empty()).then_some(changes.len()));
     }
-    let observed = observe(&iptables::save(&["nat", "filter"])?);
-    let desired = (!wiring.is_empty()).then(|| desired_rules(wiring));
+    let desired = desired(wiring);
+    let observed = read_table(&mut nft)?;
     // Only links on 127.0.0.1 need loopback traffic to leave the pod.
     let localnet = on_loopback(wiring);
     let current = netns::route_localnet().map_err(LinkError::RouteLocalnet)?;
@@ -132,24 +185,23 @@ fn converge_here(
     if localnet && !current {
         netns::set_route_localnet(true).map_err(LinkError::RouteLocalnet)?;
     }
-    let script = restore_script(desired.as_ref(), &observed);
-    if let Some(script) = &script {
-        iptables::restore(script)?;
-    }
+    let changes = changes(desired.as_ref(), &observed);
+    nft.apply(TABLE, &changes)?;
     if !localnet && current {
         netns::set_route_localnet(false).map_err(LinkError::RouteLocalnet)?;
     }
-    Ok(script)
+    Ok((!changes.is_empty()).then_some(changes.len()))
 }
 
 /// Converges the namespace of process `pid` to `wiring` (from `previous`,
-/// if known; see [`converge_here`]).
+/// if known; see [`converge_here`]). The wirings are shared, not copied:
+/// a pod may hold tens of thousands of links.
 pub async fn converge(
     pid: u32,
-    wiring: PodWiring,
-    previous: Option<PodWiring>,
-) -> Result<Option<String>, LinkError> {
-    netns::run_in(pid, move || converge_here(&wiring, previous.as_ref())).await?
+    wiring: Arc<PodWiring>,
+    previous: Option<Arc<PodWiring>>,
+) -> Result<Option<usize>, LinkError> {
+    netns::run_in(pid, move || converge_here(&wiring, previous.as_deref())).await?
 }
 
 /// Keeps every assigned pod's namespace wired.
@@ -182,7 +234,7 @@ impl Linker {
     /// and every pod is checked again every resync interval.
     pub async fn run(mut self) {
         // Pod -> (PID of its namespace, wiring last converged there).
-        let mut converged: HashMap<String, (u32, PodWiring)> = HashMap::new();
+        let mut converged: HashMap<String, (u32, Arc<PodWiring>)> = HashMap::new();
         let mut last_full: Option<Instant> = None;
         let mut starts = Box::pin(self.docker.container_starts());
         loop {
@@ -226,9 +278,9 @@ impl Linker {
         links: &AssignedLinks,
         view: &EndpointsView,
         full: bool,
-        converged: &mut HashMap<String, (u32, PodWiring)>,
+        converged: &mut HashMap<String, (u32, Arc<PodWiring>)>,
     ) {
-        let wiring = wiring(links, view);
+        let wiring = Arc::new(wiring(links, view));
         let last = converged.get(pod);
         if !full && last.is_some_and(|(_, w)| *w == wiring) {
             return;
@@ -259,12 +311,12 @@ impl Linker {
         let previous = last
             .filter(|(p, _)| !full && *p == pid)
             .map(|(_, w)| w.clone());
-        match converge(pid, wiring.clone(), previous).await {
-            Ok(Some(script)) => {
+        match converge(pid, Arc::clone(&wiring), previous).await {
+            Ok(Some(changes)) => {
                 if rewired {
-                    info!(pod, rules = %script.lines().count(), "links rewired");
+                    info!(pod, changes, "links rewired");
                 } else {
-                    info!(pod, rules = %script.lines().count(), "links converged");
+                    info!(pod, changes, "links converged");
                 }
                 converged.insert(pod.to_owned(), (pid, wiring));
             }

@@ -1,6 +1,6 @@
 //! Running code inside a pod's network namespace: a dedicated thread
 //! enters it with `setns` and ends with the work, so no thread of the
-//! agent's runtime ever changes namespace. Child processes (iptables) and
+//! agent's runtime ever changes namespace. Netlink sockets opened and
 //! `/proc/sys/net` opened from that thread belong to the pod's namespace.
 
 use std::fs::File;

@@ -1,8 +1,9 @@
 //! Links: a service's pods reach another service at 127.0.0.1:PORT inside
 //! their own network namespace, wherever its ready pods run; moves and
-//! scaling rewire them live; flushed rules come back; nothing outside the
-//! pod reaches its loopback; the links-only policy blocks the rest; and
-//! unlinking and removing leave every host's iptables as they were.
+//! scaling rewire them live; a flushed or deleted `ip berth` table comes
+//! back; nothing outside the pod reaches its loopback; the links-only
+//! policy blocks the rest; and unlinking and removing leave every host's
+//! iptables as they were, with no nftables table of berth's anywhere.
 //!
 //! Root only: run with
 //! `cargo test -p berth-lab-tests --test links -- --ignored --nocapture links_`.
@@ -66,11 +67,31 @@ fn ask(lab: &Lab, node: &str, pod: &str, address: &str, port: u64) -> Option<Str
     (run.success() && !page.is_empty()).then_some(page)
 }
 
-/// `iptables-save` inside a pod's network namespace.
-fn pod_iptables(lab: &Lab, node: &str, pod: &str) -> String {
+/// `nft list ruleset` inside a pod's network namespace: what an operator
+/// sees of its links.
+fn pod_nft(lab: &Lab, node: &str, pod: &str) -> String {
     let pid = inspect(lab, node, pod, "{{.State.Pid}}");
-    lab.exec(node, &["nsenter", "-t", &pid, "-n", "iptables-save"])
-        .assert_success()
+    lab.exec(
+        node,
+        &["nsenter", "-t", &pid, "-n", "nft", "list", "ruleset"],
+    )
+    .assert_success()
+}
+
+/// Runs `nft ARGS` inside a pod's network namespace.
+fn nft_in_pod(lab: &Lab, node: &str, pod: &str, args: &[&str]) {
+    let pid = inspect(lab, node, pod, "{{.State.Pid}}");
+    let mut all = vec!["nsenter", "-t", &pid, "-n", "nft"];
+    all.extend(args);
+    lab.exec(node, &all).assert_success();
+}
+
+/// Whether berth's table holds web's link to db and its loopback guard.
+fn wired(ruleset: &str) -> bool {
+    ruleset.contains("dnat ip to ip daddr . tcp dport . numgen random mod 1 map @backends_1")
+        && ruleset.contains(": 10.231.0.12 . ")
+        && ruleset.contains("ip daddr 127.0.0.0/8 iifname != \"lo\"")
+        && ruleset.contains("masquerade")
 }
 
 /// `iptables-save` of a host without its timestamp comments.
@@ -338,41 +359,38 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
         (ask(&lab, "h1", "web-0", "127.0.0.1", 3306)? == db_name).then_some(())
     });
 
-    // 5. Someone flushes berth's chains in web's namespace: they come back
-    // within the resync interval (10 s).
-    let pid = inspect(&lab, "h1", "web-0", "{{.State.Pid}}");
-    lab.exec(
+    // 5. Someone flushes berth's table in web's namespace (every rule)
+    // and its map of links (every link): they come back within the resync
+    // interval (10 s). So does the whole table, deleted.
+    assert!(wired(&pod_nft(&lab, "h1", "web-0")));
+    nft_in_pod(&lab, "h1", "web-0", &["flush", "table", "ip", "berth"]);
+    nft_in_pod(
+        &lab,
         "h1",
-        &[
-            "nsenter", "-t", &pid, "-n", "iptables", "-t", "nat",
-            // Every chain of the nat table, the jump from OUTPUT included.
-            "-F",
-        ],
-    )
-    .assert_success();
-    lab.exec(
-        "h1",
-        &[
-            "nsenter",
-            "-t",
-            &pid,
-            "-n",
-            "iptables",
-            "-F",
-            "BERTH-LINKS-IN",
-        ],
-    )
-    .assert_success();
+        "web-0",
+        &["flush", "map", "ip", "berth", "backends_1"],
+    );
     let flushed = Instant::now();
-    assert!(!pod_iptables(&lab, "h1", "web-0").contains("--to-destination"));
+    let ruleset = pod_nft(&lab, "h1", "web-0");
+    assert!(
+        !ruleset.contains("dnat") && !ruleset.contains(": 10.231.0.12 . "),
+        "{ruleset}"
+    );
     lab.eventually(Duration::from_secs(12), "the flushed rules back", || {
-        let rules = pod_iptables(&lab, "h1", "web-0");
-        (rules.contains("--to-destination 10.231.0.12:")
-            && rules.contains("-A OUTPUT -j BERTH-LINKS")
-            && rules.contains("-A BERTH-LINKS-IN -d 127.0.0.0/8"))
-        .then_some(())
+        wired(&pod_nft(&lab, "h1", "web-0")).then_some(())
     });
     println!("flushed rules back after {:?}", flushed.elapsed());
+    assert_eq!(
+        ask(&lab, "h1", "web-0", "127.0.0.1", 3306),
+        Some(db_name.clone())
+    );
+    nft_in_pod(&lab, "h1", "web-0", &["delete", "table", "ip", "berth"]);
+    let deleted = Instant::now();
+    assert!(!pod_nft(&lab, "h1", "web-0").contains("table ip berth"));
+    lab.eventually(Duration::from_secs(12), "the deleted table back", || {
+        wired(&pod_nft(&lab, "h1", "web-0")).then_some(())
+    });
+    println!("deleted table back after {:?}", deleted.elapsed());
     assert_eq!(
         ask(&lab, "h1", "web-0", "127.0.0.1", 3306),
         Some(db_name.clone())
@@ -441,11 +459,12 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
     );
     assert_eq!(ask(&lab, "h1", "guarded-0", "10.231.0.12", db_port), None);
 
-    // 4. Unlinked, web's namespace holds no berth chain and no
-    // route_localnet; removed, every host's iptables are as before.
+    // 4. Unlinked, web's namespace holds no berth table and no
+    // route_localnet; removed, every host's iptables are as before, and no
+    // host has a berth table of its own.
     lab.berth("h1", &["unlink", "web", "db"]).assert_success();
-    lab.eventually(Duration::from_secs(15), "web's chains gone", || {
-        (!pod_iptables(&lab, "h1", "web-0").contains("BERTH")).then_some(())
+    lab.eventually(Duration::from_secs(15), "web's table gone", || {
+        (!pod_nft(&lab, "h1", "web-0").contains("table ip berth")).then_some(())
     });
     let pid = inspect(&lab, "h1", "web-0", "{{.State.Pid}}");
     let localnet = lab
@@ -475,5 +494,7 @@ fn links_resync_isolation_egress_policy_and_cleanup() {
             &format!("iptables-save on {host} as before"),
             || (host_iptables(&lab, host) == *before).then_some(()),
         );
+        let tables = lab.exec(host, &["nft", "list", "tables"]).assert_success();
+        assert!(!tables.contains("berth"), "{host}: {tables}");
     }
 }
