@@ -66,6 +66,10 @@ const MAX_PROMPT_ROUNDS: u32 = 4;
 /// costs one round rather than one per commit.
 const CHANGE_SETTLE: Duration = Duration::from_millis(5);
 
+/// The most a round woken by a change waits: a change is never held up
+/// longer than this by the rounds before it.
+const MAX_CHANGE_SETTLE: Duration = Duration::from_millis(50);
+
 /// Most deletes in one pruning commit.
 const PRUNE_BATCH: usize = MAX_COMMIT_OPS;
 
@@ -246,6 +250,7 @@ pub async fn run(
         let round = std::time::Instant::now();
         let mut pause = interval;
         let read = mirror.read_after(store.last_write()).await;
+        let mut planned = Duration::ZERO;
         match read.map(|objects| cluster(objects, &liveness)) {
             Ok(mut cluster) => {
                 cluster.evictions_held =
@@ -253,6 +258,7 @@ pub async fn run(
                 record_node_transitions(store.as_ref(), &mut conditions, &cluster).await;
                 record_link_rewirings(store.as_ref(), &mut link_backends, &cluster).await;
                 let changes = plan(&cluster);
+                planned = round.elapsed();
                 // A cron run or a job attempt takes a round per step (job,
                 // pod, placement): those rounds follow at once.
                 let hands_on = changes.iter().any(Change::hands_on);
@@ -276,9 +282,11 @@ pub async fn run(
             next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
         }
         // A round woken by a change waits at least as long as the round
-        // before took: under a stream of changes the controller takes at
-        // most half a core, and what it plans on is batched.
-        let settle = CHANGE_SETTLE.max(round.elapsed());
+        // before spent reading and planning (not committing: that is the
+        // store's time, not a core's), up to a bound: under a stream of
+        // changes the controller takes at most about half a core, and what
+        // it plans on is batched.
+        let settle = planned.clamp(CHANGE_SETTLE, MAX_CHANGE_SETTLE);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = changed => tokio::time::sleep(settle).await,
