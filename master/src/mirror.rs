@@ -134,19 +134,6 @@ impl Objects {
         ]
     }
 
-    const PREFIXES: [&'static str; 10] = [
-        SERVICES,
-        JOBS,
-        BUILDCONFIGS,
-        BUILDS,
-        DEPLOYMENTS,
-        PROJECTS,
-        IMAGESTREAMS,
-        CRONJOBS,
-        PODS,
-        NODES,
-    ];
-
     /// Applies one change; what it touched. A change at or before the
     /// revision its kind was listed at is in already.
     fn apply(
@@ -156,16 +143,15 @@ impl Objects {
     ) -> Result<Touched, StoreError> {
         let key = event.entry.key.as_str();
         let mut touched = Touched::default();
-        if let Some(name) = key.strip_prefix(PODS) {
-            // A pod moves the endpoints of the services it was and is in.
-            touched
-                .services
-                .extend(self.pods.get(name).and_then(|p| p.object.service.clone()));
-            if event.kind == EventKind::Put {
-                let pod = objects::decode::<ClusterPod>(&event.entry)?;
-                touched.services.extend(pod.object.service);
-            }
-        } else if key.starts_with(NODES)
+        // A pod moves the endpoints of the services it was and is in.
+        let pod = key.strip_prefix(PODS);
+        let service_of = |objects: &Self, pod: &str| {
+            objects.pods.get(pod).and_then(|p| p.object.service.clone())
+        };
+        touched
+            .services
+            .extend(pod.and_then(|p| service_of(self, p)));
+        if key.starts_with(NODES)
             || (key.starts_with(EVENTS) && names_a_node_condition(&event.entry))
         {
             // An address or a condition: any service's endpoints.
@@ -175,16 +161,18 @@ impl Objects {
             let Some(name) = key.strip_prefix(prefix) else {
                 continue;
             };
-            if event.entry.revision <= listed_at.get(prefix).copied().unwrap_or(0) {
-                return Ok(touched);
+            if event.entry.revision > listed_at.get(prefix).copied().unwrap_or(0) {
+                match event.kind {
+                    EventKind::Put => kind.put(name, &event.entry)?,
+                    EventKind::Delete => kind.remove(name),
+                }
+                touched.mirrored = true;
             }
-            match event.kind {
-                EventKind::Put => kind.put(name, &event.entry)?,
-                EventKind::Delete => kind.remove(name),
-            }
-            touched.mirrored = true;
-            return Ok(touched);
+            break;
         }
+        touched
+            .services
+            .extend(pod.and_then(|p| service_of(self, p)));
         Ok(touched)
     }
 }
@@ -322,7 +310,8 @@ impl ClusterMirror {
 
     async fn follow_once(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut lists = Vec::new();
-        for prefix in Objects::PREFIXES {
+        let prefixes = Objects::default().kinds().map(|(prefix, _)| prefix);
+        for prefix in prefixes {
             lists.push((prefix, store.list(prefix).await?));
         }
         let listed_at: BTreeMap<&str, u64> = lists.iter().map(|(p, (_, rev))| (*p, *rev)).collect();
