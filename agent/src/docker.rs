@@ -497,30 +497,10 @@ impl Docker {
                 let path = format!("/containers/{}/json", urlencoding_path(name));
                 match self.get_json(&path).await {
                     Ok(json) => Ok(Some(inspected_state(&json))),
-                    Err(e) => {
-                        let e = DockerError {
-                            action: format!("inspecting {name}"),
-                            cause: e,
-                        };
-                        if e.is_not_found() {
-                            Ok(None)
-                        } else {
-                            Err(e)
-                        }
-                    }
+                    Err(e) => none_if_missing(name, e),
                 }
             }
-            Err(e) => {
-                let e = DockerError {
-                    action: format!("inspecting {name}"),
-                    cause: e,
-                };
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => none_if_missing(name, e),
         }
     }
 
@@ -733,6 +713,19 @@ fn split_http_answer(answer: &[u8]) -> (u16, &[u8]) {
         .position(|w| w == b"\r\n\r\n")
         .map_or(&answer[answer.len()..], |end| &answer[end + 4..]);
     (status, body)
+}
+
+/// An inspect's failure: `None` if the container does not exist.
+fn none_if_missing<T>(name: &str, cause: bollard::errors::Error) -> Result<Option<T>, DockerError> {
+    let e = DockerError {
+        action: format!("inspecting {name}"),
+        cause,
+    };
+    if e.is_not_found() {
+        Ok(None)
+    } else {
+        Err(e)
+    }
 }
 
 /// A container name or ID as a path segment: anything but
