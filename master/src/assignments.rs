@@ -1,6 +1,7 @@
-//! Which pods each node runs, kept in memory from the store's watch, so
-//! that a node's assignment long poll wakes only for a change to its own
-//! pods and answers without reading the store.
+//! Which pods each node runs, kept in memory from the cluster mirror's
+//! pods (sharing its decoded objects, not holding a copy), so that a
+//! node's assignment long poll wakes only for a change to its own pods and
+//! answers without reading the store.
 //!
 //! Before, every long poll watched every pod and listed them all when
 //! woken: each pod change cost a list of the whole cluster per node. A pod
@@ -11,14 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_model::api::Assignments;
+use berth_model::api::{Assignments, Versioned};
 use berth_model::{ClusterPod, MoveOrder};
-use futures_util::StreamExt;
 use tokio::sync::{watch, Notify};
-use tracing::warn;
-
-use crate::objects::{self, PODS};
-use crate::store::{EventKind, Store, StoreError};
 
 /// The index; see the module documentation.
 #[derive(Debug)]
@@ -33,12 +29,15 @@ pub struct AssignmentIndex {
 struct Index {
     /// The store revision every change up to which is applied.
     revision: u64,
-    /// Every pod, by name.
-    pods: HashMap<String, ClusterPod>,
+    /// Every pod, by name, shared with the mirror.
+    pods: HashMap<String, SharedPod>,
     /// Per node: the revision of the last change to its assignments, and
     /// who waits for the next one.
     nodes: HashMap<String, NodeEntry>,
 }
+
+/// A pod as the mirror holds it.
+pub type SharedPod = Arc<Versioned<ClusterPod>>;
 
 #[derive(Debug, Default)]
 struct NodeEntry {
@@ -59,40 +58,14 @@ impl Default for AssignmentIndex {
 }
 
 impl AssignmentIndex {
-    /// Follows the store's pods forever: lists them, then applies each
-    /// change from the watch; lists again if the watch breaks.
-    pub async fn follow(self: Arc<Self>, store: Arc<dyn Store>) {
-        loop {
-            if let Err(e) = self.follow_once(store.as_ref()).await {
-                warn!(error = %e, "the assignment index lost the store's watch; reading the pods again");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn follow_once(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let (pods, revision) = objects::list::<ClusterPod>(store, PODS).await?;
-        self.reset(pods.into_iter().map(|p| p.object), revision);
-        let mut changes = store.watch(PODS, revision).await?;
-        while let Some(change) = changes.next().await {
-            let change = change?;
-            let name = change.entry.key.trim_start_matches(PODS).to_owned();
-            let pod = match change.kind {
-                EventKind::Put => Some(objects::decode::<ClusterPod>(&change.entry)?.object),
-                EventKind::Delete => None,
-            };
-            self.apply(&name, pod, change.entry.revision);
-        }
-        Err(StoreError::Backend("the pod watch ended".into()))
-    }
-
-    /// Replaces the whole index with `pods` as of `revision`. Every node is
-    /// told, since anything may have changed while the watch was down.
-    fn reset(&self, pods: impl Iterator<Item = ClusterPod>, revision: u64) {
+    /// Replaces the whole index with `pods` as of `revision` (the mirror
+    /// read the store anew). Every node is told, since anything may have
+    /// changed while the mirror's watch was down.
+    pub(crate) fn reset(&self, pods: impl Iterator<Item = SharedPod>, revision: u64) {
         let Ok(mut index) = self.state.lock() else {
             return;
         };
-        index.pods = pods.map(|p| (p.spec.name.clone(), p)).collect();
+        index.pods = pods.map(|p| (p.object.spec.name.clone(), p)).collect();
         index.revision = revision;
         for entry in index.nodes.values_mut() {
             entry.pods.clear();
@@ -101,9 +74,9 @@ impl AssignmentIndex {
             .pods
             .values()
             .flat_map(|p| {
-                nodes_of(Some(p))
+                nodes_of(Some(&p.object))
                     .into_iter()
-                    .map(|n| (n, p.spec.name.clone()))
+                    .map(|n| (n, p.object.spec.name.clone()))
             })
             .collect();
         for (node, pod) in concerns {
@@ -117,23 +90,26 @@ impl AssignmentIndex {
         self.loaded.send_replace(true);
     }
 
-    /// Applies one change: `pod` is the new value, `None` if deleted.
-    fn apply(&self, name: &str, pod: Option<ClusterPod>, revision: u64) {
+    /// Applies one change the mirror applied: `pod` is the new value,
+    /// `None` if deleted.
+    pub(crate) fn apply(&self, name: &str, pod: Option<SharedPod>, revision: u64) {
         let Ok(mut index) = self.state.lock() else {
             return;
         };
         let before = match &pod {
-            Some(pod) => index.pods.insert(name.to_owned(), pod.clone()),
+            Some(pod) => index.pods.insert(name.to_owned(), Arc::clone(pod)),
             None => index.pods.remove(name),
         };
-        index.revision = revision;
-        if !same_assignment(before.as_ref(), pod.as_ref()) {
-            for node in nodes_of(before.as_ref()) {
+        index.revision = index.revision.max(revision);
+        let before = before.as_ref().map(|p| &p.object);
+        let pod = pod.as_ref().map(|p| &p.object);
+        if !same_assignment(before, pod) {
+            for node in nodes_of(before) {
                 if let Some(entry) = index.nodes.get_mut(&node) {
                     entry.pods.remove(name);
                 }
             }
-            let now = nodes_of(pod.as_ref());
+            let now = nodes_of(pod);
             for node in &now {
                 index
                     .nodes
@@ -142,7 +118,7 @@ impl AssignmentIndex {
                     .pods
                     .insert(name.to_owned());
             }
-            for node in nodes_of(before.as_ref()).into_iter().chain(now) {
+            for node in nodes_of(before).into_iter().chain(now) {
                 let entry = index.nodes.entry(node).or_default();
                 entry.changed = revision;
                 entry.waiters.notify_waiters();
@@ -205,6 +181,7 @@ impl AssignmentIndex {
                     .pods
                     .iter()
                     .filter_map(|p| index.pods.get(p))
+                    .map(|p| &p.object)
                     .collect()
             })
             .unwrap_or_default();
@@ -277,12 +254,23 @@ mod tests {
     use super::*;
     use berth_model::{PodPhase, PodStatus};
 
-    fn pod(name: &str, node: Option<&str>) -> ClusterPod {
+    fn pod(name: &str, node: Option<&str>) -> SharedPod {
+        shared(cluster_pod(name, node))
+    }
+
+    fn cluster_pod(name: &str, node: Option<&str>) -> ClusterPod {
         serde_json::from_value(serde_json::json!({
             "spec": {"name": name, "containers": [{"name": "app", "image": "local/busybox"}]},
             "node": node,
         }))
         .expect("a cluster pod")
+    }
+
+    fn shared(pod: ClusterPod) -> SharedPod {
+        Arc::new(Versioned {
+            resource_version: 1,
+            object: pod,
+        })
     }
 
     fn names(assignments: &Assignments) -> Vec<&str> {
@@ -361,7 +349,7 @@ mod tests {
     async fn a_reported_status_wakes_no_one() {
         let index = Arc::new(AssignmentIndex::default());
         index.reset([pod("a", Some("h1"))].into_iter(), 7);
-        let mut reported = pod("a", Some("h1"));
+        let mut reported = cluster_pod("a", Some("h1"));
         reported.status = Some(PodStatus {
             name: "a".into(),
             phase: PodPhase::Running,
@@ -371,7 +359,7 @@ mod tests {
             start_failure: None,
             volumes: Vec::new(),
         });
-        index.apply("a", Some(reported), 8);
+        index.apply("a", Some(shared(reported)), 8);
         let started = tokio::time::Instant::now();
         let answer = index
             .assignments("h1", Some(7), Duration::from_millis(200))

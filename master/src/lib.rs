@@ -108,12 +108,9 @@ pub async fn run_with(
         .map(|p| registry::Registry::open(&config, &p.ca_pem).map(Arc::new))
         .transpose()
         .context("loading the registry's keys")?;
-    let assignments = Arc::new(assignments::AssignmentIndex::default());
-    let assignment_index = tokio::spawn(Arc::clone(&assignments).follow(Arc::clone(&store)));
     let mirror = Arc::new(mirror::ClusterMirror::default());
     let mirroring = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
     let state = api::AppState {
-        assignments,
         mirror,
         ca_pem: pki.as_ref().map(|p| p.ca_pem.clone()),
         ca_hash,
@@ -202,7 +199,6 @@ pub async fn run_with(
         task.abort();
     }
     log_retention.abort();
-    assignment_index.abort();
     mirroring.abort();
     Ok(())
 }

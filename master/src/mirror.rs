@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Notify};
 use tracing::warn;
 
+use crate::assignments::{AssignmentIndex, SharedPod};
 use crate::objects::{
     self, BUILDCONFIGS, BUILDS, CRONJOBS, DEPLOYMENTS, EVENTS, IMAGESTREAMS, JOBS, NODES, PODS,
     PROJECTS, SERVICES,
@@ -170,6 +171,11 @@ impl Objects {
             }
             break;
         }
+        if let (Some(pod), true) = (pod, touched.mirrored) {
+            touched
+                .pods
+                .push((pod.to_owned(), self.pods.get_shared(pod)));
+        }
         touched
             .services
             .extend(pod.and_then(|p| service_of(self, p)));
@@ -186,6 +192,8 @@ struct Touched {
     services: BTreeSet<String>,
     /// Something that may move every service's endpoints.
     every_service: bool,
+    /// The pods it changed, as they are now (`None`: deleted).
+    pods: Vec<(String, Option<SharedPod>)>,
 }
 
 impl Touched {
@@ -193,6 +201,7 @@ impl Touched {
         self.mirrored |= other.mirrored;
         self.services.extend(other.services);
         self.every_service |= other.every_service;
+        self.pods.extend(other.pods);
     }
 }
 
@@ -272,6 +281,8 @@ impl EndpointChanges {
 #[derive(Debug)]
 pub struct ClusterMirror {
     objects: Mutex<Objects>,
+    /// Which pods each node runs, fed with the mirror's pods.
+    assignments: AssignmentIndex,
     endpoint_changes: Mutex<EndpointChanges>,
     /// The store revision every change up to which is applied; `None`
     /// until the store has been read once.
@@ -284,6 +295,7 @@ impl Default for ClusterMirror {
     fn default() -> Self {
         Self {
             objects: Mutex::new(Objects::default()),
+            assignments: AssignmentIndex::default(),
             endpoint_changes: Mutex::new(EndpointChanges::default()),
             applied: watch::channel(None).0,
             changed: Notify::new(),
@@ -322,11 +334,14 @@ impl ClusterMirror {
             kind.replace(prefix, entries)?;
         }
         drop(lists);
+        let pods_listed_at = listed_at.get(PODS).copied().unwrap_or(0);
+        self.assignments
+            .reset(fresh.pods.0.values().cloned(), pods_listed_at);
         *self.lock() = fresh;
         let everything = Touched {
             mirrored: true,
-            services: BTreeSet::new(),
             every_service: true,
+            ..Touched::default()
         };
         self.publish(newest, &everything);
         // From the oldest list on: each kind skips what its own list held.
@@ -348,6 +363,9 @@ impl ClusterMirror {
                 next = changes.next().now_or_never().flatten();
             }
             drop(objects);
+            for (name, pod) in std::mem::take(&mut touched.pods) {
+                self.assignments.apply(&name, pod, revision);
+            }
             self.publish(revision, &touched);
         }
     }
@@ -442,6 +460,11 @@ impl ClusterMirror {
         }
     }
 
+    /// Which pods each node runs, as mirrored.
+    pub fn assignments(&self) -> &AssignmentIndex {
+        &self.assignments
+    }
+
     /// The store revision the mirror holds everything up to.
     pub fn revision(&self) -> u64 {
         self.applied.borrow().unwrap_or(0)
@@ -514,6 +537,47 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!db.is_finished(), "a web pod woke the poll of db");
         db.abort();
+        following.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_node_sees_its_assignments_from_the_mirrored_pods() {
+        let (store, dir) = scratch_store("assignments");
+        let bound = |name: &str| {
+            objects::create(
+                PODS,
+                name,
+                &serde_json::json!({
+                    "spec": {"name": name, "containers": [{"name": "app", "image": "local/busybox"}]},
+                    "node": "h1",
+                }),
+            )
+        };
+        store.apply(vec![bound("listed")]).await.unwrap();
+        let mirror = Arc::new(ClusterMirror::default());
+        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
+        let first = mirror
+            .assignments()
+            .assignments("h1", None, Duration::ZERO)
+            .await;
+        assert_eq!(first.pods.len(), 1, "the listed pod");
+        let waiting = {
+            let mirror = Arc::clone(&mirror);
+            tokio::spawn(async move {
+                mirror
+                    .assignments()
+                    .assignments("h1", Some(first.revision), Duration::from_secs(5))
+                    .await
+            })
+        };
+        store.apply(vec![bound("watched")]).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the long poll woken by a pod bound to h1")
+            .unwrap();
+        let names: Vec<&str> = second.pods.iter().map(|p| p.spec.name.as_str()).collect();
+        assert_eq!(names, ["listed", "watched"]);
         following.abort();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -60,9 +60,8 @@ pub struct AppState {
     pub liveness: Arc<Liveness>,
     /// With etcd: shares the heartbeats this master hears with the leader.
     pub heartbeat_sharing: Option<Arc<crate::controller::shared_liveness::HeartbeatSharing>>,
-    /// Each node's pods, for its assignment long poll.
-    pub assignments: Arc<crate::assignments::AssignmentIndex>,
-    /// The objects the controller and heartbeats read, kept in memory.
+    /// The objects the controller, heartbeats and long polls read, kept in
+    /// memory (each node's assignments among them).
     pub mirror: Arc<crate::mirror::ClusterMirror>,
     /// Hash of the admin token.
     pub admin_token_hash: String,

@@ -150,7 +150,8 @@ pub async fn assignments(
     extract::int64("after", query.after)?;
     Ok(Json(
         state
-            .assignments
+            .mirror
+            .assignments()
             .assignments(&name, query.after, wait)
             .await,
     ))
