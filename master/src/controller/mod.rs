@@ -235,11 +235,27 @@ pub async fn run(
     unhealthy_threshold: f64,
     instruments: Arc<Instruments>,
 ) {
+    // Pruning lists every event: it runs beside the rounds, in the same
+    // task, so that its reads never hold up a round.
+    tokio::select! {
+        () = rounds(Arc::clone(&store), mirror, liveness, interval, unhealthy_threshold, instruments) => {}
+        () = prune_events_forever(store.as_ref(), &retention) => {}
+    }
+}
+
+/// The controller's rounds; see [`run`].
+async fn rounds(
+    store: Arc<dyn Store>,
+    mirror: Arc<ClusterMirror>,
+    liveness: Arc<Liveness>,
+    interval: Duration,
+    unhealthy_threshold: f64,
+    instruments: Arc<Instruments>,
+) {
     let store = Arc::new(Remembering::new(store));
     let mut conditions = NodeConditions::default();
     let mut gate = EvictionGate::new(liveness.grace(), unhealthy_threshold);
     let mut link_backends: Option<links::LinkBackends> = None;
-    let mut next_prune = tokio::time::Instant::now();
     let mut prompt_rounds = 0;
     loop {
         // Enabled before the read, so that a change while the round runs
@@ -277,10 +293,6 @@ pub async fn run(
             Err(e) => warn!(error = %e, "controller cannot read the cluster"),
         }
         instruments.controller_rounds.observe(round.elapsed());
-        if tokio::time::Instant::now() >= next_prune {
-            prune_events(store.as_ref(), &retention).await;
-            next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
-        }
         // A round woken by a change waits at least as long as the round
         // before spent reading and planning (not committing: that is the
         // store's time, not a core's), up to a bound: under a stream of
@@ -378,6 +390,14 @@ async fn record_link_rewirings(
         }
     }
     *previous = Some(now);
+}
+
+/// Prunes old events every [`PRUNE_INTERVAL`], forever.
+async fn prune_events_forever(store: &dyn Store, retention: &Retention) {
+    loop {
+        prune_events(store, retention).await;
+        tokio::time::sleep(PRUNE_INTERVAL).await;
+    }
 }
 
 /// Deletes the events beyond `retention`, oldest first, in batches.
