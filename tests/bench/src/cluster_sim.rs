@@ -13,7 +13,7 @@
 //! - the master's CPU and RSS in steady state;
 //! - from a node going silent to its pods Running elsewhere.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -116,7 +116,10 @@ async fn simulate(config: &Config) -> Result<()> {
     for round in 0..config.scale_ups {
         let (name, replicas) = &services[round % services.len()];
         let replicas = replicas + 1 + round / services.len();
-        let pod = format!("{name}-{}", replicas - 1);
+        // The new pod is whichever of the service's the nodes have not seen
+        // yet: a node evicted under load leaves replacements with new names.
+        let prefix = format!("{name}-");
+        let known = seen.named(&prefix);
         let asked = Instant::now();
         master
             .admin_post(
@@ -125,9 +128,11 @@ async fn simulate(config: &Config) -> Result<()> {
             )
             .await?;
         let at = seen
-            .wait_for(&pod, Duration::from_secs(30))
+            .wait_for_new(&prefix, &known, Duration::from_secs(30))
             .await
-            .with_context(|| format!("no node saw {pod} within 30 s of the scale-up"))?;
+            .with_context(|| {
+                format!("no node saw a new pod of {name} within 30 s of the scale-up")
+            })?;
         latencies.push(at.saturating_duration_since(asked).as_secs_f64() * 1e3);
     }
     latencies.sort_by(f64::total_cmp);
@@ -213,11 +218,38 @@ impl Seen {
         }
     }
 
-    async fn wait_for(&self, pod: &str, timeout: Duration) -> Option<Instant> {
+    /// The pods seen so far whose names start with `prefix`.
+    fn named(&self, prefix: &str) -> HashSet<String> {
+        self.at.lock().map_or_else(
+            |_| HashSet::new(),
+            |at| {
+                at.keys()
+                    .filter(|p| p.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            },
+        )
+    }
+
+    /// When a node first saw a pod named `prefix…` that is not in `known`.
+    async fn wait_for_new(
+        &self,
+        prefix: &str,
+        known: &HashSet<String>,
+        timeout: Duration,
+    ) -> Option<Instant> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.changed.notified();
-            if let Some(at) = self.at.lock().ok()?.get(pod).copied() {
+            let new = self
+                .at
+                .lock()
+                .ok()?
+                .iter()
+                .filter(|(pod, _)| pod.starts_with(prefix) && !known.contains(*pod))
+                .map(|(_, at)| *at)
+                .min();
+            if let Some(at) = new {
                 return Some(at);
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
