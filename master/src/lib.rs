@@ -270,10 +270,17 @@ async fn lead_each_term(
             Arc::clone(&work.instruments),
         ));
         let tasks = work.start(fenced);
+        let sharing = work.state.heartbeat_sharing.as_deref();
+        if let Some(sharing) = sharing {
+            sharing.set_leading(true);
+        }
         let created = term.created();
         let ended = elected
             .wait_for(|now| now.as_ref().map(store::etcd::election::Term::created) != Some(created))
             .await;
+        if let Some(sharing) = sharing {
+            sharing.set_leading(false);
+        }
         for task in tasks {
             task.abort();
         }

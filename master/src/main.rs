@@ -1,6 +1,8 @@
 //! `berth-master`: parses its configuration, starts logging, binds the API
 //! and runs until SIGTERM. Workloads never depend on it being up.
 
+mod memory;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
+        tokio::spawn(memory::trim_forever());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let serving = if args.insecure_http {
             berth_master::Serving::InsecureHttp
@@ -158,7 +161,7 @@ fn joining(config: &MasterConfig, command: &Command) -> ExitCode {
 /// master's work is I/O, but a controller round over tens of thousands of
 /// pods is not, and must not hold up heartbeats and long polls meanwhile.
 fn async_runtime() -> Option<tokio::runtime::Runtime> {
-    limit_malloc_arenas();
+    memory::tune_allocator();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.clamp(1, 4))
@@ -170,21 +173,5 @@ fn async_runtime() -> Option<tokio::runtime::Runtime> {
             eprintln!("berth-master: starting the async runtime: {e}");
             None
         }
-    }
-}
-
-/// At most two glibc malloc arenas, set before any thread starts. glibc
-/// gives each thread that allocates under contention an arena of its own,
-/// up to eight per core, and memory freed in one arena serves only that
-/// one: the runtime's workers and the store's blocking threads decoding
-/// tens of thousands of objects left a master at 1,000 nodes with 808 MiB
-/// resident, 619 MiB with two arenas (`berth-bench cluster-sim`).
-#[allow(unsafe_code)] // one libc call, with no pointer in it
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc parameter; called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

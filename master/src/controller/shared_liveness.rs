@@ -7,6 +7,7 @@
 //! (its own clock, so the masters' clocks need not agree).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,11 @@ pub struct HeardHeartbeat {
 pub struct HeartbeatSharing {
     store: EtcdStore,
     throttle: Throttle,
+    /// Whether this master leads: the leader counts what it hears itself,
+    /// and a new leader judges nothing written before its term, so the
+    /// leader's writes would be read by no one (at 1,000 nodes and the
+    /// default grace, 1,333 etcd writes a second).
+    leading: AtomicBool,
 }
 
 /// When each node's heartbeat was last written.
@@ -53,13 +59,19 @@ impl HeartbeatSharing {
         Self {
             store,
             throttle: Throttle::new(grace / 4),
+            leading: AtomicBool::new(false),
         }
+    }
+
+    /// Tells whether this master leads from now on.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Relaxed);
     }
 
     /// Writes `heard` for `node` if due, in the background: the agent's
     /// heartbeat does not wait for etcd.
     pub fn share(self: &Arc<Self>, node: &str, heard: HeardHeartbeat) {
-        if !self.throttle.due(node, Instant::now()) {
+        if self.leading.load(Ordering::Relaxed) || !self.throttle.due(node, Instant::now()) {
             return;
         }
         let sharing = Arc::clone(self);
