@@ -257,6 +257,7 @@ async fn rounds(
     let mut gate = EvictionGate::new(liveness.grace(), unhealthy_threshold);
     let mut link_backends: Option<links::LinkBackends> = None;
     let mut prompt_rounds = 0;
+    let mut woken_by_change = false;
     loop {
         // Enabled before the read, so that a change while the round runs
         // (its own commits included) brings the next round at once.
@@ -293,17 +294,38 @@ async fn rounds(
             Err(e) => warn!(error = %e, "controller cannot read the cluster"),
         }
         instruments.controller_rounds.observe(round.elapsed());
-        // A round woken by a change waits at least as long as the round
-        // before spent reading and planning (not committing: that is the
-        // store's time, not a core's), up to a bound: under a stream of
-        // changes the controller takes at most about half a core, and what
-        // it plans on is batched.
-        let settle = planned.clamp(CHANGE_SETTLE, MAX_CHANGE_SETTLE);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = changed => tokio::time::sleep(settle).await,
-        }
+        let ended = tokio::time::Instant::now();
+        woken_by_change = tokio::select! {
+            () = tokio::time::sleep(pause) => false,
+            () = changed => {
+                let rest = rest_before_change_round(woken_by_change, planned, ended.elapsed());
+                tokio::time::sleep(rest).await;
+                true
+            }
+        };
     }
+}
+
+/// How long a round woken by a change waits, `since_last` after the last
+/// round ended. Always [`CHANGE_SETTLE`], for the changes that come with
+/// this one. After a round that was itself woken by a change, as long as
+/// that round spent reading and planning (not committing: that is the
+/// store's time, not a core's), up to [`MAX_CHANGE_SETTLE`], less the time
+/// since it ended: under a stream of changes the controller takes at most
+/// about half a core, and what it plans on is batched. After a round of
+/// the interval, or a quiet spell, a change waits no longer than it must.
+fn rest_before_change_round(
+    after_change_round: bool,
+    planned: Duration,
+    since_last: Duration,
+) -> Duration {
+    if !after_change_round {
+        return CHANGE_SETTLE;
+    }
+    planned
+        .clamp(CHANGE_SETTLE, MAX_CHANGE_SETTLE)
+        .saturating_sub(since_last)
+        .max(CHANGE_SETTLE)
 }
 
 /// Feeds this round's silences to the eviction gate and records when it
@@ -424,4 +446,40 @@ async fn prune_events(store: &dyn Store, retention: &Retention) {
         }
     }
     info!(count, "pruned old events");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_change_after_a_quiet_spell_or_an_interval_round_waits_only_to_settle() {
+        assert_eq!(
+            rest_before_change_round(false, 80 * MS, Duration::ZERO),
+            CHANGE_SETTLE
+        );
+        assert_eq!(
+            rest_before_change_round(true, 80 * MS, 500 * MS),
+            CHANGE_SETTLE
+        );
+    }
+
+    #[test]
+    fn a_stream_of_changes_leaves_the_controller_half_a_core_at_most() {
+        assert_eq!(
+            rest_before_change_round(true, 30 * MS, Duration::ZERO),
+            30 * MS
+        );
+        assert_eq!(rest_before_change_round(true, 30 * MS, 10 * MS), 20 * MS);
+        assert_eq!(
+            rest_before_change_round(true, 300 * MS, Duration::ZERO),
+            MAX_CHANGE_SETTLE
+        );
+        assert_eq!(
+            rest_before_change_round(true, MS, Duration::ZERO),
+            CHANGE_SETTLE
+        );
+    }
 }
