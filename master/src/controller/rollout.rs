@@ -258,7 +258,7 @@ impl ServicePlanner<'_> {
                 ));
             }
         }
-        live.sort_by_key(|p| replica_index(name, &p.object.spec.name).unwrap_or(u32::MAX));
+        live.sort_by_cached_key(|p| replica_index(name, &p.object.spec.name).unwrap_or(u32::MAX));
         let (new, old): (Vec<_>, Vec<_>) = live
             .iter()
             .copied()

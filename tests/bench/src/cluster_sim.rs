@@ -112,6 +112,8 @@ async fn simulate(config: &Config) -> Result<()> {
 
     // Scale-ups, one at a time: from the API call to the node seeing the
     // new pod in its assignments.
+    let rounds_before = master.controller_rounds().await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut latencies = Vec::new();
     for round in 0..config.scale_ups {
         let (name, replicas) = &services[round % services.len()];
@@ -157,6 +159,14 @@ async fn simulate(config: &Config) -> Result<()> {
         cpu,
         rss as f64 / (1024.0 * 1024.0)
     );
+    let (count, seconds) = master.controller_rounds().await?;
+    let rounds = count.saturating_sub(rounds_before.0);
+    if rounds > 0 {
+        println!(
+            "  controller rounds during the scale-ups and steady state: {rounds}, mean {:.1} ms",
+            (seconds - rounds_before.1) / rounds as f64 * 1e3
+        );
+    }
 
     // A node dies: its pods run elsewhere.
     let victim = &nodes[0];
@@ -523,6 +533,28 @@ impl Master {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How many controller rounds the master ran, and their total time in
+    /// seconds (its Prometheus page).
+    async fn controller_rounds(&self) -> Result<(u64, f64)> {
+        let page = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.admin)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let value = |name: &str| {
+            page.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                .with_context(|| format!("{name} is not on the master's /metrics"))
+        };
+        let count = value("berth_master_controller_round_duration_seconds_count")?;
+        let sum = value("berth_master_controller_round_duration_seconds_sum")?;
+        Ok((count as u64, sum))
     }
 
     async fn admin_get(&self, path: &str) -> Result<Value> {
