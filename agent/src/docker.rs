@@ -439,9 +439,16 @@ impl Docker {
     }
 
     /// Every container with a `berth.pod` label.
-    pub async fn list_berth_containers(&self) -> Result<Vec<ObservedContainer>, DockerError> {
+    pub async fn list_berth_containers(
+        &self,
+        pod: Option<&str>,
+    ) -> Result<Vec<ObservedContainer>, DockerError> {
+        let label = match pod {
+            Some(pod) => format!("{LABEL_POD}={pod}"),
+            None => LABEL_POD.to_string(),
+        };
         let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![LABEL_POD.to_string()]);
+        filters.insert("label".to_string(), vec![label]);
         let options = ListContainersOptions {
             all: true,
             filters,
@@ -869,9 +876,11 @@ pub trait ContainerEngine: Send + Sync {
     fn list_berth_volumes(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, String)>, DockerError>> + Send;
-    /// berth's containers.
+    /// berth's containers; only those of `pod` if given (Docker filters
+    /// them: a start among many pods lists its own containers only).
     fn list_berth_containers(
         &self,
+        pod: Option<&str>,
     ) -> impl Future<Output = Result<Vec<ObservedContainer>, DockerError>> + Send;
     /// A container's state; `None` if there is no such container.
     fn inspect(
@@ -926,8 +935,11 @@ impl ContainerEngine for Docker {
     async fn list_berth_volumes(&self) -> Result<Vec<(String, String)>, DockerError> {
         Docker::list_berth_volumes(self).await
     }
-    async fn list_berth_containers(&self) -> Result<Vec<ObservedContainer>, DockerError> {
-        Docker::list_berth_containers(self).await
+    async fn list_berth_containers(
+        &self,
+        pod: Option<&str>,
+    ) -> Result<Vec<ObservedContainer>, DockerError> {
+        Docker::list_berth_containers(self, pod).await
     }
     async fn inspect(&self, name: &str) -> Result<Option<InspectedState>, DockerError> {
         Docker::inspect(self, name).await

@@ -223,13 +223,20 @@ impl ContainerEngine for FakeHost {
         Ok(self.world().volumes.clone().into_iter().collect())
     }
 
-    async fn list_berth_containers(&self) -> Result<Vec<ObservedContainer>, DockerError> {
+    async fn list_berth_containers(
+        &self,
+        pod: Option<&str>,
+    ) -> Result<Vec<ObservedContainer>, DockerError> {
         Ok(self
             .world()
             .containers
             .values()
             .map(|(observed, _)| observed.clone())
-            .filter(|c| c.labels.contains_key(LABEL_POD))
+            .filter(|c| {
+                c.labels
+                    .get(LABEL_POD)
+                    .is_some_and(|of| pod.is_none_or(|pod| pod == of))
+            })
             .collect())
     }
 

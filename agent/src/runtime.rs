@@ -395,19 +395,43 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         pod.validate().map_err(RequestError::Invalid)?;
         self.check_host(&pod)?;
         let _acting = self.act_on(&pod.name).await;
+        let (record, created) = self.create_acting(pod, source).await?;
+        Ok((self.status_of(&record).await?, created))
+    }
+
+    /// Creates and starts a pod the master assigned here, like
+    /// [`Runtime::create`] but without reading its status afterwards:
+    /// nobody waits for it (the observer reads it for the heartbeat), and
+    /// in a burst each read would hold one of the [`START_CONCURRENCY`]
+    /// starts for a round of D-Bus and Docker calls.
+    async fn create_assigned(&self, pod: Pod) -> Result<(), RequestError> {
+        pod.validate().map_err(RequestError::Invalid)?;
+        self.check_host(&pod)?;
+        let _acting = self.act_on(&pod.name).await;
+        self.create_acting(pod, Source::Master).await.map(drop)
+    }
+
+    /// Creates and starts `pod` while the caller acts on it: the record it
+    /// runs by, and whether it is new (the same spec again changes
+    /// nothing).
+    async fn create_acting(
+        &self,
+        pod: Pod,
+        source: Source,
+    ) -> Result<(PodRecord, bool), RequestError> {
         let guard = self.lock.lock().await;
         let records = self.records()?;
         if let Some(existing) = records.iter().find(|r| r.pod.name == pod.name) {
             if existing.pod == pod {
-                return Ok((self.status_of(existing).await?, false));
+                return Ok((existing.clone(), false));
             }
             return Err(RequestError::Conflict(format!(
                 "pod {} already exists with a different spec: remove it first (berth local rm {})",
                 pod.name, pod.name
             )));
         }
-        let status = self.start_new(pod, source, &records, false, guard).await?;
-        Ok((status, true))
+        let record = self.start_new(pod, source, &records, false, guard).await?;
+        Ok((record, true))
     }
 
     /// Replaces the pod of `pod`'s name by `pod`: the old pod goes (units
@@ -429,12 +453,13 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             self.remove_everything(&pod.name, Volumes::Remove).await?;
             return Err(refused);
         }
-        self.start_new(pod, source, &records, true, guard).await
+        let record = self.start_new(pod, source, &records, true, guard).await?;
+        self.status_of(&record).await
     }
 
     /// Allocates ports for `pod` (those of the pod it replaces are free),
-    /// saves its record and starts it; on failure removes everything of
-    /// that name. `allocating` (the records lock) is let go once the record
+    /// saves its record and starts it, returning the record; on failure
+    /// removes everything of that name. `allocating` (the records lock) is let go once the record
     /// is saved: starting it takes the pod's own lock only.
     async fn start_new(
         &self,
@@ -443,7 +468,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         records: &[PodRecord],
         replacing: bool,
         allocating: tokio::sync::MutexGuard<'_, ()>,
-    ) -> Result<PodStatus, RequestError> {
+    ) -> Result<PodRecord, RequestError> {
         let held: Vec<Held> = records
             .iter()
             .filter(|r| r.pod.name != pod.name)
@@ -509,7 +534,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             });
         }
         info!(pod = %name, replaced = replacing, "pod started");
-        self.status_of(&record).await
+        Ok(record)
     }
 
     /// Removes units, containers and the record of a pod, and its named
@@ -1336,7 +1361,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         // New pods start side by side, each its own containers in order;
         // their host ports are allocated one at a time.
         let starts = due.into_iter().cloned().map(|pod: Pod| async move {
-            let created = self.create(pod.clone(), Source::Master).await.map(drop);
+            let created = self.create_assigned(pod.clone()).await;
             (pod, created)
         });
         let started: Vec<(Pod, Result<(), RequestError>)> = futures_util::stream::iter(starts)

@@ -28,6 +28,15 @@ pub enum ObserveError {
 
 /// The unit files in the agent's unit directory, by name.
 pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> {
+    unit_files_of(dir, |_| true)
+}
+
+/// The unit files in the agent's unit directory whose names pass
+/// `wanted`, by name: the others are not read.
+fn unit_files_of(
+    dir: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, String>, ObserveError> {
     let io = |source| ObserveError::Io {
         path: dir.display().to_string(),
         source,
@@ -43,7 +52,9 @@ pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> 
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
             continue;
         };
-        if name.ends_with(".service") || name.ends_with(".slice") || name.ends_with(".mount") {
+        let unit =
+            name.ends_with(".service") || name.ends_with(".slice") || name.ends_with(".mount");
+        if unit && wanted(&name) {
             files.insert(name, std::fs::read_to_string(&path).map_err(io)?);
         }
     }
@@ -60,11 +71,13 @@ pub async fn observe_all(
     state_dir: &Path,
     also: &[String],
 ) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
-    observe_where(docker, systemd, units_dir, state_dir, also, |_| true).await
+    observe_where(docker, systemd, units_dir, state_dir, also, None).await
 }
 
-/// Observes pod `name` alone: its units' states are read, no other pod's
-/// (a start among a hundred pods must not read three hundred units).
+/// Observes pod `name` alone: its containers are listed, its unit files
+/// read and its units' states asked for, no other pod's (a start among a
+/// hundred pods must not list a hundred containers and read three hundred
+/// units).
 pub async fn observe_pod(
     docker: &impl ContainerEngine,
     systemd: &impl UnitManager,
@@ -73,10 +86,7 @@ pub async fn observe_pod(
     name: &str,
 ) -> Result<ObservedPod, ObserveError> {
     let also = [name.to_owned()];
-    let mut pods = observe_where(docker, systemd, units_dir, state_dir, &also, |pod| {
-        pod == name
-    })
-    .await?;
+    let mut pods = observe_where(docker, systemd, units_dir, state_dir, &also, Some(name)).await?;
     Ok(pods.remove(name).unwrap_or_default())
 }
 
@@ -86,13 +96,14 @@ async fn observe_where(
     units_dir: &Path,
     state_dir: &Path,
     also: &[String],
-    wanted: impl Fn(&str) -> bool,
+    only: Option<&str>,
 ) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
+    let wanted = |pod: &str| only.is_none_or(|only| only == pod);
     let mut pods: BTreeMap<String, ObservedPod> = also
         .iter()
         .map(|n| (n.clone(), ObservedPod::default()))
         .collect();
-    for container in docker.list_berth_containers().await? {
+    for container in docker.list_berth_containers(only).await? {
         let Some(pod) = container.labels.get(LABEL_POD).cloned() else {
             continue;
         };
@@ -104,7 +115,9 @@ async fn observe_where(
     for (volume, pod) in docker.list_berth_volumes().await? {
         pods.entry(pod).or_default().volumes.insert(volume);
     }
-    for (unit, contents) in unit_files(units_dir)? {
+    let of_wanted_pod =
+        |unit: &str| crate::unit::name::pod_of_unit(unit).is_some_and(|pod| wanted(&pod));
+    for (unit, contents) in unit_files_of(units_dir, of_wanted_pod)? {
         if let Some(pod) = crate::unit::name::pod_of_unit(&unit) {
             pods.entry(pod)
                 .or_default()

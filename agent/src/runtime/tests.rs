@@ -517,3 +517,36 @@ async fn new_pods_start_side_by_side_each_with_its_steps_in_order() {
     assert_eq!(statuses.len(), 12);
     assert!(statuses.iter().all(|s| s.phase == PodPhase::Running));
 }
+
+#[tokio::test]
+async fn an_assigned_pod_is_started_without_reading_its_status_back() {
+    // A local create answers with the new pod's status; the master's
+    // assignments have no one waiting for it (the observer reads it for
+    // the heartbeat), so in a burst no start holds its turn for that read.
+    let local = fixture();
+    local
+        .runtime
+        .create(pod("local/app:1", "always"), Source::Local)
+        .await
+        .expect("created");
+    let assigned = fixture();
+    let synced = assigned
+        .runtime
+        .sync_assigned(&[pod("local/app:1", "always")], &[])
+        .await;
+    assert!(synced.failures.is_empty(), "{:?}", synced.failures);
+    assert_eq!(
+        assigned.host.take_effects(),
+        local.host.take_effects(),
+        "the same start"
+    );
+    assert!(
+        assigned.host.reads() < local.host.reads(),
+        "assigned: {} reads, local: {}",
+        assigned.host.reads(),
+        local.host.reads()
+    );
+    let (statuses, _) = assigned.runtime.master_pod_statuses().await;
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].phase, PodPhase::Running);
+}
