@@ -9,23 +9,17 @@ use std::time::Duration;
 /// How often freed memory is handed back.
 const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Sets the allocator up; call before any thread starts.
-///
-/// - At most two arenas: glibc gives each thread that allocates under
-///   contention an arena of its own, up to eight per core, and memory
-///   freed in one serves only that one.
-/// - Blocks of 256 KiB and more are mapped on their own, and unmapped when
-///   freed: a list of the store or a large answer leaves no hole behind.
-///   (glibc would otherwise raise this bound to 32 MiB as such blocks are
-///   freed, and serve them from the heap.)
-#[allow(unsafe_code)] // libc calls with no pointer in them
+/// Sets the allocator up; call before any thread starts. At most two
+/// arenas: glibc gives each thread that allocates under contention an
+/// arena of its own, up to eight per core, and memory freed in one serves
+/// only that one.
+#[allow(unsafe_code)] // a libc call with no pointer in it
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets the allocator's parameters, and is called
     // before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
 }
 
