@@ -9,6 +9,7 @@
 //! heartbeat carries what it last knew, with Docker's condition (a Docker
 //! restart is `EngineUnavailable`, not a dead node).
 
+use std::collections::HashMap;
 use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::sync::Arc;
@@ -169,6 +170,12 @@ async fn join_one(
 /// How often the heartbeat goes out, whatever Docker and systemd do.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a heartbeat carries every pod's status; in between it carries
+/// only those that changed since the master's last answer. A status the
+/// master lost anyway (a store write that failed after it answered, a
+/// master restored from a backup) is set right within this.
+const FULL_REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// How long one heartbeat may wait for the master's answer. The master
 /// counts a heartbeat when it arrives, so a slow answer costs nothing; the
 /// next one goes out when the interval is up, counted from when this one
@@ -204,6 +211,26 @@ fn next_known(
         pods: fresh.unwrap_or_else(|| last.pods.clone()),
         engine_unavailable: engine.err(),
     }
+}
+
+/// The statuses among `pods` that the master has not acknowledged as they
+/// are: each pod's status costs its whole spec on the wire, and idle pods'
+/// statuses do not change.
+fn unacknowledged(pods: &[PodStatus], acked: &HashMap<String, PodStatus>) -> Vec<PodStatus> {
+    pods.iter()
+        .filter(|p| acked.get(&p.name) != Some(*p))
+        .cloned()
+        .collect()
+}
+
+/// What the master holds after it answered a heartbeat sent when `pods`
+/// were the statuses: all of them (those left out it already held), but
+/// those it said it did not record.
+fn acknowledged(pods: &[PodStatus], unrecorded: &[String]) -> HashMap<String, PodStatus> {
+    pods.iter()
+        .filter(|p| !unrecorded.contains(&p.name))
+        .map(|p| (p.name.clone(), p.clone()))
+        .collect()
 }
 
 /// Whether the container engine is there: its systemd unit settled (not
@@ -360,15 +387,22 @@ async fn heartbeats(
     // Read again now and then, not each second: the standard library's CPU
     // count reads this process's cgroup files each time it is asked.
     let mut capacity_read = (capacity(), tokio::time::Instant::now());
+    // The statuses the master acknowledged, and when all go out again.
+    let mut acked: HashMap<String, PodStatus> = HashMap::new();
+    let mut full_report_at = tokio::time::Instant::now();
     loop {
         if capacity_read.1.elapsed() >= CAPACITY_REREAD {
             capacity_read = (capacity(), tokio::time::Instant::now());
+        }
+        if tokio::time::Instant::now() >= full_report_at {
+            acked.clear();
+            full_report_at = tokio::time::Instant::now() + FULL_REPORT_EVERY;
         }
         let (usage, metrics) = metrics.latest();
         let last = known.borrow_and_update().clone();
         let beat = Heartbeat {
             capacity: capacity_read.0,
-            pods: last.pods,
+            pods: unacknowledged(&last.pods, &acked),
             usage,
             metrics,
             engine_unavailable: last.engine_unavailable,
@@ -376,6 +410,12 @@ async fn heartbeats(
             volume_classes: volume_classes.clone(),
         };
         let sent = master.heartbeat(&beat, HEARTBEAT_TIMEOUT).await;
+        match &sent {
+            Ok(answer) => acked = acknowledged(&last.pods, &answer.unrecorded),
+            // Whether the master took it is unknown, and the next master
+            // to answer may be another: report everything again.
+            Err(_) => acked.clear(),
+        }
         if sent.is_ok() {
             last_ok = tokio::time::Instant::now();
             fenced = false;
@@ -391,7 +431,7 @@ async fn heartbeats(
             }
         }
         match sent {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) if e.is_unauthorized() => {
                 warn!(error = %e, "the master refused this node's credential; to rejoin, {}", rejoin_hint(master.node()));
             }
@@ -630,6 +670,28 @@ mod tests {
     fn a_look_that_timed_out_keeps_what_was_known() {
         let known = next_known(&LastKnown::default(), Ok(()), Some(vec![status("a")]));
         assert_eq!(next_known(&known, Ok(()), None), known);
+    }
+
+    #[test]
+    fn only_statuses_the_master_has_not_acknowledged_go_out_again() {
+        let mut restarted = status("b");
+        restarted.phase = berth_model::PodPhase::Pending;
+        let pods = [status("a"), status("b")];
+        // Nothing acknowledged yet (the first heartbeat, a full report or
+        // one after a failure): every status.
+        assert_eq!(unacknowledged(&pods, &HashMap::new()), pods);
+        let acked = acknowledged(&pods, &[]);
+        assert_eq!(unacknowledged(&pods, &acked), []);
+        let now = [status("a"), restarted.clone(), status("c")];
+        assert_eq!(
+            unacknowledged(&now, &acked),
+            [restarted.clone(), status("c")],
+            "a changed status and a new pod"
+        );
+        // The master did not record `c` (it does not know it yet): it goes
+        // out again, the others do not.
+        let acked = acknowledged(&now, &["c".to_owned()]);
+        assert_eq!(unacknowledged(&now, &acked), [status("c")]);
     }
 
     #[test]

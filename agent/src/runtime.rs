@@ -102,6 +102,11 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     /// times the pod was acted on, so a resync skips a pod acted on since
     /// it looked.
     pod_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<u64>>>>,
+    /// Each pod's desired state as last rendered for its status, with the
+    /// record it was rendered from: statuses are read each second, and
+    /// rendering (and hashing) a hundred pods' units each time was most of
+    /// an idle agent's work.
+    rendered: std::sync::Mutex<HashMap<String, (PodRecord, Arc<DesiredPod>)>>,
     /// berth-shim's word on whether a run ended by SIGKILL was an OOM
     /// kill, by (container ID, start of the run): asked once per run.
     oom_verdicts: std::sync::Mutex<HashMap<(String, String), OomVerdict>>,
@@ -217,6 +222,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             unit_settings,
             lock: Mutex::new(()),
             pod_locks: std::sync::Mutex::default(),
+            rendered: std::sync::Mutex::default(),
             oom_verdicts: std::sync::Mutex::default(),
             failed_starts: std::sync::Mutex::default(),
             adopted: tokio::sync::watch::Sender::new(false),
@@ -682,6 +688,10 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
     /// Forgets the locks of pods without a record that no one holds or
     /// waits for.
     fn prune_pod_locks(&self, records: &[PodRecord]) {
+        self.rendered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|name, _| records.iter().any(|r| &r.pod.name == name));
         self.pod_locks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -749,13 +759,32 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
 
     /// The status of a pod; `cached`, from the states last read where
     /// nothing changed since (see [`StatusCache`]), reading only the rest.
+    /// [`Runtime::desired`], rendered again only when the record changed.
+    fn desired_rendered(&self, record: &PodRecord) -> Result<Arc<DesiredPod>, RequestError> {
+        let mut rendered = self
+            .rendered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((known, desired)) = rendered.get(&record.pod.name) {
+            if known == record {
+                return Ok(Arc::clone(desired));
+            }
+        }
+        let desired = Arc::new(self.desired(record)?);
+        rendered.insert(
+            record.pod.name.clone(),
+            (record.clone(), Arc::clone(&desired)),
+        );
+        Ok(desired)
+    }
+
     async fn status_with(
         &self,
         record: &PodRecord,
         cached: bool,
     ) -> Result<PodStatus, RequestError> {
         let failed = |e: &dyn std::fmt::Display| RequestError::Failed(e.to_string());
-        let desired = self.desired(record)?;
+        let desired = self.desired_rendered(record)?;
         let cache = &self.status_cache;
         let mark = cache.read_mark();
         let units = desired.service_units();

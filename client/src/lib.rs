@@ -16,7 +16,7 @@ pub mod private_file;
 
 use std::time::Duration;
 
-use berth_model::api::{Heartbeat, JoinRequest, JoinResponse};
+use berth_model::api::{Heartbeat, HeartbeatAnswer, JoinRequest, JoinResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -171,17 +171,28 @@ impl NodeClient {
 
     /// `PUT /v1/nodes/{node}/heartbeat`, given at most `timeout`: the
     /// heartbeat is the node's liveness and must not queue behind a slow
-    /// master.
-    pub async fn heartbeat(&self, beat: &Heartbeat, timeout: Duration) -> Result<(), Error> {
-        self.checked(true, |url| {
-            self.http
-                .put(format!("{url}/v1/nodes/{}/heartbeat", self.joined.node))
-                .bearer_auth(&self.joined.credential)
-                .timeout(timeout)
-                .json(beat)
-        })
-        .await
-        .map(drop)
+    /// master. A master older than [`HeartbeatAnswer`] answers `null`:
+    /// read as an answer that recorded everything.
+    pub async fn heartbeat(
+        &self,
+        beat: &Heartbeat,
+        timeout: Duration,
+    ) -> Result<HeartbeatAnswer, Error> {
+        let response = self
+            .checked(true, |url| {
+                self.http
+                    .put(format!("{url}/v1/nodes/{}/heartbeat", self.joined.node))
+                    .bearer_auth(&self.joined.credential)
+                    .timeout(timeout)
+                    .json(beat)
+            })
+            .await?;
+        Ok(response
+            .json::<Option<HeartbeatAnswer>>()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default())
     }
 
     /// Follows the view at `path` by long poll into `out`, pausing by

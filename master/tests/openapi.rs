@@ -578,6 +578,8 @@ async fn real_answers_match_the_document() {
         .reply(Method::PUT, "/v1/nodes/h1/heartbeat", node, Some(&beat))
         .await;
     assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({}), "the status was recorded");
+    assert_documented(&doc, Method::PUT, "/v1/nodes/{name}/heartbeat", &reply);
 
     for (token, path, template) in [
         (admin, "/v1/nodes", "/v1/nodes"),

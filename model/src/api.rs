@@ -66,7 +66,9 @@ pub struct JoinToken {
 pub struct Heartbeat {
     /// Current capacity.
     pub capacity: Capacity,
-    /// The pods the master assigned to it, as they are.
+    /// The pods the master assigned to it, as they are: those whose
+    /// status changed since the last heartbeat the master answered, and
+    /// every ~10 s all of them. A pod left out is unchanged.
     #[serde(default)]
     pub pods: Vec<PodStatus>,
     /// What the node has left; absent until its first metrics sample.
@@ -87,6 +89,17 @@ pub struct Heartbeat {
     /// node.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub volume_classes: std::collections::BTreeMap<String, String>,
+}
+
+/// The master's answer to a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAnswer {
+    /// The reported pods whose status the master did not record: not (or
+    /// not yet) assigned to the node as reported, or the write failed. The
+    /// node reports them again in its next heartbeat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrecorded: Vec<String>,
 }
 
 /// A node as `GET /v1/nodes` shows it.

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_model::api::{Assignments, Heartbeat, NodeView};
+use berth_model::api::{Assignments, Heartbeat, HeartbeatAnswer, NodeView};
 use berth_model::{ClusterPod, Node};
 use serde::Deserialize;
 
@@ -73,7 +73,7 @@ pub async fn heartbeat(
     caller: Caller,
     Path(name): Path<String>,
     Body(body): Body,
-) -> Result<Json<()>, ApiFailure> {
+) -> Result<Json<HeartbeatAnswer>, ApiFailure> {
     require_admin_or_node(&caller, &name)?;
     let beat: Heartbeat = parse("heartbeat", &body)?;
     state
@@ -103,8 +103,9 @@ pub async fn heartbeat(
     );
     // From memory: a heartbeat that changes nothing reads and writes
     // nothing in the store. A write based on a mirror a little behind is a
-    // compare-and-swap that fails, and the next heartbeat reports again.
-    let changes = state
+    // compare-and-swap that fails; the answer then names its pods, and the
+    // node reports them again in its next heartbeat.
+    let planned = state
         .mirror
         .with(|objects| {
             let pods: Vec<_> = beat
@@ -121,10 +122,17 @@ pub async fn heartbeat(
             )
         })
         .await;
-    if !changes.is_empty() {
-        let _ = state.store.apply(controller::commit::ops(&changes)).await;
+    let mut unrecorded = planned.unrecorded.clone();
+    if !planned.changes.is_empty()
+        && state
+            .store
+            .apply(controller::commit::ops(&planned.changes))
+            .await
+            .is_err()
+    {
+        unrecorded.extend(planned.written_pods().map(str::to_owned));
     }
-    Ok(Json(()))
+    Ok(Json(HeartbeatAnswer { unrecorded }))
 }
 
 /// Query of `GET /v1/nodes/{name}/assignments`.

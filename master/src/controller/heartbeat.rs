@@ -1,7 +1,9 @@
 //! Heartbeats: what a node's report changes in the store. Pure; the API
 //! records the node's liveness and commits the changes. Only what changed
 //! is written: a heartbeat a second per node must not cost a disk sync
-//! each.
+//! each. A node reports only the pods whose status changed since its last
+//! answered heartbeat (and all of them every ~10 s): a pod it leaves out
+//! is unchanged, so its stored status stays.
 
 use std::sync::Arc;
 
@@ -9,6 +11,30 @@ use berth_model::api::{Heartbeat, Versioned};
 use berth_model::{ClusterPod, Node};
 
 use super::change::Change;
+
+/// What one heartbeat changes, and which of its pods' statuses it leaves
+/// unrecorded.
+#[derive(Debug, Default, PartialEq)]
+pub struct PlannedHeartbeat {
+    /// The writes, in one transaction.
+    pub changes: Vec<Change>,
+    /// Reported pods whose status is not (and will not be) recorded: not
+    /// known here, not assigned to the node, or reported with a spec they
+    /// no longer have. The node reports them again, so a pod this master
+    /// does not know yet (its view a little behind) is not missed.
+    pub unrecorded: Vec<String>,
+}
+
+impl PlannedHeartbeat {
+    /// The pods whose status the changes write: unrecorded after all if
+    /// the write fails.
+    pub fn written_pods(&self) -> impl Iterator<Item = &str> {
+        self.changes.iter().filter_map(|c| match c {
+            Change::UpdatePod { pod, .. } => Some(pod.spec.name.as_str()),
+            _ => None,
+        })
+    }
+}
 
 /// Plans what node `name`'s heartbeat `beat` changes: its capacity and
 /// unit settings on `node` (its stored object, if it has one; an agent
@@ -23,8 +49,9 @@ pub fn plan_heartbeat(
     node: Option<&Versioned<Node>>,
     pods: &[Arc<Versioned<ClusterPod>>],
     now_ms: u64,
-) -> Vec<Change> {
+) -> PlannedHeartbeat {
     let mut changes = Vec::new();
+    let mut unrecorded = Vec::new();
     if let Some(node) = node.filter(|n| {
         n.object.capacity != beat.capacity
             || n.object.unit_settings != beat.unit_settings
@@ -49,15 +76,21 @@ pub fn plan_heartbeat(
     }
     for status in &beat.pods {
         let Some(pod) = pods.iter().find(|p| p.object.spec.name == status.name) else {
+            unrecorded.push(status.name.clone());
             continue;
         };
-        if pod.object.node.as_deref() != Some(name) || pod.object.status.as_ref() == Some(status) {
+        if pod.object.node.as_deref() != Some(name) {
+            unrecorded.push(status.name.clone());
+            continue;
+        }
+        if pod.object.status.as_ref() == Some(status) {
             continue;
         }
         // A report of the spec the pod had before it was replaced in place
         // (a recreate rollout) says nothing of the new one: the node has
         // not got to it yet.
         if status.spec != pod.object.spec.clone().redacted() {
+            unrecorded.push(status.name.clone());
             continue;
         }
         let mut updated = pod.object.clone();
@@ -74,7 +107,10 @@ pub fn plan_heartbeat(
             event: None,
         });
     }
-    changes
+    PlannedHeartbeat {
+        changes,
+        unrecorded,
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +160,21 @@ mod tests {
                 status(&cluster.pods[theirs].object, "Running"),
             ],
         );
-        let changes = plan_heartbeat("h1", &report, Some(&node), &cluster.pods, 0);
+        let planned = plan_heartbeat("h1", &report, Some(&node), &cluster.pods, 0);
+        assert_eq!(
+            planned.unrecorded,
+            [cluster.pods[theirs].object.spec.name.clone()],
+            "the other node's pod is not h1's to report"
+        );
+        assert_eq!(
+            plan_heartbeat("h1", &report, Some(&node), &[], 0).unrecorded,
+            [
+                running.name.clone(),
+                cluster.pods[theirs].object.spec.name.clone()
+            ],
+            "pods this master does not know (yet) are reported again"
+        );
+        let changes = planned.changes;
         let mut expected = cluster.pods[mine].object.clone();
         expected.status = Some(running.clone());
         expected.ready_since_ms = Some(0);
@@ -137,7 +187,7 @@ mod tests {
 
         Arc::make_mut(&mut cluster.pods[mine]).object = expected;
         assert_eq!(
-            plan_heartbeat("h1", &report, Some(&node), &cluster.pods, 0),
+            plan_heartbeat("h1", &report, Some(&node), &cluster.pods, 0).changes,
             [],
             "an unchanged state is not written again"
         );
@@ -152,7 +202,8 @@ mod tests {
             Some(&node),
             &cluster.pods,
             0,
-        );
+        )
+        .changes;
         let [Change::UpdateNode {
             node: updated,
             expected_revision: 5,
@@ -164,7 +215,7 @@ mod tests {
         assert_eq!(updated.capacity, grown);
         assert_eq!(
             plan_heartbeat("h1", &beat(grown, vec![]), None, &[], 0),
-            [],
+            PlannedHeartbeat::default(),
             "a node with no object has nothing to update"
         );
     }
@@ -191,7 +242,8 @@ mod tests {
             volume_classes: Default::default(),
             unit_settings,
         };
-        let changes = plan_heartbeat("h1", &beat(Some(settings.clone())), Some(&node), &[], 0);
+        let changes =
+            plan_heartbeat("h1", &beat(Some(settings.clone())), Some(&node), &[], 0).changes;
         let [Change::UpdateNode { node: updated, .. }] = changes.as_slice() else {
             panic!("{changes:?}");
         };
@@ -201,11 +253,11 @@ mod tests {
             object: updated.clone(),
         };
         assert_eq!(
-            plan_heartbeat("h1", &beat(Some(settings)), Some(&recorded), &[], 0),
+            plan_heartbeat("h1", &beat(Some(settings)), Some(&recorded), &[], 0).changes,
             [],
             "the same settings are not written again"
         );
-        let changes = plan_heartbeat("h1", &beat(None), Some(&recorded), &[], 0);
+        let changes = plan_heartbeat("h1", &beat(None), Some(&recorded), &[], 0).changes;
         let [Change::UpdateNode { node: updated, .. }] = changes.as_slice() else {
             panic!("{changes:?}");
         };
