@@ -2,7 +2,9 @@
 //! store or etcd) with N simulated agents in this process. Each simulated
 //! agent speaks the agent's protocol: it joins with a one-time token, sends
 //! a heartbeat every second, long-polls its assignments, and reports each
-//! pod assigned to it Running at its next heartbeat. Nothing runs in them,
+//! pod assigned to it Running at its next heartbeat (then, as the agent
+//! does, only what the master has not acknowledged, and everything every
+//! 10 s). Nothing runs in them,
 //! so what is measured is the master: how fast a change reaches the node
 //! it concerns, and what the master costs while nothing changes.
 //!
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use berth_model::api::{Assignments, Heartbeat, JoinResponse, JoinToken};
+use berth_model::api::{Assignments, Heartbeat, HeartbeatAnswer, JoinResponse, JoinToken};
 use berth_model::{Capacity, ClusterPod, ContainerStatus, PodPhase, PodStatus};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
@@ -322,6 +324,7 @@ async fn join_one(master: &Master, i: usize, seen: &Arc<Seen>) -> Result<SimNode
         credential: joined.credential,
         http: master.http.clone(),
         assigned: tokio::sync::watch::channel(Vec::new()).0,
+        reported: Mutex::new(Reported::default()),
     };
     let node = Arc::new(node);
     // A node counts as joined once the master heard its first heartbeat,
@@ -352,11 +355,56 @@ struct Node {
     http: reqwest::Client,
     /// The pods the master assigned, as the last long poll answered.
     assigned: tokio::sync::watch::Sender<Vec<ClusterPod>>,
+    reported: Mutex<Reported>,
 }
+
+/// What the master acknowledged of a node's statuses, as the agent keeps
+/// it: a heartbeat carries only the pods not acknowledged, and all of them
+/// every [`FULL_REPORT_EVERY`] and after a failed heartbeat.
+#[derive(Debug, Default)]
+struct Reported {
+    acknowledged: HashSet<String>,
+    full_report_at: Option<Instant>,
+}
+
+/// As the agent's `FULL_REPORT_EVERY`.
+const FULL_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 impl Node {
     async fn heartbeat(&self) -> Result<()> {
-        let pods = self.assigned.borrow().iter().map(running).collect();
+        let pods: Vec<PodStatus> = {
+            let mut reported = self
+                .reported
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?;
+            if reported
+                .full_report_at
+                .is_none_or(|at| at <= Instant::now())
+            {
+                reported.acknowledged.clear();
+                reported.full_report_at = Some(Instant::now() + FULL_REPORT_EVERY);
+            }
+            self.assigned
+                .borrow()
+                .iter()
+                .filter(|p| !reported.acknowledged.contains(&p.spec.name))
+                .map(running)
+                .collect()
+        };
+        let names: Vec<String> = pods.iter().map(|p| p.name.clone()).collect();
+        let result = self.send_heartbeat(pods).await;
+        if let Ok(mut reported) = self.reported.lock() {
+            match &result {
+                Ok(answer) => reported
+                    .acknowledged
+                    .extend(names.into_iter().filter(|p| !answer.unrecorded.contains(p))),
+                Err(_) => reported.full_report_at = None,
+            }
+        }
+        result.map(drop)
+    }
+
+    async fn send_heartbeat(&self, pods: Vec<PodStatus>) -> Result<HeartbeatAnswer> {
         let beat = Heartbeat {
             capacity: capacity(),
             pods,
@@ -377,7 +425,7 @@ impl Node {
         if !answer.status().is_success() {
             bail!("heartbeat of {}: {}", self.name, answer.text().await?);
         }
-        Ok(())
+        Ok(answer.json().await?)
     }
 
     /// A heartbeat every second, and at once when the assignments change
