@@ -425,7 +425,9 @@ impl Node {
         if !answer.status().is_success() {
             bail!("heartbeat of {}: {}", self.name, answer.text().await?);
         }
-        Ok(answer.json().await?)
+        // A master from before the answer said `null`: all recorded.
+        let answer: Option<HeartbeatAnswer> = answer.json().await?;
+        Ok(answer.unwrap_or_default())
     }
 
     /// A heartbeat every second, and at once when the assignments change
