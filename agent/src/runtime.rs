@@ -465,8 +465,9 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
 
     /// Allocates ports for `pod` (those of the pod it replaces are free),
     /// saves its record and starts it, returning the record; on failure
-    /// removes everything of that name. `allocating` (the records lock) is let go once the record
-    /// is saved: starting it takes the pod's own lock only.
+    /// removes everything of that name. `allocating` (the records lock) is
+    /// let go once the record is saved: starting it takes the pod's own
+    /// lock only.
     async fn start_new(
         &self,
         pod: Pod,
@@ -685,8 +686,8 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         self.pod_lock(name).try_lock().ok().map(|acted| *acted)
     }
 
-    /// Forgets the locks of pods without a record that no one holds or
-    /// waits for.
+    /// Forgets the rendered units of pods without a record, and their
+    /// locks that no one holds or waits for.
     fn prune_pod_locks(&self, records: &[PodRecord]) {
         self.rendered
             .lock()
@@ -757,8 +758,6 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         self.status_with(record, false).await
     }
 
-    /// The status of a pod; `cached`, from the states last read where
-    /// nothing changed since (see [`StatusCache`]), reading only the rest.
     /// [`Runtime::desired`], rendered again only when the record changed.
     fn desired_rendered(&self, record: &PodRecord) -> Result<Arc<DesiredPod>, RequestError> {
         let mut rendered = self
@@ -778,6 +777,8 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         Ok(desired)
     }
 
+    /// The status of a pod; `cached`, from the states last read where
+    /// nothing changed since (see [`StatusCache`]), reading only the rest.
     async fn status_with(
         &self,
         record: &PodRecord,

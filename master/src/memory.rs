@@ -1,8 +1,9 @@
 //! How the master's memory goes back to the system. At 1,000 nodes the
 //! master decodes tens of thousands of objects a second (heartbeats, the
 //! store's watch, controller rounds) on several threads, and glibc's
-//! allocator, left to its defaults, keeps what bursts freed: a master with
-//! about 300 MiB in use had 808 MiB resident (`berth-bench cluster-sim`).
+//! allocator, left to its defaults, keeps what bursts freed: heaptrack
+//! showed about 210 MiB in use where 808 MiB were resident
+//! (`berth-bench cluster-sim`).
 
 use std::time::Duration;
 
