@@ -48,14 +48,22 @@ pub struct Objects {
     pub nodes: Kind<Node>,
 }
 
-/// One kind's objects by name, each shared: a controller round copies
-/// pointers, not tens of thousands of objects.
-#[derive(Debug, Clone)]
-pub struct Kind<T>(BTreeMap<String, Arc<Versioned<T>>>);
+/// One kind's objects by name, each shared, and the map itself shared
+/// until the mirror next changes it: a controller round's copy costs one
+/// pointer, not tens of thousands of names (the round lets go of it before
+/// the mirror's next write, which then copies nothing).
+#[derive(Debug)]
+pub struct Kind<T>(Arc<BTreeMap<String, Arc<Versioned<T>>>>);
+
+impl<T> Clone for Kind<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
 
 impl<T> Default for Kind<T> {
     fn default() -> Self {
-        Self(BTreeMap::new())
+        Self(Arc::new(BTreeMap::new()))
     }
 }
 
@@ -95,26 +103,30 @@ trait Mirrored {
 
 impl<T: DeserializeOwned> Mirrored for Kind<T> {
     fn replace(&mut self, prefix: &str, entries: &[Entry]) -> Result<(), StoreError> {
-        self.0 = entries
-            .iter()
-            .map(|e| {
-                Ok((
-                    e.key.trim_start_matches(prefix).to_owned(),
-                    Arc::new(objects::decode(e)?),
-                ))
-            })
-            .collect::<Result<_, StoreError>>()?;
+        self.0 = Arc::new(
+            entries
+                .iter()
+                .map(|e| {
+                    Ok((
+                        e.key.trim_start_matches(prefix).to_owned(),
+                        Arc::new(objects::decode(e)?),
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?,
+        );
         Ok(())
     }
 
     fn put(&mut self, name: &str, entry: &Entry) -> Result<(), StoreError> {
-        self.0
-            .insert(name.to_owned(), Arc::new(objects::decode(entry)?));
+        let object = Arc::new(objects::decode(entry)?);
+        Arc::make_mut(&mut self.0).insert(name.to_owned(), object);
         Ok(())
     }
 
     fn remove(&mut self, name: &str) {
-        self.0.remove(name);
+        if self.0.contains_key(name) {
+            Arc::make_mut(&mut self.0).remove(name);
+        }
     }
 }
 

@@ -483,3 +483,52 @@ mod tests {
         );
     }
 }
+
+/// How long one round's plan takes at the scale of `berth-bench
+/// cluster-sim --nodes 1000 --pods 20000`, settled: run it with
+/// `cargo test --release -p berth-master --lib -- --ignored --nocapture
+/// a_settled_round_at_scale` (and under `perf record` to profile it).
+#[cfg(test)]
+mod scale {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use berth_model::PodStatus;
+
+    use super::plan;
+    use super::testing::{cluster, node, service, step};
+    use berth_model::NodeCondition;
+
+    #[test]
+    #[ignore = "a measurement, not a check: run it in release"]
+    fn a_settled_round_at_scale() {
+        let services = (0..200)
+            .map(|i| service(&format!("sim-{i}"), 100, false))
+            .collect();
+        let nodes = (0..1000)
+            .map(|i| (node(&format!("node-{i}")), NodeCondition::Ready))
+            .collect();
+        let mut cluster = cluster(services, nodes);
+        step(&mut cluster);
+        for pod in &mut cluster.pods {
+            let p = &mut Arc::make_mut(pod).object;
+            let status: PodStatus = serde_json::from_value(serde_json::json!({
+                "name": p.spec.name, "phase": "Running", "slice": "s", "spec": p.spec,
+                "containers": [{"name": "app", "unit": "u", "state": "active",
+                    "subState": "running", "restarts": 0, "hostPorts": [], "ready": true}],
+            }))
+            .unwrap();
+            p.status = Some(status);
+            p.ready_since_ms = Some(cluster.now_ms);
+        }
+        cluster.now_ms += 60_000;
+        assert_eq!(cluster.pods.len(), 20_000);
+        assert!(plan(&cluster).is_empty(), "the cluster is settled");
+        let rounds = 50;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            assert!(plan(&cluster).is_empty());
+        }
+        println!("plan: {:?} a round", started.elapsed() / rounds);
+    }
+}

@@ -4,7 +4,7 @@
 //! leave dead nodes (unless the eviction gate holds them), and a pod moves
 //! on request only to a node that passes the scheduler's filters. Pure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use berth_model::api::Versioned;
 use berth_model::{ClusterPod, EventKind, Node, NodeCondition, Service};
@@ -12,7 +12,7 @@ use berth_model::{ClusterPod, EventKind, Node, NodeCondition, Service};
 use super::change::{pod_event, Change};
 use super::replicas::{by_name, links_current};
 use super::Cluster;
-use crate::scheduler::{decide, ClusterView, Placement, PodRequest};
+use crate::scheduler::{decide, ClusterView, Held, Placement, PodRequest};
 
 /// How long a node where a pod could not start for a cause of its own is
 /// left out when placing that pod: the cause (a process holding a port)
@@ -35,7 +35,7 @@ pub struct Bound<'a> {
 /// Looks at the pods bound to nodes: which are evicted from dead nodes,
 /// which must be placed again, and what the rest hold of their nodes.
 pub fn review(cluster: &Cluster) -> Bound<'_> {
-    let condition: BTreeMap<&str, NodeCondition> = cluster
+    let condition: HashMap<&str, NodeCondition> = cluster
         .nodes
         .iter()
         .map(|(n, c)| (n.name.as_str(), *c))
@@ -96,8 +96,7 @@ pub fn review(cluster: &Cluster) -> Bound<'_> {
                 .moved
                 .push((pod, format!("could not start on {node} ({why}); moved")));
         } else {
-            let request = PodRequest::from_cluster_pod(&pod.object, service.map(|s| &s.object));
-            let _ = bound.view.assign(node, &request);
+            let _ = bound.view.hold(node, &Held::of(&pod.object));
         }
     }
     bound

@@ -17,7 +17,7 @@
 //! no request is sent to a pod that is stopping. A rollout with no
 //! progress for its deadline fails, and may roll back by itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use berth_model::api::Versioned;
 use berth_model::deployment::{
@@ -31,7 +31,7 @@ use berth_model::{
 };
 
 use super::change::Change;
-use super::replicas::replica_index;
+use super::replicas::{replica_index, ServicesByName};
 use super::Cluster;
 
 /// What the rollouts decide.
@@ -73,7 +73,7 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
             .or_default()
             .push(deployment);
     }
-    let mut pods: BTreeMap<&str, Vec<&Versioned<ClusterPod>>> = BTreeMap::new();
+    let mut pods: HashMap<&str, Vec<&Versioned<ClusterPod>>> = HashMap::new();
     for pod in &cluster.pods {
         if let Some(service) = pod.object.service.as_deref() {
             pods.entry(service).or_default().push(pod);
@@ -85,19 +85,22 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
         .map(|j| (j.object.name.as_str(), j))
         .collect();
     // Services with a ready endpoint, for links that wait for one.
-    let ready_nodes: BTreeSet<&str> = cluster
+    let ready_nodes: HashSet<&str> = cluster
         .nodes
         .iter()
         .filter(|(_, condition)| *condition == NodeCondition::Ready)
         .map(|(node, _)| node.name.as_str())
         .collect();
-    let ready_services: BTreeSet<&str> = cluster
-        .pods
+    let ready_services: HashSet<&str> = pods
         .iter()
-        .map(|p| &p.object)
-        .filter(|p| p.reported_ready() && p.draining_since_ms.is_none())
-        .filter(|p| p.node.as_deref().is_some_and(|n| ready_nodes.contains(n)))
-        .filter_map(|p| p.service.as_deref())
+        .filter(|(_, pods)| {
+            pods.iter().map(|p| &p.object).any(|p| {
+                p.reported_ready()
+                    && p.draining_since_ms.is_none()
+                    && p.node.as_deref().is_some_and(|n| ready_nodes.contains(n))
+            })
+        })
+        .map(|(service, _)| *service)
         .collect();
     let mut rollouts = Rollouts::default();
     for (service, records) in &mut deployments {
@@ -136,9 +139,9 @@ struct ServicePlanner<'a> {
     deployments: &'a [&'a Versioned<Deployment>],
     pods: &'a [&'a Versioned<ClusterPod>],
     removed: &'a BTreeSet<String>,
-    services: &'a BTreeMap<&'a str, &'a Versioned<Service>>,
+    services: &'a ServicesByName<'a>,
     jobs: &'a BTreeMap<&'a str, &'a Versioned<Job>>,
-    ready_services: &'a BTreeSet<&'a str>,
+    ready_services: &'a HashSet<&'a str>,
 }
 
 /// A hook's state in a rollout.
@@ -967,7 +970,7 @@ fn replica(
     service: &Service,
     target: Target<'_>,
     index: u32,
-    services: &BTreeMap<&str, &Versioned<Service>>,
+    services: &ServicesByName<'_>,
 ) -> ClusterPod {
     let spec = service.replica_spec(target.template, target.env, index, |linked| {
         services

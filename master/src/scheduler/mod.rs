@@ -24,7 +24,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-pub use request::{FixedPort, PodRequest};
+pub use request::{FixedPort, Held, PodRequest};
 pub use view::{ClusterView, NodeUsage, ViewError};
 
 use std::cmp::Ordering;

@@ -47,34 +47,95 @@ pub struct PodRequest {
     pub volume_classes: Vec<String>,
 }
 
+/// What a pod placed on a node holds of it: the part of its request that
+/// [`ClusterView`](super::ClusterView) counts, borrowed from the pod. A
+/// round counts every placed pod, so this copies no name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held<'a> {
+    /// As [`PodRequest::memory_bytes`].
+    pub memory_bytes: u64,
+    /// As [`PodRequest::cpu_millis`].
+    pub cpu_millis: u64,
+    /// As [`PodRequest::host_ports`], with those its node allocated.
+    pub host_ports: Vec<FixedPort>,
+    /// As [`PodRequest::service`].
+    pub service: Option<&'a str>,
+}
+
+impl<'a> Held<'a> {
+    /// What a pod the master manages holds of its node.
+    pub fn of(pod: &'a ClusterPod) -> Self {
+        let (memory_bytes, cpu_millis, mut host_ports) = limits_and_ports(&pod.spec);
+        add_allocated_ports(pod, &mut host_ports);
+        Self {
+            memory_bytes,
+            cpu_millis,
+            host_ports,
+            service: pod.service.as_deref(),
+        }
+    }
+}
+
+/// The sums of a pod's containers' memory and CPU limits (a container
+/// without one counts as 0), and its fixed host ports, sorted and each
+/// once.
+fn limits_and_ports(pod: &Pod) -> (u64, u64, Vec<FixedPort>) {
+    let mut memory_bytes = 0u64;
+    let mut cpu_millis = 0u64;
+    let mut host_ports = Vec::new();
+    for container in &pod.containers {
+        memory_bytes = memory_bytes.saturating_add(container.resources.memory_bytes.unwrap_or(0));
+        cpu_millis =
+            cpu_millis.saturating_add(u64::from(container.resources.cpu_millis.unwrap_or(0)));
+        host_ports.extend(
+            container
+                .ports
+                .iter()
+                .filter_map(|port| match port.host_port {
+                    Some(0) | None => None,
+                    Some(number) => Some(FixedPort {
+                        protocol: port.protocol,
+                        port: number,
+                    }),
+                }),
+        );
+    }
+    // Validation already rejects duplicates; deduplicating anyway keeps
+    // assign and unassign symmetric for a pod that slipped past it.
+    host_ports.sort_unstable();
+    host_ports.dedup();
+    (memory_bytes, cpu_millis, host_ports)
+}
+
+/// Adds the host ports a placed pod's node reported allocating for it
+/// (published as "any free port"): a pod that wants one of them fixed
+/// cannot go to that node.
+fn add_allocated_ports(pod: &ClusterPod, host_ports: &mut Vec<FixedPort>) {
+    let Some(status) = pod.status.as_ref().filter(|_| pod.node.is_some()) else {
+        return;
+    };
+    let before = host_ports.len();
+    host_ports.extend(
+        status
+            .containers
+            .iter()
+            .flat_map(|c| &c.host_ports)
+            .filter(|p| p.host_port != 0)
+            .map(|p| FixedPort {
+                protocol: p.protocol,
+                port: p.host_port,
+            }),
+    );
+    if host_ports.len() > before {
+        host_ports.sort_unstable();
+        host_ports.dedup();
+    }
+}
+
 impl PodRequest {
     /// The request of a bare pod: no service, no node selector.
     pub fn from_pod(pod: &Pod) -> Self {
-        let mut memory_bytes = 0u64;
-        let mut cpu_millis = 0u64;
-        let mut host_ports = Vec::new();
-        for container in &pod.containers {
-            memory_bytes =
-                memory_bytes.saturating_add(container.resources.memory_bytes.unwrap_or(0));
-            cpu_millis =
-                cpu_millis.saturating_add(u64::from(container.resources.cpu_millis.unwrap_or(0)));
-            host_ports.extend(
-                container
-                    .ports
-                    .iter()
-                    .filter_map(|port| match port.host_port {
-                        Some(0) | None => None,
-                        Some(number) => Some(FixedPort {
-                            protocol: port.protocol,
-                            port: number,
-                        }),
-                    }),
-            );
-        }
-        // Validation already rejects duplicates; deduplicating anyway keeps
-        // assign and unassign symmetric for a pod that slipped past it.
-        host_ports.sort_unstable();
-        host_ports.dedup();
+        let (memory_bytes, cpu_millis, host_ports) = limits_and_ports(pod);
         Self {
             memory_bytes,
             cpu_millis,
@@ -96,26 +157,22 @@ impl PodRequest {
     /// fixed cannot go to that node.
     pub fn from_cluster_pod(pod: &ClusterPod, service: Option<&Service>) -> Self {
         let mut request = Self::from_pod(&pod.spec);
-        if let Some(status) = pod.status.as_ref().filter(|_| pod.node.is_some()) {
-            request.host_ports.extend(
-                status
-                    .containers
-                    .iter()
-                    .flat_map(|c| &c.host_ports)
-                    .filter(|p| p.host_port != 0)
-                    .map(|p| FixedPort {
-                        protocol: p.protocol,
-                        port: p.host_port,
-                    }),
-            );
-            request.host_ports.sort_unstable();
-            request.host_ports.dedup();
-        }
+        add_allocated_ports(pod, &mut request.host_ports);
         request.service.clone_from(&pod.service);
         if let Some(service) = service {
             request.node_selector.clone_from(&service.node_selector);
         }
         request
+    }
+
+    /// What a pod with this request holds of the node it is placed on.
+    pub fn held(&self) -> Held<'_> {
+        Held {
+            memory_bytes: self.memory_bytes,
+            cpu_millis: self.cpu_millis,
+            host_ports: self.host_ports.clone(),
+            service: self.service.as_deref(),
+        }
     }
 
     /// The same request, owned by `service`.

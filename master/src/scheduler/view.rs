@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use berth_model::{Capacity, Node, NodeCondition};
 
-use super::request::{FixedPort, PodRequest};
+use super::request::{FixedPort, Held, PodRequest};
 
 /// Why the view refused an update.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +215,11 @@ impl ClusterView {
 
     /// Records that `pod` runs on `node`.
     pub fn assign(&mut self, node: &str, pod: &PodRequest) -> Result<(), ViewError> {
+        self.hold(node, &pod.held())
+    }
+
+    /// Records that a pod holding `pod` runs on `node`.
+    pub fn hold(&mut self, node: &str, pod: &Held<'_>) -> Result<(), ViewError> {
         let i = self.slot(node)?;
         let state = &mut self.nodes[i];
         state.requested.memory_bytes = state
@@ -226,14 +231,14 @@ impl ClusterView {
         for port in &pod.host_ports {
             *state.ports.entry(*port).or_insert(0) += 1;
         }
-        if let Some(service) = &pod.service {
+        if let Some(service) = pod.service {
             // Look up before inserting so the hot path allocates no key.
-            if let Some(spread) = self.services.get_mut(service.as_str()) {
+            if let Some(spread) = self.services.get_mut(service) {
                 spread.add(i);
             } else {
                 let mut spread = ServiceSpread::default();
                 spread.add(i);
-                self.services.insert(service.clone(), spread);
+                self.services.insert(service.to_owned(), spread);
             }
         }
         Ok(())
