@@ -4,10 +4,11 @@
 //! leave dead nodes (unless the eviction gate holds them), and a pod moves
 //! on request only to a node that passes the scheduler's filters. Pure.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use berth_model::api::Versioned;
 use berth_model::{ClusterPod, EventKind, Node, NodeCondition, Service};
+use rustc_hash::FxHashMap;
 
 use super::change::{pod_event, Change};
 use super::replicas::{by_name, links_current};
@@ -35,7 +36,7 @@ pub struct Bound<'a> {
 /// Looks at the pods bound to nodes: which are evicted from dead nodes,
 /// which must be placed again, and what the rest hold of their nodes.
 pub fn review(cluster: &Cluster) -> Bound<'_> {
-    let condition: HashMap<&str, NodeCondition> = cluster
+    let condition: FxHashMap<&str, NodeCondition> = cluster
         .nodes
         .iter()
         .map(|(n, c)| (n.name.as_str(), *c))

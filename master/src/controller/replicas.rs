@@ -1,10 +1,11 @@
 //! Replicas: pods of deleted services go, and placed pods follow their
 //! service's links. Pure.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use berth_model::api::Versioned;
 use berth_model::{ClusterPod, EventKind, Service};
+use rustc_hash::FxHashMap;
 
 use super::change::Change;
 use super::Cluster;
@@ -67,7 +68,7 @@ pub fn follow_links(cluster: &Cluster, removed: &BTreeSet<String>) -> Vec<Change
 /// The cluster's services by name, hashed: every planner looks up each
 /// pod's service, 20,000 times a round at scale, where an ordered map's
 /// string compares cost more than the planning itself.
-pub(super) type ServicesByName<'a> = HashMap<&'a str, &'a Versioned<Service>>;
+pub(super) type ServicesByName<'a> = FxHashMap<&'a str, &'a Versioned<Service>>;
 
 /// The cluster's services by name.
 pub(super) fn by_name(cluster: &Cluster) -> ServicesByName<'_> {

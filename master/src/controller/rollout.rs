@@ -17,7 +17,7 @@
 //! no request is sent to a pod that is stopping. A rollout with no
 //! progress for its deadline fails, and may roll back by itself.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use berth_model::api::Versioned;
 use berth_model::deployment::{
@@ -29,6 +29,7 @@ use berth_model::quota::Usage;
 use berth_model::{
     ClusterPod, Deployment, Event, EventKind, Job, JobPhase, NodeCondition, Pod, Service,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::change::Change;
 use super::replicas::{replica_index, ServicesByName};
@@ -73,7 +74,7 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
             .or_default()
             .push(deployment);
     }
-    let mut pods: HashMap<&str, Vec<&Versioned<ClusterPod>>> = HashMap::new();
+    let mut pods: FxHashMap<&str, Vec<&Versioned<ClusterPod>>> = FxHashMap::default();
     for pod in &cluster.pods {
         if let Some(service) = pod.object.service.as_deref() {
             pods.entry(service).or_default().push(pod);
@@ -85,13 +86,13 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
         .map(|j| (j.object.name.as_str(), j))
         .collect();
     // Services with a ready endpoint, for links that wait for one.
-    let ready_nodes: HashSet<&str> = cluster
+    let ready_nodes: FxHashSet<&str> = cluster
         .nodes
         .iter()
         .filter(|(_, condition)| *condition == NodeCondition::Ready)
         .map(|(node, _)| node.name.as_str())
         .collect();
-    let ready_services: HashSet<&str> = pods
+    let ready_services: FxHashSet<&str> = pods
         .iter()
         .filter(|(_, pods)| {
             pods.iter().map(|p| &p.object).any(|p| {
@@ -141,7 +142,7 @@ struct ServicePlanner<'a> {
     removed: &'a BTreeSet<String>,
     services: &'a ServicesByName<'a>,
     jobs: &'a BTreeMap<&'a str, &'a Versioned<Job>>,
-    ready_services: &'a HashSet<&'a str>,
+    ready_services: &'a FxHashSet<&'a str>,
 }
 
 /// A hook's state in a rollout.

@@ -3,7 +3,9 @@
 //! assigned, removed and nodes come and go, so that placing a pod costs one
 //! pass over the nodes and never a rebuild.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use berth_model::{Capacity, Node, NodeCondition};
 
@@ -33,7 +35,7 @@ pub(super) struct NodeState {
     /// Fixed host ports in use, with how many pods hold each: a count, not
     /// a set, so that unassigning one of two pods that were (wrongly) given
     /// the same port does not free it.
-    pub(super) ports: HashMap<FixedPort, u32>,
+    pub(super) ports: FxHashMap<FixedPort, u32>,
     /// Memory the node measured available at its last heartbeat: a node
     /// whose memory went to other things takes no pod that needs it.
     pub(super) memory_available: Option<u64>,
@@ -132,8 +134,8 @@ pub struct ClusterView {
     /// walks nodes in this order so ties go to the first name and no
     /// decision depends on the order nodes were added in.
     pub(super) order: Vec<usize>,
-    index: HashMap<String, usize>,
-    pub(super) services: HashMap<String, ServiceSpread>,
+    index: FxHashMap<String, usize>,
+    pub(super) services: FxHashMap<String, ServiceSpread>,
 }
 
 impl ClusterView {
@@ -170,7 +172,7 @@ impl ClusterView {
             cordoned: node.unschedulable,
             requested: Capacity::default(),
             pods: 0,
-            ports: HashMap::new(),
+            ports: FxHashMap::default(),
             memory_available: None,
         });
     }
