@@ -240,12 +240,15 @@ impl LeaderWork {
                 Arc::clone(&self.liveness),
             )));
         }
+        tasks.push(tokio::spawn(controller::prune_events_forever(
+            Arc::clone(&store),
+            retention,
+        )));
         tasks.push(tokio::spawn(controller::run(
             store,
             Arc::clone(&self.state.mirror),
             Arc::clone(&self.liveness),
             Duration::from_millis(config.controller_interval_ms),
-            retention,
             config.unhealthy_node_threshold,
             Arc::clone(&self.instruments),
         )));

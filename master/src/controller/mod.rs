@@ -222,29 +222,11 @@ pub fn cluster(objects: Objects, liveness: &Liveness) -> Cluster {
 /// each cron slot. It reads the cluster from `mirror` once the mirror holds
 /// its own commits. A conflict (someone wrote in between)
 /// just means the next round plans again from fresh state.
-/// Node Ready/NotReady transitions are recorded as events, and events
-/// beyond `retention` are pruned every [`PRUNE_INTERVAL`]. When more than
+/// Node Ready/NotReady transitions are recorded as events. When more than
 /// `unhealthy_threshold` (0 to 1) of the nodes go silent at once,
-/// evictions are held back, with an event that says why.
+/// evictions are held back, with an event that says why. Old events are
+/// pruned by [`prune_events_forever`], a task of its own.
 pub async fn run(
-    store: Arc<dyn Store>,
-    mirror: Arc<ClusterMirror>,
-    liveness: Arc<Liveness>,
-    interval: Duration,
-    retention: Retention,
-    unhealthy_threshold: f64,
-    instruments: Arc<Instruments>,
-) {
-    // Pruning lists every event: it runs beside the rounds, in the same
-    // task, so that its reads never hold up a round.
-    tokio::select! {
-        () = rounds(Arc::clone(&store), mirror, liveness, interval, unhealthy_threshold, instruments) => {}
-        () = prune_events_forever(store.as_ref(), &retention) => {}
-    }
-}
-
-/// The controller's rounds; see [`run`].
-async fn rounds(
     store: Arc<dyn Store>,
     mirror: Arc<ClusterMirror>,
     liveness: Arc<Liveness>,
@@ -414,10 +396,13 @@ async fn record_link_rewirings(
     *previous = Some(now);
 }
 
-/// Prunes old events every [`PRUNE_INTERVAL`], forever.
-async fn prune_events_forever(store: &dyn Store, retention: &Retention) {
+/// Prunes events beyond `retention` every [`PRUNE_INTERVAL`], forever.
+/// A task of its own, beside [`run`]'s: it lists and decodes every event
+/// (tens of thousands at scale), and in the rounds' task that held up the
+/// round after it.
+pub async fn prune_events_forever(store: Arc<dyn Store>, retention: Retention) {
     loop {
-        prune_events(store, retention).await;
+        prune_events(store.as_ref(), &retention).await;
         tokio::time::sleep(PRUNE_INTERVAL).await;
     }
 }
