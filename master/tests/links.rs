@@ -123,26 +123,35 @@ async fn links_are_checked_carried_to_pods_and_removed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The service's DB_PORT removed, a new pod gets the link's back.
+    // The service's DB_PORT removed, the new revision's pod (its rollout
+    // names it web-0 or web-1, as its surge allows) gets the link's back.
     let (_, mut current) = master.admin(Method::GET, "/v1/services/web", None).await;
     current["env"] = json!([]);
     let (status, updated) = master
         .admin(Method::PUT, "/v1/services/web", Some(current))
         .await;
     assert_eq!(status, 200, "{updated}");
-    let (status, _) = master.admin(Method::DELETE, "/v1/pods/web-0", None).await;
-    assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let now = pod(&master, "web").await;
-        let env = &now["spec"]["containers"][0]["env"];
-        if env[1]["name"] == "DB_PORT" && env[1]["value"] == "13306" {
+        let (status, pods) = master.admin(Method::GET, "/v1/pods", None).await;
+        assert_eq!(status, 200, "{pods}");
+        let envs: Vec<&Value> = pods
+            .as_array()
+            .expect("a list of pods")
+            .iter()
+            .filter(|p| p["service"] == "web")
+            .map(|p| &p["spec"]["containers"][0]["env"])
+            .collect();
+        let renewed = envs
+            .iter()
+            .find(|env| env[1]["name"] == "DB_PORT" && env[1]["value"] == "13306");
+        if let Some(env) = renewed {
             assert_eq!(env[0]["value"], "mine");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the link's DB_PORT did not come back: {env}"
+            "the link's DB_PORT did not come back: {envs:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

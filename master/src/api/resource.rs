@@ -318,19 +318,32 @@ pub async fn delete<R: Resource>(
     named: Named,
 ) -> Result<Json<Versioned<R>>, ApiFailure> {
     named.project.require(R::WRITE_ROLE)?;
-    let current = fetch::<R>(&state, &named.qualified::<R>()).await?;
-    current
-        .object
-        .check_removal(state.store.as_ref())
-        .await?
-        .into_result()
-        .map_err(ApiFailure::conflicts)?;
-    state
-        .store
-        .apply(resource::delete_ops(
-            &current.object,
-            current.resource_version,
-        ))
-        .await?;
-    Ok(Json(shown(current)))
+    let mut tries = 0;
+    loop {
+        let current = fetch::<R>(&state, &named.qualified::<R>()).await?;
+        current
+            .object
+            .check_removal(state.store.as_ref())
+            .await?
+            .into_result()
+            .map_err(ApiFailure::conflicts)?;
+        let deleted = state
+            .store
+            .apply(resource::delete_ops(
+                &current.object,
+                current.resource_version,
+            ))
+            .await;
+        match deleted {
+            Ok(_) => return Ok(Json(shown(current))),
+            // The delete asked for no revision: one the controller wrote
+            // in between (a pod's status, a rollout's drain) is read
+            // again and deleted, rather than refused.
+            Err(StoreError::Conflict { .. }) if tries + 1 < DELETE_TRIES => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
+
+/// Tries of a delete that races the controller's writes of the object.
+const DELETE_TRIES: usize = 5;
