@@ -14,6 +14,7 @@ use super::project::Named;
 use super::resource::{not_found, written};
 use super::{parse, ApiFailure, AppState};
 use crate::controller::{self, commit, MoveError};
+use crate::store::StoreError;
 
 /// `POST /v1/pods/{name}/move` `{"to": NODE, "keepSource": BOOL}`:
 /// reassigns the pod; the old node stops it and the new one starts it. A
@@ -29,29 +30,42 @@ pub async fn move_pod(
     named.project.require(Role::Edit)?;
     let request: Move = parse("move", &body)?;
     let name = named.qualified::<ClusterPod>();
-    let objects = state.mirror.with(Clone::clone).await;
-    let cluster = controller::cluster(objects, &state.liveness);
-    // A pod that does not exist is a 404 whatever the body names.
-    let change =
-        controller::plan_move(&cluster, &name, &request.to, request.keep_source).map_err(|e| {
-            match e {
+    let mut tries = 0;
+    loop {
+        let objects = state.mirror.with(Clone::clone).await;
+        let cluster = controller::cluster(objects, &state.liveness);
+        // A pod that does not exist is a 404 whatever the body names.
+        let change = controller::plan_move(&cluster, &name, &request.to, request.keep_source)
+            .map_err(|e| match e {
                 MoveError::NoPod(_) => not_found::<ClusterPod>(&name),
                 MoveError::NoNode(_) => ApiFailure::field("to", e.to_string()),
                 MoveError::Rejected { .. } => {
                     ApiFailure::field_with_status(StatusCode::CONFLICT, "to", e.to_string())
                 }
-            }
+            })?;
+        let moved = change.written_pod().ok_or_else(|| {
+            ApiFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "a move that moves no pod",
+            )
         })?;
-    let moved = change.written_pod().ok_or_else(|| {
-        ApiFailure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "a move that moves no pod",
-        )
-    })?;
-    info!(reason = %change.reason(), "move");
-    let revision = state.store.apply(commit::ops(&[change])).await?;
-    Ok(written(moved, revision))
+        info!(reason = %change.reason(), "move");
+        match state.store.apply(commit::ops(&[change])).await {
+            Ok(revision) => return Ok(written(moved, revision)),
+            // The pod changed after the mirror showed it (its node's
+            // status, the controller's write): planned again once the
+            // mirror holds that change.
+            Err(StoreError::Conflict { found, .. }) if tries + 1 < MOVE_TRIES => {
+                tries += 1;
+                state.mirror.caught_up(found).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
+
+/// Tries of a move that races other writes of its pod.
+const MOVE_TRIES: usize = 5;
 
 /// `POST /v1/nodes/{name}/moves/{pod}` (the move's source node): how its
 /// part of a move with data went; the pod's move record advances.
