@@ -191,6 +191,12 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// with what it knew.
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the pods and Docker are looked at when nothing says they
+/// changed (systemd's signals and Docker's events wake a look at once):
+/// what no event announces, a hung Docker, a pull's progress or a
+/// volume's size, shows within this. While Docker is down, each second.
+const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
+
 /// What the heartbeat carries besides capacity and usage: the master's pods
 /// as last seen, and whether Docker answered the last look.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -233,6 +239,49 @@ fn acknowledged(pods: &[PodStatus], unrecorded: &[String]) -> HashMap<String, Po
         .collect()
 }
 
+/// What the master holds of this node's report, as its answers said: a
+/// heartbeat carries only what it lacks.
+#[derive(Debug, Default)]
+struct Acknowledged {
+    /// Statuses by pod.
+    statuses: HashMap<String, PodStatus>,
+    /// The last known state whose statuses were all acknowledged: while it
+    /// stays the latest, a heartbeat carries no status and compares none.
+    whole: Option<Arc<LastKnown>>,
+    /// The metrics sample.
+    sample: Option<u64>,
+}
+
+impl Acknowledged {
+    /// The master may hold nothing: everything goes out again.
+    fn forget(&mut self) {
+        *self = Self::default();
+    }
+
+    fn holds_whole(&self, last: &Arc<LastKnown>) -> bool {
+        self.whole.as_ref().is_some_and(|w| Arc::ptr_eq(w, last))
+    }
+
+    /// The statuses of `last` the master lacks.
+    fn lacking(&self, last: &Arc<LastKnown>) -> Vec<PodStatus> {
+        if self.holds_whole(last) {
+            return Vec::new();
+        }
+        unacknowledged(&last.pods, &self.statuses)
+    }
+
+    /// The master answered a heartbeat sent with `last` and metrics
+    /// sample `sample`.
+    fn answered(&mut self, last: &Arc<LastKnown>, sample: u64, unrecorded: &[String]) {
+        self.sample = Some(sample);
+        if self.holds_whole(last) {
+            return;
+        }
+        self.statuses = acknowledged(&last.pods, unrecorded);
+        self.whole = unrecorded.is_empty().then(|| Arc::clone(last));
+    }
+}
+
 /// Whether the container engine is there: its systemd unit settled (not
 /// restarting: its pods' units stop and start with it) and Docker answering
 /// a ping, each within [`PING_TIMEOUT`].
@@ -252,12 +301,17 @@ async fn engine_condition(runtime: &Runtime) -> Result<(), String> {
     }
 }
 
-/// Looks at Docker and at the master's pods every [`HEARTBEAT_INTERVAL`]
-/// (at once when `changed`), publishing what it saw. Every look is bounded
+/// Looks at Docker and at the master's pods when the status cache saw a
+/// change or when `changed` (assignments applied), and at least every
+/// [`LOOK_AT_LEAST_EVERY`], publishing what it saw. Every look is bounded
 /// in time, so a hung Docker or D-Bus only makes the news older. The pods'
-/// states come from the status cache: with nothing changed, a look costs
-/// a ping of Docker and of its unit, whatever the number of pods.
-async fn observe_forever(runtime: &Runtime, changed: &Notify, known: &watch::Sender<LastKnown>) {
+/// states come from the status cache, so idle pods cost nothing between
+/// looks, and a look costs a ping of Docker and of its unit.
+async fn observe_forever(
+    runtime: &Runtime,
+    changed: &Notify,
+    known: &watch::Sender<Arc<LastKnown>>,
+) {
     let mut engine_was_down = false;
     loop {
         let engine = engine_condition(runtime).await;
@@ -280,13 +334,23 @@ async fn observe_forever(runtime: &Runtime, changed: &Notify, known: &watch::Sen
             if let (None, Some(error)) = (&current.engine_unavailable, &next.engine_unavailable) {
                 warn!(error = %error, "docker does not answer; the node reports EngineUnavailable");
             }
-            let modified = *current != next;
-            *current = next;
-            modified
+            // Unchanged, it stays the same `Arc`: the heartbeat then
+            // compares nothing.
+            if **current == next {
+                return false;
+            }
+            *current = Arc::new(next);
+            true
         });
+        let next_look = if engine_was_down {
+            HEARTBEAT_INTERVAL
+        } else {
+            LOOK_AT_LEAST_EVERY
+        };
         tokio::select! {
-            () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            () = tokio::time::sleep(next_look) => {}
             () = changed.notified() => {}
+            () = runtime.status_cache().changed() => {}
         }
     }
 }
@@ -322,7 +386,7 @@ pub async fn run(joined: Joined, runtime: Arc<Runtime>, metrics: Arc<Metrics>) {
         let (master, registry) = (master.clone(), Arc::clone(runtime.registry()));
         tokio::spawn(async move { registry.learn(&master).await })
     };
-    let (known_tx, known_rx) = watch::channel(LastKnown::default());
+    let (known_tx, known_rx) = watch::channel(Arc::new(LastKnown::default()));
     let observer = {
         let (runtime, changed) = (Arc::clone(&runtime), Arc::clone(&changed));
         tokio::spawn(async move { observe_forever(&runtime, &changed, &known_tx).await })
@@ -374,7 +438,7 @@ async fn heartbeats(
     metrics: &Metrics,
     settings: &UnitSettings,
     volume_classes: &std::collections::BTreeMap<String, String>,
-    mut known: watch::Receiver<LastKnown>,
+    mut known: watch::Receiver<Arc<LastKnown>>,
 ) {
     // When the master last took a heartbeat, and whether this node fenced
     // its network-backed pods since.
@@ -387,34 +451,35 @@ async fn heartbeats(
     // Read again now and then, not each second: the standard library's CPU
     // count reads this process's cgroup files each time it is asked.
     let mut capacity_read = (capacity(), tokio::time::Instant::now());
-    // The statuses the master acknowledged, and when all go out again.
-    let mut acked: HashMap<String, PodStatus> = HashMap::new();
+    // What the master acknowledged, and when all goes out again.
+    let mut acked = Acknowledged::default();
     let mut full_report_at = tokio::time::Instant::now();
     loop {
         if capacity_read.1.elapsed() >= CAPACITY_REREAD {
             capacity_read = (capacity(), tokio::time::Instant::now());
         }
         if tokio::time::Instant::now() >= full_report_at {
-            acked.clear();
+            acked.forget();
             full_report_at = tokio::time::Instant::now() + FULL_REPORT_EVERY;
         }
-        let (usage, metrics) = metrics.latest();
-        let last = known.borrow_and_update().clone();
+        let sample = metrics.latest_unless(acked.sample);
+        let last = Arc::clone(&known.borrow_and_update());
         let beat = Heartbeat {
             capacity: capacity_read.0,
-            pods: unacknowledged(&last.pods, &acked),
-            usage,
-            metrics,
-            engine_unavailable: last.engine_unavailable,
+            pods: acked.lacking(&last),
+            usage: sample.usage,
+            metrics_unchanged: sample.pods.is_none(),
+            metrics: sample.pods.unwrap_or_default(),
+            engine_unavailable: last.engine_unavailable.clone(),
             unit_settings: Some(settings.clone()),
             volume_classes: volume_classes.clone(),
         };
         let sent = master.heartbeat(&beat, HEARTBEAT_TIMEOUT).await;
         match &sent {
-            Ok(answer) => acked = acknowledged(&last.pods, &answer.unrecorded),
+            Ok(answer) => acked.answered(&last, sample.generation, &answer.unrecorded),
             // Whether the master took it is unknown, and the next master
             // to answer may be another: report everything again.
-            Err(_) => acked.clear(),
+            Err(_) => acked.forget(),
         }
         if sent.is_ok() {
             last_ok = tokio::time::Instant::now();
@@ -692,6 +757,31 @@ mod tests {
         // out again, the others do not.
         let acked = acknowledged(&now, &["c".to_owned()]);
         assert_eq!(unacknowledged(&now, &acked), [status("c")]);
+    }
+
+    #[test]
+    fn a_heartbeat_carries_what_the_master_lacks_and_a_sample_once() {
+        let known = |pods: Vec<PodStatus>| {
+            Arc::new(LastKnown {
+                pods,
+                engine_unavailable: None,
+            })
+        };
+        let mut acked = Acknowledged::default();
+        let first = known(vec![status("a"), status("b")]);
+        assert_eq!(acked.lacking(&first).len(), 2, "nothing acknowledged yet");
+        acked.answered(&first, 7, &["b".to_owned()]);
+        assert_eq!(acked.lacking(&first), [status("b")], "not recorded");
+        assert_eq!(acked.sample, Some(7));
+        acked.answered(&first, 7, &[]);
+        assert_eq!(acked.lacking(&first), [], "all held");
+        let mut restarted = status("a");
+        restarted.phase = berth_model::PodPhase::Pending;
+        let next = known(vec![restarted.clone(), status("b")]);
+        assert_eq!(acked.lacking(&next), [restarted], "a new look, one change");
+        acked.forget();
+        assert_eq!(acked.lacking(&first).len(), 2, "a full report");
+        assert_eq!(acked.sample, None);
     }
 
     #[test]

@@ -34,6 +34,19 @@ pub struct Metrics {
 struct Sample {
     usage: Option<NodeUsage>,
     pods: Vec<PodMetrics>,
+    /// Counts samples and the application figures attached to them.
+    generation: u64,
+}
+
+/// The latest sample as a heartbeat carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    pub usage: Option<NodeUsage>,
+    /// The pods' figures; `None` when they are those of the sample
+    /// asked about.
+    pub pods: Option<Vec<PodMetrics>>,
+    /// Which sample this is.
+    pub generation: u64,
 }
 
 impl Metrics {
@@ -58,6 +71,7 @@ impl Metrics {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let generation = previous.generation + 1;
         let mut sampled = Vec::with_capacity(pods.len());
         for (pod, containers) in pods {
             let before = previous.pods.iter().find(|p| &p.pod == pod);
@@ -94,6 +108,7 @@ impl Metrics {
         *self.latest.write().unwrap_or_else(PoisonError::into_inner) = Sample {
             usage: Some(usage),
             pods: sampled,
+            generation,
         };
     }
 
@@ -109,13 +124,20 @@ impl Metrics {
         {
             c.app = scrape.samples;
             c.app_families = scrape.families;
+            latest.generation += 1;
         }
     }
 
-    /// The node's usage and each pod's latest figures.
-    pub fn latest(&self) -> (Option<NodeUsage>, Vec<PodMetrics>) {
+    /// The node's usage and each pod's latest figures, those only if the
+    /// latest sample is not `known` (a sample is sent once, not with each
+    /// heartbeat).
+    pub fn latest_unless(&self, known: Option<u64>) -> Latest {
         let sample = self.latest.read().unwrap_or_else(PoisonError::into_inner);
-        (sample.usage, sample.pods.clone())
+        Latest {
+            usage: sample.usage,
+            pods: (known != Some(sample.generation)).then(|| sample.pods.clone()),
+            generation: sample.generation,
+        }
     }
 
     /// The latest sample in Prometheus' text format.
@@ -400,8 +422,28 @@ mod tests {
             1000,
             "MemAvailable: 4 kB\n",
         );
-        let (usage, pods) = metrics.latest();
-        assert_eq!(usage.map(|u| u.memory_available_bytes), Some(4096));
-        assert!(pods[0].containers.is_empty());
+        let latest = metrics.latest_unless(None);
+        assert_eq!(latest.usage.map(|u| u.memory_available_bytes), Some(4096));
+        assert!(latest.pods.expect("a first sample")[0]
+            .containers
+            .is_empty());
+    }
+
+    #[test]
+    fn a_sample_goes_out_once_and_a_new_one_again() {
+        let metrics = Metrics::with_cgroups(Cgroups::V2 {
+            root: std::path::PathBuf::from("/nonexistent"),
+        });
+        let pods = [("web-0".to_owned(), vec!["web".to_owned()])];
+        metrics.sample(&pods, 1000, "MemAvailable: 4 kB\n");
+        let first = metrics.latest_unless(None);
+        assert!(first.pods.is_some());
+        let again = metrics.latest_unless(Some(first.generation));
+        assert_eq!(again.pods, None, "the master has it");
+        assert_eq!(again.usage, first.usage, "usage goes with every heartbeat");
+        metrics.sample(&pods, 2000, "MemAvailable: 8 kB\n");
+        let next = metrics.latest_unless(Some(first.generation));
+        assert!(next.pods.is_some(), "a new sample goes out");
+        assert_ne!(next.generation, first.generation);
     }
 }

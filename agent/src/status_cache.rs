@@ -87,6 +87,8 @@ pub struct ReadMark {
 pub struct StatusCache {
     units: Mutex<Entries<UnitState>>,
     containers: Mutex<Entries<InspectedState>>,
+    /// Woken at each change and flush: a status shown may be stale.
+    changes: tokio::sync::Notify,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,11 +129,13 @@ impl StatusCache {
     /// systemd said the unit changed.
     pub fn unit_changed(&self, unit: &str) {
         locked(&self.units).changed(unit);
+        self.changes.notify_one();
     }
 
     /// Docker said the container changed.
     pub fn container_changed(&self, name: &str) {
         locked(&self.containers).changed(name);
+        self.changes.notify_one();
     }
 
     /// Forgets the units and containers of a pod the agent just acted on.
@@ -141,12 +145,21 @@ impl StatusCache {
         drop(entries);
         let mut entries = locked(&self.containers);
         containers.iter().for_each(|c| entries.changed(c));
+        drop(entries);
+        self.changes.notify_one();
     }
 
     /// Forgets everything: the next status reads it all again.
     pub fn flush(&self) {
         locked(&self.units).flush();
         locked(&self.containers).flush();
+        self.changes.notify_one();
+    }
+
+    /// Returns at the next change or flush, or at once if there was one
+    /// since it last returned: whoever shows statuses looks again then.
+    pub async fn changed(&self) {
+        self.changes.notified().await;
     }
 }
 

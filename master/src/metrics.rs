@@ -1,6 +1,7 @@
 //! The latest resource sample of every node and pod, as heartbeats bring
-//! them. Kept in memory only: a sample is a second old at most and the next
-//! heartbeat replaces it, so it is not worth a store write.
+//! them. Kept in memory only: a node samples every ~10 s and sends each
+//! sample once, with usage in every heartbeat, so it is not worth a store
+//! write.
 
 use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
@@ -31,6 +32,17 @@ impl MetricsCache {
             .insert(node.to_owned(), sample);
     }
 
+    /// Replaces what `node` has left, keeping its pods' figures: a
+    /// heartbeat that carries none because they did not change.
+    pub fn record_usage(&self, node: &str, usage: Option<NodeUsage>) {
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(node.to_owned())
+            .or_default()
+            .usage = usage;
+    }
+
     /// Every node's latest sample.
     pub fn snapshot(&self) -> BTreeMap<String, NodeSample> {
         self.nodes
@@ -47,5 +59,36 @@ impl MetricsCache {
             .get(node)
             .and_then(|s| s.usage)
             .map(|u| u.memory_available_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_without_new_figures_keeps_the_pods_and_updates_usage() {
+        let cache = MetricsCache::default();
+        let usage = |bytes| {
+            Some(NodeUsage {
+                memory_available_bytes: bytes,
+                ..NodeUsage::default()
+            })
+        };
+        let pods = vec![PodMetrics {
+            pod: "web-0".into(),
+            ..PodMetrics::default()
+        }];
+        cache.record(
+            "h1",
+            NodeSample {
+                usage: usage(100),
+                pods: pods.clone(),
+            },
+        );
+        cache.record_usage("h1", usage(50));
+        let sample = &cache.snapshot()["h1"];
+        assert_eq!(sample.pods, pods);
+        assert_eq!(cache.memory_available("h1"), Some(50));
     }
 }

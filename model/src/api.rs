@@ -77,6 +77,11 @@ pub struct Heartbeat {
     /// The latest resource sample of each of its pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<crate::metrics::PodMetrics>,
+    /// `metrics` is left out: the pods' figures are those of the last
+    /// heartbeat the master answered (a node samples every ~10 s, and
+    /// beats every second).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_unchanged: bool,
     /// Why the node's container engine did not answer the agent's last
     /// look, if it did not (`pods` is then the status last known).
     #[serde(default, skip_serializing_if = "Option::is_none")]

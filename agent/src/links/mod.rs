@@ -231,7 +231,9 @@ impl Linker {
 
     /// Runs forever. A pod is converged when its wiring or its namespace
     /// (the owning container's PID) changed since it was last converged,
-    /// and every pod is checked again every resync interval.
+    /// and every pod is checked again every resync interval. A pod that
+    /// could not be converged is tried again each second; with none, the
+    /// linker sleeps until a change or the next resync.
     pub async fn run(mut self) {
         // Pod -> (PID of its namespace, wiring last converged there).
         let mut converged: HashMap<String, (u32, Arc<PodWiring>)> = HashMap::new();
@@ -243,16 +245,25 @@ impl Linker {
             // that just restarted must not unwire running pods.
             let view = self.endpoints.borrow_and_update().clone();
             let assigned = self.assigned.borrow_and_update().clone();
+            let mut unsettled = false;
             if let Some(view) = view {
                 if full {
                     last_full = Some(Instant::now());
                 }
                 converged.retain(|pod, _| assigned.contains_key(pod));
                 for (pod, links) in &assigned {
-                    self.converge_pod(pod, links, &view, full, &mut converged)
+                    unsettled |= !self
+                        .converge_pod(pod, links, &view, full, &mut converged)
                         .await;
                 }
             }
+            let next_round = if unsettled {
+                Duration::from_secs(1)
+            } else {
+                last_full.map_or(self.resync_interval, |t| {
+                    self.resync_interval.saturating_sub(t.elapsed())
+                })
+            };
             tokio::select! {
                 _ = self.assigned.changed() => {}
                 _ = self.endpoints.changed() => {}
@@ -267,11 +278,13 @@ impl Linker {
                     }
                     None => starts = Box::pin(self.docker.container_starts()),
                 },
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(next_round) => {}
             }
         }
     }
 
+    /// Converges one pod if it needs it; whether it is settled (false: try
+    /// again soon).
     async fn converge_pod(
         &self,
         pod: &str,
@@ -279,11 +292,11 @@ impl Linker {
         view: &EndpointsView,
         full: bool,
         converged: &mut HashMap<String, (u32, Arc<PodWiring>)>,
-    ) {
+    ) -> bool {
         let wiring = Arc::new(wiring(links, view));
         let last = converged.get(pod);
         if !full && last.is_some_and(|(_, w)| *w == wiring) {
-            return;
+            return true;
         }
         // A pod without links needs one look (to clear what a previous
         // agent may have left); once found clean it stays clean: only
@@ -292,7 +305,7 @@ impl Linker {
         if wiring.is_empty()
             && (last.is_some_and(|(_, w)| w.is_empty()) || (!full && last.is_none()))
         {
-            return;
+            return true;
         }
         let pid = match self.docker.inspect(&links.network_container).await {
             Ok(Some(state)) if state.running => state.pid,
@@ -304,7 +317,7 @@ impl Linker {
         };
         let Some(pid) = pid else {
             converged.remove(pod);
-            return;
+            return false;
         };
         let rewired = last.is_some_and(|(p, w)| *p == pid && *w != wiring);
         // A full round reads everything back (someone may have flushed it).
@@ -319,13 +332,16 @@ impl Linker {
                     info!(pod, changes, "links converged");
                 }
                 converged.insert(pod.to_owned(), (pid, wiring));
+                true
             }
             Ok(None) => {
                 converged.insert(pod.to_owned(), (pid, wiring));
+                true
             }
             Err(e) => {
                 warn!(pod, error = %e, "wiring the pod's links failed; retrying");
                 converged.remove(pod);
+                false
             }
         }
     }

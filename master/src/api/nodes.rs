@@ -94,13 +94,17 @@ pub async fn heartbeat(
             },
         );
     }
-    state.metrics.record(
-        &name,
-        crate::metrics::NodeSample {
-            usage: beat.usage,
-            pods: beat.metrics.clone(),
-        },
-    );
+    if beat.metrics_unchanged {
+        state.metrics.record_usage(&name, beat.usage);
+    } else {
+        state.metrics.record(
+            &name,
+            crate::metrics::NodeSample {
+                usage: beat.usage,
+                pods: beat.metrics.clone(),
+            },
+        );
+    }
     // From memory: a heartbeat that changes nothing reads and writes
     // nothing in the store. A write based on a mirror a little behind is a
     // compare-and-swap that fails; the answer then names its pods, and the

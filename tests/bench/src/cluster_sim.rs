@@ -410,6 +410,7 @@ impl Node {
             pods,
             usage: None,
             metrics: Vec::new(),
+            metrics_unchanged: false,
             engine_unavailable: None,
             unit_settings: None,
             volume_classes: Default::default(),
