@@ -71,8 +71,10 @@ impl Cgroups {
         };
         match self {
             Self::V2 { root } => {
-                let dir = root.join(relative);
-                let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+                // One walk to the cgroup's directory, then each file
+                // relative to it.
+                let dir = std::fs::File::open(root.join(relative)).ok()?;
+                let read = |file: &str| read_in(&dir, file);
                 m.memory_bytes = number(&read("memory.current")?)?;
                 let stat = read("memory.stat").unwrap_or_default();
                 let inactive = keyed(&stat, "inactive_file").unwrap_or(0);
@@ -128,6 +130,15 @@ impl Cgroups {
         }
         Some(m)
     }
+}
+
+/// The text of `file` in the directory `dir`; `None` if it cannot be read.
+fn read_in(dir: &std::fs::File, file: &str) -> Option<String> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(dir, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut text = String::with_capacity(256);
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).ok()?;
+    Some(text)
 }
 
 /// Removes the cgroup at `dir` and the cgroups below it, deepest first

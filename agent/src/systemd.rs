@@ -200,7 +200,9 @@ impl Systemd {
     }
 
     /// The state of `unit` if systemd has it loaded; `None` otherwise. Uses
-    /// GetUnit, which never loads a unit (LoadUnit would cache it).
+    /// GetUnit, which never loads a unit (LoadUnit would cache it). The
+    /// properties are asked for all at once: one wait for their answers,
+    /// not one per property.
     pub async fn state(&self, unit: &str) -> Result<Option<UnitState>, SystemdError> {
         let Some(path) = self.loaded_unit(unit).await? else {
             return Ok(None);
@@ -216,10 +218,16 @@ impl Systemd {
             action: format!("reading {unit}"),
             source: e,
         };
+        let (active_state, sub_state, needs_reload) = futures_util::try_join!(
+            unit_proxy.active_state(),
+            unit_proxy.sub_state(),
+            unit_proxy.need_daemon_reload(),
+        )
+        .map_err(read)?;
         let mut state = UnitState {
-            active_state: unit_proxy.active_state().await.map_err(read)?,
-            sub_state: unit_proxy.sub_state().await.map_err(read)?,
-            needs_reload: unit_proxy.need_daemon_reload().await.map_err(read)?,
+            active_state,
+            sub_state,
+            needs_reload,
             ..UnitState::default()
         };
         // A slice has no process: only services have these.
@@ -231,19 +239,27 @@ impl Systemd {
                 .build()
                 .await
                 .map_err(call("service proxy"))?;
-            state.result = service.result().await.map_err(read)?;
-            state.exec_main_status = service.exec_main_status().await.map_err(read)?;
-            let exited = service
-                .exec_main_exit_timestamp_monotonic()
-                .await
-                .map_err(read)?;
+            let exited;
+            (
+                state.result,
+                state.exec_main_status,
+                exited,
+                state.main_pid,
+                state.restarts,
+                state.status_text,
+            ) = futures_util::try_join!(
+                service.result(),
+                service.exec_main_status(),
+                service.exec_main_exit_timestamp_monotonic(),
+                service.main_pid(),
+                service.n_restarts(),
+                service.status_text(),
+            )
+            .map_err(read)?;
             if exited != 0 {
                 let code = service.exec_main_code().await.map_err(read)?;
                 state.main_exit = Some(main_exit(code, state.exec_main_status));
             }
-            state.main_pid = service.main_pid().await.map_err(read)?;
-            state.restarts = service.n_restarts().await.map_err(read)?;
-            state.status_text = service.status_text().await.map_err(read)?;
         }
         Ok(Some(state))
     }
@@ -297,10 +313,17 @@ impl Systemd {
         &self,
         units: &[String],
     ) -> Result<HashMap<String, UnitState>, SystemdError> {
+        // A few units at a time: their answers come in together.
+        const AT_ONCE: usize = 8;
         let mut states = HashMap::new();
-        for unit in units {
-            if let Some(state) = self.state(unit).await? {
-                states.insert(unit.clone(), state);
+        for some in units.chunks(AT_ONCE) {
+            let mut reads = Vec::with_capacity(some.len());
+            for unit in some {
+                reads.push(self.state(unit));
+            }
+            let read = futures_util::future::try_join_all(reads).await?;
+            for (unit, state) in some.iter().zip(read) {
+                states.extend(state.map(|s| (unit.clone(), s)));
             }
         }
         Ok(states)
