@@ -2,6 +2,7 @@
 //! controller, as on the lab hosts) and v2 (the unified hierarchy). The
 //! parsers are pure; [`Cgroups`] only finds and reads the files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use berth_model::metrics::{ContainerMetrics, Pressure};
@@ -103,8 +104,16 @@ impl Cgroups {
                 };
             }
             Self::V1 { root } => {
-                let read = |controller: &str, file: &str| {
-                    std::fs::read_to_string(root.join(controller).join(relative).join(file)).ok()
+                // Each controller's directory is walked to once, its
+                // files read relative to it.
+                let mut dirs: HashMap<&str, Option<std::fs::File>> = HashMap::new();
+                let mut read = |controller: &'static str, file: &str| {
+                    dirs.entry(controller)
+                        .or_insert_with(|| {
+                            std::fs::File::open(root.join(controller).join(relative)).ok()
+                        })
+                        .as_ref()
+                        .and_then(|dir| read_in(dir, file))
                 };
                 m.memory_bytes = number(&read("memory", "memory.usage_in_bytes")?)?;
                 let stat = read("memory", "memory.stat").unwrap_or_default();
