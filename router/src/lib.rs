@@ -63,6 +63,7 @@ pub async fn run(config: RouterConfig) -> anyhow::Result<()> {
         applied: None,
         rejected: BTreeMap::new(),
         started: false,
+        reload_mark: String::new(),
     };
     loop {
         let wanted = (
@@ -98,6 +99,9 @@ struct Router {
     rejected: BTreeMap<String, Route>,
     /// Whether the HAProxy unit was started (and systemd told we are up).
     started: bool,
+    /// The reload HAProxy's configuration was applied by (its
+    /// `description`): runtime commands must reach a worker of it.
+    reload_mark: String,
 }
 
 impl Router {
@@ -123,7 +127,7 @@ impl Router {
             Step::Nothing => Ok(()),
             Step::Runtime { commands, slots } => {
                 let socket = Path::new(RUNTIME_DIR).join("admin.sock");
-                match haproxy::runtime::send(&socket, &commands).await {
+                match haproxy::runtime::send(&socket, &commands, &self.reload_mark).await {
                     Ok(()) => {
                         info!(
                             commands = commands.len(),
@@ -137,7 +141,7 @@ impl Router {
                             let applied = applied.clone();
                             let config = self.state_dir.join("haproxy.cfg");
                             let crt_list = self.state_dir.join("crt-list");
-                            self.write(&applied, &config, &crt_list)?;
+                            self.write(&applied, &config, &crt_list, &self.reload_mark)?;
                         }
                         Ok(())
                     }
@@ -161,7 +165,8 @@ impl Router {
         let config_path = self.state_dir.join("haproxy.cfg");
         let candidate = self.state_dir.join("haproxy.cfg.new");
         let crt_list = self.state_dir.join("crt-list");
-        self.write(&next, &candidate, &crt_list)?;
+        let reload_mark = new_reload_mark();
+        self.write(&next, &candidate, &crt_list, &reload_mark)?;
         if let Err(refused) = haproxy::check::check(&self.config.haproxy, &candidate).await {
             warn!(error = %refused, "haproxy refused the configuration; checking route by route");
             let bad = self.find_refused(&next.layout, routes).await?;
@@ -198,12 +203,19 @@ impl Router {
         );
         self.remove_stale_certificates(&next.layout);
         self.applied = Some(next);
+        self.reload_mark = reload_mark;
         Ok(())
     }
 
     /// Writes the certificates (0600), the crt-list and the configuration
     /// at `path`.
-    fn write(&self, applied: &Applied, path: &Path, crt_list: &Path) -> anyhow::Result<()> {
+    fn write(
+        &self,
+        applied: &Applied,
+        path: &Path,
+        crt_list: &Path,
+        reload_mark: &str,
+    ) -> anyhow::Result<()> {
         let certificates_dir = self.state_dir.join("certs");
         for certificate in &applied.layout.certificates {
             write_private(
@@ -220,7 +232,13 @@ impl Router {
             crt_list,
             certificates_dir: &certificates_dir,
         };
-        let text = render::render(&applied.layout, &applied.slots, self.ports(), &paths)?;
+        let text = render::render(
+            &applied.layout,
+            &applied.slots,
+            self.ports(),
+            &paths,
+            reload_mark,
+        )?;
         write_private(path, &text)
     }
 
@@ -248,7 +266,7 @@ impl Router {
             let dir = self.state_dir.join("check");
             let path = dir.join(format!("{}.cfg", route.name));
             let crt_list = dir.join(format!("{}.crt-list", route.name));
-            let reason = match self.write(&applied, &path, &crt_list) {
+            let reason = match self.write(&applied, &path, &crt_list, &self.reload_mark) {
                 Err(e) => Some(format!("{e:#}")),
                 Ok(()) => haproxy::check::check(&self.config.haproxy, &path)
                     .await
@@ -284,6 +302,15 @@ impl Router {
 
 /// Writes `text` to `path` readable by root only (certificates and keys,
 /// and the configuration that names them), replacing it atomically.
+/// A mark no earlier reload had, this router's or a previous one's: the
+/// time in nanoseconds.
+fn new_reload_mark() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("berth-router-{}", now.as_nanos())
+}
+
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()

@@ -108,6 +108,7 @@ fn check(dir: &Path, routes: &[Route]) -> std::process::Output {
             https: 8443,
         },
         &paths,
+        "berth-router-1",
     )
     .expect("render");
     let config = dir.join("haproxy.cfg");

@@ -88,13 +88,19 @@ fn host_rules(out: &mut String, rules: &[crate::layout::HostRule]) -> Result<(),
     Ok(())
 }
 
-/// haproxy.cfg for `layout` with the servers in `slots`.
+/// haproxy.cfg for `layout` with the servers in `slots`. `reload_mark`
+/// (letters, digits and `-`) becomes its `description`, which `show info`
+/// tells: which reload a worker answering the runtime API runs.
 pub fn render(
     layout: &Layout,
     slots: &Slots,
     ports: Ports,
     paths: &Paths<'_>,
+    reload_mark: &str,
 ) -> Result<String, RenderError> {
+    debug_assert!(reload_mark
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-'));
     let runtime = paths.runtime_dir.display();
     let mut out = String::new();
     writeln!(
@@ -103,6 +109,7 @@ pub fn render(
          # rewritten on every change: do not edit.\n\
          global\n    \
          stats socket {runtime}/admin.sock mode 600 level admin expose-fd listeners\n    \
+         description {reload_mark}\n    \
          stats timeout 30s\n    \
          # Old workers finish their connections (websockets too) after a\n    \
          # reload, for at most an hour.\n    \
@@ -275,7 +282,7 @@ mod tests {
                 port: 30001,
             })],
         )]);
-        let text = render(&layout, &slots, PORTS, &paths()).unwrap();
+        let text = render(&layout, &slots, PORTS, &paths(), "reload-1").unwrap();
         assert!(text.contains("frontend http\n    bind :80\n"), "{text}");
         assert!(text.contains(
             "use_backend be_www if { req.hdr(host),field(1,:),lower -m str \"www.example.test\" } { path_beg \"/\" }"
@@ -311,7 +318,7 @@ mod tests {
             }],
             ..Layout::default()
         };
-        let text = render(&layout, &BTreeMap::new(), PORTS, &paths()).unwrap();
+        let text = render(&layout, &BTreeMap::new(), PORTS, &paths(), "reload-1").unwrap();
         assert!(
             text.contains("use_backend be_p if { req.ssl_sni,lower -m str \"p.example.test\" }"),
             "{text}"
@@ -337,7 +344,7 @@ mod tests {
             }],
             ..Layout::default()
         };
-        let error = render(&layout, &BTreeMap::new(), PORTS, &paths()).unwrap_err();
+        let error = render(&layout, &BTreeMap::new(), PORTS, &paths(), "reload-1").unwrap_err();
         assert_eq!(error.what, "hostname");
     }
 }
