@@ -193,8 +193,9 @@ const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the pods and Docker are looked at when nothing says they
 /// changed (systemd's signals and Docker's events wake a look at once):
-/// what no event announces, a hung Docker, a pull's progress or a
-/// volume's size, shows within this. While Docker is down, each second.
+/// what no event announces, a hung Docker or a volume's size, shows within
+/// this. While Docker is down or an image is being pulled (its progress is
+/// in the pod's status), each second.
 const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
 /// What the heartbeat carries besides capacity and usage: the master's pods
@@ -342,7 +343,7 @@ async fn observe_forever(
             *current = Arc::new(next);
             true
         });
-        let next_look = if engine_was_down {
+        let next_look = if engine_was_down || runtime.pulling() {
             HEARTBEAT_INTERVAL
         } else {
             LOOK_AT_LEAST_EVERY

@@ -239,6 +239,12 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let _ = adopted.wait_for(|done| *done).await;
     }
 
+    /// Whether an image is being pulled for a pod: its progress is in the
+    /// pod's status, and no event announces it.
+    pub fn pulling(&self) -> bool {
+        self.pulls.any()
+    }
+
     /// The unit and container states the heartbeat reports from; events
     /// keep it fresh (see [`crate::status_cache::follow`]).
     pub fn status_cache(&self) -> &Arc<StatusCache> {

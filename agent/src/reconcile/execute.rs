@@ -139,6 +139,11 @@ impl Pulls {
     pub fn summary(&self, pod: &str) -> Option<String> {
         self.map().get(pod).map(|p| p.summary())
     }
+
+    /// Whether any pull is under way.
+    pub fn any(&self) -> bool {
+        !self.map().is_empty()
+    }
 }
 
 async fn apply<D: ContainerEngine, S: UnitManager>(

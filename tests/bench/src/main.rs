@@ -461,8 +461,10 @@ fn main() -> ExitCode {
                 .build()
                 .map_err(anyhow::Error::from)
                 .and_then(|runtime| {
+                    // The hand-written configuration has no `description`:
+                    // its worker's reload mark is empty.
                     runtime
-                        .block_on(berth_router::haproxy::runtime::send(&socket, &commands))
+                        .block_on(berth_router::haproxy::runtime::send(&socket, &commands, ""))
                         .map_err(anyhow::Error::from)
                 });
             if let Err(error) = result {
