@@ -23,6 +23,24 @@ use crate::parse;
 /// How long one follow request waits at the master for new lines.
 const FOLLOW_WAIT: Duration = Duration::from_secs(1);
 
+/// How long after a build ended its last lines may still be on their way
+/// to the master: its node ships the journal in batches, and may report
+/// the build's end first.
+const LOG_SETTLE: Duration = Duration::from_secs(5);
+
+/// What is left of [`LOG_SETTLE`] after `build` ended, as of now.
+fn settling(build: &Build) -> Duration {
+    let Some(end_ms) = build.end_ms else {
+        return Duration::ZERO;
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let since = Duration::from_millis(now_ms.saturating_sub(end_ms));
+    // Clocks may disagree: never more than the whole settle time.
+    LOG_SETTLE.saturating_sub(since)
+}
+
 /// `berth build`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -399,27 +417,42 @@ async fn logs(client: &MasterClient, build: &Build, follow: bool) -> anyhow::Res
     let mut last_id = 0;
     loop {
         let ended = build.phase.is_final();
+        // A build that just ended may have lines still on their way: wait
+        // for them a moment, a second at a time.
+        let settle = if ended && build.pod.is_some() {
+            settling(&build)
+        } else {
+            Duration::ZERO
+        };
         if let Some(pod) = &build.pod {
             let mut query = vec![("target", pod.clone())];
             if last_id > 0 {
                 query.push(("newer-than", last_id.to_string()));
             }
-            let wait = if follow && !ended {
-                query.push(("wait", FOLLOW_WAIT.as_secs().to_string()));
+            let wait = if (follow && !ended) || !settle.is_zero() {
                 FOLLOW_WAIT
             } else {
                 Duration::ZERO
             };
+            if !wait.is_zero() {
+                query.push(("wait", wait.as_secs().to_string()));
+            }
             // Before its pod ran, the build has no lines yet.
-            if let Ok(page) = client.read_logs(&query, wait).await {
-                crate::logs::print_messages(&page.lines)?;
-                last_id = page.last_id.max(last_id);
-                if page.next.is_some() {
-                    continue;
+            match client.read_logs(&query, wait).await {
+                Ok(page) => {
+                    crate::logs::print_messages(&page.lines)?;
+                    last_id = page.last_id.max(last_id);
+                    if page.next.is_some() {
+                        continue;
+                    }
                 }
+                Err(_) => tokio::time::sleep(wait).await,
             }
         } else if follow {
             tokio::time::sleep(FOLLOW_WAIT / 4).await;
+        }
+        if ended && !settle.is_zero() {
+            continue;
         }
         if !follow || ended {
             return Ok(build);
