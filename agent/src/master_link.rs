@@ -352,6 +352,8 @@ async fn observe_forever(
             () = tokio::time::sleep(next_look) => {}
             () = changed.notified() => {}
             () = runtime.status_cache().changed() => {}
+            // From then on, each second (see above).
+            () = runtime.pull_began() => {}
         }
     }
 }

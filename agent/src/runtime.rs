@@ -245,6 +245,11 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         self.pulls.any()
     }
 
+    /// Returns when a pull begins.
+    pub async fn pull_began(&self) {
+        self.pulls.began().await;
+    }
+
     /// The unit and container states the heartbeat reports from; events
     /// keep it fresh (see [`crate::status_cache::follow`]).
     pub fn status_cache(&self) -> &Arc<StatusCache> {

@@ -114,7 +114,11 @@ fn short(action: &Action) -> String {
 /// The pulls under way, by pod: while a pod's image comes, its status
 /// says how far (`ContainerCreating: pulling 12.3/40.1 MB`).
 #[derive(Debug, Default)]
-pub struct Pulls(std::sync::Mutex<std::collections::BTreeMap<String, Arc<PullProgress>>>);
+pub struct Pulls(
+    std::sync::Mutex<std::collections::BTreeMap<String, Arc<PullProgress>>>,
+    /// Woken when a pull begins.
+    tokio::sync::Notify,
+);
 
 impl Pulls {
     fn map(
@@ -128,6 +132,7 @@ impl Pulls {
     fn begin(&self, pod: &str) -> Arc<PullProgress> {
         let progress = Arc::new(PullProgress::default());
         self.map().insert(pod.to_owned(), Arc::clone(&progress));
+        self.1.notify_one();
         progress
     }
 
@@ -143,6 +148,12 @@ impl Pulls {
     /// Whether any pull is under way.
     pub fn any(&self) -> bool {
         !self.map().is_empty()
+    }
+
+    /// Returns when a pull begins (at once if one began since it last
+    /// returned).
+    pub async fn began(&self) {
+        self.1.notified().await;
     }
 }
 
