@@ -114,17 +114,17 @@ fn short(action: &Action) -> String {
 /// The pulls under way, by pod: while a pod's image comes, its status
 /// says how far (`ContainerCreating: pulling 12.3/40.1 MB`).
 #[derive(Debug, Default)]
-pub struct Pulls(
-    std::sync::Mutex<std::collections::BTreeMap<String, Arc<PullProgress>>>,
+pub struct Pulls {
+    by_pod: std::sync::Mutex<std::collections::BTreeMap<String, Arc<PullProgress>>>,
     /// Woken when a pull begins.
-    tokio::sync::Notify,
-);
+    begun: tokio::sync::Notify,
+}
 
 impl Pulls {
     fn map(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Arc<PullProgress>>> {
-        self.0
+        self.by_pod
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -132,7 +132,7 @@ impl Pulls {
     fn begin(&self, pod: &str) -> Arc<PullProgress> {
         let progress = Arc::new(PullProgress::default());
         self.map().insert(pod.to_owned(), Arc::clone(&progress));
-        self.1.notify_one();
+        self.begun.notify_one();
         progress
     }
 
@@ -153,7 +153,7 @@ impl Pulls {
     /// Returns when a pull begins (at once if one began since it last
     /// returned).
     pub async fn began(&self) {
-        self.1.notified().await;
+        self.begun.notified().await;
     }
 }
 
