@@ -44,8 +44,8 @@ impl Cgroups {
     /// Docker makes the slice's directory in the controllers systemd does
     /// not manage (cpuset, freezer, ...) and nobody removes it when the
     /// slice stops. Only an empty cgroup can be removed, deepest first, so
-    /// anything still running keeps its cgroup. Returns how many went.
-    pub fn remove_leftovers(&self, path: &str) -> usize {
+    /// anything still running keeps its cgroup.
+    pub fn remove_leftovers(&self, path: &str) -> Leftovers {
         let relative = path.trim_start_matches('/');
         let dirs: Vec<PathBuf> = match self {
             Self::V2 { root } => vec![root.join(relative)],
@@ -58,7 +58,10 @@ impl Cgroups {
                 })
                 .unwrap_or_default(),
         };
-        dirs.iter().map(|dir| remove_cgroup_tree(dir)).sum()
+        Leftovers {
+            removed: dirs.iter().map(|dir| remove_cgroup_tree(dir)).sum(),
+            kept: dirs.iter().filter(|dir| dir.is_dir()).count(),
+        }
     }
 
     /// The figures of the cgroup at `path` (relative to the hierarchy's
@@ -139,6 +142,16 @@ impl Cgroups {
         }
         Some(m)
     }
+}
+
+/// What [`Cgroups::remove_leftovers`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Cgroups removed, at any depth.
+    pub removed: usize,
+    /// The slice's cgroups still there, one per hierarchy at most: a
+    /// process in them had not yet gone.
+    pub kept: usize,
 }
 
 /// The text of `file` in the directory `dir`; `None` if it cannot be read.
@@ -252,11 +265,33 @@ mod tests {
         }
         std::fs::create_dir_all(root.join("pids/berth.slice/berth-other.slice")).expect("scratch");
         let cgroups = Cgroups::V1 { root: root.clone() };
-        assert_eq!(cgroups.remove_leftovers("/berth.slice/berth-web.slice"), 4);
+        let busy = root.join("freezer/berth.slice/berth-web.slice/abc");
+        std::fs::write(busy.join("tasks"), "1").expect("a file keeps its directory");
+        assert_eq!(
+            cgroups.remove_leftovers("/berth.slice/berth-web.slice"),
+            Leftovers {
+                removed: 2,
+                kept: 1
+            }
+        );
+        std::fs::remove_file(busy.join("tasks")).expect("scratch");
+        assert_eq!(
+            cgroups.remove_leftovers("/berth.slice/berth-web.slice"),
+            Leftovers {
+                removed: 2,
+                kept: 0
+            }
+        );
         assert!(!root.join("cpuset/berth.slice/berth-web.slice").exists());
         assert!(root.join("cpuset/berth.slice").is_dir(), "the parent stays");
         assert!(root.join("pids/berth.slice/berth-other.slice").is_dir());
-        assert_eq!(cgroups.remove_leftovers("berth.slice/berth-web.slice"), 0);
+        assert_eq!(
+            cgroups.remove_leftovers("berth.slice/berth-web.slice"),
+            Leftovers {
+                removed: 0,
+                kept: 0
+            }
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 

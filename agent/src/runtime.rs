@@ -566,11 +566,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         execute(name, &steps, self.effects())
             .await
             .map_err(|e| RequestError::Failed(e.to_string()))?;
-        let slice = format!("berth.slice/{}", pod_slice_name(name));
-        let removed = crate::cgroup::Cgroups::detect().remove_leftovers(&slice);
-        if removed > 0 {
-            info!(pod = name, removed, "removed the slice's leftover cgroups");
-        }
+        remove_leftover_cgroups(name).await;
         self.store
             .remove(name)
             .map_err(|e| RequestError::Failed(format!("{e:#}")))
@@ -1560,6 +1556,37 @@ const FIRST_START_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_START_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The wait after the `attempts`-th failure in a row.
+/// Removes what is left of a removed pod's slice in the cgroup
+/// hierarchies. A container's last processes may still be exiting when its
+/// units are gone (under load, for a moment), keeping their cgroups, so
+/// this tries again for a few seconds; the caller holds the pod, so no new
+/// pod of the name can be starting in them meanwhile.
+async fn remove_leftover_cgroups(pod: &str) {
+    const TRIES: u32 = 8;
+    let slice = format!("berth.slice/{}", pod_slice_name(pod));
+    let cgroups = crate::cgroup::Cgroups::detect();
+    let mut removed = 0;
+    for attempt in 1..=TRIES {
+        let pass = cgroups.remove_leftovers(&slice);
+        removed += pass.removed;
+        if pass.kept == 0 {
+            break;
+        }
+        if attempt == TRIES {
+            warn!(
+                pod,
+                kept = pass.kept,
+                "the slice's cgroups are still in use; they stay"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+    }
+    if removed > 0 {
+        info!(pod, removed, "removed the slice's leftover cgroups");
+    }
+}
+
 fn start_backoff(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(16);
     FIRST_START_BACKOFF
