@@ -85,6 +85,16 @@ pub struct Timeouts {
     pub long_poll: Duration,
 }
 
+/// The least time a heartbeat gives one master before trying the next: a
+/// loaded master still answers within it.
+pub const HEARTBEAT_ATTEMPT_AT_LEAST: Duration = Duration::from_millis(800);
+
+/// How long a heartbeat given `timeout` waits for each of `masters`.
+fn heartbeat_attempt(timeout: Duration, masters: usize) -> Duration {
+    let masters = u32::try_from(masters).unwrap_or(u32::MAX).max(1);
+    (timeout / masters).max(HEARTBEAT_ATTEMPT_AT_LEAST.min(timeout))
+}
+
 /// The master's API as this node, with its credential.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
@@ -171,19 +181,24 @@ impl NodeClient {
 
     /// `PUT /v1/nodes/{node}/heartbeat`, given at most `timeout`: the
     /// heartbeat is the node's liveness and must not queue behind a slow
-    /// master. A master older than [`HeartbeatAnswer`] answers `null`:
-    /// read as an answer that recorded everything.
+    /// master. With several masters the time is shared between them, so
+    /// that a master cut off mid-request (which never answers) leaves the
+    /// others time to hear the node within their grace period, though each
+    /// gets at least [`HEARTBEAT_ATTEMPT_AT_LEAST`]. A master older than
+    /// [`HeartbeatAnswer`] answers `null`: read as an answer that recorded
+    /// everything.
     pub async fn heartbeat(
         &self,
         beat: &Heartbeat,
         timeout: Duration,
     ) -> Result<HeartbeatAnswer, Error> {
+        let attempt = heartbeat_attempt(timeout, self.masters.urls().len());
         let response = self
             .checked(true, |url| {
                 self.http
                     .put(format!("{url}/v1/nodes/{}/heartbeat", self.joined.node))
                     .bearer_auth(&self.joined.credential)
-                    .timeout(timeout)
+                    .timeout(attempt)
                     .json(beat)
             })
             .await?;
@@ -244,6 +259,21 @@ mod tests {
     use berth_model::route::RoutesView;
 
     use super::*;
+
+    #[test]
+    fn a_heartbeat_shares_its_time_between_masters_but_gives_each_enough() {
+        let two = Duration::from_secs(2);
+        assert_eq!(heartbeat_attempt(two, 1), two);
+        assert_eq!(heartbeat_attempt(two, 2), Duration::from_secs(1));
+        assert_eq!(heartbeat_attempt(two, 3), HEARTBEAT_ATTEMPT_AT_LEAST);
+        assert_eq!(heartbeat_attempt(two, 0), two);
+        let short = Duration::from_millis(300);
+        assert_eq!(
+            heartbeat_attempt(short, 3),
+            short,
+            "never more than the whole"
+        );
+    }
 
     /// What the test master saw: each request's `after` and credential.
     type Seen = Arc<Mutex<Vec<(Option<u64>, String)>>>;
