@@ -1124,6 +1124,37 @@ enum OomVerdict {
 /// again (the shim answers within seconds, if at all).
 const OOM_VERDICT_RETRY: Duration = Duration::from_secs(2);
 
+/// Removes what is left of a removed pod's slice in the cgroup
+/// hierarchies. A container's last processes may still be exiting when its
+/// units are gone (under load, for a moment), keeping their cgroups, so
+/// this tries again for a few seconds; the caller holds the pod, so no new
+/// pod of the name can be starting in them meanwhile.
+async fn remove_leftover_cgroups(pod: &str) {
+    const TRIES: u32 = 8;
+    let slice = format!("berth.slice/{}", pod_slice_name(pod));
+    let cgroups = crate::cgroup::Cgroups::detect();
+    let mut removed = 0;
+    for attempt in 1..=TRIES {
+        let pass = cgroups.remove_leftovers(&slice);
+        removed += pass.removed;
+        if pass.kept == 0 {
+            break;
+        }
+        if attempt == TRIES {
+            warn!(
+                pod,
+                kept = pass.kept,
+                "the slice's cgroups are still in use; they stay"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+    }
+    if removed > 0 {
+        info!(pod, removed, "removed the slice's leftover cgroups");
+    }
+}
+
 /// A pod's status from its record, its units' states and its containers.
 pub fn pod_status(
     record: &PodRecord,
@@ -1556,37 +1587,6 @@ const FIRST_START_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_START_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The wait after the `attempts`-th failure in a row.
-/// Removes what is left of a removed pod's slice in the cgroup
-/// hierarchies. A container's last processes may still be exiting when its
-/// units are gone (under load, for a moment), keeping their cgroups, so
-/// this tries again for a few seconds; the caller holds the pod, so no new
-/// pod of the name can be starting in them meanwhile.
-async fn remove_leftover_cgroups(pod: &str) {
-    const TRIES: u32 = 8;
-    let slice = format!("berth.slice/{}", pod_slice_name(pod));
-    let cgroups = crate::cgroup::Cgroups::detect();
-    let mut removed = 0;
-    for attempt in 1..=TRIES {
-        let pass = cgroups.remove_leftovers(&slice);
-        removed += pass.removed;
-        if pass.kept == 0 {
-            break;
-        }
-        if attempt == TRIES {
-            warn!(
-                pod,
-                kept = pass.kept,
-                "the slice's cgroups are still in use; they stay"
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100) * attempt).await;
-    }
-    if removed > 0 {
-        info!(pod, removed, "removed the slice's leftover cgroups");
-    }
-}
-
 fn start_backoff(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(16);
     FIRST_START_BACKOFF
