@@ -125,7 +125,7 @@ impl EtcdStore {
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
             .with_require_leader(true);
-        let client = timed(Client::connect(endpoints, Some(options)))
+        let client = timed(|| Client::connect(endpoints, Some(options.clone())))
             .await
             .map_err(|e| context(e, &format!("connect to etcd at {shown}")))?;
         let store = EtcdStore {
@@ -199,15 +199,25 @@ impl EtcdStore {
     /// etcd's current revision: the header of a linearizable read, so it
     /// is never older than a write this store already acknowledged.
     async fn current_revision(&self) -> Result<u64, StoreError> {
-        let mut kv = self.kv.clone();
         let options = GetOptions::new().with_count_only();
-        let response = timed(kv.get(self.root.as_bytes().to_vec(), Some(options))).await?;
+        let response = timed(|| {
+            let mut kv = self.kv.clone();
+            let root = self.root.as_bytes().to_vec();
+            let options = options.clone();
+            async move { kv.get(root, Some(options)).await }
+        })
+        .await?;
         header_revision(response.header())
     }
 
     async fn get_entry(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let mut kv = self.kv.clone();
-        let mut response = timed(kv.get(self.etcd_key(key)?, None)).await?;
+        let etcd_key = self.etcd_key(key)?;
+        let mut response = timed(|| {
+            let mut kv = self.kv.clone();
+            let etcd_key = etcd_key.clone();
+            async move { kv.get(etcd_key, None).await }
+        })
+        .await?;
         response
             .take_kvs()
             .into_iter()
@@ -236,7 +246,7 @@ impl EtcdStore {
     /// All entries under `prefix` at one revision, read a page at a time.
     async fn list_snapshot(&self, prefix: &str) -> Result<(Vec<Entry>, u64), StoreError> {
         let (mut from, end) = self.etcd_range(prefix)?;
-        let mut kv = self.kv.clone();
+        let kv = &self.kv;
         let mut entries = Vec::new();
         // Set by the first page; later pages read at it, so the whole list
         // is one snapshot even when writes land between the pages.
@@ -248,7 +258,12 @@ impl EtcdStore {
             if let Some(at) = snapshot {
                 options = options.with_revision(at);
             }
-            let mut response = timed(kv.get(from.clone(), Some(options))).await?;
+            let mut response = timed(|| {
+                let mut kv = kv.clone();
+                let (from, options) = (from.clone(), options.clone());
+                async move { kv.get(from, Some(options)).await }
+            })
+            .await?;
             if snapshot.is_none() {
                 let header = response
                     .header()
@@ -340,10 +355,13 @@ impl EtcdStore {
             ));
         }
         let txn = Txn::new().when(compares).and_then(writes).or_else(reads);
-        let mut kv = self.kv.clone();
-        let response = timed(kv.txn(txn))
-            .await
-            .map_err(|e| over_limit(e, ops.len()))?;
+        let response = timed(|| {
+            let mut kv = self.kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(|e| over_limit(e, ops.len()))?;
         if response.succeeded() {
             return header_revision(response.header());
         }
@@ -460,8 +478,12 @@ impl WatchState {
             .with_range(self.end.clone())
             .with_start_revision(start_revision)
             .with_prev_key();
-        let mut client = self.store.watch.clone();
-        timed(client.watch(self.start.clone(), Some(options))).await
+        timed(|| {
+            let mut client = self.store.watch.clone();
+            let (start, options) = (self.start.clone(), options.clone());
+            async move { client.watch(start, Some(options)).await }
+        })
+        .await
     }
 
     async fn next(mut self) -> Option<(Result<Event, StoreError>, WatchState)> {
@@ -660,15 +682,50 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, 
     revision(header.revision())
 }
 
-/// Runs an etcd request with [`REQUEST_TIMEOUT`].
-async fn timed<T>(
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
-        Ok(result) => result.map_err(etcd),
-        Err(_) => Err(backend(format!(
-            "etcd did not answer within {REQUEST_TIMEOUT:?}"
-        ))),
+/// Runs an etcd request, made by `request` for each try, within
+/// [`REQUEST_TIMEOUT`] in all. The client spreads requests over the
+/// endpoints, and while a member is cut off each request sent its way
+/// fails to connect until the channel drops it. Such a request never
+/// reached etcd, so it goes again (to whichever member answers) rather
+/// than failing a user's write while a majority serves.
+async fn timed<T, F, R>(mut request: R) -> Result<T, StoreError>
+where
+    R: FnMut() -> F,
+    F: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, request()).await {
+            Ok(Err(e)) if never_sent(&e) && Instant::now() + UNSENT_RETRY_PAUSE < deadline => {
+                tracing::debug!(error = %e, "an etcd request found no connection; sending it again");
+                tokio::time::sleep(UNSENT_RETRY_PAUSE).await;
+            }
+            Ok(result) => return result.map_err(etcd),
+            Err(_) => {
+                return Err(backend(format!(
+                    "etcd did not answer within {REQUEST_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// The pause before a request that found no connection goes again.
+const UNSENT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// gRPC's `UNAVAILABLE` status code.
+const GRPC_UNAVAILABLE: i32 = 14;
+
+/// Whether `e` says the request never reached a member: the channel's own
+/// `UNAVAILABLE` (which carries the transport error as its source; etcd's
+/// answers carry none) or a transport error.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() as i32 == GRPC_UNAVAILABLE && std::error::Error::source(status).is_some()
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
     }
 }
 

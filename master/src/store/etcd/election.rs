@@ -290,7 +290,12 @@ impl EtcdStore {
     ) -> (StoreError, bool) {
         let mut leases = self.lease.clone();
         let sent = Instant::now();
-        let lease = match timed(leases.grant(times.ttl_secs(), None)).await {
+        let lease = match timed(|| {
+            let mut leases = self.lease.clone();
+            async move { leases.grant(times.ttl_secs(), None).await }
+        })
+        .await
+        {
             Ok(granted) => granted.id(),
             Err(e) => return (e, false),
         };
@@ -319,22 +324,27 @@ impl EtcdStore {
         terms: &watch::Sender<Option<Term>>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<std::convert::Infallible, StoreError> {
-        let mut leases = self.lease.clone();
-        let (mut keeper, mut answers) = timed(leases.keep_alive(lease)).await?;
-        let mut kv = self.kv.clone();
+        let (mut keeper, mut answers) = timed(|| {
+            let mut leases = self.lease.clone();
+            async move { leases.keep_alive(lease).await }
+        })
+        .await?;
         let registration = serde_json::to_vec(me)
             .map_err(|e| backend(format!("encoding this master's registration: {e}")))?;
-        timed(kv.put(
-            self.etcd_key(&format!("{KNOWN}{}", me.name))?,
-            registration.clone(),
-            None,
-        ))
+        let known = self.etcd_key(&format!("{KNOWN}{}", me.name))?;
+        timed(|| {
+            let mut kv = self.kv.clone();
+            let (known, registration) = (known.clone(), registration.clone());
+            async move { kv.put(known, registration, None).await }
+        })
         .await?;
-        timed(kv.put(
-            self.etcd_key(&format!("{LIVE}{}", me.name))?,
-            registration,
-            Some(PutOptions::new().with_lease(lease)),
-        ))
+        let live = self.etcd_key(&format!("{LIVE}{}", me.name))?;
+        timed(|| {
+            let mut kv = self.kv.clone();
+            let (live, registration) = (live.clone(), registration.clone());
+            let options = PutOptions::new().with_lease(lease);
+            async move { kv.put(live, registration, Some(options)).await }
+        })
         .await?;
         let deposed = Arc::new(Notify::new());
         let mut leading = false;
@@ -407,8 +417,12 @@ impl EtcdStore {
                 name.as_bytes().to_vec(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        let mut kv = self.kv.clone();
-        let response = timed(kv.txn(txn)).await?;
+        let response = timed(|| {
+            let mut kv = self.kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         if !response.succeeded() {
             return Ok(None);
         }
@@ -423,8 +437,13 @@ impl EtcdStore {
     /// Writes `value` at `key` whatever was there: for reports that every
     /// master writes and nobody updates from what it read (heartbeats).
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
-        let mut kv = self.kv.clone();
-        let response = timed(kv.put(self.etcd_key(key)?, value, None)).await?;
+        let etcd_key = self.etcd_key(key)?;
+        let response = timed(|| {
+            let mut kv = self.kv.clone();
+            let (etcd_key, value) = (etcd_key.clone(), value.clone());
+            async move { kv.put(etcd_key, value, None).await }
+        })
+        .await?;
         header_revision(response.header())
     }
 }
