@@ -33,11 +33,11 @@ fn settling(build: &Build) -> Duration {
     let Some(end_ms) = build.end_ms else {
         return Duration::ZERO;
     };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let since = Duration::from_millis(now_ms.saturating_sub(end_ms));
-    // Clocks may disagree: never more than the whole settle time.
+    let ended = std::time::UNIX_EPOCH + Duration::from_millis(end_ms);
+    // Clocks may disagree: an end "in the future" has just happened.
+    let since = std::time::SystemTime::now()
+        .duration_since(ended)
+        .unwrap_or_default();
     LOG_SETTLE.saturating_sub(since)
 }
 

@@ -87,7 +87,7 @@ pub struct Timeouts {
 
 /// The least time a heartbeat gives one master before trying the next: a
 /// loaded master still answers within it.
-pub const HEARTBEAT_ATTEMPT_AT_LEAST: Duration = Duration::from_millis(800);
+const HEARTBEAT_ATTEMPT_AT_LEAST: Duration = Duration::from_millis(800);
 
 /// How long a heartbeat given `timeout` waits for each of `masters`.
 fn heartbeat_attempt(timeout: Duration, masters: usize) -> Duration {
@@ -184,7 +184,7 @@ impl NodeClient {
     /// master. With several masters the time is shared between them, so
     /// that a master cut off mid-request (which never answers) leaves the
     /// others time to hear the node within their grace period, though each
-    /// gets at least [`HEARTBEAT_ATTEMPT_AT_LEAST`]. A master older than
+    /// gets at least 800 ms. A master older than
     /// [`HeartbeatAnswer`] answers `null`: read as an answer that recorded
     /// everything.
     pub async fn heartbeat(
