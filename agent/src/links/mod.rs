@@ -33,7 +33,7 @@ use crate::docker::Docker;
 use crate::reconcile::desired::network_container_name;
 
 use self::netlink::Nftables;
-use self::nft::Dump;
+use self::nft::{Change, Dump};
 use self::plan::{changes, desired, Backend, Observed, PodWiring, TABLE};
 
 /// One of this node's pods with links or an outbound policy, as the master
@@ -156,29 +156,42 @@ fn read_table(nft: &mut Nftables) -> Result<Observed, LinkError> {
     Ok(observed)
 }
 
+/// Only links on 127.0.0.1 need loopback traffic to leave the pod
+/// (`route_localnet`).
+fn on_loopback(wiring: &PodWiring) -> bool {
+    wiring.links.iter().any(|(link, _)| link.address.is_none())
+}
+
+/// `previous`, when the namespace's `route_localnet` it was converged with
+/// still fits `wiring`: then only the table's contents differ.
+fn comparable<'a>(wiring: &PodWiring, previous: Option<&'a PodWiring>) -> Option<&'a PodWiring> {
+    previous.filter(|p| on_loopback(p) == on_loopback(wiring))
+}
+
 /// Converges the calling thread's namespace to `wiring`; returns how many
-/// changes were applied (in one transaction), if any had to be. `previous`
-/// is what the namespace was last converged to, when that is known to
-/// hold: the changes are then computed from it, without reading the table
-/// back, so adding a link costs the same however many are installed.
+/// changes were applied (in one transaction), if any had to be.
+/// `planned` are the changes [`plan::changes_since`] found from
+/// `previous` (what the namespace was last converged to, when that is
+/// known to hold); without them, `previous` is compared with `wiring` in
+/// full, and without that the table is read back.
 fn converge_here(
     wiring: &PodWiring,
     previous: Option<&PodWiring>,
+    planned: Option<Vec<Change>>,
 ) -> Result<Option<usize>, LinkError> {
-    let on_loopback = |w: &PodWiring| w.links.iter().any(|(link, _)| link.address.is_none());
-    let previous = previous.filter(|p| on_loopback(p) == on_loopback(wiring));
     let mut nft = Nftables::open()?;
-    if let Some(previous) = previous {
-        let changes = plan::changes_since(previous, wiring).unwrap_or_else(|| {
+    let from_previous = planned.or_else(|| {
+        comparable(wiring, previous).map(|previous| {
             let before = Observed::of(desired(previous).as_ref());
             changes(desired(wiring).as_ref(), &before)
-        });
+        })
+    });
+    if let Some(changes) = from_previous {
         nft.apply(TABLE, &changes)?;
         return Ok((!changes.is_empty()).then_some(changes.len()));
     }
     let desired = desired(wiring);
     let observed = read_table(&mut nft)?;
-    // Only links on 127.0.0.1 need loopback traffic to leave the pod.
     let localnet = on_loopback(wiring);
     let current = netns::route_localnet().map_err(LinkError::RouteLocalnet)?;
     // On before the rules that need it, off after they are gone.
@@ -195,13 +208,21 @@ fn converge_here(
 
 /// Converges the namespace of process `pid` to `wiring` (from `previous`,
 /// if known; see [`converge_here`]). The wirings are shared, not copied:
-/// a pod may hold tens of thousands of links.
+/// a pod may hold tens of thousands of links. The changes that follow
+/// from the changed links alone are planned here, on the caller's
+/// thread, where the new wiring was just built and is still in cache;
+/// only applying them needs the namespace's thread.
 pub async fn converge(
     pid: u32,
     wiring: Arc<PodWiring>,
     previous: Option<Arc<PodWiring>>,
 ) -> Result<Option<usize>, LinkError> {
-    netns::run_in(pid, move || converge_here(&wiring, previous.as_deref())).await?
+    let planned = comparable(&wiring, previous.as_deref())
+        .and_then(|previous| plan::changes_since(previous, &wiring));
+    netns::run_in(pid, move || {
+        converge_here(&wiring, previous.as_deref(), planned)
+    })
+    .await?
 }
 
 /// Keeps every assigned pod's namespace wired.

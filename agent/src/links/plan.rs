@@ -307,10 +307,12 @@ pub fn desired(wiring: &PodWiring) -> Option<Ruleset> {
     );
     // route_localnet lets 127/8 cross interfaces: refuse new connections
     // to the pod's loopback from outside (CVE-2020-8558); replies to
-    // linked connections are established and pass.
-    let mut guard = loopback_net(16).to_vec();
+    // linked connections are established and pass. Every packet the pod
+    // receives meets this rule, and nearly all are established: that test
+    // comes first, so they leave it after one match.
+    let mut guard = ct_bits(CtKey::State, CT_ESTABLISHED_RELATED, CmpOp::Eq).to_vec();
+    guard.extend(loopback_net(16));
     guard.extend(interface(MetaKey::IifName, CmpOp::Neq, "lo"));
-    guard.extend(ct_bits(CtKey::State, CT_ESTABLISHED_RELATED, CmpOp::Eq));
     guard.push(Expr::Verdict(Verdict::Drop));
     ruleset.chains.insert(
         CHAIN_INPUT.into(),
