@@ -550,6 +550,19 @@ pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
 /// about 90 ms sooner with 100 pods on the host: systemd 252 reads the
 /// whole mount table (each container adds its overlay to it) for each
 /// path it makes read-only, about 20 of them for those two.
+///
+/// For the same cost, nothing asks for what the seccomp filter and the
+/// empty capability set already refuse. `ProtectKernelModules=` and
+/// `ProtectKernelLogs=` are left out: `@system-service` allows no module
+/// and no `syslog` call, the bounding set holds neither
+/// `CAP_SYS_MODULE` nor `CAP_SYSLOG` (without which the kernel refuses
+/// reading `/dev/kmsg` under `kernel.dmesg_restrict`), and
+/// `ProcSubset=pid` hides `/proc/kmsg`. What they would add is paths made
+/// inaccessible, each another read of the mount table. `ProtectHome=` is
+/// `tmpfs` (an empty read-only tmpfs on each home) rather than `yes`:
+/// nothing of the homes is visible either way, and it costs one mount
+/// where `yes` costs one per path. With 100 pods up a start took 95 ms
+/// instead of 160 ms (`systemd-run --wait /bin/true` in a lab host).
 fn push_shim_sandbox(out: &mut String, probes: &Probes) {
     let probes_network = probes
         .iter()
@@ -563,12 +576,10 @@ fn push_shim_sandbox(out: &mut String, probes: &Probes) {
     out.push_str(concat!(
         "PrivateNetwork=yes\n",
         "ProtectSystem=strict\n",
-        "ProtectHome=yes\n",
+        "ProtectHome=tmpfs\n",
         "PrivateTmp=yes\n",
         "PrivateMounts=yes\n",
         "TemporaryFileSystem=/sys:ro\n",
-        "ProtectKernelModules=yes\n",
-        "ProtectKernelLogs=yes\n",
         "ProtectHostname=yes\n",
         "ProtectProc=invisible\n",
         "ProcSubset=pid\n",
