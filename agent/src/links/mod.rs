@@ -162,31 +162,29 @@ fn on_loopback(wiring: &PodWiring) -> bool {
     wiring.links.iter().any(|(link, _)| link.address.is_none())
 }
 
-/// `previous`, when the namespace's `route_localnet` it was converged with
-/// still fits `wiring`: then only the table's contents differ.
-fn comparable<'a>(wiring: &PodWiring, previous: Option<&'a PodWiring>) -> Option<&'a PodWiring> {
-    previous.filter(|p| on_loopback(p) == on_loopback(wiring))
+/// What a pod's namespace is known to hold before a converge, short of
+/// reading its table back.
+enum Known {
+    /// The changes from the last wiring, found from the links that
+    /// changed alone ([`plan::changes_since`]).
+    Changes(Vec<Change>),
+    /// The last wiring, to compare with the new one in full.
+    Wiring(Arc<PodWiring>),
 }
 
 /// Converges the calling thread's namespace to `wiring`; returns how many
-/// changes were applied (in one transaction), if any had to be.
-/// `planned` are the changes [`plan::changes_since`] found from
-/// `previous` (what the namespace was last converged to, when that is
-/// known to hold); without them, `previous` is compared with `wiring` in
-/// full, and without that the table is read back.
-fn converge_here(
-    wiring: &PodWiring,
-    previous: Option<&PodWiring>,
-    planned: Option<Vec<Change>>,
-) -> Result<Option<usize>, LinkError> {
+/// changes were applied (in one transaction), if any had to be. Without
+/// `known`, the table is read back.
+fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usize>, LinkError> {
     let mut nft = Nftables::open()?;
-    let from_previous = planned.or_else(|| {
-        comparable(wiring, previous).map(|previous| {
-            let before = Observed::of(desired(previous).as_ref());
-            changes(desired(wiring).as_ref(), &before)
-        })
-    });
-    if let Some(changes) = from_previous {
+    if let Some(known) = known {
+        let changes = match known {
+            Known::Changes(changes) => changes,
+            Known::Wiring(previous) => {
+                let before = Observed::of(desired(&previous).as_ref());
+                changes(desired(wiring).as_ref(), &before)
+            }
+        };
         nft.apply(TABLE, &changes)?;
         return Ok((!changes.is_empty()).then_some(changes.len()));
     }
@@ -207,22 +205,25 @@ fn converge_here(
 }
 
 /// Converges the namespace of process `pid` to `wiring` (from `previous`,
-/// if known; see [`converge_here`]). The wirings are shared, not copied:
-/// a pod may hold tens of thousands of links. The changes that follow
-/// from the changed links alone are planned here, on the caller's
-/// thread, where the new wiring was just built and is still in cache;
-/// only applying them needs the namespace's thread.
+/// what it was last converged to, when that is known to hold). The
+/// wirings are shared, not copied: a pod may hold tens of thousands of
+/// links. `previous` is used only while the `route_localnet` it was
+/// converged with still fits. The changes that follow from the changed
+/// links alone are planned here, on the caller's thread, where the new
+/// wiring was just built and is still in cache; only applying them (or
+/// the full comparison, which is heavy) runs on the namespace's thread.
 pub async fn converge(
     pid: u32,
     wiring: Arc<PodWiring>,
     previous: Option<Arc<PodWiring>>,
 ) -> Result<Option<usize>, LinkError> {
-    let planned = comparable(&wiring, previous.as_deref())
-        .and_then(|previous| plan::changes_since(previous, &wiring));
-    netns::run_in(pid, move || {
-        converge_here(&wiring, previous.as_deref(), planned)
-    })
-    .await?
+    let known = previous
+        .filter(|p| on_loopback(p) == on_loopback(&wiring))
+        .map(|previous| match plan::changes_since(&previous, &wiring) {
+            Some(changes) => Known::Changes(changes),
+            None => Known::Wiring(previous),
+        });
+    netns::run_in(pid, move || converge_here(&wiring, known)).await?
 }
 
 /// Keeps every assigned pod's namespace wired.
