@@ -216,6 +216,18 @@ pub async fn campaign(
 ) {
     let times = LeaseTimes::new(ttl);
     let mut hold_back = HoldBack::new(Instant::now() + ttl);
+    // Its own crashed run's key may expire just as this master first
+    // polls: finding another master live already counts as finding the
+    // lead held, so the warm ones win that race.
+    match store.list(LIVE).await {
+        Ok((live, _)) => {
+            let mine = format!("{LIVE}{}", me.name);
+            if live.iter().any(|entry| entry.key != mine) {
+                hold_back.found_held();
+            }
+        }
+        Err(e) => warn!(error = %e, "could not list the live masters; campaigning at once"),
+    }
     loop {
         let (reason, led) = store
             .stand(&me, (times, &mut hold_back), &terms, &mut stop)
@@ -235,8 +247,8 @@ pub async fn campaign(
 
 /// Whether a master that just started may claim the lead. One that finds
 /// the lead held when it starts (by a live master, or by its own previous
-/// run that crashed) leaves the next term to the masters that were waiting
-/// already, for one lease: they are warm, and a master that crashes again
+/// run that crashed), or other masters live, leaves the next term to the
+/// masters that were waiting already, for one lease: they are warm, and a master that crashes again
 /// and again does not keep taking the lead. A master that finds no leader
 /// (a new cluster, a graceful handover) claims at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
