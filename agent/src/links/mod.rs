@@ -91,14 +91,12 @@ pub fn backends(view: &EndpointsView, link: &Link) -> Vec<Backend> {
 
 /// What one pod should have, from its assignment and the endpoints.
 pub fn wiring(pod: &AssignedLinks, view: &EndpointsView) -> PodWiring {
-    PodWiring {
-        links: pod
-            .links
-            .iter()
-            .map(|link| (link.clone(), backends(view, link)))
-            .collect(),
-        egress: pod.egress,
-    }
+    let links = pod
+        .links
+        .iter()
+        .map(|link| (link.clone(), backends(view, link)))
+        .collect();
+    PodWiring::new(links, pod.egress)
 }
 
 /// Why a pod could not be wired.
@@ -159,7 +157,10 @@ fn read_table(nft: &mut Nftables) -> Result<Observed, LinkError> {
 /// Only links on 127.0.0.1 need loopback traffic to leave the pod
 /// (`route_localnet`).
 fn on_loopback(wiring: &PodWiring) -> bool {
-    wiring.links.iter().any(|(link, _)| link.address.is_none())
+    wiring
+        .links()
+        .iter()
+        .any(|(link, _)| link.address.is_none())
 }
 
 /// What a pod's namespace is known to hold before a converge, short of

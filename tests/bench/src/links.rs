@@ -369,8 +369,8 @@ pub fn add(installed: &[usize], runs: usize) {
 }
 
 fn wiring(links: usize) -> PodWiring {
-    PodWiring {
-        links: (0..links)
+    PodWiring::new(
+        (0..links)
             .map(|i| {
                 let link = Link {
                     service: format!("svc{i}"),
@@ -386,8 +386,8 @@ fn wiring(links: usize) -> PodWiring {
                 (link, vec![backend])
             })
             .collect(),
-        egress: EgressPolicy::Open,
-    }
+        EgressPolicy::Open,
+    )
 }
 
 /// Inside the lab host: installs each count of links in the namespace of
