@@ -107,9 +107,9 @@ impl Default for PodWiring {
 
 /// What each link's elements depend on (its local address and port, and
 /// its backends), packed into flat arrays built with the wiring. Two
-/// wirings then compare link by link reading memory in order, rather than
-/// each link's backends from the heap: with 20,000 links, 0.01 ms against
-/// 0.2 ms once the caches are cold.
+/// wirings then compare array against array, a block of memory at a time,
+/// rather than link by link with each link's backends read from the heap:
+/// with 20,000 links, 0.01 ms against 0.15 ms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Footprint {
     /// Per link: its local address and port.
@@ -143,13 +143,68 @@ impl Footprint {
         footprint
     }
 
-    /// Link `i`'s head and backends.
-    fn link(&self, i: usize) -> (u64, &[u64]) {
-        (
-            self.heads[i],
-            &self.backends[self.starts[i]..self.starts[i + 1]],
-        )
+    /// How many links, from the first, `self` and `other` have alike.
+    fn common_prefix(&self, other: &Self) -> usize {
+        let heads = first_mismatch(&self.heads, &other.heads);
+        // Links 0..k lie at the same places when starts[..=k] agree...
+        let bounds = first_mismatch(&self.starts, &other.starts).saturating_sub(1);
+        // ...and hold the same backends when they end before the first
+        // backend that differs.
+        let differs = first_mismatch(&self.backends, &other.backends);
+        let whole = self.starts[1..].partition_point(|&end| end <= differs);
+        heads.min(bounds).min(whole)
     }
+
+    /// How many links, from the last, `self` and `other` have alike, up to
+    /// `room`.
+    fn common_suffix(&self, other: &Self, room: usize) -> usize {
+        let (n, m) = (self.heads.len(), other.heads.len());
+        let heads = trailing_matches(&self.heads, &other.heads).min(room);
+        // The k-th link from the end lies at the same places when it
+        // starts as far from the end on both sides...
+        let (total, other_total) = (self.backends.len(), other.backends.len());
+        let bounds = (1..=heads)
+            .take_while(|&k| total - self.starts[n - k] == other_total - other.starts[m - k])
+            .count();
+        // ...and holds the same backends when it starts after the last
+        // backend that differs.
+        let alike = total - trailing_matches(&self.backends, &other.backends);
+        let whole = n - self.starts[..n].partition_point(|&start| start < alike);
+        bounds.min(whole)
+    }
+}
+
+/// Slices are compared this many items at a time (one `memcmp` each).
+const BLOCK: usize = 32;
+
+/// Where `a` and `b` first differ, or the shorter one's length.
+fn first_mismatch<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let len = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= len && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    i + a[i..len]
+        .iter()
+        .zip(&b[i..len])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many items at the ends of `a` and `b` are alike.
+fn trailing_matches<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - len..], &b[b.len() - len..]);
+    let mut k = 0;
+    while k + BLOCK <= len && a[len - k - BLOCK..len - k] == b[len - k - BLOCK..len - k] {
+        k += BLOCK;
+    }
+    k + a[..len - k]
+        .iter()
+        .rev()
+        .zip(b[..len - k].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// A chain of berth's table.
@@ -474,14 +529,9 @@ pub fn changes_since(old: &PodWiring, new: &PodWiring) -> Option<Vec<Change>> {
     let (o, n) = (&old.links, &new.links);
     // Elements depend on a link's address, port and backends only: their
     // footprints are compared.
-    let same = |i: usize, j: usize| old.footprint.link(i) == new.footprint.link(j);
-    let prefix = (0..o.len().min(n.len()))
-        .take_while(|&i| same(i, i))
-        .count();
+    let prefix = old.footprint.common_prefix(&new.footprint);
     let room = o.len().min(n.len()) - prefix;
-    let suffix = (1..=room)
-        .take_while(|&k| same(o.len() - k, n.len() - k))
-        .count();
+    let suffix = old.footprint.common_suffix(&new.footprint, room);
     // The rules stay as they are when every backend count the changed
     // links had or have is had by both wirings: by a changed link on
     // both sides, or by an unchanged one (found at once when most links
@@ -926,6 +976,66 @@ mod tests {
         assert_eq!(apply(&before, &c), Observed::of(desired(&open).as_ref()));
         assert!(c.contains(&Change::DelChain(CHAIN_EGRESS.into())));
         assert!(c.contains(&Change::DelSet(SET_LINKED.into())));
+    }
+
+    #[test]
+    fn footprints_find_the_links_alike_at_both_ends_as_a_link_by_link_comparison_does() {
+        // Small wirings from a pool of few values, so that most pairs
+        // share some links and some arrays match by accident.
+        let mut seed = 7u64;
+        let mut next = move |below: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % below
+        };
+        let mut wirings = Vec::new();
+        for _ in 0..300 {
+            let links: Vec<LinkBackends> = (0..next(7))
+                .map(|_| {
+                    let port = 8000 + next(3) as u16;
+                    let backends = (0..next(3))
+                        .map(|_| backend(12, 30000 + next(2) as u16))
+                        .collect();
+                    (link("s", port, None), backends)
+                })
+                .collect();
+            wirings.push(links);
+        }
+        let same =
+            |a: &LinkBackends, b: &LinkBackends| a.0.local_port() == b.0.local_port() && a.1 == b.1;
+        for a in &wirings {
+            for b in &wirings {
+                let prefix = a.iter().zip(b).take_while(|(x, y)| same(x, y)).count();
+                let room = a.len().min(b.len()) - prefix;
+                let suffix = a
+                    .iter()
+                    .rev()
+                    .zip(b.iter().rev())
+                    .take(room)
+                    .take_while(|(x, y)| same(x, y))
+                    .count();
+                let (fa, fb) = (Footprint::of(a), Footprint::of(b));
+                assert_eq!(fa.common_prefix(&fb), prefix, "{a:?} {b:?}");
+                assert_eq!(fa.common_suffix(&fb, room), suffix, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mismatches_are_found_wherever_they_fall_in_or_across_blocks() {
+        let a: Vec<u64> = (0..100).collect();
+        for len in [0, 1, 31, 32, 33, 64, 99, 100] {
+            let b = &a[..len];
+            assert_eq!(first_mismatch(&a, b), len);
+            assert_eq!(trailing_matches(&a[100 - len..], &a), len);
+            for at in 0..len {
+                let mut c = b.to_vec();
+                c[at] += 1000;
+                assert_eq!(first_mismatch(b, &c), at, "len {len}, at {at}");
+                assert_eq!(trailing_matches(b, &c), len - at - 1, "len {len}, at {at}");
+            }
+        }
     }
 
     #[test]
