@@ -33,6 +33,7 @@ use crate::docker::Docker;
 use crate::reconcile::desired::network_container_name;
 
 use self::netlink::Nftables;
+use self::netns::Namespace;
 use self::nft::{Change, Dump};
 use self::plan::{changes, desired, Backend, Observed, PodWiring, TABLE};
 
@@ -205,7 +206,7 @@ fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usiz
     Ok((!changes.is_empty()).then_some(changes.len()))
 }
 
-/// Converges the namespace of process `pid` to `wiring` (from `previous`,
+/// Converges `namespace` to `wiring` (from `previous`,
 /// what it was last converged to, when that is known to hold). The
 /// wirings are shared, not copied: a pod may hold tens of thousands of
 /// links. `previous` is used only while the `route_localnet` it was
@@ -214,7 +215,7 @@ fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usiz
 /// wiring was just built and is still in cache; only applying them (or
 /// the full comparison, which is heavy) runs on the namespace's thread.
 pub async fn converge(
-    pid: u32,
+    namespace: &Namespace,
     wiring: Arc<PodWiring>,
     previous: Option<Arc<PodWiring>>,
 ) -> Result<Option<usize>, LinkError> {
@@ -224,7 +225,14 @@ pub async fn converge(
             Some(changes) => Known::Changes(changes),
             None => Known::Wiring(previous),
         });
-    netns::run_in(pid, move || converge_here(&wiring, known)).await?
+    netns::run_in(namespace, move || converge_here(&wiring, known)).await?
+}
+
+/// A pod's namespace and the wiring last converged there.
+#[derive(Debug)]
+struct Converged {
+    namespace: Arc<Namespace>,
+    wiring: Arc<PodWiring>,
 }
 
 /// Keeps every assigned pod's namespace wired.
@@ -258,8 +266,7 @@ impl Linker {
     /// could not be converged is tried again each second; with none, the
     /// linker sleeps until a change or the next resync.
     pub async fn run(mut self) {
-        // Pod -> (PID of its namespace, wiring last converged there).
-        let mut converged: HashMap<String, (u32, Arc<PodWiring>)> = HashMap::new();
+        let mut converged: HashMap<String, Converged> = HashMap::new();
         let mut last_full: Option<Instant> = None;
         let mut starts = Box::pin(self.docker.container_starts());
         loop {
@@ -314,11 +321,11 @@ impl Linker {
         links: &AssignedLinks,
         view: &EndpointsView,
         full: bool,
-        converged: &mut HashMap<String, (u32, Arc<PodWiring>)>,
+        converged: &mut HashMap<String, Converged>,
     ) -> bool {
         let wiring = Arc::new(wiring(links, view));
         let last = converged.get(pod);
-        if !full && last.is_some_and(|(_, w)| *w == wiring) {
+        if !full && last.is_some_and(|c| c.wiring == wiring) {
             return true;
         }
         // A pod without links needs one look (to clear what a previous
@@ -326,10 +333,52 @@ impl Linker {
         // berth writes these chains, and a restart brings a fresh
         // namespace.
         if wiring.is_empty()
-            && (last.is_some_and(|(_, w)| w.is_empty()) || (!full && last.is_none()))
+            && (last.is_some_and(|c| c.wiring.is_empty()) || (!full && last.is_none()))
         {
             return true;
         }
+        let last = converged.remove(pod);
+        // Between full rounds the namespace last converged is still the
+        // pod's: a container start, which brings a new one, drops it. A
+        // full round asks Docker again, and reads everything back
+        // (someone may have flushed it).
+        let namespace = match last.as_ref().filter(|_| !full) {
+            Some(held) => Arc::clone(&held.namespace),
+            None => match self.namespace(pod, links).await {
+                Some(namespace) => Arc::new(namespace),
+                None => return false,
+            },
+        };
+        let same_namespace = |c: &Converged| Arc::ptr_eq(&c.namespace, &namespace);
+        let rewired = last
+            .as_ref()
+            .is_some_and(|c| c.namespace.pid() == namespace.pid() && c.wiring != wiring);
+        let previous = last.filter(same_namespace).map(|c| c.wiring);
+        match converge(&namespace, Arc::clone(&wiring), previous).await {
+            Ok(Some(changes)) => {
+                if rewired {
+                    info!(pod, changes, "links rewired");
+                } else {
+                    info!(pod, changes, "links converged");
+                }
+                converged.insert(pod.to_owned(), Converged { namespace, wiring });
+                true
+            }
+            Ok(None) => {
+                converged.insert(pod.to_owned(), Converged { namespace, wiring });
+                true
+            }
+            Err(e) => {
+                warn!(pod, error = %e, "wiring the pod's links failed; retrying");
+                false
+            }
+        }
+    }
+
+    /// The namespace of the pod's network container as Docker reports it
+    /// now, opened; `None` (with a warning if that is an error) when the
+    /// container is not running.
+    async fn namespace(&self, pod: &str, links: &AssignedLinks) -> Option<Namespace> {
         let pid = match self.docker.inspect(&links.network_container).await {
             Ok(Some(state)) if state.running => state.pid,
             Ok(_) => None,
@@ -337,35 +386,9 @@ impl Linker {
                 warn!(pod, error = %e, "cannot find the pod's network namespace");
                 None
             }
-        };
-        let Some(pid) = pid else {
-            converged.remove(pod);
-            return false;
-        };
-        let rewired = last.is_some_and(|(p, w)| *p == pid && *w != wiring);
-        // A full round reads everything back (someone may have flushed it).
-        let previous = last
-            .filter(|(p, _)| !full && *p == pid)
-            .map(|(_, w)| w.clone());
-        match converge(pid, Arc::clone(&wiring), previous).await {
-            Ok(Some(changes)) => {
-                if rewired {
-                    info!(pod, changes, "links rewired");
-                } else {
-                    info!(pod, changes, "links converged");
-                }
-                converged.insert(pod.to_owned(), (pid, wiring));
-                true
-            }
-            Ok(None) => {
-                converged.insert(pod.to_owned(), (pid, wiring));
-                true
-            }
-            Err(e) => {
-                warn!(pod, error = %e, "wiring the pod's links failed; retrying");
-                converged.remove(pod);
-                false
-            }
-        }
+        }?;
+        Namespace::of(pid)
+            .map_err(|e| warn!(pod, error = %e, "cannot open the pod's network namespace"))
+            .ok()
     }
 }

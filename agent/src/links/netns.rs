@@ -2,6 +2,8 @@
 //! enters it with `setns` and ends with the work, so no thread of the
 //! agent's runtime ever changes namespace. Netlink sockets opened and
 //! `/proc/sys/net` opened from that thread belong to the pod's namespace.
+//! The namespace is held open ([`Namespace`]), so that work can go on in
+//! the same one without asking Docker again for the process that owns it.
 
 use std::fs::File;
 
@@ -31,22 +33,45 @@ pub enum NetnsError {
     Thread,
 }
 
-/// Runs `work` in the network namespace of process `pid`, on a thread of
-/// its own, and returns its result.
-pub async fn run_in<T: Send + 'static>(
+/// A process's network namespace, held open: it is the same namespace for
+/// as long as this is held, whatever becomes of the process and its PID.
+#[derive(Debug)]
+pub struct Namespace {
     pid: u32,
+    file: File,
+}
+
+impl Namespace {
+    /// The network namespace process `pid` is in now.
+    pub fn of(pid: u32) -> Result<Self, NetnsError> {
+        File::open(format!("/proc/{pid}/ns/net"))
+            .map(|file| Self { pid, file })
+            .map_err(|source| NetnsError::Open { pid, source })
+    }
+
+    /// The process it was opened from.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+/// Runs `work` in `namespace`, on a thread of its own, and returns its
+/// result.
+pub async fn run_in<T: Send + 'static>(
+    namespace: &Namespace,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, NetnsError> {
+    let pid = namespace.pid;
+    let ns = namespace
+        .file
+        .try_clone()
+        .map_err(|source| NetnsError::Open { pid, source })?;
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(format!("netns-{pid}"))
         .spawn(move || {
-            let entered = File::open(format!("/proc/{pid}/ns/net"))
-                .map_err(|source| NetnsError::Open { pid, source })
-                .and_then(|ns| {
-                    setns(ns, CloneFlags::CLONE_NEWNET)
-                        .map_err(|source| NetnsError::Enter { pid, source })
-                });
+            let entered = setns(ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|source| NetnsError::Enter { pid, source });
             let _ = done.send(entered.map(|()| work()));
         })
         .map_err(|_| NetnsError::Thread)?;

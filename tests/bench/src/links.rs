@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_agent::links::converge;
+use berth_agent::links::netns::Namespace;
 use berth_agent::links::plan::{Backend, PodWiring};
 use berth_harness::Lab;
 use berth_model::{EgressPolicy, Link};
@@ -395,23 +396,25 @@ fn wiring(links: usize) -> PodWiring {
 /// the last), through the agent's converge: the path a link added to a
 /// running pod takes (the changes computed from the last wiring, one
 /// nf_tables transaction over netlink). The wirings are built before the
-/// clock starts, as the agent has them before it converges.
+/// clock starts, as the agent has them before it converges, and the
+/// namespace is held open, as the agent holds it between resyncs.
 pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let namespace = Namespace::of(pid)?;
     runtime.block_on(async {
         let mut baseline = None;
         println!("adding one link to a pod's namespace, {runs} runs each (ms):");
         for &n in installed {
             let setup = Instant::now();
             let mut before = Arc::new(wiring(n));
-            converge(pid, Arc::clone(&before), None).await?;
+            converge(&namespace, Arc::clone(&before), None).await?;
             let setup = setup.elapsed();
             // A resync reads the whole table back; over an unchanged
             // table it must write nothing.
             let resync = Instant::now();
-            if let Some(changes) = converge(pid, Arc::clone(&before), None).await? {
+            if let Some(changes) = converge(&namespace, Arc::clone(&before), None).await? {
                 anyhow::bail!("a resync of {n} unchanged links made {changes} changes");
             }
             let resync = resync.elapsed();
@@ -419,7 +422,7 @@ pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result
             for i in 0..runs {
                 let after = Arc::new(wiring(n + i + 1));
                 let t0 = Instant::now();
-                converge(pid, Arc::clone(&after), Some(Arc::clone(&before))).await?;
+                converge(&namespace, Arc::clone(&after), Some(Arc::clone(&before))).await?;
                 samples.push(t0.elapsed().as_secs_f64() * 1e3);
                 // The agent, too, frees the last wiring after converging.
                 before = after;
@@ -434,7 +437,7 @@ pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result
             );
         }
         println!("  target: p99 <= 2 ms with 20000 installed, <= 2x the first link's");
-        converge(pid, Arc::new(PodWiring::default()), None).await?;
+        converge(&namespace, Arc::new(PodWiring::default()), None).await?;
         anyhow::Ok(())
     })
 }
