@@ -206,10 +206,9 @@ fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usiz
     Ok((!changes.is_empty()).then_some(changes.len()))
 }
 
-/// Converges `namespace` to `wiring` (from `previous`,
-/// what it was last converged to, when that is known to hold). The
-/// wirings are shared, not copied: a pod may hold tens of thousands of
-/// links. `previous` is used only while the `route_localnet` it was
+/// Converges `namespace` to `wiring` (from `previous`, what it was last
+/// converged to, when that is known to hold). The wirings are shared, not
+/// copied: a pod may hold tens of thousands of links. `previous` is used only while the `route_localnet` it was
 /// converged with still fits. The changes that follow from the changed
 /// links alone are planned here, on the caller's thread, where the new
 /// wiring was just built and is still in cache; only applying them (or
@@ -231,7 +230,7 @@ pub async fn converge(
 /// A pod's namespace and the wiring last converged there.
 #[derive(Debug)]
 struct Converged {
-    namespace: Arc<Namespace>,
+    namespace: Namespace,
     wiring: Arc<PodWiring>,
 }
 
@@ -337,23 +336,22 @@ impl Linker {
         {
             return true;
         }
-        let last = converged.remove(pod);
         // Between full rounds the namespace last converged is still the
-        // pod's: a container start, which brings a new one, drops it. A
-        // full round asks Docker again, and reads everything back
-        // (someone may have flushed it).
-        let namespace = match last.as_ref().filter(|_| !full) {
-            Some(held) => Arc::clone(&held.namespace),
-            None => match self.namespace(pod, links).await {
-                Some(namespace) => Arc::new(namespace),
-                None => return false,
-            },
+        // pod's (a container start, which brings a new one, drops it), and
+        // so is the wiring it holds, which differs from the new one (or
+        // this returned above). A full round asks Docker again, and reads
+        // everything back (someone may have flushed it).
+        let (namespace, previous, rewired) = match converged.remove(pod) {
+            Some(held) if !full => (held.namespace, Some(held.wiring), true),
+            last => {
+                let Some(namespace) = self.namespace(pod, links).await else {
+                    return false;
+                };
+                let rewired = last
+                    .is_some_and(|c| c.namespace.pid() == namespace.pid() && c.wiring != wiring);
+                (namespace, None, rewired)
+            }
         };
-        let same_namespace = |c: &Converged| Arc::ptr_eq(&c.namespace, &namespace);
-        let rewired = last
-            .as_ref()
-            .is_some_and(|c| c.namespace.pid() == namespace.pid() && c.wiring != wiring);
-        let previous = last.filter(same_namespace).map(|c| c.wiring);
         match converge(&namespace, Arc::clone(&wiring), previous).await {
             Ok(Some(changes)) => {
                 if rewired {

@@ -248,9 +248,10 @@ pub async fn campaign(
 /// Whether a master that just started may claim the lead. One that finds
 /// the lead held when it starts (by a live master, or by its own previous
 /// run that crashed), or other masters live, leaves the next term to the
-/// masters that were waiting already, for one lease: they are warm, and a master that crashes again
-/// and again does not keep taking the lead. A master that finds no leader
-/// (a new cluster, a graceful handover) claims at once.
+/// masters that were waiting already, for one lease: they are warm, and a
+/// master that crashes again and again does not keep taking the lead. A
+/// master that finds no leader (a new cluster, a graceful handover) claims
+/// at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldBack {
     until: Instant,
