@@ -2,6 +2,8 @@
 //! port, at its node's address and host port. Links and routers send
 //! traffic only to endpoints that are ready.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ClusterPod, Node};
@@ -56,8 +58,18 @@ pub struct EndpointsView {
     /// Store revision of this view; pass it back as `after` to wait for a
     /// change.
     pub revision: u64,
-    /// The services, ordered by name.
+    /// The services, ordered by name (as [`derive`] makes them).
     pub services: Vec<ServiceEndpoints>,
+}
+
+impl EndpointsView {
+    /// The endpoints of `service`, found by name in the ordered list.
+    pub fn service(&self, service: &str) -> Option<&ServiceEndpoints> {
+        self.services
+            .binary_search_by(|s| s.service.as_str().cmp(service))
+            .ok()
+            .map(|i| &self.services[i])
+    }
 }
 
 /// Derives every service's endpoints from its pods as their nodes last
@@ -69,28 +81,19 @@ pub fn derive(
     nodes: &[Node],
     node_ready: impl Fn(&str) -> bool,
 ) -> Vec<ServiceEndpoints> {
-    let mut services: Vec<ServiceEndpoints> = Vec::new();
+    // Built in maps, then ordered once: a cluster may hold thousands of
+    // nodes and tens of thousands of a service's pods.
+    let nodes: HashMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let mut services: BTreeMap<&str, Vec<Endpoint>> = BTreeMap::new();
     for pod in pods {
         let Some(service) = pod.service.as_deref() else {
             continue;
         };
-        let index = match services.binary_search_by(|s| s.service.as_str().cmp(service)) {
-            Ok(i) => i,
-            Err(i) => {
-                services.insert(
-                    i,
-                    ServiceEndpoints {
-                        service: service.to_owned(),
-                        endpoints: Vec::new(),
-                    },
-                );
-                i
-            }
-        };
+        let endpoints = services.entry(service).or_default();
         let (Some(node_name), Some(status)) = (pod.node.as_deref(), pod.status.as_ref()) else {
             continue;
         };
-        let Some(node) = nodes.iter().find(|n| n.name == node_name) else {
+        let Some(node) = nodes.get(node_name) else {
             continue;
         };
         // A draining pod keeps running for the requests it has, and gets
@@ -99,7 +102,6 @@ pub fn derive(
             && status.containers.iter().all(|c| c.ready)
             && pod.draining_since_ms.is_none()
             && node_ready(node_name);
-        let endpoints = &mut services[index].endpoints;
         for container in &status.containers {
             for port in &container.host_ports {
                 endpoints.push(Endpoint {
@@ -113,9 +115,17 @@ pub fn derive(
                 });
             }
         }
-        endpoints.sort_by(|a, b| (&a.pod, a.container_port).cmp(&(&b.pod, b.container_port)));
     }
     services
+        .into_iter()
+        .map(|(service, mut endpoints)| {
+            endpoints.sort_by(|a, b| (&a.pod, a.container_port).cmp(&(&b.pod, b.container_port)));
+            ServiceEndpoints {
+                service: service.to_owned(),
+                endpoints,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -200,6 +210,47 @@ mod tests {
             ]
         );
         assert_eq!(web.ready_on(9090).count(), 0);
+    }
+
+    #[test]
+    fn services_and_their_endpoints_come_ordered_and_are_found_by_name() {
+        let nodes = [node("h2", "10.231.0.12"), node("h3", "10.231.0.13")];
+        let pods = [
+            pod("web-2", Some("web"), Some("h3"), PodPhase::Running),
+            pod("db-1", Some("db"), Some("h2"), PodPhase::Running),
+            pod("web-0", Some("web"), Some("h2"), PodPhase::Running),
+            pod("cache-0", Some("cache"), Some("h9"), PodPhase::Running),
+            pod("web-1", Some("web"), Some("h3"), PodPhase::Running),
+            pod("db-0", Some("db"), Some("h3"), PodPhase::Running),
+        ];
+        let view = EndpointsView {
+            revision: 1,
+            services: derive(&pods, &nodes, |_| true),
+        };
+        let names: Vec<_> = view.services.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(names, ["cache", "db", "web"]);
+        let pods_of = |service: &str| -> Vec<String> {
+            view.service(service)
+                .unwrap_or_else(|| panic!("{service} not found"))
+                .endpoints
+                .iter()
+                .map(|e| format!("{}@{}", e.pod, e.address))
+                .collect()
+        };
+        assert_eq!(
+            pods_of("web"),
+            [
+                "web-0@10.231.0.12",
+                "web-1@10.231.0.13",
+                "web-2@10.231.0.13"
+            ]
+        );
+        assert_eq!(pods_of("db"), ["db-0@10.231.0.13", "db-1@10.231.0.12"]);
+        assert!(
+            pods_of("cache").is_empty(),
+            "a pod on an unknown node has no endpoint"
+        );
+        assert!(view.service("nope").is_none());
     }
 
     #[test]

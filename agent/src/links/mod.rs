@@ -72,9 +72,8 @@ pub fn assigned(pods: &[ClusterPod]) -> Assigned {
 /// hold (an endpoint whose node address is not an IPv4 address is skipped
 /// with a warning: a DNAT rule needs one).
 pub fn backends(view: &EndpointsView, link: &Link) -> Vec<Backend> {
-    view.services
-        .iter()
-        .filter(|s| s.service == link.service)
+    view.service(&link.service)
+        .into_iter()
         .flat_map(|s| s.ready_on(link.port))
         .filter(|e| e.protocol == Protocol::Tcp)
         .filter_map(|e| match e.address.parse::<Ipv4Addr>() {
