@@ -166,12 +166,16 @@ mod tests {
             .spawn()
             .expect("unshare");
         // unshare enters the new namespace before it execs sleep.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let theirs = loop {
             let link = std::fs::read_link(format!("/proc/{}/ns/net", other.id()));
             let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
             match link {
                 Ok(link) if link != mine => break link.display().to_string(),
-                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                _ => panic!("unshare --net made no namespace (not root?)"),
             }
         };
         let mine = namespace_here();
