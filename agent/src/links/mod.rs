@@ -207,11 +207,12 @@ fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usiz
 
 /// Converges `namespace` to `wiring` (from `previous`, what it was last
 /// converged to, when that is known to hold). The wirings are shared, not
-/// copied: a pod may hold tens of thousands of links. `previous` is used only while the `route_localnet` it was
-/// converged with still fits. The changes that follow from the changed
-/// links alone are planned here, on the caller's thread, where the new
-/// wiring was just built and is still in cache; only applying them (or
-/// the full comparison, which is heavy) runs on the namespace's thread.
+/// copied: a pod may hold tens of thousands of links. `previous` is used
+/// only while the `route_localnet` it was converged with still fits. The
+/// changes that follow from the changed links alone are planned here, on
+/// the caller's thread, where the new wiring was just built and is still
+/// in cache; only applying them (or the full comparison, which is heavy)
+/// runs on the namespace's thread.
 pub async fn converge(
     namespace: &Namespace,
     wiring: Arc<PodWiring>,
@@ -352,16 +353,12 @@ impl Linker {
             }
         };
         match converge(&namespace, Arc::clone(&wiring), previous).await {
-            Ok(Some(changes)) => {
-                if rewired {
-                    info!(pod, changes, "links rewired");
-                } else {
-                    info!(pod, changes, "links converged");
+            Ok(changed) => {
+                match changed {
+                    Some(changes) if rewired => info!(pod, changes, "links rewired"),
+                    Some(changes) => info!(pod, changes, "links converged"),
+                    None => {}
                 }
-                converged.insert(pod.to_owned(), Converged { namespace, wiring });
-                true
-            }
-            Ok(None) => {
                 converged.insert(pod.to_owned(), Converged { namespace, wiring });
                 true
             }

@@ -35,7 +35,7 @@ pub enum NetnsError {
         /// Why.
         source: nix::Error,
     },
-    /// The thread could not be started or panicked.
+    /// The namespace thread could not be started, or the work panicked.
     #[error("the namespace thread failed")]
     Thread,
 }
