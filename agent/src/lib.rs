@@ -35,6 +35,7 @@ pub mod ports;
 pub mod private_file;
 pub mod reconcile;
 pub mod runtime;
+pub mod shim_root;
 pub mod status_cache;
 pub mod store;
 pub mod systemd;

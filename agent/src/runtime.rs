@@ -211,6 +211,14 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
                 Engine::Docker => String::new(),
                 Engine::Podman => engine.unit().to_owned(),
             },
+            shim_root: match crate::shim_root::prepare(&config.state_dir, &config.docker_socket) {
+                Ok(Some(root)) => non_default(&root, berth_model::cluster::DEFAULT_SHIM_ROOT),
+                Ok(None) => "/".to_owned(),
+                Err(e) => {
+                    warn!(error = %e, "cannot make the shims' root directory; shims run in the host's");
+                    "/".to_owned()
+                }
+            },
         };
         Self {
             config,

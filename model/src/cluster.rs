@@ -83,10 +83,20 @@ pub struct UnitSettings {
     /// `agent_path`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub engine_unit: String,
+    /// The directory the shim runs in as its root (`RootDirectory=`), or
+    /// `/` for the host's own; empty for [`DEFAULT_SHIM_ROOT`], for the
+    /// same reason as `agent_path`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shim_root: String,
 }
 
 /// The container engine's unit when none is named: dockerd's.
 pub const DEFAULT_ENGINE_UNIT: &str = "docker.service";
+
+/// The shim's root directory on an agent at its default state directory:
+/// a skeleton the agent makes, where the shim's unit sees only `/usr`,
+/// `/run` and the API file systems.
+pub const DEFAULT_SHIM_ROOT: &str = "/var/lib/berth/shim-root";
 
 /// Where packages install berth-agent.
 pub const DEFAULT_AGENT_PATH: &str = "/usr/bin/berth-agent";
@@ -111,6 +121,15 @@ impl UnitSettings {
             DEFAULT_ENGINE_UNIT
         } else {
             &self.engine_unit
+        }
+    }
+
+    /// The directory the shim runs in as its root; `/` for the host's.
+    pub fn shim_root(&self) -> &str {
+        if self.shim_root.is_empty() {
+            DEFAULT_SHIM_ROOT
+        } else {
+            &self.shim_root
         }
     }
 
@@ -669,5 +688,6 @@ mod tests {
         );
         assert_eq!(settings.agent_path(), DEFAULT_AGENT_PATH);
         assert_eq!(settings.builds_dir(), DEFAULT_BUILDS_DIR);
+        assert_eq!(settings.shim_root(), DEFAULT_SHIM_ROOT);
     }
 }

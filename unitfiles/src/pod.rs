@@ -3,7 +3,7 @@
 
 use berth_model::build::BUILD_CONTAINER;
 use berth_model::limits::SHIM_MEMORY_HEADROOM;
-use berth_model::{Pod, RestartPolicy, UnitSettings};
+use berth_model::{Container, Pod, RestartPolicy, UnitSettings};
 
 use crate::name::{
     container_unit_name, network_volume_path, network_volume_unit_name, pod_network_unit_name,
@@ -47,6 +47,18 @@ pub fn docker_pod_part(pod: &str) -> String {
 /// itself: one Docker start fewer on the way to running.
 pub fn has_network_holder(pod: &Pod) -> bool {
     pod.containers.len() > 1
+}
+
+/// Whether `container` binds a directory of the host (a host path or a
+/// network volume's mount point): its shim checks each such path for
+/// symlinks before every start, so it must see the host's tree, not a
+/// root of its own (where a path it cannot see would pass as missing).
+fn binds_host_paths(pod: &Pod, container: &Container) -> bool {
+    container.volume_mounts.iter().any(|mount| {
+        pod.volumes
+            .iter()
+            .any(|v| v.name == mount.volume && (v.host_path.is_some() || v.network().is_some()))
+    })
 }
 
 /// The unit files of `pod` (its name as on the node, project included) on
@@ -98,6 +110,7 @@ pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile
             probes: &NO_PROBES,
             mounts_for: &[],
             engine_unit: settings.engine_unit(),
+            shim_root: settings.shim_root(),
         };
         files.push(UnitFile {
             name: pod_network_unit_name(&pod.name),
@@ -161,6 +174,11 @@ pub fn pod_unit_files(pod: &Pod, settings: &UnitSettings) -> Result<Vec<UnitFile
             probes: &container.probes,
             mounts_for: &mounts_for,
             engine_unit: settings.engine_unit(),
+            shim_root: if binds_host_paths(pod, container) {
+                "/"
+            } else {
+                settings.shim_root()
+            },
         };
         files.push(UnitFile {
             name: container_unit_name(&pod.name, &container.name),
@@ -211,6 +229,42 @@ mod tests {
         ));
         assert!(app.contains("\nEnvironment=\"DOCKER_HOST=unix:///run/d.sock\"\n"));
         assert!(app.contains("\nRequires=berth-a.web\\x2d1.service\n"));
+    }
+
+    #[test]
+    fn a_shim_that_checks_host_paths_keeps_the_host_root_and_the_others_get_their_own() {
+        let p = pod(r#"{"name":"web","containers":[
+                {"name":"app","image":"i","volumeMounts":[{"volume":"data","path":"/d"}]},
+                {"name":"logs","image":"j","volumeMounts":[{"volume":"logs","path":"/l"}]}],
+                "volumes":[{"name":"data"},{"name":"logs","hostPath":"/srv/logs"}]}"#);
+        let files = pod_unit_files(&p, &settings()).unwrap();
+        let unit = |name: &str| {
+            &files
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+                .contents
+        };
+        let root = "\nRootDirectory=/var/lib/berth/shim-root\n";
+        assert!(
+            unit("berth-web.service").contains(root),
+            "the network holder's"
+        );
+        assert!(
+            unit("berth-web-app.service").contains(root),
+            "a named volume's"
+        );
+        assert!(
+            !unit("berth-web-logs.service").contains("RootDirectory="),
+            "a host path's shim must see it"
+        );
+
+        let host = UnitSettings {
+            shim_root: "/".into(),
+            ..settings()
+        };
+        let files = pod_unit_files(&p, &host).unwrap();
+        assert!(files.iter().all(|f| !f.contents.contains("RootDirectory=")));
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub struct ContainerUnit<'a> {
     /// The container engine's systemd unit (`docker.service`,
     /// `podman.socket`), which the unit requires and starts after.
     pub engine_unit: &'a str,
+    /// The directory the shim runs in as its root (see
+    /// [`push_shim_root`]), or `/` for the host's: a shim that checks host
+    /// paths before each start must see them.
+    pub shim_root: &'a str,
 }
 
 /// No probes, for units that have none (the pod network holder).
@@ -134,6 +138,10 @@ pub enum RenderError {
     /// characters.
     #[error("mount point {0:?} must be an absolute, normalized path of [A-Za-z0-9/._+-]")]
     MountPath(String),
+    /// The shim's root directory is neither `/` nor an absolute,
+    /// normalized path of plain characters.
+    #[error("shim root {0:?} must be / or an absolute, normalized path of [A-Za-z0-9/._+-]")]
+    ShimRoot(String),
     /// A network volume's server or path holds characters a mount unit
     /// cannot take (the model's validation refuses them).
     #[error("network volume {0:?} must be SERVER:/PATH of [A-Za-z0-9._~+-] components")]
@@ -253,6 +261,9 @@ fn render_service(
     if !is_plain_absolute_path(unit.shim_path) {
         return Err(RenderError::ShimPath(unit.shim_path.to_owned()));
     }
+    if unit.shim_root != "/" && !is_plain_absolute_path(unit.shim_root) {
+        return Err(RenderError::ShimRoot(unit.shim_root.to_owned()));
+    }
     let container_name =
         quote_exec_arg(unit.container_name).map_err(|problem| RenderError::Escape {
             field: "container_name".to_owned(),
@@ -324,6 +335,7 @@ fn render_service(
         unit.cpu_millis,
     )?;
 
+    push_shim_root(&mut out, unit.shim_root, unit.shim_path);
     push_shim_sandbox(&mut out, unit.probes);
 
     out.push_str("\n[Install]\n");
@@ -524,6 +536,35 @@ pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
     out.push_str("\n[Install]\n");
     out.push_str("WantedBy=multi-user.target\n");
     Ok(out)
+}
+
+/// The shim's own root: `root`, a skeleton of empty directories (see the
+/// agent's `shim_root`), where the unit sees `/usr` and `/run` (without
+/// the mounts below it: Docker's network namespaces) read-only, its own
+/// `/proc`, `/dev` and `/sys`, and nothing else of the host: not Docker's
+/// data, not `/etc`, not `/var`. `/run` holds the three sockets the shim
+/// needs (Docker's or Podman's, the journal's, the notify socket).
+///
+/// It is also what makes a start cheap. systemd 252 reads the whole mount
+/// table for each path it makes read-only or hides, and each container on
+/// the host adds its overlay and its network namespace to that table;
+/// under a root of its own the unit's tree holds a few dozen mounts
+/// instead of every container's. With 100 pods up, the CPU of setting up
+/// the sandbox fell from 56 ms to 35 ms a start (`systemd-run --wait
+/// /bin/true` with the same directives, 5 rounds of 10 in a lab host).
+fn push_shim_root(out: &mut String, root: &str, shim_path: &str) {
+    if root == "/" {
+        return;
+    }
+    let _ = writeln!(out, "RootDirectory={root}");
+    out.push_str(concat!(
+        "MountAPIVFS=yes\n",
+        "BindReadOnlyPaths=/usr\n",
+        "BindReadOnlyPaths=/run:/run:norbind\n",
+    ));
+    if !shim_path.starts_with("/usr/") {
+        let _ = writeln!(out, "BindReadOnlyPaths={shim_path}");
+    }
 }
 
 /// What berth-shim, the unit's only process, may do.
@@ -801,6 +842,54 @@ mod tests {
             probes: &NO_PROBES,
             mounts_for: &[],
             engine_unit: "docker.service",
+            shim_root: "/",
+        }
+    }
+
+    #[test]
+    fn the_shim_runs_in_its_own_root_with_only_usr_and_run_of_the_host() {
+        let text = render_container_unit(&ContainerUnit {
+            shim_root: "/var/lib/berth/shim-root",
+            ..unit()
+        })
+        .unwrap();
+        assert!(
+            text.contains(concat!(
+                "\nRootDirectory=/var/lib/berth/shim-root\n",
+                "MountAPIVFS=yes\n",
+                "BindReadOnlyPaths=/usr\n",
+                "BindReadOnlyPaths=/run:/run:norbind\n",
+                "NoNewPrivileges=yes\n",
+            )),
+            "{text}"
+        );
+
+        // A shim elsewhere than /usr is bound in too.
+        let text = render_container_unit(&ContainerUnit {
+            shim_root: "/var/lib/berth/shim-root",
+            shim_path: "/opt/berth/berth-shim",
+            ..unit()
+        })
+        .unwrap();
+        assert!(
+            text.contains("\nBindReadOnlyPaths=/opt/berth/berth-shim\n"),
+            "{text}"
+        );
+
+        // `/` is the host's root: none of it.
+        let text = render_container_unit(&unit()).unwrap();
+        assert!(!text.contains("RootDirectory="), "{text}");
+        assert!(!text.contains("BindReadOnlyPaths="), "{text}");
+
+        for bad in ["", "shim-root", "/var/lib/../shim", "/var/lib/my root"] {
+            assert_eq!(
+                render_container_unit(&ContainerUnit {
+                    shim_root: bad,
+                    ..unit()
+                }),
+                Err(RenderError::ShimRoot(bad.to_owned())),
+                "{bad:?}"
+            );
         }
     }
 
@@ -1123,6 +1212,7 @@ mod tests {
                 len: 300,
             },
             RenderError::ShimPath("x".to_owned()),
+            RenderError::ShimRoot("x".to_owned()),
             RenderError::LimitOutOfRange {
                 setting: "MemoryMax",
                 value: 0,

@@ -62,6 +62,7 @@ fn minimal_container() {
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &[],
         engine_unit: "docker.service",
+        shim_root: berth_model::cluster::DEFAULT_SHIM_ROOT,
     };
     check_golden("minimal.service", &render(&unit));
 }
@@ -87,6 +88,7 @@ fn container_with_limits_and_environment() {
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &[],
         engine_unit: "docker.service",
+        shim_root: berth_model::cluster::DEFAULT_SHIM_ROOT,
     };
     check_golden("limits.service", &render(&unit));
 }
@@ -115,6 +117,7 @@ fn nasty_values_are_escaped() {
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &[],
         engine_unit: "docker.service",
+        shim_root: berth_model::cluster::DEFAULT_SHIM_ROOT,
     };
     check_golden("nasty.service", &render(&unit));
 }
@@ -151,6 +154,7 @@ fn container_with_network_probes_may_join_its_namespace() {
         probes: &probes,
         mounts_for: &[],
         engine_unit: "docker.service",
+        shim_root: berth_model::cluster::DEFAULT_SHIM_ROOT,
     };
     check_golden("probed.service", &render(&unit));
 }
@@ -206,6 +210,7 @@ fn network_volume_mount_and_the_container_that_requires_it() {
         probes: &berth_unitfiles::NO_PROBES,
         mounts_for: &mounts_for,
         engine_unit: "docker.service",
+        shim_root: "/",
     };
     check_golden("network-volume.service", &render(&unit));
 }

@@ -93,6 +93,23 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
         .assert_success();
     assert!(!journal.contains("probes cannot run"), "{journal}");
     assert!(!journal.contains("Operation not permitted"), "{journal}");
+    // Each shim runs in a root of its own: the sockets of /run are there,
+    // Docker's data and the host's /etc are not.
+    for unit in [plain, probed] {
+        let pid = lab
+            .exec("h1", &["systemctl", "show", "-P", "MainPID", unit])
+            .assert_success();
+        let root = format!("/proc/{}/root", pid.trim());
+        let test = |flag: &str, path: &str| {
+            lab.exec("h1", &["test", flag, &format!("{root}{path}")])
+                .success()
+        };
+        assert!(test("-S", "/run/docker.sock"), "{unit}: no Docker socket");
+        assert!(test("-x", "/usr/bin/berth-shim"), "{unit}: no shim");
+        for hidden in ["/var/lib/docker", "/etc/passwd", "/var/lib/berth"] {
+            assert!(!test("-e", hidden), "{unit} sees the host's {hidden}");
+        }
+    }
     // Output still reaches the journal through the sandboxed shim.
     lab.berth(
         "h1",
