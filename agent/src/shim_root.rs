@@ -15,7 +15,7 @@ pub const DIR: &str = "shim-root";
 /// Mount points systemd mounts on (binds, API file systems, the
 /// sandbox's tmpfs) and would otherwise make itself.
 const MOUNT_POINTS: &[&str] = &[
-    "usr", "run", "proc", "sys", "dev", "tmp", "var/tmp", "home", "root",
+    "usr", "run", "proc", "sys", "dev", "tmp", "var/tmp", "home", "root", "etc",
 ];
 
 /// Links a merged-`/usr` system has at its root (a dynamically linked

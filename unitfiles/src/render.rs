@@ -96,7 +96,7 @@ pub struct ContainerUnit<'a> {
     /// `podman.socket`), which the unit requires and starts after.
     pub engine_unit: &'a str,
     /// The directory the shim runs in as its root (see
-    /// [`push_shim_root`]), or `/` for the host's: a shim that checks host
+    /// [`push_shim_sandbox`]), or `/` for the host's: a shim that checks host
     /// paths before each start must see them.
     pub shim_root: &'a str,
 }
@@ -335,8 +335,7 @@ fn render_service(
         unit.cpu_millis,
     )?;
 
-    push_shim_root(&mut out, unit.shim_root, unit.shim_path);
-    push_shim_sandbox(&mut out, unit.probes);
+    push_shim_sandbox(&mut out, unit.probes, unit.shim_root, unit.shim_path);
 
     out.push_str("\n[Install]\n");
     out.push_str("WantedBy=multi-user.target\n");
@@ -529,7 +528,7 @@ pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
     out.push_str("StandardError=journal\n");
     // The runner reads its directory and talks to dockerd's socket, as
     // the shim does: the same sandbox fits.
-    push_shim_sandbox(&mut out, &NO_PROBES);
+    push_shim_sandbox(&mut out, &NO_PROBES, "/", unit.agent_path);
 
     // Enabling links the file where systemd finds it; at boot the
     // condition above keeps it from running again.
@@ -538,36 +537,29 @@ pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
     Ok(out)
 }
 
-/// The shim's own root: `root`, a skeleton of empty directories (see the
-/// agent's `shim_root`), where the unit sees `/usr` and `/run` (without
-/// the mounts below it: Docker's network namespaces) read-only, its own
-/// `/proc`, `/dev` and `/sys`, and nothing else of the host: not Docker's
-/// data, not `/etc`, not `/var`. `/run` holds the three sockets the shim
-/// needs (Docker's or Podman's, the journal's, the notify socket).
+/// What berth-shim (or a build's runner), the unit's only process at
+/// `program`, may do, and what it sees.
 ///
-/// It is also what makes a start cheap. systemd 252 reads the whole mount
-/// table for each path it makes read-only or hides, and each container on
-/// the host adds its overlay and its network namespace to that table;
-/// under a root of its own the unit's tree holds a few dozen mounts
-/// instead of every container's. With 100 pods up, the CPU of setting up
-/// the sandbox fell from 56 ms to 35 ms a start (`systemd-run --wait
-/// /bin/true` with the same directives, 5 rounds of 10 in a lab host).
-fn push_shim_root(out: &mut String, root: &str, shim_path: &str) {
-    if root == "/" {
-        return;
-    }
-    let _ = writeln!(out, "RootDirectory={root}");
-    out.push_str(concat!(
-        "MountAPIVFS=yes\n",
-        "BindReadOnlyPaths=/usr\n",
-        "BindReadOnlyPaths=/run:/run:norbind\n",
-    ));
-    if !shim_path.starts_with("/usr/") {
-        let _ = writeln!(out, "BindReadOnlyPaths={shim_path}");
-    }
-}
-
-/// What berth-shim, the unit's only process, may do.
+/// Unless `root` is `/`, it runs in a root of its own: `root`, a skeleton
+/// of empty directories (see the agent's `shim_root`), where the unit sees
+/// `/usr` and `/run` read-only (`/run` without the mounts below it:
+/// Docker's network namespaces), and nothing else of the host: not
+/// Docker's data, not `/etc`, not `/var`. `/run` holds the three sockets
+/// the shim needs (Docker's or Podman's, the journal's, the notify
+/// socket). A shim without network probes gets no `/proc`, `/sys` or
+/// `/dev` there at all, which hides more than `ProtectProc=` and
+/// `ProcSubset=` could; one with them gets its own `/proc` under those two
+/// and an empty `/sys`, as in the host's root.
+///
+/// The root is also what makes a start cheap. systemd 252 reads the whole
+/// mount table for each path it makes read-only or hides, and each
+/// container on the host adds its overlay and its network namespace to
+/// that table; under a root of its own the unit's tree holds a few dozen
+/// mounts instead of every container's. With 100 pods up, the CPU of
+/// setting up the sandbox fell from 56 ms to 35 ms a start with the API
+/// file systems, and to 25 ms without (`systemd-run --wait /bin/true` with
+/// the same directives, 5 rounds of 10 in a lab host).
+///
 ///
 /// The container is not sandboxed by this: dockerd starts it, outside the
 /// unit's processes. Only the shim is, and it needs Docker's socket, the
@@ -609,7 +601,7 @@ fn push_shim_root(out: &mut String, root: &str, shim_path: &str) {
 /// `ProcSubset=pid` hides the `/proc/sys/kernel` files it would make
 /// read-only, so systemd only read the mount table again to fail to find
 /// them; without it a start costs 15% less CPU.
-fn push_shim_sandbox(out: &mut String, probes: &Probes) {
+fn push_shim_sandbox(out: &mut String, probes: &Probes, root: &str, program: &str) {
     let probes_network = probes
         .iter()
         .any(|(_, probe)| matches!(probe.check(), Some(Check::Tcp(_) | Check::Http(_))));
@@ -619,16 +611,35 @@ fn push_shim_sandbox(out: &mut String, probes: &Probes) {
     } else {
         out.push_str("CapabilityBoundingSet=\n");
     }
+    out.push_str("PrivateNetwork=yes\n");
+    let own_root = root != "/";
+    if own_root {
+        let _ = writeln!(out, "RootDirectory={root}");
+        out.push_str("BindReadOnlyPaths=/usr\n");
+        out.push_str("BindReadOnlyPaths=/run:/run:norbind\n");
+        if !program.starts_with("/usr/") {
+            let _ = writeln!(out, "BindReadOnlyPaths={program}");
+        }
+    }
     out.push_str(concat!(
-        "PrivateNetwork=yes\n",
         "ProtectSystem=strict\n",
         "ProtectHome=tmpfs\n",
         "PrivateTmp=yes\n",
         "PrivateMounts=yes\n",
-        "TemporaryFileSystem=/sys:ro\n",
-        "ProtectProc=invisible\n",
-        "ProcSubset=pid\n",
     ));
+    // Network probes open `/proc/<pid>/ns/net`; nothing else reads /proc.
+    if own_root && !probes_network {
+        out.push_str("MountAPIVFS=no\n");
+    } else {
+        if own_root {
+            out.push_str("MountAPIVFS=yes\n");
+        }
+        out.push_str(concat!(
+            "TemporaryFileSystem=/sys:ro\n",
+            "ProtectProc=invisible\n",
+            "ProcSubset=pid\n",
+        ));
+    }
     if probes_network {
         out.push_str("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n");
         out.push_str("RestrictNamespaces=net\n");
@@ -856,12 +867,29 @@ mod tests {
         assert!(
             text.contains(concat!(
                 "\nRootDirectory=/var/lib/berth/shim-root\n",
-                "MountAPIVFS=yes\n",
                 "BindReadOnlyPaths=/usr\n",
                 "BindReadOnlyPaths=/run:/run:norbind\n",
-                "NoNewPrivileges=yes\n",
+                "ProtectSystem=strict\n",
             )),
             "{text}"
+        );
+        // No /proc, /sys or /dev at all without network probes; with them
+        // /proc for their namespaces, as in the host's root.
+        assert!(text.contains("\nMountAPIVFS=no\n"), "{text}");
+        assert!(!text.contains("ProtectProc="), "{text}");
+        let tcp = Probes {
+            readiness: Some(Probe::new(Check::Tcp(berth_model::TcpCheck { port: 80 }))),
+            ..NO_PROBES
+        };
+        let probed = render_container_unit(&ContainerUnit {
+            shim_root: "/var/lib/berth/shim-root",
+            probes: &tcp,
+            ..unit()
+        })
+        .unwrap();
+        assert!(
+            probed.contains("\nMountAPIVFS=yes\nTemporaryFileSystem=/sys:ro\nProtectProc=invisible\nProcSubset=pid\n"),
+            "{probed}"
         );
 
         // A shim elsewhere than /usr is bound in too.
@@ -880,6 +908,8 @@ mod tests {
         let text = render_container_unit(&unit()).unwrap();
         assert!(!text.contains("RootDirectory="), "{text}");
         assert!(!text.contains("BindReadOnlyPaths="), "{text}");
+        assert!(!text.contains("MountAPIVFS="), "{text}");
+        assert!(text.contains("\nProtectProc=invisible\n"), "{text}");
 
         for bad in ["", "shim-root", "/var/lib/../shim", "/var/lib/my root"] {
             assert_eq!(

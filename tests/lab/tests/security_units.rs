@@ -109,6 +109,8 @@ fn su_every_unit_is_sandboxed_within_its_exposure_target_and_still_works() {
         for hidden in ["/var/lib/docker", "/etc/passwd", "/var/lib/berth"] {
             assert!(!test("-e", hidden), "{unit} sees the host's {hidden}");
         }
+        // Only network probes need a /proc (for the container's namespace).
+        assert_eq!(test("-e", "/proc/self"), unit == probed, "{unit}'s /proc");
     }
     // Output still reaches the journal through the sandboxed shim.
     lab.berth(
