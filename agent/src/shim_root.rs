@@ -1,9 +1,9 @@
 //! The root directory the shims' units run in: a skeleton of empty mount
 //! points and the merged-`/usr` links, which systemd fills, in each unit's
-//! own mount namespace, with `/usr` and `/run` of the host read-only and
-//! fresh API file systems (see the unit renderer's `push_shim_root`).
-//! Nothing of the host is copied in; the agent makes it once per state
-//! directory, before any unit that names it is written.
+//! own mount namespace, with `/usr` and `/run` of the host read-only (and
+//! a `/proc` of its own for a shim with network probes; see the unit
+//! renderer's `push_shim_sandbox`). Nothing of the host is copied in; the
+//! agent makes it when it starts, before it writes any unit that names it.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

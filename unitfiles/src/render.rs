@@ -560,7 +560,6 @@ pub fn render_build_unit(unit: &BuildUnit<'_>) -> Result<String, RenderError> {
 /// file systems, and to 25 ms without (`systemd-run --wait /bin/true` with
 /// the same directives, 5 rounds of 10 in a lab host).
 ///
-///
 /// The container is not sandboxed by this: dockerd starts it, outside the
 /// unit's processes. Only the shim is, and it needs Docker's socket, the
 /// journal's and the notify socket (all unix sockets with a path, so it
