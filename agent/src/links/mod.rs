@@ -177,7 +177,6 @@ enum Known {
 /// changes were applied (in one transaction), if any had to be. Without
 /// `known`, the table is read back.
 fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usize>, LinkError> {
-    let mut nft = Nftables::open()?;
     if let Some(known) = known {
         let changes = match known {
             Known::Changes(changes) => changes,
@@ -186,9 +185,9 @@ fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usiz
                 changes(desired(wiring).as_ref(), &before)
             }
         };
-        nft.apply(TABLE, &changes)?;
-        return Ok((!changes.is_empty()).then_some(changes.len()));
+        return apply_here(&changes);
     }
+    let mut nft = Nftables::open()?;
     let desired = desired(wiring);
     let observed = read_table(&mut nft)?;
     let localnet = on_loopback(wiring);
@@ -205,14 +204,21 @@ fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usiz
     Ok((!changes.is_empty()).then_some(changes.len()))
 }
 
+/// Applies `changes` to the calling thread's namespace in one transaction;
+/// how many, if any.
+fn apply_here(changes: &[Change]) -> Result<Option<usize>, LinkError> {
+    Nftables::open()?.apply(TABLE, changes)?;
+    Ok((!changes.is_empty()).then_some(changes.len()))
+}
+
 /// Converges `namespace` to `wiring` (from `previous`, what it was last
 /// converged to, when that is known to hold). The wirings are shared, not
 /// copied: a pod may hold tens of thousands of links. `previous` is used
 /// only while the `route_localnet` it was converged with still fits. The
 /// changes that follow from the changed links alone are planned here, on
 /// the caller's thread, where the new wiring was just built and is still
-/// in cache; only applying them (or the full comparison, which is heavy)
-/// runs on the namespace's thread.
+/// in cache, and applied from there too (microseconds of work); only the
+/// full comparison, which is heavy, runs on the namespace's thread.
 pub async fn converge(
     namespace: &Namespace,
     wiring: Arc<PodWiring>,
@@ -224,6 +230,9 @@ pub async fn converge(
             Some(changes) => Known::Changes(changes),
             None => Known::Wiring(previous),
         });
+    if let Some(Known::Changes(changes)) = &known {
+        return netns::run_here(namespace, || apply_here(changes))?;
+    }
     netns::run_in(namespace, move || converge_here(&wiring, known)).await?
 }
 
