@@ -1,18 +1,19 @@
-//! Running code inside a pod's network namespace: one dedicated thread
-//! does all such work, a call at a time. For each call it enters the
+//! Running code inside a pod's network namespace. Long work (reading a
+//! table back, a full comparison) goes to one dedicated thread, a call at
+//! a time ([`run_in`]); work of microseconds (a link's elements) runs on
+//! the calling thread ([`run_here`]). Either way the thread enters the
 //! namespace with `setns`, does the work and goes back to the agent's own
-//! namespace, so no thread of the agent's runtime ever changes namespace,
-//! and no pod's namespace is held between calls. Netlink sockets opened
-//! and `/proc/sys/net` opened from that thread belong to the pod's
-//! namespace. The namespace is held open ([`Namespace`]), so that work can
-//! go on in the same one without asking Docker again for the process that
-//! owns it.
+//! namespace before anything else runs on it, so no pod's namespace is
+//! held between calls and no other task ever runs in one. Netlink sockets
+//! and `/proc/sys/net` opened meanwhile belong to the pod's namespace.
+//! The namespace is held open ([`Namespace`]), so that work can go on in
+//! the same one without asking Docker again for the process that owns it.
 //!
 //! One long-lived thread, not one per call: starting a thread cost
 //! 55-110 us, more than the nf_tables transaction a link addition makes.
-//! Work of microseconds (a link's elements) runs on the calling thread
-//! instead ([`run_here`]): handing it to that thread and back costs two
-//! wake-ups of another CPU, tens of microseconds each in a VM.
+//! Short work stays on the caller's thread: handing it to that thread and
+//! back costs two wake-ups of another CPU, tens of microseconds each in a
+//! VM.
 
 use std::fs::File;
 use std::sync::{mpsc, Mutex};
