@@ -163,29 +163,17 @@ fn on_loopback(wiring: &PodWiring) -> bool {
         .any(|(link, _)| link.address.is_none())
 }
 
-/// What a pod's namespace is known to hold before a converge, short of
-/// reading its table back.
-enum Known {
-    /// The changes from the last wiring, found from the links that
-    /// changed alone ([`plan::changes_since`]).
-    Changes(Vec<Change>),
-    /// The last wiring, to compare with the new one in full.
-    Wiring(Arc<PodWiring>),
-}
-
 /// Converges the calling thread's namespace to `wiring`; returns how many
-/// changes were applied (in one transaction), if any had to be. Without
-/// `known`, the table is read back.
-fn converge_here(wiring: &PodWiring, known: Option<Known>) -> Result<Option<usize>, LinkError> {
-    if let Some(known) = known {
-        let changes = match known {
-            Known::Changes(changes) => changes,
-            Known::Wiring(previous) => {
-                let before = Observed::of(desired(&previous).as_ref());
-                changes(desired(wiring).as_ref(), &before)
-            }
-        };
-        return apply_here(&changes);
+/// changes were applied (in one transaction), if any had to be: compared
+/// in full with `previous`, the wiring it is known to hold, or without it
+/// with the table read back.
+fn converge_here(
+    wiring: &PodWiring,
+    previous: Option<&PodWiring>,
+) -> Result<Option<usize>, LinkError> {
+    if let Some(previous) = previous {
+        let before = Observed::of(desired(previous).as_ref());
+        return apply_here(&changes(desired(wiring).as_ref(), &before));
     }
     let mut nft = Nftables::open()?;
     let desired = desired(wiring);
@@ -224,16 +212,17 @@ pub async fn converge(
     wiring: Arc<PodWiring>,
     previous: Option<Arc<PodWiring>>,
 ) -> Result<Option<usize>, LinkError> {
-    let known = previous
-        .filter(|p| on_loopback(p) == on_loopback(&wiring))
-        .map(|previous| match plan::changes_since(&previous, &wiring) {
-            Some(changes) => Known::Changes(changes),
-            None => Known::Wiring(previous),
-        });
-    if let Some(Known::Changes(changes)) = &known {
-        return netns::run_here(namespace, || apply_here(changes))?;
+    let previous = previous.filter(|p| on_loopback(p) == on_loopback(&wiring));
+    if let Some(changes) = previous
+        .as_deref()
+        .and_then(|p| plan::changes_since(p, &wiring))
+    {
+        return netns::run_here(namespace, || apply_here(&changes))?;
     }
-    netns::run_in(namespace, move || converge_here(&wiring, known)).await?
+    netns::run_in(namespace, move || {
+        converge_here(&wiring, previous.as_deref())
+    })
+    .await?
 }
 
 /// A pod's namespace and the wiring last converged there.
