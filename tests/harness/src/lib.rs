@@ -674,8 +674,44 @@ systemd-run --unit hook busybox httpd -f -p 8088 -h /run/hook",
     }
 }
 
+impl Lab {
+    /// What a user would look at after a failure: the cluster as h1's
+    /// `berth` sees it, and the last lines each host's berth services
+    /// logged. Printed when a test panics, before the lab goes away.
+    fn print_diagnosis(&self) {
+        let mut report = format!("\n==== lab {} at the failure ====\n", self.name);
+        for args in [["ps", "-o", "wide"], ["node", "ls", ""], ["events", "", ""]] {
+            let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+            let run = self.berth("h1", &args);
+            report += &format!("-- {}\n{}{}", run.command, run.stdout(), run.stderr());
+        }
+        let hosts = self.lab(&["status", "--json"]);
+        let hosts: Vec<Host> = serde_json::from_str(&hosts.stdout()).unwrap_or_default();
+        for host in hosts.iter().filter(|h| h.pid.is_some()) {
+            let run = self.exec(
+                &host.name,
+                &[
+                    "journalctl",
+                    "--no-pager",
+                    "-o",
+                    "short-precise",
+                    "-n",
+                    "40",
+                    "-u",
+                    "berth-*",
+                ],
+            );
+            report += &format!("-- {}\n{}", run.command, run.stdout());
+        }
+        eprintln!("{report}");
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
+        if std::thread::panicking() && !self.down {
+            self.print_diagnosis();
+        }
         if !self.down {
             let run = self.lab(&["down"]);
             if !run.success() {
