@@ -20,9 +20,12 @@
 //! edited or extended has the wrong tags and is written again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
+use std::sync::OnceLock;
 
 use berth_model::{EgressPolicy, Link};
+use foldhash::quality::RandomState;
 use sha2::Digest as _;
 
 use super::nft::{
@@ -68,7 +71,7 @@ pub struct PodWiring {
     links: Vec<LinkBackends>,
     /// The outbound policy.
     egress: EgressPolicy,
-    /// What the links' elements depend on, packed for comparing.
+    /// Digests of runs of links, for finding those another wiring changed.
     footprint: Footprint,
 }
 
@@ -115,73 +118,116 @@ impl Default for PodWiring {
     }
 }
 
-/// What each link's elements depend on (its local address and port, and
-/// its backends), packed into flat arrays built with the wiring. Two
-/// wirings then compare array against array, a block of memory at a time,
-/// rather than link by link with each link's backends read from the heap:
-/// with 20,000 links, 0.01 ms against 0.15 ms.
+/// Digests of what the links' elements depend on (each link's local
+/// address and port, and its backends), one for each run of [`CHUNK`]
+/// links counted from the first and one for each counted from the last,
+/// built with the wiring. Two wirings find the links they have alike at
+/// either end by comparing digests, then link by link within the one run
+/// that differs: with 20,000 links a few kilobytes read, where the flat
+/// arrays of every link compared before streamed a megabyte (20-70 us,
+/// as much as the change itself).
+///
+/// Digests are keyed with this process's random seed (foldhash), never
+/// leave the process, and so cannot be aimed at; runs whose digests
+/// differ always differ. Two runs that differ but collide (about one
+/// chance in 2^64) would leave a change unapplied until the next resync
+/// compares the table whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Footprint {
-    /// Per link: its local address and port.
-    heads: Vec<u64>,
-    /// Per link, and one past the last: where its backends start in
-    /// `backends`.
-    starts: Vec<usize>,
-    /// Every link's backends, one after another.
-    backends: Vec<u64>,
+    /// How many links each digest covers.
+    chunk: usize,
+    /// Digests of links `[i * chunk, (i + 1) * chunk)`, for every whole run.
+    from_first: Vec<u64>,
+    /// Digests of the runs counted from the last link: `from_last[0]` is
+    /// that of the last `chunk` links.
+    from_last: Vec<u64>,
 }
+
+/// Links per digest: 20,000 links have 312 digests each way, and a change
+/// is found within one run of 64.
+const CHUNK: usize = 64;
 
 impl Footprint {
     fn of(links: &[LinkBackends]) -> Self {
-        let pack =
-            |address: Ipv4Addr, port: u16| u64::from(u32::from(address)) << 16 | u64::from(port);
-        let mut footprint = Self {
-            heads: Vec::with_capacity(links.len()),
-            starts: Vec::with_capacity(links.len() + 1),
-            backends: Vec::with_capacity(links.len()),
+        Self::chunked(links, CHUNK)
+    }
+
+    fn chunked(links: &[LinkBackends], chunk: usize) -> Self {
+        // One pass over the links, each digested alone; the runs' digests
+        // are then taken over those, which sit together in memory.
+        let each: Vec<u64> = links.iter().map(digest_link).collect();
+        let n = each.len();
+        let runs = n / chunk;
+        let of_run = |run: &[u64]| {
+            let mut hasher = hasher();
+            run.iter().for_each(|&d| hasher.write_u64(d));
+            hasher.finish()
         };
-        footprint.starts.push(0);
-        for (link, backends) in links {
-            footprint
-                .heads
-                .push(pack(link.local_address(), link.local_port()));
-            footprint
-                .backends
-                .extend(backends.iter().map(|b| pack(b.address, b.port)));
-            footprint.starts.push(footprint.backends.len());
+        Self {
+            chunk,
+            from_first: (0..runs)
+                .map(|run| of_run(&each[run * chunk..(run + 1) * chunk]))
+                .collect(),
+            from_last: (0..runs)
+                .map(|run| of_run(&each[n - (run + 1) * chunk..n - run * chunk]))
+                .collect(),
         }
-        footprint
     }
+}
 
-    /// How many links, from the first, `self` and `other` have alike.
-    fn common_prefix(&self, other: &Self) -> usize {
-        let heads = first_mismatch(&self.heads, &other.heads);
-        // Links 0..k lie at the same places when starts[..=k] agree...
-        let bounds = first_mismatch(&self.starts, &other.starts).saturating_sub(1);
-        // ...and hold the same backends when they end before the first
-        // backend that differs.
-        let differs = first_mismatch(&self.backends, &other.backends);
-        let whole = self.starts[1..].partition_point(|&end| end <= differs);
-        heads.min(bounds).min(whole)
-    }
+/// A hasher keyed with this process's seed.
+fn hasher() -> impl Hasher {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    KEY.get_or_init(RandomState::default).build_hasher()
+}
 
-    /// How many links, from the last, `self` and `other` have alike, up to
-    /// `room`.
-    fn common_suffix(&self, other: &Self, room: usize) -> usize {
-        let (n, m) = (self.heads.len(), other.heads.len());
-        let heads = trailing_matches(&self.heads, &other.heads).min(room);
-        // The k-th link from the end lies at the same places when it
-        // starts as far from the end on both sides...
-        let (total, other_total) = (self.backends.len(), other.backends.len());
-        let bounds = (1..=heads)
-            .take_while(|&k| total - self.starts[n - k] == other_total - other.starts[m - k])
-            .count();
-        // ...and holds the same backends when it starts after the last
-        // backend that differs.
-        let alike = total - trailing_matches(&self.backends, &other.backends);
-        let whole = n - self.starts[..n].partition_point(|&start| start < alike);
-        bounds.min(whole)
+/// The digest of what a link's elements depend on: one 64-bit word for
+/// its address and port, one for its number of backends, and one for
+/// each backend.
+fn digest_link((link, backends): &LinkBackends) -> u64 {
+    let word = |address: Ipv4Addr, port: u16| u64::from(u32::from(address)) << 16 | u64::from(port);
+    let mut hasher = hasher();
+    hasher.write_u64(word(link.local_address(), link.local_port()));
+    hasher.write_u64(backends.len() as u64);
+    for backend in backends {
+        hasher.write_u64(word(backend.address, backend.port));
     }
+    hasher.finish()
+}
+
+/// Whether two links have the same elements.
+fn alike(a: &LinkBackends, b: &LinkBackends) -> bool {
+    a.0.local_address() == b.0.local_address() && a.0.local_port() == b.0.local_port() && a.1 == b.1
+}
+
+/// How many links, from the first, `old` and `new` have alike.
+fn common_prefix(old: &PodWiring, new: &PodWiring) -> usize {
+    let (o, n) = (&old.footprint, &new.footprint);
+    debug_assert_eq!(o.chunk, n.chunk);
+    let known = first_mismatch(&o.from_first, &n.from_first) * o.chunk;
+    known
+        + old.links[known..]
+            .iter()
+            .zip(&new.links[known..])
+            .take_while(|(a, b)| alike(a, b))
+            .count()
+}
+
+/// How many links, from the last, `old` and `new` have alike, up to
+/// `room`.
+fn common_suffix(old: &PodWiring, new: &PodWiring, room: usize) -> usize {
+    let (o, n) = (&old.footprint, &new.footprint);
+    debug_assert_eq!(o.chunk, n.chunk);
+    let known = (first_mismatch(&o.from_last, &n.from_last) * o.chunk).min(room);
+    let (a, b) = (&old.links, &new.links);
+    known
+        + a[..a.len() - known]
+            .iter()
+            .rev()
+            .zip(b[..b.len() - known].iter().rev())
+            .take(room - known)
+            .take_while(|(a, b)| alike(a, b))
+            .count()
 }
 
 /// Slices are compared this many items at a time (one `memcmp` each).
@@ -197,22 +243,6 @@ fn first_mismatch<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     i + a[i..len]
         .iter()
         .zip(&b[i..len])
-        .take_while(|(x, y)| x == y)
-        .count()
-}
-
-/// How many items at the ends of `a` and `b` are alike.
-fn trailing_matches<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    let len = a.len().min(b.len());
-    let (a, b) = (&a[a.len() - len..], &b[b.len() - len..]);
-    let mut k = 0;
-    while k + BLOCK <= len && a[len - k - BLOCK..len - k] == b[len - k - BLOCK..len - k] {
-        k += BLOCK;
-    }
-    k + a[..len - k]
-        .iter()
-        .rev()
-        .zip(b[..len - k].iter().rev())
         .take_while(|(x, y)| x == y)
         .count()
 }
@@ -539,9 +569,9 @@ pub fn changes_since(old: &PodWiring, new: &PodWiring) -> Option<Vec<Change>> {
     let (o, n) = (&old.links, &new.links);
     // Elements depend on a link's address, port and backends only: their
     // footprints are compared.
-    let prefix = old.footprint.common_prefix(&new.footprint);
+    let prefix = common_prefix(old, new);
     let room = o.len().min(n.len()) - prefix;
-    let suffix = old.footprint.common_suffix(&new.footprint, room);
+    let suffix = common_suffix(old, new, room);
     // The rules stay as they are when every backend count the changed
     // links had or have is had by both wirings: by a changed link on
     // both sides, or by an unchanged one (found at once when most links
@@ -1001,7 +1031,7 @@ mod tests {
         };
         let mut wirings = Vec::new();
         for _ in 0..300 {
-            let links: Vec<LinkBackends> = (0..next(7))
+            let links: Vec<LinkBackends> = (0..next(10))
                 .map(|_| {
                     let port = 8000 + next(3) as u16;
                     let backends = (0..next(3))
@@ -1025,25 +1055,31 @@ mod tests {
                     .take(room)
                     .take_while(|(x, y)| same(x, y))
                     .count();
-                let (fa, fb) = (Footprint::of(a), Footprint::of(b));
-                assert_eq!(fa.common_prefix(&fb), prefix, "{a:?} {b:?}");
-                assert_eq!(fa.common_suffix(&fb, room), suffix, "{a:?} {b:?}");
+                // Runs of one link, of a few, and longer than the wirings.
+                for chunk in [1, 2, 3, CHUNK] {
+                    let chunked = |links: &Vec<LinkBackends>| PodWiring {
+                        links: links.clone(),
+                        egress: EgressPolicy::Open,
+                        footprint: Footprint::chunked(links, chunk),
+                    };
+                    let (wa, wb) = (chunked(a), chunked(b));
+                    assert_eq!(common_prefix(&wa, &wb), prefix, "{chunk} {a:?} {b:?}");
+                    assert_eq!(common_suffix(&wa, &wb, room), suffix, "{chunk} {a:?} {b:?}");
+                }
             }
         }
     }
 
     #[test]
-    fn mismatches_are_found_wherever_they_fall_in_or_across_blocks() {
+    fn a_mismatch_is_found_wherever_it_falls_in_or_across_blocks() {
         let a: Vec<u64> = (0..100).collect();
         for len in [0, 1, 31, 32, 33, 64, 99, 100] {
             let b = &a[..len];
             assert_eq!(first_mismatch(&a, b), len);
-            assert_eq!(trailing_matches(&a[100 - len..], &a), len);
             for at in 0..len {
                 let mut c = b.to_vec();
                 c[at] += 1000;
                 assert_eq!(first_mismatch(b, &c), at, "len {len}, at {at}");
-                assert_eq!(trailing_matches(b, &c), len - at - 1, "len {len}, at {at}");
             }
         }
     }

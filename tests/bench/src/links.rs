@@ -9,10 +9,11 @@
 //! is (with a shared, busy machine that spread is wider than the gap to
 //! the target).
 //!
-//! `link-add`: in one lab host, a container's namespace gets N links
-//! installed by the agent's own code (plan + one nf_tables transaction over
-//! netlink), then one more link is added and timed, again and again; the
-//! baseline is adding the first link. The timed part runs inside the lab host (this binary,
+//! `link-add`: in one lab host, one container's namespace for each count
+//! gets N links installed by the agent's own code (plan + one nf_tables
+//! transaction over netlink), then one more link is added to each and
+//! timed, the counts taking turns, again and again; the baseline is
+//! adding the first links. The timed part runs inside the lab host (this binary,
 //! visible there through the host's overlay root, re-executes itself with
 //! the hidden `link-add-in-host` subcommand).
 
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use berth_agent::links::converge;
 use berth_agent::links::netns::Namespace;
-use berth_agent::links::plan::{Backend, PodWiring};
+use berth_agent::links::plan::{Backend, LinkBackends, PodWiring};
 use berth_harness::Lab;
 use berth_model::{EgressPolicy, Link};
 
@@ -326,41 +327,45 @@ done"#,
 /// `installed` links already in the namespace.
 pub fn add(installed: &[usize], runs: usize) {
     let lab = Lab::up("bench-link-add", 1);
-    lab.exec(
-        "h1",
-        &[
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            "linked",
-            "local/busybox",
-            "sleep",
-            "1d",
-        ],
-    )
-    .assert_success();
-    let pid = lab
-        .exec(
-            "h1",
-            &["docker", "inspect", "-f", "{{.State.Pid}}", "linked"],
-        )
-        .assert_success();
-    let exe = std::env::current_exe().expect("own path");
-    let counts: Vec<String> = std::iter::once(0)
+    let counts: Vec<usize> = std::iter::once(0)
         .chain(installed.iter().copied())
-        .map(|n| n.to_string())
         .collect();
+    // One container, and so one namespace, for each count.
+    let pids: Vec<String> = (0..counts.len())
+        .map(|i| {
+            let name = format!("linked{i}");
+            lab.exec(
+                "h1",
+                &[
+                    "docker",
+                    "run",
+                    "-d",
+                    "--name",
+                    &name,
+                    "local/busybox",
+                    "sleep",
+                    "1d",
+                ],
+            )
+            .assert_success();
+            lab.exec("h1", &["docker", "inspect", "-f", "{{.State.Pid}}", &name])
+                .assert_success()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let exe = std::env::current_exe().expect("own path");
+    let join = |items: Vec<String>| items.join(",");
     let out = lab
         .exec(
             "h1",
             &[
                 exe.to_str().expect("utf-8 path"),
                 "link-add-in-host",
-                "--pid",
-                pid.trim(),
+                "--pids",
+                &join(pids),
                 "--installed",
-                &counts.join(","),
+                &join(counts.iter().map(usize::to_string).collect()),
                 "--runs",
                 &runs.to_string(),
             ],
@@ -370,74 +375,129 @@ pub fn add(installed: &[usize], runs: usize) {
 }
 
 fn wiring(links: usize) -> PodWiring {
-    PodWiring::new(
-        (0..links)
-            .map(|i| {
-                let link = Link {
-                    service: format!("svc{i}"),
-                    port: 8080,
-                    local_port: Some(10_000 + i as u16),
-                    address: None,
-                    wait_ready: false,
-                };
-                let backend = Backend {
-                    address: Ipv4Addr::new(10, 231, 0, 12),
-                    port: 30_000 + (i % 2000) as u16,
-                };
-                (link, vec![backend])
-            })
-            .collect(),
-        EgressPolicy::Open,
-    )
+    PodWiring::new(links_to(links), EgressPolicy::Open)
 }
 
-/// Inside the lab host: installs each count of links in the namespace of
-/// `pid`, then times adding one more link, `runs` times (each on top of
-/// the last), through the agent's converge: the path a link added to a
-/// running pod takes (the changes computed from the last wiring, one
-/// nf_tables transaction over netlink). The wirings are built before the
-/// clock starts, as the agent has them before it converges, and the
-/// namespace is held open, as the agent holds it between resyncs.
-pub fn add_in_host(pid: u32, installed: &[usize], runs: usize) -> anyhow::Result<()> {
+/// `links` links, each with one backend.
+fn links_to(links: usize) -> Vec<LinkBackends> {
+    (0..links)
+        .map(|i| {
+            let link = Link {
+                service: format!("svc{i}"),
+                port: 8080,
+                local_port: Some(10_000 + i as u16),
+                address: None,
+                wait_ready: false,
+            };
+            let backend = Backend {
+                address: Ipv4Addr::new(10, 231, 0, 12),
+                port: 30_000 + (i % 2000) as u16,
+            };
+            (link, vec![backend])
+        })
+        .collect()
+}
+
+/// Inside the lab host: installs each count of links in its own
+/// namespace (that of `pids[i]` for `installed[i]`), then times adding one
+/// more link to each, `runs` times (each on top of the last), through the
+/// agent's converge: the path a link added to a running pod takes (the
+/// changes computed from the last wiring, one nf_tables transaction over
+/// netlink). The counts take turns, one addition each, so that the
+/// machine's drift over a run (another CPU's load, its frequency) falls
+/// on all of them alike, in a new order each round. Each new wiring is built just before the clock
+/// starts, as the agent builds it before it converges, and that build is
+/// timed apart; the namespaces are held open, as the agent holds them
+/// between resyncs.
+pub fn add_in_host(pids: &[u32], installed: &[usize], runs: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        pids.len() == installed.len() && !pids.is_empty(),
+        "--pids must name one process for each count in --installed"
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let namespace = Namespace::of(pid)?;
     runtime.block_on(async {
-        let mut baseline = None;
-        println!("adding one link to a pod's namespace, {runs} runs each (ms):");
-        for &n in installed {
+        struct Count {
+            n: usize,
+            namespace: Namespace,
+            wiring: Arc<PodWiring>,
+            samples: Vec<f64>,
+            builds: Vec<f64>,
+            setup: Duration,
+            resync: Duration,
+        }
+        let mut counts = Vec::new();
+        for (&pid, &n) in pids.iter().zip(installed) {
+            let namespace = Namespace::of(pid)?;
             let setup = Instant::now();
-            let mut before = Arc::new(wiring(n));
-            converge(&namespace, Arc::clone(&before), None).await?;
+            let wiring = Arc::new(wiring(n));
+            converge(&namespace, Arc::clone(&wiring), None).await?;
             let setup = setup.elapsed();
             // A resync reads the whole table back; over an unchanged
             // table it must write nothing.
             let resync = Instant::now();
-            if let Some(changes) = converge(&namespace, Arc::clone(&before), None).await? {
+            if let Some(changes) = converge(&namespace, Arc::clone(&wiring), None).await? {
                 anyhow::bail!("a resync of {n} unchanged links made {changes} changes");
             }
             let resync = resync.elapsed();
-            let mut samples = Vec::with_capacity(runs);
-            for i in 0..runs {
-                let after = Arc::new(wiring(n + i + 1));
-                let t0 = Instant::now();
-                converge(&namespace, Arc::clone(&after), Some(Arc::clone(&before))).await?;
-                samples.push(t0.elapsed().as_secs_f64() * 1e3);
-                // The agent, too, frees the last wiring after converging.
-                before = after;
+            counts.push(Count {
+                n,
+                namespace,
+                wiring,
+                samples: Vec::with_capacity(runs),
+                builds: Vec::with_capacity(runs),
+                setup,
+                resync,
+            });
+        }
+        // Each round takes the counts in a new order, so that each follows
+        // the largest (whose new wiring leaves the caches cold) as often.
+        let mut order: Vec<usize> = (0..counts.len()).collect();
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        for i in 0..runs {
+            for at in (1..order.len()).rev() {
+                // xorshift64: the order needs no more than to vary.
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                order.swap(at, (seed % (at as u64 + 1)) as usize);
             }
-            samples.sort_by(f64::total_cmp);
-            let (p50, p99) = (quantile(&samples, 0.5), quantile(&samples, 0.99));
+            for &turn in &order {
+                let count = &mut counts[turn];
+                let links = links_to(count.n + i + 1);
+                let built = Instant::now();
+                let after = Arc::new(PodWiring::new(links, EgressPolicy::Open));
+                count.builds.push(built.elapsed().as_secs_f64() * 1e3);
+                let t0 = Instant::now();
+                converge(&count.namespace, Arc::clone(&after), Some(Arc::clone(&count.wiring)))
+                    .await?;
+                count.samples.push(t0.elapsed().as_secs_f64() * 1e3);
+                // The agent, too, frees the last wiring after converging.
+                count.wiring = after;
+            }
+        }
+        println!("adding one link to a pod's namespace, {runs} runs each, the counts taking turns (ms):");
+        let mut baseline = None;
+        for count in &mut counts {
+            count.samples.sort_by(f64::total_cmp);
+            count.builds.sort_by(f64::total_cmp);
+            let (p50, p99) = (quantile(&count.samples, 0.5), quantile(&count.samples, 0.99));
             let (base50, base99) = *baseline.get_or_insert((p50, p99));
             println!(
-                "  {n:6} installed  p50 {p50:6.3}  p99 {p99:6.3}  ratio to the first link: p50 {:5.2}x  p99 {:5.2}x  (installing them took {setup:.2?}, a resync reading them back {resync:.2?})",
+                "  {:6} installed  p50 {p50:6.3}  p99 {p99:6.3}  ratio to the first link: p50 {:5.2}x  p99 {:5.2}x  (installing them took {:.2?}, a resync reading them back {:.2?}; building the new wiring from its links, before converging, p50 {:.3} ms)",
+                count.n,
                 p50 / base50,
-                p99 / base99
+                p99 / base99,
+                count.setup,
+                count.resync,
+                quantile(&count.builds, 0.5),
             );
         }
         println!("  target: p99 <= 2 ms with 20000 installed, <= 2x the first link's");
-        converge(&namespace, Arc::new(PodWiring::default()), None).await?;
+        for count in &counts {
+            converge(&count.namespace, Arc::new(PodWiring::default()), None).await?;
+        }
         anyhow::Ok(())
     })
 }

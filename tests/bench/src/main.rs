@@ -382,8 +382,8 @@ enum Bench {
     /// The timed part of `link-add`, run inside the lab host.
     #[command(hide = true)]
     LinkAddInHost {
-        #[arg(long)]
-        pid: u32,
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
         #[arg(long, value_delimiter = ',')]
         installed: Vec<usize>,
         #[arg(long)]
@@ -601,11 +601,11 @@ fn main() -> ExitCode {
             }
         }
         Bench::LinkAddInHost {
-            pid,
+            pids,
             installed,
             runs,
         } => {
-            if let Err(error) = links::add_in_host(pid, &installed, runs) {
+            if let Err(error) = links::add_in_host(&pids, &installed, runs) {
                 eprintln!("berth-bench link-add: {error:#}");
                 return ExitCode::FAILURE;
             }
