@@ -154,15 +154,6 @@ fn read_table(nft: &mut Nftables) -> Result<Observed, LinkError> {
     Ok(observed)
 }
 
-/// Only links on 127.0.0.1 need loopback traffic to leave the pod
-/// (`route_localnet`).
-fn on_loopback(wiring: &PodWiring) -> bool {
-    wiring
-        .links()
-        .iter()
-        .any(|(link, _)| link.address.is_none())
-}
-
 /// Converges the calling thread's namespace to `wiring`; returns how many
 /// changes were applied (in one transaction), if any had to be: compared
 /// in full with `previous`, the wiring it is known to hold, or without it
@@ -178,7 +169,7 @@ fn converge_here(
     let mut nft = Nftables::open()?;
     let desired = desired(wiring);
     let observed = read_table(&mut nft)?;
-    let localnet = on_loopback(wiring);
+    let localnet = wiring.on_loopback();
     let current = netns::route_localnet().map_err(LinkError::RouteLocalnet)?;
     // On before the rules that need it, off after they are gone.
     if localnet && !current {
@@ -212,7 +203,7 @@ pub async fn converge(
     wiring: Arc<PodWiring>,
     previous: Option<Arc<PodWiring>>,
 ) -> Result<Option<usize>, LinkError> {
-    let previous = previous.filter(|p| on_loopback(p) == on_loopback(&wiring));
+    let previous = previous.filter(|p| p.on_loopback() == wiring.on_loopback());
     if let Some(changes) = previous
         .as_deref()
         .and_then(|p| plan::changes_since(p, &wiring))

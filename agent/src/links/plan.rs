@@ -73,17 +73,28 @@ pub struct PodWiring {
     egress: EgressPolicy,
     /// Digests of runs of links, for finding those another wiring changed.
     footprint: Footprint,
+    /// Whether some link is on 127.0.0.1 (known when built: a converge
+    /// asks each time, and a scan would read every link).
+    on_loopback: bool,
 }
 
 impl PodWiring {
     /// The wiring of `links` (in the service's order) under `egress`.
     pub fn new(links: Vec<LinkBackends>, egress: EgressPolicy) -> Self {
         let footprint = Footprint::of(&links);
+        let on_loopback = links.iter().any(|(link, _)| link.address.is_none());
         Self {
             links,
             egress,
             footprint,
+            on_loopback,
         }
+    }
+
+    /// Whether some link is on 127.0.0.1: only those need loopback
+    /// traffic to leave the pod (`route_localnet`).
+    pub fn on_loopback(&self) -> bool {
+        self.on_loopback
     }
 
     /// The links with their backends.
@@ -1058,9 +1069,8 @@ mod tests {
                 // Runs of one link, of a few, and longer than the wirings.
                 for chunk in [1, 2, 3, CHUNK] {
                     let chunked = |links: &Vec<LinkBackends>| PodWiring {
-                        links: links.clone(),
-                        egress: EgressPolicy::Open,
                         footprint: Footprint::chunked(links, chunk),
+                        ..PodWiring::new(links.clone(), EgressPolicy::Open)
                     };
                     let (wa, wb) = (chunked(a), chunked(b));
                     assert_eq!(common_prefix(&wa, &wb), prefix, "{chunk} {a:?} {b:?}");
