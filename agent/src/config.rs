@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use berth_unitfiles::is_plain_absolute_path;
 use serde::Deserialize;
 
 /// Where the agent looks for its configuration.
@@ -253,6 +254,23 @@ impl AgentConfig {
                 ));
             }
         }
+        // Written bare into every pod's unit (ExecStart=, RootDirectory=,
+        // the build units' paths): refused here, not unit by unit later.
+        for (setting, value) in [
+            ("state-dir", &self.state_dir),
+            ("shim-path", &self.shim_path),
+            ("agent-path", &self.agent_path),
+        ] {
+            if !value.to_str().is_some_and(is_plain_absolute_path) {
+                return Err(invalid(
+                    setting,
+                    format!(
+                        "must be a normalized path of [A-Za-z0-9/._+-] (it is written into unit files), got {}",
+                        value.display()
+                    ),
+                ));
+            }
+        }
         if self.host_ports.first == 0 || self.host_ports.first > self.host_ports.last {
             return Err(invalid(
                 "host-ports",
@@ -284,16 +302,7 @@ impl AgentConfig {
             if let Err(problem) = berth_model::validate_dns_label(class) {
                 return Err(invalid("volume-classes", format!("{class:?}: {problem}")));
             }
-            let plain = dir.to_str().is_some_and(|d| {
-                d.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "/._+-".contains(c))
-            });
-            if !dir.is_absolute()
-                || !plain
-                || dir
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir)
-            {
+            if !dir.to_str().is_some_and(is_plain_absolute_path) {
                 return Err(invalid(
                     "volume-classes",
                     format!(
@@ -502,6 +511,16 @@ mod tests {
                 .contains("state-dir: must be an absolute path"),
             "{err}"
         );
+        let err = AgentConfig::parse("state-dir = \"/var/lib/my berth\"", Path::new("a.toml"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("state-dir: must be a normalized path of [A-Za-z0-9/._+-]"),
+            "{err}"
+        );
+        let err = AgentConfig::parse("shim-path = \"/usr/bin/../bin/shim\"", Path::new("a.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("shim-path: must be"), "{err}");
         let err = AgentConfig::parse("no-such = 1", Path::new("a.toml")).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
     }

@@ -18,7 +18,7 @@ pub use name::{
 };
 pub use pod::{app_container_name, holder_container_name, pod_unit_files, UnitFile};
 pub use render::{
-    container_cgroup_path, pod_network_cgroup_path, render_build_unit, render_container_unit,
-    render_network_mount_unit, render_pod_network_unit, render_pod_slice, restart_setting,
-    BuildUnit, ContainerUnit, NetworkMountUnit, RenderError, NO_PROBES,
+    container_cgroup_path, is_plain_absolute_path, pod_network_cgroup_path, render_build_unit,
+    render_container_unit, render_network_mount_unit, render_pod_network_unit, render_pod_slice,
+    restart_setting, BuildUnit, ContainerUnit, NetworkMountUnit, RenderError, NO_PROBES,
 };

@@ -819,7 +819,7 @@ fn check_limit(setting: &'static str, value: u64, max: u64) -> Result<(), Render
 /// Whether `path` can be written bare as the executable of `ExecStart=`:
 /// absolute and normalized, as systemd requires, and free of anything it
 /// would read as quoting, a specifier, a prefix or a variable.
-fn is_plain_absolute_path(path: &str) -> bool {
+pub fn is_plain_absolute_path(path: &str) -> bool {
     let Some(relative) = path.strip_prefix('/') else {
         return false;
     };
