@@ -13,9 +13,9 @@
 //! gets N links installed by the agent's own code (plan + one nf_tables
 //! transaction over netlink), then one more link is added to each and
 //! timed, the counts taking turns, again and again; the baseline is
-//! adding the first links. The timed part runs inside the lab host (this binary,
-//! visible there through the host's overlay root, re-executes itself with
-//! the hidden `link-add-in-host` subcommand).
+//! adding the first links. The timed part runs inside the lab host (this
+//! binary, visible there through the host's overlay root, re-executes
+//! itself with the hidden `link-add-in-host` subcommand).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -403,12 +403,12 @@ fn links_to(links: usize) -> Vec<LinkBackends> {
 /// more link to each, `runs` times (each on top of the last), through the
 /// agent's converge: the path a link added to a running pod takes (the
 /// changes computed from the last wiring, one nf_tables transaction over
-/// netlink). The counts take turns, one addition each, so that the
-/// machine's drift over a run (another CPU's load, its frequency) falls
-/// on all of them alike, in a new order each round. Each new wiring is built just before the clock
-/// starts, as the agent builds it before it converges, and that build is
-/// timed apart; the namespaces are held open, as the agent holds them
-/// between resyncs.
+/// netlink). The counts take turns, one addition each in a new order
+/// each round, so that the machine's drift over a run (another CPU's
+/// load, its frequency) falls on all of them alike. Each new wiring is
+/// built just before the clock starts, as the agent builds it before it
+/// converges, and that build is timed apart; the namespaces are held
+/// open, as the agent holds them between resyncs.
 pub fn add_in_host(pids: &[u32], installed: &[usize], runs: usize) -> anyhow::Result<()> {
     anyhow::ensure!(
         pids.len() == installed.len() && !pids.is_empty(),
