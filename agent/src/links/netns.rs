@@ -96,10 +96,7 @@ pub async fn run_in<T: Send + 'static>(
 /// namespace: the agent aborts instead (systemd restarts it; the pods run
 /// on).
 pub fn run_here<T>(namespace: &Namespace, work: impl FnOnce() -> T) -> Result<T, NetnsError> {
-    let home = File::open("/proc/thread-self/ns/net").map_err(|source| NetnsError::Open {
-        pid: std::process::id(),
-        source,
-    })?;
+    let home = own_namespace()?;
     setns(&namespace.file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
         pid: namespace.pid,
         source,
@@ -113,6 +110,14 @@ pub fn run_here<T>(namespace: &Namespace, work: impl FnOnce() -> T) -> Result<T,
         std::process::abort();
     }
     done.map_err(|_| NetnsError::Thread)
+}
+
+/// The calling thread's own network namespace, to go back to.
+fn own_namespace() -> Result<File, NetnsError> {
+    File::open("/proc/thread-self/ns/net").map_err(|source| NetnsError::Open {
+        pid: std::process::id(),
+        source,
+    })
 }
 
 /// Work for the namespace thread.
@@ -137,10 +142,7 @@ fn submit(job: Job) -> Result<(), NetnsError> {
 }
 
 fn start_thread() -> Result<mpsc::Sender<Job>, NetnsError> {
-    let home = File::open("/proc/thread-self/ns/net").map_err(|source| NetnsError::Open {
-        pid: std::process::id(),
-        source,
-    })?;
+    let home = own_namespace()?;
     let (queue, jobs) = mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("netns".into())

@@ -680,9 +680,9 @@ impl Lab {
     /// logged. Printed when a test panics, before the lab goes away.
     fn print_diagnosis(&self) {
         let mut report = format!("\n==== lab {} at the failure ====\n", self.name);
-        for args in [["ps", "-o", "wide"], ["node", "ls", ""], ["events", "", ""]] {
-            let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
-            let run = self.berth("h1", &args);
+        let views: [&[&str]; 3] = [&["ps", "-o", "wide"], &["node", "ls"], &["events"]];
+        for args in views {
+            let run = self.berth("h1", args);
             report += &format!("-- {}\n{}{}", run.command, run.stdout(), run.stderr());
         }
         let hosts = self.lab(&["status", "--json"]);
