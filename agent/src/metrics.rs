@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::header;
@@ -17,7 +17,7 @@ use berth_model::metrics::{ContainerMetrics, NodeUsage, PodMetrics};
 const APP_POLL_TIMEOUT: Duration = Duration::from_secs(2);
 
 use crate::app_metrics;
-use crate::cgroup::{self, Cgroups};
+use crate::cgroup::{self, Cgroups, OpenFiles};
 use crate::docker::Docker;
 use crate::reconcile::desired::app_container_name;
 use crate::runtime::Runtime;
@@ -27,6 +27,8 @@ use crate::unit::container_cgroup_path;
 #[derive(Debug)]
 pub struct Metrics {
     cgroups: Cgroups,
+    /// The containers' cgroup files, open between samples.
+    files: Mutex<OpenFiles>,
     latest: RwLock<Sample>,
 }
 
@@ -59,6 +61,7 @@ impl Metrics {
     pub fn with_cgroups(cgroups: Cgroups) -> Self {
         Self {
             cgroups,
+            files: Mutex::new(OpenFiles::default()),
             latest: RwLock::new(Sample::default()),
         }
     }
@@ -72,6 +75,7 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let generation = previous.generation + 1;
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         let mut sampled = Vec::with_capacity(pods.len());
         for (pod, containers) in pods {
             let before = previous.pods.iter().find(|p| &p.pod == pod);
@@ -81,10 +85,11 @@ impl Metrics {
                 containers: Vec::with_capacity(containers.len()),
             };
             for container in containers {
-                let Some(mut m) = self
-                    .cgroups
-                    .read(container, &container_cgroup_path(pod, container))
-                else {
+                let Some(mut m) = self.cgroups.read(
+                    &mut files,
+                    container,
+                    &container_cgroup_path(pod, container),
+                ) else {
                     continue;
                 };
                 if let Some((time_ms, earlier)) = before.and_then(|b| {
@@ -99,6 +104,8 @@ impl Metrics {
             }
             sampled.push(metrics);
         }
+        files.close_unread();
+        drop(files);
         let all = sampled.iter().flat_map(|p| &p.containers);
         let usage = NodeUsage {
             memory_available_bytes: cgroup::memory_available(meminfo).unwrap_or(0),
