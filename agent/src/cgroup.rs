@@ -150,8 +150,9 @@ pub struct Leftovers {
 /// start, an open cgroup file gives the figures of that moment; opening it
 /// walks sysfs each time, which with 100 pods sampled every 10 s was a
 /// sixth of an idle agent's CPU. A file whose cgroup went away answers
-/// ENODEV: it is opened again once (the unit may have started anew), and
-/// closed at the next [`OpenFiles::close_unread`] if that fails too.
+/// ENODEV: it is closed and opened again once (the unit may have started
+/// anew in a new cgroup). Files not read in a sample are closed by
+/// [`OpenFiles::close_unread`].
 #[derive(Debug)]
 pub struct OpenFiles {
     /// Each open file, and whether it was read since the last sweep.
