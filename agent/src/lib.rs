@@ -36,6 +36,7 @@ pub mod private_file;
 pub mod reconcile;
 pub mod runtime;
 pub mod shim_root;
+pub mod stamped_files;
 pub mod status_cache;
 pub mod store;
 pub mod systemd;

@@ -30,8 +30,9 @@ use crate::ports::{self, Held};
 use crate::reconcile::assignments::{plan_assignments, Assignment};
 use crate::reconcile::desired::{app_container_name, desired_pod, DesiredPod};
 use crate::reconcile::execute::{execute, Effects, Pulls};
-use crate::reconcile::observe::{observe_all, observe_pod};
+use crate::reconcile::observe::{observe_all, observe_pod, UnitDir};
 use crate::reconcile::plan::{plan, plan_replacement, Action, Intent, ObservedPod};
+use crate::stamped_files::StampedFiles;
 use crate::status_cache::{CachedUnits, StatusCache};
 use crate::store::{Desired, PodRecord, PodStore, PortBinding, Source};
 use crate::systemd::{Systemd, UnitManager, UnitState};
@@ -128,6 +129,8 @@ pub struct Runtime<D = Docker, S = Systemd, J = SystemJournal> {
     volume_sizes: std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>,
     /// Unit and container states as last read, for the heartbeat.
     status_cache: Arc<StatusCache>,
+    /// The unit files as last read, for the resync.
+    unit_files: StampedFiles<String>,
 }
 
 /// How long a measured volume size is reported before it is measured
@@ -238,6 +241,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             pulls: Pulls::default(),
             volume_sizes: std::sync::Mutex::default(),
             status_cache: Arc::default(),
+            unit_files: StampedFiles::default(),
         }
     }
 
@@ -349,7 +353,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         observe_pod(
             &self.docker,
             &self.systemd,
-            &self.config.units_dir(),
+            &self.unit_dir(&self.config.units_dir()),
             &self.config.state_dir,
             name,
         )
@@ -673,6 +677,13 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
             .forget(&desired.service_units(), &containers);
     }
 
+    fn unit_dir<'a>(&'a self, dir: &'a Path) -> UnitDir<'a> {
+        UnitDir {
+            dir,
+            kept: &self.unit_files,
+        }
+    }
+
     fn cached_units(&self) -> CachedUnits<'_, S> {
         CachedUnits {
             systemd: &self.systemd,
@@ -965,7 +976,7 @@ impl<D: ContainerEngine, S: UnitManager, J: EventJournal> Runtime<D, S, J> {
         let observed = observe_all(
             &self.docker,
             &self.cached_units(),
-            &self.config.units_dir(),
+            &self.unit_dir(&self.config.units_dir()),
             &self.config.state_dir,
             &names,
         )

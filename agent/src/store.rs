@@ -3,7 +3,7 @@
 //! a crash leaves either the old record or the new one. Records hold secret
 //! values, so the directory is 0700 and every file 0600.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use anyhow::Context;
 use berth_model::{Pod, Protocol};
 use serde::{Deserialize, Serialize};
+
+use crate::stamped_files::StampedFiles;
 
 /// Whether the pod should run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +81,9 @@ pub struct PodStore {
     dir: PathBuf,
     /// The records as last read or written, by name; `None` until read.
     known: Arc<Mutex<Option<BTreeMap<String, PodRecord>>>>,
+    /// The files as last read: [`PodStore::reread`] parses only those
+    /// that changed.
+    files: Arc<StampedFiles<PodRecord>>,
 }
 
 impl PodStore {
@@ -94,6 +99,7 @@ impl PodStore {
         Ok(Self {
             dir: dir.to_owned(),
             known: Arc::default(),
+            files: Arc::default(),
         })
     }
 
@@ -130,6 +136,7 @@ impl PodStore {
 
     fn read_dir(&self) -> anyhow::Result<Vec<PodRecord>> {
         let mut records = Vec::new();
+        let mut present = HashSet::new();
         for entry in
             fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
         {
@@ -137,12 +144,14 @@ impl PodStore {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let text =
-                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let record: PodRecord = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            records.push(record);
+            let parse = |text: String| {
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+            };
+            let io = |e| anyhow::Error::from(e).context(format!("reading {}", path.display()));
+            records.push(self.files.read(&path, parse, io)?);
+            present.insert(path);
         }
+        self.files.keep_only(&self.dir, &present);
         records.sort_by(|a, b| a.pod.name.cmp(&b.pod.name));
         Ok(records)
     }

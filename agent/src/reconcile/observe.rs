@@ -1,10 +1,11 @@
 //! Gathering what systemd, Docker and the unit directory show, pod by pod.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use crate::docker::{ContainerEngine, DockerError, ObservedContainer, LABEL_CONTAINER, LABEL_POD};
 use crate::reconcile::plan::ObservedPod;
+use crate::stamped_files::StampedFiles;
 use crate::systemd::{SystemdError, UnitManager};
 
 /// What could not be observed.
@@ -26,16 +27,13 @@ pub enum ObserveError {
     },
 }
 
-/// The unit files in the agent's unit directory, by name.
-pub fn unit_files(dir: &Path) -> Result<BTreeMap<String, String>, ObserveError> {
-    unit_files_of(dir, |_| true)
-}
-
 /// The unit files in the agent's unit directory whose names pass
-/// `wanted`, by name: the others are not read.
+/// `wanted`, by name: the others are not read, and those unchanged since
+/// `kept` last read them are not opened.
 fn unit_files_of(
     dir: &Path,
     wanted: impl Fn(&str) -> bool,
+    kept: &StampedFiles<String>,
 ) -> Result<BTreeMap<String, String>, ObserveError> {
     let io = |source| ObserveError::Io {
         path: dir.display().to_string(),
@@ -47,6 +45,7 @@ fn unit_files_of(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
         Err(e) => return Err(io(e)),
     };
+    let mut present = HashSet::new();
     for entry in entries {
         let path = entry.map_err(io)?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
@@ -55,10 +54,21 @@ fn unit_files_of(
         let unit =
             name.ends_with(".service") || name.ends_with(".slice") || name.ends_with(".mount");
         if unit && wanted(&name) {
-            files.insert(name, std::fs::read_to_string(&path).map_err(io)?);
+            files.insert(name, kept.read(&path, Ok, io)?);
         }
+        present.insert(path);
     }
+    kept.keep_only(dir, &present);
     Ok(files)
+}
+
+/// The agent's unit directory, and its files as last read.
+#[derive(Debug, Clone, Copy)]
+pub struct UnitDir<'a> {
+    /// The directory.
+    pub dir: &'a Path,
+    /// Its files as last read.
+    pub kept: &'a StampedFiles<String>,
 }
 
 /// Observes every pod that has a container or a unit file on this host,
@@ -67,11 +77,11 @@ fn unit_files_of(
 pub async fn observe_all(
     docker: &impl ContainerEngine,
     systemd: &impl UnitManager,
-    units_dir: &Path,
+    units: &UnitDir<'_>,
     state_dir: &Path,
     also: &[String],
 ) -> Result<BTreeMap<String, ObservedPod>, ObserveError> {
-    observe_where(docker, systemd, units_dir, state_dir, also, None).await
+    observe_where(docker, systemd, units, state_dir, also, None).await
 }
 
 /// Observes pod `name` alone: its containers are listed, its unit files
@@ -81,19 +91,19 @@ pub async fn observe_all(
 pub async fn observe_pod(
     docker: &impl ContainerEngine,
     systemd: &impl UnitManager,
-    units_dir: &Path,
+    units: &UnitDir<'_>,
     state_dir: &Path,
     name: &str,
 ) -> Result<ObservedPod, ObserveError> {
     let also = [name.to_owned()];
-    let mut pods = observe_where(docker, systemd, units_dir, state_dir, &also, Some(name)).await?;
+    let mut pods = observe_where(docker, systemd, units, state_dir, &also, Some(name)).await?;
     Ok(pods.remove(name).unwrap_or_default())
 }
 
 async fn observe_where(
     docker: &impl ContainerEngine,
     systemd: &impl UnitManager,
-    units_dir: &Path,
+    units: &UnitDir<'_>,
     state_dir: &Path,
     also: &[String],
     only: Option<&str>,
@@ -117,7 +127,7 @@ async fn observe_where(
     }
     let of_wanted_pod =
         |unit: &str| crate::unit::name::pod_of_unit(unit).is_some_and(|pod| wanted(&pod));
-    for (unit, contents) in unit_files_of(units_dir, of_wanted_pod)? {
+    for (unit, contents) in unit_files_of(units.dir, of_wanted_pod, units.kept)? {
         if let Some(pod) = crate::unit::name::pod_of_unit(&unit) {
             pods.entry(pod)
                 .or_default()
