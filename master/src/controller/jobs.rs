@@ -12,45 +12,55 @@ use berth_model::job::Attempt;
 use berth_model::{ClusterPod, Event, EventKind, Job, JobPhase, PodPhase};
 
 use super::change::Change;
+use super::pods::{in_cluster_order, Indexed, PodIndex};
 use super::Cluster;
 
 /// Plans every job's next step; pods in `removed` are going already.
-pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Vec<Change> {
+pub fn plan(cluster: &Cluster, pods: &PodIndex<'_>, removed: &BTreeSet<String>) -> Vec<Change> {
     let mut changes: Vec<Change> = cluster
         .jobs
         .iter()
-        .filter_map(|job| advance(cluster, job, removed))
+        .filter_map(|job| advance(cluster, pods.of_job(&job.object.name), job, removed))
         .collect();
     // Pods of jobs that are gone go too.
-    for pod in &cluster.pods {
-        let Some(job) = pod.object.job.as_deref() else {
+    let mut gone = Vec::new();
+    for (job, group) in &pods.by_job {
+        if cluster.jobs.iter().any(|j| j.object.name == *job) {
             continue;
-        };
-        if !removed.contains(&pod.object.spec.name)
-            && !cluster.jobs.iter().any(|j| j.object.name == job)
-        {
-            changes.push(Change::delete_pod(
-                cluster.now_ms,
-                &pod.object,
-                pod.resource_version,
-                EventKind::PodDeleted,
-                format!("job {job} deleted"),
-            ));
+        }
+        for &(position, pod) in group {
+            if !removed.contains(&pod.object.spec.name) {
+                let change = Change::delete_pod(
+                    cluster.now_ms,
+                    &pod.object,
+                    pod.resource_version,
+                    EventKind::PodDeleted,
+                    format!("job {job} deleted"),
+                );
+                gone.push((position, change));
+            }
         }
     }
+    changes.extend(in_cluster_order(gone));
     changes
 }
 
 /// One job's step, if anything changes.
-fn advance(cluster: &Cluster, job: &Versioned<Job>, removed: &BTreeSet<String>) -> Option<Change> {
+fn advance(
+    cluster: &Cluster,
+    pods: &[Indexed<'_>],
+    job: &Versioned<Job>,
+    removed: &BTreeSet<String>,
+) -> Option<Change> {
     let name = job.object.name.as_str();
     let now = cluster.now_ms;
     let mut status = job.object.status.clone();
     let mut stop: Vec<(String, u64)> = Vec::new();
     let mut active: Vec<&Versioned<ClusterPod>> = Vec::new();
-    let pods = cluster.pods.iter().filter(|p| {
-        p.object.job.as_deref() == Some(name) && !removed.contains(&p.object.spec.name)
-    });
+    let pods = pods
+        .iter()
+        .map(|&(_, pod)| pod)
+        .filter(|p| !removed.contains(&p.object.spec.name));
     for pod in pods {
         match ended(&pod.object) {
             Some(attempt) => {
@@ -273,6 +283,11 @@ mod tests {
 
     use super::*;
     use crate::controller::testing::{cluster, ready, NOW};
+
+    /// The jobs planner over every pod of `cluster`.
+    fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Vec<Change> {
+        super::plan(cluster, &PodIndex::of(cluster), removed)
+    }
 
     fn job(name: &str, json: serde_json::Value) -> Versioned<Job> {
         let mut value = serde_json::json!({

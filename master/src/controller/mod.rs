@@ -18,6 +18,7 @@ pub mod links;
 pub mod liveness;
 pub mod moves;
 pub mod placement;
+pub mod pods;
 pub mod replicas;
 pub mod rollout;
 pub mod shared_liveness;
@@ -48,6 +49,7 @@ pub use self::commit::{commit, MAX_COMMIT_OPS};
 pub use self::drain::{plan_drain, Drain};
 pub use self::heartbeat::plan_heartbeat;
 pub use self::placement::{plan_move, MoveError};
+pub use self::pods::PodIndex;
 
 use self::events::{NodeConditions, Retention};
 use self::liveness::{EvictionGate, GateChange, Liveness};
@@ -118,10 +120,11 @@ pub struct Cluster {
 /// placements, then pods following their service's links. Each planner
 /// sees what the ones before it delete.
 pub fn plan(cluster: &Cluster) -> Vec<Change> {
-    let mut bound = placement::review(cluster);
+    let pods = PodIndex::of(cluster);
+    let mut bound = placement::review(cluster, &pods);
     let mut changes = std::mem::take(&mut bound.evictions);
-    changes.extend(replicas::orphans(cluster, &deleted(&changes)));
-    let rollouts = rollout::plan(cluster, &deleted(&changes));
+    changes.extend(replicas::orphans(cluster, &pods, &deleted(&changes)));
+    let rollouts = rollout::plan(cluster, &pods, &deleted(&changes));
     changes.extend(rollouts.changes);
     // A pod the rollouts write is theirs this round: nothing else plans
     // a write of it that would conflict in the same commit.
@@ -134,7 +137,7 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
         )
         .collect();
     // A job's new attempts are written unplaced; the next round places them.
-    let job_steps = jobs::plan(cluster, &removed);
+    let job_steps = jobs::plan(cluster, &pods, &removed);
     let removed: BTreeSet<String> = removed
         .into_iter()
         .chain(job_steps.iter().flat_map(Change::stopped_pods))
@@ -146,15 +149,21 @@ pub fn plan(cluster: &Cluster) -> Vec<Change> {
     changes.extend(builds::plan(cluster));
     // A tag's move is a new revision; the next round rolls it out.
     changes.extend(images::plan(cluster));
-    changes.extend(placement::place(cluster, bound, &removed, rollouts.new));
-    changes.extend(replicas::follow_links(cluster, &removed));
+    changes.extend(placement::place(
+        cluster,
+        &pods,
+        bound,
+        &removed,
+        rollouts.new,
+    ));
+    changes.extend(replicas::follow_links(cluster, &pods, &removed));
     // A move's step waits a round for a pod another planner writes.
     let written: BTreeSet<String> = changes
         .iter()
         .filter_map(|c| Some(c.written_pod()?.spec.name))
         .chain(deleted(&changes))
         .collect();
-    changes.extend(moves::plan(cluster).into_iter().filter(|c| {
+    changes.extend(moves::plan(cluster, &pods).into_iter().filter(|c| {
         c.written_pod()
             .is_some_and(|p| !written.contains(&p.spec.name))
     }));

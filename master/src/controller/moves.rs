@@ -9,6 +9,7 @@ use berth_model::api::Versioned;
 use berth_model::{ClusterPod, Event, EventKind, MovePhase, MoveReport, Node, PodMove};
 
 use super::change::{pod_event, Change};
+use super::pods::PodIndex;
 use super::Cluster;
 
 /// How long a move may go without news from its source while copying
@@ -199,11 +200,10 @@ pub fn rate(bytes_per_sec: u64) -> String {
 /// What the moves under way need from the controller: a pod that runs on
 /// its target lets the source clean up (or, keeping its copy, ends the
 /// move); a copy with no news for [`MOVE_STALL_MS`] is failed back.
-pub fn plan(cluster: &Cluster) -> Vec<Change> {
-    cluster
-        .pods
+pub fn plan(cluster: &Cluster, pods: &PodIndex<'_>) -> Vec<Change> {
+    pods.moving
         .iter()
-        .filter_map(|p| step(p, cluster.now_ms))
+        .filter_map(|(_, p)| step(p, cluster.now_ms))
         .collect()
 }
 
@@ -283,6 +283,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// The moves planner over every pod of `cluster`.
+    fn plan(cluster: &Cluster) -> Vec<Change> {
+        super::plan(cluster, &PodIndex::of(cluster))
+    }
 
     fn db(node: &str) -> ClusterPod {
         serde_json::from_value(serde_json::json!({

@@ -11,6 +11,7 @@ use berth_model::{ClusterPod, EventKind, Node, NodeCondition, Service};
 use rustc_hash::FxHashMap;
 
 use super::change::{pod_event, Change};
+use super::pods::{in_cluster_order, PodIndex};
 use super::replicas::{by_name, links_current};
 use super::Cluster;
 use crate::scheduler::{decide, ClusterView, Held, Placement, PodRequest};
@@ -35,7 +36,7 @@ pub struct Bound<'a> {
 
 /// Looks at the pods bound to nodes: which are evicted from dead nodes,
 /// which must be placed again, and what the rest hold of their nodes.
-pub fn review(cluster: &Cluster) -> Bound<'_> {
+pub fn review<'a>(cluster: &'a Cluster, pods: &PodIndex<'a>) -> Bound<'a> {
     let condition: FxHashMap<&str, NodeCondition> = cluster
         .nodes
         .iter()
@@ -56,51 +57,60 @@ pub fn review(cluster: &Cluster) -> Bound<'_> {
             .values()
             .any(|c| matches!(c, NodeCondition::Ready | NodeCondition::EngineUnavailable));
     let services = by_name(cluster);
-    let mut bound = Bound {
-        evictions: Vec::new(),
-        moved: Vec::new(),
-        view: view(cluster),
-    };
-    for pod in &cluster.pods {
-        let Some(node) = pod.object.node.as_deref() else {
-            continue;
-        };
-        let service = pod.object.service.as_deref().and_then(|s| services.get(s));
-        let stateful = service.is_some_and(|s| s.object.stateful);
-        // A stateful pod whose data is all on the network moves too, once
-        // its node has fenced it (stopped it on its own, cut off from the
-        // master): its volumes then have no writer left.
-        let movable = !stateful
-            || (pod.object.spec.network_backed()
-                && cluster
-                    .silence_ms
-                    .get(node)
-                    .is_some_and(|&ms| ms >= fence_wait_ms(&pod.object.spec)));
-        if may_evict && silent(node) && service.is_some() && movable {
-            let name = &pod.object.spec.name;
-            bound.evictions.push(Change::DeletePod {
-                name: name.clone(),
-                expected_revision: pod.resource_version,
-                reason: format!("node {node} is not ready: replacing pod {name}"),
-                event: Some(pod_event(
-                    cluster.now_ms,
-                    EventKind::PodEvicted,
-                    name,
-                    Some(node),
-                    format!("node {node} is not ready; the pod is replaced elsewhere"),
-                )),
-            });
-        } else if let Some(why) =
-            node_local_start_failure(&pod.object).filter(|_| service.is_some() && !stateful)
-        {
-            bound
-                .moved
-                .push((pod, format!("could not start on {node} ({why}); moved")));
-        } else {
-            let _ = bound.view.hold(node, &Held::of(&pod.object));
+    let mut view = view(cluster);
+    let mut evictions = Vec::new();
+    let mut moved = Vec::new();
+    // By service, so that each pod's service is looked up once a group.
+    let groups = pods
+        .by_service
+        .iter()
+        .map(|(name, group)| (services.get(name).copied(), group))
+        .chain([(None, &pods.without_service)]);
+    for (service, group) in groups {
+        for &(position, pod) in group {
+            let Some(node) = pod.object.node.as_deref() else {
+                continue;
+            };
+            let stateful = service.is_some_and(|s| s.object.stateful);
+            // A stateful pod whose data is all on the network moves too,
+            // once its node has fenced it (stopped it on its own, cut off
+            // from the master): its volumes then have no writer left.
+            let movable = !stateful
+                || (pod.object.spec.network_backed()
+                    && cluster
+                        .silence_ms
+                        .get(node)
+                        .is_some_and(|&ms| ms >= fence_wait_ms(&pod.object.spec)));
+            if may_evict && silent(node) && service.is_some() && movable {
+                let name = &pod.object.spec.name;
+                let eviction = Change::DeletePod {
+                    name: name.clone(),
+                    expected_revision: pod.resource_version,
+                    reason: format!("node {node} is not ready: replacing pod {name}"),
+                    event: Some(pod_event(
+                        cluster.now_ms,
+                        EventKind::PodEvicted,
+                        name,
+                        Some(node),
+                        format!("node {node} is not ready; the pod is replaced elsewhere"),
+                    )),
+                };
+                evictions.push((position, eviction));
+            } else if let Some(why) =
+                node_local_start_failure(&pod.object).filter(|_| service.is_some() && !stateful)
+            {
+                let why = format!("could not start on {node} ({why}); moved");
+                moved.push((position, (pod, why)));
+            } else {
+                let _ = view.hold(node, &Held::of(&pod.object));
+            }
         }
     }
-    bound
+    Bound {
+        evictions: in_cluster_order(evictions),
+        moved: in_cluster_order(moved),
+        view,
+    }
 }
 
 /// How long a node must have been silent before its network-backed pod
@@ -124,6 +134,7 @@ pub fn fence_wait_ms(pod: &berth_model::Pod) -> u64 {
 /// `removed` are going and are not placed.
 pub fn place(
     cluster: &Cluster,
+    pods: &PodIndex<'_>,
     bound: Bound<'_>,
     removed: &BTreeSet<String>,
     new: Vec<ClusterPod>,
@@ -147,10 +158,11 @@ pub fn place(
             pod.status = None;
             (Some(p.resource_version), pod, Some(why))
         });
-    let mut unplaced: Vec<_> = cluster
-        .pods
+    let mut unplaced: Vec<_> = pods
+        .unbound
         .iter()
-        .filter(|p| p.object.node.is_none() && p.object.waiting_for.is_none())
+        .map(|&(_, p)| p)
+        .filter(|p| p.object.waiting_for.is_none())
         .filter(|p| !removed.contains(&p.object.spec.name))
         .map(|p| (Some(p.resource_version), p.object.clone(), None))
         .chain(moved)

@@ -8,61 +8,68 @@ use berth_model::{ClusterPod, EventKind, Service};
 use rustc_hash::FxHashMap;
 
 use super::change::Change;
+use super::pods::{in_cluster_order, PodIndex};
 use super::Cluster;
 
 /// Deletes the pods of services that no longer exist. Pods in `removed`
 /// are going already (evicted). How many pods a service has, and of which
 /// revision, is its rollout's to decide ([`super::rollout`]).
-pub fn orphans(cluster: &Cluster, removed: &BTreeSet<String>) -> Vec<Change> {
+pub fn orphans(cluster: &Cluster, pods: &PodIndex<'_>, removed: &BTreeSet<String>) -> Vec<Change> {
     let services = by_name(cluster);
-    cluster
-        .pods
+    let changes = pods
+        .by_service
         .iter()
-        .filter(|p| !removed.contains(&p.object.spec.name))
-        .filter_map(|pod| {
-            let service = pod.object.service.as_deref()?;
-            (!services.contains_key(service)).then(|| {
-                Change::delete_pod(
-                    cluster.now_ms,
-                    &pod.object,
-                    pod.resource_version,
-                    EventKind::PodDeleted,
-                    format!("service {service} deleted"),
-                )
-            })
+        .filter(|(service, _)| !services.contains_key(*service))
+        .flat_map(|(service, group)| group.iter().map(move |entry| (*service, entry)))
+        .filter(|(_, (_, pod))| !removed.contains(&pod.object.spec.name))
+        .map(|(service, (position, pod))| {
+            let change = Change::delete_pod(
+                cluster.now_ms,
+                &pod.object,
+                pod.resource_version,
+                EventKind::PodDeleted,
+                format!("service {service} deleted"),
+            );
+            (*position, change)
         })
-        .collect()
+        .collect();
+    in_cluster_order(changes)
 }
 
 /// Links added or removed since a placed pod was made: the pod object
 /// follows (its spec does not, so the pod keeps running) and its node
 /// rewires it. Pods in `removed` are going anyway.
-pub fn follow_links(cluster: &Cluster, removed: &BTreeSet<String>) -> Vec<Change> {
-    let services = by_name(cluster);
+pub fn follow_links(
+    cluster: &Cluster,
+    pods: &PodIndex<'_>,
+    removed: &BTreeSet<String>,
+) -> Vec<Change> {
     let mut changes = Vec::new();
-    for pod in &cluster.pods {
-        let name = pod.object.spec.name.as_str();
-        let service = pod.object.service.as_deref().and_then(|s| services.get(s));
-        let (Some(service), Some(_)) = (service, pod.object.node.as_deref()) else {
-            continue;
-        };
-        if removed.contains(name) || links_current(&pod.object, &service.object) {
-            continue;
+    for service in &cluster.services {
+        for &(position, pod) in pods.of_service(&service.object.name) {
+            let name = pod.object.spec.name.as_str();
+            if pod.object.node.is_none()
+                || removed.contains(name)
+                || links_current(&pod.object, &service.object)
+            {
+                continue;
+            }
+            let mut updated = pod.object.clone();
+            updated.links = service.object.links.clone();
+            updated.egress = service.object.egress;
+            let change = Change::UpdatePod {
+                pod: updated,
+                expected_revision: pod.resource_version,
+                reason: format!(
+                    "pod {name} follows the links of service {}",
+                    service.object.name
+                ),
+                event: None,
+            };
+            changes.push((position, change));
         }
-        let mut updated = pod.object.clone();
-        updated.links = service.object.links.clone();
-        updated.egress = service.object.egress;
-        changes.push(Change::UpdatePod {
-            pod: updated,
-            expected_revision: pod.resource_version,
-            reason: format!(
-                "pod {name} follows the links of service {}",
-                service.object.name
-            ),
-            event: None,
-        });
     }
-    changes
+    in_cluster_order(changes)
 }
 
 /// The cluster's services by name, hashed: every planner looks up each

@@ -32,6 +32,7 @@ use berth_model::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::change::Change;
+use super::pods::PodIndex;
 use super::replicas::{replica_index, ServicesByName};
 use super::Cluster;
 
@@ -65,7 +66,7 @@ impl<'a> Target<'a> {
 
 /// Plans every service's rollout. Pods in `removed` are going already
 /// (evicted) and count for nothing.
-pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
+pub fn plan(cluster: &Cluster, index: &PodIndex<'_>, removed: &BTreeSet<String>) -> Rollouts {
     let services = super::replicas::by_name(cluster);
     let mut deployments: BTreeMap<&str, Vec<&Versioned<Deployment>>> = BTreeMap::new();
     for deployment in &cluster.deployments {
@@ -74,12 +75,11 @@ pub fn plan(cluster: &Cluster, removed: &BTreeSet<String>) -> Rollouts {
             .or_default()
             .push(deployment);
     }
-    let mut pods: FxHashMap<&str, Vec<&Versioned<ClusterPod>>> = FxHashMap::default();
-    for pod in &cluster.pods {
-        if let Some(service) = pod.object.service.as_deref() {
-            pods.entry(service).or_default().push(pod);
-        }
-    }
+    let pods: FxHashMap<&str, Vec<&Versioned<ClusterPod>>> = index
+        .by_service
+        .iter()
+        .map(|(service, group)| (*service, group.iter().map(|&(_, pod)| pod).collect()))
+        .collect();
     let jobs: BTreeMap<&str, &Versioned<Job>> = cluster
         .jobs
         .iter()
