@@ -76,3 +76,62 @@ pub fn in_cluster_order<T>(mut changes: Vec<(usize, T)>) -> Vec<T> {
     changes.sort_by_key(|(position, _)| *position);
     changes.into_iter().map(|(_, change)| change).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::testing::{cluster, ready, service, step};
+    use super::*;
+
+    /// The names in `group`, after checking each entry's position.
+    fn names<'a>(cluster: &Cluster, group: &[Indexed<'a>]) -> Vec<&'a str> {
+        for &(position, pod) in group {
+            assert!(std::ptr::eq(&*cluster.pods[position], pod), "{position}");
+        }
+        let positions: Vec<usize> = group.iter().map(|&(p, _)| p).collect();
+        assert!(
+            positions.is_sorted(),
+            "in the cluster's order: {positions:?}"
+        );
+        group
+            .iter()
+            .map(|(_, p)| p.object.spec.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn every_pod_is_found_by_its_service_and_node_in_the_cluster_order() {
+        let services = vec![service("web", 3, false), service("db", 1, false)];
+        let mut cluster = cluster(services, ready(&["h1", "h2"]));
+        step(&mut cluster);
+        // One pod loses its node, one its service.
+        let at = |c: &Cluster, name: &str| {
+            c.pods
+                .iter()
+                .position(|p| p.object.spec.name == name)
+                .expect("the pod")
+        };
+        let web1 = at(&cluster, "web-1");
+        Arc::make_mut(&mut cluster.pods[web1]).object.node = None;
+        let db0 = at(&cluster, "db-0");
+        Arc::make_mut(&mut cluster.pods[db0]).object.service = None;
+
+        let index = PodIndex::of(&cluster);
+        let mut web = names(&cluster, index.of_service("web"));
+        web.sort_unstable();
+        assert_eq!(web, ["web-0", "web-1", "web-2"]);
+        assert!(index.of_service("db").is_empty());
+        assert_eq!(names(&cluster, &index.without_service), ["db-0"]);
+        assert_eq!(names(&cluster, &index.unbound), ["web-1"]);
+        assert!(index.moving.is_empty() && index.by_job.is_empty());
+    }
+
+    #[test]
+    fn changes_gathered_from_groups_go_back_in_the_cluster_order() {
+        assert_eq!(
+            in_cluster_order(vec![(7, "c"), (0, "a"), (3, "b")]),
+            ["a", "b", "c"]
+        );
+    }
+}
