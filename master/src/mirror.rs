@@ -180,6 +180,7 @@ impl Objects {
                     EventKind::Delete => kind.remove(name),
                 }
                 touched.mirrored = true;
+                touched.revisions.push(event.entry.revision);
             }
             break;
         }
@@ -200,6 +201,8 @@ impl Objects {
 struct Touched {
     /// A mirrored object.
     mirrored: bool,
+    /// The revisions of the commits that changed a mirrored object.
+    revisions: Vec<u64>,
     /// The services whose endpoints it may move.
     services: BTreeSet<String>,
     /// Something that may move every service's endpoints.
@@ -211,6 +214,7 @@ struct Touched {
 impl Touched {
     fn add(&mut self, other: Touched) {
         self.mirrored |= other.mirrored;
+        self.revisions.extend(other.revisions);
         self.services.extend(other.services);
         self.every_service |= other.every_service;
         self.pods.extend(other.pods);
@@ -301,6 +305,55 @@ pub struct ClusterMirror {
     applied: watch::Sender<Option<u64>>,
     /// Told of every applied commit that changed a mirrored object.
     changed: Notify,
+    /// The revisions of the last commits that changed a mirrored object.
+    recent: Mutex<RecentChanges>,
+}
+
+/// How many of the last commits that changed a mirrored object the mirror
+/// names: far more than the controller's commits of one round.
+const RECENT_CHANGES: usize = 4096;
+
+/// The revisions of the last commits that changed a mirrored object,
+/// oldest first, and below which revision they may be incomplete.
+#[derive(Debug, Default)]
+struct RecentChanges {
+    revisions: std::collections::VecDeque<u64>,
+    /// Changes at or before this revision may have gone unnamed (dropped
+    /// for room, or read by a list rather than a watch).
+    complete_after: u64,
+}
+
+impl RecentChanges {
+    fn record(&mut self, revisions: &[u64]) {
+        for &revision in revisions {
+            if self.revisions.back().is_some_and(|&last| last >= revision) {
+                continue;
+            }
+            if self.revisions.len() == RECENT_CHANGES {
+                if let Some(dropped) = self.revisions.pop_front() {
+                    self.complete_after = dropped;
+                }
+            }
+            self.revisions.push_back(revision);
+        }
+    }
+
+    /// A list replaced everything at `revision`: what came before is not
+    /// named change by change.
+    fn relisted(&mut self, revision: u64) {
+        self.revisions.clear();
+        self.complete_after = revision;
+    }
+
+    fn only_by(&self, after: u64, own: &[u64]) -> bool {
+        after >= self.complete_after
+            && self
+                .revisions
+                .iter()
+                .rev()
+                .take_while(|&&r| r > after)
+                .all(|r| own.contains(r))
+    }
 }
 
 impl Default for ClusterMirror {
@@ -311,6 +364,7 @@ impl Default for ClusterMirror {
             endpoint_changes: Mutex::new(EndpointChanges::default()),
             applied: watch::channel(None).0,
             changed: Notify::new(),
+            recent: Mutex::new(RecentChanges::default()),
         }
     }
 }
@@ -355,7 +409,16 @@ impl ClusterMirror {
             every_service: true,
             ..Touched::default()
         };
-        self.publish(newest, &everything);
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .relisted(newest);
+        // Each kind holds every change up to the oldest list, not up to the
+        // newest: a service made between the lists of services and of
+        // deployments is in neither map or only one (a round that read
+        // that would delete its revision as orphaned). The watch, from the
+        // oldest list on, moves the revision on as it catches up.
+        self.publish(oldest, &everything);
         // From the oldest list on: each kind skips what its own list held.
         let mut changes = store.watch("/", oldest).await?;
         loop {
@@ -400,6 +463,10 @@ impl ClusterMirror {
             newer
         });
         if touched.mirrored {
+            self.recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(&touched.revisions);
             self.changed.notify_waiters();
         }
     }
@@ -486,6 +553,18 @@ impl ClusterMirror {
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
     }
+
+    /// Whether every commit that changed a mirrored object after revision
+    /// `after`, as far as the mirror has applied, is one of `own`: a
+    /// writer that woke at [`changed`](Self::changed) tells its own
+    /// commits from others'. False when the mirror cannot tell (it read
+    /// the store again since, or named too many changes since).
+    pub fn changed_only_by(&self, after: u64, own: &[u64]) -> bool {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .only_by(after, own)
+    }
 }
 
 #[cfg(test)]
@@ -517,15 +596,23 @@ mod tests {
         (store, dir)
     }
 
-    #[tokio::test]
-    async fn a_pod_change_wakes_only_the_endpoint_polls_of_its_service() {
-        let (store, dir) = scratch_store("endpoints");
+    /// A mirror that follows `store` and holds what it holds now.
+    async fn following(
+        store: &Arc<dyn Store>,
+    ) -> (Arc<ClusterMirror>, tokio::task::JoinHandle<()>) {
         let mirror = Arc::new(ClusterMirror::default());
-        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
+        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(store)));
         mirror
             .read_after(store.revision().await.unwrap())
             .await
             .unwrap();
+        (mirror, following)
+    }
+
+    #[tokio::test]
+    async fn a_pod_change_wakes_only_the_endpoint_polls_of_its_service() {
+        let (store, dir) = scratch_store("endpoints");
+        let (mirror, following) = following(&store).await;
         let after = mirror.revision();
         let poll = |service: &'static str| {
             let mirror = Arc::clone(&mirror);
@@ -551,6 +638,126 @@ mod tests {
         db.abort();
         following.abort();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_writer_tells_its_own_commits_from_others() {
+        let (store, dir) = scratch_store("own");
+        let (mirror, following) = following(&store).await;
+        let read_at = mirror.revision();
+        let mine = store.apply(vec![pod("mine")]).await.unwrap();
+        mirror.read_after(mine).await.unwrap();
+        assert!(mirror.changed_only_by(read_at, &[mine]));
+        assert!(!mirror.changed_only_by(read_at, &[]), "a change since");
+        let theirs = store.apply(vec![pod("theirs")]).await.unwrap();
+        mirror.read_after(theirs).await.unwrap();
+        assert!(
+            !mirror.changed_only_by(read_at, &[mine]),
+            "someone else's commit after the read"
+        );
+        assert!(
+            mirror.changed_only_by(theirs, &[]),
+            "nothing after the last"
+        );
+        following.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store that commits `during` once, right before listing
+    /// `prefix`: a write that lands between the mirror's lists; and whose
+    /// watch is slow to open, so that the mirror is read before it.
+    struct WritesWhileListing {
+        inner: Arc<dyn Store>,
+        prefix: &'static str,
+        during: Mutex<Option<Vec<Op>>>,
+    }
+
+    impl Store for WritesWhileListing {
+        fn get<'a>(&'a self, key: &'a str) -> crate::store::StoreFuture<'a, Option<Entry>> {
+            self.inner.get(key)
+        }
+
+        fn list<'a>(&'a self, prefix: &'a str) -> crate::store::StoreFuture<'a, (Vec<Entry>, u64)> {
+            Box::pin(async move {
+                let during = self
+                    .during
+                    .lock()
+                    .unwrap()
+                    .take_if(|_| prefix == self.prefix);
+                if let Some(ops) = during {
+                    self.inner.apply(ops).await?;
+                }
+                self.inner.list(prefix).await
+            })
+        }
+
+        fn apply<'a>(&'a self, ops: Vec<Op>) -> crate::store::StoreFuture<'a, u64> {
+            self.inner.apply(ops)
+        }
+
+        fn watch<'a>(
+            &'a self,
+            prefix: &'a str,
+            after: u64,
+        ) -> crate::store::StoreFuture<'a, crate::store::Watch> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.inner.watch(prefix, after).await
+            })
+        }
+
+        fn revision(&self) -> crate::store::StoreFuture<'_, u64> {
+            self.inner.revision()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_commit_listed_in_one_kind_only_waits_for_the_others() {
+        let (inner, dir) = scratch_store("lists");
+        // Projects are listed before pods: a commit of a project and a pod
+        // between those lists is in the pods' list only.
+        let store: Arc<dyn Store> = Arc::new(WritesWhileListing {
+            inner: Arc::clone(&inner),
+            prefix: PODS,
+            during: Mutex::new(Some(vec![
+                objects::create(PROJECTS, "shop", &serde_json::json!({"name": "shop"})),
+                pod("web-0"),
+            ])),
+        });
+        let mirror = Arc::new(ClusterMirror::default());
+        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
+        while inner.list(PODS).await.unwrap().0.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let objects = mirror
+            .read_after(inner.revision().await.unwrap())
+            .await
+            .unwrap();
+        assert!(objects.pods.get("web-0").is_some());
+        assert!(
+            objects.projects.get("shop").is_some(),
+            "the pod's commit without its project"
+        );
+        following.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn recent_changes_cannot_vouch_for_what_they_dropped_or_never_saw() {
+        let mut recent = RecentChanges::default();
+        recent.relisted(10);
+        assert!(!recent.only_by(9, &[]), "before the list");
+        assert!(recent.only_by(10, &[]));
+        // The changes of one commit name its revision once.
+        recent.record(&[11, 11, 12]);
+        assert!(recent.only_by(10, &[11, 12]));
+        assert!(recent.only_by(11, &[12]));
+        assert!(!recent.only_by(10, &[12]));
+        let many: Vec<u64> = (13..13 + RECENT_CHANGES as u64).collect();
+        recent.record(&many);
+        let last = *many.last().unwrap();
+        assert!(!recent.only_by(11, &many), "11 and 12 were dropped");
+        assert!(recent.only_by(last - 1, &[last]));
     }
 
     #[tokio::test]

@@ -227,6 +227,7 @@ pub async fn drain(
     let store = state.store.as_ref();
     let (services, _) =
         objects::list::<berth_model::Service>(store, crate::objects::SERVICES).await?;
+    let services: Vec<_> = services.into_iter().map(std::sync::Arc::new).collect();
     let (pods, _) = objects::list::<ClusterPod>(store, PODS).await?;
     let pods: Vec<_> = pods.into_iter().map(std::sync::Arc::new).collect();
     let drain = controller::plan_drain(&name, &pods, &services);

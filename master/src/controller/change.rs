@@ -310,6 +310,16 @@ impl Change {
         }
     }
 
+    /// Whether a plan of the cluster with the change applied has nothing
+    /// more to do for it at once: a new pod, or a pod placed. After a
+    /// round of only such changes, its own commits do not wake the next
+    /// round (which would plan all over again to find nothing); after any
+    /// other (a revision recorded, a pod drained or deleted, a job's step)
+    /// they do, since the next step may follow at once.
+    pub fn settles(&self) -> bool {
+        matches!(self, Self::CreatePod { .. } | Self::BindPod { .. })
+    }
+
     /// The name of the pod the change deletes, if it deletes one.
     pub fn deleted_pod(&self) -> Option<&str> {
         match self {

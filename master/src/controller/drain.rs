@@ -25,7 +25,7 @@ pub struct Drain {
 pub fn plan_drain(
     node: &str,
     pods: &[Arc<Versioned<ClusterPod>>],
-    services: &[Versioned<Service>],
+    services: &[Arc<Versioned<Service>>],
 ) -> Drain {
     let stateless = |service: Option<&str>| {
         service.is_some_and(|s| {

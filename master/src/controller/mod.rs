@@ -78,16 +78,16 @@ const PRUNE_BATCH: usize = MAX_COMMIT_OPS;
 /// What the controller sees.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    /// Services with their revisions.
-    pub services: Vec<Versioned<Service>>,
+    /// Services with their revisions (shared with the mirror, as pods).
+    pub services: Vec<Arc<Versioned<Service>>>,
     /// Jobs with their revisions.
     pub jobs: Vec<Versioned<Job>>,
     /// Build configs with their revisions.
     pub build_configs: Vec<Versioned<BuildConfig>>,
     /// Builds with their revisions.
     pub builds: Vec<Versioned<Build>>,
-    /// Every service's revisions.
-    pub deployments: Vec<Versioned<Deployment>>,
+    /// Every service's revisions (shared with the mirror, as pods).
+    pub deployments: Vec<Arc<Versioned<Deployment>>>,
     /// Image streams with their revisions.
     pub image_streams: Vec<Versioned<ImageStream>>,
     /// Cron jobs with their revisions.
@@ -209,11 +209,11 @@ pub fn cluster(objects: Objects, liveness: &Liveness) -> Cluster {
         (n.object, condition)
     });
     Cluster {
-        services: objects.services.to_vec(),
+        services: objects.services.shared(),
         jobs: objects.jobs.to_vec(),
         build_configs: objects.build_configs.to_vec(),
         builds: objects.builds.to_vec(),
-        deployments: objects.deployments.to_vec(),
+        deployments: objects.deployments.shared(),
         image_streams: objects.image_streams.to_vec(),
         cron_jobs: objects.cron_jobs.to_vec(),
         pods: objects.pods.shared(),
@@ -257,8 +257,12 @@ pub async fn run(
         changed.as_mut().enable();
         let round = std::time::Instant::now();
         let mut pause = interval;
+        // Before the read: a change that lands while reading counts as
+        // after it, which at worst brings a round more.
+        let read_at = mirror.revision();
         let read = mirror.read_after(store.last_write()).await;
         let mut planned = Duration::ZERO;
+        let mut settled = true;
         match read.map(|objects| cluster(objects, &liveness)) {
             Ok(mut cluster) => {
                 cluster.evictions_held =
@@ -270,6 +274,7 @@ pub async fn run(
                 // A cron run or a job attempt takes a round per step (job,
                 // pod, placement): those rounds follow at once.
                 let hands_on = changes.iter().any(Change::hands_on);
+                settled = changes.iter().all(Change::settles);
                 commit(store.as_ref(), changes, &instruments).await;
                 if hands_on && prompt_rounds < MAX_PROMPT_ROUNDS {
                     prompt_rounds += 1;
@@ -285,14 +290,24 @@ pub async fn run(
             Err(e) => warn!(error = %e, "controller cannot read the cluster"),
         }
         instruments.controller_rounds.observe(round.elapsed());
+        let own = store.take_writes();
         let ended = tokio::time::Instant::now();
-        woken_by_change = tokio::select! {
-            () = tokio::time::sleep(pause) => false,
-            () = changed => {
-                let rest = rest_before_change_round(woken_by_change, planned, ended.elapsed());
-                tokio::time::sleep(rest).await;
-                true
+        let next_interval = tokio::time::sleep(pause);
+        tokio::pin!(next_interval);
+        woken_by_change = loop {
+            tokio::select! {
+                () = next_interval.as_mut() => break false,
+                () = changed.as_mut() => {}
             }
+            // Armed before looking, so that a change in between is not missed.
+            changed.set(mirror.changed());
+            changed.as_mut().enable();
+            if settled && mirror.changed_only_by(read_at, &own) {
+                continue;
+            }
+            let rest = rest_before_change_round(woken_by_change, planned, ended.elapsed());
+            tokio::time::sleep(rest).await;
+            break true;
         };
     }
 }
@@ -475,6 +490,79 @@ mod tests {
             rest_before_change_round(true, MS, Duration::ZERO),
             CHANGE_SETTLE
         );
+    }
+
+    /// A round that only placed pods is not followed by another for its
+    /// own commits (it would plan everything again to find nothing); a
+    /// commit of someone else's brings one at once.
+    #[tokio::test]
+    async fn own_placements_wake_no_round_and_others_commits_do() {
+        use crate::objects::{self, DEPLOYMENTS, NODES, PODS, SERVICES};
+        use crate::store::embedded::EmbeddedStore;
+
+        let dir = std::env::temp_dir().join(format!("berth-own-rounds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.join("store.db")).unwrap());
+        let mirror = Arc::new(ClusterMirror::default());
+        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
+        let liveness = Arc::new(Liveness::new(Duration::from_secs(60)));
+        liveness.heartbeat("h1");
+        let web = testing::service("web", 1, false).object;
+        let revision = testing::complete(&web, 1).object;
+        let written = store
+            .apply(vec![
+                objects::create(NODES, "h1", &testing::node("h1")),
+                objects::create(SERVICES, "web", &web),
+                objects::create(DEPLOYMENTS, &revision.name, &revision),
+            ])
+            .await
+            .unwrap();
+        mirror.read_after(written).await.unwrap();
+        let instruments = Arc::new(Instruments::default());
+        let controller = tokio::spawn(run(
+            Arc::clone(&store),
+            Arc::clone(&mirror),
+            liveness,
+            Duration::from_secs(60),
+            1.0,
+            Arc::clone(&instruments),
+        ));
+        let placed = async {
+            loop {
+                let (pods, _) = store.list(PODS).await.unwrap();
+                if pods.iter().any(|p| {
+                    serde_json::from_slice::<ClusterPod>(&p.value)
+                        .unwrap()
+                        .node
+                        .is_some()
+                }) {
+                    break;
+                }
+                tokio::time::sleep(10 * MS).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), placed)
+            .await
+            .expect("web's pod placed");
+        tokio::time::sleep(300 * MS).await;
+        let rounds = instruments.controller_rounds.count();
+        assert_eq!(rounds, 1, "a round after the one that placed the pod");
+        let mut more = web.clone();
+        more.replicas = 2;
+        let at = store.get(&format!("{SERVICES}web")).await.unwrap().unwrap();
+        store
+            .apply(vec![objects::update(SERVICES, "web", &more, at.revision)])
+            .await
+            .unwrap();
+        tokio::time::sleep(300 * MS).await;
+        assert!(
+            instruments.controller_rounds.count() > rounds,
+            "no round for a scale-up"
+        );
+        controller.abort();
+        following.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use berth_model::api::Versioned;
 use berth_model::{ClusterPod, EventKind, Node, NodeCondition, Service};
-use rustc_hash::FxHashMap;
 
 use super::change::{pod_event, Change};
 use super::pods::{in_cluster_order, PodIndex};
@@ -37,40 +36,39 @@ pub struct Bound<'a> {
 /// Looks at the pods bound to nodes: which are evicted from dead nodes,
 /// which must be placed again, and what the rest hold of their nodes.
 pub fn review<'a>(cluster: &'a Cluster, pods: &PodIndex<'a>) -> Bound<'a> {
-    let condition: FxHashMap<&str, NodeCondition> = cluster
-        .nodes
-        .iter()
-        .map(|(n, c)| (n.name.as_str(), *c))
-        .collect();
-    // A node whose engine is down is alive: its pods come back in place.
-    let silent = |node: &str| {
-        !matches!(
-            condition.get(node),
-            Some(NodeCondition::Ready | NodeCondition::EngineUnavailable)
-        )
-    };
+    let services = by_name(cluster);
+    let mut view = view(cluster);
+    // Whether each of the view's nodes is silent, by its slot: each pod
+    // then costs one lookup of its node. A node whose engine is down is
+    // alive: its pods come back in place.
+    let mut silent_at = vec![true; view.len()];
+    for (node, condition) in &cluster.nodes {
+        if let Some(slot) = view.slot_of(&node.name) {
+            silent_at[slot] = !matches!(
+                condition,
+                NodeCondition::Ready | NodeCondition::EngineUnavailable
+            );
+        }
+    }
     // If every node is silent at once, or too many went silent together,
     // the master is the one cut off: moving everything would only make
     // things worse.
-    let may_evict = !cluster.evictions_held
-        && condition
-            .values()
-            .any(|c| matches!(c, NodeCondition::Ready | NodeCondition::EngineUnavailable));
-    let services = by_name(cluster);
-    let mut view = view(cluster);
+    let may_evict = !cluster.evictions_held && silent_at.contains(&false);
     let mut evictions = Vec::new();
     let mut moved = Vec::new();
     // By service, so that each pod's service is looked up once a group.
     let groups = pods
         .by_service
         .iter()
-        .map(|(name, group)| (services.get(name).copied(), group))
-        .chain([(None, &pods.without_service)]);
-    for (service, group) in groups {
+        .map(|(name, group)| (Some(*name), services.get(name).copied(), group))
+        .chain([(None, None, &pods.without_service)]);
+    for (service_name, service, group) in groups {
         for &(position, pod) in group {
             let Some(node) = pod.object.node.as_deref() else {
                 continue;
             };
+            let slot = view.slot_of(node);
+            let silent = slot.is_none_or(|i| silent_at[i]);
             let stateful = service.is_some_and(|s| s.object.stateful);
             // A stateful pod whose data is all on the network moves too,
             // once its node has fenced it (stopped it on its own, cut off
@@ -81,7 +79,7 @@ pub fn review<'a>(cluster: &'a Cluster, pods: &PodIndex<'a>) -> Bound<'a> {
                         .silence_ms
                         .get(node)
                         .is_some_and(|&ms| ms >= fence_wait_ms(&pod.object.spec)));
-            if may_evict && silent(node) && service.is_some() && movable {
+            if may_evict && silent && service.is_some() && movable {
                 let name = &pod.object.spec.name;
                 let eviction = Change::DeletePod {
                     name: name.clone(),
@@ -101,8 +99,13 @@ pub fn review<'a>(cluster: &'a Cluster, pods: &PodIndex<'a>) -> Bound<'a> {
             {
                 let why = format!("could not start on {node} ({why}); moved");
                 moved.push((position, (pod, why)));
-            } else {
-                let _ = view.hold(node, &Held::of(&pod.object));
+            } else if let Some(slot) = slot {
+                // The group's name is the pod's service, already at hand.
+                let held = Held {
+                    service: service_name,
+                    ..Held::of(&pod.object)
+                };
+                view.hold_at(slot, &held);
             }
         }
     }
@@ -744,7 +747,7 @@ mod tests {
         commit(&mut cluster, &changes);
 
         // Scaling down and deleting a service delete pods, on their node.
-        cluster.services[0].object.replicas = 1;
+        Arc::make_mut(&mut cluster.services[0]).object.replicas = 1;
         let last_web = cluster
             .pods
             .iter()

@@ -82,7 +82,7 @@ pub(super) fn by_name(cluster: &Cluster) -> ServicesByName<'_> {
     cluster
         .services
         .iter()
-        .map(|s| (s.object.name.as_str(), s))
+        .map(|s| (s.object.name.as_str(), &**s))
         .collect()
 }
 
@@ -123,7 +123,9 @@ mod tests {
     fn scaling_down_removes_the_highest_replicas_and_deleting_cascades() {
         let mut cluster = cluster(vec![service("web", 3, false)], ready(&["h1", "h2"]));
         step(&mut cluster);
-        cluster.services[0].object.replicas = 1;
+        std::sync::Arc::make_mut(&mut cluster.services[0])
+            .object
+            .replicas = 1;
         step(&mut cluster);
         let mut draining: Vec<_> = cluster
             .pods

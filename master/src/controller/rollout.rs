@@ -29,10 +29,10 @@ use berth_model::quota::Usage;
 use berth_model::{
     ClusterPod, Deployment, Event, EventKind, Job, JobPhase, NodeCondition, Pod, Service,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use super::change::Change;
-use super::pods::PodIndex;
+use super::pods::{Indexed, PodIndex};
 use super::replicas::{replica_index, ServicesByName};
 use super::Cluster;
 
@@ -75,11 +75,6 @@ pub fn plan(cluster: &Cluster, index: &PodIndex<'_>, removed: &BTreeSet<String>)
             .or_default()
             .push(deployment);
     }
-    let pods: FxHashMap<&str, Vec<&Versioned<ClusterPod>>> = index
-        .by_service
-        .iter()
-        .map(|(service, group)| (*service, group.iter().map(|&(_, pod)| pod).collect()))
-        .collect();
     let jobs: BTreeMap<&str, &Versioned<Job>> = cluster
         .jobs
         .iter()
@@ -92,10 +87,11 @@ pub fn plan(cluster: &Cluster, index: &PodIndex<'_>, removed: &BTreeSet<String>)
         .filter(|(_, condition)| *condition == NodeCondition::Ready)
         .map(|(node, _)| node.name.as_str())
         .collect();
-    let ready_services: FxHashSet<&str> = pods
+    let ready_services: FxHashSet<&str> = index
+        .by_service
         .iter()
         .filter(|(_, pods)| {
-            pods.iter().map(|p| &p.object).any(|p| {
+            pods.iter().map(|(_, p)| &p.object).any(|p| {
                 p.reported_ready()
                     && p.draining_since_ms.is_none()
                     && p.node.as_deref().is_some_and(|n| ready_nodes.contains(n))
@@ -121,7 +117,7 @@ pub fn plan(cluster: &Cluster, index: &PodIndex<'_>, removed: &BTreeSet<String>)
             service: &service.object,
             service_revision: service.resource_version,
             deployments: deployments.get(name).map(Vec::as_slice).unwrap_or_default(),
-            pods: pods.get(name).map(Vec::as_slice).unwrap_or_default(),
+            pods: index.of_service(name),
             removed,
             services: &services,
             jobs: &jobs,
@@ -138,7 +134,7 @@ struct ServicePlanner<'a> {
     service: &'a Service,
     service_revision: u64,
     deployments: &'a [&'a Versioned<Deployment>],
-    pods: &'a [&'a Versioned<ClusterPod>],
+    pods: &'a [Indexed<'a>],
     removed: &'a BTreeSet<String>,
     services: &'a ServicesByName<'a>,
     jobs: &'a BTreeMap<&'a str, &'a Versioned<Job>>,
@@ -155,7 +151,12 @@ enum HookStep {
     Failed(String),
 }
 
-impl ServicePlanner<'_> {
+impl<'a> ServicePlanner<'a> {
+    /// The service's pods.
+    fn pods(&self) -> impl Iterator<Item = &'a Versioned<ClusterPod>> + 'a {
+        self.pods.iter().map(|&(_, pod)| pod)
+    }
+
     fn plan(&self, out: &mut Rollouts) {
         let now = self.cluster.now_ms;
         let service = self.service;
@@ -221,14 +222,13 @@ impl ServicePlanner<'_> {
         let mut old_draining = 0usize;
         let mut replaced = 0usize;
         let current = self
-            .pods
-            .iter()
+            .pods()
             .filter(|p| !self.removed.contains(&p.object.spec.name))
             .filter(|p| {
                 p.object.draining_since_ms.is_none() && p.object.revision() == target.revision
             })
             .count();
-        for pod in self.pods.iter().copied() {
+        for pod in self.pods() {
             if self.removed.contains(&pod.object.spec.name) {
                 continue;
             }
@@ -529,7 +529,7 @@ impl ServicePlanner<'_> {
             return false;
         }
         let before = out.changes.len();
-        for pod in self.pods.iter().filter(|p| p.object.waiting_for.is_some()) {
+        for pod in self.pods().filter(|p| p.object.waiting_for.is_some()) {
             if self.removed.contains(&pod.object.spec.name) {
                 continue;
             }
@@ -560,7 +560,7 @@ impl ServicePlanner<'_> {
             })
         };
         let before = out.changes.len();
-        for pod in self.pods.iter() {
+        for pod in self.pods() {
             let p = &pod.object;
             if self.removed.contains(&p.spec.name)
                 || p.draining_since_ms.is_some()
@@ -607,8 +607,7 @@ impl ServicePlanner<'_> {
             // Every replica of it ran and was ready, though no round had
             // recorded so yet: it is a revision a rollback can return to.
             let serving = self
-                .pods
-                .iter()
+                .pods()
                 .map(|p| &p.object)
                 .filter(|p| p.revision() == record.object.revision)
                 .filter(|p| p.reported_ready() && p.draining_since_ms.is_none())
@@ -823,9 +822,11 @@ impl ServicePlanner<'_> {
     /// `count` new pods of `target`, at the lowest free replica indexes.
     fn new_pods(&self, count: usize, target: Target<'_>, made: &[ClusterPod]) -> Vec<ClusterPod> {
         let name = self.service.name.as_str();
+        if count == 0 {
+            return Vec::new();
+        }
         let mut used: BTreeSet<u32> = self
-            .pods
-            .iter()
+            .pods()
             .filter_map(|p| replica_index(name, &p.object.spec.name))
             .collect();
         used.extend(
@@ -1022,13 +1023,13 @@ mod tests {
 
     /// A new template for the service, as `PUT` records it.
     fn change_image(cluster: &mut Cluster, image: &str) {
-        let service = &mut cluster.services[0].object;
+        let service = &mut Arc::make_mut(&mut cluster.services[0]).object;
         service.template.containers[0].image = image.to_owned();
         let revision = cluster.deployments.last().map_or(0, |d| d.object.revision) + 1;
-        cluster.deployments.push(Versioned {
+        cluster.deployments.push(Arc::new(Versioned {
             resource_version: 1,
             object: Deployment::begin(service, revision, Cause::ConfigChange, "test", NOW),
-        });
+        }));
     }
 
     fn available(cluster: &Cluster) -> usize {
@@ -1149,11 +1150,14 @@ mod tests {
     #[test]
     fn a_rollout_without_progress_fails_and_rolls_back_by_itself() {
         let mut cluster = steady(4);
-        cluster.services[0]
+        Arc::make_mut(&mut cluster.services[0])
             .object
             .strategy
             .progress_deadline_seconds = Some(20);
-        cluster.services[0].object.strategy.auto_rollback = true;
+        Arc::make_mut(&mut cluster.services[0])
+            .object
+            .strategy
+            .auto_rollback = true;
         change_image(&mut cluster, "local/broken");
         let started = cluster.now_ms;
         run(
@@ -1221,8 +1225,14 @@ mod tests {
     #[test]
     fn a_canary_waits_for_its_promotion() {
         let mut cluster = steady(4);
-        cluster.services[0].object.strategy.canary = 1;
-        cluster.services[0].object.strategy.max_unavailable = Some(Amount::Count(0));
+        Arc::make_mut(&mut cluster.services[0])
+            .object
+            .strategy
+            .canary = 1;
+        Arc::make_mut(&mut cluster.services[0])
+            .object
+            .strategy
+            .max_unavailable = Some(Amount::Count(0));
         change_image(&mut cluster, "local/httpd");
         run(
             &mut cluster,
@@ -1251,7 +1261,10 @@ mod tests {
             DeploymentPhase::Running,
             "no deadline while it waits"
         );
-        cluster.deployments[1].object.status.promoted = true;
+        Arc::make_mut(&mut cluster.deployments[1])
+            .object
+            .status
+            .promoted = true;
         run(
             &mut cluster,
             4,
@@ -1264,7 +1277,11 @@ mod tests {
     #[test]
     fn a_failed_pre_hook_aborts_and_the_old_revision_serves() {
         let mut cluster = steady(2);
-        cluster.services[0].object.strategy.hooks.pre = Some(Hook {
+        Arc::make_mut(&mut cluster.services[0])
+            .object
+            .strategy
+            .hooks
+            .pre = Some(Hook {
             image: "local/busybox".to_owned(),
             command: vec!["false".to_owned()],
             env: vec![],
@@ -1364,7 +1381,10 @@ mod tests {
     #[test]
     fn a_revision_replaced_before_its_round_recorded_it_complete_is_complete() {
         let mut cluster = cluster(vec![service("web", 2, false)], ready(&["h1", "h2"]));
-        cluster.deployments[0].object.status.phase = DeploymentPhase::Running;
+        Arc::make_mut(&mut cluster.deployments[0])
+            .object
+            .status
+            .phase = DeploymentPhase::Running;
         step(&mut cluster);
         report(&mut cluster, |_| true);
         // A change lands before the round that would mark revision 1

@@ -59,8 +59,11 @@ pub fn service(name: &str, replicas: u32, stateful: bool) -> Versioned<Service> 
 /// A cluster of `services` and `nodes` at [`NOW`], with no pods yet.
 pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeCondition)>) -> Cluster {
     Cluster {
-        deployments: services.iter().map(|s| complete(&s.object, 1)).collect(),
-        services,
+        deployments: services
+            .iter()
+            .map(|s| Arc::new(complete(&s.object, 1)))
+            .collect(),
+        services: services.into_iter().map(Arc::new).collect(),
         jobs: vec![],
         build_configs: vec![],
         builds: vec![],
@@ -112,10 +115,10 @@ pub fn commit(cluster: &mut Cluster, changes: &[Change]) {
                 let deployment: Deployment = serde_json::from_slice(value).unwrap();
                 let deployments = &mut cluster.deployments;
                 deployments.retain(|d| d.object.name != deployment.name);
-                deployments.push(Versioned {
+                deployments.push(Arc::new(Versioned {
                     resource_version: 2,
                     object: deployment,
-                });
+                }));
                 deployments.sort_by_key(|d| d.object.revision);
             }
             Op::Create { key, value } if key.starts_with(JOBS) => {
@@ -136,6 +139,7 @@ pub fn commit(cluster: &mut Cluster, changes: &[Change]) {
                 let service: Service = serde_json::from_slice(value).unwrap();
                 for s in &mut cluster.services {
                     if s.object.name == service.name {
+                        let s = Arc::make_mut(s);
                         s.object = service.clone();
                         s.resource_version += 1;
                     }

@@ -223,6 +223,20 @@ impl ClusterView {
     /// Records that a pod holding `pod` runs on `node`.
     pub fn hold(&mut self, node: &str, pod: &Held<'_>) -> Result<(), ViewError> {
         let i = self.slot(node)?;
+        self.hold_at(i, pod);
+        Ok(())
+    }
+
+    /// Where `node` is in the view, for [`hold_at`](Self::hold_at): a
+    /// round that counts thousands of pods looks each node up once per
+    /// pod, not once per question. Valid until a node is removed.
+    pub fn slot_of(&self, node: &str) -> Option<usize> {
+        self.index.get(node).copied()
+    }
+
+    /// Records that a pod holding `pod` runs on the node at `slot` (from
+    /// [`slot_of`](Self::slot_of)).
+    pub fn hold_at(&mut self, i: usize, pod: &Held<'_>) {
         let state = &mut self.nodes[i];
         state.requested.memory_bytes = state
             .requested
@@ -243,7 +257,6 @@ impl ClusterView {
                 self.services.insert(service.to_owned(), spread);
             }
         }
-        Ok(())
     }
 
     /// Records that `pod` no longer runs on `node`. Taking away more than was
