@@ -414,10 +414,11 @@ impl ClusterMirror {
             .unwrap_or_else(|e| e.into_inner())
             .relisted(newest);
         // Each kind holds every change up to the oldest list, not up to the
-        // newest: a service made between the lists of services and of
-        // deployments is in neither map or only one (a round that read
-        // that would delete its revision as orphaned). The watch, from the
-        // oldest list on, moves the revision on as it catches up.
+        // newest: a service and its revision record made between the lists
+        // of services and of deployments are in the second map only (a
+        // round that read that would delete the record as orphaned). The
+        // watch, from the oldest list on, moves the revision on as it
+        // catches up.
         self.publish(oldest, &everything);
         // From the oldest list on: each kind skips what its own list held.
         let mut changes = store.watch("/", oldest).await?;
@@ -568,7 +569,7 @@ impl ClusterMirror {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::Op;
@@ -588,7 +589,9 @@ mod tests {
         )
     }
 
-    fn scratch_store(name: &str) -> (Arc<dyn Store>, std::path::PathBuf) {
+    /// An embedded store in a directory of its own (also for the
+    /// controller's tests); remove the directory when done.
+    pub(crate) fn scratch_store(name: &str) -> (Arc<dyn Store>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("berth-mirror-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -597,7 +600,7 @@ mod tests {
     }
 
     /// A mirror that follows `store` and holds what it holds now.
-    async fn following(
+    pub(crate) async fn following(
         store: &Arc<dyn Store>,
     ) -> (Arc<ClusterMirror>, tokio::task::JoinHandle<()>) {
         let mirror = Arc::new(ClusterMirror::default());

@@ -236,10 +236,7 @@ mod tests {
                 .any(|c| c.reason() == "web:prod now points at reg/web@sha256:bb (tag)"),
             "{changes:?}"
         );
-        if let Trigger::ImageChange(t) = &mut std::sync::Arc::make_mut(&mut cluster.services[0])
-            .object
-            .triggers[1]
-        {
+        if let Trigger::ImageChange(t) = &mut first_service(&mut cluster).triggers[1] {
             t.automatic = false;
         }
         cluster.image_streams = vec![stream("web", &[("prod", "reg/web@sha256:bb")], vec![])];

@@ -497,15 +497,11 @@ mod tests {
     /// commit of someone else's brings one at once.
     #[tokio::test]
     async fn own_placements_wake_no_round_and_others_commits_do() {
+        use crate::mirror::tests::{following, scratch_store};
         use crate::objects::{self, DEPLOYMENTS, NODES, PODS, SERVICES};
-        use crate::store::embedded::EmbeddedStore;
 
-        let dir = std::env::temp_dir().join(format!("berth-own-rounds-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.join("store.db")).unwrap());
-        let mirror = Arc::new(ClusterMirror::default());
-        let following = tokio::spawn(Arc::clone(&mirror).follow(Arc::clone(&store)));
+        let (store, dir) = scratch_store("own-rounds");
+        let (mirror, following) = following(&store).await;
         let liveness = Arc::new(Liveness::new(Duration::from_secs(60)));
         liveness.heartbeat("h1");
         let web = testing::service("web", 1, false).object;

@@ -747,7 +747,7 @@ mod tests {
         commit(&mut cluster, &changes);
 
         // Scaling down and deleting a service delete pods, on their node.
-        Arc::make_mut(&mut cluster.services[0]).object.replicas = 1;
+        first_service(&mut cluster).replicas = 1;
         let last_web = cluster
             .pods
             .iter()

@@ -123,9 +123,7 @@ mod tests {
     fn scaling_down_removes_the_highest_replicas_and_deleting_cascades() {
         let mut cluster = cluster(vec![service("web", 3, false)], ready(&["h1", "h2"]));
         step(&mut cluster);
-        std::sync::Arc::make_mut(&mut cluster.services[0])
-            .object
-            .replicas = 1;
+        first_service(&mut cluster).replicas = 1;
         step(&mut cluster);
         let mut draining: Vec<_> = cluster
             .pods

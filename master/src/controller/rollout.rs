@@ -821,10 +821,10 @@ impl<'a> ServicePlanner<'a> {
 
     /// `count` new pods of `target`, at the lowest free replica indexes.
     fn new_pods(&self, count: usize, target: Target<'_>, made: &[ClusterPod]) -> Vec<ClusterPod> {
-        let name = self.service.name.as_str();
         if count == 0 {
             return Vec::new();
         }
+        let name = self.service.name.as_str();
         let mut used: BTreeSet<u32> = self
             .pods()
             .filter_map(|p| replica_index(name, &p.object.spec.name))
@@ -1023,12 +1023,13 @@ mod tests {
 
     /// A new template for the service, as `PUT` records it.
     fn change_image(cluster: &mut Cluster, image: &str) {
-        let service = &mut Arc::make_mut(&mut cluster.services[0]).object;
-        service.template.containers[0].image = image.to_owned();
+        first_service(cluster).template.containers[0].image = image.to_owned();
         let revision = cluster.deployments.last().map_or(0, |d| d.object.revision) + 1;
+        let service = &cluster.services[0].object;
+        let deployment = Deployment::begin(service, revision, Cause::ConfigChange, "test", NOW);
         cluster.deployments.push(Arc::new(Versioned {
             resource_version: 1,
-            object: Deployment::begin(service, revision, Cause::ConfigChange, "test", NOW),
+            object: deployment,
         }));
     }
 
@@ -1150,14 +1151,10 @@ mod tests {
     #[test]
     fn a_rollout_without_progress_fails_and_rolls_back_by_itself() {
         let mut cluster = steady(4);
-        Arc::make_mut(&mut cluster.services[0])
-            .object
+        first_service(&mut cluster)
             .strategy
             .progress_deadline_seconds = Some(20);
-        Arc::make_mut(&mut cluster.services[0])
-            .object
-            .strategy
-            .auto_rollback = true;
+        first_service(&mut cluster).strategy.auto_rollback = true;
         change_image(&mut cluster, "local/broken");
         let started = cluster.now_ms;
         run(
@@ -1225,14 +1222,8 @@ mod tests {
     #[test]
     fn a_canary_waits_for_its_promotion() {
         let mut cluster = steady(4);
-        Arc::make_mut(&mut cluster.services[0])
-            .object
-            .strategy
-            .canary = 1;
-        Arc::make_mut(&mut cluster.services[0])
-            .object
-            .strategy
-            .max_unavailable = Some(Amount::Count(0));
+        first_service(&mut cluster).strategy.canary = 1;
+        first_service(&mut cluster).strategy.max_unavailable = Some(Amount::Count(0));
         change_image(&mut cluster, "local/httpd");
         run(
             &mut cluster,
@@ -1261,10 +1252,7 @@ mod tests {
             DeploymentPhase::Running,
             "no deadline while it waits"
         );
-        Arc::make_mut(&mut cluster.deployments[1])
-            .object
-            .status
-            .promoted = true;
+        deployment_at(&mut cluster, 1).status.promoted = true;
         run(
             &mut cluster,
             4,
@@ -1277,11 +1265,7 @@ mod tests {
     #[test]
     fn a_failed_pre_hook_aborts_and_the_old_revision_serves() {
         let mut cluster = steady(2);
-        Arc::make_mut(&mut cluster.services[0])
-            .object
-            .strategy
-            .hooks
-            .pre = Some(Hook {
+        first_service(&mut cluster).strategy.hooks.pre = Some(Hook {
             image: "local/busybox".to_owned(),
             command: vec!["false".to_owned()],
             env: vec![],
@@ -1381,10 +1365,7 @@ mod tests {
     #[test]
     fn a_revision_replaced_before_its_round_recorded_it_complete_is_complete() {
         let mut cluster = cluster(vec![service("web", 2, false)], ready(&["h1", "h2"]));
-        Arc::make_mut(&mut cluster.deployments[0])
-            .object
-            .status
-            .phase = DeploymentPhase::Running;
+        deployment_at(&mut cluster, 0).status.phase = DeploymentPhase::Running;
         step(&mut cluster);
         report(&mut cluster, |_| true);
         // A change lands before the round that would mark revision 1

@@ -79,6 +79,17 @@ pub fn cluster(services: Vec<Versioned<Service>>, nodes: Vec<(Node, NodeConditio
     }
 }
 
+/// The cluster's first service, to change in place (copied first if the
+/// cluster shares it).
+pub fn first_service(cluster: &mut Cluster) -> &mut Service {
+    &mut Arc::make_mut(&mut cluster.services[0]).object
+}
+
+/// The cluster's revision record at `index`, to change in place.
+pub fn deployment_at(cluster: &mut Cluster, index: usize) -> &mut Deployment {
+    &mut Arc::make_mut(&mut cluster.deployments[index]).object
+}
+
 /// Plans and applies the changes to the cluster, as a commit would.
 pub fn step(cluster: &mut Cluster) {
     let changes = plan(cluster);
